@@ -1,0 +1,32 @@
+"""Start (or reuse) the embedded PostgreSQL that Candor uses when DATABASE_URL is unset.
+
+pgserver keeps one server per data folder and hands every process the same one, so
+web, worker, beat and tests can all call this at import time for the cost of a stat.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def embedded_database_url(data_dir: Path) -> str:
+    import warnings
+
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (as under CI); the fallback is fine.
+    warnings.filterwarnings("ignore", module="platformdirs")
+    import pgserver  # imported lazily: production never needs it
+
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    # As root, pgserver runs PostgreSQL as the 'pgserver' user: it must reach the folder.
+    os.chmod(data_dir.parent, 0o755)
+    server = pgserver.get_server(data_dir, cleanup_mode=None)
+    return str(server.get_uri())
+
+
+def stop_embedded_database(data_dir: Path) -> None:
+    import pgserver
+
+    if (data_dir / "postmaster.pid").exists():
+        server = pgserver.get_server(data_dir, cleanup_mode="stop")
+        server.cleanup()

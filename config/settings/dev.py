@@ -1,0 +1,5 @@
+"""Local development: debug on, everything else from base."""
+
+from .base import *  # noqa: F403
+
+DEBUG = True

@@ -1,0 +1,1 @@
+"""Ingested data: features, prompt versions, prices, traces, spans, feedback, outcomes, rollups."""

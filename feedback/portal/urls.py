@@ -1,0 +1,8 @@
+from django.urls import path
+
+from feedback.portal import views
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("traces/", views.trace_list, name="trace-list"),
+]
