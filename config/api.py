@@ -59,7 +59,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     code = _DEFAULT_CODES.get(response.status_code, "error")
     if isinstance(exc, exceptions.APIException):
         codes = exc.get_codes()
-        if isinstance(codes, str) and codes not in {"error", "invalid", "not_authenticated", "authentication_failed"}:
+        if isinstance(codes, str) and codes not in {"error", "invalid", "authentication_failed", "permission_denied"}:
             code = codes
     if isinstance(detail, dict) and set(detail) == {"detail"}:
         message, details = str(detail["detail"]), None

@@ -1,1 +1,246 @@
-"""Ingested data: features, prompt versions, prices, traces, spans, feedback, outcomes, rollups."""
+"""Ingested data: features, prompt versions, prices, traces, spans, feedback, outcomes, rollups.
+
+Child rows (spans, feedback, outcomes) refer to a trace by the organization's own
+``trace_id`` string rather than a foreign key: feedback may arrive before its trace, and
+bulk COPY ingestion must not look up a primary key per row. Report columns (feature,
+prompt version, day) are copied onto feedback when the trace is known.
+"""
+
+from __future__ import annotations
+
+from django.contrib.postgres.indexes import GinIndex
+from django.db import models
+from django.utils import timezone
+
+
+class Feature(models.Model):
+    key = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=200, blank=True, default="")
+    value_per_success_usd = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    owner_email = models.EmailField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.name or self.key
+
+
+class PromptVersion(models.Model):
+    """Label plus content hash; registered the first time a trace names it."""
+
+    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="prompt_versions", null=True)
+    label = models.CharField(max_length=200)
+    content_hash = models.CharField(max_length=64, blank=True, default="")
+    prompt_text = models.TextField(blank=True, default="")
+    model = models.CharField(max_length=200, blank=True, default="")
+    params = models.JSONField(default=dict, blank=True)
+    first_seen = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["label"]
+        constraints = [models.UniqueConstraint(fields=["label", "content_hash"], name="prompt_version_label_hash")]
+
+    def __str__(self) -> str:
+        return self.label if not self.content_hash else f"{self.label} ({self.content_hash[:8]})"
+
+
+class ModelPrice(models.Model):
+    """An organization's own price for a model; overrides the built-in table in feedback.prices."""
+
+    provider = models.CharField(max_length=50)
+    model = models.CharField(max_length=200)
+    input_per_mtok = models.DecimalField(max_digits=12, decimal_places=6)
+    output_per_mtok = models.DecimalField(max_digits=12, decimal_places=6)
+    cached_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    effective_from = models.DateTimeField()
+    effective_to = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["provider", "model", "-effective_from"]
+
+
+class Trace(models.Model):
+    trace_id = models.CharField(max_length=200, unique=True)
+    feature = models.ForeignKey(Feature, on_delete=models.PROTECT, related_name="traces")
+    prompt_version = models.ForeignKey(PromptVersion, on_delete=models.SET_NULL, null=True, related_name="traces")
+    model = models.CharField(max_length=200, blank=True, default="")
+    provider = models.CharField(max_length=50, blank=True, default="")
+    input = models.TextField(blank=True, default="")
+    output = models.TextField(blank=True, default="")
+    input_tokens = models.BigIntegerField(null=True)
+    output_tokens = models.BigIntegerField(null=True)
+    cached_tokens = models.BigIntegerField(null=True)
+    cost_usd = models.DecimalField(max_digits=16, decimal_places=8, null=True)
+    # Where cost_usd came from: "client", "default:<provider>/<model>@<date>" or "org:<price id>".
+    cost_source = models.CharField(max_length=120, blank=True, default="")
+    latency_ms = models.FloatField(null=True)
+    ttft_ms = models.FloatField(null=True)
+    status = models.CharField(max_length=8, default="ok")
+    # Null: not reported (a resent trace that omits them keeps the earlier answer).
+    fallback = models.BooleanField(null=True)
+    guardrail_blocked = models.BooleanField(null=True)
+    customer_id = models.CharField(max_length=200, blank=True, default="")
+    user_id = models.CharField(max_length=200, blank=True, default="")
+    session_id = models.CharField(max_length=200, blank=True, default="")
+    experiment = models.CharField(max_length=200, blank=True, default="")
+    variant = models.CharField(max_length=200, blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True)
+    started_at = models.DateTimeField()
+    day = models.DateField()
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["feature", "day"]),
+            models.Index(fields=["-started_at", "-id"], name="trace_recent"),
+            models.Index(fields=["prompt_version", "day"]),
+            models.Index(fields=["customer_id", "day"]),
+            models.Index(fields=["session_id"]),
+            # jsonb_path_ops serves containment (metadata @> {"auth": "sso"}) and is compact.
+            GinIndex(fields=["metadata"], name="trace_metadata_gin", opclasses=["jsonb_path_ops"]),
+        ]
+
+
+class Span(models.Model):
+    trace_id = models.CharField(max_length=200)
+    span_id = models.CharField(max_length=100)
+    parent_span_id = models.CharField(max_length=100, blank=True, default="")
+    name = models.CharField(max_length=300, blank=True, default="")
+    kind = models.CharField(max_length=16, default="other")
+    start = models.DateTimeField(null=True)
+    end = models.DateTimeField(null=True)
+    model = models.CharField(max_length=200, blank=True, default="")
+    input_tokens = models.BigIntegerField(null=True)
+    output_tokens = models.BigIntegerField(null=True)
+    cost_usd = models.DecimalField(max_digits=16, decimal_places=8, null=True)
+    attributes = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["trace_id", "span_id"], name="span_once_per_trace")]
+
+
+class FeedbackKind(models.TextChoices):
+    THUMB = "thumb"
+    RATING = "rating"
+    COMMENT = "comment"
+    EDIT = "edit"
+    COPY = "copy"
+    RETRY = "retry"
+    REPHRASE = "rephrase"
+    ABANDON = "abandon"
+    DWELL = "dwell"
+    ACCEPT = "accept"
+    CUSTOM = "custom"
+
+
+EXPLICIT_KINDS = frozenset({"thumb", "rating", "comment", "edit"})
+
+
+class FeedbackEvent(models.Model):
+    event_id = models.UUIDField(unique=True)
+    trace_id = models.CharField(max_length=200, db_index=True)
+    kind = models.CharField(max_length=16, choices=FeedbackKind.choices)
+    value = models.FloatField(null=True)
+    comment = models.TextField(blank=True, default="")
+    original_text = models.TextField(blank=True, default="")
+    edited_text = models.TextField(blank=True, default="")
+    # Normalized Levenshtein distance (0 same .. 1 all different) and share of the original kept.
+    edit_distance = models.FloatField(null=True)
+    kept_ratio = models.FloatField(null=True)
+    name = models.CharField(max_length=200, blank=True, default="")
+    user_id = models.CharField(max_length=200, blank=True, default="")
+    session_id = models.CharField(max_length=200, blank=True, default="")
+    prompt_version_label = models.CharField(max_length=200, blank=True, default="")
+    source = models.CharField(max_length=8, default="api")
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(default=timezone.now)
+    # Copied from the trace once it is known (at insert, or when the trace arrives later).
+    feature = models.ForeignKey(Feature, on_delete=models.SET_NULL, null=True, related_name="+")
+    prompt_version = models.ForeignKey(PromptVersion, on_delete=models.SET_NULL, null=True, related_name="+")
+    trace_day = models.DateField(null=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["feature", "trace_day"]), models.Index(fields=["kind", "trace_day"])]
+
+
+class Outcome(models.Model):
+    outcome_id = models.CharField(max_length=200, unique=True)
+    name = models.CharField(max_length=100)
+    trace_id = models.CharField(max_length=200, blank=True, default="", db_index=True)
+    session_id = models.CharField(max_length=200, blank=True, default="", db_index=True)
+    customer_id = models.CharField(max_length=200, blank=True, default="")
+    variant = models.CharField(max_length=200, blank=True, default="")
+    value_usd = models.DecimalField(max_digits=16, decimal_places=6, null=True)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(default=timezone.now)
+
+
+class WidgetRejection(models.Model):
+    """Widget events refused (bad origin, bad token...), counted per day so they are never silent."""
+
+    day = models.DateField()
+    reason = models.CharField(max_length=40)
+    origin = models.CharField(max_length=255, blank=True, default="")
+    count = models.BigIntegerField(default=0)
+    last_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "reason", "origin"], name="widget_rejection_key")]
+
+
+class RollupDirty(models.Model):
+    """A (day, feature) partition whose rollup must be recomputed."""
+
+    day = models.DateField()
+    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="+")
+    marked_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "feature"], name="rollup_dirty_key")]
+
+
+class DailyRollup(models.Model):
+    """Per day x feature x prompt version x variant x customer. Recomputed whole per (day, feature)."""
+
+    day = models.DateField()
+    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="rollups")
+    prompt_version = models.ForeignKey(PromptVersion, on_delete=models.CASCADE, null=True, related_name="rollups")
+    variant = models.CharField(max_length=200, blank=True, default="")
+    customer_id = models.CharField(max_length=200, blank=True, default="")
+    traces = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+    fallbacks = models.BigIntegerField(default=0)
+    guardrail_blocks = models.BigIntegerField(default=0)
+    explicit_feedback = models.BigIntegerField(default=0)
+    implicit_feedback = models.BigIntegerField(default=0)
+    # Feedback counts by kind, e.g. {"thumb": 3, "copy": 10}.
+    feedback_by_kind = models.JSONField(default=dict)
+    thumbs_up = models.BigIntegerField(default=0)
+    thumbs_down = models.BigIntegerField(default=0)
+    ratings = models.BigIntegerField(default=0)
+    ratings_sum = models.FloatField(default=0)
+    edits = models.BigIntegerField(default=0)
+    edit_distance_sum = models.FloatField(default=0)
+    cost_usd = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+    costed_traces = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    latency_count = models.BigIntegerField(default=0)
+    # Mergeable log-bucket latency sketch {bucket index: count}; see feedback.sketch.
+    latency_sketch = models.JSONField(default=dict)
+    outcomes = models.BigIntegerField(default=0)
+    outcome_value_usd = models.DecimalField(max_digits=18, decimal_places=6, default=0)
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["feature", "day"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "feature", "prompt_version", "variant", "customer_id"],
+                name="rollup_key",
+                nulls_distinct=False,
+            )
+        ]

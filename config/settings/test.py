@@ -1,8 +1,16 @@
 """Test settings: fast hashing; the database is the same real PostgreSQL as dev."""
 
+import os
+
 from .base import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # The live server tests fire many requests from one key; keep rate limits out of their way.
 API_RATE_LIMIT_PER_SECOND = 100000.0
 API_RATE_LIMIT_BURST = 100000
+
+# Each test session publishes to its own queue, so a worker never meets tasks for the
+# schemas of an earlier, already dropped, test database.
+CELERY_TASK_DEFAULT_QUEUE = os.environ.setdefault("CANDOR_TEST_QUEUE", f"candor-test-{os.getpid()}")
+# Live-server request threads must not keep connections open past their request.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405

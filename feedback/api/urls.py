@@ -1,3 +1,12 @@
 from django.urls import path
 
-urlpatterns: list = []
+from feedback.api import views
+
+urlpatterns = [
+    path("traces", views.TracesApi.as_view(), name="api-traces"),
+    path("traces/<path:trace_id>", views.TraceDetailApi.as_view(), name="api-trace-detail"),
+    path("feedback", views.FeedbackApi.as_view(), name="api-feedback"),
+    path("widget/events", views.WidgetEventsApi.as_view(), name="api-widget-events"),
+    path("outcomes", views.OutcomesApi.as_view(), name="api-outcomes"),
+    path("otlp/v1/traces", views.OtlpTracesApi.as_view(), name="api-otlp-traces"),
+]

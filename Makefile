@@ -1,0 +1,51 @@
+# Candor: `make demo` runs the whole product, `make test` runs every test.
+# Both create .venv and install pinned dependencies on first use.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt | sha1sum | cut -c1-12)
+PORT ?= 8000
+export DJANGO_SETTINGS_MODULE ?= config.settings.dev
+
+.PHONY: install migrate demo serve test test-services lint bench-ingest bench-widget clean stop-db
+
+install: $(STAMP)
+
+$(STAMP): requirements/base.txt requirements/dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/dev.txt
+	rm -f $(VENV)/.installed-* && touch $@
+
+migrate: install
+	$(PY) manage.py migrate_schemas --executor=standard -v 0
+	$(PY) manage.py ensure_tenant_template
+
+demo: migrate
+	PORT=$(PORT) $(PY) manage.py demo_setup
+	PORT=$(PORT) bin/run-demo
+
+test: install
+	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) -m pytest
+
+# Tests against the machine's own PostgreSQL 15, Redis and RabbitMQ (see .ci/run).
+test-services: install
+	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) -m pytest -m services
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+bench-ingest: migrate
+	$(PY) bench/ingest.py
+
+bench-widget: install
+	$(PY) bench/widget.py
+
+stop-db:
+	$(PY) -c "from pathlib import Path; from config.embedded_db import stop_embedded_database as s; s(Path('.var/pgdata'))"
+
+clean: stop-db
+	rm -rf .var $(VENV)

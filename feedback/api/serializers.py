@@ -1,0 +1,186 @@
+"""Serializers that describe the API in the OpenAPI schema.
+
+The write endpoints validate with msgspec (feedback.schemas) for speed; these classes
+document the same fields for drf-spectacular and shape the read endpoints' output.
+"""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+KINDS = ["thumb", "rating", "comment", "edit", "copy", "retry", "rephrase", "abandon", "dwell", "accept", "custom"]
+
+
+class SpanInSerializer(serializers.Serializer):
+    span_id = serializers.CharField(max_length=100)
+    parent_span_id = serializers.CharField(required=False)
+    name = serializers.CharField(required=False)
+    kind = serializers.ChoiceField(["llm", "retrieval", "tool", "other"], required=False)
+    start = serializers.DateTimeField(required=False)
+    end = serializers.DateTimeField(required=False)
+    model = serializers.CharField(required=False)
+    input_tokens = serializers.IntegerField(min_value=0, required=False)
+    output_tokens = serializers.IntegerField(min_value=0, required=False)
+    cost_usd = serializers.FloatField(min_value=0, required=False)
+    attributes = serializers.DictField(required=False)
+
+
+class TraceInSerializer(serializers.Serializer):
+    trace_id = serializers.CharField(max_length=200)
+    feature = serializers.CharField(max_length=100)
+    prompt_version = serializers.CharField(required=False)
+    prompt_hash = serializers.CharField(required=False)
+    prompt = serializers.CharField(required=False)
+    model = serializers.CharField(required=False)
+    provider = serializers.CharField(required=False)
+    input = serializers.CharField(required=False)
+    output = serializers.CharField(required=False)
+    input_tokens = serializers.IntegerField(min_value=0, required=False)
+    output_tokens = serializers.IntegerField(min_value=0, required=False)
+    cached_tokens = serializers.IntegerField(min_value=0, required=False)
+    cost_usd = serializers.FloatField(min_value=0, required=False)
+    latency_ms = serializers.FloatField(min_value=0, required=False)
+    ttft_ms = serializers.FloatField(min_value=0, required=False)
+    status = serializers.ChoiceField(["ok", "error"], required=False)
+    fallback = serializers.BooleanField(required=False)
+    guardrail_blocked = serializers.BooleanField(required=False)
+    customer_id = serializers.CharField(required=False)
+    user_id = serializers.CharField(required=False)
+    session_id = serializers.CharField(required=False)
+    experiment = serializers.CharField(required=False)
+    variant = serializers.CharField(required=False)
+    metadata = serializers.DictField(required=False)
+    spans = SpanInSerializer(many=True, required=False)
+    started_at = serializers.DateTimeField(required=False)
+
+
+class FeedbackInSerializer(serializers.Serializer):
+    event_id = serializers.UUIDField()
+    trace_id = serializers.CharField(max_length=200)
+    kind = serializers.ChoiceField(KINDS)
+    value = serializers.FloatField(required=False)
+    comment = serializers.CharField(required=False)
+    original_text = serializers.CharField(required=False)
+    edited_text = serializers.CharField(required=False)
+    name = serializers.CharField(required=False)
+    user_id = serializers.CharField(required=False)
+    session_id = serializers.CharField(required=False)
+    prompt_version = serializers.CharField(required=False)
+    occurred_at = serializers.DateTimeField(required=False)
+
+
+class WidgetBodySerializer(serializers.Serializer):
+    key = serializers.CharField(help_text="The public key, pk_...")
+    events = FeedbackInSerializer(many=True)
+
+
+class OutcomeInSerializer(serializers.Serializer):
+    outcome_id = serializers.CharField(max_length=200)
+    name = serializers.CharField(max_length=100)
+    trace_id = serializers.CharField(required=False)
+    session_id = serializers.CharField(required=False)
+    customer_id = serializers.CharField(required=False)
+    variant = serializers.CharField(required=False)
+    value_usd = serializers.FloatField(required=False)
+    occurred_at = serializers.DateTimeField(required=False)
+
+
+class ItemErrorSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    field = serializers.CharField()
+    message = serializers.CharField()
+
+
+class IngestResultSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    errors = ItemErrorSerializer(many=True)
+    warnings = ItemErrorSerializer(many=True, required=False)
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = serializers.DictField(help_text='{"code": "...", "message": "...", "details": ...}')
+
+
+def batch_of(item: type[serializers.Serializer], name: str) -> serializers.Serializer:
+    return type(name, (serializers.Serializer,), {"batch": item(many=True)})()  # type: ignore[return-value]
+
+
+class SpanOutSerializer(serializers.Serializer):
+    span_id = serializers.CharField()
+    parent_span_id = serializers.CharField()
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    model = serializers.CharField()
+    input_tokens = serializers.IntegerField(allow_null=True)
+    output_tokens = serializers.IntegerField(allow_null=True)
+    cost_usd = serializers.DecimalField(max_digits=16, decimal_places=8, allow_null=True, coerce_to_string=False)
+    attributes = serializers.DictField()
+
+
+class FeedbackOutSerializer(serializers.Serializer):
+    event_id = serializers.UUIDField()
+    kind = serializers.CharField()
+    value = serializers.FloatField(allow_null=True)
+    comment = serializers.CharField()
+    original_text = serializers.CharField()
+    edited_text = serializers.CharField()
+    edit_distance = serializers.FloatField(allow_null=True)
+    kept_ratio = serializers.FloatField(allow_null=True)
+    name = serializers.CharField()
+    user_id = serializers.CharField()
+    session_id = serializers.CharField()
+    source = serializers.CharField()
+    occurred_at = serializers.DateTimeField()
+
+
+class OutcomeOutSerializer(serializers.Serializer):
+    outcome_id = serializers.CharField()
+    name = serializers.CharField()
+    session_id = serializers.CharField()
+    customer_id = serializers.CharField()
+    variant = serializers.CharField()
+    value_usd = serializers.DecimalField(max_digits=16, decimal_places=6, allow_null=True, coerce_to_string=False)
+    occurred_at = serializers.DateTimeField()
+
+
+class TraceOutSerializer(serializers.Serializer):
+    trace_id = serializers.CharField()
+    feature = serializers.CharField(source="feature.key")
+    prompt_version = serializers.CharField(source="prompt_version.label", allow_null=True, default=None)
+    prompt_hash = serializers.CharField(source="prompt_version.content_hash", allow_null=True, default=None)
+    model = serializers.CharField()
+    provider = serializers.CharField()
+    input = serializers.CharField()
+    output = serializers.CharField()
+    input_tokens = serializers.IntegerField(allow_null=True)
+    output_tokens = serializers.IntegerField(allow_null=True)
+    cached_tokens = serializers.IntegerField(allow_null=True)
+    cost_usd = serializers.DecimalField(max_digits=16, decimal_places=8, allow_null=True, coerce_to_string=False)
+    cost_source = serializers.CharField()
+    latency_ms = serializers.FloatField(allow_null=True)
+    ttft_ms = serializers.FloatField(allow_null=True)
+    status = serializers.CharField()
+    fallback = serializers.BooleanField(allow_null=True)
+    guardrail_blocked = serializers.BooleanField(allow_null=True)
+    customer_id = serializers.CharField()
+    user_id = serializers.CharField()
+    session_id = serializers.CharField()
+    experiment = serializers.CharField()
+    variant = serializers.CharField()
+    metadata = serializers.DictField()
+    started_at = serializers.DateTimeField()
+    received_at = serializers.DateTimeField()
+
+
+class TraceDetailSerializer(TraceOutSerializer):
+    spans = SpanOutSerializer(many=True)
+    feedback = FeedbackOutSerializer(many=True)
+    outcomes = OutcomeOutSerializer(many=True)
+
+
+class TracePageSerializer(serializers.Serializer):
+    results = TraceOutSerializer(many=True)
+    next_cursor = serializers.CharField(allow_null=True)

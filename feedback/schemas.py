@@ -1,0 +1,301 @@
+"""Wire formats of the write API, validated with msgspec (fast enough for the hot path).
+
+A body is one item or {"batch": [...]}. Each item decodes on its own so one bad item
+yields an error with its index and field while the rest of the batch is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
+
+MAX_BATCH = 1000
+MAX_ID = 200
+MAX_TEXT = 200_000
+MAX_COMMENT = 20_000
+MAX_METADATA_BYTES = 16_384
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+FUTURE_SLACK = timedelta(days=1)
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID)]
+Short = Annotated[str, msgspec.Meta(max_length=MAX_ID)]
+Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
+Comment = Annotated[str, msgspec.Meta(max_length=MAX_COMMENT)]
+Tokens = Annotated[int, msgspec.Meta(ge=0, le=10**12)]
+Money = Annotated[float, msgspec.Meta(ge=0, le=10**9)]
+Millis = Annotated[float, msgspec.Meta(ge=0, le=10**10)]
+
+
+class SpanIn(msgspec.Struct, omit_defaults=True):
+    span_id: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    parent_span_id: Annotated[str, msgspec.Meta(max_length=100)] | None = None
+    name: Annotated[str, msgspec.Meta(max_length=300)] | None = None
+    kind: Literal["llm", "retrieval", "tool", "other"] = "other"
+    start: datetime | None = None
+    end: datetime | None = None
+    model: Short | None = None
+    input_tokens: Tokens | None = None
+    output_tokens: Tokens | None = None
+    cost_usd: Money | None = None
+    attributes: dict[str, Any] | None = None
+
+
+class TraceIn(msgspec.Struct, omit_defaults=True):
+    trace_id: Id
+    feature: Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$")]
+    prompt_version: Short | None = None
+    prompt_hash: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    prompt: Text | None = None
+    model: Short | None = None
+    provider: Annotated[str, msgspec.Meta(max_length=50)] | None = None
+    input: Text | None = None
+    output: Text | None = None
+    input_tokens: Tokens | None = None
+    output_tokens: Tokens | None = None
+    cached_tokens: Tokens | None = None
+    cost_usd: Money | None = None
+    latency_ms: Millis | None = None
+    ttft_ms: Millis | None = None
+    status: Literal["ok", "error"] | None = None
+    fallback: bool | None = None
+    guardrail_blocked: bool | None = None
+    customer_id: Short | None = None
+    user_id: Short | None = None
+    session_id: Short | None = None
+    experiment: Short | None = None
+    variant: Short | None = None
+    metadata: dict[str, Any] | None = None
+    spans: Annotated[list[SpanIn], msgspec.Meta(max_length=1000)] | None = None
+    started_at: datetime | None = None
+    params: dict[str, Any] | None = None
+
+
+FeedbackKindName = Literal[
+    "thumb", "rating", "comment", "edit", "copy", "retry", "rephrase", "abandon", "dwell", "accept", "custom"
+]
+
+
+class FeedbackIn(msgspec.Struct, omit_defaults=True):
+    event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    trace_id: Id
+    kind: FeedbackKindName
+    value: Annotated[float, msgspec.Meta(ge=-1e12, le=1e12)] | None = None
+    comment: Comment | None = None
+    original_text: Text | None = None
+    edited_text: Text | None = None
+    name: Short | None = None
+    user_id: Short | None = None
+    session_id: Short | None = None
+    prompt_version: Short | None = None
+    feature: Short | None = None
+    occurred_at: datetime | None = None
+    # Signed per-trace token from the widget (see tenants.tokens); ignored on the secret-key API.
+    token: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+
+
+class OutcomeIn(msgspec.Struct, omit_defaults=True):
+    outcome_id: Id
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    trace_id: Short | None = None
+    session_id: Short | None = None
+    customer_id: Short | None = None
+    variant: Short | None = None
+    value_usd: Annotated[float, msgspec.Meta(ge=-1e12, le=1e12)] | None = None
+    occurred_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ItemError:
+    index: int
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "field": self.field, "message": self.message}
+
+
+class BodyError(Exception):
+    """The body as a whole cannot be read (400) or is too large (413)."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+T = TypeVar("T", bound=msgspec.Struct)
+_AT = re.compile(r" - at `\$\.?([^`]*)`$")
+
+
+_MISSING = re.compile(r"^Object missing required field `([^`]*)`")
+
+
+def _field_of(message: str) -> tuple[str, str]:
+    missing = _MISSING.match(message)
+    if missing:
+        prefix, _ = _field_of(message[missing.end() :]) if " - at `" in message else ("", "")
+        return (f"{prefix}.{missing.group(1)}" if prefix else missing.group(1)), "required"
+    match = _AT.search(message)
+    if not match:
+        return "", message
+    field = match.group(1).replace("[", ".").replace("]", "")
+    return field, message[: match.start()]
+
+
+class _NonFinite(str):
+    """Marks NaN / Infinity found by the lenient parser."""
+
+
+def _lenient_items(body: bytes) -> list[Any]:
+    """Slow path for bodies msgspec refuses: find which items carry NaN, bad UTF-8 or lone surrogates."""
+    try:
+        text = body.decode("utf-8", errors="surrogateescape")
+        document = json.loads(text, parse_constant=_NonFinite)
+    except ValueError as exc:
+        raise BodyError("invalid_json", f"The body is not valid JSON: {exc}") from exc
+    return _split_document(document)
+
+
+def _split_document(document: Any) -> list[Any]:
+    if isinstance(document, dict) and "batch" in document:
+        batch = document["batch"]
+        if not isinstance(batch, list):
+            raise BodyError("invalid_body", "'batch' must be a list of items.")
+        return batch
+    if isinstance(document, dict):
+        return [document]
+    raise BodyError("invalid_body", 'Send one JSON object or {"batch": [...]}.')
+
+
+def _find_bad_value(value: Any, path: str = "") -> tuple[str, str] | None:
+    if isinstance(value, _NonFinite):
+        return path, f"{value} is not a number (JSON has no NaN or Infinity)"
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path, "text is not valid UTF-8 (invalid bytes or a lone surrogate)"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _find_bad_value(item, f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _find_bad_value(item, f"{path}.{i}" if path else str(i))
+            if found:
+                return found
+    return None
+
+
+_envelope = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_raw_list = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def split_body(body: bytes, max_items: int = MAX_BATCH) -> list[bytes | ItemError]:
+    """The raw JSON of each item (or an ItemError for an item that cannot even be read)."""
+    if not body.strip():
+        raise BodyError("empty_body", "The body is empty: send one JSON object or {\"batch\": [...]}.")
+    items: list[bytes | ItemError]
+    try:
+        envelope = _envelope.decode(body)
+        if "batch" in envelope:
+            try:
+                items = [bytes(raw) for raw in _raw_list.decode(envelope["batch"])]
+            except msgspec.ValidationError as exc:
+                raise BodyError("invalid_body", "'batch' must be a list of items.") from exc
+        else:
+            items = [body]
+    except msgspec.ValidationError as exc:
+        raise BodyError("invalid_body", 'Send one JSON object or {"batch": [...]}.') from exc
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        items = []
+        for index, item in enumerate(_lenient_items(body)):
+            bad = _find_bad_value(item)
+            if bad:
+                items.append(ItemError(index, bad[0], bad[1]))
+            else:
+                items.append(msgspec.json.encode(item))
+    if len(items) > max_items:
+        raise BodyError("too_many_items", f"A batch holds at most {max_items} items; this one has {len(items)}.", 413)
+    return items
+
+
+def check_time(value: datetime | None, field: str, now: datetime) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError(f"{field}: give a time zone, e.g. 2025-01-31T12:00:00Z")
+    if value < EARLIEST:
+        raise ValueError(f"{field}: {value.isoformat()} is before 1970")
+    if value > now + FUTURE_SLACK:
+        raise ValueError(f"{field}: {value.isoformat()} is in the future")
+    return value
+
+
+def decode_items(
+    raw_items: list[bytes | ItemError],
+    struct: type[T],
+    check: Callable[[T, datetime], None],
+    now: datetime,
+) -> tuple[list[tuple[int, T]], list[ItemError]]:
+    """Decode and check each item; returns (index, item) pairs and per-item errors."""
+    decoder = msgspec.json.Decoder(struct)
+    good: list[tuple[int, T]] = []
+    errors: list[ItemError] = []
+    for index, raw in enumerate(raw_items):
+        if isinstance(raw, ItemError):
+            errors.append(raw)
+            continue
+        try:
+            item = decoder.decode(raw)
+        except msgspec.ValidationError as exc:
+            field, message = _field_of(str(exc))
+            errors.append(ItemError(index, field, _friendly(message, field)))
+            continue
+        except msgspec.DecodeError as exc:
+            errors.append(ItemError(index, "", f"not valid JSON: {exc}"))
+            continue
+        if b"\\u0000" in raw:
+            errors.append(ItemError(index, _nul_field(raw), "text must not contain NUL (\\u0000) characters"))
+            continue
+        try:
+            check(item, now)
+        except ValueError as exc:
+            field, _, message = str(exc).partition(": ")
+            errors.append(ItemError(index, field, message))
+            continue
+        good.append((index, item))
+    return good, errors
+
+
+def _nul_field(raw: bytes) -> str:
+    found = _find_bad_nul(json.loads(raw))
+    return found or ""
+
+
+def _find_bad_nul(value: Any, path: str = "") -> str | None:
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in children:
+        found = _find_bad_nul(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+def _friendly(message: str, field: str) -> str:
+    if message.startswith("Object missing required field"):
+        return "required"
+    if "of length <=" in message:
+        return f"too long: {message.removeprefix('Expected ')}"
+    return message

@@ -1,0 +1,143 @@
+"""Reads shared by the API and the portal: one trace, and the filtered trace list."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from feedback.models import FeedbackEvent, Outcome, Span, Trace
+
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+
+
+class FilterError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class TraceFilters:
+    feature: str = ""
+    prompt_version: str = ""
+    customer_id: str = ""
+    variant: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+    has_thumbs_down: bool = False
+    has_edit: bool = False
+    metadata: dict[str, str] = field(default_factory=dict)
+    search: str = ""
+
+    @classmethod
+    def from_query(cls, query: Any) -> TraceFilters:
+        """From request.GET: metadata filters are written metadata.<key>=<value>."""
+        return cls(
+            feature=query.get("feature", "").strip(),
+            prompt_version=query.get("prompt_version", "").strip(),
+            customer_id=query.get("customer_id", "").strip(),
+            variant=query.get("variant", "").strip(),
+            since=_parse_time(query.get("since", ""), "since"),
+            until=_parse_time(query.get("until", ""), "until"),
+            has_thumbs_down=query.get("has_thumbs_down", "") in {"1", "true", "on", "yes"},
+            has_edit=query.get("has_edit", "") in {"1", "true", "on", "yes"},
+            metadata={k[9:]: v for k, v in query.items() if k.startswith("metadata.") and k[9:] and v != ""},
+            search=query.get("q", "").strip(),
+        )
+
+
+def _parse_time(value: str, name: str) -> datetime | None:
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise FilterError(name, "use ISO 8601, e.g. 2025-01-31 or 2025-01-31T12:00:00Z") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def traces_filtered(filters: TraceFilters) -> QuerySet[Trace]:
+    qs = Trace.objects.select_related("feature", "prompt_version")
+    if filters.feature:
+        qs = qs.filter(feature__key=filters.feature)
+    if filters.prompt_version:
+        qs = qs.filter(prompt_version__label=filters.prompt_version)
+    if filters.customer_id:
+        qs = qs.filter(customer_id=filters.customer_id)
+    if filters.variant:
+        qs = qs.filter(variant=filters.variant)
+    if filters.since:
+        qs = qs.filter(started_at__gte=filters.since)
+    if filters.until:
+        qs = qs.filter(started_at__lt=filters.until)
+    if filters.metadata:
+        # Containment uses the jsonb_path_ops GIN index.
+        qs = qs.filter(metadata__contains=filters.metadata)
+    if filters.has_thumbs_down:
+        qs = qs.filter(
+            Exists(FeedbackEvent.objects.filter(trace_id=OuterRef("trace_id"), kind="thumb", value__lt=0))
+        )
+    if filters.has_edit:
+        qs = qs.filter(Exists(FeedbackEvent.objects.filter(trace_id=OuterRef("trace_id"), kind="edit")))
+    if filters.search:
+        qs = qs.filter(Q(trace_id=filters.search) | Q(session_id=filters.search) | Q(user_id=filters.search))
+    return qs
+
+
+def _encode_cursor(trace: Trace) -> str:
+    raw = f"{trace.started_at.isoformat()}|{trace.pk}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, pk = raw.rsplit("|", 1)
+        return datetime.fromisoformat(stamp), int(pk)
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise FilterError("cursor", "not a cursor this API gave out") from None
+
+
+@dataclass(frozen=True)
+class TracePage:
+    results: list[Trace]
+    next_cursor: str | None
+
+
+def trace_page(filters: TraceFilters, cursor: str = "", limit: int = PAGE_SIZE) -> TracePage:
+    """Newest first; keyset pagination on (started_at, id) stays fast on deep pages."""
+    qs = traces_filtered(filters).order_by("-started_at", "-id")
+    if cursor:
+        stamp, pk = _decode_cursor(cursor)
+        qs = qs.filter(Q(started_at__lt=stamp) | Q(started_at=stamp, id__lt=pk))
+    rows = list(qs[: limit + 1])
+    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return TracePage(rows[:limit], next_cursor)
+
+
+@dataclass(frozen=True)
+class TraceDetail:
+    trace: Trace
+    spans: list[Span]
+    feedback: list[FeedbackEvent]
+    outcomes: list[Outcome]
+
+
+def trace_detail(trace_id: str) -> TraceDetail | None:
+    trace = Trace.objects.select_related("feature", "prompt_version").filter(trace_id=trace_id).first()
+    if trace is None:
+        return None
+    return TraceDetail(
+        trace=trace,
+        spans=list(Span.objects.filter(trace_id=trace_id).order_by("start", "id")),
+        feedback=list(FeedbackEvent.objects.filter(trace_id=trace_id).order_by("occurred_at", "id")),
+        outcomes=list(Outcome.objects.filter(trace_id=trace_id).order_by("occurred_at")),
+    )

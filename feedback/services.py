@@ -1,0 +1,570 @@
+"""Ingestion: validate fast (msgspec), write in bulk (COPY into a staging table, then upsert).
+
+Every write is idempotent: feedback and outcomes by their client IDs (ON CONFLICT DO
+NOTHING), traces by trace_id (a resent trace is merged: later non-empty fields win).
+Rollups are not touched here: the (day, feature) partitions a batch changed are marked
+dirty and a Celery task recomputes them (see feedback.rollups).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+from django.db import connection, transaction
+from rapidfuzz.distance import LCSseq, Levenshtein
+
+from feedback.prices import Price, PriceBook
+from feedback.schemas import (
+    FeedbackIn,
+    ItemError,
+    OutcomeIn,
+    SpanIn,
+    TraceIn,
+    check_time,
+    decode_items,
+    split_body,
+)
+
+_json = msgspec.json.Encoder()
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    errors: list[ItemError] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def status_code(self) -> int:
+        if not self.errors:
+            return 200
+        return 207 if self.accepted + self.duplicates else 400
+
+    def as_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "errors": [e.as_dict() for e in sorted(self.errors, key=lambda e: e.index)],
+        }
+        if self.warnings:
+            body["warnings"] = self.warnings
+        return body
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _raw_cursor() -> Any:
+    # Django's cursor wrapper sets the tenant search_path; psycopg's own cursor does COPY.
+    return connection.cursor().cursor
+
+
+# --- Features and prompt versions -------------------------------------------------------
+
+
+def _feature_ids(cursor: Any, keys: Iterable[str]) -> dict[str, int]:
+    keys = sorted(set(keys))
+    if not keys:
+        return {}
+    cursor.execute(
+        "INSERT INTO feedback_feature (key, name, owner_email, created_at) "
+        "SELECT k, k, '', now() FROM unnest(%s::text[]) AS k ON CONFLICT (key) DO NOTHING",
+        [keys],
+    )
+    cursor.execute("SELECT key, id FROM feedback_feature WHERE key = ANY(%s)", [keys])
+    return dict(cursor.fetchall())
+
+
+@dataclass
+class _PromptSeen:
+    feature_id: int
+    prompt: str | None
+    model: str | None
+    params: dict[str, Any] | None
+    first: datetime
+    last: datetime
+
+
+def prompt_hash_of(prompt: str) -> str:
+    return hashlib.sha256(prompt.encode()).hexdigest()[:16]
+
+
+def _prompt_version_ids(cursor: Any, seen: dict[tuple[str, str], _PromptSeen]) -> dict[tuple[str, str], int]:
+    if not seen:
+        return {}
+    keys = sorted(seen)
+    rows = [
+        (
+            label,
+            content_hash,
+            seen[(label, content_hash)].feature_id,
+            seen[(label, content_hash)].prompt or "",
+            seen[(label, content_hash)].model or "",
+            _json.encode(seen[(label, content_hash)].params or {}).decode(),
+            seen[(label, content_hash)].first,
+            seen[(label, content_hash)].last,
+        )
+        for label, content_hash in keys
+    ]
+    cursor.executemany(
+        """
+        INSERT INTO feedback_promptversion
+            (label, content_hash, feature_id, prompt_text, model, params, first_seen, last_seen)
+        VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s)
+        ON CONFLICT (label, content_hash) DO UPDATE SET
+            first_seen = LEAST(feedback_promptversion.first_seen, EXCLUDED.first_seen),
+            last_seen = GREATEST(feedback_promptversion.last_seen, EXCLUDED.last_seen),
+            prompt_text = CASE WHEN feedback_promptversion.prompt_text = ''
+                               THEN EXCLUDED.prompt_text ELSE feedback_promptversion.prompt_text END,
+            model = CASE WHEN feedback_promptversion.model = ''
+                         THEN EXCLUDED.model ELSE feedback_promptversion.model END
+        """,
+        rows,
+    )
+    cursor.execute(
+        "SELECT label, content_hash, id FROM feedback_promptversion "
+        "WHERE (label, content_hash) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
+        [[k[0] for k in keys], [k[1] for k in keys]],
+    )
+    return {(label, content_hash): pk for label, content_hash, pk in cursor.fetchall()}
+
+
+def _price_book(cursor: Any) -> PriceBook:
+    cursor.execute(
+        "SELECT id, provider, model, input_per_mtok, output_per_mtok, cached_per_mtok, effective_from, effective_to "
+        "FROM feedback_modelprice"
+    )
+    overrides = [
+        Price(provider.lower(), model.lower(), inp, out, cached, start, end, f"org:{pk}")
+        for pk, provider, model, inp, out, cached, start, end in cursor.fetchall()
+    ]
+    return PriceBook(overrides)
+
+
+# --- Dirty rollup partitions ----------------------------------------------------------------
+
+_rollup_hooks: list[Callable[[str], None]] = []
+_last_scheduled: dict[str, float] = {}
+SCHEDULE_EVERY_SECONDS = 2.0
+
+
+def on_rollups_dirty(hook: Callable[[str], None]) -> None:
+    """Register what runs (after commit) when a batch dirtied rollups; tasks.py registers the Celery task."""
+    _rollup_hooks.append(hook)
+
+
+def _mark_dirty(cursor: Any, partitions: set[tuple[date, int]]) -> None:
+    partitions = {(d, f) for d, f in partitions if d is not None and f is not None}
+    if not partitions:
+        return
+    ordered = sorted(partitions)
+    cursor.execute(
+        "INSERT INTO feedback_rollupdirty (day, feature_id, marked_at) "
+        "SELECT d, f, now() FROM unnest(%s::date[], %s::bigint[]) AS x(d, f) "
+        "ON CONFLICT (day, feature_id) DO UPDATE SET marked_at = EXCLUDED.marked_at",
+        [[d for d, _ in ordered], [f for _, f in ordered]],
+    )
+    schema = connection.schema_name
+    now = time.monotonic()
+    # Throttled per process: the beat sweep picks up anything a skipped schedule leaves behind.
+    if now - _last_scheduled.get(schema, 0.0) >= SCHEDULE_EVERY_SECONDS:
+        _last_scheduled[schema] = now
+        for hook in _rollup_hooks:
+            transaction.on_commit(lambda hook=hook: hook(schema))
+
+
+# --- Traces --------------------------------------------------------------------------------
+
+_TRACE_COLUMNS = (
+    "trace_id, feature_id, prompt_version_id, model, provider, input, output, input_tokens, output_tokens, "
+    "cached_tokens, cost_usd, cost_source, latency_ms, ttft_ms, status, fallback, guardrail_blocked, "
+    "customer_id, user_id, session_id, experiment, variant, metadata, started_at, day, received_at"
+)
+_STAGE_TRACE_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS candor_stage_trace (
+    trace_id text, feature_id bigint, prompt_version_id bigint, model text, provider text, input text,
+    output text, input_tokens bigint, output_tokens bigint, cached_tokens bigint, cost_usd numeric,
+    cost_source text, latency_ms double precision, ttft_ms double precision, status text, fallback boolean,
+    guardrail_blocked boolean, customer_id text, user_id text, session_id text, experiment text, variant text,
+    metadata jsonb, started_at timestamptz, day date, received_at timestamptz
+)"""
+_STAGE_SPAN_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS candor_stage_span (
+    trace_id text, span_id text, parent_span_id text, name text, kind text, start timestamptz, "end" timestamptz,
+    model text, input_tokens bigint, output_tokens bigint, cost_usd numeric, attributes jsonb
+)"""
+# Strings: a later non-empty value wins; numbers and flags: a later non-null value wins.
+_MERGE_TRACE = """
+UPDATE feedback_trace t SET
+    feature_id = s.feature_id,
+    prompt_version_id = COALESCE(s.prompt_version_id, t.prompt_version_id),
+    model = COALESCE(NULLIF(s.model, ''), t.model),
+    provider = COALESCE(NULLIF(s.provider, ''), t.provider),
+    input = COALESCE(NULLIF(s.input, ''), t.input),
+    output = COALESCE(NULLIF(s.output, ''), t.output),
+    input_tokens = COALESCE(s.input_tokens, t.input_tokens),
+    output_tokens = COALESCE(s.output_tokens, t.output_tokens),
+    cached_tokens = COALESCE(s.cached_tokens, t.cached_tokens),
+    cost_usd = COALESCE(s.cost_usd, t.cost_usd),
+    cost_source = CASE WHEN s.cost_usd IS NOT NULL THEN s.cost_source ELSE t.cost_source END,
+    latency_ms = COALESCE(s.latency_ms, t.latency_ms),
+    ttft_ms = COALESCE(s.ttft_ms, t.ttft_ms),
+    status = COALESCE(s.status, t.status),
+    fallback = COALESCE(s.fallback, t.fallback),
+    guardrail_blocked = COALESCE(s.guardrail_blocked, t.guardrail_blocked),
+    customer_id = COALESCE(NULLIF(s.customer_id, ''), t.customer_id),
+    user_id = COALESCE(NULLIF(s.user_id, ''), t.user_id),
+    session_id = COALESCE(NULLIF(s.session_id, ''), t.session_id),
+    experiment = COALESCE(NULLIF(s.experiment, ''), t.experiment),
+    variant = COALESCE(NULLIF(s.variant, ''), t.variant),
+    metadata = t.metadata || COALESCE(s.metadata, '{}'::jsonb),
+    started_at = COALESCE(s.started_at, t.started_at),
+    day = COALESCE(s.day, t.day)
+FROM candor_stage_trace s
+WHERE t.trace_id = s.trace_id AND NOT (s.trace_id = ANY(%s))
+RETURNING t.trace_id, t.day, t.feature_id
+"""
+
+
+def _check_trace(item: TraceIn, now: datetime) -> None:
+    check_time(item.started_at, "started_at", now)
+    if item.metadata is not None and len(_json.encode(item.metadata)) > 16_384:
+        raise ValueError("metadata: larger than 16 KB once encoded")
+    for i, span in enumerate(item.spans or ()):
+        check_time(span.start, f"spans.{i}.start", now)
+        check_time(span.end, f"spans.{i}.end", now)
+        if span.start and span.end and span.end < span.start:
+            raise ValueError(f"spans.{i}.end: ends before it starts")
+
+
+def _merge_traces(items: Sequence[tuple[int, TraceIn]]) -> list[tuple[int, TraceIn]]:
+    """Collapse repeats of one trace_id inside a batch: later non-null fields win."""
+    merged: dict[str, tuple[int, TraceIn]] = {}
+    for index, item in items:
+        if item.trace_id not in merged:
+            merged[item.trace_id] = (index, item)
+            continue
+        _, earlier = merged[item.trace_id]
+        changes = {f: getattr(item, f) for f in item.__struct_fields__ if getattr(item, f) is not None}
+        if earlier.metadata and item.metadata:
+            changes["metadata"] = {**earlier.metadata, **item.metadata}
+        if earlier.spans and item.spans:
+            changes["spans"] = [*earlier.spans, *item.spans]
+        merged[item.trace_id] = (index, msgspec.structs.replace(earlier, **changes))
+    return list(merged.values())
+
+
+def traces_ingest(*, body: bytes) -> IngestResult:
+    now = _now()
+    good, errors = decode_items(split_body(body), TraceIn, _check_trace, now)
+    result = traces_ingest_items(items=good, now=now)
+    result.errors.extend(errors)
+    return result
+
+
+def traces_ingest_items(*, items: Sequence[tuple[int, TraceIn]], now: datetime | None = None) -> IngestResult:
+    """Store already-validated traces (index, item); the OTLP endpoint calls this too."""
+    now = now or _now()
+    result = IngestResult()
+    if not items:
+        return result
+    merged = _merge_traces(items)
+    with transaction.atomic():
+        cursor = _raw_cursor()
+        features = _feature_ids(cursor, (item.feature for _, item in merged))
+        seen: dict[tuple[str, str], _PromptSeen] = {}
+        version_key: dict[str, tuple[str, str]] = {}
+        for _, item in merged:
+            label = item.prompt_version or (item.prompt_hash[:12] if item.prompt_hash else None)
+            if not label:
+                continue
+            content_hash = item.prompt_hash or (prompt_hash_of(item.prompt) if item.prompt else "")
+            key = (label, content_hash)
+            version_key[item.trace_id] = key
+            at = item.started_at or now
+            if key in seen:
+                entry = seen[key]
+                entry.first, entry.last = min(entry.first, at), max(entry.last, at)
+                entry.prompt = entry.prompt or item.prompt
+            else:
+                seen[key] = _PromptSeen(features[item.feature], item.prompt, item.model, item.params, at, at)
+        versions = _prompt_version_ids(cursor, seen)
+        book: PriceBook | None = None
+
+        rows = []
+        span_rows = []
+        for index, item in merged:
+            started = item.started_at or now
+            cost: Decimal | None = None
+            cost_source = ""
+            if item.cost_usd is not None:
+                cost, cost_source = Decimal(repr(item.cost_usd)), "client"
+            elif item.model and (item.input_tokens is not None or item.output_tokens is not None):
+                book = book or _price_book(cursor)
+                price = book.find(item.provider, item.model, started)
+                if price is None:
+                    result.warnings.append(
+                        {
+                            "index": index,
+                            "field": "model",
+                            "message": f"No price known for model '{item.model}'"
+                            f"{' of ' + item.provider if item.provider else ''}: cost left empty. "
+                            "Send cost_usd or add the model's price in Settings.",
+                        }
+                    )
+                else:
+                    cost = price.cost(item.input_tokens or 0, item.output_tokens or 0, item.cached_tokens or 0)
+                    cost_source = price.source
+            version = versions.get(version_key[item.trace_id]) if item.trace_id in version_key else None
+            rows.append(
+                (
+                    item.trace_id, features[item.feature], version, item.model, item.provider, item.input,
+                    item.output, item.input_tokens, item.output_tokens, item.cached_tokens, cost, cost_source,
+                    item.latency_ms, item.ttft_ms, item.status, item.fallback, item.guardrail_blocked,
+                    item.customer_id, item.user_id, item.session_id, item.experiment, item.variant,
+                    _json.encode(item.metadata).decode() if item.metadata is not None else None,
+                    item.started_at, started.astimezone(UTC).date() if item.started_at else None, now,
+                )
+            )  # fmt: skip
+            for span in item.spans or ():
+                span_rows.append(_span_row(item.trace_id, span))
+
+        cursor.execute(_STAGE_TRACE_DDL)
+        cursor.execute("TRUNCATE candor_stage_trace")
+        with cursor.copy(f"COPY candor_stage_trace ({_TRACE_COLUMNS}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        # Partitions a merge moves a trace out of must be recomputed too.
+        cursor.execute(
+            "SELECT t.day, t.feature_id FROM feedback_trace t JOIN candor_stage_trace s USING (trace_id)"
+        )
+        dirty: set[tuple[date, int]] = set(cursor.fetchall())
+        cursor.execute(
+            f"""
+            INSERT INTO feedback_trace ({_TRACE_COLUMNS})
+            SELECT trace_id, feature_id, prompt_version_id, COALESCE(model, ''), COALESCE(provider, ''),
+                   COALESCE(input, ''), COALESCE(output, ''), input_tokens, output_tokens, cached_tokens,
+                   cost_usd, COALESCE(cost_source, ''), latency_ms, ttft_ms, COALESCE(status, 'ok'), fallback,
+                   guardrail_blocked, COALESCE(customer_id, ''), COALESCE(user_id, ''), COALESCE(session_id, ''),
+                   COALESCE(experiment, ''), COALESCE(variant, ''), COALESCE(metadata, '{{}}'::jsonb),
+                   COALESCE(started_at, received_at), COALESCE(day, (received_at AT TIME ZONE 'UTC')::date),
+                   received_at
+            FROM candor_stage_trace
+            ON CONFLICT (trace_id) DO NOTHING
+            RETURNING trace_id, day, feature_id
+            """
+        )
+        inserted = cursor.fetchall()
+        inserted_ids = [trace_id for trace_id, _, _ in inserted]
+        dirty.update((d, f) for _, d, f in inserted)
+        updated = []
+        if len(inserted) < len(rows):
+            cursor.execute(_MERGE_TRACE, [inserted_ids])
+            updated = cursor.fetchall()
+            dirty.update((d, f) for _, d, f in updated)
+        if span_rows:
+            _store_spans(cursor, span_rows)
+        # Feedback that arrived before its trace now gets the trace's feature, version and day.
+        cursor.execute(
+            """
+            UPDATE feedback_feedbackevent f
+               SET feature_id = t.feature_id, prompt_version_id = t.prompt_version_id, trace_day = t.day
+              FROM feedback_trace t
+             WHERE t.trace_id = ANY(%s) AND f.trace_id = t.trace_id
+               AND (f.feature_id IS DISTINCT FROM t.feature_id OR f.trace_day IS DISTINCT FROM t.day
+                    OR f.prompt_version_id IS DISTINCT FROM t.prompt_version_id)
+            """,
+            [[row[0] for row in rows]],
+        )
+        _mark_dirty(cursor, dirty)
+    result.accepted = len(inserted)
+    result.duplicates = len(items) - len(inserted)
+    return result
+
+
+def _span_row(trace_id: str, span: SpanIn) -> tuple[Any, ...]:
+    return (
+        trace_id, span.span_id, span.parent_span_id or "", span.name or "", span.kind, span.start, span.end,
+        span.model or "", span.input_tokens, span.output_tokens,
+        Decimal(repr(span.cost_usd)) if span.cost_usd is not None else None,
+        _json.encode(span.attributes or {}).decode(),
+    )  # fmt: skip
+
+
+def _store_spans(cursor: Any, span_rows: list[tuple[Any, ...]]) -> None:
+    columns = "trace_id, span_id, parent_span_id, name, kind, start, \"end\", model, input_tokens, output_tokens, cost_usd, attributes"
+    unique_rows = list({(r[0], r[1]): r for r in span_rows}.values())
+    cursor.execute(_STAGE_SPAN_DDL)
+    cursor.execute("TRUNCATE candor_stage_span")
+    with cursor.copy(f"COPY candor_stage_span ({columns}) FROM STDIN") as copy:
+        for row in unique_rows:
+            copy.write_row(row)
+    cursor.execute(
+        f"""
+        INSERT INTO feedback_span ({columns}) SELECT {columns} FROM candor_stage_span
+        ON CONFLICT (trace_id, span_id) DO UPDATE SET
+            parent_span_id = EXCLUDED.parent_span_id, name = EXCLUDED.name, kind = EXCLUDED.kind,
+            start = EXCLUDED.start, "end" = EXCLUDED."end", model = EXCLUDED.model,
+            input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens,
+            cost_usd = EXCLUDED.cost_usd, attributes = EXCLUDED.attributes
+        """
+    )
+
+
+# --- Feedback ------------------------------------------------------------------------------
+
+_FEEDBACK_COLUMNS = (
+    "event_id, trace_id, kind, value, comment, original_text, edited_text, edit_distance, kept_ratio, name, "
+    "user_id, session_id, prompt_version_label, source, occurred_at, received_at"
+)
+_STAGE_FEEDBACK_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS candor_stage_feedback (
+    event_id uuid, trace_id text, kind text, value double precision, comment text, original_text text,
+    edited_text text, edit_distance double precision, kept_ratio double precision, name text, user_id text,
+    session_id text, prompt_version_label text, source text, occurred_at timestamptz, received_at timestamptz
+)"""
+
+
+def _check_feedback(item: FeedbackIn, now: datetime) -> None:
+    try:
+        uuid.UUID(item.event_id)
+    except ValueError:
+        raise ValueError("event_id: must be a UUID, e.g. 0b5c6c4e-2f1d-4d7a-9a51-3f0f8f1f7a10") from None
+    check_time(item.occurred_at, "occurred_at", now)
+    kind, value = item.kind, item.value
+    if kind == "thumb" and value not in (1, -1):
+        raise ValueError("value: a thumb is 1 (up) or -1 (down)")
+    if kind == "rating" and (value is None or not 1 <= value <= 5):
+        raise ValueError("value: a rating is a number from 1 to 5")
+    if kind == "dwell" and (value is None or value < 0):
+        raise ValueError("value: dwell is the time visible in milliseconds (>= 0)")
+    if kind == "edit" and (item.original_text is None or item.edited_text is None):
+        raise ValueError("edited_text: an edit needs original_text and edited_text" if item.original_text is not None
+                         else "original_text: an edit needs original_text and edited_text")  # fmt: skip
+    if kind == "comment" and not (item.comment or "").strip():
+        raise ValueError("comment: a comment event needs the comment text")
+    if kind == "custom" and not item.name:
+        raise ValueError("name: a custom event needs a name")
+
+
+def edit_measures(original: str, edited: str) -> tuple[float, float]:
+    """Normalized Levenshtein distance (0 same, 1 nothing in common) and the share of the original kept."""
+    distance = Levenshtein.normalized_distance(original, edited)
+    # Longest common subsequence over the original's length: which characters survived the edit.
+    kept_ratio = LCSseq.similarity(original, edited) / len(original) if original else (1.0 if not edited else 0.0)
+    return float(distance), float(min(max(kept_ratio, 0.0), 1.0))
+
+
+def feedback_ingest(
+    *,
+    body: bytes | None = None,
+    raw_items: list[Any] | None = None,
+    source: str = "api",
+    extra_check: Callable[[FeedbackIn], None] | None = None,
+) -> IngestResult:
+    """Store feedback events. ``extra_check`` adds per-item rules (the widget's signed tokens)."""
+    now = _now()
+
+    def check(item: FeedbackIn, at: datetime) -> None:
+        _check_feedback(item, at)
+        if extra_check is not None:
+            extra_check(item)
+
+    items = raw_items if raw_items is not None else split_body(body or b"")
+    good, errors = decode_items(items, FeedbackIn, check, now)
+    result = IngestResult(errors=errors)
+    if not good:
+        return result
+    rows = {}
+    for _, item in good:
+        distance = kept = None
+        if item.kind == "edit":
+            distance, kept = edit_measures(item.original_text or "", item.edited_text or "")
+        rows[item.event_id.lower()] = (
+            item.event_id, item.trace_id, item.kind, item.value, item.comment or "", item.original_text or "",
+            item.edited_text or "", distance, kept, item.name or "", item.user_id or "", item.session_id or "",
+            item.prompt_version or "", source, item.occurred_at or now, now,
+        )  # fmt: skip
+    with transaction.atomic():
+        cursor = _raw_cursor()
+        cursor.execute(_STAGE_FEEDBACK_DDL)
+        cursor.execute("TRUNCATE candor_stage_feedback")
+        with cursor.copy(f"COPY candor_stage_feedback ({_FEEDBACK_COLUMNS}) FROM STDIN") as copy:
+            for row in rows.values():
+                copy.write_row(row)
+        cursor.execute(
+            f"""
+            INSERT INTO feedback_feedbackevent ({_FEEDBACK_COLUMNS}, feature_id, prompt_version_id, trace_day)
+            SELECT s.event_id, s.trace_id, s.kind, s.value, s.comment, s.original_text, s.edited_text,
+                   s.edit_distance, s.kept_ratio, s.name, s.user_id, s.session_id, s.prompt_version_label,
+                   s.source, s.occurred_at, s.received_at, t.feature_id, t.prompt_version_id, t.day
+            FROM candor_stage_feedback s LEFT JOIN feedback_trace t ON t.trace_id = s.trace_id
+            ON CONFLICT (event_id) DO NOTHING
+            RETURNING trace_day, feature_id
+            """
+        )
+        inserted = cursor.fetchall()
+        _mark_dirty(cursor, set(inserted))
+    result.accepted = len(inserted)
+    result.duplicates = len(good) - len(inserted)
+    return result
+
+
+# --- Outcomes ------------------------------------------------------------------------------
+
+
+def _check_outcome(item: OutcomeIn, now: datetime) -> None:
+    check_time(item.occurred_at, "occurred_at", now)
+    if not item.trace_id and not item.session_id:
+        raise ValueError("trace_id: an outcome needs a trace_id or a session_id")
+
+
+def outcomes_ingest(*, body: bytes) -> IngestResult:
+    now = _now()
+    good, errors = decode_items(split_body(body), OutcomeIn, _check_outcome, now)
+    result = IngestResult(errors=errors)
+    if not good:
+        return result
+    rows = {
+        item.outcome_id: (
+            item.outcome_id, item.name, item.trace_id or "", item.session_id or "", item.customer_id or "",
+            item.variant or "", Decimal(repr(item.value_usd)) if item.value_usd is not None else None,
+            item.occurred_at or now, now,
+        )
+        for _, item in good
+    }  # fmt: skip
+    columns = "outcome_id, name, trace_id, session_id, customer_id, variant, value_usd, occurred_at, received_at"
+    with transaction.atomic():
+        cursor = _raw_cursor()
+        cursor.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS candor_stage_outcome (outcome_id text, name text, trace_id text, "
+            "session_id text, customer_id text, variant text, value_usd numeric, occurred_at timestamptz, "
+            "received_at timestamptz)"
+        )
+        cursor.execute("TRUNCATE candor_stage_outcome")
+        with cursor.copy(f"COPY candor_stage_outcome ({columns}) FROM STDIN") as copy:
+            for row in rows.values():
+                copy.write_row(row)
+        cursor.execute(
+            f"INSERT INTO feedback_outcome ({columns}) SELECT {columns} FROM candor_stage_outcome "
+            "ON CONFLICT (outcome_id) DO NOTHING RETURNING trace_id"
+        )
+        inserted = [trace_id for (trace_id,) in cursor.fetchall()]
+        cursor.execute(
+            "SELECT DISTINCT day, feature_id FROM feedback_trace WHERE trace_id = ANY(%s)",
+            [[t for t in inserted if t]],
+        )
+        _mark_dirty(cursor, set(cursor.fetchall()))
+    result.accepted = len(inserted)
+    result.duplicates = len(good) - len(inserted)
+    return result

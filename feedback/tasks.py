@@ -1,0 +1,41 @@
+"""Celery tasks for ingestion's after-work: thin wrappers around feedback.rollups."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import connection
+
+from feedback import services
+from feedback.rollups import rollups_refresh
+from tenants.models import Organization
+
+
+@shared_task(time_limit=600, soft_time_limit=540, expires=300)
+def rollups_refresh_task() -> int:
+    """Runs in the schema it was sent from (tenant-schemas-celery)."""
+    return rollups_refresh()
+
+
+@shared_task(time_limit=120, expires=55)
+def rollups_sweep() -> int:
+    """Beat: fan out a refresh to every organization with dirty partitions."""
+    sent = 0
+    for organization in Organization.objects.exclude(schema_name="tenant_template").only("schema_name"):
+        connection.set_tenant(organization)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT EXISTS (SELECT 1 FROM feedback_rollupdirty)")
+                dirty = cursor.fetchone()[0]
+        finally:
+            connection.set_schema_to_public()
+        if dirty:
+            schedule_rollups(organization.schema_name)
+            sent += 1
+    return sent
+
+
+def schedule_rollups(schema_name: str) -> None:
+    rollups_refresh_task.apply_async(headers={"_schema_name": schema_name})
+
+
+services.on_rollups_dirty(schedule_rollups)
