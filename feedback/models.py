@@ -122,6 +122,13 @@ class Span(models.Model):
         constraints = [models.UniqueConstraint(fields=["trace_id", "span_id"], name="span_once_per_trace")]
 
 
+class OtelTraceLink(models.Model):
+    """Which Candor trace an OpenTelemetry trace ID belongs to (spans of one trace arrive in several exports)."""
+
+    otel_trace_id = models.CharField(max_length=32, unique=True)
+    trace_id = models.CharField(max_length=200)
+
+
 class FeedbackKind(models.TextChoices):
     THUMB = "thumb"
     RATING = "rating"

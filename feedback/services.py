@@ -175,12 +175,16 @@ def _mark_dirty(cursor: Any, partitions: set[tuple[date, int]]) -> None:
         [[d for d, _ in ordered], [f for _, f in ordered]],
     )
     schema = connection.schema_name
-    now = time.monotonic()
     # Throttled per process: the beat sweep picks up anything a skipped schedule leaves behind.
-    if now - _last_scheduled.get(schema, 0.0) >= SCHEDULE_EVERY_SECONDS:
-        _last_scheduled[schema] = now
-        for hook in _rollup_hooks:
-            transaction.on_commit(lambda hook=hook: hook(schema))
+    if time.monotonic() - _last_scheduled.get(schema, 0.0) >= SCHEDULE_EVERY_SECONDS:
+        transaction.on_commit(lambda: _run_rollup_hooks(schema))
+
+
+def _run_rollup_hooks(schema: str) -> None:
+    # Stamped after commit: a rolled-back batch must not hold back the next one's schedule.
+    _last_scheduled[schema] = time.monotonic()
+    for hook in _rollup_hooks:
+        hook(schema)
 
 
 # --- Traces --------------------------------------------------------------------------------
@@ -236,7 +240,7 @@ RETURNING t.trace_id, t.day, t.feature_id
 """
 
 
-def _check_trace(item: TraceIn, now: datetime) -> None:
+def check_trace(item: TraceIn, now: datetime) -> None:
     check_time(item.started_at, "started_at", now)
     if item.metadata is not None and len(_json.encode(item.metadata)) > 16_384:
         raise ValueError("metadata: larger than 16 KB once encoded")
@@ -266,7 +270,7 @@ def _merge_traces(items: Sequence[tuple[int, TraceIn]]) -> list[tuple[int, Trace
 
 def traces_ingest(*, body: bytes) -> IngestResult:
     now = _now()
-    good, errors = decode_items(split_body(body), TraceIn, _check_trace, now)
+    good, errors = decode_items(split_body(body), TraceIn, check_trace, now)
     result = traces_ingest_items(items=good, now=now)
     result.errors.extend(errors)
     return result
@@ -568,3 +572,95 @@ def outcomes_ingest(*, body: bytes) -> IngestResult:
     result.accepted = len(inserted)
     result.duplicates = len(good) - len(inserted)
     return result
+
+
+# --- OpenTelemetry -------------------------------------------------------------------------
+
+_ADOPT_ORPHAN = """
+WITH moved AS (
+    UPDATE feedback_span SET trace_id = %(new)s
+    WHERE trace_id = %(old)s
+      AND span_id NOT IN (SELECT span_id FROM feedback_span WHERE trace_id = %(new)s)
+)
+UPDATE feedback_trace t SET
+    model = COALESCE(NULLIF(t.model, ''), o.model),
+    provider = COALESCE(NULLIF(t.provider, ''), o.provider),
+    input = COALESCE(NULLIF(t.input, ''), o.input),
+    output = COALESCE(NULLIF(t.output, ''), o.output),
+    status = CASE WHEN o.status = 'error' THEN 'error' ELSE t.status END,
+    started_at = LEAST(t.started_at, o.started_at),
+    metadata = o.metadata || t.metadata
+FROM feedback_trace o
+WHERE t.trace_id = %(new)s AND o.trace_id = %(old)s
+"""
+
+
+def otlp_ingest(*, traces: list[dict[str, Any]], now: datetime | None = None) -> tuple[IngestResult, list[ItemError]]:
+    """Store traces mapped from OTLP. SDKs export the spans of one trace in several requests
+    (children usually before their root), so OTel trace IDs are linked to Candor trace IDs
+    and spans stored under a bare OTel ID before the link existed are moved to their trace."""
+    now = now or _now()
+    with transaction.atomic():
+        cursor = _raw_cursor()
+        otel_of = [str((t.get("metadata") or {}).get("otel_trace_id", "")) for t in traces]
+        explicit = {otel: t["trace_id"] for otel, t in zip(otel_of, traces, strict=True) if otel and t["trace_id"] != otel}
+        if explicit:
+            cursor.execute(
+                "INSERT INTO feedback_oteltracelink (otel_trace_id, trace_id) "
+                "SELECT * FROM unnest(%s::text[], %s::text[]) ON CONFLICT (otel_trace_id) DO NOTHING",
+                [list(explicit), list(explicit.values())],
+            )
+        cursor.execute(
+            "SELECT otel_trace_id, trace_id FROM feedback_oteltracelink WHERE otel_trace_id = ANY(%s)",
+            [[o for o in otel_of if o]],
+        )
+        links = dict(cursor.fetchall())
+        for otel, trace in zip(otel_of, traces, strict=True):
+            if trace["trace_id"] == otel and otel in links:
+                trace["trace_id"] = links[otel]
+        raw_items: list[bytes | ItemError] = [_json.encode(t) for t in traces]
+        good, errors = decode_items(raw_items, TraceIn, check_trace, now)
+        result = traces_ingest_items(items=good, now=now)
+        dirty: set[tuple[date, int]] = set()
+        for otel, trace_id in links.items():
+            if otel == trace_id:
+                continue
+            cursor.execute(_ADOPT_ORPHAN, {"new": trace_id, "old": otel})
+            cursor.execute("UPDATE feedback_feedbackevent SET trace_id = %s WHERE trace_id = %s", [trace_id, otel])
+            cursor.execute("DELETE FROM feedback_span WHERE trace_id = %s", [otel])
+            cursor.execute("DELETE FROM feedback_trace WHERE trace_id = %s RETURNING day, feature_id", [otel])
+            dirty.update(cursor.fetchall())
+        _recompute_from_spans(cursor, sorted({item.trace_id for _, item in good}), dirty)
+        _mark_dirty(cursor, dirty)
+    return result, errors
+
+
+def _recompute_from_spans(cursor: Any, trace_ids: list[str], dirty: set[tuple[date, int]]) -> None:
+    """Trace tokens and cost are the sum over all stored LLM spans, whichever export brought them."""
+    if not trace_ids:
+        return
+    cursor.execute(
+        """
+        UPDATE feedback_trace t SET input_tokens = s.i, output_tokens = s.o, cached_tokens = COALESCE(s.c, t.cached_tokens)
+        FROM (SELECT trace_id, sum(input_tokens) i, sum(output_tokens) o,
+                     sum((attributes->>'gen_ai.usage.cached_tokens')::bigint) c
+              FROM feedback_span WHERE kind = 'llm' AND trace_id = ANY(%s)
+              GROUP BY trace_id HAVING count(input_tokens) + count(output_tokens) > 0) s
+        WHERE t.trace_id = s.trace_id
+        RETURNING t.id, t.provider, t.model, t.input_tokens, t.output_tokens, t.cached_tokens, t.started_at,
+                  t.cost_source, t.day, t.feature_id
+        """,
+        [trace_ids],
+    )
+    rows = cursor.fetchall()
+    book = _price_book(cursor) if rows else None
+    updates = []
+    for pk, provider, model, inp, out, cached, started, source, day, feature_id in rows:
+        dirty.add((day, feature_id))
+        if source == "client" or book is None:
+            continue
+        price = book.find(provider, model, started)
+        if price is not None:
+            updates.append((price.cost(inp or 0, out or 0, cached or 0), price.source, pk))
+    if updates:
+        cursor.executemany("UPDATE feedback_trace SET cost_usd = %s, cost_source = %s WHERE id = %s", updates)

@@ -104,6 +104,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "tenants.context_processors.organization",
             ],
+            "builtins": ["template_partials.templatetags.partials"],
         },
     }
 ]

@@ -6,7 +6,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.http import HttpRequest
+import msgspec
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -19,7 +20,7 @@ from config.api import ApiError
 from feedback import services
 from feedback.api import serializers as s
 from feedback.models import WidgetRejection
-from feedback.otlp import OtlpError, otlp_parse
+from feedback.otlp import OtlpError, otlp_parse, otlp_response
 from feedback.schemas import BodyError, FeedbackIn, ItemError, TraceIn, decode_items, split_body
 from feedback.selectors import FilterError, TraceFilters, trace_detail, trace_page
 from tenants.models import Organization
@@ -166,30 +167,29 @@ class OutcomesApi(IngestApi):
 
 
 class OtlpTracesApi(APIView):
+    """OTLP/HTTP answers in the request's encoding with HTTP 200; refused traces go in partial_success."""
+
     @extend_schema(
         operation_id="otlp_traces",
         summary="OTLP/HTTP trace export (protobuf or JSON), GenAI semantic conventions",
         request={"application/x-protobuf": OpenApiTypes.BINARY, "application/json": OpenApiTypes.OBJECT},
-        responses=INGEST_RESPONSES,
+        responses={200: OpenApiTypes.BINARY, 400: s.ErrorSerializer, 401: s.ErrorSerializer},
         tags=["opentelemetry"],
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request) -> HttpResponse:
         body = read_body(request._request)
         content_type = request.content_type.split(";")[0].strip().lower()
         try:
             traces = otlp_parse(body, content_type)
         except OtlpError as exc:
             raise ApiError("invalid_otlp", str(exc), 400) from exc
-        import msgspec
-
-        raw_items: list[bytes | ItemError] = [msgspec.json.encode(t) for t in traces]
-        now = timezone.now()
-        good, errors = decode_items(raw_items, TraceIn, services._check_trace, now)
-        result = services.traces_ingest_items(items=good, now=now)
-        result.errors.extend(errors)
-        if not traces:
-            return Response({"accepted": 0, "duplicates": 0, "errors": []})
-        return ingest_response(result)
+        _, errors = services.otlp_ingest(traces=traces)
+        rejected_spans = sum(max(1, len(traces[e.index].get("spans", []))) for e in errors)
+        message = "; ".join(
+            f"trace {traces[e.index].get('trace_id', e.index)}: {e.field} {e.message}".strip() for e in errors
+        )
+        payload, media_type = otlp_response(content_type, rejected_spans, message[:2000])
+        return HttpResponse(payload, content_type=media_type, status=200)
 
 
 # --- Widget ----------------------------------------------------------------------------------
@@ -236,8 +236,6 @@ class WidgetEventsApi(APIView):
             return _cors(response, origin)
 
     def _post(self, request: Request) -> Response:
-        import msgspec
-
         body = read_body(request._request)
         try:
             envelope = msgspec.json.decode(body, type=dict[str, msgspec.Raw])

@@ -5,4 +5,5 @@ from feedback.portal import views
 urlpatterns = [
     path("", views.overview, name="overview"),
     path("traces/", views.trace_list, name="trace-list"),
+    path("traces/<path:trace_id>", views.trace_view, name="trace-detail"),
 ]

@@ -1,12 +1,111 @@
+"""Portal pages over ingested data: overview and the trace explorer. Thin: selectors do the reads."""
+
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+import difflib
+import re
+from datetime import timedelta
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils import timezone
+
+from feedback.selectors import (
+    FilterError,
+    TraceFilters,
+    feature_summaries,
+    filter_choices,
+    trace_detail,
+    trace_page,
+    widget_rejections,
+)
 
 
 def overview(request: HttpRequest) -> HttpResponse:
-    return TemplateResponse(request, "feedback/overview.html", {"nav": "overview"})
+    today = timezone.now().date()
+    since = today - timedelta(days=30)
+    summaries = feature_summaries(since=since, until=today + timedelta(days=1))
+    return TemplateResponse(
+        request,
+        "feedback/overview.html",
+        {
+            "nav": "overview",
+            "summaries": summaries,
+            "since": since,
+            "total_traces": sum(s.traces for s in summaries),
+            "total_cost": sum(s.cost_usd for s in summaries),
+            "rejections": widget_rejections(since=since),
+        },
+    )
 
 
 def trace_list(request: HttpRequest) -> HttpResponse:
-    return TemplateResponse(request, "feedback/trace_list.html", {"nav": "traces"})
+    error = None
+    try:
+        filters = TraceFilters.from_query(request.GET)
+        page = trace_page(filters, request.GET.get("cursor", ""))
+    except FilterError as exc:
+        filters, page, error = TraceFilters(), trace_page(TraceFilters()), exc.message + f" ({exc.field})"
+    query = request.GET.copy()
+    query.pop("cursor", None)
+    metadata_filter = next(iter(filters.metadata.items()), ("", ""))
+    context: dict[str, Any] = {
+        "nav": "traces",
+        "filters": filters,
+        "page": page,
+        "error": error,
+        "choices": filter_choices(),
+        "query": query.urlencode(),
+        "metadata_key": metadata_filter[0],
+        "metadata_value": metadata_filter[1],
+    }
+    template = "feedback/trace_list.html#results" if request.htmx else "feedback/trace_list.html"  # type: ignore[attr-defined]
+    return TemplateResponse(request, template, context)
+
+
+_TOKEN = re.compile(r"\s+|\w+|[^\w\s]")
+
+
+def diff_segments(original: str, edited: str) -> list[tuple[str, str]]:
+    """Word-level diff for display: [("equal"|"delete"|"insert", text), ...]."""
+    a, b = _TOKEN.findall(original), _TOKEN.findall(edited)
+    segments: list[tuple[str, str]] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if op == "equal":
+            segments.append(("equal", "".join(a[i1:i2])))
+            continue
+        if i2 > i1:
+            segments.append(("delete", "".join(a[i1:i2])))
+        if j2 > j1:
+            segments.append(("insert", "".join(b[j1:j2])))
+    return segments
+
+
+def trace_view(request: HttpRequest, trace_id: str) -> HttpResponse:
+    detail = trace_detail(trace_id)
+    if detail is None:
+        raise Http404("No such trace.")
+    spans = []
+    starts = [s.start for s in detail.spans if s.start]
+    ends = [s.end for s in detail.spans if s.end]
+    if starts and ends:
+        begin, finish = min(starts), max(ends)
+        total = max((finish - begin).total_seconds(), 1e-6)
+        for span in detail.spans:
+            if span.start and span.end:
+                offset = (span.start - begin).total_seconds() / total * 100
+                width = max((span.end - span.start).total_seconds() / total * 100, 0.5)
+                duration_ms = (span.end - span.start).total_seconds() * 1000
+            else:
+                offset, width, duration_ms = 0.0, 0.5, None
+            spans.append({"span": span, "offset": offset, "width": width, "duration_ms": duration_ms})
+    feedback = [
+        {"event": e, "diff": diff_segments(e.original_text, e.edited_text) if e.kind == "edit" else None}
+        for e in detail.feedback
+    ]
+    return TemplateResponse(
+        request,
+        "feedback/trace_detail.html",
+        {"nav": "traces", "trace": detail.trace, "spans": spans, "feedback": feedback, "outcomes": detail.outcomes},
+    )

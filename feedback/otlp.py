@@ -1,0 +1,724 @@
+"""OTLP/HTTP trace export -> Candor trace dicts.
+
+Pure Python (no Django): turns the body of an OTLP/HTTP ``ExportTraceServiceRequest``
+(protobuf or OTLP-JSON) into a list of dicts shaped exactly like the items of
+``POST /api/v1/traces`` (see shared/API.md), so the OTLP endpoint can hand them to the
+same ingestion service as the REST API.
+
+Mapping rules, in short:
+
+* all spans sharing an OTLP trace id form one Candor trace; its ``trace_id`` is the
+  ``candor.trace_id`` attribute when a span carries one, else the 32-hex OTLP id;
+* the root span (no parent, else parent not in the batch, else earliest) gives
+  ``started_at`` and ``latency_ms``;
+* GenAI semantic conventions (current and older attribute names) give model, provider,
+  tokens and input/output text; ``candor.*`` attributes (span or resource) give the
+  Candor fields; ``service.name`` is the fallback feature key;
+* keys whose value would be ``None`` are left out of trace dicts, because a trace sent
+  twice is merged and a missing key must not null out what an earlier export set.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTracePartialSuccess,
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+__all__ = ["JSON_CONTENT_TYPES", "PROTOBUF_CONTENT_TYPES", "OtlpError", "otlp_parse", "otlp_response"]
+
+PROTOBUF_CONTENT_TYPES = frozenset({"application/x-protobuf", "application/protobuf"})
+JSON_CONTENT_TYPES = frozenset({"application/json"})
+
+# Guard against gzip bombs when a client compresses without a Content-Encoding header.
+MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
+# Limits of the traces API (feedback/schemas.py): instrumentation cannot be told to
+# respect them, so long texts are clipped here rather than the whole trace rejected.
+MAX_TEXT_CHARS = 200_000
+MAX_SPAN_NAME_CHARS = 300
+MAX_FEATURE_CHARS = 100
+
+_STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
+_STATUS_NAMES = {1: "OK", 2: "ERROR"}
+_SPAN_KIND_NAMES = {
+    1: "internal",
+    2: "server",
+    3: "client",
+    4: "producer",
+    5: "consumer",
+}
+
+# Attribute names, current semconv first, older names after.
+_MODEL_KEYS = ("gen_ai.request.model", "gen_ai.response.model", "llm.model_name")
+_PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider")
+_INPUT_TOKEN_KEYS = (
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.prompt_tokens",
+    "llm.token_count.prompt",
+)
+_OUTPUT_TOKEN_KEYS = (
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.completion_tokens",
+    "llm.token_count.completion",
+)
+_CACHED_TOKEN_KEYS = (
+    "gen_ai.usage.cache_read.input_tokens",
+    "gen_ai.usage.cache_read_input_tokens",
+    "gen_ai.usage.input_tokens.cached",
+    "gen_ai.usage.cached_tokens",
+)
+_SPAN_COST_KEYS = ("candor.cost_usd", "gen_ai.usage.cost")
+_INPUT_MESSAGE_KEYS = ("gen_ai.input.messages", "gen_ai.prompt")
+_OUTPUT_MESSAGE_KEYS = ("gen_ai.output.messages", "gen_ai.completion")
+_INDEXED_MESSAGE = re.compile(r"^gen_ai\.(prompt|completion)\.(\d+)\.(content|role)$")
+_INPUT_EVENTS = frozenset({"gen_ai.user.message", "gen_ai.content.prompt"})
+_OUTPUT_EVENTS = frozenset({"gen_ai.choice", "gen_ai.assistant.message", "gen_ai.content.completion"})
+
+# Normalise semconv provider ids to the short names Candor's price table uses.
+_PROVIDER_ALIASES = {
+    "gcp.gemini": "google",
+    "gcp.vertex_ai": "google",
+    "gcp.gen_ai": "google",
+    "vertex_ai": "google",
+    "gemini": "google",
+    "mistral_ai": "mistral",
+    "mistralai": "mistral",
+}
+
+# Trace-level string fields: (candor key, standard fallbacks consulted only after it).
+_STRING_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "prompt_version": (("candor.prompt_version",), ()),
+    "prompt_hash": (("candor.prompt_hash",), ()),
+    "prompt": (("candor.prompt",), ()),
+    "customer_id": (("candor.customer_id",), ()),
+    "user_id": (("candor.user_id",), ("user.id", "enduser.id")),
+    "session_id": (("candor.session_id",), ("session.id", "gen_ai.conversation.id")),
+    "experiment": (("candor.experiment",), ()),
+    "variant": (("candor.variant",), ()),
+}
+_HEX_ID = re.compile(r"^[0-9a-fA-F]*$")
+
+
+class OtlpError(ValueError):
+    """The body cannot be read as an OTLP trace export request."""
+
+
+@dataclass
+class _Span:
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    kind: int
+    start_ns: int
+    end_ns: int
+    attrs: dict[str, Any]
+    events: list[tuple[str, dict[str, Any]]]
+    status_code: int
+    status_message: str
+    resource: dict[str, Any] = field(repr=False)
+    scope: str = ""
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def otlp_parse(body: bytes, content_type: str) -> list[dict[str, Any]]:
+    """Map an OTLP/HTTP traces export body onto Candor trace dicts.
+
+    ``content_type`` is the request's Content-Type header (parameters such as
+    ``charset`` are ignored). Gzip bodies are inflated even without a
+    Content-Encoding header. Raises :class:`OtlpError` for an unsupported content
+    type, an undecodable body or spans with invalid ids. An empty request gives ``[]``.
+    """
+    request = _decode(body, content_type)
+    spans = list(_iter_spans(request))
+    groups: dict[str, list[_Span]] = {}
+    for span in spans:
+        groups.setdefault(span.trace_id, []).append(span)
+    built = [_build_trace(otel_id, group) for otel_id, group in groups.items()]
+    # Stable order: by root start time, then by trace id.
+    built.sort(key=lambda item: (item[0], item[1]["trace_id"]))
+    return [trace for _, trace in built]
+
+
+def otlp_response(content_type: str, rejected_spans: int = 0, error_message: str = "") -> tuple[bytes, str]:
+    """Body and Content-Type of the OTLP/HTTP success answer, in the request's encoding.
+
+    The OTLP spec answers HTTP 200 with an ``ExportTraceServiceResponse``; when some
+    spans were refused it carries ``partial_success`` (count and reason) instead of a
+    non-2xx status, which exporters would retry or drop wholesale.
+    """
+    response = ExportTraceServiceResponse()
+    if rejected_spans or error_message:
+        response.partial_success.CopyFrom(
+            ExportTracePartialSuccess(rejected_spans=rejected_spans, error_message=error_message)
+        )
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type in JSON_CONTENT_TYPES:
+        return json.dumps(json_format.MessageToDict(response)).encode(), "application/json"
+    return response.SerializeToString(), "application/x-protobuf"
+
+
+def _decode(body: bytes, content_type: str) -> ExportTraceServiceRequest:
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type not in PROTOBUF_CONTENT_TYPES and media_type not in JSON_CONTENT_TYPES:
+        raise OtlpError(f"unsupported content type {content_type!r}: send application/x-protobuf or application/json")
+    if not isinstance(body, bytes | bytearray | memoryview):
+        raise OtlpError("body must be bytes")
+    body = _maybe_gunzip(bytes(body))
+    request = ExportTraceServiceRequest()
+    if media_type in PROTOBUF_CONTENT_TYPES:
+        try:
+            request.ParseFromString(body)
+        except (DecodeError, RuntimeError, ValueError) as exc:
+            raise OtlpError(f"body is not a valid OTLP protobuf ExportTraceServiceRequest: {exc}") from exc
+        return request
+    if not body.strip():
+        return request  # an empty JSON body is an empty export
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise OtlpError(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise OtlpError("OTLP JSON body must be an object with a 'resourceSpans' list")
+    _hex_ids_to_base64(document)
+    try:
+        json_format.ParseDict(document, request, ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
+        raise OtlpError(f"body is not a valid OTLP JSON ExportTraceServiceRequest: {exc}") from exc
+    return request
+
+
+def _maybe_gunzip(body: bytes) -> bytes:
+    # 0x1f cannot start a valid protobuf (wire type 7) nor JSON, so sniffing is safe.
+    if body[:2] != b"\x1f\x8b":
+        return body
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        out = inflater.decompress(body, MAX_DECOMPRESSED_BYTES)
+    except zlib.error as exc:
+        raise OtlpError(f"body looks gzip-compressed but cannot be inflated: {exc}") from exc
+    if inflater.unconsumed_tail:
+        raise OtlpError(f"decompressed body exceeds {MAX_DECOMPRESSED_BYTES} bytes")
+    return out
+
+
+def _hex_ids_to_base64(document: dict[str, Any]) -> None:
+    """OTLP-JSON writes ids as hex; the protobuf JSON mapping wants base64 for bytes."""
+    resource_spans = document.get("resourceSpans", document.get("resource_spans"))
+    if not isinstance(resource_spans, list):
+        return
+    for rs in resource_spans:
+        if not isinstance(rs, dict):
+            continue
+        # OTLP < 0.15 called scopes "instrumentation libraries"; accept both.
+        if "instrumentationLibrarySpans" in rs and "scopeSpans" not in rs:
+            rs["scopeSpans"] = rs.pop("instrumentationLibrarySpans")
+            for ss in rs["scopeSpans"] if isinstance(rs["scopeSpans"], list) else []:
+                if isinstance(ss, dict) and "instrumentationLibrary" in ss:
+                    ss["scope"] = ss.pop("instrumentationLibrary")
+        scope_spans = rs.get("scopeSpans", rs.get("scope_spans"))
+        if not isinstance(scope_spans, list):
+            continue
+        for ss in scope_spans:
+            spans = ss.get("spans") if isinstance(ss, dict) else None
+            if not isinstance(spans, list):
+                continue
+            for span in spans:
+                if not isinstance(span, dict):
+                    continue
+                _convert_ids(span)
+                for link in span.get("links") or []:
+                    if isinstance(link, dict):
+                        _convert_ids(link)
+
+
+def _convert_ids(obj: dict[str, Any]) -> None:
+    for camel, snake, size in (
+        ("traceId", "trace_id", 16),
+        ("spanId", "span_id", 8),
+        ("parentSpanId", "parent_span_id", 8),
+    ):
+        for key in (camel, snake):
+            value = obj.get(key)
+            # Only rewrite what is really hex of the right width; anything else is left
+            # for the protobuf parser (which accepts base64) to accept or reject.
+            if isinstance(value, str) and len(value) == 2 * size and _HEX_ID.match(value):
+                obj[key] = base64.b64encode(bytes.fromhex(value)).decode("ascii")
+
+
+def _iter_spans(request: ExportTraceServiceRequest) -> Iterator[_Span]:
+    for rs in request.resource_spans:
+        resource = _attributes(rs.resource.attributes)
+        for ss in rs.scope_spans:
+            scope = ss.scope.name
+            for s in ss.spans:
+                if len(s.trace_id) != 16 or not any(s.trace_id):
+                    raise OtlpError(
+                        f"span {s.name!r} has an invalid trace_id ({len(s.trace_id)} bytes; must be 16 non-zero bytes)"
+                    )
+                if len(s.span_id) != 8 or not any(s.span_id):
+                    raise OtlpError(
+                        f"span {s.name!r} has an invalid span_id ({len(s.span_id)} bytes; must be 8 non-zero bytes)"
+                    )
+                parent = s.parent_span_id.hex() if any(s.parent_span_id) else None
+                yield _Span(
+                    trace_id=s.trace_id.hex(),
+                    span_id=s.span_id.hex(),
+                    parent_span_id=parent,
+                    name=s.name,
+                    kind=int(s.kind),
+                    start_ns=int(s.start_time_unix_nano),
+                    end_ns=int(s.end_time_unix_nano),
+                    attrs=_attributes(s.attributes),
+                    events=[(e.name, _attributes(e.attributes)) for e in s.events],
+                    status_code=int(s.status.code),
+                    status_message=s.status.message,
+                    resource=resource,
+                    scope=scope,
+                )
+
+
+def _attributes(key_values: Iterable[Any]) -> dict[str, Any]:
+    return {kv.key: _any_value(kv.value) for kv in key_values}
+
+
+def _any_value(value: Any) -> Any:
+    which = value.WhichOneof("value")
+    if which is None:
+        return None
+    if which == "array_value":
+        return [_any_value(v) for v in value.array_value.values]
+    if which == "kvlist_value":
+        return {kv.key: _any_value(kv.value) for kv in value.kvlist_value.values}
+    if which == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode("ascii")
+    return getattr(value, which)
+
+
+# --------------------------------------------------------------------------- mapping
+
+
+def _build_trace(otel_trace_id: str, group: list[_Span]) -> tuple[int, dict[str, Any]]:
+    group.sort(key=lambda s: (s.start_ns, s.span_id))
+    root = _pick_root(group)
+    # Precedence: root span, then the other spans in start order, then resources.
+    ordered = [root, *(s for s in group if s is not root)]
+    resources = _unique_resources(ordered)
+    sources = [s.attrs for s in ordered] + resources
+
+    trace: dict[str, Any] = {}
+    trace["trace_id"] = _as_str(_first(sources, ("candor.trace_id",))) or otel_trace_id
+    trace["feature"] = _as_str(_first(sources, ("candor.feature",))) or _feature_key(
+        _as_str(_first(resources, ("service.name",)))
+    )
+    for name, (primary, fallbacks) in _STRING_FIELDS.items():
+        value = _as_str(_first(sources, primary))
+        if value is None and fallbacks:
+            value = _as_str(_first(sources, fallbacks))
+        trace[name] = value
+
+    llm_spans = [s for s in group if _span_kind(s) == "llm"]
+    if llm_spans:
+        first_llm, last_llm = llm_spans[0], llm_spans[-1]
+        trace["model"] = _as_str(_first([first_llm.attrs], _MODEL_KEYS))
+        provider = _as_str(_first([first_llm.attrs], _PROVIDER_KEYS))
+        trace["provider"] = _PROVIDER_ALIASES.get(provider.lower(), provider.lower()) if provider else None
+        trace["input_tokens"] = _sum_ints(llm_spans, _INPUT_TOKEN_KEYS)
+        trace["output_tokens"] = _sum_ints(llm_spans, _OUTPUT_TOKEN_KEYS)
+        trace["cached_tokens"] = _sum_ints(llm_spans, _CACHED_TOKEN_KEYS)
+        trace["input"] = _input_text(first_llm)
+        trace["output"] = _output_text(last_llm)
+    # Explicit Candor display text wins over what the GenAI attributes say.
+    for name in ("input", "output"):
+        explicit = _as_str(_first(sources, (f"candor.{name}",)))
+        if explicit is not None:
+            trace[name] = explicit
+    for name in ("input", "output", "prompt"):
+        trace[name] = _clip(trace.get(name), MAX_TEXT_CHARS)
+
+    trace["cost_usd"] = _trace_cost(root, group)
+    ttft = _as_number(_first(sources, ("candor.ttft_ms",)))
+    trace["ttft_ms"] = ttft if ttft is not None and ttft >= 0 else None
+    trace["status"] = "error" if any(s.status_code == _STATUS_ERROR for s in group) else "ok"
+    trace["fallback"] = _any_bool(sources, "candor.fallback")
+    trace["guardrail_blocked"] = _any_bool(sources, "candor.guardrail_blocked")
+
+    metadata = _metadata(sources)
+    # Lets the server join a later export of the same OTel trace (e.g. the root span
+    # arriving in a second batch, after its children) even when trace_id came from
+    # candor.trace_id on a span that is not in this batch.
+    metadata.setdefault("otel_trace_id", otel_trace_id)
+    trace["metadata"] = metadata
+
+    trace["started_at"] = _iso(root.start_ns)
+    if root.start_ns > 0 and root.end_ns >= root.start_ns:
+        trace["latency_ms"] = (root.end_ns - root.start_ns) / 1e6
+    trace["spans"] = [_span_dict(s) for s in group]
+    return root.start_ns, {k: v for k, v in trace.items() if v is not None}
+
+
+def _pick_root(group: list[_Span]) -> _Span:
+    ids = {s.span_id for s in group}
+    for candidates in (
+        [s for s in group if s.parent_span_id is None],
+        [s for s in group if s.parent_span_id not in ids],
+    ):
+        if candidates:
+            return candidates[0]  # group is sorted by start time
+    return group[0]  # a parent cycle: malformed, but still take the earliest
+
+
+def _unique_resources(spans: list[_Span]) -> list[dict[str, Any]]:
+    seen: set[int] = set()
+    out = []
+    for s in spans:
+        if id(s.resource) not in seen:
+            seen.add(id(s.resource))
+            out.append(s.resource)
+    return out
+
+
+def _span_kind(span: _Span) -> str:
+    attrs = span.attrs
+    operation = str(attrs.get("gen_ai.operation.name") or "").lower()
+    oi_kind = str(attrs.get("openinference.span.kind") or "").upper()
+    has_model = _first([attrs], _MODEL_KEYS) is not None
+    # Embedding calls carry a model but are part of retrieval; keep them out of the
+    # trace's model/tokens so the chat model is not priced at embedding volume.
+    if operation in ("embeddings", "embedding", "retrieval") or oi_kind in (
+        "RETRIEVER",
+        "EMBEDDING",
+    ):
+        return "retrieval"
+    if has_model or oi_kind == "LLM":
+        return "llm"
+    if operation == "execute_tool" or "gen_ai.tool.name" in attrs or oi_kind == "TOOL":
+        return "tool"
+    if (
+        "db.system" in attrs
+        or "db.system.name" in attrs
+        or "retriev" in span.name.lower()
+        or any(k.startswith("retrieval.") for k in attrs)
+    ):
+        return "retrieval"
+    return "other"
+
+
+# Attributes that become first-class span fields, so not repeated in `attributes`.
+_SPAN_FIELD_KEYS = frozenset((*_INPUT_TOKEN_KEYS, *_OUTPUT_TOKEN_KEYS, *_SPAN_COST_KEYS))
+
+
+def _span_dict(span: _Span) -> dict[str, Any]:
+    model_key = next((k for k in _MODEL_KEYS if span.attrs.get(k) not in (None, "")), None)
+    attributes: dict[str, Any] = {}
+    for key, value in span.attrs.items():
+        if key == model_key or key in _SPAN_FIELD_KEYS or key.startswith("candor."):
+            continue
+        _flatten_into(attributes, key, value)
+    if span.status_code in _STATUS_NAMES:
+        attributes["otel.status_code"] = _STATUS_NAMES[span.status_code]
+        if span.status_message:
+            attributes["otel.status_message"] = span.status_message
+    if span.kind in _SPAN_KIND_NAMES:
+        attributes["otel.span_kind"] = _SPAN_KIND_NAMES[span.kind]
+    if span.scope:
+        attributes["otel.scope.name"] = span.scope
+    cost = _as_decimal(_first([span.attrs], _SPAN_COST_KEYS))
+    return {
+        "span_id": span.span_id,
+        "parent_span_id": span.parent_span_id,
+        "name": _clip(span.name, MAX_SPAN_NAME_CHARS),
+        "kind": _span_kind(span),
+        "start": _iso(span.start_ns),
+        "end": _iso(span.end_ns),
+        "model": _as_str(span.attrs.get(model_key)) if model_key else None,
+        "input_tokens": _as_int(_first([span.attrs], _INPUT_TOKEN_KEYS)),
+        "output_tokens": _as_int(_first([span.attrs], _OUTPUT_TOKEN_KEYS)),
+        "cost_usd": float(cost) if cost is not None else None,
+        "attributes": attributes,
+    }
+
+
+def _flatten_into(out: dict[str, Any], key: str, value: Any) -> None:
+    """Keep attribute values to str / int / float / bool / list of those."""
+    if value is None:
+        return
+    if isinstance(value, dict):
+        for sub_key, sub_value in value.items():
+            _flatten_into(out, f"{key}.{sub_key}", sub_value)
+        return
+    if isinstance(value, list):
+        out[key] = [_simple(v) for v in value if v is not None]
+        return
+    out[key] = _simple(value)
+
+
+def _simple(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # NaN / inf are not valid JSON
+    if isinstance(value, str | bool | int | float):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+# --------------------------------------------------------------------------- text
+
+
+def _input_text(span: _Span) -> str | None:
+    for key in _INPUT_MESSAGE_KEYS:
+        if key in span.attrs:
+            text = _messages_text(span.attrs[key], want_role="user")
+            if text:
+                return text
+    text = _indexed_messages(span.attrs, "prompt", want_role="user")
+    if text:
+        return text
+    return _events_text(span, _INPUT_EVENTS, ("gen_ai.input.messages", "gen_ai.prompt"), "user")
+
+
+def _output_text(span: _Span) -> str | None:
+    for key in _OUTPUT_MESSAGE_KEYS:
+        if key in span.attrs:
+            text = _messages_text(span.attrs[key], want_role="assistant")
+            if text:
+                return text
+    text = _indexed_messages(span.attrs, "completion", want_role="assistant")
+    if text:
+        return text
+    return _events_text(
+        span,
+        _OUTPUT_EVENTS,
+        ("gen_ai.output.messages", "gen_ai.completion"),
+        "assistant",
+    )
+
+
+def _events_text(span: _Span, names: frozenset[str], keys: tuple[str, ...], role: str) -> str | None:
+    parts: list[str] = []
+    for name, attrs in span.events:
+        # Newer instrumentations log one "operation details" event holding the lists.
+        for key in keys:
+            if key in attrs:
+                text = _messages_text(attrs[key], want_role=role)
+                if text:
+                    parts.append(text)
+        if name in names:
+            for key in ("content", "body", "message", "gen_ai.event.content"):
+                if key in attrs:
+                    text = _messages_text(attrs[key], want_role=role)
+                    if text:
+                        parts.append(text)
+                        break
+    return "\n\n".join(parts) or None
+
+
+def _indexed_messages(attrs: dict[str, Any], which: str, want_role: str) -> str | None:
+    """OpenLLMetry style: gen_ai.prompt.0.role / gen_ai.prompt.0.content, ..."""
+    found: dict[int, dict[str, Any]] = {}
+    for key, value in attrs.items():
+        match = _INDEXED_MESSAGE.match(key)
+        if match and match.group(1) == which:
+            found.setdefault(int(match.group(2)), {})[match.group(3)] = value
+    if not found:
+        return None
+    return _messages_text([found[i] for i in sorted(found)], want_role=want_role)
+
+
+def _messages_text(value: Any, want_role: str) -> str | None:
+    """Text of a message list / message / JSON string thereof.
+
+    With roles present, keep only ``want_role`` messages (so the system prompt and
+    earlier assistant turns are not shown as the user's input); join what is left.
+    """
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped[:1] not in ("[", "{"):
+            return stripped or None
+        try:
+            value = json.loads(stripped)
+        except ValueError:
+            return stripped  # plain text that happens to start with a bracket
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        return _as_str(value)
+    roles = [_role(m) for m in value]
+    if want_role in roles:
+        value = [m for m, role in zip(value, roles, strict=True) if role == want_role]
+    else:
+        value = [m for m, role in zip(value, roles, strict=True) if role not in ("system", "developer")]
+    parts = [t for t in (_content_text(m) for m in value) if t]
+    return "\n\n".join(parts) or None
+
+
+def _role(message: Any) -> str:
+    if not isinstance(message, dict):
+        return ""
+    inner = message.get("message")  # gen_ai.choice events nest the message
+    role = message.get("role") or (inner.get("role") if isinstance(inner, dict) else None)
+    return str(role or "")
+
+
+_TEXT_PART_TYPES = frozenset({"text", "input_text", "output_text"})
+
+
+def _content_text(message: Any) -> str | None:
+    if message is None:
+        return None
+    if isinstance(message, str):
+        return message.strip() or None
+    if isinstance(message, list):
+        parts = [t for t in (_content_text(p) for p in message) if t]
+        return "\n".join(parts) or None
+    if isinstance(message, dict):
+        part_type = message.get("type")
+        if isinstance(part_type, str) and part_type not in _TEXT_PART_TYPES:
+            return None  # tool calls, images, reasoning, ...: not display text
+        # semconv 1.37 "parts", OpenAI "content" (str / typed list), "text", "message".
+        for key in ("parts", "content", "text", "message"):
+            if key in message:
+                text = _content_text(message[key])
+                if text:
+                    return text
+        return None
+    return _as_str(message)
+
+
+# --------------------------------------------------------------------------- values
+
+
+_FEATURE_BAD_CHARS = re.compile(r"[^A-Za-z0-9_.:/-]+")
+
+
+def _feature_key(service_name: str | None) -> str:
+    """service.name as a valid feature key (letters, digits and _.:/- only)."""
+    key = _FEATURE_BAD_CHARS.sub("-", service_name or "").strip("_.:/-")[:MAX_FEATURE_CHARS]
+    return key or "unknown_service"  # the OTel SDKs' own default service.name
+
+
+def _clip(text: str | None, limit: int) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "\u2026"
+
+
+def _first(sources: list[dict[str, Any]], keys: Iterable[str]) -> Any:
+    for attrs in sources:
+        for key in keys:
+            value = attrs.get(key)
+            if value is not None and value != "":
+                return value
+    return None
+
+
+def _as_str(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+
+
+def _as_int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = int(Decimal(str(value)))
+    except (InvalidOperation, ValueError):
+        return None
+    return number if number >= 0 else None
+
+
+def _as_number(value: Any) -> float | None:
+    number = _as_decimal(value)
+    return float(number) if number is not None else None
+
+
+def _as_decimal(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    return number if number.is_finite() and number >= 0 else None
+
+
+def _as_bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return bool(value)
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "1", "yes", "y", "on"):
+            return True
+        if lowered in ("false", "0", "no", "n", "off"):
+            return False
+    return None
+
+
+def _any_bool(sources: list[dict[str, Any]], key: str) -> bool | None:
+    seen = [b for b in (_as_bool(attrs.get(key)) for attrs in sources) if b is not None]
+    return any(seen) if seen else None
+
+
+def _sum_ints(spans: list[_Span], keys: tuple[str, ...]) -> int | None:
+    values = [v for v in (_as_int(_first([s.attrs], keys)) for s in spans) if v is not None]
+    return sum(values) if values else None
+
+
+def _trace_cost(root: _Span, group: list[_Span]) -> float | None:
+    # The root's candor.cost_usd is the whole trace's cost; otherwise add up the spans
+    # that report one (never both, which would count the same call twice).
+    root_cost = _as_decimal(root.attrs.get("candor.cost_usd"))
+    if root_cost is not None:
+        return float(root_cost)
+    costs = [c for c in (_as_decimal(_first([s.attrs], _SPAN_COST_KEYS)) for s in group) if c is not None]
+    return float(sum(costs, Decimal(0))) if costs else None
+
+
+def _metadata(sources: list[dict[str, Any]]) -> dict[str, str]:
+    metadata: dict[str, str] = {}
+    for attrs in sources:  # earlier sources win
+        nested = attrs.get("candor.metadata")
+        if isinstance(nested, dict):
+            for key, value in nested.items():
+                text = _as_str(value)
+                if text is not None:
+                    metadata.setdefault(str(key), text)
+        for key, value in attrs.items():
+            if key.startswith("candor.metadata.") and len(key) > len("candor.metadata."):
+                text = _as_str(value)
+                if text is not None:
+                    metadata.setdefault(key[len("candor.metadata.") :], text)
+    return metadata
+
+
+def _iso(unix_nano: int) -> str | None:
+    if unix_nano <= 0:
+        return None  # unset: the server uses "received at"
+    seconds, nanos = divmod(unix_nano, 1_000_000_000)
+    try:
+        moment = datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=nanos // 1000)
+    except (OverflowError, OSError, ValueError):
+        return None  # nonsense timestamp: better "received at" than a rejected trace
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -1,0 +1,91 @@
+"""OTLP end to end: the official opentelemetry-sdk exporter sends real spans to the live server."""
+
+from __future__ import annotations
+
+import gzip
+
+import requests
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.trace import Status, StatusCode
+
+from tests.fixtures.organizations import unique
+from tests.helpers import assert_cross_tenant_404
+
+
+def _provider(live, key: str, compression: Compression = Compression.NoCompression) -> TracerProvider:  # type: ignore[no-untyped-def]
+    exporter = OTLPSpanExporter(
+        endpoint=f"{live.url}/api/v1/otlp/v1/traces",
+        headers={"Authorization": f"Bearer {key}"},
+        compression=compression,
+    )
+    provider = TracerProvider(resource=Resource.create({"service.name": "support-bot"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider
+
+
+def test_sdk_exporter_spans_become_a_trace(live, org_a, org_b) -> None:  # type: ignore[no-untyped-def]
+    trace_id = unique("otel")
+    provider = _provider(live, org_a.secret_key, Compression.Gzip)
+    tracer = provider.get_tracer("candor-tests")
+    with tracer.start_as_current_span("answer-ticket") as root:
+        root.set_attribute("candor.trace_id", trace_id)
+        root.set_attribute("candor.feature", "support-copilot")
+        root.set_attribute("candor.prompt_version", "support-v2.3")
+        root.set_attribute("candor.customer_id", "cus_otel")
+        root.set_attribute("candor.metadata.auth", "sso")
+        with tracer.start_as_current_span("retrieve") as retrieve:
+            retrieve.set_attribute("db.system", "pgvector")
+        with tracer.start_as_current_span("chat gpt-4o-mini") as llm:
+            llm.set_attribute("candor.trace_id", trace_id)
+            llm.set_attribute("gen_ai.system", "openai")
+            llm.set_attribute("gen_ai.request.model", "gpt-4o-mini")
+            llm.set_attribute("gen_ai.usage.input_tokens", 1200)
+            llm.set_attribute("gen_ai.usage.output_tokens", 300)
+            llm.set_attribute("gen_ai.prompt", "Where is my parcel?")
+            llm.set_attribute("gen_ai.completion", "It arrives on Tuesday.")
+    provider.force_flush()
+    provider.shutdown()
+
+    got = live.api(org_a.secret_key).get(f"/api/v1/traces/{trace_id}")
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert body["feature"] == "support-copilot" and body["prompt_version"] == "support-v2.3"
+    assert body["model"] == "gpt-4o-mini" and body["provider"] == "openai"
+    assert (body["input_tokens"], body["output_tokens"]) == (1200, 300)
+    assert body["output"] == "It arrives on Tuesday."
+    assert body["customer_id"] == "cus_otel" and body["metadata"]["auth"] == "sso"
+    assert body["cost_usd"] is not None  # computed from the price table
+    kinds = {s["name"]: s["kind"] for s in body["spans"]}
+    assert kinds == {"answer-ticket": "other", "retrieve": "retrieval", "chat gpt-4o-mini": "llm"}
+    assert_cross_tenant_404(live.api(org_b.secret_key), f"/api/v1/traces/{trace_id}")
+
+
+def test_error_span_marks_the_trace(live, org_a) -> None:  # type: ignore[no-untyped-def]
+    trace_id = unique("otel")
+    provider = _provider(live, org_a.secret_key)
+    with provider.get_tracer("t").start_as_current_span("summarize") as span:
+        span.set_attribute("candor.trace_id", trace_id)
+        span.set_attribute("candor.feature", "summarize")
+        span.set_status(Status(StatusCode.ERROR, "upstream timeout"))
+    provider.shutdown()
+    assert live.api(org_a.secret_key).get(f"/api/v1/traces/{trace_id}").json()["status"] == "error"
+
+
+def test_otlp_bad_input_and_keys(live, org_a) -> None:  # type: ignore[no-untyped-def]
+    url = f"{live.url}/api/v1/otlp/v1/traces"
+    auth = {"Authorization": f"Bearer {org_a.secret_key}"}
+    garbage = requests.post(url, data=b"\x00\xffnot protobuf", headers={**auth, "Content-Type": "application/x-protobuf"})
+    assert garbage.status_code == 400 and garbage.json()["error"]["code"] == "invalid_otlp"
+    wrong_type = requests.post(url, data=b"<xml/>", headers={**auth, "Content-Type": "application/xml"})
+    assert wrong_type.status_code == 400
+    no_key = requests.post(url, data=gzip.compress(b""), headers={"Content-Type": "application/x-protobuf"})
+    assert no_key.status_code == 401
+    public = requests.post(url, data=b"", headers={"Authorization": f"Bearer {org_a.public_key}",
+                                                   "Content-Type": "application/x-protobuf"})  # fmt: skip
+    assert public.status_code == 403
+    empty = requests.post(url, data=b"{}", headers={**auth, "Content-Type": "application/json"})
+    assert empty.status_code == 200 and empty.headers["Content-Type"].startswith("application/json")

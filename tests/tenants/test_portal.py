@@ -1,0 +1,187 @@
+"""Portal: login, sign-up, switching organizations, members, API keys, and cross-tenant 404s."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.test import Client
+
+from tenants.models import ApiKey, Invitation, Membership, Role, User
+from tenants.services import api_key_resolve
+from tests.fixtures.organizations import PASSWORD
+from tests.helpers import assert_cross_tenant_404
+
+
+@pytest.fixture
+def owner_a(db: None, org_a) -> Client:  # type: ignore[no-untyped-def]
+    client = Client()
+    client.force_login(org_a.owner)
+    return client
+
+
+def test_login_with_email_and_password(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    client = Client()
+    bad = client.post("/login/", {"username": org_a.owner.email, "password": "wrong"})
+    assert bad.status_code == 200 and b"correct email" in bad.content.lower().replace(b"username", b"email")
+    good = client.post("/login/", {"username": org_a.owner.email.upper(), "password": PASSWORD})
+    assert good.status_code == 302
+    home = client.get("/", follow=True)
+    assert home.redirect_chain[-1][0] == f"/o/{org_a.slug}/"
+    assert b"Org-Alpha" in home.content
+
+
+def test_portal_requires_login(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    response = Client().get(org_a.url("traces/"))
+    assert response.status_code == 302 and response["Location"].startswith("/login/?next=")
+
+
+def test_other_organizations_pages_are_404(owner_a, org_a, org_b) -> None:  # type: ignore[no-untyped-def]
+    for path in ["", "traces/", "traces/some-trace", "settings/members/", "settings/keys/"]:
+        assert owner_a.get(org_a.url(path)).status_code in (200, 404 if "some-trace" in path else 200)
+        assert_cross_tenant_404(owner_a, org_b.url(path))
+    assert_cross_tenant_404(owner_a, "/o/no-such-org/")
+
+
+def test_another_orgs_objects_by_id_are_404(owner_a, org_a, org_b) -> None:  # type: ignore[no-untyped-def]
+    beta_key = ApiKey.objects.filter(organization=org_b.organization).first()
+    beta_member = Membership.objects.get(organization=org_b.organization, user=org_b.owner)
+    assert_cross_tenant_404(owner_a, org_a.url(f"settings/keys/{beta_key.id}/revoke/"), "post")
+    assert_cross_tenant_404(owner_a, org_a.url(f"settings/keys/{beta_key.id}/origins/"))
+    assert_cross_tenant_404(owner_a, org_a.url(f"settings/members/{beta_member.id}/role/"), "post", data={"role": "viewer"})
+    assert_cross_tenant_404(owner_a, org_a.url(f"settings/members/{beta_member.id}/remove/"), "post")
+    beta_key.refresh_from_db()
+    assert beta_key.revoked_at is None
+    assert Membership.objects.filter(id=beta_member.id, role=Role.OWNER).exists()
+
+
+def test_a_key_of_one_org_on_anothers_portal_url_is_404(db: None, org_a, org_b) -> None:  # type: ignore[no-untyped-def]
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {org_a.secret_key}")
+    client.force_login(org_b.owner)
+    assert client.get(org_b.url("traces/")).status_code == 404
+
+
+def test_signup_creates_org_and_shows_keys_once(scratch_org_cleanup) -> None:  # type: ignore[no-untyped-def]
+    client = Client()
+    form = {"email": "new@scratch.test", "password": "a-long-enough-pass", "organization_name": "Scratch Co",
+            "organization_slug": "scratch-signup"}  # fmt: skip
+    response = client.post("/signup/", form, follow=True)
+    assert response.redirect_chain[-1][0] == "/o/scratch-signup/settings/keys/"
+    keys = re.findall(rb"(sk_[\w-]{40,}|pk_[\w-]{40,})", response.content)
+    assert len(set(keys)) == 2
+    raw = keys[0].decode()
+    assert api_key_resolve(raw) is not None
+    again = client.get("/o/scratch-signup/settings/keys/")
+    assert raw.encode() not in again.content  # shown once
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"password": "password"}, b"too common"),
+        ({"organization_slug": "Bad Slug"}, b"lowercase"),
+        ({"organization_slug": "org-alpha"}, b"already exists"),
+        ({"organization_slug": "admin"}, b"reserved"),
+    ],
+)
+def test_signup_errors_are_form_errors(db: None, org_a, change, message) -> None:  # type: ignore[no-untyped-def]
+    form = {"email": "x@y.test", "password": "a-long-enough-pass", "organization_name": "X",
+            "organization_slug": "fresh-slug", **change}  # fmt: skip
+    response = Client().post("/signup/", form)
+    assert response.status_code == 200 and message in response.content
+    assert not User.objects.filter(email="x@y.test").exists()
+
+
+@pytest.fixture
+def scratch_org_cleanup(committed_db):  # type: ignore[no-untyped-def]
+    from tenants.models import Organization
+
+    yield
+    for org in Organization.objects.filter(slug__startswith="scratch-"):
+        org.delete(force_drop=True)
+    User.objects.filter(email__endswith="@scratch.test").delete()
+
+
+def test_invite_accept_change_role_and_remove(owner_a, org_a) -> None:  # type: ignore[no-untyped-def]
+    response = owner_a.post(org_a.url("settings/members/"), {"email": "pm@alpha.test", "role": "pm"})
+    link = re.search(rb"https?://[^<\s]+/invite/[\w-]+/", response.content).group(0).decode()
+    again = owner_a.post(org_a.url("settings/members/"), {"email": org_a.owner.email, "role": "pm"})
+    assert b"already a member" in again.content
+    newcomer = Client()
+    path = link.split("testserver", 1)[1]
+    assert b"Join Org-Alpha" in newcomer.get(path).content
+    newcomer.post(path, {"password": "a-long-enough-pass"})
+    membership = Membership.objects.get(organization=org_a.organization, user__email="pm@alpha.test")
+    assert membership.role == Role.PM
+    assert newcomer.get(path).status_code == 404  # used once
+    # a PM cannot manage members or see keys
+    assert newcomer.post(org_a.url(f"settings/members/{membership.id}/role/"), {"role": "owner"}).status_code == 403
+    assert newcomer.get(org_a.url("settings/keys/")).status_code == 403
+    owner_a.post(org_a.url(f"settings/members/{membership.id}/role/"), {"role": "viewer"})
+    membership.refresh_from_db()
+    assert membership.role == Role.VIEWER
+    owner_a.post(org_a.url(f"settings/members/{membership.id}/remove/"))
+    assert not Membership.objects.filter(id=membership.id).exists()
+    assert newcomer.get(org_a.url("")).status_code == 404
+
+
+def test_last_owner_cannot_leave(owner_a, org_a) -> None:  # type: ignore[no-untyped-def]
+    own = Membership.objects.get(organization=org_a.organization, user=org_a.owner)
+    response = owner_a.post(org_a.url(f"settings/members/{own.id}/role/"), {"role": "viewer"}, follow=True)
+    assert b"at least one owner" in response.content
+    own.refresh_from_db()
+    assert own.role == Role.OWNER
+
+
+def test_expired_invitation_is_refused(owner_a, org_a) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    response = owner_a.post(org_a.url("settings/members/"), {"email": "late@alpha.test", "role": "viewer"})
+    path = re.search(rb"/invite/[\w-]+/", response.content).group(0).decode()
+    Invitation.objects.filter(email="late@alpha.test").update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert Client().get(path).status_code == 404
+
+
+def test_create_edit_and_revoke_keys(owner_a, org_a) -> None:  # type: ignore[no-untyped-def]
+    response = owner_a.post(org_a.url("settings/keys/"), {"name": "Storefront", "kind": "public",
+                                                          "allowed_origins": "https://Shop.example.com/\nhttp://localhost:3000"})  # fmt: skip
+    raw = re.search(rb"pk_[\w-]{40,}", response.content).group(0).decode()
+    key = ApiKey.objects.get(organization=org_a.organization, name="Storefront")
+    assert key.allowed_origins == ["http://localhost:3000", "https://shop.example.com"]
+    assert f'data-key="{raw}"'.encode() in response.content  # the snippet carries the new public key
+    bad = owner_a.post(org_a.url(f"settings/keys/{key.id}/origins/"), {"allowed_origins": "not a url"})
+    assert b"is not an origin" in bad.content
+    owner_a.post(org_a.url(f"settings/keys/{key.id}/origins/"), {"allowed_origins": "https://app.example.com"})
+    key.refresh_from_db()
+    assert key.allowed_origins == ["https://app.example.com"]
+    assert api_key_resolve(raw) is not None
+    owner_a.post(org_a.url(f"settings/keys/{key.id}/revoke/"))
+    assert api_key_resolve(raw) is None
+    listing = owner_a.get(org_a.url("settings/keys/"))
+    assert b"revoked" in listing.content and raw.encode() not in listing.content
+
+
+def test_revoked_key_gets_401_on_the_api(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    from tenants.services import api_key_create, api_key_revoke
+
+    raw, key = api_key_create(organization=org_a.organization, kind="secret", name="ci")
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert client.get("/api/v1/traces").status_code == 200
+    key.refresh_from_db()
+    assert key.last_used_at is not None
+    api_key_revoke(key=key)
+    response = client.get("/api/v1/traces")
+    assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_key"
+
+
+def test_health_and_docs(db: None) -> None:
+    client = Client()
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok" and health["checks"]["database"]["ok"] and health["checks"]["broker"]["ok"]
+    schema = client.get("/api/v1/schema/?format=json").json()
+    for path in ["/api/v1/traces", "/api/v1/traces/{trace_id}", "/api/v1/feedback", "/api/v1/widget/events",
+                 "/api/v1/outcomes", "/api/v1/otlp/v1/traces"]:  # fmt: skip
+        assert path in schema["paths"], path
+    assert b"swagger-ui" in client.get("/api/v1/docs/").content
