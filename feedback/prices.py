@@ -35,9 +35,7 @@ class Price:
         cached = min(cached_tokens, input_tokens)
         cached_price = self.cached_per_mtok if self.cached_per_mtok is not None else self.input_per_mtok
         total = (
-            (input_tokens - cached) * self.input_per_mtok
-            + cached * cached_price
-            + output_tokens * self.output_per_mtok
+            (input_tokens - cached) * self.input_per_mtok + cached * cached_price + output_tokens * self.output_per_mtok
         )
         return (total / MILLION).quantize(Decimal("0.00000001"))
 

@@ -8,6 +8,7 @@ and nothing is ever counted twice.
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 from django.db import connection, transaction
 
@@ -100,7 +101,7 @@ LEFT JOIN lat ON (lat.g0, lat.g1, lat.g2) = (agg.g0, agg.g1, agg.g2)
 def rollup_recompute(*, day: date, feature_id: int) -> int:
     """Rebuild one partition; returns how many rollup rows it now has."""
     with transaction.atomic(), connection.cursor() as cursor:
-        params = {"day": day, "feature": feature_id}
+        params: dict[str, Any] = {"day": day, "feature": feature_id}
         cursor.execute("DELETE FROM feedback_dailyrollup WHERE day = %(day)s AND feature_id = %(feature)s", params)
         cursor.execute(_RECOMPUTE, params)
         return cursor.rowcount
@@ -125,8 +126,6 @@ def rollups_refresh(*, limit: int = 500) -> int:
                 return done
             dirty_id, day, feature_id, marked_at = row
             rollup_recompute(day=day, feature_id=feature_id)
-            cursor.execute(
-                "DELETE FROM feedback_rollupdirty WHERE id = %s AND marked_at = %s", [dirty_id, marked_at]
-            )
+            cursor.execute("DELETE FROM feedback_rollupdirty WHERE id = %s AND marked_at = %s", [dirty_id, marked_at])
         done += 1
     return done

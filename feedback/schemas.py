@@ -203,7 +203,7 @@ _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
 def split_body(body: bytes, max_items: int = MAX_BATCH) -> list[bytes | ItemError]:
     """The raw JSON of each item (or an ItemError for an item that cannot even be read)."""
     if not body.strip():
-        raise BodyError("empty_body", "The body is empty: send one JSON object or {\"batch\": [...]}.")
+        raise BodyError("empty_body", 'The body is empty: send one JSON object or {"batch": [...]}.')
     items: list[bytes | ItemError]
     try:
         envelope = _envelope.decode(body)

@@ -82,9 +82,7 @@ def traces_filtered(filters: TraceFilters) -> QuerySet[Trace]:
         # Containment uses the jsonb_path_ops GIN index.
         qs = qs.filter(metadata__contains=filters.metadata)
     if filters.has_thumbs_down:
-        qs = qs.filter(
-            Exists(FeedbackEvent.objects.filter(trace_id=OuterRef("trace_id"), kind="thumb", value__lt=0))
-        )
+        qs = qs.filter(Exists(FeedbackEvent.objects.filter(trace_id=OuterRef("trace_id"), kind="thumb", value__lt=0)))
     if filters.has_edit:
         qs = qs.filter(Exists(FeedbackEvent.objects.filter(trace_id=OuterRef("trace_id"), kind="edit")))
     if filters.search:

@@ -32,6 +32,7 @@ from feedback.schemas import (
     decode_items,
     split_body,
 )
+from tenants.schema import current_schema
 
 _json = msgspec.json.Encoder()
 
@@ -174,7 +175,7 @@ def _mark_dirty(cursor: Any, partitions: set[tuple[date, int]]) -> None:
         "ON CONFLICT (day, feature_id) DO UPDATE SET marked_at = EXCLUDED.marked_at",
         [[d for d, _ in ordered], [f for _, f in ordered]],
     )
-    schema = connection.schema_name
+    schema = current_schema()
     # Throttled per process: the beat sweep picks up anything a skipped schedule leaves behind.
     if time.monotonic() - _last_scheduled.get(schema, 0.0) >= SCHEDULE_EVERY_SECONDS:
         transaction.on_commit(lambda: _run_rollup_hooks(schema))
@@ -349,9 +350,7 @@ def traces_ingest_items(*, items: Sequence[tuple[int, TraceIn]], now: datetime |
             for row in rows:
                 copy.write_row(row)
         # Partitions a merge moves a trace out of must be recomputed too.
-        cursor.execute(
-            "SELECT t.day, t.feature_id FROM feedback_trace t JOIN candor_stage_trace s USING (trace_id)"
-        )
+        cursor.execute("SELECT t.day, t.feature_id FROM feedback_trace t JOIN candor_stage_trace s USING (trace_id)")
         dirty: set[tuple[date, int]] = set(cursor.fetchall())
         cursor.execute(
             f"""
@@ -406,7 +405,10 @@ def _span_row(trace_id: str, span: SpanIn) -> tuple[Any, ...]:
 
 
 def _store_spans(cursor: Any, span_rows: list[tuple[Any, ...]]) -> None:
-    columns = "trace_id, span_id, parent_span_id, name, kind, start, \"end\", model, input_tokens, output_tokens, cost_usd, attributes"
+    columns = (
+        'trace_id, span_id, parent_span_id, name, kind, start, "end", model, input_tokens, output_tokens, '
+        "cost_usd, attributes"
+    )
     unique_rows = list({(r[0], r[1]): r for r in span_rows}.values())
     cursor.execute(_STAGE_SPAN_DDL)
     cursor.execute("TRUNCATE candor_stage_span")
@@ -603,7 +605,9 @@ def otlp_ingest(*, traces: list[dict[str, Any]], now: datetime | None = None) ->
     with transaction.atomic():
         cursor = _raw_cursor()
         otel_of = [str((t.get("metadata") or {}).get("otel_trace_id", "")) for t in traces]
-        explicit = {otel: t["trace_id"] for otel, t in zip(otel_of, traces, strict=True) if otel and t["trace_id"] != otel}
+        explicit = {
+            otel: t["trace_id"] for otel, t in zip(otel_of, traces, strict=True) if otel and t["trace_id"] != otel
+        }
         if explicit:
             cursor.execute(
                 "INSERT INTO feedback_oteltracelink (otel_trace_id, trace_id) "
@@ -641,7 +645,8 @@ def _recompute_from_spans(cursor: Any, trace_ids: list[str], dirty: set[tuple[da
         return
     cursor.execute(
         """
-        UPDATE feedback_trace t SET input_tokens = s.i, output_tokens = s.o, cached_tokens = COALESCE(s.c, t.cached_tokens)
+        UPDATE feedback_trace t
+           SET input_tokens = s.i, output_tokens = s.o, cached_tokens = COALESCE(s.c, t.cached_tokens)
         FROM (SELECT trace_id, sum(input_tokens) i, sum(output_tokens) o,
                      sum((attributes->>'gen_ai.usage.cached_tokens')::bigint) c
               FROM feedback_span WHERE kind = 'llm' AND trace_id = ANY(%s)

@@ -8,6 +8,7 @@ from django.db import connection
 from feedback import services
 from feedback.rollups import rollups_refresh
 from tenants.models import Organization
+from tenants.schema import activate_public, activate_tenant
 
 
 @shared_task(time_limit=600, soft_time_limit=540, expires=300)
@@ -21,13 +22,13 @@ def rollups_sweep() -> int:
     """Beat: fan out a refresh to every organization with dirty partitions."""
     sent = 0
     for organization in Organization.objects.exclude(schema_name="tenant_template").only("schema_name"):
-        connection.set_tenant(organization)
+        activate_tenant(organization)
         try:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT EXISTS (SELECT 1 FROM feedback_rollupdirty)")
                 dirty = cursor.fetchone()[0]
         finally:
-            connection.set_schema_to_public()
+            activate_public()
         if dirty:
             schedule_rollups(organization.schema_name)
             sent += 1

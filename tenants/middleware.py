@@ -12,10 +12,10 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
-from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 
 from tenants.models import Membership, Organization
+from tenants.schema import activate_public, activate_schema, activate_tenant
 from tenants.services import api_key_resolve
 
 PORTAL_PATH = re.compile(r"^/o/(?P<slug>[a-z0-9-]{1,40})(?:/|$)")
@@ -36,13 +36,13 @@ class PublicSchemaMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        connection.set_schema_to_public()
+        activate_public()
         request.tenant = None  # type: ignore[attr-defined]
         request.api_key = None  # type: ignore[attr-defined]
         try:
             return self.get_response(request)
         finally:
-            connection.set_schema_to_public()
+            activate_public()
 
 
 class OrganizationMiddleware:
@@ -74,7 +74,7 @@ class OrganizationMiddleware:
         request.api_key = resolved  # type: ignore[attr-defined]
         # Authentication classes turn a missing or wrong key into the API's 401/403.
         if resolved is not None and resolved.kind == "secret":
-            connection.set_schema(resolved.schema_name)
+            activate_schema(resolved.schema_name)
 
     @staticmethod
     def _resolve_portal(request: HttpRequest, slug: str) -> HttpResponse | None:
@@ -97,7 +97,7 @@ class OrganizationMiddleware:
         if membership is None:
             # Not a member: the organization does not exist as far as this user can tell.
             raise Http404("No such organization.")
-        connection.set_tenant(organization)
+        activate_tenant(organization)
         request.tenant = organization  # type: ignore[attr-defined]
         request.membership = membership  # type: ignore[attr-defined]
         request.session["last_org"] = organization.slug

@@ -5,21 +5,48 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from django.contrib.auth.models import AbstractUser, UserManager
+from django.contrib.auth.models import AbstractUser
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.db import connection, models
 from django.utils import timezone
 from django_tenants.models import DomainMixin, TenantMixin
 
+from tenants.schema import activate_public
+
 SLUG_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 SLUG_MIN, SLUG_MAX = 3, 40
 # Words that would collide with our own URLs, schemas or look official to a user.
 RESERVED_SLUGS = frozenset(
     {
-        "admin", "api", "app", "auth", "billing", "candor", "demo", "docs", "help", "internal",
-        "login", "logout", "new", "org", "orgs", "postgres", "public", "root", "settings",
-        "signup", "static", "support", "system", "template", "tenant", "tenants", "test", "www",
+        "admin",
+        "api",
+        "app",
+        "auth",
+        "billing",
+        "candor",
+        "demo",
+        "docs",
+        "help",
+        "internal",
+        "login",
+        "logout",
+        "new",
+        "org",
+        "orgs",
+        "postgres",
+        "public",
+        "root",
+        "settings",
+        "signup",
+        "static",
+        "support",
+        "system",
+        "template",
+        "tenant",
+        "tenants",
+        "test",
+        "www",
     }
 )
 
@@ -42,12 +69,12 @@ def schema_name_for(slug: str) -> str:
 
 
 class Organization(TenantMixin):
-    name = models.CharField(max_length=200)
-    slug = models.SlugField(max_length=SLUG_MAX, unique=True, validators=[validate_organization_slug])
-    created_at = models.DateTimeField(default=timezone.now)
+    name = models.CharField(max_length=200)  # type: ignore[var-annotated]
+    slug = models.SlugField(max_length=SLUG_MAX, unique=True, validators=[validate_organization_slug])  # type: ignore[var-annotated]
+    created_at = models.DateTimeField(default=timezone.now)  # type: ignore[var-annotated]
     # Whether the widget must present a signed per-trace token (see tenants.tokens).
-    require_signed_tokens = models.BooleanField(default=False)
-    widget_signing_secret = models.CharField(max_length=64, blank=True, default="")
+    require_signed_tokens = models.BooleanField(default=False)  # type: ignore[var-annotated]
+    widget_signing_secret = models.CharField(max_length=64, blank=True, default="")  # type: ignore[var-annotated]
 
     auto_create_schema = True
     auto_drop_schema = True
@@ -65,10 +92,8 @@ class Organization(TenantMixin):
 
             with connection.cursor() as cursor:
                 cursor.execute('CREATE SCHEMA IF NOT EXISTS "tenant_template"')
-            call_command(
-                "migrate_schemas", tenant=True, schema_name=self.schema_name, interactive=False, verbosity=0
-            )
-            connection.set_schema_to_public()
+            call_command("migrate_schemas", tenant=True, schema_name=self.schema_name, interactive=False, verbosity=0)
+            activate_public()
             return True
         return super().create_schema(check_if_exists=check_if_exists, sync_schema=sync_schema, verbosity=0)
 
@@ -79,8 +104,6 @@ class Domain(DomainMixin):
 
 class User(AbstractUser):
     email = models.EmailField(unique=True)
-
-    objects = UserManager()
 
     def organizations(self) -> models.QuerySet[Organization]:
         return Organization.objects.filter(memberships__user=self).exclude(schema_name="tenant_template")

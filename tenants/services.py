@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from tenants.models import (
@@ -28,6 +28,7 @@ from tenants.models import (
     schema_name_for,
     validate_organization_slug,
 )
+from tenants.schema import activate_public
 
 TEMPLATE_SCHEMA = "tenant_template"
 KEY_PREFIX = {KeyKind.SECRET: "sk_", KeyKind.PUBLIC: "pk_"}
@@ -309,4 +310,4 @@ def user_signup(*, email: str, password: str, organization_slug: str, organizati
 
 
 def set_public_schema() -> None:
-    connection.set_schema_to_public()
+    activate_public()

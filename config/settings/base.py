@@ -172,6 +172,7 @@ API_MAX_BODY_BYTES = 5 * 1024 * 1024
 API_MAX_BATCH = 1000
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES + 1024 * 1024
 
+
 # --- Celery ---------------------------------------------------------------------------
 # Broker defaults to the same PostgreSQL (kombu's SQLAlchemy transport): one process less.
 def _sqlalchemy_broker_url(database_url: str) -> str:

@@ -94,7 +94,7 @@ class ItemErrorSerializer(serializers.Serializer):
 class IngestResultSerializer(serializers.Serializer):
     accepted = serializers.IntegerField()
     duplicates = serializers.IntegerField()
-    errors = ItemErrorSerializer(many=True)
+    errors = ItemErrorSerializer(many=True)  # type: ignore[assignment]
     warnings = ItemErrorSerializer(many=True, required=False)
 
 
@@ -132,7 +132,7 @@ class FeedbackOutSerializer(serializers.Serializer):
     name = serializers.CharField()
     user_id = serializers.CharField()
     session_id = serializers.CharField()
-    source = serializers.CharField()
+    source = serializers.CharField()  # type: ignore[assignment]
     occurred_at = serializers.DateTimeField()
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
-from django.db import connection
 import msgspec
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -21,10 +20,11 @@ from feedback import services
 from feedback.api import serializers as s
 from feedback.models import WidgetRejection
 from feedback.otlp import OtlpError, otlp_parse, otlp_response
-from feedback.schemas import BodyError, FeedbackIn, ItemError, TraceIn, decode_items, split_body
+from feedback.schemas import BodyError, FeedbackIn, split_body
 from feedback.selectors import FilterError, TraceFilters, trace_detail, trace_page
 from tenants.models import Organization
 from tenants.ratelimit import key_rate_wait
+from tenants.schema import activate_tenant
 from tenants.services import api_key_resolve
 from tenants.tokens import verify_trace_token
 
@@ -96,9 +96,7 @@ class TracesApi(IngestApi):
             OpenApiParameter("limit", OpenApiTypes.INT, required=False),
             OpenApiParameter("has_thumbs_down", OpenApiTypes.BOOL, required=False),
             OpenApiParameter("has_edit", OpenApiTypes.BOOL, required=False),
-            OpenApiParameter(
-                "metadata.<key>", OpenApiTypes.STR, required=False, description="e.g. metadata.auth=sso"
-            ),
+            OpenApiParameter("metadata.<key>", OpenApiTypes.STR, required=False, description="e.g. metadata.auth=sso"),
         ],
         responses={200: s.TracePageSerializer, 400: s.ErrorSerializer},
         tags=["traces"],
@@ -198,6 +196,8 @@ class OtlpTracesApi(APIView):
 def _cors(response: Response, origin: str | None) -> Response:
     if origin:
         response["Access-Control-Allow-Origin"] = origin
+        # Lets the widget honour Retry-After on a 429 from another origin.
+        response["Access-Control-Expose-Headers"] = "Retry-After"
         response["Vary"] = "Origin"
     return response
 
@@ -255,7 +255,7 @@ class WidgetEventsApi(APIView):
         origin = request.META.get("HTTP_ORIGIN", "")
         organization = Organization.objects.only("id", "schema_name", "require_signed_tokens",
                                                  "widget_signing_secret").get(id=resolved.organization_id)  # fmt: skip
-        connection.set_tenant(organization)
+        activate_tenant(organization)
         try:
             events = envelope.get("events")
             items = split_body(b'{"batch":' + bytes(events) + b"}" if events is not None else b"")
@@ -286,7 +286,7 @@ class WidgetEventsApi(APIView):
                 _count_rejection(f"token_{reason}", origin, count)
         return ingest_response(result)
 
-    def options(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+    def options(self, request: Any, *args: Any, **kwargs: Any) -> Response:
         response = Response(status=204)
         response["Access-Control-Allow-Methods"] = "POST, OPTIONS"
         response["Access-Control-Allow-Headers"] = "Content-Type"

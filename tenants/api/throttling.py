@@ -12,7 +12,7 @@ class KeyRateThrottle(BaseThrottle):
     """429 with Retry-After once a key spends its per-second budget."""
 
     def allow_request(self, request: Request, view: Any) -> bool:
-        key = request.auth
+        key: Any = request.auth
         if key is None:
             return True
         self._wait = key_rate_wait(key.key_id)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import wraps
-from typing import Any, Callable
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth import login, logout
@@ -174,7 +175,9 @@ def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
     if form.is_valid():
         try:
             services.membership_change_role(
-                membership=membership, role=form.cleaned_data["role"], acting=request.membership  # type: ignore[attr-defined]
+                membership=membership,
+                role=form.cleaned_data["role"],
+                acting=request.membership,  # type: ignore[attr-defined]
             )
             messages.success(request, f"{membership.user.email} is now {membership.get_role_display()}.")
         except ValidationError as exc:

@@ -67,8 +67,17 @@ def test_cost_uses_the_price_in_force_at_started_at(api_a) -> None:  # type: ign
 
 def test_cached_tokens_are_billed_at_the_cached_price(api_a) -> None:  # type: ignore[no-untyped-def]
     tid = unique()
-    api_a.post("/api/v1/traces", trace(tid, provider="anthropic", model="claude-3-5-haiku-20241022",
-                                       input_tokens=1_000_000, cached_tokens=500_000, output_tokens=100_000))
+    api_a.post(
+        "/api/v1/traces",
+        trace(
+            tid,
+            provider="anthropic",
+            model="claude-3-5-haiku-20241022",
+            input_tokens=1_000_000,
+            cached_tokens=500_000,
+            output_tokens=100_000,
+        ),
+    )
     # 500k at $0.80 + 500k cached at $0.08 + 100k output at $4.00
     assert Decimal(str(api_a.get(f"/api/v1/traces/{tid}").json()["cost_usd"])) == Decimal("0.84")
 
@@ -157,8 +166,10 @@ def test_size_limits(api_a) -> None:  # type: ignore[no-untyped-def]
 
 def test_resent_trace_merges_later_non_null_fields(api_a) -> None:  # type: ignore[no-untyped-def]
     tid = unique()
-    first = api_a.post("/api/v1/traces", trace(tid, model="gpt-4o-mini", output="draft", metadata={"a": "1"},
-                                               fallback=True, latency_ms=100))
+    first = api_a.post(
+        "/api/v1/traces",
+        trace(tid, model="gpt-4o-mini", output="draft", metadata={"a": "1"}, fallback=True, latency_ms=100),
+    )
     assert first.json()["accepted"] == 1
     again = api_a.post("/api/v1/traces", trace(tid, output="final", metadata={"b": "2"}, customer_id="cus_x"))
     assert again.json() == {"accepted": 0, "duplicates": 1, "errors": []}

@@ -78,7 +78,9 @@ def test_error_span_marks_the_trace(live, org_a) -> None:  # type: ignore[no-unt
 def test_otlp_bad_input_and_keys(live, org_a) -> None:  # type: ignore[no-untyped-def]
     url = f"{live.url}/api/v1/otlp/v1/traces"
     auth = {"Authorization": f"Bearer {org_a.secret_key}"}
-    garbage = requests.post(url, data=b"\x00\xffnot protobuf", headers={**auth, "Content-Type": "application/x-protobuf"})
+    garbage = requests.post(
+        url, data=b"\x00\xffnot protobuf", headers={**auth, "Content-Type": "application/x-protobuf"}
+    )
     assert garbage.status_code == 400 and garbage.json()["error"]["code"] == "invalid_otlp"
     wrong_type = requests.post(url, data=b"<xml/>", headers={**auth, "Content-Type": "application/xml"})
     assert wrong_type.status_code == 400

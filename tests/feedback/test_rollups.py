@@ -6,12 +6,12 @@ import uuid
 from datetime import date
 
 import pytest
-from django.db import connection
 
 from feedback import services
 from feedback.models import DailyRollup, Feature, RollupDirty
 from feedback.rollups import rollup_recompute, rollups_refresh
 from feedback.sketch import merge, quantile
+from tenants.schema import current_schema
 from tests.fixtures.organizations import in_tenant, unique
 from tests.fixtures.server import wait_for
 
@@ -112,4 +112,4 @@ def test_real_worker_refreshes_rollups_in_the_right_schema(  # type: ignore[no-u
     assert wait_for(rolled_up, timeout=60) == 3
     with in_tenant(org_b):
         assert not Feature.objects.filter(key=feature).exists()
-    assert connection.schema_name == "public"
+    assert current_schema() == "public"

@@ -48,7 +48,9 @@ def test_another_orgs_objects_by_id_are_404(owner_a, org_a, org_b) -> None:  # t
     beta_member = Membership.objects.get(organization=org_b.organization, user=org_b.owner)
     assert_cross_tenant_404(owner_a, org_a.url(f"settings/keys/{beta_key.id}/revoke/"), "post")
     assert_cross_tenant_404(owner_a, org_a.url(f"settings/keys/{beta_key.id}/origins/"))
-    assert_cross_tenant_404(owner_a, org_a.url(f"settings/members/{beta_member.id}/role/"), "post", data={"role": "viewer"})
+    assert_cross_tenant_404(
+        owner_a, org_a.url(f"settings/members/{beta_member.id}/role/"), "post", data={"role": "viewer"}
+    )
     assert_cross_tenant_404(owner_a, org_a.url(f"settings/members/{beta_member.id}/remove/"), "post")
     beta_key.refresh_from_db()
     assert beta_key.revoked_at is None
@@ -145,8 +147,9 @@ def test_expired_invitation_is_refused(owner_a, org_a) -> None:  # type: ignore[
 
 
 def test_create_edit_and_revoke_keys(owner_a, org_a) -> None:  # type: ignore[no-untyped-def]
-    response = owner_a.post(org_a.url("settings/keys/"), {"name": "Storefront", "kind": "public",
-                                                          "allowed_origins": "https://Shop.example.com/\nhttp://localhost:3000"})  # fmt: skip
+    origins = "https://Shop.example.com/\nhttp://localhost:3000"
+    form = {"name": "Storefront", "kind": "public", "allowed_origins": origins}
+    response = owner_a.post(org_a.url("settings/keys/"), form)
     raw = re.search(rb"pk_[\w-]{40,}", response.content).group(0).decode()
     key = ApiKey.objects.get(organization=org_a.organization, name="Storefront")
     assert key.allowed_origins == ["http://localhost:3000", "https://shop.example.com"]
