@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.database",
     "tests.fixtures.organizations",
     "tests.fixtures.server",
+    "tests.fixtures.browser",
 ]

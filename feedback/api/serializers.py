@@ -123,6 +123,7 @@ class SpanOutSerializer(serializers.Serializer):
 class FeedbackOutSerializer(serializers.Serializer):
     event_id = serializers.UUIDField()
     kind = serializers.CharField()
+    prompt_version = serializers.CharField(source="prompt_version_label")
     value = serializers.FloatField(allow_null=True)
     comment = serializers.CharField()
     original_text = serializers.CharField()

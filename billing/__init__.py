@@ -1,0 +1,1 @@
+"""Spend caps, customer budgets, Stripe plans, meters and webhooks, ROI (later issues)."""

@@ -1,0 +1,1 @@
+"""Judges, scores, annotation queues, labels, calibration, experiments, drift, alerts (later issues)."""
