@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt | sha1sum | cut -c1-1
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE ?= config.settings.dev
 
-.PHONY: install migrate demo serve test test-services lint bench-ingest bench-widget clean stop-db
+.PHONY: install migrate demo test test-services browser lint bench-ingest bench-widget clean stop-db
 
 install: $(STAMP)
 
@@ -20,14 +20,19 @@ $(STAMP): requirements/base.txt requirements/dev.txt
 
 migrate: install
 	$(PY) manage.py migrate_schemas --executor=standard -v 0
-	$(PY) manage.py ensure_tenant_template
 
 demo: migrate
 	PORT=$(PORT) $(PY) manage.py demo_setup
 	PORT=$(PORT) bin/run-demo
 
-test: install
+test: install browser
 	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) -m pytest
+
+# The browser tests drive Debian's Chromium (Playwright cannot download browsers here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Chromium is missing: sudo apt-get install chromium"; exit 1; fi; }
 
 # Tests against the machine's own PostgreSQL 15, Redis and RabbitMQ (see .ci/run).
 test-services: install

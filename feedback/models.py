@@ -63,9 +63,17 @@ class ModelPrice(models.Model):
 
 
 class Trace(models.Model):
-    trace_id = models.CharField(max_length=200, unique=True)
-    feature = models.ForeignKey(Feature, on_delete=models.PROTECT, related_name="traces")
-    prompt_version = models.ForeignKey(PromptVersion, on_delete=models.SET_NULL, null=True, related_name="traces")
+    # Every index and constraint here is paid for on each ingested row: no LIKE twins, no FK
+    # indexes a composite index already covers, and no FK triggers (ingestion takes these IDs
+    # from upserts in the same transaction; Django still applies on_delete when deleting).
+    trace_id = models.CharField(max_length=200)
+    feature = models.ForeignKey(
+        Feature, on_delete=models.PROTECT, related_name="traces", db_index=False, db_constraint=False
+    )
+    prompt_version = models.ForeignKey(
+        PromptVersion, on_delete=models.SET_NULL, null=True, related_name="traces", db_index=False,
+        db_constraint=False,
+    )  # fmt: skip
     model = models.CharField(max_length=200, blank=True, default="")
     provider = models.CharField(max_length=50, blank=True, default="")
     input = models.TextField(blank=True, default="")
@@ -93,6 +101,7 @@ class Trace(models.Model):
     received_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        constraints = [models.UniqueConstraint(fields=["trace_id"], name="trace_id_unique")]
         indexes = [
             models.Index(fields=["feature", "day"]),
             models.Index(fields=["-started_at", "-id"], name="trace_recent"),
@@ -125,8 +134,11 @@ class Span(models.Model):
 class OtelTraceLink(models.Model):
     """Which Candor trace an OpenTelemetry trace ID belongs to (spans of one trace arrive in several exports)."""
 
-    otel_trace_id = models.CharField(max_length=32, unique=True)
+    otel_trace_id = models.CharField(max_length=32)
     trace_id = models.CharField(max_length=200)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["otel_trace_id"], name="otel_trace_id_unique")]
 
 
 class FeedbackKind(models.TextChoices):
@@ -148,7 +160,7 @@ EXPLICIT_KINDS = frozenset({"thumb", "rating", "comment", "edit"})
 
 class FeedbackEvent(models.Model):
     event_id = models.UUIDField(unique=True)
-    trace_id = models.CharField(max_length=200, db_index=True)
+    trace_id = models.CharField(max_length=200)
     kind = models.CharField(max_length=16, choices=FeedbackKind.choices)
     value = models.FloatField(null=True)
     comment = models.TextField(blank=True, default="")
@@ -165,24 +177,38 @@ class FeedbackEvent(models.Model):
     occurred_at = models.DateTimeField()
     received_at = models.DateTimeField(default=timezone.now)
     # Copied from the trace once it is known (at insert, or when the trace arrives later).
-    feature = models.ForeignKey(Feature, on_delete=models.SET_NULL, null=True, related_name="+")
-    prompt_version = models.ForeignKey(PromptVersion, on_delete=models.SET_NULL, null=True, related_name="+")
+    feature = models.ForeignKey(
+        Feature, on_delete=models.SET_NULL, null=True, related_name="+", db_index=False, db_constraint=False
+    )
+    prompt_version = models.ForeignKey(
+        PromptVersion, on_delete=models.SET_NULL, null=True, related_name="+", db_index=False, db_constraint=False
+    )
     trace_day = models.DateField(null=True)
 
     class Meta:
-        indexes = [models.Index(fields=["feature", "trace_day"]), models.Index(fields=["kind", "trace_day"])]
+        indexes = [
+            models.Index(fields=["trace_id"], name="feedback_trace_id"),
+            models.Index(fields=["feature", "trace_day"]),
+        ]
 
 
 class Outcome(models.Model):
-    outcome_id = models.CharField(max_length=200, unique=True)
+    outcome_id = models.CharField(max_length=200)
     name = models.CharField(max_length=100)
-    trace_id = models.CharField(max_length=200, blank=True, default="", db_index=True)
-    session_id = models.CharField(max_length=200, blank=True, default="", db_index=True)
+    trace_id = models.CharField(max_length=200, blank=True, default="")
+    session_id = models.CharField(max_length=200, blank=True, default="")
     customer_id = models.CharField(max_length=200, blank=True, default="")
     variant = models.CharField(max_length=200, blank=True, default="")
     value_usd = models.DecimalField(max_digits=16, decimal_places=6, null=True)
     occurred_at = models.DateTimeField()
     received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["outcome_id"], name="outcome_id_unique")]
+        indexes = [
+            models.Index(fields=["trace_id"], name="outcome_trace_id"),
+            models.Index(fields=["session_id"], name="outcome_session_id"),
+        ]
 
 
 class WidgetRejection(models.Model):

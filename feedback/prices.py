@@ -104,10 +104,29 @@ class PriceBook:
 
     def __init__(self, overrides: Iterable[Price] = ()) -> None:
         self.tables = [list(overrides), DEFAULT_PRICES]
+        # Prices change at most daily; a batch asks about a handful of (provider, model, day).
+        self._memo: dict[tuple[str | None, str, object], Price | None] = {}
+        # On a day a price starts or ends, the answer depends on the time of day: no memo then.
+        self._change_days = {
+            moment.date()
+            for table in self.tables
+            for p in table
+            for moment in (p.effective_from, p.effective_to)
+            if moment
+        }
 
     def find(self, provider: str | None, model: str | None, when: datetime) -> Price | None:
         if not model:
             return None
+        day = when.date()
+        if day in self._change_days:
+            return self._find(provider, model, when)
+        key = (provider, model, day)
+        if key not in self._memo:
+            self._memo[key] = self._find(provider, model, when)
+        return self._memo[key]
+
+    def _find(self, provider: str | None, model: str, when: datetime) -> Price | None:
         model = model.strip().lower()
         if "/" in model and not provider:  # "openai/gpt-4o" style names
             provider, model = model.split("/", 1)

@@ -21,7 +21,7 @@ def rollups_refresh_task() -> int:
 def rollups_sweep() -> int:
     """Beat: fan out a refresh to every organization with dirty partitions."""
     sent = 0
-    for organization in Organization.objects.exclude(schema_name="tenant_template").only("schema_name"):
+    for organization in Organization.objects.only("schema_name"):
         activate_tenant(organization)
         try:
             with connection.cursor() as cursor:

@@ -78,7 +78,7 @@ class OrganizationMiddleware:
 
     @staticmethod
     def _resolve_portal(request: HttpRequest, slug: str) -> HttpResponse | None:
-        organization = Organization.objects.filter(slug=slug).exclude(schema_name="tenant_template").first()
+        organization = Organization.objects.filter(slug=slug).first()
         if organization is None:
             raise Http404("No such organization.")
         raw = bearer_token(request)

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from django.contrib.auth.models import AbstractUser
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
-from django.db import connection, models
+from django.db import models
 from django.utils import timezone
 from django_tenants.models import DomainMixin, TenantMixin
-
-from tenants.schema import activate_public
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 SLUG_MIN, SLUG_MAX = 3, 40
@@ -85,18 +82,6 @@ class Organization(TenantMixin):
     def __str__(self) -> str:
         return self.name
 
-    def create_schema(self, check_if_exists: bool = False, sync_schema: bool = True, verbosity: int = 1) -> Any:
-        if self.schema_name == "tenant_template":
-            # The template itself cannot be cloned from itself: build it by migrating.
-            from django.core.management import call_command
-
-            with connection.cursor() as cursor:
-                cursor.execute('CREATE SCHEMA IF NOT EXISTS "tenant_template"')
-            call_command("migrate_schemas", tenant=True, schema_name=self.schema_name, interactive=False, verbosity=0)
-            activate_public()
-            return True
-        return super().create_schema(check_if_exists=check_if_exists, sync_schema=sync_schema, verbosity=0)
-
 
 class Domain(DomainMixin):
     pass
@@ -106,7 +91,7 @@ class User(AbstractUser):
     email = models.EmailField(unique=True)
 
     def organizations(self) -> models.QuerySet[Organization]:
-        return Organization.objects.filter(memberships__user=self).exclude(schema_name="tenant_template")
+        return Organization.objects.filter(memberships__user=self)
 
 
 class Role(models.TextChoices):

@@ -1,0 +1,189 @@
+"""Ingestion benchmark: the real HTTP API against PostgreSQL's own COPY of the same rows.
+
+1. Starts gunicorn on a free port against the configured database (embedded by default).
+2. Creates a fresh organization, sends ~100k mixed events (traces with spans, feedback,
+   outcomes from the demo generator) in batches of 500 from 4 concurrent clients.
+3. Exports the stored rows and loads them with server-side COPY into empty copies of the
+   same tables: the ceiling for getting those rows into PostgreSQL at all.
+4. Measures single-event widget requests per second (the browser's shape).
+
+Ends with: RESULT ingest api_eps=... copy_eps=... ratio=... widget_rps=...
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
+os.environ.setdefault("CANDOR_API_RATE_PER_SECOND", "1000000")
+os.environ.setdefault("CANDOR_API_RATE_BURST", "1000000")
+
+import django  # noqa: E402
+
+django.setup()
+
+import msgspec  # noqa: E402
+from django.db import connection  # noqa: E402
+
+from bench._server import free_port, gunicorn  # noqa: E402
+from feedback.demo_data import DemoConfig, demo_stream  # noqa: E402
+from tenants.models import Organization  # noqa: E402
+from tenants.services import organization_create  # noqa: E402
+
+EVENTS = int(os.environ.get("BENCH_EVENTS", "100000"))
+BATCH = 500
+CLIENTS = 4
+WIDGET_REQUESTS = int(os.environ.get("BENCH_WIDGET_REQUESTS", "2000"))
+TABLES = {"trace": "feedback_trace", "span": "feedback_span", "feedback": "feedback_feedbackevent",
+          "outcome": "feedback_outcome"}  # fmt: skip
+
+
+def build_batches() -> tuple[list[tuple[str, bytes]], int]:
+    """EVENTS items (traces, feedback, outcomes in the generator's order), pre-encoded in batches of 500."""
+    buffers: dict[str, list[dict]] = {"trace": [], "feedback": [], "outcome": []}
+    batches: list[tuple[str, bytes]] = []
+    events = 0
+    # One event, one row: spans off, so both sides count the same thing.
+    config = DemoConfig(traces=EVENTS, days=30, seed=11, spans=False)
+    for kind, item in demo_stream(config):
+        buffers[kind].append(item)
+        events += 1
+        if len(buffers[kind]) == BATCH:
+            batches.append((kind, msgspec.json.encode({"batch": buffers[kind]})))
+            buffers[kind] = []
+        if events >= EVENTS:
+            break
+    batches += [(k, msgspec.json.encode({"batch": v})) for k, v in buffers.items() if v]
+    # Traces first within each window, as an application would send them; feedback may still precede.
+    return batches, events
+
+
+def post_all(port: int, key: str, batches: list[tuple[str, bytes]]) -> tuple[float, list[str]]:
+    paths = {"trace": "/api/v1/traces", "feedback": "/api/v1/feedback", "outcome": "/api/v1/outcomes"}
+    queue = list(enumerate(batches))
+    lock = threading.Lock()
+    problems: list[str] = []
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        while True:
+            with lock:
+                if not queue:
+                    break
+                _, (kind, body) = queue.pop(0)
+            conn.request("POST", paths[kind], body, {"Authorization": f"Bearer {key}",
+                                                     "Content-Type": "application/json"})  # fmt: skip
+            response = conn.getresponse()
+            payload = response.read()
+            if response.status != 200:
+                problems.append(f"{kind}: {response.status} {payload[:200]!r}")
+        conn.close()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started, problems
+
+
+def widget_single_events(port: int, public_key: str, trace_ids: list[str]) -> float:
+    origin = f"http://127.0.0.1:{port}"
+    per_client = WIDGET_REQUESTS // CLIENTS
+
+    def client(n: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for i in range(per_client):
+            event = {"event_id": str(uuid.uuid4()), "trace_id": trace_ids[(n * per_client + i) % len(trace_ids)],
+                     "kind": "thumb", "value": 1}  # fmt: skip
+            body = json.dumps({"key": public_key, "events": [event]})
+            conn.request("POST", "/api/v1/widget/events", body, {"Content-Type": "text/plain", "Origin": origin})
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200, response.status
+        conn.close()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return (per_client * CLIENTS) / (time.perf_counter() - started)
+
+
+def copy_baseline(schema: str) -> tuple[float, int]:
+    """Export what the API stored, then time server-side COPY of it into empty twins."""
+    export_dir = Path("/tmp") / f"candor-bench-{uuid.uuid4().hex[:8]}"
+    export_dir.mkdir(mode=0o777)
+    os.chmod(export_dir, 0o777)  # the database server (another OS user) writes and reads here
+    rows = 0
+    elapsed = 0.0
+    with connection.cursor() as cursor:
+        cursor.execute("DROP SCHEMA IF EXISTS bench_copy CASCADE; CREATE SCHEMA bench_copy")
+        for table in TABLES.values():
+            cursor.execute(f'CREATE TABLE bench_copy.{table} (LIKE "{schema}".{table} INCLUDING ALL)')
+            cursor.execute(f"COPY \"{schema}\".{table} TO '{export_dir}/{table}.copy'")
+        for table in TABLES.values():
+            started = time.perf_counter()
+            cursor.execute(f"COPY bench_copy.{table} FROM '{export_dir}/{table}.copy'")
+            elapsed += time.perf_counter() - started
+            rows += cursor.rowcount
+        cursor.execute("DROP SCHEMA bench_copy CASCADE")
+    for f in export_dir.iterdir():
+        f.unlink()
+    export_dir.rmdir()
+    return elapsed, rows
+
+
+def main() -> int:
+    print(f"building ~{EVENTS:,} events in batches of {BATCH}…", flush=True)
+    batches, events = build_batches()
+    slug = f"bench-{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    created = organization_create(slug=slug, owner_email=f"bench@{slug}.test",
+                                  allowed_origins=[f"http://127.0.0.1:{port}"])  # fmt: skip
+    schema = created.organization.schema_name
+    try:
+        with gunicorn(port):
+            print(f"sending {events:,} events ({len(batches)} requests, {CLIENTS} clients) to gunicorn…", flush=True)
+            api_seconds, problems = post_all(port, created.secret_key, batches)
+            if problems:
+                print("\n".join(problems[:5]))
+                return 1
+            api_eps = events / api_seconds
+            print(f"API:  {events:,} events in {api_seconds:.2f}s = {api_eps:,.0f} events/s", flush=True)
+            with connection.cursor() as cursor:
+                cursor.execute(f'SELECT trace_id FROM "{schema}".feedback_trace LIMIT 1000')
+                trace_ids = [r[0] for r in cursor.fetchall()]
+            copy_seconds, copy_rows = copy_baseline(schema)
+            copy_eps = copy_rows / copy_seconds
+            print(
+                f"COPY: {copy_rows:,} rows in {copy_seconds:.2f}s = {copy_eps:,.0f} rows/s (server-side, same tables)"
+            )
+            if copy_rows != events:
+                print(f"note: stored rows {copy_rows:,} vs events sent {events:,} (demo duplicates are merged)")
+            ratio = api_eps / copy_eps
+            print(f"ratio API / COPY = {ratio:.2f}")
+            print(f"widget: {WIDGET_REQUESTS:,} single-event requests from {CLIENTS} clients…", flush=True)
+            widget_rps = widget_single_events(port, created.public_key, trace_ids)
+            print(f"widget single-event requests: {widget_rps:,.0f} requests/s")
+            print(f"RESULT ingest api_eps={api_eps:.0f} copy_eps={copy_eps:.0f} ratio={ratio:.2f} "
+                  f"widget_rps={widget_rps:.0f} events={events}")  # fmt: skip
+    finally:
+        Organization.objects.get(slug=slug).delete(force_drop=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
