@@ -27,7 +27,7 @@ def gunicorn(port: int, workers: int = int(os.environ.get("BENCH_WORKERS", "4"))
         env["DATABASE_URL"] = os.environ["CANDOR_EMBEDDED_DATABASE_URL"]  # set by the settings module
     server = subprocess.Popen(
         [str(ROOT / ".venv" / "bin" / "gunicorn"), "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(workers), "--log-level", "warning"],
+         "--workers", str(workers), "--threads", os.environ.get("BENCH_THREADS", "1"), "--log-level", "warning"],
         cwd=ROOT, env=env,
     )  # fmt: skip
     try:

@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 from django.db import connection, transaction
+from psycopg.errors import UniqueViolation
 from rapidfuzz.distance import LCSseq, Levenshtein
 
 from feedback.prices import Price, PriceBook
@@ -351,39 +352,9 @@ def traces_ingest_items(*, items: Sequence[tuple[int, TraceIn]], now: datetime |
             for span in item.spans or ():
                 span_rows.append(_span_row(item.trace_id, span))
 
-        cursor.execute(_STAGE_TRACE_DDL)
-        _clear_stage(cursor, "candor_stage_trace")
-        with cursor.copy(f"COPY candor_stage_trace ({_TRACE_COLUMNS}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        cursor.execute(
-            f"""
-            INSERT INTO feedback_trace ({_TRACE_COLUMNS})
-            SELECT trace_id, feature_id, prompt_version_id, COALESCE(model, ''), COALESCE(provider, ''),
-                   COALESCE(input, ''), COALESCE(output, ''), input_tokens, output_tokens, cached_tokens,
-                   cost_usd, COALESCE(cost_source, ''), latency_ms, ttft_ms, COALESCE(status, 'ok'), fallback,
-                   guardrail_blocked, COALESCE(customer_id, ''), COALESCE(user_id, ''), COALESCE(session_id, ''),
-                   COALESCE(experiment, ''), COALESCE(variant, ''), COALESCE(metadata, '{{}}'::jsonb),
-                   COALESCE(started_at, received_at), COALESCE(day, (received_at AT TIME ZONE 'UTC')::date),
-                   received_at
-            FROM candor_stage_trace
-            ON CONFLICT (trace_id) DO NOTHING
-            RETURNING trace_id, day, feature_id
-            """
-        )
-        inserted = cursor.fetchall()
-        inserted_ids = [trace_id for trace_id, _, _ in inserted]
-        dirty: set[tuple[date, int]] = {(d, f) for _, d, f in inserted}
-        if len(inserted) < len(rows):
-            # Resent traces: the partitions a merge moves them out of must be recomputed too.
-            cursor.execute(
-                "SELECT t.day, t.feature_id FROM feedback_trace t JOIN candor_stage_trace s USING (trace_id) "
-                "WHERE NOT (t.trace_id = ANY(%s))",
-                [inserted_ids],
-            )
-            dirty.update(cursor.fetchall())
-            cursor.execute(_MERGE_TRACE, [inserted_ids])
-            dirty.update((d, f) for _, d, f in cursor.fetchall())
+        inserted_ids, dirty = _insert_new_traces(cursor, rows, now)
+        if inserted_ids is None:
+            inserted_ids, dirty = _upsert_traces(cursor, rows)
         if span_rows:
             _store_spans(cursor, span_rows)
         # Feedback that arrived before its trace now gets the trace's feature, version and day.
@@ -399,9 +370,76 @@ def traces_ingest_items(*, items: Sequence[tuple[int, TraceIn]], now: datetime |
             [[row[0] for row in rows]],
         )
         _mark_dirty(cursor, dirty)
-    result.accepted = len(inserted)
-    result.duplicates = len(items) - len(inserted)
+    result.accepted = len(inserted_ids)
+    result.duplicates = len(items) - len(inserted_ids)
     return result
+
+
+# Columns of _TRACE_COLUMNS that are NOT NULL in the table, with their defaults.
+_TRACE_DEFAULTS = {3: "", 4: "", 5: "", 6: "", 11: "", 14: "ok", 17: "", 18: "", 19: "", 20: "", 21: "", 22: "{}"}
+
+
+def _insert_new_traces(cursor: Any, rows: list[tuple[Any, ...]], now: datetime) -> tuple[list[str] | None, set[Any]]:
+    """The common case, every trace new: COPY straight into the table (no staging, no upsert).
+
+    A trace that already exists makes the COPY fail on the unique constraint; the savepoint
+    rolls it back and the caller takes the merging path. Returns (None, ...) in that case.
+    """
+    final = []
+    for row in rows:
+        values = list(row)
+        for index, default in _TRACE_DEFAULTS.items():
+            if values[index] is None:
+                values[index] = default
+        if values[23] is None:
+            values[23], values[24] = now, now.date()
+        final.append(values)
+    try:
+        with transaction.atomic():
+            with cursor.copy(f"COPY feedback_trace ({_TRACE_COLUMNS}) FROM STDIN") as copy:
+                for values in final:
+                    copy.write_row(values)
+    except UniqueViolation:
+        return None, set()
+    return [values[0] for values in final], {(values[24], values[1]) for values in final}
+
+
+def _upsert_traces(cursor: Any, rows: list[tuple[Any, ...]]) -> tuple[list[str], set[Any]]:
+    """Some traces were seen before: stage them, insert the new ones, merge the rest."""
+    cursor.execute(_STAGE_TRACE_DDL)
+    _clear_stage(cursor, "candor_stage_trace")
+    with cursor.copy(f"COPY candor_stage_trace ({_TRACE_COLUMNS}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+    cursor.execute(
+        f"""
+        INSERT INTO feedback_trace ({_TRACE_COLUMNS})
+        SELECT trace_id, feature_id, prompt_version_id, COALESCE(model, ''), COALESCE(provider, ''),
+               COALESCE(input, ''), COALESCE(output, ''), input_tokens, output_tokens, cached_tokens,
+               cost_usd, COALESCE(cost_source, ''), latency_ms, ttft_ms, COALESCE(status, 'ok'), fallback,
+               guardrail_blocked, COALESCE(customer_id, ''), COALESCE(user_id, ''), COALESCE(session_id, ''),
+               COALESCE(experiment, ''), COALESCE(variant, ''), COALESCE(metadata, '{{}}'::jsonb),
+               COALESCE(started_at, received_at), COALESCE(day, (received_at AT TIME ZONE 'UTC')::date),
+               received_at
+        FROM candor_stage_trace
+        ON CONFLICT (trace_id) DO NOTHING
+        RETURNING trace_id, day, feature_id
+        """
+    )
+    inserted = cursor.fetchall()
+    inserted_ids = [trace_id for trace_id, _, _ in inserted]
+    dirty: set[tuple[date, int]] = {(d, f) for _, d, f in inserted}
+    if len(inserted) < len(rows):
+        # Resent traces: the partitions a merge moves them out of must be recomputed too.
+        cursor.execute(
+            "SELECT t.day, t.feature_id FROM feedback_trace t JOIN candor_stage_trace s USING (trace_id) "
+            "WHERE NOT (t.trace_id = ANY(%s))",
+            [inserted_ids],
+        )
+        dirty.update(cursor.fetchall())
+        cursor.execute(_MERGE_TRACE, [inserted_ids])
+        dirty.update((d, f) for _, d, f in cursor.fetchall())
+    return inserted_ids, dirty
 
 
 def _span_row(trace_id: str, span: SpanIn) -> tuple[Any, ...]:
@@ -512,32 +550,61 @@ def feedback_ingest(
         )  # fmt: skip
     with transaction.atomic():
         cursor = _raw_cursor()
-        cursor.execute(_STAGE_FEEDBACK_DDL)
-        _clear_stage(cursor, "candor_stage_feedback")
-        with cursor.copy(f"COPY candor_stage_feedback ({_FEEDBACK_COLUMNS}) FROM STDIN") as copy:
-            for row in rows.values():
-                copy.write_row(row)
-        cursor.execute(
-            f"""
-            INSERT INTO feedback_feedbackevent ({_FEEDBACK_COLUMNS}, feature_id, prompt_version_id, trace_day)
-            SELECT s.event_id, s.trace_id, s.kind, s.value, s.comment, s.original_text, s.edited_text,
-                   s.edit_distance, s.kept_ratio, s.name, s.user_id, s.session_id, s.prompt_version_label,
-                   s.source, s.occurred_at, s.received_at, t.feature_id, t.prompt_version_id, t.day
-            FROM candor_stage_feedback s
-            -- LIMIT 1 keeps this an index probe per event, whatever the planner thinks of the
-            -- trace table's size (a hash join would scan every trace for each batch).
-            LEFT JOIN LATERAL (
-                SELECT feature_id, prompt_version_id, day FROM feedback_trace WHERE trace_id = s.trace_id LIMIT 1
-            ) t ON true
-            ON CONFLICT (event_id) DO NOTHING
-            RETURNING trace_day, feature_id
-            """
-        )
-        inserted = cursor.fetchall()
+        inserted = _insert_new_feedback(cursor, list(rows.values()))
+        if inserted is None:
+            inserted = _insert_feedback_skipping_duplicates(cursor, list(rows.values()))
         _mark_dirty(cursor, set(inserted))
     result.accepted = len(inserted)
     result.duplicates = len(good) - len(inserted)
     return result
+
+
+def _insert_new_feedback(cursor: Any, rows: list[tuple[Any, ...]]) -> list[tuple[Any, Any]] | None:
+    """The common case, no event seen before: look the traces up, COPY straight into the table.
+
+    A repeated event_id fails the COPY on the unique constraint; the savepoint undoes it and
+    the caller takes the de-duplicating path (returns None then).
+    """
+    cursor.execute(
+        "SELECT trace_id, feature_id, prompt_version_id, day FROM feedback_trace WHERE trace_id = ANY(%s)",
+        [list({row[1] for row in rows})],
+    )
+    traces = {trace_id: (feature, version, day) for trace_id, feature, version, day in cursor.fetchall()}
+    unknown = (None, None, None)
+    try:
+        with transaction.atomic():
+            columns = f"{_FEEDBACK_COLUMNS}, feature_id, prompt_version_id, trace_day"
+            with cursor.copy(f"COPY feedback_feedbackevent ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row((*row, *traces.get(row[1], unknown)))
+    except UniqueViolation:
+        return None
+    return [(traces.get(row[1], unknown)[2], traces.get(row[1], unknown)[0]) for row in rows]
+
+
+def _insert_feedback_skipping_duplicates(cursor: Any, rows: list[tuple[Any, ...]]) -> list[tuple[Any, Any]]:
+    cursor.execute(_STAGE_FEEDBACK_DDL)
+    _clear_stage(cursor, "candor_stage_feedback")
+    with cursor.copy(f"COPY candor_stage_feedback ({_FEEDBACK_COLUMNS}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+    cursor.execute(
+        f"""
+        INSERT INTO feedback_feedbackevent ({_FEEDBACK_COLUMNS}, feature_id, prompt_version_id, trace_day)
+        SELECT s.event_id, s.trace_id, s.kind, s.value, s.comment, s.original_text, s.edited_text,
+               s.edit_distance, s.kept_ratio, s.name, s.user_id, s.session_id, s.prompt_version_label,
+               s.source, s.occurred_at, s.received_at, t.feature_id, t.prompt_version_id, t.day
+        FROM candor_stage_feedback s
+        -- LIMIT 1 keeps this an index probe per event, whatever the planner thinks of the
+        -- trace table's size (a hash join would scan every trace for each batch).
+        LEFT JOIN LATERAL (
+            SELECT feature_id, prompt_version_id, day FROM feedback_trace WHERE trace_id = s.trace_id LIMIT 1
+        ) t ON true
+        ON CONFLICT (event_id) DO NOTHING
+        RETURNING trace_day, feature_id
+        """
+    )
+    return list(cursor.fetchall())
 
 
 # --- Outcomes ------------------------------------------------------------------------------
