@@ -300,3 +300,11 @@ def user_signup(*, email: str, password: str, organization_slug: str, organizati
 
 def set_public_schema() -> None:
     activate_public()
+
+
+def widget_security_set(*, organization: Organization, require_signed_tokens: bool, rotate_secret: bool) -> None:
+    """Turn signed per-trace tokens on or off; a secret is created the first time (or on rotation)."""
+    if rotate_secret or (require_signed_tokens and not organization.widget_signing_secret):
+        organization.widget_signing_secret = "whsec_" + secrets.token_urlsafe(32)
+    organization.require_signed_tokens = require_signed_tokens
+    organization.save(update_fields=["require_signed_tokens", "widget_signing_secret"])

@@ -9,4 +9,5 @@ urlpatterns = [
     path("keys/", views.api_keys, name="settings-keys"),
     path("keys/<int:key_id>/revoke/", views.api_key_revoke_view, name="settings-key-revoke"),
     path("keys/<int:key_id>/origins/", views.api_key_origins, name="settings-key-origins"),
+    path("widget/", views.widget_security, name="settings-widget"),
 ]

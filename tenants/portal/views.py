@@ -260,3 +260,17 @@ def api_key_origins(request: HttpRequest, key_id: int) -> HttpResponse:
             messages.success(request, f"Allowed origins of '{key.name}' saved.")
             return redirect(org_url(request, "settings-keys"))
     return TemplateResponse(request, "tenants/api_key_origins.html", {"key": key, "form": form})
+
+
+@role_required(Role.ADMIN)
+def widget_security(request: HttpRequest) -> HttpResponse:
+    organization = request.tenant  # type: ignore[attr-defined]
+    if request.method == "POST":
+        services.widget_security_set(
+            organization=organization,
+            require_signed_tokens=request.POST.get("require_signed_tokens") == "on",
+            rotate_secret=request.POST.get("rotate") == "1",
+        )
+        messages.success(request, "Widget security saved.")
+        return redirect(org_url(request, "settings-widget"))
+    return TemplateResponse(request, "tenants/widget_security.html", {"nav": "widget"})

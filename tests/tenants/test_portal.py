@@ -37,7 +37,7 @@ def test_portal_requires_login(db: None, org_a) -> None:  # type: ignore[no-unty
 
 
 def test_other_organizations_pages_are_404(owner_a, org_a, org_b) -> None:  # type: ignore[no-untyped-def]
-    for path in ["", "traces/", "traces/some-trace", "settings/members/", "settings/keys/"]:
+    for path in ["", "traces/", "traces/some-trace", "settings/members/", "settings/keys/", "settings/widget/"]:
         assert owner_a.get(org_a.url(path)).status_code in (200, 404 if "some-trace" in path else 200)
         assert_cross_tenant_404(owner_a, org_b.url(path))
     assert_cross_tenant_404(owner_a, "/o/no-such-org/")
@@ -188,3 +188,31 @@ def test_health_and_docs(db: None) -> None:
                  "/api/v1/outcomes", "/api/v1/otlp/v1/traces"]:  # fmt: skip
         assert path in schema["paths"], path
     assert b"swagger-ui" in client.get("/api/v1/docs/").content
+
+
+def test_widget_security_toggle_and_rotate(owner_a, org_a) -> None:  # type: ignore[no-untyped-def]
+    from tenants.models import Organization
+    from tenants.tokens import sign_trace_token, verify_trace_token
+
+    owner_a.post(org_a.url("settings/widget/"), {"require_signed_tokens": "on"})
+    org = Organization.objects.get(id=org_a.organization.id)
+    assert org.require_signed_tokens and org.widget_signing_secret.startswith("whsec_")
+    page = owner_a.get(org_a.url("settings/widget/"))
+    assert org.widget_signing_secret.encode() in page.content
+    token = sign_trace_token(org.widget_signing_secret, "tr_1", "u1")
+    assert verify_trace_token(org.widget_signing_secret, token, "tr_1", "u1") is None
+    assert verify_trace_token(org.widget_signing_secret, token, "tr_2", "u1") == "bad_signature"
+    owner_a.post(org_a.url("settings/widget/"), {"require_signed_tokens": "on", "rotate": "1"})
+    rotated = Organization.objects.get(id=org_a.organization.id).widget_signing_secret
+    assert rotated != org.widget_signing_secret
+    assert verify_trace_token(rotated, token, "tr_1", "u1") == "bad_signature"
+    owner_a.post(org_a.url("settings/widget/"), {})
+    assert not Organization.objects.get(id=org_a.organization.id).require_signed_tokens
+
+
+def test_token_verification_rejects_garbage() -> None:
+    from tenants.tokens import verify_trace_token
+
+    for token, reason in [(None, "missing"), ("", "missing"), ("v2.1.x", "malformed"), ("v1.abc.x", "malformed"),
+                          ("nonsense", "malformed")]:  # fmt: skip
+        assert verify_trace_token("s", token, "t") == reason
