@@ -81,8 +81,14 @@ def explorer(db: None, org_a):  # type: ignore[no-untyped-def]
     ]  # fmt: skip
     with in_tenant(org_a.organization):
         services.traces_ingest(body=msgspec.json.encode({"batch": traces}))
-        services.feedback_ingest(body=msgspec.json.encode({"event_id": str(uuid.uuid4()), "trace_id": f"{run}-sso",
-            "kind": "edit", "original_text": "Use your Okta dashboard.", "edited_text": "Open the Okta dashboard."}))  # fmt: skip
+        edit = {
+            "event_id": str(uuid.uuid4()),
+            "trace_id": f"{run}-sso",
+            "kind": "edit",
+            "original_text": "Use your Okta dashboard.",
+            "edited_text": "Open the Okta dashboard.",
+        }
+        services.feedback_ingest(body=msgspec.json.encode(edit))
     client = Client()
     client.force_login(org_a.owner)
     return run, client
