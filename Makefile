@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt | sha1sum | cut -c1-1
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE ?= config.settings.dev
 
-.PHONY: install migrate demo test test-services browser lint bench-ingest bench-widget clean stop-db
+.PHONY: install migrate demo test test-services browser lint widget bench-ingest bench-widget clean stop-db
 
 install: $(STAMP)
 
@@ -19,7 +19,8 @@ $(STAMP): requirements/base.txt requirements/dev.txt
 	rm -f $(VENV)/.installed-* && touch $@
 
 migrate: install
-	$(PY) manage.py migrate_schemas --executor=standard -v 0
+	@mkdir -p .var
+	$(PY) manage.py migrate_schemas --executor=standard -v 0 >.var/migrate.log
 
 demo: migrate
 	PORT=$(PORT) $(PY) manage.py demo_setup
@@ -45,6 +46,15 @@ lint: install
 
 bench-ingest: migrate
 	$(PY) bench/ingest.py
+
+# The served widget is the minified build of static/widget/src/candor.js (needs node/npx only
+# when the source changes; the build is committed and a test checks it matches the source).
+widget: static/widget/candor.js
+
+static/widget/candor.js: static/widget/src/candor.js
+	sha=$$(sha256sum $< | cut -c1-16) && { \
+	  echo "/*! Candor feedback widget | built from static/widget/src/candor.js sha256:$$sha */"; \
+	  npx --yes terser@5.51.2 $< --compress passes=2 --mangle --ecma 2020 --comments false; } > $@.tmp && mv $@.tmp $@
 
 bench-widget: install
 	$(PY) bench/widget.py

@@ -10,3 +10,12 @@ document.addEventListener("click", (event) => {
     setTimeout(() => { button.textContent = label; }, 1500);
   });
 });
+
+// Trace filters: the metadata value input is named after the key typed beside it (metadata.<key>).
+document.addEventListener("input", (event) => {
+  if (!event.target.matches("[data-metadata-key]")) return;
+  const value = event.target.form.querySelector("[data-metadata-value]");
+  const key = event.target.value.trim();
+  if (key) value.name = "metadata." + key;
+  else value.removeAttribute("name");
+});
