@@ -30,8 +30,8 @@ from feedback.schemas import (
     SpanIn,
     TraceIn,
     check_time,
+    decode_body,
     decode_items,
-    split_body,
 )
 from tenants.schema import current_schema
 
@@ -279,7 +279,7 @@ def _merge_traces(items: Sequence[tuple[int, TraceIn]]) -> list[tuple[int, Trace
 
 def traces_ingest(*, body: bytes) -> IngestResult:
     now = _now()
-    good, errors = decode_items(split_body(body), TraceIn, check_trace, now)
+    good, errors = decode_body(body, TraceIn, check_trace, now)
     result = traces_ingest_items(items=good, now=now)
     result.errors.extend(errors)
     return result
@@ -533,8 +533,10 @@ def feedback_ingest(
         if extra_check is not None:
             extra_check(item)
 
-    items = raw_items if raw_items is not None else split_body(body or b"")
-    good, errors = decode_items(items, FeedbackIn, check, now)
+    if raw_items is not None:
+        good, errors = decode_items(raw_items, FeedbackIn, check, now)
+    else:
+        good, errors = decode_body(body or b"", FeedbackIn, check, now)
     result = IngestResult(errors=errors)
     if not good:
         return result
@@ -618,7 +620,7 @@ def _check_outcome(item: OutcomeIn, now: datetime) -> None:
 
 def outcomes_ingest(*, body: bytes) -> IngestResult:
     now = _now()
-    good, errors = decode_items(split_body(body), OutcomeIn, _check_outcome, now)
+    good, errors = decode_body(body, OutcomeIn, _check_outcome, now)
     result = IngestResult(errors=errors)
     if not good:
         return result
