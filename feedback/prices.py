@@ -135,7 +135,7 @@ class PriceBook:
             candidates = [
                 p
                 for p in table
-                if _model_matches(p.model, model) and (not provider or p.provider == provider) and p.applies(when)
+                if _model_matches(p.model, model) and (not provider or p.provider in ("", provider)) and p.applies(when)
             ]
             if candidates:
                 return max(candidates, key=lambda p: len(p.model))

@@ -752,3 +752,40 @@ def _recompute_from_spans(cursor: Any, trace_ids: list[str], dirty: set[tuple[da
             updates.append((price.cost(inp or 0, out or 0, cached or 0), price.source, pk))
     if updates:
         cursor.executemany("UPDATE feedback_trace SET cost_usd = %s, cost_source = %s WHERE id = %s", updates)
+
+
+# --- Model prices ----------------------------------------------------------------------------
+
+
+def model_price_create(
+    *,
+    provider: str,
+    model: str,
+    input_per_mtok: Decimal,
+    output_per_mtok: Decimal,
+    cached_per_mtok: Decimal | None,
+    effective_from: datetime,
+) -> Any:
+    """An organization's own price for a model (wins over the built-in table from effective_from on).
+
+    The organization's previous open-ended price for the same model ends where this one starts.
+    """
+    from django.core.exceptions import ValidationError
+
+    from feedback.models import ModelPrice
+
+    provider, model = provider.strip().lower(), model.strip().lower()
+    if not model:
+        raise ValidationError({"model": "Name the model, e.g. gpt-4o-mini."})
+    for name, value in (("input_per_mtok", input_per_mtok), ("output_per_mtok", output_per_mtok),
+                        ("cached_per_mtok", cached_per_mtok)):  # fmt: skip
+        if value is not None and value < 0:
+            raise ValidationError({name: "A price cannot be negative."})
+    with transaction.atomic():
+        ModelPrice.objects.filter(
+            provider=provider, model=model, effective_to__isnull=True, effective_from__lt=effective_from
+        ).update(effective_to=effective_from)
+        return ModelPrice.objects.create(
+            provider=provider, model=model, input_per_mtok=input_per_mtok, output_per_mtok=output_per_mtok,
+            cached_per_mtok=cached_per_mtok, effective_from=effective_from,
+        )  # fmt: skip

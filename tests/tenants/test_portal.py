@@ -37,7 +37,15 @@ def test_portal_requires_login(db: None, org_a) -> None:  # type: ignore[no-unty
 
 
 def test_other_organizations_pages_are_404(owner_a, org_a, org_b) -> None:  # type: ignore[no-untyped-def]
-    for path in ["", "traces/", "traces/some-trace", "settings/members/", "settings/keys/", "settings/widget/"]:
+    for path in [
+        "",
+        "traces/",
+        "traces/some-trace",
+        "settings/members/",
+        "settings/keys/",
+        "settings/widget/",
+        "settings/prices/",
+    ]:
         assert owner_a.get(org_a.url(path)).status_code in (200, 404 if "some-trace" in path else 200)
         assert_cross_tenant_404(owner_a, org_b.url(path))
     assert_cross_tenant_404(owner_a, "/o/no-such-org/")
