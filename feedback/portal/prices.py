@@ -43,7 +43,7 @@ def prices(request: HttpRequest) -> HttpResponse:
             )  # fmt: skip
         except ValidationError as exc:
             for field, errors in exc.message_dict.items():
-                form.add_error(field if field in form.fields else None, errors)
+                form.add_error(field if field in form.fields else None, ValidationError(errors))
         else:
             messages.success(request, f"Price for {data['model']} saved; new traces use it.")
             return redirect(reverse("settings-prices", args=[request.tenant.slug]))  # type: ignore[attr-defined]
