@@ -47,7 +47,8 @@ JSON_CONTENT_TYPES = frozenset({"application/json"})
 # Guard against gzip bombs when a client compresses without a Content-Encoding header.
 MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
 # Limits of the traces API (feedback/schemas.py): instrumentation cannot be told to
-# respect them, so long texts are clipped here rather than the whole trace rejected.
+# respect them, so long texts are clipped here rather than the whole trace rejected; the
+# clip is recorded in metadata.candor_clipped and reported in the OTLP answer.
 MAX_TEXT_CHARS = 200_000
 MAX_SPAN_NAME_CHARS = 300
 MAX_FEATURE_CHARS = 100
@@ -349,8 +350,12 @@ def _build_trace(otel_trace_id: str, group: list[_Span]) -> tuple[int, dict[str,
         explicit = _as_str(_first(sources, (f"candor.{name}",)))
         if explicit is not None:
             trace[name] = explicit
+    clipped = []
     for name in ("input", "output", "prompt"):
-        trace[name] = _clip(trace.get(name), MAX_TEXT_CHARS)
+        value = trace.get(name)
+        trace[name] = _clip(value, MAX_TEXT_CHARS)
+        if value is not None and trace[name] != value:
+            clipped.append(name)
 
     trace["cost_usd"] = _trace_cost(root, group)
     ttft = _as_number(_first(sources, ("candor.ttft_ms",)))
@@ -364,6 +369,9 @@ def _build_trace(otel_trace_id: str, group: list[_Span]) -> tuple[int, dict[str,
     # arriving in a second batch, after its children) even when trace_id came from
     # candor.trace_id on a span that is not in this batch.
     metadata.setdefault("otel_trace_id", otel_trace_id)
+    if clipped:
+        # Never silent: the trace says what was cut, and the OTLP answer reports it too.
+        metadata["candor_clipped"] = ",".join(clipped)
     trace["metadata"] = metadata
 
     trace["started_at"] = _iso(root.start_ns)

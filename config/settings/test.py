@@ -14,3 +14,5 @@ API_RATE_LIMIT_BURST = 100000
 CELERY_TASK_DEFAULT_QUEUE = os.environ.setdefault("CANDOR_TEST_QUEUE", f"candor-test-{os.getpid()}")
 # Live-server request threads must not keep connections open past their request.
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+# One test database per run, so two runs on one machine (or one checkout) never collide.
+DATABASES["default"]["TEST"] = {"NAME": f"test_candor_{os.getpid()}"}  # noqa: F405

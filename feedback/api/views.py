@@ -183,9 +183,13 @@ class OtlpTracesApi(APIView):
             raise ApiError("invalid_otlp", str(exc), 400) from exc
         _, errors = services.otlp_ingest(traces=traces)
         rejected_spans = sum(max(1, len(traces[e.index].get("spans", []))) for e in errors)
-        message = "; ".join(
-            f"trace {traces[e.index].get('trace_id', e.index)}: {e.field} {e.message}".strip() for e in errors
-        )
+        notes = [f"trace {traces[e.index].get('trace_id', e.index)}: {e.field} {e.message}".strip() for e in errors]
+        notes += [
+            f"trace {t['trace_id']}: {t['metadata']['candor_clipped']} clipped to 200,000 characters"
+            for t in traces
+            if "candor_clipped" in t.get("metadata", {})
+        ]
+        message = "; ".join(notes)
         payload, media_type = otlp_response(content_type, rejected_spans, message[:2000])
         return HttpResponse(payload, content_type=media_type, status=200)
 

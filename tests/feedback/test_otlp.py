@@ -555,6 +555,7 @@ def test_long_texts_are_clipped_to_the_api_limits() -> None:
     body = _one_span_request({"gen_ai.request.model": "m", "gen_ai.completion": "x" * 250_000}, name="n" * 400)
     (trace,) = otlp_parse(body, "application/x-protobuf")
     assert len(trace["output"]) == 200_000 and trace["output"].endswith("\u2026")
+    assert trace["metadata"]["candor_clipped"] == "output"  # the clip is recorded, never silent
     assert len(trace["spans"][0]["name"]) == 300
 
 

@@ -91,3 +91,20 @@ def test_otlp_bad_input_and_keys(live, org_a) -> None:  # type: ignore[no-untype
     assert public.status_code == 403
     empty = requests.post(url, data=b"{}", headers={**auth, "Content-Type": "application/json"})
     assert empty.status_code == 200 and empty.headers["Content-Type"].startswith("application/json")
+
+
+def test_clipped_text_is_reported_not_silent(live, org_a) -> None:  # type: ignore[no-untyped-def]
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+    from tests.feedback.test_otlp import _one_span_request
+
+    body = _one_span_request({"gen_ai.request.model": "gpt-4o-mini", "gen_ai.completion": "x" * 250_000,
+                              "candor.feature": "summarize"})  # fmt: skip
+    response = requests.post(
+        f"{live.url}/api/v1/otlp/v1/traces",
+        data=body,
+        headers={"Authorization": f"Bearer {org_a.secret_key}", "Content-Type": "application/x-protobuf"},
+    )
+    assert response.status_code == 200 and response.headers["Content-Type"] == "application/x-protobuf"
+    answer = ExportTraceServiceResponse.FromString(response.content)
+    assert "output clipped to 200,000 characters" in answer.partial_success.error_message
