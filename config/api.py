@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -9,6 +10,8 @@ from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger("candor.api")
 
 
 class ApiError(exceptions.APIException):
@@ -51,7 +54,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.PermissionDenied()
     response = drf_exception_handler(exc, context)
     if response is None:
-        return None
+        # A bug of ours: log it with its traceback, and still answer in the API's shape.
+        logger.exception("unhandled error in %s", context.get("view").__class__.__name__, exc_info=exc)
+        return Response(
+            error_body("internal_error", "Something went wrong on our side; retrying is safe (writes are idempotent)."),
+            status=500,
+        )
     if isinstance(exc, ApiError):
         response.data = error_body(exc.error_code, str(exc.detail), exc.details)
         return response

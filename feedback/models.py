@@ -189,6 +189,8 @@ class FeedbackEvent(models.Model):
         indexes = [
             models.Index(fields=["trace_id"], name="feedback_trace_id"),
             models.Index(fields=["feature", "trace_day"]),
+            # Feedback still waiting for its trace: small, and what feedback_rejoin scans.
+            models.Index(fields=["trace_id"], name="feedback_unjoined", condition=models.Q(feature__isnull=True)),
         ]
 
 
@@ -247,6 +249,8 @@ class DailyRollup(models.Model):
     errors = models.BigIntegerField(default=0)
     fallbacks = models.BigIntegerField(default=0)
     guardrail_blocks = models.BigIntegerField(default=0)
+    # Traces with any explicit (thumb, rating, comment, edit) / implicit feedback; raw event
+    # counts per kind are in feedback_by_kind.
     explicit_feedback = models.BigIntegerField(default=0)
     implicit_feedback = models.BigIntegerField(default=0)
     # Feedback counts by kind, e.g. {"thumb": 3, "copy": 10}.

@@ -108,7 +108,7 @@ class PriceBook:
         self._memo: dict[tuple[str | None, str, object], Price | None] = {}
         # On a day a price starts or ends, the answer depends on the time of day: no memo then.
         self._change_days = {
-            moment.date()
+            moment.astimezone(UTC).date()
             for table in self.tables
             for p in table
             for moment in (p.effective_from, p.effective_to)
@@ -118,7 +118,7 @@ class PriceBook:
     def find(self, provider: str | None, model: str | None, when: datetime) -> Price | None:
         if not model:
             return None
-        day = when.date()
+        day = when.astimezone(UTC).date()
         if day in self._change_days:
             return self._find(provider, model, when)
         key = (provider, model, day)

@@ -36,8 +36,10 @@ last_choice AS (
 ),
 fb AS (
     SELECT trace_id,
-           count(*) FILTER (WHERE kind IN ('thumb', 'rating', 'comment', 'edit')) AS explicit_n,
-           count(*) FILTER (WHERE kind NOT IN ('thumb', 'rating', 'comment', 'edit')) AS implicit_n,
+           -- Per trace: did it get explicit / implicit feedback at all (a thumb, then a reason
+           -- chip, then a changed mind is still one trace with explicit feedback).
+           (count(*) FILTER (WHERE kind IN ('thumb', 'rating', 'comment', 'edit')) > 0)::int AS explicit_n,
+           (count(*) FILTER (WHERE kind NOT IN ('thumb', 'rating', 'comment', 'edit')) > 0)::int AS implicit_n,
            count(*) FILTER (WHERE kind = 'edit') AS edits,
            COALESCE(sum(edit_distance) FILTER (WHERE kind = 'edit'), 0) AS edit_distance_sum
     FROM fe GROUP BY trace_id
@@ -114,6 +116,7 @@ def rollups_refresh(*, limit: int = 500) -> int:
     recompute, so a crash leaves it dirty and two workers never take the same partition.
     A partition dirtied again while it is being recomputed keeps a newer marked_at and stays.
     """
+    feedback_rejoin()
     done = 0
     while done < limit:
         with transaction.atomic(), connection.cursor() as cursor:
@@ -129,3 +132,26 @@ def rollups_refresh(*, limit: int = 500) -> int:
             cursor.execute("DELETE FROM feedback_rollupdirty WHERE id = %s AND marked_at = %s", [dirty_id, marked_at])
         done += 1
     return done
+
+
+def feedback_rejoin() -> int:
+    """Give feedback whose trace exists but was missed by the join (a feedback batch that
+    looked its trace up just before the trace's batch committed) the trace's feature, version
+    and day, and mark those partitions dirty. Returns how many events were mended."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH mended AS (
+                UPDATE feedback_feedbackevent f
+                   SET feature_id = t.feature_id, prompt_version_id = t.prompt_version_id, trace_day = t.day
+                  FROM feedback_trace t
+                 WHERE f.feature_id IS NULL AND f.trace_id = t.trace_id
+             RETURNING t.day, t.feature_id
+            )
+            INSERT INTO feedback_rollupdirty (day, feature_id, marked_at)
+            SELECT DISTINCT day, feature_id, now() FROM mended
+            ON CONFLICT (day, feature_id) DO UPDATE SET marked_at = EXCLUDED.marked_at
+            RETURNING 1
+            """
+        )
+        return cursor.rowcount

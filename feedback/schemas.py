@@ -117,7 +117,12 @@ class ItemError:
     message: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "field": self.field, "message": self.message}
+        return {"index": self.index, "field": _printable(self.field), "message": _printable(self.message)}
+
+
+def _printable(text: str) -> str:
+    # An error may quote the bad input itself (a lone surrogate in a key): keep it sendable.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class BodyError(Exception):
@@ -158,6 +163,8 @@ def _lenient_items(body: bytes) -> list[Any]:
     try:
         text = body.decode("utf-8", errors="surrogateescape")
         document = json.loads(text, parse_constant=_NonFinite)
+    except RecursionError:
+        raise BodyError("too_deep", "The body nests objects or lists too deeply.") from None
     except ValueError as exc:
         raise BodyError("invalid_json", f"The body is not valid JSON: {exc}") from exc
     return _split_document(document)
@@ -185,7 +192,8 @@ def _find_bad_value(value: Any, path: str = "") -> tuple[str, str] | None:
         return None
     if isinstance(value, dict):
         for key, item in value.items():
-            found = _find_bad_value(item, f"{path}.{key}" if path else str(key))
+            where = f"{path}.{key}" if path else str(key)
+            found = _find_bad_value(key, where) or _find_bad_value(item, where)
             if found:
                 return found
     if isinstance(value, list):
@@ -216,17 +224,46 @@ def split_body(body: bytes, max_items: int = MAX_BATCH) -> list[bytes | ItemErro
             items = [body]
     except msgspec.ValidationError as exc:
         raise BodyError("invalid_body", 'Send one JSON object or {"batch": [...]}.') from exc
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        items = []
-        for index, item in enumerate(_lenient_items(body)):
-            bad = _find_bad_value(item)
-            if bad:
-                items.append(ItemError(index, bad[0], bad[1]))
-            else:
-                items.append(msgspec.json.encode(item))
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        items = _screen(_lenient_items(body))
     if len(items) > max_items:
         raise BodyError("too_many_items", f"A batch holds at most {max_items} items; this one has {len(items)}.", 413)
     return items
+
+
+def _screen(documents: list[Any]) -> list[bytes | ItemError]:
+    """Items parsed leniently: an ItemError for each one that holds what JSON or UTF-8 forbid."""
+    items: list[bytes | ItemError] = []
+    for index, item in enumerate(documents):
+        try:
+            bad = _find_bad_value(item)
+            items.append(ItemError(index, bad[0], bad[1]) if bad else msgspec.json.encode(item))
+        except (RecursionError, UnicodeEncodeError):
+            items.append(ItemError(index, "", "nests too deeply or holds text that is not valid UTF-8"))
+    return items
+
+
+def split_widget_body(body: bytes) -> tuple[str, list[bytes | ItemError]]:
+    """The widget's {"key": "pk_...", "events": [...]}: the key, and each event as in split_body."""
+    try:
+        envelope = _envelope.decode(body)
+        key = msgspec.json.decode(envelope.get("key", b'""'), type=str)
+        events = envelope.get("events")
+        return key, split_body(b'{"batch":' + bytes(events) + b"}") if events is not None else []
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
+        pass
+    try:
+        document = json.loads(body.decode("utf-8", errors="surrogateescape"), parse_constant=_NonFinite)
+    except (ValueError, RecursionError):
+        document = None
+    if not isinstance(document, dict) or not isinstance(document.get("key", ""), str):
+        raise BodyError("invalid_body", 'Send {"key": "pk_...", "events": [...]} as JSON.')
+    events = document.get("events", [])
+    if not isinstance(events, list):
+        raise BodyError("invalid_body", "'events' must be a list.")
+    if len(events) > MAX_BATCH:
+        raise BodyError("too_many_items", f"A batch holds at most {MAX_BATCH} items; this one has {len(events)}.", 413)
+    return document.get("key", ""), _screen(events)
 
 
 def check_time(value: datetime | None, field: str, now: datetime) -> datetime | None:
@@ -261,7 +298,7 @@ def decode_items(
             field, message = _field_of(str(exc))
             errors.append(ItemError(index, field, _friendly(message, field)))
             continue
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:
             errors.append(ItemError(index, "", f"not valid JSON: {exc}"))
             continue
         if b"\\u0000" in raw:
@@ -320,7 +357,7 @@ def _fast_decode(body: bytes, struct: type[T]) -> list[T] | None:
             envelope = _batch_decoders[struct].decode(body)
             return envelope["batch"] if list(envelope) == ["batch"] else None
         return [_single_decoders[struct].decode(body)]
-    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None
 
 

@@ -228,8 +228,8 @@ UPDATE feedback_trace t SET
     input_tokens = COALESCE(s.input_tokens, t.input_tokens),
     output_tokens = COALESCE(s.output_tokens, t.output_tokens),
     cached_tokens = COALESCE(s.cached_tokens, t.cached_tokens),
-    cost_usd = COALESCE(s.cost_usd, t.cost_usd),
-    cost_source = CASE WHEN s.cost_usd IS NOT NULL THEN s.cost_source ELSE t.cost_source END,
+    cost_usd = CASE WHEN s.cost_source = 'client' THEN s.cost_usd ELSE t.cost_usd END,
+    cost_source = CASE WHEN s.cost_source = 'client' THEN 'client' ELSE t.cost_source END,
     latency_ms = COALESCE(s.latency_ms, t.latency_ms),
     ttft_ms = COALESCE(s.ttft_ms, t.ttft_ms),
     status = COALESCE(s.status, t.status),
@@ -245,7 +245,8 @@ UPDATE feedback_trace t SET
     day = COALESCE(s.day, t.day)
 FROM candor_stage_trace s
 WHERE t.trace_id = s.trace_id AND NOT (s.trace_id = ANY(%s))
-RETURNING t.trace_id, t.day, t.feature_id
+RETURNING t.trace_id, t.day, t.feature_id, t.id, t.provider, t.model, t.input_tokens, t.output_tokens,
+          t.cached_tokens, t.started_at, t.cost_source
 """
 
 
@@ -291,7 +292,8 @@ def traces_ingest_items(*, items: Sequence[tuple[int, TraceIn]], now: datetime |
     result = IngestResult()
     if not items:
         return result
-    merged = _merge_traces(items)
+    # Sorted by trace_id: concurrent batches lock rows in the same order and cannot deadlock.
+    merged = sorted(_merge_traces(items), key=lambda pair: pair[1].trace_id)
     with transaction.atomic():
         cursor = _raw_cursor()
         features = _feature_ids(cursor, (item.feature for _, item in merged))
@@ -354,25 +356,33 @@ def traces_ingest_items(*, items: Sequence[tuple[int, TraceIn]], now: datetime |
 
         inserted_ids, dirty = _insert_new_traces(cursor, rows, now)
         if inserted_ids is None:
-            inserted_ids, dirty = _upsert_traces(cursor, rows)
+            inserted_ids, dirty = _upsert_traces(cursor, rows, lambda: book or _price_book(cursor))
         if span_rows:
             _store_spans(cursor, span_rows)
-        # Feedback that arrived before its trace now gets the trace's feature, version and day.
-        cursor.execute(
-            """
-            UPDATE feedback_feedbackevent f
-               SET feature_id = t.feature_id, prompt_version_id = t.prompt_version_id, trace_day = t.day
-              FROM feedback_trace t
-             WHERE t.trace_id = ANY(%s) AND f.trace_id = t.trace_id
-               AND (f.feature_id IS DISTINCT FROM t.feature_id OR f.trace_day IS DISTINCT FROM t.day
-                    OR f.prompt_version_id IS DISTINCT FROM t.prompt_version_id)
-            """,
-            [[row[0] for row in rows]],
-        )
+        _join_feedback(cursor, [row[0] for row in rows])
         _mark_dirty(cursor, dirty)
     result.accepted = len(inserted_ids)
     result.duplicates = len(items) - len(inserted_ids)
     return result
+
+
+def _join_feedback(cursor: Any, trace_ids: list[str]) -> None:
+    """Feedback that arrived before its trace gets the trace's feature, version and day.
+
+    A feedback batch racing this one (it looked the trace up before this commit) can still
+    miss; feedback.rollups.feedback_rejoin mends those before every rollup refresh.
+    """
+    cursor.execute(
+        """
+        UPDATE feedback_feedbackevent f
+           SET feature_id = t.feature_id, prompt_version_id = t.prompt_version_id, trace_day = t.day
+          FROM feedback_trace t
+         WHERE t.trace_id = ANY(%s) AND f.trace_id = t.trace_id
+           AND (f.feature_id IS DISTINCT FROM t.feature_id OR f.trace_day IS DISTINCT FROM t.day
+                OR f.prompt_version_id IS DISTINCT FROM t.prompt_version_id)
+        """,
+        [trace_ids],
+    )
 
 
 # Columns of _TRACE_COLUMNS that are NOT NULL in the table, with their defaults.
@@ -404,7 +414,9 @@ def _insert_new_traces(cursor: Any, rows: list[tuple[Any, ...]], now: datetime) 
     return [values[0] for values in final], {(values[24], values[1]) for values in final}
 
 
-def _upsert_traces(cursor: Any, rows: list[tuple[Any, ...]]) -> tuple[list[str], set[Any]]:
+def _upsert_traces(
+    cursor: Any, rows: list[tuple[Any, ...]], price_book: Callable[[], PriceBook]
+) -> tuple[list[str], set[Any]]:
     """Some traces were seen before: stage them, insert the new ones, merge the rest."""
     cursor.execute(_STAGE_TRACE_DDL)
     _clear_stage(cursor, "candor_stage_trace")
@@ -438,7 +450,19 @@ def _upsert_traces(cursor: Any, rows: list[tuple[Any, ...]]) -> tuple[list[str],
         )
         dirty.update(cursor.fetchall())
         cursor.execute(_MERGE_TRACE, [inserted_ids])
-        dirty.update((d, f) for _, d, f in cursor.fetchall())
+        merged = cursor.fetchall()
+        dirty.update((row[1], row[2]) for row in merged)
+        # A computed cost follows the merged tokens; a cost the client sent is never replaced.
+        book = price_book()
+        updates = []
+        for _, _, _, pk, provider, model, inp, out, cached, started, source in merged:
+            if source == "client" or (inp is None and out is None):
+                continue
+            price = book.find(provider, model, started)
+            if price is not None:
+                updates.append((price.cost(inp or 0, out or 0, cached or 0), price.source, pk))
+        if updates:
+            cursor.executemany("UPDATE feedback_trace SET cost_usd = %s, cost_source = %s WHERE id = %s", updates)
     return inserted_ids, dirty
 
 
@@ -456,7 +480,8 @@ def _store_spans(cursor: Any, span_rows: list[tuple[Any, ...]]) -> None:
         'trace_id, span_id, parent_span_id, name, kind, start, "end", model, input_tokens, output_tokens, '
         "cost_usd, attributes"
     )
-    unique_rows = list({(r[0], r[1]): r for r in span_rows}.values())
+    # Sorted: concurrent batches then lock rows in the same order and cannot deadlock.
+    unique_rows = sorted({(r[0], r[1]): r for r in span_rows}.values(), key=lambda r: (r[0], r[1]))
     cursor.execute(_STAGE_SPAN_DDL)
     _clear_stage(cursor, "candor_stage_span")
     with cursor.copy(f"COPY candor_stage_span ({columns}) FROM STDIN") as copy:
@@ -466,10 +491,16 @@ def _store_spans(cursor: Any, span_rows: list[tuple[Any, ...]]) -> None:
         f"""
         INSERT INTO feedback_span ({columns}) SELECT {columns} FROM candor_stage_span
         ON CONFLICT (trace_id, span_id) DO UPDATE SET
-            parent_span_id = EXCLUDED.parent_span_id, name = EXCLUDED.name, kind = EXCLUDED.kind,
-            start = EXCLUDED.start, "end" = EXCLUDED."end", model = EXCLUDED.model,
-            input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens,
-            cost_usd = EXCLUDED.cost_usd, attributes = EXCLUDED.attributes
+            parent_span_id = COALESCE(NULLIF(EXCLUDED.parent_span_id, ''), feedback_span.parent_span_id),
+            name = COALESCE(NULLIF(EXCLUDED.name, ''), feedback_span.name),
+            kind = CASE WHEN EXCLUDED.kind = 'other' THEN feedback_span.kind ELSE EXCLUDED.kind END,
+            start = COALESCE(EXCLUDED.start, feedback_span.start),
+            "end" = COALESCE(EXCLUDED."end", feedback_span."end"),
+            model = COALESCE(NULLIF(EXCLUDED.model, ''), feedback_span.model),
+            input_tokens = COALESCE(EXCLUDED.input_tokens, feedback_span.input_tokens),
+            output_tokens = COALESCE(EXCLUDED.output_tokens, feedback_span.output_tokens),
+            cost_usd = COALESCE(EXCLUDED.cost_usd, feedback_span.cost_usd),
+            attributes = feedback_span.attributes || EXCLUDED.attributes
         """
     )
 
@@ -545,16 +576,19 @@ def feedback_ingest(
         distance = kept = None
         if item.kind == "edit":
             distance, kept = edit_measures(item.original_text or "", item.edited_text or "")
-        rows[item.event_id.lower()] = (
-            item.event_id, item.trace_id, item.kind, item.value, item.comment or "", item.original_text or "",
+        event_id = str(uuid.UUID(item.event_id))  # canonical: one UUID written two ways is one event
+        rows[event_id] = (
+            event_id, item.trace_id, item.kind, item.value, item.comment or "", item.original_text or "",
             item.edited_text or "", distance, kept, item.name or "", item.user_id or "", item.session_id or "",
             item.prompt_version or "", source, item.occurred_at or now, now,
         )  # fmt: skip
     with transaction.atomic():
         cursor = _raw_cursor()
-        inserted = _insert_new_feedback(cursor, list(rows.values()))
+        # Sorted by event_id: concurrent batches lock in the same order and cannot deadlock.
+        ordered = [rows[key] for key in sorted(rows)]
+        inserted = _insert_new_feedback(cursor, ordered)
         if inserted is None:
-            inserted = _insert_feedback_skipping_duplicates(cursor, list(rows.values()))
+            inserted = _insert_feedback_skipping_duplicates(cursor, ordered)
         _mark_dirty(cursor, set(inserted))
     result.accepted = len(inserted)
     result.duplicates = len(good) - len(inserted)
@@ -642,7 +676,7 @@ def outcomes_ingest(*, body: bytes) -> IngestResult:
         )
         _clear_stage(cursor, "candor_stage_outcome")
         with cursor.copy(f"COPY candor_stage_outcome ({columns}) FROM STDIN") as copy:
-            for row in rows.values():
+            for _, row in sorted(rows.items()):
                 copy.write_row(row)
         cursor.execute(
             f"INSERT INTO feedback_outcome ({columns}) SELECT {columns} FROM candor_stage_outcome "
@@ -714,9 +748,13 @@ def otlp_ingest(*, traces: list[dict[str, Any]], now: datetime | None = None) ->
                 continue
             cursor.execute(_ADOPT_ORPHAN, {"new": trace_id, "old": otel})
             cursor.execute("UPDATE feedback_feedbackevent SET trace_id = %s WHERE trace_id = %s", [trace_id, otel])
+            cursor.execute("UPDATE feedback_outcome SET trace_id = %s WHERE trace_id = %s", [trace_id, otel])
             cursor.execute("DELETE FROM feedback_span WHERE trace_id = %s", [otel])
             cursor.execute("DELETE FROM feedback_trace WHERE trace_id = %s RETURNING day, feature_id", [otel])
-            dirty.update(cursor.fetchall())
+            adopted = cursor.fetchall()
+            if adopted:
+                dirty.update(adopted)
+                _join_feedback(cursor, [trace_id])  # the moved feedback takes its real trace's feature and day
         _recompute_from_spans(cursor, sorted({item.trace_id for _, item in good}), dirty)
         _mark_dirty(cursor, dirty)
     return result, errors

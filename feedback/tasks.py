@@ -25,7 +25,10 @@ def rollups_sweep() -> int:
         activate_tenant(organization)
         try:
             with connection.cursor() as cursor:
-                cursor.execute("SELECT EXISTS (SELECT 1 FROM feedback_rollupdirty)")
+                cursor.execute(
+                    "SELECT EXISTS (SELECT 1 FROM feedback_rollupdirty) OR EXISTS (SELECT 1 FROM "
+                    "feedback_feedbackevent f JOIN feedback_trace t USING (trace_id) WHERE f.feature_id IS NULL)"
+                )
                 dirty = cursor.fetchone()[0]
         finally:
             activate_public()

@@ -18,7 +18,8 @@ from tenants.models import Membership, Organization
 from tenants.schema import activate_public, activate_schema, activate_tenant
 from tenants.services import api_key_resolve
 
-PORTAL_PATH = re.compile(r"^/o/(?P<slug>[a-z0-9-]{1,40})(?:/|$)")
+# Any /o/<segment>/ path: a segment that names no organization is a 404 here, before any view.
+PORTAL_PATH = re.compile(r"^/o/(?P<slug>[^/]+)(?:/|$)")
 API_PREFIX = "/api/v1/"
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from django.conf import settings
+from django.db.models import F
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,7 +20,7 @@ from feedback import services
 from feedback.api import serializers as s
 from feedback.models import WidgetRejection
 from feedback.otlp import OtlpError, otlp_parse, otlp_response
-from feedback.schemas import BodyError, FeedbackIn, split_body
+from feedback.schemas import BodyError, FeedbackIn, split_widget_body
 from feedback.selectors import FilterError, TraceFilters, trace_detail, trace_page
 from tenants.models import Organization
 from tenants.ratelimit import key_rate_wait
@@ -31,7 +31,15 @@ from tenants.tokens import verify_trace_token
 INGEST_RESPONSES = {
     200: s.IngestResultSerializer,
     207: s.IngestResultSerializer,
-    400: OpenApiResponse(s.ErrorSerializer, description="Nothing could be read; or every item failed"),
+    400: OpenApiResponse(
+        PolymorphicProxySerializer(
+            component_name="IngestRejected",
+            serializers=[s.IngestResultSerializer, s.ErrorSerializer],
+            resource_type_field_name=None,
+        ),
+        description="Every item failed (the ingest result, each error with its index and field), "
+        "or the body could not be read at all (the error shape).",
+    ),
     401: s.ErrorSerializer,
     403: s.ErrorSerializer,
     413: s.ErrorSerializer,
@@ -209,7 +217,8 @@ def _cors(response: Response, origin: str | None) -> Response:
 def _count_rejection(reason: str, origin: str, count: int) -> None:
     day = timezone.now().date()
     row, _ = WidgetRejection.objects.get_or_create(day=day, reason=reason, origin=origin[:255])
-    WidgetRejection.objects.filter(pk=row.pk).update(count=row.count + count, last_at=timezone.now())
+    # F(): concurrent rejections add up instead of overwriting each other.
+    WidgetRejection.objects.filter(pk=row.pk).update(count=F("count") + count, last_at=timezone.now())
 
 
 class WidgetEventsApi(APIView):
@@ -242,12 +251,9 @@ class WidgetEventsApi(APIView):
     def _post(self, request: Request) -> Response:
         body = read_body(request._request)
         try:
-            envelope = msgspec.json.decode(body, type=dict[str, msgspec.Raw])
-            key = msgspec.json.decode(envelope.get("key", b'""'), type=str)
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-            envelope, key = None, ""
-        if envelope is None:
-            raise ApiError("invalid_body", 'Send {"key": "pk_...", "events": [...]} as JSON.', 400)
+            key, items = split_widget_body(body)
+        except BodyError as exc:
+            raise body_error(exc) from exc
         resolved = api_key_resolve(key) if key else None
         if resolved is None:
             raise ApiError("invalid_key", "Unknown or revoked public key.", 401)
@@ -260,11 +266,6 @@ class WidgetEventsApi(APIView):
         organization = Organization.objects.only("id", "schema_name", "require_signed_tokens",
                                                  "widget_signing_secret").get(id=resolved.organization_id)  # fmt: skip
         activate_tenant(organization)
-        try:
-            events = envelope.get("events")
-            items = split_body(b'{"batch":' + bytes(events) + b"}" if events is not None else b"")
-        except BodyError as exc:
-            raise body_error(exc) from exc
         if not resolved.origin_allowed(origin):
             _count_rejection("origin_not_allowed", origin, len(items))
             raise ApiError(

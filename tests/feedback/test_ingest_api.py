@@ -294,7 +294,7 @@ def test_cross_tenant_trace_is_404(api_a, api_b) -> None:  # type: ignore[no-unt
     tid = unique()
     api_b.post("/api/v1/traces", trace(tid, output="beta's secret answer"))
     assert api_b.get(f"/api/v1/traces/{tid}").status_code == 200
-    assert_cross_tenant_404(api_a, f"/api/v1/traces/{tid}")
+    assert_cross_tenant_404(api_a, f"/api/v1/traces/{tid}", leak="beta's secret answer")
     listed = api_a.get("/api/v1/traces", params={"limit": 500}).json()["results"]
     assert tid not in {t["trace_id"] for t in listed}
     # Feedback from A naming B's trace lands in A only (as an early event), never on B's trace.
