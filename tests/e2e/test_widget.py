@@ -373,3 +373,26 @@ def test_js_api_identify_and_outputs_added_later(host: Host) -> None:
     assert {(e["kind"], e["user_id"]) for e in events} == {("retry", "user-42"), ("rating", "user-42")}
     assert host.feedback(later, 1)[0]["user_id"] == "user-42"
     assert page.evaluate("Object.keys(window).filter(k => k.toLowerCase().includes('candor'))") == ["candor"]
+
+
+def test_an_event_the_server_keeps_failing_on_cannot_block_the_queue(host: Host) -> None:
+    poisoned, fine = host.trace(), host.trace()
+    host.context.clock.install()  # fake timers: the backoff's minutes pass in an instant
+    page = host.open(host.output(fine))
+
+    def server(route: Any) -> None:
+        if poisoned in (route.request.post_data or ""):
+            route.fulfill(status=500, body="boom")
+        else:
+            route.fulfill(response=route.fetch())
+
+    host.context.route(f"{host.live.url}/api/v1/widget/events", server)
+    page.evaluate(f"candor.signal('{poisoned}', 'copy', {{value: 3}})")
+    page.evaluate(f"candor.signal('{fine}', 'retry')")
+    for _ in range(40):
+        page.clock.run_for(61_000)
+        page.wait_for_timeout(50)
+        if page.evaluate(f"() => localStorage['candor:q:{host.org.public_key}'] === '[]'"):
+            break
+    assert [e["kind"] for e in host.feedback(fine, 1)] == ["retry"]  # delivered despite the poisoned event
+    assert page.evaluate(f"() => localStorage['candor:q:{host.org.public_key}']") == "[]"  # which was dropped
