@@ -66,11 +66,16 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _clear_stage(cursor: Any, table: str) -> None:
+def _stage(cursor: Any, ddl: str, table: str, columns: str, rows: Iterable[tuple[Any, ...]]) -> None:
+    """COPY rows into a per-connection temporary staging table (created on first use)."""
+    cursor.execute(ddl)
     # Staging tables empty themselves at commit (ON COMMIT DELETE ROWS, cheaper than TRUNCATE);
     # only a caller's enclosing transaction (a test, a management command) can leave rows behind.
     if connection.savepoint_ids:
         cursor.execute(f"DELETE FROM {table}")
+    with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def _raw_cursor() -> Any:
@@ -418,11 +423,7 @@ def _upsert_traces(
     cursor: Any, rows: list[tuple[Any, ...]], price_book: Callable[[], PriceBook]
 ) -> tuple[list[str], set[Any]]:
     """Some traces were seen before: stage them, insert the new ones, merge the rest."""
-    cursor.execute(_STAGE_TRACE_DDL)
-    _clear_stage(cursor, "candor_stage_trace")
-    with cursor.copy(f"COPY candor_stage_trace ({_TRACE_COLUMNS}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
+    _stage(cursor, _STAGE_TRACE_DDL, "candor_stage_trace", _TRACE_COLUMNS, rows)
     cursor.execute(
         f"""
         INSERT INTO feedback_trace ({_TRACE_COLUMNS})
@@ -482,11 +483,7 @@ def _store_spans(cursor: Any, span_rows: list[tuple[Any, ...]]) -> None:
     )
     # Sorted: concurrent batches then lock rows in the same order and cannot deadlock.
     unique_rows = sorted({(r[0], r[1]): r for r in span_rows}.values(), key=lambda r: (r[0], r[1]))
-    cursor.execute(_STAGE_SPAN_DDL)
-    _clear_stage(cursor, "candor_stage_span")
-    with cursor.copy(f"COPY candor_stage_span ({columns}) FROM STDIN") as copy:
-        for row in unique_rows:
-            copy.write_row(row)
+    _stage(cursor, _STAGE_SPAN_DDL, "candor_stage_span", columns, unique_rows)
     cursor.execute(
         f"""
         INSERT INTO feedback_span ({columns}) SELECT {columns} FROM candor_stage_span
@@ -619,11 +616,7 @@ def _insert_new_feedback(cursor: Any, rows: list[tuple[Any, ...]]) -> list[tuple
 
 
 def _insert_feedback_skipping_duplicates(cursor: Any, rows: list[tuple[Any, ...]]) -> list[tuple[Any, Any]]:
-    cursor.execute(_STAGE_FEEDBACK_DDL)
-    _clear_stage(cursor, "candor_stage_feedback")
-    with cursor.copy(f"COPY candor_stage_feedback ({_FEEDBACK_COLUMNS}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
+    _stage(cursor, _STAGE_FEEDBACK_DDL, "candor_stage_feedback", _FEEDBACK_COLUMNS, rows)
     cursor.execute(
         f"""
         INSERT INTO feedback_feedbackevent ({_FEEDBACK_COLUMNS}, feature_id, prompt_version_id, trace_day)
@@ -644,6 +637,12 @@ def _insert_feedback_skipping_duplicates(cursor: Any, rows: list[tuple[Any, ...]
 
 
 # --- Outcomes ------------------------------------------------------------------------------
+
+_STAGE_OUTCOME_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS candor_stage_outcome (outcome_id text, name text, trace_id text, "
+    "session_id text, customer_id text, variant text, value_usd numeric, occurred_at timestamptz, "
+    "received_at timestamptz) ON COMMIT DELETE ROWS"
+)
 
 
 def _check_outcome(item: OutcomeIn, now: datetime) -> None:
@@ -669,15 +668,7 @@ def outcomes_ingest(*, body: bytes) -> IngestResult:
     columns = "outcome_id, name, trace_id, session_id, customer_id, variant, value_usd, occurred_at, received_at"
     with transaction.atomic():
         cursor = _raw_cursor()
-        cursor.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS candor_stage_outcome (outcome_id text, name text, trace_id text, "
-            "session_id text, customer_id text, variant text, value_usd numeric, occurred_at timestamptz, "
-            "received_at timestamptz) ON COMMIT DELETE ROWS"
-        )
-        _clear_stage(cursor, "candor_stage_outcome")
-        with cursor.copy(f"COPY candor_stage_outcome ({columns}) FROM STDIN") as copy:
-            for _, row in sorted(rows.items()):
-                copy.write_row(row)
+        _stage(cursor, _STAGE_OUTCOME_DDL, "candor_stage_outcome", columns, [row for _, row in sorted(rows.items())])
         cursor.execute(
             f"INSERT INTO feedback_outcome ({columns}) SELECT {columns} FROM candor_stage_outcome "
             "ON CONFLICT (outcome_id) DO NOTHING RETURNING trace_id"
