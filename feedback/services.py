@@ -364,37 +364,29 @@ def traces_ingest_items(*, items: Sequence[tuple[int, TraceIn]], now: datetime |
             inserted_ids, dirty = _upsert_traces(cursor, rows, lambda: book or _price_book(cursor))
         if span_rows:
             _store_spans(cursor, span_rows)
-        # New traces: only feedback still waiting for its trace (the small partial index) can
-        # need joining; merged traces may have moved day or feature, so all their feedback.
-        merged_ids = sorted({row[0] for row in rows} - set(inserted_ids))
-        _join_feedback(cursor, inserted_ids, waiting_only=True)
-        if merged_ids:
-            _join_feedback(cursor, merged_ids)
+        _join_feedback(cursor, [row[0] for row in rows])
         _mark_dirty(cursor, dirty)
     result.accepted = len(inserted_ids)
     result.duplicates = len(items) - len(inserted_ids)
     return result
 
 
-def _join_feedback(cursor: Any, trace_ids: list[str], waiting_only: bool = False) -> None:
+def _join_feedback(cursor: Any, trace_ids: list[str]) -> None:
     """Feedback that arrived before its trace gets the trace's feature, version and day.
 
     A feedback batch racing this one (it looked the trace up before this commit) can still
     miss; feedback.rollups.feedback_rejoin mends those before every rollup refresh.
     """
-    if not trace_ids:
-        return
     cursor.execute(
-        f"""
+        """
         UPDATE feedback_feedbackevent f
            SET feature_id = t.feature_id, prompt_version_id = t.prompt_version_id, trace_day = t.day
           FROM feedback_trace t
-         WHERE t.trace_id = ANY(%s) AND f.trace_id = ANY(%s) AND f.trace_id = t.trace_id
-           {"AND f.feature_id IS NULL" if waiting_only else ""}
+         WHERE t.trace_id = ANY(%s) AND f.trace_id = t.trace_id
            AND (f.feature_id IS DISTINCT FROM t.feature_id OR f.trace_day IS DISTINCT FROM t.day
                 OR f.prompt_version_id IS DISTINCT FROM t.prompt_version_id)
         """,
-        [trace_ids, trace_ids],
+        [trace_ids],
     )
 
 
