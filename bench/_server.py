@@ -23,6 +23,8 @@ def free_port() -> int:
 def gunicorn(port: int, workers: int = int(os.environ.get("BENCH_WORKERS", "4"))) -> Iterator[str]:
     """Serve Candor on 127.0.0.1:port until the block ends; yields the base URL."""
     env = dict(os.environ)
+    # Rollup tasks go to a queue no worker reads: the benchmark measures ingestion alone.
+    env.setdefault("CELERY_QUEUE", f"bench-{port}")
     if not env.get("DATABASE_URL"):
         env["DATABASE_URL"] = os.environ["CANDOR_EMBEDDED_DATABASE_URL"]  # set by the settings module
     server = subprocess.Popen(

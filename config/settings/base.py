@@ -189,6 +189,8 @@ def _sqlalchemy_broker_url(database_url: str) -> str:
 CELERY_BROKER_URL = env("CELERY_BROKER_URL") or _sqlalchemy_broker_url(DATABASE_URL)
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# The queue tasks go to (and workers read); benchmarks use their own so no worker competes.
+CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", "celery")
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
