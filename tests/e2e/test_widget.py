@@ -396,3 +396,13 @@ def test_an_event_the_server_keeps_failing_on_cannot_block_the_queue(host: Host)
             break
     assert [e["kind"] for e in host.feedback(fine, 1)] == ["retry"]  # delivered despite the poisoned event
     assert page.evaluate(f"() => localStorage['candor:q:{host.org.public_key}']") == "[]"  # which was dropped
+
+
+def test_theming_by_css_custom_properties(host: Host) -> None:
+    trace_id = host.trace()
+    theme = "<style>.answer { --candor-accent: rgb(255, 0, 128); --candor-radius: 0px; }</style>"
+    page = host.open(host.output(trace_id), head=theme, csp=None)
+    up = widget(page, trace_id).locator("button.up")
+    up.click()
+    assert up.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(255, 0, 128)"
+    assert up.evaluate("b => getComputedStyle(b).borderTopLeftRadius") == "0px"
