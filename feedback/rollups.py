@@ -146,10 +146,14 @@ def feedback_rejoin() -> int:
                    SET feature_id = t.feature_id, prompt_version_id = t.prompt_version_id, trace_day = t.day
                   FROM feedback_trace t
                  WHERE f.feature_id IS NULL AND f.trace_id = t.trace_id
+                   -- feedback whose trace never came is not rescanned forever
+                   AND f.received_at > now() - interval '7 days'
              RETURNING t.day, t.feature_id
             )
             INSERT INTO feedback_rollupdirty (day, feature_id, marked_at)
-            SELECT DISTINCT day, feature_id, now() FROM mended
+            -- same lock order as ingestion's _mark_dirty: no deadlock between the two
+            SELECT day, feature_id, now() FROM (SELECT DISTINCT day, feature_id FROM mended) m
+            ORDER BY day, feature_id
             ON CONFLICT (day, feature_id) DO UPDATE SET marked_at = EXCLUDED.marked_at
             RETURNING 1
             """

@@ -361,7 +361,13 @@ def traces_ingest_items(*, items: Sequence[tuple[int, TraceIn]], now: datetime |
 
         inserted_ids, dirty = _insert_new_traces(cursor, rows, now)
         if inserted_ids is None:
-            inserted_ids, dirty = _upsert_traces(cursor, rows, lambda: book or _price_book(cursor))
+            inserted_ids, dirty, unpriced = _upsert_traces(cursor, rows, lambda: book or _price_book(cursor))
+            index_of = {item.trace_id: index for index, item in merged}
+            result.warnings += [
+                {"index": index_of[trace_id], "field": "model", "message": "No price known for the merged trace's "
+                 "model: cost left empty. Send cost_usd or add the model's price in Settings."}
+                for trace_id in unpriced
+            ]  # fmt: skip
         if span_rows:
             _store_spans(cursor, span_rows)
         _join_feedback(cursor, [row[0] for row in rows])
@@ -421,7 +427,7 @@ def _insert_new_traces(cursor: Any, rows: list[tuple[Any, ...]], now: datetime) 
 
 def _upsert_traces(
     cursor: Any, rows: list[tuple[Any, ...]], price_book: Callable[[], PriceBook]
-) -> tuple[list[str], set[Any]]:
+) -> tuple[list[str], set[Any], list[str]]:
     """Some traces were seen before: stage them, insert the new ones, merge the rest."""
     _stage(cursor, _STAGE_TRACE_DDL, "candor_stage_trace", _TRACE_COLUMNS, rows)
     cursor.execute(
@@ -442,6 +448,7 @@ def _upsert_traces(
     inserted = cursor.fetchall()
     inserted_ids = [trace_id for trace_id, _, _ in inserted]
     dirty: set[tuple[date, int]] = {(d, f) for _, d, f in inserted}
+    unpriced: list[str] = []
     if len(inserted) < len(rows):
         # Resent traces: the partitions a merge moves them out of must be recomputed too.
         cursor.execute(
@@ -455,16 +462,26 @@ def _upsert_traces(
         dirty.update((row[1], row[2]) for row in merged)
         # A computed cost follows the merged tokens; a cost the client sent is never replaced.
         book = price_book()
-        updates = []
-        for _, _, _, pk, provider, model, inp, out, cached, started, source in merged:
+        updates: list[tuple[Decimal | None, str, int]] = []
+        for trace_id, _, _, pk, provider, model, inp, out, cached, started, source in merged:
             if source == "client" or (inp is None and out is None):
                 continue
             price = book.find(provider, model, started)
-            if price is not None:
+            if price is None:  # e.g. the resend named a model with no price: no stale cost stays behind
+                updates.append((None, "", pk))
+                unpriced.append(trace_id)
+            else:
                 updates.append((price.cost(inp or 0, out or 0, cached or 0), price.source, pk))
         if updates:
             cursor.executemany("UPDATE feedback_trace SET cost_usd = %s, cost_source = %s WHERE id = %s", updates)
-    return inserted_ids, dirty
+    return inserted_ids, dirty, unpriced
+
+
+def _merge_span_rows(earlier: tuple[Any, ...], later: tuple[Any, ...]) -> tuple[Any, ...]:
+    values = [new if new not in (None, "") and not (i == 4 and new == "other") else old
+              for i, (old, new) in enumerate(zip(earlier, later, strict=True))]  # fmt: skip
+    values[11] = _json.encode({**msgspec.json.decode(earlier[11]), **msgspec.json.decode(later[11])}).decode()
+    return tuple(values)
 
 
 def _span_row(trace_id: str, span: SpanIn) -> tuple[Any, ...]:
@@ -481,8 +498,13 @@ def _store_spans(cursor: Any, span_rows: list[tuple[Any, ...]]) -> None:
         'trace_id, span_id, parent_span_id, name, kind, start, "end", model, input_tokens, output_tokens, '
         "cost_usd, attributes"
     )
-    # Sorted: concurrent batches then lock rows in the same order and cannot deadlock.
-    unique_rows = sorted({(r[0], r[1]): r for r in span_rows}.values(), key=lambda r: (r[0], r[1]))
+    # Repeats of a span within the batch merge as they would across batches (later non-empty
+    # wins, attributes merge); sorted so concurrent batches lock in the same order.
+    merged: dict[tuple[str, str], tuple[Any, ...]] = {}
+    for row in span_rows:
+        key = (row[0], row[1])
+        merged[key] = _merge_span_rows(merged[key], row) if key in merged else row
+    unique_rows = sorted(merged.values(), key=lambda r: (r[0], r[1]))
     _stage(cursor, _STAGE_SPAN_DDL, "candor_stage_span", columns, unique_rows)
     cursor.execute(
         f"""

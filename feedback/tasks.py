@@ -27,7 +27,8 @@ def rollups_sweep() -> int:
             with connection.cursor() as cursor:
                 cursor.execute(
                     "SELECT EXISTS (SELECT 1 FROM feedback_rollupdirty) OR EXISTS (SELECT 1 FROM "
-                    "feedback_feedbackevent f JOIN feedback_trace t USING (trace_id) WHERE f.feature_id IS NULL)"
+                    "feedback_feedbackevent f JOIN feedback_trace t USING (trace_id) WHERE f.feature_id IS NULL "
+                    "AND f.received_at > now() - interval '7 days')"
                 )
                 dirty = cursor.fetchone()[0]
         finally:

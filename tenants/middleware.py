@@ -20,6 +20,7 @@ from tenants.services import api_key_resolve
 
 # Any /o/<segment>/ path: a segment that names no organization is a 404 here, before any view.
 PORTAL_PATH = re.compile(r"^/o/(?P<slug>[^/]+)(?:/|$)")
+SLUG_SHAPE = re.compile(r"^[a-z0-9-]{1,40}$")
 API_PREFIX = "/api/v1/"
 
 
@@ -79,6 +80,8 @@ class OrganizationMiddleware:
 
     @staticmethod
     def _resolve_portal(request: HttpRequest, slug: str) -> HttpResponse | None:
+        if not SLUG_SHAPE.match(slug):
+            raise Http404("No such organization.")
         organization = Organization.objects.filter(slug=slug).first()
         if organization is None:
             raise Http404("No such organization.")

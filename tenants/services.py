@@ -182,7 +182,7 @@ def _key_cache_forget(key_hash: str) -> None:
 
 def api_key_resolve(raw: str) -> ResolvedKey | None:
     """The active key for a raw key string, or None. Records last-used at most once a minute."""
-    if not raw or len(raw) > 100 or not raw.startswith(("sk_", "pk_")):
+    if not raw or len(raw) > 100 or not raw.isascii() or not raw.startswith(("sk_", "pk_")):
         return None
     key_hash = hash_secret(raw)
     now = time.monotonic()

@@ -28,7 +28,7 @@ def verify_trace_token(secret: str, token: str | None, trace_id: str, user_id: s
     if not token:
         return "missing"
     parts = token.split(".")
-    if len(parts) != 3 or parts[0] != "v1" or not parts[1].isdigit():
+    if len(parts) != 3 or parts[0] != "v1" or not (parts[1].isascii() and parts[1].isdigit()):
         return "malformed"
     expires = int(parts[1])
     if not parts[2].isascii() or not hmac.compare_digest(parts[2], _mac(secret, trace_id, user_id, expires)):

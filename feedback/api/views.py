@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -15,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import ApiError
+from config.api import ApiError, error_body
 from feedback import services
 from feedback.api import serializers as s
 from feedback.models import WidgetRejection
@@ -27,6 +28,8 @@ from tenants.ratelimit import key_rate_wait
 from tenants.schema import activate_tenant
 from tenants.services import api_key_resolve
 from tenants.tokens import verify_trace_token
+
+logger = logging.getLogger("candor.api")
 
 INGEST_RESPONSES = {
     200: s.IngestResultSerializer,
@@ -241,12 +244,15 @@ class WidgetEventsApi(APIView):
         try:
             return _cors(self._post(request), origin)
         except ApiError as exc:
-            from config.api import error_body
-
             response = Response(error_body(exc.error_code, str(exc.detail), exc.details), status=exc.status_code)
             if exc.status_code == 429:
                 response["Retry-After"] = str(exc.details["retry_after"])
             return _cors(response, origin)
+        except Exception:
+            # Even our own failure must be readable cross-origin: the widget decides by the status.
+            logger.exception("widget events failed")
+            body = error_body("internal_error", "Something went wrong on our side; retrying is safe.")
+            return _cors(Response(body, status=500), origin)
 
     def _post(self, request: Request) -> Response:
         body = read_body(request._request)

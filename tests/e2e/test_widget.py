@@ -406,3 +406,24 @@ def test_theming_by_css_custom_properties(host: Host) -> None:
     up.click()
     assert up.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(255, 0, 128)"
     assert up.evaluate("b => getComputedStyle(b).borderTopLeftRadius") == "0px"
+
+
+def test_an_outage_drops_nothing(host: Host) -> None:
+    first, second = host.trace(), host.trace()
+    host.context.clock.install()
+    page = host.open(host.output(first))
+    host.context.route(f"{host.live.url}/api/v1/widget/events", lambda route: route.fulfill(status=500, body="down"))
+    page.evaluate(f"candor.signal('{first}', 'copy', {{value: 1}})")
+    page.evaluate(f"candor.signal('{second}', 'retry')")
+    for _ in range(30):  # half an hour of server errors, every send failing
+        page.clock.run_for(61_000)
+        page.wait_for_timeout(20)
+    queued = page.evaluate(f"() => JSON.parse(localStorage['candor:q:{host.org.public_key}'])")
+    assert sorted(e["trace_id"] for e in queued) == sorted([first, second])
+    host.context.unroute(f"{host.live.url}/api/v1/widget/events")
+    host.context.route(f"{host.live.url}/api/v1/widget/events", lambda route: route.fulfill(response=route.fetch()))
+    for _ in range(5):
+        page.clock.run_for(61_000)
+        page.wait_for_timeout(50)
+    wait_js(page, f"() => localStorage['candor:q:{host.org.public_key}'] === '[]'")
+    assert [e["kind"] for e in host.feedback(first, 1)] == ["copy"]

@@ -156,3 +156,37 @@ def test_unknown_organization_segments_are_404(db: None, org_a) -> None:  # type
 
 def test_openapi_schema_is_valid_and_complete() -> None:
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", "/dev/null")
+
+
+def test_odd_keys_and_paths_never_500(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    body = '{"key": "pk_\\ud800", "events": []}'
+    widget = Client().post("/api/v1/widget/events", body, content_type="text/plain", HTTP_ORIGIN="https://a.test")
+    assert widget.status_code == 401
+    client = Client()
+    client.force_login(org_a.owner)
+    assert client.get("/o/%00/").status_code == 404
+    assert Client(HTTP_AUTHORIZATION="Bearer sk_\u00e9\u00e9").get("/api/v1/traces").status_code == 401
+
+
+def test_resend_with_an_unpriced_model_clears_the_stale_cost(api, org_a) -> None:  # type: ignore[no-untyped-def]
+    trace_id = unique()
+    first = {"trace_id": trace_id, "feature": "f", "model": "gpt-4o-mini", "input_tokens": 1_000_000}
+    post(api, "/api/v1/traces", json.dumps(first).encode())
+    response = post(api, "/api/v1/traces", json.dumps({**first, "model": "no-such-model"}).encode())
+    assert response.json()["warnings"][0]["field"] == "model"
+    with in_tenant(org_a):
+        row = Trace.objects.get(trace_id=trace_id)
+        assert row.cost_usd is None and row.cost_source == ""
+
+
+def test_repeats_of_a_span_within_one_batch_merge(api, org_a) -> None:  # type: ignore[no-untyped-def]
+    trace_id = unique()
+    spans = [
+        {"span_id": "s1", "name": "chat", "kind": "llm", "input_tokens": 7, "attributes": {"a": 1}},
+        {"span_id": "s1", "end": "2025-01-01T00:00:01Z", "attributes": {"b": 2}},
+    ]
+    post(api, "/api/v1/traces", json.dumps({"trace_id": trace_id, "feature": "f", "spans": spans}).encode())
+    with in_tenant(org_a):
+        span = Span.objects.get(trace_id=trace_id, span_id="s1")
+        assert (span.name, span.kind, span.input_tokens, span.attributes) == ("chat", "llm", 7, {"a": 1, "b": 2})
+        assert span.end is not None

@@ -12,7 +12,8 @@
   const LSK = 'candor:q:' + KEY, MAX_Q = 500, MAX_AGE = 6048e5, BATCH = 50, BODY = 6e4;
   const FLUSH_MS = 1e3, SETTLE_MS = 2e3, MIN_DWELL = 500;
 
-  let uid, warned, timer, busy, fails = 0, until = 0, errs = 0; // errs: 5xx in a row
+  let uid, warned, timer, busy, fails = 0, until = 0, errs = 0, oks = 0; // errs: 5xx in a row, oks: sends that worked
+  const bad = {}; // event_id -> [500s, oks when it first failed]
   const log = (...a) => 'candorDebug' in cfg && console.log('[candor]', ...a);
   const warn = (...a) => warned || (warned = console.warn('[candor]', ...a) || 1);
   const safe = f => (...a) => { try { return f(...a) } catch (e) { log(e) } }; // never throw into the page
@@ -43,8 +44,9 @@
   const schedule = ms => timer || (timer = setTimeout(flush, Math.max(ms, until - Date.now())));
 
   function next() {
-    // after repeated 5xx, send one event at a time so a single poisoned event cannot block the rest
-    let b = q.filter(e => !held.has(e)).slice(0, errs > 3 ? 1 : BATCH);
+    // after repeated 5xx, send one event at a time, least-failed first, so one poisoned event cannot block the rest
+    let b = q.filter(e => !held.has(e));
+    b = errs > 3 ? b.sort((x, y) => (bad[x.event_id]?.[0] | 0) - (bad[y.event_id]?.[0] | 0)).slice(0, 1) : b.slice(0, BATCH);
     for (;;) {
       const body = JSON.stringify({ key: KEY, events: b });
       if (b.length < 2 || size(body) <= BODY) return [b, body];
@@ -61,21 +63,29 @@
     } catch (e) {}
     b.forEach(e => held.delete(e));
     const s = r?.status;
-    if (s > 499 && ++errs > 9 && b.length == 1) {
-      warn('dropping an event the server keeps failing on', b[0]); // network errors never drop
-      q = q.filter(e => e != b[0]);
-      save();
-      errs = 0;
-      return 1;
+    if (s == 500 && b.length == 1) {
+      const k = b[0].event_id, f = bad[k] ||= [0, oks];
+      // dropped only if it kept failing while other events went through: an outage drops nothing
+      if (++f[0] > 4 && oks > f[1]) {
+        warn('dropping an event the server keeps failing on', b[0]);
+        q = q.filter(e => e != b[0]);
+        save();
+        delete bad[k];
+        return 1;
+      }
     }
     if (!s || s == 429 || s > 499) {
+      if (s > 499) errs++;
       const ra = s == 429 && r.headers.get('Retry-After');
       if (ra) until = Date.now() + (ra * 1e3 || Date.parse(ra) - Date.now() || 0);
       stop();
       schedule(Math.random() * Math.min(6e4, 1e3 * 2 ** fails++));
       return;
     }
-    fails = errs = 0;
+    oks++;
+    fails = 0;
+    b.forEach(e => delete bad[e.event_id]);
+    if (!Object.keys(bad).length) errs = 0;
     q = q.filter(e => !b.includes(e));
     save();
     const a = r.ok && await r.json().catch(() => 0);
