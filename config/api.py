@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, JsonResponse
+from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -26,13 +26,6 @@ class ApiError(exceptions.APIException):
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
-
-
-def error_response(code: str, message: str, status_code: int, details: Any = None, **headers: str) -> JsonResponse:
-    response = JsonResponse(error_body(code, message, details), status=status_code)
-    for name, value in headers.items():
-        response[name.replace("_", "-")] = value
-    return response
 
 
 _DEFAULT_CODES = {

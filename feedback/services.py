@@ -460,21 +460,28 @@ def _upsert_traces(
         cursor.execute(_MERGE_TRACE, [inserted_ids])
         merged = cursor.fetchall()
         dirty.update((row[1], row[2]) for row in merged)
-        # A computed cost follows the merged tokens; a cost the client sent is never replaced.
-        book = price_book()
-        updates: list[tuple[Decimal | None, str, int]] = []
-        for trace_id, _, _, pk, provider, model, inp, out, cached, started, source in merged:
-            if source == "client" or (inp is None and out is None):
-                continue
-            price = book.find(provider, model, started)
-            if price is None:  # e.g. the resend named a model with no price: no stale cost stays behind
-                updates.append((None, "", pk))
-                unpriced.append(trace_id)
-            else:
-                updates.append((price.cost(inp or 0, out or 0, cached or 0), price.source, pk))
-        if updates:
-            cursor.executemany("UPDATE feedback_trace SET cost_usd = %s, cost_source = %s WHERE id = %s", updates)
+        unpriced = _reprice(cursor, price_book(), [(row[0], *row[3:]) for row in merged])
     return inserted_ids, dirty, unpriced
+
+
+def _reprice(cursor: Any, book: PriceBook, rows: list[tuple[Any, ...]]) -> list[str]:
+    """Recompute cost from a trace's current tokens: rows are (trace_id, pk, provider, model,
+    input, output, cached, started_at, cost_source). A cost the client sent is never replaced;
+    with no price known the cost is cleared, never left stale. Returns the unpriced trace IDs."""
+    updates: list[tuple[Decimal | None, str, int]] = []
+    unpriced = []
+    for trace_id, pk, provider, model, inp, out, cached, started, source in rows:
+        if source == "client" or (inp is None and out is None):
+            continue
+        price = book.find(provider, model, started)
+        if price is None:
+            updates.append((None, "", pk))
+            unpriced.append(trace_id)
+        else:
+            updates.append((price.cost(inp or 0, out or 0, cached or 0), price.source, pk))
+    if updates:
+        cursor.executemany("UPDATE feedback_trace SET cost_usd = %s, cost_source = %s WHERE id = %s", updates)
+    return unpriced
 
 
 def _merge_span_rows(earlier: tuple[Any, ...], later: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -786,23 +793,15 @@ def _recompute_from_spans(cursor: Any, trace_ids: list[str], dirty: set[tuple[da
               FROM feedback_span WHERE kind = 'llm' AND trace_id = ANY(%s)
               GROUP BY trace_id HAVING count(input_tokens) + count(output_tokens) > 0) s
         WHERE t.trace_id = s.trace_id
-        RETURNING t.id, t.provider, t.model, t.input_tokens, t.output_tokens, t.cached_tokens, t.started_at,
-                  t.cost_source, t.day, t.feature_id
+        RETURNING t.trace_id, t.id, t.provider, t.model, t.input_tokens, t.output_tokens, t.cached_tokens,
+                  t.started_at, t.cost_source, t.day, t.feature_id
         """,
         [trace_ids],
     )
     rows = cursor.fetchall()
-    book = _price_book(cursor) if rows else None
-    updates = []
-    for pk, provider, model, inp, out, cached, started, source, day, feature_id in rows:
-        dirty.add((day, feature_id))
-        if source == "client" or book is None:
-            continue
-        price = book.find(provider, model, started)
-        if price is not None:
-            updates.append((price.cost(inp or 0, out or 0, cached or 0), price.source, pk))
-    if updates:
-        cursor.executemany("UPDATE feedback_trace SET cost_usd = %s, cost_source = %s WHERE id = %s", updates)
+    dirty.update((row[9], row[10]) for row in rows)
+    if rows:
+        _reprice(cursor, _price_book(cursor), [row[:9] for row in rows])
 
 
 # --- Model prices ----------------------------------------------------------------------------

@@ -28,7 +28,6 @@ from tenants.models import (
     schema_name_for,
     validate_organization_slug,
 )
-from tenants.schema import activate_public
 
 KEY_PREFIX = {KeyKind.SECRET: "sk_", KeyKind.PUBLIC: "pk_"}
 INVITATION_TTL = timedelta(days=7)
@@ -296,10 +295,6 @@ def user_signup(*, email: str, password: str, organization_slug: str, organizati
     return organization_create(
         slug=organization_slug, name=organization_name, owner_email=email, owner_password=password
     )
-
-
-def set_public_schema() -> None:
-    activate_public()
 
 
 def widget_security_set(*, organization: Organization, require_signed_tokens: bool, rotate_secret: bool) -> None:
