@@ -1,7 +1,8 @@
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from config.views import demo_host_page, healthz
+from tenants.api.errors import api_not_found
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
@@ -10,6 +11,7 @@ urlpatterns = [
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("api/v1/", include("feedback.api.urls")),
+    re_path(r"^api/v1/", api_not_found, name="api-not-found"),
     path("o/<slug:org>/", include("feedback.portal.urls")),
     path("o/<slug:org>/settings/", include("tenants.portal.org_urls")),
     path("", include("tenants.portal.urls")),

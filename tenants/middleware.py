@@ -15,7 +15,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 
 from tenants.models import Membership, Organization
-from tenants.schema import activate_public, activate_schema, activate_tenant
+from tenants.schema import activate_public, activate_tenant
 from tenants.services import api_key_resolve
 
 # Any /o/<segment>/ path: a segment that names no organization is a 404 here, before any view.
@@ -72,11 +72,9 @@ class OrganizationMiddleware:
         raw = bearer_token(request)
         if raw is None:
             return
-        resolved = api_key_resolve(raw)
-        request.api_key = resolved  # type: ignore[attr-defined]
-        # Authentication classes turn a missing or wrong key into the API's 401/403.
-        if resolved is not None and resolved.kind == "secret":
-            activate_schema(resolved.schema_name)
+        # Authentication classes turn a missing or wrong key into the API's 401/403, and
+        # tenants.api.base.TenantApi alone activates the key's schema (fail closed).
+        request.api_key = api_key_resolve(raw)  # type: ignore[attr-defined]
 
     @staticmethod
     def _resolve_portal(request: HttpRequest, slug: str) -> HttpResponse | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from threading import Lock
 from urllib.parse import urlsplit
@@ -16,6 +16,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
+from tenants.errors import Refused, Why
 from tenants.models import (
     ApiKey,
     Domain,
@@ -28,6 +29,7 @@ from tenants.models import (
     schema_name_for,
     validate_organization_slug,
 )
+from tenants.ratelimit import key_rate_wait
 
 KEY_PREFIX = {KeyKind.SECRET: "sk_", KeyKind.PUBLIC: "pk_"}
 INVITATION_TTL = timedelta(days=7)
@@ -141,6 +143,12 @@ def api_key_revoke(*, key: ApiKey) -> None:
     _key_cache_forget(key.key_hash)
 
 
+def api_keys_add_origins(*, organization: Organization, allowed_origins: list[str]) -> None:
+    """Allow more origins on every active public key of an organization (the demo's own host page)."""
+    for key in organization.api_keys.filter(kind=KeyKind.PUBLIC, revoked_at__isnull=True):
+        api_key_set_origins(key=key, allowed_origins=[*key.allowed_origins, *allowed_origins])
+
+
 def api_key_set_origins(*, key: ApiKey, allowed_origins: list[str]) -> None:
     key.allowed_origins = sorted({normalize_origin(o) for o in allowed_origins if o.strip()})
     key.save(update_fields=["allowed_origins"])
@@ -149,11 +157,16 @@ def api_key_set_origins(*, key: ApiKey, allowed_origins: list[str]) -> None:
 
 @dataclass(frozen=True)
 class ResolvedKey:
+    """A key's whole policy, resolved once and cached: who it is and what it may do."""
+
     key_id: int
     kind: str
     organization_id: int
     schema_name: str
     allowed_origins: tuple[str, ...]
+    # The organization's widget token policy (public keys only need it).
+    require_signed_tokens: bool = False
+    signing_secret: str = field(default="", repr=False)
 
     def origin_allowed(self, origin: str | None) -> bool:
         if "*" in self.allowed_origins:
@@ -179,6 +192,13 @@ def _key_cache_forget(key_hash: str) -> None:
         _key_cache.pop(key_hash, None)
 
 
+def _key_cache_forget_organization(organization_id: int) -> None:
+    with _key_cache_lock:
+        for key_hash, (_, resolved) in list(_key_cache.items()):
+            if resolved is not None and resolved.organization_id == organization_id:
+                del _key_cache[key_hash]
+
+
 def api_key_resolve(raw: str) -> ResolvedKey | None:
     """The active key for a raw key string, or None. Records last-used at most once a minute."""
     if not raw or len(raw) > 100 or not raw.isascii() or not raw.startswith(("sk_", "pk_")):
@@ -192,7 +212,16 @@ def api_key_resolve(raw: str) -> ResolvedKey | None:
     row = (
         ApiKey.objects.select_related("organization")
         .filter(key_hash=key_hash, revoked_at__isnull=True)
-        .only("id", "kind", "allowed_origins", "last_used_at", "organization__id", "organization__schema_name")
+        .only(
+            "id",
+            "kind",
+            "allowed_origins",
+            "last_used_at",
+            "organization__id",
+            "organization__schema_name",
+            "organization__require_signed_tokens",
+            "organization__widget_signing_secret",
+        )
         .first()
     )
     resolved = None
@@ -203,6 +232,8 @@ def api_key_resolve(raw: str) -> ResolvedKey | None:
             organization_id=row.organization.id,
             schema_name=row.organization.schema_name,
             allowed_origins=tuple(row.allowed_origins),
+            require_signed_tokens=row.organization.require_signed_tokens,
+            signing_secret=row.organization.widget_signing_secret,
         )
         stamp = timezone.now()
         if row.last_used_at is None or stamp - row.last_used_at > LAST_USED_EVERY:
@@ -211,6 +242,31 @@ def api_key_resolve(raw: str) -> ResolvedKey | None:
         if len(_key_cache) > 10_000:
             _key_cache.clear()
         _key_cache[key_hash] = (now, resolved)
+    return resolved
+
+
+def public_key_admit(*, raw_key: str | None) -> ResolvedKey:
+    """The public key a browser presented, if it may send at all: known, public, within its rate.
+
+    The origin is the caller's to check (`origin_allowed`), because it counts refusals its own way.
+    """
+    resolved = api_key_resolve(raw_key) if raw_key else None
+    if resolved is None:
+        raise Refused("invalid_key", "Unknown or revoked public key.", why=Why.UNAUTHENTICATED)
+    if resolved.kind != KeyKind.PUBLIC:
+        raise Refused(
+            "secret_key_in_browser", "Never put a secret key in a page: use a public key (pk_).", why=Why.FORBIDDEN
+        )
+    wait = key_rate_wait(resolved.key_id)
+    if wait:
+        retry_after = max(1, round(wait))
+        raise Refused(
+            "rate_limited",
+            "Too many requests for this key.",
+            why=Why.RATE_LIMITED,
+            details={"retry_after": retry_after},
+            retry_after=retry_after,
+        )
     return resolved
 
 
@@ -269,6 +325,19 @@ def _guard_last_owner(membership: Membership) -> None:
             raise ValidationError("An organization needs at least one owner.", code="last_owner")
 
 
+def member_ensure(*, organization: Organization, email: str, password: str, role: str) -> Membership:
+    """A user with this email is a member (created with the password if new); an existing membership is kept."""
+    email = email.strip().lower()
+    user = User.objects.filter(email=email).first()
+    if user is None:
+        validate_password(password, User(username=email, email=email))
+        user = User.objects.create_user(username=email, email=email, password=password)
+    membership, _ = Membership.objects.get_or_create(
+        organization=organization, user=user, defaults={"role": Role(role)}
+    )
+    return membership
+
+
 def membership_change_role(*, membership: Membership, role: str, acting: Membership) -> None:
     role = Role(role)
     if Role.OWNER in (role, membership.role) and acting.role != Role.OWNER:
@@ -303,3 +372,4 @@ def widget_security_set(*, organization: Organization, require_signed_tokens: bo
         organization.widget_signing_secret = "whsec_" + secrets.token_urlsafe(32)
     organization.require_signed_tokens = require_signed_tokens
     organization.save(update_fields=["require_signed_tokens", "widget_signing_secret"])
+    _key_cache_forget_organization(organization.id)

@@ -2,6 +2,8 @@ from django.urls import path
 
 from feedback.api import views
 
+app_name = "feedback_api"
+
 urlpatterns = [
     path("traces", views.TracesApi.as_view(), name="api-traces"),
     path("traces/<path:trace_id>", views.TraceDetailApi.as_view(), name="api-trace-detail"),

@@ -2,34 +2,27 @@
 
 from __future__ import annotations
 
-import logging
-from typing import Any
-
-from django.conf import settings
-from django.db.models import F
-from django.http import HttpRequest, HttpResponse
-from django.utils import timezone
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
-from rest_framework.permissions import AllowAny
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from config.api import ApiError, error_body
 from feedback import services
 from feedback.api import serializers as s
-from feedback.models import WidgetRejection
 from feedback.otlp import OtlpError, otlp_parse, otlp_response
-from feedback.schemas import BodyError, FeedbackIn, split_widget_body
+from feedback.schemas import BodyError
 from feedback.selectors import FilterError, TraceFilters, trace_detail, trace_page
-from tenants.models import Organization
-from tenants.ratelimit import key_rate_wait
-from tenants.schema import activate_tenant
-from tenants.services import api_key_resolve
-from tenants.tokens import verify_trace_token
-
-logger = logging.getLogger("candor.api")
+from feedback.widget import widget_events_ingest
+from tenants.api.base import PublicKeyApi, TenantApi, read_body
+from tenants.api.errors import ApiError
+from tenants.services import ResolvedKey
 
 INGEST_RESPONSES = {
     200: s.IngestResultSerializer,
@@ -50,16 +43,6 @@ INGEST_RESPONSES = {
 }
 
 
-def read_body(request: HttpRequest) -> bytes:
-    length = request.META.get("CONTENT_LENGTH") or "0"
-    if length.isdigit() and int(length) > settings.API_MAX_BODY_BYTES:
-        raise ApiError("too_large", f"The body is {int(length)} bytes; the limit is 5 MB. Send smaller batches.", 413)
-    body = request.body
-    if len(body) > settings.API_MAX_BODY_BYTES:
-        raise ApiError("too_large", "The body is larger than 5 MB. Send smaller batches.", 413)
-    return body
-
-
 def ingest_response(result: services.IngestResult) -> Response:
     return Response(result.as_dict(), status=result.status_code)
 
@@ -68,7 +51,7 @@ def body_error(exc: BodyError) -> ApiError:
     return ApiError(exc.code, exc.message, exc.status)
 
 
-class IngestApi(APIView):
+class IngestApi(TenantApi):
     """Base for write endpoints: a secret key, the per-key rate limit, msgspec parsing."""
 
     def ingest(self, body: bytes) -> services.IngestResult:
@@ -127,7 +110,7 @@ class TracesApi(IngestApi):
         )
 
 
-class TraceDetailApi(APIView):
+class TraceDetailApi(TenantApi):
     @extend_schema(
         operation_id="traces_retrieve",
         summary="One trace with its spans, feedback and outcomes",
@@ -175,7 +158,7 @@ class OutcomesApi(IngestApi):
         return services.outcomes_ingest(body=body)
 
 
-class OtlpTracesApi(APIView):
+class OtlpTracesApi(TenantApi):
     """OTLP/HTTP answers in the request's encoding with HTTP 200; refused traces go in partial_success."""
 
     @extend_schema(
@@ -208,98 +191,19 @@ class OtlpTracesApi(APIView):
 # --- Widget ----------------------------------------------------------------------------------
 
 
-def _cors(response: Response, origin: str | None) -> Response:
-    if origin:
-        response["Access-Control-Allow-Origin"] = origin
-        # Lets the widget honour Retry-After on a 429 from another origin.
-        response["Access-Control-Expose-Headers"] = "Retry-After"
-        response["Vary"] = "Origin"
-    return response
-
-
-def _count_rejection(reason: str, origin: str, count: int) -> None:
-    day = timezone.now().date()
-    row, _ = WidgetRejection.objects.get_or_create(day=day, reason=reason, origin=origin[:255])
-    # F(): concurrent rejections add up instead of overwriting each other.
-    WidgetRejection.objects.filter(pk=row.pk).update(count=F("count") + count, last_at=timezone.now())
-
-
-class WidgetEventsApi(APIView):
-    """The browser's door: a public key in a text/plain body (no CORS pre-flight)."""
-
-    authentication_classes: list[Any] = []
-    permission_classes = [AllowAny]
-    throttle_classes: list[Any] = []
-
-    @extend_schema(
+@extend_schema_view(
+    post=extend_schema(
         operation_id="widget_events_create",
         summary="Widget events (public key in the body; sent as text/plain)",
         request={"text/plain": s.WidgetBodySerializer},
         responses=INGEST_RESPONSES,
         tags=["feedback"],
         auth=[],
-    )
-    def post(self, request: Request) -> Response:
-        origin = request.META.get("HTTP_ORIGIN")
-        try:
-            return _cors(self._post(request), origin)
-        except ApiError as exc:
-            response = Response(error_body(exc.error_code, str(exc.detail), exc.details), status=exc.status_code)
-            if exc.status_code == 429:
-                response["Retry-After"] = str(exc.details["retry_after"])
-            return _cors(response, origin)
-        except Exception:
-            # Even our own failure must be readable cross-origin: the widget decides by the status.
-            logger.exception("widget events failed")
-            body = error_body("internal_error", "Something went wrong on our side; retrying is safe.")
-            return _cors(Response(body, status=500), origin)
+    ),
+    options=extend_schema(exclude=True),
+)
+class WidgetEventsApi(PublicKeyApi):
+    """The browser's door: a public key in a text/plain body (no CORS pre-flight)."""
 
-    def _post(self, request: Request) -> Response:
-        body = read_body(request._request)
-        try:
-            key, items = split_widget_body(body)
-        except BodyError as exc:
-            raise body_error(exc) from exc
-        resolved = api_key_resolve(key) if key else None
-        if resolved is None:
-            raise ApiError("invalid_key", "Unknown or revoked public key.", 401)
-        if resolved.kind != "public":
-            raise ApiError("secret_key_in_browser", "Never put a secret key in a page: use a public key (pk_).", 403)
-        wait = key_rate_wait(resolved.key_id)
-        if wait:
-            raise ApiError("rate_limited", "Too many requests for this key.", 429, {"retry_after": max(1, round(wait))})
-        origin = request.META.get("HTTP_ORIGIN", "")
-        organization = Organization.objects.only("id", "schema_name", "require_signed_tokens",
-                                                 "widget_signing_secret").get(id=resolved.organization_id)  # fmt: skip
-        activate_tenant(organization)
-        if not resolved.origin_allowed(origin):
-            _count_rejection("origin_not_allowed", origin, len(items))
-            raise ApiError(
-                "origin_not_allowed",
-                f"Origin '{origin or '(none)'}' is not allowed for this key; add it under Settings > API keys.",
-                403,
-            )
-        extra_check = None
-        if organization.require_signed_tokens:
-            rejected: dict[str, int] = {}
-
-            def extra_check(item: FeedbackIn) -> None:
-                reason = verify_trace_token(
-                    organization.widget_signing_secret, item.token, item.trace_id, item.user_id or ""
-                )
-                if reason is not None:
-                    rejected[reason] = rejected.get(reason, 0) + 1
-                    raise ValueError(f"token: {reason.replace('_', ' ')} (this organization requires signed tokens)")
-
-        result = services.feedback_ingest(raw_items=items, source="widget", extra_check=extra_check)
-        if extra_check is not None:
-            for reason, count in rejected.items():
-                _count_rejection(f"token_{reason}", origin, count)
-        return ingest_response(result)
-
-    def options(self, request: Any, *args: Any, **kwargs: Any) -> Response:
-        response = Response(status=204)
-        response["Access-Control-Allow-Methods"] = "POST, OPTIONS"
-        response["Access-Control-Allow-Headers"] = "Content-Type"
-        response["Access-Control-Max-Age"] = "86400"
-        return _cors(response, request.META.get("HTTP_ORIGIN"))
+    def receive(self, *, key: ResolvedKey, origin: str, body: bytes) -> Response:
+        return ingest_response(widget_events_ingest(key=key, origin=origin, body=body))

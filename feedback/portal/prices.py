@@ -15,8 +15,7 @@ from django.views.decorators.http import require_POST
 from feedback import services
 from feedback.models import ModelPrice
 from feedback.prices import DEFAULT_PRICES
-from tenants.models import Role
-from tenants.portal.views import role_required
+from tenants.access import Role, role_required
 
 
 class PriceForm(forms.Form):
@@ -46,7 +45,7 @@ def prices(request: HttpRequest) -> HttpResponse:
                 form.add_error(field if field in form.fields else None, ValidationError(errors))
         else:
             messages.success(request, f"Price for {data['model']} saved; new traces use it.")
-            return redirect(reverse("settings-prices", args=[request.tenant.slug]))  # type: ignore[attr-defined]
+            return redirect(reverse("feedback:prices", args=[request.tenant.slug]))  # type: ignore[attr-defined]
     context = {
         "nav": "prices",
         "form": form,
@@ -63,4 +62,4 @@ def price_delete(request: HttpRequest, price_id: int) -> HttpResponse:
     price = get_object_or_404(ModelPrice, id=price_id)
     price.delete()
     messages.success(request, f"Removed your price for {price.model}; the built-in one applies again.")
-    return redirect(reverse("settings-prices", args=[request.tenant.slug]))  # type: ignore[attr-defined]
+    return redirect(reverse("feedback:prices", args=[request.tenant.slug]))  # type: ignore[attr-defined]

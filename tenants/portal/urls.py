@@ -2,6 +2,8 @@ from django.urls import path
 
 from tenants.portal import views
 
+app_name = "tenants"
+
 urlpatterns = [
     path("", views.home, name="portal-home"),
     path("login/", views.LoginView.as_view(), name="login"),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from django.contrib import messages
@@ -18,6 +16,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from tenants import services
+from tenants.access import org_url, portal_url, role_required
 from tenants.models import ApiKey, KeyKind, Membership, Role
 from tenants.portal.forms import ApiKeyForm, EmailAuthenticationForm, InviteForm, OriginsForm, RoleForm, SignupForm
 
@@ -30,24 +29,6 @@ def _add_form_errors(form: Any, exc: ValidationError) -> None:
         form.add_error(None, exc.messages)
 
 
-def role_required(role: str) -> Callable[..., Any]:
-    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-        @wraps(view)
-        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            membership = getattr(request, "membership", None)
-            if membership is None or not membership.at_least(role):
-                raise PermissionDenied(f"This page needs the {role} role or higher.")
-            return view(request, *args, **kwargs)
-
-        return wrapped
-
-    return decorator
-
-
-def org_url(request: HttpRequest, name: str, *args: Any) -> str:
-    return reverse(name, args=(request.tenant.slug, *args))  # type: ignore[attr-defined]
-
-
 class LoginView(auth_views.LoginView):
     form_class = EmailAuthenticationForm
     template_name = "tenants/login.html"
@@ -56,18 +37,18 @@ class LoginView(auth_views.LoginView):
 
 def logout_view(request: HttpRequest) -> HttpResponse:
     logout(request)
-    return redirect("login")
+    return redirect("tenants:login")
 
 
 def home(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
-        return redirect("login")
+        return redirect("tenants:login")
     organizations = list(request.user.organizations())  # type: ignore[union-attr]
     last = request.session.get("last_org")
     chosen = next((o for o in organizations if o.slug == last), organizations[0] if organizations else None)
     if chosen is None:
-        return redirect("organization-list")
-    return redirect("overview", chosen.slug)
+        return redirect("tenants:organization-list")
+    return redirect(portal_url(chosen.slug))
 
 
 def signup(request: HttpRequest) -> HttpResponse:
@@ -80,7 +61,7 @@ def signup(request: HttpRequest) -> HttpResponse:
         else:
             login(request, created.owner, backend="django.contrib.auth.backends.ModelBackend")
             request.session["new_keys"] = {"secret": created.secret_key, "public": created.public_key}
-            return redirect("settings-keys", created.organization.slug)
+            return redirect("tenants_settings:keys", created.organization.slug)
     return TemplateResponse(request, "tenants/signup.html", {"form": form})
 
 
@@ -101,7 +82,7 @@ def invitation_accept_view(request: HttpRequest, token: str) -> HttpResponse:
             except ValidationError as exc:
                 messages.error(request, " ".join(exc.messages))
             else:
-                return redirect("overview", invitation.organization.slug)
+                return redirect(portal_url(invitation.organization.slug))
         return TemplateResponse(request, "tenants/invitation.html", {"invitation": invitation})
     # A newcomer sets a password; the email is the invitation's.
     if request.method == "POST":
@@ -120,7 +101,7 @@ def invitation_accept_view(request: HttpRequest, token: str) -> HttpResponse:
             messages.error(request, " ".join(exc.messages))
         else:
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-            return redirect("overview", invitation.organization.slug)
+            return redirect(portal_url(invitation.organization.slug))
     return TemplateResponse(request, "tenants/invitation.html", {"invitation": invitation, "form": form})
 
 
@@ -156,7 +137,7 @@ def members(request: HttpRequest) -> HttpResponse:
             except ValidationError as exc:
                 _add_form_errors(form, exc)
             else:
-                invite_link = request.build_absolute_uri(reverse("invitation-accept", args=[token]))
+                invite_link = request.build_absolute_uri(reverse("tenants:invitation-accept", args=[token]))
                 form = InviteForm()
     template = "tenants/members.html#members" if request.htmx else "tenants/members.html"  # type: ignore[attr-defined]
     return TemplateResponse(request, template, _members_context(request, form, invite_link))
@@ -184,7 +165,7 @@ def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
             messages.error(request, " ".join(exc.messages))
     else:
         messages.error(request, "Pick one of the listed roles.")
-    return redirect(org_url(request, "settings-members"))
+    return redirect(org_url(request, "tenants_settings:members"))
 
 
 @require_POST
@@ -196,7 +177,7 @@ def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
         messages.success(request, f"Removed {membership.user.email}.")
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
-    return redirect(org_url(request, "settings-members"))
+    return redirect(org_url(request, "tenants_settings:members"))
 
 
 def _keys_context(request: HttpRequest, form: ApiKeyForm, new_key: dict[str, str] | None) -> dict[str, Any]:
@@ -244,7 +225,7 @@ def api_key_revoke_view(request: HttpRequest, key_id: int) -> HttpResponse:
     key = _api_key(request, key_id)
     services.api_key_revoke(key=key)
     messages.success(request, f"Revoked '{key.name}'. Requests with it now get 401.")
-    return redirect(org_url(request, "settings-keys"))
+    return redirect(org_url(request, "tenants_settings:keys"))
 
 
 @role_required(Role.ADMIN)
@@ -258,7 +239,7 @@ def api_key_origins(request: HttpRequest, key_id: int) -> HttpResponse:
             _add_form_errors(form, exc)
         else:
             messages.success(request, f"Allowed origins of '{key.name}' saved.")
-            return redirect(org_url(request, "settings-keys"))
+            return redirect(org_url(request, "tenants_settings:keys"))
     return TemplateResponse(request, "tenants/api_key_origins.html", {"key": key, "form": form})
 
 
@@ -272,5 +253,5 @@ def widget_security(request: HttpRequest) -> HttpResponse:
             rotate_secret=request.POST.get("rotate") == "1",
         )
         messages.success(request, "Widget security saved.")
-        return redirect(org_url(request, "settings-widget"))
+        return redirect(org_url(request, "tenants_settings:widget"))
     return TemplateResponse(request, "tenants/widget_security.html", {"nav": "widget"})

@@ -7,11 +7,19 @@ from typing import Any
 from django import template
 from django.urls import reverse
 
+from tenants.access import portal_url
+
 register = template.Library()
+
+
+@register.filter(name="portal_url")
+def portal_url_filter(slug: str) -> str:
+    """{{ org.slug|portal_url }} -> /o/<slug>/, the organization's portal home."""
+    return portal_url(slug)
 
 
 @register.simple_tag(takes_context=True)
 def ourl(context: dict[str, Any], name: str, *args: Any) -> str:
-    """{% ourl 'traces' %} -> /o/<current org>/traces/"""
+    """{% ourl 'feedback:trace-list' %} -> /o/<current org>/traces/"""
     request = context["request"]
     return reverse(name, args=(request.tenant.slug, *args))

@@ -11,9 +11,10 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from feedback.demo import demo_load
 from feedback.models import Trace
-from tenants.models import KeyKind, Membership, Organization, Role, User
+from tenants.access import Role
 from tenants.schema import activate_public, activate_tenant
-from tenants.services import api_key_create, organization_create
+from tenants.selectors import organization_find
+from tenants.services import KeyKind, api_key_create, api_keys_add_origins, member_ensure, organization_create
 
 SLUG = "acme"
 OWNER = ("owner@acme.test", "candor-demo-owner")
@@ -32,7 +33,7 @@ class Command(BaseCommand):
         origins = [f"http://localhost:{port}", f"http://127.0.0.1:{port}"]
         state_file = settings.BASE_DIR / ".var" / "demo.json"
         state = json.loads(state_file.read_text()) if state_file.exists() else {}
-        organization = Organization.objects.filter(slug=SLUG).first()
+        organization = organization_find(SLUG)
         if organization is None:
             created = organization_create(
                 slug=SLUG, name="Acme Support", owner_email=OWNER[0], owner_password=OWNER[1], allowed_origins=origins
@@ -45,13 +46,8 @@ class Command(BaseCommand):
             state["public_key"], _ = api_key_create(
                 organization=organization, kind=KeyKind.PUBLIC, name="Demo widget", allowed_origins=origins
             )
-        for key in organization.api_keys.filter(kind=KeyKind.PUBLIC, revoked_at__isnull=True):
-            key.allowed_origins = sorted(set(key.allowed_origins) | set(origins))
-            key.save(update_fields=["allowed_origins"])
-        pm = User.objects.filter(email=PM[0]).first() or User.objects.create_user(
-            username=PM[0], email=PM[0], password=PM[1]
-        )
-        Membership.objects.get_or_create(organization=organization, user=pm, defaults={"role": Role.PM})
+        api_keys_add_origins(organization=organization, allowed_origins=origins)
+        member_ensure(organization=organization, email=PM[0], password=PM[1], role=Role.PM)
         state_file.parent.mkdir(parents=True, exist_ok=True)
         state_file.write_text(json.dumps(state))
 

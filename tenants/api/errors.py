@@ -1,4 +1,4 @@
-"""One error shape for the whole API: {"error": {"code", "message", "details"}}."""
+"""One error shape for the whole API (every app's endpoints): {"error": {"code", "message", "details"}}."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from tenants.errors import Refused, Why
 
 logger = logging.getLogger("candor.api")
 
@@ -28,6 +30,24 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
 
 
+STATUS_OF = {
+    Why.INVALID: 400,
+    Why.UNAUTHENTICATED: 401,
+    Why.FORBIDDEN: 403,
+    Why.NOT_FOUND: 404,
+    Why.TOO_LARGE: 413,
+    Why.RATE_LIMITED: 429,
+}
+
+
+def refused_response(exc: Refused) -> Response:
+    """A service's refusal in the API's error shape, with Retry-After when it says when to come back."""
+    response = Response(error_body(exc.code, exc.message, exc.details), status=STATUS_OF[exc.why])
+    if exc.retry_after is not None:
+        response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 _DEFAULT_CODES = {
     status.HTTP_400_BAD_REQUEST: "invalid",
     status.HTTP_401_UNAUTHORIZED: "invalid_key",
@@ -41,6 +61,8 @@ _DEFAULT_CODES = {
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, Refused):
+        return refused_response(exc)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -70,3 +92,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         message, details = str(detail), None
     response.data = error_body(code, message, details)
     return response
+
+
+def api_not_found(request: Any, *args: Any, **kwargs: Any) -> JsonResponse:
+    """Any path under /api/v1/ that names no endpoint: the API's error shape, never an HTML page."""
+    return JsonResponse(
+        error_body("not_found", f"No endpoint at {request.path}. See /api/v1/docs/ for the endpoints."), status=404
+    )

@@ -1,0 +1,178 @@
+"""The only two kinds of API view Candor has, each locked so a subclass cannot loosen its scope.
+
+`TenantApi`: a secret key in the Authorization header; the organization's schema is activated
+from that key and nowhere else. `PublicKeyApi`: the browser's door, a public key in the body,
+its kind, rate and the organization's schema settled here before the subclass sees anything.
+
+A subclass that overrides authentication, permissions, throttling or the tenant activation is
+refused when the class is created (the idea of PostHog's `posthog/api/routing.py`): fail closed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, ClassVar
+
+import msgspec
+from django.conf import settings
+from django.http import HttpRequest
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from tenants.api.errors import ApiError, error_body, refused_response
+from tenants.api.throttling import KeyRateThrottle
+from tenants.authentication import HasOrganizationKey, SecretKeyAuthentication
+from tenants.errors import Refused
+from tenants.schema import activate_schema
+from tenants.services import ResolvedKey, public_key_admit
+
+logger = logging.getLogger("candor.api")
+
+# What decides who may call a view and in which schema it runs.
+LOCKED_ATTRIBUTES = frozenset(
+    {
+        "authentication_classes",
+        "permission_classes",
+        "throttle_classes",
+        "initial",
+        "initialize_request",
+        "perform_authentication",
+        "check_permissions",
+        "check_object_permissions",
+        "check_throttles",
+        "get_authenticators",
+        "get_permissions",
+        "get_throttles",
+        "dispatch",
+        "as_view",
+    }
+)
+
+
+class LockedApiError(TypeError):
+    pass
+
+
+def _refuse_overrides(cls: type, base: type, locked: frozenset[str]) -> None:
+    for klass in cls.__mro__:
+        if klass is base:
+            return
+        overridden = locked & set(vars(klass))
+        if overridden:
+            raise LockedApiError(
+                f"{cls.__module__}.{cls.__qualname__} overrides {', '.join(sorted(overridden))} of "
+                f"{base.__name__}: the API's authentication and tenant scope cannot be changed by a subclass."
+            )
+
+
+def read_body(request: HttpRequest) -> bytes:
+    """The raw body, refused past the API's size limit before it is read into memory where possible."""
+    limit = settings.API_MAX_BODY_BYTES
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if length.isdigit() and int(length) > limit:
+        raise ApiError("too_large", f"The body is {int(length)} bytes; the limit is 5 MB. Send smaller batches.", 413)
+    body = request.body
+    if len(body) > limit:
+        raise ApiError("too_large", "The body is larger than 5 MB. Send smaller batches.", 413)
+    return body
+
+
+class TenantApi(APIView):
+    """Base of every secret-key endpoint: the view runs in the key's organization, or not at all."""
+
+    authentication_classes: ClassVar[list[Any]] = [SecretKeyAuthentication]
+    permission_classes: ClassVar[list[Any]] = [HasOrganizationKey]
+    throttle_classes: ClassVar[list[Any]] = [KeyRateThrottle]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _refuse_overrides(cls, TenantApi, LOCKED_ATTRIBUTES)
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # authenticate, permit, throttle: 401/403/429 before any work
+        resolved: ResolvedKey = request.auth
+        activate_schema(resolved.schema_name)
+
+
+class _KeyOnly(msgspec.Struct):
+    key: str | None = None
+
+
+_key_decoder = msgspec.json.Decoder(_KeyOnly)
+
+
+def public_key_from_body(body: bytes) -> str | None:
+    """The `key` of a JSON object body, without building the rest; a body that is no JSON object is a 400.
+
+    A body msgspec refuses (a lone surrogate in some event, say) is read leniently, so that a
+    bad event is reported as that event's error, not as a bad body.
+    """
+    try:
+        return _key_decoder.decode(body).key
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
+        pass
+    try:
+        document = json.loads(body.decode("utf-8", errors="surrogateescape"))
+    except (ValueError, RecursionError):
+        document = None
+    if not isinstance(document, dict) or not isinstance(document.get("key", ""), str):
+        raise ApiError("invalid_body", 'Send {"key": "pk_...", "events": [...]} as JSON.', 400)
+    return document.get("key")
+
+
+def _cors(response: Response, origin: str | None) -> Response:
+    if origin:
+        response["Access-Control-Allow-Origin"] = origin
+        # Lets the browser read Retry-After on a 429 from another origin.
+        response["Access-Control-Expose-Headers"] = "Retry-After"
+        response["Vary"] = "Origin"
+    return response
+
+
+class PublicKeyApi(APIView):
+    """Base of the browser's endpoints: a public key in a text/plain JSON body (no CORS pre-flight).
+
+    The key must be known, public and within its rate; the view then runs in its organization's
+    schema. Every answer, errors and our own failures included, carries CORS headers so the
+    browser can read the status and decide whether to retry. Subclasses implement `receive`.
+    """
+
+    authentication_classes: ClassVar[list[Any]] = []
+    # The key is in the body, not a header: `post` admits it before `receive` runs.
+    permission_classes: ClassVar[list[Any]] = [AllowAny]
+    throttle_classes: ClassVar[list[Any]] = []
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _refuse_overrides(cls, PublicKeyApi, LOCKED_ATTRIBUTES | {"post", "options"})
+
+    def receive(self, *, key: ResolvedKey, origin: str, body: bytes) -> Response:
+        raise NotImplementedError
+
+    def post(self, request: Request) -> Response:
+        origin = request.META.get("HTTP_ORIGIN")
+        try:
+            body = read_body(request._request)
+            key = public_key_admit(raw_key=public_key_from_body(body))
+            activate_schema(key.schema_name)
+            response = self.receive(key=key, origin=origin or "", body=body)
+        except Refused as exc:
+            response = refused_response(exc)
+        except ApiError as exc:
+            response = Response(error_body(exc.error_code, str(exc.detail), exc.details), status=exc.status_code)
+        except Exception:
+            # Even our own failure must be readable cross-origin: the widget decides by the status.
+            logger.exception("%s failed", type(self).__name__)
+            body_ = error_body("internal_error", "Something went wrong on our side; retrying is safe.")
+            response = Response(body_, status=500)
+        return _cors(response, origin)
+
+    def options(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        response = Response(status=204)
+        response["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+        response["Access-Control-Allow-Headers"] = "Content-Type"
+        response["Access-Control-Max-Age"] = "86400"
+        return _cors(response, request.META.get("HTTP_ORIGIN"))
