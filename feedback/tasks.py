@@ -7,8 +7,7 @@ from django.db import connection
 
 from feedback import services
 from feedback.rollups import rollups_refresh
-from tenants.models import Organization
-from tenants.schema import activate_public, activate_tenant
+from tenants.selectors import organizations_each
 
 
 @shared_task(time_limit=600, soft_time_limit=540, expires=300)
@@ -21,18 +20,14 @@ def rollups_refresh_task() -> int:
 def rollups_sweep() -> int:
     """Beat: fan out a refresh to every organization with dirty partitions."""
     sent = 0
-    for organization in Organization.objects.only("schema_name"):
-        activate_tenant(organization)
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT EXISTS (SELECT 1 FROM feedback_rollupdirty) OR EXISTS (SELECT 1 FROM "
-                    "feedback_feedbackevent f JOIN feedback_trace t USING (trace_id) WHERE f.feature_id IS NULL "
-                    "AND f.received_at > now() - interval '7 days')"
-                )
-                dirty = cursor.fetchone()[0]
-        finally:
-            activate_public()
+    for organization in organizations_each():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT EXISTS (SELECT 1 FROM feedback_rollupdirty) OR EXISTS (SELECT 1 FROM "
+                "feedback_feedbackevent f JOIN feedback_trace t USING (trace_id) WHERE f.feature_id IS NULL "
+                "AND f.received_at > now() - interval '7 days')"
+            )
+            dirty = cursor.fetchone()[0]
         if dirty:
             schedule_rollups(organization.schema_name)
             sent += 1
