@@ -1,0 +1,331 @@
+"""The true success rate of a feature, from human labels and (where valid) judge scores.
+
+Each estimator matches a sampling design, and `estimate_success` picks it from the design the
+labels were drawn under (fixed before results are seen; choosing the narrowest interval after
+the fact breaks coverage). The judge's own pass rate is reported apart, labelled uncorrected.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from evaluation.stats.intervals import DEFAULT_CONFIDENCE, Interval, wilson, z_value
+
+FloatArray = NDArray[np.float64]
+EstimatorMethod = Literal["ppi++", "stratified", "ipw", "classical"]
+Design = Literal["uniform", "stratified", "active", "manual"]
+
+MIN_LABELS = 50
+
+
+@dataclass(frozen=True)
+class NaiveRate:
+    """The judge's own pass rate: shown for contrast, never as the estimate."""
+
+    value: float | None
+    n: int
+    note: str = "uncorrected: the judge's own pass rate, not an estimate of the success rate"
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return {"value": self.value, "n": self.n}
+
+
+def naive_judge_rate(judge_pass: ArrayLike) -> NaiveRate:
+    """Share of scored traces the judge passed (0/1 verdicts)."""
+    x = np.asarray(judge_pass, dtype=float)
+    return NaiveRate(value=float(x.mean()) if x.size else None, n=int(x.size))
+
+
+@dataclass(frozen=True)
+class SuccessEstimate:
+    method: EstimatorMethod
+    interval: Interval
+    n_labels: int
+    n_scored: int
+    lam: float | None = None
+    effective_labels: float | None = None
+    rho: float | None = None
+    note: str | None = None
+
+    @property
+    def label_multiplier(self) -> float | None:
+        """Effective labels per real label ("N labels are worth M")."""
+        if self.effective_labels is None or self.n_labels == 0:
+            return None
+        return self.effective_labels / self.n_labels
+
+    def as_dict(self) -> dict[str, Any]:
+        """API.md's "estimate": an interval object plus method, lambda and the label counts."""
+        out: dict[str, Any] = dict(self.interval.as_dict())
+        out.update(
+            method=self.method,
+            **{"lambda": self.lam},
+            n_labels=self.n_labels,
+            n_scored=self.n_scored,
+            effective_labels=self.effective_labels,
+        )
+        if self.note and "note" not in out:
+            out["note"] = self.note
+        return out
+
+
+def _labels(labels: ArrayLike) -> FloatArray:
+    y = np.asarray(labels, dtype=float)
+    if y.ndim != 1:
+        raise ValueError("labels must be one-dimensional")
+    if y.size and (not np.all(np.isfinite(y)) or y.min() < 0.0 or y.max() > 1.0):
+        raise ValueError("labels must lie in [0, 1]")
+    return y
+
+
+def _clip01(value: float, low: float, high: float) -> Interval:
+    return Interval(value=value, low=max(0.0, low), high=min(1.0, high))
+
+
+def classical_mean(
+    labels: ArrayLike, *, confidence: float = DEFAULT_CONFIDENCE, n_scored: int = 0, note: str | None = None
+) -> SuccessEstimate:
+    """The success rate from labels alone: Wilson interval for 0/1 labels, else a normal interval."""
+    y = _labels(labels)
+    n = int(y.size)
+    if n == 0:
+        interval = Interval.undefined("no labels")
+    elif np.isin(y, (0.0, 1.0)).all():
+        interval = wilson(float(y.sum()), n, confidence)
+    elif n < 2:
+        interval = Interval.undefined("one label", value=float(y[0]))
+    else:
+        se = float(y.std(ddof=1) / math.sqrt(n))
+        mean = float(y.mean())
+        z = z_value(confidence)
+        interval = _clip01(mean, mean - z * se, mean + z * se)
+    return SuccessEstimate("classical", interval, n, n_scored, effective_labels=float(n), note=note)
+
+
+def ppi_lambda(labels: ArrayLike, scores_labeled: ArrayLike, scores_unlabeled: ArrayLike) -> float:
+    """PPI++'s power-tuning parameter for a mean (Angelopoulos, Duchi & Zrnic 2023, "PPI++:
+    Efficient Prediction-Powered Inference", eq. for the mean): Cov(Y, f) / ((1 + n/N) Var(f)),
+    clipped to [0, 1]. As in `ppi_py`, the covariance is over the labelled set (1/n) and Var(f)
+    over labelled and unlabelled scores together (1/(n + N - 1))."""
+    y, f, fu = _labels(labels), np.asarray(scores_labeled, dtype=float), np.asarray(scores_unlabeled, dtype=float)
+    n, big_n = y.size, fu.size
+    cov = float(np.mean((y - y.mean()) * (f - f.mean())))
+    var_f = float(np.var(np.concatenate([f, fu]), ddof=1))
+    if var_f == 0.0:
+        return 0.0
+    return float(np.clip(cov / ((1.0 + n / big_n) * var_f), 0.0, 1.0))
+
+
+def ppi_mean(
+    labels: ArrayLike,
+    scores_labeled: ArrayLike,
+    scores_unlabeled: ArrayLike,
+    *,
+    confidence: float = DEFAULT_CONFIDENCE,
+    lam: float | None = None,
+) -> SuccessEstimate:
+    """PPI++ mean (Angelopoulos, Duchi & Zrnic 2023): estimate = lambda * mean f over the N
+    unlabelled traces + mean(Y - lambda * f) over the n labelled ones, i.e. the judge's mean plus
+    lambda times the labelled correction, with the interval from the two variances
+    Var(lambda f)/N + Var(Y - lambda f)/n.
+
+    `labels` are the uniform-audit labels (0/1), `scores_labeled` the judge's raw scores scaled to
+    [0, 1] on those traces, `scores_unlabeled` the scores of every other scored trace in scope.
+    Equals `ppi_py.ppi_mean_ci(Y, Yhat, Yhat_unlabeled, alpha=1 - confidence, lam=None)` (the
+    interval is clipped to [0, 1], which changes nothing when it lies inside).
+
+    The effective number of labels is n * Var(Y) / (n * SE^2): how many labels alone would give
+    the same variance. With N >> n and lambda unclipped it is n / (1 - rho^2).
+    """
+    y = _labels(labels)
+    f = np.asarray(scores_labeled, dtype=float)
+    fu = np.asarray(scores_unlabeled, dtype=float)
+    if f.shape != y.shape:
+        raise ValueError("labels and scores_labeled must be the same length")
+    n, big_n = int(y.size), int(fu.size)
+    if n < 2 or big_n < 1:
+        raise ValueError("PPI++ needs at least 2 labels and 1 unlabelled score")
+    lam_used = ppi_lambda(y, f, fu) if lam is None else float(lam)
+    estimate = float(lam_used * fu.mean() + np.mean(y - lam_used * f))
+    var = float(np.var(lam_used * fu) / big_n + np.var(y - lam_used * f) / n)
+    se = math.sqrt(var)
+    z = z_value(confidence)
+    interval = _clip01(estimate, estimate - z * se, estimate + z * se)
+    var_y = float(np.var(y))
+    sd_y, sd_f = math.sqrt(var_y), float(np.std(f))
+    rho = float(np.mean((y - y.mean()) * (f - f.mean())) / (sd_y * sd_f)) if sd_y > 0 and sd_f > 0 else None
+    effective = var_y / var if var > 0 and var_y > 0 else None
+    return SuccessEstimate(
+        "ppi++",
+        interval,
+        n,
+        n + big_n,
+        lam=lam_used,
+        effective_labels=effective,
+        rho=rho,
+    )
+
+
+def stratified_mean(
+    labels: ArrayLike,
+    strata: ArrayLike,
+    stratum_sizes: Mapping[Hashable, float],
+    *,
+    fpc: bool = False,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> SuccessEstimate:
+    """Stratified mean (Cochran 1977, "Sampling Techniques", ch. 5): sum W_h ybar_h with
+    W_h = N_h / N, variance sum W_h^2 s_h^2 / n_h, times (1 - n_h / N_h) with the finite
+    population correction. `stratum_sizes` maps every stratum of the population to N_h."""
+    y = _labels(labels)
+    s = np.asarray(strata, dtype=object)
+    if s.shape != y.shape:
+        raise ValueError("labels and strata must be the same length")
+    sizes = {k: float(v) for k, v in stratum_sizes.items()}
+    if any(v <= 0 for v in sizes.values()):
+        raise ValueError("stratum sizes must be positive")
+    unknown = set(s.tolist()) - set(sizes)
+    if unknown:
+        raise ValueError(f"labels in strata with no size: {sorted(map(str, unknown))}")
+    total = sum(sizes.values())
+    estimate, var = 0.0, 0.0
+    notes = []
+    for stratum, size in sizes.items():
+        yh = y[s == stratum]
+        weight = size / total
+        if yh.size == 0:
+            return SuccessEstimate(
+                "stratified",
+                Interval.undefined(f"stratum {stratum!r} has no labels"),
+                int(y.size),
+                int(total),
+                note="every stratum needs labels",
+            )
+        estimate += weight * float(yh.mean())
+        if yh.size < 2:
+            notes.append(f"stratum {stratum!r} has one label")
+            continue
+        s2 = float(yh.var(ddof=1))
+        correction = max(0.0, 1.0 - yh.size / size) if fpc else 1.0
+        var += weight**2 * s2 / yh.size * correction
+    if notes:
+        return SuccessEstimate(
+            "stratified",
+            Interval.undefined("; ".join(notes) + ": variance undefined", value=estimate),
+            int(y.size),
+            int(total),
+        )
+    z = z_value(confidence)
+    se = math.sqrt(var)
+    var_y = float(np.var(y, ddof=1)) if y.size > 1 else 0.0
+    return SuccessEstimate(
+        "stratified",
+        _clip01(estimate, estimate - z * se, estimate + z * se),
+        int(y.size),
+        int(round(total)),
+        effective_labels=var_y / var if var > 0 else None,
+    )
+
+
+def ipw_mean(
+    labels: ArrayLike, inclusion_probabilities: ArrayLike, *, confidence: float = DEFAULT_CONFIDENCE
+) -> SuccessEstimate:
+    """Hajek (ratio) inverse-probability-weighted mean (Hajek 1971; Horvitz & Thompson 1952 weights
+    w_i = 1 / pi_i): sum w y / sum w, with the linearization (sandwich) variance
+    n / (n - 1) * sum w_i^2 (y_i - mean)^2 / (sum w)^2 (Sarndal, Swensson & Wretman 1992, 5.7)."""
+    y = _labels(labels)
+    pi = np.asarray(inclusion_probabilities, dtype=float)
+    if pi.shape != y.shape:
+        raise ValueError("labels and inclusion probabilities must be the same length")
+    if pi.size and (not np.all(np.isfinite(pi)) or pi.min() <= 0.0 or pi.max() > 1.0):
+        raise ValueError("inclusion probabilities must lie in (0, 1]")
+    n = int(y.size)
+    if n < 2:
+        return SuccessEstimate("ipw", Interval.undefined("fewer than 2 labels"), n, 0)
+    w = 1.0 / pi
+    total = float(w.sum())
+    mean = float((w * y).sum() / total)
+    var = float(n / (n - 1.0) * np.sum((w * (y - mean)) ** 2) / total**2)
+    z = z_value(confidence)
+    se = math.sqrt(var)
+    var_y = float(np.var(y, ddof=1))
+    return SuccessEstimate(
+        "ipw",
+        _clip01(mean, mean - z * se, mean + z * se),
+        n,
+        int(round(total)),
+        effective_labels=var_y / var if var > 0 else None,
+    )
+
+
+def estimate_success(
+    *,
+    design: str,
+    labels: ArrayLike,
+    scores_labeled: ArrayLike | None = None,
+    scores_unlabeled: ArrayLike | None = None,
+    strata: ArrayLike | None = None,
+    inclusion_probabilities: ArrayLike | None = None,
+    min_labels: int = MIN_LABELS,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> SuccessEstimate:
+    """The estimator the sampling design calls for (CALIBRATION.md), decided before any result:
+
+    fewer than `min_labels` labels -> classical (labels alone); uniform -> PPI++ (needs the judge's
+    scores on the labelled and unlabelled traces, else classical); stratified -> stratified mean
+    with N_h = sum of 1 / pi over the stratum's labels; active -> Hajek IPW; anything else
+    (manual) -> classical, with a note that the labels are not a probability sample.
+    """
+    y = _labels(labels)
+    n = int(y.size)
+    n_unlabeled = 0 if scores_unlabeled is None else int(np.asarray(scores_unlabeled).size)
+    enriched = design in ("stratified", "active")
+    if n < min_labels:
+        note = f"fewer than {min_labels} labels: interval from labels alone"
+        if enriched:
+            note += "; the sample was enriched, so it may not represent all traces"
+        return classical_mean(y, confidence=confidence, n_scored=n + n_unlabeled, note=note)
+    if design == "uniform":
+        if scores_labeled is None or scores_unlabeled is None or n_unlabeled == 0:
+            return classical_mean(y, confidence=confidence, note="no judge scores: interval from labels alone")
+        return ppi_mean(y, scores_labeled, scores_unlabeled, confidence=confidence)
+    if design == "stratified":
+        if strata is None or inclusion_probabilities is None:
+            raise ValueError("a stratified design needs strata and inclusion probabilities")
+        st = np.asarray(strata, dtype=object)
+        pi = np.asarray(inclusion_probabilities, dtype=float)
+        if pi.shape != y.shape or st.shape != y.shape:
+            raise ValueError("strata and inclusion probabilities need one entry per label")
+        if pi.size and (pi.min() <= 0.0 or pi.max() > 1.0):
+            raise ValueError("inclusion probabilities must lie in (0, 1]")
+        sizes: dict[Hashable, float] = {}
+        for stratum, p in zip(st.tolist(), pi.tolist(), strict=True):
+            sizes[stratum] = sizes.get(stratum, 0.0) + 1.0 / p
+        return stratified_mean(y, st, sizes, confidence=confidence)
+    if design == "active":
+        if inclusion_probabilities is None:
+            raise ValueError("an active design needs inclusion probabilities")
+        return ipw_mean(y, inclusion_probabilities, confidence=confidence)
+    return classical_mean(
+        y, confidence=confidence, note=f"{design} labels are not a probability sample: interval from labels alone"
+    )
+
+
+def labels_needed(
+    *, half_width: float, rate: float = 0.5, rho: float = 0.0, confidence: float = DEFAULT_CONFIDENCE
+) -> int:
+    """Labels for a 95% interval of +- `half_width` around a success rate near `rate`:
+    z^2 p (1 - p) (1 - rho^2) / half_width^2, where rho is the judge-label correlation PPI++ can
+    exploit (0 for labels alone). Assumes many more scored traces than labels (N >> n)."""
+    if not 0.0 < half_width < 1.0:
+        raise ValueError("half_width must be in (0, 1)")
+    if not 0.0 <= rate <= 1.0 or not -1.0 <= rho <= 1.0:
+        raise ValueError("rate must be in [0, 1] and rho in [-1, 1]")
+    z = z_value(confidence)
+    return max(1, math.ceil(z * z * rate * (1.0 - rate) * (1.0 - rho * rho) / half_width**2 - 1e-9))

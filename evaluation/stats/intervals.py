@@ -1,0 +1,172 @@
+"""Interval objects and the textbook binomial intervals every other stats module builds on.
+
+An `Interval` is what API.md calls an interval object: `{"value", "low", "high"}` at 95%
+two-sided unless said otherwise, with null bounds (and a note saying why) where undefined.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import stats as sps
+
+DEFAULT_CONFIDENCE = 0.95
+
+
+def _finite_or_none(x: float | None) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with its interval; non-finite numbers are stored as None."""
+
+    value: float | None
+    low: float | None
+    high: float | None
+    note: str | None = None
+
+    def __post_init__(self) -> None:
+        # Frozen, so normalize through object.__setattr__: numpy scalars become floats and NaN/inf
+        # become None (NaN is not valid JSON, and "undefined" must read as null in the API).
+        for name in ("value", "low", "high"):
+            object.__setattr__(self, name, _finite_or_none(getattr(self, name)))
+        if self.note is None and (self.low is None or self.high is None):
+            object.__setattr__(self, "note", "interval undefined")
+
+    @classmethod
+    def undefined(cls, note: str, value: float | None = None) -> Interval:
+        return cls(value=value, low=None, high=None, note=note)
+
+    @property
+    def defined(self) -> bool:
+        return self.low is not None and self.high is not None
+
+    def contains(self, x: float) -> bool:
+        return self.defined and self.low <= x <= self.high  # type: ignore[operator]
+
+    def as_dict(self) -> dict[str, float | str | None]:
+        """API.md's interval object; "note" appears only when a bound is null."""
+        out: dict[str, float | str | None] = {"value": self.value, "low": self.low, "high": self.high}
+        if not self.defined:
+            out["note"] = self.note
+        return out
+
+
+def z_value(confidence: float = DEFAULT_CONFIDENCE) -> float:
+    """Two-sided standard-normal quantile, 1.959964 for 95%."""
+    if not 0.0 < confidence < 1.0:
+        raise ValueError("confidence must be in (0, 1)")
+    return float(sps.norm.ppf(1.0 - (1.0 - confidence) / 2.0))
+
+
+def wilson(successes: float, n: float, confidence: float = DEFAULT_CONFIDENCE) -> Interval:
+    """Wilson score interval for a binomial proportion (Wilson 1927; Agresti & Coull 1998).
+
+    Equals statsmodels `proportion_confint(successes, n, method="wilson")`.
+    """
+    if n <= 0:
+        return Interval.undefined("no observations")
+    z = z_value(confidence)
+    p = successes / n
+    denom = 1.0 + z * z / n
+    center = (p + z * z / (2.0 * n)) / denom
+    half = z / denom * math.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n))
+    return Interval(value=p, low=max(0.0, center - half), high=min(1.0, center + half))
+
+
+def clopper_pearson_lower(successes: int, n: int, confidence: float = DEFAULT_CONFIDENCE) -> float:
+    """One-sided Clopper-Pearson (1934) lower confidence bound at `confidence`.
+
+    It is the lower end of the two-sided exact interval at level 2 * confidence - 1, i.e.
+    statsmodels `proportion_confint(successes, n, alpha=2 * (1 - confidence), method="beta")[0]`.
+    """
+    if n <= 0:
+        return 0.0
+    if successes <= 0:
+        return 0.0
+    return float(sps.beta.ppf(1.0 - confidence, successes, n - successes + 1))
+
+
+def clopper_pearson(successes: int, n: int, confidence: float = DEFAULT_CONFIDENCE) -> Interval:
+    """Two-sided Clopper-Pearson exact interval (statsmodels `method="beta"`)."""
+    if n <= 0:
+        return Interval.undefined("no observations")
+    a = (1.0 - confidence) / 2.0
+    low = 0.0 if successes <= 0 else float(sps.beta.ppf(a, successes, n - successes + 1))
+    high = 1.0 if successes >= n else float(sps.beta.ppf(1.0 - a, successes + 1, n - successes))
+    return Interval(value=successes / n, low=low, high=high)
+
+
+def normal_interval(
+    value: float, se: float, confidence: float = DEFAULT_CONFIDENCE, clip: tuple[float, float] | None = None
+) -> Interval:
+    """value +- z * se, optionally clipped to the statistic's range."""
+    if not (math.isfinite(value) and math.isfinite(se)):
+        return Interval.undefined("standard error undefined", value=value)
+    z = z_value(confidence)
+    low, high = value - z * se, value + z * se
+    if clip is not None:
+        low, high = max(clip[0], low), min(clip[1], high)
+    return Interval(value=value, low=low, high=high)
+
+
+def bootstrap_counts(
+    n: int,
+    replicates: int,
+    rng: np.random.Generator,
+    strata: NDArray[np.int64] | None = None,
+) -> NDArray[np.float64]:
+    """Multiplicities of each item in `replicates` nonparametric bootstrap resamples (Efron 1979).
+
+    With `strata` (integer codes), items are resampled within their stratum so each replicate
+    keeps the design's stratum sizes, as a stratified sample should be resampled.
+    """
+    if strata is None:
+        return rng.multinomial(n, np.full(n, 1.0 / n), size=replicates).astype(np.float64)
+    counts = np.zeros((replicates, n))
+    for code in np.unique(strata):
+        idx = np.flatnonzero(strata == code)
+        counts[:, idx] = rng.multinomial(idx.size, np.full(idx.size, 1.0 / idx.size), size=replicates)
+    return counts
+
+
+def percentile_interval(
+    value: float, replicates: ArrayLike, confidence: float = DEFAULT_CONFIDENCE, min_finite: float = 0.9
+) -> Interval:
+    """Percentile bootstrap interval around `value`; undefined when too many replicates are undefined."""
+    reps = np.asarray(replicates, dtype=float)
+    finite = reps[np.isfinite(reps)]
+    if reps.size == 0 or finite.size < min_finite * reps.size:
+        return Interval.undefined("statistic undefined in too many bootstrap resamples", value=value)
+    a = (1.0 - confidence) / 2.0
+    low, high = np.quantile(finite, [a, 1.0 - a])
+    return Interval(value=value, low=float(low), high=float(high))
+
+
+def bootstrap_interval(
+    statistic: Callable[[NDArray[np.float64]], NDArray[np.float64]],
+    n: int,
+    value: float,
+    *,
+    replicates: int = 1000,
+    seed: int = 0,
+    strata: NDArray[np.int64] | None = None,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> Interval:
+    """Percentile bootstrap where `statistic` maps a (replicates x n) matrix of item multiplicities
+    to one value per replicate, so resampling is a matrix product rather than a Python loop."""
+    if n < 2:
+        return Interval.undefined("too few items to bootstrap", value=value)
+    rng = np.random.default_rng(seed)
+    counts = bootstrap_counts(n, replicates, rng, strata)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        reps = statistic(counts)
+    return percentile_interval(value, reps, confidence)
