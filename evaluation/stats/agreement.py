@@ -301,7 +301,10 @@ def binary_agreement(
     Unweighted: Wilson intervals for TPR, TNR and precision; FCE interval for kappa (Cohen
     1960); Gwet (2008) interval for AC1; Agresti-Min interval and McNemar p for the bias.
     Weighted (1 / inclusion probability, for enriched designs): every statistic from the
-    weighted table, intervals from `replicates` seeded bootstrap resamples (within `strata`).
+    weighted table, intervals from `replicates` seeded bootstrap resamples. Pass `strata` only
+    when the design fixed each stratum's sample size (stratified sampling): resampling then
+    happens within strata. Items selected one by one with probability pi (Bernoulli / Poisson
+    selection, random sample sizes) are resampled as a whole, without strata.
     """
     h, j = _binary(human, "human"), _binary(judge, "judge")
     if h.shape != j.shape:
