@@ -12,6 +12,8 @@ from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.utils import timezone
 
+from feedback.enums import FeedbackKind, FeedbackSource, SpanKind, TraceStatus
+
 
 class Feature(models.Model):
     key = models.CharField(max_length=100, unique=True)
@@ -86,7 +88,7 @@ class Trace(models.Model):
     cost_source = models.CharField(max_length=120, blank=True, default="")
     latency_ms = models.FloatField(null=True)
     ttft_ms = models.FloatField(null=True)
-    status = models.CharField(max_length=8, default="ok")
+    status = models.CharField(max_length=8, default=TraceStatus.OK.value)
     # Null: not reported (a resent trace that omits them keeps the earlier answer).
     fallback = models.BooleanField(null=True)
     guardrail_blocked = models.BooleanField(null=True)
@@ -118,7 +120,7 @@ class Span(models.Model):
     span_id = models.CharField(max_length=100)
     parent_span_id = models.CharField(max_length=100, blank=True, default="")
     name = models.CharField(max_length=300, blank=True, default="")
-    kind = models.CharField(max_length=16, default="other")
+    kind = models.CharField(max_length=16, default=SpanKind.OTHER.value)
     start = models.DateTimeField(null=True)
     end = models.DateTimeField(null=True)
     model = models.CharField(max_length=200, blank=True, default="")
@@ -141,27 +143,11 @@ class OtelTraceLink(models.Model):
         constraints = [models.UniqueConstraint(fields=["otel_trace_id"], name="otel_trace_id_unique")]
 
 
-class FeedbackKind(models.TextChoices):
-    THUMB = "thumb"
-    RATING = "rating"
-    COMMENT = "comment"
-    EDIT = "edit"
-    COPY = "copy"
-    RETRY = "retry"
-    REPHRASE = "rephrase"
-    ABANDON = "abandon"
-    DWELL = "dwell"
-    ACCEPT = "accept"
-    CUSTOM = "custom"
-
-
-EXPLICIT_KINDS = frozenset({"thumb", "rating", "comment", "edit"})
-
-
 class FeedbackEvent(models.Model):
     event_id = models.UUIDField(unique=True)
     trace_id = models.CharField(max_length=200)
-    kind = models.CharField(max_length=16, choices=FeedbackKind.choices)
+    # Values from feedback.enums; labels as TextChoices would derive them ("Thumb").
+    kind = models.CharField(max_length=16, choices=[(kind.value, kind.name.title()) for kind in FeedbackKind])
     value = models.FloatField(null=True)
     comment = models.TextField(blank=True, default="")
     original_text = models.TextField(blank=True, default="")
@@ -173,7 +159,7 @@ class FeedbackEvent(models.Model):
     user_id = models.CharField(max_length=200, blank=True, default="")
     session_id = models.CharField(max_length=200, blank=True, default="")
     prompt_version_label = models.CharField(max_length=200, blank=True, default="")
-    source = models.CharField(max_length=8, default="api")
+    source = models.CharField(max_length=8, default=FeedbackSource.API.value)
     occurred_at = models.DateTimeField()
     received_at = models.DateTimeField(default=timezone.now)
     # Copied from the trace once it is known (at insert, or when the trace arrives later).

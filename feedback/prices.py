@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
+# Trace.cost_source when the client sent cost_usd; a computed cost names its price instead
+# (Price.source: "default:<provider>/<model>@<date>" or "org:<price id>").
+COST_FROM_CLIENT = "client"
 MILLION = Decimal(1_000_000)
 _D = Decimal
 

@@ -12,6 +12,8 @@ from typing import Any
 
 from django.db import connection, transaction
 
+from feedback.enums import CHOICE_KINDS, EXPLICIT_KINDS, FeedbackKind, TraceStatus, sql_list
+from feedback.services.tables import FEEDBACK_TRACE_JOIN
 from feedback.sketch import SQL_BUCKET
 
 _GROUP = "COALESCE(prompt_version_id, 0), variant, customer_id"
@@ -31,25 +33,25 @@ fe AS (
 ),
 last_choice AS (
     SELECT DISTINCT ON (trace_id, kind, who) trace_id, kind, value
-    FROM fe WHERE kind IN ('thumb', 'rating')
+    FROM fe WHERE kind IN ({sql_list(CHOICE_KINDS)})
     ORDER BY trace_id, kind, who, occurred_at DESC, id DESC
 ),
 fb AS (
     SELECT trace_id,
            -- Per trace: did it get explicit / implicit feedback at all (a thumb, then a reason
            -- chip, then a changed mind is still one trace with explicit feedback).
-           (count(*) FILTER (WHERE kind IN ('thumb', 'rating', 'comment', 'edit')) > 0)::int AS explicit_n,
-           (count(*) FILTER (WHERE kind NOT IN ('thumb', 'rating', 'comment', 'edit')) > 0)::int AS implicit_n,
-           count(*) FILTER (WHERE kind = 'edit') AS edits,
-           COALESCE(sum(edit_distance) FILTER (WHERE kind = 'edit'), 0) AS edit_distance_sum
+           (count(*) FILTER (WHERE kind IN ({sql_list(EXPLICIT_KINDS)})) > 0)::int AS explicit_n,
+           (count(*) FILTER (WHERE kind NOT IN ({sql_list(EXPLICIT_KINDS)})) > 0)::int AS implicit_n,
+           count(*) FILTER (WHERE kind = '{FeedbackKind.EDIT}') AS edits,
+           COALESCE(sum(edit_distance) FILTER (WHERE kind = '{FeedbackKind.EDIT}'), 0) AS edit_distance_sum
     FROM fe GROUP BY trace_id
 ),
 ch AS (
     SELECT trace_id,
-           count(*) FILTER (WHERE kind = 'thumb' AND value > 0) AS up,
-           count(*) FILTER (WHERE kind = 'thumb' AND value < 0) AS down,
-           count(*) FILTER (WHERE kind = 'rating') AS ratings,
-           COALESCE(sum(value) FILTER (WHERE kind = 'rating'), 0) AS ratings_sum
+           count(*) FILTER (WHERE kind = '{FeedbackKind.THUMB}' AND value > 0) AS up,
+           count(*) FILTER (WHERE kind = '{FeedbackKind.THUMB}' AND value < 0) AS down,
+           count(*) FILTER (WHERE kind = '{FeedbackKind.RATING}') AS ratings,
+           COALESCE(sum(value) FILTER (WHERE kind = '{FeedbackKind.RATING}'), 0) AS ratings_sum
     FROM last_choice GROUP BY trace_id
 ),
 oc AS (
@@ -71,7 +73,7 @@ lat AS (
 agg AS (
     SELECT COALESCE(tr.prompt_version_id, 0) g0, tr.variant g1, tr.customer_id g2,
            count(*) AS traces,
-           count(*) FILTER (WHERE tr.status = 'error') AS errors,
+           count(*) FILTER (WHERE tr.status = '{TraceStatus.ERROR}') AS errors,
            count(*) FILTER (WHERE tr.fallback) AS fallbacks,
            count(*) FILTER (WHERE tr.guardrail_blocked) AS guardrail_blocks,
            COALESCE(sum(fb.explicit_n), 0) AS explicit_n, COALESCE(sum(fb.implicit_n), 0) AS implicit_n,
@@ -140,10 +142,10 @@ def feedback_rejoin() -> int:
     and day, and mark those partitions dirty. Returns how many events were mended."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
-            """
+            f"""
             WITH mended AS (
                 UPDATE feedback_feedbackevent f
-                   SET feature_id = t.feature_id, prompt_version_id = t.prompt_version_id, trace_day = t.day
+                   SET {FEEDBACK_TRACE_JOIN.set_from("t")}
                   FROM feedback_trace t
                  WHERE f.feature_id IS NULL AND f.trace_id = t.trace_id
                    -- feedback whose trace never came is not rescanned forever
@@ -151,7 +153,7 @@ def feedback_rejoin() -> int:
              RETURNING t.day, t.feature_id
             )
             INSERT INTO feedback_rollupdirty (day, feature_id, marked_at)
-            -- same lock order as ingestion's _mark_dirty: no deadlock between the two
+            -- same lock order as ingestion's mark_dirty: no deadlock between the two
             SELECT day, feature_id, now() FROM (SELECT DISTINCT day, feature_id FROM mended) m
             ORDER BY day, feature_id
             ON CONFLICT (day, feature_id) DO UPDATE SET marked_at = EXCLUDED.marked_at

@@ -6,14 +6,18 @@ yields an error with its index and field while the rest of the batch is stored.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import msgspec
+
+from feedback.enums import FEEDBACK_KINDS, SPAN_KINDS, TRACE_STATUSES, FeedbackKind, SpanKind
 
 MAX_BATCH = 1000
 MAX_ID = 200
@@ -31,12 +35,22 @@ Tokens = Annotated[int, msgspec.Meta(ge=0, le=10**12)]
 Money = Annotated[float, msgspec.Meta(ge=0, le=10**9)]
 Millis = Annotated[float, msgspec.Meta(ge=0, le=10**10)]
 
+# The accepted values come from feedback.enums (msgspec reads the runtime Literal; mypy sees str).
+if TYPE_CHECKING:
+    FeedbackKindName = str
+    SpanKindName = str
+    TraceStatusName = str
+else:
+    FeedbackKindName = Literal[FEEDBACK_KINDS]
+    SpanKindName = Literal[SPAN_KINDS]
+    TraceStatusName = Literal[TRACE_STATUSES]
+
 
 class SpanIn(msgspec.Struct, omit_defaults=True):
     span_id: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
     parent_span_id: Annotated[str, msgspec.Meta(max_length=100)] | None = None
     name: Annotated[str, msgspec.Meta(max_length=300)] | None = None
-    kind: Literal["llm", "retrieval", "tool", "other"] = "other"
+    kind: SpanKindName = SpanKind.OTHER.value
     start: datetime | None = None
     end: datetime | None = None
     model: Short | None = None
@@ -62,7 +76,7 @@ class TraceIn(msgspec.Struct, omit_defaults=True):
     cost_usd: Money | None = None
     latency_ms: Millis | None = None
     ttft_ms: Millis | None = None
-    status: Literal["ok", "error"] | None = None
+    status: TraceStatusName | None = None
     fallback: bool | None = None
     guardrail_blocked: bool | None = None
     customer_id: Short | None = None
@@ -74,11 +88,6 @@ class TraceIn(msgspec.Struct, omit_defaults=True):
     spans: Annotated[list[SpanIn], msgspec.Meta(max_length=1000)] | None = None
     started_at: datetime | None = None
     params: dict[str, Any] | None = None
-
-
-FeedbackKindName = Literal[
-    "thumb", "rating", "comment", "edit", "copy", "retry", "rephrase", "abandon", "dwell", "accept", "custom"
-]
 
 
 class FeedbackIn(msgspec.Struct, omit_defaults=True):
@@ -276,6 +285,55 @@ def check_time(value: datetime | None, field: str, now: datetime) -> datetime | 
     if value > now + FUTURE_SLACK:
         raise ValueError(f"{field}: {value.isoformat()} is in the future")
     return value
+
+
+# --- Per-item rules beyond what the types say (a ValueError reads "<field>: <message>") -------
+
+_metadata_size = msgspec.json.Encoder()
+
+
+def check_trace(item: TraceIn, now: datetime) -> None:
+    check_time(item.started_at, "started_at", now)
+    if item.metadata is not None and len(_metadata_size.encode(item.metadata)) > MAX_METADATA_BYTES:
+        raise ValueError(f"metadata: larger than {MAX_METADATA_BYTES // 1024} KB once encoded")
+    for i, span in enumerate(item.spans or ()):
+        check_time(span.start, f"spans.{i}.start", now)
+        check_time(span.end, f"spans.{i}.end", now)
+        if span.start and span.end and span.end < span.start:
+            raise ValueError(f"spans.{i}.end: ends before it starts")
+
+
+def check_feedback(item: FeedbackIn, now: datetime) -> None:
+    try:
+        uuid.UUID(item.event_id)
+    except ValueError:
+        raise ValueError("event_id: must be a UUID, e.g. 0b5c6c4e-2f1d-4d7a-9a51-3f0f8f1f7a10") from None
+    check_time(item.occurred_at, "occurred_at", now)
+    kind, value = item.kind, item.value
+    if kind == FeedbackKind.THUMB and value not in (1, -1):
+        raise ValueError("value: a thumb is 1 (up) or -1 (down)")
+    if kind == FeedbackKind.RATING and (value is None or not 1 <= value <= 5):
+        raise ValueError("value: a rating is a number from 1 to 5")
+    if kind == FeedbackKind.DWELL and (value is None or value < 0):
+        raise ValueError("value: dwell is the time visible in milliseconds (>= 0)")
+    if kind == FeedbackKind.EDIT and (item.original_text is None or item.edited_text is None):
+        raise ValueError("edited_text: an edit needs original_text and edited_text" if item.original_text is not None
+                         else "original_text: an edit needs original_text and edited_text")  # fmt: skip
+    if kind == FeedbackKind.COMMENT and not (item.comment or "").strip():
+        raise ValueError("comment: a comment event needs the comment text")
+    if kind == FeedbackKind.CUSTOM and not item.name:
+        raise ValueError("name: a custom event needs a name")
+
+
+def check_outcome(item: OutcomeIn, now: datetime) -> None:
+    check_time(item.occurred_at, "occurred_at", now)
+    if not item.trace_id and not item.session_id:
+        raise ValueError("trace_id: an outcome needs a trace_id or a session_id")
+
+
+def prompt_hash_of(prompt: str) -> str:
+    """The content hash a prompt version gets when the client sends ``prompt`` but no ``prompt_hash``."""
+    return hashlib.sha256(prompt.encode()).hexdigest()[:16]
 
 
 def decode_items(

@@ -1,0 +1,117 @@
+"""Feedback event ingestion: stored once per event_id (a resend is a duplicate), with the
+report columns of its trace (feature, prompt version, day) copied on when the trace is known."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from psycopg.errors import UniqueViolation
+
+from feedback.edits import edit_measures
+from feedback.enums import FeedbackKind, FeedbackSource
+from feedback.schemas import FeedbackIn, check_feedback, decode_body, decode_items
+from feedback.services.columns import column_list, fetch_as, select_list
+from feedback.services.shared import IngestResult, mark_dirty, raw_cursor, stage, utc_now
+from feedback.services.tables import (
+    FEEDBACK_EVENTS,
+    FEEDBACK_TRACE_JOIN,
+    NOT_JOINED,
+    FeedbackEventRow,
+    Partition,
+    TraceJoin,
+)
+
+_COPY = f"COPY {FEEDBACK_EVENTS.table} ({FEEDBACK_EVENTS.column_list}, {FEEDBACK_TRACE_JOIN.column_list}) FROM STDIN"
+_TRACES_OF = f"SELECT trace_id, {FEEDBACK_TRACE_JOIN.select()} FROM feedback_trace WHERE trace_id = ANY(%s)"
+_INSERT_STAGED = f"""
+INSERT INTO {FEEDBACK_EVENTS.table} ({FEEDBACK_EVENTS.column_list}, {FEEDBACK_TRACE_JOIN.column_list})
+SELECT {FEEDBACK_EVENTS.select_staged("s")}, {column_list((name for name, _ in FEEDBACK_TRACE_JOIN.columns), "t")}
+FROM {FEEDBACK_EVENTS.stage} s
+-- LIMIT 1 keeps this an index probe per event, whatever the planner thinks of the
+-- trace table's size (a hash join would scan every trace for each batch).
+LEFT JOIN LATERAL (
+    SELECT {FEEDBACK_TRACE_JOIN.select()} FROM feedback_trace WHERE trace_id = s.trace_id LIMIT 1
+) t ON true
+ON CONFLICT (event_id) DO NOTHING
+RETURNING {select_list(Partition, day='"trace_day"', feature_id='"feature_id"')}
+"""
+
+
+def feedback_ingest(
+    *,
+    body: bytes | None = None,
+    raw_items: list[Any] | None = None,
+    source: str = FeedbackSource.API.value,
+    extra_check: Callable[[FeedbackIn], None] | None = None,
+) -> IngestResult:
+    """Store feedback events. ``extra_check`` adds per-item rules (the widget's signed tokens)."""
+    now = utc_now()
+
+    def check(item: FeedbackIn, at: datetime) -> None:
+        check_feedback(item, at)
+        if extra_check is not None:
+            extra_check(item)
+
+    if raw_items is not None:
+        good, errors = decode_items(raw_items, FeedbackIn, check, now)
+    else:
+        good, errors = decode_body(body or b"", FeedbackIn, check, now)
+    result = IngestResult(errors=errors)
+    if not good:
+        return result
+    rows: dict[str, FeedbackEventRow] = {}
+    for _, item in good:
+        distance = kept = None
+        if item.kind == FeedbackKind.EDIT:
+            measures = edit_measures(item.original_text or "", item.edited_text or "")
+            distance, kept = measures.distance, measures.kept_ratio
+        event_id = str(uuid.UUID(item.event_id))  # canonical: one UUID written two ways is one event
+        rows[event_id] = FeedbackEventRow(  # type: ignore[misc]  # as_sent() fills the leading fields
+            *FEEDBACK_EVENTS.as_sent(item),
+            event_id=event_id,
+            prompt_version_label=item.prompt_version,
+            edit_distance=distance,
+            kept_ratio=kept,
+            source=source,
+            received_at=now,
+        )
+    with transaction.atomic():
+        cursor = raw_cursor()
+        # Sorted by event_id: concurrent batches lock in the same order and cannot deadlock.
+        ordered = [rows[key] for key in sorted(rows)]
+        inserted = _insert_new(cursor, ordered)
+        if inserted is None:
+            inserted = _insert_skipping_duplicates(cursor, ordered)
+        mark_dirty(cursor, inserted)
+    result.accepted = len(inserted)
+    result.duplicates = len(good) - len(inserted)
+    return result
+
+
+def _insert_new(cursor: Any, rows: list[FeedbackEventRow]) -> list[Partition] | None:
+    """The common case, no event seen before: look the traces up, COPY straight into the table.
+
+    A repeated event_id fails the COPY on the unique constraint; the savepoint undoes it and
+    the caller takes the de-duplicating path (returns None then).
+    """
+    cursor.execute(_TRACES_OF, [list({row.trace_id for row in rows})])
+    traces = {trace_id: TraceJoin._make(joined) for trace_id, *joined in cursor.fetchall()}
+    joins = [traces.get(row.trace_id, NOT_JOINED) for row in rows]
+    try:
+        with transaction.atomic():
+            with cursor.copy(_COPY) as copy:
+                for row, join in zip(rows, joins, strict=True):
+                    copy.write_row(FEEDBACK_EVENTS.with_defaults(row) + join)
+    except UniqueViolation:
+        return None
+    return [Partition(join.trace_day, join.feature_id) for join in joins]
+
+
+def _insert_skipping_duplicates(cursor: Any, rows: list[FeedbackEventRow]) -> list[Partition]:
+    stage(cursor, FEEDBACK_EVENTS, rows)
+    cursor.execute(_INSERT_STAGED)
+    return fetch_as(cursor, Partition)

@@ -1,0 +1,109 @@
+"""OTLP adoption: store traces mapped from OpenTelemetry exports (feedback.otlp does the mapping).
+
+SDKs export the spans of one trace in several requests (children usually before their
+root), so OTel trace IDs are linked to Candor trace IDs, and what was stored under a bare
+OTel ID before the link existed (spans, feedback, outcomes) is moved to its real trace.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from django.db import transaction
+
+from feedback.enums import SpanKind, TraceStatus
+from feedback.schemas import ItemError, TraceIn, check_trace, decode_items
+from feedback.services.columns import fetch_as, select_list
+from feedback.services.prices import price_book_load, traces_reprice
+from feedback.services.shared import IngestResult, mark_dirty, raw_cursor, utc_now
+from feedback.services.tables import Partition, PricedTrace
+from feedback.services.traces import feedback_join, traces_ingest_items
+
+_json = msgspec.json.Encoder()
+
+# The real trace keeps what it has; the orphan (spans stored under the bare OTel ID) fills gaps.
+_ADOPT_ORPHAN = f"""
+WITH moved AS (
+    UPDATE feedback_span SET trace_id = %(new)s
+    WHERE trace_id = %(old)s
+      AND span_id NOT IN (SELECT span_id FROM feedback_span WHERE trace_id = %(new)s)
+)
+UPDATE feedback_trace t SET
+    model = COALESCE(NULLIF(t.model, ''), o.model),
+    provider = COALESCE(NULLIF(t.provider, ''), o.provider),
+    input = COALESCE(NULLIF(t.input, ''), o.input),
+    output = COALESCE(NULLIF(t.output, ''), o.output),
+    status = CASE WHEN o.status = '{TraceStatus.ERROR}' THEN '{TraceStatus.ERROR}' ELSE t.status END,
+    started_at = LEAST(t.started_at, o.started_at),
+    metadata = o.metadata || t.metadata
+FROM feedback_trace o
+WHERE t.trace_id = %(new)s AND o.trace_id = %(old)s
+"""
+# Trace tokens are the sum over all stored LLM spans, whichever export brought them.
+_TOKENS_FROM_SPANS = f"""
+UPDATE feedback_trace t
+   SET input_tokens = s.i, output_tokens = s.o, cached_tokens = COALESCE(s.c, t.cached_tokens)
+FROM (SELECT trace_id, sum(input_tokens) i, sum(output_tokens) o,
+             sum((attributes->>'gen_ai.usage.cached_tokens')::bigint) c
+      FROM feedback_span WHERE kind = '{SpanKind.LLM}' AND trace_id = ANY(%s)
+      GROUP BY trace_id HAVING count(input_tokens) + count(output_tokens) > 0) s
+WHERE t.trace_id = s.trace_id
+RETURNING {select_list(PricedTrace, "t")}
+"""
+
+
+def otlp_ingest(*, traces: list[dict[str, Any]], now: datetime | None = None) -> tuple[IngestResult, list[ItemError]]:
+    """Store traces mapped from OTLP (dicts shaped like ``POST /api/v1/traces`` items)."""
+    now = now or utc_now()
+    with transaction.atomic():
+        cursor = raw_cursor()
+        otel_of = [str((t.get("metadata") or {}).get("otel_trace_id", "")) for t in traces]
+        explicit = {
+            otel: t["trace_id"] for otel, t in zip(otel_of, traces, strict=True) if otel and t["trace_id"] != otel
+        }
+        if explicit:
+            cursor.execute(
+                "INSERT INTO feedback_oteltracelink (otel_trace_id, trace_id) "
+                "SELECT * FROM unnest(%s::text[], %s::text[]) ON CONFLICT (otel_trace_id) DO NOTHING",
+                [list(explicit), list(explicit.values())],
+            )
+        cursor.execute(
+            "SELECT otel_trace_id, trace_id FROM feedback_oteltracelink WHERE otel_trace_id = ANY(%s)",
+            [[o for o in otel_of if o]],
+        )
+        links = dict(cursor.fetchall())
+        for otel, trace in zip(otel_of, traces, strict=True):
+            if trace["trace_id"] == otel and otel in links:
+                trace["trace_id"] = links[otel]
+        raw_items: list[bytes | ItemError] = [_json.encode(t) for t in traces]
+        good, errors = decode_items(raw_items, TraceIn, check_trace, now)
+        result = traces_ingest_items(items=good, now=now)
+        dirty: set[Partition] = set()
+        for otel, trace_id in links.items():
+            if otel == trace_id:
+                continue
+            cursor.execute(_ADOPT_ORPHAN, {"new": trace_id, "old": otel})
+            cursor.execute("UPDATE feedback_feedbackevent SET trace_id = %s WHERE trace_id = %s", [trace_id, otel])
+            cursor.execute("UPDATE feedback_outcome SET trace_id = %s WHERE trace_id = %s", [trace_id, otel])
+            cursor.execute("DELETE FROM feedback_span WHERE trace_id = %s", [otel])
+            cursor.execute(f"DELETE FROM feedback_trace WHERE trace_id = %s RETURNING {select_list(Partition)}", [otel])
+            adopted = fetch_as(cursor, Partition)
+            if adopted:
+                dirty.update(adopted)
+                feedback_join(cursor, [trace_id])  # the moved feedback takes its real trace's feature and day
+        _recompute_from_spans(cursor, sorted({item.trace_id for _, item in good}), dirty)
+        mark_dirty(cursor, dirty)
+    return result, errors
+
+
+def _recompute_from_spans(cursor: Any, trace_ids: list[str], dirty: set[Partition]) -> None:
+    """Trace tokens and cost are the sum over all stored LLM spans, whichever export brought them."""
+    if not trace_ids:
+        return
+    cursor.execute(_TOKENS_FROM_SPANS, [trace_ids])
+    traces = fetch_as(cursor, PricedTrace)
+    dirty.update(Partition(trace.day, trace.feature_id) for trace in traces)
+    if traces:
+        traces_reprice(cursor, price_book_load(cursor), traces)

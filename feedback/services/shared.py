@@ -1,0 +1,116 @@
+"""What every ingest service shares: the batch result, the raw cursor, the staging COPY, and
+marking rollup partitions dirty (with the hooks that schedule their recompute)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+from django.db import connection, transaction
+
+from feedback.schemas import ItemError
+from feedback.services.columns import IngestTable
+from feedback.services.tables import Partition
+from tenants.schema import current_schema
+
+
+class BatchCompleteness(Enum):
+    """How much of a batch was taken: every item, some items, or none."""
+
+    COMPLETE = "complete"  # no item rejected (duplicates are fine: a resend is not an error)
+    PARTIAL = "partial"  # some items rejected, the rest stored or already there
+    REJECTED = "rejected"  # every item rejected
+
+
+# How the HTTP API answers each; kept here only while feedback.api reads IngestResult.status_code.
+_HTTP_STATUS = {BatchCompleteness.COMPLETE: 200, BatchCompleteness.PARTIAL: 207, BatchCompleteness.REJECTED: 400}
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    errors: list[ItemError] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def completeness(self) -> BatchCompleteness:
+        if not self.errors:
+            return BatchCompleteness.COMPLETE
+        return BatchCompleteness.PARTIAL if self.accepted + self.duplicates else BatchCompleteness.REJECTED
+
+    @property
+    def status_code(self) -> int:
+        """The HTTP status for ``completeness`` (200 / 207 / 400); the API layer's mapping."""
+        return _HTTP_STATUS[self.completeness]
+
+    def as_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "errors": [e.as_dict() for e in sorted(self.errors, key=lambda e: e.index)],
+        }
+        if self.warnings:
+            body["warnings"] = self.warnings
+        return body
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def raw_cursor() -> Any:
+    # Django's cursor wrapper sets the tenant search_path; psycopg's own cursor does COPY.
+    return connection.cursor().cursor
+
+
+def stage(cursor: Any, table: IngestTable[Any], rows: Iterable[tuple[Any, ...]]) -> None:
+    """COPY rows into the table's per-connection temporary staging table (created on first use)."""
+    cursor.execute(table.stage_ddl)
+    # Staging tables empty themselves at commit (ON COMMIT DELETE ROWS, cheaper than TRUNCATE);
+    # only a caller's enclosing transaction (a test, a management command) can leave rows behind.
+    if connection.savepoint_ids:
+        cursor.execute(f"DELETE FROM {table.stage}")
+    with cursor.copy(f"COPY {table.stage} ({table.column_list}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+# --- Dirty rollup partitions ----------------------------------------------------------------
+
+_rollup_hooks: list[Callable[[str], None]] = []
+_last_scheduled: dict[str, float] = {}
+SCHEDULE_EVERY_SECONDS = 2.0
+
+
+def on_rollups_dirty(hook: Callable[[str], None]) -> None:
+    """Register what runs (after commit) when a batch dirtied rollups; tasks.py registers the Celery task."""
+    _rollup_hooks.append(hook)
+
+
+def mark_dirty(cursor: Any, partitions: Iterable[Partition]) -> None:
+    """Mark (day, feature) partitions for recompute; partitions of unknown traces are skipped."""
+    ordered = sorted({p for p in partitions if p.day is not None and p.feature_id is not None})
+    if not ordered:
+        return
+    cursor.execute(
+        "INSERT INTO feedback_rollupdirty (day, feature_id, marked_at) "
+        "SELECT d, f, now() FROM unnest(%s::date[], %s::bigint[]) AS x(d, f) "
+        "ON CONFLICT (day, feature_id) DO UPDATE SET marked_at = EXCLUDED.marked_at",
+        [[p.day for p in ordered], [p.feature_id for p in ordered]],
+    )
+    schema = current_schema()
+    # Throttled per process: the beat sweep picks up anything a skipped schedule leaves behind.
+    if time.monotonic() - _last_scheduled.get(schema, 0.0) >= SCHEDULE_EVERY_SECONDS:
+        transaction.on_commit(lambda: _run_rollup_hooks(schema))
+
+
+def _run_rollup_hooks(schema: str) -> None:
+    # Stamped after commit: a rolled-back batch must not hold back the next one's schedule.
+    _last_scheduled[schema] = time.monotonic()
+    for hook in _rollup_hooks:
+        hook(schema)

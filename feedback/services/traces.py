@@ -1,0 +1,319 @@
+"""Trace ingestion: traces and their spans, upserted on trace_id (a resent trace is merged,
+column by column, as feedback.services.tables declares), with prompt versions registered and
+cost computed from the price book when the client does not send it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+import msgspec
+from django.db import transaction
+from psycopg.errors import UniqueViolation
+
+from feedback.prices import COST_FROM_CLIENT, PriceBook
+from feedback.schemas import SpanIn, TraceIn, check_trace, decode_body, prompt_hash_of
+from feedback.services.columns import fetch_as, select_list
+from feedback.services.prices import price_book_load, traces_reprice
+from feedback.services.shared import IngestResult, mark_dirty, raw_cursor, stage, utc_now
+from feedback.services.tables import (
+    FEEDBACK_TRACE_JOIN,
+    SPANS,
+    TRACES,
+    Partition,
+    PricedTrace,
+    SpanRow,
+    StoredTrace,
+    TraceRow,
+)
+
+_json = msgspec.json.Encoder()
+
+_INSERT_STAGED = f"""
+INSERT INTO {TRACES.table} ({TRACES.column_list})
+SELECT {TRACES.select_staged()} FROM {TRACES.stage}
+ON CONFLICT (trace_id) DO NOTHING
+RETURNING {select_list(StoredTrace)}
+"""
+_MERGE_STAGED = f"""
+UPDATE {TRACES.table} t SET
+    {TRACES.merge_set(old="t", new="s")}
+FROM {TRACES.stage} s
+WHERE t.trace_id = s.trace_id AND NOT (s.trace_id = ANY(%s))
+RETURNING {select_list(PricedTrace, "t")}
+"""
+_STORE_SPANS = f"""
+INSERT INTO {SPANS.table} AS t ({SPANS.column_list})
+SELECT {SPANS.select_staged()} FROM {SPANS.stage}
+ON CONFLICT (trace_id, span_id) DO UPDATE SET
+    {SPANS.merge_set(old="t", new="EXCLUDED")}
+"""
+# A feedback batch racing this one (it looked the trace up before this commit) can still
+# miss; feedback.rollups.feedback_rejoin mends those before every rollup refresh.
+_JOIN_FEEDBACK = f"""
+UPDATE feedback_feedbackevent f
+   SET {FEEDBACK_TRACE_JOIN.set_from("t")}
+  FROM feedback_trace t
+ WHERE t.trace_id = ANY(%s) AND f.trace_id = t.trace_id
+   AND ({FEEDBACK_TRACE_JOIN.differs(target="f", source="t")})
+"""
+
+
+def traces_ingest(*, body: bytes) -> IngestResult:
+    now = utc_now()
+    good, errors = decode_body(body, TraceIn, check_trace, now)
+    result = traces_ingest_items(items=good, now=now)
+    result.errors.extend(errors)
+    return result
+
+
+def traces_ingest_items(*, items: Sequence[tuple[int, TraceIn]], now: datetime | None = None) -> IngestResult:
+    """Store already-validated traces (index, item); the OTLP endpoint calls this too."""
+    received = now or utc_now()
+    result = IngestResult()
+    if not items:
+        return result
+    # Sorted by trace_id: concurrent batches lock rows in the same order and cannot deadlock.
+    merged = sorted(_merge_repeats(items), key=lambda pair: pair[1].trace_id)
+    with transaction.atomic():
+        cursor = raw_cursor()
+        features = _feature_ids(cursor, (item.feature for _, item in merged))
+        versions = _prompt_versions(cursor, [item for _, item in merged], features, received)
+        book: PriceBook | None = None
+
+        rows: list[TraceRow] = []
+        span_rows: list[SpanRow] = []
+        for index, item in merged:
+            cost: Decimal | None = None
+            cost_source = ""
+            if item.cost_usd is not None:
+                cost, cost_source = Decimal(repr(item.cost_usd)), COST_FROM_CLIENT
+            elif item.model and (item.input_tokens is not None or item.output_tokens is not None):
+                book = book or price_book_load(cursor)
+                price = book.find(item.provider, item.model, item.started_at or received)
+                if price is None:
+                    result.warnings.append(
+                        {
+                            "index": index,
+                            "field": "model",
+                            "message": f"No price known for model '{item.model}'"
+                            f"{' of ' + item.provider if item.provider else ''}: cost left empty. "
+                            "Send cost_usd or add the model's price in Settings.",
+                        }
+                    )
+                else:
+                    cost = price.cost(item.input_tokens or 0, item.output_tokens or 0, item.cached_tokens or 0)
+                    cost_source = price.source
+            rows.append(
+                TraceRow(  # type: ignore[misc]  # as_sent() fills the leading fields
+                    *TRACES.as_sent(item),
+                    feature_id=features[item.feature],
+                    prompt_version_id=versions.get(item.trace_id),
+                    cost_usd=cost,
+                    cost_source=cost_source,
+                    metadata=_json.encode(item.metadata).decode() if item.metadata is not None else None,
+                    day=item.started_at.astimezone(UTC).date() if item.started_at else None,
+                    received_at=received,
+                )
+            )
+            span_rows.extend(_span_row(item.trace_id, span) for span in item.spans or ())
+
+        inserted_ids, dirty = _insert_new(cursor, rows)
+        if inserted_ids is None:
+            inserted_ids, dirty, unpriced = _upsert(cursor, rows, lambda: book or price_book_load(cursor))
+            index_of = {item.trace_id: index for index, item in merged}
+            result.warnings += [
+                {"index": index_of[trace_id], "field": "model", "message": "No price known for the merged trace's "
+                 "model: cost left empty. Send cost_usd or add the model's price in Settings."}
+                for trace_id in unpriced
+            ]  # fmt: skip
+        if span_rows:
+            _store_spans(cursor, span_rows)
+        feedback_join(cursor, [row.trace_id for row in rows])
+        mark_dirty(cursor, dirty)
+    result.accepted = len(inserted_ids)
+    result.duplicates = len(items) - len(inserted_ids)
+    return result
+
+
+def _merge_repeats(items: Sequence[tuple[int, TraceIn]]) -> list[tuple[int, TraceIn]]:
+    """Collapse repeats of one trace_id inside a batch: later non-null fields win."""
+    merged: dict[str, tuple[int, TraceIn]] = {}
+    for index, item in items:
+        if item.trace_id not in merged:
+            merged[item.trace_id] = (index, item)
+            continue
+        _, earlier = merged[item.trace_id]
+        changes = {f: getattr(item, f) for f in item.__struct_fields__ if getattr(item, f) is not None}
+        if earlier.metadata and item.metadata:
+            changes["metadata"] = {**earlier.metadata, **item.metadata}
+        if earlier.spans and item.spans:
+            changes["spans"] = [*earlier.spans, *item.spans]
+        merged[item.trace_id] = (index, msgspec.structs.replace(earlier, **changes))
+    return list(merged.values())
+
+
+# --- Features and prompt versions -------------------------------------------------------
+
+
+def _feature_ids(cursor: Any, keys: Iterable[str]) -> dict[str, int]:
+    keys = sorted(set(keys))
+    if not keys:
+        return {}
+    cursor.execute(
+        "INSERT INTO feedback_feature (key, name, owner_email, created_at) "
+        "SELECT k, k, '', now() FROM unnest(%s::text[]) AS k ON CONFLICT (key) DO NOTHING",
+        [keys],
+    )
+    cursor.execute("SELECT key, id FROM feedback_feature WHERE key = ANY(%s)", [keys])
+    return dict(cursor.fetchall())
+
+
+class PromptKey(NamedTuple):
+    label: str
+    content_hash: str
+
+
+@dataclass
+class _PromptSeen:
+    feature_id: int
+    prompt: str | None
+    model: str | None
+    params: dict[str, Any] | None
+    first: datetime
+    last: datetime
+
+
+def _prompt_versions(
+    cursor: Any, items: Sequence[TraceIn], features: dict[str, int], received: datetime
+) -> dict[str, int]:
+    """Register the prompt versions the traces name; returns trace_id -> prompt version id."""
+    seen: dict[PromptKey, _PromptSeen] = {}
+    key_of: dict[str, PromptKey] = {}
+    for item in items:
+        label = item.prompt_version or (item.prompt_hash[:12] if item.prompt_hash else None)
+        if not label:
+            continue
+        key = PromptKey(label, item.prompt_hash or (prompt_hash_of(item.prompt) if item.prompt else ""))
+        key_of[item.trace_id] = key
+        at = item.started_at or received
+        if key in seen:
+            entry = seen[key]
+            entry.first, entry.last = min(entry.first, at), max(entry.last, at)
+            entry.prompt = entry.prompt or item.prompt
+        else:
+            seen[key] = _PromptSeen(features[item.feature], item.prompt, item.model, item.params, at, at)
+    if not seen:
+        return {}
+    keys = sorted(seen)
+    cursor.executemany(
+        """
+        INSERT INTO feedback_promptversion
+            (label, content_hash, feature_id, prompt_text, model, params, first_seen, last_seen)
+        VALUES (%(label)s, %(content_hash)s, %(feature_id)s, %(prompt)s, %(model)s, %(params)s::jsonb,
+                %(first)s, %(last)s)
+        ON CONFLICT (label, content_hash) DO UPDATE SET
+            first_seen = LEAST(feedback_promptversion.first_seen, EXCLUDED.first_seen),
+            last_seen = GREATEST(feedback_promptversion.last_seen, EXCLUDED.last_seen),
+            prompt_text = CASE WHEN feedback_promptversion.prompt_text = ''
+                               THEN EXCLUDED.prompt_text ELSE feedback_promptversion.prompt_text END,
+            model = CASE WHEN feedback_promptversion.model = ''
+                         THEN EXCLUDED.model ELSE feedback_promptversion.model END
+        """,
+        [
+            {
+                "label": key.label,
+                "content_hash": key.content_hash,
+                "feature_id": seen[key].feature_id,
+                "prompt": seen[key].prompt or "",
+                "model": seen[key].model or "",
+                "params": _json.encode(seen[key].params or {}).decode(),
+                "first": seen[key].first,
+                "last": seen[key].last,
+            }
+            for key in keys
+        ],
+    )
+    cursor.execute(
+        f"SELECT {select_list(PromptKey)}, id FROM feedback_promptversion "
+        "WHERE (label, content_hash) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
+        [[key.label for key in keys], [key.content_hash for key in keys]],
+    )
+    ids = {PromptKey(label, content_hash): pk for label, content_hash, pk in cursor.fetchall()}
+    return {trace_id: ids[key] for trace_id, key in key_of.items() if key in ids}
+
+
+# --- Writing traces ------------------------------------------------------------------------
+
+
+def _insert_new(cursor: Any, rows: list[TraceRow]) -> tuple[list[str] | None, set[Partition]]:
+    """The common case, every trace new: COPY straight into the table (no staging, no upsert).
+
+    A trace that already exists makes the COPY fail on the unique constraint; the savepoint
+    rolls it back and the caller takes the merging path. Returns (None, ...) in that case.
+    """
+    final = [TRACES.with_defaults(row) for row in rows]
+    try:
+        with transaction.atomic():
+            with cursor.copy(f"COPY {TRACES.table} ({TRACES.column_list}) FROM STDIN") as copy:
+                for row in final:
+                    copy.write_row(row)
+    except UniqueViolation:
+        return None, set()
+    return [row.trace_id for row in final], {Partition(row.day, row.feature_id) for row in final}
+
+
+def _upsert(
+    cursor: Any, rows: list[TraceRow], price_book: Callable[[], PriceBook]
+) -> tuple[list[str], set[Partition], list[str]]:
+    """Some traces were seen before: stage them, insert the new ones, merge the rest."""
+    stage(cursor, TRACES, rows)
+    cursor.execute(_INSERT_STAGED)
+    inserted = fetch_as(cursor, StoredTrace)
+    inserted_ids = [trace.trace_id for trace in inserted]
+    dirty = {Partition(trace.day, trace.feature_id) for trace in inserted}
+    unpriced: list[str] = []
+    if len(inserted) < len(rows):
+        # Resent traces: the partitions a merge moves them out of must be recomputed too.
+        cursor.execute(
+            f"SELECT {select_list(Partition, 't')} FROM feedback_trace t JOIN {TRACES.stage} s USING (trace_id) "
+            "WHERE NOT (t.trace_id = ANY(%s))",
+            [inserted_ids],
+        )
+        dirty.update(fetch_as(cursor, Partition))
+        cursor.execute(_MERGE_STAGED, [inserted_ids])
+        merged = fetch_as(cursor, PricedTrace)
+        dirty.update(Partition(trace.day, trace.feature_id) for trace in merged)
+        unpriced = traces_reprice(cursor, price_book(), merged)
+    return inserted_ids, dirty, unpriced
+
+
+def feedback_join(cursor: Any, trace_ids: list[str]) -> None:
+    """Feedback that arrived before its trace gets the trace's feature, version and day."""
+    cursor.execute(_JOIN_FEEDBACK, [trace_ids])
+
+
+# --- Spans ---------------------------------------------------------------------------------
+
+
+def _span_row(trace_id: str, span: SpanIn) -> SpanRow:
+    return SpanRow(  # type: ignore[misc]  # as_sent() fills the leading fields
+        *SPANS.as_sent(span),
+        trace_id=trace_id,
+        cost_usd=Decimal(repr(span.cost_usd)) if span.cost_usd is not None else None,
+        attributes=_json.encode(span.attributes or {}).decode(),
+    )
+
+
+def _store_spans(cursor: Any, span_rows: list[SpanRow]) -> None:
+    # Repeats of a span within the batch merge as they would across batches (later non-empty
+    # wins, attributes merge); sorted so concurrent batches lock in the same order.
+    merged: dict[tuple[str, str], SpanRow] = {}
+    for row in span_rows:
+        key = (row.trace_id, row.span_id)
+        merged[key] = SPANS.merged(merged[key], row) if key in merged else row
+    stage(cursor, SPANS, [merged[key] for key in sorted(merged)])
+    cursor.execute(_STORE_SPANS)
