@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import hashlib
 import heapq
 import math
 import random
@@ -36,7 +35,9 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
+
+from feedback.schemas import prompt_hash_of
 
 __all__ = [
     "DemoConfig",
@@ -382,7 +383,7 @@ def demo_prompt_versions() -> list[dict[str, Any]]:
             "feature": features[label.split("-", 1)[0]],
             "prompt_version": label,
             "prompt": text,
-            "prompt_hash": _prompt_hash(text),
+            "prompt_hash": prompt_hash_of(text),
         }
         for label, text in _PROMPTS.items()
     ]
@@ -440,8 +441,13 @@ def demo_batches(config: DemoConfig | None = None, size: int = 1000) -> Iterator
 # --------------------------------------------------------------------------- internals
 
 
-def _prompt_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+class _Pending(NamedTuple):
+    """A feedback or outcome item waiting for its time; ordered by (ts, seq) on the heap."""
+
+    ts: float
+    seq: int
+    kind: str
+    item: dict[str, Any]
 
 
 def _mix64(x: int) -> int:
@@ -552,9 +558,9 @@ class _Generator:
         self.schedule = [
             [(self.start_ts + frac * period, label) for frac, label in versions] for versions in _VERSION_SCHEDULE
         ]
-        self.hashes = {label: _prompt_hash(text) for label, text in _PROMPTS.items()}
+        self.hashes = {label: prompt_hash_of(text) for label, text in _PROMPTS.items()}
         self.prompt_sent: set[str] = set()
-        self.pending: list[tuple[float, int, str, dict[str, Any]]] = []
+        self.pending: list[_Pending] = []
         # Systematic sampling of purchases (running sum of probabilities, random
         # start): each trace keeps its own probability, but an arm's realised rate
         # stays within one purchase of its expected rate, so the experiment's lift
@@ -586,21 +592,21 @@ class _Generator:
             offsets = sorted(rng.random() for _ in range(count))
             for off in offsets:
                 ts = hour_ts + off * 3600.0
-                while pending and pending[0][0] <= ts:
-                    item = heapq.heappop(pending)
-                    yield item[2], item[3]
+                while pending and pending[0].ts <= ts:
+                    due = heapq.heappop(pending)
+                    yield due.kind, due.item
                 yield "trace", self._trace(ts)
         end_ts = self.end_ts
         while pending:
-            item = heapq.heappop(pending)
-            if item[0] > end_ts:
+            due = heapq.heappop(pending)
+            if due.ts > end_ts:
                 break  # the rest lies in the future: not happened yet
-            yield item[2], item[3]
+            yield due.kind, due.item
         pending.clear()
 
     def _push(self, ts: float, kind: str, item: dict[str, Any]) -> None:
         self.seq += 1
-        heapq.heappush(self.pending, (ts, self.seq, kind, item))
+        heapq.heappush(self.pending, _Pending(ts, self.seq, kind, item))
 
     def _event_id(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NamedTuple
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
@@ -38,6 +38,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+
+from feedback.enums import SpanKind, TraceStatus
 
 __all__ = ["JSON_CONTENT_TYPES", "PROTOBUF_CONTENT_TYPES", "OtlpError", "otlp_parse", "otlp_response"]
 
@@ -153,8 +155,8 @@ def otlp_parse(body: bytes, content_type: str) -> list[dict[str, Any]]:
         groups.setdefault(span.trace_id, []).append(span)
     built = [_build_trace(otel_id, group) for otel_id, group in groups.items()]
     # Stable order: by root start time, then by trace id.
-    built.sort(key=lambda item: (item[0], item[1]["trace_id"]))
-    return [trace for _, trace in built]
+    built.sort(key=lambda built_trace: (built_trace.root_start_ns, built_trace.trace["trace_id"]))
+    return [built_trace.trace for built_trace in built]
 
 
 def otlp_response(content_type: str, rejected_spans: int = 0, error_message: str = "") -> tuple[bytes, str]:
@@ -315,7 +317,12 @@ def _any_value(value: Any) -> Any:
 # --------------------------------------------------------------------------- mapping
 
 
-def _build_trace(otel_trace_id: str, group: list[_Span]) -> tuple[int, dict[str, Any]]:
+class _BuiltTrace(NamedTuple):
+    root_start_ns: int
+    trace: dict[str, Any]
+
+
+def _build_trace(otel_trace_id: str, group: list[_Span]) -> _BuiltTrace:
     group.sort(key=lambda s: (s.start_ns, s.span_id))
     root = _pick_root(group)
     # Precedence: root span, then the other spans in start order, then resources.
@@ -334,7 +341,7 @@ def _build_trace(otel_trace_id: str, group: list[_Span]) -> tuple[int, dict[str,
             value = _as_str(_first(sources, fallbacks))
         trace[name] = value
 
-    llm_spans = [s for s in group if _span_kind(s) == "llm"]
+    llm_spans = [s for s in group if _span_kind(s) == SpanKind.LLM]
     if llm_spans:
         first_llm, last_llm = llm_spans[0], llm_spans[-1]
         trace["model"] = _as_str(_first([first_llm.attrs], _MODEL_KEYS))
@@ -360,7 +367,9 @@ def _build_trace(otel_trace_id: str, group: list[_Span]) -> tuple[int, dict[str,
     trace["cost_usd"] = _trace_cost(root, group)
     ttft = _as_number(_first(sources, ("candor.ttft_ms",)))
     trace["ttft_ms"] = ttft if ttft is not None and ttft >= 0 else None
-    trace["status"] = "error" if any(s.status_code == _STATUS_ERROR for s in group) else "ok"
+    trace["status"] = (
+        TraceStatus.ERROR if any(s.status_code == _STATUS_ERROR for s in group) else TraceStatus.OK
+    ).value
     trace["fallback"] = _any_bool(sources, "candor.fallback")
     trace["guardrail_blocked"] = _any_bool(sources, "candor.guardrail_blocked")
 
@@ -378,7 +387,7 @@ def _build_trace(otel_trace_id: str, group: list[_Span]) -> tuple[int, dict[str,
     if root.start_ns > 0 and root.end_ns >= root.start_ns:
         trace["latency_ms"] = (root.end_ns - root.start_ns) / 1e6
     trace["spans"] = [_span_dict(s) for s in group]
-    return root.start_ns, {k: v for k, v in trace.items() if v is not None}
+    return _BuiltTrace(root.start_ns, {k: v for k, v in trace.items() if v is not None})
 
 
 def _pick_root(group: list[_Span]) -> _Span:
@@ -402,7 +411,7 @@ def _unique_resources(spans: list[_Span]) -> list[dict[str, Any]]:
     return out
 
 
-def _span_kind(span: _Span) -> str:
+def _span_kind(span: _Span) -> SpanKind:
     attrs = span.attrs
     operation = str(attrs.get("gen_ai.operation.name") or "").lower()
     oi_kind = str(attrs.get("openinference.span.kind") or "").upper()
@@ -413,19 +422,19 @@ def _span_kind(span: _Span) -> str:
         "RETRIEVER",
         "EMBEDDING",
     ):
-        return "retrieval"
+        return SpanKind.RETRIEVAL
     if has_model or oi_kind == "LLM":
-        return "llm"
+        return SpanKind.LLM
     if operation == "execute_tool" or "gen_ai.tool.name" in attrs or oi_kind == "TOOL":
-        return "tool"
+        return SpanKind.TOOL
     if (
         "db.system" in attrs
         or "db.system.name" in attrs
         or "retriev" in span.name.lower()
         or any(k.startswith("retrieval.") for k in attrs)
     ):
-        return "retrieval"
-    return "other"
+        return SpanKind.RETRIEVAL
+    return SpanKind.OTHER
 
 
 # Attributes that become first-class span fields, so not repeated in `attributes`.
@@ -452,7 +461,7 @@ def _span_dict(span: _Span) -> dict[str, Any]:
         "span_id": span.span_id,
         "parent_span_id": span.parent_span_id,
         "name": _clip(span.name, MAX_SPAN_NAME_CHARS),
-        "kind": _span_kind(span),
+        "kind": _span_kind(span).value,
         "start": _iso(span.start_ns),
         "end": _iso(span.end_ns),
         "model": _as_str(span.attrs.get(model_key)) if model_key else None,

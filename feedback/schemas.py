@@ -32,7 +32,8 @@ Short = Annotated[str, msgspec.Meta(max_length=MAX_ID)]
 Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
 Comment = Annotated[str, msgspec.Meta(max_length=MAX_COMMENT)]
 Tokens = Annotated[int, msgspec.Meta(ge=0, le=10**12)]
-Money = Annotated[float, msgspec.Meta(ge=0, le=10**9)]
+# Below the columns' precision (numeric(16, 8)): one trace or span costs less than a million dollars.
+Money = Annotated[float, msgspec.Meta(ge=0, lt=10**6)]
 Millis = Annotated[float, msgspec.Meta(ge=0, le=10**10)]
 
 # The accepted values come from feedback.enums (msgspec reads the runtime Literal; mypy sees str).
@@ -115,7 +116,8 @@ class OutcomeIn(msgspec.Struct, omit_defaults=True):
     session_id: Short | None = None
     customer_id: Short | None = None
     variant: Short | None = None
-    value_usd: Annotated[float, msgspec.Meta(ge=-1e12, le=1e12)] | None = None
+    # numeric(16, 6) holds less than 10^10 either way; an outcome is worth less than a billion.
+    value_usd: Annotated[float, msgspec.Meta(gt=-1e9, lt=1e9)] | None = None
     occurred_at: datetime | None = None
 
 
@@ -246,7 +248,7 @@ def _screen(documents: list[Any]) -> list[bytes | ItemError]:
     for index, item in enumerate(documents):
         try:
             bad = _find_bad_value(item)
-            items.append(ItemError(index, bad[0], bad[1]) if bad else msgspec.json.encode(item))
+            items.append(ItemError(index, *bad) if bad else msgspec.json.encode(item))
         except (RecursionError, UnicodeEncodeError):
             items.append(ItemError(index, "", "nests too deeply or holds text that is not valid UTF-8"))
     return items
@@ -414,6 +416,8 @@ def _fast_decode(body: bytes, struct: type[T]) -> list[T] | None:
         if b'"batch"' in body[:100]:
             envelope = _batch_decoders[struct].decode(body)
             return envelope["batch"] if list(envelope) == ["batch"] else None
+        if b'"batch"' in body:  # a "batch" key further in: the per-item path reads the envelope
+            return None
         return [_single_decoders[struct].decode(body)]
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None

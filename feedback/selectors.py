@@ -10,8 +10,10 @@ from typing import Any
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
+from feedback.enums import FeedbackKind
 from feedback.models import FeedbackEvent, Outcome, Span, Trace
 
+# Trace list pages: the default size and the most a caller may ask for (the API's ?limit=).
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 
@@ -48,7 +50,11 @@ class TraceFilters:
             until=_parse_time(query.get("until", ""), "until"),
             has_thumbs_down=query.get("has_thumbs_down", "") in {"1", "true", "on", "yes"},
             has_edit=query.get("has_edit", "") in {"1", "true", "on", "yes"},
-            metadata={k[9:]: v for k, v in query.items() if k.startswith("metadata.") and k[9:] and v != ""},
+            metadata={
+                k.removeprefix("metadata."): v
+                for k, v in query.items()
+                if k.startswith("metadata.") and k != "metadata." and v != ""
+            },
             search=query.get("q", "").strip(),
         )
 
@@ -82,9 +88,11 @@ def traces_filtered(filters: TraceFilters) -> QuerySet[Trace]:
         # Containment uses the jsonb_path_ops GIN index.
         qs = qs.filter(metadata__contains=filters.metadata)
     if filters.has_thumbs_down:
-        qs = qs.filter(Exists(FeedbackEvent.objects.filter(trace_id=OuterRef("trace_id"), kind="thumb", value__lt=0)))
+        qs = qs.filter(
+            Exists(FeedbackEvent.objects.filter(trace_id=OuterRef("trace_id"), kind=FeedbackKind.THUMB, value__lt=0))
+        )
     if filters.has_edit:
-        qs = qs.filter(Exists(FeedbackEvent.objects.filter(trace_id=OuterRef("trace_id"), kind="edit")))
+        qs = qs.filter(Exists(FeedbackEvent.objects.filter(trace_id=OuterRef("trace_id"), kind=FeedbackKind.EDIT)))
     if filters.search:
         qs = qs.filter(Q(trace_id=filters.search) | Q(session_id=filters.search) | Q(user_id=filters.search))
     return qs
@@ -112,6 +120,8 @@ class TracePage:
 
 def trace_page(filters: TraceFilters, cursor: str = "", limit: int = PAGE_SIZE) -> TracePage:
     """Newest first; keyset pagination on (started_at, id) stays fast on deep pages."""
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise FilterError("limit", f"from 1 to {MAX_PAGE_SIZE}")
     qs = traces_filtered(filters).order_by("-started_at", "-id")
     if cursor:
         stamp, pk = _decode_cursor(cursor)

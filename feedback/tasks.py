@@ -27,7 +27,7 @@ def rollups_sweep() -> int:
                 "feedback_feedbackevent f JOIN feedback_trace t USING (trace_id) WHERE f.feature_id IS NULL "
                 "AND f.received_at > now() - interval '7 days')"
             )
-            dirty = cursor.fetchone()[0]
+            (dirty,) = cursor.fetchone()
         if dirty:
             schedule_rollups(organization.schema_name)
             sent += 1

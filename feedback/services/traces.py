@@ -77,7 +77,8 @@ def traces_ingest_items(*, items: Sequence[tuple[int, TraceIn]], now: datetime |
     if not items:
         return result
     # Sorted by trace_id: concurrent batches lock rows in the same order and cannot deadlock.
-    merged = sorted(_merge_repeats(items), key=lambda pair: pair[1].trace_id)
+    by_trace_id = _merge_repeats(items)
+    merged = [by_trace_id[trace_id] for trace_id in sorted(by_trace_id)]
     with transaction.atomic():
         cursor = raw_cursor()
         features = _feature_ids(cursor, (item.feature for _, item in merged))
@@ -139,7 +140,7 @@ def traces_ingest_items(*, items: Sequence[tuple[int, TraceIn]], now: datetime |
     return result
 
 
-def _merge_repeats(items: Sequence[tuple[int, TraceIn]]) -> list[tuple[int, TraceIn]]:
+def _merge_repeats(items: Sequence[tuple[int, TraceIn]]) -> dict[str, tuple[int, TraceIn]]:
     """Collapse repeats of one trace_id inside a batch: later non-null fields win."""
     merged: dict[str, tuple[int, TraceIn]] = {}
     for index, item in items:
@@ -153,7 +154,7 @@ def _merge_repeats(items: Sequence[tuple[int, TraceIn]]) -> list[tuple[int, Trac
         if earlier.spans and item.spans:
             changes["spans"] = [*earlier.spans, *item.spans]
         merged[item.trace_id] = (index, msgspec.structs.replace(earlier, **changes))
-    return list(merged.values())
+    return merged
 
 
 # --- Features and prompt versions -------------------------------------------------------
