@@ -52,7 +52,7 @@ def _model_columns(model: type[models.Model]) -> dict[str, models.Field[Any, Any
     return {f.column: f for f in model._meta.concrete_fields if not f.primary_key}
 
 
-@pytest.mark.parametrize(("table", "model", "wire", "joined"), TABLES, ids=lambda v: getattr(v, "table", ""))
+@pytest.mark.parametrize(("table", "model", "wire", "joined"), TABLES, ids=[t.table for t, *_ in TABLES])
 def test_declaration_covers_the_model(table: IngestTable[Any], model: Any, wire: Any, joined: set[str]) -> None:
     declared = {c.name: c for c in table.columns}
     fields = _model_columns(model)
@@ -68,7 +68,7 @@ def test_declaration_covers_the_model(table: IngestTable[Any], model: Any, wire:
             assert column.default is not None or "None" not in str(row_type), f"{name}: NOT NULL with no default"
 
 
-@pytest.mark.parametrize(("table", "model", "wire", "joined"), TABLES, ids=lambda v: getattr(v, "table", ""))
+@pytest.mark.parametrize(("table", "model", "wire", "joined"), TABLES, ids=[t.table for t, *_ in TABLES])
 def test_as_sent_columns_are_wire_fields(table: IngestTable[Any], model: Any, wire: Any, joined: set[str]) -> None:
     assert set(table.as_sent_names) <= set(wire.__struct_fields__)
 
