@@ -84,6 +84,10 @@ def _labels(labels: ArrayLike) -> FloatArray:
     return y
 
 
+def _is_binary(y: FloatArray) -> bool:
+    return bool(np.isin(y, (0.0, 1.0)).all())
+
+
 def _clip01(value: float, low: float, high: float) -> Interval:
     return Interval(value=value, low=max(0.0, low), high=min(1.0, high))
 
@@ -182,7 +186,13 @@ def stratified_mean(
 ) -> SuccessEstimate:
     """Stratified mean (Cochran 1977, "Sampling Techniques", ch. 5): sum W_h ybar_h with
     W_h = N_h / N, variance sum W_h^2 s_h^2 / n_h, times (1 - n_h / N_h) with the finite
-    population correction. `stratum_sizes` maps every stratum of the population to N_h."""
+    population correction. `stratum_sizes` maps every stratum of the population to N_h.
+
+    For 0/1 labels, s_h^2 is computed from (x_h + 1) / (n_h + 2) instead of x_h / n_h, one
+    pseudo-success and one pseudo-failure per stratum in the variance only (the Agresti & Caffo
+    2000 adjustment): a judge-score stratum that is nearly all good otherwise shows a variance
+    near 0 exactly when its estimate is too high, and the Wald interval undercovers (about 92%
+    instead of 95% in this module's simulations). The point estimate is unadjusted."""
     y = _labels(labels)
     s = np.asarray(strata, dtype=object)
     if s.shape != y.shape:
@@ -194,6 +204,7 @@ def stratified_mean(
     if unknown:
         raise ValueError(f"labels in strata with no size: {sorted(map(str, unknown))}")
     total = sum(sizes.values())
+    binary = _is_binary(y)
     estimate, var = 0.0, 0.0
     notes = []
     for stratum, size in sizes.items():
@@ -211,7 +222,11 @@ def stratified_mean(
         if yh.size < 2:
             notes.append(f"stratum {stratum!r} has one label")
             continue
-        s2 = float(yh.var(ddof=1))
+        if binary:
+            p_adj = (float(yh.sum()) + 1.0) / (yh.size + 2.0)
+            s2 = p_adj * (1.0 - p_adj) * yh.size / (yh.size - 1.0)
+        else:
+            s2 = float(yh.var(ddof=1))
         correction = max(0.0, 1.0 - yh.size / size) if fpc else 1.0
         var += weight**2 * s2 / yh.size * correction
     if notes:
@@ -221,9 +236,9 @@ def stratified_mean(
             int(y.size),
             int(total),
         )
+    var_y = float(np.var(y, ddof=1)) if y.size > 1 else 0.0
     z = z_value(confidence)
     se = math.sqrt(var)
-    var_y = float(np.var(y, ddof=1)) if y.size > 1 else 0.0
     return SuccessEstimate(
         "stratified",
         _clip01(estimate, estimate - z * se, estimate + z * se),

@@ -35,7 +35,8 @@ class ThresholdStep:
 
 @dataclass(frozen=True)
 class ThresholdSearch:
-    """One side of the search. `threshold` is None when even the first tested threshold fails."""
+    """One side of the search. `threshold` is None when even the first tested threshold fails.
+    `steps` are the thresholds tested, strictest first, ending with the one that failed."""
 
     target: float
     threshold: float | None
@@ -45,12 +46,22 @@ class ThresholdSearch:
     note: str | None = None
 
 
-def min_selected_for(target: float, confidence: float = DEFAULT_CONFIDENCE) -> int:
-    """Fewest items at which even a flawless record could clear `target`: the smallest n with
-    (1 - confidence) ** (1 / n) >= target (the Clopper-Pearson lower bound of n out of n)."""
+def min_selected_for(target: float, confidence: float = DEFAULT_CONFIDENCE, failures: int = 1) -> int:
+    """Fewest items at which a record with `failures` misses could still clear `target`: the
+    smallest n whose one-sided Clopper-Pearson lower bound for n - failures out of n reaches it.
+
+    The scan starts there. With failures=0 (a flawless record) it would start at so few items
+    that a single early miss ends the whole sequence; allowing one keeps the search from failing
+    by bad luck at the very top while the start still depends on the target alone, not on labels.
+    """
     if not 0.0 < target < 1.0:
         raise ValueError("target must be in (0, 1)")
-    return max(1, math.ceil(math.log(1.0 - confidence) / math.log(target) - 1e-12))
+    if failures < 0:
+        raise ValueError("failures must be >= 0")
+    n = max(1, math.ceil(math.log(1.0 - confidence) / math.log(target) - 1e-12)) + failures
+    while sps.beta.ppf(1.0 - confidence, n - failures, failures + 1) < target:
+        n += 1
+    return n
 
 
 def _scan(
@@ -70,18 +81,25 @@ def _scan(
     tested = np.flatnonzero(n_sel >= start)
     if tested.size == 0:
         return ThresholdSearch(target, None, None, 0, (), note=f"fewer than {start} items: no threshold can be tested")
-    # One-sided Clopper-Pearson lower bound at `confidence` (0 when nothing is correct).
-    lows = np.where(
-        n_ok[tested] > 0,
-        sps.beta.ppf(1.0 - confidence, np.maximum(n_ok[tested], 1), n_sel[tested] - n_ok[tested] + 1),
-        0.0,
-    )
+    # One-sided Clopper-Pearson lower bounds, in chunks: the sequence ends at its first failure,
+    # so the (slow) beta quantiles past it are never needed.
+    lows_parts: list[NDArray[np.float64]] = []
+    accepted = tested.size
+    for begin in range(0, tested.size, 256):
+        chunk = tested[begin : begin + 256]
+        ok, sel = n_ok[chunk], n_sel[chunk]
+        lows_chunk = np.where(ok > 0, sps.beta.ppf(1.0 - confidence, np.maximum(ok, 1), sel - ok + 1), 0.0)
+        failed = np.flatnonzero(lows_chunk < target)
+        if failed.size:
+            lows_parts.append(lows_chunk[: failed[0] + 1])
+            accepted = begin + int(failed[0])
+            break
+        lows_parts.append(lows_chunk)
+    lows = np.concatenate(lows_parts)
     steps = tuple(
         ThresholdStep(float(-distinct[i]), int(n_sel[i]), int(n_ok[i]), float(lo))
-        for i, lo in zip(tested, lows, strict=True)
+        for i, lo in zip(tested[: lows.size], lows, strict=True)
     )
-    failed = np.flatnonzero(lows < target)
-    accepted = tested.size if failed.size == 0 else int(failed[0])
     if accepted == 0:
         return ThresholdSearch(
             target,
@@ -107,8 +125,9 @@ def precision_threshold(
     with `confidence`, by fixed-sequence testing from the strictest threshold down.
 
     Testing starts at the strictest threshold that selects `min_selected` items (default: the
-    fewest at which a flawless record could clear the target), a choice made from the scores
-    alone, so the sequence is still fixed before the labels are seen.
+    fewest at which a record with one miss could clear the target, see `min_selected_for`), a
+    choice made from the target and the scores alone, so the sequence is fixed before the labels
+    are seen.
     """
     s, y = _inputs(scores, labels)
     return _scan(s, y, target, confidence, min_selected)

@@ -321,9 +321,7 @@ def _coverage(human, judge, pi, draw, strata_of, reps=150):
     rng = np.random.default_rng(100)
     for r in range(reps):
         s = draw(rng)
-        got = binary_agreement(
-            human[s], judge[s], weights=1 / pi[s], strata=strata_of(s), replicates=400, seed=r
-        )
+        got = binary_agreement(human[s], judge[s], weights=1 / pi[s], strata=strata_of(s), replicates=400, seed=r)
         for name in hits:
             hits[name] += getattr(got, name).contains(getattr(truth, name).value)
     return {name: h / reps for name, h in hits.items()}
