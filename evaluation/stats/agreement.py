@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -263,6 +263,23 @@ class BinaryAgreement:
     kappa: Interval
     ac1: Interval
     bias: Bias
+    alpha: Interval
+    spearman: Interval
+
+    def as_dict(self) -> dict[str, Any]:
+        """API.md's "agreement" object for a binary rubric (weighted_kappa is ordinal only)."""
+        return {
+            "confusion": [list(row) for row in self.confusion],
+            "tpr": self.tpr.as_dict(),
+            "tnr": self.tnr.as_dict(),
+            "precision": self.precision.as_dict(),
+            "kappa": self.kappa.as_dict(),
+            "weighted_kappa": None,
+            "alpha": self.alpha.as_dict(),
+            "ac1": self.ac1.as_dict(),
+            "spearman": self.spearman.as_dict(),
+            "bias": self.bias.as_dict(),
+        }
 
 
 def confusion_matrix(human: ArrayLike, judge: ArrayLike, weights: ArrayLike | None = None) -> FloatArray:
@@ -316,8 +333,26 @@ def binary_agreement(
     if n == 0:
         empty = Interval.undefined("no items")
         return BinaryAgreement(
-            0, confusion, None, math.nan, math.nan, empty, empty, empty, empty, empty, Bias(empty, None)
+            n=0,
+            confusion=confusion,
+            weighted_confusion=None,
+            human_good_rate=math.nan,
+            judge_pass_rate=math.nan,
+            tpr=empty,
+            tnr=empty,
+            precision=empty,
+            kappa=empty,
+            ac1=empty,
+            bias=Bias(empty, None),
+            alpha=empty,
+            spearman=empty,
         )
+    # Alpha (nominal: judge and human as two coders) and Spearman (the phi coefficient on 0/1)
+    # describe the labelled items as they are, so they stay unweighted.
+    alpha = krippendorff_alpha(
+        np.vstack([h, j]).astype(float), level="nominal", confidence=confidence, replicates=replicates, seed=seed
+    )
+    rank = spearman(h, j, confidence=confidence)
 
     if w is None:
         tn, fp, fn, tp = counts.ravel()
@@ -333,6 +368,8 @@ def binary_agreement(
             kappa=kappa_from_table(counts, confidence=confidence),
             ac1=gwet_ac1_from_table(counts, confidence=confidence),
             bias=Bias(paired_difference_interval(counts, confidence=confidence), mcnemar_p(fp, fn)),
+            alpha=alpha,
+            spearman=rank,
         )
 
     cell = h * 2 + j
@@ -361,6 +398,8 @@ def binary_agreement(
         kappa=boot("kappa"),
         ac1=boot("ac1"),
         bias=Bias(boot("bias"), None, note="weighted sample: McNemar does not apply; see the bootstrap interval"),
+        alpha=alpha,
+        spearman=rank,
     )
 
 
@@ -522,6 +561,18 @@ class OrdinalAgreement:
     mae: Interval
     binary: BinaryAgreement
 
+    def as_dict(self) -> dict[str, Any]:
+        """API.md's "agreement" object for an ordinal rubric: confusion, rates, kappa, AC1 and bias
+        at the pass threshold; weighted kappa, alpha (ordinal) and Spearman on the whole scale."""
+        out = self.binary.as_dict()
+        out.update(
+            weighted_kappa=self.weighted_kappa.as_dict(),
+            alpha=self.alpha.as_dict(),
+            spearman=self.spearman.as_dict(),
+            mae=self.mae.as_dict(),
+        )
+        return out
+
 
 def ordinal_agreement(
     human: ArrayLike,
@@ -570,7 +621,9 @@ def ordinal_agreement(
     return OrdinalAgreement(
         n=int(h.size),
         weighted_kappa=qwk,
-        alpha=krippendorff_alpha(np.vstack([h, j]), level="ordinal", confidence=confidence, seed=seed),
+        alpha=krippendorff_alpha(
+            np.vstack([h, j]), level="ordinal", confidence=confidence, replicates=replicates, seed=seed
+        ),
         spearman=spearman(h, j, confidence=confidence),
         mae=mean_absolute_error(h, j, confidence=confidence),
         binary=binary,

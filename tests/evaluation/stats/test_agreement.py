@@ -4,7 +4,7 @@ import krippendorff  # GPL: a test-only oracle, never imported by evaluation/sta
 import numpy as np
 import pytest
 from scipy import stats as sps
-from sklearn.metrics import cohen_kappa_score
+from sklearn.metrics import cohen_kappa_score, matthews_corrcoef
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.inter_rater import cohens_kappa
@@ -379,3 +379,39 @@ def test_verdict_uses_ac1_when_most_outputs_are_good_and_refuses_gating_below_th
 def test_confusion_matrix_weighted_counts():
     got = confusion_matrix([0, 1, 1, 0], [0, 1, 0, 1], weights=[1.0, 2.0, 3.0, 4.0])
     assert got.tolist() == [[1.0, 4.0], [3.0, 2.0]]
+
+
+# --- the API's agreement object -------------------------------------------------------------------
+
+API_AGREEMENT_KEYS = {
+    *("confusion", "tpr", "tnr", "precision", "kappa", "weighted_kappa", "alpha", "ac1", "spearman", "bias"),
+}
+
+
+def test_binary_report_has_the_api_agreement_object():
+    human, judge = _paired(200, 0.6, 0.85, 0.7, seed=13)
+    report = binary_agreement(human, judge)
+    got = report.as_dict()
+    assert API_AGREEMENT_KEYS <= set(got)
+    assert got["weighted_kappa"] is None
+    assert got["confusion"] == sk_confusion_matrix(human, judge).tolist()
+    assert set(got["kappa"]) == {"value", "low", "high"}
+    # Alpha treats judge and human as two coders; on 0/1 Spearman is the phi coefficient.
+    assert report.alpha.value == pytest.approx(
+        krippendorff.alpha(np.vstack([human, judge]).astype(float), level_of_measurement="nominal"), abs=1e-9
+    )
+    assert report.spearman.value == pytest.approx(matthews_corrcoef(human, judge), abs=1e-9)
+
+
+def test_ordinal_report_has_the_api_agreement_object():
+    rng = np.random.default_rng(14)
+    human = rng.integers(1, 6, 150)
+    judge = np.clip(human + rng.integers(-1, 2, 150), 1, 5)
+    report = ordinal_agreement(human, judge)
+    got = report.as_dict()
+    assert API_AGREEMENT_KEYS <= set(got)
+    assert got["weighted_kappa"]["value"] == pytest.approx(
+        cohen_kappa_score(human, judge, labels=[1, 2, 3, 4, 5], weights="quadratic")
+    )
+    assert got["spearman"]["value"] == pytest.approx(sps.spearmanr(human, judge).statistic)
+    assert got["alpha"]["value"] == report.alpha.value != report.binary.alpha.value
