@@ -19,7 +19,6 @@ from evaluation.stats.intervals import DEFAULT_CONFIDENCE, Interval, wilson, z_v
 
 FloatArray = NDArray[np.float64]
 EstimatorMethod = Literal["ppi++", "stratified", "ipw", "classical"]
-Design = Literal["uniform", "stratified", "active", "manual"]
 
 MIN_LABELS = 50
 
