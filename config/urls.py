@@ -7,7 +7,8 @@ from tenants.api.errors import api_not_found
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("demo/", demo_host_page, name="demo-host"),
-    path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    # The schema and docs are public and unmetered: no key, no rate budget.
+    path("api/v1/schema/", SpectacularAPIView.as_view(throttle_classes=[]), name="api-schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("api/v1/", include("feedback.api.urls")),

@@ -47,7 +47,7 @@ else:
     TraceStatusName = Literal[TRACE_STATUSES]
 
 
-class SpanIn(msgspec.Struct, omit_defaults=True):
+class SpanIn(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
     span_id: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
     parent_span_id: Annotated[str, msgspec.Meta(max_length=100)] | None = None
     name: Annotated[str, msgspec.Meta(max_length=300)] | None = None
@@ -61,7 +61,7 @@ class SpanIn(msgspec.Struct, omit_defaults=True):
     attributes: dict[str, Any] | None = None
 
 
-class TraceIn(msgspec.Struct, omit_defaults=True):
+class TraceIn(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
     trace_id: Id
     feature: Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$")]
     prompt_version: Short | None = None
@@ -91,7 +91,7 @@ class TraceIn(msgspec.Struct, omit_defaults=True):
     params: dict[str, Any] | None = None
 
 
-class FeedbackIn(msgspec.Struct, omit_defaults=True):
+class FeedbackIn(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
     event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     trace_id: Id
     kind: FeedbackKindName
@@ -109,7 +109,7 @@ class FeedbackIn(msgspec.Struct, omit_defaults=True):
     token: Annotated[str, msgspec.Meta(max_length=500)] | None = None
 
 
-class OutcomeIn(msgspec.Struct, omit_defaults=True):
+class OutcomeIn(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
     outcome_id: Id
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
     trace_id: Short | None = None
@@ -129,6 +129,10 @@ class ItemError:
 
     def as_dict(self) -> dict[str, Any]:
         return {"index": self.index, "field": _printable(self.field), "message": _printable(self.message)}
+
+
+def _printable_name(name: str) -> str:
+    return name if len(name) <= 100 else name[:100] + "…"
 
 
 def _printable(text: str) -> str:
@@ -153,7 +157,16 @@ _AT = re.compile(r" - at `\$\.?([^`]*)`$")
 _MISSING = re.compile(r"^Object missing required field `([^`]*)`")
 
 
+# Unknown fields are refused, not ignored: a misspelt `promt_version` must not silently lose the tie.
+_UNKNOWN = re.compile(r"^Object contains unknown field `([^`]*)`")
+
+
 def _field_of(message: str) -> tuple[str, str]:
+    unknown = _UNKNOWN.match(message)
+    if unknown:
+        prefix, _ = _field_of(message[unknown.end() :]) if " - at `" in message else ("", "")
+        name = _printable_name(unknown.group(1))
+        return (f"{prefix}.{name}" if prefix else name), "unknown field: not part of the API (check its spelling)"
     missing = _MISSING.match(message)
     if missing:
         prefix, _ = _field_of(message[missing.end() :]) if " - at `" in message else ("", "")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
-    OpenApiParameter,
     OpenApiResponse,
     PolymorphicProxySerializer,
     extend_schema,
@@ -15,10 +14,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from feedback import services
+from feedback.api import openapi
 from feedback.api import serializers as s
 from feedback.otlp import OtlpError, otlp_parse, otlp_response
 from feedback.schemas import BodyError
-from feedback.selectors import FilterError, TraceFilters, trace_detail, trace_page
+from feedback.selectors import PAGE_SIZE, FilterError, TraceFilters, trace_detail, trace_page
 from feedback.widget import widget_events_ingest
 from tenants.api.base import PublicKeyApi, TenantApi, read_body
 from tenants.api.errors import ApiError
@@ -69,7 +69,7 @@ class TracesApi(IngestApi):
     @extend_schema(
         operation_id="traces_create",
         summary="Send traces (one or a batch of up to 1,000)",
-        request={"application/json": s.TraceInSerializer},
+        request={"application/json": openapi.body("TraceInBody")},
         responses=INGEST_RESPONSES,
         tags=["traces"],
     )
@@ -82,29 +82,17 @@ class TracesApi(IngestApi):
     @extend_schema(
         operation_id="traces_list",
         summary="List traces, newest first, filtered and cursor-paginated",
-        parameters=[
-            OpenApiParameter(name, OpenApiTypes.STR, required=False)
-            for name in ("feature", "prompt_version", "customer_id", "variant", "since", "until", "cursor")
-        ]
-        + [
-            OpenApiParameter("limit", OpenApiTypes.INT, required=False),
-            OpenApiParameter("has_thumbs_down", OpenApiTypes.BOOL, required=False),
-            OpenApiParameter("has_edit", OpenApiTypes.BOOL, required=False),
-            OpenApiParameter("metadata.<key>", OpenApiTypes.STR, required=False, description="e.g. metadata.auth=sso"),
-        ],
+        parameters=[*openapi.TRACE_LIST_PARAMETERS],
         responses={200: s.TracePageSerializer, 400: s.ErrorSerializer},
         tags=["traces"],
     )
     def get(self, request: Request) -> Response:
+        query = openapi.trace_list_query(request.query_params)
         try:
-            filters = TraceFilters.from_query(request.query_params)
-            limit = int(request.query_params.get("limit", 50))
-            if not 1 <= limit <= 500:
-                raise FilterError("limit", "from 1 to 500")
-            page = trace_page(filters, request.query_params.get("cursor", ""), limit)
-        except ValueError as exc:
-            field = getattr(exc, "field", "limit")
-            raise ApiError("invalid_filter", str(exc), 400, {"field": field}) from exc
+            filters = TraceFilters.from_query(query)
+            page = trace_page(filters, query.get("cursor", ""), int(query.get("limit", PAGE_SIZE)))
+        except FilterError as exc:
+            raise ApiError("invalid_filter", str(exc), 400, {"field": exc.field}) from exc
         return Response(
             {"results": s.TraceOutSerializer(page.results, many=True).data, "next_cursor": page.next_cursor}
         )
@@ -132,7 +120,7 @@ class FeedbackApi(IngestApi):
     @extend_schema(
         operation_id="feedback_create",
         summary="Send feedback events from your backend",
-        request={"application/json": s.FeedbackInSerializer},
+        request={"application/json": openapi.body("FeedbackInBody")},
         responses=INGEST_RESPONSES,
         tags=["feedback"],
     )
@@ -147,7 +135,7 @@ class OutcomesApi(IngestApi):
     @extend_schema(
         operation_id="outcomes_create",
         summary="Send business outcomes tied to a trace or session",
-        request={"application/json": s.OutcomeInSerializer},
+        request={"application/json": openapi.body("OutcomeInBody")},
         responses=INGEST_RESPONSES,
         tags=["outcomes"],
     )
@@ -164,8 +152,12 @@ class OtlpTracesApi(TenantApi):
     @extend_schema(
         operation_id="otlp_traces",
         summary="OTLP/HTTP trace export (protobuf or JSON), GenAI semantic conventions",
-        request={"application/x-protobuf": OpenApiTypes.BINARY, "application/json": OpenApiTypes.OBJECT},
-        responses={200: OpenApiTypes.BINARY, 400: s.ErrorSerializer, 401: s.ErrorSerializer},
+        request={"application/x-protobuf": OpenApiTypes.BINARY, "application/json": openapi.body("OtlpTracesRequest")},
+        responses={
+            (200, "application/x-protobuf"): OpenApiTypes.BINARY,
+            (200, "application/json"): openapi.body("OtlpTracesResponse"),
+            400: s.ErrorSerializer,
+        },
         tags=["opentelemetry"],
     )
     def post(self, request: Request) -> HttpResponse:
@@ -195,7 +187,7 @@ class OtlpTracesApi(TenantApi):
     post=extend_schema(
         operation_id="widget_events_create",
         summary="Widget events (public key in the body; sent as text/plain)",
-        request={"text/plain": s.WidgetBodySerializer},
+        request={"text/plain": openapi.body("WidgetBody")},
         responses=INGEST_RESPONSES,
         tags=["feedback"],
         auth=[],

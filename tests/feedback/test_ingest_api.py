@@ -327,7 +327,10 @@ def test_list_filters_and_cursor(api_a) -> None:  # type: ignore[no-untyped-def]
     assert ids(customer_id=f"{run}-cus1") == {f"{run}-{i}" for i in range(1, 30, 3)}
     assert ids(variant="holdback") == {f"{run}-{i}" for i in range(0, 30, 5)}
     assert ids(has_thumbs_down="true") == {f"{run}-3"}
-    assert ids(has_edit="1") == {f"{run}-4"}
+    assert ids(has_edit="true") == {f"{run}-4"}
+    # Flags are what the OpenAPI schema says, true or false; anything else is a 400 naming it.
+    loose = api_a.get("/api/v1/traces", params={"has_edit": "1"})
+    assert loose.status_code == 400 and loose.json()["error"]["details"] == {"field": "has_edit"}
     assert ids(since=(base + timedelta(minutes=25)).isoformat()) == {f"{run}-{i}" for i in range(25, 30)}
     seen: list[str] = []
     cursor = ""

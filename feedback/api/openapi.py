@@ -1,0 +1,295 @@
+"""The write bodies' OpenAPI schemas, derived from the msgspec types the server validates with.
+
+msgspec gives each field's type, bounds, lengths and enums; this module adds the per-item rules
+feedback.schemas checks beyond the types (a thumb is 1 or -1, an outcome names a trace or a
+session, timestamps lie between 1970 and now), so that what the schema allows, the server
+accepts, and what it forbids, the server refuses. Unknown fields are refused with a 400 naming
+them (a misspelt `promt_version` must not silently lose the tie to the prompt version): the
+schemas say so with `additionalProperties: false`.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+import msgspec
+import msgspec.inspect
+from drf_spectacular.utils import OpenApiParameter
+
+from feedback.enums import EXPLICIT_KINDS, FEEDBACK_KINDS, FeedbackKind
+from feedback.schemas import MAX_BATCH, MAX_METADATA_BYTES, FeedbackIn, OutcomeIn, SpanIn, TraceIn
+from tenants.api.errors import ApiError
+from tenants.api.openapi import openapi_components_register
+
+# RFC 3339 with a zone, from 1970 on. The server also refuses times more than a day ahead of its
+# clock, which no pattern can follow; this one stops at the end of 2025, safely in the past.
+TIMESTAMP_PATTERN = (
+    r"^(19[7-9][0-9]|20[01][0-9]|202[0-5])-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])$"
+)
+# PostgreSQL text cannot hold NUL: text with U+0000 is refused with the field named.
+NO_NUL = r"^[^\x00]*$"
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+
+# Free-form objects (metadata, span attributes): any JSON, but no NUL in keys or text, which
+# PostgreSQL's jsonb cannot hold.
+JSON_VALUE: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "pattern": NO_NUL},
+        {"type": "number"},
+        {"type": "boolean"},
+        {"type": "null"},
+        {"type": "array", "items": {"$ref": "#/components/schemas/JsonValue"}},
+        {
+            "type": "object",
+            "propertyNames": {"pattern": NO_NUL},
+            "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+        },
+    ]
+}
+FREE_OBJECT = {"propertyNames": {"pattern": NO_NUL}, "additionalProperties": {"$ref": "#/components/schemas/JsonValue"}}
+
+
+def _tighten(schema: Any) -> Any:
+    """Walk a msgspec schema: timestamps get the accepted range, strings refuse NUL, objects accept extras."""
+    if isinstance(schema, list):
+        return [_tighten(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    schema = {k: _tighten(v) for k, v in schema.items()}
+    if schema.get("type") == "string":
+        if schema.get("format") == "date-time":
+            schema["pattern"] = TIMESTAMP_PATTERN
+        elif "pattern" not in schema and "enum" not in schema:
+            schema["pattern"] = NO_NUL
+    if schema.get("type") == "object" and "properties" in schema:
+        schema["additionalProperties"] = False
+    elif schema.get("type") == "object":
+        schema.update(FREE_OBJECT)
+    schema.pop("title", None)
+    return schema
+
+
+def _timestamp_fields(struct: type[msgspec.Struct]) -> list[str]:
+    info = msgspec.inspect.type_info(struct)
+    assert isinstance(info, msgspec.inspect.StructType)
+    found = []
+    for field in info.fields:
+        options = field.type.types if isinstance(field.type, msgspec.inspect.UnionType) else (field.type,)
+        if any(isinstance(option, msgspec.inspect.DateTimeType) for option in options):
+            found.append(field.name)
+    return found
+
+
+def _components() -> dict[str, dict[str, Any]]:
+    _, found = msgspec.json.schema_components(
+        [TraceIn, SpanIn, FeedbackIn, OutcomeIn], ref_template="#/components/schemas/{name}"
+    )
+    components = {name: _tighten(schema) for name, schema in found.items()}
+    components["JsonValue"] = JSON_VALUE
+    for struct in (TraceIn, SpanIn, FeedbackIn, OutcomeIn):
+        for name in _timestamp_fields(struct):
+            for option in components[struct.__name__]["properties"][name]["anyOf"]:
+                if option.get("type") == "string":
+                    option.update(format="date-time", pattern=TIMESTAMP_PATTERN)
+    components["TraceIn"]["description"] = (
+        f"One trace. `metadata` is at most {MAX_METADATA_BYTES // 1024} KB once encoded; a span ends "
+        "no earlier than it starts. Resending a trace_id merges: later non-null fields win."
+    )
+    components["TraceIn"]["properties"]["metadata"]["description"] = 'Free-form, filterable, e.g. {"auth": "sso"}.'
+    components["OutcomeIn"]["anyOf"] = [
+        {"required": ["trace_id"], "properties": {"trace_id": {"type": "string", "minLength": 1}}},
+        {"required": ["session_id"], "properties": {"session_id": {"type": "string", "minLength": 1}}},
+    ]
+    components["OutcomeIn"]["description"] = "A business outcome tied to a trace, a session, or both."
+    components["FeedbackIn"] = _feedback_by_kind(components.pop("FeedbackIn"))
+    for name in ("TraceIn", "FeedbackIn", "OutcomeIn"):
+        components[f"{name}Body"] = _one_or_batch(name)
+    components["WidgetBody"] = {
+        "type": "object",
+        "required": ["key", "events"],
+        "properties": {
+            "key": {"type": "string", "description": "The public key, pk_...", "pattern": NO_NUL},
+            "events": {"type": "array", "maxItems": MAX_BATCH, "items": {"$ref": "#/components/schemas/FeedbackIn"}},
+        },
+        "additionalProperties": True,
+    }
+    components.update(OTLP_COMPONENTS)
+    return components
+
+
+def _feedback_by_kind(base: dict[str, Any]) -> dict[str, Any]:
+    """One variant per kind, so that each kind's rules (check_feedback) are in the schema."""
+    base["properties"]["event_id"] = {
+        "type": "string",
+        "format": "uuid",
+        "pattern": UUID_PATTERN,
+        "description": "Idempotency key: a UUID.",
+    }
+    value = base["properties"]["value"]
+    number = next(option for option in value["anyOf"] if option.get("type") == "number")
+    nonblank = {"type": "string", "maxLength": 20_000, "pattern": r"^[^\x00]*[^\x00\s][^\x00]*$"}
+    rules: dict[str, tuple[list[str], dict[str, Any]]] = {
+        FeedbackKind.THUMB: (["value"], {"value": {"enum": [1, -1]}}),
+        FeedbackKind.RATING: (["value"], {"value": {"type": "number", "minimum": 1, "maximum": 5}}),
+        FeedbackKind.DWELL: (["value"], {"value": {**number, "minimum": 0}}),
+        FeedbackKind.EDIT: (
+            ["original_text", "edited_text"],
+            {
+                "original_text": base["properties"]["original_text"]["anyOf"][0],
+                "edited_text": base["properties"]["edited_text"]["anyOf"][0],
+            },
+        ),  # fmt: skip
+        FeedbackKind.COMMENT: (["comment"], {"comment": nonblank}),
+        FeedbackKind.CUSTOM: (["name"], {"name": {**base["properties"]["name"]["anyOf"][0], "minLength": 1}}),
+    }
+    variants = []
+    ruled = set(rules)
+    for kind, (required, fields) in rules.items():
+        variant = copy.deepcopy(base)
+        variant["properties"].update(fields)
+        variant["properties"]["kind"] = {"enum": [kind.value]}
+        variant["required"] = [*base["required"], *required]
+        variants.append(variant)
+    free = copy.deepcopy(base)
+    free["properties"]["kind"] = {"enum": [k for k in FEEDBACK_KINDS if k not in ruled]}
+    variants.append(free)
+    return {
+        "description": "A feedback event. Explicit kinds: "
+        + ", ".join(sorted(EXPLICIT_KINDS))
+        + "; the rest are implicit signals. Each kind's required fields and values are in its variant.",
+        "oneOf": variants,
+    }
+
+
+def _one_or_batch(name: str) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{name}"}
+    return {
+        "description": f'One item, or {{"batch": [...]}} of at most {MAX_BATCH:,} items.',
+        "oneOf": [
+            ref,
+            {
+                "type": "object",
+                "required": ["batch"],
+                "properties": {"batch": {"type": "array", "maxItems": MAX_BATCH, "items": ref}},
+                "additionalProperties": True,
+            },
+        ],
+    }
+
+
+# OTLP/HTTP JSON (opentelemetry-proto's ExportTraceService*), as far as Candor reads it.
+_ANY_VALUE: dict[str, Any] = {
+    "type": "object",
+    "description": "One of stringValue, boolValue, intValue, doubleValue, arrayValue, kvlistValue, bytesValue.",
+}
+OTLP_COMPONENTS: dict[str, dict[str, Any]] = {
+    "OtlpTracesRequest": {
+        "type": "object",
+        "description": "An ExportTraceServiceRequest in OTLP/JSON: resourceSpans > scopeSpans > spans.",
+        "properties": {"resourceSpans": {"type": "array", "items": {"type": "object"}}},
+    },
+    "OtlpTracesResponse": {
+        "type": "object",
+        "description": "ExportTraceServiceResponse: empty when every span was stored, else partialSuccess.",
+        "properties": {
+            "partialSuccess": {
+                "type": "object",
+                "properties": {
+                    "rejectedSpans": {"type": "string", "pattern": "^[0-9]+$", "description": "int64 as a string"},
+                    "errorMessage": {"type": "string"},
+                },
+            }
+        },
+    },
+}
+
+COMPONENTS = _components()
+openapi_components_register(COMPONENTS)
+
+
+def body(name: str) -> dict[str, str]:
+    """A request body schema for extend_schema: a reference to one of the components above."""
+    if name not in COMPONENTS:
+        raise KeyError(name)
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+# --- GET /api/v1/traces: its query, validated as the schema states it ----------------------------
+
+# A day, or a day and a time with an optional zone (no zone means UTC).
+WHEN_PATTERN = (
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?)?$"
+)
+LIMIT_PATTERN = r"^[0-9]{1,3}$"
+_TEXT_FILTERS = ("feature", "prompt_version", "customer_id", "variant")
+_FLAGS = ("has_thumbs_down", "has_edit")
+
+
+_QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
+    **{name: {"type": "string", "maxLength": 200, "pattern": NO_NUL} for name in _TEXT_FILTERS},
+    "since": {"type": "string", "pattern": WHEN_PATTERN},
+    "until": {"type": "string", "pattern": WHEN_PATTERN},
+    "cursor": {"type": "string", "maxLength": 200, "pattern": r"^[A-Za-z0-9_-]*$"},
+    "limit": {"type": "integer", "minimum": 1, "maximum": 500},
+    "has_thumbs_down": {"type": "boolean"},
+    "has_edit": {"type": "boolean"},
+}
+
+
+def _parameter(name: str, description: str) -> OpenApiParameter:
+    return OpenApiParameter(name, _QUERY_SCHEMAS[name], required=False, description=description)
+
+
+TRACE_LIST_PARAMETERS: list[OpenApiParameter] = [
+    *(_parameter(name, f"Only traces with this {name}.") for name in _TEXT_FILTERS),
+    _parameter("since", "From this time on (a day or ISO 8601; UTC when no zone)."),
+    _parameter("until", "Before this time (a day or ISO 8601; UTC when no zone)."),
+    _parameter("cursor", "`next_cursor` of the previous page."),
+    _parameter("limit", "Page size, 1 to 500 (default 50)."),
+    *(_parameter(name, "Only traces that have one (true) or do not care (false).") for name in _FLAGS),
+    OpenApiParameter(
+        "metadata.<key>",
+        {"type": "string", "maxLength": 200, "pattern": NO_NUL},
+        required=False,
+        description="Metadata filter: e.g. `metadata.auth=sso` (any key).",
+    ),
+]
+
+
+def trace_list_query(query: Any) -> dict[str, str]:
+    """The list query as the schema states it; anything else is a 400 naming the parameter."""
+    clean: dict[str, str] = {}
+    for name, value in query.items():
+        schema = _QUERY_SCHEMAS.get(name)
+        if schema is None:
+            if name.startswith("metadata.") and "\x00" not in name + value:
+                clean[name] = value
+            continue
+        ok = True
+        if schema["type"] == "boolean":
+            ok = value in ("true", "false")
+            value = "1" if value == "true" else ""
+        elif schema["type"] == "integer":
+            ok = re.fullmatch(LIMIT_PATTERN, value) is not None and schema["minimum"] <= int(value) <= schema["maximum"]
+        else:
+            ok = len(value) <= schema.get("maxLength", 10_000) and re.fullmatch(schema["pattern"], value) is not None
+        if not ok:
+            raise ApiError("invalid_filter", f"{name}: {_QUERY_HELP[name]}", 400, {"field": name})
+        clean[name] = value
+    return clean
+
+
+_QUERY_HELP = {
+    **{name: "at most 200 characters, no NUL" for name in _TEXT_FILTERS},
+    "since": "a day (2025-01-31) or an ISO 8601 time (2025-01-31T12:00:00Z)",
+    "until": "a day (2025-01-31) or an ISO 8601 time (2025-01-31T12:00:00Z)",
+    "cursor": "not a cursor this API gave out",
+    "limit": "a whole number from 1 to 500",
+    "has_thumbs_down": "true or false",
+    "has_edit": "true or false",
+}
