@@ -52,6 +52,8 @@ class ProviderConfig:
     azure_api_version: str | None = None  # Azure OpenAI: deployments URL and api-key header
     anthropic_version: str = "2023-06-01"
     extra_headers: Mapping[str, str] = field(default_factory=dict)
+    # Connections kept open to the provider: the cap on calls in flight from one client.
+    max_connections: int = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -494,6 +496,10 @@ def _timeout(config: ProviderConfig) -> httpx.Timeout:
     return httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s)
 
 
+def _limits(config: ProviderConfig) -> httpx.Limits:
+    return httpx.Limits(max_connections=config.max_connections, max_keepalive_connections=config.max_connections)
+
+
 def _transport_error(exc: httpx.HTTPError, config: ProviderConfig) -> JudgeError:
     if isinstance(exc, httpx.TimeoutException):
         return JudgeError(f"no answer within {config.timeout_s:g} s", code="timeout", retryable=True)
@@ -534,7 +540,7 @@ class ProviderClient:
     ) -> None:
         self.config = config
         self.breaker = breaker
-        self._http = http or httpx.Client(timeout=_timeout(config))
+        self._http = http or httpx.Client(timeout=_timeout(config), limits=_limits(config))
         self._owns_http = http is None
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -604,7 +610,7 @@ class AsyncProviderClient:
     ) -> None:
         self.config = config
         self.breaker = breaker
-        self._http = http or httpx.AsyncClient(timeout=_timeout(config))
+        self._http = http or httpx.AsyncClient(timeout=_timeout(config), limits=_limits(config))
         self._owns_http = http is None
         self._rng = rng or random.Random()
 

@@ -93,6 +93,7 @@ def test_structured_verdicts_match_what_the_provider_said(
             assert result.input_tokens and result.output_tokens
             assert result.latency_ms is not None and result.latency_ms > 0
             assert result.raw_response.startswith("{")
+            assert result.model == ("judge-model-fake" if provider == "openai" else "judge-model")
             seen.add(result.passed)
     assert seen == {True, False}  # the fake's verdicts vary, so the assertions above discriminate
 
@@ -201,6 +202,7 @@ def test_verdict_span_ignores_a_quoted_verdict_inside_the_rationale() -> None:
         (fake.malformed(), "malformed", ""),
         (fake.wrong_shape(), "malformed", "score"),
         (fake.off_scale(), "malformed", "maybe"),
+        (fake.extra_field(), "malformed", "confidence"),
         (fake.refusal(), "", "can't help"),
         (fake.html(), "bad_response", "<html>"),
         (fake.empty(), "bad_response", ""),
