@@ -56,6 +56,20 @@ class Scale:
             **extra,
         )
 
+    def pass_probability(self, result: JudgeResult) -> float | None:
+        """P(the verdict passes) from the provider's logprobs: the mass of the passing values in
+        ``verdict_distribution``, else (binary) the verdict's own probability or its complement.
+        A finer score than the verdict itself for calibration; None without logprobs."""
+        if result.passed is None:
+            return None
+        if result.verdict_distribution:
+            total = sum(p for _, p in result.verdict_distribution)
+            passing = sum(p for value, p in result.verdict_distribution if self.passes(value))
+            return passing / total if total > 0 else None
+        if self.kind == "binary" and result.verdict_probability is not None:
+            return result.verdict_probability if result.passed else 1.0 - result.verdict_probability
+        return None
+
     # ------------------------------------------------------------------ verdicts
 
     def parse_verdict(self, value: object) -> float:

@@ -174,6 +174,16 @@ def test_verdict_probability_from_logprobs(fake_llm: FakeLLM, scale: str) -> Non
         assert sum(values.values()) == pytest.approx(1.0, abs=1e-3)
 
 
+@pytest.mark.parametrize(("scale", "verdict", "expected"), [("binary", "fail", 0.1), ("ordinal", "4", 0.9 + 0.025)])
+def test_pass_probability_from_the_verdict_distribution(
+    fake_llm: FakeLLM, scale: str, verdict: str, expected: float
+) -> None:
+    with client(fake_llm) as c:
+        result = run_judge(spec(scale=scale), the_input(f"VERDICT={verdict} PROB=0.9"), client=c)
+    # binary: fail at 0.9 leaves 0.1 for pass; ordinal: 4 at 0.9, and 5 gets a quarter of the 0.1 left.
+    assert spec(scale=scale).scale_spec.pass_probability(result) == pytest.approx(expected, abs=1e-4)
+
+
 def test_verdict_probability_varies_with_the_text(fake_llm: FakeLLM) -> None:
     probabilities = []
     with client(fake_llm) as c:
