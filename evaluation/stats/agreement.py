@@ -20,7 +20,7 @@ from scipy import stats as sps
 from evaluation.stats.intervals import (
     DEFAULT_CONFIDENCE,
     Interval,
-    bootstrap_counts,
+    bootstrap_totals,
     normal_interval,
     percentile_interval,
     wilson,
@@ -93,6 +93,21 @@ def _ac1_batch(tables: FloatArray) -> FloatArray:
     pi = (p.sum(axis=-1) + p.sum(axis=-2)) / 2.0
     pe = (pi * (1.0 - pi)).sum(axis=-1) / (q - 1)
     return (pa - pe) / (1.0 - pe)
+
+
+def _wilson_effective(value: float, replicates: FloatArray, confidence: float) -> Interval:
+    """Wilson interval for a weighted proportion at the effective sample size p(1 - p) / Var,
+    Var from the bootstrap replicates (Korn & Graubard 1998 in Wilson form; Franco, Little, Louis &
+    Slud 2019). Percentile intervals undercover for rates near 0 or 1 in small samples."""
+    finite = replicates[np.isfinite(replicates)]
+    if finite.size < 0.9 * replicates.size or finite.size < 2:
+        return Interval.undefined("statistic undefined in too many bootstrap resamples", value=value)
+    var = float(finite.var(ddof=1))
+    if var <= 0.0 or not 0.0 < value < 1.0:
+        return percentile_interval(value, replicates, confidence)
+    n_eff = value * (1.0 - value) / var
+    got = wilson(value * n_eff, n_eff, confidence)
+    return Interval(value=value, low=got.low, high=got.high)
 
 
 def _ratio(num: FloatArray, den: FloatArray) -> FloatArray:
@@ -318,7 +333,9 @@ def binary_agreement(
     Unweighted: Wilson intervals for TPR, TNR and precision; FCE interval for kappa (Cohen
     1960); Gwet (2008) interval for AC1; Agresti-Min interval and McNemar p for the bias.
     Weighted (1 / inclusion probability, for enriched designs): every statistic from the
-    weighted table, intervals from `replicates` seeded bootstrap resamples. Pass `strata` only
+    weighted table, with `replicates` seeded bootstrap resamples: TPR, TNR and precision get a
+    Wilson interval at the bootstrap's effective sample size, kappa, AC1 and bias the percentile
+    interval (about 94% coverage in this module's simulations at ~170 labels). Pass `strata` only
     when the design fixed each stratum's sample size (stratified sampling): resampling then
     happens within strata. Items selected one by one with probability pi (Bernoulli / Poisson
     selection, random sample sizes) are resampled as a whole, without strata.
@@ -377,13 +394,15 @@ def binary_agreement(
     per_item[np.arange(n), cell] = w
     point = _binary_stats_batch(per_item.sum(axis=0)[None, :])
     rng = np.random.default_rng(seed)
-    reps = _binary_stats_batch(bootstrap_counts(n, replicates, rng, _strata_codes(strata, n)) @ per_item)
+    reps = _binary_stats_batch(bootstrap_totals(per_item, replicates, rng, _strata_codes(strata, n)))
     wc = per_item.sum(axis=0)
 
     def boot(name: str) -> Interval:
         value = float(point[name][0])
         if not math.isfinite(value):
             return Interval.undefined(f"{name} undefined on these items")
+        if name in ("tpr", "tnr", "precision"):
+            return _wilson_effective(value, reps[name], confidence)
         return percentile_interval(value, reps[name], confidence)
 
     return BinaryAgreement(
@@ -541,14 +560,14 @@ def krippendorff_alpha(
 
         value = float(alpha_of(per_unit.sum(axis=0)))
         rng = np.random.default_rng(seed)
-        reps = alpha_of(bootstrap_counts(per_unit.shape[0], replicates, rng) @ per_unit)
+        reps = alpha_of(bootstrap_totals(per_unit, replicates, rng))
         return percentile_interval(value, reps, confidence)
 
     units = _unit_coincidences(counts)
     k = values.size
     value = float(_alpha_from_coincidences(values, units.sum(axis=0), level))
     rng = np.random.default_rng(seed)
-    boot = (bootstrap_counts(units.shape[0], replicates, rng) @ units.reshape(units.shape[0], k * k)).reshape(-1, k, k)
+    boot = bootstrap_totals(units.reshape(units.shape[0], k * k), replicates, rng).reshape(-1, k, k)
     return percentile_interval(value, _alpha_from_coincidences(values, boot, level), confidence)
 
 
@@ -616,7 +635,7 @@ def ordinal_agreement(
         per_item[np.arange(h.size), cell] = w
         value = float(_kappa_batch(per_item.sum(axis=0).reshape(k, k), d))
         rng = np.random.default_rng(seed)
-        boot = (bootstrap_counts(h.size, replicates, rng, _strata_codes(strata, h.size)) @ per_item).reshape(-1, k, k)
+        boot = bootstrap_totals(per_item, replicates, rng, _strata_codes(strata, h.size)).reshape(-1, k, k)
         qwk = percentile_interval(value, _kappa_batch(boot, d), confidence)
     return OrdinalAgreement(
         n=int(h.size),

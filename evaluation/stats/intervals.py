@@ -7,7 +7,6 @@ two-sided unless said otherwise, with null bounds (and a note saying why) where 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,24 +117,35 @@ def normal_interval(
     return Interval(value=value, low=low, high=high)
 
 
-def bootstrap_counts(
-    n: int,
+def bootstrap_totals(
+    rows: NDArray[np.float64],
     replicates: int,
     rng: np.random.Generator,
     strata: NDArray[np.int64] | None = None,
 ) -> NDArray[np.float64]:
-    """Multiplicities of each item in `replicates` nonparametric bootstrap resamples (Efron 1979).
+    """Column totals of `rows` (items x K) in each of `replicates` nonparametric bootstrap
+    resamples of the items (Efron 1979): a (replicates x K) array.
 
-    With `strata` (integer codes), items are resampled within their stratum so each replicate
-    keeps the design's stratum sizes, as a stratified sample should be resampled.
+    Identical rows are pooled first: drawing n items with replacement is a multinomial draw over
+    the distinct rows with their frequencies, so the cost grows with the number of distinct rows
+    (a handful for a confusion matrix), not with n. With `strata` (integer codes), items are
+    resampled within their stratum, keeping each stratum's size as a stratified design does.
     """
+    n, k = rows.shape
+    key = rows if strata is None else np.column_stack([rows, strata.astype(float)])
+    distinct, freq = np.unique(key, axis=0, return_counts=True)
+    patterns = distinct[:, :k]
+    counts: NDArray[np.float64]
     if strata is None:
-        return rng.multinomial(n, np.full(n, 1.0 / n), size=replicates).astype(np.float64)
-    counts = np.zeros((replicates, n))
-    for code in np.unique(strata):
-        idx = np.flatnonzero(strata == code)
-        counts[:, idx] = rng.multinomial(idx.size, np.full(idx.size, 1.0 / idx.size), size=replicates)
-    return counts
+        counts = rng.multinomial(n, freq / n, size=replicates).astype(float)
+    else:
+        counts = np.zeros((replicates, distinct.shape[0]))
+        pattern_strata = distinct[:, k]
+        for code in np.unique(pattern_strata):
+            idx = np.flatnonzero(pattern_strata == code)
+            m = int(freq[idx].sum())
+            counts[:, idx] = rng.multinomial(m, freq[idx] / m, size=replicates)
+    return np.asarray(counts @ patterns, dtype=float)
 
 
 def percentile_interval(
@@ -149,24 +159,3 @@ def percentile_interval(
     a = (1.0 - confidence) / 2.0
     low, high = np.quantile(finite, [a, 1.0 - a])
     return Interval(value=value, low=float(low), high=float(high))
-
-
-def bootstrap_interval(
-    statistic: Callable[[NDArray[np.float64]], NDArray[np.float64]],
-    n: int,
-    value: float,
-    *,
-    replicates: int = 1000,
-    seed: int = 0,
-    strata: NDArray[np.int64] | None = None,
-    confidence: float = DEFAULT_CONFIDENCE,
-) -> Interval:
-    """Percentile bootstrap where `statistic` maps a (replicates x n) matrix of item multiplicities
-    to one value per replicate, so resampling is a matrix product rather than a Python loop."""
-    if n < 2:
-        return Interval.undefined("too few items to bootstrap", value=value)
-    rng = np.random.default_rng(seed)
-    counts = bootstrap_counts(n, replicates, rng, strata)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        reps = statistic(counts)
-    return percentile_interval(value, reps, confidence)

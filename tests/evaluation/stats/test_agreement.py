@@ -25,7 +25,6 @@ from evaluation.stats import (
     verdict,
     weighted_kappa,
 )
-from evaluation.stats.intervals import bootstrap_counts
 
 Z = 1.959963984540054
 NAN = np.nan
@@ -245,16 +244,17 @@ def test_alpha_on_continuous_values_matches_the_package():
 
 
 @pytest.mark.parametrize("level", ["ordinal", "interval"])
-def test_alpha_bootstrap_resamples_units(level):
-    """The vectorized bootstrap equals recomputing alpha on each resample of the units."""
+def test_alpha_bootstrap_matches_resampling_units_with_the_package(level):
+    """The pooled, vectorized bootstrap has the distribution of recomputing alpha on resampled
+    units (done here with the krippendorff package and an independent random stream)."""
     rng = np.random.default_rng(3)
     truth = rng.integers(1, 6, 30)
     data = np.clip(truth + rng.integers(-1, 2, (3, 30)), 1, 5).astype(float)
     data[0, :4] = np.nan
-    got = krippendorff_alpha(data, level=level, replicates=200, seed=5)
-    counts = bootstrap_counts(30, 200, np.random.default_rng(5)).astype(int)
-    reps = [krippendorff.alpha(np.repeat(data, c, axis=1), level_of_measurement=level) for c in counts]
-    assert (got.low, got.high) == pytest.approx(tuple(np.quantile(reps, [0.025, 0.975])), abs=1e-9)
+    got = krippendorff_alpha(data, level=level, replicates=4000, seed=5)
+    draws = np.random.default_rng(6).integers(0, 30, (4000, 30))
+    reps = [krippendorff.alpha(data[:, idx], level_of_measurement=level) for idx in draws]
+    assert (got.low, got.high) == pytest.approx(tuple(np.quantile(reps, [0.025, 0.975])), abs=0.02)
     assert got.low < got.value < got.high
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from statsmodels.stats.proportion import proportion_confint
 
-from evaluation.stats.intervals import Interval, bootstrap_counts, clopper_pearson, clopper_pearson_lower, wilson
+from evaluation.stats.intervals import Interval, bootstrap_totals, clopper_pearson, clopper_pearson_lower, wilson
 
 CASES = [(0, 10), (1, 10), (7, 10), (10, 10), (3, 57), (180, 200), (499, 1000)]
 
@@ -44,9 +44,19 @@ def test_interval_stores_plain_floats():
 
 def test_stratified_bootstrap_keeps_stratum_sizes():
     strata = np.array([0] * 5 + [1] * 20)
-    counts = bootstrap_counts(25, 200, np.random.default_rng(1), strata)
-    assert np.all(counts[:, :5].sum(axis=1) == 5)
-    assert np.all(counts[:, 5:].sum(axis=1) == 20)
-    # ...and does resample: not every replicate is the identity.
-    assert not np.all(counts == 1)
-    assert math.isclose(counts.mean(), 1.0, rel_tol=0.05)
+    # Columns: "in stratum 0", "in stratum 1", and a value that differs within each stratum.
+    rows = np.column_stack([strata == 0, strata == 1, np.arange(25) % 3]).astype(float)
+    totals = bootstrap_totals(rows, 400, np.random.default_rng(1), strata)
+    assert np.all(totals[:, 0] == 5) and np.all(totals[:, 1] == 20)
+    # ...and does resample: the third column's total varies around its mean (sum 0+1+2+... = 24).
+    assert totals[:, 2].std() > 1
+    assert math.isclose(totals[:, 2].mean(), rows[:, 2].sum(), rel_tol=0.05)
+
+
+def test_pooled_bootstrap_has_the_item_bootstrap_distribution():
+    """Pooling identical rows must not change the resampling distribution: the total of a 0/1
+    column over n resampled items is Binomial(n, share of ones)."""
+    rows = np.array([[1.0]] * 30 + [[0.0]] * 70)
+    totals = bootstrap_totals(rows, 20_000, np.random.default_rng(2))[:, 0]
+    assert totals.mean() == pytest.approx(30, abs=0.15)
+    assert totals.var() == pytest.approx(100 * 0.3 * 0.7, rel=0.05)
