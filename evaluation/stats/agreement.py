@@ -95,17 +95,16 @@ def _ac1_batch(tables: FloatArray) -> FloatArray:
     return (pa - pe) / (1.0 - pe)
 
 
-def _wilson_effective(value: float, replicates: FloatArray, confidence: float) -> Interval:
+def _wilson_effective(value: float, replicates: FloatArray, items: int, confidence: float) -> Interval:
     """Wilson interval for a weighted proportion at the effective sample size p(1 - p) / Var,
     Var from the bootstrap replicates (Korn & Graubard 1998 in Wilson form; Franco, Little, Louis &
-    Slud 2019). Percentile intervals undercover for rates near 0 or 1 in small samples."""
+    Slud 2019). Percentile intervals undercover for rates near 0 or 1 in small samples. At a rate
+    of exactly 0 or 1 (no variance to measure) the effective size is the `items` in the denominator."""
     finite = replicates[np.isfinite(replicates)]
     if finite.size < 0.9 * replicates.size or finite.size < 2:
         return Interval.undefined("statistic undefined in too many bootstrap resamples", value=value)
     var = float(finite.var(ddof=1))
-    if var <= 0.0 or not 0.0 < value < 1.0:
-        return percentile_interval(value, replicates, confidence)
-    n_eff = value * (1.0 - value) / var
+    n_eff = value * (1.0 - value) / var if var > 0.0 and 0.0 < value < 1.0 else float(items)
     got = wilson(value * n_eff, n_eff, confidence)
     return Interval(value=value, low=got.low, high=got.high)
 
@@ -396,13 +395,15 @@ def binary_agreement(
     rng = np.random.default_rng(seed)
     reps = _binary_stats_batch(bootstrap_totals(per_item, replicates, rng, _strata_codes(strata, n)))
     wc = per_item.sum(axis=0)
+    (tn_n, fp_n), (fn_n, tp_n) = confusion
+    denominators = {"tpr": tp_n + fn_n, "tnr": tn_n + fp_n, "precision": tp_n + fp_n}
 
     def boot(name: str) -> Interval:
         value = float(point[name][0])
         if not math.isfinite(value):
             return Interval.undefined(f"{name} undefined on these items")
-        if name in ("tpr", "tnr", "precision"):
-            return _wilson_effective(value, reps[name], confidence)
+        if name in denominators:
+            return _wilson_effective(value, reps[name], denominators[name], confidence)
         return percentile_interval(value, reps[name], confidence)
 
     return BinaryAgreement(

@@ -269,9 +269,16 @@ def ipw_mean(
     z = z_value(confidence)
     se = math.sqrt(var)
     var_y = float(np.var(y, ddof=1))
+    if var == 0.0 and _is_binary(y):
+        # Every label the same: the sandwich variance is 0, but n labels cannot prove a rate of 0
+        # or 1; fall back to Wilson on the label count.
+        by_count = wilson(mean * n, n, confidence)
+        interval = Interval(value=mean, low=by_count.low, high=by_count.high)
+    else:
+        interval = _clip01(mean, mean - z * se, mean + z * se)
     return SuccessEstimate(
         "ipw",
-        _clip01(mean, mean - z * se, mean + z * se),
+        interval,
         n,
         int(round(total)),
         effective_labels=var_y / var if var > 0 else None,

@@ -295,6 +295,16 @@ def test_equal_weights_give_the_unweighted_point_estimates():
     assert weighted.bias.mcnemar_p is None
 
 
+def test_a_perfect_weighted_rate_still_gets_an_honest_interval():
+    # 20 bad items, all caught: TNR is 1 in every resample, yet 20 items cannot prove a TNR of 1.
+    human = np.array([0] * 20 + [1] * 40)
+    judge = np.array([0] * 20 + [1] * 35 + [0] * 5)
+    got = binary_agreement(human, judge, weights=np.where(human == 0, 10.0, 2.0))
+    assert got.tnr.value == 1.0
+    assert got.tnr.low == pytest.approx(proportion_confint(20, 20, method="wilson")[0])
+    assert got.tnr.high == 1.0
+
+
 def test_weights_undo_an_enriched_queue():
     # A queue that takes each judge fail with probability 0.2 and each pass with 0.025 (Bernoulli
     # selection as traces arrive: sample sizes are random, so no strata are given).

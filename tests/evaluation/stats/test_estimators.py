@@ -143,6 +143,12 @@ def test_ipw_by_hand_and_equal_probabilities_give_the_plain_mean():
         ipw_mean(labels, [0.5, 0.0, 0.1, 1.0])
 
 
+def test_ipw_with_every_label_good_is_not_certain():
+    got = ipw_mean(np.ones(60), np.linspace(0.05, 0.5, 60))
+    assert got.interval.value == 1.0
+    assert got.interval.low == pytest.approx(proportion_confint(60, 60, method="wilson")[0])
+
+
 def test_classical_is_wilson():
     got = classical_mean([1] * 30 + [0] * 12)
     assert (got.interval.low, got.interval.high) == pytest.approx(proportion_confint(30, 42, method="wilson"))
