@@ -25,10 +25,9 @@ def gunicorn(port: int, workers: int = int(os.environ.get("BENCH_WORKERS", "4"))
     env = dict(os.environ)
     # Rollup tasks go to a queue no worker reads: the benchmark measures ingestion alone.
     env.setdefault("CELERY_QUEUE", f"bench-{port}")
-    if not env.get("DATABASE_URL"):
-        env["DATABASE_URL"] = os.environ["CANDOR_EMBEDDED_DATABASE_URL"]  # set by the settings module
+    # config/gunicorn.py starts the embedded PostgreSQL if DATABASE_URL is unset.
     server = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "gunicorn"), "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
+        [str(ROOT / ".venv" / "bin" / "gunicorn"), "-c", "config/gunicorn.py", "--bind", f"127.0.0.1:{port}",
          "--workers", str(workers), "--threads", os.environ.get("BENCH_THREADS", "1"), "--log-level", "warning"],
         cwd=ROOT, env=env,
     )  # fmt: skip

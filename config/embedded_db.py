@@ -1,13 +1,37 @@
-"""Start (or reuse) the embedded PostgreSQL that Candor uses when DATABASE_URL is unset.
+"""The embedded PostgreSQL (pgserver) that Candor runs on when DATABASE_URL is unset.
 
-pgserver keeps one server per data folder and hands every process the same one, so
-web, worker, beat and tests can all call this at import time for the cost of a stat.
+Settings never start it: the entry points that need a database do, before Django reads its
+settings, through `ensure_database_url()` (manage.py, config/gunicorn.py, the Celery app,
+bin/run-demo, the test session). pgserver keeps one server per data folder and hands every
+process the same one, so calling it again costs a stat.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def data_dir() -> Path:
+    """Where the embedded PostgreSQL keeps its data: CANDOR_PGDATA, else .var/pgdata."""
+    return Path(os.environ.get("CANDOR_PGDATA") or BASE_DIR / ".var" / "pgdata")
+
+
+def ensure_database_url() -> str:
+    """DATABASE_URL, starting the embedded PostgreSQL and setting it in os.environ if it is unset.
+
+    Child processes (gunicorn workers, Celery, subprocesses of tests) inherit the variable and
+    so the same database. Production settings never get an embedded database: with
+    config.settings.prod this leaves DATABASE_URL unset, and the settings say so.
+    """
+    url = os.environ.get("DATABASE_URL", "")
+    if url or os.environ.get("DJANGO_SETTINGS_MODULE", "").endswith(".prod"):
+        return url
+    url = embedded_database_url(data_dir())
+    os.environ["DATABASE_URL"] = url
+    return url
 
 
 def _reachable_by_others(path: Path) -> bool:

@@ -7,6 +7,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -25,15 +26,14 @@ ALLOWED_HOSTS = [h for h in env("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,.lo
 CSRF_TRUSTED_ORIGINS = [o for o in env("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
 # --- Database -------------------------------------------------------------------------
-# With no DATABASE_URL, an embedded PostgreSQL (pgserver) runs in a git-ignored folder.
-PGDATA_DIR = Path(env("CANDOR_PGDATA", str(BASE_DIR / ".var" / "pgdata")))
+# Read, never started here: manage.py, config/gunicorn.py, the Celery app and the test session
+# start the embedded PostgreSQL (config.embedded_db) and set DATABASE_URL before Django loads this.
 DATABASE_URL = env("DATABASE_URL")
 if not DATABASE_URL:
-    from config.embedded_db import embedded_database_url
-
-    DATABASE_URL = embedded_database_url(PGDATA_DIR)
-    os.environ.setdefault("CANDOR_EMBEDDED_DATABASE_URL", DATABASE_URL)
-
+    raise ImproperlyConfigured(
+        "DATABASE_URL is not set. Run Candor through manage.py, make or bin/run-demo (they start the "
+        "embedded PostgreSQL and set it), or set DATABASE_URL to a PostgreSQL URL."
+    )
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
 DATABASES["default"]["ENGINE"] = "django_tenants.postgresql_backend"
 DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
@@ -66,7 +66,6 @@ TENANT_DOMAIN_MODEL = "tenants.Domain"
 # Guard against code that flips the schema in the middle of a request.
 TENANT_LIMIT_SET_CALLS = True
 PUBLIC_SCHEMA_NAME = "public"
-SHOW_PUBLIC_IF_NO_TENANT_FOUND = True
 
 AUTH_USER_MODEL = "tenants.User"
 LOGIN_URL = "tenants:login"
@@ -168,7 +167,6 @@ SPECTACULAR_SETTINGS = {
 API_RATE_LIMIT_PER_SECOND = float(env("CANDOR_API_RATE_PER_SECOND", "50"))
 API_RATE_LIMIT_BURST = int(env("CANDOR_API_RATE_BURST", "200"))
 API_MAX_BODY_BYTES = 5 * 1024 * 1024
-API_MAX_BATCH = 1000
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES + 1024 * 1024
 
 

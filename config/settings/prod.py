@@ -1,10 +1,22 @@
-"""Production: secrets and hosts must come from the environment."""
+"""Production: the database and the secret key must come from the environment, never a default."""
 
-from .base import *  # noqa: F403
-from .base import env
+import os
+
+from django.core.exceptions import ImproperlyConfigured
+
+# Checked before base loads, so the message names every missing variable at once.
+_missing = [name for name in ("DATABASE_URL", "DJANGO_SECRET_KEY") if not os.environ.get(name)]
+if _missing:
+    raise ImproperlyConfigured(
+        f"config.settings.prod needs {' and '.join(_missing)} in the environment "
+        "(production never starts the embedded PostgreSQL nor uses the development secret key)."
+    )
+
+from .base import *  # noqa: E402, F403
 
 DEBUG = False
-SECRET_KEY = env("DJANGO_SECRET_KEY")
+SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
+# Behind a TLS-terminating proxy: trust its header to know the request was HTTPS.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
