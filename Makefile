@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt | sha1sum | cut -c1-1
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE ?= config.settings.dev
 
-.PHONY: install migrate demo test test-services browser lint widget bench-ingest bench-widget clean stop-db
+.PHONY: install migrate demo test test-services browser lint widget bench-ingest bench-widget bench-ratelimit clean stop-db
 
 install: $(STAMP)
 
@@ -59,6 +59,9 @@ static/widget/candor.js: static/widget/src/candor.js
 
 bench-widget: install
 	$(PY) bench/widget.py
+
+bench-ratelimit: migrate
+	$(PY) bench/ratelimit.py
 
 stop-db:
 	$(PY) -c "from pathlib import Path; from config.embedded_db import stop_embedded_database as s; s(Path('.var/pgdata'))"

@@ -1,33 +1,178 @@
-"""Per-key token bucket. In-process: each web process enforces the budget on its own share."""
+"""Per-key API request budgets, shared by every web process and machine (GCRA).
+
+The generic cell rate algorithm keeps one number per key, its theoretical arrival time
+(TAT): each allowed request pushes it one emission interval (1 / rate) further; a request
+is refused while that would put the TAT more than `burst` intervals ahead of the clock.
+The TAT lives in PostgreSQL (default) or Redis (settings.RATE_LIMIT_URL), is read and
+written in one atomic statement or script, and is measured against the store's own clock,
+so every process sees one budget however many there are and however their clocks drift.
+"""
 
 from __future__ import annotations
 
-import time
-from threading import Lock
+import math
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Protocol
 
+import psycopg
 from django.conf import settings
+from django.db import connection
 
 
-class TokenBuckets:
-    def __init__(self) -> None:
-        self._state: dict[object, tuple[float, float]] = {}
-        self._lock = Lock()
+@dataclass(frozen=True)
+class Budget:
+    """A key's allowance: `rate` requests per second on average, up to `burst` at once."""
 
-    def take(self, key: object, rate: float, burst: int) -> float:
-        """Take one token; returns 0 when allowed, else the seconds until one is free."""
-        now = time.monotonic()
-        with self._lock:
-            tokens, stamp = self._state.get(key, (float(burst), now))
-            tokens = min(float(burst), tokens + (now - stamp) * rate)
-            if tokens >= 1.0:
-                self._state[key] = (tokens - 1.0, now)
-                return 0.0
-            self._state[key] = (tokens, now)
-            return (1.0 - tokens) / rate
+    interval: float  # seconds one request costs at the sustained rate
+    tolerance: float  # how far ahead of the clock the TAT may run: burst x interval
+
+    @classmethod
+    def of(cls, *, rate: float, burst: int) -> Budget:
+        if rate <= 0 or burst < 1:
+            raise ValueError(f"a rate limit needs rate > 0 and burst >= 1 (got rate={rate}, burst={burst})")
+        return cls(interval=1.0 / rate, tolerance=burst / rate)
+
+    def wait(self, *, allowed: bool, tat: float, now: float) -> float:
+        """0 for an allowed request; for a refused one, the seconds until the next one fits."""
+        if allowed:
+            return 0.0
+        # The next request fits once max(tat, now) + interval - now <= tolerance.
+        return max(tat + self.interval - self.tolerance - now, 1e-6)
 
 
-buckets = TokenBuckets()
+def retry_after_seconds(wait: float) -> int:
+    """The Retry-After header for a wait: whole seconds, rounded up so a client that obeys it gets in."""
+    return max(1, math.ceil(wait))
+
+
+class Store(Protocol):
+    def take(self, key_id: int, budget: Budget) -> float: ...
+
+    def reset(self, key_id: int) -> None: ...
+
+
+# One statement, one round trip: insert the key's first request or move its TAT, decided on
+# the row the statement has locked. EXCLUDED.checked_at is the database clock of this request.
+# Schema-qualified: the connection's search_path may be an organization's schema.
+_TAKE_SQL = """
+INSERT INTO public.tenants_rate_budget AS b (key_id, tat, checked_at, allowed)
+SELECT %(key_id)s::bigint, c.now + %(interval)s::float8, c.now, true
+FROM (SELECT extract(epoch FROM clock_timestamp())::float8 AS now) AS c
+ON CONFLICT (key_id) DO UPDATE SET
+    allowed = GREATEST(b.tat, EXCLUDED.checked_at) + %(interval)s::float8 - EXCLUDED.checked_at
+              <= %(tolerance)s::float8,
+    tat = CASE WHEN GREATEST(b.tat, EXCLUDED.checked_at) + %(interval)s::float8 - EXCLUDED.checked_at
+                    <= %(tolerance)s::float8
+               THEN GREATEST(b.tat, EXCLUDED.checked_at) + %(interval)s::float8
+               ELSE b.tat END,
+    checked_at = EXCLUDED.checked_at
+RETURNING allowed, tat, checked_at
+"""
+
+
+class PostgresStore:
+    """Budgets in public.tenants_rate_budget (an UNLOGGED table), on Django's own connection.
+
+    A prepared statement on the raw psycopg connection: 0.07 ms instead of 0.12 ms unprepared
+    (bench/ratelimit.py). In autocommit the row lock lasts one statement; inside a caller's
+    transaction it lasts until that commits, so check before opening one.
+    """
+
+    def take(self, key_id: int, budget: Budget) -> float:
+        params = {"key_id": key_id, "interval": budget.interval, "tolerance": budget.tolerance}
+        with connection.wrap_database_errors:
+            connection.ensure_connection()
+            raw: psycopg.Connection[Any] = connection.connection  # type: ignore[assignment]
+            if raw.prepare_threshold is None:
+                # Django switches psycopg's statement preparation off (for transaction-mode
+                # poolers, which Candor does not support); prepare=True needs it on. Django's own
+                # cursors bind client-side and never prepare, so nothing else changes.
+                raw.prepare_threshold = 2**31 - 1
+            with psycopg.Cursor(raw) as cursor:
+                cursor.execute(_TAKE_SQL, params, prepare=True)
+                row = cursor.fetchone()
+        assert row is not None
+        allowed, tat, now = row
+        return budget.wait(allowed=allowed, tat=tat, now=now)
+
+    def reset(self, key_id: int) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM public.tenants_rate_budget WHERE key_id = %s", [key_id])
+
+
+# The same GCRA in Redis, in microseconds on the Redis server's clock (TIME). The key expires
+# when its TAT passes: an idle key holds no memory. Numbers go out through string.format,
+# since Lua would print a 16-digit number in exponent form and lose its last digits.
+_TAKE_LUA = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+local next_tat = math.max(tat, now) + interval
+if next_tat - now > tolerance then
+    return {0, string.format('%.0f', tat), string.format('%.0f', now)}
+end
+local ttl_ms = math.max(1, math.ceil((next_tat - now) / 1000))
+redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX', string.format('%.0f', ttl_ms))
+return {1, string.format('%.0f', next_tat), string.format('%.0f', now)}
+"""
+
+
+class RedisStore:
+    """Budgets in Redis, one key each, moved by one Lua script (EVALSHA: one round trip)."""
+
+    def __init__(self, url: str) -> None:
+        import redis  # only where Redis is configured
+
+        self.client = redis.Redis.from_url(url)
+        self.script = self.client.register_script(_TAKE_LUA)
+
+    @staticmethod
+    def _name(key_id: int) -> str:
+        # Key ids count from 1 in every database: the database name keeps installations that
+        # share one Redis (or two test runs) apart.
+        return f"candor:ratelimit:{connection.settings_dict['NAME']}:{key_id}"
+
+    def take(self, key_id: int, budget: Budget) -> float:
+        interval_us, tolerance_us = budget.interval * 1e6, budget.tolerance * 1e6
+        allowed, tat, now = self.script(keys=[self._name(key_id)], args=[repr(interval_us), repr(tolerance_us)])
+        return budget.wait(allowed=bool(allowed), tat=int(tat) / 1e6, now=int(now) / 1e6)
+
+    def reset(self, key_id: int) -> None:
+        self.client.delete(self._name(key_id))
+
+
+@cache
+def store_for(url: str) -> Store:
+    """The store a RATE_LIMIT_URL names: "" for the database, redis:// or rediss:// for Redis."""
+    if not url:
+        return PostgresStore()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisStore(url)
+    raise ValueError(f"unsupported rate limit store: {url!r}")
+
+
+def _budget() -> Budget:
+    return Budget.of(rate=settings.API_RATE_LIMIT_PER_SECOND, burst=settings.API_RATE_LIMIT_BURST)
 
 
 def key_rate_wait(key_id: int) -> float:
-    return buckets.take(key_id, settings.API_RATE_LIMIT_PER_SECOND, settings.API_RATE_LIMIT_BURST)
+    """Spend one request of the key's budget: 0 when allowed, else the seconds to wait."""
+    return store_for(settings.RATE_LIMIT_URL).take(key_id, _budget())
+
+
+def key_rate_reset(key_id: int) -> None:
+    """Give the key its whole budget back (tests; an operator forgiving a burst)."""
+    store_for(settings.RATE_LIMIT_URL).reset(key_id)
+
+
+class _RetiredBuckets:
+    """Transitional: the per-process token bucket is gone, but tests/feedback/test_limits_and_portal.py
+    still clears `buckets._state`. Remove once it calls key_rate_reset instead."""
+
+    _state: dict[object, object] = {}
+
+
+buckets = _RetiredBuckets()

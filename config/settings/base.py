@@ -163,9 +163,12 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
 }
-# Per-key request budget for the write API (requests per second, burst allowance).
+# Per-key request budget for the API (requests per second, burst allowance), one budget per
+# key across every web process and machine (tenants.ratelimit).
 API_RATE_LIMIT_PER_SECOND = float(env("CANDOR_API_RATE_PER_SECOND", "50"))
 API_RATE_LIMIT_BURST = int(env("CANDOR_API_RATE_BURST", "200"))
+if API_RATE_LIMIT_PER_SECOND <= 0 or API_RATE_LIMIT_BURST < 1:
+    raise ImproperlyConfigured("CANDOR_API_RATE_PER_SECOND must be above 0 and CANDOR_API_RATE_BURST at least 1.")
 API_MAX_BODY_BYTES = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES + 1024 * 1024
 
@@ -186,6 +189,16 @@ def _sqlalchemy_broker_url(database_url: str) -> str:
 
 CELERY_BROKER_URL = env("CELERY_BROKER_URL") or _sqlalchemy_broker_url(DATABASE_URL)
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND") or None
+# Where the rate-limit budgets live: "" is this database (an UNLOGGED table); a Redis URL (or,
+# when CANDOR_RATE_LIMIT_URL is unset, a Redis broker) moves that write per request off it;
+# CANDOR_RATE_LIMIT_URL=database keeps them in the database next to a Redis broker.
+_rate_limit_url = env("CANDOR_RATE_LIMIT_URL") or (CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")
+RATE_LIMIT_URL = "" if _rate_limit_url == "database" else _rate_limit_url
+if RATE_LIMIT_URL and not RATE_LIMIT_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured(
+        f"CANDOR_RATE_LIMIT_URL starts {RATE_LIMIT_URL.split(':', 1)[0]!r}: use a redis://, rediss:// or "
+        "unix:// URL, or 'database'."
+    )
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # The queue tasks go to (and workers read); benchmarks use their own so no worker competes.
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", "celery")

@@ -5,9 +5,10 @@ import os
 from .base import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-# The live server tests fire many requests from one key; keep rate limits out of their way.
-API_RATE_LIMIT_PER_SECOND = 100000.0
-API_RATE_LIMIT_BURST = 100000
+# The live server tests fire many requests from one key; keep rate limits out of their way
+# unless the environment sets them (the shared-budget test starts gunicorn with a small one).
+API_RATE_LIMIT_PER_SECOND = float(os.environ.get("CANDOR_API_RATE_PER_SECOND", "100000"))
+API_RATE_LIMIT_BURST = int(os.environ.get("CANDOR_API_RATE_BURST", "100000"))
 
 # Each test session publishes to its own queue, so a worker never meets tasks for the
 # schemas of an earlier, already dropped, test database.

@@ -1,3 +1,5 @@
+"""The API's per-key rate limit: 429 with Retry-After once a key has spent its shared budget."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -5,18 +7,29 @@ from typing import Any
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
-from tenants.ratelimit import key_rate_wait
+from tenants.errors import Refused, Why
+from tenants.ratelimit import key_rate_wait, retry_after_seconds
 
 
 class KeyRateThrottle(BaseThrottle):
-    """429 with Retry-After once a key spends its per-second budget."""
+    """Refuses with the same body as the widget endpoint (code `rate_limited`, details.retry_after).
+
+    It raises rather than answering False, because DRF's own refusal is `Throttled` with the
+    code `throttled`: one condition, one code, on every endpoint.
+    """
 
     def allow_request(self, request: Request, view: Any) -> bool:
         key: Any = request.auth
         if key is None:
             return True
-        self._wait = key_rate_wait(key.key_id)
-        return self._wait == 0.0
-
-    def wait(self) -> float | None:
-        return max(self._wait, 1.0)
+        wait = key_rate_wait(key.key_id)
+        if wait:
+            retry_after = retry_after_seconds(wait)
+            raise Refused(
+                "rate_limited",
+                "Too many requests for this key.",
+                why=Why.RATE_LIMITED,
+                details={"retry_after": retry_after},
+                retry_after=retry_after,
+            )
+        return True

@@ -1,0 +1,194 @@
+"""The per-key rate limit: GCRA maths on the real stores, the 429 answer, one budget across processes."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from django.conf import settings
+from django.test import Client
+
+from tenants.ratelimit import Budget, PostgresStore, RedisStore, Store, key_rate_reset, key_rate_wait
+from tenants.services import api_key_create
+from tests.fixtures.organizations import Org
+from tests.fixtures.server import ROOT, database_url_for_subprocess
+
+# Two requests a second on average, three at once: slow enough that a loaded machine still
+# fires a burst well inside one interval.
+BUDGET = Budget.of(rate=2.0, burst=3)
+
+
+def _redis_url() -> str:
+    return settings.RATE_LIMIT_URL or "redis://127.0.0.1:6379/15"
+
+
+@pytest.fixture(params=["postgres", pytest.param("redis", marks=pytest.mark.services)])
+def store(request: pytest.FixtureRequest) -> Store:
+    if request.param == "postgres":
+        request.getfixturevalue("db")
+        return PostgresStore()
+    return RedisStore(_redis_url())
+
+
+@pytest.fixture
+def key_id(store: Store) -> Iterator[int]:
+    """A key id no real key has, with a fresh budget."""
+    key = random.randrange(10**12, 10**13)
+    store.reset(key)
+    yield key
+    store.reset(key)
+
+
+def test_burst_then_refill(store: Store, key_id: int) -> None:
+    assert [store.take(key_id, BUDGET) for _ in range(3)] == [0.0, 0.0, 0.0]
+    wait = store.take(key_id, BUDGET)
+    assert 0 < wait <= BUDGET.interval
+    # A refused request spends nothing: asking again only finds a shorter wait.
+    again = store.take(key_id, BUDGET)
+    assert 0 < again <= wait
+    time.sleep(again + 0.02)
+    assert store.take(key_id, BUDGET) == 0.0  # one request's worth came back...
+    assert store.take(key_id, BUDGET) > BUDGET.interval / 2  # ...and only one
+
+
+def test_a_budget_beyond_the_clocks_resolution_allows_everything(store: Store, key_id: int) -> None:
+    """Benchmarks and the test settings use rates whose interval is below a microsecond."""
+    unlimited = Budget.of(rate=1e9, burst=10**9)
+    assert [store.take(key_id, unlimited) for _ in range(3)] == [0.0, 0.0, 0.0]
+
+
+def test_budgets_are_per_key(store: Store, key_id: int) -> None:
+    other = key_id + 1
+    store.reset(other)
+    one_at_a_time = Budget.of(rate=0.01, burst=1)
+    assert store.take(key_id, one_at_a_time) == 0.0
+    assert store.take(key_id, one_at_a_time) > 90
+    assert store.take(other, one_at_a_time) == 0.0
+    store.reset(other)
+
+
+def test_key_rate_wait_follows_the_settings(db: None, settings: Any) -> None:
+    settings.API_RATE_LIMIT_PER_SECOND = 0.01
+    settings.API_RATE_LIMIT_BURST = 2
+    key = random.randrange(10**12, 10**13)
+    key_rate_reset(key)
+    assert key_rate_wait(key) == 0.0
+    assert key_rate_wait(key) == 0.0
+    assert key_rate_wait(key) == pytest.approx(100, abs=1)
+    key_rate_reset(key)
+    assert key_rate_wait(key) == 0.0
+    key_rate_reset(key)
+
+
+def test_429_has_retry_after_and_the_api_error_shape(db: None, org_a: Org, settings: Any) -> None:
+    settings.API_RATE_LIMIT_PER_SECOND = 0.01
+    settings.API_RATE_LIMIT_BURST = 2
+    raw, key = api_key_create(organization=org_a.organization, kind="secret", name="rate test")
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    answers = [client.get("/api/v1/traces") for _ in range(3)]
+    key_rate_reset(key.id)
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    refused = answers[2]
+    assert refused.json() == {
+        "error": {
+            "code": "rate_limited",
+            "message": "Too many requests for this key.",
+            "details": {"retry_after": int(refused["Retry-After"])},
+        }
+    }
+    assert 99 <= int(refused["Retry-After"]) <= 100
+
+
+# --- One budget across processes -----------------------------------------------------------
+
+BURST = 5
+PID = re.compile(r"pid=<(\d+)>")
+
+
+@pytest.fixture
+def fresh_secret_key(django_db_blocker: Any, two_orgs: tuple[Org, Org]) -> Iterator[str]:
+    """A committed secret key of its own, so the tiny budget below touches no other test's key."""
+    with django_db_blocker.unblock():
+        raw, key = api_key_create(organization=two_orgs[0].organization, kind="secret", name="two workers")
+        yield raw
+        key_rate_reset(key.id)
+
+
+@pytest.fixture
+def two_gunicorn_workers(tmp_path: Path, django_db_setup: None) -> Iterator[tuple[str, Path]]:
+    """gunicorn with two worker processes on the test database, a burst of 5 and near-zero refill."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    access_log = tmp_path / "access.log"
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings.test",
+        DATABASE_URL=database_url_for_subprocess(),
+        CANDOR_API_RATE_PER_SECOND="0.001",
+        CANDOR_API_RATE_BURST=str(BURST),
+        CANDOR_RATE_LIMIT_URL=settings.RATE_LIMIT_URL or "database",
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py", "--bind", f"127.0.0.1:{port}",
+         "--workers", "2", "--threads", "1", "--access-logfile", str(access_log),
+         "--error-logfile", str(tmp_path / "error.log")],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                requests.get(url + "/healthz", timeout=5)
+                break
+            except requests.ConnectionError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("gunicorn did not start:\n" + (tmp_path / "error.log").read_text())
+                time.sleep(0.2)
+        yield url, access_log
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _served_by(access_log: Path) -> Counter[str]:
+    """How many /api/v1/traces requests each worker pid served."""
+    lines = [line for line in access_log.read_text().splitlines() if "/api/v1/traces" in line]
+    return Counter(match.group(1) for line in lines if (match := PID.search(line)))
+
+
+def test_two_gunicorn_workers_share_one_budget(two_gunicorn_workers: tuple[str, Path], fresh_secret_key: str) -> None:
+    url, access_log = two_gunicorn_workers
+
+    def get(_: int) -> requests.Response:
+        # A new connection per request (no session), so either worker may take it.
+        return requests.get(url + "/api/v1/traces", headers={"Authorization": f"Bearer {fresh_secret_key}"}, timeout=30)
+
+    answers: list[requests.Response] = []
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        # Until each worker alone has served more than the burst: with a budget per process,
+        # each would then have allowed a whole burst of its own.
+        for _ in range(50):
+            answers += pool.map(get, range(8))
+            served = _served_by(access_log)
+            if len(served) == 2 and min(served.values()) > BURST:
+                break
+    time.sleep(0.2)  # gunicorn writes the access line just after the answer
+    served = _served_by(access_log)
+    assert len(served) == 2 and min(served.values()) > BURST, f"both workers must serve the key: {served}"
+    statuses = Counter(answer.status_code for answer in answers)
+    assert statuses == {200: BURST, 429: len(answers) - BURST}
+    assert {answer.json()["error"]["code"] for answer in answers if answer.status_code == 429} == {"rate_limited"}
