@@ -120,13 +120,16 @@ class Default:
 
     sql: str
     python: Callable[[Any], Any]
+    # Set for a constant default: its value (the same for every row).
+    constant: bool = False
+    value: Any = None
 
     @classmethod
-    def constant(cls, value: str, pg_type: str) -> Default:
+    def of_constant(cls, value: str, pg_type: str) -> Default:
         if "'" in value:
             raise ValueError("constant defaults are plain words or '{}'")
         literal = f"'{value}'::{pg_type}".replace("{", "{{").replace("}", "}}")  # a template: braces doubled
-        return cls(literal, lambda row: value)
+        return cls(literal, lambda row: value, constant=True, value=value)
 
 
 def copy_of(column: str) -> Default:
@@ -180,7 +183,7 @@ def columns_of(row: type[tuple[Any, ...]]) -> tuple[Column, ...]:
         if len(declared) != 1:
             raise TypeError(f"{row.__name__}.{name}: annotate the field with exactly one Col(...)")
         col = declared[0]
-        default = Default.constant(col.default, col.pg_type) if isinstance(col.default, str) else col.default
+        default = Default.of_constant(col.default, col.pg_type) if isinstance(col.default, str) else col.default
         columns.append(Column(name, col.pg_type, col.merge, default, col.as_sent))
     return tuple(columns)
 
@@ -238,7 +241,13 @@ class IngestTable(Generic[Row]):
             self.as_sent = lambda item: (one(item),)
         else:
             self.as_sent = lambda item: ()
-        self._defaults = [(i, c.default) for i, c in enumerate(self.columns) if c.default is not None]
+        # Positions come from the declaration, never from a reader's count.
+        self._constant_defaults = [
+            (i, c.default.value) for i, c in enumerate(self.columns) if c.default and c.default.constant
+        ]
+        self._computed_defaults = [
+            (i, c.default) for i, c in enumerate(self.columns) if c.default and not c.default.constant
+        ]
         self._merges = [c.merge.python for c in self.columns]
 
     def select_staged(self, alias: str = "") -> str:
@@ -253,7 +262,11 @@ class IngestTable(Generic[Row]):
     def with_defaults(self, row: Row) -> Row:
         """The row with NOT NULL defaults filled in, ready for a direct COPY into the table."""
         values = list(row)
-        for i, default in self._defaults:
+        # Per row on the hot path: constants without a call, computed defaults after them.
+        for i, constant in self._constant_defaults:
+            if values[i] is None:
+                values[i] = constant
+        for i, default in self._computed_defaults:
             if values[i] is None:
                 values[i] = default.python(row)
         return self.row._make(values)  # type: ignore[attr-defined,no-any-return]

@@ -106,7 +106,9 @@ def traces_ingest_items(*, items: Sequence[tuple[int, TraceIn]], now: datetime |
                         }
                     )
                 else:
-                    cost = price.cost(item.input_tokens or 0, item.output_tokens or 0, item.cached_tokens or 0)
+                    # Token counts are whole (check_trace), though the wire type also admits 3.0.
+                    inp, out, cached = item.input_tokens or 0, item.output_tokens or 0, item.cached_tokens or 0
+                    cost = price.cost(int(inp), int(out), int(cached))
                     cost_source = price.source
             rows.append(
                 TraceRow(  # type: ignore[misc]  # as_sent() fills the leading fields
