@@ -40,6 +40,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from feedback.enums import SpanKind, TraceStatus
+from feedback.schemas import FEATURE_KEY_CHARS, MAX_FEATURE_KEY, MAX_SPAN_NAME, MAX_TEXT
 
 __all__ = ["JSON_CONTENT_TYPES", "PROTOBUF_CONTENT_TYPES", "OtlpError", "otlp_parse", "otlp_response"]
 
@@ -51,9 +52,9 @@ MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
 # Limits of the traces API (feedback/schemas.py): instrumentation cannot be told to
 # respect them, so long texts are clipped here rather than the whole trace rejected; the
 # clip is recorded in metadata.candor_clipped and reported in the OTLP answer.
-MAX_TEXT_CHARS = 200_000
-MAX_SPAN_NAME_CHARS = 300
-MAX_FEATURE_CHARS = 100
+MAX_TEXT_CHARS = MAX_TEXT
+MAX_SPAN_NAME_CHARS = MAX_SPAN_NAME
+MAX_FEATURE_CHARS = MAX_FEATURE_KEY
 
 _STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
 _STATUS_NAMES = {1: "OK", 2: "ERROR"}
@@ -620,7 +621,7 @@ def _content_text(message: Any) -> str | None:
 # --------------------------------------------------------------------------- values
 
 
-_FEATURE_BAD_CHARS = re.compile(r"[^A-Za-z0-9_.:/-]+")
+_FEATURE_BAD_CHARS = re.compile(f"[^{FEATURE_KEY_CHARS}]+")
 
 
 def _feature_key(service_name: str | None) -> str:

@@ -23,7 +23,11 @@ MAX_BATCH = 1000
 MAX_ID = 200
 MAX_TEXT = 200_000
 MAX_COMMENT = 20_000
-MAX_METADATA_BYTES = 16_384
+MAX_METADATA_BYTES = 16 * 1024
+MAX_SPAN_NAME = 300
+MAX_FEATURE_KEY = 100
+# A feature key: letters, digits and _.:/- (starting with a letter or digit).
+FEATURE_KEY_CHARS = "A-Za-z0-9_.:/-"
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 FUTURE_SLACK = timedelta(days=1)
 
@@ -50,7 +54,7 @@ else:
 class SpanIn(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
     span_id: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
     parent_span_id: Annotated[str, msgspec.Meta(max_length=100)] | None = None
-    name: Annotated[str, msgspec.Meta(max_length=300)] | None = None
+    name: Annotated[str, msgspec.Meta(max_length=MAX_SPAN_NAME)] | None = None
     kind: SpanKindName = SpanKind.OTHER.value
     start: datetime | None = None
     end: datetime | None = None
@@ -63,7 +67,9 @@ class SpanIn(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
 
 class TraceIn(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
     trace_id: Id
-    feature: Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$")]
+    feature: Annotated[
+        str, msgspec.Meta(min_length=1, max_length=MAX_FEATURE_KEY, pattern=f"^[A-Za-z0-9][{FEATURE_KEY_CHARS}]*$")
+    ]
     prompt_version: Short | None = None
     prompt_hash: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     prompt: Text | None = None
