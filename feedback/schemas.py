@@ -35,7 +35,8 @@ Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID)]
 Short = Annotated[str, msgspec.Meta(max_length=MAX_ID)]
 Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
 Comment = Annotated[str, msgspec.Meta(max_length=MAX_COMMENT)]
-Tokens = Annotated[int, msgspec.Meta(ge=0, le=10**12)]
+# JSON Schema counts 3.0 as an integer, so a token count may come as one; check_trace makes it an int.
+Tokens = Annotated[int, msgspec.Meta(ge=0, le=10**12)] | Annotated[float, msgspec.Meta(ge=0, le=1e12)]
 # Below the columns' precision (numeric(16, 8)): one trace or span costs less than a million dollars.
 Money = Annotated[float, msgspec.Meta(ge=0, lt=10**6)]
 Millis = Annotated[float, msgspec.Meta(ge=0, le=10**10)]
@@ -313,8 +314,20 @@ def check_time(value: datetime | None, field: str, now: datetime) -> datetime | 
 _metadata_size = msgspec.json.Encoder()
 
 
+def _whole(holder: Any, names: tuple[str, ...], prefix: str = "") -> None:
+    for name in names:
+        value = getattr(holder, name)
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise ValueError(f"{prefix}{name}: a whole number of tokens")
+            setattr(holder, name, int(value))
+
+
 def check_trace(item: TraceIn, now: datetime) -> None:
     check_time(item.started_at, "started_at", now)
+    _whole(item, ("input_tokens", "output_tokens", "cached_tokens"))
+    for i, span in enumerate(item.spans or ()):
+        _whole(span, ("input_tokens", "output_tokens"), f"spans.{i}.")
     if item.metadata is not None and len(_metadata_size.encode(item.metadata)) > MAX_METADATA_BYTES:
         raise ValueError(f"metadata: larger than {MAX_METADATA_BYTES // 1024} KB once encoded")
     for i, span in enumerate(item.spans or ()):

@@ -20,6 +20,7 @@ from drf_spectacular.utils import OpenApiParameter
 
 from feedback.enums import EXPLICIT_KINDS, FEEDBACK_KINDS, FeedbackKind
 from feedback.schemas import MAX_BATCH, MAX_METADATA_BYTES, FeedbackIn, OutcomeIn, SpanIn, TraceIn
+from feedback.selectors import CURSOR_PATTERN
 from tenants.api.errors import ApiError
 from tenants.api.openapi import openapi_components_register
 
@@ -60,6 +61,10 @@ def _tighten(schema: Any) -> Any:
     if not isinstance(schema, dict):
         return schema
     schema = {k: _tighten(v) for k, v in schema.items()}
+    options = schema.get("anyOf", [])
+    if any(o.get("type") == "integer" for o in options) and any(o.get("type") == "number" for o in options):
+        # Token counts: a float is accepted only when whole, which is what JSON Schema's integer means.
+        schema["anyOf"] = [o for o in options if o.get("type") != "number"]
     if schema.get("type") == "string":
         if schema.get("format") == "date-time":
             schema["pattern"] = TIMESTAMP_PATTERN
@@ -190,7 +195,19 @@ OTLP_COMPONENTS: dict[str, dict[str, Any]] = {
     "OtlpTracesRequest": {
         "type": "object",
         "description": "An ExportTraceServiceRequest in OTLP/JSON: resourceSpans > scopeSpans > spans.",
-        "properties": {"resourceSpans": {"type": "array", "items": {"type": "object"}}},
+        "properties": {
+            "resourceSpans": {
+                "type": ["array", "null"],
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "resource": {"type": "object"},
+                        "scopeSpans": {"type": "array", "items": {"type": "object"}},
+                        "schemaUrl": {"type": "string"},
+                    },
+                },
+            }
+        },
     },
     "OtlpTracesResponse": {
         "type": "object",
@@ -222,7 +239,7 @@ def body(name: str) -> dict[str, str]:
 
 # A day, or a day and a time with an optional zone (no zone means UTC).
 WHEN_PATTERN = (
-    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"^(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
     r"(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?)?$"
 )
 LIMIT_PATTERN = r"^[0-9]{1,3}$"
@@ -234,7 +251,8 @@ _QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
     **{name: {"type": "string", "maxLength": 200, "pattern": NO_NUL} for name in _TEXT_FILTERS},
     "since": {"type": "string", "pattern": WHEN_PATTERN},
     "until": {"type": "string", "pattern": WHEN_PATTERN},
-    "cursor": {"type": "string", "maxLength": 200, "pattern": r"^[A-Za-z0-9_-]*$"},
+    # Empty means the first page.
+    "cursor": {"type": "string", "pattern": "^(" + CURSOR_PATTERN.strip("^$") + ")?$"},
     "limit": {"type": "integer", "minimum": 1, "maximum": 500},
     "has_thumbs_down": {"type": "boolean"},
     "has_edit": {"type": "boolean"},
@@ -267,7 +285,9 @@ def trace_list_query(query: Any) -> dict[str, str]:
     for name, value in query.items():
         schema = _QUERY_SCHEMAS.get(name)
         if schema is None:
-            if name.startswith("metadata.") and "\x00" not in name + value:
+            if name.startswith("metadata."):
+                if "\x00" in name + value or len(value) > 200:
+                    raise ApiError("invalid_filter", f"{name}: at most 200 characters, no NUL", 400, {"field": name})
                 clean[name] = value
             continue
         ok = True

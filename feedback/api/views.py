@@ -19,7 +19,7 @@ from feedback.api import serializers as s
 from feedback.otlp import OtlpError, otlp_parse, otlp_response
 from feedback.schemas import BodyError
 from feedback.selectors import PAGE_SIZE, FilterError, TraceFilters, trace_detail, trace_page
-from feedback.widget import widget_events_ingest
+from feedback.services.widget import widget_events_ingest
 from tenants.api.base import PublicKeyApi, TenantApi, read_body
 from tenants.api.errors import ApiError
 from tenants.services import ResolvedKey
