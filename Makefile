@@ -44,6 +44,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	@# django-stubs imports config.settings.test, which needs a DATABASE_URL but never connects to it.
 	DATABASE_URL=$${DATABASE_URL:-postgresql://lint@localhost/lint} $(VENV)/bin/mypy .
+	$(VENV)/bin/lint-imports --no-cache
 
 bench-ingest: migrate
 	$(PY) bench/ingest.py

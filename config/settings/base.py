@@ -162,6 +162,12 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    # 3.1: JSON Schema 2020-12, which the write bodies are generated in (from the msgspec types).
+    "OAS_VERSION": "3.1.0",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "tenants.api.openapi.postprocess",
+    ],
 }
 # Per-key request budget for the API (requests per second, burst allowance), one budget per
 # key across every web process and machine (tenants.ratelimit).
