@@ -203,7 +203,7 @@ OTLP_COMPONENTS: dict[str, dict[str, Any]] = {
                     "properties": {
                         "resource": {"type": "object"},
                         "scopeSpans": {"type": "array", "items": {"type": "object"}},
-                        "schemaUrl": {"type": "string"},
+                        "schemaUrl": {"type": ["string", "null"]},
                     },
                 },
             }
@@ -239,7 +239,7 @@ def body(name: str) -> dict[str, str]:
 
 # A day, or a day and a time with an optional zone (no zone means UTC).
 WHEN_PATTERN = (
-    r"^(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"^(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
     r"(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?)?$"
 )
 LIMIT_PATTERN = r"^[0-9]{1,3}$"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
@@ -395,7 +395,7 @@ def test_async_client_keeps_many_calls_in_flight(fake_llm: FakeLLM) -> None:
             return await asyncio.gather(*(run_judge_async(version, i, client=c) for i in inputs))
 
     started = time.monotonic()
-    results = asyncio.run(score_all())
+    results = _run(score_all())
     elapsed = time.monotonic() - started
     assert all(r.ok for r in results)
     assert [r.raw_score for r in results] == [float(expected_verdict(prompt_of(i, version), "ordinal")) for i in inputs]
@@ -409,7 +409,7 @@ def test_async_retries_on_429(fake_llm: FakeLLM) -> None:
         async with AsyncProviderClient(config(fake_llm, "anthropic")) as c:
             return await run_judge_async(spec("anthropic"), the_input(), client=c)
 
-    result = asyncio.run(once())
+    result = _run(once())
     assert result.ok and result.attempts == 2  # type: ignore[attr-defined]
 
 
@@ -447,3 +447,11 @@ def test_probabilities_are_probabilities(fake_llm: FakeLLM) -> None:
             result = run_judge(spec(scale="ordinal"), the_input(f"text {i}"), client=c)
             assert result.verdict_probability is not None and 0 < result.verdict_probability <= 1
             assert not math.isnan(result.verdict_probability)
+
+
+def _run(coroutine: Any) -> Any:
+    """asyncio.run in a thread of its own: the browser tests' Playwright keeps a loop on the main thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
