@@ -156,7 +156,7 @@ def _feedback_by_kind(base: dict[str, Any]) -> dict[str, Any]:
     for kind, (required, fields) in rules.items():
         variant = copy.deepcopy(base)
         variant["properties"].update(fields)
-        variant["properties"]["kind"] = {"enum": [kind.value]}
+        variant["properties"]["kind"] = {"enum": [str(kind)]}
         variant["required"] = [*base["required"], *required]
         variants.append(variant)
     free = copy.deepcopy(base)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, ClassVar
+from typing import Any
 
 import msgspec
 from django.conf import settings
@@ -83,9 +83,9 @@ def read_body(request: HttpRequest) -> bytes:
 class TenantApi(APIView):
     """Base of every secret-key endpoint: the view runs in the key's organization, or not at all."""
 
-    authentication_classes: ClassVar[list[Any]] = [SecretKeyAuthentication]
-    permission_classes: ClassVar[list[Any]] = [HasOrganizationKey]
-    throttle_classes: ClassVar[list[Any]] = [KeyRateThrottle]
+    authentication_classes: list[Any] = [SecretKeyAuthentication]
+    permission_classes: list[Any] = [HasOrganizationKey]
+    throttle_classes: list[Any] = [KeyRateThrottle]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -93,7 +93,7 @@ class TenantApi(APIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # authenticate, permit, throttle: 401/403/429 before any work
-        resolved: ResolvedKey = request.auth
+        resolved: Any = request.auth  # a ResolvedKey: SecretKeyAuthentication returned it
         activate_schema(resolved.schema_name)
 
 
@@ -140,10 +140,10 @@ class PublicKeyApi(APIView):
     browser can read the status and decide whether to retry. Subclasses implement `receive`.
     """
 
-    authentication_classes: ClassVar[list[Any]] = []
+    authentication_classes: list[Any] = []
     # The key is in the body, not a header: `post` admits it before `receive` runs.
-    permission_classes: ClassVar[list[Any]] = [AllowAny]
-    throttle_classes: ClassVar[list[Any]] = []
+    permission_classes: list[Any] = [AllowAny]
+    throttle_classes: list[Any] = []
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -170,7 +170,7 @@ class PublicKeyApi(APIView):
             response = Response(body_, status=500)
         return _cors(response, origin)
 
-    def options(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+    def options(self, request: Any, *args: Any, **kwargs: Any) -> Response:
         response = Response(status=204)
         response["Access-Control-Allow-Methods"] = "POST, OPTIONS"
         response["Access-Control-Allow-Headers"] = "Content-Type"
