@@ -32,6 +32,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
 from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
@@ -198,14 +199,42 @@ def _decode(body: bytes, content_type: str) -> ExportTraceServiceRequest:
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise OtlpError(f"body is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise OtlpError("body nests objects or lists too deeply") from None
     if not isinstance(document, dict):
         raise OtlpError("OTLP JSON body must be an object with a 'resourceSpans' list")
+    try:
+        _require_messages(document, ExportTraceServiceRequest.DESCRIPTOR, "")
+    except RecursionError:
+        raise OtlpError("body nests objects or lists too deeply") from None
     _hex_ids_to_base64(document)
     try:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
-    except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
+    except (json_format.ParseError, ValueError, TypeError, AttributeError, RecursionError) as exc:
         raise OtlpError(f"body is not a valid OTLP JSON ExportTraceServiceRequest: {exc}") from exc
     return request
+
+
+def _require_messages(value: dict[str, Any], descriptor: Descriptor, path: str) -> None:
+    """Every message in an OTLP-JSON document is an object and every repeated field a list.
+
+    The protobuf JSON parser reads a string where a message belongs as an empty message
+    (``"scopeSpans": ["AAA"]`` would be an export of nothing, answered 200): refuse instead.
+    """
+    fields = {name: f for f in descriptor.fields for name in (f.name, f.json_name)}
+    for key, item in value.items():
+        field = fields.get(key)
+        if field is None or item is None or field.message_type is None:
+            continue  # unknown keys are ignored; scalars are the parser's to check
+        where = f"{path}.{key}" if path else key
+        repeated = field.label == FieldDescriptor.LABEL_REPEATED
+        if repeated and not isinstance(item, list):
+            raise OtlpError(f"OTLP JSON: {where} must be a list")
+        for i, element in enumerate(item if repeated else [item]):
+            at = f"{where}[{i}]" if repeated else where
+            if not isinstance(element, dict):
+                raise OtlpError(f"OTLP JSON: {at} must be an object")
+            _require_messages(element, field.message_type, at)
 
 
 def _maybe_gunzip(body: bytes) -> bytes:

@@ -513,6 +513,12 @@ def test_empty_request_gives_no_traces(body: bytes, content_type: str) -> None:
             "application/json",
             "OTLP JSON",
         ),
+        # A string where a message belongs would parse as an empty message: an export of nothing.
+        (b'{"resourceSpans": [{"resource": {}, "scopeSpans": ["AAA"]}]}', "application/json", r"scopeSpans\[0\]"),
+        (b'{"resourceSpans": [{"scopeSpans": [{"spans": ["x"]}]}]}', "application/json", "must be an object"),
+        (b'{"resourceSpans": [{"scopeSpans": {"spans": []}}]}', "application/json", "must be a list"),
+        (b'{"resourceSpans": [{"resource": "svc"}]}', "application/json", r"resourceSpans\[0\]\.resource"),
+        (b"[" * 100_000 + b"]" * 100_000, "application/json", "too deeply"),
         (b"{}", "text/plain", "content type"),
         (b"{}", "", "content type"),
         (b"\x1f\x8bnot really gzip", "application/x-protobuf", "gzip"),
