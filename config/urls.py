@@ -12,8 +12,10 @@ urlpatterns = [
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("api/v1/", include("feedback.api.urls")),
+    path("api/v1/", include("evaluation.api.urls")),
     re_path(r"^api/v1/", api_not_found, name="api-not-found"),
     path("o/<slug:org>/", include("feedback.portal.urls")),
+    path("o/<slug:org>/", include("evaluation.portal.urls")),
     path("o/<slug:org>/settings/", include("tenants.portal.org_urls")),
     path("", include("tenants.portal.urls")),
 ]

@@ -56,6 +56,7 @@ SHARED_APPS = [
 ]
 TENANT_APPS = [
     "feedback",
+    "evaluation",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 

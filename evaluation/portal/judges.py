@@ -1,0 +1,5 @@
+"""Portal pages of evaluation's judges."""
+
+from django.urls import URLPattern
+
+urlpatterns: list[URLPattern] = []
