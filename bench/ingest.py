@@ -29,6 +29,9 @@ os.environ.setdefault("CANDOR_API_RATE_BURST", "1000000")
 
 import django  # noqa: E402
 
+from config.embedded_db import ensure_database_url  # noqa: E402
+
+ensure_database_url()  # settings start nothing: the embedded PostgreSQL is the entry point's job
 django.setup()
 
 import msgspec  # noqa: E402

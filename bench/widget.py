@@ -25,6 +25,9 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 import django  # noqa: E402
 
+from config.embedded_db import ensure_database_url  # noqa: E402
+
+ensure_database_url()  # settings start nothing: the embedded PostgreSQL is the entry point's job
 django.setup()
 
 from playwright.sync_api import sync_playwright  # noqa: E402
