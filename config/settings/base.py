@@ -217,6 +217,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     # Safety net for partitions whose refresh was throttled or lost: every 30 s.
     "rollups-sweep": {"task": "feedback.tasks.rollups_sweep", "schedule": 30.0, "options": {"expires": 25}},
+    # Judges: select newly landed traces (after each rule's delay) and run what is queued.
+    "judges-sweep": {"task": "evaluation.tasks.judges_sweep", "schedule": 15.0, "options": {"expires": 14}},
 }
 
 LOGGING = {
@@ -227,3 +229,18 @@ LOGGING = {
 }
 
 CANDOR_DEMO_HOST_PAGE = env_bool("CANDOR_DEMO_HOST_PAGE", True)
+
+
+# --- Judges ---------------------------------------------------------------------------
+# Fernet keys (comma-separated, first encrypts) for the organizations' provider keys at rest.
+# Dev and test derive one from SECRET_KEY so they run with no set-up; prod requires the variable.
+def _dev_keyring(secret: str) -> str:
+    import base64
+    import hashlib
+
+    return base64.urlsafe_b64encode(hashlib.sha256(b"candor-judge-keyring:" + secret.encode()).digest()).decode()
+
+
+JUDGE_KEYRING = env("JUDGE_KEYRING") or _dev_keyring(SECRET_KEY)
+# Judge calls in flight at once for one organization (provider latency, not CPU, is the limit).
+JUDGE_ORG_CONCURRENCY = int(env("JUDGE_ORG_CONCURRENCY", "128"))

@@ -20,3 +20,6 @@ SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 # Behind a TLS-terminating proxy: trust its header to know the request was HTTPS.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Provider keys at rest: no key derived from the secret key here; saving or using a provider key
+# fails with a clear message until JUDGE_KEYRING is set (evaluation.services.provider_keys).
+JUDGE_KEYRING = os.environ.get("JUDGE_KEYRING", "")
