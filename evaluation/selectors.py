@@ -1,0 +1,210 @@
+"""Reads the judges' API, portal, runs and reports share: what a judge sees of a trace, judges
+with their last-24h numbers, a trace's scores, a judge's run history and backfill progress."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+from django.db.models import Count, Q, QuerySet, Sum
+
+from evaluation.judges.rendering import JudgeInput
+from evaluation.models import BackfillRun, Judge, JudgeVersion, Score, ScoreStatus
+from evaluation.services.shared import utc_now
+from feedback.models import FeedbackEvent, Span, Trace
+
+# Metadata keys a trace may carry for the judge's {{ context }} and {{ reference }}.
+CONTEXT_KEYS = ("context", "retrieved_context", "documents")
+REFERENCE_KEYS = ("reference", "expected_output", "ground_truth")
+_FEEDBACK_FIELDS = ("kind", "value", "comment", "edited_text", "name")
+
+
+def _text(value: Any) -> str | list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return str(value)
+
+
+def judge_inputs(trace_ids: list[str]) -> dict[str, JudgeInput]:
+    """What a judge sees of each trace that exists: input, output, context (metadata or retrieval
+    spans), reference (metadata), metadata and the user's feedback. Three queries for any number."""
+    traces = Trace.objects.filter(trace_id__in=trace_ids).values_list("trace_id", "input", "output", "metadata")
+    feedback: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in (
+        FeedbackEvent.objects.filter(trace_id__in=trace_ids)
+        .order_by("occurred_at", "id")
+        .values("trace_id", *_FEEDBACK_FIELDS)
+    ):
+        feedback[row.pop("trace_id")].append({k: v for k, v in row.items() if v not in (None, "")})
+    retrieved: dict[str, list[str]] = defaultdict(list)
+    for trace_id, attributes in Span.objects.filter(trace_id__in=trace_ids, kind="retrieval").values_list(
+        "trace_id", "attributes"
+    ):
+        for key in ("output", "documents", "content"):
+            value = (attributes or {}).get(key)
+            if isinstance(value, list):
+                retrieved[trace_id] += [str(v) for v in value]
+            elif value:
+                retrieved[trace_id].append(str(value))
+    out: dict[str, JudgeInput] = {}
+    for trace_id, input_text, output_text, metadata in traces:
+        metadata = metadata or {}
+        context = next((_text(metadata[k]) for k in CONTEXT_KEYS if metadata.get(k)), None) or retrieved.get(trace_id)
+        reference = next((str(metadata[k]) for k in REFERENCE_KEYS if metadata.get(k)), None)
+        plain = {k: v for k, v in metadata.items() if k not in CONTEXT_KEYS + REFERENCE_KEYS}
+        out[trace_id] = JudgeInput(
+            input=input_text or None, output=output_text or None, context=context, reference=reference,
+            metadata=plain, feedback=tuple(feedback.get(trace_id, ())),
+        )  # fmt: skip
+    return out
+
+
+# --- Judges list ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JudgeStats:
+    scored: int
+    passed: int
+    failures: int
+    pending: int
+    cost_usd: Decimal
+
+    @property
+    def pass_rate(self) -> float | None:
+        return self.passed / self.scored if self.scored else None
+
+
+def judge_stats(*, since: datetime, judge_ids: list[int] | None = None) -> dict[int, JudgeStats]:
+    """Per judge, scores created since ``since``: scored (ok), passed, failures (error), queued, cost."""
+    rows = Score.objects.filter(created_at__gte=since)
+    if judge_ids is not None:
+        rows = rows.filter(judge_id__in=judge_ids)
+    totals = rows.values("judge_id").annotate(
+        scored=Count("id", filter=Q(status=ScoreStatus.OK)),
+        passed=Count("id", filter=Q(status=ScoreStatus.OK, passed=True)),
+        failures=Count("id", filter=Q(status=ScoreStatus.ERROR)),
+        pending=Count("id", filter=Q(status__in=[ScoreStatus.PENDING, ScoreStatus.RUNNING])),
+        cost=Sum("cost_usd"),
+    )
+    return {
+        r["judge_id"]: JudgeStats(r["scored"], r["passed"], r["failures"], r["pending"], r["cost"] or Decimal(0))
+        for r in totals
+    }
+
+
+def judges_with_versions() -> QuerySet[Judge]:
+    return Judge.objects.select_related("feature", "current_version", "current_version__sampling").prefetch_related(
+        "versions"
+    )
+
+
+def judge_find(name: str) -> Judge | None:
+    return judges_with_versions().filter(name=name).first()
+
+
+def judges_last_day() -> list[tuple[Judge, JudgeStats | None]]:
+    stats = judge_stats(since=utc_now() - timedelta(hours=24))
+    return [(judge, stats.get(judge.id)) for judge in judges_with_versions()]
+
+
+# --- Scores ----------------------------------------------------------------------------------
+
+
+def trace_scores(trace_id: str) -> list[Score]:
+    return list(
+        Score.objects.filter(trace_id=trace_id)
+        .select_related("judge", "judge_version")
+        .order_by("judge__name", "judge_version__number", "run_index")
+    )
+
+
+def score_public(score: Score) -> dict[str, Any]:
+    """A score as GET /api/v1/traces/{trace_id} shows it."""
+    return {
+        "score_id": score.score_id,
+        "judge": score.judge.name,
+        "judge_kind": score.judge.kind,
+        "judge_version": score.judge_version.number,
+        "judge_version_label": score.judge_version.label or None,
+        "scale": score.judge_version.content.get("scale"),
+        "run_index": score.run_index,
+        "status": score.status,
+        "raw_score": score.raw_score,
+        "score": score.score,
+        "passed": score.passed,
+        "rationale": score.rationale,
+        "verdict_probability": score.verdict_probability,
+        "error": {"code": score.error_code, "message": score.error_message} if score.status == "error" else None,
+        "sampling": {
+            "design": score.sampling_design,
+            "stratum": score.stratum,
+            "inclusion_probability": score.inclusion_probability,
+        },
+        "cost_usd": float(score.cost_usd) if score.cost_usd is not None else None,
+        "latency_ms": score.latency_ms,
+        "created_at": score.created_at,
+        "scored_at": score.scored_at,
+    }
+
+
+def trace_extras(trace_id: str) -> dict[str, Any]:
+    """The section evaluation adds to a trace read (registered with feedback at start-up)."""
+    return {"scores": [score_public(score) for score in trace_scores(trace_id)]}
+
+
+def judge_runs(*, judge: Judge, status: str = "", limit: int = 50) -> list[Score]:
+    """A judge's most recent scores (its run history), newest first, optionally one status."""
+    rows = Score.objects.filter(judge_id=judge.id).select_related("judge_version")
+    if status:
+        rows = rows.filter(status=status)
+    return list(rows.order_by("-created_at", "-id")[:limit])
+
+
+def judge_failure_reasons(*, judge: Judge, since: datetime) -> list[dict[str, Any]]:
+    return list(
+        Score.objects.filter(judge_id=judge.id, status=ScoreStatus.ERROR, created_at__gte=since)
+        .values("error_code")
+        .annotate(n=Count("id"))
+        .order_by("-n")
+    )
+
+
+def version_scores_count(version: JudgeVersion) -> int:
+    return Score.objects.filter(judge_version_id=version.id).count()
+
+
+@dataclass(frozen=True)
+class BackfillProgress:
+    run: BackfillRun
+    done: int
+    failed: int
+    pending: int
+    cost_usd: Decimal
+
+    @property
+    def percent(self) -> float:
+        total = self.run.queued or self.run.traces
+        return 100.0 * (self.done + self.failed) / total if total else 100.0
+
+
+def backfill_progress(run: BackfillRun) -> BackfillProgress:
+    totals = Score.objects.filter(backfill_id=run.id).aggregate(
+        done=Count("id", filter=Q(status=ScoreStatus.OK)),
+        failed=Count("id", filter=Q(status=ScoreStatus.ERROR)),
+        pending=Count("id", filter=Q(status__in=[ScoreStatus.PENDING, ScoreStatus.RUNNING])),
+        cost=Sum("cost_usd"),
+    )
+    return BackfillProgress(run, totals["done"], totals["failed"], totals["pending"], totals["cost"] or Decimal(0))
+
+
+def pending_scores_exist() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT EXISTS (SELECT 1 FROM evaluation_score WHERE status IN ('pending', 'running'))")
+        return bool(cursor.fetchone()[0])

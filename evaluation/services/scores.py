@@ -1,0 +1,127 @@
+"""External scores (POST /api/v1/scores): a team's own evaluator results, stored as scores of a
+judge of kind ``external`` (one per distinct name), so calibration treats them like any judge.
+
+A name's scale is fixed by its first score (shared/API.md): the ``scale`` sent, else 0/1 binary,
+integers 1-5 ordinal, anything else continuous. Values are parsed as strictly as an LLM verdict:
+off the scale is an item error, never clipped. A score for a trace not received yet is kept and
+joined when the trace lands (evaluation.services.sampling.scores_join), as feedback is.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from evaluation.judges.engine import external_result
+from evaluation.judges.scales import get_scale, infer_scale
+from evaluation.judges.versions import JudgeVersionSpec
+from evaluation.models import Judge, JudgeKind, JudgeVersion
+from evaluation.schemas import ScoreIn
+from evaluation.services.judges import judge_version_create
+from evaluation.services.shared import utc_now
+from feedback.schemas import ItemError, check_time, decode_body
+from feedback.services.shared import IngestResult, raw_cursor
+
+_INSERT = """
+INSERT INTO evaluation_score (score_id, trace_id, judge_id, judge_version_id, run_index, status, raw_score, score,
+    passed, rationale, raw_response, error_code, error_message, sampling_design, stratum, model, attempts, comment,
+    due_at, created_at, scored_at, feature_id, trace_day)
+SELECT s.*, t.feature_id, t.day FROM unnest(
+    %s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::smallint[], %s::text[], %s::float8[], %s::float8[],
+    %s::bool[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::smallint[],
+    %s::text[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[]
+) AS s(score_id, trace_id, judge_id, judge_version_id, run_index, status, raw_score, score, passed, rationale,
+       raw_response, error_code, error_message, sampling_design, stratum, model, attempts, comment, due_at,
+       created_at, scored_at)
+LEFT JOIN LATERAL (SELECT feature_id, day FROM feedback_trace WHERE trace_id = s.trace_id LIMIT 1) t ON true
+ON CONFLICT DO NOTHING
+"""
+
+
+def _check(item: ScoreIn, now: datetime) -> None:
+    if (item.value is None) == (item.label is None):
+        raise ValueError("value: send either value (a number) or label (e.g. pass / fail), not both or neither")
+    check_time(item.occurred_at, "occurred_at", now)
+    for name in ("score_id", "trace_id", "judge_version", "comment", "label"):
+        if "\x00" in (getattr(item, name) or ""):
+            raise ValueError(f"{name}: text must not contain NUL (\\u0000) characters")
+
+
+def _external_judge(name: str, scale: str) -> Judge:
+    judge = Judge.objects.filter(name=name).first()
+    if judge is not None:
+        return judge
+    try:
+        with transaction.atomic():
+            judge = Judge.objects.create(
+                name=name, kind=JudgeKind.EXTERNAL, description="Scores posted through the API."
+            )
+            judge_version_create(judge=judge, spec=JudgeVersionSpec(kind="external", scale=scale))  # type: ignore[arg-type]
+    except IntegrityError:  # created by a concurrent batch
+        judge = Judge.objects.get(name=name)
+    judge.refresh_from_db()
+    return judge
+
+
+def _version(judge: Judge, label: str, cache: dict[tuple[int, str], JudgeVersion]) -> JudgeVersion:
+    key = (judge.id, label)
+    if key not in cache:
+        assert judge.current_version is not None
+        scale = judge.current_version.content["scale"]
+        spec = JudgeVersionSpec(kind="external", scale=scale)
+        cache[key] = judge_version_create(judge=judge, spec=spec, label=label)[0]
+    return cache[key]
+
+
+def scores_ingest(*, body: bytes) -> IngestResult:
+    """Store external scores; a resent score_id (or the same trace, name and judge_version again) is a duplicate."""
+    now = utc_now()
+    good, errors = decode_body(body, ScoreIn, _check, now)
+    result = IngestResult(errors=errors)
+    decode_errors = len(errors)
+    judges: dict[str, Judge] = {}
+    versions: dict[tuple[int, str], JudgeVersion] = {}
+    rows: dict[str, tuple[Any, ...]] = {}
+    for index, item in good:
+        value = item.value if item.value is not None else item.label
+        judge = judges.get(item.name) or Judge.objects.select_related("current_version").filter(name=item.name).first()
+        if judge is not None and judge.kind != JudgeKind.EXTERNAL:
+            result.errors.append(
+                ItemError(index, "name", f"{item.name!r} is a Candor {judge.kind} judge, not external")
+            )
+            continue
+        if judge is None:
+            scale = item.scale or (infer_scale(item.value) if item.value is not None else "binary")
+        else:
+            assert judge.current_version is not None
+            scale = judge.current_version.content["scale"]
+            if item.scale is not None and item.scale != scale:
+                result.errors.append(
+                    ItemError(index, "scale", f"{item.name!r} is {scale} (fixed by its first score), not {item.scale}")
+                )
+                continue
+        verdict = external_result(value, get_scale(scale), comment=item.comment or "")
+        if not verdict.ok:
+            field = "value" if item.value is not None else "label"
+            result.errors.append(ItemError(index, field, f"not on the {scale} scale: {verdict.error}"))
+            continue
+        if judge is None:
+            judge = _external_judge(item.name, scale)
+        judges[item.name] = judge
+        version = _version(judge, item.judge_version or "", versions)
+        at = item.occurred_at or now
+        rows.setdefault(
+            item.score_id,
+            (item.score_id, item.trace_id, judge.id, version.id, 0, "ok", verdict.raw_score, verdict.score,
+             verdict.passed, item.comment or "", "", "", "", "external", "", "", 1, item.comment or "", at, now, at),
+        )  # fmt: skip
+    if rows:
+        ordered = [rows[key] for key in sorted(rows)]
+        with transaction.atomic():
+            cursor = raw_cursor()
+            cursor.execute(_INSERT, [list(column) for column in zip(*ordered, strict=True)])
+            result.accepted = cursor.rowcount
+    result.duplicates = len(good) - (len(result.errors) - decode_errors) - result.accepted
+    return result

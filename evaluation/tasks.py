@@ -1,0 +1,48 @@
+"""Celery tasks of the judges: thin wrappers around evaluation.services (tenant-schemas-celery
+carries the organization's schema with each task; beat fans out from one dispatcher)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from evaluation.selectors import pending_scores_exist
+from evaluation.services.backfill import backfills_settle
+from evaluation.services.runs import scores_run
+from evaluation.services.sampling import sampling_sweep, scores_join
+from tenants.schema import current_schema
+from tenants.selectors import organizations_each
+
+RUN_SECONDS = 50.0
+
+
+@shared_task(time_limit=120, soft_time_limit=100, expires=600, acks_late=True)
+def scores_run_task() -> dict[str, int]:
+    """Run this organization's queued scores; queue itself again while scores remain due."""
+    stats = scores_run(max_seconds=RUN_SECONDS)
+    if not stats.skipped_locked and stats.finished and pending_scores_exist():
+        schedule_scores_run(current_schema())
+    backfills_settle()
+    return {"ok": stats.ok, "errors": stats.errors, "deferred": stats.deferred, "max_in_flight": stats.max_in_flight}
+
+
+@shared_task(time_limit=300, soft_time_limit=270, expires=60)
+def sampling_sweep_task() -> int:
+    scores_join()
+    queued = sampling_sweep()
+    if queued or pending_scores_exist():
+        schedule_scores_run(current_schema())
+    return queued
+
+
+@shared_task(time_limit=120, expires=14)
+def judges_sweep() -> int:
+    """Beat: fan out a sampling sweep (and a run of what is due) to every organization."""
+    sent = 0
+    for organization in organizations_each():
+        sampling_sweep_task.apply_async(headers={"_schema_name": organization.schema_name})
+        sent += 1
+    return sent
+
+
+def schedule_scores_run(schema_name: str) -> None:
+    scores_run_task.apply_async(headers={"_schema_name": schema_name})

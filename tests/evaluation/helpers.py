@@ -1,0 +1,69 @@
+"""Shared set-up for the judges' tests: traces through the real ingest service, judges through the services."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import msgspec
+
+from evaluation.judges.templates import builtin_template
+from evaluation.judges.versions import JudgeVersionSpec
+from evaluation.models import Judge
+from evaluation.services.judges import judge_create
+from evaluation.services.provider_keys import provider_key_create
+from feedback import services
+from tests.fixtures.organizations import unique
+
+
+def traces_post(traces: list[dict[str, Any]]) -> services.IngestResult:
+    return services.traces_ingest(body=msgspec.json.encode({"batch": traces}))
+
+
+def feedback_post(events: list[dict[str, Any]]) -> services.IngestResult:
+    return services.feedback_ingest(body=msgspec.json.encode({"batch": events}))
+
+
+def make_traces(n: int, *, feature: str | None = None, prefix: str | None = None, **extra: Any) -> list[str]:
+    """n traces of one new feature, each with an input and an output; returns their IDs."""
+    feature = feature or unique("feat")
+    prefix = prefix or unique("tr")
+    rows = [
+        {
+            "trace_id": f"{prefix}-{i}", "feature": feature, "prompt_version": "v1",
+            "input": f"How do I reset my password for account {i}?",
+            "output": f"Open Settings, choose Security, then Reset password; a link goes to your email ({i}).",
+            "started_at": "2025-04-01T12:00:00Z", **extra,
+        }
+        for i in range(n)
+    ]  # fmt: skip
+    for start in range(0, n, 1000):
+        result = traces_post(rows[start : start + 1000])
+        assert not result.errors, result.errors
+    return [row["trace_id"] for row in rows]
+
+
+def thumbs_down(trace_ids: list[str]) -> None:
+    feedback_post([{"event_id": str(uuid.uuid4()), "trace_id": t, "kind": "thumb", "value": -1} for t in trace_ids])
+
+
+def offline_judge(name: str | None = None, template: str = "helpfulness", **kwargs: Any) -> Judge:
+    return judge_create(name=name or unique("judge"), spec=builtin_template(template).spec(), **kwargs)
+
+
+def llm_judge(provider: str, base_url: str, *, scale: str = "binary", name: str | None = None) -> Judge:
+    provider_key_create(provider=provider, name=unique("key"), secret="sk-test-0123456789abcdef", base_url=base_url)
+    spec = JudgeVersionSpec(
+        kind="llm",
+        scale=scale,
+        provider=provider,
+        model="gpt-4o-mini" if provider == "openai" else "claude-3-5-haiku",
+        prompt_template="Question: {{ input }}\nAnswer: {{ output }}\nIs the answer helpful?",
+        parameters={"temperature": 0},
+    )  # type: ignore[arg-type]
+    return judge_create(name=name or unique("judge"), spec=spec)
+
+
+def code_judge(name: str | None = None, **parameters: Any) -> Judge:
+    spec = JudgeVersionSpec(kind="code", scale="binary", parameters=parameters or {"check": "length", "max_chars": 200})
+    return judge_create(name=name or unique("judge"), spec=spec)

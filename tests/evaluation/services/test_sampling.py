@@ -1,0 +1,109 @@
+"""Sampling after traces land: the realized rate per stratum matches the inclusion probabilities,
+code checks take every trace in scope, the delay holds traces back, reruns never double a score."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+import msgspec
+
+from evaluation.models import Score
+from evaluation.services.judges import judge_enable
+from evaluation.services.sampling import sampling_sweep, scores_join
+from evaluation.services.shared import utc_now
+from tests.evaluation.helpers import code_judge, make_traces, offline_judge, thumbs_down, traces_post
+from tests.fixtures.organizations import in_tenant, unique
+
+LATER = timedelta(seconds=10)
+
+
+def _within_binomial(selected: int, n: int, p: float) -> bool:
+    """|selected - np| within 4.5 standard deviations (a false alarm about once in 150,000 runs)."""
+    return abs(selected - n * p) <= 4.5 * math.sqrt(n * p * (1 - p)) + 1
+
+
+def test_realized_rate_per_stratum_matches_inclusion_probability(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    feature = unique("feat")
+    with in_tenant(org_a):
+        ids = make_traces(4000, feature=feature)
+        down = ids[:800]
+        thumbs_down(down)
+        judge = offline_judge(feature=None)
+        judge_enable(judge=judge, base_rate=0.1, thumbs_down_multiplier=5.0)
+        queued = sampling_sweep(now=utc_now() + LATER)
+        assert queued > 0
+        scores = Score.objects.filter(judge_id=judge.id, trace_id__in=ids)
+        by_stratum = {s: list(scores.filter(stratum=s)) for s in ("base", "thumbs_down")}
+        base_n, down_n = len(ids) - len(down), len(down)
+        assert {s.inclusion_probability for s in by_stratum["base"]} == {0.1}
+        assert {s.inclusion_probability for s in by_stratum["thumbs_down"]} == {0.5}
+        assert _within_binomial(len(by_stratum["base"]), base_n, 0.1)
+        assert _within_binomial(len(by_stratum["thumbs_down"]), down_n, 0.5)
+        assert {s.trace_id for s in by_stratum["thumbs_down"]} <= set(down)
+        assert all(s.sampling_design == "sampled" and s.status == "pending" for s in scores)
+        # A second sweep (a retried task, a second worker) queues nothing new.
+        before = scores.count()
+        assert sampling_sweep(now=utc_now() + LATER) == 0
+        assert scores.count() == before
+
+
+def test_all_thumbs_down_and_ten_percent(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    with in_tenant(org_a):
+        ids = make_traces(300)
+        thumbs_down(ids[:40])
+        judge = offline_judge()
+        judge_enable(judge=judge, base_rate=0.1, all_thumbs_down=True)
+        sampling_sweep(now=utc_now() + LATER)
+        sampled = set(Score.objects.filter(judge_id=judge.id).values_list("trace_id", flat=True))
+        assert set(ids[:40]) <= sampled  # every thumbs-down, with p = 1
+        assert Score.objects.filter(judge_id=judge.id, trace_id__in=ids[:40], inclusion_probability=1.0).count() == 40
+
+
+def test_code_checks_run_on_every_trace_in_scope(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    from feedback.models import Feature
+
+    feature = unique("feat")
+    with in_tenant(org_a):
+        ids = make_traces(50, feature=feature)
+        other = make_traces(20)
+        judge = code_judge()
+        judge.feature = Feature.objects.get(key=feature)
+        judge.save()
+        judge_enable(judge=judge, base_rate=0.01)
+        sampling_sweep(now=utc_now() + LATER)
+        scores = Score.objects.filter(judge_id=judge.id)
+        assert set(scores.values_list("trace_id", flat=True)) == set(ids)
+        assert not scores.filter(trace_id__in=other).exists()
+        assert set(scores.values_list("sampling_design", "inclusion_probability").distinct()) == {("all", 1.0)}
+
+
+def test_delay_lets_late_feedback_be_seen_first(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    with in_tenant(org_a):
+        judge = offline_judge()
+        judge_enable(judge=judge, base_rate=0.0, thumbs_down_multiplier=1.0, all_thumbs_down=False, delay_s=600)
+        rule = judge.current_version.sampling  # type: ignore[union-attr]
+        rule.thumbs_down_multiplier = 1e9  # every thumbs-down, nothing else
+        rule.base_rate = 1e-9
+        rule.save()
+        ids = make_traces(5)
+        assert sampling_sweep(now=utc_now() + LATER) == 0  # within the delay: not decided yet
+        thumbs_down(ids[:2])  # feedback arriving during the delay is seen
+        assert sampling_sweep(now=utc_now() + timedelta(seconds=700)) == 2
+        assert set(Score.objects.filter(judge_id=judge.id).values_list("trace_id", flat=True)) == set(ids[:2])
+
+
+def test_scores_for_unknown_traces_join_when_the_trace_lands(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    from evaluation.services.scores import scores_ingest
+
+    trace_id = unique("late")
+    with in_tenant(org_a):
+        body = {"score_id": unique("s"), "trace_id": trace_id, "name": unique("ext"), "value": 1}
+        result = scores_ingest(body=msgspec.json.encode(body))
+        assert result.accepted == 1
+        score = Score.objects.get(trace_id=trace_id)
+        assert score.feature_id is None
+        traces_post([{"trace_id": trace_id, "feature": unique("feat"), "started_at": "2025-04-02T00:00:00Z"}])
+        assert scores_join() >= 1
+        score.refresh_from_db()
+        assert score.feature_id is not None and str(score.trace_day) == "2025-04-02"
