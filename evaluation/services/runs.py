@@ -100,6 +100,13 @@ def breaker_for(provider: str, base_url: str) -> CircuitBreaker:
         return _breakers[key]
 
 
+def breakers_reset() -> None:
+    """Forget every breaker's state and cached client (what a fresh worker process starts with)."""
+    with _lock:
+        _breakers.clear()
+        _clients.clear()
+
+
 def _client_settings() -> dict[str, Any]:
     return {
         "timeout_s": float(_setting("JUDGE_PROVIDER_TIMEOUT_S", 60.0)),

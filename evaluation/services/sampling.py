@@ -161,7 +161,7 @@ def sampling_sweep(*, now: datetime | None = None, batch: int = SCAN_BATCH, max_
                 )
                 if not rows:
                     break
-                queued += scores_queue(cursor, decide(judge, spec, version_hash, rows), now=now)
+                queued += scores_queue(cursor, decide(judge, spec, version_hash, rows), now=utc_now())
                 cursor.execute(
                     "UPDATE evaluation_samplingrule SET scanned_through = %s WHERE id = %s", [rows[-1][0], rule.id]
                 )
