@@ -20,6 +20,9 @@ class Feature(models.Model):
     name = models.CharField(max_length=200, blank=True, default="")
     value_per_success_usd = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
     owner_email = models.EmailField(blank=True, default="")
+    # Metadata keys (e.g. ["auth", "plan"]) the rollups count per value, so reports grouped by
+    # metadata.<key> read rollups; any other key is answered from the raw rows.
+    segment_keys = models.JSONField(default=list, db_default=[], blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -190,12 +193,21 @@ class Outcome(models.Model):
     value_usd = models.DecimalField(max_digits=16, decimal_places=6, null=True)
     occurred_at = models.DateTimeField()
     received_at = models.DateTimeField(default=timezone.now)
+    # For an outcome tied only by session_id: the session's last trace started at or before the
+    # outcome (feedback.rollups.outcomes_attribute keeps it current as traces arrive). Not set by
+    # ingestion, which never looks it up.
+    attributed_trace_id = models.CharField(max_length=200, null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["outcome_id"], name="outcome_id_unique")]
         indexes = [
             models.Index(fields=["trace_id"], name="outcome_trace_id"),
             models.Index(fields=["session_id"], name="outcome_session_id"),
+            models.Index(
+                fields=["attributed_trace_id"],
+                name="outcome_attributed",
+                condition=models.Q(attributed_trace_id__isnull=False),
+            ),
         ]
 
 
@@ -223,7 +235,51 @@ class RollupDirty(models.Model):
         constraints = [models.UniqueConstraint(fields=["day", "feature"], name="rollup_dirty_key")]
 
 
-class DailyRollup(models.Model):
+class RollupMeasures(models.Model):
+    """What a rollup row counts; feedback.rollups.MEASURES lists these columns in the SQL's order."""
+
+    traces = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+    fallbacks = models.BigIntegerField(default=0)
+    guardrail_blocks = models.BigIntegerField(default=0)
+    # Traces with any explicit (thumb, rating, comment, edit) / implicit feedback; raw event
+    # counts per kind are in feedback_by_kind, traces with at least one of a kind in traces_by_kind.
+    explicit_feedback = models.BigIntegerField(default=0)
+    implicit_feedback = models.BigIntegerField(default=0)
+    # Feedback counts by kind, e.g. {"thumb": 3, "copy": 10}.
+    feedback_by_kind = models.JSONField(default=dict)
+    traces_by_kind = models.JSONField(default=dict)
+    thumbs_up = models.BigIntegerField(default=0)
+    thumbs_down = models.BigIntegerField(default=0)
+    ratings = models.BigIntegerField(default=0)
+    ratings_sum = models.FloatField(default=0)
+    # Traces with a counted thumb or rating, and those whose good choices (thumb up, rating >= 4)
+    # outnumber the bad ones: the thumbs success source.
+    rated_traces = models.BigIntegerField(default=0)
+    good_traces = models.BigIntegerField(default=0)
+    edits = models.BigIntegerField(default=0)
+    edited_traces = models.BigIntegerField(default=0)
+    edit_distance_sum = models.FloatField(default=0)
+    cost_usd = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+    costed_traces = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    latency_count = models.BigIntegerField(default=0)
+    # Mergeable log-bucket sketches {bucket index: count}; see feedback.sketch.
+    latency_sketch = models.JSONField(default=dict)
+    ttft_sketch = models.JSONField(default=dict)
+    # Outcomes tied to these traces (by trace_id, or by session: see Outcome.attributed_trace_id),
+    # and how many traces have at least one: the outcomes success source.
+    outcomes = models.BigIntegerField(default=0)
+    outcome_traces = models.BigIntegerField(default=0)
+    outcome_value_usd = models.DecimalField(max_digits=18, decimal_places=6, default=0)
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        abstract = True
+
+
+class DailyRollup(RollupMeasures):
     """Per day x feature x prompt version x variant x customer. Recomputed whole per (day, feature)."""
 
     day = models.DateField()
@@ -231,32 +287,6 @@ class DailyRollup(models.Model):
     prompt_version = models.ForeignKey(PromptVersion, on_delete=models.CASCADE, null=True, related_name="rollups")
     variant = models.CharField(max_length=200, blank=True, default="")
     customer_id = models.CharField(max_length=200, blank=True, default="")
-    traces = models.BigIntegerField(default=0)
-    errors = models.BigIntegerField(default=0)
-    fallbacks = models.BigIntegerField(default=0)
-    guardrail_blocks = models.BigIntegerField(default=0)
-    # Traces with any explicit (thumb, rating, comment, edit) / implicit feedback; raw event
-    # counts per kind are in feedback_by_kind.
-    explicit_feedback = models.BigIntegerField(default=0)
-    implicit_feedback = models.BigIntegerField(default=0)
-    # Feedback counts by kind, e.g. {"thumb": 3, "copy": 10}.
-    feedback_by_kind = models.JSONField(default=dict)
-    thumbs_up = models.BigIntegerField(default=0)
-    thumbs_down = models.BigIntegerField(default=0)
-    ratings = models.BigIntegerField(default=0)
-    ratings_sum = models.FloatField(default=0)
-    edits = models.BigIntegerField(default=0)
-    edit_distance_sum = models.FloatField(default=0)
-    cost_usd = models.DecimalField(max_digits=18, decimal_places=8, default=0)
-    costed_traces = models.BigIntegerField(default=0)
-    input_tokens = models.BigIntegerField(default=0)
-    output_tokens = models.BigIntegerField(default=0)
-    latency_count = models.BigIntegerField(default=0)
-    # Mergeable log-bucket latency sketch {bucket index: count}; see feedback.sketch.
-    latency_sketch = models.JSONField(default=dict)
-    outcomes = models.BigIntegerField(default=0)
-    outcome_value_usd = models.DecimalField(max_digits=18, decimal_places=6, default=0)
-    computed_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         indexes = [models.Index(fields=["feature", "day"])]
@@ -264,6 +294,29 @@ class DailyRollup(models.Model):
             models.UniqueConstraint(
                 fields=["day", "feature", "prompt_version", "variant", "customer_id"],
                 name="rollup_key",
+                nulls_distinct=False,
+            )
+        ]
+
+
+class SegmentRollup(RollupMeasures):
+    """Per day x feature x prompt version x declared metadata key x its value (null: key absent).
+
+    Recomputed with the DailyRollup partition of the same (day, feature).
+    """
+
+    day = models.DateField()
+    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="segment_rollups")
+    prompt_version = models.ForeignKey(PromptVersion, on_delete=models.CASCADE, null=True, related_name="+")
+    key = models.CharField(max_length=200)
+    value = models.TextField(null=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["feature", "key", "day"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "feature", "prompt_version", "key", "value"],
+                name="segment_rollup_key",
                 nulls_distinct=False,
             )
         ]

@@ -3,10 +3,16 @@
 Recomputing a partition from raw rows (DELETE + INSERT ... SELECT in one transaction)
 makes the task idempotent: a rerun, a retry or two workers racing give the same rows,
 and nothing is ever counted twice.
+
+One SQL builder (``measures_query``) counts every measure over any grouping of a feature's
+traces: the rollups use it per (day, feature) partition, and reports use it over a window of
+raw rows (drill-downs, metadata keys a feature does not declare as segments, partial days).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
@@ -16,20 +22,45 @@ from feedback.enums import CHOICE_KINDS, EXPLICIT_KINDS, FeedbackKind, TraceStat
 from feedback.services.tables import FEEDBACK_TRACE_JOIN
 from feedback.sketch import SQL_BUCKET
 
-_GROUP = "COALESCE(prompt_version_id, 0), variant, customer_id"
+# The measure columns of feedback.models.RollupMeasures, in the order measures_query yields them.
+MEASURES: tuple[str, ...] = (
+    "traces", "errors", "fallbacks", "guardrail_blocks", "explicit_feedback", "implicit_feedback",
+    "feedback_by_kind", "traces_by_kind", "thumbs_up", "thumbs_down", "ratings", "ratings_sum",
+    "rated_traces", "good_traces", "edits", "edited_traces", "edit_distance_sum", "cost_usd",
+    "costed_traces", "input_tokens", "output_tokens", "latency_count", "latency_sketch", "ttft_sketch",
+    "outcomes", "outcome_traces", "outcome_value_usd",
+)  # fmt: skip
 
-# Thumbs and ratings: the last one per person per trace counts (a changed choice replaces the first).
-_RECOMPUTE = f"""
+_SKETCH_TTFT = SQL_BUCKET.replace("latency_ms", "ttft_ms")
+
+
+def measures_query(*, dims: Sequence[str], traces_from: str, feedback_where: str) -> str:
+    """SQL yielding ``g0..gN`` (the ``dims`` expressions over feedback_trace ``t``) then MEASURES.
+
+    ``traces_from``: the FROM and WHERE over ``feedback_trace t`` (may add a join, e.g. one row
+    per declared segment key); ``feedback_where``: a cheap, index-friendly superset filter over
+    ``feedback_feedbackevent f`` (feedback of traces outside ``traces_from`` is dropped by the join).
+    Thumbs and ratings: the last one per person per trace counts (a changed choice replaces the first).
+    """
+    gs = [f"g{i}" for i in range(len(dims))]
+    g_select = ", ".join(f"{expr} AS {g}" for expr, g in zip(dims, gs, strict=True))
+    g_list = ", ".join(gs)
+    tr_g = ", ".join(f"tr.{g}" for g in gs)
+
+    def on(alias: str) -> str:
+        return " AND ".join(f"{alias}.{g} IS NOT DISTINCT FROM agg.{g}" for g in gs) or "true"
+
+    return f"""
 WITH tr AS (
-    SELECT trace_id, prompt_version_id, variant, customer_id, status, fallback, guardrail_blocked,
-           cost_usd, input_tokens, output_tokens, latency_ms
-    FROM feedback_trace WHERE day = %(day)s AND feature_id = %(feature)s
+    SELECT t.trace_id, {g_select}, t.status, t.fallback, t.guardrail_blocked, t.cost_usd,
+           t.input_tokens, t.output_tokens, t.latency_ms, t.ttft_ms
+    {traces_from}
 ),
 fe AS (
     SELECT f.id, f.trace_id, f.kind, f.value, f.edit_distance, f.occurred_at,
            COALESCE(NULLIF(f.user_id, ''), NULLIF(f.session_id, ''), f.event_id::text) AS who
     FROM feedback_feedbackevent f
-    WHERE f.trace_day = %(day)s AND f.feature_id = %(feature)s
+    WHERE {feedback_where} AND f.trace_id IN (SELECT trace_id FROM tr)
 ),
 last_choice AS (
     SELECT DISTINCT ON (trace_id, kind, who) trace_id, kind, value
@@ -51,27 +82,40 @@ ch AS (
            count(*) FILTER (WHERE kind = '{FeedbackKind.THUMB}' AND value > 0) AS up,
            count(*) FILTER (WHERE kind = '{FeedbackKind.THUMB}' AND value < 0) AS down,
            count(*) FILTER (WHERE kind = '{FeedbackKind.RATING}') AS ratings,
-           COALESCE(sum(value) FILTER (WHERE kind = '{FeedbackKind.RATING}'), 0) AS ratings_sum
+           COALESCE(sum(value) FILTER (WHERE kind = '{FeedbackKind.RATING}'), 0) AS ratings_sum,
+           count(*) FILTER (WHERE (kind = '{FeedbackKind.THUMB}' AND value > 0)
+                               OR (kind = '{FeedbackKind.RATING}' AND value >= 4)) AS good,
+           count(*) FILTER (WHERE (kind = '{FeedbackKind.THUMB}' AND value < 0)
+                               OR (kind = '{FeedbackKind.RATING}' AND value < 4)) AS bad
     FROM last_choice GROUP BY trace_id
 ),
 oc AS (
-    SELECT o.trace_id, count(*) AS n, COALESCE(sum(o.value_usd), 0) AS value
-    FROM feedback_outcome o JOIN tr USING (trace_id) GROUP BY o.trace_id
+    -- Outcomes tied by trace_id, and outcomes tied only by session_id through their attributed trace.
+    SELECT trace_id, count(*) AS n, COALESCE(sum(value_usd), 0) AS value FROM (
+        SELECT o.trace_id, o.value_usd FROM feedback_outcome o WHERE o.trace_id IN (SELECT trace_id FROM tr)
+        UNION ALL
+        SELECT o.attributed_trace_id, o.value_usd FROM feedback_outcome o
+        WHERE o.trace_id = '' AND o.attributed_trace_id IN (SELECT trace_id FROM tr)
+    ) o GROUP BY trace_id
 ),
 kinds AS (
-    SELECT g0, g1, g2, jsonb_object_agg(kind, n) AS by_kind FROM (
-        SELECT COALESCE(tr.prompt_version_id, 0) g0, tr.variant g1, tr.customer_id g2, fe.kind, count(*) n
-        FROM fe JOIN tr USING (trace_id) GROUP BY 1, 2, 3, 4
-    ) k GROUP BY g0, g1, g2
+    SELECT {g_list}, jsonb_object_agg(kind, n) AS by_kind, jsonb_object_agg(kind, nt) AS traces_by_kind FROM (
+        SELECT {tr_g}, fe.kind, count(*) n, count(DISTINCT fe.trace_id) nt
+        FROM fe JOIN tr USING (trace_id) GROUP BY {tr_g}, fe.kind
+    ) k GROUP BY {g_list}
 ),
 lat AS (
-    SELECT g0, g1, g2, jsonb_object_agg(b, n) AS sketch, sum(n) AS n FROM (
-        SELECT COALESCE(prompt_version_id, 0) g0, variant g1, customer_id g2, {SQL_BUCKET} b, count(*) n
-        FROM tr WHERE latency_ms IS NOT NULL GROUP BY 1, 2, 3, 4
-    ) l GROUP BY g0, g1, g2
+    SELECT {g_list}, jsonb_object_agg(b, n) AS sketch, sum(n) AS n FROM (
+        SELECT {g_list}, {SQL_BUCKET} b, count(*) n FROM tr WHERE latency_ms IS NOT NULL GROUP BY {g_list}, b
+    ) l GROUP BY {g_list}
+),
+ttft AS (
+    SELECT {g_list}, jsonb_object_agg(b, n) AS sketch FROM (
+        SELECT {g_list}, {_SKETCH_TTFT} b, count(*) n FROM tr WHERE ttft_ms IS NOT NULL GROUP BY {g_list}, b
+    ) l GROUP BY {g_list}
 ),
 agg AS (
-    SELECT COALESCE(tr.prompt_version_id, 0) g0, tr.variant g1, tr.customer_id g2,
+    SELECT {tr_g},
            count(*) AS traces,
            count(*) FILTER (WHERE tr.status = '{TraceStatus.ERROR}') AS errors,
            count(*) FILTER (WHERE tr.fallback) AS fallbacks,
@@ -79,36 +123,75 @@ agg AS (
            COALESCE(sum(fb.explicit_n), 0) AS explicit_n, COALESCE(sum(fb.implicit_n), 0) AS implicit_n,
            COALESCE(sum(ch.up), 0) AS up, COALESCE(sum(ch.down), 0) AS down,
            COALESCE(sum(ch.ratings), 0) AS ratings, COALESCE(sum(ch.ratings_sum), 0) AS ratings_sum,
-           COALESCE(sum(fb.edits), 0) AS edits, COALESCE(sum(fb.edit_distance_sum), 0) AS edit_distance_sum,
+           count(*) FILTER (WHERE ch.good + ch.bad > 0) AS rated, count(*) FILTER (WHERE ch.good > ch.bad) AS good,
+           COALESCE(sum(fb.edits), 0) AS edits, count(*) FILTER (WHERE fb.edits > 0) AS edited,
+           COALESCE(sum(fb.edit_distance_sum), 0) AS edit_distance_sum,
            COALESCE(sum(tr.cost_usd), 0) AS cost, count(tr.cost_usd) AS costed,
            COALESCE(sum(tr.input_tokens), 0) AS input_tokens, COALESCE(sum(tr.output_tokens), 0) AS output_tokens,
-           COALESCE(sum(oc.n), 0) AS outcomes, COALESCE(sum(oc.value), 0) AS outcome_value
+           COALESCE(sum(oc.n), 0) AS outcomes, count(oc.n) AS outcome_traces,
+           COALESCE(sum(oc.value), 0) AS outcome_value
     FROM tr
     LEFT JOIN fb USING (trace_id) LEFT JOIN ch USING (trace_id) LEFT JOIN oc USING (trace_id)
-    GROUP BY 1, 2, 3
+    GROUP BY {tr_g}
 )
-INSERT INTO feedback_dailyrollup (
-    day, feature_id, prompt_version_id, variant, customer_id, traces, errors, fallbacks, guardrail_blocks,
-    explicit_feedback, implicit_feedback, feedback_by_kind, thumbs_up, thumbs_down, ratings, ratings_sum,
-    edits, edit_distance_sum, cost_usd, costed_traces, input_tokens, output_tokens, latency_count,
-    latency_sketch, outcomes, outcome_value_usd, computed_at)
-SELECT %(day)s, %(feature)s, NULLIF(agg.g0, 0), agg.g1, agg.g2, traces, errors, fallbacks, guardrail_blocks,
-       explicit_n, implicit_n, COALESCE(kinds.by_kind, '{{}}'::jsonb), up, down, ratings, ratings_sum,
-       edits, edit_distance_sum, cost, costed, input_tokens, output_tokens, COALESCE(lat.n, 0),
-       COALESCE(lat.sketch, '{{}}'::jsonb), outcomes, outcome_value, now()
+SELECT {", ".join(f"agg.{g}" for g in gs)}, traces, errors, fallbacks, guardrail_blocks, explicit_n, implicit_n,
+       COALESCE(kinds.by_kind, '{{}}'::jsonb), COALESCE(kinds.traces_by_kind, '{{}}'::jsonb), up, down,
+       ratings, ratings_sum, rated, good, edits, edited, edit_distance_sum, cost, costed, input_tokens,
+       output_tokens, COALESCE(lat.n, 0), COALESCE(lat.sketch, '{{}}'::jsonb), COALESCE(ttft.sketch, '{{}}'::jsonb),
+       outcomes, outcome_traces, outcome_value
 FROM agg
-LEFT JOIN kinds ON (kinds.g0, kinds.g1, kinds.g2) = (agg.g0, agg.g1, agg.g2)
-LEFT JOIN lat ON (lat.g0, lat.g1, lat.g2) = (agg.g0, agg.g1, agg.g2)
+LEFT JOIN kinds ON {on("kinds")}
+LEFT JOIN lat ON {on("lat")}
+LEFT JOIN ttft ON {on("ttft")}
+"""
+
+
+_PARTITION_TRACES = "FROM feedback_trace t WHERE t.day = %(day)s AND t.feature_id = %(feature)s"
+_PARTITION_FEEDBACK = "f.trace_day = %(day)s AND f.feature_id = %(feature)s"
+_COLUMNS = ", ".join(MEASURES)
+
+_RECOMPUTE = f"""
+INSERT INTO feedback_dailyrollup (day, feature_id, prompt_version_id, variant, customer_id, {_COLUMNS}, computed_at)
+SELECT %(day)s, %(feature)s, m.* , now() FROM ({
+    measures_query(
+        dims=["t.prompt_version_id", "t.variant", "t.customer_id"],
+        traces_from=_PARTITION_TRACES,
+        feedback_where=_PARTITION_FEEDBACK,
+    )
+}) m
+"""
+
+# One row per trace and declared key: a trace without the key counts under value NULL.
+_RECOMPUTE_SEGMENTS = f"""
+INSERT INTO feedback_segmentrollup (day, feature_id, prompt_version_id, key, value, {_COLUMNS}, computed_at)
+SELECT %(day)s, %(feature)s, m.*, now() FROM ({
+    measures_query(
+        dims=["t.prompt_version_id", "seg.key", "t.metadata ->> seg.key"],
+        traces_from=_PARTITION_TRACES.replace(
+            "FROM feedback_trace t", "FROM feedback_trace t CROSS JOIN unnest(%(keys)s::text[]) AS seg(key)"
+        ),
+        feedback_where=_PARTITION_FEEDBACK,
+    )
+}) m
 """
 
 
 def rollup_recompute(*, day: date, feature_id: int) -> int:
-    """Rebuild one partition; returns how many rollup rows it now has."""
+    """Rebuild one partition (and its segment rows); returns how many rollup rows it now has."""
     with transaction.atomic(), connection.cursor() as cursor:
         params: dict[str, Any] = {"day": day, "feature": feature_id}
         cursor.execute("DELETE FROM feedback_dailyrollup WHERE day = %(day)s AND feature_id = %(feature)s", params)
         cursor.execute(_RECOMPUTE, params)
-        return cursor.rowcount
+        rows = cursor.rowcount
+        cursor.execute("DELETE FROM feedback_segmentrollup WHERE day = %(day)s AND feature_id = %(feature)s", params)
+        cursor.execute("SELECT segment_keys FROM feedback_feature WHERE id = %(feature)s", params)
+        found = cursor.fetchone()
+        # Django's cursor hands jsonb back as text.
+        declared = json.loads(found[0]) if found and isinstance(found[0], str) else (found[0] if found else None)
+        keys = [str(k) for k in declared or []]
+        if keys:
+            cursor.execute(_RECOMPUTE_SEGMENTS, {**params, "keys": keys})
+        return rows
 
 
 def rollups_refresh(*, limit: int = 500) -> int:
@@ -119,6 +202,7 @@ def rollups_refresh(*, limit: int = 500) -> int:
     A partition dirtied again while it is being recomputed keeps a newer marked_at and stays.
     """
     feedback_rejoin()
+    outcomes_attribute()
     done = 0
     while done < limit:
         with transaction.atomic(), connection.cursor() as cursor:
@@ -161,3 +245,48 @@ def feedback_rejoin() -> int:
             """
         )
         return cursor.rowcount
+
+
+def outcomes_attribute() -> int:
+    """Attribute outcomes tied only by session_id to the session's last trace started at or before
+    the outcome (ties: the later-stored trace), and mark the partitions of the traces that gained
+    or lost an outcome dirty. Returns how many outcomes changed trace.
+
+    Rerun on every refresh, so arrival order does not matter: an outcome that came before its
+    session's traces, or a trace that lands later between the attributed one and the outcome,
+    moves the outcome on the next sweep. Outcomes received more than 7 days ago are settled
+    (not rescanned forever); an outcome with no trace of its session before it stays unattributed.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH cand AS (
+                SELECT o.id, o.attributed_trace_id AS old,
+                       (SELECT t.trace_id FROM feedback_trace t
+                         WHERE t.session_id = o.session_id AND t.started_at <= o.occurred_at
+                         ORDER BY t.started_at DESC, t.id DESC LIMIT 1) AS new
+                  FROM feedback_outcome o
+                 WHERE o.trace_id = '' AND o.session_id <> '' AND o.received_at > now() - interval '7 days'
+            ),
+            changed AS (
+                UPDATE feedback_outcome o SET attributed_trace_id = c.new
+                  FROM cand c WHERE o.id = c.id AND c.old IS DISTINCT FROM c.new
+                RETURNING c.old, c.new
+            ),
+            touched AS (
+                SELECT old AS trace_id FROM changed WHERE old IS NOT NULL
+                UNION SELECT new FROM changed WHERE new IS NOT NULL
+            ),
+            dirty AS (
+                INSERT INTO feedback_rollupdirty (day, feature_id, marked_at)
+                SELECT day, feature_id, now() FROM (
+                    SELECT DISTINCT t.day, t.feature_id FROM feedback_trace t JOIN touched USING (trace_id)
+                ) m
+                ORDER BY day, feature_id
+                ON CONFLICT (day, feature_id) DO UPDATE SET marked_at = EXCLUDED.marked_at
+            )
+            SELECT count(*) FROM changed
+            """
+        )
+        row = cursor.fetchone()
+        return int(row[0]) if row else 0

@@ -1,5 +1,125 @@
-"""Endpoints of evaluation's reports (views on tenants.api.base.TenantApi)."""
+"""Endpoints of evaluation's reports: the features and each feature's report (shared/API.md)."""
 
-from django.urls import URLPattern
+from __future__ import annotations
 
-urlpatterns: list[URLPattern] = []
+from django.urls import URLPattern, path
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from evaluation.api.report_params import REPORT_PARAMETERS, report_query
+from evaluation.reports.selectors import (
+    Grouping,
+    ReportError,
+    feature_get,
+    feature_report,
+    features_list,
+    window_from,
+)
+from tenants.api.base import TenantApi
+from tenants.api.errors import ApiError
+
+_Error = inline_serializer("ReportError", {"error": serializers.DictField()})
+_Interval: dict[str, serializers.Field] = {  # type: ignore[type-arg]
+    "value": serializers.FloatField(allow_null=True),
+    "low": serializers.FloatField(allow_null=True),
+    "high": serializers.FloatField(allow_null=True),
+    "note": serializers.CharField(required=False, help_text="why a bound is null"),
+}
+_Group = inline_serializer(
+    "FeatureReportGroup",
+    {
+        "group": serializers.CharField(allow_null=True, help_text="the group's value; null: none (no version, ...)"),
+        "traces": serializers.IntegerField(),
+        "explicit_feedback_rate": serializers.FloatField(allow_null=True),
+        "thumbs_up_share": serializers.FloatField(allow_null=True, help_text="share of thumbs that are up"),
+        "thumbs_down_share": serializers.FloatField(allow_null=True),
+        "thumbs": serializers.IntegerField(),
+        "mean_rating": serializers.FloatField(allow_null=True),
+        "edit_rate": serializers.FloatField(allow_null=True),
+        "mean_edit_distance": serializers.FloatField(allow_null=True),
+        "implicit_rates": serializers.DictField(child=serializers.FloatField(allow_null=True)),
+        "fallback_rate": serializers.FloatField(allow_null=True),
+        "guardrail_block_rate": serializers.FloatField(allow_null=True),
+        "error_rate": serializers.FloatField(allow_null=True),
+        "success": inline_serializer(
+            "ReportSuccess",
+            {
+                **_Interval,
+                "source": serializers.ChoiceField(["outcomes", "thumbs", "none"]),
+                "n": serializers.IntegerField(help_text="traces the rate is a share of"),
+            },
+        ),
+        "successes": serializers.FloatField(allow_null=True, help_text="success rate x traces"),
+        "cost_usd": serializers.FloatField(),
+        "cost_per_success_usd": serializers.FloatField(allow_null=True),
+        "value_usd": serializers.FloatField(allow_null=True),
+        "roi": serializers.FloatField(allow_null=True, help_text="(value - cost) / cost"),
+        "latency_ms": serializers.DictField(child=serializers.FloatField(allow_null=True)),
+        "ttft_ms": serializers.DictField(child=serializers.FloatField(allow_null=True)),
+        "notes": serializers.DictField(child=serializers.CharField(), help_text="why a figure is null"),
+    },
+)
+_Report = inline_serializer(
+    "FeatureReport",
+    {
+        "feature": serializers.CharField(),
+        "window": serializers.DictField(child=serializers.CharField()),
+        "group_by": serializers.CharField(),
+        "value_per_success_usd": serializers.FloatField(allow_null=True),
+        "success_source": serializers.DictField(child=serializers.CharField()),
+        "source": serializers.ChoiceField(["rollups", "raw"]),
+        "note": serializers.CharField(allow_null=True),
+        "total": _Group,
+        "groups": serializers.ListField(child=_Group),
+    },
+)
+_Feature = inline_serializer(
+    "FeatureOut",
+    {
+        "key": serializers.CharField(),
+        "name": serializers.CharField(),
+        "value_per_success_usd": serializers.FloatField(allow_null=True),
+        "segment_keys": serializers.ListField(child=serializers.CharField()),
+        "first_seen": serializers.DateField(allow_null=True),
+        "last_seen": serializers.DateField(allow_null=True),
+    },
+)
+
+
+class FeatureListApi(TenantApi):
+    @extend_schema(
+        operation_id="features_list",
+        summary="The organization's AI features",
+        responses={200: inline_serializer("FeatureList", {"results": serializers.ListField(child=_Feature)})},
+        tags=["reports"],
+    )
+    def get(self, request: Request) -> Response:
+        return Response({"results": features_list()})
+
+
+class FeatureReportApi(TenantApi):
+    @extend_schema(
+        operation_id="features_report",
+        summary="A feature's report for a window, grouped by prompt version, variant, customer, day or metadata",
+        parameters=REPORT_PARAMETERS,
+        responses={200: _Report, 400: _Error, 404: _Error},
+        tags=["reports"],
+    )
+    def get(self, request: Request, key: str) -> Response:
+        query = report_query(request.query_params)
+        try:
+            feature = feature_get(key)
+            window = window_from(query.get("since", ""), query.get("until", ""))
+            grouping = Grouping.parse(query.get("group_by", ""))
+        except ReportError as exc:
+            code = "not_found" if exc.status == 404 else "invalid_parameter"
+            raise ApiError(code, exc.message, exc.status, {"field": exc.field}) from exc
+        return Response(feature_report(feature=feature, window=window, grouping=grouping))
+
+
+urlpatterns: list[URLPattern] = [
+    path("features", FeatureListApi.as_view(), name="feature-list"),
+    path("features/<path:key>/report", FeatureReportApi.as_view(), name="feature-report"),
+]

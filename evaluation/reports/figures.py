@@ -1,0 +1,79 @@
+"""The figures of one report group (shared/API.md's feature report) from its Measures.
+
+Rates are shares of traces, except thumbs_up_share (of thumbs) and success (of what its source
+counts). successes = success rate x traces (exact for outcomes, an estimate for thumbs), so cost
+per success, value (successes x the feature's value per success) and ROI ((value - cost) / cost)
+read the same whatever the source. Undefined figures are None with a note saying why, never 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from evaluation.reports.measures import Measures
+from evaluation.reports.success import SuccessSource
+from feedback.enums import IMPLICIT_KINDS
+from feedback.sketch import quantile
+
+IMPLICIT = tuple(sorted(str(kind) for kind in IMPLICIT_KINDS))
+NO_VALUE_NOTE = "set a value per success to see value and ROI"
+
+
+def _share(part: float, whole: float) -> float | None:
+    return part / whole if whole else None
+
+
+def group_figures(measures: Measures, *, source: SuccessSource, value_per_success_usd: float | None) -> dict[str, Any]:
+    m = measures
+    notes: dict[str, str] = {}
+    estimate = source.estimate(m)
+    rate = estimate.interval.value
+    successes: float | None = None
+    if rate is not None:
+        successes = float(m.outcome_traces) if source.name == "outcomes" else rate * m.traces
+    cost = round(m.cost_usd, 8)
+    cost_per_success = None
+    if successes is None:
+        notes["cost_per_success_usd"] = f"success undefined: {estimate.interval.note}"
+    elif successes == 0:
+        notes["cost_per_success_usd"] = "zero successes: cost per success is undefined"
+    else:
+        cost_per_success = cost / successes
+    value = None
+    roi = None
+    if value_per_success_usd is None:
+        notes["value_usd"] = notes["roi"] = NO_VALUE_NOTE
+    elif successes is None:
+        notes["value_usd"] = notes["roi"] = f"success undefined: {estimate.interval.note}"
+    else:
+        value = successes * value_per_success_usd
+        if cost > 0:
+            roi = (value - cost) / cost
+        else:
+            notes["roi"] = "no cost recorded: ROI is undefined"
+    if m.traces and m.costed_traces < m.traces:
+        notes["cost_usd"] = f"{m.traces - m.costed_traces} of {m.traces} traces have no cost"
+    thumbs = m.thumbs_up + m.thumbs_down
+    return {
+        "traces": m.traces,
+        "explicit_feedback_rate": _share(m.explicit_feedback, m.traces),
+        "thumbs_up_share": _share(m.thumbs_up, thumbs),
+        "thumbs_down_share": _share(m.thumbs_down, thumbs),
+        "thumbs": thumbs,
+        "mean_rating": _share(m.ratings_sum, m.ratings),
+        "edit_rate": _share(m.edited_traces, m.traces),
+        "mean_edit_distance": _share(m.edit_distance_sum, m.edits),
+        "implicit_rates": {kind: _share(m.traces_by_kind.get(kind, 0), m.traces) for kind in IMPLICIT},
+        "fallback_rate": _share(m.fallbacks, m.traces),
+        "guardrail_block_rate": _share(m.guardrail_blocks, m.traces),
+        "error_rate": _share(m.errors, m.traces),
+        "success": {**estimate.interval.as_dict(), "source": estimate.source, "n": estimate.n},
+        "successes": successes,
+        "cost_usd": cost,
+        "cost_per_success_usd": cost_per_success,
+        "value_usd": value,
+        "roi": roi,
+        "latency_ms": {f"p{q}": quantile(m.latency_sketch, q / 100) for q in (50, 95, 99)},
+        "ttft_ms": {f"p{q}": quantile(m.ttft_sketch, q / 100) for q in (50, 95)},
+        "notes": notes,
+    }

@@ -1,0 +1,85 @@
+"""Counts of a slice of a feature's traces, as the rollups store them: add two slices and get the
+counts of their union (sketches merge by adding bucket counts). Plain Python, no Django."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from feedback.sketch import merge
+
+
+@dataclass
+class Measures:
+    # In the order of feedback.rollups.MEASURES (a test checks the two agree).
+    traces: int = 0
+    errors: int = 0
+    fallbacks: int = 0
+    guardrail_blocks: int = 0
+    explicit_feedback: int = 0
+    implicit_feedback: int = 0
+    feedback_by_kind: dict[str, int] = field(default_factory=dict)
+    traces_by_kind: dict[str, int] = field(default_factory=dict)
+    thumbs_up: int = 0
+    thumbs_down: int = 0
+    ratings: int = 0
+    ratings_sum: float = 0.0
+    rated_traces: int = 0
+    good_traces: int = 0
+    edits: int = 0
+    edited_traces: int = 0
+    edit_distance_sum: float = 0.0
+    cost_usd: float = 0.0
+    costed_traces: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_count: int = 0
+    latency_sketch: dict[int, int] = field(default_factory=dict)
+    ttft_sketch: dict[int, int] = field(default_factory=dict)
+    outcomes: int = 0
+    outcome_traces: int = 0
+    outcome_value_usd: float = 0.0
+
+    def add(self, other: Measures) -> Measures:
+        """Adds ``other`` into this one (in place) and returns it."""
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(mine, dict):
+                if f.name.endswith("_sketch"):
+                    setattr(self, f.name, merge([mine, theirs]))
+                else:
+                    for key, count in theirs.items():
+                        mine[key] = mine.get(key, 0) + count
+            else:
+                setattr(self, f.name, mine + theirs)
+        return self
+
+    @classmethod
+    def from_row(cls, values: Sequence[Any]) -> Measures:
+        """From the MEASURES columns of a rollup row or of feedback.rollups.measures_query."""
+        out = cls()
+        for f, value in zip(fields(cls), values, strict=True):
+            if isinstance(value, str):  # jsonb from a raw cursor arrives as text
+                value = json.loads(value)
+            if f.name.endswith("_sketch"):
+                value = {int(k): int(v) for k, v in (value or {}).items()}
+            elif isinstance(getattr(out, f.name), dict):
+                value = {str(k): int(v) for k, v in (value or {}).items()}
+            elif isinstance(getattr(out, f.name), float):
+                value = float(value or 0)
+            else:
+                value = int(value or 0)
+            setattr(out, f.name, value)
+        return out
+
+
+MEASURE_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Measures))
+
+
+def total(parts: Mapping[Any, Measures]) -> Measures:
+    out = Measures()
+    for part in parts.values():
+        out.add(part)
+    return out

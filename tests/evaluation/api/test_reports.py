@@ -1,0 +1,73 @@
+"""GET /api/v1/features and /api/v1/features/{key}/report: shape, bad input, and tenancy."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.test import Client
+
+from feedback.models import Feature
+from feedback.rollups import rollups_refresh
+from tests.evaluation.reports.seed import seed_feature
+from tests.fixtures.organizations import in_tenant
+from tests.helpers import assert_cross_tenant_404, error_code
+
+
+@pytest.fixture
+def feature(db: None, org_a) -> str:  # type: ignore[no-untyped-def]
+    key = seed_feature(org_a, traces=40)
+    with in_tenant(org_a):
+        Feature.objects.filter(key=key).update(value_per_success_usd=Decimal("4"))
+        rollups_refresh(limit=10_000)
+    return key
+
+
+def test_features_list_and_report(client_a: Client, feature: str) -> None:
+    listed = {f["key"]: f for f in client_a.get("/api/v1/features").json()["results"]}
+    assert listed[feature]["value_per_success_usd"] == 4.0
+    assert listed[feature]["first_seen"] == "2025-03-10" and listed[feature]["last_seen"] == "2025-03-11"
+    response = client_a.get(f"/api/v1/features/{feature}/report", {"since": "2025-03-10", "until": "2025-03-12",
+                                                                   "group_by": "metadata.auth"})  # fmt: skip
+    assert response.status_code == 200
+    body = response.json()
+    assert body["feature"] == feature and body["group_by"] == "metadata.auth"
+    assert body["window"] == {"since": "2025-03-10T00:00:00+00:00", "until": "2025-03-12T00:00:00+00:00"}
+    assert sum(g["traces"] for g in body["groups"]) == 40
+    group = body["groups"][0]
+    for name in ("group", "traces", "explicit_feedback_rate", "thumbs_up_share", "mean_rating", "edit_rate",
+                 "mean_edit_distance", "implicit_rates", "fallback_rate", "guardrail_block_rate", "error_rate",
+                 "success", "successes", "cost_usd", "cost_per_success_usd", "value_usd", "roi", "latency_ms",
+                 "ttft_ms"):  # fmt: skip
+        assert name in group
+    assert set(group["success"]) >= {"value", "low", "high", "source"} and group["success"]["source"] == "outcomes"
+    assert set(group["latency_ms"]) == {"p50", "p95", "p99"} and set(group["ttft_ms"]) == {"p50", "p95"}
+    assert group["value_usd"] == pytest.approx(group["successes"] * 4)
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"since": "2025-03-12", "until": "2025-03-10"}, "since"),
+        ({"since": "2023-01-01", "until": "2025-03-10"}, "until"),
+        ({"group_by": "model"}, "group_by"),
+        ({"group_by": "metadata."}, "group_by"),
+        ({"since": "last tuesday"}, "since"),
+        ({"until": "2025-02-30"}, "until"),
+    ],
+)
+def test_bad_input_is_a_400_naming_the_parameter(client_a: Client, feature: str, query, field) -> None:  # type: ignore[no-untyped-def]
+    response = client_a.get(f"/api/v1/features/{feature}/report", query)
+    assert response.status_code == 400, response.content
+    assert error_code(response) == "invalid_parameter" and response.json()["error"]["details"]["field"] == field
+
+
+def test_unknown_feature_and_other_organizations_feature_are_404(feature: str, org_b) -> None:  # type: ignore[no-untyped-def]
+    other = Client(HTTP_AUTHORIZATION=f"Bearer {org_b.secret_key}")
+    assert_cross_tenant_404(other, "/api/v1/features/no-such-feature/report")
+    assert_cross_tenant_404(other, f"/api/v1/features/{feature}/report", leak=feature)
+    assert feature not in other.get("/api/v1/features").content.decode()
+
+
+def test_report_needs_a_secret_key(feature: str) -> None:
+    assert Client().get(f"/api/v1/features/{feature}/report").status_code == 401
