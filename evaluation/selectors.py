@@ -154,9 +154,9 @@ def score_public(score: Score) -> dict[str, Any]:
     }
 
 
-def trace_extras(trace_id: str) -> dict[str, Any]:
-    """The section evaluation adds to a trace read (registered with feedback at start-up)."""
-    return {"scores": [score_public(score) for score in trace_scores(trace_id)]}
+def trace_scores_section(trace_id: str) -> list[dict[str, Any]]:
+    """The scores section evaluation adds to a trace read (registered with feedback at start-up)."""
+    return [score_public(score) for score in trace_scores(trace_id)]
 
 
 def judge_runs(*, judge: Judge, status: str = "", limit: int = 50) -> list[Score]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -141,6 +142,27 @@ class TraceDetail:
     spans: list[Span]
     feedback: list[FeedbackEvent]
     outcomes: list[Outcome]
+
+
+# Sections higher apps add to a trace read (evaluation's scores): registered at their start-up,
+# since feedback never imports them. Each is (key, fn(trace_id) -> JSON-able value, portal template).
+@dataclass(frozen=True)
+class TraceExtra:
+    key: str
+    load: Callable[[str], Any]
+    template: str = ""
+
+
+_trace_extras: dict[str, TraceExtra] = {}
+
+
+def trace_extras_register(key: str, load: Callable[[str], Any], *, template: str = "") -> None:
+    """Add a section ``key`` to GET /api/v1/traces/{trace_id} and, with a template, to the trace page."""
+    _trace_extras[key] = TraceExtra(key, load, template)
+
+
+def trace_extras(trace_id: str) -> list[tuple[TraceExtra, Any]]:
+    return [(extra, extra.load(trace_id)) for extra in _trace_extras.values()]
 
 
 def trace_detail(trace_id: str) -> TraceDetail | None:

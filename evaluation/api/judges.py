@@ -1,5 +1,85 @@
-"""Endpoints of evaluation's judges (views on tenants.api.base.TenantApi)."""
+"""Endpoints of evaluation's judges (views on tenants.api.base.TenantApi): external scores in,
+judges and their versions out."""
 
-from django.urls import URLPattern
+from __future__ import annotations
 
-urlpatterns: list[URLPattern] = []
+from datetime import timedelta
+
+from django.urls import URLPattern, path
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from evaluation.api import openapi
+from evaluation.api import serializers as s
+from evaluation.selectors import judge_find, judge_stats, judges_with_versions
+from evaluation.services.scores import scores_ingest
+from evaluation.services.shared import utc_now
+from feedback.api.serializers import ErrorSerializer, IngestResultSerializer
+from feedback.schemas import BodyError
+from tenants.api.base import TenantApi, read_body
+from tenants.api.errors import ApiError
+
+SCORE_RESPONSES = {
+    200: IngestResultSerializer,
+    207: IngestResultSerializer,
+    400: OpenApiResponse(
+        PolymorphicProxySerializer(
+            component_name="ScoresRejected",
+            serializers=[IngestResultSerializer, ErrorSerializer],
+            resource_type_field_name=None,
+        ),
+        description="Every score failed (each error with its index and field), or the body could not be read.",
+    ),
+}
+
+
+class ScoresApi(TenantApi):
+    @extend_schema(
+        operation_id="scores_create",
+        summary="Send external scores (one or a batch of up to 1,000)",
+        request={"application/json": openapi.body("ScoreInBody")},
+        responses=SCORE_RESPONSES,
+        tags=["judges"],
+    )
+    def post(self, request: Request) -> Response:
+        try:
+            result = scores_ingest(body=read_body(request._request))
+        except BodyError as exc:
+            raise ApiError(exc.code, exc.message, exc.status) from exc
+        return Response(result.as_dict(), status=result.status_code)
+
+
+class JudgesApi(TenantApi):
+    @extend_schema(
+        operation_id="judges_list",
+        summary="Judges with their versions (an external score name is a judge of kind external)",
+        responses={200: s.JudgeListSerializer},
+        tags=["judges"],
+    )
+    def get(self, request: Request) -> Response:
+        judges = list(judges_with_versions())
+        stats = judge_stats(since=utc_now() - timedelta(hours=24))
+        return Response({"results": [s.judge_out(judge, stats.get(judge.id)) for judge in judges]})
+
+
+class JudgeDetailApi(TenantApi):
+    @extend_schema(
+        operation_id="judges_retrieve",
+        summary="One judge with its versions, sampling rules and last-24h numbers",
+        responses={200: s.JudgeOutSerializer, 404: ErrorSerializer},
+        tags=["judges"],
+    )
+    def get(self, request: Request, name: str) -> Response:
+        judge = judge_find(name)
+        if judge is None:
+            raise ApiError("not_found", f"No judge '{name}'.", 404)
+        stats = judge_stats(since=utc_now() - timedelta(hours=24), judge_ids=[judge.id])
+        return Response(s.judge_out(judge, stats.get(judge.id)))
+
+
+urlpatterns: list[URLPattern] = [
+    path("scores", ScoresApi.as_view(), name="api-scores"),
+    path("judges", JudgesApi.as_view(), name="api-judges"),
+    path("judges/<str:name>", JudgeDetailApi.as_view(), name="api-judge-detail"),
+]

@@ -49,7 +49,7 @@ def _check(item: ScoreIn, now: datetime) -> None:
             raise ValueError(f"{name}: text must not contain NUL (\\u0000) characters")
 
 
-def _external_judge(name: str, scale: str) -> Judge:
+def _external_judge(name: str, scale: str, label: str) -> Judge:
     judge = Judge.objects.filter(name=name).first()
     if judge is not None:
         return judge
@@ -58,7 +58,7 @@ def _external_judge(name: str, scale: str) -> Judge:
             judge = Judge.objects.create(
                 name=name, kind=JudgeKind.EXTERNAL, description="Scores posted through the API."
             )
-            judge_version_create(judge=judge, spec=JudgeVersionSpec(kind="external", scale=scale))  # type: ignore[arg-type]
+            judge_version_create(judge=judge, spec=JudgeVersionSpec(kind="external", scale=scale), label=label)  # type: ignore[arg-type]
     except IntegrityError:  # created by a concurrent batch
         judge = Judge.objects.get(name=name)
     judge.refresh_from_db()
@@ -108,7 +108,7 @@ def scores_ingest(*, body: bytes) -> IngestResult:
             result.errors.append(ItemError(index, field, f"not on the {scale} scale: {verdict.error}"))
             continue
         if judge is None:
-            judge = _external_judge(item.name, scale)
+            judge = _external_judge(item.name, scale, item.judge_version or "")
         judges[item.name] = judge
         version = _version(judge, item.judge_version or "", versions)
         at = item.occurred_at or now

@@ -176,10 +176,46 @@ class TraceOutSerializer(serializers.Serializer):
     received_at = serializers.DateTimeField()
 
 
+class ScoreErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ScoreSamplingSerializer(serializers.Serializer):
+    design = serializers.CharField(help_text="sampled, all, backfill, manual or external")
+    stratum = serializers.CharField()
+    inclusion_probability = serializers.FloatField(allow_null=True)
+
+
+class TraceScoreSerializer(serializers.Serializer):
+    """A judge's score on the trace (the evaluation app fills this section)."""
+
+    score_id = serializers.CharField()
+    judge = serializers.CharField()
+    judge_kind = serializers.CharField(help_text="llm, code or external")
+    judge_version = serializers.IntegerField()
+    judge_version_label = serializers.CharField(allow_null=True)
+    scale = serializers.ChoiceField(["binary", "ordinal", "continuous"])
+    run_index = serializers.IntegerField()
+    status = serializers.ChoiceField(["pending", "running", "ok", "error"])
+    raw_score = serializers.FloatField(allow_null=True)
+    score = serializers.FloatField(allow_null=True, help_text="raw_score mapped onto [0, 1]")
+    passed = serializers.BooleanField(allow_null=True)
+    rationale = serializers.CharField()
+    verdict_probability = serializers.FloatField(allow_null=True)
+    error = ScoreErrorSerializer(allow_null=True)
+    sampling = ScoreSamplingSerializer()
+    cost_usd = serializers.FloatField(allow_null=True)
+    latency_ms = serializers.FloatField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    scored_at = serializers.DateTimeField(allow_null=True)
+
+
 class TraceDetailSerializer(TraceOutSerializer):
     spans = SpanOutSerializer(many=True)
     feedback = FeedbackOutSerializer(many=True)
     outcomes = OutcomeOutSerializer(many=True)
+    scores = TraceScoreSerializer(many=True)
 
 
 class TracePageSerializer(serializers.Serializer):

@@ -18,7 +18,7 @@ from feedback.api import openapi
 from feedback.api import serializers as s
 from feedback.otlp import OtlpError, otlp_parse, otlp_response
 from feedback.schemas import BodyError
-from feedback.selectors import PAGE_SIZE, FilterError, TraceFilters, trace_detail, trace_page
+from feedback.selectors import PAGE_SIZE, FilterError, TraceFilters, trace_detail, trace_extras, trace_page
 from feedback.services.widget import widget_events_ingest
 from tenants.api.base import PublicKeyApi, TenantApi, read_body
 from tenants.api.errors import ApiError
@@ -101,7 +101,7 @@ class TracesApi(IngestApi):
 class TraceDetailApi(TenantApi):
     @extend_schema(
         operation_id="traces_retrieve",
-        summary="One trace with its spans, feedback and outcomes",
+        summary="One trace with its spans, feedback, outcomes and scores",
         responses={200: s.TraceDetailSerializer, 404: s.ErrorSerializer},
         tags=["traces"],
     )
@@ -113,6 +113,7 @@ class TraceDetailApi(TenantApi):
         data["spans"] = s.SpanOutSerializer(detail.spans, many=True).data
         data["feedback"] = s.FeedbackOutSerializer(detail.feedback, many=True).data
         data["outcomes"] = s.OutcomeOutSerializer(detail.outcomes, many=True).data
+        data.update({extra.key: value for extra, value in trace_extras(trace_id)})
         return Response(data)
 
 

@@ -17,6 +17,7 @@ from feedback.selectors import (
     feature_summaries,
     filter_choices,
     trace_detail,
+    trace_extras,
     trace_page,
     widget_rejections,
 )
@@ -107,5 +108,8 @@ def trace_view(request: HttpRequest, trace_id: str) -> HttpResponse:
     return TemplateResponse(
         request,
         "feedback/trace_detail.html",
-        {"nav": "traces", "trace": detail.trace, "spans": spans, "feedback": feedback, "outcomes": detail.outcomes},
+        {
+            "nav": "traces", "trace": detail.trace, "spans": spans, "feedback": feedback, "outcomes": detail.outcomes,
+            "extras": [(extra.template, value) for extra, value in trace_extras(trace_id) if extra.template],
+        },  # fmt: skip
     )

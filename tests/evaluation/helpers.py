@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from evaluation.judges.scales import ScaleKind
 from evaluation.judges.templates import builtin_template
 from evaluation.judges.versions import JudgeVersionSpec
 from evaluation.models import Judge
@@ -51,7 +52,7 @@ def offline_judge(name: str | None = None, template: str = "helpfulness", **kwar
     return judge_create(name=name or unique("judge"), spec=builtin_template(template).spec(), **kwargs)
 
 
-def llm_judge(provider: str, base_url: str, *, scale: str = "binary", name: str | None = None) -> Judge:
+def llm_judge(provider: str, base_url: str, *, scale: ScaleKind = "binary", name: str | None = None) -> Judge:
     provider_key_create(provider=provider, name=unique("key"), secret="sk-test-0123456789abcdef", base_url=base_url)
     spec = JudgeVersionSpec(
         kind="llm",
