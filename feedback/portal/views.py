@@ -109,7 +109,11 @@ def trace_view(request: HttpRequest, trace_id: str) -> HttpResponse:
         request,
         "feedback/trace_detail.html",
         {
-            "nav": "traces", "trace": detail.trace, "spans": spans, "feedback": feedback, "outcomes": detail.outcomes,
+            "nav": "traces",
+            "trace": detail.trace,
+            "spans": spans,
+            "feedback": feedback,
+            "outcomes": detail.outcomes,
             "extras": [(extra.template, value) for extra, value in trace_extras(trace_id) if extra.template],
         },  # fmt: skip
     )
