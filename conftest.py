@@ -4,5 +4,6 @@ pytest_plugins = [
     "tests.fixtures.database",
     "tests.fixtures.organizations",
     "tests.fixtures.server",
+    "tests.fixtures.api",
     "tests.fixtures.browser",
 ]

@@ -166,13 +166,3 @@ def key_rate_wait(key_id: int) -> float:
 def key_rate_reset(key_id: int) -> None:
     """Give the key its whole budget back (tests; an operator forgiving a burst)."""
     store_for(settings.RATE_LIMIT_URL).reset(key_id)
-
-
-class _RetiredBuckets:
-    """Transitional: the per-process token bucket is gone, but tests/feedback/test_limits_and_portal.py
-    still clears `buckets._state`. Remove once it calls key_rate_reset instead."""
-
-    _state: dict[object, object] = {}
-
-
-buckets = _RetiredBuckets()

@@ -29,7 +29,7 @@ from tenants.models import (
     schema_name_for,
     validate_organization_slug,
 )
-from tenants.ratelimit import key_rate_wait
+from tenants.ratelimit import key_rate_wait, retry_after_seconds
 
 KEY_PREFIX = {KeyKind.SECRET: "sk_", KeyKind.PUBLIC: "pk_"}
 INVITATION_TTL = timedelta(days=7)
@@ -259,7 +259,7 @@ def public_key_admit(*, raw_key: str | None) -> ResolvedKey:
         )
     wait = key_rate_wait(resolved.key_id)
     if wait:
-        retry_after = max(1, round(wait))
+        retry_after = retry_after_seconds(wait)
         raise Refused(
             "rate_limited",
             "Too many requests for this key.",

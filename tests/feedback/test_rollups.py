@@ -1,15 +1,18 @@
-"""Rollups: numbers match the raw rows, reruns never double count, and a real worker keeps them current."""
+"""Rollups: numbers match the raw rows, reruns never double count, a real worker keeps them current,
+and feedback that raced its trace is joined to it before any rollup counts it."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import date
 
+import msgspec
 import pytest
 
 from feedback import services
-from feedback.models import DailyRollup, Feature, RollupDirty
-from feedback.rollups import rollup_recompute, rollups_refresh
+from feedback.models import DailyRollup, Feature, FeedbackEvent, RollupDirty
+from feedback.rollups import feedback_rejoin, rollup_recompute, rollups_refresh
 from feedback.sketch import merge, quantile
 from tests.fixtures.organizations import in_tenant, unique
 from tests.fixtures.server import wait_for
@@ -133,3 +136,35 @@ def test_beat_sweep_fans_out_to_organizations_with_dirty_partitions(  # type: ig
             return DailyRollup.objects.filter(feature__key=feature, traces=1).exists()
 
     assert wait_for(rolled_up, timeout=60)
+
+
+def test_feedback_racing_its_trace_is_mended_before_rollups(committed_db, org_a) -> None:  # type: ignore[no-untyped-def]
+    """Trace and feedback batches committed concurrently: whatever the interleaving, the
+    rejoin before each rollup refresh leaves no feedback detached from an existing trace."""
+    prefix = unique("race")
+    traces = [{"trace_id": f"{prefix}-{i}", "feature": "race"} for i in range(200)]
+    events = [{"event_id": str(uuid.uuid4()), "trace_id": f"{prefix}-{i}", "kind": "copy"} for i in range(200)]
+    errors: list[BaseException] = []
+
+    def run(fn, body) -> None:  # type: ignore[no-untyped-def]
+        from django.db import connection
+
+        try:
+            with in_tenant(org_a):
+                fn(body=msgspec.json.encode({"batch": body}))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(services.feedback_ingest, events[i::4])) for i in range(4)]
+    threads += [threading.Thread(target=run, args=(services.traces_ingest, traces[i::4])) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with in_tenant(org_a):
+        feedback_rejoin()
+        assert FeedbackEvent.objects.filter(trace_id__startswith=prefix).count() == 200
+        assert not FeedbackEvent.objects.filter(trace_id__startswith=prefix, feature__isnull=True).exists()

@@ -1,4 +1,5 @@
-"""Portal: login, sign-up, switching organizations, members, API keys, and cross-tenant 404s."""
+"""Portal: login, sign-up, members and invitations, API keys, widget security, and other
+organizations' objects by id (404)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,6 @@ from tests.fixtures.organizations import PASSWORD
 from tests.helpers import assert_cross_tenant_404
 
 
-@pytest.fixture
-def owner_a(db: None, org_a) -> Client:  # type: ignore[no-untyped-def]
-    client = Client()
-    client.force_login(org_a.owner)
-    return client
-
-
 def test_login_with_email_and_password(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
     client = Client()
     bad = client.post("/login/", {"username": org_a.owner.email, "password": "wrong"})
@@ -29,26 +23,6 @@ def test_login_with_email_and_password(db: None, org_a) -> None:  # type: ignore
     home = client.get("/", follow=True)
     assert home.redirect_chain[-1][0] == f"/o/{org_a.slug}/"
     assert b"Org-Alpha" in home.content
-
-
-def test_portal_requires_login(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
-    response = Client().get(org_a.url("traces/"))
-    assert response.status_code == 302 and response["Location"].startswith("/login/?next=")
-
-
-def test_other_organizations_pages_are_404(owner_a, org_a, org_b) -> None:  # type: ignore[no-untyped-def]
-    for path in [
-        "",
-        "traces/",
-        "traces/some-trace",
-        "settings/members/",
-        "settings/keys/",
-        "settings/widget/",
-        "settings/prices/",
-    ]:
-        assert owner_a.get(org_a.url(path)).status_code in (200, 404 if "some-trace" in path else 200)
-        assert_cross_tenant_404(owner_a, org_b.url(path))
-    assert_cross_tenant_404(owner_a, "/o/no-such-org/")
 
 
 def test_another_orgs_objects_by_id_are_404(owner_a, org_a, org_b) -> None:  # type: ignore[no-untyped-def]
@@ -63,12 +37,6 @@ def test_another_orgs_objects_by_id_are_404(owner_a, org_a, org_b) -> None:  # t
     beta_key.refresh_from_db()
     assert beta_key.revoked_at is None
     assert Membership.objects.filter(id=beta_member.id, role=Role.OWNER).exists()
-
-
-def test_a_key_of_one_org_on_anothers_portal_url_is_404(db: None, org_a, org_b) -> None:  # type: ignore[no-untyped-def]
-    client = Client(HTTP_AUTHORIZATION=f"Bearer {org_a.secret_key}")
-    client.force_login(org_b.owner)
-    assert client.get(org_b.url("traces/")).status_code == 404
 
 
 def test_signup_creates_org_and_shows_keys_once(scratch_org_cleanup) -> None:  # type: ignore[no-untyped-def]
@@ -100,16 +68,6 @@ def test_signup_errors_are_form_errors(db: None, org_a, change, message) -> None
     response = Client().post("/signup/", form)
     assert response.status_code == 200 and message in response.content
     assert not User.objects.filter(email="x@y.test").exists()
-
-
-@pytest.fixture
-def scratch_org_cleanup(committed_db):  # type: ignore[no-untyped-def]
-    from tenants.models import Organization
-
-    yield
-    for org in Organization.objects.filter(slug__startswith="scratch-"):
-        org.delete(force_drop=True)
-    User.objects.filter(email__endswith="@scratch.test").delete()
 
 
 def test_invite_accept_change_role_and_remove(owner_a, org_a) -> None:  # type: ignore[no-untyped-def]
@@ -174,30 +132,6 @@ def test_create_edit_and_revoke_keys(owner_a, org_a) -> None:  # type: ignore[no
     assert b"revoked" in listing.content and raw.encode() not in listing.content
 
 
-def test_revoked_key_gets_401_on_the_api(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
-    from tenants.services import api_key_create, api_key_revoke
-
-    raw, key = api_key_create(organization=org_a.organization, kind="secret", name="ci")
-    client = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
-    assert client.get("/api/v1/traces").status_code == 200
-    key.refresh_from_db()
-    assert key.last_used_at is not None
-    api_key_revoke(key=key)
-    response = client.get("/api/v1/traces")
-    assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_key"
-
-
-def test_health_and_docs(db: None) -> None:
-    client = Client()
-    health = client.get("/healthz").json()
-    assert health["status"] == "ok" and health["checks"]["database"]["ok"] and health["checks"]["broker"]["ok"]
-    schema = client.get("/api/v1/schema/?format=json").json()
-    for path in ["/api/v1/traces", "/api/v1/traces/{trace_id}", "/api/v1/feedback", "/api/v1/widget/events",
-                 "/api/v1/outcomes", "/api/v1/otlp/v1/traces"]:  # fmt: skip
-        assert path in schema["paths"], path
-    assert b"swagger-ui" in client.get("/api/v1/docs/").content
-
-
 def test_widget_security_toggle_and_rotate(owner_a, org_a) -> None:  # type: ignore[no-untyped-def]
     from tenants.models import Organization
     from tenants.tokens import sign_trace_token, verify_trace_token
@@ -216,11 +150,3 @@ def test_widget_security_toggle_and_rotate(owner_a, org_a) -> None:  # type: ign
     assert verify_trace_token(rotated, token, "tr_1", "u1") == "bad_signature"
     owner_a.post(org_a.url("settings/widget/"), {})
     assert not Organization.objects.get(id=org_a.organization.id).require_signed_tokens
-
-
-def test_token_verification_rejects_garbage() -> None:
-    from tenants.tokens import verify_trace_token
-
-    for token, reason in [(None, "missing"), ("", "missing"), ("v2.1.x", "malformed"), ("v1.abc.x", "malformed"),
-                          ("nonsense", "malformed")]:  # fmt: skip
-        assert verify_trace_token("s", token, "t") == reason

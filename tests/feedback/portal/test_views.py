@@ -1,0 +1,76 @@
+"""The trace explorer, the trace page and the overview, through the in-process client."""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+import pytest
+from django.test import Client
+
+from feedback import services
+from tenants.schema import in_tenant
+from tests.fixtures.organizations import unique
+from tests.helpers import assert_cross_tenant_404
+
+
+@pytest.fixture
+def explorer(db: None, org_a):  # type: ignore[no-untyped-def]
+    run = unique("ex")
+    traces = [
+        {"trace_id": f"{run}-sso", "feature": "support-copilot", "prompt_version": "pv-x", "metadata": {"auth": "sso"},
+         "output": "Use your Okta dashboard.", "customer_id": "cus_big",
+         "spans": [{"span_id": "a", "name": "retrieve", "kind": "retrieval", "start": "2025-01-01T00:00:00Z",
+                    "end": "2025-01-01T00:00:01Z"}]},
+        {"trace_id": f"{run}-pw", "feature": "support-copilot", "prompt_version": "pv-x",
+         "metadata": {"auth": "password"}, "output": "Click forgot password."},
+    ]  # fmt: skip
+    with in_tenant(org_a.organization):
+        services.traces_ingest(body=msgspec.json.encode({"batch": traces}))
+        edit = {
+            "event_id": str(uuid.uuid4()),
+            "trace_id": f"{run}-sso",
+            "kind": "edit",
+            "original_text": "Use your Okta dashboard.",
+            "edited_text": "Open the Okta dashboard.",
+        }
+        services.feedback_ingest(body=msgspec.json.encode(edit))
+    client = Client()
+    client.force_login(org_a.owner)
+    return run, client
+
+
+def test_trace_explorer_filters_by_metadata_and_edit(explorer, org_a) -> None:  # type: ignore[no-untyped-def]
+    run, client = explorer
+    page = client.get(org_a.url("traces/"), {"metadata.auth": "sso", "prompt_version": "pv-x"})
+    assert f"{run}-sso".encode() in page.content and f"{run}-pw".encode() not in page.content
+    edited = client.get(org_a.url("traces/"), {"has_edit": "1", "q": f"{run}-sso"})
+    assert f"{run}-sso".encode() in edited.content
+    partial = client.get(org_a.url("traces/"), {"metadata.auth": "password"}, HTTP_HX_REQUEST="true")
+    assert b"<html" not in partial.content and f"{run}-pw".encode() in partial.content
+    bad = client.get(org_a.url("traces/"), {"since": "last tuesday"})
+    assert bad.status_code == 200 and b"ISO 8601" in bad.content
+
+
+def test_trace_page_shows_spans_and_the_edit_diff(explorer, org_a, org_b) -> None:  # type: ignore[no-untyped-def]
+    run, client = explorer
+    page = client.get(org_a.url(f"traces/{run}-sso"))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "<del>Use</del>" in html and "<ins>Open</ins>" in html and "<del>your</del>" in html
+    assert "wf-retrieval" in html and "cus_big" in html
+    # org B's owner asking org A's URL, or org B's URL for org A's trace: 404 either way
+    other = Client()
+    other.force_login(org_b.owner)
+    assert_cross_tenant_404(other, org_a.url(f"traces/{run}-sso"))
+    assert_cross_tenant_404(other, org_b.url(f"traces/{run}-sso"))
+
+
+def test_overview_shows_rollup_numbers(explorer, org_a) -> None:  # type: ignore[no-untyped-def]
+    from feedback.rollups import rollups_refresh
+
+    run, client = explorer
+    with in_tenant(org_a.organization):
+        rollups_refresh()
+    page = client.get(org_a.url(""))
+    assert b"support-copilot" in page.content and b"Widget events rejected" in page.content
