@@ -1,0 +1,158 @@
+"""The judges portal as a PM uses it: create from a template, test on a trace, enable at 10% plus
+every thumbs-down, watch scores arrive, edit into a new version with its diff, backfill with an
+estimate, progress and cancel; provider keys never shown back; other organizations' judges 404."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.test import Client
+
+from evaluation.models import BackfillRun, Judge, ProviderKey, Score
+from evaluation.services.runs import scores_run
+from evaluation.services.sampling import sampling_sweep
+from evaluation.services.shared import utc_now
+from tests.evaluation.helpers import make_traces, thumbs_down
+from tests.fixtures.organizations import in_tenant, unique
+from tests.helpers import assert_cross_tenant_404
+
+
+def _owner(org) -> Client:  # type: ignore[no-untyped-def]
+    client = Client()
+    client.force_login(org.owner)
+    return client
+
+
+def test_a_pm_creates_tests_enables_and_watches_scores_arrive(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    client = _owner(org_a)
+    with in_tenant(org_a):
+        ids = make_traces(200)
+        thumbs_down(ids[:15])
+    page = client.get(org_a.url("judges/new/?template=helpfulness"))
+    assert page.status_code == 200 and b"{{ output }}" in page.content
+    name = unique("helpful")
+    form = {k: v for k, v in page.context["form"].initial.items()} | {"name": name, "feature": ""}
+    created = client.post(org_a.url("judges/new/"), form)
+    assert created.status_code == 302, created.context["form"].errors if created.context else created
+    detail = org_a.url(f"judges/{name}/")
+    # Test on a trace before enabling: a verdict and its rationale, nothing stored.
+    tested = client.post(org_a.url(f"judges/{name}/test/"), {"trace_id": ids[0]}, HTTP_HX_REQUEST="true")
+    assert b"raw score" in tested.content and b'id="test-result"' in tested.content
+    missing = client.post(org_a.url(f"judges/{name}/test/"), {"trace_id": "no-such-trace"}, HTTP_HX_REQUEST="true")
+    assert b"no trace" in missing.content
+    with in_tenant(org_a):
+        assert not Score.objects.filter(judge__name=name).exists()
+    enabled = client.post(
+        org_a.url(f"judges/{name}/enable/"),
+        {"sample_percent": "10", "all_thumbs_down": "on", "edited_multiplier": "1", "delay_minutes": "0"},
+    )
+    assert enabled.status_code == 302
+    with in_tenant(org_a):
+        sampling_sweep(now=utc_now() + timedelta(seconds=10))
+        scores_run(max_seconds=30)
+        judge = Judge.objects.get(name=name)
+        scored = Score.objects.filter(judge_id=judge.id, status="ok")
+        assert set(ids[:15]) <= set(scored.values_list("trace_id", flat=True))
+    listing = client.get(org_a.url("judges/"))
+    assert name.encode() in listing.content and b"10% + thumbs-down" in listing.content
+    page = client.get(detail)
+    assert b"Run history" in page.content and ids[0].encode() in client.get(org_a.url(f"traces/{ids[0]}")).content
+    trace_page = client.get(org_a.url(f"traces/{ids[0]}"))
+    assert name.encode() in trace_page.content  # the score shows on the trace page
+    # Edit: a new version, shown with its diff; sampling carries over.
+    edit = dict(form) | {"model": "", "parameters": '{"temperature": 0, "template": "helpfulness", "seed": 7}'}
+    assert client.post(org_a.url(f"judges/{name}/edit/"), edit).status_code == 302
+    page = client.get(detail)
+    assert b"v2" in page.content and b"parameters.seed" in page.content
+    with in_tenant(org_a):
+        judge.refresh_from_db()
+        assert judge.current_version.number == 2 and judge.current_version.sampling.base_rate == 0.1  # type: ignore[union-attr]
+
+
+def test_bad_templates_are_clear_errors_on_the_page(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    client = _owner(org_a)
+    form = {"name": unique("bad"), "kind": "llm", "provider": "offline", "scale": "binary",
+            "prompt_template": "Rate {{ answer }} please", "parameters": "{}"}  # fmt: skip
+    answer = client.post(org_a.url("judges/new/"), form)
+    assert answer.status_code == 200 and b"unknown variable" in answer.content
+    regex = {**form, "kind": "code", "parameters": '{"check": "regex", "must_match": ["(a+)+$"]}'}
+    assert b"backtrack" in client.post(org_a.url("judges/new/"), regex).content
+
+
+def test_backfill_estimate_progress_and_cancel(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    from tests.evaluation.helpers import offline_judge
+
+    client = _owner(org_a)
+    with in_tenant(org_a):
+        make_traces(30)
+        judge = offline_judge()
+    estimate = client.post(org_a.url(f"judges/{judge.name}/backfills/"), {"since": "2025-03-31", "until": "2025-04-01"})
+    assert estimate.status_code == 302
+    with in_tenant(org_a):
+        run = BackfillRun.objects.get(judge_version__judge=judge)
+        assert run.traces >= 30 and run.estimated_cost_usd == 0  # the offline judge costs nothing
+    assert b"not started" in client.get(org_a.url(f"judges/{judge.name}/")).content
+    client.post(org_a.url(f"judges/{judge.name}/backfills/{run.id}/start/"))
+    progress = client.get(org_a.url(f"judges/{judge.name}/backfills/{run.id}/"))
+    assert b"queued" in progress.content and b"<progress" in progress.content
+    with in_tenant(org_a):
+        assert (
+            Score.objects.filter(backfill_id=run.id, sampling_design="backfill", inclusion_probability=1.0).count()
+            == run.traces
+        )
+    client.post(org_a.url(f"judges/{judge.name}/backfills/{run.id}/cancel/"))
+    with in_tenant(org_a):
+        run.refresh_from_db()
+        assert run.status == "cancelled" and not Score.objects.filter(backfill_id=run.id).exists()
+
+
+def test_provider_keys_are_encrypted_and_never_shown_back(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    client = _owner(org_a)
+    secret = "sk-live-" + unique("k")
+    form = {"provider": "openai", "name": unique("prod"), "base_url": "", "secret": secret}
+    assert client.post(org_a.url("settings/judge-keys/"), form).status_code == 302
+    page = client.get(org_a.url("settings/judge-keys/"))
+    assert secret.encode() not in page.content and secret[-4:].encode() in page.content
+    with in_tenant(org_a):
+        stored = ProviderKey.objects.get(name=form["name"])
+        assert secret not in stored.secret_encrypted and stored.base_url == "https://api.openai.com/v1"
+
+
+def test_reviewers_cannot_change_judges_and_only_admins_see_keys(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    from tenants.access import Role
+    from tenants.services import member_ensure
+
+    member_ensure(
+        organization=org_a.organization, email=f"{unique('rev')}@a.test", password="x" * 12, role=Role.REVIEWER
+    )
+    from tenants.models import User
+
+    reviewer = User.objects.order_by("-id").first()
+    client = Client()
+    client.force_login(reviewer)
+    assert client.get(org_a.url("judges/")).status_code == 200
+    assert client.get(org_a.url("judges/new/")).status_code == 403
+    assert client.get(org_a.url("settings/judge-keys/")).status_code == 403
+
+
+def test_another_organization_s_judges_are_404(db: None, org_a, org_b) -> None:  # type: ignore[no-untyped-def]
+    from tests.evaluation.helpers import offline_judge
+
+    with in_tenant(org_a):
+        judge = offline_judge()
+        make_traces(2)
+        run = BackfillRun.objects.create(judge_version=judge.current_version, since=utc_now(), until=utc_now())
+        key = ProviderKey.objects.create(provider="openai", name=unique("k"), base_url="http://x", secret_encrypted="t")
+    other = _owner(org_b)
+    for suffix, method in [
+        (f"judges/{judge.name}/", "get"), (f"judges/{judge.name}/test/", "post"),
+        (f"judges/{judge.name}/enable/", "post"), (f"judges/{judge.name}/edit/", "post"),
+        (f"judges/{judge.name}/disable/", "post"), (f"judges/{judge.name}/backfills/", "post"),
+        (f"judges/{judge.name}/backfills/{run.id}/", "get"), (f"judges/{judge.name}/backfills/{run.id}/start/", "post"),
+        (f"judges/{judge.name}/backfills/{run.id}/cancel/", "post"),
+    ]:  # fmt: skip
+        assert_cross_tenant_404(other, org_b.url(suffix), method, leak=judge.name if method == "get" else "")
+        assert_cross_tenant_404(other, org_a.url(suffix), method)  # not a member of A
+    assert_cross_tenant_404(other, org_b.url(f"settings/judge-keys/{key.id}/delete/"), "post")
+    assert_cross_tenant_404(other, org_a.url("judges/"))
+    assert judge.name.encode() not in other.get(org_b.url("judges/")).content
