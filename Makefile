@@ -24,6 +24,7 @@ migrate: install
 
 demo: migrate
 	PORT=$(PORT) $(PY) manage.py demo_setup
+	$(PY) manage.py demo_evaluation
 	PORT=$(PORT) bin/run-demo
 
 test: install browser

@@ -1,0 +1,59 @@
+"""make demo, after demo_setup: an enabled offline helpfulness judge (binary, 10% plus every
+thumbs-down) with its scores already on thousands of demo traces (idempotent).
+
+The offline judge is deliberately lenient against the demo's ground truth: its pass rate sits
+above the true success rate, which the calibration pages expose.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from evaluation.judges.templates import builtin_template
+from evaluation.models import Judge, Score
+from evaluation.services.judges import judge_create, judge_enable
+from evaluation.services.runs import scores_run
+from evaluation.services.sampling import sampling_sweep
+from evaluation.services.shared import utc_now
+from tenants.schema import activate_public, activate_tenant
+from tenants.selectors import organization_find
+
+NAME = "helpfulness"
+
+
+class Command(BaseCommand):
+    help = "Add the demo organization's offline helpfulness judge and score the sampled demo traces."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--slug", default="acme")
+        parser.add_argument("--rate", type=float, default=0.1)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        organization = organization_find(options["slug"])
+        if organization is None:
+            self.stderr.write(f"No organization {options['slug']!r}: run demo_setup first.")
+            return
+        activate_tenant(organization)
+        try:
+            started = time.perf_counter()
+            judge = Judge.objects.filter(name=NAME).first()
+            if judge is None:
+                template = builtin_template("helpfulness")
+                judge = judge_create(
+                    name=NAME, spec=template.spec(), description=template.description + " (offline heuristics)"
+                )
+                judge_enable(judge=judge, base_rate=options["rate"], all_thumbs_down=True)
+            if not Score.objects.filter(judge_id=judge.id).exists():
+                # The demo's traces landed moments ago: decide them now rather than after the settle time.
+                queued = sampling_sweep(now=utc_now() + timedelta(minutes=1), max_batches=1000)
+                stats = scores_run(max_seconds=600)
+                self.stdout.write(
+                    f"  Judge {NAME}: {queued:,} demo traces sampled, {stats.ok:,} scored "
+                    f"({stats.errors:,} errors) in {time.perf_counter() - started:.1f}s"
+                )
+        finally:
+            activate_public()
