@@ -43,13 +43,42 @@ HOST_PAGE_TRACES = [
 ]
 
 
+# The persona segments a PM slices by (demo traces carry them in metadata).
+DEMO_SEGMENT_KEYS = ("auth", "plan", "region")
+
+
+def demo_features_declare() -> int:
+    """Give demo features made by an older demo their value per success and segment keys (the
+    rollups are then rebuilt by rollups_refresh); returns how many features changed."""
+    changed = 0
+    for spec in demo_features():
+        feature = Feature.objects.filter(key=spec["key"]).first()
+        if feature is None:
+            continue
+        if feature.value_per_success_usd is None:
+            services.feature_value_set(
+                feature=feature, value_per_success_usd=Decimal(str(spec["value_per_success_usd"]))
+            )
+            changed += 1
+        if sorted(feature.segment_keys or []) != sorted(DEMO_SEGMENT_KEYS):
+            services.feature_segments_set(feature=feature, keys=list(DEMO_SEGMENT_KEYS))
+            changed += 1
+    if changed:
+        rollups_refresh(limit=100_000)
+    return changed
+
+
 def demo_load(*, traces: int, days: int = 30, log: Callable[[str], None] = print) -> dict[str, float]:
     """Fill the current (tenant) schema with demo data; returns counts and timing."""
     started = time.perf_counter()
     for feature in demo_features():
         Feature.objects.update_or_create(
             key=feature["key"],
-            defaults={"name": feature["name"], "value_per_success_usd": Decimal(str(feature["value_per_success_usd"]))},
+            defaults={
+                "name": feature["name"],
+                "value_per_success_usd": Decimal(str(feature["value_per_success_usd"])),
+                "segment_keys": list(DEMO_SEGMENT_KEYS),
+            },
         )
     counts = {"trace": 0, "feedback": 0, "outcome": 0}
     config = DemoConfig(traces=traces, days=days, end=datetime.now(UTC).replace(minute=0, second=0, microsecond=0))

@@ -1,5 +1,167 @@
-"""Portal pages of evaluation's reports."""
+"""Portal pages of evaluation's reports: the overview (the portal's home), a feature's page with
+charts and CSV export, and customers. Thin: evaluation.reports.selectors does the reads."""
 
-from django.urls import URLPattern
+from __future__ import annotations
 
-urlpatterns: list[URLPattern] = []
+import csv
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+from django.views.decorators.http import require_POST
+
+from evaluation.reports.selectors import (
+    Grouping,
+    ReportError,
+    Window,
+    customers_report,
+    feature_get,
+    feature_page,
+    feature_report,
+    overview,
+    report_csv_rows,
+    window_from,
+)
+from feedback import services
+from feedback.selectors import widget_rejections
+from tenants.access import org_url, role_required
+
+WINDOWS = (7, 30, 90)
+
+
+def _window(request: HttpRequest) -> tuple[Window, str | None]:
+    """The window from ?days= or ?since=&until=; a bad one falls back to 30 days with a message."""
+    try:
+        if request.GET.get("days", "").isdigit():
+            from datetime import timedelta
+
+            base = window_from()
+            return Window(base.until - timedelta(days=int(request.GET["days"])), base.until), None
+        return window_from(request.GET.get("since", ""), request.GET.get("until", "")), None
+    except (ReportError, OverflowError) as exc:
+        return window_from(), str(exc)
+
+
+def _feature(key: str) -> Any:
+    try:
+        return feature_get(key)
+    except ReportError:
+        raise Http404("No such feature.") from None
+
+
+def overview_page(request: HttpRequest) -> HttpResponse:
+    window, error = _window(request)
+    features = overview(window=window)
+    return TemplateResponse(
+        request,
+        "evaluation/overview.html",
+        {
+            "nav": "overview",
+            "features": features,
+            "window": window,
+            "error": error,
+            "windows": WINDOWS,
+            "total_traces": sum(f["figures"]["traces"] for f in features),
+            "total_cost": sum(f["figures"]["cost_usd"] for f in features),
+            "rejections": widget_rejections(since=window.first_day),
+            "sparklines": {f["key"]: f["sparkline"] for f in features},
+        },
+    )
+
+
+def _grouping(request: HttpRequest) -> tuple[Grouping, str | None]:
+    try:
+        return Grouping.parse(request.GET.get("group_by", "")), None
+    except ReportError as exc:
+        return Grouping("prompt_version"), exc.message
+
+
+def feature_view(request: HttpRequest, key: str) -> HttpResponse:
+    feature = _feature(key)
+    window, error = _window(request)
+    grouping, group_error = _grouping(request)
+    data = feature_page(feature=feature, window=window, grouping=grouping)
+    choices = ["prompt_version", "variant", "customer_id", "day"]
+    choices += [f"metadata.{k}" for k in sorted({*feature.segment_keys, "auth"})]
+    if grouping.label not in choices:
+        choices.append(grouping.label)
+    query = request.GET.copy()
+    return TemplateResponse(
+        request,
+        "evaluation/feature.html",
+        {
+            "nav": "overview",
+            "feature": feature,
+            "report": data["report"],
+            "chart_data": {"chart": data["chart"], "segments": data["segments"]},
+            "segments": data["segments"],
+            "window": window,
+            "windows": WINDOWS,
+            "grouping": grouping,
+            "choices": choices,
+            "error": error or group_error,
+            "query": query.urlencode(),
+            "can_edit": getattr(request, "membership", None) is not None and request.membership.at_least("pm"),  # type: ignore[attr-defined]
+        },
+    )
+
+
+def feature_csv(request: HttpRequest, key: str) -> HttpResponse:
+    feature = _feature(key)
+    window, _ = _window(request)
+    grouping, _ = _grouping(request)
+    report = feature_report(feature=feature, window=window, grouping=grouping)
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    name = f"{feature.key}-{grouping.label}-{window.first_day}-{window.last_day}.csv".replace("/", "_")
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    writer = csv.writer(response)
+    for row in report_csv_rows(report):
+        writer.writerow(["" if v is None else v for v in row])
+    return response
+
+
+@require_POST
+@role_required("pm")
+def feature_value(request: HttpRequest, key: str) -> HttpResponse:
+    feature = _feature(key)
+    raw = request.POST.get("value_per_success_usd", "").strip()
+    try:
+        value = Decimal(raw) if raw else None
+        if value is not None and (not value.is_finite() or value < 0 or value >= Decimal("1e8")):
+            raise InvalidOperation
+    except InvalidOperation:
+        messages.error(request, "Value per success: a number of dollars from 0 to 99,999,999, or empty.")
+    else:
+        services.feature_value_set(feature=feature, value_per_success_usd=value)
+        messages.success(request, "Value per success saved." if value is not None else "Value per success cleared.")
+    url = org_url(request, "evaluation:feature", feature.key)
+    query = request.POST.get("next_query", "")
+    return redirect(f"{url}?{query}" if query else url)
+
+
+def customers_page(request: HttpRequest) -> HttpResponse:
+    window, error = _window(request)
+    return TemplateResponse(
+        request,
+        "evaluation/customers.html",
+        {
+            "nav": "customers",
+            "data": customers_report(window=window),
+            "window": window,
+            "windows": WINDOWS,
+            "error": error,
+        },  # fmt: skip
+    )
+
+
+urlpatterns: list[URLPattern] = [
+    path("", overview_page, name="overview"),
+    path("customers/", customers_page, name="customers"),
+    path("features/<path:key>/report.csv", feature_csv, name="feature-csv"),
+    path("features/<path:key>/value", feature_value, name="feature-value"),
+    path("features/<path:key>/", feature_view, name="feature"),
+]

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Max, Min
+from django.db.models import Max, Min, Sum
 
 from evaluation.reports.figures import group_figures
 from evaluation.reports.measures import MEASURE_NAMES, Measures, total
@@ -271,8 +271,253 @@ __all__ = [
     "SuccessSource",
     "Window",
     "feature_get",
+    "customers_report",
+    "feature_page",
     "feature_report",
     "features_list",
+    "overview",
+    "report_csv_rows",
     "measures_by",
     "window_from",
 ]
+
+
+# --- the feature page: series over time per prompt version, small multiples per segment -------------
+
+CHART_METRICS = {
+    "success": "Success",
+    "cost_per_success_usd": "Cost per success (USD)",
+    "p95_latency_ms": "p95 latency (ms)",
+    "thumbs_down_share": "Thumbs-down share",
+}
+MAX_SEGMENTS = 12
+
+
+def _chart_point(figures: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "success": figures["success"]["value"],
+        "cost_per_success_usd": figures["cost_per_success_usd"],
+        "p95_latency_ms": figures["latency_ms"]["p95"],
+        "thumbs_down_share": figures["thumbs_down_share"],
+        "traces": figures["traces"],
+        "thumbs": figures["thumbs"],
+    }
+
+
+def _series(
+    cells: dict[tuple[Any, ...], Measures], days: list[str], source: SuccessSource, vps: float | None
+) -> dict[str, Any]:
+    """cells keyed (day, version) -> {"versions": [...], "points": {version: [point per day]}}."""
+    versions = sorted({key[1] for key in cells}, key=lambda v: (v is None, v or ""))
+    points: dict[str, list[dict[str, Any] | None]] = {}
+    for version in versions:
+        row: list[dict[str, Any] | None] = []
+        for day in days:
+            m = cells.get((day, version))
+            row.append(_chart_point(group_figures(m, source=source, value_per_success_usd=vps)) if m else None)
+        points[version or "(none)"] = row
+    return {"versions": [v or "(none)" for v in versions], "points": points}
+
+
+def feature_page(*, feature: Feature, window: Window, grouping: Grouping) -> dict[str, Any]:
+    """The report, plus what the feature page charts: per day x prompt version over the window, the
+    day each version first had traces, and the same series per segment of the grouping."""
+    report = feature_report(feature=feature, window=window, grouping=grouping)
+    vps = _value_per_success(feature)
+    cells, _ = measures_by(feature=feature, window=window, dims=("day", "prompt_version"))
+    source = success_source_for(total(cells))
+    days = [
+        (window.first_day + timedelta(days=i)).isoformat() for i in range((window.last_day - window.first_day).days + 1)
+    ]
+    first_seen = {label: day.isoformat() for label, day in _first_days(feature).items()}
+    markers = [{"version": v, "day": d} for v, d in sorted(first_seen.items(), key=lambda i: i[1]) if d in days]
+    segments: list[dict[str, Any]] = []
+    if grouping.name != "day":
+        seg_cells, _ = measures_by(
+            feature=feature, window=window, dims=(grouping.name, "day", "prompt_version"),
+            metadata_key=grouping.metadata_key,
+        )  # fmt: skip
+        by_segment: dict[Any, dict[tuple[Any, ...], Measures]] = {}
+        for (segment, day, version), m in seg_cells.items():
+            by_segment.setdefault(segment, {})[(day, version)] = m
+        ranked = sorted(by_segment.items(), key=lambda item: -sum(m.traces for m in item[1].values()))
+        for segment, seg in ranked[:MAX_SEGMENTS]:
+            if grouping.name == "metadata" and segment is None and len(ranked) == 1:
+                break
+            segments.append({"segment": segment, **_series(seg, days, source, vps)})
+    return {
+        "report": report,
+        "chart": {"days": days, "metrics": CHART_METRICS, "markers": markers, **_series(cells, days, source, vps)},
+        "segments": segments,
+        "segments_total": len(segments),
+    }
+
+
+def _first_days(feature: Feature) -> dict[str, date]:
+    """The first day each prompt version of the feature had traces (over all time, from rollups)."""
+    labels = _labels()
+    out: dict[str, date] = {}
+    for pv, first in (
+        DailyRollup.objects.filter(feature=feature, prompt_version__isnull=False)
+        .values_list("prompt_version_id")
+        .annotate(first=Min("day"))
+    ):
+        label = labels.get(pv)
+        if label and (label not in out or first < out[label]):
+            out[label] = first
+    return out
+
+
+def report_csv_rows(report: dict[str, Any]) -> list[list[Any]]:
+    """The report's groups as CSV rows (header first); implicit rates and percentiles flattened."""
+    kinds = sorted(report["total"]["implicit_rates"])
+    header = [
+        report["group_by"], "traces", "success", "success_low", "success_high", "success_source", "successes",
+        "cost_usd", "cost_per_success_usd", "value_usd", "roi", "explicit_feedback_rate", "thumbs_up_share",
+        "thumbs_down_share", "mean_rating", "edit_rate", "mean_edit_distance", *(f"{k}_rate" for k in kinds),
+        "fallback_rate", "guardrail_block_rate", "error_rate", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
+        "ttft_p50_ms", "ttft_p95_ms",
+    ]  # fmt: skip
+    rows: list[list[Any]] = [header]
+    for g in [*report["groups"], {**report["total"], "group": "(all)"}]:
+        s = g["success"]
+        rows.append([
+            "(none)" if g["group"] is None else g["group"], g["traces"], s["value"], s["low"], s["high"], s["source"],
+            g["successes"], g["cost_usd"], g["cost_per_success_usd"], g["value_usd"], g["roi"],
+            g["explicit_feedback_rate"], g["thumbs_up_share"], g["thumbs_down_share"], g["mean_rating"],
+            g["edit_rate"], g["mean_edit_distance"], *(g["implicit_rates"][k] for k in kinds), g["fallback_rate"],
+            g["guardrail_block_rate"], g["error_rate"], g["latency_ms"]["p50"], g["latency_ms"]["p95"],
+            g["latency_ms"]["p99"], g["ttft_ms"]["p50"], g["ttft_ms"]["p95"],
+        ])  # fmt: skip
+    return rows
+
+
+# --- customers -------------------------------------------------------------------------------------
+
+
+def customers_report(*, window: Window, limit: int = 50) -> dict[str, Any]:
+    """Per end-customer over all features: spend, traces, successes (each feature's success from its
+    own source, as successes = rate x traces), cost per success; and daily spend spikes (> 3 sigma
+    above the customer's trailing 28 days) on the window's last 7 days."""
+    from evaluation.reports.spikes import spend_spikes
+
+    features = {f.id: f for f in Feature.objects.all()}
+    per_feature: dict[int, dict[str, Measures]] = {}
+    rows = DailyRollup.objects.filter(day__gte=window.first_day, day__lte=window.last_day).values_list(
+        "feature_id", "customer_id", *MEASURE_NAMES
+    )
+    for feature_id, customer, *values in rows:
+        bucket = per_feature.setdefault(feature_id, {})
+        m = Measures.from_row(values)
+        if customer in bucket:
+            bucket[customer].add(m)
+        else:
+            bucket[customer] = m
+    customers: dict[str, dict[str, Any]] = {}
+    sources: set[str] = set()
+    for feature_id, by_customer in per_feature.items():
+        source = success_source_for(total(by_customer))
+        sources.add(source.name)
+        for customer, m in by_customer.items():
+            c = customers.setdefault(customer, {"customer_id": customer or None, "traces": 0, "cost_usd": 0.0,
+                                                "successes": 0.0, "features": []})  # fmt: skip
+            c["traces"] += m.traces
+            c["cost_usd"] += m.cost_usd
+            rate = source.estimate(m).interval.value
+            if rate is not None:
+                c["successes"] += m.outcome_traces if source.name == "outcomes" else rate * m.traces
+            c["features"].append(features[feature_id].key)
+    for c in customers.values():
+        c["cost_per_success_usd"] = c["cost_usd"] / c["successes"] if c["successes"] else None
+        c["features"] = sorted(set(c["features"]))
+    top = sorted(customers.values(), key=lambda c: -c["cost_usd"])[:limit]
+    # Spikes: daily spend over the window's last 7 days against the 28 days before each.
+    spend_since = window.last_day - timedelta(days=7 + 28)
+    daily: dict[str, dict[date, float]] = {}
+    for customer, day, cost in (
+        DailyRollup.objects.filter(day__gte=spend_since, day__lte=window.last_day)
+        .values_list("customer_id", "day")
+        .annotate(cost=Sum("cost_usd"))
+    ):
+        daily.setdefault(customer, {})[day] = float(cost or 0)
+    recent = [window.last_day - timedelta(days=i) for i in range(7)]
+    spikes = spend_spikes(daily, recent)
+    return {
+        "window": window.as_dict(),
+        "customers": top,
+        "customers_total": len(customers),
+        "success_sources": sorted(sources),
+        "spikes": [
+            {
+                "customer_id": s.customer_id or None,
+                "day": s.day.isoformat(),
+                "spend_usd": s.spend_usd,
+                "trailing_mean_usd": s.trailing_mean_usd,
+                "trailing_sd_usd": s.trailing_sd_usd,
+                "sigmas": s.sigmas,
+            }
+            for s in spikes
+        ],  # fmt: skip
+    }
+
+
+# --- overview --------------------------------------------------------------------------------------
+
+
+def overview(*, window: Window) -> list[dict[str, Any]]:
+    """Every feature with traces in this or the previous window: the report's total for both windows,
+    a daily sparkline of success and cost, and what needs attention (largest drop in success or
+    rise in cost per success versus the previous window) first."""
+    previous = window.previous()
+    features = {f.id: f for f in Feature.objects.all()}
+    cur: dict[int, dict[str, Measures]] = {}
+    prev: dict[int, Measures] = {}
+    rows = DailyRollup.objects.filter(day__gte=previous.first_day, day__lte=window.last_day).values_list(
+        "feature_id", "day", *MEASURE_NAMES
+    )
+    for feature_id, day, *values in rows:
+        m = Measures.from_row(values)
+        if day >= window.first_day:
+            bucket = cur.setdefault(feature_id, {})
+            key = day.isoformat()
+            if key in bucket:
+                bucket[key].add(m)
+            else:
+                bucket[key] = m
+        else:
+            prev.setdefault(feature_id, Measures()).add(m)
+    days = [
+        (window.first_day + timedelta(days=i)).isoformat() for i in range((window.last_day - window.first_day).days + 1)
+    ]
+    out = []
+    for feature_id in set(cur) | set(prev):
+        feature = features[feature_id]
+        now_total = total(cur.get(feature_id, {}))
+        before = prev.get(feature_id, Measures())
+        source = success_source_for(now_total if now_total.traces else before)
+        vps = _value_per_success(feature)
+        figures = group_figures(now_total, source=source, value_per_success_usd=vps)
+        earlier = group_figures(before, source=source, value_per_success_usd=vps)
+        reasons: list[str] = []
+        attention = 0.0
+        s_now, s_before = figures["success"]["value"], earlier["success"]["value"]
+        if s_now is not None and s_before is not None and s_now < s_before:
+            attention = max(attention, (s_before - s_now) * 10)  # 1 point of success ~ 10% cost rise
+            reasons.append(f"success {s_before:.1%} → {s_now:.1%}")
+        c_now, c_before = figures["cost_per_success_usd"], earlier["cost_per_success_usd"]
+        if c_now is not None and c_before and c_now > c_before:
+            attention = max(attention, (c_now - c_before) / c_before)
+            reasons.append(f"cost per success ${c_before:.4f} → ${c_now:.4f}")
+        daily = cur.get(feature_id, {})
+        spark = []
+        for day in days:
+            day_measures = daily.get(day)
+            f = group_figures(day_measures, source=source, value_per_success_usd=vps) if day_measures else None
+            spark.append({"day": day, "success": f["success"]["value"] if f else None,
+                          "cost_usd": f["cost_usd"] if f else 0.0})  # fmt: skip
+        out.append({
+            "key": feature.key, "name": feature.name or feature.key, "value_per_success_usd": vps,
+            "figures": figures, "previous": earlier, "attention": attention, "reasons": reasons,
+            "sparkline": spark,
+        })  # fmt: skip
+    return sorted(out, key=lambda f: (-f["attention"], -f["figures"]["traces"]))

@@ -5,7 +5,6 @@ from feedback.portal import prices, views
 app_name = "feedback"
 
 urlpatterns = [
-    path("", views.overview, name="overview"),
     path("traces/", views.trace_list, name="trace-list"),
     path("traces/<path:trace_id>", views.trace_view, name="trace-detail"),
     path("settings/prices/", prices.prices, name="prices"),

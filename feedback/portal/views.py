@@ -1,44 +1,22 @@
-"""Portal pages over ingested data: overview and the trace explorer. Thin: selectors do the reads."""
+"""Portal pages over ingested data: the trace explorer. Thin: selectors do the reads."""
 
 from __future__ import annotations
 
 import difflib
 import re
-from datetime import timedelta
 from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.utils import timezone
 
 from feedback.selectors import (
     FilterError,
     TraceFilters,
-    feature_summaries,
     filter_choices,
     trace_detail,
     trace_extras,
     trace_page,
-    widget_rejections,
 )
-
-
-def overview(request: HttpRequest) -> HttpResponse:
-    today = timezone.now().date()
-    since = today - timedelta(days=30)
-    summaries = feature_summaries(since=since, until=today + timedelta(days=1))
-    return TemplateResponse(
-        request,
-        "feedback/overview.html",
-        {
-            "nav": "overview",
-            "summaries": summaries,
-            "since": since,
-            "total_traces": sum(s.traces for s in summaries),
-            "total_cost": sum(s.cost_usd for s in summaries),
-            "rejections": widget_rejections(since=since),
-        },
-    )
 
 
 def trace_list(request: HttpRequest) -> HttpResponse:

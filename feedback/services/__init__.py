@@ -12,6 +12,7 @@ trace_id (a resent trace is merged column by column). Rollups are not touched he
 The names below are the package's public surface; import them from here.
 """
 
+from feedback.services.features import feature_segments_set, feature_value_set
 from feedback.services.feedback_events import feedback_ingest
 from feedback.services.otlp import otlp_ingest
 from feedback.services.outcomes import outcomes_ingest
@@ -22,6 +23,8 @@ from feedback.services.traces import traces_ingest, traces_ingest_items
 __all__ = [
     "BatchCompleteness",
     "IngestResult",
+    "feature_segments_set",
+    "feature_value_set",
     "feedback_ingest",
     "model_price_create",
     "on_rollups_dirty",

@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from feedback.demo import demo_load
+from feedback.demo import demo_features_declare, demo_load
 from feedback.models import Trace
 from tenants.access import Role
 from tenants.schema import activate_public, activate_tenant
@@ -60,6 +60,8 @@ class Command(BaseCommand):
                     f"  {stats['traces']:,.0f} traces, {stats['feedbacks']:,.0f} feedback events, "
                     f"{stats['outcomes']:,.0f} outcomes in {stats['seconds']:.1f}s"
                 )
+            elif demo_features_declare():
+                self.stdout.write("Declared demo features' value per success and segments; rollups rebuilt.")
         finally:
             activate_public()
 

@@ -1,0 +1,108 @@
+/* Candor portal charts (uPlot): the feature page's series per prompt version with markers where a
+   version first appeared, small multiples per segment, and overview sparklines. Every chart has its
+   numbers in a table next to it. Data comes from a json_script element; no network. */
+(function () {
+  "use strict";
+  var COLORS = ["#3b5bdb", "#e8590c", "#2b8a3e", "#ae3ec9", "#1098ad", "#c92a2a", "#5c940d", "#495057"];
+  var FORMAT = {
+    success: function (v) { return (v * 100).toFixed(1) + "%"; },
+    thumbs_down_share: function (v) { return (v * 100).toFixed(1) + "%"; },
+    cost_per_success_usd: function (v) { return "$" + v.toFixed(4); },
+    p95_latency_ms: function (v) { return v.toFixed(0) + " ms"; }
+  };
+  function fmt(metric, v) { return v === null || v === undefined ? "–" : FORMAT[metric](v); }
+  function epoch(day) { return Date.parse(day + "T00:00:00Z") / 1000; }
+
+  function markerPlugin(markers) {
+    return { hooks: { draw: [function (u) {
+      var ctx = u.ctx; ctx.save();
+      markers.forEach(function (m) {
+        var x = Math.round(u.valToPos(epoch(m.day), "x", true));
+        ctx.strokeStyle = "#868e96"; ctx.setLineDash([4, 4]); ctx.lineWidth = 1;
+        ctx.beginPath(); ctx.moveTo(x, u.bbox.top); ctx.lineTo(x, u.bbox.top + u.bbox.height); ctx.stroke();
+        ctx.setLineDash([]); ctx.fillStyle = "#495057"; ctx.font = (11 * devicePixelRatio) + "px system-ui";
+        ctx.fillText(m.version, x + 4, u.bbox.top + 12 * devicePixelRatio);
+      });
+      ctx.restore();
+    }] } };
+  }
+
+  function chart(el, title, metric, days, series, markers, width, height) {
+    var data = [days.map(epoch)];
+    var opts = {
+      title: title, width: width, height: height, plugins: [markerPlugin(markers || [])],
+      scales: { x: { time: true } },
+      axes: [{}, { values: function (u, vals) { return vals.map(function (v) { return fmt(metric, v); }); }, size: 70 }],
+      series: [{}]
+    };
+    series.versions.forEach(function (version, i) {
+      data.push(series.points[version].map(function (p) { return p ? p[metric] : null; }));
+      opts.series.push({ label: version, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: false,
+        points: { show: true, size: 4 }, value: function (u, v) { return fmt(metric, v); } });
+    });
+    var box = document.createElement("div"); box.className = "chart";
+    el.appendChild(box);
+    return new uPlot(opts, data, box);
+  }
+
+  function table(el, days, series, metrics, label) {
+    var html = "<table><thead><tr><th>Day</th>" + (label ? "<th>" + label + "</th>" : "") + "<th>Version</th><th class=num>Traces</th>";
+    Object.keys(metrics).forEach(function (m) { html += "<th class=num>" + metrics[m] + "</th>"; });
+    html += "</tr></thead><tbody>";
+    (series.rows || [series]).forEach(function (s) {
+      days.forEach(function (day, i) {
+        s.versions.forEach(function (v) {
+          var p = s.points[v][i]; if (!p) return;
+          html += "<tr><td>" + day + "</td>" + (label ? "<td>" + escape(s.segment) + "</td>" : "") + "<td>" + escape(v) + "</td><td class=num>" + p.traces + "</td>";
+          Object.keys(metrics).forEach(function (m) { html += "<td class=num>" + fmt(m, p[m]) + "</td>"; });
+          html += "</tr>";
+        });
+      });
+    });
+    el.innerHTML = html + "</tbody></table>";
+  }
+  function escape(s) { var d = document.createElement("div"); d.textContent = s === null ? "(none)" : String(s); return d.innerHTML; }
+
+  function featurePage() {
+    var source = document.getElementById("chart-data");
+    var holder = document.getElementById("charts");
+    if (!source || !holder || typeof uPlot === "undefined") return;
+    var data = JSON.parse(source.textContent);
+    var c = data.chart;
+    var w = Math.max(320, Math.floor((holder.clientWidth - 64) / 2));
+    Object.keys(c.metrics).forEach(function (metric) {
+      chart(holder, c.metrics[metric], metric, c.days, c, c.markers, w, 240);
+    });
+    table(document.getElementById("chart-table"), c.days, c, c.metrics);
+    var segs = document.getElementById("segments");
+    if (!segs) return;
+    var pick = document.getElementById("segment-metric");
+    function drawSegments() {
+      segs.innerHTML = "";
+      var sw = Math.max(260, Math.floor((segs.clientWidth - 72) / 3));
+      data.segments.forEach(function (s) {
+        chart(segs, (s.segment === null ? "(none)" : s.segment) + " · " + c.metrics[pick.value], pick.value, c.days, s, c.markers, sw, 200);
+      });
+    }
+    pick.addEventListener("change", drawSegments);
+    drawSegments();
+    table(document.getElementById("segment-table"), c.days, { rows: data.segments }, c.metrics, "Segment");
+  }
+
+  function sparklines() {
+    var source = document.getElementById("sparklines");
+    if (!source || typeof uPlot === "undefined") return;
+    var all = JSON.parse(source.textContent);
+    document.querySelectorAll("[data-sparkline]").forEach(function (el) {
+      var points = all[el.getAttribute("data-sparkline")] || [];
+      var metric = el.getAttribute("data-metric");
+      var data = [points.map(function (p) { return epoch(p.day); }), points.map(function (p) { return p[metric]; })];
+      new uPlot({ width: 140, height: 36, legend: { show: false }, cursor: { show: false },
+        axes: [{ show: false }, { show: false }], scales: { x: { time: true } },
+        series: [{}, { stroke: metric === "success" ? "#2b8a3e" : "#3b5bdb", width: 1.5, spanGaps: true, points: { show: false } }]
+      }, data, el);
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { featurePage(); sparklines(); });
+})();

@@ -1,0 +1,54 @@
+"""Real Chromium renders the overview, a feature page (charts drawn) and customers with no console
+errors and no failed requests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from feedback.models import Feature
+from feedback.rollups import rollups_refresh
+from tests.evaluation.reports.seed import seed_feature
+from tests.fixtures.organizations import PASSWORD, in_tenant
+
+
+def test_report_pages_render_without_errors(committed_db: None, live: Any, context: Any, org_a: Any) -> None:
+    key = seed_feature(org_a, traces=60)
+    with in_tenant(org_a):
+        Feature.objects.filter(key=key).update(segment_keys=["auth"])
+        rollups_refresh(limit=10_000)
+    page = context.new_page()
+    problems: list[str] = []
+    # A failed load is checked by URL below (the site has no favicon yet, a known 404 not of these pages).
+    page.on(
+        "console",
+        lambda m: problems.append(f"console: {m.text}")
+        if m.type == "error" and not m.text.startswith("Failed to load resource")
+        else None,
+    )
+    page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
+    page.on(
+        "response",
+        lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 and "favicon" not in r.url else None,
+    )
+    page.goto(f"{live.url}/login/")
+    page.fill("input[name=username]", org_a.owner.email)
+    page.fill("input[type=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_load_state("networkidle")
+    window = "since=2025-03-10&until=2025-03-12"
+    page.goto(f"{live.url}{org_a.url(f'features/{key}/')}?{window}&group_by=metadata.auth")
+    page.wait_for_load_state("networkidle")
+    # Four charts over time and one small multiple per auth segment (sso, password, none), drawn by uPlot.
+    assert page.locator("#charts .uplot").count() == 4
+    assert page.locator("#segments .uplot").count() == 3
+    page.select_option("#segment-metric", "success")
+    assert page.locator("#segments .uplot").count() == 3
+    page.click("text=Numbers behind the charts")
+    assert page.locator("#chart-table tbody tr").count() > 0
+    page.goto(f"{live.url}{org_a.url('')}?days=400")
+    page.wait_for_load_state("networkidle")
+    assert page.locator(f"[data-sparkline='{key}'] .uplot").count() == 2
+    page.goto(f"{live.url}{org_a.url('customers/')}?{window}")
+    page.wait_for_load_state("networkidle")
+    assert page.locator("text=Top spenders").count() == 1
+    assert problems == []

@@ -1,0 +1,81 @@
+"""The overview, feature page (charts, table, CSV, value per success) and customers pages: render,
+export, edit, and stay inside their organization."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from django.test import Client
+
+from feedback.models import Feature
+from feedback.rollups import rollups_refresh
+from tests.evaluation.reports.seed import seed_feature
+from tests.fixtures.organizations import in_tenant
+from tests.helpers import assert_cross_tenant_404
+
+
+@pytest.fixture
+def seeded(db: None, org_a) -> str:  # type: ignore[no-untyped-def]
+    key = seed_feature(org_a, traces=60)
+    with in_tenant(org_a):
+        Feature.objects.filter(key=key).update(segment_keys=["auth"])
+        rollups_refresh(limit=10_000)
+    return key
+
+
+@pytest.fixture
+def owner(db: None, org_a) -> Client:  # type: ignore[no-untyped-def]
+    client = Client()
+    client.force_login(org_a.owner)
+    return client
+
+
+WINDOW = {"since": "2025-03-10", "until": "2025-03-12"}
+
+
+def test_feature_page_renders_charts_data_and_the_table(owner: Client, org_a, seeded: str) -> None:  # type: ignore[no-untyped-def]
+    page = owner.get(org_a.url(f"features/{seeded}/"), {**WINDOW, "group_by": "metadata.auth"})
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'id="chart-data"' in html and "uPlot-1.6.32.iife.min.js" in html and 'id="report-table"' in html
+    assert "set a value per success" in html  # no declared value: ROI is not 0
+    assert ">sso<" in html and ">password<" in html and "Export CSV" in html
+
+
+def test_csv_export_matches_the_report(owner: Client, org_a, seeded: str) -> None:  # type: ignore[no-untyped-def]
+    response = owner.get(org_a.url(f"features/{seeded}/report.csv"), {**WINDOW, "group_by": "prompt_version"})
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert rows[0][:3] == ["prompt_version", "traces", "success"]
+    by_group = {r[0]: r for r in rows[1:]}
+    assert int(by_group["(all)"][1]) == 60 == sum(int(r[1]) for g, r in by_group.items() if g != "(all)")
+
+
+def test_value_per_success_is_editable_by_a_pm_and_validated(owner: Client, org_a, seeded: str) -> None:  # type: ignore[no-untyped-def]
+    url = org_a.url(f"features/{seeded}/value")
+    assert owner.post(url, {"value_per_success_usd": "2.50"}).status_code == 302
+    with in_tenant(org_a):
+        assert str(Feature.objects.get(key=seeded).value_per_success_usd) == "2.5000"
+    bad = owner.post(url, {"value_per_success_usd": "-1"}, follow=True)
+    assert b"Value per success: a number" in bad.content
+    page = owner.get(org_a.url(f"features/{seeded}/"), WINDOW)
+    assert b'data-testid="roi">-' not in page.content
+
+
+def test_overview_and_customers(owner: Client, org_a, seeded: str) -> None:  # type: ignore[no-untyped-def]
+    home = owner.get(org_a.url(""), {"days": "400"})
+    assert home.status_code == 200
+    customers = owner.get(org_a.url("customers/"), {"since": "2025-03-01", "until": "2025-03-12"})
+    assert customers.status_code == 200 and b"customer_id=cus_a" in customers.content
+
+
+def test_other_organization_gets_404(seeded: str, org_a, org_b) -> None:  # type: ignore[no-untyped-def]
+    other = Client()
+    other.force_login(org_b.owner)
+    for path in (f"features/{seeded}/", f"features/{seeded}/report.csv", ""):
+        assert_cross_tenant_404(other, org_a.url(path))
+    assert_cross_tenant_404(other, org_b.url(f"features/{seeded}/"))
+    assert_cross_tenant_404(other, org_b.url(f"features/{seeded}/report.csv"))
+    assert_cross_tenant_404(other, org_b.url(f"features/{seeded}/value"), "post", data={"value_per_success_usd": "1"})
