@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt | sha1sum | cut -c1-1
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE ?= config.settings.dev
 
-.PHONY: install migrate demo test test-services browser lint widget bench-ingest bench-widget bench-ratelimit clean stop-db
+.PHONY: install migrate demo test test-services browser lint widget bench-ingest bench-widget bench-ratelimit bench-judges clean stop-db
 
 install: $(STAMP)
 
@@ -68,6 +68,13 @@ bench-widget: install
 
 bench-ratelimit: migrate
 	$(PY) bench/ratelimit.py
+
+# REPORT_BENCH_TRACES=10000000 for the issue's 10M (default 1M; loading takes minutes).
+bench-report: migrate
+	$(PY) bench/report.py
+
+bench-judges: migrate
+	$(PY) bench/judges.py
 
 stop-db:
 	$(PY) -c "from pathlib import Path; from config.embedded_db import stop_embedded_database as s; s(Path('.var/pgdata'))"
