@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt | sha1sum | cut -c1-1
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE ?= config.settings.dev
 
-.PHONY: install migrate demo test test-services browser lint widget bench-ingest bench-widget bench-ratelimit bench-judges clean stop-db
+.PHONY: install migrate demo test test-services browser lint widget bench-ingest bench-widget bench-ratelimit bench-report bench-judges clean stop-db
 
 install: $(STAMP)
 
