@@ -96,7 +96,7 @@ class JudgeForm(JudgeVersionForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         keys = list(Feature.objects.values_list("key", flat=True))
-        self.fields["feature"].choices = [("", "All features"), *((k, k) for k in keys)]
+        self.fields["feature"].choices = [("", "All features"), *((k, k) for k in keys)]  # type: ignore[attr-defined]
 
 
 class EnableForm(forms.Form):
@@ -119,7 +119,9 @@ class ProviderKeyForm(forms.Form):
     provider = forms.ChoiceField(choices=[("openai", "OpenAI-compatible"), ("anthropic", "Anthropic")])
     name = forms.CharField(max_length=100, initial="default")
     base_url = forms.URLField(
-        required=False, help_text="Empty for the provider's own API; vLLM, Ollama, LiteLLM, Azure"
+        required=False,
+        assume_scheme="https",
+        help_text="Empty for the provider's own API; vLLM, Ollama, LiteLLM, Azure",
     )
     azure_api_version = forms.CharField(required=False, max_length=40, help_text="Azure OpenAI only")
     secret = forms.CharField(

@@ -21,10 +21,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hashlib
+import itertools
 import threading
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -71,7 +72,20 @@ class _LoopThread:
 
 _loop: _LoopThread | None = None
 _loop_pid: int | None = None
-_clients: dict[tuple[Any, ...], AsyncProviderClient] = {}
+SHARD_CONNECTIONS = 16
+
+
+class _Shards:
+    """Clients to one provider endpoint that share a breaker; calls are spread round-robin."""
+
+    def __init__(self, clients: list[AsyncProviderClient]) -> None:
+        self._cycle = itertools.cycle(clients)
+
+    def next(self) -> AsyncProviderClient:
+        return next(self._cycle)
+
+
+_clients: dict[tuple[Any, ...], _Shards] = {}
 _breakers: dict[tuple[str, str], CircuitBreaker] = {}
 _lock = threading.Lock()
 
@@ -115,22 +129,31 @@ def _client_settings() -> dict[str, Any]:
     }
 
 
-def _async_client(judge: Judge, provider: str) -> AsyncProviderClient | JudgeError:
-    key = provider_key_for(judge, provider)
+def _async_client(judge: Judge, provider: str, keys: dict[tuple[int, str], Any]) -> AsyncProviderClient | JudgeError:
+    # The key is looked up once per judge and provider per run, not per score.
+    if (judge.id, provider) not in keys:
+        keys[(judge.id, provider)] = provider_key_for(judge, provider)
+    key = keys[(judge.id, provider)]
     if key is None:
         return JudgeError(f"no {provider} key: add one under Settings > Judge provider keys", code="config")
     options = _client_settings()
     cache_key = (key.id, key.provider, key.base_url, key.secret_encrypted, key.azure_api_version, *options.values())
     cached = _clients.get(cache_key)
     if cached is not None:
-        return cached
+        return cached.next()
     try:
         config = provider_config(key, **options)
     except KeyRingError as exc:
         return JudgeError(str(exc), code="config")
-    client = AsyncProviderClient(config, breaker=breaker_for(key.provider, key.base_url))
+    # httpx's connection pool schedules every waiting request against every connection: with
+    # a hundred calls in flight through one client that costs ~20 ms of CPU per call. Shards of
+    # SHARD_CONNECTIONS connections each keep it near 1.5 ms (bench/judges.py).
+    shards = max(1, -(-config.max_connections // SHARD_CONNECTIONS))
+    breaker = breaker_for(key.provider, key.base_url)
+    shard_config = replace(config, max_connections=min(config.max_connections, SHARD_CONNECTIONS))
+    client = _Shards([AsyncProviderClient(shard_config, breaker=breaker) for _ in range(shards)])
     _clients[cache_key] = client
-    return client
+    return client.next()
 
 
 def sync_client_for(judge: Judge | None, provider: str) -> ProviderClient:
@@ -289,6 +312,7 @@ def _run_locked(stats: RunStats, cap: int, started: float, max_seconds: float) -
     judges: dict[int, Judge] = {}
     in_flight: dict[concurrent.futures.Future[JudgeResult], tuple[Claimed, str, Any]] = {}
     loop: _LoopThread | None = None
+    keys: dict[tuple[int, str], Any] = {}
     exhausted = False
     last_flush = time.monotonic()
     while True:
@@ -316,11 +340,11 @@ def _run_locked(stats: RunStats, cap: int, started: float, max_seconds: float) -
                     if spec.kind != "llm" or spec.provider == "offline":
                         writer.add(item, spec.provider, scale, run_judge(spec, judge_input))
                         continue
-                    client = _async_client(judge, spec.provider)
+                    loop = loop or _event_loop()  # first: a new loop (a forked worker) resets the clients
+                    client = _async_client(judge, spec.provider, keys)
                     if isinstance(client, JudgeError):
                         writer.add(item, spec.provider, scale, JudgeResult.failure(client, model=spec.model))
                         continue
-                    loop = loop or _event_loop()
                     future = loop.submit(run_judge_async(spec, judge_input, client=client))
                     in_flight[future] = (item, spec.provider, scale)
                 stats.max_in_flight = max(stats.max_in_flight, len(in_flight))

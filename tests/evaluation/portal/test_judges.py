@@ -127,7 +127,7 @@ def test_reviewers_cannot_change_judges_and_only_admins_see_keys(db: None, org_a
     )
     from tenants.models import User
 
-    reviewer = User.objects.order_by("-id").first()
+    reviewer = User.objects.order_by("-id")[0]
     client = Client()
     client.force_login(reviewer)
     assert client.get(org_a.url("judges/")).status_code == 200
@@ -141,6 +141,7 @@ def test_another_organization_s_judges_are_404(db: None, org_a, org_b) -> None: 
     with in_tenant(org_a):
         judge = offline_judge()
         make_traces(2)
+        assert judge.current_version is not None
         run = BackfillRun.objects.create(judge_version=judge.current_version, since=utc_now(), until=utc_now())
         key = ProviderKey.objects.create(provider="openai", name=unique("k"), base_url="http://x", secret_encrypted="t")
     other = _owner(org_b)
