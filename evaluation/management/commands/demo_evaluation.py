@@ -8,6 +8,7 @@ above the true success rate, which the calibration pages expose.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -43,9 +44,10 @@ class Command(BaseCommand):
             judge = Judge.objects.filter(name=NAME).first()
             if judge is None:
                 template = builtin_template("helpfulness")
-                judge = judge_create(
-                    name=NAME, spec=template.spec(), description=template.description + " (offline heuristics)"
-                )
+                # Binary (pass / fail) rather than the template's 1-5: the calibration pages compare
+                # it with the demo's good / bad ground truth.
+                spec = replace(template.spec(), scale="binary")
+                judge = judge_create(name=NAME, spec=spec, description=template.description + " (offline heuristics)")
                 judge_enable(judge=judge, base_rate=options["rate"], all_thumbs_down=True)
             if not Score.objects.filter(judge_id=judge.id).exists():
                 # The demo's traces landed moments ago: decide them now rather than after the settle time.
