@@ -215,6 +215,11 @@ def _decode(body: bytes, content_type: str) -> ExportTraceServiceRequest:
     return request
 
 
+# Standard or URL-safe base64, padded (hex ids are a subset: even length, hex digits).
+BASE64_PATTERN = r"^([A-Za-z0-9+/_-]{4})*([A-Za-z0-9+/_-]{2}==|[A-Za-z0-9+/_-]{3}=)?$"
+BASE64 = re.compile(BASE64_PATTERN)
+
+
 def _require_messages(value: dict[str, Any], descriptor: Descriptor, path: str) -> None:
     """Every message in an OTLP-JSON document is an object and every repeated field a list.
 
@@ -224,8 +229,24 @@ def _require_messages(value: dict[str, Any], descriptor: Descriptor, path: str) 
     fields = {name: f for f in descriptor.fields for name in (f.name, f.json_name)}
     for key, item in value.items():
         field = fields.get(key)
+        if field is not None and field.enum_type is not None and item is not None:
+            # The parser would read 2.5e-42 as an enum number; an enum is a name or a whole number
+            # (JSON Schema's integer, so 2.0 too: made an int here for the parser).
+            elements = item if isinstance(item, list) else [item]
+            for i, element in enumerate(elements):
+                if isinstance(element, float) and element.is_integer():
+                    elements[i] = int(element)
+                elif isinstance(element, bool) or not isinstance(element, int | str):
+                    raise OtlpError(f"OTLP JSON: {path + '.' if path else ''}{key} must be a name or a whole number")
+            if not isinstance(item, list):
+                value[key] = elements[0]
+        if field is not None and field.type == FieldDescriptor.TYPE_BYTES and item is not None:
+            # The parser pads and skips what base64 cannot hold ("!!" reads as b""); refuse instead.
+            for element in item if isinstance(item, list) else [item]:
+                if not isinstance(element, str) or not BASE64.match(element):
+                    raise OtlpError(f"OTLP JSON: {path + '.' if path else ''}{key} must be base64 (or hex for ids)")
         if field is None or item is None or field.message_type is None:
-            continue  # unknown keys are ignored; scalars are the parser's to check
+            continue  # unknown keys are ignored; other scalars are the parser's to check
         where = f"{path}.{key}" if path else key
         repeated = field.label == FieldDescriptor.LABEL_REPEATED
         if repeated and not isinstance(item, list):

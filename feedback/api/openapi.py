@@ -17,8 +17,11 @@ from typing import Any
 import msgspec
 import msgspec.inspect
 from drf_spectacular.utils import OpenApiParameter
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from feedback.enums import EXPLICIT_KINDS, FEEDBACK_KINDS, FeedbackKind
+from feedback.otlp import BASE64_PATTERN
 from feedback.schemas import MAX_BATCH, MAX_METADATA_BYTES, FeedbackIn, OutcomeIn, SpanIn, TraceIn
 from feedback.selectors import CURSOR_PATTERN
 from tenants.api.errors import ApiError
@@ -186,30 +189,84 @@ def _one_or_batch(name: str) -> dict[str, Any]:
     }
 
 
-# OTLP/HTTP JSON (opentelemetry-proto's ExportTraceService*), as far as Candor reads it.
-_ANY_VALUE: dict[str, Any] = {
-    "type": "object",
-    "description": "One of stringValue, boolValue, intValue, doubleValue, arrayValue, kvlistValue, bytesValue.",
+# OTLP/HTTP JSON, generated from opentelemetry-proto's own descriptors (ExportTraceServiceRequest
+# and everything it holds), as the protobuf JSON mapping reads it: messages are objects (null is
+# an empty message), repeated fields lists of objects, 64-bit integers numbers or digit strings,
+# bytes base64 (ids also as hex), enums names or numbers; unknown fields are ignored.
+_DIGITS = {"type": "string", "pattern": "^[0-9]{1,18}$"}
+_SCALARS: dict[int, dict[str, Any]] = {
+    # Text Candor stores is checked for NUL span by span (a refused span is reported in
+    # partialSuccess, still a 200); the rest is ignored, so any string is accepted here.
+    FieldDescriptor.TYPE_STRING: {"type": "string"},
+    FieldDescriptor.TYPE_BOOL: {"type": "boolean"},
+    FieldDescriptor.TYPE_DOUBLE: {"type": "number"},
+    FieldDescriptor.TYPE_FLOAT: {"type": "number", "minimum": -1e38, "maximum": 1e38},
+    FieldDescriptor.TYPE_INT32: {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1},
+    FieldDescriptor.TYPE_UINT32: {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
+    FieldDescriptor.TYPE_FIXED32: {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
+    FieldDescriptor.TYPE_INT64: {"anyOf": [{"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}, _DIGITS]},
+    FieldDescriptor.TYPE_SINT64: {"anyOf": [{"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}, _DIGITS]},
+    FieldDescriptor.TYPE_SFIXED64: {"anyOf": [{"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}, _DIGITS]},
+    FieldDescriptor.TYPE_UINT64: {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 2**64 - 1}, _DIGITS]},
+    FieldDescriptor.TYPE_FIXED64: {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 2**64 - 1}, _DIGITS]},
+    FieldDescriptor.TYPE_BYTES: {"type": "string", "pattern": BASE64_PATTERN},
 }
-OTLP_COMPONENTS: dict[str, dict[str, Any]] = {
-    "OtlpTracesRequest": {
-        "type": "object",
-        "description": "An ExportTraceServiceRequest in OTLP/JSON: resourceSpans > scopeSpans > spans.",
-        "properties": {
-            "resourceSpans": {
-                "type": ["array", "null"],
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "resource": {"type": "object"},
-                        "scopeSpans": {"type": "array", "items": {"type": "object"}},
-                        "schemaUrl": {"type": ["string", "null"]},
-                    },
-                },
+_HEX_IDS = {"traceId": 32, "spanId": 16, "parentSpanId": 16}
+
+
+def _otlp_components(descriptor: Descriptor, found: dict[str, dict[str, Any]]) -> str:
+    name = "Otlp" + descriptor.name
+    if name in found:
+        return name
+    properties: dict[str, Any] = {}
+    found[name] = {"type": "object", "properties": properties, "additionalProperties": True}
+    for field in descriptor.fields:
+        if field.message_type is not None:
+            item: dict[str, Any] = {"$ref": f"#/components/schemas/{_otlp_components(field.message_type, found)}"}
+        elif field.enum_type is not None:
+            values = field.enum_type.values
+            # A name (the parser ignores names it does not know) or a number.
+            item = {
+                "anyOf": [{"type": "string"}, _SCALARS[FieldDescriptor.TYPE_INT32]],
+                "description": ", ".join(v.name for v in values),
             }
-        },
-    },
-    "OtlpTracesResponse": {
+        elif field.json_name in _HEX_IDS:
+            size = _HEX_IDS[field.json_name]
+            # Hex of the id's width, not all zeros (the mapping refuses an all-zero id).
+            item = {"type": "string", "pattern": f"^(?!0+$)([0-9a-f]{{{size}}}|[0-9A-F]{{{size}}})$"}
+        else:
+            item = dict(_SCALARS[field.type])
+        if field.label == FieldDescriptor.LABEL_REPEATED:
+            properties[field.json_name] = {"type": ["array", "null"], "items": item}
+        else:
+            properties[field.json_name] = {"anyOf": [item, {"type": "null"}]}
+    if descriptor.full_name == "opentelemetry.proto.trace.v1.Span":
+        # Every span names its trace and itself; the export is refused otherwise.
+        found[name]["required"] = ["traceId", "spanId"]
+        for key in ("traceId", "spanId"):
+            properties[key] = properties[key]["anyOf"][0]
+    for oneof in descriptor.oneofs:
+        # At most one member of a oneof (AnyValue's stringValue, intValue, ...) may be present.
+        members = [f.json_name for f in oneof.fields]
+        present = {"not": {"type": "null"}}
+        pairs = [
+            {"required": [a, b], "properties": {a: present, b: present}}
+            for i, a in enumerate(members)
+            for b in members[i + 1 :]
+        ]
+        if pairs:
+            found[name]["not"] = {"anyOf": pairs}
+    return name
+
+
+def _otlp() -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    request = _otlp_components(ExportTraceServiceRequest.DESCRIPTOR, found)
+    found["OtlpTracesRequest"] = {
+        "description": "An ExportTraceServiceRequest in OTLP/JSON: resourceSpans > scopeSpans > spans.",
+        "allOf": [{"$ref": f"#/components/schemas/{request}"}],
+    }
+    found["OtlpTracesResponse"] = {
         "type": "object",
         "description": "ExportTraceServiceResponse: empty when every span was stored, else partialSuccess.",
         "properties": {
@@ -221,8 +278,11 @@ OTLP_COMPONENTS: dict[str, dict[str, Any]] = {
                 },
             }
         },
-    },
-}
+    }
+    return found
+
+
+OTLP_COMPONENTS = _otlp()
 
 COMPONENTS = _components()
 openapi_components_register(COMPONENTS)

@@ -518,6 +518,17 @@ def test_empty_request_gives_no_traces(body: bytes, content_type: str) -> None:
         (b'{"resourceSpans": [{"scopeSpans": [{"spans": ["x"]}]}]}', "application/json", "must be an object"),
         (b'{"resourceSpans": [{"scopeSpans": {"spans": []}}]}', "application/json", "must be a list"),
         (b'{"resourceSpans": [{"resource": "svc"}]}', "application/json", r"resourceSpans\[0\]\.resource"),
+        # The protobuf parser would read these as an enum number 0 and as empty bytes.
+        (
+            b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"status": {"code": 2.5e-42}}]}]}]}',
+            "application/json",
+            "name or a whole number",
+        ),
+        (
+            b'{"resourceSpans": [{"resource": {"attributes": [{"key": "k", "value": {"bytesValue": "!!"}}]}}]}',
+            "application/json",
+            "must be base64",
+        ),
         (b"[" * 100_000 + b"]" * 100_000, "application/json", "too deeply"),
         (b"{}", "text/plain", "content type"),
         (b"{}", "", "content type"),
