@@ -146,6 +146,38 @@ LEFT JOIN ttft ON {on("ttft")}
 """
 
 
+# Measures that are maps ({kind: count}, {sketch bucket: count}): merged by adding counts per key.
+MAP_MEASURES: frozenset[str] = frozenset({"feedback_by_kind", "traces_by_kind", "latency_sketch", "ttft_sketch"})
+
+
+def rollup_sum_query(*, table: str, dims: Sequence[str], where: str) -> str:
+    """SQL yielding ``g0..gN`` (the ``dims`` column expressions of rollup ``table`` r) then MEASURES,
+    summed over the rows matching ``where`` per distinct dims (NULLs group together).
+
+    A report sums thousands of rollup rows (days x versions x variants x customers); doing it here
+    sends one row per group to Python. Maps merge in the same pass: each group's maps are collected
+    (array_agg, evaluated at the outer level) and re-summed per key in a scalar subquery.
+    """
+    gs = [f"{expr} AS g{i}" for i, expr in enumerate(dims)]
+    group_by = f"GROUP BY {', '.join(f'g{i}' for i in range(len(dims)))}" if dims else ""
+
+    def merged(column: str) -> str:
+        return (
+            f"(SELECT COALESCE(jsonb_object_agg(e.key, e.n), '{{}}'::jsonb) FROM ("
+            f"SELECT m.key, sum(m.value::bigint) AS n FROM unnest(array_agg(r.{column})) AS j(v), "
+            f"jsonb_each_text(j.v) AS m GROUP BY m.key) e)"
+        )
+
+    columns = [merged(c) if c in MAP_MEASURES else f"COALESCE(sum(r.{c}), 0)" for c in MEASURES]
+    return f"""
+SELECT {", ".join([*gs, *columns])}
+FROM {table} r
+WHERE {where}
+{group_by}
+HAVING count(*) > 0
+"""
+
+
 _PARTITION_TRACES = "FROM feedback_trace t WHERE t.day = %(day)s AND t.feature_id = %(feature)s"
 _PARTITION_FEEDBACK = "f.trace_day = %(day)s AND f.feature_id = %(feature)s"
 _COLUMNS = ", ".join(MEASURES)

@@ -8,8 +8,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from feedback.sketch import merge
-
 
 @dataclass
 class Measures:
@@ -47,11 +45,10 @@ class Measures:
         for f in fields(self):
             mine, theirs = getattr(self, f.name), getattr(other, f.name)
             if isinstance(mine, dict):
-                if f.name.endswith("_sketch"):
-                    setattr(self, f.name, merge([mine, theirs]))
-                else:
-                    for key, count in theirs.items():
-                        mine[key] = mine.get(key, 0) + count
+                # Kind counts and sketches alike merge by adding counts per key (in place: a
+                # fresh dict per add made summing many rows quadratic in the buckets).
+                for key, count in theirs.items():
+                    mine[key] = mine.get(key, 0) + count
             else:
                 setattr(self, f.name, mine + theirs)
         return self

@@ -9,7 +9,6 @@ feature does not declare, is answered from the raw rows by the same SQL the roll
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -21,7 +20,7 @@ from evaluation.reports.figures import group_figures
 from evaluation.reports.measures import MEASURE_NAMES, Measures, total
 from evaluation.reports.success import SuccessSource, success_source_for
 from feedback.models import DailyRollup, Feature, PromptVersion, SegmentRollup
-from feedback.rollups import measures_query
+from feedback.rollups import measures_query, rollup_sum_query
 
 MAX_WINDOW_DAYS = 400
 DEFAULT_WINDOW_DAYS = 30
@@ -170,16 +169,18 @@ def measures_by(
     declared = metadata_key in (feature.segment_keys or [])
     n = len(dims)
     if window.whole_days and (not segment or declared):
-        days = {"feature": feature, "day__gte": window.first_day, "day__lte": window.last_day}
+        params: dict[str, Any] = {"feature": feature.id, "d0": window.first_day, "d1": window.last_day,
+                                  "mkey": metadata_key}  # fmt: skip
+        where = "r.feature_id = %(feature)s AND r.day BETWEEN %(d0)s AND %(d1)s"
         if segment:
-            columns = ["value" if d == "metadata" else _DIMS[d][0] for d in dims]
-            rows: Iterable[tuple[Any, ...]] = SegmentRollup.objects.filter(key=metadata_key, **days).values_list(
-                *columns, *MEASURE_NAMES
-            )
+            table, where = SegmentRollup._meta.db_table, f"{where} AND r.key = %(mkey)s"
+            columns = [f"r.{'value' if d == 'metadata' else _DIMS[d][0]}" for d in dims]
         else:
-            rows = DailyRollup.objects.filter(**days).values_list(*(_DIMS[d][0] for d in dims), *MEASURE_NAMES)
-        for row in rows:
-            put(tuple(row[:n]), Measures.from_row(row[n:]))
+            table, columns = DailyRollup._meta.db_table, [f"r.{_DIMS[d][0]}" for d in dims]
+        with connection.cursor() as cursor:
+            cursor.execute(rollup_sum_query(table=table, dims=columns, where=where), params)
+            for row in cursor.fetchall():
+                put(tuple(row[:n]), Measures.from_row(row[n:]))
         return out, "rollups"
     sql = measures_query(
         dims=[("t.metadata ->> %(mkey)s" if d == "metadata" else _DIMS[d][1]) for d in dims] or ["true"],
@@ -187,8 +188,8 @@ def measures_by(
         "AND t.started_at >= %(since)s AND t.started_at < %(until)s",
         feedback_where="f.feature_id = %(feature)s AND f.trace_day BETWEEN %(d0)s AND %(d1)s",
     )
-    params: dict[str, Any] = {"feature": feature.id, "d0": window.first_day, "d1": window.last_day,
-                              "since": window.since, "until": window.until, "mkey": metadata_key}  # fmt: skip
+    params = {"feature": feature.id, "d0": window.first_day, "d1": window.last_day,
+              "since": window.since, "until": window.until, "mkey": metadata_key}  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         for row in cursor.fetchall():
