@@ -3,9 +3,12 @@ and feedback that raced its trace is joined to it before any rollup counts it.""
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
+from collections import Counter
 from datetime import date
+from typing import Any
 
 import msgspec
 import pytest
@@ -168,3 +171,45 @@ def test_feedback_racing_its_trace_is_mended_before_rollups(committed_db, org_a)
         feedback_rejoin()
         assert FeedbackEvent.objects.filter(trace_id__startswith=prefix).count() == 200
         assert not FeedbackEvent.objects.filter(trace_id__startswith=prefix, feature__isnull=True).exists()
+
+
+def test_rollup_rows_summed_in_sql_equal_the_rows_added_one_by_one(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    from django.db import connection
+
+    from feedback.rollups import MAP_MEASURES, MEASURES, rollup_sum_query
+
+    feature = unique("feat")
+    traces = [
+        {"trace_id": f"{feature}-{i}", "feature": feature, "prompt_version": f"v{i % 2}",
+         "customer_id": ["cus_a", "cus_b", ""][i % 3], "latency_ms": 50.0 * (1 + i % 7), "ttft_ms": 9.0 + i,
+         "cost_usd": 0.001 * i, "started_at": f"2025-04-0{1 + i % 3}T0{i % 10}:00:00Z"}
+        for i in range(24)
+    ]  # fmt: skip
+    _post_traces(org_a, traces)
+    _post_feedback(org_a, [ev(f"{feature}-{i}", ["thumb", "copy", "rating"][i % 3], [1, 3, 5][i % 3])
+                           for i in range(0, 24, 2)])  # fmt: skip
+    with in_tenant(org_a):
+        rollups_refresh(limit=100)
+        rows = list(DailyRollup.objects.filter(feature__key=feature).values("customer_id", *MEASURES))
+        assert len({(r["customer_id"]) for r in rows}) == 3 and len(rows) > 3  # several rows per group
+        want: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            acc = want.setdefault(row["customer_id"], {})
+            for name in MEASURES:
+                value = row[name]
+                if name in MAP_MEASURES:
+                    acc[name] = Counter(acc.get(name, {})) + Counter({str(k): n for k, n in value.items()})
+                else:
+                    acc[name] = acc.get(name, 0) + value
+        sql = rollup_sum_query(table="feedback_dailyrollup", dims=["r.customer_id"],
+                               where="r.feature_id = (SELECT id FROM feedback_feature WHERE key = %s)")  # fmt: skip
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [feature])
+            got = {row[0]: dict(zip(MEASURES, row[1:], strict=True)) for row in cursor.fetchall()}
+    assert set(got) == set(want)
+    for customer, measures in want.items():
+        for name, value in measures.items():
+            mine = got[customer][name]
+            if name in MAP_MEASURES:
+                mine = json.loads(mine)
+            assert mine == value, (customer, name)
