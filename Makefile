@@ -36,7 +36,7 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "Chromium is missing: sudo apt-get install chromium"; exit 1; fi; }
 
-# Schemathesis (every check and phase) against the live test server: still finds schema mismatches.
+# Schemathesis alone (every check and phase against the live test server; make test runs it too).
 test-contract: install
 	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) -m pytest -m contract
 

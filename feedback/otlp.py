@@ -220,6 +220,35 @@ BASE64_PATTERN = r"^([A-Za-z0-9+/_-]{4})*([A-Za-z0-9+/_-]{2}==|[A-Za-z0-9+/_-]{3
 BASE64 = re.compile(BASE64_PATTERN)
 
 
+_NUMBERS = {
+    FieldDescriptor.CPPTYPE_DOUBLE: "number",
+    FieldDescriptor.CPPTYPE_FLOAT: "number",
+    FieldDescriptor.CPPTYPE_INT32: "integer",
+    FieldDescriptor.CPPTYPE_INT64: "integer",
+    FieldDescriptor.CPPTYPE_UINT32: "integer",
+    FieldDescriptor.CPPTYPE_UINT64: "integer",
+}
+# Integers written as strings, by width: always in range (64-bit unsigned: nanosecond times).
+DIGITS_PATTERNS = {
+    FieldDescriptor.CPPTYPE_INT32: r"^-?[0-9]{1,9}$",
+    FieldDescriptor.CPPTYPE_UINT32: r"^[0-9]{1,9}$",
+    FieldDescriptor.CPPTYPE_INT64: r"^-?[0-9]{1,18}$",
+    FieldDescriptor.CPPTYPE_UINT64: r"^[0-9]{1,19}$",
+}
+_DIGITS = {cpp_type: re.compile(pattern) for cpp_type, pattern in DIGITS_PATTERNS.items()}
+
+
+def _number_ok(field: FieldDescriptor, value: Any) -> bool:
+    """What the OpenAPI schema says of a number field (the parser alone also reads "1_0", " 7" or "1e3")."""
+    if isinstance(value, bool):
+        return False
+    if field.cpp_type in (FieldDescriptor.CPPTYPE_DOUBLE, FieldDescriptor.CPPTYPE_FLOAT):
+        return isinstance(value, int | float) or value in ("NaN", "Infinity", "-Infinity")
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+        return True
+    return isinstance(value, str) and _DIGITS[field.cpp_type].match(value) is not None
+
+
 def _require_messages(value: dict[str, Any], descriptor: Descriptor, path: str) -> None:
     """Every message in an OTLP-JSON document is an object and every repeated field a list.
 
@@ -240,6 +269,11 @@ def _require_messages(value: dict[str, Any], descriptor: Descriptor, path: str) 
                     raise OtlpError(f"OTLP JSON: {path + '.' if path else ''}{key} must be a name or a whole number")
             if not isinstance(item, list):
                 value[key] = elements[0]
+        if field is not None and field.cpp_type in _NUMBERS and item is not None:
+            for element in item if isinstance(item, list) else [item]:
+                if not _number_ok(field, element):
+                    where = f"{path}.{key}" if path else key
+                    raise OtlpError(f"OTLP JSON: {where} is not a valid {_NUMBERS[field.cpp_type]}")
         if field is not None and field.type == FieldDescriptor.TYPE_BYTES and item is not None:
             # The parser pads and skips what base64 cannot hold ("!!" reads as b""); refuse instead.
             for element in item if isinstance(item, list) else [item]:

@@ -21,7 +21,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from feedback.enums import EXPLICIT_KINDS, FEEDBACK_KINDS, FeedbackKind
-from feedback.otlp import BASE64_PATTERN
+from feedback.otlp import BASE64_PATTERN, DIGITS_PATTERNS
 from feedback.schemas import MAX_BATCH, MAX_METADATA_BYTES, FeedbackIn, OutcomeIn, SpanIn, TraceIn
 from feedback.selectors import CURSOR_PATTERN
 from tenants.api.errors import ApiError
@@ -57,13 +57,13 @@ JSON_VALUE: dict[str, Any] = {
 FREE_OBJECT = {"propertyNames": {"pattern": NO_NUL}, "additionalProperties": {"$ref": "#/components/schemas/JsonValue"}}
 
 
-def _tighten(schema: Any) -> Any:
+def tighten(schema: Any) -> Any:
     """Walk a msgspec schema: timestamps get the accepted range, strings refuse NUL, objects accept extras."""
     if isinstance(schema, list):
-        return [_tighten(s) for s in schema]
+        return [tighten(s) for s in schema]
     if not isinstance(schema, dict):
         return schema
-    schema = {k: _tighten(v) for k, v in schema.items()}
+    schema = {k: tighten(v) for k, v in schema.items()}
     options = schema.get("anyOf", [])
     if any(o.get("type") == "integer" for o in options) and any(o.get("type") == "number" for o in options):
         # Token counts: a float is accepted only when whole, which is what JSON Schema's integer means.
@@ -92,17 +92,21 @@ def _timestamp_fields(struct: type[msgspec.Struct]) -> list[str]:
     return found
 
 
-def _components() -> dict[str, dict[str, Any]]:
-    _, found = msgspec.json.schema_components(
-        [TraceIn, SpanIn, FeedbackIn, OutcomeIn], ref_template="#/components/schemas/{name}"
-    )
-    components = {name: _tighten(schema) for name, schema in found.items()}
-    components["JsonValue"] = JSON_VALUE
-    for struct in (TraceIn, SpanIn, FeedbackIn, OutcomeIn):
+def struct_components(*structs: type[msgspec.Struct]) -> dict[str, dict[str, Any]]:
+    """OpenAPI components for msgspec wire types, as strict as the server: any app's write bodies."""
+    _, found = msgspec.json.schema_components(structs, ref_template="#/components/schemas/{name}")
+    components = {name: tighten(schema) for name, schema in found.items()}
+    for struct in structs:
         for name in _timestamp_fields(struct):
             for option in components[struct.__name__]["properties"][name]["anyOf"]:
                 if option.get("type") == "string":
                     option.update(format="date-time", pattern=TIMESTAMP_PATTERN)
+    return components
+
+
+def _components() -> dict[str, dict[str, Any]]:
+    components = struct_components(TraceIn, SpanIn, FeedbackIn, OutcomeIn)
+    components["JsonValue"] = JSON_VALUE
     components["TraceIn"]["description"] = (
         f"One trace. `metadata` is at most {MAX_METADATA_BYTES // 1024} KB once encoded; a span ends "
         "no earlier than it starts. Resending a trace_id merges: later non-null fields win."
@@ -193,25 +197,42 @@ def _one_or_batch(name: str) -> dict[str, Any]:
 # and everything it holds), as the protobuf JSON mapping reads it: messages are objects (null is
 # an empty message), repeated fields lists of objects, 64-bit integers numbers or digit strings,
 # bytes base64 (ids also as hex), enums names or numbers; unknown fields are ignored.
-_DIGITS = {"type": "string", "pattern": "^[0-9]{1,18}$"}
+_INT32, _UINT32, _INT64, _UINT64 = (
+    {"type": "string", "pattern": DIGITS_PATTERNS[cpp_type]}
+    for cpp_type in (
+        FieldDescriptor.CPPTYPE_INT32,
+        FieldDescriptor.CPPTYPE_UINT32,
+        FieldDescriptor.CPPTYPE_INT64,
+        FieldDescriptor.CPPTYPE_UINT64,
+    )
+)
+_NON_FINITE = {"enum": ["NaN", "Infinity", "-Infinity"]}
+
+
+def _whole(low: int, high: int, digits: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [{"type": "integer", "minimum": low, "maximum": high}, digits]}
+
+
 _SCALARS: dict[int, dict[str, Any]] = {
-    # Text Candor stores is checked for NUL span by span (a refused span is reported in
-    # partialSuccess, still a 200); the rest is ignored, so any string is accepted here.
     FieldDescriptor.TYPE_STRING: {"type": "string"},
     FieldDescriptor.TYPE_BOOL: {"type": "boolean"},
-    FieldDescriptor.TYPE_DOUBLE: {"type": "number"},
-    FieldDescriptor.TYPE_FLOAT: {"type": "number", "minimum": -1e38, "maximum": 1e38},
-    FieldDescriptor.TYPE_INT32: {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1},
-    FieldDescriptor.TYPE_UINT32: {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
-    FieldDescriptor.TYPE_FIXED32: {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
-    FieldDescriptor.TYPE_INT64: {"anyOf": [{"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}, _DIGITS]},
-    FieldDescriptor.TYPE_SINT64: {"anyOf": [{"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}, _DIGITS]},
-    FieldDescriptor.TYPE_SFIXED64: {"anyOf": [{"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}, _DIGITS]},
-    FieldDescriptor.TYPE_UINT64: {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 2**64 - 1}, _DIGITS]},
-    FieldDescriptor.TYPE_FIXED64: {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 2**64 - 1}, _DIGITS]},
+    FieldDescriptor.TYPE_DOUBLE: {"anyOf": [{"type": "number"}, _NON_FINITE]},
+    FieldDescriptor.TYPE_FLOAT: {"anyOf": [{"type": "number", "minimum": -3.4e38, "maximum": 3.4e38}, _NON_FINITE]},
+    FieldDescriptor.TYPE_INT32: _whole(-(2**31), 2**31 - 1, _INT32),
+    FieldDescriptor.TYPE_UINT32: _whole(0, 2**32 - 1, _UINT32),
+    FieldDescriptor.TYPE_FIXED32: _whole(0, 2**32 - 1, _UINT32),
+    FieldDescriptor.TYPE_INT64: _whole(-(2**63), 2**63 - 1, _INT64),
+    FieldDescriptor.TYPE_SINT64: _whole(-(2**63), 2**63 - 1, _INT64),
+    FieldDescriptor.TYPE_SFIXED64: _whole(-(2**63), 2**63 - 1, _INT64),
+    FieldDescriptor.TYPE_UINT64: _whole(0, 2**64 - 1, _UINT64),
+    FieldDescriptor.TYPE_FIXED64: _whole(0, 2**64 - 1, _UINT64),
     FieldDescriptor.TYPE_BYTES: {"type": "string", "pattern": BASE64_PATTERN},
 }
-_HEX_IDS = {"traceId": 32, "spanId": 16, "parentSpanId": 16}
+# A span's own ids must be 16 and 8 bytes, not all zero: hex (as OTLP/JSON writes them) or base64.
+_SPAN_IDS = {
+    "traceId": r"^(?!0+$)([0-9a-f]{32}|[0-9A-F]{32})$|^(?!A+==$)[A-Za-z0-9+/_-]{22}==$",
+    "spanId": r"^(?!0+$)([0-9a-f]{16}|[0-9A-F]{16})$|^(?!A+=$)[A-Za-z0-9+/_-]{11}=$",
+}
 
 
 def _otlp_components(descriptor: Descriptor, found: dict[str, dict[str, Any]]) -> str:
@@ -230,10 +251,8 @@ def _otlp_components(descriptor: Descriptor, found: dict[str, dict[str, Any]]) -
                 "anyOf": [{"type": "string"}, _SCALARS[FieldDescriptor.TYPE_INT32]],
                 "description": ", ".join(v.name for v in values),
             }
-        elif field.json_name in _HEX_IDS:
-            size = _HEX_IDS[field.json_name]
-            # Hex of the id's width, not all zeros (the mapping refuses an all-zero id).
-            item = {"type": "string", "pattern": f"^(?!0+$)([0-9a-f]{{{size}}}|[0-9A-F]{{{size}}})$"}
+        elif descriptor.full_name == "opentelemetry.proto.trace.v1.Span" and field.json_name in _SPAN_IDS:
+            item = {"type": "string", "pattern": _SPAN_IDS[field.json_name]}
         else:
             item = dict(_SCALARS[field.type])
         if field.label == FieldDescriptor.LABEL_REPEATED:

@@ -529,6 +529,11 @@ def test_empty_request_gives_no_traces(body: bytes, content_type: str) -> None:
             "application/json",
             "must be base64",
         ),
+        (
+            b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": "1_000"}]}]}]}',
+            "application/json",
+            "not a valid integer",
+        ),
         (b"[" * 100_000 + b"]" * 100_000, "application/json", "too deeply"),
         (b"{}", "text/plain", "content type"),
         (b"{}", "", "content type"),

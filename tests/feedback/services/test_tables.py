@@ -31,7 +31,8 @@ TABLES: list[tuple[IngestTable[Any], type[models.Model], type[msgspec.Struct], s
     (TRACES, Trace, TraceIn, set()),
     (SPANS, Span, SpanIn, set()),
     (FEEDBACK_EVENTS, FeedbackEvent, FeedbackIn, {name for name, _ in FEEDBACK_TRACE_JOIN.columns}),
-    (OUTCOMES, Outcome, OutcomeIn, set()),
+    # attributed_trace_id: the session rule's pick, written by the rollup refresh (feedback.rollups).
+    (OUTCOMES, Outcome, OutcomeIn, {"attributed_trace_id"}),
 ]
 PG_TYPES = {
     "CharField": "text",
