@@ -23,7 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from feedback.enums import EXPLICIT_KINDS, FEEDBACK_KINDS, FeedbackKind
 from feedback.otlp import BASE64_PATTERN, DIGITS_PATTERNS
 from feedback.schemas import MAX_BATCH, MAX_METADATA_BYTES, FeedbackIn, OutcomeIn, SpanIn, TraceIn
-from feedback.selectors import CURSOR_PATTERN
+from feedback.selectors import CURSOR_PATTERN, MAX_PAGE_SIZE, PAGE_SIZE
 from tenants.api.errors import ApiError
 from tenants.api.openapi import openapi_components_register
 
@@ -332,7 +332,7 @@ _QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
     "until": {"type": "string", "pattern": WHEN_PATTERN},
     # Empty means the first page.
     "cursor": {"type": "string", "pattern": "^(" + CURSOR_PATTERN.strip("^$") + ")?$"},
-    "limit": {"type": "integer", "minimum": 1, "maximum": 500},
+    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
     "has_thumbs_down": {"type": "boolean"},
     "has_edit": {"type": "boolean"},
 }
@@ -347,7 +347,7 @@ TRACE_LIST_PARAMETERS: list[OpenApiParameter] = [
     _parameter("since", "From this time on (a day or ISO 8601; UTC when no zone)."),
     _parameter("until", "Before this time (a day or ISO 8601; UTC when no zone)."),
     _parameter("cursor", "`next_cursor` of the previous page."),
-    _parameter("limit", "Page size, 1 to 500 (default 50)."),
+    _parameter("limit", f"Page size, 1 to {MAX_PAGE_SIZE} (default {PAGE_SIZE})."),
     *(_parameter(name, "Only traces that have one (true) or do not care (false).") for name in _FLAGS),
     OpenApiParameter(
         "metadata.<key>",
@@ -388,7 +388,7 @@ _QUERY_HELP = {
     "since": "a day (2025-01-31) or an ISO 8601 time (2025-01-31T12:00:00Z)",
     "until": "a day (2025-01-31) or an ISO 8601 time (2025-01-31T12:00:00Z)",
     "cursor": "not a cursor this API gave out",
-    "limit": "a whole number from 1 to 500",
+    "limit": f"a whole number from 1 to {MAX_PAGE_SIZE}",
     "has_thumbs_down": "true or false",
     "has_edit": "true or false",
 }

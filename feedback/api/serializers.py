@@ -1,88 +1,12 @@
-"""Serializers that describe the API in the OpenAPI schema.
+"""Serializers that shape the read endpoints' output and the ingest answer.
 
-The write endpoints validate with msgspec (feedback.schemas) for speed; these classes
-document the same fields for drf-spectacular and shape the read endpoints' output.
+Write bodies are not here: they are validated with msgspec (feedback.schemas) and their
+OpenAPI schemas are generated from those same types (feedback.api.openapi).
 """
 
 from __future__ import annotations
 
 from rest_framework import serializers
-
-KINDS = ["thumb", "rating", "comment", "edit", "copy", "retry", "rephrase", "abandon", "dwell", "accept", "custom"]
-
-
-class SpanInSerializer(serializers.Serializer):
-    span_id = serializers.CharField(max_length=100)
-    parent_span_id = serializers.CharField(required=False)
-    name = serializers.CharField(required=False)
-    kind = serializers.ChoiceField(["llm", "retrieval", "tool", "other"], required=False)
-    start = serializers.DateTimeField(required=False)
-    end = serializers.DateTimeField(required=False)
-    model = serializers.CharField(required=False)
-    input_tokens = serializers.IntegerField(min_value=0, required=False)
-    output_tokens = serializers.IntegerField(min_value=0, required=False)
-    cost_usd = serializers.FloatField(min_value=0, required=False)
-    attributes = serializers.DictField(required=False)
-
-
-class TraceInSerializer(serializers.Serializer):
-    trace_id = serializers.CharField(max_length=200)
-    feature = serializers.CharField(max_length=100)
-    prompt_version = serializers.CharField(required=False)
-    prompt_hash = serializers.CharField(required=False)
-    prompt = serializers.CharField(required=False)
-    model = serializers.CharField(required=False)
-    provider = serializers.CharField(required=False)
-    input = serializers.CharField(required=False)
-    output = serializers.CharField(required=False)
-    input_tokens = serializers.IntegerField(min_value=0, required=False)
-    output_tokens = serializers.IntegerField(min_value=0, required=False)
-    cached_tokens = serializers.IntegerField(min_value=0, required=False)
-    cost_usd = serializers.FloatField(min_value=0, required=False)
-    latency_ms = serializers.FloatField(min_value=0, required=False)
-    ttft_ms = serializers.FloatField(min_value=0, required=False)
-    status = serializers.ChoiceField(["ok", "error"], required=False)
-    fallback = serializers.BooleanField(required=False)
-    guardrail_blocked = serializers.BooleanField(required=False)
-    customer_id = serializers.CharField(required=False)
-    user_id = serializers.CharField(required=False)
-    session_id = serializers.CharField(required=False)
-    experiment = serializers.CharField(required=False)
-    variant = serializers.CharField(required=False)
-    metadata = serializers.DictField(required=False)
-    spans = SpanInSerializer(many=True, required=False)
-    started_at = serializers.DateTimeField(required=False)
-
-
-class FeedbackInSerializer(serializers.Serializer):
-    event_id = serializers.UUIDField()
-    trace_id = serializers.CharField(max_length=200)
-    kind = serializers.ChoiceField(KINDS)
-    value = serializers.FloatField(required=False)
-    comment = serializers.CharField(required=False)
-    original_text = serializers.CharField(required=False)
-    edited_text = serializers.CharField(required=False)
-    name = serializers.CharField(required=False)
-    user_id = serializers.CharField(required=False)
-    session_id = serializers.CharField(required=False)
-    prompt_version = serializers.CharField(required=False)
-    occurred_at = serializers.DateTimeField(required=False)
-
-
-class WidgetBodySerializer(serializers.Serializer):
-    key = serializers.CharField(help_text="The public key, pk_...")
-    events = FeedbackInSerializer(many=True)
-
-
-class OutcomeInSerializer(serializers.Serializer):
-    outcome_id = serializers.CharField(max_length=200)
-    name = serializers.CharField(max_length=100)
-    trace_id = serializers.CharField(required=False)
-    session_id = serializers.CharField(required=False)
-    customer_id = serializers.CharField(required=False)
-    variant = serializers.CharField(required=False)
-    value_usd = serializers.FloatField(required=False)
-    occurred_at = serializers.DateTimeField(required=False)
 
 
 class ItemErrorSerializer(serializers.Serializer):
@@ -100,10 +24,6 @@ class IngestResultSerializer(serializers.Serializer):
 
 class ErrorSerializer(serializers.Serializer):
     error = serializers.DictField(help_text='{"code": "...", "message": "...", "details": ...}')
-
-
-def batch_of(item: type[serializers.Serializer], name: str) -> serializers.Serializer:
-    return type(name, (serializers.Serializer,), {"batch": item(many=True)})()  # type: ignore[return-value]
 
 
 class SpanOutSerializer(serializers.Serializer):

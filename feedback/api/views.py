@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from feedback import services
 from feedback.api import openapi
 from feedback.api import serializers as s
+from feedback.enums import FeedbackSource
 from feedback.otlp import OtlpError, otlp_parse, otlp_response
 from feedback.schemas import BodyError
 from feedback.selectors import PAGE_SIZE, FilterError, TraceFilters, trace_detail, trace_extras, trace_page
@@ -129,7 +130,7 @@ class FeedbackApi(IngestApi):
         return super().post(request)
 
     def ingest(self, body: bytes) -> services.IngestResult:
-        return services.feedback_ingest(body=body, source="api")
+        return services.feedback_ingest(body=body, source=FeedbackSource.API)
 
 
 class OutcomesApi(IngestApi):

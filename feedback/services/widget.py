@@ -6,6 +6,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from feedback import services
+from feedback.enums import FeedbackSource
 from feedback.models import WidgetRejection
 from feedback.schemas import BodyError, FeedbackIn, split_widget_body
 from tenants.errors import Refused, Why
@@ -40,7 +41,7 @@ def widget_events_ingest(*, key: ResolvedKey, origin: str, body: bytes) -> servi
             why=Why.FORBIDDEN,
         )
     if not key.require_signed_tokens:
-        return services.feedback_ingest(raw_items=items, source="widget")
+        return services.feedback_ingest(raw_items=items, source=FeedbackSource.WIDGET)
 
     rejected: dict[str, int] = {}
 
@@ -50,7 +51,7 @@ def widget_events_ingest(*, key: ResolvedKey, origin: str, body: bytes) -> servi
             rejected[reason] = rejected.get(reason, 0) + 1
             raise ValueError(f"token: {reason.replace('_', ' ')} (this organization requires signed tokens)")
 
-    result = services.feedback_ingest(raw_items=items, source="widget", extra_check=token_check)
+    result = services.feedback_ingest(raw_items=items, source=FeedbackSource.WIDGET, extra_check=token_check)
     for reason, count in rejected.items():
         widget_rejection_count(reason=f"token_{reason}", origin=origin, count=count)
     return result
