@@ -257,7 +257,13 @@ def public_key_admit(*, raw_key: str | None) -> ResolvedKey:
         raise Refused(
             "secret_key_in_browser", "Never put a secret key in a page: use a public key (pk_).", why=Why.FORBIDDEN
         )
-    wait = key_rate_wait(resolved.key_id)
+    api_key_spend(key_id=resolved.key_id)
+    return resolved
+
+
+def api_key_spend(*, key_id: int) -> None:
+    """Spend one request of the key's shared budget, or refuse with when to come back (every endpoint)."""
+    wait = key_rate_wait(key_id)
     if wait:
         retry_after = retry_after_seconds(wait)
         raise Refused(
@@ -267,7 +273,6 @@ def public_key_admit(*, raw_key: str | None) -> ResolvedKey:
             details={"retry_after": retry_after},
             retry_after=retry_after,
         )
-    return resolved
 
 
 # --- Members -----------------------------------------------------------------------------

@@ -7,8 +7,7 @@ from typing import Any
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
-from tenants.errors import Refused, Why
-from tenants.ratelimit import key_rate_wait, retry_after_seconds
+from tenants.services import api_key_spend
 
 
 class KeyRateThrottle(BaseThrottle):
@@ -22,14 +21,5 @@ class KeyRateThrottle(BaseThrottle):
         key: Any = request.auth
         if key is None:
             return True
-        wait = key_rate_wait(key.key_id)
-        if wait:
-            retry_after = retry_after_seconds(wait)
-            raise Refused(
-                "rate_limited",
-                "Too many requests for this key.",
-                why=Why.RATE_LIMITED,
-                details={"retry_after": retry_after},
-                retry_after=retry_after,
-            )
+        api_key_spend(key_id=key.key_id)
         return True
