@@ -346,12 +346,27 @@ def feature_page(*, feature: Feature, window: Window, grouping: Grouping) -> dic
             if grouping.name == "metadata" and segment is None and len(ranked) == 1:
                 break
             segments.append({"segment": segment, **_series(seg, days, source, vps)})
-    return {
-        "report": report,
-        "chart": {"days": days, "metrics": CHART_METRICS, "markers": markers, **_series(cells, days, source, vps)},
-        "segments": segments,
-        "segments_total": len(segments),
-    }
+    chart = {"days": days, "metrics": CHART_METRICS, "markers": markers, **_series(cells, days, source, vps)}
+    partial = _partial_day(days)
+    for series in (chart, *segments):
+        _blank_day(series, days, partial)
+    return {"report": report, "chart": {**chart, "partial_day": partial}, "segments": segments,
+            "segments_total": len(segments)}  # fmt: skip
+
+
+def _partial_day(days: list[str]) -> str | None:
+    """Today (UTC), when the window reaches it: a day still in progress, whose success is not final
+    (outcomes and late feedback arrive after their traces), so charts leave it out rather than dip."""
+    today = datetime.now(UTC).date().isoformat()
+    return today if today in days else None
+
+
+def _blank_day(series: dict[str, Any], days: list[str], day: str | None) -> None:
+    if day is None:
+        return
+    index = days.index(day)
+    for points in series["points"].values():
+        points[index] = None
 
 
 def _first_days(feature: Feature) -> dict[str, date]:
@@ -511,8 +526,9 @@ def overview(*, window: Window) -> list[dict[str, Any]]:
             reasons.append(f"cost per success ${c_before:.4f} → ${c_now:.4f}")
         daily = cur.get(feature_id, {})
         spark = []
+        partial = _partial_day(days)
         for day in days:
-            day_measures = daily.get(day)
+            day_measures = daily.get(day) if day != partial else None
             f = group_figures(day_measures, source=source, value_per_success_usd=vps) if day_measures else None
             spark.append({"day": day, "success": f["success"]["value"] if f else None,
                           "cost_usd": f["cost_usd"] if f else 0.0})  # fmt: skip

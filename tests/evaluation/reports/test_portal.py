@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 import pytest
 from django.test import Client
@@ -79,3 +80,36 @@ def test_other_organization_gets_404(seeded: str, org_a, org_b) -> None:  # type
     assert_cross_tenant_404(other, org_b.url(f"features/{seeded}/"))
     assert_cross_tenant_404(other, org_b.url(f"features/{seeded}/report.csv"))
     assert_cross_tenant_404(other, org_b.url(f"features/{seeded}/value"), "post", data={"value_per_success_usd": "1"})
+
+
+def test_charts_leave_out_today_until_it_is_over(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """Today's outcomes and late feedback are still arriving: a chart point for it would show a false dip."""
+    from datetime import UTC, datetime, timedelta
+
+    from evaluation.reports.selectors import Grouping, feature_page, overview, window_from
+    from tests.fixtures.organizations import unique
+
+    now = datetime.now(UTC)
+    key = unique("today")
+    traces = [
+        {"trace_id": f"{key}-{i}", "feature": key, "prompt_version": "v1", "cost_usd": 0.01,
+         "started_at": (now - timedelta(days=i % 2, minutes=1)).isoformat()}
+        for i in range(6)
+    ]  # fmt: skip
+    with in_tenant(org_a):
+        from feedback.services import traces_ingest
+
+        traces_ingest(body=json.dumps({"batch": traces}).encode())
+        rollups_refresh(limit=10_000)
+        window = window_from()
+        page = feature_page(feature=Feature.objects.get(key=key), window=window, grouping=Grouping.parse(""))
+        sparkline = next(f["sparkline"] for f in overview(window=window) if f["key"] == key)
+    today, yesterday = now.date().isoformat(), (now.date() - timedelta(days=1)).isoformat()
+    chart = page["chart"]
+    assert chart["partial_day"] == today
+    assert chart["points"]["v1"][chart["days"].index(today)] is None
+    assert chart["points"]["v1"][chart["days"].index(yesterday)]["traces"] == 3
+    assert page["report"]["groups"][0]["traces"] == 6  # the table keeps today
+    by_day = {p["day"]: p for p in sparkline}
+    assert by_day[yesterday]["cost_usd"] == pytest.approx(0.03)
+    assert by_day[today]["cost_usd"] == 0.0 and by_day[today]["success"] is None
