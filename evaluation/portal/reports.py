@@ -15,6 +15,7 @@ from django.urls import URLPattern, path
 from django.views.decorators.http import require_POST
 
 from evaluation.reports.selectors import (
+    METADATA_KEY,
     Grouping,
     ReportError,
     Window,
@@ -143,6 +144,28 @@ def feature_value(request: HttpRequest, key: str) -> HttpResponse:
     return redirect(f"{url}?{query}" if query else url)
 
 
+MAX_SEGMENT_KEYS = 10
+
+
+@require_POST
+@role_required("pm")
+def feature_segments(request: HttpRequest, key: str) -> HttpResponse:
+    """Declare which metadata keys the rollups count per value (fast grouping, small multiples)."""
+    feature = _feature(key)
+    keys = [k.strip() for k in request.POST.get("segment_keys", "").replace(",", " ").split()]
+    bad = [k for k in keys if not METADATA_KEY.match(k)]
+    if bad or len(keys) > MAX_SEGMENT_KEYS:
+        messages.error(
+            request,
+            f"Segment keys: up to {MAX_SEGMENT_KEYS} metadata keys of letters, digits and _.:- "
+            f"({', '.join(bad[:3]) or 'too many'} is not one).",
+        )
+    else:
+        services.feature_segments_set(feature=feature, keys=keys)
+        messages.success(request, "Segments saved; the worker fills their history within a minute.")
+    return redirect(org_url(request, "evaluation:feature", feature.key))
+
+
 def customers_page(request: HttpRequest) -> HttpResponse:
     window, error = _window(request)
     return TemplateResponse(
@@ -163,5 +186,6 @@ urlpatterns: list[URLPattern] = [
     path("customers/", customers_page, name="customers"),
     path("features/<path:key>/report.csv", feature_csv, name="feature-csv"),
     path("features/<path:key>/value", feature_value, name="feature-value"),
+    path("features/<path:key>/segments", feature_segments, name="feature-segments"),
     path("features/<path:key>/", feature_view, name="feature"),
 ]

@@ -80,6 +80,8 @@ def test_other_organization_gets_404(seeded: str, org_a, org_b) -> None:  # type
     assert_cross_tenant_404(other, org_b.url(f"features/{seeded}/"))
     assert_cross_tenant_404(other, org_b.url(f"features/{seeded}/report.csv"))
     assert_cross_tenant_404(other, org_b.url(f"features/{seeded}/value"), "post", data={"value_per_success_usd": "1"})
+    assert_cross_tenant_404(other, org_b.url(f"features/{seeded}/segments"), "post", data={"segment_keys": "plan"})
+    assert_cross_tenant_404(other, org_a.url(f"features/{seeded}/segments"), "post", data={"segment_keys": "plan"})
 
 
 def test_charts_leave_out_today_until_it_is_over(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
@@ -113,3 +115,26 @@ def test_charts_leave_out_today_until_it_is_over(db: None, org_a) -> None:  # ty
     by_day = {p["day"]: p for p in sparkline}
     assert by_day[yesterday]["cost_usd"] == pytest.approx(0.03)
     assert by_day[today]["cost_usd"] == 0.0 and by_day[today]["success"] is None
+
+
+def test_segment_keys_are_declared_from_the_feature_page(owner: Client, org_a, seeded: str) -> None:  # type: ignore[no-untyped-def]
+    url = org_a.url(f"features/{seeded}/segments")
+    assert owner.post(url, {"segment_keys": "plan, auth"}).status_code == 302
+    with in_tenant(org_a):
+        assert Feature.objects.get(key=seeded).segment_keys == ["auth", "plan"]
+    refused = owner.post(url, {"segment_keys": "plan bad/key!"}, follow=True)
+    assert "is not one" in refused.content.decode()
+    with in_tenant(org_a):
+        assert Feature.objects.get(key=seeded).segment_keys == ["auth", "plan"]  # unchanged
+    page = owner.get(org_a.url(f"features/{seeded}/"), WINDOW).content.decode()
+    assert "Segments: auth, plan" in page
+
+
+def test_viewers_cannot_declare_segments(org_a, seeded: str) -> None:  # type: ignore[no-untyped-def]
+    from tenants.services import member_ensure
+
+    email = "viewer-seg@org-a.test"
+    member_ensure(organization=org_a.organization, email=email, password="viewer-pass-123", role="viewer")
+    client = Client()
+    assert client.login(username=email, password="viewer-pass-123")
+    assert client.post(org_a.url(f"features/{seeded}/segments"), {"segment_keys": "plan"}).status_code == 403
