@@ -739,14 +739,17 @@ def _as_str(value: Any) -> str | None:
     return str(value)
 
 
+# Beyond any real count or price, and small enough that int() stays cheap ("1e3000000" would
+# build a three-million-digit integer and hold a worker).
+_LARGEST = Decimal(10) ** 12
+
+
 def _as_int(value: Any) -> int | None:
-    if value is None or isinstance(value, bool):
+    """A whole, non-negative count up to 10^12, else None (not a count: left empty, never rounded)."""
+    number = _as_decimal(value)
+    if number is None or number != number.to_integral_value():
         return None
-    try:
-        number = int(Decimal(str(value)))
-    except (InvalidOperation, ValueError):
-        return None
-    return number if number >= 0 else None
+    return int(number)
 
 
 def _as_number(value: Any) -> float | None:
@@ -761,7 +764,7 @@ def _as_decimal(value: Any) -> Decimal | None:
         number = Decimal(str(value))
     except (InvalidOperation, ValueError):
         return None
-    return number if number.is_finite() and number >= 0 else None
+    return number if number.is_finite() and 0 <= number <= _LARGEST else None
 
 
 def _as_bool(value: Any) -> bool | None:

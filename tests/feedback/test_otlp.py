@@ -654,3 +654,31 @@ def test_otlp_response_in_the_request_encoding() -> None:
     assert content_type == "application/json"
     assert json.loads(body) == {"partialSuccess": {"rejectedSpans": "2", "errorMessage": "x"}}
     assert json.loads(otlp_response("application/json")[0]) == {}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"stringValue": "1e3000000"},
+        {"stringValue": "1e5000"},
+        {"doubleValue": "Infinity"},
+        {"doubleValue": 2.5},
+        {"intValue": "-5"},
+    ],  # fmt: skip
+)
+def test_token_counts_that_are_no_count_are_left_empty(value: dict[str, object]) -> None:
+    """Not a whole count up to 10^12: left empty, never rounded (2.5), never a 500 or a held worker (1e3000000)."""
+    span = {
+        "traceId": "5b8efff798038103d269b633813fc60c",
+        "spanId": "eee19b7ec3c1b174",
+        "name": "chat",
+        "attributes": [
+            {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+            {"key": "gen_ai.usage.input_tokens", "value": value},
+            {"key": "gen_ai.usage.output_tokens", "value": {"intValue": "7"}},
+        ],
+    }
+    payload = {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
+    (trace,) = otlp_parse(json.dumps(payload).encode(), "application/json")
+    (llm,) = trace["spans"]
+    assert llm.get("input_tokens") is None and llm["output_tokens"] == 7
