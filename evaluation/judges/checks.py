@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
+import referencing
+import referencing.exceptions
 import regex
 from rapidfuzz import fuzz
 
@@ -35,9 +37,35 @@ def check_json(text: str, *, scale: Scale = BINARY) -> JudgeResult:
     return scale.result(scale.high, "valid JSON")
 
 
+def _schema_refs(node: object) -> Iterable[str]:
+    """Every ``$ref`` / ``$dynamicRef`` value anywhere in a schema."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("$ref", "$dynamicRef", "$recursiveRef") and isinstance(value, str):
+                yield value
+            else:
+                yield from _schema_refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _schema_refs(item)
+
+
+def _never_retrieve(uri: str) -> referencing.Resource[Any]:
+    # A stored schema is tenant input: resolving a remote $ref would make the worker fetch any
+    # URL (SSRF) and echo what it got into the rationale. Only the schema's own "#..." refs resolve.
+    raise LookupError(f"not retrieving {uri}: remote $ref are never fetched")
+
+
+_NO_REMOTE_REFS: referencing.Registry[Any] = referencing.Registry(retrieve=_never_retrieve)  # type: ignore[call-arg]
+
+
 def schema_problems(schema: object) -> list[str]:
     if not isinstance(schema, dict):
         return ["the JSON Schema must be an object"]
+    remote = sorted({ref for ref in _schema_refs(schema) if not ref.startswith("#")})
+    if remote:
+        shown = ", ".join(repr(clip(ref, 80)) for ref in remote[:3])
+        return [f"only local $ref (starting with '#') are allowed; remote references are never fetched: {shown}"]
     try:
         validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
         validator.check_schema(schema)
@@ -48,13 +76,25 @@ def schema_problems(schema: object) -> list[str]:
 
 
 def check_json_schema(text: str, schema: Mapping[str, Any], *, scale: Scale = BINARY) -> JudgeResult:
-    """Passes when the text is JSON that satisfies ``schema`` (its own $schema draft, else 2020-12)."""
+    """Passes when the text is JSON that satisfies ``schema`` (its own $schema draft, else 2020-12).
+
+    A ``$ref`` is resolved only inside the schema itself: nothing is ever retrieved."""
     try:
         document = json.loads(text)
     except ValueError as exc:
         return scale.result(scale.low, f"not valid JSON: {exc}")
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    errors = sorted(cls(schema).iter_errors(document), key=lambda e: list(e.absolute_path))
+    try:
+        errors = sorted(
+            cls(schema, registry=_NO_REMOTE_REFS).iter_errors(document), key=lambda e: list(e.absolute_path)
+        )
+    except referencing.exceptions.Unresolvable as exc:
+        ref = getattr(exc, "ref", "")
+        raise JudgeError(
+            f"the schema's $ref {clip(str(ref), 80)!r} does not resolve inside the schema "
+            "(remote references are never fetched)",
+            code="config",
+        ) from None
     if not errors:
         return scale.result(scale.high, "valid JSON matching the schema")
     shown = [f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {clip(e.message, 120)}" for e in errors[:5]]

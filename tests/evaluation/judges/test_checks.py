@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -237,3 +240,55 @@ def test_run_check_dispatch_and_errors() -> None:
     assert no_output.error_code == "missing_input"
     typo = check_problems({"check": "length", "max_word": 3}, "binary")
     assert typo[0].startswith("unknown parameter 'max_word' for the length check")
+
+
+# ---------------------------------------------------------------------- JSON Schema safety
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[str, list[str]]]:
+    """A local HTTP server that records every request it gets (none should arrive)."""
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            body = b'{"type": "string", "description": "SECRET-FROM-INSIDE"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_remote_ref_is_never_fetched(listener: tuple[str, list[str]]) -> None:
+    url, hits = listener
+    schema = {"type": "object", "properties": {"a": {"$ref": f"{url}/internal.json"}}}
+    problems = check_problems({"check": "json_schema", "schema": schema}, "binary")
+    assert len(problems) == 1 and "only local $ref" in problems[0]
+    with pytest.raises(JudgeError) as caught:
+        check_json_schema('{"a": 1}', schema)
+    assert caught.value.code == "config" and "never fetched" in str(caught.value)
+    # Through run_check (the worker's door) it is an error result, not a verdict.
+    result = run_check({"check": "json_schema", "schema": {"$ref": url}}, JudgeInput(output='{"a": 1}'), "binary")
+    assert result.ok is False and "SECRET" not in (result.error or "")
+    assert hits == []
+
+
+def test_local_refs_still_resolve() -> None:
+    schema = {"$defs": {"s": {"type": "string"}}, "properties": {"a": {"$ref": "#/$defs/s"}}}
+    assert check_problems({"check": "json_schema", "schema": schema}, "binary") == []
+    assert check_json_schema('{"a": "x"}', schema).passed is True
+    assert check_json_schema('{"a": 1}', schema).passed is False
