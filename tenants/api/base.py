@@ -57,15 +57,43 @@ class LockedApiError(TypeError):
 
 
 def _refuse_overrides(cls: type, base: type, locked: frozenset[str]) -> None:
+    """Every class between `cls` and `base` (mixins included, wherever they sit in the MRO) leaves
+    the locked attributes alone, and none may redefine `__init_subclass__` to switch this check off."""
     for klass in cls.__mro__:
-        if klass is base:
-            return
-        overridden = locked & set(vars(klass))
+        if klass in base.__mro__:
+            continue
+        overridden = {
+            name
+            for name in (locked | {"__init_subclass__"}) & set(vars(klass))
+            # drf-spectacular's extend_schema_view sets a plain forwarding wrapper of the base's own
+            # handler (functools.wraps) to hold the schema: that is the base's method, not an override.
+            if not _schema_wrapper_of(vars(klass)[name], vars(base).get(name))
+        }
         if overridden:
             raise LockedApiError(
                 f"{cls.__module__}.{cls.__qualname__} overrides {', '.join(sorted(overridden))} of "
-                f"{base.__name__}: the API's authentication and tenant scope cannot be changed by a subclass."
+                f"{base.__name__} (through {klass.__qualname__}): the API's authentication and tenant scope "
+                "cannot be changed by a subclass."
             )
+
+
+def _schema_wrapper_of(attribute: Any, original: Any) -> bool:
+    code = getattr(attribute, "__code__", None)
+    return (
+        original is not None
+        and getattr(attribute, "__wrapped__", None) is original
+        and code is not None
+        and code.co_qualname == "isolate_view_method.<locals>.wrapped_method"
+        and code.co_filename.endswith("drf_spectacular/drainage.py")
+    )
+
+
+def _as_view(cls: Any, base: type, locked: frozenset[str], **initkwargs: Any) -> Any:
+    # Checked again when the URL is wired: catches attributes set on the class after it was created.
+    _refuse_overrides(cls, base, locked)
+    if set(initkwargs) & locked:
+        raise LockedApiError(f"{cls.__qualname__}.as_view() may not set {', '.join(sorted(set(initkwargs) & locked))}")
+    return super(base, cls).as_view(**initkwargs)  # type: ignore[arg-type]  # base is a class: mypy reads `type` as an instance
 
 
 def read_body(request: HttpRequest) -> bytes:
@@ -90,6 +118,10 @@ class TenantApi(APIView):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _refuse_overrides(cls, TenantApi, LOCKED_ATTRIBUTES)
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        return _as_view(cls, TenantApi, LOCKED_ATTRIBUTES, **initkwargs)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # authenticate, permit, throttle: 401/403/429 before any work
@@ -132,6 +164,12 @@ def _cors(response: Response, origin: str | None) -> Response:
     return response
 
 
+# Besides the locked attributes: the handlers and the method list (`receive` is the subclass's part).
+PUBLIC_LOCKED = LOCKED_ATTRIBUTES | {
+    "post", "options", "get", "put", "patch", "delete", "head", "trace", "http_method_names",
+}  # fmt: skip
+
+
 class PublicKeyApi(APIView):
     """Base of the browser's endpoints: a public key in a text/plain JSON body (no CORS pre-flight).
 
@@ -145,9 +183,16 @@ class PublicKeyApi(APIView):
     permission_classes: list[Any] = [AllowAny]
     throttle_classes: list[Any] = []
 
+    # Only the door itself: a handler for another method would run with no key at all.
+    http_method_names = ["post", "options"]
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        _refuse_overrides(cls, PublicKeyApi, LOCKED_ATTRIBUTES | {"post", "options"})
+        _refuse_overrides(cls, PublicKeyApi, PUBLIC_LOCKED)
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        return _as_view(cls, PublicKeyApi, PUBLIC_LOCKED, **initkwargs)
 
     def receive(self, *, key: ResolvedKey, origin: str, body: bytes) -> Response:
         raise NotImplementedError

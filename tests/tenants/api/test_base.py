@@ -70,3 +70,44 @@ def test_public_key_api_keeps_its_door_shut() -> None:
 def test_handlers_may_be_added_freely() -> None:
     type("Fine", (TenantApi,), {"get": lambda self, request: None, "post": lambda self, request: None})
     type("FineToo", (PublicKeyApi,), {"receive": lambda self, *, key, origin, body: None})
+
+
+def test_a_mixin_after_the_base_cannot_loosen_it() -> None:
+    """A mixin later in the MRO than the base (class C(TenantApi, Loose)) is checked too."""
+    from rest_framework.views import APIView
+
+    loose = type("Loose", (APIView,), {"get_permissions": lambda self: []})
+    with pytest.raises(LockedApiError, match="get_permissions"):
+        type("Sneaky", (TenantApi, loose), {})
+
+
+def test_init_subclass_cannot_switch_the_check_off() -> None:
+    with pytest.raises(LockedApiError, match="__init_subclass__"):
+        type("Quiet", (TenantApi,), {"__init_subclass__": classmethod(lambda cls, **kw: None)})
+
+
+@pytest.mark.parametrize("base", [TenantApi, PublicKeyApi])
+def test_attributes_set_after_creation_are_refused_when_wired(base: type) -> None:
+    late = type("Late", (base,), {})
+    late.permission_classes = [AllowAny]  # type: ignore[attr-defined]
+    with pytest.raises(LockedApiError, match="permission_classes"):
+        late.as_view()  # type: ignore[attr-defined]
+    with pytest.raises(LockedApiError, match="authentication_classes"):
+        type("Kw", (base,), {}).as_view(authentication_classes=[])  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("method", ["get", "put", "delete", "http_method_names"])
+def test_the_public_door_takes_no_other_method(method: str) -> None:
+    with pytest.raises(LockedApiError, match=method):
+        type("Wider", (PublicKeyApi,), {method: lambda self, request: None})
+
+
+def test_a_handler_dressed_as_the_schema_wrapper_is_still_refused() -> None:
+    import functools
+
+    @functools.wraps(PublicKeyApi.post)
+    def post(self, request):  # type: ignore[no-untyped-def]
+        return None
+
+    with pytest.raises(LockedApiError, match="post"):
+        type("Dressed", (PublicKeyApi,), {"post": post})
