@@ -106,7 +106,8 @@ def judges_with_versions() -> QuerySet[Judge]:
 
 
 def judge_find(name: str) -> Judge | None:
-    return judges_with_versions().filter(name=name).first()
+    # A name PostgreSQL text cannot even hold (NUL) names no judge: None (404), not a database error.
+    return judges_with_versions().filter(name=name).first() if "\x00" not in name else None
 
 
 def judges_last_day() -> list[tuple[Judge, JudgeStats | None]]:
@@ -163,6 +164,8 @@ def judge_runs(*, judge: Judge, status: str = "", limit: int = 50) -> list[Score
     """A judge's most recent scores (its run history), newest first, optionally one status."""
     rows = Score.objects.filter(judge_id=judge.id).select_related("judge_version")
     if status:
+        if status not in ScoreStatus.values:
+            return []
         rows = rows.filter(status=status)
     return list(rows.order_by("-created_at", "-id")[:limit])
 

@@ -15,6 +15,7 @@ from django.urls import URLPattern, path
 from django.views.decorators.http import require_POST
 
 from evaluation.reports.selectors import (
+    MAX_WINDOW_DAYS,
     METADATA_KEY,
     Grouping,
     ReportError,
@@ -41,7 +42,10 @@ def _window(request: HttpRequest) -> tuple[Window, str | None]:
             from datetime import timedelta
 
             base = window_from()
-            return Window(base.until - timedelta(days=int(request.GET["days"])), base.until), None
+            days = int(request.GET["days"])
+            if not 1 <= days <= MAX_WINDOW_DAYS:
+                raise ReportError("days", f"a window is 1 to {MAX_WINDOW_DAYS} days")
+            return Window(base.until - timedelta(days=days), base.until), None
         return window_from(request.GET.get("since", ""), request.GET.get("until", "")), None
     except (ReportError, OverflowError) as exc:
         return window_from(), str(exc)

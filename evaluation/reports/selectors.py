@@ -25,7 +25,7 @@ from feedback.rollups import measures_query, rollup_sum_query
 MAX_WINDOW_DAYS = 400
 DEFAULT_WINDOW_DAYS = 30
 SIMPLE_GROUPS = ("prompt_version", "variant", "customer_id", "day")
-METADATA_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+METADATA_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,100}\Z")
 GROUP_BY_PATTERN = r"^(prompt_version|variant|customer_id|day|metadata\.[A-Za-z0-9_.:-]{1,100})$"
 
 
@@ -115,7 +115,8 @@ class Grouping:
 
 
 def feature_get(key: str) -> Feature:
-    feature = Feature.objects.filter(key=key).first()
+    # A key PostgreSQL text cannot even hold (NUL) names no feature: 404, not a database error.
+    feature = Feature.objects.filter(key=key).first() if "\x00" not in key else None
     if feature is None:
         raise ReportError("key", "no such feature", 404)
     return feature

@@ -1,0 +1,39 @@
+"""Names and windows a user can type into a URL never reach the database as errors: 404 or a clear 400."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from tests.helpers import error_code
+
+
+@pytest.mark.parametrize("path", ["/api/v1/judges/%00", "/api/v1/features/%00/report", "/api/v1/judges/a%00b"])
+def test_nul_in_api_paths_is_a_404(db: None, api_a, path: str) -> None:  # type: ignore[no-untyped-def]
+    response = api_a.get(path)
+    assert response.status_code == 404 and error_code(response) == "not_found"
+
+
+@pytest.fixture
+def owner(db: None, org_a) -> Client:  # type: ignore[no-untyped-def]
+    client = Client()
+    client.force_login(org_a.owner)
+    return client
+
+
+@pytest.mark.parametrize("path", ["features/%00/", "features/%00/report.csv", "judges/%00/"])
+def test_nul_in_portal_paths_is_a_404(owner: Client, org_a, path: str) -> None:  # type: ignore[no-untyped-def]
+    assert owner.get(org_a.url(path)).status_code == 404
+
+
+def test_portal_windows_are_bounded(owner: Client, org_a) -> None:  # type: ignore[no-untyped-def]
+    for days in ("100000", "700000", "0"):
+        page = owner.get(org_a.url(""), {"days": days})
+        assert page.status_code == 200 and "a window is 1 to 400 days" in page.content.decode()
+
+
+def test_a_trailing_newline_is_not_a_metadata_key(owner: Client, org_a) -> None:  # type: ignore[no-untyped-def]
+    from evaluation.reports.selectors import Grouping, ReportError
+
+    with pytest.raises(ReportError):
+        Grouping.parse("metadata.auth\n")
