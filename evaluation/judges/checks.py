@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ import jsonschema
 import referencing
 import referencing.exceptions
 import regex
+from jsonschema.exceptions import ValidationError
 from rapidfuzz import fuzz
 
 from evaluation.judges.rendering import JudgeInput
@@ -59,6 +60,27 @@ def _never_retrieve(uri: str) -> referencing.Resource[Any]:
 _NO_REMOTE_REFS: referencing.Registry[Any] = referencing.Registry(retrieve=_never_retrieve)  # type: ignore[call-arg]
 
 
+def _schema_patterns(node: object) -> tuple[list[str], list[str]]:
+    """The ``pattern`` values and the ``patternProperties`` keys anywhere in a schema."""
+    values: list[str] = []
+    keys: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "pattern" and isinstance(value, str):
+                    values.append(value)
+                elif key == "patternProperties" and isinstance(value, dict):
+                    keys.extend(k for k in value if isinstance(k, str))
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(node)
+    return values, keys
+
+
 def schema_problems(schema: object) -> list[str]:
     if not isinstance(schema, dict):
         return ["the JSON Schema must be an object"]
@@ -72,6 +94,99 @@ def schema_problems(schema: object) -> list[str]:
     except jsonschema.SchemaError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
         return [f"invalid JSON Schema at {where}: {exc.message}"]
+    values, keys = _schema_patterns(schema)
+    return _unsafe_keywords(schema) + regex_problems(dict.fromkeys([*values, *keys]))
+
+
+# JSON Schema's pattern keywords run on Python's re in jsonschema, with no time bound: a
+# tenant's schema could pin a worker on one trace. Ours run on ``regex`` with REGEX_TIMEOUT_S.
+
+
+def _schema_search(pattern: str, text: str) -> bool:
+    try:
+        return regex.search(pattern, text, timeout=REGEX_TIMEOUT_S) is not None
+    except TimeoutError:
+        raise JudgeError(
+            f"the schema pattern {clip(pattern, 60)!r} took longer than {REGEX_TIMEOUT_S * 1000:.0f} ms "
+            f"on {clip(text, 40)!r}",
+            code="config",
+        ) from None
+    except regex.error as exc:
+        raise JudgeError(f"the schema pattern {clip(pattern, 60)!r} does not compile: {exc}", code="config") from None
+
+
+def _kw_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and not _schema_search(pattern, instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _kw_pattern_properties(
+    validator: Any, pattern_properties: Mapping[str, Any], instance: Any, schema: Any
+) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in pattern_properties.items():
+        for key, value in instance.items():
+            if _schema_search(pattern, key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+def _kw_additional_properties(validator: Any, additional: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    properties = schema.get("properties", {})
+    patterns = list(schema.get("patternProperties", {}))
+    extras = [k for k in instance if k not in properties and not any(_schema_search(p, k) for p in patterns)]
+    if validator.is_type(additional, "object"):
+        for extra in extras:
+            yield from validator.descend(instance[extra], additional, path=extra)
+    elif not additional and extras:
+        joined = ", ".join(repr(e) for e in sorted(extras))
+        if patterns:
+            verb = "does" if len(extras) == 1 else "do"
+            yield ValidationError(
+                f"{joined} {verb} not match any of the regexes: {', '.join(map(repr, sorted(patterns)))}"
+            )
+        else:
+            verb = "was" if len(extras) == 1 else "were"
+            yield ValidationError(f"Additional properties are not allowed ({joined} {verb} unexpected)")
+
+
+_SAFE_VALIDATORS: dict[type, type] = {}
+
+
+def _safe_validator(cls: type) -> Any:
+    if cls not in _SAFE_VALIDATORS:
+        _SAFE_VALIDATORS[cls] = jsonschema.validators.extend(
+            cls,
+            validators={
+                "pattern": _kw_pattern,
+                "patternProperties": _kw_pattern_properties,
+                "additionalProperties": _kw_additional_properties,
+            },
+        )
+    return _SAFE_VALIDATORS[cls]
+
+
+def _has_keyword(node: object, keyword: str) -> bool:
+    if isinstance(node, dict):
+        return keyword in node or any(_has_keyword(v, keyword) for v in node.values())
+    if isinstance(node, list):
+        return any(_has_keyword(v, keyword) for v in node)
+    return False
+
+
+# jsonschema matches patternProperties again, on re and with no time bound, to find the keys an
+# ``unevaluatedProperties`` has not seen: that pair is refused (on save, and at run time for a
+# schema stored before the rule).
+_UNEVALUATED_WITH_PATTERNS = (
+    "unevaluatedProperties cannot be combined with patternProperties here; use additionalProperties"
+)
+
+
+def _unsafe_keywords(schema: object) -> list[str]:
+    if _has_keyword(schema, "unevaluatedProperties") and _schema_patterns(schema)[1]:
+        return [_UNEVALUATED_WITH_PATTERNS]
     return []
 
 
@@ -83,7 +198,10 @@ def check_json_schema(text: str, schema: Mapping[str, Any], *, scale: Scale = BI
         document = json.loads(text)
     except ValueError as exc:
         return scale.result(scale.low, f"not valid JSON: {exc}")
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    unsafe = _unsafe_keywords(schema)
+    if unsafe:
+        raise JudgeError(unsafe[0], code="config")
+    cls = _safe_validator(jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator))
     try:
         errors = sorted(
             cls(schema, registry=_NO_REMOTE_REFS).iter_errors(document), key=lambda e: list(e.absolute_path)

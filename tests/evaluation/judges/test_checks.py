@@ -292,3 +292,47 @@ def test_local_refs_still_resolve() -> None:
     assert check_problems({"check": "json_schema", "schema": schema}, "binary") == []
     assert check_json_schema('{"a": "x"}', schema).passed is True
     assert check_json_schema('{"a": 1}', schema).passed is False
+
+
+def test_schema_patterns_run_bounded_and_runaway_ones_are_refused_on_save() -> None:
+    # On Python's re, ^(a+)+$ on this input backtracks for seconds (doubling per character).
+    evil = "a" * 26 + "!"
+    nested = r"^(a+)+$"
+    for schema, document in [
+        ({"type": "string", "pattern": nested}, f'"{evil}"'),
+        ({"type": "object", "patternProperties": {nested: {}}, "additionalProperties": False}, f'{{"{evil}": 1}}'),
+    ]:
+        assert check_json_schema(document, schema).passed is False
+    # A pattern that runs away on the regex engine too: refused on save, an error (never a hang) at run time.
+    runaway = r"(a|aa)+$"
+    text = "a" * 5000 + "!"
+    for schema, document in [
+        ({"type": "string", "pattern": runaway}, f'"{text}"'),
+        ({"type": "object", "patternProperties": {runaway: {}}}, f'{{"{text}": 1}}'),
+        ({"type": "object", "patternProperties": {runaway: {}}, "additionalProperties": False}, f'{{"{text}": 1}}'),
+        ({"type": "object", "properties": {"a": {"items": {"pattern": runaway}}}}, f'{{"a": ["{text}"]}}'),
+    ]:
+        problems = check_problems({"check": "json_schema", "schema": schema}, "binary")
+        assert len(problems) == 1 and "backtracks catastrophically" in problems[0]
+        with pytest.raises(JudgeError) as caught:
+            check_json_schema(document, schema)
+        assert caught.value.code == "config" and "took longer than" in caught.value.message
+    result = run_check(
+        {"check": "json_schema", "schema": {"type": "string", "pattern": runaway}},
+        JudgeInput(output=f'"{text}"'),
+        "binary",
+    )
+    assert result.ok is False and result.error_code == "config"
+    # unevaluatedProperties re-runs patternProperties on re inside jsonschema: the pair is refused.
+    pair = {"type": "object", "patternProperties": {nested: {}}, "unevaluatedProperties": False}
+    assert "unevaluatedProperties cannot" in check_problems({"check": "json_schema", "schema": pair}, "binary")[0]
+    with pytest.raises(JudgeError):
+        check_json_schema(f'{{"{evil}": 1}}', pair)
+    # Ordinary patterns keep their meaning.
+    keyed = {"type": "object", "patternProperties": {"^a": {"type": "string"}}, "additionalProperties": False}
+    assert check_problems({"check": "json_schema", "schema": keyed}, "binary") == []
+    assert check_json_schema('{"ab": "x"}', keyed).passed is True
+    bad = check_json_schema('{"ab": 1, "x": 2}', keyed)
+    assert "'x' does not match any of the regexes: '^a'" in bad.rationale and "ab: 1 is not of type" in bad.rationale
+    assert check_json_schema('"abc"', {"pattern": "b"}).passed is True
+    assert "'abc' does not match '^b'" in check_json_schema('"abc"', {"pattern": "^b"}).rationale
