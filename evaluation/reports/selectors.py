@@ -167,7 +167,7 @@ def measures_by(
             out[clean] = measures
 
     segment = "metadata" in dims
-    declared = metadata_key in (feature.segment_keys or [])
+    declared = metadata_key in (feature.segment_keys or []) and not _segments_pending(feature, window)
     n = len(dims)
     if window.whole_days and (not segment or declared):
         params: dict[str, Any] = {"feature": feature.id, "d0": window.first_day, "d1": window.last_day,
@@ -197,6 +197,18 @@ def measures_by(
             width = max(n, 1)
             put(tuple(row[:n]), Measures.from_row(row[width:]))
     return out, "raw"
+
+
+def _segments_pending(feature: Feature, window: Window) -> bool:
+    """Days of the window the worker has yet to (re)count: right after a segment key is declared its
+    rows are still being filled, so until then the raw rows answer (slower, never an empty report)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM feedback_rollupdirty WHERE feature_id = %s AND day BETWEEN %s AND %s)",
+            [feature.id, window.first_day, window.last_day],
+        )
+        (pending,) = cursor.fetchone()
+    return bool(pending)
 
 
 # --- the feature report ----------------------------------------------------------------------------

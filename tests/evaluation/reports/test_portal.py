@@ -138,3 +138,20 @@ def test_viewers_cannot_declare_segments(org_a, seeded: str) -> None:  # type: i
     client = Client()
     assert client.login(username=email, password="viewer-pass-123")
     assert client.post(org_a.url(f"features/{seeded}/segments"), {"segment_keys": "plan"}).status_code == 403
+
+
+def test_a_segment_just_declared_is_answered_from_raw_rows_until_its_rollups_exist(org_a, seeded: str) -> None:  # type: ignore[no-untyped-def]
+    """Declaring a key marks its history for recount: the report must not say 'no data' meanwhile."""
+    from evaluation.reports.selectors import Grouping, feature_report, window_from
+    from feedback.services import feature_segments_set
+
+    by_plan = Grouping.parse("metadata.plan")
+    with in_tenant(org_a):
+        feature = Feature.objects.get(key=seeded)
+        undeclared = feature_report(feature=feature, window=window_from(**WINDOW), grouping=by_plan)  # raw rows
+        feature_segments_set(feature=feature, keys=["auth", "plan"])  # no worker ran: plan has no rows yet
+        pending = feature_report(feature=feature, window=window_from(**WINDOW), grouping=by_plan)
+        rollups_refresh(limit=10_000)
+        counted = feature_report(feature=feature, window=window_from(**WINDOW), grouping=by_plan)
+    assert {"pro", "free"} <= {g["group"] for g in undeclared["groups"]}
+    assert pending["groups"] == undeclared["groups"] == counted["groups"]
