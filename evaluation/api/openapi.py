@@ -1,11 +1,13 @@
-"""The scores write body's OpenAPI schema, derived from the msgspec type the server validates
-with (evaluation.schemas.ScoreIn), plus the rule the type cannot say: value or label, not both."""
+"""The scores and labels write bodies' OpenAPI schemas, derived from the msgspec types the server
+validates with (evaluation.schemas.ScoreIn, LabelIn), plus the rules the types cannot say: value or
+label (scores) / value or category (labels), not both; an enriched design names its inclusion
+probability."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from evaluation.schemas import ScoreIn
+from evaluation.schemas import LabelIn, ScoreIn
 from feedback.api.openapi import struct_components
 from feedback.schemas import MAX_BATCH
 from tenants.api.openapi import openapi_components_register
@@ -39,7 +41,53 @@ def _components() -> dict[str, dict[str, Any]]:
             },
         ],
     }
-    return {"ScoreIn": score, "ScoreInBody": body}
+    return {"ScoreIn": score, "ScoreInBody": body, **_label_components()}
+
+
+def _either(first: str, second: str) -> list[dict[str, Any]]:
+    """Exactly one of two nullable properties given (non-null)."""
+    given = {"not": {"type": "null"}}
+    return [
+        {"required": [first], "properties": {first: given, second: {"type": "null"}}},
+        {"required": [first], "properties": {first: given}, "not": {"required": [second]}},
+        {"required": [second], "properties": {second: given, first: {"type": "null"}}},
+        {"required": [second], "properties": {second: given}, "not": {"required": [first]}},
+    ]
+
+
+def _label_components() -> dict[str, dict[str, Any]]:
+    parts = struct_components(LabelIn)
+    label, sampling = parts["LabelIn"], parts["SamplingIn"]
+    label["description"] = (
+        "One human label under a rubric: `value` (binary 1 good / 0 bad, ordinal 1-5, continuous 0-1) or "
+        "`category` (categorical rubrics), not both. A rubric is created on first sight as version 1 with the "
+        "label's scale (`scale`, else 0/1 binary, integers 1-5 ordinal, else continuous); later labels must fit "
+        "it. `rubric_version` defaults to the latest. Resending a label_id is a duplicate."
+    )
+    label["oneOf"] = _either("value", "category")
+    sampling["description"] = (
+        "How the labelled item was selected; `manual` when absent. Stratified and active designs need "
+        "`inclusion_probability` (0 < p <= 1)."
+    )
+    sampling["anyOf"] = [
+        {"not": {"required": ["design"]}},
+        {"required": ["design"], "properties": {"design": {"enum": ["uniform", "manual"]}}},
+        {"required": ["inclusion_probability"], "properties": {"inclusion_probability": {"type": "number"}}},
+    ]
+    ref = {"$ref": "#/components/schemas/LabelIn"}
+    body = {
+        "description": f'One label, or {{"batch": [...]}} of at most {MAX_BATCH:,} labels.',
+        "oneOf": [
+            ref,
+            {
+                "type": "object",
+                "required": ["batch"],
+                "properties": {"batch": {"type": "array", "maxItems": MAX_BATCH, "items": ref}},
+                "additionalProperties": True,
+            },
+        ],
+    }
+    return {"LabelIn": label, "SamplingIn": sampling, "LabelInBody": body}
 
 
 COMPONENTS = _components()
