@@ -32,6 +32,14 @@ from evaluation.judges.secrets import SecretStr
 ProviderKind = Literal["openai", "anthropic"]
 TOOL_NAME = "record_verdict"
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+# The key's own trouble (rejected, not allowed, out of quota): the endpoint answered, so these
+# never trip a breaker (a breaker shared wider than one key would let one tenant pause others).
+KEY_STATUS = frozenset({401, 403, 429})
+
+
+def is_endpoint_failure(error: JudgeError) -> bool:
+    """Whether a failed call says the endpoint is in trouble (what a circuit breaker counts)."""
+    return error.retryable and error.status_code not in KEY_STATUS
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,7 +424,8 @@ def backoff_delay(config: ProviderConfig, attempt: int, retry_after: float | Non
 class CircuitBreaker:
     """Per-provider breaker: after ``failure_threshold`` consecutive failed calls it opens and
     refuses calls for ``reset_after_s``; then one trial call is let through (half-open) and its
-    outcome closes or re-opens it. Thread-safe; one per provider per worker process."""
+    outcome closes or re-opens it. Thread-safe; one per provider key per worker process.
+    Only endpoint trouble counts (``is_endpoint_failure``): never a key's own 401/403/429."""
 
     def __init__(
         self, *, failure_threshold: int = 5, reset_after_s: float = 30.0, clock: Callable[[], float] = time.monotonic
@@ -591,7 +600,7 @@ class ProviderClient:
     def _record(self, error: JudgeError) -> None:
         # Only provider trouble trips the breaker; a malformed answer is the judge's own problem.
         if self.breaker:
-            if error.retryable:
+            if is_endpoint_failure(error):
                 self.breaker.record_failure()
             else:
                 self.breaker.record_success()
@@ -649,7 +658,7 @@ class AsyncProviderClient:
                 delay = attempts.next_delay(error, headers)
                 if delay is None:
                     if self.breaker:
-                        if error.retryable:
+                        if is_endpoint_failure(error):
                             self.breaker.record_failure()
                         else:
                             self.breaker.record_success()

@@ -7,8 +7,10 @@ on one event loop per worker process, write each verdict (or its error) back.
 - Concurrency cap per organization: one runner per organization at a time (a PostgreSQL
   advisory lock on its schema), holding at most settings.JUDGE_ORG_CONCURRENCY calls in flight.
 - Provider calls go through the engine's async client (retries with backoff on 429/5xx and
-  timeouts, honouring Retry-After) behind one circuit breaker per provider per process; while a
-  breaker is open the score is deferred (pending again, due later), not failed.
+  timeouts, honouring Retry-After) behind one circuit breaker per organization's provider key
+  per process (one tenant's exhausted quota or dead endpoint never pauses another's scores;
+  the key's own 401/403/429 never trip it); while a breaker is open the score is deferred
+  (pending again, due later), not failed.
 - Errors become status=error with the engine's code and message, never a made-up verdict.
 - Cost comes from feedback's price book (the organization's prices over the built-in table).
 
@@ -86,7 +88,7 @@ class _Shards:
 
 
 _clients: dict[tuple[Any, ...], _Shards] = {}
-_breakers: dict[tuple[str, str], CircuitBreaker] = {}
+_breakers: dict[tuple[str, int], CircuitBreaker] = {}
 _lock = threading.Lock()
 
 
@@ -102,10 +104,11 @@ def _event_loop() -> _LoopThread:
         return _loop
 
 
-def breaker_for(provider: str, base_url: str) -> CircuitBreaker:
-    """One breaker per provider endpoint per process: a storm of 5xx stops calls for every judge using it."""
+def breaker_for(key_id: int) -> CircuitBreaker:
+    """One breaker per organization's provider key per process: a storm of 5xx stops the calls of
+    every judge using that key, and nobody else's (another tenant may share the endpoint)."""
     with _lock:
-        key = (provider, base_url.rstrip("/"))
+        key = (current_schema(), key_id)
         if key not in _breakers:
             _breakers[key] = CircuitBreaker(
                 failure_threshold=int(_setting("JUDGE_BREAKER_FAILURES", 5)),
@@ -137,7 +140,15 @@ def _async_client(judge: Judge, provider: str, keys: dict[tuple[int, str], Any])
     if key is None:
         return JudgeError(f"no {provider} key: add one under Settings > Judge provider keys", code="config")
     options = _client_settings()
-    cache_key = (key.id, key.provider, key.base_url, key.secret_encrypted, key.azure_api_version, *options.values())
+    cache_key = (
+        current_schema(),
+        key.id,
+        key.provider,
+        key.base_url,
+        key.secret_encrypted,
+        key.azure_api_version,
+        *options.values(),
+    )
     cached = _clients.get(cache_key)
     if cached is not None:
         return cached.next()
@@ -149,7 +160,7 @@ def _async_client(judge: Judge, provider: str, keys: dict[tuple[int, str], Any])
     # a hundred calls in flight through one client that costs ~20 ms of CPU per call. Shards of
     # SHARD_CONNECTIONS connections each keep it near 1.5 ms (bench/judges.py).
     shards = max(1, -(-config.max_connections // SHARD_CONNECTIONS))
-    breaker = breaker_for(key.provider, key.base_url)
+    breaker = breaker_for(key.id)
     shard_config = replace(config, max_connections=min(config.max_connections, SHARD_CONNECTIONS))
     client = _Shards([AsyncProviderClient(shard_config, breaker=breaker) for _ in range(shards)])
     _clients[cache_key] = client
@@ -169,7 +180,7 @@ def sync_client_for(judge: Judge | None, provider: str) -> ProviderClient:
         config = provider_config(key, timeout_s=20.0, max_retries=0, max_connections=2)
     except KeyRingError as exc:
         raise JudgeServiceError(str(exc)) from None
-    return ProviderClient(config, breaker=breaker_for(key.provider, key.base_url))
+    return ProviderClient(config, breaker=breaker_for(key.id))
 
 
 # --- Claiming and writing ---------------------------------------------------------------------

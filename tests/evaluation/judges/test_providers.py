@@ -382,6 +382,34 @@ def test_malformed_answers_do_not_trip_the_breaker(fake_llm: FakeLLM) -> None:
     assert breaker.state == "closed"
 
 
+@pytest.mark.parametrize("status", [401, 403, 429])
+def test_the_key_s_own_refusals_do_not_trip_the_breaker(fake_llm: FakeLLM, status: int) -> None:
+    breaker = CircuitBreaker(failure_threshold=2, reset_after_s=60)
+    fake_llm.default = fake.status(status, retry_after="0")
+    c = ProviderClient(config(fake_llm, max_retries=0), breaker=breaker)
+    for _ in range(4):
+        result = run_judge(spec(), the_input(), client=c)
+        assert result.error_code == "http" and f"HTTP {status}" in (result.error or "")
+    assert breaker.state == "closed"
+    fake_llm.default = fake.status(503, retry_after="0")
+    for _ in range(2):
+        run_judge(spec(), the_input(), client=c)
+    assert breaker.state == "open"  # endpoint trouble still does
+
+
+async def _async_key_refusals(fake_llm: FakeLLM) -> str:
+    breaker = CircuitBreaker(failure_threshold=2, reset_after_s=60)
+    async with AsyncProviderClient(config(fake_llm, max_retries=0), breaker=breaker) as c:
+        for _ in range(3):
+            assert (await run_judge_async(spec(), the_input(), client=c)).error_code == "http"
+    return breaker.state
+
+
+def test_async_429s_do_not_trip_the_breaker(fake_llm: FakeLLM) -> None:
+    fake_llm.default = fake.status(429, retry_after="0")
+    assert asyncio.run(_async_key_refusals(fake_llm)) == "closed"
+
+
 # ---------------------------------------------------------------------- async
 
 

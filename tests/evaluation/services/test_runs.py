@@ -140,6 +140,32 @@ def test_a_500_storm_opens_the_breaker_and_a_half_open_trial_recovers(db: None, 
         assert len(fake_llm.requests) == 10
 
 
+@pytest.mark.parametrize("trouble", [429, 500])
+def test_one_organization_s_trouble_never_defers_another_s_scores(  # type: ignore[no-untyped-def]
+    db: None, org_a, org_b, fake_llm, settings, trouble
+) -> None:
+    # Both organizations use the same endpoint, each with its own key.
+    settings.JUDGE_PROVIDER_MAX_RETRIES = 0
+    settings.JUDGE_BREAKER_FAILURES = 3
+    settings.JUDGE_BREAKER_RESET_S = 60
+    fake_llm.default = fake.status(trouble, retry_after="0")
+    with in_tenant(org_a):
+        judge_a = llm_judge("openai", fake_llm.openai_base_url)
+        _queue_all(judge_a, 6)
+        first = scores_run(max_seconds=30, concurrency=1)
+        if trouble == 429:  # A's exhausted quota is A's errors, not a broken endpoint
+            assert (first.errors, first.deferred) == (6, 0)
+        else:  # A's own breaker opened after 3 failures
+            assert (first.errors, first.deferred) == (3, 3)
+    fake_llm.default = fake.ok()
+    with in_tenant(org_b):
+        judge_b = llm_judge("openai", fake_llm.openai_base_url)
+        _queue_all(judge_b, 5)
+        second = scores_run(max_seconds=30, concurrency=1)
+        assert (second.ok, second.errors, second.deferred) == (5, 0, 0)
+        assert Score.objects.filter(judge_id=judge_b.id, status="ok").count() == 5
+
+
 def test_reruns_never_double_a_score(db: None, org_a, fake_llm) -> None:  # type: ignore[no-untyped-def]
     with in_tenant(org_a):
         judge = llm_judge("openai", fake_llm.openai_base_url)
