@@ -25,6 +25,10 @@ SCAN_BATCH = 5000
 # Traces younger than this are left for the next sweep whatever the rule's delay: a batch still
 # committing may hold lower IDs than one already visible.
 SETTLE = timedelta(seconds=2)
+# A slower batch commits IDs below the scan mark after a sweep has passed them: each sweep also
+# re-decides the traces received in this trailing window (deterministic draws; queueing is
+# ON CONFLICT DO NOTHING), so a trace is skipped only if its batch took longer than this to commit.
+LOOKBACK = timedelta(seconds=60)
 
 _SCAN = """
 SELECT t.id, t.trace_id, t.feature_id, f.key, pv.label, t.customer_id, t.metadata, t.guardrail_blocked, t.day,
@@ -34,7 +38,7 @@ SELECT t.id, t.trace_id, t.feature_id, f.key, pv.label, t.customer_id, t.metadat
 FROM feedback_trace t
 JOIN feedback_feature f ON f.id = t.feature_id
 LEFT JOIN feedback_promptversion pv ON pv.id = t.prompt_version_id
-WHERE t.id > %s AND t.received_at <= %s {scope}
+WHERE {range} AND t.received_at <= %s {scope}
 ORDER BY t.id
 LIMIT %s
 """
@@ -102,7 +106,18 @@ def rule_spec(rule: SamplingRule, judge: Judge) -> SamplingSpec:
 def scan_rows(cursor: Any, *, after_id: int, received_before: datetime, feature_id: int | None, limit: int) -> list:  # type: ignore[type-arg]
     scope = "AND t.feature_id = %s" if feature_id is not None else ""
     params: list[Any] = [after_id, received_before, *([feature_id] if feature_id is not None else []), limit]
-    cursor.execute(_SCAN.format(scope=scope), params)
+    cursor.execute(_SCAN.format(range="t.id > %s", scope=scope), params)
+    return cursor.fetchall()
+
+
+def lookback_rows(cursor: Any, *, through_id: int, received_before: datetime, feature_id: int | None) -> list:  # type: ignore[type-arg]
+    """Traces at or below the scan mark received within LOOKBACK of the cutoff (late committers)."""
+    scope = "AND t.feature_id = %s" if feature_id is not None else ""
+    params: list[Any] = [
+        through_id, received_before - LOOKBACK, received_before,
+        *([feature_id] if feature_id is not None else []), SCAN_BATCH,
+    ]  # fmt: skip
+    cursor.execute(_SCAN.format(range="t.id <= %s AND t.received_at > %s", scope=scope), params)
     return cursor.fetchall()
 
 
@@ -167,6 +182,12 @@ def sampling_sweep(*, now: datetime | None = None, batch: int = SCAN_BATCH, max_
                 )
             if len(rows) < batch:
                 break
+        with transaction.atomic():
+            cursor = connection.cursor()
+            cursor.execute("SELECT scanned_through FROM evaluation_samplingrule WHERE id = %s", [rule.id])
+            (through,) = cursor.fetchone()
+            late = lookback_rows(cursor, through_id=through, received_before=cutoff, feature_id=judge.feature_id)
+            queued += scores_queue(cursor, decide(judge, spec, version_hash, late), now=utc_now())
     return queued
 
 

@@ -107,3 +107,22 @@ def test_scores_for_unknown_traces_join_when_the_trace_lands(db: None, org_a) ->
         assert scores_join() >= 1
         score.refresh_from_db()
         assert score.feature_id is not None and str(score.trace_day) == "2025-04-02"
+
+
+def test_a_trace_committed_after_the_sweep_passed_its_id_is_still_decided(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """A slow batch commits IDs below the scan mark: without a look back they would never be decided,
+    and their recorded inclusion probability would be a lie (their real one would be 0)."""
+    from evaluation.models import SamplingRule
+
+    with in_tenant(org_a):
+        judge = offline_judge()
+        judge_enable(judge=judge, base_rate=1.0)
+        ids = make_traces(3)
+        from feedback.models import Trace
+
+        highest = Trace.objects.filter(trace_id__in=ids).order_by("-id").values_list("id", flat=True)[0]
+        # As if a sweep had scanned past these IDs while their batch was still committing.
+        SamplingRule.objects.filter(judge_version_id=judge.current_version_id).update(scanned_through=highest)
+        sampling_sweep(now=utc_now() + LATER)
+        assert set(Score.objects.filter(judge_id=judge.id).values_list("trace_id", flat=True)) == set(ids)
+        assert sampling_sweep(now=utc_now() + LATER) == 0  # deciding them again queues nothing twice
