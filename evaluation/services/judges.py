@@ -86,12 +86,20 @@ def judge_version_create(
         previous = judge.current_version_id
         if previous != existing.pk and judge.kind != JudgeKind.EXTERNAL:
             old_rule = SamplingRule.objects.filter(judge_version_id=previous).first()
-            if old_rule is not None and not hasattr(existing, "sampling"):
+            kept = SamplingRule.objects.filter(judge_version=existing).first()
+            if old_rule is not None and kept is None:
                 old_rule.pk = None
                 old_rule.id = None
                 old_rule.judge_version = existing
                 old_rule.created_at = utc_now()
                 old_rule.save()
+            elif old_rule is not None and kept is not None:
+                # Back to an earlier version: it takes today's rule and scan mark, not its old ones
+                # (a stale mark would queue, and bill, every trace since it was replaced).
+                for field in SamplingRule._meta.concrete_fields:
+                    if field.name not in {"id", "judge_version", "created_at"}:
+                        setattr(kept, field.attname, getattr(old_rule, field.attname))
+                kept.save()
             judge.current_version = existing
             judge.save(update_fields=["current_version"])
         elif judge.current_version_id is None:
