@@ -65,6 +65,18 @@ def _external_judge(name: str, scale: str, label: str) -> Judge:
     return judge
 
 
+# Each distinct judge_version label is a version (with its own calibration): beyond this many, a label
+# is more likely a run ID or a timestamp than a version, and every judges listing would grow with it.
+MAX_EXTERNAL_VERSIONS = 100
+
+
+def _version_would_exceed_cap(judge: Judge, label: str, cache: dict[tuple[int, str], JudgeVersion]) -> bool:
+    if (judge.id, label) in cache:
+        return False
+    versions = JudgeVersion.objects.filter(judge=judge)
+    return not versions.filter(label=label).exists() and versions.count() >= MAX_EXTERNAL_VERSIONS
+
+
 def _version(judge: Judge, label: str, cache: dict[tuple[int, str], JudgeVersion]) -> JudgeVersion:
     key = (judge.id, label)
     if key not in cache:
@@ -110,6 +122,12 @@ def scores_ingest(*, body: bytes) -> IngestResult:
         if judge is None:
             judge = _external_judge(item.name, scale, item.judge_version or "")
         judges[item.name] = judge
+        if _version_would_exceed_cap(judge, item.judge_version or "", versions):
+            result.errors.append(
+                ItemError(index, "judge_version", f"{item.name!r} already has {MAX_EXTERNAL_VERSIONS} versions: "
+                          "send one of them, or a new name for a new evaluator")
+            )  # fmt: skip
+            continue
         version = _version(judge, item.judge_version or "", versions)
         at = item.occurred_at or now
         rows.setdefault(

@@ -116,3 +116,17 @@ def test_judge_endpoints_need_a_secret_key(live, org_a) -> None:  # type: ignore
         assert live.api(None).get(path).status_code == 401
         assert live.api(org_a.public_key).get(path).status_code in (401, 403)
     assert live.api(None).post("/api/v1/scores", {"score_id": "a"}).status_code == 401
+
+
+def test_an_external_judge_has_at_most_100_versions(api_a) -> None:  # type: ignore[no-untyped-def]
+    """A label per run (a timestamp, a run ID) would grow the judge without bound: refused past 100."""
+    from evaluation.services.scores import MAX_EXTERNAL_VERSIONS
+
+    name = unique("ext")
+    batch = [{**score(unique(), name, value=1), "judge_version": f"v{i}"} for i in range(MAX_EXTERNAL_VERSIONS + 2)]
+    body = api_a.post("/api/v1/scores", {"batch": batch}).json()
+    assert body["accepted"] == MAX_EXTERNAL_VERSIONS
+    assert [(e["index"], e["field"]) for e in body["errors"]] == [(100, "judge_version"), (101, "judge_version")]
+    again = api_a.post("/api/v1/scores", {**score(unique(), name, value=0), "judge_version": "v7"}).json()
+    assert again["accepted"] == 1  # an existing version is still fine
+    assert len(api_a.get(f"/api/v1/judges/{name}").json()["versions"]) == MAX_EXTERNAL_VERSIONS
