@@ -6,7 +6,7 @@ validate, services write, selectors read."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django import forms
@@ -113,6 +113,16 @@ class TestForm(forms.Form):
 class BackfillForm(forms.Form):
     since = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        since, until = data.get("since"), data.get("until")
+        if since and until:
+            if since.year < 1970 or until > date.today() + timedelta(days=1):
+                raise forms.ValidationError("A backfill covers days from 1970 up to today.")
+            if since > until:
+                raise forms.ValidationError("The first day comes before the last.")
+        return data
 
 
 class ProviderKeyForm(forms.Form):

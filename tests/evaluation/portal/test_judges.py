@@ -157,3 +157,20 @@ def test_another_organization_s_judges_are_404(db: None, org_a, org_b) -> None: 
     assert_cross_tenant_404(other, org_b.url(f"settings/judge-keys/{key.id}/delete/"), "post")
     assert_cross_tenant_404(other, org_a.url("judges/"))
     assert judge.name.encode() not in other.get(org_b.url("judges/")).content
+
+
+def test_a_backfill_window_out_of_range_is_a_form_error(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    from tests.evaluation.helpers import offline_judge
+
+    with in_tenant(org_a):
+        judge = offline_judge()
+    client = _owner(org_a)
+    for since, until, message in (
+        ("2025-03-31", "9999-12-31", b"A backfill covers"),
+        ("1900-01-01", "2025-01-01", b"A backfill covers"),
+        ("2025-04-02", "2025-04-01", b"comes before"),
+    ):
+        page = client.post(org_a.url(f"judges/{judge.name}/backfills/"), {"since": since, "until": until})
+        assert page.status_code == 200 and message in page.content, (since, until)
+    with in_tenant(org_a):
+        assert not BackfillRun.objects.filter(judge_version__judge=judge).exists()
