@@ -13,7 +13,7 @@ from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum
 
 from evaluation.judges.rendering import JudgeInput
-from evaluation.models import BackfillRun, Judge, JudgeVersion, Score, ScoreStatus
+from evaluation.models import BackfillRun, Judge, JudgeVersion, Rubric, Score, ScoreStatus
 from evaluation.services.shared import utc_now
 from feedback.models import FeedbackEvent, Span, Trace
 
@@ -211,3 +211,114 @@ def pending_scores_exist() -> bool:
     with connection.cursor() as cursor:
         cursor.execute("SELECT EXISTS (SELECT 1 FROM evaluation_score WHERE status IN ('pending', 'running'))")
         return bool(cursor.fetchone()[0])
+
+
+# --- Labels against scores (calibration report, success estimate) ---------------------------------
+
+
+@dataclass(frozen=True)
+class TraceScope:
+    """Which traces a calibration or success read covers: a feature, a window on the trace's start
+    (since inclusive, until exclusive), a prompt version label, a customer. None: no filter. Any
+    filter needs the trace itself, so a label or score whose trace has not landed counts only in
+    an unfiltered read."""
+
+    feature_id: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    prompt_version: str | None = None
+    customer_id: str | None = None
+
+    def sql(self, alias: str) -> tuple[str, list[Any]]:
+        """An ``AND EXISTS (...)`` on feedback_trace for rows of ``alias`` (which has trace_id)."""
+        conditions: list[str] = []
+        params: list[Any] = []
+        for clause, value in (
+            ("t.feature_id = %s", self.feature_id),
+            ("t.started_at >= %s", self.since),
+            ("t.started_at < %s", self.until),
+            ("t.customer_id = %s", self.customer_id),
+            (
+                "t.prompt_version_id IN (SELECT id FROM feedback_promptversion WHERE label = %s)",
+                self.prompt_version,
+            ),
+        ):
+            if value is not None:
+                conditions.append(clause)
+                params.append(value)
+        if not conditions:
+            return "", []
+        where = " AND ".join(conditions)
+        return f"AND EXISTS (SELECT 1 FROM feedback_trace t WHERE t.trace_id = {alias}.trace_id AND {where})", params
+
+
+# One label per trace (the latest: a relabel replaces the earlier verdict) from the sources that are
+# samples of traces: the API and Candor's queues, never widget feedback (unhappy users answer more).
+_LABELS = """
+SELECT DISTINCT ON (l.trace_id) l.trace_id, l.value, l.sampling_design, l.stratum, l.inclusion_probability
+FROM evaluation_label l
+WHERE l.rubric_id = %s AND l.source IN ('api', 'queue') AND l.value IS NOT NULL {scope}
+ORDER BY l.trace_id, l.occurred_at DESC, l.id DESC
+"""
+# One score per trace for the judge version: its first successful run.
+_SCORES = """
+SELECT DISTINCT ON (s.trace_id) s.trace_id, s.raw_score, s.score, s.passed
+FROM evaluation_score s
+WHERE s.judge_version_id = %s AND s.status = 'ok' AND s.raw_score IS NOT NULL AND s.score IS NOT NULL
+    AND s.passed IS NOT NULL {scope}
+ORDER BY s.trace_id, s.run_index, s.id
+"""
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    trace_id: str
+    value: float
+    design: str
+    stratum: str
+    inclusion_probability: float | None
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    trace_id: str
+    raw_score: float
+    score: float
+    passed: bool
+
+
+def rubric_get(name: str, version: int | None = None) -> Rubric | None:
+    """A rubric version by number, else the latest."""
+    rows = Rubric.objects.filter(name=name)
+    return (rows.filter(version=version) if version is not None else rows.order_by("-version")).first()
+
+
+def scoped_labels(*, rubric: Rubric, scope: TraceScope) -> list[LabelRow]:
+    """The rubric version's API and queue labels in scope, one per trace (the latest)."""
+    where, params = scope.sql("l")
+    with connection.cursor() as cursor:
+        cursor.execute(_LABELS.format(scope=where), [rubric.id, *params])
+        return [LabelRow(*row) for row in cursor.fetchall()]
+
+
+def scoped_scores(
+    *, judge_version: JudgeVersion, scope: TraceScope, trace_ids: list[str] | None = None
+) -> list[ScoreRow]:
+    """The judge version's successful scores in scope, one per trace (only ``trace_ids`` if given)."""
+    where, params = scope.sql("s")
+    if trace_ids is not None:
+        where += " AND s.trace_id = ANY(%s)"
+        params.append(trace_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(_SCORES.format(scope=where), [judge_version.id, *params])
+        return [ScoreRow(*row) for row in cursor.fetchall()]
+
+
+def scoped_scores_count(*, judge_version: JudgeVersion, scope: TraceScope) -> int:
+    """How many traces in scope the judge version scored successfully."""
+    where, params = scope.sql("s")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*) FROM ({_SCORES.format(scope=where)}) AS one_per_trace", [judge_version.id, *params]
+        )
+        return int(cursor.fetchone()[0])

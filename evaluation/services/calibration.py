@@ -1,0 +1,209 @@
+"""A judge version's calibration report against one rubric version, and a feature's true success
+rate (shared/API.md, shared/CALIBRATION.md): database reads in, evaluation.stats for every number.
+
+Only API and queue labels count (widget feedback is not a sample of traces). Agreement is weighted
+by 1 / inclusion probability when any paired label came from an enriched design (stratified or
+active); calibration is cross-fitted (evaluation.stats.calibrate); the success estimator is chosen
+from the labels' sampling design before any result is seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from evaluation.models import Judge, JudgeVersion, Rubric, RubricScale
+from evaluation.reports.selectors import Window
+from evaluation.selectors import LabelRow, TraceScope, scoped_labels, scoped_scores, scoped_scores_count
+from evaluation.services.labels import ENRICHED_DESIGNS, label_good
+from evaluation.services.shared import utc_now
+from evaluation.stats import (
+    binary_agreement,
+    calibrate,
+    classical_mean,
+    estimate_success,
+    naive_judge_rate,
+    ordinal_agreement,
+    threshold_guarantee,
+    verdict,
+)
+
+TARGET_PRECISION = 0.9
+MIN_PAIRS = 2
+ORDINAL_CATEGORIES = (1.0, 2.0, 3.0, 4.0, 5.0)
+
+
+class CalibrationError(ValueError):
+    """A report that cannot be computed for these inputs (the API's 400), with the parameter."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Design:
+    """The labels an estimate uses and the sampling design they were drawn under."""
+
+    name: str  # uniform | stratified | active | manual
+    labels: list[LabelRow]
+
+
+def _graded(rubric: Rubric) -> None:
+    if rubric.scale == RubricScale.CATEGORICAL:
+        raise CalibrationError("rubric", f"{rubric.name!r} is categorical: it has no good / bad to agree with")
+
+
+def design_weights(labels: list[LabelRow]) -> tuple[np.ndarray | None, list[str] | None]:
+    """1 / inclusion probability for every label when any came from an enriched design (a label
+    without a probability, e.g. manual, counts as certain), else None; strata only when every
+    label is stratified (resampling within strata assumes fixed stratum sizes)."""
+    if not any(row.design in ENRICHED_DESIGNS for row in labels):
+        return None, None
+    weights = np.array([1.0 / (row.inclusion_probability or 1.0) for row in labels])
+    strata = [row.stratum for row in labels] if all(row.design == "stratified" for row in labels) else None
+    return weights, strata
+
+
+def calibration_report(
+    *, judge: Judge, judge_version: JudgeVersion, rubric: Rubric, scope: TraceScope, feature: str | None
+) -> dict[str, Any]:
+    """API.md's calibration report: agreement, calibration, threshold and verdict of the judge
+    version on the traces the rubric version's labels and the judge's scores share."""
+    _graded(rubric)
+    labels = scoped_labels(rubric=rubric, scope=scope)
+    scores = {
+        row.trace_id: row
+        for row in scoped_scores(judge_version=judge_version, scope=scope, trace_ids=[r.trace_id for r in labels])
+    }
+    pairs = [(label, scores[label.trace_id]) for label in labels if label.trace_id in scores]
+    out: dict[str, Any] = {
+        "judge": judge.name,
+        "judge_version": judge_version.number,
+        "rubric": rubric.name,
+        "rubric_version": rubric.version,
+        "rubric_scale": rubric.scale,
+        "feature": feature,
+        "n_labels": len(pairs),
+        "n_labels_unscored": len(labels) - len(pairs),
+        "n_scored": scoped_scores_count(judge_version=judge_version, scope=scope),
+        "agreement": None,
+        "calibration": None,
+        "threshold": None,
+        "verdict": None,
+        "verdict_reason": None,
+        "note": None,
+        "computed_at": utc_now().isoformat(),
+    }
+    if len(pairs) < MIN_PAIRS:
+        out["note"] = (
+            f"{len(pairs)} labelled trace(s) scored by this judge version: at least {MIN_PAIRS} are needed "
+            "for agreement and calibration"
+        )
+        return out
+    paired_labels = [label for label, _ in pairs]
+    human = np.array([label.value for label in paired_labels])
+    good = np.array([label_good(v, rubric.scale) for v in human], dtype=int)
+    raw = np.array([score.raw_score for _, score in pairs])
+    passed = np.array([score.passed for _, score in pairs], dtype=int)
+    weights, strata = design_weights(paired_labels)
+    judge_scale = judge_version.content.get("scale")
+    if rubric.scale == RubricScale.ORDINAL and judge_scale == "ordinal":
+        ordinal = ordinal_agreement(human, raw, categories=ORDINAL_CATEGORIES, weights=weights, strata=strata)
+        agreement, binary = ordinal.as_dict(), ordinal.binary
+    else:
+        binary = binary_agreement(good, passed, weights=weights, strata=strata)
+        agreement = binary.as_dict()
+    if weights is not None:
+        agreement["weighted_confusion"] = [list(row) for row in binary.weighted_confusion or ()]
+    band = verdict(binary)
+    out.update(
+        agreement=agreement,
+        calibration=_calibration(raw, good),
+        threshold=threshold_guarantee(raw, good, target_precision=TARGET_PRECISION).as_dict(),
+        verdict=band.band,
+        verdict_reason=band.reason,
+    )
+    return out
+
+
+def _calibration(raw: np.ndarray, good: np.ndarray) -> dict[str, Any]:
+    report = calibrate(raw, good)
+    out = report.as_dict()
+    out["cv_brier"] = report.cv_brier
+    out["note"] = report.note
+    return out
+
+
+def choose_design(labels: list[LabelRow]) -> Design:
+    """The estimator's design, from the designs alone (never from results): a uniform audit stream
+    when there is one (the only unbiased sample of every trace), else all labels when they are all
+    stratified, or all enriched (inverse-probability weighting), else manual (labels alone)."""
+    uniform = [row for row in labels if row.design == "uniform"]
+    if uniform:
+        return Design("uniform", uniform)
+    designs = {row.design for row in labels}
+    if designs == {"stratified"}:
+        return Design("stratified", labels)
+    if labels and designs <= set(ENRICHED_DESIGNS):
+        return Design("active", labels)
+    return Design("manual", labels)
+
+
+def success_estimate(
+    *,
+    feature: str,
+    rubric: Rubric,
+    judge: Judge | None,
+    judge_version: JudgeVersion | None,
+    scope: TraceScope,
+    window: Window,
+) -> dict[str, Any]:
+    """API.md's success report: the human rate from labels alone, the judge's own (uncorrected)
+    pass rate, and the best valid estimate for the labels' sampling design."""
+    _graded(rubric)
+    labels = scoped_labels(rubric=rubric, scope=scope)
+    human = classical_mean([label_good(row.value, rubric.scale) for row in labels])
+    scores = scoped_scores(judge_version=judge_version, scope=scope) if judge_version is not None else []
+    naive = naive_judge_rate([row.passed for row in scores])
+    design = choose_design(labels)
+    y = np.array([label_good(row.value, rubric.scale) for row in design.labels], dtype=float)
+    if design.name == "uniform" and judge_version is not None:
+        by_trace = {row.trace_id: row for row in scores}
+        scored = [row for row in design.labels if row.trace_id in by_trace]
+        labelled = {row.trace_id for row in scored}
+        unlabeled = [row.score for row in scores if row.trace_id not in labelled]
+        if len(scored) >= 50 and unlabeled:  # PPI++ on the uniform labels whose traces were scored
+            estimate = estimate_success(
+                design="uniform",
+                labels=[label_good(row.value, rubric.scale) for row in scored],
+                scores_labeled=[by_trace[row.trace_id].score for row in scored],
+                scores_unlabeled=unlabeled,
+            )
+        else:
+            estimate = estimate_success(design="uniform", labels=y)
+    else:
+        estimate = estimate_success(
+            design=design.name,
+            labels=y,
+            strata=[row.stratum for row in design.labels],
+            inclusion_probabilities=[row.inclusion_probability or 1.0 for row in design.labels],
+        )
+    estimate_out = estimate.as_dict()
+    estimate_out["design"] = design.name
+    judge_out: dict[str, Any] = naive.as_dict()
+    judge_out["note"] = naive.note if judge_version is not None else "no judge given"
+    return {
+        "feature": feature,
+        "window": window.as_dict(),
+        "rubric": rubric.name,
+        "rubric_version": rubric.version,
+        "judge": judge.name if judge is not None else None,
+        "judge_version": judge_version.number if judge_version is not None else None,
+        "human": {**human.interval.as_dict(), "n": human.n_labels},
+        "judge_uncorrected": judge_out,
+        "estimate": estimate_out,
+    }
