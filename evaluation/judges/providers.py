@@ -168,17 +168,25 @@ class ParsedVerdict:
     model: str
 
 
-def parse_response(config: ProviderConfig, call: JudgeCall, status: int, body: str) -> ParsedVerdict:
+def non_json_summary(body: str, content_type: str | None) -> str:
+    """What a non-JSON answer was, never its content: the endpoint may be anything (an internal
+    page a misconfigured base URL reaches) and errors are shown to the organization."""
+    size = len(body.encode("utf-8", "replace"))
+    return f"the provider answered non-JSON ({size} bytes, content-type {content_type or 'none'})"
+
+
+def parse_response(
+    config: ProviderConfig, call: JudgeCall, status: int, body: str, content_type: str | None = None
+) -> ParsedVerdict:
     """The verdict in a provider's answer, or a JudgeError saying precisely what was wrong."""
     if status >= 400:
-        raise _http_error(status, body)
+        raise _http_error(status, body, content_type)
     try:
         document = json.loads(body)
     except ValueError:
-        what = "an HTML page" if body.lstrip()[:1] == "<" else "an empty body" if not body.strip() else "non-JSON text"
-        raise JudgeError(f"the provider answered with {what}, not its JSON response", code="bad_response", raw=body)
+        raise JudgeError(non_json_summary(body, content_type), code="bad_response", raw="")
     if not isinstance(document, dict):
-        raise JudgeError("the provider's response is not a JSON object", code="bad_response", raw=body)
+        raise JudgeError("the provider's response is not a JSON object", code="bad_response", raw="")
     if "error" in document and document["error"]:
         raise JudgeError(f"the provider reported an error: {_error_message(document)}", code="http", raw=body)
     if config.provider == "anthropic":
@@ -288,11 +296,12 @@ def _error_message(document: Mapping[str, Any]) -> str:
     return str(error)[:300]
 
 
-def _http_error(status: int, body: str) -> JudgeError:
+def _http_error(status: int, body: str, content_type: str | None = None) -> JudgeError:
     try:
         detail = _error_message(json.loads(body))
     except (ValueError, AttributeError):
-        detail = "an HTML page" if body.lstrip()[:1] == "<" else (body.strip()[:200] or "no body")
+        detail = non_json_summary(body, content_type) if body.strip() else "no body"
+        body = ""  # not kept either: raw_response is shown too
     meaning = {
         401: "the provider rejected the API key",
         403: "the API key may not use this model",
@@ -584,7 +593,9 @@ class ProviderClient:
                 )
                 headers, body = response.headers, response.text
                 latency_ms = (time.perf_counter() - started) * 1000
-                parsed = parse_response(self.config, call, response.status_code, body)
+                parsed = parse_response(
+                    self.config, call, response.status_code, body, response.headers.get("content-type")
+                )
             except (JudgeError, httpx.HTTPError) as exc:
                 error = exc if isinstance(exc, JudgeError) else _transport_error(exc, self.config)
                 delay = attempts.next_delay(error, headers)
@@ -652,7 +663,9 @@ class AsyncProviderClient:
                 )
                 headers, body = response.headers, response.text
                 latency_ms = (time.perf_counter() - started) * 1000
-                parsed = parse_response(self.config, call, response.status_code, body)
+                parsed = parse_response(
+                    self.config, call, response.status_code, body, response.headers.get("content-type")
+                )
             except (JudgeError, httpx.HTTPError) as exc:
                 error = exc if isinstance(exc, JudgeError) else _transport_error(exc, self.config)
                 delay = attempts.next_delay(error, headers)

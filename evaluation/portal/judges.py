@@ -131,7 +131,8 @@ class ProviderKeyForm(forms.Form):
     base_url = forms.URLField(
         required=False,
         assume_scheme="https",
-        help_text="Empty for the provider's own API; vLLM, Ollama, LiteLLM, Azure",
+        help_text="Empty for the provider's own API; vLLM, Ollama, LiteLLM, Azure (https; a local or plain "
+        "http endpoint only if its host is in JUDGE_ALLOWED_HOSTS)",
     )
     azure_api_version = forms.CharField(required=False, max_length=40, help_text="Azure OpenAI only")
     secret = forms.CharField(

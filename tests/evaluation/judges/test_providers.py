@@ -205,6 +205,23 @@ def test_verdict_span_ignores_a_quoted_verdict_inside_the_rationale() -> None:
 # ---------------------------------------------------------------------- bad answers
 
 
+@pytest.mark.parametrize(
+    "behaviour",
+    [fake.html(), fake.status(502, body="<html>internal admin: SECRET-PAGE</html>"), fake.status(400, body="SECRET")],
+    ids=["html-200", "html-502", "text-400"],
+)
+def test_a_non_json_body_is_described_never_echoed(fake_llm: FakeLLM, behaviour: fake.Behaviour) -> None:
+    # A base URL may reach any page: its content never goes into the error nor raw_response.
+    fake_llm.script(behaviour)
+    with client(fake_llm, "openai", max_retries=0) as c:
+        result = run_judge(spec(), the_input(), client=c)
+    assert result.ok is False and result.raw_score is None
+    assert "the provider answered non-JSON (" in (result.error or "")
+    assert " bytes, content-type " in (result.error or "")
+    assert "SECRET" not in (result.error or "") and "<html" not in (result.error or "")
+    assert result.raw_response == ""
+
+
 @pytest.mark.parametrize("provider", PROVIDERS)
 @pytest.mark.parametrize(
     ("behaviour", "code", "raw_contains"),
@@ -214,7 +231,7 @@ def test_verdict_span_ignores_a_quoted_verdict_inside_the_rationale() -> None:
         (fake.off_scale(), "malformed", "maybe"),
         (fake.extra_field(), "malformed", "confidence"),
         (fake.refusal(), "", "can't help"),
-        (fake.html(), "bad_response", "<html>"),
+        (fake.html(), "bad_response", ""),
         (fake.empty(), "bad_response", ""),
         (fake.truncated(), "truncated", ""),
     ],
