@@ -148,10 +148,16 @@ def test_a_segment_just_declared_is_answered_from_raw_rows_until_its_rollups_exi
     by_plan = Grouping.parse("metadata.plan")
     with in_tenant(org_a):
         feature = Feature.objects.get(key=seeded)
-        undeclared = feature_report(feature=feature, window=window_from(**WINDOW), grouping=by_plan)  # raw rows
+        undeclared = feature_report(
+            feature=feature, window=window_from(WINDOW["since"], WINDOW["until"]), grouping=by_plan
+        )  # raw rows
         feature_segments_set(feature=feature, keys=["auth", "plan"])  # no worker ran: plan has no rows yet
-        pending = feature_report(feature=feature, window=window_from(**WINDOW), grouping=by_plan)
+        pending = feature_report(
+            feature=feature, window=window_from(WINDOW["since"], WINDOW["until"]), grouping=by_plan
+        )
         rollups_refresh(limit=10_000)
-        counted = feature_report(feature=feature, window=window_from(**WINDOW), grouping=by_plan)
+        counted = feature_report(
+            feature=feature, window=window_from(WINDOW["since"], WINDOW["until"]), grouping=by_plan
+        )
     assert {"pro", "free"} <= {g["group"] for g in undeclared["groups"]}
     assert pending["groups"] == undeclared["groups"] == counted["groups"]
