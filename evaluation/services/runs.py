@@ -53,6 +53,9 @@ CLAIM_BATCH = 200
 LEASE = timedelta(minutes=10)
 # A score deferred more often than this (breaker open, long Retry-After) fails with the last reason.
 MAX_DEFERRALS = 8
+# A score claimed more often than this (its runner died on it each time, the lease ran out) is
+# failed instead of being claimed forever. Above MAX_DEFERRALS: deferrals count as attempts too.
+MAX_ATTEMPTS = MAX_DEFERRALS + 2
 
 
 def _setting(name: str, default: Any) -> Any:
@@ -201,7 +204,11 @@ UPDATE evaluation_score SET status = %s, raw_score = %s, score = %s, passed = %s
     model = %s, cost_usd = %s, latency_ms = %s, input_tokens = %s, output_tokens = %s, scored_at = %s
 WHERE id = %s AND status = 'running'
 """
-_DEFER = "UPDATE evaluation_score SET status = 'pending', due_at = %s WHERE id = %s AND status = 'running'"
+# The middle parameter takes the claim back off ``attempts`` (1 while the judge is paused: waiting is no attempt).
+_DEFER = (
+    "UPDATE evaluation_score SET status = 'pending', due_at = %s, attempts = greatest(attempts - %s, 0) "
+    "WHERE id = %s AND status = 'running'"
+)
 
 
 @dataclass(frozen=True)
@@ -253,14 +260,14 @@ class _Writer:
         self.book = book
         self.stats = stats
         self.rows: list[tuple[Any, ...]] = []
-        self.deferrals: list[tuple[datetime, int]] = []
+        self.deferrals: list[tuple[datetime, int, int]] = []
 
     def add(self, claimed: Claimed, provider: str, scale: Any, result: JudgeResult) -> None:
         now = utc_now()
         # The breaker refused the call: nothing is known about this trace yet, so it waits.
         if result.error_code == "circuit_open" and claimed.attempts < MAX_DEFERRALS:
             wait = float(_setting("JUDGE_BREAKER_RESET_S", 30.0))
-            self.deferrals.append((now + timedelta(seconds=max(wait, 0.05)), claimed.id))
+            self.deferrals.append((now + timedelta(seconds=max(wait, 0.05)), 0, claimed.id))
             self.stats.deferred += 1
             return
         if result.ok:
@@ -341,15 +348,23 @@ def _run_locked(stats: RunStats, cap: int, started: float, max_seconds: float) -
                     scale = spec.scale_spec if spec.kind != "external" else None
                     judge_input = inputs.get(item.trace_id)
                     if judge.paused:
-                        writer.deferrals.append((utc_now() + timedelta(minutes=5), item.id))
+                        writer.deferrals.append((utc_now() + timedelta(minutes=5), 1, item.id))
                         stats.deferred += 1
+                        continue
+                    if item.attempts > MAX_ATTEMPTS:  # a poison score: every runner before stopped on it
+                        reason = (
+                            f"gave up after {item.attempts - 1} attempts: the runner stopped on this score each time"
+                        )
+                        writer.add(
+                            item, spec.provider, scale, JudgeResult.failure(JudgeError(reason, code="transport"))
+                        )
                         continue
                     if judge_input is None:
                         result = JudgeResult.failure(JudgeError("the trace is not stored (yet)", code="missing_input"))
                         writer.add(item, spec.provider, scale, result)
                         continue
                     if spec.kind != "llm" or spec.provider == "offline":
-                        writer.add(item, spec.provider, scale, run_judge(spec, judge_input))
+                        writer.add(item, spec.provider, scale, _run_sync(spec, judge_input))
                         continue
                     loop = loop or _event_loop()  # first: a new loop (a forked worker) resets the clients
                     client = _async_client(judge, spec.provider, keys)
@@ -376,6 +391,17 @@ def _run_locked(stats: RunStats, cap: int, started: float, max_seconds: float) -
             if out_of_time or not _due_now():
                 return
             exhausted = False
+
+
+def _run_sync(spec: JudgeVersionSpec, judge_input: Any) -> JudgeResult:
+    """A code or offline judge in this thread. The engine returns failures; anything it raises is
+    our bug, stored as this score's error (as on the async path) instead of stopping the runner."""
+    try:
+        return run_judge(spec, judge_input)
+    except Exception as exc:
+        detail = str(exc).replace("\n", " ")[:200]
+        message = f"internal error: {type(exc).__name__}" + (f": {detail}" if detail else "")
+        return JudgeResult.failure(JudgeError(message, code="config"), model=spec.model)
 
 
 def _due_now() -> bool:
