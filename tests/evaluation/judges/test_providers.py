@@ -342,12 +342,11 @@ def test_400_is_not_retried(fake_llm: FakeLLM) -> None:
 def test_timeout(fake_llm: FakeLLM, provider: str) -> None:
     fake_llm.script(fake.hang(2.0), fake.hang(2.0))
     with client(fake_llm, provider, timeout_s=0.3, max_retries=1) as c:
-        started = time.monotonic()
         result = run_judge(spec(provider), the_input(), client=c)
+    # The fake answers after 2 s: a timeout error means the client gave up on its own 0.3 s.
     assert result.error_code == "timeout"
     assert result.error == "no answer within 0.3 s"
     assert len(fake_llm.requests) == 2 and result.attempts == 2
-    assert time.monotonic() - started < 1.9  # gave up on its own timeout, not the fake's 2 s
 
 
 def test_timeout_then_success(fake_llm: FakeLLM) -> None:
@@ -424,7 +423,7 @@ async def _async_key_refusals(fake_llm: FakeLLM) -> str:
 
 def test_async_429s_do_not_trip_the_breaker(fake_llm: FakeLLM) -> None:
     fake_llm.default = fake.status(429, retry_after="0")
-    assert asyncio.run(_async_key_refusals(fake_llm)) == "closed"
+    assert _run(_async_key_refusals(fake_llm)) == "closed"
 
 
 # ---------------------------------------------------------------------- async
@@ -439,12 +438,10 @@ def test_async_client_keeps_many_calls_in_flight(fake_llm: FakeLLM) -> None:
         async with AsyncProviderClient(config(fake_llm)) as c:
             return await asyncio.gather(*(run_judge_async(version, i, client=c) for i in inputs))
 
-    started = time.monotonic()
     results = _run(score_all())
-    elapsed = time.monotonic() - started
     assert all(r.ok for r in results)
     assert [r.raw_score for r in results] == [float(expected_verdict(prompt_of(i, version), "ordinal")) for i in inputs]
-    assert elapsed < 40 * 0.3 / 4  # concurrent, not one after the other (40 x 0.3 s = 12 s)
+    assert fake_llm.max_in_flight >= 10  # concurrent, not one after the other
 
 
 def test_async_retries_on_429(fake_llm: FakeLLM) -> None:
