@@ -120,7 +120,7 @@ def test_timeouts_become_errors_after_the_retries(db: None, org_a, fake_llm, set
 def test_a_500_storm_opens_the_breaker_and_a_half_open_trial_recovers(db: None, org_a, fake_llm, settings) -> None:  # type: ignore[no-untyped-def]
     settings.JUDGE_PROVIDER_MAX_RETRIES = 0
     settings.JUDGE_BREAKER_FAILURES = 3
-    settings.JUDGE_BREAKER_RESET_S = 1.5
+    settings.JUDGE_BREAKER_RESET_S = 5  # long enough that a loaded machine cannot half-open it mid-run
     fake_llm.default = fake.status(500)
     with in_tenant(org_a):
         judge = llm_judge("openai", fake_llm.openai_base_url)
