@@ -9,8 +9,6 @@ from typing import Any
 from django.urls import URLPattern, path
 from drf_spectacular.utils import (
     OpenApiParameter,
-    OpenApiResponse,
-    PolymorphicProxySerializer,
     extend_schema,
     inline_serializer,
 )
@@ -26,26 +24,17 @@ from evaluation.selectors import TraceScope, judge_find, rubric_get
 from evaluation.services.calibration import CalibrationError, calibration_report, success_estimate
 from evaluation.services.judges import MAX_NAME, NAME_PATTERN
 from evaluation.services.labels import labels_ingest
-from feedback.api.serializers import ErrorSerializer, IngestResultSerializer
-from feedback.schemas import FEATURE_KEY_CHARS, MAX_FEATURE_KEY, BodyError
-from tenants.api.base import TenantApi, read_body
+from feedback.api.ingest import IngestApi, ingest_responses
+from feedback.api.serializers import ErrorSerializer
+from feedback.schemas import FEATURE_KEY_CHARS, MAX_FEATURE_KEY
+from feedback.services import IngestResult
+from tenants.api.base import TenantApi
 from tenants.api.errors import ApiError
 
-LABEL_RESPONSES = {
-    200: IngestResultSerializer,
-    207: IngestResultSerializer,
-    400: OpenApiResponse(
-        PolymorphicProxySerializer(
-            component_name="LabelsRejected",
-            serializers=[IngestResultSerializer, ErrorSerializer],
-            resource_type_field_name=None,
-        ),
-        description="Every label failed (each error with its index and field), or the body could not be read.",
-    ),
-}
+LABEL_RESPONSES = ingest_responses(component_name="LabelsRejected", what="label")
 
 
-class LabelsApi(TenantApi):
+class LabelsApi(IngestApi):
     @extend_schema(
         operation_id="labels_create",
         summary="Send human labels (one or a batch of up to 1,000)",
@@ -54,11 +43,10 @@ class LabelsApi(TenantApi):
         tags=["labels"],
     )
     def post(self, request: Request) -> Response:
-        try:
-            result = labels_ingest(body=read_body(request._request))
-        except BodyError as exc:
-            raise ApiError(exc.code, exc.message, exc.status) from exc
-        return Response(result.as_dict(), status=result.status_code)
+        return super().post(request)
+
+    def ingest(self, body: bytes) -> IngestResult:
+        return labels_ingest(body=body)
 
 
 # --- query parameters, validated exactly as the schema states them ---------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.urls import URLPattern, path
-from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -15,26 +15,16 @@ from evaluation.api import serializers as s
 from evaluation.selectors import judge_find, judge_stats, judges_with_versions
 from evaluation.services.scores import scores_ingest
 from evaluation.services.shared import utc_now
-from feedback.api.serializers import ErrorSerializer, IngestResultSerializer
-from feedback.schemas import BodyError
-from tenants.api.base import TenantApi, read_body
+from feedback.api.ingest import IngestApi, ingest_responses
+from feedback.api.serializers import ErrorSerializer
+from feedback.services import IngestResult
+from tenants.api.base import TenantApi
 from tenants.api.errors import ApiError
 
-SCORE_RESPONSES = {
-    200: IngestResultSerializer,
-    207: IngestResultSerializer,
-    400: OpenApiResponse(
-        PolymorphicProxySerializer(
-            component_name="ScoresRejected",
-            serializers=[IngestResultSerializer, ErrorSerializer],
-            resource_type_field_name=None,
-        ),
-        description="Every score failed (each error with its index and field), or the body could not be read.",
-    ),
-}
+SCORE_RESPONSES = ingest_responses(component_name="ScoresRejected", what="score")
 
 
-class ScoresApi(TenantApi):
+class ScoresApi(IngestApi):
     @extend_schema(
         operation_id="scores_create",
         summary="Send external scores (one or a batch of up to 1,000)",
@@ -43,11 +33,10 @@ class ScoresApi(TenantApi):
         tags=["judges"],
     )
     def post(self, request: Request) -> Response:
-        try:
-            result = scores_ingest(body=read_body(request._request))
-        except BodyError as exc:
-            raise ApiError(exc.code, exc.message, exc.status) from exc
-        return Response(result.as_dict(), status=result.status_code)
+        return super().post(request)
+
+    def ingest(self, body: bytes) -> IngestResult:
+        return scores_ingest(body=body)
 
 
 class JudgesApi(TenantApi):

@@ -5,8 +5,6 @@ from __future__ import annotations
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
-    OpenApiResponse,
-    PolymorphicProxySerializer,
     extend_schema,
     extend_schema_view,
 )
@@ -16,54 +14,16 @@ from rest_framework.response import Response
 from feedback import services
 from feedback.api import openapi
 from feedback.api import serializers as s
+from feedback.api.ingest import IngestApi, ingest_response, ingest_responses
 from feedback.enums import FeedbackSource
 from feedback.otlp import OtlpError, otlp_parse, otlp_response
-from feedback.schemas import BodyError
 from feedback.selectors import PAGE_SIZE, FilterError, TraceFilters, trace_detail, trace_extras, trace_page
 from feedback.services.widget import widget_events_ingest
 from tenants.api.base import PublicKeyApi, TenantApi, read_body
 from tenants.api.errors import ApiError
 from tenants.services import ResolvedKey
 
-INGEST_RESPONSES = {
-    200: s.IngestResultSerializer,
-    207: s.IngestResultSerializer,
-    400: OpenApiResponse(
-        PolymorphicProxySerializer(
-            component_name="IngestRejected",
-            serializers=[s.IngestResultSerializer, s.ErrorSerializer],
-            resource_type_field_name=None,
-        ),
-        description="Every item failed (the ingest result, each error with its index and field), "
-        "or the body could not be read at all (the error shape).",
-    ),
-    401: s.ErrorSerializer,
-    403: s.ErrorSerializer,
-    413: s.ErrorSerializer,
-    429: s.ErrorSerializer,
-}
-
-
-def ingest_response(result: services.IngestResult) -> Response:
-    return Response(result.as_dict(), status=result.status_code)
-
-
-def body_error(exc: BodyError) -> ApiError:
-    return ApiError(exc.code, exc.message, exc.status)
-
-
-class IngestApi(TenantApi):
-    """Base for write endpoints: a secret key, the per-key rate limit, msgspec parsing."""
-
-    def ingest(self, body: bytes) -> services.IngestResult:
-        raise NotImplementedError
-
-    def post(self, request: Request) -> Response:
-        body = read_body(request._request)
-        try:
-            return ingest_response(self.ingest(body))
-        except BodyError as exc:
-            raise body_error(exc) from exc
+INGEST_RESPONSES = ingest_responses(component_name="IngestRejected", what="item")
 
 
 class TracesApi(IngestApi):
