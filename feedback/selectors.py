@@ -177,61 +177,7 @@ def trace_detail(trace_id: str) -> TraceDetail | None:
     )
 
 
-# --- Overview ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FeatureSummary:
-    key: str
-    name: str
-    traces: int
-    thumbs_up: int
-    thumbs_down: int
-    edits: int
-    mean_edit_distance: float | None
-    cost_usd: float
-    explicit_feedback: int
-    implicit_feedback: int
-    p50_ms: float | None
-    p95_ms: float | None
-
-    @property
-    def thumbs_up_rate(self) -> float | None:
-        total = self.thumbs_up + self.thumbs_down
-        return self.thumbs_up / total if total else None
-
-
-def feature_summaries(*, since: Any, until: Any) -> list[FeatureSummary]:
-    """Per-feature totals from the rollups (never the raw tables) for the overview page."""
-    from django.db.models import Sum
-
-    from feedback.models import DailyRollup, Feature
-    from feedback.sketch import merge, quantile
-
-    rows = DailyRollup.objects.filter(day__gte=since, day__lt=until)
-    sketches: dict[int, list[dict[str, int]]] = {}
-    for feature_id, sketch in rows.values_list("feature_id", "latency_sketch"):
-        sketches.setdefault(feature_id, []).append(sketch)
-    totals = rows.values("feature_id").annotate(
-        traces=Sum("traces"), up=Sum("thumbs_up"), down=Sum("thumbs_down"), edits=Sum("edits"),
-        ed=Sum("edit_distance_sum"), cost=Sum("cost_usd"), explicit=Sum("explicit_feedback"),
-        implicit=Sum("implicit_feedback"),
-    )  # fmt: skip
-    features = {f.id: f for f in Feature.objects.all()}
-    out = []
-    for row in totals:
-        feature = features[row["feature_id"]]
-        merged = merge(sketches.get(row["feature_id"], []))
-        out.append(
-            FeatureSummary(
-                key=feature.key, name=feature.name or feature.key, traces=row["traces"], thumbs_up=row["up"],
-                thumbs_down=row["down"], edits=row["edits"],
-                mean_edit_distance=row["ed"] / row["edits"] if row["edits"] else None,
-                cost_usd=float(row["cost"] or 0), explicit_feedback=row["explicit"],
-                implicit_feedback=row["implicit"], p50_ms=quantile(merged, 0.5), p95_ms=quantile(merged, 0.95),
-            )
-        )  # fmt: skip
-    return sorted(out, key=lambda s: -s.traces)
+# --- Overview: widget rejections (the feature table itself is evaluation.reports') ---------------
 
 
 def widget_rejections(*, since: Any) -> list[dict[str, Any]]:
