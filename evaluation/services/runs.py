@@ -26,7 +26,7 @@ import hashlib
 import itertools
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -92,6 +92,7 @@ class _Shards:
 
 _clients: dict[tuple[Any, ...], _Shards] = {}
 _breakers: dict[tuple[str, int], CircuitBreaker] = {}
+_breaker_clock: Callable[[], float] = time.monotonic
 _lock = threading.Lock()
 
 
@@ -116,13 +117,17 @@ def breaker_for(key_id: int) -> CircuitBreaker:
             _breakers[key] = CircuitBreaker(
                 failure_threshold=int(_setting("JUDGE_BREAKER_FAILURES", 5)),
                 reset_after_s=float(_setting("JUDGE_BREAKER_RESET_S", 30.0)),
+                clock=_breaker_clock,
             )
         return _breakers[key]
 
 
-def breakers_reset() -> None:
-    """Forget every breaker's state and cached client (what a fresh worker process starts with)."""
+def breakers_reset(*, clock: Callable[[], float] | None = None) -> None:
+    """Forget every breaker's state and cached client (what a fresh worker process starts with).
+    ``clock`` replaces the breakers' monotonic clock (tests: a clock that moves only when told)."""
+    global _breaker_clock
     with _lock:
+        _breaker_clock = clock or time.monotonic
         _breakers.clear()
         _clients.clear()
 

@@ -117,21 +117,39 @@ def test_timeouts_become_errors_after_the_retries(db: None, org_a, fake_llm, set
         assert all(s.passed is None for s in scores)
 
 
+class StoppedClock:
+    """The breakers' clock: it moves only when the test says so, so a slow machine cannot half-open
+    a breaker in the middle of a run."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_a_500_storm_opens_the_breaker_and_a_half_open_trial_recovers(db: None, org_a, fake_llm, settings) -> None:  # type: ignore[no-untyped-def]
     settings.JUDGE_PROVIDER_MAX_RETRIES = 0
     settings.JUDGE_BREAKER_FAILURES = 3
-    settings.JUDGE_BREAKER_RESET_S = 5  # long enough that a loaded machine cannot half-open it mid-run
+    settings.JUDGE_BREAKER_RESET_S = 0.5  # also how long a deferred score waits in the database
+    clock = StoppedClock()
+    breakers_reset(clock=clock)
     fake_llm.default = fake.status(500)
     with in_tenant(org_a):
         judge = llm_judge("openai", fake_llm.openai_base_url)
         _queue_all(judge, 10)
         first = scores_run(max_seconds=30, concurrency=1)
-        assert (first.errors, first.deferred) == (3, 7)
+        assert (first.errors, first.deferred) == (3, 7), first.error_codes
         assert len(fake_llm.requests) == 3  # the breaker stopped the calls
         scores = Score.objects.filter(judge_id=judge.id)
         assert scores.filter(status="error", error_code="http").count() == 3
         assert scores.filter(status="pending").count() == 7  # deferred, not failed
+        # Still open on the breaker's clock: the deferred scores come due and are deferred again, uncalled.
+        time.sleep(0.6)
+        again = scores_run(max_seconds=30, concurrency=1)
+        assert (again.finished, again.deferred, len(fake_llm.requests)) == (0, 7, 3)
         fake_llm.default = fake.ok()
+        clock.now += 0.5  # the reset time has passed: one half-open trial, which succeeds and closes it
         deadline = time.monotonic() + 30
         while scores.filter(status="pending").exists() and time.monotonic() < deadline:
             time.sleep(0.3)

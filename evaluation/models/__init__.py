@@ -1,0 +1,33 @@
+"""The evaluation app's models, one module per area; every model is importable from here.
+
+Add a module's models to the imports below (Django registers the models it imports).
+"""
+
+from evaluation.models.judges import (
+    BackfillRun,
+    BackfillStatus,
+    Judge,
+    JudgeKind,
+    JudgeVersion,
+    ProviderKey,
+    SamplingRule,
+    Score,
+    ScoreStatus,
+)
+from evaluation.models.labels import Label, LabelSource, Rubric, RubricScale
+
+__all__ = [
+    "BackfillRun",
+    "BackfillStatus",
+    "Judge",
+    "JudgeKind",
+    "JudgeVersion",
+    "Label",
+    "LabelSource",
+    "ProviderKey",
+    "Rubric",
+    "RubricScale",
+    "SamplingRule",
+    "Score",
+    "ScoreStatus",
+]

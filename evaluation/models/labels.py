@@ -1,0 +1,66 @@
+"""Rubrics and the human labels given under them (CALIBRATION.md)."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+
+class RubricScale(models.TextChoices):
+    BINARY = "binary", "Binary (1 good / 0 bad)"
+    ORDINAL = "ordinal", "Ordinal 1-5"
+    CONTINUOUS = "continuous", "Continuous 0-1"
+    CATEGORICAL = "categorical", "Categorical"
+
+
+class Rubric(models.Model):
+    """One version of a rubric: what reviewers judge and on which scale. Immutable: a changed rubric
+    is a new version (evaluation.services.labels.rubric_version_create), and labels under different
+    versions are never pooled."""
+
+    name = models.CharField(max_length=100)
+    version = models.PositiveIntegerField()
+    scale = models.CharField(max_length=12, choices=RubricScale.choices)
+    # Categorical rubrics: the allowed categories ([] = any, as a rubric first seen through the API).
+    categories = models.JSONField(default=list, blank=True)
+    description = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [models.UniqueConstraint(fields=["name", "version"], name="rubric_name_version")]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+class LabelSource(models.TextChoices):
+    API = "api", "API"
+    WIDGET = "widget", "Widget feedback"  # not a random sample: kept out of calibration
+    QUEUE = "queue", "Annotation queue"
+
+
+class Label(models.Model):
+    """A human verdict on a trace under one rubric version. Like a score, it names its trace by the
+    organization's ``trace_id`` (the trace may land later; reads join on it). The sampling design,
+    stratum and inclusion probability are those at selection time (CALIBRATION.md)."""
+
+    label_id = models.CharField(max_length=200, unique=True)
+    trace_id = models.CharField(max_length=200)
+    rubric = models.ForeignKey(Rubric, on_delete=models.PROTECT, related_name="labels")
+    value = models.FloatField(null=True)
+    category = models.CharField(max_length=200, blank=True, default="")
+    reviewer = models.CharField(max_length=254, blank=True, default="")
+    source = models.CharField(max_length=8, choices=LabelSource.choices, default=LabelSource.API)
+    sampling_design = models.CharField(max_length=12, default="manual")  # uniform / stratified / active / manual
+    stratum = models.CharField(max_length=200, blank=True, default="")
+    inclusion_probability = models.FloatField(null=True)
+    comment = models.TextField(blank=True, default="")
+    occurred_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["trace_id"], name="label_trace_id"),
+            models.Index(fields=["rubric", "source"], name="label_rubric_source"),
+        ]
