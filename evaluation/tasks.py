@@ -46,3 +46,29 @@ def judges_sweep() -> int:
 
 def schedule_scores_run(schema_name: str) -> None:
     scores_run_task.apply_async(headers={"_schema_name": schema_name})
+
+
+# --- Calibration -------------------------------------------------------------------------------
+
+
+@shared_task(time_limit=300, soft_time_limit=270, expires=120)
+def calibration_sweep_task() -> dict[str, int]:
+    """Recompute the calibration of what new labels or scores touched (this organization)."""
+    from evaluation.services.calibration_refresh import calibration_sweep
+
+    stats = calibration_sweep()
+    return {"labels": stats.labels, "refreshed": stats.refreshed, "failed": stats.failed}
+
+
+@shared_task(time_limit=60, expires=14)
+def calibrations_sweep() -> int:
+    """Beat: fan a calibration sweep out to every organization (the net under the nudges)."""
+    sent = 0
+    for organization in organizations_each():
+        schedule_calibration_sweep(organization.schema_name)
+        sent += 1
+    return sent
+
+
+def schedule_calibration_sweep(schema_name: str, *, countdown: float = 0.0) -> None:
+    calibration_sweep_task.apply_async(headers={"_schema_name": schema_name}, countdown=countdown or None)

@@ -219,6 +219,8 @@ CELERY_BEAT_SCHEDULE = {
     "rollups-sweep": {"task": "feedback.tasks.rollups_sweep", "schedule": 30.0, "options": {"expires": 25}},
     # Judges: select newly landed traces (after each rule's delay) and run what is queued.
     "judges-sweep": {"task": "evaluation.tasks.judges_sweep", "schedule": 15.0, "options": {"expires": 14}},
+    # Calibration: recompute what new labels or scores touched (labels also nudge a sweep at once).
+    "calibrations-sweep": {"task": "evaluation.tasks.calibrations_sweep", "schedule": 15.0, "options": {"expires": 14}},
 }
 
 LOGGING = {

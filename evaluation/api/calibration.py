@@ -22,6 +22,7 @@ from evaluation.models import Judge, JudgeVersion
 from evaluation.reports.selectors import MAX_WINDOW_DAYS, ReportError, Window, feature_get, window_from
 from evaluation.selectors import TraceScope, judge_find, rubric_get
 from evaluation.services.calibration import CalibrationError, calibration_report, success_estimate
+from evaluation.services.calibration_refresh import calibration_nudge
 from evaluation.services.judges import MAX_NAME, NAME_PATTERN
 from evaluation.services.labels import labels_ingest
 from feedback.api.ingest import IngestApi, ingest_responses
@@ -46,7 +47,10 @@ class LabelsApi(IngestApi):
         return super().post(request)
 
     def ingest(self, body: bytes) -> IngestResult:
-        return labels_ingest(body=body)
+        result = labels_ingest(body=body)
+        if result.accepted:
+            calibration_nudge()  # the calibration these labels touch is recomputed within seconds
+        return result
 
 
 # --- query parameters, validated exactly as the schema states them ---------------------------------

@@ -3,6 +3,7 @@
 Add a module's models to the imports below (Django registers the models it imports).
 """
 
+from evaluation.models.calibration import CalibrationCursor, CalibrationSnapshot, CalibrationTarget
 from evaluation.models.judges import (
     BackfillRun,
     BackfillStatus,
@@ -19,6 +20,9 @@ from evaluation.models.labels import Label, LabelSource, Rubric, RubricScale
 __all__ = [
     "BackfillRun",
     "BackfillStatus",
+    "CalibrationCursor",
+    "CalibrationSnapshot",
+    "CalibrationTarget",
     "Judge",
     "JudgeKind",
     "JudgeVersion",

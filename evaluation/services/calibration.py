@@ -20,6 +20,7 @@ from evaluation.selectors import LabelRow, TraceScope, scoped_labels, scoped_sco
 from evaluation.services.labels import ENRICHED_DESIGNS, label_good
 from evaluation.services.shared import utc_now
 from evaluation.stats import (
+    CalibrationReport,
     binary_agreement,
     calibrate,
     classical_mean,
@@ -73,6 +74,14 @@ def calibration_report(
 ) -> dict[str, Any]:
     """API.md's calibration report: agreement, calibration, threshold and verdict of the judge
     version on the traces the rubric version's labels and the judge's scores share."""
+    return calibration_parts(judge=judge, judge_version=judge_version, rubric=rubric, scope=scope, feature=feature)[0]
+
+
+def calibration_parts(
+    *, judge: Judge, judge_version: JudgeVersion, rubric: Rubric, scope: TraceScope, feature: str | None
+) -> tuple[dict[str, Any], dict[str, Any] | None, float | None]:
+    """The calibration report, the fitted calibrator (``to_dict``; None below two pairs) and the
+    lower bound of the agreement statistic the verdict read (None when there is no verdict)."""
     _graded(rubric)
     labels = scoped_labels(rubric=rubric, scope=scope)
     scores = {
@@ -103,7 +112,7 @@ def calibration_report(
             f"{len(pairs)} labelled trace(s) scored by this judge version: at least {MIN_PAIRS} are needed "
             "for agreement and calibration"
         )
-        return out
+        return out, None, None
     paired_labels = [label for label, _ in pairs]
     human = np.array([label.value for label in paired_labels])
     good = np.array([label_good(v, rubric.scale) for v in human], dtype=int)
@@ -120,18 +129,18 @@ def calibration_report(
     if weights is not None:
         agreement["weighted_confusion"] = [list(row) for row in binary.weighted_confusion or ()]
     band = verdict(binary)
+    fitted = calibrate(raw, good)
     out.update(
         agreement=agreement,
-        calibration=_calibration(raw, good),
+        calibration=_calibration(fitted),
         threshold=threshold_guarantee(raw, good, target_precision=TARGET_PRECISION).as_dict(),
         verdict=band.band,
         verdict_reason=band.reason,
     )
-    return out
+    return out, fitted.calibrator.to_dict(), band.lower_bound
 
 
-def _calibration(raw: np.ndarray, good: np.ndarray) -> dict[str, Any]:
-    report = calibrate(raw, good)
+def _calibration(report: CalibrationReport) -> dict[str, Any]:
     out = report.as_dict()
     out["cv_brier"] = report.cv_brier
     out["note"] = report.note

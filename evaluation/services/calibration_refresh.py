@@ -1,0 +1,184 @@
+"""Keeping calibration current: when labels or judge scores arrive, the (judge version x rubric
+version x feature) they touch comes due; a debounced Celery refresh recomputes its calibration
+report and success estimate and stores them as a snapshot (the verdict's history).
+
+Arrivals are found by the sweep itself (labels by id, finished scores by scored_at, each past a
+cursor), so every path that writes labels or scores (API, queues, runner, backfill) is covered
+without a hook in each; ``calibration_nudge`` only makes the next sweep come sooner.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+
+from evaluation.models import CalibrationCursor, CalibrationSnapshot, CalibrationTarget, RubricScale
+from evaluation.reports.selectors import Window
+from evaluation.selectors import TraceScope
+from evaluation.services.calibration import CalibrationError, calibration_parts, success_estimate
+from evaluation.services.shared import utc_now
+
+# A nudge waits this long before its sweep, so a burst of labels is one recompute, not one per label...
+LABEL_DEBOUNCE = timedelta(seconds=2)
+# ...and new scores alone recompute a target at most this often (they move n_scored and the estimate).
+SCORE_INTERVAL = timedelta(seconds=60)
+SUCCESS_WINDOW_DAYS = 30
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+REFRESH_BATCH = 20
+
+# Targets the new labels touch: every judge version that scored a labelled trace, per feature.
+_FROM_LABELS = """
+INSERT INTO evaluation_calibrationtarget (judge_version_id, rubric_id, feature_id, due_at, created_at)
+SELECT DISTINCT s.judge_version_id, l.rubric_id, s.feature_id, %(due)s::timestamptz, %(now)s::timestamptz
+FROM evaluation_label l
+JOIN evaluation_rubric r ON r.id = l.rubric_id AND r.scale <> 'categorical' AND r.scale <> 'free_text'
+JOIN evaluation_score s ON s.trace_id = l.trace_id AND s.status = 'ok'
+WHERE l.id > %(after)s AND l.id <= %(upto)s AND l.source IN ('api', 'queue')
+ON CONFLICT ON CONSTRAINT calibration_target_once DO UPDATE
+SET due_at = LEAST(coalesce(evaluation_calibrationtarget.due_at, EXCLUDED.due_at), EXCLUDED.due_at)
+"""
+# Targets new scores touch: the rubrics already labelled on any trace this judge version scored.
+_FROM_SCORES = """
+INSERT INTO evaluation_calibrationtarget (judge_version_id, rubric_id, feature_id, due_at, created_at)
+SELECT DISTINCT s.judge_version_id, l.rubric_id, s.feature_id, %(due)s::timestamptz, %(now)s::timestamptz
+FROM (
+    SELECT DISTINCT judge_version_id, feature_id FROM evaluation_score
+    WHERE status = 'ok' AND scored_at > %(after)s AND scored_at <= %(upto)s
+) fresh
+JOIN evaluation_score s ON s.judge_version_id = fresh.judge_version_id
+    AND s.feature_id IS NOT DISTINCT FROM fresh.feature_id AND s.status = 'ok'
+JOIN evaluation_label l ON l.trace_id = s.trace_id AND l.source IN ('api', 'queue')
+JOIN evaluation_rubric r ON r.id = l.rubric_id AND r.scale <> 'categorical' AND r.scale <> 'free_text'
+ON CONFLICT ON CONSTRAINT calibration_target_once DO UPDATE
+SET due_at = LEAST(
+    coalesce(evaluation_calibrationtarget.due_at, 'infinity'),
+    GREATEST(
+        EXCLUDED.due_at,
+        coalesce(evaluation_calibrationtarget.refreshed_at, '-infinity') + make_interval(secs => %(interval)s)
+    )
+)
+"""
+_CLAIM = """
+UPDATE evaluation_calibrationtarget t SET due_at = NULL
+FROM (
+    SELECT id FROM evaluation_calibrationtarget WHERE due_at <= %s ORDER BY due_at, id LIMIT %s
+    FOR UPDATE SKIP LOCKED
+) c
+WHERE t.id = c.id
+RETURNING t.id
+"""
+
+
+@dataclass
+class SweepStats:
+    labels: int = 0
+    scores_upto: datetime | None = None
+    refreshed: int = 0
+    failed: int = 0
+
+
+def calibration_mark(*, now: datetime | None = None) -> SweepStats:
+    """Mark due every target that labels or finished scores arrived for since the last sweep."""
+    now = now or utc_now()
+    stats = SweepStats()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor_row, _ = CalibrationCursor.objects.select_for_update().get_or_create(pk=1)
+        cursor.execute("SELECT coalesce(max(id), 0) FROM evaluation_label")
+        (label_upto,) = cursor.fetchone()
+        if label_upto > cursor_row.label_id:
+            cursor.execute(_FROM_LABELS, {"due": now, "now": now, "after": cursor_row.label_id, "upto": label_upto})
+            stats.labels = label_upto - cursor_row.label_id
+        # Scores finished up to a moment ago (a runner's open transaction may still commit rows
+        # stamped a little earlier: the 60 s overlap re-reads them; re-marking is harmless).
+        score_upto = now
+        after = cursor_row.scored_at - timedelta(seconds=60) if cursor_row.scored_at else EPOCH
+        cursor.execute(
+            _FROM_SCORES,
+            {"due": now, "now": now, "after": after, "upto": score_upto, "interval": SCORE_INTERVAL.total_seconds()},
+        )
+        stats.scores_upto = score_upto
+        CalibrationCursor.objects.filter(pk=1).update(
+            label_id=max(label_upto, cursor_row.label_id), scored_at=score_upto
+        )
+    return stats
+
+
+def calibration_refresh_due(*, now: datetime | None = None, limit: int = REFRESH_BATCH) -> SweepStats:
+    """Recompute the due targets (at most ``limit``) and store a snapshot of each."""
+    now = now or utc_now()
+    stats = SweepStats()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_CLAIM, [now, limit])
+        ids = [row[0] for row in cursor.fetchall()]
+    for target in CalibrationTarget.objects.filter(id__in=ids).select_related(
+        "judge_version__judge", "rubric", "feature"
+    ):
+        try:
+            calibration_snapshot_take(target, now=now)
+            stats.refreshed += 1
+        except CalibrationError:
+            stats.failed += 1
+    return stats
+
+
+def calibration_sweep(*, now: datetime | None = None) -> SweepStats:
+    """Mark what arrived, then refresh what is due."""
+    now = now or utc_now()
+    marked = calibration_mark(now=now)
+    done = calibration_refresh_due(now=now)
+    done.labels, done.scores_upto = marked.labels, marked.scores_upto
+    return done
+
+
+def success_window(now: datetime) -> Window:
+    end = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return Window(end - timedelta(days=SUCCESS_WINDOW_DAYS), end)
+
+
+def calibration_snapshot_take(target: CalibrationTarget, *, now: datetime | None = None) -> CalibrationSnapshot:
+    """Compute the target's calibration report and the feature's success estimate; store both."""
+    now = now or utc_now()
+    started = time.perf_counter()
+    version = target.judge_version
+    judge = version.judge
+    rubric = target.rubric
+    if rubric.scale in (RubricScale.CATEGORICAL, "free_text"):
+        raise CalibrationError("rubric", f"{rubric.name!r} has no good / bad to agree with")
+    feature_key = target.feature.key if target.feature is not None else None
+    scope = TraceScope(feature_id=target.feature_id)
+    report, calibrator, low = calibration_parts(
+        judge=judge, judge_version=version, rubric=rubric, scope=scope, feature=feature_key
+    )
+    success: dict[str, Any] | None = None
+    if target.feature is not None:
+        window = success_window(now)
+        success = success_estimate(
+            feature=target.feature.key, rubric=rubric, judge=judge, judge_version=version,
+            scope=TraceScope(feature_id=target.feature_id, since=window.since, until=window.until), window=window,
+        )  # fmt: skip
+    snapshot = CalibrationSnapshot.objects.create(
+        target=target,
+        computed_at=now,
+        n_labels=report["n_labels"],
+        n_scored=report["n_scored"],
+        verdict=report.get("verdict") or "",
+        verdict_low=low,
+        report=report,
+        success=success,
+        calibrator=calibrator,
+        millis=int((time.perf_counter() - started) * 1000),
+    )
+    CalibrationTarget.objects.filter(id=target.id).update(refreshed_at=now)
+    return snapshot
+
+
+def calibration_nudge() -> None:
+    """Ask for a sweep of this organization soon (after the debounce); the beat sweep is the net."""
+    from evaluation.tasks import schedule_calibration_sweep
+    from tenants.schema import current_schema
+
+    schedule_calibration_sweep(current_schema(), countdown=LABEL_DEBOUNCE.total_seconds())

@@ -1,0 +1,112 @@
+"""Calibration kept current: labels and scores that arrive mark their (judge version x rubric x
+feature) due; the sweep stores a snapshot equal to the report computed on demand; new scores
+alone refresh at most once a minute; a label posted to the API is recomputed by the real worker."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from evaluation.models import CalibrationSnapshot, CalibrationTarget, Judge, Rubric
+from evaluation.selectors import TraceScope
+from evaluation.services.calibration import calibration_report, success_estimate
+from evaluation.services.calibration_refresh import SCORE_INTERVAL, calibration_sweep, success_window
+from evaluation.services.shared import utc_now
+from feedback.models import Feature
+from tests.evaluation.api.test_calibration import World, post_all, seed_world, simulate
+from tests.fixtures.organizations import Org, in_tenant, unique
+from tests.fixtures.server import ApiClient, wait_for
+
+VOLATILE = {"computed_at"}
+
+
+def _stable(report: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in report.items() if key not in VOLATILE}
+
+
+def _world(api: ApiClient, n: int = 80, seed: int = 3) -> World:
+    good, score = simulate(n, seed=seed, separation=0.6, noise=0.15)
+    return seed_world(api, scores=list(score), labels={i: {"value": int(good[i])} for i in range(n)})
+
+
+def _target(world: World) -> CalibrationTarget | None:
+    return CalibrationTarget.objects.filter(
+        judge_version__judge__name=world.judge, rubric__name=world.rubric, feature__key=world.feature
+    ).first()
+
+
+def test_a_sweep_stores_the_report_the_api_computes(api_a: ApiClient, org_a: Org, committed_db: None) -> None:
+    world = _world(api_a)
+    with in_tenant(org_a):
+        now = utc_now()
+        calibration_sweep(now=now)
+        target = _target(world)
+        assert target is not None and target.due_at is None and target.refreshed_at == now
+        snapshot = CalibrationSnapshot.objects.get(target=target)
+        judge = Judge.objects.get(name=world.judge)
+        rubric = Rubric.objects.get(name=world.rubric)
+        feature = Feature.objects.get(key=world.feature)
+        expected = calibration_report(
+            judge=judge, judge_version=target.judge_version, rubric=rubric,
+            scope=TraceScope(feature_id=feature.id), feature=world.feature,
+        )  # fmt: skip
+        assert _stable(snapshot.report) == _stable(expected)
+        assert snapshot.n_labels == 80 and snapshot.verdict == expected["verdict"] != ""
+        assert snapshot.calibrator is not None and snapshot.calibrator["method"] == "platt"
+        window = success_window(now)
+        assert snapshot.success == success_estimate(
+            feature=world.feature, rubric=rubric, judge=judge, judge_version=target.judge_version,
+            scope=TraceScope(feature_id=feature.id, since=window.since, until=window.until), window=window,
+        )  # fmt: skip
+        # Nothing new: the next sweep leaves it alone.
+        calibration_sweep(now=now + timedelta(seconds=5))
+        assert CalibrationSnapshot.objects.filter(target=target).count() == 1
+
+
+def test_new_labels_refresh_at_once_and_new_scores_at_most_once_a_minute(
+    api_a: ApiClient, org_a: Org, committed_db: None
+) -> None:
+    world = _world(api_a, seed=4)
+    with in_tenant(org_a):
+        now = utc_now()
+        calibration_sweep(now=now)
+        target = _target(world)
+        assert target is not None
+    # More labels: due at once.
+    extra = [{"label_id": unique("lb"), "trace_id": t, "rubric": world.rubric, "value": 0} for t in world.trace_ids[:5]]
+    post_all(api_a, "/api/v1/labels", extra)
+    with in_tenant(org_a):
+        calibration_sweep(now=now + timedelta(seconds=1))
+        snapshots = CalibrationSnapshot.objects.filter(target=target)
+        assert snapshots.count() == 2
+        # The five relabels replaced earlier verdicts: the latest label per trace counts.
+        assert snapshots.first().n_labels == 80  # type: ignore[union-attr]
+    # A new score on a new trace of the feature: not before a minute after the last refresh.
+    trace = unique("late")
+    post_all(api_a, "/api/v1/traces", [{"trace_id": trace, "feature": world.feature}])
+    post_all(api_a, "/api/v1/scores", [{"score_id": unique("sc"), "trace_id": trace, "name": world.judge,
+                                        "value": 0.9, "scale": "continuous"}])  # fmt: skip
+    with in_tenant(org_a):
+        later = utc_now()
+        calibration_sweep(now=later)
+        assert CalibrationSnapshot.objects.filter(target=target).count() == 2
+        target.refresh_from_db()
+        assert target.due_at is not None and target.due_at >= now + timedelta(seconds=1) + SCORE_INTERVAL
+        calibration_sweep(now=target.due_at)
+        latest = CalibrationSnapshot.objects.filter(target=target).first()
+        assert CalibrationSnapshot.objects.filter(target=target).count() == 3
+        assert latest is not None and latest.n_scored == 81
+
+
+def test_labels_posted_to_the_api_are_recomputed_by_the_worker(
+    api_a: ApiClient, org_a: Org, committed_db: None, celery_worker: None
+) -> None:
+    world = _world(api_a, n=40, seed=5)
+
+    def snapshot_exists() -> bool:
+        with in_tenant(org_a):
+            return CalibrationSnapshot.objects.filter(
+                target__rubric__name=world.rubric, target__feature__key=world.feature, n_labels=40
+            ).exists()
+
+    wait_for(snapshot_exists, timeout=60)
