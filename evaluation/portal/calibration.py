@@ -1,0 +1,255 @@
+"""The judge calibration page: how far a judge can be trusted against human labels, per rubric
+version and feature. The headline (verdict, true success rate beside the judge's uncorrected pass
+rate) and the verdict history come from the stored snapshots (evaluation.services.calibration_refresh);
+the panels that need the labelled pairs (agreement, confusion, reliability, score distributions,
+thresholds, disagreements) are computed from them on each view, which is cheap: pairs are the
+labelled traces only. The headline polls, so a label batch shows within seconds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from django import forms
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+from django.views.decorators.http import require_POST
+
+from evaluation.models import CalibrationSnapshot, CalibrationTarget, Judge, Label, LabelSource, Rubric, RubricScale
+from evaluation.selectors import TraceScope, judge_find, scoped_labels, scoped_scores
+from evaluation.services.calibration import CalibrationError, calibration_parts
+from evaluation.services.calibration_refresh import calibration_nudge
+from evaluation.services.labels import label_good
+from evaluation.services.shared import utc_now
+from evaluation.stats import threshold_guarantee
+from tenants.access import Role, org_url, role_required
+
+TARGETS = (0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.975, 0.99)
+HISTOGRAM_BINS = 10
+MAX_DISAGREEMENTS = 50
+
+
+@dataclass(frozen=True)
+class Pair:
+    trace_id: str
+    human: float
+    good: bool
+    raw: float
+    passed: bool
+    design: str
+    stratum: str
+    inclusion_probability: float | None
+
+
+def _judge_or_404(name: str) -> Judge:
+    judge = judge_find(name)
+    if judge is None:
+        raise Http404("No such judge.")
+    return judge
+
+
+def _targets(judge: Judge) -> list[CalibrationTarget]:
+    return list(
+        CalibrationTarget.objects.filter(judge_version__judge=judge)
+        .select_related("judge_version", "rubric", "feature")
+        .order_by("-judge_version__number", "rubric__name", "-rubric__version", "feature__key")
+    )
+
+
+def _chosen(request: HttpRequest, targets: list[CalibrationTarget]) -> CalibrationTarget | None:
+    wanted = request.GET.get("target", "")
+    for target in targets:
+        if str(target.id) == wanted:
+            return target
+    if wanted:
+        raise Http404("No such calibration.")
+    if not targets:
+        return None
+    newest = max(t.judge_version.number for t in targets)
+    return next(t for t in targets if t.judge_version.number == newest)
+
+
+def _pairs(target: CalibrationTarget) -> list[Pair]:
+    scope = TraceScope(feature_id=target.feature_id)
+    labels = scoped_labels(rubric=target.rubric, scope=scope)
+    scores = {
+        row.trace_id: row
+        for row in scoped_scores(
+            judge_version=target.judge_version, scope=scope, trace_ids=[row.trace_id for row in labels]
+        )
+    }
+    return [
+        Pair(
+            label.trace_id,
+            label.value,
+            label_good(label.value, target.rubric.scale),
+            scores[label.trace_id].raw_score,
+            scores[label.trace_id].passed,
+            label.design,
+            label.stratum,
+            label.inclusion_probability,
+        )  # fmt: skip
+        for label in labels
+        if label.trace_id in scores
+    ]
+
+
+def _histograms(pairs: list[Pair]) -> dict[str, Any]:
+    """Raw-score distributions of the traces humans called good and bad, on shared bins."""
+    if not pairs:
+        return {"bins": [], "good": [], "bad": [], "max": 0}
+    raw = np.array([p.raw for p in pairs])
+    low, high = float(raw.min()), float(raw.max())
+    if high == low:
+        high = low + 1.0
+    edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
+    good = np.histogram([p.raw for p in pairs if p.good], bins=edges)[0]
+    bad = np.histogram([p.raw for p in pairs if not p.good], bins=edges)[0]
+    peak = int(max(good.max(initial=0), bad.max(initial=0))) or 1
+    bins = [
+        {"low": float(edges[i]), "high": float(edges[i + 1]), "good": int(good[i]), "bad": int(bad[i]),
+         "good_pct": 100 * int(good[i]) / peak, "bad_pct": 100 * int(bad[i]) / peak}
+        for i in range(HISTOGRAM_BINS)
+    ]  # fmt: skip
+    return {"bins": bins, "max": peak}
+
+
+def _thresholds(pairs: list[Pair]) -> list[dict[str, Any]]:
+    """The pass / fail thresholds each target precision can guarantee (fixed-sequence testing,
+    one family per target), for the page's slider."""
+    if len(pairs) < 2:
+        return []
+    raw = np.array([p.raw for p in pairs])
+    good = np.array([int(p.good) for p in pairs])
+    rows = []
+    for target in TARGETS:
+        guarantee = threshold_guarantee(raw, good, target_precision=target).as_dict()
+        pass_at, fail_at = guarantee["pass_at"], guarantee["fail_at"]
+        to_human = (
+            int(np.sum((raw > fail_at) & (raw < pass_at))) if pass_at is not None and fail_at is not None else None
+        )
+        rows.append({**guarantee, "to_human": to_human, "n": len(pairs)})
+    return rows
+
+
+def _reliability_svg(report: dict[str, Any]) -> list[dict[str, float]]:
+    """Points of the reliability diagram in a 0-100 box (x predicted, y observed, r by count)."""
+    bins = ((report.get("calibration") or {}).get("reliability")) or []
+    total = sum(b["n"] for b in bins) or 1
+    return [
+        {"x": 100 * b["mean_predicted"], "y": 100 - 100 * b["observed"], "r": 1.5 + 6 * (b["n"] / total) ** 0.5,
+         "n": b["n"], "predicted": b["mean_predicted"], "observed": b["observed"]}
+        for b in bins
+    ]  # fmt: skip
+
+
+def _context(request: HttpRequest, judge: Judge) -> dict[str, Any]:
+    targets = _targets(judge)
+    target = _chosen(request, targets)
+    context: dict[str, Any] = {"nav": "judges", "judge": judge, "targets": targets, "target": target}
+    if target is None:
+        return context
+    snapshots = list(CalibrationSnapshot.objects.filter(target=target).order_by("-computed_at", "-id")[:30])
+    latest = snapshots[0] if snapshots else None
+    pairs = _pairs(target)
+    report: dict[str, Any] = {}
+    error = ""
+    if target.rubric.scale in (RubricScale.CATEGORICAL, "free_text"):
+        error = f"{target.rubric.name} is {target.rubric.scale}: it has no good / bad to agree with."
+    else:
+        try:
+            report = calibration_parts(
+                judge=judge, judge_version=target.judge_version, rubric=target.rubric,
+                scope=TraceScope(feature_id=target.feature_id),
+                feature=target.feature.key if target.feature else None,
+            )[0]  # fmt: skip
+        except CalibrationError as exc:
+            error = exc.message
+    disagreements = [p for p in pairs if p.good != p.passed][:MAX_DISAGREEMENTS]
+    context.update(
+        latest=latest,
+        history=snapshots,
+        report=report,
+        error=error,
+        pairs_n=len(pairs),
+        disagreements=disagreements,
+        disagreements_total=sum(1 for p in pairs if p.good != p.passed),
+        histograms=_histograms(pairs),
+        thresholds=_thresholds(pairs),
+        thresholds_data=_thresholds_for_js(pairs),
+        reliability=_reliability_svg(report),
+        newer_rubric=Rubric.objects.filter(name=target.rubric.name, version__gt=target.rubric.version).exists(),
+    )
+    return context
+
+
+def _thresholds_for_js(pairs: list[Pair]) -> list[dict[str, Any]]:
+    return [{k: row[k] for k in ("target_precision", "pass_at", "guaranteed_precision_low", "fail_at",
+                                 "guaranteed_npv_low", "to_human", "n")} for row in _thresholds(pairs)]  # fmt: skip
+
+
+def judge_calibration(request: HttpRequest, name: str) -> HttpResponse:
+    judge = _judge_or_404(name)
+    context = _context(request, judge)
+    template = "evaluation/calibration.html"
+    if request.htmx:  # type: ignore[attr-defined]
+        template += "#headline"
+    return TemplateResponse(request, template, context)
+
+
+class RelabelForm(forms.Form):
+    target = forms.IntegerField()
+    trace_id = forms.CharField(max_length=200)
+    value = forms.FloatField()
+
+
+@require_POST
+@role_required(Role.REVIEWER)
+def judge_relabel(request: HttpRequest, name: str) -> HttpResponse:
+    """A corrected verdict on a disagreement: a new label of the same rubric version that keeps the
+    original label's source, sampling design, stratum and inclusion probability (a correction of
+    the same sampled item, so the estimate's design is unchanged); the latest label counts."""
+    judge = _judge_or_404(name)
+    form = RelabelForm(request.POST)
+    if not form.is_valid():
+        raise Http404("No such label.")
+    target = CalibrationTarget.objects.filter(id=form.cleaned_data["target"], judge_version__judge=judge).first()
+    if target is None:
+        raise Http404("No such calibration.")
+    previous = (
+        Label.objects.filter(
+            rubric=target.rubric,
+            trace_id=form.cleaned_data["trace_id"],
+            source__in=[LabelSource.API, LabelSource.QUEUE],
+        )
+        .order_by("-occurred_at", "-id")
+        .first()
+    )
+    if previous is None:
+        raise Http404("No such label.")
+    value = form.cleaned_data["value"]
+    if value not in (0.0, 1.0) and target.rubric.scale == RubricScale.BINARY:
+        messages.error(request, "A binary rubric takes 1 (good) or 0 (bad).")
+    else:
+        now = utc_now()
+        Label.objects.create(
+            label_id=f"relabel:{previous.label_id}:{int(now.timestamp() * 1000)}", trace_id=previous.trace_id,
+            rubric=target.rubric, value=value, reviewer=str(getattr(request.user, "email", "")),
+            source=previous.source, sampling_design=previous.sampling_design, stratum=previous.stratum,
+            inclusion_probability=previous.inclusion_probability, comment="relabelled from the calibration page",
+            occurred_at=now, created_at=now,
+        )  # fmt: skip
+        calibration_nudge()
+        messages.success(request, f"Relabelled {previous.trace_id}: the report refreshes in a few seconds.")
+    url = org_url(request, "evaluation:judge-calibration", judge.name)
+    return redirect(f"{url}?target={target.id}#disagreements")
+
+
+urlpatterns: list[URLPattern] = [
+    path("judges/<str:name>/calibration/", judge_calibration, name="judge-calibration"),
+    path("judges/<str:name>/calibration/relabel/", judge_relabel, name="judge-relabel"),
+]
