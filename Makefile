@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt | sha1sum | cut -c1-1
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE ?= config.settings.dev
 
-.PHONY: install migrate demo test test-services browser lint widget bench-ingest bench-widget bench-ratelimit bench-report bench-judges clean stop-db
+.PHONY: install migrate demo test test-services browser lint widget bench-ingest bench-widget bench-ratelimit bench-report bench-judges bench-calibration clean stop-db
 
 install: $(STAMP)
 
@@ -75,6 +75,10 @@ bench-report: migrate
 
 bench-judges: migrate
 	$(PY) bench/judges.py
+
+# One judge, 2,000 labels, 1M scored traces: the calibration refresh end to end (BENCH_KEEP=1 reuses the load).
+bench-calibration: migrate
+	$(PY) bench/calibration.py
 
 stop-db:
 	$(PY) -c "from pathlib import Path; from config.embedded_db import stop_embedded_database as s; s(Path('.var/pgdata'))"
