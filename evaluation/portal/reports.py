@@ -14,6 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.views.decorators.http import require_POST
 
+from evaluation.reports.calibrated import feature_calibrations
 from evaluation.reports.selectors import (
     MAX_WINDOW_DAYS,
     METADATA_KEY,
@@ -28,6 +29,7 @@ from evaluation.reports.selectors import (
     report_csv_rows,
     window_from,
 )
+from evaluation.reports.signals import signal_report
 from feedback import services
 from feedback.selectors import widget_rejections
 from tenants.access import org_url, role_required
@@ -90,6 +92,7 @@ def feature_view(request: HttpRequest, key: str) -> HttpResponse:
     window, error = _window(request)
     grouping, group_error = _grouping(request)
     data = feature_page(feature=feature, window=window, grouping=grouping)
+    signals = signal_report(feature=feature, window=window)
     choices = ["prompt_version", "variant", "customer_id", "day"]
     choices += [f"metadata.{k}" for k in sorted({*feature.segment_keys, "auth"})]
     if grouping.label not in choices:
@@ -102,6 +105,8 @@ def feature_view(request: HttpRequest, key: str) -> HttpResponse:
             "nav": "overview",
             "feature": feature,
             "report": data["report"],
+            "calibrations": feature_calibrations(feature),
+            "signals": signals,
             "chart_data": {"chart": data["chart"], "segments": data["segments"]},
             "segments": data["segments"],
             "window": window,

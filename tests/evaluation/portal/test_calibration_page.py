@@ -61,6 +61,12 @@ def test_the_page_exposes_a_lenient_judge_and_a_relabel_refreshes_it(
     for text in ("True success rate", "Judge pass rate (uncorrected)", "Cohen", "Reliability", "Verdict history",
                  'id="thresholds-data"', "are worth"):  # fmt: skip
         assert text in html, text
+    # The feature page's panel: the same estimate beside the uncorrected rate, linked to this page.
+    feature_page = client.get(org_a.url(f"features/{world.feature}/"))
+    assert feature_page.status_code == 200
+    (row,) = feature_page.context["calibrations"]
+    assert (row.judge, row.target_id, row.success) == (world.judge, target.id, success)
+    assert f"calibration/?target={target.id}" in feature_page.content.decode()
     # The headline alone for htmx polling.
     poll = client.get(org_a.url(f"judges/{world.judge}/calibration/?target={target.id}"), HTTP_HX_REQUEST="true")
     assert poll.status_code == 200 and b'id="headline"' in poll.content and b"Disagreements" not in poll.content
