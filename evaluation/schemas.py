@@ -25,7 +25,7 @@ class ScoreIn(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
     occurred_at: datetime | None = None
 
 
-LabelScaleName = Literal["binary", "ordinal", "continuous", "categorical"]
+LabelScaleName = Literal["binary", "ordinal", "continuous", "categorical", "free_text"]
 SamplingDesign = Literal["uniform", "stratified", "active", "manual"]
 
 
@@ -44,6 +44,7 @@ class LabelIn(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
     scale: LabelScaleName | None = None
     value: Annotated[float, msgspec.Meta(ge=-1e12, le=1e12)] | None = None
     category: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_COMMENT)] | None = None
     reviewer: Annotated[str, msgspec.Meta(max_length=254)] | None = None
     sampling: SamplingIn | None = None
     comment: Annotated[str, msgspec.Meta(max_length=MAX_COMMENT)] | None = None

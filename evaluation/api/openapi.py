@@ -44,27 +44,27 @@ def _components() -> dict[str, dict[str, Any]]:
     return {"ScoreIn": score, "ScoreInBody": body, **_label_components()}
 
 
-def _either(first: str, second: str) -> list[dict[str, Any]]:
-    """Exactly one of two nullable properties given (non-null)."""
+def _exactly_one(*names: str) -> list[dict[str, Any]]:
+    """Exactly one of these nullable properties given (non-null): one alternative per name."""
     given = {"not": {"type": "null"}}
-    return [
-        {"required": [first], "properties": {first: given, second: {"type": "null"}}},
-        {"required": [first], "properties": {first: given}, "not": {"required": [second]}},
-        {"required": [second], "properties": {second: given, first: {"type": "null"}}},
-        {"required": [second], "properties": {second: given}, "not": {"required": [first]}},
-    ]
+
+    def present(name: str) -> dict[str, Any]:
+        return {"required": [name], "properties": {name: given}}
+
+    return [{**present(name), "not": {"anyOf": [present(other) for other in names if other != name]}} for name in names]
 
 
 def _label_components() -> dict[str, dict[str, Any]]:
     parts = struct_components(LabelIn)
     label, sampling = parts["LabelIn"], parts["SamplingIn"]
     label["description"] = (
-        "One human label under a rubric: `value` (binary 1 good / 0 bad, ordinal 1-5, continuous 0-1) or "
-        "`category` (categorical rubrics), not both. A rubric is created on first sight as version 1 with the "
-        "label's scale (`scale`, else 0/1 binary, integers 1-5 ordinal, else continuous); later labels must fit "
+        "One human label under a rubric: exactly one of `value` (binary 1 good / 0 bad, ordinal 1-5, "
+        "continuous 0-1), `category` (categorical rubrics) or `text` (free-text rubrics). A rubric is created on "
+        "first sight as version 1 with the label's scale (`scale`, else `category` categorical, `text` free text, "
+        "0/1 binary, integers 1-5 ordinal, else continuous); later labels must fit "
         "it. `rubric_version` defaults to the latest. Resending a label_id is a duplicate."
     )
-    label["oneOf"] = _either("value", "category")
+    label["oneOf"] = _exactly_one("value", "category", "text")
     sampling["description"] = (
         "How the labelled item was selected; `manual` when absent. Stratified and active designs need "
         "`inclusion_probability` (0 < p <= 1)."

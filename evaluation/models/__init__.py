@@ -16,8 +16,10 @@ from evaluation.models.judges import (
     ScoreStatus,
 )
 from evaluation.models.labels import Label, LabelSource, Rubric, RubricScale
+from evaluation.models.queues import AnnotationQueue, QueueDesign, QueueItem, QueueSlot, SlotStatus
 
 __all__ = [
+    "AnnotationQueue",
     "BackfillRun",
     "BackfillStatus",
     "CalibrationCursor",
@@ -29,9 +31,13 @@ __all__ = [
     "Label",
     "LabelSource",
     "ProviderKey",
+    "QueueDesign",
+    "QueueItem",
+    "QueueSlot",
     "Rubric",
     "RubricScale",
     "SamplingRule",
     "Score",
     "ScoreStatus",
+    "SlotStatus",
 ]

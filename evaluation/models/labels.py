@@ -11,6 +11,7 @@ class RubricScale(models.TextChoices):
     ORDINAL = "ordinal", "Ordinal 1-5"
     CONTINUOUS = "continuous", "Continuous 0-1"
     CATEGORICAL = "categorical", "Categorical"
+    FREE_TEXT = "free_text", "Free text"  # a label carries text, no value (kept out of agreement)
 
 
 class Rubric(models.Model):
@@ -50,6 +51,7 @@ class Label(models.Model):
     rubric = models.ForeignKey(Rubric, on_delete=models.PROTECT, related_name="labels")
     value = models.FloatField(null=True)
     category = models.CharField(max_length=200, blank=True, default="")
+    text = models.TextField(blank=True, default="")  # free-text rubrics: the reviewer's answer
     reviewer = models.CharField(max_length=254, blank=True, default="")
     source = models.CharField(max_length=8, choices=LabelSource.choices, default=LabelSource.API)
     sampling_design = models.CharField(max_length=12, default="manual")  # uniform / stratified / active / manual

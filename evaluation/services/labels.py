@@ -3,7 +3,8 @@
 A rubric version is immutable: a changed rubric is a new version, and a label belongs to exactly
 one version, so labels under different versions never mix. A rubric first seen through the API is
 created as version 1 with the label's scale (the ``scale`` sent, else fixed as for scores: 0/1
-binary, integers 1-5 ordinal, else continuous; a ``category`` makes it categorical). Values off the
+binary, integers 1-5 ordinal, else continuous; a ``category`` makes it categorical, a ``text`` free
+text: such a label carries text and no value). Values off the
 rubric's scale are item errors, never clipped. A label may name a trace not received yet: reads
 join labels to traces by ``trace_id``, so it counts as soon as the trace lands.
 """
@@ -27,10 +28,10 @@ from feedback.services.shared import IngestResult, raw_cursor
 ENRICHED_DESIGNS = ("stratified", "active")
 
 _INSERT = """
-INSERT INTO evaluation_label (label_id, trace_id, rubric_id, value, category, reviewer, source, sampling_design,
-    stratum, inclusion_probability, comment, occurred_at, created_at)
+INSERT INTO evaluation_label (label_id, trace_id, rubric_id, value, category, text, reviewer, source,
+    sampling_design, stratum, inclusion_probability, comment, occurred_at, created_at)
 SELECT * FROM unnest(
-    %s::text[], %s::text[], %s::bigint[], %s::float8[], %s::text[], %s::text[], %s::text[], %s::text[],
+    %s::text[], %s::text[], %s::bigint[], %s::float8[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
     %s::text[], %s::float8[], %s::text[], %s::timestamptz[], %s::timestamptz[]
 )
 ON CONFLICT DO NOTHING
@@ -49,6 +50,8 @@ def label_good(value: float, scale: str) -> bool:
 
 def value_error(value: float, scale: str) -> str | None:
     """Why ``value`` is not on ``scale`` (None when it is)."""
+    if scale == RubricScale.FREE_TEXT:
+        return "a free-text rubric takes text, not a value"
     if not math.isfinite(value):
         return "must be a finite number"
     if scale == RubricScale.BINARY and value not in (0, 1):
@@ -89,10 +92,12 @@ def rubric_version_create(
 
 
 def _check(item: LabelIn, now: datetime) -> None:
-    if (item.value is None) == (item.category is None):
-        raise ValueError("value: send either value (a number) or category (categorical rubrics), not both or neither")
+    if [item.value, item.category, item.text].count(None) != 2:
+        raise ValueError(
+            "value: send exactly one of value (a number), category (categorical rubrics) or text (free-text rubrics)"
+        )
     check_time(item.occurred_at, "occurred_at", now)
-    for name in ("label_id", "trace_id", "category", "reviewer", "comment"):
+    for name in ("label_id", "trace_id", "category", "text", "reviewer", "comment"):
         if "\x00" in (getattr(item, name) or ""):
             raise ValueError(f"{name}: text must not contain NUL (\\u0000) characters")
     sampling = item.sampling
@@ -138,6 +143,12 @@ def _new_rubric(name: str, scale: str) -> Rubric:
 def _item_error(item: LabelIn, rubric: Rubric) -> tuple[str, str] | None:
     if item.scale is not None and item.scale != rubric.scale:
         return "scale", f"rubric {rubric.name!r} v{rubric.version} is {rubric.scale}, not {item.scale}"
+    if rubric.scale == RubricScale.FREE_TEXT:
+        if item.text is None:
+            return "text", f"rubric {rubric.name!r} is free text: send text, not value or category"
+        return None
+    if item.text is not None:
+        return "text", f"rubric {rubric.name!r} is {rubric.scale}: text belongs to free-text rubrics"
     if rubric.scale == RubricScale.CATEGORICAL:
         if item.category is None:
             return "value", f"rubric {rubric.name!r} is categorical: send category, not value"
@@ -168,7 +179,11 @@ def labels_ingest(*, body: bytes, source: str = LabelSource.API) -> IngestResult
             # Check the value against the scale the new rubric would get before creating it, so a
             # bad first label leaves no rubric behind.
             scale = item.scale or (
-                RubricScale.CATEGORICAL if item.category is not None else _inferred(item.value or 0.0)
+                RubricScale.CATEGORICAL
+                if item.category is not None
+                else RubricScale.FREE_TEXT
+                if item.text is not None
+                else _inferred(item.value or 0.0)
             )
             problem = _item_error(item, Rubric(name=item.rubric, version=1, scale=scale))
             if problem is None:
@@ -184,7 +199,8 @@ def labels_ingest(*, body: bytes, source: str = LabelSource.API) -> IngestResult
         sampling = item.sampling
         rows.setdefault(
             item.label_id,
-            (item.label_id, item.trace_id, rubric.id, item.value, item.category or "", item.reviewer or "", source,
+            (item.label_id, item.trace_id, rubric.id, item.value, item.category or "", item.text or "",
+             item.reviewer or "", source,
              sampling.design if sampling else "manual", (sampling.stratum or "") if sampling else "",
              sampling.inclusion_probability if sampling else None, item.comment or "", item.occurred_at or now, now),
         )  # fmt: skip
