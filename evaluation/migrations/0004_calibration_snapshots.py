@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('evaluation', '0003_queues'),
-        ('feedback', '0004_spend_and_usage_counters'),
+        ('feedback', '0003_report_measures'),
     ]
 
     operations = [
