@@ -320,3 +320,32 @@ class SegmentRollup(RollupMeasures):
                 nulls_distinct=False,
             )
         ]
+
+
+class SpendCounter(models.Model):
+    """LLM spend per customer x day x feature x model, kept current by trace ingestion in the
+    same transaction as the traces (a merged trace moves its cost). Read by billing's budget check."""
+
+    customer_id = models.CharField(max_length=200)  # "" for traces with no customer
+    day = models.DateField()
+    feature_id = models.BigIntegerField()
+    model = models.CharField(max_length=200)
+    cost_usd = models.DecimalField(max_digits=20, decimal_places=8, default=0)
+    traces = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer_id", "day", "feature_id", "model"], name="spend_counter_key")
+        ]
+
+
+class UsageCounter(models.Model):
+    """Items ingested, appended once per batch (no row is shared, so no batch waits on another);
+    billing sums them into its usage ledger and may fold old rows together."""
+
+    day = models.DateField()  # the UTC day the batch was received
+    kind = models.CharField(max_length=16)  # "traces" or "feedback"
+    quantity = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["day", "kind"])]

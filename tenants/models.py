@@ -72,6 +72,9 @@ class Organization(TenantMixin):
     # Whether the widget must present a signed per-trace token (see tenants.tokens).
     require_signed_tokens = models.BooleanField(default=False)  # type: ignore[var-annotated]
     widget_signing_secret = models.CharField(max_length=64, blank=True, default="")  # type: ignore[var-annotated]
+    # Set by billing when the organization's spend cap is reached: ingestion answers 429
+    # quota_exceeded while it is set (tenants never imports billing; it reads this flag).
+    quota_exceeded_at = models.DateTimeField(null=True, blank=True)  # type: ignore[var-annotated]
 
     auto_create_schema = True
     auto_drop_schema = True

@@ -1,11 +1,14 @@
-"""Reads other apps need from tenants, so they never reach into its models."""
+"""Reads other apps need from tenants, so they never reach into its models.
+
+``Organization`` is importable from here for annotations and foreign keys' instances.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from tenants.models import Organization
+from tenants.models import Membership, Organization, Role
 from tenants.schema import activate_public, activate_tenant
 
 
@@ -25,6 +28,24 @@ def _ref(organization: Organization) -> OrganizationRef:
 
 def organization_find(slug: str) -> Organization | None:
     return Organization.objects.filter(slug=slug).first()
+
+
+def organization_get(organization_id: int) -> Organization | None:
+    return Organization.objects.filter(id=organization_id).first()
+
+
+def organization_ids() -> list[int]:
+    """Every organization's id (the public schema is no organization)."""
+    return list(Organization.objects.exclude(schema_name="public").order_by("id").values_list("id", flat=True))
+
+
+def organization_admin_emails(organization_id: int) -> list[str]:
+    """Who hears about the organization's bill: its owners and admins."""
+    return list(
+        Membership.objects.filter(organization_id=organization_id, role__in=[Role.OWNER, Role.ADMIN])
+        .order_by("user__email")
+        .values_list("user__email", flat=True)
+    )
 
 
 def organizations_each() -> Iterator[OrganizationRef]:

@@ -167,6 +167,8 @@ class ResolvedKey:
     # The organization's widget token policy (public keys only need it).
     require_signed_tokens: bool = False
     signing_secret: str = field(default="", repr=False)
+    # The organization's spend cap is reached (billing sets it): ingestion is refused.
+    quota_exceeded: bool = False
 
     def origin_allowed(self, origin: str | None) -> bool:
         if "*" in self.allowed_origins:
@@ -221,6 +223,7 @@ def api_key_resolve(raw: str) -> ResolvedKey | None:
             "organization__schema_name",
             "organization__require_signed_tokens",
             "organization__widget_signing_secret",
+            "organization__quota_exceeded_at",
         )
         .first()
     )
@@ -234,6 +237,7 @@ def api_key_resolve(raw: str) -> ResolvedKey | None:
             allowed_origins=tuple(row.allowed_origins),
             require_signed_tokens=row.organization.require_signed_tokens,
             signing_secret=row.organization.widget_signing_secret,
+            quota_exceeded=row.organization.quota_exceeded_at is not None,
         )
         stamp = timezone.now()
         if row.last_used_at is None or stamp - row.last_used_at > LAST_USED_EVERY:
@@ -258,7 +262,37 @@ def public_key_admit(*, raw_key: str | None) -> ResolvedKey:
             "secret_key_in_browser", "Never put a secret key in a page: use a public key (pk_).", why=Why.FORBIDDEN
         )
     api_key_spend(key_id=resolved.key_id)
+    ingestion_admit(key=resolved)
     return resolved
+
+
+# Past the spend cap a client should not retry soon: the cap lasts until it is raised or the month ends.
+QUOTA_RETRY_AFTER_SECONDS = 3600
+
+
+def ingestion_admit(*, key: ResolvedKey) -> None:
+    """Refuse a write of data while the organization's spend cap is reached (429 quota_exceeded).
+
+    Read from the key's cached policy: a change reaches this process at once (quota_set forgets
+    the cache) and other processes within KEY_CACHE_SECONDS.
+    """
+    if key.quota_exceeded:
+        raise Refused(
+            "quota_exceeded",
+            "This organization has reached its monthly spend cap; ingestion is paused until an owner raises "
+            "the cap or the month ends. Do not retry.",
+            why=Why.RATE_LIMITED,
+            details={"retry": False},
+            retry_after=QUOTA_RETRY_AFTER_SECONDS,
+        )
+
+
+def organization_quota_set(*, organization_id: int, exceeded: bool) -> bool:
+    """Billing's switch for ingestion (the flag tenants reads); returns whether it changed."""
+    queryset = Organization.objects.filter(id=organization_id, quota_exceeded_at__isnull=exceeded)
+    changed = queryset.update(quota_exceeded_at=timezone.now() if exceeded else None) > 0
+    _key_cache_forget_organization(organization_id)
+    return changed
 
 
 def api_key_spend(*, key_id: int) -> None:

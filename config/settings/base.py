@@ -53,6 +53,8 @@ SHARED_APPS = [
     "drf_spectacular_sidecar",
     "django_htmx",
     "template_partials",
+    # Public schema only: every billing table is keyed by organization (plans, ledger, budgets).
+    "billing",
 ]
 TENANT_APPS = [
     "feedback",
@@ -102,6 +104,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "tenants.context_processors.organization",
+                "billing.context_processors.billing_banner",
             ],
             "builtins": ["template_partials.templatetags.partials"],
         },
@@ -246,3 +249,23 @@ def _dev_keyring(secret: str) -> str:
 JUDGE_KEYRING = env("JUDGE_KEYRING") or _dev_keyring(SECRET_KEY)
 # Judge calls in flight at once for one organization (provider latency, not CPU, is the limit).
 JUDGE_ORG_CONCURRENCY = int(env("JUDGE_ORG_CONCURRENCY", "128"))
+
+
+# --- Billing (Stripe) -----------------------------------------------------------------
+# With no secret key (the demo), the billing pages say so; ledger, caps and budgets still work.
+STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY")
+STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET")
+# Empty: Stripe's own hosts. Tests point the library at their local fake Stripe server.
+STRIPE_API_BASE = env("STRIPE_API_BASE")
+# The Stripe Price of each paid plan's subscription (billing.plans).
+STRIPE_PRICES = {"team": env("STRIPE_PRICE_TEAM"), "business": env("STRIPE_PRICE_BUSINESS")}
+# Billing Meter event names, one per metered unit (billing.plans.METERS).
+STRIPE_METER_EVENTS = {"events": "candor_events", "judge_runs": "candor_judge_runs"}
+# After a failed payment the organization keeps working this long (with a banner), then is suspended.
+BILLING_GRACE_DAYS = int(env("BILLING_GRACE_DAYS", "7"))
+CELERY_BEAT_SCHEDULE["billing-sweep"] = {
+    # Recount the usage ledger, move spend caps, warn on budgets, report usage to Stripe.
+    "task": "billing.tasks.billing_sweep",
+    "schedule": 60.0,
+    "options": {"expires": 55},
+}

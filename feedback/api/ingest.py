@@ -14,6 +14,7 @@ from feedback.schemas import BodyError
 from feedback.services import IngestResult
 from tenants.api.base import TenantApi, read_body
 from tenants.api.errors import ApiError
+from tenants.services import ingestion_admit
 
 
 def ingest_responses(*, component_name: str, what: str) -> dict[Any, Any]:
@@ -44,6 +45,8 @@ class IngestApi(TenantApi):
         raise NotImplementedError
 
     def post(self, request: Request) -> Response:
+        key: Any = request.auth
+        ingestion_admit(key=key)  # 429 quota_exceeded past the organization's spend cap
         body = read_body(request._request)
         try:
             return ingest_response(self.ingest(body))

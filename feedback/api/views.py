@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -21,7 +23,7 @@ from feedback.selectors import PAGE_SIZE, FilterError, TraceFilters, trace_detai
 from feedback.services.widget import widget_events_ingest
 from tenants.api.base import PublicKeyApi, TenantApi, read_body
 from tenants.api.errors import ApiError
-from tenants.services import ResolvedKey
+from tenants.services import ResolvedKey, ingestion_admit
 
 INGEST_RESPONSES = ingest_responses(component_name="IngestRejected", what="item")
 
@@ -123,6 +125,8 @@ class OtlpTracesApi(TenantApi):
         tags=["opentelemetry"],
     )
     def post(self, request: Request) -> HttpResponse:
+        key: Any = request.auth
+        ingestion_admit(key=key)  # 429 quota_exceeded past the organization's spend cap
         body = read_body(request._request)
         content_type = request.content_type.split(";")[0].strip().lower()
         try:

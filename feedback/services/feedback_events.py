@@ -16,6 +16,7 @@ from feedback.enums import FeedbackKind, FeedbackSource
 from feedback.schemas import FeedbackIn, check_feedback, decode_body, decode_items
 from feedback.services.columns import column_list, fetch_as, select_list
 from feedback.services.shared import IngestResult, mark_dirty, raw_cursor, stage, utc_now
+from feedback.services.spend import usage_count
 from feedback.services.tables import (
     FEEDBACK_EVENTS,
     FEEDBACK_TRACE_JOIN,
@@ -86,6 +87,7 @@ def feedback_ingest(
         inserted = _insert_new(cursor, ordered)
         if inserted is None:
             inserted = _insert_skipping_duplicates(cursor, ordered)
+        usage_count(cursor, kind="feedback", quantity=len(inserted), received=now)
         mark_dirty(cursor, inserted)
     result.accepted = len(inserted)
     result.duplicates = len(good) - len(inserted)

@@ -18,6 +18,7 @@ from feedback.schemas import ItemError, TraceIn, check_trace, decode_items
 from feedback.services.columns import fetch_as, select_list
 from feedback.services.prices import price_book_load, traces_reprice
 from feedback.services.shared import IngestResult, mark_dirty, raw_cursor, utc_now
+from feedback.services.spend import spend_count, spend_difference, spend_of_stored
 from feedback.services.tables import Partition, PricedTrace
 from feedback.services.traces import feedback_join, traces_ingest_items
 
@@ -80,6 +81,9 @@ def otlp_ingest(*, traces: list[dict[str, Any]], now: datetime | None = None) ->
         raw_items: list[bytes | ItemError] = [_json.encode(t) for t in traces]
         good, errors = decode_items(raw_items, TraceIn, check_trace, now)
         result = traces_ingest_items(items=good, now=now)
+        # Adoption and repricing below change stored costs too: the spend counters move by the difference.
+        touched = sorted({item.trace_id for _, item in good} | {otel for otel, t in links.items() if otel != t})
+        spent_before = spend_of_stored(cursor, touched, lock=True)
         dirty: set[Partition] = set()
         for otel, trace_id in links.items():
             if otel == trace_id:
@@ -94,6 +98,7 @@ def otlp_ingest(*, traces: list[dict[str, Any]], now: datetime | None = None) ->
                 dirty.update(adopted)
                 feedback_join(cursor, [trace_id])  # the moved feedback takes its real trace's feature and day
         _recompute_from_spans(cursor, sorted({item.trace_id for _, item in good}), dirty)
+        spend_count(cursor, spend_difference(spend_of_stored(cursor, touched), spent_before))
         mark_dirty(cursor, dirty)
     return result, errors
 

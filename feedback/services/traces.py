@@ -19,6 +19,7 @@ from feedback.schemas import SpanIn, TraceIn, check_trace, decode_body, prompt_h
 from feedback.services.columns import fetch_as, select_list
 from feedback.services.prices import price_book_load, traces_reprice
 from feedback.services.shared import IngestResult, mark_dirty, raw_cursor, stage, utc_now
+from feedback.services.spend import spend_count, spend_difference, spend_of_rows, spend_of_stored, usage_count
 from feedback.services.tables import (
     FEEDBACK_TRACE_JOIN,
     SPANS,
@@ -125,7 +126,9 @@ def traces_ingest_items(*, items: Sequence[tuple[int, TraceIn]], now: datetime |
             span_rows.extend(_span_row(item.trace_id, span) for span in item.spans or ())
 
         inserted_ids, dirty = _insert_new(cursor, rows)
-        if inserted_ids is None:
+        if inserted_ids is not None:
+            spend_count(cursor, spend_of_rows(rows, received))  # every trace new: counted from the rows
+        else:
             inserted_ids, dirty, unpriced = _upsert(cursor, rows, lambda: book or price_book_load(cursor))
             index_of = {item.trace_id: index for index, item in merged}
             result.warnings += [
@@ -135,6 +138,7 @@ def traces_ingest_items(*, items: Sequence[tuple[int, TraceIn]], now: datetime |
             ]  # fmt: skip
         if span_rows:
             _store_spans(cursor, span_rows)
+        usage_count(cursor, kind="traces", quantity=len(inserted_ids), received=received)
         feedback_join(cursor, [row.trace_id for row in rows])
         mark_dirty(cursor, dirty)
     result.accepted = len(inserted_ids)
@@ -279,6 +283,10 @@ def _upsert(
     inserted_ids = [trace.trace_id for trace in inserted]
     dirty = {Partition(trace.day, trace.feature_id) for trace in inserted}
     unpriced: list[str] = []
+    # Spend counters move by what the batch changed: taken after the INSERT (which waited for any
+    # concurrent batch holding one of these trace_ids), with the merged rows locked.
+    merging = sorted({row.trace_id for row in rows} - set(inserted_ids))
+    spent_before = spend_of_stored(cursor, merging, lock=True) if merging else {}
     if len(inserted) < len(rows):
         # Resent traces: the partitions a merge moves them out of must be recomputed too.
         cursor.execute(
@@ -291,6 +299,7 @@ def _upsert(
         merged = fetch_as(cursor, PricedTrace)
         dirty.update(Partition(trace.day, trace.feature_id) for trace in merged)
         unpriced = traces_reprice(cursor, price_book(), merged)
+    spend_count(cursor, spend_difference(spend_of_stored(cursor, [row.trace_id for row in rows]), spent_before))
     return inserted_ids, dirty, unpriced
 
 

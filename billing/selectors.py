@@ -1,0 +1,382 @@
+"""Billing's reads: the Candor bill and its projection, the ledger against what Stripe was told,
+and customers' LLM spend against their budgets (the budget check of API.md among them).
+
+Billing's tables are shared by every organization: each read here filters on the organization.
+Spend counters live in the organization's own schema (feedback.models.SpendCounter).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+from django.db.models import Sum
+
+from billing.models import BillingAccount, CustomerBudget, UsageLedger, UsageReport
+from billing.plans import METERS, Plan, plan_of
+from billing.services.shared import midnight, month_end, month_start, utc_now
+from tenants.selectors import Organization
+
+# --- The Candor bill ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BillProjection:
+    plan: Plan
+    month: date
+    usage: dict[str, int]
+    projected_usage: dict[str, int]
+    bill_to_date_usd: Decimal
+    projected_usd: Decimal
+    cap_usd: Decimal | None
+    days_elapsed: int
+    days_in_month: int
+
+    @property
+    def cap_share(self) -> float | None:
+        if self.cap_usd is None:
+            return None
+        return float(self.bill_to_date_usd / self.cap_usd) if self.cap_usd else math.inf
+
+    @property
+    def projected_cap_share(self) -> float | None:
+        if self.cap_usd is None:
+            return None
+        return float(self.projected_usd / self.cap_usd) if self.cap_usd else math.inf
+
+
+def month_usage(*, organization_id: int, month: date) -> dict[str, int]:
+    totals = dict.fromkeys(METERS, 0)
+    rows = (
+        UsageLedger.objects.filter(organization_id=organization_id, day__gte=month, day__lt=month_end(month))
+        .values("meter")
+        .annotate(total=Sum("quantity"))
+    )
+    for row in rows:
+        totals[row["meter"]] = int(row["total"] or 0)
+    return totals
+
+
+def bill_projection(*, account: BillingAccount, today: date | None = None) -> BillProjection:
+    """This month's bill from the ledger so far, and its straight-line projection to the month's end."""
+    today = today or utc_now().date()
+    month = month_start(today)
+    plan = plan_of(account.plan)
+    usage = month_usage(organization_id=account.organization_id, month=month)
+    days_in_month = (month_end(month) - month).days
+    elapsed = (today - month).days + 1
+    projected = {meter: round(quantity * days_in_month / elapsed) for meter, quantity in usage.items()}
+    return BillProjection(
+        plan=plan, month=month, usage=usage, projected_usage=projected,
+        bill_to_date_usd=plan.bill(usage).quantize(Decimal("0.01")),
+        projected_usd=plan.bill(projected).quantize(Decimal("0.01")),
+        cap_usd=account.monthly_cap_usd, days_elapsed=elapsed, days_in_month=days_in_month,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ReconciliationRow:
+    day: date
+    meter: str
+    ledger: int
+    reported: int
+    sent: int
+    unsent_reports: int
+    last_error: str
+
+    @property
+    def behind(self) -> int:
+        return self.ledger - self.sent
+
+
+def reconciliation(*, organization: Organization, since: date) -> list[ReconciliationRow]:
+    """Ledger against reported, per day and meter: what Candor counted, what it wrote up, what Stripe took."""
+    ledger = {
+        (r.day, r.meter): r.quantity for r in UsageLedger.objects.filter(organization=organization, day__gte=since)
+    }
+    reported: dict[tuple[date, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    errors: dict[tuple[date, str], str] = {}
+    for r in UsageReport.objects.filter(organization=organization, day__gte=since).order_by("id"):
+        entry = reported[(r.day, r.meter)]
+        entry[0] += r.quantity
+        entry[1] += r.quantity if r.sent_at else 0
+        entry[2] += 0 if r.sent_at else 1
+        if r.last_error:
+            errors[(r.day, r.meter)] = r.last_error
+    keys = sorted(set(ledger) | set(reported), reverse=True)
+    rows = []
+    for day, meter in keys:
+        total, sent, unsent = reported[(day, meter)]
+        rows.append(ReconciliationRow(day, meter, ledger.get((day, meter), 0), total, sent, unsent,
+                                      errors.get((day, meter), "")))  # fmt: skip
+    return rows
+
+
+# --- Customer budgets (LLM spend) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BudgetRule:
+    id: int
+    customer_id: str
+    feature: str
+    model: str
+    daily_cap_usd: Decimal | None
+    monthly_cap_usd: Decimal | None
+    thresholds: tuple[int, ...]
+    over_action: str
+    fallback_model: str
+
+    @property
+    def scope(self) -> tuple[str, str]:
+        return (self.feature, self.model)
+
+
+_BUDGETS = """
+SELECT id, customer_id, feature, model, daily_cap_usd, monthly_cap_usd, thresholds, over_action, fallback_model
+FROM public.billing_customerbudget
+WHERE organization_id = %s AND customer_id IN (%s, '') AND feature IN (%s, '') AND model IN (%s, '')
+"""
+# The customer's spend this month by feature and model: today's and the month's.
+_SPEND = """
+SELECT f.key, c.model, coalesce(sum(c.cost_usd) FILTER (WHERE c.day = %(today)s), 0), coalesce(sum(c.cost_usd), 0)
+FROM feedback_spendcounter c JOIN feedback_feature f ON f.id = c.feature_id
+WHERE c.customer_id = %(customer)s AND c.day >= %(month)s AND c.day <= %(today)s
+GROUP BY 1, 2
+"""
+
+
+def _percents(raw: Any) -> tuple[int, ...]:
+    # jsonb comes back as text on Django's connection (it registers no JSON loader).
+    values = json.loads(raw) if isinstance(raw, str) else raw
+    return tuple(int(v) for v in values or ())
+
+
+def applicable_budgets(rows: list[BudgetRule], customer_id: str) -> list[BudgetRule]:
+    """Per scope (feature, model), the customer's own budget, else the organization's default."""
+    chosen: dict[tuple[str, str], BudgetRule] = {}
+    for rule in sorted(rows, key=lambda r: r.customer_id == customer_id):  # overrides last: they win
+        chosen[rule.scope] = rule
+    return list(chosen.values())
+
+
+@dataclass(frozen=True)
+class BudgetDecision:
+    allowed: bool
+    action: str  # allow / warn / block / fallback
+    spent_usd: Decimal | None
+    cap_usd: Decimal | None
+    remaining_usd: Decimal | None
+    period: str | None  # "day" / "month"
+    period_end: datetime | None
+    fallback_model: str | None
+    budget: BudgetRule | None = None
+    checked: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        def money(v: Decimal | None) -> float | None:
+            return None if v is None else round(float(v), 8)
+
+        return {
+            "allowed": self.allowed,
+            "spent_usd": money(self.spent_usd),
+            "cap_usd": money(self.cap_usd),
+            "remaining_usd": money(self.remaining_usd),
+            "period": self.period,
+            "period_end": self.period_end.isoformat().replace("+00:00", "Z") if self.period_end else None,
+            "action": self.action,
+            "fallback_model": self.fallback_model,
+            "budget": (
+                {"customer_id": self.budget.customer_id or None, "feature": self.budget.feature or None,
+                 "model": self.budget.model or None}
+                if self.budget else None
+            ),
+        }  # fmt: skip
+
+
+_RANK = {"allow": 0, "warn": 1, "block": 2, "fallback": 2}
+
+
+def budget_check(
+    *,
+    organization_id: int,
+    customer_id: str,
+    feature: str = "",
+    model: str = "",
+    estimated_cost_usd: Decimal = Decimal(0),
+    today: date | None = None,
+) -> BudgetDecision:
+    """May this customer make one more LLM call (costing about ``estimated_cost_usd``)?
+
+    Consistency: the spend counters are written in the same transaction as the traces, so a
+    check sees every trace whose ingest has committed, and none that has not (a batch in
+    flight is at most its own size behind). Checks reserve nothing: N concurrent checks that
+    each fit the remaining budget are all allowed, so spend may pass a cap by up to the calls
+    already allowed and still running. Runs in the organization's schema (one query for the
+    budgets, one for the counters). With no budget applying, the call is allowed.
+    """
+    today = today or utc_now().date()
+    with connection.cursor() as cursor:
+        cursor.execute(_BUDGETS, [organization_id, customer_id, feature, model])
+        rows = [
+            BudgetRule(i, c, f, m, d, mo, _percents(th), a, fb)
+            for i, c, f, m, d, mo, th, a, fb in cursor.fetchall()
+        ]
+        rules = applicable_budgets(rows, customer_id)
+        if not rules:
+            return BudgetDecision(True, "allow", None, None, None, None, None, None)
+        month = month_start(today)
+        cursor.execute(_SPEND, {"today": today, "customer": customer_id, "month": month})
+        spend = cursor.fetchall()
+    decisions: list[tuple[int, Decimal, BudgetDecision]] = []
+    for rule in rules:
+        spent_day = sum((d for f, m, d, _ in spend if rule.feature in ("", f) and rule.model in ("", m)), Decimal(0))
+        spent_month = sum(
+            (mo for f, m, _, mo in spend if rule.feature in ("", f) and rule.model in ("", m)), Decimal(0)
+        )
+        for period, cap, spent, end in (
+            ("day", rule.daily_cap_usd, spent_day, midnight(today + timedelta(days=1))),
+            ("month", rule.monthly_cap_usd, spent_month, midnight(month_end(today))),
+        ):
+            if cap is None:
+                continue
+            over = spent >= cap or spent + estimated_cost_usd > cap
+            share = (spent + estimated_cost_usd) / cap * 100 if cap else Decimal(100)
+            warn_at = min(rule.thresholds) if rule.thresholds else 80
+            action = rule.over_action if over else "warn" if share >= warn_at else "allow"
+            if action == "fallback" and not rule.fallback_model:
+                action = "block"
+            remaining = max(cap - spent, Decimal(0))
+            decision = BudgetDecision(
+                allowed=action in ("allow", "warn"), action=action, spent_usd=spent, cap_usd=cap,
+                remaining_usd=remaining, period=period, period_end=end,
+                fallback_model=rule.fallback_model if action == "fallback" else None, budget=rule,
+            )  # fmt: skip
+            decisions.append((_RANK[action], -remaining, decision))
+    if not decisions:
+        return BudgetDecision(True, "allow", None, None, None, None, None, None)
+    decisions.sort(key=lambda d: (d[0], d[1]))
+    return decisions[-1][2]  # the most restrictive: worst action, then least remaining
+
+
+# --- Spend pages --------------------------------------------------------------------------------
+
+
+@dataclass
+class CustomerSpend:
+    customer_id: str
+    month_usd: Decimal
+    today_usd: Decimal
+    traces: int
+    forecast_usd: Decimal
+    cap_usd: Decimal | None = None
+    daily_cap_usd: Decimal | None = None
+    budget_customer: str | None = None  # whose budget applies: the customer's own or "" (the default)
+
+    @property
+    def share(self) -> float | None:
+        if self.cap_usd is None:
+            return None
+        return float(self.month_usd / self.cap_usd) if self.cap_usd else math.inf
+
+    @property
+    def status(self) -> str:
+        share = self.share
+        if share is None:
+            return "no budget"
+        return "over" if share >= 1 else "warn" if share >= 0.8 else "ok"
+
+
+def _forecast(month_usd: Decimal, today: date) -> Decimal:
+    month = month_start(today)
+    days = (month_end(month) - month).days
+    return (month_usd * days / ((today - month).days + 1)).quantize(Decimal("0.0001"))
+
+
+def customers_spend(*, organization: Organization, today: date | None = None, limit: int = 200) -> list[CustomerSpend]:
+    """Every customer with LLM spend this month, against the whole-scope budget that applies to it."""
+    today = today or utc_now().date()
+    month = month_start(today)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT customer_id, sum(cost_usd), coalesce(sum(cost_usd) FILTER (WHERE day = %s), 0), sum(traces) "
+            "FROM feedback_spendcounter WHERE day >= %s AND day <= %s AND customer_id <> '' "
+            "GROUP BY customer_id ORDER BY 2 DESC LIMIT %s",
+            [today, month, today, limit],
+        )
+        rows = cursor.fetchall()
+    budgets = {b.customer_id: b for b in CustomerBudget.objects.filter(organization=organization, feature="", model="")}
+    out = []
+    for customer_id, month_usd, today_usd, traces in rows:
+        budget = budgets.get(customer_id) or budgets.get("")
+        out.append(
+            CustomerSpend(
+                customer_id, month_usd, today_usd, int(traces), _forecast(month_usd, today),
+                cap_usd=budget.monthly_cap_usd if budget else None,
+                daily_cap_usd=budget.daily_cap_usd if budget else None,
+                budget_customer=budget.customer_id if budget else None,
+            )
+        )  # fmt: skip
+    return out
+
+
+@dataclass(frozen=True)
+class CustomerDetail:
+    customer_id: str
+    days: list[tuple[date, Decimal, int]]  # every day of the month so far: spend, traces
+    by_feature: list[tuple[str, str, Decimal, int]]  # feature, model, month spend, traces
+    month_usd: Decimal
+    forecast_usd: Decimal
+    budgets: list[CustomerBudget]
+    check: BudgetDecision
+
+
+def customer_detail(
+    *, organization: Organization, customer_id: str, today: date | None = None
+) -> CustomerDetail | None:
+    """One customer's spend this month (None when the organization has no spend counted for it)."""
+    today = today or utc_now().date()
+    month = month_start(today)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM feedback_spendcounter WHERE customer_id = %s LIMIT 1", [customer_id])
+        if cursor.fetchone() is None:
+            return None
+        cursor.execute(
+            "SELECT day, sum(cost_usd), sum(traces) FROM feedback_spendcounter "
+            "WHERE customer_id = %s AND day >= %s AND day <= %s GROUP BY day",
+            [customer_id, month, today],
+        )
+        per_day = {day: (cost, int(n)) for day, cost, n in cursor.fetchall()}
+        cursor.execute(
+            "SELECT f.key, c.model, sum(c.cost_usd), sum(c.traces) FROM feedback_spendcounter c "
+            "JOIN feedback_feature f ON f.id = c.feature_id "
+            "WHERE c.customer_id = %s AND c.day >= %s AND c.day <= %s GROUP BY 1, 2 ORDER BY 3 DESC",
+            [customer_id, month, today],
+        )
+        by_feature = [(f, m, cost, int(n)) for f, m, cost, n in cursor.fetchall()]
+    days = [
+        (d, *per_day.get(d, (Decimal(0), 0)))
+        for d in (month + timedelta(days=i) for i in range((today - month).days + 1))
+    ]
+    month_usd = sum((cost for _, cost, _ in days), Decimal(0))
+    budgets = list(
+        CustomerBudget.objects.filter(organization=organization, customer_id__in=[customer_id, ""]).order_by(
+            "-customer_id", "feature", "model"
+        )
+    )
+    check = budget_check(organization_id=organization.id, customer_id=customer_id, today=today)
+    return CustomerDetail(customer_id, days, by_feature, month_usd, _forecast(month_usd, today), budgets, check)
+
+
+def budgets_list(*, organization: Organization) -> list[CustomerBudget]:
+    return list(CustomerBudget.objects.filter(organization=organization))
+
+
+def budget_find(*, organization: Organization, budget_id: int) -> CustomerBudget | None:
+    return CustomerBudget.objects.filter(organization=organization, id=budget_id).first()

@@ -1,0 +1,97 @@
+"""Counters kept in the ingest transaction: LLM spend per customer x day x feature x model (read
+by billing's budget check) and items ingested per received day (billing's usage ledger).
+
+Both are written in the same transaction as the rows they count, so a committed trace is
+counted exactly once and a rolled-back batch not at all. Spend counters are upserted in key
+order (concurrent batches lock the same rows in the same order and cannot deadlock); usage
+counters are appended, one row per batch, so batches never wait on each other for them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from feedback.services.tables import TraceRow
+
+
+class SpendKey(NamedTuple):
+    customer_id: str
+    day: date
+    feature_id: int
+    model: str
+
+
+Spend = dict[SpendKey, tuple[Decimal, int]]  # key -> (cost, traces)
+
+_UPSERT = """
+INSERT INTO feedback_spendcounter AS c (customer_id, day, feature_id, model, cost_usd, traces)
+SELECT * FROM unnest(%s::text[], %s::date[], %s::bigint[], %s::text[], %s::numeric[], %s::bigint[])
+ON CONFLICT (customer_id, day, feature_id, model) DO UPDATE
+SET cost_usd = c.cost_usd + EXCLUDED.cost_usd, traces = c.traces + EXCLUDED.traces
+"""
+
+
+def spend_of_rows(rows: Iterable[TraceRow], received: datetime) -> Spend:
+    """What new traces add, from the rows about to be copied (no query)."""
+    spend: dict[SpendKey, list[Any]] = defaultdict(lambda: [Decimal(0), 0])
+    received_day = received.astimezone(UTC).date()
+    for row in rows:
+        key = SpendKey(row.customer_id or "", row.day or received_day, row.feature_id, row.model or "")
+        entry = spend[key]
+        entry[0] += row.cost_usd or 0
+        entry[1] += 1
+    return {key: (cost, n) for key, (cost, n) in spend.items()}
+
+
+def spend_of_stored(cursor: Any, trace_ids: list[str], *, lock: bool = False) -> Spend:
+    """What stored traces count for now (read before and after a merge: the difference moves).
+
+    ``lock``: the rows are locked in trace_id order (the merge that follows would lock them anyway).
+    """
+    locking = " ORDER BY trace_id FOR UPDATE" if lock else ""
+    cursor.execute(
+        "SELECT customer_id, day, feature_id, model, coalesce(sum(cost_usd), 0), count(*) FROM ("
+        "SELECT customer_id, day, feature_id, model, cost_usd FROM feedback_trace "
+        f"WHERE trace_id = ANY(%s){locking}) t GROUP BY 1, 2, 3, 4",
+        [trace_ids],
+    )
+    return {SpendKey(c, d, f, m): (cost, n) for c, d, f, m, cost, n in cursor.fetchall()}
+
+
+def spend_difference(after: Mapping[SpendKey, tuple[Decimal, int]], before: Spend) -> Spend:
+    keys = set(after) | set(before)
+    zero = (Decimal(0), 0)
+    moved = {
+        key: (after.get(key, zero)[0] - before.get(key, zero)[0], after.get(key, zero)[1] - before.get(key, zero)[1])
+        for key in keys
+    }
+    return {key: change for key, change in moved.items() if change != zero}
+
+
+def spend_count(cursor: Any, spend: Spend) -> None:
+    if not spend:
+        return
+    keys = sorted(spend)
+    cursor.execute(
+        _UPSERT,
+        [
+            [k.customer_id for k in keys],
+            [k.day for k in keys],
+            [k.feature_id for k in keys],
+            [k.model for k in keys],
+            [spend[k][0] for k in keys],
+            [spend[k][1] for k in keys],
+        ],
+    )
+
+
+def usage_count(cursor: Any, *, kind: str, quantity: int, received: datetime) -> None:
+    if quantity > 0:
+        cursor.execute(
+            "INSERT INTO feedback_usagecounter (day, kind, quantity) VALUES (%s, %s, %s)",
+            [received.astimezone(UTC).date(), kind, quantity],
+        )
