@@ -3,7 +3,12 @@
 Add a module's models to the imports below (Django registers the models it imports).
 """
 
-from evaluation.models.calibration import CalibrationCursor, CalibrationSnapshot, CalibrationTarget
+from evaluation.models.calibration import (
+    CalibrationCursor,
+    CalibrationSnapshot,
+    CalibrationTarget,
+    WidgetLabelMap,
+)
 from evaluation.models.judges import (
     BackfillRun,
     BackfillStatus,
@@ -40,4 +45,5 @@ __all__ = [
     "Score",
     "ScoreStatus",
     "SlotStatus",
+    "WidgetLabelMap",
 ]

@@ -58,3 +58,23 @@ class CalibrationCursor(models.Model):
 
     label_id = models.BigIntegerField(default=0)
     scored_at = models.DateTimeField(null=True)
+
+
+class WidgetLabelMap(models.Model):
+    """Widget thumbs and ratings of a feature (or of every feature) copied onto a rubric version as
+    labels of source ``widget``: useful for volume and trends, never for calibration or success
+    estimates (people who answer are not a random sample). Thumb up 1 / down 0 on a binary rubric;
+    a rating keeps its value on an ordinal rubric and is good at 4 or more on a binary one."""
+
+    rubric = models.ForeignKey(Rubric, on_delete=models.CASCADE, related_name="widget_maps")
+    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, null=True, related_name="+")
+    thumbs = models.BooleanField(default=True)
+    ratings = models.BooleanField(default=True)
+    # How far the copy has read feedback events (by id).
+    event_id_mark = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["rubric", "feature"], name="widget_label_map_once", nulls_distinct=False)
+        ]

@@ -13,13 +13,23 @@ from typing import Any
 import numpy as np
 from django import forms
 from django.contrib import messages
+from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.views.decorators.http import require_POST
 
-from evaluation.models import CalibrationSnapshot, CalibrationTarget, Judge, Label, LabelSource, Rubric, RubricScale
+from evaluation.models import (
+    CalibrationSnapshot,
+    CalibrationTarget,
+    Judge,
+    Label,
+    LabelSource,
+    Rubric,
+    RubricScale,
+    WidgetLabelMap,
+)
 from evaluation.selectors import TraceScope, judge_find, scoped_labels, scoped_scores
 from evaluation.services.calibration import CalibrationError, calibration_parts
 from evaluation.services.calibration_refresh import calibration_nudge
@@ -147,6 +157,37 @@ def _reliability_svg(report: dict[str, Any]) -> list[dict[str, float]]:
     ]  # fmt: skip
 
 
+_WIDGET_AGREEMENT = """
+SELECT count(*), count(*) FILTER (WHERE (w.value >= %(good_at)s) = s.passed), avg((w.value >= %(good_at)s)::int)
+FROM (
+    SELECT DISTINCT ON (trace_id) trace_id, value FROM evaluation_label
+    WHERE rubric_id = %(rubric)s AND source = 'widget' AND value IS NOT NULL
+    ORDER BY trace_id, occurred_at DESC, id DESC
+) w
+JOIN (
+    SELECT DISTINCT ON (trace_id) trace_id, passed FROM evaluation_score
+    WHERE judge_version_id = %(version)s AND status = 'ok' AND passed IS NOT NULL
+    ORDER BY trace_id, run_index, id
+) s USING (trace_id)
+WHERE %(feature)s::bigint IS NULL
+    OR EXISTS (SELECT 1 FROM feedback_trace t WHERE t.trace_id = w.trace_id AND t.feature_id = %(feature)s)
+"""
+
+
+def _widget(target: CalibrationTarget) -> dict[str, Any]:
+    """Widget feedback mapped onto the rubric, beside the judge: never part of the report above."""
+    mapping = WidgetLabelMap.objects.filter(rubric=target.rubric, feature=target.feature).first()
+    good_at = {"binary": 1.0, "ordinal": 4.0, "continuous": 0.5}.get(target.rubric.scale, 1.0)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _WIDGET_AGREEMENT,
+            {"good_at": good_at, "rubric": target.rubric_id, "version": target.judge_version_id,
+             "feature": target.feature_id},
+        )  # fmt: skip
+        n, agree, good_share = cursor.fetchone()
+    return {"map": mapping, "n": n, "agreement": agree / n if n else None, "good_share": good_share}
+
+
 def _context(request: HttpRequest, judge: Judge) -> dict[str, Any]:
     targets = _targets(judge)
     target = _chosen(request, targets)
@@ -182,6 +223,7 @@ def _context(request: HttpRequest, judge: Judge) -> dict[str, Any]:
         thresholds=_thresholds(pairs),
         thresholds_data=_thresholds_for_js(pairs),
         reliability=_reliability_svg(report),
+        widget=_widget(target),
         newer_rubric=Rubric.objects.filter(name=target.rubric.name, version__gt=target.rubric.version).exists(),
     )
     return context
@@ -249,7 +291,35 @@ def judge_relabel(request: HttpRequest, name: str) -> HttpResponse:
     return redirect(f"{url}?target={target.id}#disagreements")
 
 
+@require_POST
+@role_required(Role.PM)
+def judge_widget_map(request: HttpRequest, name: str) -> HttpResponse:
+    """Copy (or stop copying) the feature's widget thumbs and ratings onto the target's rubric."""
+    judge = _judge_or_404(name)
+    wanted = request.POST.get("target", "").strip()
+    target = (
+        CalibrationTarget.objects.filter(id=int(wanted), judge_version__judge=judge).first()
+        if wanted.isascii() and wanted.isdigit() and len(wanted) < 18
+        else None
+    )
+    if target is None:
+        raise Http404("No such calibration.")
+    thumbs, ratings = request.POST.get("thumbs") == "on", request.POST.get("ratings") == "on"
+    if thumbs or ratings:
+        WidgetLabelMap.objects.update_or_create(
+            rubric=target.rubric, feature=target.feature, defaults={"thumbs": thumbs, "ratings": ratings}
+        )
+        calibration_nudge()
+        messages.success(request, "Widget feedback will be copied onto this rubric as widget labels within seconds.")
+    else:
+        WidgetLabelMap.objects.filter(rubric=target.rubric, feature=target.feature).delete()
+        messages.success(request, "Widget feedback is no longer copied onto this rubric (labels already copied stay).")
+    url = org_url(request, "evaluation:judge-calibration", judge.name)
+    return redirect(f"{url}?target={target.id}#widget")
+
+
 urlpatterns: list[URLPattern] = [
     path("judges/<str:name>/calibration/", judge_calibration, name="judge-calibration"),
     path("judges/<str:name>/calibration/relabel/", judge_relabel, name="judge-relabel"),
+    path("judges/<str:name>/calibration/widget/", judge_widget_map, name="judge-widget-map"),
 ]

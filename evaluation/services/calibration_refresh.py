@@ -16,7 +16,7 @@ from typing import Any
 
 from django.db import connection, transaction
 
-from evaluation.models import CalibrationCursor, CalibrationSnapshot, CalibrationTarget, RubricScale
+from evaluation.models import CalibrationCursor, CalibrationSnapshot, CalibrationTarget, RubricScale, WidgetLabelMap
 from evaluation.reports.selectors import Window
 from evaluation.selectors import TraceScope
 from evaluation.services.calibration import CalibrationError, calibration_parts, success_estimate
@@ -73,6 +73,52 @@ RETURNING t.id
 """
 
 
+# Widget thumbs and ratings copied onto a mapped rubric as labels of source "widget" (kept out of
+# calibration by every read: scoped_labels takes api and queue labels only).
+_WIDGET_VALUE = {
+    "binary": "CASE WHEN f.kind = 'thumb' THEN (f.value > 0)::int ELSE (f.value >= 4)::int END",
+    "continuous": "CASE WHEN f.kind = 'thumb' THEN (f.value > 0)::int ELSE (f.value - 1) / 4.0 END",
+    "ordinal": "f.value",
+}
+_WIDGET_COPY = """
+INSERT INTO evaluation_label (label_id, trace_id, rubric_id, value, category, text, reviewer, source,
+    sampling_design, stratum, inclusion_probability, comment, occurred_at, created_at)
+SELECT 'widget:' || f.event_id::text || ':' || %(rubric)s, f.trace_id, %(rubric)s, {value}, '', '',
+    left(f.user_id, 254), 'widget', 'widget', '', NULL, '', f.occurred_at, %(now)s
+FROM feedback_feedbackevent f
+WHERE f.id > %(after)s AND f.id <= %(upto)s AND f.kind = ANY(%(kinds)s) AND f.value IS NOT NULL
+    AND (%(feature)s::bigint IS NULL OR f.feature_id = %(feature)s OR f.feature_id IS NULL)
+ON CONFLICT (label_id) DO NOTHING
+"""
+
+
+def widget_labels_copy(*, now: datetime | None = None) -> int:
+    """Copy new widget thumbs / ratings onto each mapped rubric; the number of labels written. A map
+    for one feature also copies feedback whose trace has not landed yet (its feature is unknown):
+    every read scopes labels by their trace's feature, so one that lands elsewhere is never counted."""
+    now = now or utc_now()
+    written = 0
+    for mapping in WidgetLabelMap.objects.select_related("rubric"):
+        scale = mapping.rubric.scale
+        kinds = [kind for kind, on in (("thumb", mapping.thumbs and scale != "ordinal"), ("rating", mapping.ratings))
+                 if on]  # fmt: skip
+        if scale not in _WIDGET_VALUE or not kinds:
+            continue
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT coalesce(max(id), 0) FROM feedback_feedbackevent")
+            (upto,) = cursor.fetchone()
+            if upto <= mapping.event_id_mark:
+                continue
+            cursor.execute(
+                _WIDGET_COPY.format(value=_WIDGET_VALUE[scale]),
+                {"rubric": mapping.rubric_id, "now": now, "after": mapping.event_id_mark, "upto": upto,
+                 "kinds": kinds, "feature": mapping.feature_id},
+            )  # fmt: skip
+            written += cursor.rowcount
+            WidgetLabelMap.objects.filter(id=mapping.id).update(event_id_mark=upto)
+    return written
+
+
 @dataclass
 class SweepStats:
     labels: int = 0
@@ -126,8 +172,9 @@ def calibration_refresh_due(*, now: datetime | None = None, limit: int = REFRESH
 
 
 def calibration_sweep(*, now: datetime | None = None) -> SweepStats:
-    """Mark what arrived, then refresh what is due."""
+    """Copy widget labels, mark what arrived, then refresh what is due."""
     now = now or utc_now()
+    widget_labels_copy(now=now)
     marked = calibration_mark(now=now)
     done = calibration_refresh_due(now=now)
     done.labels, done.scores_upto = marked.labels, marked.scores_upto

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from django.test import Client
 
-from evaluation.models import CalibrationSnapshot, CalibrationTarget, Label
+from evaluation.models import CalibrationSnapshot, CalibrationTarget, Label, WidgetLabelMap
 from evaluation.services.calibration_refresh import calibration_sweep
 from tests.evaluation.api.test_calibration import World, seed_world
 from tests.fixtures.organizations import Org, in_tenant
@@ -85,6 +85,12 @@ def test_the_page_exposes_a_lenient_judge_and_a_relabel_refreshes_it(
         assert CalibrationSnapshot.objects.filter(target=target).count() == 2
     after = client.get(org_a.url(f"judges/{world.judge}/calibration/"))
     assert after.context["disagreements_total"] == context["disagreements_total"] - 1
+    # Map the feature's widget thumbs onto the rubric: shown beside the judge, apart from the report.
+    mapped = client.post(org_a.url(f"judges/{world.judge}/calibration/widget/"), {"target": target.id, "thumbs": "on"})
+    assert mapped.status_code == 302
+    with in_tenant(org_a):
+        assert WidgetLabelMap.objects.filter(rubric=target.rubric, feature=target.feature, thumbs=True).exists()
+    assert after.context["widget"]["n"] == 0
 
 
 def test_bad_targets_and_other_organizations_are_404(
@@ -98,11 +104,15 @@ def test_bad_targets_and_other_organizations_are_404(
     assert mine.get(org_a.url(f"judges/{world.judge}/calibration/?target=999999999")).status_code == 404
     assert mine.get(org_a.url(f"judges/{world.judge}/calibration/?target=x%00")).status_code == 404
     assert mine.post(org_a.url(f"judges/{world.judge}/calibration/relabel/"), {"target": "nope"}).status_code == 404
+    for bad in ("nope", "²", "9" * 30, ""):
+        answer = mine.post(org_a.url(f"judges/{world.judge}/calibration/widget/"), {"target": bad, "thumbs": "on"})
+        assert answer.status_code == 404, bad
     other = _owner(org_b)
     for suffix, method, data in [
         (f"judges/{world.judge}/calibration/", "get", {}),
         (f"judges/{world.judge}/calibration/relabel/", "post",
          {"target": target.id, "trace_id": world.trace_ids[0], "value": "1"}),
+        (f"judges/{world.judge}/calibration/widget/", "post", {"target": target.id, "thumbs": "on"}),
     ]:  # fmt: skip
         leak = world.judge if method == "get" else ""
         assert_cross_tenant_404(other, org_b.url(suffix), method, leak=leak, data=data)

@@ -110,3 +110,40 @@ def test_labels_posted_to_the_api_are_recomputed_by_the_worker(
             ).exists()
 
     wait_for(snapshot_exists, timeout=60)
+
+
+def test_widget_thumbs_and_ratings_become_widget_labels_that_calibration_never_counts(
+    api_a: ApiClient, org_a: Org, committed_db: None
+) -> None:
+    import uuid
+
+    from evaluation.models import Label, WidgetLabelMap
+
+    world = _world(api_a, n=30, seed=6)
+    early = unique("early")  # feedback before its trace: copied (reads scope labels by their trace's feature)
+    events = [
+        {"event_id": str(uuid.uuid4()), "trace_id": trace, "kind": kind, "value": value, "user_id": "u"}
+        for trace, kind, value in [
+            (world.trace_ids[0], "thumb", 1), (world.trace_ids[1], "thumb", -1), (world.trace_ids[2], "rating", 5),
+            (world.trace_ids[3], "rating", 2), (world.trace_ids[4], "copy", None), (early, "thumb", -1),
+        ]
+    ]  # fmt: skip
+    post_all(api_a, "/api/v1/feedback", [{k: v for k, v in e.items() if v is not None} for e in events])
+    with in_tenant(org_a):
+        calibration_sweep()
+        target = _target(world)
+        assert target is not None
+        before = CalibrationSnapshot.objects.filter(target=target).first()
+        rubric = Rubric.objects.get(name=world.rubric)
+        WidgetLabelMap.objects.create(rubric=rubric, feature=Feature.objects.get(key=world.feature))
+        calibration_sweep()
+        widget = dict(Label.objects.filter(rubric=rubric, source="widget").values_list("trace_id", "value"))
+        assert widget == {world.trace_ids[0]: 1.0, world.trace_ids[1]: 0.0, world.trace_ids[2]: 1.0,
+                          world.trace_ids[3]: 0.0, early: 0.0}  # fmt: skip
+        assert set(Label.objects.filter(source="widget", rubric=rubric).values_list("sampling_design", flat=True)) == {
+            "widget"
+        }
+        # Widget labels are no sample: the calibration did not move and was not even recomputed.
+        assert CalibrationSnapshot.objects.filter(target=target).first() == before
+        calibration_sweep()  # again: nothing doubled
+        assert Label.objects.filter(rubric=rubric, source="widget").count() == 5
