@@ -12,6 +12,10 @@ from feedback.models import Feature
 
 @dataclass(frozen=True)
 class FeatureCalibration:
+    judge_version_id: int
+    rubric_id: int
+    rubric_scale: str
+    calibrator: dict[str, Any] | None
     judge: str
     judge_version: int
     rubric: str
@@ -42,6 +46,10 @@ def feature_calibrations(feature: Feature) -> list[FeatureCalibration]:
             continue
         out.append(
             FeatureCalibration(
+                judge_version_id=target.judge_version_id,
+                rubric_id=target.rubric_id,
+                rubric_scale=target.rubric.scale,
+                calibrator=snapshot.calibrator,
                 judge=judge.name,
                 judge_version=target.judge_version.number,
                 rubric=target.rubric.name,
@@ -59,3 +67,9 @@ def feature_calibrations(feature: Feature) -> list[FeatureCalibration]:
         latest_rubric[row.rubric] = max(latest_rubric.get(row.rubric, 0), row.rubric_version)
     out = [row for row in out if row.rubric_version == latest_rubric[row.rubric]]
     return sorted(out, key=lambda row: (not row.gating, -row.n_labels, row.judge))
+
+
+def gating_calibration(feature: Feature) -> FeatureCalibration | None:
+    """The calibration a report's success may come from: a current judge version whose latest
+    snapshot on the feature is gating, with a fitted calibrator (the most labelled one)."""
+    return next((row for row in feature_calibrations(feature) if row.gating and row.calibrator), None)

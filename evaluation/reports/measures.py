@@ -10,8 +10,28 @@ from typing import Any
 
 
 @dataclass
+class JudgedSums:
+    """What the calibrated-judge success source needs of a slice (evaluation.reports.calibrated):
+    over its traces a gating judge scored, the count and the sums of f and f^2 (f = the calibrated
+    probability of good); over those in the uniform audit, the count and the sums of r and r^2
+    (r = human label - f). Not in the rollups: read per report when a gating judge exists."""
+
+    scored: int = 0
+    f_sum: float = 0.0
+    f2_sum: float = 0.0
+    audited: int = 0
+    r_sum: float = 0.0
+    r2_sum: float = 0.0
+
+    def add(self, other: JudgedSums) -> JudgedSums:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        return self
+
+
+@dataclass
 class Measures:
-    # In the order of feedback.rollups.MEASURES (a test checks the two agree).
+    # In the order of feedback.rollups.MEASURES (a test checks the two agree), then ``judged``.
     traces: int = 0
     errors: int = 0
     fallbacks: int = 0
@@ -39,12 +59,15 @@ class Measures:
     outcomes: int = 0
     outcome_traces: int = 0
     outcome_value_usd: float = 0.0
+    judged: JudgedSums = field(default_factory=JudgedSums)
 
     def add(self, other: Measures) -> Measures:
         """Adds ``other`` into this one (in place) and returns it."""
         for f in fields(self):
             mine, theirs = getattr(self, f.name), getattr(other, f.name)
-            if isinstance(mine, dict):
+            if isinstance(mine, JudgedSums):
+                mine.add(theirs)
+            elif isinstance(mine, dict):
                 # Kind counts and sketches alike merge by adding counts per key (in place: a
                 # fresh dict per add made summing many rows quadratic in the buckets).
                 for key, count in theirs.items():
@@ -57,7 +80,7 @@ class Measures:
     def from_row(cls, values: Sequence[Any]) -> Measures:
         """From the MEASURES columns of a rollup row or of feedback.rollups.measures_query."""
         out = cls()
-        for f, value in zip(fields(cls), values, strict=True):
+        for f, value in zip(_ROLLED, values, strict=True):
             if isinstance(value, str):  # jsonb from a raw cursor arrives as text
                 value = json.loads(value)
             if f.name.endswith("_sketch"):
@@ -72,7 +95,9 @@ class Measures:
         return out
 
 
-MEASURE_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Measures))
+# The fields the rollups store (feedback.rollups.MEASURES); ``judged`` is read apart.
+_ROLLED = tuple(f for f in fields(Measures) if f.name != "judged")
+MEASURE_NAMES: tuple[str, ...] = tuple(f.name for f in _ROLLED)
 
 
 def total(parts: Mapping[Any, Measures]) -> Measures:

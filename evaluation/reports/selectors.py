@@ -17,7 +17,7 @@ from django.db import connection
 from django.db.models import Max, Min, Sum
 
 from evaluation.reports.figures import group_figures
-from evaluation.reports.measures import MEASURE_NAMES, Measures, total
+from evaluation.reports.measures import MEASURE_NAMES, JudgedSums, Measures, total
 from evaluation.reports.success import SuccessSource, success_source_for
 from feedback.models import DailyRollup, Feature, PromptVersion, SegmentRollup
 from feedback.rollups import measures_query, rollup_sum_query
@@ -182,6 +182,7 @@ def measures_by(
             cursor.execute(rollup_sum_query(table=table, dims=columns, where=where), params)
             for row in cursor.fetchall():
                 put(tuple(row[:n]), Measures.from_row(row[n:]))
+        _attach_judged(out, feature=feature, window=window, dims=dims, metadata_key=metadata_key, labels=labels)
         return out, "rollups"
     sql = measures_query(
         dims=[("t.metadata ->> %(mkey)s" if d == "metadata" else _DIMS[d][1]) for d in dims] or ["true"],
@@ -196,7 +197,94 @@ def measures_by(
         for row in cursor.fetchall():
             width = max(n, 1)
             put(tuple(row[:n]), Measures.from_row(row[width:]))
+    _attach_judged(out, feature=feature, window=window, dims=dims, metadata_key=metadata_key, labels=labels)
     return out, "raw"
+
+
+# --- a gating judge's calibrated scores, per group (the calibrated-judge success source) ----------
+
+_JUDGED_TRACES = """
+WITH tr AS (
+    SELECT {dims}, t.trace_id FROM feedback_trace t
+    WHERE t.feature_id = %(feature)s AND t.day BETWEEN %(d0)s AND %(d1)s
+        AND t.started_at >= %(since)s AND t.started_at < %(until)s
+),
+sc AS (
+    SELECT DISTINCT ON (s.trace_id) s.trace_id, s.raw_score FROM evaluation_score s
+    WHERE s.judge_version_id = %(version)s AND s.feature_id = %(feature)s AND s.trace_day BETWEEN %(d0)s AND %(d1)s
+        AND s.status = 'ok' AND s.raw_score IS NOT NULL
+    ORDER BY s.trace_id, s.run_index, s.id
+)
+"""
+# Scored traces per group and distinct raw score (the calibrator maps each value once).
+_JUDGED = _JUDGED_TRACES + "SELECT {keys}, sc.raw_score, count(*) FROM tr JOIN sc USING (trace_id) GROUP BY {keys}, 2"
+# The uniform-audit labels (latest per trace) on scored traces, with their group and raw score.
+_AUDITED = (
+    _JUDGED_TRACES
+    + """,
+lab AS (
+    SELECT DISTINCT ON (l.trace_id) l.trace_id, l.value, l.sampling_design FROM evaluation_label l
+    WHERE l.rubric_id = %(rubric)s AND l.source IN ('api', 'queue') AND l.value IS NOT NULL
+    ORDER BY l.trace_id, l.occurred_at DESC, l.id DESC
+)
+SELECT {keys}, sc.raw_score, lab.value FROM tr JOIN sc USING (trace_id) JOIN lab USING (trace_id)
+WHERE lab.sampling_design = 'uniform'
+"""
+)
+_GOOD_AT = {"binary": 1.0, "ordinal": 4.0, "continuous": 0.5}
+
+
+def _attach_judged(
+    out: dict[tuple[Any, ...], Measures],
+    *,
+    feature: Feature,
+    window: Window,
+    dims: tuple[str, ...],
+    metadata_key: str,
+    labels: dict[int | None, str | None],
+) -> None:
+    """When a gating judge is calibrated on the feature, add its calibrated scores and the uniform
+    audit's residuals to every group (Measures.judged); otherwise leave them empty."""
+    from evaluation.reports.calibrated import gating_calibration
+    from evaluation.stats import calibrator_from_dict
+
+    gating = gating_calibration(feature)
+    if gating is None or gating.calibrator is None or gating.rubric_scale not in _GOOD_AT:
+        return
+    calibrator = calibrator_from_dict(gating.calibrator)
+    good_at = _GOOD_AT[gating.rubric_scale]
+    n = len(dims)
+    exprs = [("t.metadata ->> %(mkey)s" if d == "metadata" else _DIMS[d][1]) for d in dims] or ["true"]
+    names = [f"g{i}" for i in range(len(exprs))]
+    params: dict[str, Any] = {
+        "feature": feature.id, "d0": window.first_day, "d1": window.last_day, "since": window.since,
+        "until": window.until, "mkey": metadata_key, "version": gating.judge_version_id, "rubric": gating.rubric_id,
+    }  # fmt: skip
+    select = ", ".join(f"{e} AS {name}" for e, name in zip(exprs, names, strict=True))
+    keys = ", ".join(f"tr.{name}" for name in names)
+    sums: dict[tuple[Any, ...], JudgedSums] = {}
+
+    def key_of(row: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(_clean(d, v, labels) for d, v in zip(dims, row[:n], strict=True))
+
+    with connection.cursor() as cursor:
+        cursor.execute(_JUDGED.format(dims=select, keys=keys), params)
+        for row in cursor.fetchall():
+            width = max(n, 1)
+            raw, count = float(row[width]), int(row[width + 1])
+            f = float(calibrator.predict([raw])[0])
+            part = sums.setdefault(key_of(row), JudgedSums())
+            part.add(JudgedSums(scored=count, f_sum=f * count, f2_sum=f * f * count))
+        cursor.execute(_AUDITED.format(dims=select, keys=keys), params)
+        for row in cursor.fetchall():
+            width = max(n, 1)
+            raw, value = float(row[width]), float(row[width + 1])
+            r = float(value >= good_at) - float(calibrator.predict([raw])[0])
+            part = sums.setdefault(key_of(row), JudgedSums())
+            part.add(JudgedSums(audited=1, r_sum=r, r2_sum=r * r))
+    for key, judged in sums.items():
+        if key in out:
+            out[key].judged = judged
 
 
 def _segments_pending(feature: Feature, window: Window) -> bool:

@@ -2,18 +2,20 @@
 the feature's window answers for every group of the report, so groups stay comparable, and its
 name travels with the number (``success.source``).
 
-To add a source (the calibrated judge, once calibration lands), write a class with ``name``,
-``available`` and ``estimate`` and put it first in SUCCESS_SOURCES; a source whose counts are
-not in the rollups yet adds them to Measures (feedback.models.RollupMeasures) first.
+The calibrated judge comes first, where a gating judge exists (its sums are read apart from the
+rollups, into Measures.judged); then outcomes, then thumbs. To add a source, write a class with
+``name``, ``available`` and ``estimate`` and put it in SUCCESS_SOURCES.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
 from evaluation.reports.measures import Measures
 from evaluation.stats import Interval, wilson
+from evaluation.stats.intervals import z_value
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,42 @@ class ThumbsSource:
         return SuccessEstimate(wilson(measures.good_traces, measures.rated_traces), measures.rated_traces, self.name)
 
 
+class CalibratedJudgeSource:
+    """A gating judge (its calibration's lower bound cleared 0.7, with a TNR floor) on every trace
+    it scored, each score mapped to P(good) by the calibrator fitted on human labels, corrected by
+    the uniform audit: prediction-powered inference with lambda = 1 (Angelopoulos et al. 2023,
+    "Prediction-powered inference"): mean f over the group's scored traces plus the mean of
+    (label - f) over its audited ones, variance Var(f)/N + Var(label - f)/n. A group with fewer
+    than MIN_AUDITED audit labels has no estimate (its judge's bias there is unmeasured)."""
+
+    name = "calibrated_judge"
+    description = "a gating judge's calibrated scores, corrected by the uniform audit of human labels"
+    MIN_AUDITED = 10
+
+    def available(self, total: Measures) -> bool:
+        return total.judged.scored > 0 and total.judged.audited >= self.MIN_AUDITED
+
+    def estimate(self, measures: Measures) -> SuccessEstimate:
+        j = measures.judged
+        if j.scored == 0:
+            return SuccessEstimate(Interval.undefined("no traces scored by the gating judge"), 0, self.name)
+        if j.audited < self.MIN_AUDITED:
+            return SuccessEstimate(
+                Interval.undefined(f"{j.audited} audit labels here: at least {self.MIN_AUDITED} are needed"),
+                j.scored,
+                self.name,
+            )
+        mean_f = j.f_sum / j.scored
+        var_f = max(j.f2_sum / j.scored - mean_f * mean_f, 0.0)
+        mean_r = j.r_sum / j.audited
+        var_r = max(j.r2_sum / j.audited - mean_r * mean_r, 0.0) * j.audited / (j.audited - 1)
+        value = mean_f + mean_r
+        se = math.sqrt(var_f / j.scored + var_r / j.audited)
+        z = z_value()
+        low, high = max(0.0, value - z * se), min(1.0, value + z * se)
+        return SuccessEstimate(Interval(min(max(value, 0.0), 1.0), low, high), j.scored, self.name)
+
+
 class NoSource:
     name = "none"
     description = "no outcomes, thumbs or ratings in this window"
@@ -75,7 +113,7 @@ class NoSource:
         return SuccessEstimate(Interval.undefined(self.description), 0, self.name)
 
 
-SUCCESS_SOURCES: tuple[SuccessSource, ...] = (OutcomesSource(), ThumbsSource())
+SUCCESS_SOURCES: tuple[SuccessSource, ...] = (CalibratedJudgeSource(), OutcomesSource(), ThumbsSource())
 
 
 def success_source_for(total: Measures) -> SuccessSource:

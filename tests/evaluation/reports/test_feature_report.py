@@ -75,7 +75,7 @@ def seeded(db: None, org_a):  # type: ignore[no-untyped-def]
 
 
 def test_measures_follow_the_rollup_columns() -> None:
-    assert tuple(f.name for f in fields(Measures)) == MEASURES
+    assert tuple(f.name for f in fields(Measures) if f.name != "judged") == MEASURES
 
 
 @pytest.mark.parametrize("group_by", sorted(KEYS))
