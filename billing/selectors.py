@@ -225,8 +225,7 @@ def budget_check(
     with connection.cursor() as cursor:
         cursor.execute(_BUDGETS, [organization_id, customer_id, feature, model])
         rows = [
-            BudgetRule(i, c, f, m, d, mo, _percents(th), a, fb)
-            for i, c, f, m, d, mo, th, a, fb in cursor.fetchall()
+            BudgetRule(i, c, f, m, d, mo, _percents(th), a, fb) for i, c, f, m, d, mo, th, a, fb in cursor.fetchall()
         ]
         rules = applicable_budgets(rows, customer_id)
         if not rules:

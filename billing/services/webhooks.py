@@ -42,7 +42,7 @@ def stripe_event_receive(*, payload: bytes, signature: str) -> StripeEvent:
         StripeEvent.objects.filter(id=row.id).update(deliveries=F("deliveries") + 1)
     if row.processed_at is None:
         stripe_event_process(event_id=row.id)
-        row.refresh_from_db()
+    row.refresh_from_db()
     return row
 
 
