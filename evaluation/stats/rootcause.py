@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 Segment = tuple[tuple[str, str], ...]  # ((dimension, value), ...), sorted by dimension
 
@@ -149,7 +150,7 @@ def root_causes(
 
 
 def partitions_from_cells(
-    finest: Mapping[tuple[str | None, ...], Counts], dims: tuple[str, ...], *, pairs: bool = True
+    finest: Mapping[tuple[Any, ...], Counts], dims: tuple[str, ...], *, pairs: bool = True
 ) -> list[dict[Segment, Counts]]:
     """Singles (and pairs) of ``dims`` from counts at the finest grain (one key per combination of
     every dim's value; None reads as "(none)")."""

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
 
-from evaluation.stats.rootcause import Counts, decompose_partition, partitions_from_cells, root_causes
+from evaluation.stats.rootcause import Counts, Segment, decompose_partition, partitions_from_cells, root_causes
 from feedback.demo_data import DemoConfig, demo_stream
 
 
 def test_contributions_add_up_to_the_change() -> None:
-    cells = {
+    cells: dict[Segment, Counts] = {
         (("a", "x"),): Counts(10, 100, 30, 100),
         (("a", "y"),): Counts(40, 200, 10, 50),
         (("a", "z"),): Counts(0, 0, 5, 10),
@@ -27,15 +28,15 @@ def test_contributions_add_up_to_the_change() -> None:
 DIMS = ("prompt_version", "model", "customer_id", "metadata.auth", "metadata.plan", "metadata.region")
 
 
-def _demo_cells() -> tuple[dict[tuple[object, ...], Counts], dict[tuple[object, ...], Counts]]:
+def _demo_cells() -> tuple[dict[tuple[Any, ...], Counts], dict[tuple[Any, ...], Counts]]:
     """support-copilot of the demo generator (default size), thumbs-down share and success
     (outcomes), with the drift view's default windows: the last 7 days against days 28 to 14 ago."""
     end = datetime(2026, 12, 3, 8, tzinfo=UTC)
     today = end.replace(hour=0)
     current, base0, base1 = today - timedelta(days=6), today - timedelta(days=28), today - timedelta(days=14)
-    traces: dict[str, tuple[int, tuple[object, ...]]] = {}
-    thumbs: dict[tuple[object, ...], list[float]] = defaultdict(lambda: [0, 0, 0, 0])
-    success: dict[tuple[object, ...], list[float]] = defaultdict(lambda: [0, 0, 0, 0])
+    traces: dict[str, tuple[int, tuple[Any, ...]]] = {}
+    thumbs: dict[tuple[Any, ...], list[float]] = defaultdict(lambda: [0, 0, 0, 0])
+    success: dict[tuple[Any, ...], list[float]] = defaultdict(lambda: [0, 0, 0, 0])
     resolved: set[str] = set()
     for kind, item in demo_stream(DemoConfig(traces=50_000, days=30, end=end, spans=False)):
         if kind == "trace" and item["feature"] == "support-copilot":
