@@ -30,6 +30,7 @@ from evaluation.models import (
     RubricScale,
     WidgetLabelMap,
 )
+from evaluation.reports.calibrated import audit_drift, human_agreement, labels_plan
 from evaluation.selectors import TraceScope, judge_find, scoped_labels, scoped_scores
 from evaluation.services.calibration import CalibrationError, calibration_parts
 from evaluation.services.calibration_refresh import calibration_nudge
@@ -224,6 +225,9 @@ def _context(request: HttpRequest, judge: Judge) -> dict[str, Any]:
         thresholds_data=_thresholds_for_js(pairs),
         reliability=_reliability_svg(report),
         widget=_widget(target),
+        humans=human_agreement(rubric=target.rubric, feature_id=target.feature_id),
+        drift=audit_drift(target=target),
+        plan=labels_plan(success=latest.success if latest else None),
         newer_rubric=Rubric.objects.filter(name=target.rubric.name, version__gt=target.rubric.version).exists(),
     )
     return context

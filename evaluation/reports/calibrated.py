@@ -3,10 +3,15 @@ version on a feature (what the feature page's "true success rate" panel shows)."
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from evaluation.models import CalibrationSnapshot, CalibrationTarget
+import numpy as np
+from django.db import connection
+
+from evaluation.models import CalibrationSnapshot, CalibrationTarget, Rubric
+from evaluation.stats import cusum, disagreement_cusum_reference, krippendorff_alpha, labels_needed
 from feedback.models import Feature
 
 
@@ -73,3 +78,101 @@ def gating_calibration(feature: Feature) -> FeatureCalibration | None:
     """The calibration a report's success may come from: a current judge version whose latest
     snapshot on the feature is gating, with a fitted calibrator (the most labelled one)."""
     return next((row for row in feature_calibrations(feature) if row.gating and row.calibrator), None)
+
+
+# --- monitoring a calibrated judge (the calibration page) -----------------------------------------
+
+_REVIEWER_LABELS = """
+SELECT DISTINCT ON (l.trace_id, l.reviewer) l.trace_id, l.reviewer, l.value FROM evaluation_label l
+WHERE l.rubric_id = %(rubric)s AND l.source IN ('api', 'queue') AND l.value IS NOT NULL AND l.reviewer <> ''
+    AND (%(feature)s::bigint IS NULL
+         OR EXISTS (SELECT 1 FROM feedback_trace t WHERE t.trace_id = l.trace_id AND t.feature_id = %(feature)s))
+ORDER BY l.trace_id, l.reviewer, l.occurred_at DESC, l.id DESC
+"""
+# The uniform audit stream in the order it was labelled, each with the judge's verdict on it.
+_AUDIT_STREAM = """
+SELECT l.value, s.passed, l.occurred_at FROM (
+    SELECT DISTINCT ON (trace_id) trace_id, value, occurred_at, sampling_design FROM evaluation_label
+    WHERE rubric_id = %(rubric)s AND source IN ('api', 'queue') AND value IS NOT NULL
+    ORDER BY trace_id, occurred_at DESC, id DESC
+) l
+JOIN (
+    SELECT DISTINCT ON (trace_id) trace_id, passed FROM evaluation_score
+    WHERE judge_version_id = %(version)s AND status = 'ok' AND passed IS NOT NULL
+    ORDER BY trace_id, run_index, id
+) s USING (trace_id)
+WHERE l.sampling_design = 'uniform'
+    AND (%(feature)s::bigint IS NULL
+         OR EXISTS (SELECT 1 FROM feedback_trace t WHERE t.trace_id = l.trace_id AND t.feature_id = %(feature)s))
+ORDER BY l.occurred_at, l.trace_id
+"""
+CUSUM_H = 4.0  # decision interval (Montgomery 9.1: h = 4-5 sigma-units; here in disagreement counts)
+
+
+def human_agreement(*, rubric: Rubric, feature_id: int | None) -> dict[str, Any]:
+    """Krippendorff's alpha among reviewers on the traces several of them labelled: the ceiling a
+    judge is compared against (CALIBRATION.md). Ordinal rubrics use the ordinal metric."""
+    with connection.cursor() as cursor:
+        cursor.execute(_REVIEWER_LABELS, {"rubric": rubric.id, "feature": feature_id})
+        rows = cursor.fetchall()
+    by_trace: dict[str, dict[str, float]] = {}
+    for trace_id, reviewer, value in rows:
+        by_trace.setdefault(trace_id, {})[reviewer] = float(value)
+    shared = {t: v for t, v in by_trace.items() if len(v) >= 2}
+    if not shared:
+        return {"units": 0, "alpha": None, "note": "no trace has labels from two reviewers yet"}
+    reviewers = sorted({r for v in shared.values() for r in v})
+    data = np.full((len(reviewers), len(shared)), np.nan)
+    for j, values in enumerate(shared.values()):
+        for reviewer, value in values.items():
+            data[reviewers.index(reviewer), j] = value
+    levels: dict[str, Literal["nominal", "ordinal", "interval"]] = {"ordinal": "ordinal", "continuous": "interval"}
+    alpha = krippendorff_alpha(data, level=levels.get(rubric.scale, "nominal"))
+    return {"units": len(shared), "reviewers": len(reviewers), "alpha": alpha.as_dict(), "note": None}
+
+
+def audit_drift(*, target: CalibrationTarget) -> dict[str, Any]:
+    """CUSUM on judge-human disagreement along the uniform audit stream (Page 1954): the in-control
+    rate is the first half's, the out-of-control one twice it; an alarm says re-calibrate."""
+    good_at = {"binary": 1.0, "ordinal": 4.0, "continuous": 0.5}.get(target.rubric.scale)
+    if good_at is None:
+        return {"n": 0, "note": "this rubric has no good / bad"}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _AUDIT_STREAM,
+            {"rubric": target.rubric_id, "version": target.judge_version_id, "feature": target.feature_id},
+        )
+        rows = cursor.fetchall()
+    if len(rows) < 20:
+        return {"n": len(rows), "note": f"{len(rows)} audit labels: the monitor starts at 20"}
+    x = np.array([float((value >= good_at) != passed) for value, passed, _ in rows])
+    baseline = float(x[: len(x) // 2].mean())
+    k = disagreement_cusum_reference(baseline, min(1.0, max(2 * baseline, baseline + 0.05)))
+    result = cusum(x, k=k, h=CUSUM_H)
+    alarm_at = rows[result.alarm_index][2] if result.alarm_index is not None else None
+    return {
+        "n": len(rows), "baseline": baseline, "recent": float(x[-min(50, len(x)):].mean()), "k": k, "h": CUSUM_H,
+        "alarm_index": result.alarm_index, "alarm_at": alarm_at, "statistic": float(result.statistic[-1]), "note": None,
+    }  # fmt: skip
+
+
+def labels_plan(*, success: dict[str, Any] | None, half_width: float = 0.03) -> dict[str, Any] | None:
+    """How many uniform-audit labels a +-half_width interval needs, alone and with this judge (PPI's
+    gain from the judge-label correlation rho)."""
+    if not success:
+        return None
+    estimate = success.get("estimate") or {}
+    rate = estimate.get("value")
+    if rate is None:
+        rate = (success.get("human") or {}).get("value")
+    if rate is None:
+        return None
+    # The judge's worth as PPI measured it: effective labels = n / (1 - rho^2), so rho^2 = 1 - n / effective.
+    n, effective = estimate.get("n_labels") or 0, estimate.get("effective_labels")
+    rho = math.sqrt(max(0.0, 1.0 - n / effective)) if n and effective and effective > n else 0.0
+    return {
+        "half_width": half_width,
+        "alone": labels_needed(half_width=half_width, rate=rate),
+        "with_judge": labels_needed(half_width=half_width, rate=rate, rho=min(1.0, rho)),
+        "have": n,
+    }

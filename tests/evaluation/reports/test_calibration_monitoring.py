@@ -1,0 +1,87 @@
+"""Monitoring a calibrated judge: the CUSUM on judge-human disagreement along the uniform audit
+stream (equal to evaluation.stats.cusum on the same sequence, alarming on a planted shift and not
+on a steady stream), Krippendorff's alpha among reviewers on shared traces (equal to the statistic
+on the same matrix), and the labels-needed planner."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from evaluation.models import CalibrationTarget, Rubric
+from evaluation.reports.calibrated import CUSUM_H, audit_drift, human_agreement, labels_plan
+from evaluation.services.calibration_refresh import calibration_sweep
+from evaluation.stats import cusum, disagreement_cusum_reference, krippendorff_alpha, labels_needed
+from tests.evaluation.api.test_calibration import post_all, seed_world
+from tests.fixtures.organizations import Org, in_tenant, unique
+from tests.fixtures.server import ApiClient
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def _stream(api: ApiClient, passed: np.ndarray, good: np.ndarray) -> tuple[str, str]:
+    """One uniform-audit label per trace, labelled one minute apart in trace order."""
+    labels = {
+        i: {"value": int(good[i]), "sampling": {"design": "uniform", "inclusion_probability": 0.1},
+            "occurred_at": (T0 + timedelta(minutes=i)).isoformat().replace("+00:00", "Z")}
+        for i in range(len(good))
+    }  # fmt: skip
+    world = seed_world(api, scores=[float(p) for p in passed], scale="binary", labels=labels)
+    return world.judge, world.rubric
+
+
+@pytest.mark.parametrize("shift", [False, True])
+def test_the_drift_monitor_is_the_cusum_of_the_audit_stream(
+    api_a: ApiClient, org_a: Org, committed_db: None, shift: bool
+) -> None:
+    rng = np.random.default_rng(3 if shift else 4)
+    n = 120
+    good = rng.random(n) < 0.7
+    wrong = rng.random(n) < np.where(np.arange(n) < 60, 0.08, 0.45 if shift else 0.08)
+    passed = np.where(wrong, ~good, good)
+    judge, rubric = _stream(api_a, passed, good)
+    with in_tenant(org_a):
+        calibration_sweep()
+        target = CalibrationTarget.objects.get(judge_version__judge__name=judge, rubric__name=rubric)
+        drift = audit_drift(target=target)
+    x = (good != passed).astype(float)
+    k = disagreement_cusum_reference(x[:60].mean(), min(1.0, max(2 * x[:60].mean(), x[:60].mean() + 0.05)))
+    expected = cusum(x, k=k, h=CUSUM_H)
+    assert drift["n"] == n and drift["k"] == pytest.approx(k, abs=1e-12)
+    assert drift["alarm_index"] == expected.alarm_index
+    assert (drift["alarm_index"] is not None) is shift
+    if shift:
+        assert drift["alarm_index"] >= 60 and drift["alarm_at"] == T0 + timedelta(minutes=drift["alarm_index"])
+
+
+def test_reviewers_alpha_and_the_labels_planner(api_a: ApiClient, org_a: Org, committed_db: None) -> None:
+    rng = np.random.default_rng(9)
+    n = 40
+    truth = rng.integers(1, 6, n)
+    world = seed_world(api_a, scores=[float(v) for v in truth], scale="ordinal", labels={})
+    reviewers = ["ann@acme.test", "bo@acme.test", "cy@acme.test"]
+    matrix = np.full((3, n), np.nan)
+    items = []
+    for r, reviewer in enumerate(reviewers):
+        for i in range(n):
+            if r == 2 and i % 2:  # the third reviewer labelled every other trace
+                continue
+            value = int(np.clip(truth[i] + rng.integers(-1, 2), 1, 5))
+            matrix[r, i] = value
+            items.append({"label_id": unique("lb"), "trace_id": world.trace_ids[i], "rubric": world.rubric,
+                          "value": value, "reviewer": reviewer})  # fmt: skip
+    post_all(api_a, "/api/v1/labels", items)
+    with in_tenant(org_a):
+        got = human_agreement(rubric=Rubric.objects.get(name=world.rubric), feature_id=None)
+    expected = krippendorff_alpha(matrix, level="ordinal")
+    assert got["units"] == n and got["reviewers"] == 3
+    assert got["alpha"]["value"] == pytest.approx(expected.value, abs=1e-12)
+    # The planner: labels alone versus with a judge worth 1.6x its labels (rho^2 = 1 - 1/1.6).
+    plan = labels_plan(success={"estimate": {"value": 0.7, "n_labels": 100, "effective_labels": 160.0}})
+    assert plan is not None
+    assert plan["alone"] == labels_needed(half_width=0.03, rate=0.7)
+    assert plan["with_judge"] == labels_needed(half_width=0.03, rate=0.7, rho=(1 - 100 / 160) ** 0.5)
+    assert plan["with_judge"] < plan["alone"]
+    assert labels_plan(success=None) is None
