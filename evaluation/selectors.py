@@ -15,6 +15,7 @@ from django.db.models import Count, Q, QuerySet, Sum
 from evaluation.judges.rendering import JudgeInput
 from evaluation.models import BackfillRun, Judge, JudgeVersion, Rubric, Score, ScoreStatus
 from evaluation.services.shared import utc_now
+from evaluation.stats.estimators import Moments
 from feedback.models import FeedbackEvent, Span, Trace
 
 # Metadata keys a trace may carry for the judge's {{ context }} and {{ reference }}.
@@ -268,6 +269,28 @@ WHERE s.judge_version_id = %s AND s.status = 'ok' AND s.raw_score IS NOT NULL AN
     AND s.passed IS NOT NULL {scope}
 ORDER BY s.trace_id, s.run_index, s.id
 """
+# The same one score per trace, aggregated (count, passed, moments of the [0, 1] score) without
+# sorting a million trace IDs: run 0 where it succeeded (a unique constraint makes it one row per
+# trace; nearly every score), plus the earliest successful rerun of traces whose run 0 did not
+# succeed. One statement, so both parts read one snapshot.
+_OK = "{a}.status = 'ok' AND {a}.raw_score IS NOT NULL AND {a}.score IS NOT NULL AND {a}.passed IS NOT NULL"
+_AGGREGATES = "count(*), count(*) FILTER (WHERE s.passed), avg(s.score), var_pop(s.score)"
+_SUMMARY = f"""
+SELECT * FROM (
+    SELECT {_AGGREGATES} FROM evaluation_score s
+    WHERE s.judge_version_id = %s AND s.run_index = 0 AND {_OK.format(a="s")} {{scope}}
+) first_runs, (
+    SELECT {_AGGREGATES} FROM (
+        SELECT DISTINCT ON (s.trace_id) s.score, s.passed FROM evaluation_score s
+        WHERE s.judge_version_id = %s AND s.run_index > 0 AND {_OK.format(a="s")} {{scope}}
+            AND NOT EXISTS (
+                SELECT 1 FROM evaluation_score z WHERE z.trace_id = s.trace_id
+                    AND z.judge_version_id = s.judge_version_id AND z.run_index = 0 AND {_OK.format(a="z")}
+            )
+        ORDER BY s.trace_id, s.run_index, s.id
+    ) s
+) reruns
+"""
 
 
 @dataclass(frozen=True)
@@ -314,11 +337,26 @@ def scoped_scores(
         return [ScoreRow(*row) for row in cursor.fetchall()]
 
 
-def scoped_scores_count(*, judge_version: JudgeVersion, scope: TraceScope) -> int:
-    """How many traces in scope the judge version scored successfully."""
+@dataclass(frozen=True)
+class ScoreSummary:
+    """The judge version's scores in scope, one per trace, as the success estimate needs them:
+    how many, how many passed, and the moments of their [0, 1] scores."""
+
+    n: int
+    passed: int
+    moments: Moments
+
+
+def scoped_scores_summary(*, judge_version: JudgeVersion, scope: TraceScope) -> ScoreSummary:
+    """``scoped_scores`` aggregated by the database (a million scores need not travel)."""
     where, params = scope.sql("s")
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT count(*) FROM ({_SCORES.format(scope=where)}) AS one_per_trace", [judge_version.id, *params]
-        )
-        return int(cursor.fetchone()[0])
+        cursor.execute(_SUMMARY.format(scope=where), [judge_version.id, *params, judge_version.id, *params])
+        n0, passed0, mean0, var0, n1, passed1, mean1, var1 = cursor.fetchone()
+    moments = Moments.from_variance(n0, mean0, var0).merge(Moments.from_variance(n1, mean1, var1))
+    return ScoreSummary(n=n0 + n1, passed=passed0 + passed1, moments=moments)
+
+
+def scoped_scores_count(*, judge_version: JudgeVersion, scope: TraceScope) -> int:
+    """How many traces in scope the judge version scored successfully."""
+    return scoped_scores_summary(judge_version=judge_version, scope=scope).n

@@ -16,7 +16,15 @@ import numpy as np
 
 from evaluation.models import Judge, JudgeVersion, Rubric, RubricScale
 from evaluation.reports.selectors import Window
-from evaluation.selectors import LabelRow, TraceScope, scoped_labels, scoped_scores, scoped_scores_count
+from evaluation.selectors import (
+    LabelRow,
+    ScoreRow,
+    TraceScope,
+    scoped_labels,
+    scoped_scores,
+    scoped_scores_count,
+    scoped_scores_summary,
+)
 from evaluation.services.labels import ENRICHED_DESIGNS, label_good
 from evaluation.services.shared import utc_now
 from evaluation.stats import (
@@ -30,6 +38,7 @@ from evaluation.stats import (
     threshold_guarantee,
     verdict,
 )
+from evaluation.stats.estimators import Moments, NaiveRate
 
 TARGET_PRECISION = 0.9
 MIN_PAIRS = 2
@@ -176,20 +185,29 @@ def success_estimate(
     _graded(rubric)
     labels = scoped_labels(rubric=rubric, scope=scope)
     human = classical_mean([label_good(row.value, rubric.scale) for row in labels])
-    scores = scoped_scores(judge_version=judge_version, scope=scope) if judge_version is not None else []
-    naive = naive_judge_rate([row.passed for row in scores])
     design = choose_design(labels)
     y = np.array([label_good(row.value, rubric.scale) for row in design.labels], dtype=float)
-    if design.name == "uniform" and judge_version is not None:
-        by_trace = {row.trace_id: row for row in scores}
+    uniform = design.name == "uniform" and judge_version is not None
+    # The labelled traces' scores are read before the summary of every score: scores only ever
+    # arrive, so the summary holds each of them and the rest is exactly the unlabelled set.
+    by_trace: dict[str, ScoreRow] = {}
+    if uniform and judge_version is not None:
+        labelled = [row.trace_id for row in design.labels]
+        by_trace = {
+            row.trace_id: row for row in scoped_scores(judge_version=judge_version, scope=scope, trace_ids=labelled)
+        }
+    summary = scoped_scores_summary(judge_version=judge_version, scope=scope) if judge_version is not None else None
+    naive = NaiveRate.of_counts(summary.passed, summary.n) if summary is not None else naive_judge_rate([])
+    if uniform and summary is not None:
         scored = [row for row in design.labels if row.trace_id in by_trace]
-        labelled = {row.trace_id for row in scored}
-        unlabeled = [row.score for row in scores if row.trace_id not in labelled]
-        if len(scored) >= 50 and unlabeled:  # PPI++ on the uniform labels whose traces were scored
+        scores_labeled = [by_trace[row.trace_id].score for row in scored]
+        # PPI++ needs of the other scored traces only their count, mean and variance.
+        unlabeled = summary.moments.minus(Moments.of(scores_labeled))
+        if len(scored) >= 50 and unlabeled.n:  # PPI++ on the uniform labels whose traces were scored
             estimate = estimate_success(
                 design="uniform",
                 labels=[label_good(row.value, rubric.scale) for row in scored],
-                scores_labeled=[by_trace[row.trace_id].score for row in scored],
+                scores_labeled=scores_labeled,
                 scores_unlabeled=unlabeled,
             )
         else:

@@ -34,6 +34,13 @@ class NaiveRate:
     def as_dict(self) -> dict[str, float | int | None]:
         return {"value": self.value, "n": self.n}
 
+    @classmethod
+    def of_counts(cls, passed: int, n: int) -> NaiveRate:
+        """From counts (what a database returns): equal to `naive_judge_rate` of the 0/1 verdicts."""
+        if not 0 <= passed <= n:
+            raise ValueError("passed must lie between 0 and n")
+        return cls(value=passed / n if n else None, n=n)
+
 
 def naive_judge_rate(judge_pass: ArrayLike) -> NaiveRate:
     """Share of scored traces the judge passed (0/1 verdicts)."""
@@ -111,24 +118,98 @@ def classical_mean(
     return SuccessEstimate("classical", interval, n, n_scored, effective_labels=float(n), note=note)
 
 
-def ppi_lambda(labels: ArrayLike, scores_labeled: ArrayLike, scores_unlabeled: ArrayLike) -> float:
+@dataclass(frozen=True)
+class Moments:
+    """A sample's count, mean and sum of squared deviations from its mean (M2): all PPI++ needs of
+    the unlabelled scores, so the database can aggregate a million of them (count, avg, var_pop)
+    instead of sending them. Parts are combined and taken apart with the pairwise update of Chan,
+    Golub & LeVeque (1983, "Algorithms for computing the sample variance: analysis and
+    recommendations"), which does not cancel the way sum-of-squares formulas do."""
+
+    n: int
+    mean: float
+    m2: float
+
+    def __post_init__(self) -> None:
+        if self.n < 0 or not math.isfinite(self.mean) or not math.isfinite(self.m2) or self.m2 < 0:
+            raise ValueError("moments need n >= 0, a finite mean and a finite M2 >= 0")
+
+    @classmethod
+    def of(cls, values: ArrayLike) -> Moments:
+        x = np.asarray(values, dtype=float).ravel()
+        if x.size == 0:
+            return cls(0, 0.0, 0.0)
+        mean = float(x.mean())
+        return cls(int(x.size), mean, float(np.sum((x - mean) ** 2)))
+
+    @classmethod
+    def from_variance(cls, n: int, mean: float | None, var_pop: float | None) -> Moments:
+        """From a count, mean and population variance (SQL's count, avg, var_pop; None when n = 0)."""
+        if n == 0:
+            return cls(0, 0.0, 0.0)
+        return cls(int(n), float(mean or 0.0), max(0.0, float(var_pop or 0.0)) * n)
+
+    def var(self, ddof: int = 0) -> float:
+        return self.m2 / (self.n - ddof)
+
+    def merge(self, other: Moments) -> Moments:
+        """The moments of both samples together."""
+        if other.n == 0:
+            return self
+        if self.n == 0:
+            return other
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        return Moments(n, self.mean + delta * other.n / n, self.m2 + other.m2 + delta * delta * self.n * other.n / n)
+
+    def minus(self, part: Moments) -> Moments:
+        """The moments of the rest of this sample once ``part`` (a subsample of it) is taken out."""
+        rest = self.n - part.n
+        if rest < 0:
+            raise ValueError("a part cannot be larger than the whole")
+        if rest == 0:
+            return Moments(0, 0.0, 0.0)
+        if part.n == 0:
+            return self
+        mean = self.mean + (self.mean - part.mean) * part.n / rest
+        delta = part.mean - mean
+        return Moments(rest, mean, max(0.0, self.m2 - part.m2 - delta * delta * rest * part.n / self.n))
+
+
+def _unlabeled(scores_labeled: FloatArray, scores_unlabeled: ArrayLike | Moments) -> tuple[Moments, float]:
+    """The unlabelled scores' moments, and Var(f) over labelled and unlabelled scores together
+    (1/(n + N - 1)). From an array exactly as numpy computes them; from moments by merging."""
+    if isinstance(scores_unlabeled, Moments):
+        everything = Moments.of(scores_labeled).merge(scores_unlabeled)
+        return scores_unlabeled, everything.var(ddof=1) if everything.n > 1 else 0.0
+    fu = np.asarray(scores_unlabeled, dtype=float)
+    together = np.concatenate([scores_labeled, fu])
+    var_f = float(np.var(together, ddof=1)) if together.size > 1 else 0.0
+    return Moments.of(fu), var_f
+
+
+def _lambda(y: FloatArray, f: FloatArray, unlabeled: Moments, var_f: float) -> float:
+    cov = float(np.mean((y - y.mean()) * (f - f.mean())))
+    if var_f == 0.0:
+        return 0.0
+    return float(np.clip(cov / ((1.0 + y.size / unlabeled.n) * var_f), 0.0, 1.0))
+
+
+def ppi_lambda(labels: ArrayLike, scores_labeled: ArrayLike, scores_unlabeled: ArrayLike | Moments) -> float:
     """PPI++'s power-tuning parameter for a mean (Angelopoulos, Duchi & Zrnic 2023, "PPI++:
     Efficient Prediction-Powered Inference", eq. for the mean): Cov(Y, f) / ((1 + n/N) Var(f)),
     clipped to [0, 1]. As in `ppi_py`, the covariance is over the labelled set (1/n) and Var(f)
-    over labelled and unlabelled scores together (1/(n + N - 1))."""
-    y, f, fu = _labels(labels), np.asarray(scores_labeled, dtype=float), np.asarray(scores_unlabeled, dtype=float)
-    n, big_n = y.size, fu.size
-    cov = float(np.mean((y - y.mean()) * (f - f.mean())))
-    var_f = float(np.var(np.concatenate([f, fu]), ddof=1))
-    if var_f == 0.0:
-        return 0.0
-    return float(np.clip(cov / ((1.0 + n / big_n) * var_f), 0.0, 1.0))
+    over labelled and unlabelled scores together (1/(n + N - 1)). The unlabelled scores may be
+    given as their `Moments`."""
+    y, f = _labels(labels), np.asarray(scores_labeled, dtype=float)
+    unlabeled, var_f = _unlabeled(f, scores_unlabeled)
+    return _lambda(y, f, unlabeled, var_f)
 
 
 def ppi_mean(
     labels: ArrayLike,
     scores_labeled: ArrayLike,
-    scores_unlabeled: ArrayLike,
+    scores_unlabeled: ArrayLike | Moments,
     *,
     confidence: float = DEFAULT_CONFIDENCE,
     lam: float | None = None,
@@ -139,24 +220,25 @@ def ppi_mean(
     Var(lambda f)/N + Var(Y - lambda f)/n.
 
     `labels` are the uniform-audit labels (0/1), `scores_labeled` the judge's raw scores scaled to
-    [0, 1] on those traces, `scores_unlabeled` the scores of every other scored trace in scope.
-    Equals `ppi_py.ppi_mean_ci(Y, Yhat, Yhat_unlabeled, alpha=1 - confidence, lam=None)` (the
-    interval is clipped to [0, 1], which changes nothing when it lies inside).
+    [0, 1] on those traces, `scores_unlabeled` the scores of every other scored trace in scope, or
+    their `Moments` (what a database aggregates; the same result to rounding). Equals
+    `ppi_py.ppi_mean_ci(Y, Yhat, Yhat_unlabeled, alpha=1 - confidence, lam=None)` (the interval is
+    clipped to [0, 1], which changes nothing when it lies inside).
 
     The effective number of labels is n * Var(Y) / (n * SE^2): how many labels alone would give
     the same variance. With N >> n and lambda unclipped it is n / (1 - rho^2).
     """
     y = _labels(labels)
     f = np.asarray(scores_labeled, dtype=float)
-    fu = np.asarray(scores_unlabeled, dtype=float)
     if f.shape != y.shape:
         raise ValueError("labels and scores_labeled must be the same length")
-    n, big_n = int(y.size), int(fu.size)
+    unlabeled, var_f = _unlabeled(f, scores_unlabeled)
+    n, big_n = int(y.size), unlabeled.n
     if n < 2 or big_n < 1:
         raise ValueError("PPI++ needs at least 2 labels and 1 unlabelled score")
-    lam_used = ppi_lambda(y, f, fu) if lam is None else float(lam)
-    estimate = float(lam_used * fu.mean() + np.mean(y - lam_used * f))
-    var = float(np.var(lam_used * fu) / big_n + np.var(y - lam_used * f) / n)
+    lam_used = _lambda(y, f, unlabeled, var_f) if lam is None else float(lam)
+    estimate = float(lam_used * unlabeled.mean + np.mean(y - lam_used * f))
+    var = float(lam_used * lam_used * unlabeled.var() / big_n + np.var(y - lam_used * f) / n)
     se = math.sqrt(var)
     z = z_value(confidence)
     interval = _clip01(estimate, estimate - z * se, estimate + z * se)
@@ -290,7 +372,7 @@ def estimate_success(
     design: str,
     labels: ArrayLike,
     scores_labeled: ArrayLike | None = None,
-    scores_unlabeled: ArrayLike | None = None,
+    scores_unlabeled: ArrayLike | Moments | None = None,
     strata: ArrayLike | None = None,
     inclusion_probabilities: ArrayLike | None = None,
     min_labels: int = MIN_LABELS,
@@ -305,7 +387,12 @@ def estimate_success(
     """
     y = _labels(labels)
     n = int(y.size)
-    n_unlabeled = 0 if scores_unlabeled is None else int(np.asarray(scores_unlabeled).size)
+    if scores_unlabeled is None:
+        n_unlabeled = 0
+    elif isinstance(scores_unlabeled, Moments):
+        n_unlabeled = scores_unlabeled.n
+    else:
+        n_unlabeled = int(np.asarray(scores_unlabeled).size)
     enriched = design in ("stratified", "active")
     if n < min_labels:
         note = f"fewer than {min_labels} labels: interval from labels alone"
