@@ -9,6 +9,20 @@ from evaluation.models.calibration import (
     CalibrationTarget,
     WidgetLabelMap,
 )
+from evaluation.models.experiments import (
+    Alert,
+    AlertMetric,
+    AlertRule,
+    AlertState,
+    ChannelKind,
+    Delivery,
+    DeliveryStatus,
+    DriftSnapshot,
+    Experiment,
+    ExperimentStatus,
+    NotificationChannel,
+    PrimaryMetric,
+)
 from evaluation.models.judges import (
     BackfillRun,
     BackfillStatus,
@@ -24,6 +38,18 @@ from evaluation.models.labels import Label, LabelSource, Rubric, RubricScale
 from evaluation.models.queues import AnnotationQueue, QueueDesign, QueueItem, QueueSlot, SlotStatus
 
 __all__ = [
+    "Alert",
+    "AlertMetric",
+    "AlertRule",
+    "AlertState",
+    "ChannelKind",
+    "Delivery",
+    "DeliveryStatus",
+    "DriftSnapshot",
+    "Experiment",
+    "ExperimentStatus",
+    "NotificationChannel",
+    "PrimaryMetric",
     "AnnotationQueue",
     "BackfillRun",
     "BackfillStatus",

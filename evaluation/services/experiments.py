@@ -1,0 +1,561 @@
+"""Experiments: create and stop them, and read one's results (per arm: metric with interval, lift
+versus control from an always-valid sequential test, guardrails, sample-ratio check) with a
+plain-language verdict. Arms are the ``variant`` values of the feature's traces in the experiment's
+window; their counts come from the rollups through the reports' selectors, and the success rate
+from the reports' success source, named in every answer."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Q
+
+from evaluation.models import Experiment, ExperimentStatus, PrimaryMetric
+from evaluation.reports.figures import group_figures
+from evaluation.reports.measures import Measures, total
+from evaluation.reports.selectors import ReportError, Window, feature_get, measures_by
+from evaluation.reports.success import SuccessSource, success_source_for
+from evaluation.services.shared import utc_now
+from evaluation.stats import Interval, wilson
+from evaluation.stats.sequential import (
+    MIN_PER_ARM,
+    ArmSample,
+    mixture_tau,
+    msprt,
+    plan,
+    srm_check,
+)
+
+KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,200}\Z")
+GUARDRAIL_METRICS = {
+    "cost_per_success_usd": "cost per success",
+    "p95_latency_ms": "p95 latency",
+    "fallback_rate": "fallback rate",
+}
+DEFAULT_GUARDRAILS: list[dict[str, Any]] = [
+    {"metric": "cost_per_success_usd", "max_increase": 0.2},
+    {"metric": "p95_latency_ms", "max_increase": 0.5},
+    {"metric": "fallback_rate", "max_increase": 0.5},
+]
+METHOD = {
+    "name": "mSPRT (mixture sequential probability ratio test, normal mixture)",
+    "reference": "Johari, Koomen, Pekelis & Walsh, 'Peeking at A/B Tests', KDD 2017; 'Always Valid Inference: "
+    "Continuous Monitoring of A/B Tests', Operations Research 70(3), 2022",
+    "guarantee": "the chance of ever declaring a difference that is not there stays at or below alpha, however often "
+    "the results are looked at; lift intervals are always-valid confidence sequences",
+}
+
+
+class ExperimentError(ValueError):
+    def __init__(self, field: str, message: str, status: int = 400) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+        self.status = status
+
+
+# --- writes --------------------------------------------------------------------------------------------
+
+
+def experiment_create(
+    *,
+    key: str,
+    feature_key: str,
+    arms: list[dict[str, Any]],
+    control: str,
+    mde: float,
+    primary_metric: str = PrimaryMetric.SUCCESS,
+    guardrails: list[dict[str, Any]] | None = None,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    max_days: int | None = None,
+    started_at: datetime | None = None,
+    name: str = "",
+    hypothesis: str = "",
+) -> Experiment:
+    """Validates and stores an experiment; refuses one that overlaps a running experiment of the
+    same feature (their arms would share the feature's traffic and the variant counts)."""
+    if not KEY.match(key or ""):
+        raise ExperimentError("key", "1-200 letters, digits and _.:- (the traces' `experiment` value)")
+    if Experiment.objects.filter(key=key).exists():
+        raise ExperimentError("key", f"an experiment {key!r} exists already")
+    try:
+        feature = feature_get(feature_key)
+    except ReportError:
+        raise ExperimentError("feature", f"no feature {feature_key!r}") from None
+    clean_arms: list[dict[str, Any]] = []
+    for arm in arms:
+        arm_name = str(arm.get("name", "")).strip()
+        if not KEY.match(arm_name):
+            raise ExperimentError("arms", "each arm is a variant name: 1-200 letters, digits and _.:-")
+        allocation = float(arm.get("allocation", 0) or 0)
+        if not 0 < allocation <= 1:
+            raise ExperimentError("arms", f"arm {arm_name}: its allocation must be in (0, 1]")
+        clean_arms.append({"name": arm_name, "allocation": allocation, "holdback": bool(arm.get("holdback"))})
+    names = [a["name"] for a in clean_arms]
+    if len(clean_arms) < 2 or len(set(names)) != len(names):
+        raise ExperimentError("arms", "at least two arms, each named once")
+    if abs(sum(a["allocation"] for a in clean_arms) - 1.0) > 0.01:
+        raise ExperimentError("arms", "the allocations must add up to 1")
+    if control not in names:
+        raise ExperimentError("control", "the control must be one of the arms")
+    if primary_metric not in PrimaryMetric.values:
+        raise ExperimentError("primary_metric", f"one of {', '.join(PrimaryMetric.values)}")
+    if not (isinstance(mde, int | float) and math.isfinite(mde) and 0 < mde < 1e9):
+        raise ExperimentError("mde", "the minimum detectable effect is a positive absolute change (0.02 = 2 points)")
+    if primary_metric != PrimaryMetric.VALUE and mde >= 1:
+        raise ExperimentError("mde", "for a rate, the minimum detectable effect is below 1 (0.02 = 2 points)")
+    if not 0 < alpha < 0.5 or not 0.5 <= power < 1:
+        raise ExperimentError("alpha", "alpha in (0, 0.5) and power in [0.5, 1)")
+    rails = DEFAULT_GUARDRAILS if guardrails is None else guardrails
+    for rail in rails:
+        if rail.get("metric") not in GUARDRAIL_METRICS or not float(rail.get("max_increase", -1)) >= 0:
+            raise ExperimentError("guardrails", f"each is {{metric: {'/'.join(GUARDRAIL_METRICS)}, max_increase >= 0}}")
+    if max_days is not None and not 1 <= max_days <= 365:
+        raise ExperimentError("max_days", "1 to 365 days")
+    start = started_at or utc_now()
+    with transaction.atomic():
+        # Lock the feature's experiments so two overlapping creations cannot both pass the check.
+        list(Experiment.objects.select_for_update().filter(feature=feature))
+        overlapping = Experiment.objects.filter(feature=feature).filter(
+            Q(ended_at__isnull=True) | Q(ended_at__gt=start)
+        )
+        clash = overlapping.first()
+        if clash is not None:
+            raise ExperimentError(
+                "feature",
+                f"experiment {clash.key!r} on {feature.key} overlaps this one: stop it first (two experiments on one "
+                "feature would share its traffic and variants)",
+            )
+        return Experiment.objects.create(
+            key=key,
+            feature=feature,
+            arms=clean_arms,
+            control=control,
+            primary_metric=primary_metric,
+            guardrails=[{"metric": r["metric"], "max_increase": float(r["max_increase"])} for r in rails],
+            mde=float(mde),
+            alpha=alpha,
+            power=power,
+            max_days=max_days,
+            started_at=start,
+            name=name,
+            hypothesis=hypothesis,
+        )
+
+
+def experiment_stop(*, experiment: Experiment, at: datetime | None = None) -> Experiment:
+    if experiment.status == ExperimentStatus.STOPPED:
+        return experiment
+    experiment.status = ExperimentStatus.STOPPED
+    experiment.ended_at = at or utc_now()
+    experiment.save(update_fields=["status", "ended_at"])
+    return experiment
+
+
+# --- reads ---------------------------------------------------------------------------------------------
+
+
+def experiment_get(key: str) -> Experiment:
+    experiment = Experiment.objects.select_related("feature").filter(key=key).first() if "\x00" not in key else None
+    if experiment is None:
+        raise ExperimentError("key", "no such experiment", 404)
+    return experiment
+
+
+def experiment_window(experiment: Experiment, now: datetime | None = None) -> Window:
+    """Whole UTC days from the start's day to the end's (or today's) day, so the rollups answer."""
+    now = now or utc_now()
+    end = min(experiment.ended_at or now, now)
+    since = datetime.combine(experiment.started_at.astimezone(UTC).date(), time(0), UTC)
+    until = datetime.combine(end.astimezone(UTC).date() + timedelta(days=1), time(0), UTC)
+    return Window(since, until)
+
+
+@dataclass(frozen=True)
+class MetricReading:
+    interval: Interval
+    sample: ArmSample
+    n: int
+
+
+def _reading(metric: str, m: Measures, source: SuccessSource, value: tuple[int, float, float] | None) -> MetricReading:
+    """The primary metric of one arm: its estimate with interval, and what the sequential test uses."""
+    no_outcomes = "no outcomes reported for this arm yet (a holdback reports them with variant=holdback)"
+    if metric == PrimaryMetric.SUCCESS:
+        estimate = source.estimate(m)
+        n = estimate.n
+        if source.name == "outcomes" and n and not m.outcomes:
+            # Zero outcomes is far likelier unwired reporting than a true 0% (never a false verdict).
+            return MetricReading(Interval.undefined(no_outcomes), ArmSample(0, math.nan, math.nan), 0)
+        x = m.outcome_traces if source.name == "outcomes" else (estimate.interval.value or 0.0) * n
+        return MetricReading(estimate.interval, ArmSample.proportion(x, n), n)
+    if metric == PrimaryMetric.THUMBS_UP:
+        n = m.thumbs_up + m.thumbs_down
+        return MetricReading(_wilson(m.thumbs_up, n, "no thumbs yet"), ArmSample.proportion(m.thumbs_up, n), n)
+    if metric == PrimaryMetric.CONVERSION:
+        n = m.traces
+        if n and not m.outcomes:
+            return MetricReading(Interval.undefined(no_outcomes), ArmSample(0, math.nan, math.nan), 0)
+        return MetricReading(
+            _wilson(m.outcome_traces, n, "no traces yet"), ArmSample.proportion(m.outcome_traces, n), n
+        )
+    if metric == PrimaryMetric.EDIT_DISTANCE:
+        n = m.edits
+        if not n:
+            return MetricReading(Interval.undefined("no edits yet"), ArmSample(0, math.nan, math.nan), 0)
+        sample = ArmSample.bounded_mean(m.edit_distance_sum, n)
+        half = 1.96 * math.sqrt(sample.variance / n)
+        return MetricReading(Interval(sample.mean, max(0.0, sample.mean - half), sample.mean + half), sample, n)
+    # value: mean outcome value per trace, variance from the raw rows
+    n, s1, s2 = value or (0, 0.0, 0.0)
+    if not n or not m.outcomes:
+        note = "no traces yet" if not n else no_outcomes
+        return MetricReading(Interval.undefined(note), ArmSample(0, math.nan, math.nan), 0)
+    mean = s1 / n
+    variance = max(s2 / n - mean * mean, 0.0) * n / max(n - 1, 1)
+    half = 1.96 * math.sqrt(variance / n)
+    return MetricReading(Interval(mean, mean - half, mean + half), ArmSample(n, mean, variance), n)
+
+
+def _wilson(x: float, n: int, note: str) -> Interval:
+    return wilson(int(round(x)), n) if n else Interval.undefined(note)
+
+
+def _value_sums(
+    experiment: Experiment, window: Window, arms: list[str]
+) -> dict[tuple[str, str], tuple[int, float, float]]:
+    """(day, arm) -> (traces, sum, sum of squares) of each trace's outcome value (by trace or session)."""
+    sql = """
+        SELECT t.day, t.variant, count(*), COALESCE(sum(v.value), 0), COALESCE(sum(v.value * v.value), 0)
+        FROM feedback_trace t
+        LEFT JOIN LATERAL (
+            SELECT COALESCE(sum(o.value_usd), 0)::float8 AS value FROM feedback_outcome o
+            WHERE o.trace_id = t.trace_id OR o.attributed_trace_id = t.trace_id
+        ) v ON true
+        WHERE t.feature_id = %s AND t.day BETWEEN %s AND %s AND t.variant = ANY(%s)
+        GROUP BY 1, 2
+    """
+    out = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [experiment.feature_id, window.first_day, window.last_day, arms])
+        for day, arm, n, s1, s2 in cursor.fetchall():
+            out[(day.isoformat(), arm)] = (int(n), float(s1), float(s2))
+    return out
+
+
+def _guardrails(
+    experiment: Experiment, arm: dict[str, Any], figures: dict[str, dict[str, Any]], measures: dict[str, Measures]
+) -> list[dict[str, Any]]:
+    control = experiment.control
+    out = []
+    for rail in experiment.guardrails:
+        metric, limit = rail["metric"], float(rail["max_increase"])
+        row: dict[str, Any] = {"metric": metric, "max_increase": limit, "value": None, "control": None}
+        holdbacks = {a["name"] for a in experiment.arms if a.get("holdback")}
+        if metric == "p95_latency_ms":
+            mine, theirs = figures[arm["name"]]["latency_ms"]["p95"], figures[control]["latency_ms"]["p95"]
+        else:
+            mine, theirs = figures[arm["name"]][metric], figures[control][metric]
+        row["value"], row["control"] = mine, theirs
+        if metric != "fallback_rate" and control in holdbacks:
+            row.update(
+                status="not_applicable", note="the control is the non-AI holdback: no AI cost or latency to compare"
+            )
+        elif min(measures[arm["name"]].traces, measures[control].traces) < MIN_PER_ARM:
+            row.update(status="waiting", note=f"fewer than {MIN_PER_ARM} traces in an arm")
+        elif mine is None or theirs is None:
+            row.update(status="waiting", note="undefined for an arm so far")
+        elif theirs == 0:
+            breached = mine > limit if metric == "fallback_rate" else mine > 0
+            row.update(status="breached" if breached else "ok", note="control is 0: compared with the limit itself")
+        else:
+            ratio = mine / theirs - 1.0
+            row.update(status="breached" if ratio > limit else "ok", increase=ratio)
+        out.append(row)
+    return out
+
+
+def experiment_results(experiment: Experiment, *, now: datetime | None = None) -> dict[str, Any]:
+    """Everything a PM needs to call the experiment (see the module's docstring)."""
+    now = now or utc_now()
+    window = experiment_window(experiment, now)
+    feature = experiment.feature
+    arm_names = [a["name"] for a in experiment.arms]
+    cells, _ = measures_by(feature=feature, window=window, dims=("day", "variant"))
+    days = sorted({d for d, _ in cells if d})
+    per_arm = {name: total({d: m for (d, v), m in cells.items() if v == name}) for name in arm_names}
+    source = success_source_for(total(per_arm))
+    vps = float(feature.value_per_success_usd) if feature.value_per_success_usd is not None else None
+    figures = {name: group_figures(m, source=source, value_per_success_usd=vps) for name, m in per_arm.items()}
+    metric = experiment.primary_metric
+    higher_is_better = metric != PrimaryMetric.EDIT_DISTANCE
+    sums = _value_sums(experiment, window, arm_names) if metric == PrimaryMetric.VALUE else {}
+
+    def value_of(name: str, upto: str | None) -> tuple[int, float, float]:
+        n = s1 = s2 = 0.0
+        for (day, arm), (a, b, c) in sums.items():
+            if arm == name and (upto is None or day <= upto):
+                n, s1, s2 = n + a, s1 + b, s2 + c
+        return int(n), s1, s2
+
+    readings = {name: _reading(metric, per_arm[name], source, value_of(name, None)) for name in arm_names}
+    counts = [per_arm[name].traces for name in arm_names]
+    allocation = [a["allocation"] for a in experiment.arms]
+    srm = srm_check(counts, allocation)
+    treatments = [a for a in experiment.arms if a["name"] != experiment.control]
+    alpha_each = experiment.alpha / len(treatments)  # Bonferroni across treatment arms
+    tau = mixture_tau(experiment.mde)
+    arms_out = []
+    tests: dict[str, Any] = {}
+    for arm in experiment.arms:
+        name = arm["name"]
+        reading = readings[name]
+        row: dict[str, Any] = {
+            "name": name,
+            "holdback": arm["holdback"],
+            "allocation": arm["allocation"],
+            "traces": per_arm[name].traces,
+            "metric": {**reading.interval.as_dict(), "n": reading.n},
+            "lift": None,
+            "relative_lift": None,
+            "p_value": None,
+            "significant": False,
+            "guardrails": [],
+            "figures": {k: figures[name][k] for k in ("cost_usd", "cost_per_success_usd", "fallback_rate")}
+            | {"p95_latency_ms": figures[name]["latency_ms"]["p95"]},
+        }
+        if name != experiment.control:
+            looks = []
+            for day in days:
+                upto = {
+                    a: total({d: m for (d, v), m in cells.items() if v == a and d <= day})
+                    for a in (name, experiment.control)
+                }
+                c = _reading(metric, upto[experiment.control], source, value_of(experiment.control, day)).sample
+                t = _reading(metric, upto[name], source, value_of(name, day)).sample
+                looks.append((c, t))
+            test = msprt(looks, tau=tau, alpha=alpha_each)
+            tests[name] = test
+            control_value = readings[experiment.control].interval.value
+            row.update(
+                lift=test.interval.as_dict(),
+                p_value=test.p_value,
+                significant=test.significant,
+                relative_lift=(test.difference / control_value)
+                if test.difference is not None and control_value
+                else None,
+                guardrails=_guardrails(experiment, arm, figures, per_arm),
+            )
+        arms_out.append(row)
+    planned = _plan(experiment, readings, alpha_each)
+    verdict = _verdict(experiment, per_arm, readings, tests, srm, arms_out, planned, window, source, now)
+    return {
+        "key": experiment.key,
+        "name": experiment.name or experiment.key,
+        "feature": feature.key,
+        "hypothesis": experiment.hypothesis,
+        "status": experiment.status,
+        "started_at": experiment.started_at.isoformat(),
+        "ended_at": experiment.ended_at.isoformat() if experiment.ended_at else None,
+        "window": window.as_dict(),
+        "primary_metric": {
+            "name": metric,
+            "label": PrimaryMetric(metric).label,
+            "higher_is_better": higher_is_better,
+            "source": source.name if metric == PrimaryMetric.SUCCESS else metric,
+            "source_description": source.description if metric == PrimaryMetric.SUCCESS else None,
+        },
+        "control": experiment.control,
+        "mde": experiment.mde,
+        "alpha": experiment.alpha,
+        "power": experiment.power,
+        "max_days": experiment.max_days,
+        "arms": arms_out,
+        "srm": {
+            "chi2": srm.chi2,
+            "p_value": srm.p_value,
+            "mismatch": srm.mismatch,
+            "observed": dict(zip(arm_names, counts, strict=True)),
+            "expected": dict(zip(arm_names, srm.expected, strict=True)),
+        },
+        "sequential_test": {
+            **METHOD,
+            "tau": tau,
+            "alpha": experiment.alpha,
+            "alpha_per_comparison": alpha_each,
+            "min_per_arm": MIN_PER_ARM,
+            "looks": len(days),
+        },
+        "plan": planned,
+        "verdict": verdict,
+    }
+
+
+def _plan(experiment: Experiment, readings: dict[str, MetricReading], alpha: float) -> dict[str, Any] | None:
+    control = readings[experiment.control].interval.value
+    if control is None or experiment.primary_metric == PrimaryMetric.VALUE:
+        return None
+    baseline = min(max(control, 0.01), 0.99)
+    mde = experiment.mde if baseline + experiment.mde < 1 else -experiment.mde
+    try:
+        p = plan(baseline=baseline, mde=mde, alpha=alpha, power=experiment.power, tau=mixture_tau(experiment.mde))
+    except ValueError:
+        return None
+    smallest = min(r.n for r in readings.values())
+    return {
+        "per_arm": p.per_arm,
+        "baseline": baseline,
+        "mde": experiment.mde,
+        "power": experiment.power,
+        "so_far_per_arm": smallest,
+    }
+
+
+def planner(*, baseline: float, mde: float, alpha: float = 0.05, power: float = 0.8, arms: int = 2) -> int:
+    """Traces per arm (units the metric counts) for the sequential test to detect ``mde``."""
+    return plan(baseline=baseline, mde=mde, alpha=alpha / max(arms - 1, 1), power=power).per_arm
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{x * 100:+.1f} pts"
+
+
+def _verdict(
+    experiment: Experiment,
+    per_arm: dict[str, Measures],
+    readings: dict[str, MetricReading],
+    tests: dict[str, Any],
+    srm: Any,
+    arms_out: list[dict[str, Any]],
+    planned: dict[str, Any] | None,
+    window: Window,
+    source: SuccessSource,
+    now: datetime,
+) -> dict[str, Any]:
+    metric_label = PrimaryMetric(experiment.primary_metric).label.lower()
+    if experiment.primary_metric == PrimaryMetric.SUCCESS:
+        metric_label = f"success rate (from {source.name})"
+    days_run = max((now - experiment.started_at).total_seconds() / 86400, 0.0)
+    out_of_time = experiment.max_days is not None and days_run >= experiment.max_days
+
+    def say(decision: str, reason: str, arm: str | None = None) -> dict[str, Any]:
+        return {"decision": decision, "arm": arm, "reason": reason, "metric_source": metric_label}
+
+    missing = [name for name, m in per_arm.items() if m.traces == 0]
+    if len(missing) == len(per_arm):
+        return say(
+            "keep_running",
+            f"no traces of this experiment's arms ({', '.join(per_arm)}) on "
+            f"{experiment.feature.key} yet: send each trace's variant",
+        )
+    if missing:
+        return say(
+            "keep_running",
+            f"arm {', '.join(missing)} has no traces yet: check that the app sends "
+            f"variant={missing[0]} on {experiment.feature.key}'s traces",
+        )
+    if srm.mismatch:
+        return say(
+            "stop",
+            f"sample ratio mismatch: traces per arm {srm_text(per_arm)} are off the planned split "
+            f"(chi-square p = {srm.p_value:.2g}); assignment or logging is broken, so no result can be trusted",
+        )
+    undefined = [name for name, r in readings.items() if r.interval.value is None]
+    if undefined:
+        note = readings[undefined[0]].interval.note or "undefined"
+        return say(
+            "keep_running",
+            f"the {metric_label} is undefined for arm {', '.join(undefined)} ({note}); "
+            "no verdict until every arm has data",
+        )
+    for row in arms_out:
+        broken = [g for g in row["guardrails"] if g["status"] == "breached"]
+        if broken:
+            g = broken[0]
+            return say(
+                "stop",
+                f"arm {row['name']} breaks the {GUARDRAIL_METRICS[g['metric']]} guardrail "
+                f"({g['value']:.4g} vs control {g['control']:.4g}, more than +{g['max_increase']:.0%})",
+                row["name"],
+            )
+    sign = 1.0 if experiment.primary_metric != PrimaryMetric.EDIT_DISTANCE else -1.0
+    winners = [(n, t) for n, t in tests.items() if t.significant and (t.difference or 0) * sign > 0]
+    losers = [(n, t) for n, t in tests.items() if t.significant and (t.difference or 0) * sign < 0]
+    if winners:
+        name, test = max(winners, key=lambda item: (item[1].difference or 0) * sign)
+        ci = test.interval
+        return say(
+            "ship",
+            f"{name} beats {experiment.control} on {metric_label} by {_pct(test.difference)} "
+            f"(always-valid 95% interval {_pct(ci.low)} to {_pct(ci.high)}); guardrails hold",
+            name,
+        )
+    if losers and len(losers) == len(tests):
+        name, test = losers[0]
+        return say(
+            "stop",
+            f"{name} is worse than {experiment.control} on {metric_label} by {_pct(test.difference)} "
+            f"(always-valid interval {_pct(test.interval.low)} to {_pct(test.interval.high)})",
+            name,
+        )
+    futile = [
+        t
+        for t in tests.values()
+        if t.interval.defined and -experiment.mde < t.interval.low and t.interval.high < experiment.mde
+    ]
+    if tests and len(futile) == len(tests):
+        return say(
+            "stop",
+            f"no arm moves {metric_label} by the minimum detectable effect ({experiment.mde:g}): "
+            "every lift interval sits inside ±MDE",
+        )
+    if out_of_time:
+        return say(
+            "stop",
+            f"inconclusive after {days_run:.0f} days (the planned maximum is {experiment.max_days}): "
+            "no arm differs from control with confidence",
+        )
+    if planned:
+        left = max(planned["per_arm"] - planned["so_far_per_arm"], 0)
+        rate = planned["so_far_per_arm"] / max(days_run, 1.0)
+        more = f"; at the current rate about {math.ceil(left / rate)} more days" if left and rate > 0 else ""
+        return say(
+            "keep_running",
+            f"no significant difference yet: {planned['so_far_per_arm']:,} of the "
+            f"~{planned['per_arm']:,} per arm the planner asks for to detect {experiment.mde:g}{more}",
+        )
+    return say("keep_running", "no significant difference yet")
+
+
+def srm_text(per_arm: dict[str, Measures]) -> str:
+    return ", ".join(f"{name} {m.traces:,}" for name, m in per_arm.items())
+
+
+def experiments_list(*, now: datetime | None = None) -> list[dict[str, Any]]:
+    out = []
+    for experiment in Experiment.objects.select_related("feature").order_by("-started_at"):
+        results = experiment_results(experiment, now=now)
+        out.append(
+            {
+                k: results[k]
+                for k in (
+                    "key",
+                    "name",
+                    "feature",
+                    "status",
+                    "started_at",
+                    "ended_at",
+                    "control",
+                    "primary_metric",
+                    "verdict",
+                )
+            }
+            | {"arms": [{"name": a["name"], "holdback": a["holdback"], "traces": a["traces"]} for a in results["arms"]]}
+        )
+    return out

@@ -1,0 +1,210 @@
+"""Experiments on seeded data: a holdback experiment's verdict with intervals and its source, and
+every bad input the issue lists answered with a clear state, never a false verdict."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from evaluation.services.experiments import ExperimentError, experiment_create, experiment_results, experiment_stop
+from tests.evaluation.experiments_seed import ingest, new_feature, traffic
+from tests.fixtures.organizations import in_tenant
+
+START = datetime(2025, 3, 1, tzinfo=UTC)
+NOW = datetime(2025, 3, 11, 12, tzinfo=UTC)
+HOLDBACK = [{"name": "holdback", "allocation": 0.2, "holdback": True}, {"name": "ai", "allocation": 0.8}]
+
+
+def _seed(
+    feature: str,
+    key: str,
+    *,
+    n: int = 3000,
+    rates: dict[str, float] | None = None,
+    split: dict[str, float] | None = None,
+    outcomes_for: tuple[str, ...] | None = None,
+    cost: dict[str, float] | None = None,
+    seed: int = 5,
+) -> None:
+    rates = rates or {"holdback": 0.40, "ai": 0.52}
+    split = split or {"holdback": 0.2, "ai": 0.8}
+    rng = random.Random(seed)
+    arms = list(split)
+    weights = [split[a] for a in arms]
+    assignment = [rng.choices(arms, weights)[0] for _ in range(n)]
+
+    def fields(i: int) -> dict[str, Any]:
+        arm = assignment[i]
+        extra: dict[str, Any] = {"experiment": key, "variant": arm, "fallback": arm == "holdback"}
+        if cost:
+            extra["cost_usd"] = cost[arm]
+        return extra
+
+    traces, events, results = traffic(
+        feature=feature,
+        start=START,
+        hours=24 * 10,
+        count=n,
+        rng=rng,
+        fields=fields,
+        success=lambda t: rates[t["variant"]] if outcomes_for is None or t["variant"] in outcomes_for else 0.0,
+    )
+    ingest(traces, events, results)
+
+
+def test_holdback_experiment_ships_ai_with_intervals_and_names_its_source(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    with in_tenant(org_a):
+        feature = new_feature()
+        _seed(feature, "hb")
+        experiment = experiment_create(
+            key="hb", feature_key=feature, arms=HOLDBACK, control="holdback", mde=0.05, started_at=START
+        )
+        r = experiment_results(experiment, now=NOW)
+    assert r["primary_metric"]["source"] == "outcomes"
+    arms = {a["name"]: a for a in r["arms"]}
+    assert arms["holdback"]["traces"] + arms["ai"]["traces"] == 3000
+    for arm in arms.values():
+        assert arm["metric"]["low"] < arm["metric"]["value"] < arm["metric"]["high"]
+    lift = arms["ai"]["lift"]
+    assert 0 < lift["low"] < lift["value"] < lift["high"] and arms["ai"]["significant"]
+    assert lift["value"] == pytest.approx(arms["ai"]["metric"]["value"] - arms["holdback"]["metric"]["value"])
+    assert not r["srm"]["mismatch"]
+    cost = next(g for g in arms["ai"]["guardrails"] if g["metric"] == "cost_per_success_usd")
+    assert cost["status"] == "not_applicable"  # the holdback has no AI cost to compare with
+    assert r["verdict"]["decision"] == "ship" and r["verdict"]["arm"] == "ai"
+    assert "outcomes" in r["verdict"]["metric_source"] and "always-valid" in r["verdict"]["reason"]
+    assert r["sequential_test"]["looks"] == 10 and "Johari" in r["sequential_test"]["reference"]
+
+
+def test_arms_that_do_not_appear_in_the_data_keep_it_running(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    with in_tenant(org_a):
+        feature = new_feature()
+        _seed(feature, "present")
+        nothing = experiment_create(
+            key="ghost",
+            feature_key=feature,
+            arms=[{"name": "x", "allocation": 0.5}, {"name": "y", "allocation": 0.5}],
+            control="x",
+            mde=0.05,
+            started_at=START,
+        )
+        r = experiment_results(nothing, now=NOW)
+        assert (
+            r["verdict"]["decision"] == "keep_running"
+            and "no traces of this experiment's arms" in r["verdict"]["reason"]
+        )
+        experiment_stop(experiment=nothing, at=START)
+        half = experiment_create(
+            key="half",
+            feature_key=feature,
+            arms=[{"name": "ai", "allocation": 0.5}, {"name": "beta", "allocation": 0.5}],
+            control="ai",
+            mde=0.05,
+            started_at=START,
+        )
+        r = experiment_results(half, now=NOW)
+    assert r["verdict"]["decision"] == "keep_running" and "arm beta has no traces" in r["verdict"]["reason"]
+    assert {a["name"]: a["lift"]["value"] for a in r["arms"] if a["lift"]}["beta"] is None
+
+
+def test_a_holdback_without_outcomes_is_undefined_not_a_win(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    with in_tenant(org_a):
+        feature = new_feature()
+        _seed(feature, "hb", outcomes_for=("ai",))
+        experiment = experiment_create(
+            key="hb", feature_key=feature, arms=HOLDBACK, control="holdback", mde=0.05, started_at=START
+        )
+        r = experiment_results(experiment, now=NOW)
+    holdback = next(a for a in r["arms"] if a["name"] == "holdback")
+    assert holdback["metric"]["value"] is None and "no outcomes" in holdback["metric"]["note"]
+    assert r["verdict"]["decision"] == "keep_running" and "undefined for arm holdback" in r["verdict"]["reason"]
+
+
+def test_sample_ratio_mismatch_stops_the_experiment(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    with in_tenant(org_a):
+        feature = new_feature()
+        _seed(feature, "srm", split={"holdback": 0.3, "ai": 0.7})
+        experiment = experiment_create(
+            key="srm", feature_key=feature, arms=HOLDBACK, control="holdback", mde=0.05, started_at=START
+        )
+        r = experiment_results(experiment, now=NOW)
+    assert r["srm"]["mismatch"] and r["srm"]["p_value"] < 0.001
+    assert r["verdict"]["decision"] == "stop" and "sample ratio mismatch" in r["verdict"]["reason"]
+
+
+def test_a_guardrail_breach_stops_a_better_arm(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    arms = [{"name": "control", "allocation": 0.5}, {"name": "treatment", "allocation": 0.5}]
+    with in_tenant(org_a):
+        feature = new_feature()
+        _seed(
+            feature,
+            "gr",
+            rates={"control": 0.4, "treatment": 0.5},
+            split={"control": 0.5, "treatment": 0.5},
+            cost={"control": 0.01, "treatment": 0.05},
+        )
+        experiment = experiment_create(
+            key="gr", feature_key=feature, arms=arms, control="control", mde=0.05, started_at=START
+        )
+        r = experiment_results(experiment, now=NOW)
+    treatment = next(a for a in r["arms"] if a["name"] == "treatment")
+    assert treatment["significant"]
+    assert next(g for g in treatment["guardrails"] if g["metric"] == "cost_per_success_usd")["status"] == "breached"
+    assert r["verdict"]["decision"] == "stop" and "cost per success guardrail" in r["verdict"]["reason"]
+
+
+def test_no_difference_keeps_running_with_the_planner_then_stops_at_the_deadline(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    with in_tenant(org_a):
+        feature = new_feature()
+        _seed(feature, "aa", n=600, rates={"holdback": 0.5, "ai": 0.5})
+        experiment = experiment_create(
+            key="aa", feature_key=feature, arms=HOLDBACK, control="holdback", mde=0.05, started_at=START, max_days=30
+        )
+        running = experiment_results(experiment, now=NOW)
+        late = experiment_results(experiment, now=START + timedelta(days=31))
+    assert running["verdict"]["decision"] == "keep_running" and "planner" in running["verdict"]["reason"]
+    assert running["plan"]["per_arm"] > running["plan"]["so_far_per_arm"]
+    assert late["verdict"]["decision"] == "stop" and "inconclusive" in late["verdict"]["reason"]
+
+
+def test_overlapping_experiments_on_one_feature_are_refused(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    with in_tenant(org_a):
+        feature = new_feature()
+        experiment_create(
+            key="first", feature_key=feature, arms=HOLDBACK, control="holdback", mde=0.05, started_at=START
+        )
+        with pytest.raises(ExperimentError, match="overlaps"):
+            experiment_create(key="second", feature_key=feature, arms=HOLDBACK, control="holdback", mde=0.05)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"mde": 0}, "mde"),
+        ({"mde": 1.5}, "mde"),
+        ({"control": "nobody"}, "control"),
+        ({"arms": [{"name": "a", "allocation": 0.5}, {"name": "b", "allocation": 0.4}]}, "arms"),
+        ({"arms": [{"name": "a", "allocation": 1.0}]}, "arms"),
+        ({"key": "bad key!"}, "key"),
+        ({"feature_key": "no-such-feature"}, "feature"),
+        ({"primary_metric": "vibes"}, "primary_metric"),
+        ({"guardrails": [{"metric": "mood", "max_increase": 1}]}, "guardrails"),
+    ],
+)
+def test_bad_definitions_are_refused_naming_the_field(db: None, org_a, changes: dict, field: str) -> None:  # type: ignore[no-untyped-def,type-arg]
+    with in_tenant(org_a):
+        feature = new_feature()
+        args: dict[str, Any] = {
+            "key": "ok",
+            "feature_key": feature,
+            "arms": HOLDBACK,
+            "control": "holdback",
+            "mde": 0.05,
+            **changes,
+        }
+        with pytest.raises(ExperimentError) as info:
+            experiment_create(**args)
+    assert info.value.field == field
