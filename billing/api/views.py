@@ -147,7 +147,7 @@ class CustomerSpendApi(TenantApi):
             raise ApiError("not_found", "No such customer.", 404)
         detail = customer_detail(organization=_organization(request), customer_id=customer_id)
         if detail is None:
-            raise ApiError("not_found", f"No spend recorded for customer '{customer_id}'.", 404)
+            raise ApiError("not_found", "No spend recorded for this customer.", 404)
         return Response({
             "customer_id": detail.customer_id, "month_usd": float(detail.month_usd),
             "forecast_usd": float(detail.forecast_usd),

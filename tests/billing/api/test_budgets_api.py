@@ -1,0 +1,87 @@
+"""The budget check of API.md and the budgets / customer spend endpoints: answers, bad input as
+400 (never 500), and another organization's budgets and customers as 404 or unseen."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from billing.services.budgets import budget_set
+from tests.billing.helpers import send_traces, spend_traces
+from tests.fixtures.organizations import Org, unique
+from tests.helpers import assert_cross_tenant_404, error_code
+
+
+def test_the_check_answers_the_contract(db: None, org_a: Org, client_a: Client) -> None:
+    over, under = unique("over"), unique("under")
+    budget_set(organization=org_a.organization, monthly_cap_usd="5", over_action="fallback",
+               fallback_model="gpt-4o-mini")  # fmt: skip
+    send_traces(org_a, spend_traces(over, ["3", "2.5"]) + spend_traces(under, ["1"]))
+    body = client_a.get(f"/api/v1/budgets/check?customer_id={over}").json()
+    assert set(body) >= {"allowed", "spent_usd", "cap_usd", "remaining_usd", "period_end", "action", "fallback_model"}
+    assert (body["allowed"], body["action"], body["fallback_model"]) == (False, "fallback", "gpt-4o-mini")
+    assert (body["spent_usd"], body["cap_usd"], body["remaining_usd"]) == (5.5, 5.0, 0.0)
+    assert body["period_end"].endswith("T00:00:00Z")
+    ok = client_a.get(f"/api/v1/budgets/check?customer_id={under}&estimated_cost_usd=0.5").json()
+    assert (ok["allowed"], ok["action"], ok["remaining_usd"]) == (True, "allow", 4.0)
+    warn = client_a.get(f"/api/v1/budgets/check?customer_id={under}&estimated_cost_usd=3.5").json()
+    assert (warn["allowed"], warn["action"]) == (True, "warn")
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["", "customer_id=", "customer_id=a&estimated_cost_usd=-1", "customer_id=a&estimated_cost_usd=abc",
+     "customer_id=a&estimated_cost_usd=NaN", "customer_id=a&estimated_cost_usd=1e400", "customer_id=" + "x" * 201,
+     "customer_id=a%00b"],
+)  # fmt: skip
+def test_bad_check_input_is_a_400(db: None, client_a: Client, query: str) -> None:
+    response = client_a.get(f"/api/v1/budgets/check?{query}")
+    assert response.status_code == 400 and error_code(response) == "invalid_parameter"
+
+
+def test_budgets_are_set_listed_and_removed(db: None, client_a: Client) -> None:
+    customer = unique("c")
+    created = client_a.post("/api/v1/budgets", {"customer_id": customer, "daily_cap_usd": 2, "monthly_cap_usd": 20,
+                                                "thresholds": [50, 100]}, content_type="application/json")  # fmt: skip
+    assert created.status_code == 200, created.content
+    budget = created.json()
+    assert (budget["daily_cap_usd"], budget["monthly_cap_usd"], budget["thresholds"]) == (2.0, 20.0, [50, 100])
+    assert budget["id"] in [b["id"] for b in client_a.get("/api/v1/budgets").json()["results"]]
+    assert client_a.get(f"/api/v1/budgets/{budget['id']}").json()["customer_id"] == customer
+    assert client_a.delete(f"/api/v1/budgets/{budget['id']}").status_code == 204
+    assert client_a.get(f"/api/v1/budgets/{budget['id']}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"monthly_cap_usd": -5}, {"monthly_cap_usd": 1e12}, {}, {"monthly_cap_usd": 5, "over_action": "fallback"},
+     {"monthly_cap_usd": 5, "thresholds": [0]}, {"monthly_cap_usd": "lots"}],
+)  # fmt: skip
+def test_bad_budgets_are_a_400(db: None, client_a: Client, body: dict[str, Any]) -> None:
+    response = client_a.post("/api/v1/budgets", body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["details"]
+
+
+def test_customer_spend(db: None, org_a: Org, client_a: Client) -> None:
+    customer = unique("c")
+    send_traces(org_a, spend_traces(customer, ["1.25", "0.75"]))
+    body = client_a.get(f"/api/v1/customers/{customer}/spend").json()
+    assert body["month_usd"] == 2.0 and sum(d["traces"] for d in body["days"]) == 2
+    assert body["forecast_usd"] >= 2.0 and body["check"]["allowed"]
+
+
+def test_another_organizations_budgets_and_customers_are_not_found(db: None, org_a: Org, org_b: Org,
+                                                                   client_a: Client) -> None:  # fmt: skip
+    theirs = unique("theirs")
+    budget = budget_set(organization=org_b.organization, customer_id=theirs, monthly_cap_usd="1")
+    send_traces(org_b, spend_traces(theirs, ["7"]))
+    assert_cross_tenant_404(client_a, f"/api/v1/budgets/{budget.id}", leak=theirs)
+    assert_cross_tenant_404(client_a, f"/api/v1/budgets/{budget.id}", method="delete")
+    assert_cross_tenant_404(client_a, f"/api/v1/customers/{theirs}/spend", leak=theirs)
+    assert theirs not in client_a.get("/api/v1/budgets").content.decode()
+    # Org A's check knows nothing of org B's customer: no budget of B, none of B's spend.
+    check = client_a.get(f"/api/v1/budgets/check?customer_id={theirs}").json()
+    assert check["allowed"] and check["spent_usd"] in (None, 0.0) and check["cap_usd"] != 1.0

@@ -1,0 +1,93 @@
+"""Billing's portal pages: plan and cap (owner only to change; Stripe not configured said plainly),
+spend by customer with the over-budget one flagged, a customer's page, budgets, features; roles;
+and another organization's customers, budgets and pages are 404."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django.test import Client
+
+from billing.models import CapState, CustomerBudget, UsageLedger
+from billing.services.accounts import account_get
+from billing.services.budgets import budget_set
+from tenants.services import member_ensure
+from tests.billing.helpers import send_traces, spend_traces
+from tests.fixtures.organizations import PASSWORD, Org, unique
+from tests.helpers import assert_cross_tenant_404
+
+
+def test_plan_page_without_stripe_and_setting_the_cap(db: None, org_a: Org, owner_a: Client, settings: object) -> None:
+    settings.STRIPE_SECRET_KEY = ""  # type: ignore[attr-defined]
+    UsageLedger.objects.create(organization=org_a.organization, meter="events",
+                               day=datetime.now(UTC).date().replace(day=1), quantity=100_000)  # fmt: skip
+    page = owner_a.get(org_a.url("billing/"))
+    assert page.status_code == 200
+    assert b"Stripe is not configured" in page.content and b"$10.00" in page.content
+    below = owner_a.post(org_a.url("billing/"), {"monthly_cap_usd": "5"})
+    assert below.status_code == 200 and b"already $10.00" in below.content
+    assert owner_a.post(org_a.url("billing/"), {"monthly_cap_usd": "12"}).status_code == 302
+    account = account_get(organization=org_a.organization)
+    assert account.cap_state == CapState.WARN
+    page = owner_a.get(org_a.url("billing/"))
+    assert b"past 80%" in page.content  # the banner
+    checkout = owner_a.post(org_a.url("billing/checkout/"), {"plan": "team"})
+    assert checkout.status_code == 302  # back to the page with a message, no Stripe call
+    assert owner_a.post(org_a.url("billing/"), {"monthly_cap_usd": "abc"}).status_code == 200
+
+
+def test_only_an_owner_changes_the_cap_and_viewers_do_not_see_billing(db: None, org_a: Org) -> None:
+    admin = member_ensure(organization=org_a.organization, email=f"{unique('adm')}@a.test", password=PASSWORD,
+                          role="admin").user  # fmt: skip
+    viewer = member_ensure(organization=org_a.organization, email=f"{unique('v')}@a.test", password=PASSWORD,
+                           role="viewer").user  # fmt: skip
+    client = Client()
+    client.force_login(admin)
+    assert client.get(org_a.url("billing/")).status_code == 200
+    client.post(org_a.url("billing/"), {"monthly_cap_usd": "999"})
+    assert account_get(organization=org_a.organization).monthly_cap_usd is None
+    client.force_login(viewer)
+    assert client.get(org_a.url("billing/")).status_code == 403
+    assert client.get(org_a.url("spend/")).status_code == 200
+    assert client.post(org_a.url("spend/budgets/"), {"monthly_cap_usd": "1", "over_action": "block"}).status_code == 403
+
+
+def test_spend_pages_show_customers_against_budgets(db: None, org_a: Org, owner_a: Client) -> None:
+    over, under = unique("over"), unique("under")
+    budget_set(organization=org_a.organization, monthly_cap_usd="5")
+    send_traces(org_a, spend_traces(over, ["4", "3"]) + spend_traces(under, ["1"]))
+    page = owner_a.get(org_a.url("spend/")).content.decode()
+    assert over in page and under in page and "over its monthly budget" in page
+    detail = owner_a.get(org_a.url(f"spend/customers/{over}/")).content.decode()
+    assert "$7.00" in detail and 'id="check-action">block<' in detail
+    assert owner_a.get(org_a.url("spend/features/")).status_code == 200
+    assert owner_a.get(org_a.url(f"spend/customers/{unique('nobody')}/")).status_code == 404
+
+
+def test_budgets_page_sets_and_removes(db: None, org_a: Org, owner_a: Client) -> None:
+    customer = unique("c")
+    bad = owner_a.post(org_a.url("spend/budgets/"), {"customer_id": customer, "monthly_cap_usd": "-3",
+                                                      "over_action": "block"})  # fmt: skip
+    assert bad.status_code == 200 and b"cannot be negative" in bad.content
+    response = owner_a.post(
+        org_a.url("spend/budgets/"),
+        {"customer_id": customer, "monthly_cap_usd": "30", "over_action": "fallback", "fallback_model": "small"},
+    )
+    assert response.status_code == 302
+    budget = CustomerBudget.objects.get(organization=org_a.organization, customer_id=customer)
+    assert customer in owner_a.get(org_a.url("spend/budgets/")).content.decode()
+    assert owner_a.post(org_a.url(f"spend/budgets/{budget.id}/remove/")).status_code == 302
+    assert not CustomerBudget.objects.filter(id=budget.id).exists()
+
+
+def test_another_organizations_spend_is_not_found(db: None, org_a: Org, org_b: Org, owner_a: Client) -> None:
+    theirs = unique("theirs")
+    send_traces(org_b, spend_traces(theirs, ["2"]))
+    budget = budget_set(organization=org_b.organization, customer_id=theirs, monthly_cap_usd="1")
+    assert_cross_tenant_404(owner_a, org_a.url(f"spend/customers/{theirs}/"), leak="$2.00")
+    assert_cross_tenant_404(owner_a, org_a.url(f"spend/budgets/{budget.id}/remove/"), method="post")
+    assert CustomerBudget.objects.filter(id=budget.id).exists()
+    assert theirs not in owner_a.get(org_a.url("spend/")).content.decode()
+    assert theirs not in owner_a.get(org_a.url("spend/budgets/")).content.decode()
+    for path in ("billing/", "spend/", "spend/budgets/", "spend/features/", f"spend/customers/{theirs}/"):
+        assert_cross_tenant_404(owner_a, org_b.url(path))
