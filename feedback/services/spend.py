@@ -95,3 +95,16 @@ def usage_count(cursor: Any, *, kind: str, quantity: int, received: datetime) ->
             "INSERT INTO feedback_usagecounter (day, kind, quantity) VALUES (%s, %s, %s)",
             [received.astimezone(UTC).date(), kind, quantity],
         )
+
+
+def spend_counters_rebuild(cursor: Any) -> int:
+    """Recount the spend counters from the stored traces (an installation that had traces before the
+    counters existed); returns the rows written. Locks the counters while it runs."""
+    cursor.execute("LOCK TABLE feedback_spendcounter IN EXCLUSIVE MODE")
+    cursor.execute("DELETE FROM feedback_spendcounter")
+    cursor.execute(
+        "INSERT INTO feedback_spendcounter (customer_id, day, feature_id, model, cost_usd, traces) "
+        "SELECT customer_id, day, feature_id, model, coalesce(sum(cost_usd), 0), count(*) FROM feedback_trace "
+        "GROUP BY 1, 2, 3, 4"
+    )
+    return int(cursor.rowcount)
