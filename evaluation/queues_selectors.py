@@ -148,6 +148,11 @@ class ItemView:
     spans: list[Span] = field(default_factory=list)
     feedback: list[FeedbackEvent] = field(default_factory=list)
     own_label: Label | None = None
+    answer: str = ""  # the own label as the page names it (set by the page: "Good", "4", a category)
+
+    @property
+    def span_rows(self) -> list[tuple[Span, float | None]]:
+        return [(s, (s.end - s.start).total_seconds() * 1000 if s.start and s.end else None) for s in self.spans]
 
 
 # Metadata keys that carry the retrieved context a reviewer should see (as the judges read it).
@@ -176,7 +181,9 @@ def _context(trace: Trace, spans: list[Span]) -> list[str]:
 def item_views(slots: list[QueueSlot]) -> list[ItemView]:
     """Views of several slots in four queries (the page renders the current and the next item)."""
     trace_ids = [s.item.trace_id for s in slots]
-    traces = {t.trace_id: t for t in Trace.objects.filter(trace_id__in=trace_ids).select_related("prompt_version")}
+    traces = {
+        t.trace_id: t for t in Trace.objects.filter(trace_id__in=trace_ids).select_related("prompt_version", "feature")
+    }
     spans: dict[str, list[Span]] = {}
     for span in Span.objects.filter(trace_id__in=trace_ids).order_by("start", "id"):
         spans.setdefault(span.trace_id, []).append(span)

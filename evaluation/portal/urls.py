@@ -1,7 +1,7 @@
 """The evaluation app's portal pages, under /o/<org>/: judges and feature reports."""
 
-from evaluation.portal import calibration, judges, reports
+from evaluation.portal import calibration, judges, queues, reports
 
 app_name = "evaluation"
 
-urlpatterns = [*calibration.urlpatterns, *judges.urlpatterns, *reports.urlpatterns]
+urlpatterns = [*calibration.urlpatterns, *judges.urlpatterns, *reports.urlpatterns, *queues.urlpatterns]
