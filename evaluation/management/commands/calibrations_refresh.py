@@ -21,16 +21,16 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not options["slug"]:
-            for organization in organizations_each():  # inside each organization's schema in turn
-                self._sweep(organization.slug)
+            for each in organizations_each():  # inside each organization's schema in turn
+                self._sweep(each.slug)
             return
-        organization = organization_find(options["slug"])
-        if organization is None:
+        one = organization_find(options["slug"])
+        if one is None:
             self.stderr.write(f"No organization {options['slug']!r}.")
             return
-        activate_tenant(organization)
+        activate_tenant(one)
         try:
-            self._sweep(organization.slug)
+            self._sweep(one.slug)
         finally:
             activate_public()
 
