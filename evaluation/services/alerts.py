@@ -1,0 +1,457 @@
+"""Alerts: rules relative to a baseline (not fixed points), evaluated on a schedule over each feature
+and each value of its declared segment keys; an alert opens once per (rule, segment), updates while
+the rule keeps firing (de-duplication), and resolves when an evaluation with enough data finds the
+condition gone. Opening and resolving notify every enabled channel: signed webhooks (retried with
+backoff, then the channel is marked failing) and email. Evaluation never waits on a receiver: it
+only writes deliveries, which a separate task sends."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
+
+from evaluation.models import (
+    Alert,
+    AlertMetric,
+    AlertRule,
+    AlertState,
+    ChannelKind,
+    Delivery,
+    DeliveryStatus,
+    NotificationChannel,
+)
+from evaluation.reports.figures import group_figures
+from evaluation.reports.measures import Measures, total
+from evaluation.reports.selectors import Window, measures_by
+from evaluation.reports.success import SuccessSource, success_source_for
+from evaluation.services import webhooks
+from evaluation.services.shared import keyring, utc_now
+from evaluation.stats import wilson
+from feedback.models import DailyRollup, Feature
+from feedback.sketch import quantile
+
+MAX_ATTEMPTS = 5
+BACKOFF_S = (30, 120, 600, 3600)  # after attempt 1, 2, 3, 4
+MAX_SEGMENT_VALUES = 50
+
+DEFAULT_RULES: tuple[dict[str, Any], ...] = (
+    {"name": "Thumbs-down share up 50%", "metric": AlertMetric.THUMBS_DOWN, "threshold": 0.5, "min_count": 10},
+    {"name": "Cost per success up 30%", "metric": AlertMetric.COST_PER_SUCCESS, "threshold": 0.3, "min_count": 20},
+    {"name": "p95 latency doubled", "metric": AlertMetric.P95_LATENCY, "threshold": 1.0, "min_count": 50},
+    {
+        "name": "Success below 90% of its baseline",
+        "metric": AlertMetric.SUCCESS_HIGH,
+        "threshold": 0.1,
+        "min_count": 30,
+    },
+)
+COUNT_WORD = {
+    AlertMetric.THUMBS_DOWN: "thumbs",
+    AlertMetric.COST_PER_SUCCESS: "successes",
+    AlertMetric.P95_LATENCY: "traces with latency",
+    AlertMetric.SUCCESS_HIGH: "traces counted for success",
+    AlertMetric.ERROR_RATE: "traces",
+}
+
+
+class AlertError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+# --- rules and channels --------------------------------------------------------------------------------
+
+
+def alert_rules_ensure(*, feature: Feature) -> int:
+    """The default rule set for a feature that has never had rules (a disabled rule stays disabled)."""
+    if AlertRule.objects.filter(feature=feature).exists():
+        return 0
+    for spec in DEFAULT_RULES:
+        AlertRule.objects.get_or_create(feature=feature, name=spec["name"], defaults={**spec, "is_default": True})
+    return len(DEFAULT_RULES)
+
+
+def alert_rule_create(
+    *,
+    feature: Feature,
+    name: str,
+    metric: str,
+    threshold: float,
+    window_hours: int = 24,
+    baseline_days: int = 7,
+    min_count: int = 20,
+    per_segment: bool = True,
+) -> AlertRule:
+    if not name.strip() or len(name) > 200:
+        raise AlertError("name", "1 to 200 characters")
+    if metric not in AlertMetric.values:
+        raise AlertError("metric", f"one of {', '.join(AlertMetric.values)}")
+    if not (math.isfinite(threshold) and 0 < threshold <= 100):
+        raise AlertError("threshold", "a relative change above 0 (0.5 = +50%; for success, 0.1 = 10% below)")
+    if not 1 <= window_hours <= 24 * 14 or not 1 <= baseline_days <= 90:
+        raise AlertError("window_hours", "window 1 h to 14 days, baseline 1 to 90 days")
+    if not 1 <= min_count <= 1_000_000:
+        raise AlertError("min_count", "at least 1")
+    if AlertRule.objects.filter(feature=feature, name=name.strip()).exists():
+        raise AlertError("name", "this feature has a rule of that name already")
+    return AlertRule.objects.create(
+        feature=feature,
+        name=name.strip(),
+        metric=metric,
+        threshold=threshold,
+        window_hours=window_hours,
+        baseline_days=baseline_days,
+        min_count=min_count,
+        per_segment=per_segment,
+    )
+
+
+def alert_rule_toggle(*, rule: AlertRule, enabled: bool) -> AlertRule:
+    rule.enabled = enabled
+    rule.save(update_fields=["enabled"])
+    return rule
+
+
+def channel_create(*, kind: str, name: str, url: str = "", email: str = "") -> tuple[NotificationChannel, str]:
+    """A channel and, for a webhook, its signing secret (shown once; stored encrypted)."""
+    if not name.strip() or len(name) > 200:
+        raise AlertError("name", "1 to 200 characters")
+    if kind == ChannelKind.WEBHOOK:
+        if len(url) > 2000:
+            raise AlertError("url", "at most 2000 characters")
+        problem = webhooks.url_problem(url)
+        if problem:
+            raise AlertError("url", problem)
+        secret = webhooks.new_secret()
+        channel = NotificationChannel.objects.create(
+            kind=kind, name=name.strip(), url=url, secret_encrypted=keyring().encrypt(secret)
+        )
+        return channel, secret
+    if kind == ChannelKind.EMAIL:
+        try:
+            validate_email(email)
+        except ValidationError:
+            raise AlertError("email", "a valid email address") from None
+        return NotificationChannel.objects.create(kind=kind, name=name.strip(), email=email), ""
+    raise AlertError("kind", "webhook or email")
+
+
+# --- evaluation ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reading:
+    value: float | None
+    count: int
+    low: float | None = None
+    high: float | None = None
+
+
+def _reading(metric: str, m: Measures, source: SuccessSource) -> Reading:
+    if metric == AlertMetric.THUMBS_DOWN:
+        n = m.thumbs_up + m.thumbs_down
+        ci = wilson(m.thumbs_down, n) if n else None
+        return Reading(m.thumbs_down / n if n else None, n, ci.low if ci else None, ci.high if ci else None)
+    if metric == AlertMetric.ERROR_RATE:
+        ci = wilson(m.errors, m.traces) if m.traces else None
+        return Reading(m.errors / m.traces if m.traces else None, m.traces, ci.low if ci else None)
+    if metric == AlertMetric.COST_PER_SUCCESS:
+        figures = group_figures(m, source=source, value_per_success_usd=None)
+        return Reading(figures["cost_per_success_usd"], int(round(figures["successes"] or 0)))
+    if metric == AlertMetric.P95_LATENCY:
+        return Reading(quantile(m.latency_sketch, 0.95) if m.latency_count else None, m.latency_count)
+    estimate = source.estimate(m)
+    return Reading(estimate.interval.value, estimate.n, estimate.interval.low, estimate.interval.high)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    state: str  # firing / quiet / waiting
+    reason: str
+    current: Reading
+    baseline: Reading
+
+
+def rule_verdict(rule: AlertRule, current: Measures, baseline: Measures, source: SuccessSource) -> Verdict:
+    """Whether the rule fires on these two windows' counts (plain arithmetic on Measures)."""
+    cur, base = _reading(rule.metric, current, source), _reading(rule.metric, baseline, source)
+    word = COUNT_WORD[AlertMetric(rule.metric)]
+    if cur.count < rule.min_count or cur.value is None:
+        return Verdict(
+            "waiting", f"too little data: {cur.count} {word} in the window (needs {rule.min_count})", cur, base
+        )
+    if base.count < rule.min_count or base.value is None:
+        return Verdict("waiting", f"too little baseline: {base.count} {word} (needs {rule.min_count})", cur, base)
+    if rule.metric == AlertMetric.SUCCESS_HIGH:
+        floor = base.value * (1 - rule.threshold)
+        firing = cur.high is not None and cur.high < floor
+        return Verdict("firing" if firing else "quiet", "", cur, base)
+    if base.value <= 0:
+        return Verdict("waiting", "the baseline is 0: a relative rise is undefined", cur, base)
+    above = cur.value >= base.value * (1 + rule.threshold)
+    # For a share, the rise must also be clear of noise: its interval's lower bound above the baseline.
+    clear = cur.low is None or cur.low > base.value
+    return Verdict("firing" if above and clear else "quiet", "", cur, base)
+
+
+def _fmt(metric: str, value: float | None) -> str:
+    if value is None:
+        return "–"
+    if metric in (AlertMetric.THUMBS_DOWN, AlertMetric.SUCCESS_HIGH, AlertMetric.ERROR_RATE):
+        return f"{value:.1%}"
+    if metric == AlertMetric.COST_PER_SUCCESS:
+        return f"${value:.4f}"
+    return f"{value:,.0f} ms"
+
+
+def _message(rule: AlertRule, segment: str, v: Verdict) -> str:
+    where = rule.feature.key + (f" ({segment})" if segment else "")
+    label = AlertMetric(rule.metric).label
+    cur, base = v.current, v.baseline
+    window = f"the last {rule.window_hours} h"
+    if rule.metric == AlertMetric.SUCCESS_HIGH:
+        return (
+            f"Success of {where} over {window} is {_fmt(rule.metric, cur.value)} (at most "
+            f"{_fmt(rule.metric, cur.high)} at 95%), below {1 - rule.threshold:.0%} of its trailing "
+            f"{rule.baseline_days}-day {_fmt(rule.metric, base.value)} ({cur.count} traces)."
+        )
+    change = (cur.value or 0) / base.value - 1 if base.value else math.nan
+    return (
+        f"{label} of {where} over {window} is {_fmt(rule.metric, cur.value)}, {change:+.0%} versus its "
+        f"trailing {rule.baseline_days}-day {_fmt(rule.metric, base.value)} "
+        f"({cur.count} {COUNT_WORD[AlertMetric(rule.metric)]})."
+    )
+
+
+def _windows(now: datetime, hours: int, days: int) -> tuple[Window, Window]:
+    current = Window(now - timedelta(hours=hours), now)
+    base_end = datetime.combine((now - timedelta(hours=hours)).astimezone(UTC).date(), time(0), UTC)
+    return current, Window(base_end - timedelta(days=days), base_end)
+
+
+def _segments(feature: Feature, window: Window, per_segment: bool) -> dict[str, Measures]:
+    whole, _ = measures_by(feature=feature, window=window, dims=("prompt_version",))
+    out = {"": total(whole)}
+    if per_segment:
+        for key in feature.segment_keys or []:
+            parts, _ = measures_by(feature=feature, window=window, dims=("metadata",), metadata_key=key)
+            values = sorted(((k[0], m) for k, m in parts.items() if k[0] is not None), key=lambda i: -i[1].traces)
+            for value, m in values[:MAX_SEGMENT_VALUES]:
+                out[f"metadata.{key}={value}"] = m
+    return out
+
+
+@dataclass
+class EvaluateStats:
+    rules: int = 0
+    opened: int = 0
+    updated: int = 0
+    resolved: int = 0
+    waiting: int = 0
+
+
+def alerts_evaluate(*, now: datetime | None = None, features: list[Feature] | None = None) -> EvaluateStats:
+    """Evaluate every enabled rule of every feature with traces in the last 30 days (features first
+    get the default rule set). Writes alerts and pending deliveries; sends nothing itself."""
+    now = now or utc_now()
+    stats = EvaluateStats()
+    if features is None:
+        ids = set(
+            DailyRollup.objects.filter(day__gte=(now - timedelta(days=30)).date(), day__lte=now.date()).values_list(
+                "feature_id", flat=True
+            )
+        )
+        features = list(Feature.objects.filter(id__in=ids))
+    for feature in features:
+        alert_rules_ensure(feature=feature)
+        rules = list(AlertRule.objects.filter(feature=feature, enabled=True).select_related("feature"))
+        groups: dict[tuple[int, int, bool], list[AlertRule]] = {}
+        for rule in rules:
+            groups.setdefault((rule.window_hours, rule.baseline_days, rule.per_segment), []).append(rule)
+        for (hours, days, per_segment), members in groups.items():
+            current_window, baseline_window = _windows(now, hours, days)
+            current = _segments(feature, current_window, per_segment)
+            baseline = _segments(feature, baseline_window, per_segment)
+            source = success_source_for(baseline[""] if baseline[""].traces else current[""])
+            for rule in members:
+                stats.rules += 1
+                whole_state = ""
+                for segment in sorted(set(current) | set(baseline)):
+                    verdict = rule_verdict(
+                        rule, current.get(segment, Measures()), baseline.get(segment, Measures()), source
+                    )
+                    _apply(rule, segment, verdict, now, stats)
+                    if segment == "":
+                        whole_state = verdict.state if verdict.state != "waiting" else verdict.reason
+                AlertRule.objects.filter(id=rule.id).update(last_state=whole_state[:300], last_evaluated_at=now)
+    return stats
+
+
+def _apply(rule: AlertRule, segment: str, verdict: Verdict, now: datetime, stats: EvaluateStats) -> None:
+    if verdict.state == "waiting":
+        stats.waiting += 1
+        return  # too little data: neither open nor resolve (never a false verdict)
+    existing = Alert.objects.filter(rule=rule, segment=segment, state=AlertState.OPEN).first()
+    if verdict.state == "firing":
+        fields = {
+            "value": verdict.current.value,
+            "baseline": verdict.baseline.value,
+            "count": verdict.current.count,
+            "message": _message(rule, segment, verdict),
+        }
+        if existing is not None:
+            Alert.objects.filter(id=existing.id).update(
+                last_fired_at=now, evaluations_firing=existing.evaluations_firing + 1, **fields
+            )
+            stats.updated += 1
+            return
+        try:
+            with transaction.atomic():
+                alert = Alert.objects.create(rule=rule, segment=segment, opened_at=now, last_fired_at=now, **fields)
+        except IntegrityError:  # an evaluation running at the same moment opened it: de-duplicated
+            stats.updated += 1
+            return
+        _deliveries_create(alert, "opened", now)
+        stats.opened += 1
+    elif existing is not None:
+        existing.state = AlertState.RESOLVED
+        existing.resolved_at = now
+        existing.save(update_fields=["state", "resolved_at"])
+        _deliveries_create(existing, "resolved", now)
+        stats.resolved += 1
+
+
+def _deliveries_create(alert: Alert, event: str, now: datetime) -> None:
+    for channel in NotificationChannel.objects.filter(enabled=True):
+        Delivery.objects.get_or_create(alert=alert, channel=channel, event=event, defaults={"next_attempt_at": now})
+
+
+# --- deliveries ------------------------------------------------------------------------------------------
+
+
+def alert_payload(alert: Alert, event: str) -> dict[str, Any]:
+    rule = alert.rule
+    return {
+        "event": f"alert.{event}",
+        "alert": {
+            "id": alert.id,
+            "feature": rule.feature.key,
+            "rule": rule.name,
+            "metric": rule.metric,
+            "segment": alert.segment or None,
+            "state": alert.state,
+            "value": alert.value,
+            "baseline": alert.baseline,
+            "count": alert.count,
+            "message": alert.message,
+            "opened_at": alert.opened_at.isoformat(),
+            "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
+        },
+    }
+
+
+def delivery_attempt(*, delivery: Delivery, now: datetime) -> Delivery:
+    """Send one delivery once; on failure schedule the next attempt (backoff) or, out of attempts,
+    mark it failed and its channel failing."""
+    channel, alert = delivery.channel, delivery.alert
+    body = json.dumps(alert_payload(alert, delivery.event), separators=(",", ":"), sort_keys=True).encode()
+    status: int | None = None
+    if channel.kind == ChannelKind.WEBHOOK:
+        secret = keyring().decrypt(channel.secret_encrypted).reveal()
+        result = webhooks.post(
+            url=channel.url,
+            secret=secret,
+            body=body,
+            event=f"alert.{delivery.event}",
+            delivery_id=delivery.id,
+            timestamp=int(now.timestamp()),
+        )
+        ok, status, error = result.ok, result.status, result.error
+    else:
+        try:
+            subject = f"[Candor] {'Alert' if delivery.event == 'opened' else 'Resolved'}: {alert.rule.name}"
+            subject += f" on {alert.rule.feature.key}" + (f" ({alert.segment})" if alert.segment else "")
+            send_mail(subject, alert.message, settings.DEFAULT_FROM_EMAIL, [channel.email])
+            ok, error = True, ""
+        except Exception as exc:  # any mail backend error: retried like a webhook
+            ok, error = False, f"{type(exc).__name__}: {exc}"[:500]
+    delivery.attempts += 1
+    delivery.response_status = status
+    if ok:
+        delivery.status, delivery.delivered_at, delivery.next_attempt_at, delivery.error = (
+            DeliveryStatus.OK,
+            now,
+            None,
+            "",
+        )
+        NotificationChannel.objects.filter(id=channel.id).update(failing=False, last_error="")
+    else:
+        delivery.error = error
+        if delivery.attempts >= MAX_ATTEMPTS:
+            delivery.status, delivery.next_attempt_at = DeliveryStatus.FAILED, None
+            NotificationChannel.objects.filter(id=channel.id).update(
+                failing=True, last_error=f"{delivery.attempts} attempts failed; last: {error}"
+            )
+        else:
+            delivery.next_attempt_at = now + timedelta(seconds=BACKOFF_S[delivery.attempts - 1])
+    delivery.save()
+    return delivery
+
+
+def deliveries_send(*, now: datetime | None = None, limit: int = 100) -> datetime | None:
+    """Attempt every due pending delivery (each row locked, skipped when another worker holds it);
+    returns when the next pending one comes due, or None."""
+    now = now or utc_now()
+    due = list(
+        Delivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+        .order_by("next_attempt_at")
+        .values_list("id", flat=True)[:limit]
+    )
+    for delivery_id in due:
+        with transaction.atomic():
+            delivery = (
+                Delivery.objects.select_for_update(skip_locked=True)
+                .select_related("channel", "alert__rule__feature")
+                .filter(id=delivery_id, status=DeliveryStatus.PENDING)
+                .first()
+            )
+            if delivery is not None:
+                delivery_attempt(delivery=delivery, now=now)
+    upcoming = (
+        Delivery.objects.filter(status=DeliveryStatus.PENDING)
+        .order_by("next_attempt_at")
+        .values_list("next_attempt_at", flat=True)
+        .first()
+    )
+    return upcoming
+
+
+# --- reads ---------------------------------------------------------------------------------------------
+
+
+def alerts_history(*, limit: int = 200) -> list[Alert]:
+    return list(
+        Alert.objects.select_related("rule__feature")
+        .prefetch_related("deliveries__channel")
+        .order_by("-opened_at")[:limit]
+    )
+
+
+def alert_get(alert_id: int) -> Alert | None:
+    return (
+        Alert.objects.select_related("rule__feature")
+        .prefetch_related("deliveries__channel")
+        .filter(id=alert_id)
+        .first()
+    )

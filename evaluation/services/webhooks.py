@@ -1,0 +1,126 @@
+"""Signed webhooks: the signing recipe, the address check (no server-side request forgery) and one
+delivery attempt over HTTP. The recipe, for receivers:
+
+    Candor-Timestamp: 1733212800                    (Unix seconds when the request was signed)
+    Candor-Signature: v1=<hex>                      (HMAC-SHA256, key = the channel's secret,
+                                                     message = timestamp + "." + raw request body)
+
+Recompute the HMAC over the exact bytes received, compare in constant time
+(hmac.compare_digest), and refuse a timestamp more than 5 minutes from your clock (replays).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+from django.conf import settings
+
+SIGNATURE_HEADER = "Candor-Signature"
+TIMESTAMP_HEADER = "Candor-Timestamp"
+TOLERANCE_S = 300
+
+
+def new_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"v1={digest}"
+
+
+def verify(
+    secret: str, body: bytes, timestamp: str, signature: str, *, now: float, tolerance_s: int = TOLERANCE_S
+) -> bool:
+    """The receiver's side of the recipe (for the docs and Python receivers)."""
+    try:
+        ts = int(timestamp)
+    except ValueError:
+        return False
+    if abs(now - ts) > tolerance_s:
+        return False
+    return hmac.compare_digest(sign(secret, ts, body), signature)
+
+
+def allowed_hosts() -> set[str]:
+    """Hosts a webhook may name at an internal address or over plain http (a receiver on the same
+    machine in development and tests): settings.ALERT_WEBHOOK_ALLOWED_HOSTS, else the variable."""
+    configured = getattr(settings, "ALERT_WEBHOOK_ALLOWED_HOSTS", None)
+    if configured is None:
+        configured = os.environ.get("ALERT_WEBHOOK_ALLOWED_HOSTS", "").split(",")
+    return {h.strip().lower().strip("[]") for h in configured if h.strip()}
+
+
+def _internal(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
+
+
+def url_problem(url: str) -> str | None:
+    """Why Candor must not POST to this URL, or None: https to public addresses only (every address
+    the host resolves to), unless the host is in allowed_hosts(). Checked on save and again before
+    every delivery (DNS can change between the two)."""
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        port = parts.port
+    except ValueError:
+        return "not a valid URL"
+    if parts.scheme not in ("http", "https") or not host:
+        return "the webhook URL must be an https:// URL"
+    if parts.username or parts.password:
+        return "the webhook URL must not carry credentials"
+    if host in allowed_hosts():
+        return None
+    if parts.scheme != "https":
+        return f"the webhook URL must use https ({host} is not in ALERT_WEBHOOK_ALLOWED_HOSTS)"
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)}
+    except (OSError, UnicodeError):
+        return f"the host {host} does not resolve"
+    if not addresses or any(_internal(str(a)) for a in addresses):
+        return f"the host {host} resolves to a private or internal address: refused (server-side request forgery)"
+    return None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    ok: bool
+    status: int | None
+    error: str
+
+
+def post(*, url: str, secret: str, body: bytes, event: str, delivery_id: int, timestamp: int) -> Attempt:
+    """One signed POST; never follows redirects (a redirect could point inside the network)."""
+    problem = url_problem(url)
+    if problem:
+        return Attempt(False, None, problem)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "Candor-Webhooks/1",
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: sign(secret, timestamp, body),
+        "Candor-Event": event,
+        "Candor-Delivery": str(delivery_id),
+    }
+    timeout = float(getattr(settings, "ALERT_WEBHOOK_TIMEOUT_S", 5.0))
+    try:
+        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+            response = client.post(url, content=body, headers=headers)
+    except httpx.TimeoutException:
+        return Attempt(False, None, f"timed out after {timeout:g} s")
+    except httpx.HTTPError as exc:
+        return Attempt(False, None, f"{type(exc).__name__}: could not connect")
+    if 200 <= response.status_code < 300:
+        return Attempt(True, response.status_code, "")
+    return Attempt(False, response.status_code, f"answered HTTP {response.status_code}")

@@ -1,0 +1,272 @@
+"""Alert rules on seeded data: each default rule fires once, de-duplicates while it keeps firing and
+resolves; deliveries go over real HTTP to a local receiver, signed as documented; a receiver that
+answers 500 or times out is retried with backoff then marked failing, and evaluation never waits
+on it; webhook URLs to private addresses are refused."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import random
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from evaluation.models import Alert, AlertMetric, AlertRule, Delivery, DeliveryStatus, NotificationChannel
+from evaluation.services.alerts import (
+    BACKOFF_S,
+    MAX_ATTEMPTS,
+    AlertError,
+    alert_rule_create,
+    alerts_evaluate,
+    channel_create,
+    deliveries_send,
+)
+from feedback.models import Feature
+from tests.evaluation.experiments_seed import ingest, new_feature, traffic
+from tests.fixtures.organizations import in_tenant
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1: answers ``status`` (or sleeps ``delay`` first) and keeps
+    every request it got."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.status = 200
+        self.delay = 0.0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                receiver.requests.append(({k: v for k, v in self.headers.items()}, body))
+                if receiver.delay:
+                    time.sleep(receiver.delay)
+                try:
+                    self.send_response(receiver.status)
+                    self.end_headers()
+                except OSError:  # the client gave up (timeout)
+                    pass
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def receiver(settings: Any) -> Iterator[Receiver]:
+    settings.ALERT_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    settings.ALERT_WEBHOOK_TIMEOUT_S = 0.5
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+
+
+NOW = datetime(2025, 5, 10, 12, tzinfo=UTC)
+
+
+def _seed_incident(feature: str, *, bad: bool = True) -> None:
+    """7 normal days, then 24 h with every rule's metric broken (when ``bad``), then a normal day."""
+    rng = random.Random(9)
+    normal = {"success": lambda t: 0.5, "thumbs_down": lambda t: 0.2}
+    items = traffic(feature=feature, start=NOW - timedelta(days=8), hours=24 * 7, count=700, rng=rng, **normal)  # type: ignore[arg-type]
+    broken = traffic(
+        feature=feature,
+        start=NOW - timedelta(hours=24),
+        hours=24,
+        count=300,
+        rng=rng,
+        success=lambda t: 0.1 if bad else 0.5,
+        thumbs_down=lambda t: 0.7 if bad else 0.2,
+        fields=lambda i: {"cost_usd": 0.05, "latency_ms": 2500.0} if bad else {},
+    )
+    after = traffic(feature=feature, start=NOW + timedelta(hours=1), hours=24, count=120, rng=rng, **normal)  # type: ignore[arg-type]
+    ingest(*(a + b + c for a, b, c in zip(items, broken, after, strict=True)))
+
+
+def test_each_default_rule_fires_once_deduplicates_and_resolves(db: None, org_a, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+    with in_tenant(org_a):
+        key = new_feature()
+        feature = Feature.objects.get(key=key)
+        _seed_incident(key)
+        channel, secret = channel_create(kind="webhook", name="ops", url=receiver.url)
+        first = alerts_evaluate(now=NOW, features=[feature])
+        rules = {r.metric: r for r in AlertRule.objects.filter(feature=feature)}
+        assert set(rules) == {
+            AlertMetric.THUMBS_DOWN,
+            AlertMetric.COST_PER_SUCCESS,
+            AlertMetric.P95_LATENCY,
+            AlertMetric.SUCCESS_HIGH,
+        }
+        assert first.opened == 4
+        opened = {a.rule.metric: a for a in Alert.objects.filter(rule__feature=feature).select_related("rule")}
+        assert set(opened) == set(rules) and all(a.state == "open" for a in opened.values())
+        assert (
+            "+" in opened[AlertMetric.THUMBS_DOWN].message
+            and "trailing 7-day" in opened[AlertMetric.THUMBS_DOWN].message
+        )
+        # Evaluated again while still firing: the same four alerts, no second notification.
+        again = alerts_evaluate(now=NOW + timedelta(minutes=5), features=[feature])
+        assert again.opened == 0 and again.updated == 4
+        assert Alert.objects.filter(rule__feature=feature).count() == 4
+        assert Delivery.objects.filter(channel=channel).count() == 4
+        assert {a.evaluations_firing for a in Alert.objects.filter(rule__feature=feature)} == {2}
+        # A day of normal traffic later: every alert resolves, each with its own "resolved" delivery.
+        later = alerts_evaluate(now=NOW + timedelta(hours=25), features=[feature])
+        assert later.resolved == 4 and not Alert.objects.filter(rule__feature=feature, state="open").exists()
+        assert Delivery.objects.filter(channel=channel, event="resolved").count() == 4
+        deliveries_send(now=NOW + timedelta(hours=25))
+        assert set(Delivery.objects.filter(channel=channel).values_list("status", flat=True)) == {DeliveryStatus.OK}
+    assert len(receiver.requests) == 8
+    # The documented recipe, by hand: HMAC-SHA256(secret, timestamp + "." + raw body), hex, "v1=" prefix.
+    for headers, body in receiver.requests:
+        timestamp = headers["Candor-Timestamp"]
+        expected = "v1=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(headers["Candor-Signature"], expected)
+        assert json.loads(body)["alert"]["feature"] == key
+        tampered = hmac.new(secret.encode(), timestamp.encode() + b"." + body + b" ", hashlib.sha256).hexdigest()
+        assert headers["Candor-Signature"] != "v1=" + tampered
+    events = sorted(json.loads(body)["event"] for _, body in receiver.requests)
+    assert events == ["alert.opened"] * 4 + ["alert.resolved"] * 4
+
+
+def test_no_rise_fires_nothing_and_too_little_data_waits(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    with in_tenant(org_a):
+        key = new_feature()
+        feature = Feature.objects.get(key=key)
+        _seed_incident(key, bad=False)
+        stats = alerts_evaluate(now=NOW, features=[feature])
+        assert stats.opened == 0 and not Alert.objects.filter(rule__feature=feature).exists()
+        strict = alert_rule_create(
+            feature=feature, name="needs many", metric="thumbs_down_share", threshold=0.1, min_count=10_000
+        )
+        alerts_evaluate(now=NOW, features=[feature])
+        strict.refresh_from_db()
+        assert strict.last_state.startswith("too little data") and "needs 10000" in strict.last_state
+
+
+def test_a_segment_rule_names_the_segment(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    with in_tenant(org_a):
+        key = new_feature(segment_keys=["auth"])
+        feature = Feature.objects.get(key=key)
+        rng = random.Random(4)
+
+        def auth(i: int) -> dict[str, Any]:
+            return {"metadata": {"auth": "sso" if i % 5 == 0 else "password"}}
+
+        base = traffic(feature=key, start=NOW - timedelta(days=8), hours=24 * 7, count=1400, rng=rng, fields=auth)
+        now = traffic(
+            feature=key,
+            start=NOW - timedelta(hours=24),
+            hours=24,
+            count=400,
+            rng=rng,
+            fields=auth,
+            thumbs_down=lambda t: 0.8 if t["metadata"]["auth"] == "sso" else 0.15,
+        )
+        ingest(*(a + b for a, b in zip(base, now, strict=True)))
+        alerts_evaluate(now=NOW, features=[feature])
+        fired = {(a.rule.metric, a.segment) for a in Alert.objects.filter(rule__feature=feature).select_related("rule")}
+    assert (AlertMetric.THUMBS_DOWN, "metadata.auth=sso") in fired
+    assert (AlertMetric.THUMBS_DOWN, "metadata.auth=password") not in fired
+
+
+@pytest.mark.parametrize("failure", ["500", "timeout"])
+def test_a_failing_receiver_is_retried_with_backoff_then_marked_failing(  # type: ignore[no-untyped-def]
+    db: None, org_a, receiver: Receiver, failure: str
+) -> None:
+    if failure == "500":
+        receiver.status = 500
+    else:
+        receiver.delay = 1.0  # past ALERT_WEBHOOK_TIMEOUT_S (0.5 s)
+    with in_tenant(org_a):
+        key = new_feature()
+        feature = Feature.objects.get(key=key)
+        _seed_incident(key)
+        channel, _ = channel_create(kind="webhook", name="flaky", url=receiver.url)
+        alert_rule_create(feature=feature, name="only", metric="thumbs_down_share", threshold=0.5, min_count=10)
+        AlertRule.objects.filter(feature=feature).exclude(name="only").update(enabled=False)
+        alerts_evaluate(now=NOW, features=[feature])
+        # The evaluation (what the beat runs) wrote a pending delivery and contacted nobody.
+        assert receiver.requests == []
+        delivery = Delivery.objects.get(channel=channel)
+        assert delivery.status == DeliveryStatus.PENDING and delivery.attempts == 0
+        at = NOW
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            deliveries_send(now=at)
+            delivery.refresh_from_db()
+            assert delivery.attempts == attempt
+            if attempt < MAX_ATTEMPTS:
+                assert delivery.status == DeliveryStatus.PENDING
+                assert delivery.next_attempt_at == at + timedelta(seconds=BACKOFF_S[attempt - 1])
+                deliveries_send(now=at + timedelta(seconds=BACKOFF_S[attempt - 1] - 1))  # not due yet
+                delivery.refresh_from_db()
+                assert delivery.attempts == attempt
+                at += timedelta(seconds=BACKOFF_S[attempt - 1])
+        assert delivery.status == DeliveryStatus.FAILED
+        assert ("500" in delivery.error) if failure == "500" else ("timed out" in delivery.error)
+        channel.refresh_from_db()
+        assert channel.failing and "5 attempts failed" in channel.last_error
+    assert len(receiver.requests) == MAX_ATTEMPTS
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://10.0.0.8/hook",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]/hook",
+        "https://127.0.0.1/x",
+        "https://localhost/hook",
+        "http://example.com/hook",
+        "ftp://example.com/x",
+        "https://user:pw@example.com/x",
+        "not a url",
+    ],
+)
+def test_webhook_urls_to_private_addresses_are_refused(db: None, org_a, settings: Any, url: str) -> None:  # type: ignore[no-untyped-def]
+    settings.ALERT_WEBHOOK_ALLOWED_HOSTS = []
+    with in_tenant(org_a), pytest.raises(AlertError) as info:
+        channel_create(kind="webhook", name="x", url=url)
+    assert info.value.field == "url"
+
+
+def test_an_address_allowed_at_save_but_not_at_send_is_not_contacted(  # type: ignore[no-untyped-def]
+    db: None, org_a, receiver: Receiver, settings: Any
+) -> None:
+    with in_tenant(org_a):
+        key = new_feature()
+        feature = Feature.objects.get(key=key)
+        _seed_incident(key)
+        channel, _ = channel_create(kind="webhook", name="moved", url=receiver.url)
+        settings.ALERT_WEBHOOK_ALLOWED_HOSTS = []  # e.g. the DNS now points the host inside the network
+        alerts_evaluate(now=NOW, features=[feature])
+        deliveries_send(now=NOW)
+        delivery = Delivery.objects.filter(channel=channel).first()
+        assert delivery is not None and delivery.attempts == 1 and "https" in delivery.error
+    assert receiver.requests == []
+
+
+def test_email_channel_sends_the_alert(db: None, org_a, mailoutbox: list[Any]) -> None:  # type: ignore[no-untyped-def]
+    with in_tenant(org_a):
+        key = new_feature()
+        feature = Feature.objects.get(key=key)
+        _seed_incident(key)
+        channel_create(kind="email", name="pm", email="pm@example.com")
+        with pytest.raises(AlertError):
+            channel_create(kind="email", name="bad", email="not-an-email")
+        alerts_evaluate(now=NOW, features=[feature])
+        deliveries_send(now=NOW)
+        assert NotificationChannel.objects.get(name="pm").failing is False
+    subjects = sorted(m.subject for m in mailoutbox)
+    assert len(subjects) == 4 and all(s.startswith("[Candor] Alert:") and key in s for s in subjects)
