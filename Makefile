@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt | sha1sum | cut -c1-1
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE ?= config.settings.dev
 
-.PHONY: install migrate demo test test-services browser lint widget bench-ingest bench-widget bench-ratelimit bench-report bench-judges bench-calibration clean stop-db
+.PHONY: install migrate demo test test-services browser lint widget bench-ingest bench-widget bench-ratelimit bench-report bench-judges bench-calibration bench-budget clean stop-db
 
 install: $(STAMP)
 
@@ -85,3 +85,7 @@ stop-db:
 
 clean: stop-db
 	rm -rf .var $(VENV)
+
+# Budget checks through the real server while traces land (billing's customer budgets).
+bench-budget: migrate
+	$(PY) bench/budget.py
