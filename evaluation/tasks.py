@@ -72,3 +72,77 @@ def calibrations_sweep() -> int:
 
 def schedule_calibration_sweep(schema_name: str, *, countdown: float = 0.0) -> None:
     calibration_sweep_task.apply_async(headers={"_schema_name": schema_name}, countdown=countdown or None)
+
+
+# --- alerts, drift, digest ---------------------------------------------------------------------------
+
+
+@shared_task(time_limit=240, soft_time_limit=200, expires=290)
+def alerts_evaluate_task() -> dict[str, int]:
+    """Evaluate this organization's alert rules; deliveries go out in their own task (a slow
+    receiver never holds the evaluation)."""
+    from evaluation.services.alerts import alerts_evaluate
+
+    stats = alerts_evaluate()
+    deliveries_send_task.apply_async(headers={"_schema_name": current_schema()})
+    return {"rules": stats.rules, "opened": stats.opened, "resolved": stats.resolved, "waiting": stats.waiting}
+
+
+@shared_task(time_limit=120, soft_time_limit=100, expires=3600)
+def deliveries_send_task() -> int:
+    """Send due deliveries; schedule itself for the next retry (backoff) when one is pending."""
+    from evaluation.services.alerts import deliveries_send
+    from evaluation.services.shared import utc_now
+
+    upcoming = deliveries_send()
+    if upcoming is not None:
+        countdown = max((upcoming - utc_now()).total_seconds(), 1.0)
+        deliveries_send_task.apply_async(headers={"_schema_name": current_schema()}, countdown=countdown)
+        return int(countdown)
+    return 0
+
+
+@shared_task(time_limit=60, expires=290)
+def alerts_sweep() -> int:
+    """Beat: fan out an alert evaluation to every organization."""
+    sent = 0
+    for organization in organizations_each():
+        alerts_evaluate_task.apply_async(headers={"_schema_name": organization.schema_name})
+        sent += 1
+    return sent
+
+
+@shared_task(time_limit=1800, soft_time_limit=1700, expires=3600)
+def drift_snapshots_task() -> int:
+    from evaluation.services.drift import drift_snapshots_daily
+
+    return drift_snapshots_daily()
+
+
+@shared_task(time_limit=60, expires=3600)
+def drift_daily() -> int:
+    """Beat, daily: each organization's drift snapshots."""
+    sent = 0
+    for organization in organizations_each():
+        drift_snapshots_task.apply_async(headers={"_schema_name": organization.schema_name})
+        sent += 1
+    return sent
+
+
+@shared_task(time_limit=600, soft_time_limit=540, expires=3600)
+def digest_send_task() -> int:
+    from django.db import connection
+
+    from evaluation.services.digest import digest_send
+
+    return digest_send(organization=connection.tenant)  # type: ignore[attr-defined]
+
+
+@shared_task(time_limit=60, expires=3600)
+def digest_weekly() -> int:
+    """Beat, Mondays: each organization's weekly digest to its PMs."""
+    sent = 0
+    for organization in organizations_each():
+        digest_send_task.apply_async(headers={"_schema_name": organization.schema_name})
+        sent += 1
+    return sent

@@ -48,6 +48,15 @@ def organization_admin_emails(organization_id: int) -> list[str]:
     )
 
 
+def organization_member_emails(organization_id: int, role: str) -> list[str]:
+    """The emails of the organization's members with this role (e.g. the PMs a digest goes to)."""
+    return list(
+        Membership.objects.filter(organization_id=organization_id, role=role)
+        .order_by("user__email")
+        .values_list("user__email", flat=True)
+    )
+
+
 def organizations_each() -> Iterator[OrganizationRef]:
     """Visit every organization inside its own schema (back in public after each, even on error)."""
     for organization in Organization.objects.only("id", "slug", "name", "schema_name").order_by("id"):

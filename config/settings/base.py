@@ -269,3 +269,37 @@ CELERY_BEAT_SCHEDULE["billing-sweep"] = {
     "schedule": 60.0,
     "options": {"expires": 55},
 }
+
+
+# --- Experiments, drift, alerts, digest (evaluation.services) -----------------------------------
+# Hosts an alert webhook may name at an internal address or over http (a local receiver in dev and
+# tests); every other webhook must be https to a public address (server-side request forgery).
+ALERT_WEBHOOK_ALLOWED_HOSTS = [h for h in env("ALERT_WEBHOOK_ALLOWED_HOSTS", "").split(",") if h]
+# A receiver slower than this is a failed attempt (retried with backoff); the beat never waits on one.
+ALERT_WEBHOOK_TIMEOUT_S = float(env("ALERT_WEBHOOK_TIMEOUT_S", "5"))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Candor <noreply@candor.localhost>")
+
+
+def _crontab(**kwargs: str) -> object:
+    from celery.schedules import crontab
+
+    return crontab(**kwargs)
+
+
+CELERY_BEAT_SCHEDULE.update(
+    {
+        # Alert rules against their baselines, then any due webhook / email deliveries.
+        "alerts-sweep": {"task": "evaluation.tasks.alerts_sweep", "schedule": 300.0, "options": {"expires": 290}},
+        # Each feature's drift versus its baseline window, kept for the digest and history.
+        "drift-daily": {
+            "task": "evaluation.tasks.drift_daily",
+            "schedule": _crontab(minute="15", hour="3"),
+            "options": {"expires": 3600},
+        },
+        "digest-weekly": {
+            "task": "evaluation.tasks.digest_weekly",
+            "schedule": _crontab(minute="0", hour="8", day_of_week="mon"),
+            "options": {"expires": 3600},
+        },
+    }
+)

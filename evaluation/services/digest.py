@@ -1,0 +1,123 @@
+"""The weekly digest: per feature what moved (this week against the one before) and its likely cause
+(the latest drift snapshot's top segment), the most-edited outputs, experiments ready to call, and
+alerts opened and resolved; rendered as a plain-language email to each PM of the organization."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db import connection
+from django.template.loader import render_to_string
+
+from evaluation.models import Alert, DriftSnapshot
+from evaluation.reports.selectors import Window, overview
+from evaluation.services.drift import top_cause
+from evaluation.services.experiments import experiments_list
+from evaluation.services.shared import utc_now
+from feedback.models import FeedbackEvent, Trace
+from tenants.selectors import Organization, organization_member_emails
+
+MOST_EDITED = 5
+
+
+def digest_build(*, now: datetime | None = None) -> dict[str, Any]:
+    now = now or utc_now()
+    until = datetime.combine(now.astimezone(UTC).date(), time(0), UTC)
+    window = Window(until - timedelta(days=7), until)
+    features = []
+    for f in overview(window=window):
+        snapshot = DriftSnapshot.objects.filter(feature__key=f["key"]).order_by("-day").first()
+        cause = top_cause(snapshot.result) if snapshot else None
+        figures, previous = f["figures"], f["previous"]
+        features.append(
+            {
+                "key": f["key"],
+                "name": f["name"],
+                "traces": figures["traces"],
+                "previous_traces": previous["traces"],
+                "success": figures["success"]["value"],
+                "previous_success": previous["success"]["value"],
+                "success_source": figures["success"]["source"],
+                "cost_per_success_usd": figures["cost_per_success_usd"],
+                "previous_cost_per_success_usd": previous["cost_per_success_usd"],
+                "moved": f["reasons"],
+                "cause": cause,
+                "cause_day": snapshot.day.isoformat() if snapshot else None,
+            }
+        )
+    edits = (
+        FeedbackEvent.objects.filter(
+            kind="edit", occurred_at__gte=window.since, occurred_at__lt=window.until, edit_distance__isnull=False
+        )
+        .order_by("-edit_distance")
+        .values("trace_id", "edit_distance", "original_text", "edited_text")[:MOST_EDITED]
+    )
+    traces = {
+        t.trace_id: t
+        for t in Trace.objects.filter(trace_id__in=[e["trace_id"] for e in edits]).select_related(
+            "feature", "prompt_version"
+        )
+    }
+    most_edited = [
+        {
+            "trace_id": e["trace_id"],
+            "edit_distance": e["edit_distance"],
+            "feature": traces[e["trace_id"]].feature.key if e["trace_id"] in traces else None,
+            "prompt_version": getattr(traces[e["trace_id"]].prompt_version, "label", None)
+            if e["trace_id"] in traces
+            else None,
+            "original": (e["original_text"] or "")[:200],
+            "edited": (e["edited_text"] or "")[:200],
+        }
+        for e in edits
+    ]
+    experiments = [e for e in experiments_list(now=now) if e["status"] == "running"]
+    ready = [e for e in experiments if e["verdict"]["decision"] in ("ship", "stop")]
+    opened = list(Alert.objects.filter(opened_at__gte=window.since, opened_at__lt=now).select_related("rule__feature"))
+    resolved = list(
+        Alert.objects.filter(resolved_at__gte=window.since, resolved_at__lt=now).select_related("rule__feature")
+    )
+    return {
+        "organization": getattr(connection, "tenant", None),
+        "window": window,
+        "features": features,
+        "most_edited": most_edited,
+        "experiments_ready": ready,
+        "experiments_running": [e for e in experiments if e not in ready],
+        "alerts_opened": opened,
+        "alerts_resolved": resolved,
+    }
+
+
+def digest_render(digest: dict[str, Any], *, base_url: str = "") -> tuple[str, str, str]:
+    """(subject, plain text, html)."""
+    organization = digest["organization"]
+    name = getattr(organization, "name", "") or "your organization"
+    window = digest["window"]
+    subject = f"Candor weekly: {name}, {window.first_day:%b %d} to {window.last_day:%b %d}"
+    context = {**digest, "subject": subject, "base_url": base_url}
+    return (
+        subject,
+        render_to_string("evaluation/digest_email.txt", context),
+        render_to_string("evaluation/digest_email.html", context),
+    )
+
+
+def digest_recipients(organization: Organization) -> list[str]:
+    """The organization's PMs; its owners when it has none."""
+    return organization_member_emails(organization.id, "pm") or organization_member_emails(organization.id, "owner")
+
+
+def digest_send(*, organization: Organization, now: datetime | None = None, base_url: str = "") -> int:
+    """One email per recipient; returns how many were sent."""
+    digest = digest_build(now=now)
+    subject, text, html = digest_render(digest, base_url=base_url)
+    sent = 0
+    for email in digest_recipients(organization):
+        message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [email])
+        message.attach_alternative(html, "text/html")
+        sent += message.send()
+    return sent

@@ -1,0 +1,304 @@
+"""Drift of a feature between a baseline window and the current one: distribution shifts (PSI and
+Kolmogorov-Smirnov) of judge score, response length, latency and feedback rate, and, per rate, the
+segments that explain its move (evaluation.stats.rootcause: mix and rate effects). Counts come from
+the rollups' own SQL (feedback.rollups.measures_query) and success from the reports' source."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import numpy as np
+from django.db import connection
+
+from evaluation.models import DriftSnapshot
+from evaluation.reports.measures import Measures, total
+from evaluation.reports.selectors import Window
+from evaluation.reports.success import success_source_for
+from evaluation.services.shared import utc_now
+from evaluation.stats.drift import ks_shift, psi
+from evaluation.stats.rootcause import Counts, partitions_from_cells, root_causes
+from feedback.enums import EXPLICIT_KINDS
+from feedback.models import Feature, PromptVersion
+from feedback.rollups import measures_query
+
+SAMPLE = 20_000
+MIN_SAMPLE = 30
+MAX_KEYS = 6
+MAX_VALUES = 40
+KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,100}\Z")
+DEFAULTS = {"days": 7, "baseline_days": 14, "gap_days": 7}
+MOVED = 0.03  # a rate 3% (relative) worse than its baseline is "moved" in the digest
+
+
+def drift_windows(
+    *, days: int = 7, baseline_days: int = 14, gap_days: int = 7, today: date | None = None
+) -> tuple[Window, Window]:
+    """Current: the last ``days`` UTC days, today included. Baseline: ``baseline_days`` whole days
+    ending ``gap_days`` before the current window starts, so a change that ramps in over a few days
+    shows whole rather than half in both."""
+    if not (1 <= days <= 90 and 1 <= baseline_days <= 180 and 0 <= gap_days <= 180):
+        raise ValueError("days 1-90, baseline_days 1-180, gap_days 0-180")
+    today = today or utc_now().date()
+    end = datetime.combine(today + timedelta(days=1), time(0), UTC)
+    start = end - timedelta(days=days)
+    base_end = start - timedelta(days=gap_days)
+    return Window(base_end - timedelta(days=baseline_days), base_end), Window(start, end)
+
+
+# --- rates and their root cause ------------------------------------------------------------------------
+
+# name -> (label, numerator, denominator, bad direction)
+RateSpec = tuple[str, Callable[[Measures], float], Callable[[Measures], float], int]
+
+
+def _rates(source_name: str) -> dict[str, RateSpec]:
+    if source_name == "outcomes":
+        success: RateSpec = ("Success (outcomes)", lambda m: m.outcome_traces, lambda m: m.traces, -1)
+    else:
+        success = ("Success (thumbs)", lambda m: m.good_traces, lambda m: m.rated_traces, -1)
+    return {
+        "success": success,
+        "thumbs_down_share": ("Thumbs-down share", lambda m: m.thumbs_down, lambda m: m.thumbs_up + m.thumbs_down, 1),
+        "edit_rate": ("Edit rate", lambda m: m.edited_traces, lambda m: m.traces, 1),
+        "error_rate": ("Error rate", lambda m: m.errors, lambda m: m.traces, 1),
+        "cost_per_trace_usd": ("Cost per trace (USD)", lambda m: m.cost_usd, lambda m: m.traces, 1),
+    }
+
+
+def segment_keys(feature: Feature, window: Window) -> list[str]:
+    """The feature's declared segment keys, then other metadata keys of its traces in the window with
+    2 to MAX_VALUES values (a key with one value or an ID per trace segments nothing)."""
+    keys = [k for k in (feature.segment_keys or []) if KEY.match(k)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT k, count(DISTINCT t.metadata ->> k) AS n
+            FROM feedback_trace t, jsonb_object_keys(CASE WHEN jsonb_typeof(t.metadata) = 'object'
+                                                           THEN t.metadata ELSE '{}'::jsonb END) k
+            WHERE t.feature_id = %s AND t.day BETWEEN %s AND %s
+            GROUP BY k ORDER BY count(*) DESC LIMIT 50
+            """,
+            [feature.id, window.first_day, window.last_day],
+        )
+        for key, n in cursor.fetchall():
+            if key not in keys and KEY.match(key) and 2 <= n <= MAX_VALUES:
+                keys.append(key)
+    return keys[:MAX_KEYS]
+
+
+def _finest(feature: Feature, window: Window, keys: list[str]) -> dict[tuple[Any, ...], Measures]:
+    dims = ["t.prompt_version_id", "t.model", "t.customer_id"] + [f"t.metadata ->> %(k{i})s" for i in range(len(keys))]
+    sql = measures_query(
+        dims=dims,
+        traces_from="FROM feedback_trace t WHERE t.feature_id = %(feature)s AND t.day BETWEEN %(d0)s AND %(d1)s "
+        "AND t.started_at >= %(since)s AND t.started_at < %(until)s",
+        feedback_where="f.feature_id = %(feature)s AND f.trace_day BETWEEN %(d0)s AND %(d1)s",
+    )
+    params: dict[str, Any] = {
+        "feature": feature.id,
+        "d0": window.first_day,
+        "d1": window.last_day,
+        "since": window.since,
+        "until": window.until,
+    }
+    params.update({f"k{i}": k for i, k in enumerate(keys)})
+    labels: dict[Any, Any] = dict(PromptVersion.objects.values_list("id", "label"))
+    out: dict[tuple[Any, ...], Measures] = {}
+    n = len(dims)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for row in cursor.fetchall():
+            key = (labels.get(row[0]), row[1] or None, row[2] or None, *row[3:n])
+            m = Measures.from_row(row[n:])
+            if key in out:
+                out[key].add(m)
+            else:
+                out[key] = m
+    return out
+
+
+def _rate_of(m: Measures, spec: RateSpec) -> float | None:
+    den = spec[2](m)
+    return spec[1](m) / den if den else None
+
+
+def root_cause_report(
+    feature: Feature, baseline: Window, current: Window, *, top: int = 10
+) -> tuple[list[dict[str, Any]], str]:
+    keys = segment_keys(feature, current)
+    before, after = _finest(feature, baseline, keys), _finest(feature, current, keys)
+    source = success_source_for(total(before) if not total(after).traces else total(after))
+    dims = ("prompt_version", "model", "customer_id", *(f"metadata.{k}" for k in keys))
+    out = []
+    for name, spec in _rates(source.name).items():
+        label, num, den, bad = spec
+        cells = {
+            key: Counts(
+                num(before[key]) if key in before else 0.0,
+                den(before[key]) if key in before else 0.0,
+                num(after[key]) if key in after else 0.0,
+                den(after[key]) if key in after else 0.0,
+            )
+            for key in set(before) | set(after)
+        }
+        decomposition = root_causes(partitions_from_cells(cells, dims), direction=bad, top=top)
+        out.append(
+            {
+                "metric": name,
+                "label": label,
+                "bad_direction": "up" if bad > 0 else "down",
+                "baseline": decomposition.rate0,
+                "current": decomposition.rate1,
+                "change": decomposition.change,
+                "baseline_n": sum(c.den0 for c in cells.values()),
+                "current_n": sum(c.den1 for c in cells.values()),
+                "note": decomposition.note,
+                "segments": [
+                    {
+                        "segment": c.label,
+                        "parts": [{"dimension": d, "value": v} for d, v in c.segment],
+                        "contribution": c.total,
+                        "mix": c.mix,
+                        "rate": c.rate,
+                        "share_of_change": c.share_of_change,
+                        "baseline_share": c.weight0,
+                        "current_share": c.weight1,
+                        "baseline_rate": c.rate0,
+                        "current_rate": c.rate1,
+                        "refines": " × ".join(f"{d}={v}" for d, v in c.refines) if c.refines else None,
+                    }
+                    for c in decomposition.ranked
+                ],
+            }
+        )
+    return out, source.name
+
+
+# --- distributions --------------------------------------------------------------------------------------
+
+
+def _samples(feature: Feature, window: Window) -> dict[str, np.ndarray]:
+    explicit = [str(k) for k in EXPLICIT_KINDS]
+    sql = """
+        SELECT t.latency_ms, char_length(t.output),
+               EXISTS (SELECT 1 FROM feedback_feedbackevent f WHERE f.trace_id = t.trace_id AND f.kind = ANY(%s)),
+               (SELECT avg(s.score) FROM evaluation_score s WHERE s.trace_id = t.trace_id AND s.status = 'ok')
+        FROM feedback_trace t
+        WHERE t.feature_id = %s AND t.day BETWEEN %s AND %s AND t.started_at >= %s AND t.started_at < %s
+        ORDER BY md5(t.trace_id) LIMIT %s
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql, [explicit, feature.id, window.first_day, window.last_day, window.since, window.until, SAMPLE]
+        )
+        rows = cursor.fetchall()
+
+    def col(i: int) -> np.ndarray:
+        return np.array([float(r[i]) for r in rows if r[i] is not None], dtype=float)
+
+    return {"latency_ms": col(0), "response_length": col(1), "feedback_rate": col(2), "judge_score": col(3)}
+
+
+DISTRIBUTIONS = {
+    "judge_score": "Judge score (0-1)",
+    "response_length": "Response length (characters)",
+    "latency_ms": "Latency (ms)",
+    "feedback_rate": "Explicit feedback (share of traces)",
+}
+
+
+def _shift(name: str, base: np.ndarray, cur: np.ndarray) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "metric": name,
+        "label": DISTRIBUTIONS[name],
+        "baseline_n": int(base.size),
+        "current_n": int(cur.size),
+        "psi": None,
+        "ks": None,
+        "ks_p_value": None,
+        "baseline_mean": float(base.mean()) if base.size else None,
+        "current_mean": float(cur.mean()) if cur.size else None,
+    }
+    if min(base.size, cur.size) < MIN_SAMPLE:
+        row.update(status="too_little_data", note=f"fewer than {MIN_SAMPLE} values in a window")
+        return row
+    if name == "judge_score":
+        edges: Any = 10
+        value_range = (0.0, 1.0)
+    elif name == "feedback_rate":
+        edges, value_range = [0.0, 0.5, 1.0], (0.0, 1.0)
+    else:  # baseline deciles: bins each holding a tenth of the baseline
+        inner = np.unique(np.quantile(base, np.linspace(0.1, 0.9, 9)))
+        low, high = min(base.min(), cur.min()) - 1.0, max(base.max(), cur.max()) + 1.0
+        edges, value_range = [low, *inner.tolist(), high], (low, high)
+    value = psi(base, cur, bins=edges, value_range=value_range)
+    ks = ks_shift(base, cur)
+    status = "shifted" if value > 0.25 else "moderate" if value > 0.1 else "stable"
+    row.update(psi=value, ks=ks.statistic, ks_p_value=ks.p_value, status=status)
+    return row
+
+
+def feature_drift(*, feature: Feature, baseline: Window, current: Window, top: int = 10) -> dict[str, Any]:
+    """The drift page and the daily snapshot: distributions, then rates with their root causes."""
+    before, after = _samples(feature, baseline), _samples(feature, current)
+    rates, source = root_cause_report(feature, baseline, current, top=top)
+    return {
+        "feature": feature.key,
+        "baseline": baseline.as_dict(),
+        "current": current.as_dict(),
+        "success_source": source,
+        "distributions": [_shift(name, before[name], after[name]) for name in DISTRIBUTIONS],
+        "rates": rates,
+        "computed_at": utc_now().isoformat(),
+    }
+
+
+def drift_snapshot_store(*, feature: Feature, today: date | None = None) -> DriftSnapshot:
+    """Today's drift of the feature with the default windows (idempotent per feature and day)."""
+    today = today or utc_now().date()
+    baseline, current = drift_windows(
+        today=today, days=DEFAULTS["days"], baseline_days=DEFAULTS["baseline_days"], gap_days=DEFAULTS["gap_days"]
+    )
+    result = feature_drift(feature=feature, baseline=baseline, current=current)
+    snapshot, _ = DriftSnapshot.objects.update_or_create(feature=feature, day=today, defaults={"result": result})
+    return snapshot
+
+
+def drift_snapshots_daily(*, today: date | None = None) -> int:
+    """Beat, once a day per organization: a snapshot of every feature with traces in the last 30 days."""
+    today = today or utc_now().date()
+    features = _active_features(today)
+    for feature in features:
+        drift_snapshot_store(feature=feature, today=today)
+    return len(features)
+
+
+def _active_features(today: date) -> list[Feature]:
+    from feedback.models import DailyRollup
+
+    ids = set(DailyRollup.objects.filter(day__gte=today - timedelta(days=30)).values_list("feature_id", flat=True))
+    return list(Feature.objects.filter(id__in=ids).order_by("key"))
+
+
+def top_cause(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The rate that moved most the bad way (relative), with its first-ranked segment."""
+    best: tuple[float, dict[str, Any]] | None = None
+    for rate in result.get("rates", []):
+        base, cur = rate["baseline"], rate["current"]
+        if base is None or cur is None or not base or not rate["segments"]:
+            continue
+        worse = (cur - base) / abs(base) * (1 if rate["bad_direction"] == "up" else -1)
+        if worse > MOVED and (best is None or worse > best[0]):
+            best = (worse, rate)
+    if best is None:
+        return None
+    return {
+        "metric": best[1]["label"],
+        "baseline": best[1]["baseline"],
+        "current": best[1]["current"],
+        "relative_change": best[0] * (1 if best[1]["bad_direction"] == "up" else -1),
+        "segment": best[1]["segments"][0]["segment"],
+    }

@@ -1,0 +1,116 @@
+"""Drift through the database (distributions with PSI and KS; root cause finds a planted segment),
+the daily snapshot, and the weekly digest email and its recipients."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, date, datetime
+from typing import Any
+
+import numpy as np
+import pytest
+
+from evaluation.models import DriftSnapshot
+from evaluation.services.digest import digest_build, digest_render, digest_send
+from evaluation.services.drift import drift_snapshot_store, drift_windows, feature_drift, top_cause
+from evaluation.stats.drift import ks_shift, psi
+from feedback.models import Feature
+from tenants.services import member_ensure
+from tests.evaluation.experiments_seed import ingest, new_feature, traffic
+from tests.fixtures.organizations import in_tenant
+
+TODAY = date(2025, 6, 30)
+
+
+def _planted(key: str) -> None:
+    """Baseline: everyone resolves half their tickets. Current: auth=sso on prompt v2 resolves 15%,
+    and v2's answers are longer and slower."""
+    rng = random.Random(21)
+    baseline, current = drift_windows(today=TODAY)
+
+    def fields(i: int) -> dict[str, Any]:
+        return {
+            "metadata": {"auth": "sso" if i % 4 == 0 else "password", "plan": ["free", "pro", "enterprise"][i % 3]},
+            "customer_id": f"cus_{i % 6}",
+            "model": "haiku",
+        }
+
+    def fields_now(i: int) -> dict[str, Any]:
+        return {
+            **fields(i),
+            "prompt_version": "v2",
+            "latency_ms": 900.0 + rng.random() * 300,
+            "output": "x" * (400 + i % 50),
+        }
+
+    before = traffic(feature=key, start=baseline.since, hours=24 * 14, count=1400, rng=rng, fields=fields)
+    for t in before[0]:
+        t["output"] = "x" * (200 + rng.randrange(50))
+    after = traffic(
+        feature=key,
+        start=current.since,
+        hours=24 * 6,
+        count=1200,
+        rng=rng,
+        fields=fields_now,
+        success=lambda t: 0.15 if t["metadata"]["auth"] == "sso" else 0.5,
+    )
+    ingest(*(a + b for a, b in zip(before, after, strict=True)))
+
+
+def test_drift_finds_the_planted_segment_and_the_shifted_distributions(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    with in_tenant(org_a):
+        key = new_feature(segment_keys=["auth"])
+        _planted(key)
+        baseline, current = drift_windows(today=TODAY)
+        result = feature_drift(feature=Feature.objects.get(key=key), baseline=baseline, current=current)
+    success = next(r for r in result["rates"] if r["metric"] == "success")
+    assert result["success_source"] == "outcomes" and success["current"] < success["baseline"]
+    first = success["segments"][0]
+    assert {p["dimension"]: p["value"] for p in first["parts"]} == {"metadata.auth": "sso", "prompt_version": "v2"}
+    assert first["refines"] == "metadata.auth=sso"
+    shifts = {d["metric"]: d for d in result["distributions"]}
+    assert shifts["latency_ms"]["status"] == "shifted" and shifts["response_length"]["status"] == "shifted"
+    assert shifts["judge_score"]["status"] == "too_little_data"  # no judge scored this feature
+    assert 0 <= shifts["feedback_rate"]["psi"] < 0.1
+    assert shifts["latency_ms"]["ks"] > 0.99 and shifts["latency_ms"]["ks_p_value"] < 1e-6
+    assert top_cause(result)["segment"] == "metadata.auth=sso × prompt_version=v2"  # type: ignore[index]
+
+
+def test_distribution_figures_are_the_stats_modules_own() -> None:
+    rng = np.random.default_rng(3)
+    a, b = rng.lognormal(6, 0.3, 500), rng.lognormal(6.2, 0.3, 500)
+    edges = [min(a.min(), b.min()) - 1, *np.unique(np.quantile(a, np.linspace(0.1, 0.9, 9))), max(a.max(), b.max()) + 1]
+    from evaluation.services.drift import _shift
+
+    row = _shift("latency_ms", a, b)
+    assert row["psi"] == pytest.approx(psi(a, b, bins=edges, value_range=(edges[0], edges[-1])))
+    assert row["ks"] == pytest.approx(ks_shift(a, b).statistic)
+
+
+def test_drift_windows_and_bad_ones() -> None:
+    baseline, current = drift_windows(today=TODAY)
+    assert current.as_dict() == {"since": "2025-06-24T00:00:00+00:00", "until": "2025-07-01T00:00:00+00:00"}
+    assert baseline.as_dict() == {"since": "2025-06-03T00:00:00+00:00", "until": "2025-06-17T00:00:00+00:00"}
+    with pytest.raises(ValueError):
+        drift_windows(days=0)
+
+
+def test_snapshot_and_weekly_digest_to_the_pms(db: None, org_a, mailoutbox: list[Any]) -> None:  # type: ignore[no-untyped-def]
+    with in_tenant(org_a):
+        key = new_feature(segment_keys=["auth"])
+        _planted(key)
+        snapshot = drift_snapshot_store(feature=Feature.objects.get(key=key), today=TODAY)
+        assert DriftSnapshot.objects.filter(feature__key=key, day=TODAY).count() == 1
+        drift_snapshot_store(feature=Feature.objects.get(key=key), today=TODAY)  # idempotent per day
+        assert DriftSnapshot.objects.filter(feature__key=key).count() == 1 and snapshot.result["rates"]
+        now = datetime(2025, 7, 1, 8, tzinfo=UTC)
+        digest = digest_build(now=now)
+        subject, text, html = digest_render(digest)
+        assert "Likely cause" in text and "metadata.auth=sso × prompt_version=v2" in text
+        assert digest["window"].as_dict()["until"] == "2025-07-01T00:00:00+00:00"
+        member_ensure(organization=org_a.organization, email="pm-digest@org-alpha.test", password="x" * 12, role="pm")
+        sent = digest_send(organization=org_a.organization, now=now)
+    assert sent == 1 and mailoutbox[0].to == ["pm-digest@org-alpha.test"]
+    assert mailoutbox[0].subject == subject and "Candor weekly" in subject
+    assert mailoutbox[0].alternatives[0][0] == html and "Most-edited outputs" in html
