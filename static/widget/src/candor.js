@@ -74,6 +74,13 @@
         return 1;
       }
     }
+    // past the organization's spend cap the server says so: these events will not be taken, do not retry
+    if (s == 429 && (await r.clone().json().catch(() => 0))?.error?.code == 'quota_exceeded') {
+      warn('quota exceeded: events dropped, not retried', b.length);
+      q = q.filter(e => !b.includes(e));
+      save();
+      return 1;
+    }
     if (!s || s == 429 || s > 499) {
       if (s > 499) errs++;
       const ra = s == 429 && r.headers.get('Retry-After');
