@@ -46,7 +46,8 @@
 
   // One more reserved item at the end of the stage (or the "nothing left" panel).
   function preload() {
-    if (fetching || ended()) return fetching || Promise.resolve();
+    if (fetching) return fetching;
+    if (ended()) return Promise.resolve();
     const url = stage.dataset.nextUrl + "?held=" + held().join(",");
     fetching = htmx.ajax("GET", url, { source: stage, target: "#stage", swap: "beforeend" })
       .finally(() => { fetching = null; });
@@ -58,43 +59,43 @@
     if (progress) htmx.trigger(progress, "refresh");
   }
 
-  // Save an answer for the current panel, show the next item at once, and ask for one more item
-  // when fewer than two wait ahead. A refused answer brings its item back with the reason.
+  // Save an answer for the current panel and show the next item at once; the answer's response
+  // carries one more item when fewer than two wait ahead. A refused answer brings its item back.
   function answer(url, values, badge) {
     const panel = current();
-    if (!isItem(panel)) return;
-    const wasState = panel.dataset.state;
-    const more = wasState === "open" && ahead() < 2 && !ended() && !fetching;
+    if (!isItem(panel) || panel.dataset.state === "saving") return;
+    const more = panel.dataset.state === "open" && ahead() < 2 && !ended() && !fetching;
     panel.dataset.state = "saving";
-    panel.querySelector("[data-answer]").innerHTML = "";
+    const slot = panel.querySelector("[data-answer]");
+    slot.innerHTML = "";
     const tag = document.createElement("span");
     tag.className = "badge " + (badge.kind || "");
     tag.textContent = badge.text;
-    panel.querySelector("[data-answer]").appendChild(tag);
+    slot.appendChild(tag);
     const body = { ...values, comment: comment.value, held: held().join(","), more: more ? "1" : "0" };
-    if (more) fetching = Promise.resolve();  // the answer's response carries the next item
     showError("");
     const request = htmx.ajax("POST", url, { source: panel, target: "#stage", swap: "beforeend", values: body });
+    if (more) fetching = request.finally(() => { fetching = null; });
     panel.dataset.comment = comment.value;
     const next = panels().indexOf(panel) + 1;
     show(next);
-    // Still on the answered item (nothing was preloaded): move on once the next item arrives.
+    // Still on the answered item (nothing was preloaded yet): move on once the next item arrives.
     const catchUp = () => { if (panels()[index] === panel && panels().length > next) show(next); };
-    request.then(() => {
-      if (more) fetching = null;
-      if (panel.dataset.state === "saving") panel.dataset.state = values.reason !== undefined ? "skipped" : "done";
+    const settled = () => {
+      if (panel.dataset.state !== "saving") return;  // refused: the error handler brought it back
+      panel.dataset.state = values.reason !== undefined ? "skipped" : "done";
       refreshProgress();
-      if (panels()[index] === panel && panel.dataset.state !== "open") {
+      if (panels()[index] === panel) {
         if (panels().length > next) catchUp();
         else preload().then(catchUp);
       } else if (ahead() < 1) preload();
-    });
+    };
+    request.then(settled, settled);
   }
 
   document.body.addEventListener("htmx:responseError", (event) => {
     const panel = event.detail.elt && event.detail.elt.closest && event.detail.elt.closest(".lab-item");
     if (!panel || !stage.contains(panel)) return;
-    fetching = null;
     panel.dataset.state = "open";
     panel.dataset.chosen = "";
     panel.querySelector("[data-answer]").innerHTML = "";
@@ -106,7 +107,7 @@
   function label(key) {
     const button = choices.get(key);
     const panel = current();
-    if (!button || !isItem(panel) || panel.dataset.state === "skipped") return;
+    if (!button || !isItem(panel) || panel.dataset.state === "skipped" || panel.dataset.state === "saving") return;
     panel.dataset.chosen = key;
     const values = button.dataset.category !== undefined ? { category: button.dataset.category } : { value: button.dataset.value };
     const kind = button.classList.contains("good") ? "good" : button.classList.contains("bad") ? "bad" : "good";
