@@ -1,0 +1,69 @@
+"""Real Chromium: an owner sets the monthly spend cap and sees the bill's projection and the banner;
+a PM's spend page flags the customer over its budget and its page says the check falls back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from billing.models import BillingAccount, CustomerBudget, Notice, UsageLedger
+from billing.services.budgets import budget_set
+from tenants.services import organization_quota_set
+from tests.billing.helpers import send_traces, spend_traces
+from tests.fixtures.organizations import PASSWORD, Org, unique
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def clean_billing(committed_db: None, org_a: Org) -> Iterator[None]:
+    yield
+    for model in (BillingAccount, CustomerBudget, Notice, UsageLedger):
+        model.objects.filter(organization=org_a.organization).delete()
+    organization_quota_set(organization_id=org_a.organization.id, exceeded=False)
+
+
+def test_owner_sets_a_cap_and_sees_spend(live: Any, context: Any, org_a: Org, clean_billing: None) -> None:
+    over, under = unique("over"), unique("under")
+    send_traces(org_a, spend_traces(over, ["6", "5"]) + spend_traces(under, ["0.5"]))
+    budget_set(organization=org_a.organization, monthly_cap_usd="10", over_action="fallback",
+               fallback_model="gpt-4o-mini")  # fmt: skip
+    UsageLedger.objects.create(organization=org_a.organization, meter="events",
+                               day=datetime.now(UTC).date().replace(day=1), quantity=150_000)  # fmt: skip
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
+    page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 500 else None)
+    page.goto(f"{live.url}/login/")
+    page.fill("input[name=username]", org_a.owner.email)
+    page.fill("input[type=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_load_state("networkidle")
+
+    page.click("summary:has-text('Settings')")
+    page.click("text=Plan and billing")
+    assert page.locator("#stripe-off").is_visible()  # the test server has no Stripe keys
+    assert page.locator("#bill-to-date").inner_text() == "$20.00"  # 100,000 events past the free 50,000
+    assert page.locator("#bill-projected").inner_text().startswith("$")
+    page.fill("input[name=monthly_cap_usd]", "24")
+    page.click("#cap-form button[type=submit]")
+    page.wait_for_load_state("networkidle")
+    assert page.locator("#cap").inner_text() == "$24.00"
+    assert "past 80%" in page.locator("#billing-banner").inner_text()
+    page.fill("input[name=monthly_cap_usd]", "20")
+    page.click("#cap-form button[type=submit]")
+    page.wait_for_load_state("networkidle")
+    assert "judges are paused" in page.locator("#billing-banner").inner_text()
+
+    page.click("nav >> text=Spend")
+    row = page.locator(f"tr[data-customer='{over}']")
+    assert "over" in row.inner_text() and "$11.00" in row.inner_text()
+    assert "ok" in page.locator(f"tr[data-customer='{under}']").inner_text()
+    row.locator("a").first.click()
+    page.wait_for_load_state("networkidle")
+    assert page.locator("#check-action").inner_text() == "fallback"
+    assert "gpt-4o-mini" in page.content()
+    assert problems == []
