@@ -158,6 +158,11 @@ class Score(models.Model):
                 fields=["due_at", "id"], name="score_queue", condition=models.Q(status__in=["pending", "running"])
             ),
             models.Index(fields=["trace_id"], name="score_unjoined", condition=models.Q(feature__isnull=True)),
+            # Reruns (run_index > 0) are rare: calibration's one-score-per-trace summary finds them
+            # here instead of scanning a million first runs twice (evaluation.selectors).
+            models.Index(
+                fields=["judge_version", "trace_id"], name="score_reruns", condition=models.Q(run_index__gt=0)
+            ),
         ]
 
 
