@@ -1,0 +1,270 @@
+"""Portal pages of experiments, drift, alerts and the weekly digest preview. Thin: the services in
+evaluation.services.{experiments,drift,alerts,digest} do the work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+from django.views.decorators.http import require_POST
+
+from evaluation.models import AlertMetric, AlertRule, Experiment, NotificationChannel, PrimaryMetric
+from evaluation.reports.selectors import ReportError, feature_get, features_list
+from evaluation.services import alerts as alert_services
+from evaluation.services import drift as drift_services
+from evaluation.services.digest import digest_build, digest_render
+from evaluation.services.experiments import (
+    ExperimentError,
+    experiment_create,
+    experiment_get,
+    experiment_results,
+    experiment_stop,
+    experiments_list,
+    planner,
+)
+from tenants.access import org_url, role_required
+
+
+def _experiment(key: str) -> Experiment:
+    try:
+        return experiment_get(key)
+    except ExperimentError:
+        raise Http404("No such experiment.") from None
+
+
+def experiments_page(request: HttpRequest) -> HttpResponse:
+    plan_result: dict[str, Any] | None = None
+    if "baseline" in request.GET:
+        try:
+            baseline, mde = float(request.GET["baseline"]), float(request.GET.get("mde", ""))
+            arms = int(request.GET.get("arms", "2"))
+            if not 2 <= arms <= 10:
+                raise ValueError("2 to 10 arms")
+            plan_result = {
+                "per_arm": planner(baseline=baseline, mde=mde, arms=arms),
+                "baseline": baseline,
+                "mde": mde,
+                "arms": arms,
+            }
+        except (ValueError, OverflowError) as exc:
+            plan_result = {"error": f"Planner: {exc}" if str(exc) else "Planner: numbers, please."}
+    return TemplateResponse(
+        request,
+        "evaluation/experiments.html",
+        {
+            "nav": "experiments",
+            "experiments": experiments_list(),
+            "features": features_list(),
+            "metrics": PrimaryMetric.choices,
+            "plan": plan_result,
+        },
+    )
+
+
+@require_POST
+@role_required("pm")
+def experiment_new(request: HttpRequest) -> HttpResponse:
+    post = request.POST
+    arms = []
+    for part in post.get("arms", "").split(","):
+        bits = part.strip().split(":")
+        if not bits[0]:
+            continue
+        try:
+            allocation = float(bits[1]) if len(bits) > 1 and bits[1] else 0.0
+        except ValueError:
+            allocation = -1.0
+        arms.append(
+            {"name": bits[0].strip(), "allocation": allocation, "holdback": bits[0].strip() == post.get("holdback")}
+        )
+    try:
+        mde = float(post.get("mde", ""))
+        max_days = int(post["max_days"]) if post.get("max_days", "").strip() else None
+        experiment = experiment_create(
+            key=post.get("key", "").strip(),
+            feature_key=post.get("feature", ""),
+            arms=arms,
+            control=post.get("control", "").strip(),
+            mde=mde,
+            primary_metric=post.get("primary_metric", "success"),
+            max_days=max_days,
+            name=post.get("name", "").strip(),
+            hypothesis=post.get("hypothesis", "").strip(),
+        )
+    except ValueError as exc:
+        messages.error(request, f"Experiment not created: {getattr(exc, 'message', None) or 'check the numbers'}.")
+        return redirect(org_url(request, "evaluation:experiment-list"))
+    messages.success(request, f"Experiment {experiment.key} is running.")
+    return redirect(org_url(request, "evaluation:experiment-detail", experiment.key))
+
+
+def experiment_page(request: HttpRequest, key: str) -> HttpResponse:
+    experiment = _experiment(key)
+    return TemplateResponse(
+        request,
+        "evaluation/experiment_detail.html",
+        {"nav": "experiments", "experiment": experiment, "r": experiment_results(experiment)},
+    )
+
+
+@require_POST
+@role_required("pm")
+def experiment_stop_view(request: HttpRequest, key: str) -> HttpResponse:
+    experiment_stop(experiment=_experiment(key))
+    messages.success(request, "Experiment stopped.")
+    return redirect(org_url(request, "evaluation:experiment-detail", key))
+
+
+# --- drift ---------------------------------------------------------------------------------------------
+
+
+def drift_index(request: HttpRequest) -> HttpResponse:
+    return TemplateResponse(request, "evaluation/drift_index.html", {"nav": "drift", "features": features_list()})
+
+
+def drift_page(request: HttpRequest, key: str) -> HttpResponse:
+    try:
+        feature = feature_get(key)
+    except ReportError:
+        raise Http404("No such feature.") from None
+    error = None
+    params = dict(drift_services.DEFAULTS)
+    for name in params:
+        raw = request.GET.get(name, "")
+        if raw:
+            if raw.isdigit() and len(raw) < 4:
+                params[name] = int(raw)
+            else:
+                error = f"{name}: a whole number of days"
+    try:
+        baseline, current = drift_services.drift_windows(
+            days=params["days"], baseline_days=params["baseline_days"], gap_days=params["gap_days"]
+        )
+    except ValueError as exc:
+        error = str(exc)
+        params = dict(drift_services.DEFAULTS)
+        baseline, current = drift_services.drift_windows(
+            days=params["days"], baseline_days=params["baseline_days"], gap_days=params["gap_days"]
+        )
+    result = drift_services.feature_drift(feature=feature, baseline=baseline, current=current)
+    return TemplateResponse(
+        request,
+        "evaluation/drift.html",
+        {
+            "nav": "drift",
+            "feature": feature,
+            "d": result,
+            "params": params,
+            "error": error,
+            "baseline": baseline,
+            "current": current,
+        },
+    )
+
+
+# --- alerts --------------------------------------------------------------------------------------------
+
+
+def alerts_page(request: HttpRequest) -> HttpResponse:
+    return TemplateResponse(
+        request,
+        "evaluation/alerts.html",
+        {
+            "nav": "alerts",
+            "alerts": alert_services.alerts_history(),
+            "rules": AlertRule.objects.select_related("feature").order_by("feature__key", "name"),
+            "channels": NotificationChannel.objects.all(),
+            "metrics": AlertMetric.choices,
+            "features": features_list(),
+            "new_secret": request.session.pop("candor_webhook_secret", None),
+        },
+    )
+
+
+def alert_page(request: HttpRequest, alert_id: int) -> HttpResponse:
+    alert = alert_services.alert_get(alert_id)
+    if alert is None:
+        raise Http404("No such alert.")
+    return TemplateResponse(request, "evaluation/alert_detail.html", {"nav": "alerts", "alert": alert})
+
+
+@require_POST
+@role_required("pm")
+def alert_rule_new(request: HttpRequest) -> HttpResponse:
+    post = request.POST
+    try:
+        feature = feature_get(post.get("feature", ""))
+        alert_services.alert_rule_create(
+            feature=feature,
+            name=post.get("name", ""),
+            metric=post.get("metric", ""),
+            threshold=float(post.get("threshold", "")),
+            window_hours=int(post.get("window_hours", "24")),
+            baseline_days=int(post.get("baseline_days", "7")),
+            min_count=int(post.get("min_count", "20")),
+        )
+    except (ValueError, ReportError) as exc:
+        messages.error(request, f"Rule not saved: {getattr(exc, 'message', None) or 'numbers, please'}.")
+    else:
+        messages.success(request, "Rule saved; the next evaluation (every 5 minutes) applies it.")
+    return redirect(org_url(request, "evaluation:alerts"))
+
+
+@require_POST
+@role_required("pm")
+def alert_rule_toggle(request: HttpRequest, rule_id: int) -> HttpResponse:
+    rule = AlertRule.objects.filter(id=rule_id).first()
+    if rule is None:
+        raise Http404("No such rule.")
+    alert_services.alert_rule_toggle(rule=rule, enabled=not rule.enabled)
+    return redirect(org_url(request, "evaluation:alerts"))
+
+
+@require_POST
+@role_required("admin")
+def channel_new(request: HttpRequest) -> HttpResponse:
+    post = request.POST
+    try:
+        _, secret = alert_services.channel_create(
+            kind=post.get("kind", ""),
+            name=post.get("name", ""),
+            url=post.get("url", "").strip(),
+            email=post.get("email", "").strip(),
+        )
+    except ValueError as exc:
+        messages.error(request, f"Channel not saved: {getattr(exc, 'message', exc)}.")
+    else:
+        if secret:
+            request.session["candor_webhook_secret"] = secret
+        messages.success(request, "Channel saved.")
+    return redirect(org_url(request, "evaluation:alerts"))
+
+
+# --- digest --------------------------------------------------------------------------------------------
+
+
+def digest_page(request: HttpRequest) -> HttpResponse:
+    subject, text, html = digest_render(digest_build(), base_url=request.build_absolute_uri("/").rstrip("/"))
+    return TemplateResponse(
+        request, "evaluation/digest_preview.html", {"nav": "digest", "subject": subject, "text": text, "html": html}
+    )
+
+
+urlpatterns: list[URLPattern] = [
+    path("experiments/", experiments_page, name="experiment-list"),
+    path("experiments/new", experiment_new, name="experiment-new"),
+    path("experiments/<str:key>/", experiment_page, name="experiment-detail"),
+    path("experiments/<str:key>/stop", experiment_stop_view, name="experiment-stop"),
+    path("drift/", drift_index, name="drift-index"),
+    path("drift/<path:key>/", drift_page, name="drift"),
+    path("alerts/", alerts_page, name="alerts"),
+    path("alerts/<int:alert_id>/", alert_page, name="alert-detail"),
+    path("alerts/rules/new", alert_rule_new, name="alert-rule-new"),
+    path("alerts/rules/<int:rule_id>/toggle", alert_rule_toggle, name="alert-rule-toggle"),
+    path("alerts/channels/new", channel_new, name="alert-channel-new"),
+    path("digest/", digest_page, name="digest"),
+]

@@ -1,0 +1,75 @@
+"""GET /api/v1/experiments and /api/v1/experiments/{key}: the shape API users build on, the schema
+describes them, and another organization's experiment is a 404."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+from django.test import Client
+
+from evaluation.services.experiments import experiment_create
+from tests.evaluation.experiments_seed import ingest, new_feature, traffic
+from tests.fixtures.organizations import in_tenant, unique
+from tests.helpers import assert_cross_tenant_404, error_code
+
+START = datetime(2025, 3, 1, tzinfo=UTC)
+
+
+def _experiment(org) -> str:  # type: ignore[no-untyped-def]
+    key = unique("exp")
+    with in_tenant(org):
+        feature = new_feature()
+        rng = random.Random(3)
+        arms = ["holdback" if i % 10 == 0 else "ai" for i in range(3000)]
+        ingest(
+            *traffic(
+                feature=feature,
+                start=START,
+                hours=24 * 5,
+                count=3000,
+                rng=rng,
+                fields=lambda i: {"experiment": key, "variant": arms[i], "fallback": arms[i] == "holdback"},
+                success=lambda t: 0.3 if t["variant"] == "holdback" else 0.55,
+            )
+        )
+        experiment_create(
+            key=key,
+            feature_key=feature,
+            control="holdback",
+            mde=0.05,
+            started_at=START,
+            arms=[{"name": "holdback", "allocation": 0.1, "holdback": True}, {"name": "ai", "allocation": 0.9}],
+        )
+    return key
+
+
+def test_list_and_detail(client_a: Client, org_a) -> None:  # type: ignore[no-untyped-def]
+    key = _experiment(org_a)
+    listed = {e["key"]: e for e in client_a.get("/api/v1/experiments").json()["results"]}
+    assert listed[key]["verdict"]["decision"] in ("ship", "keep_running", "stop")
+    assert [a["name"] for a in listed[key]["arms"]] == ["holdback", "ai"]
+    response = client_a.get(f"/api/v1/experiments/{key}")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["key"] == key and body["control"] == "holdback" and body["primary_metric"]["source"] == "outcomes"
+    ai = next(a for a in body["arms"] if a["name"] == "ai")
+    assert set(ai["metric"]) >= {"value", "low", "high", "n"} and set(ai["lift"]) >= {"value", "low", "high"}
+    assert ai["significant"] and body["verdict"]["decision"] == "ship" and body["verdict"]["arm"] == "ai"
+    assert set(body["srm"]) == {"chi2", "p_value", "mismatch", "observed", "expected"}
+    assert body["sequential_test"]["name"].startswith("mSPRT") and body["plan"]["per_arm"] > 0
+
+
+def test_unknown_and_other_organizations_experiments_are_404(client_a: Client, org_a, org_b) -> None:  # type: ignore[no-untyped-def]
+    missing = client_a.get("/api/v1/experiments/no-such-experiment")
+    assert missing.status_code == 404 and error_code(missing) == "not_found"
+    theirs = _experiment(org_b)
+    assert_cross_tenant_404(client_a, f"/api/v1/experiments/{theirs}", leak=theirs)
+    assert theirs not in client_a.get("/api/v1/experiments").content.decode()
+
+
+def test_schema_describes_both_endpoints(client_a: Client) -> None:
+    schema = client_a.get("/api/v1/schema/", HTTP_ACCEPT="application/json").json()
+    assert "/api/v1/experiments" in schema["paths"] and "/api/v1/experiments/{key}" in schema["paths"]
+    detail = schema["paths"]["/api/v1/experiments/{key}"]["get"]
+    assert {"200", "404"} <= set(detail["responses"])

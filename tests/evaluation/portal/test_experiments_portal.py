@@ -1,0 +1,117 @@
+"""Portal pages of experiments, drift, alerts and the digest preview: they render the numbers, forms
+refuse bad input with a message, and every page and action is a 404 for another organization."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.test import Client
+
+from evaluation.models import Alert, AlertRule, Experiment, NotificationChannel
+from evaluation.services.alerts import alerts_evaluate
+from evaluation.services.experiments import experiment_create
+from feedback.models import Feature
+from tests.evaluation.experiments_seed import ingest, new_feature, traffic
+from tests.fixtures.organizations import in_tenant, unique
+from tests.helpers import assert_cross_tenant_404
+
+NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+@pytest.fixture
+def seeded(db: None, org_a) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    key = unique("exp")
+    with in_tenant(org_a):
+        feature = new_feature(segment_keys=["auth"])
+        rng = random.Random(8)
+        arms = ["holdback" if i % 10 == 0 else "ai" for i in range(3000)]
+        base = traffic(
+            feature=feature,
+            start=NOW - timedelta(days=9),
+            hours=24 * 8,
+            count=3000,
+            rng=rng,
+            fields=lambda i: {
+                "experiment": key,
+                "variant": arms[i],
+                "fallback": arms[i] == "holdback",
+                "metadata": {"auth": "sso" if i % 5 == 0 else "password"},
+            },
+            success=lambda t: 0.3 if t["variant"] == "holdback" else 0.55,
+        )
+        spike = traffic(
+            feature=feature, start=NOW - timedelta(hours=23), hours=22, count=300, rng=rng, thumbs_down=lambda t: 0.8
+        )
+        ingest(*(a + b for a, b in zip(base, spike, strict=True)))
+        experiment_create(
+            key=key,
+            feature_key=feature,
+            control="holdback",
+            mde=0.05,
+            started_at=NOW - timedelta(days=9),
+            arms=[{"name": "holdback", "allocation": 0.1, "holdback": True}, {"name": "ai", "allocation": 0.9}],
+        )
+        alerts_evaluate(now=NOW, features=[Feature.objects.get(key=feature)])
+        alert = Alert.objects.filter(rule__feature__key=feature).first()
+        rule = AlertRule.objects.filter(feature__key=feature).first()
+    assert alert is not None and rule is not None
+    return {"experiment": key, "feature": feature, "alert": alert.id, "rule": rule.id}
+
+
+def test_pages_render_the_numbers(owner_a: Client, org_a, seeded: dict) -> None:  # type: ignore[no-untyped-def,type-arg]
+    listing = owner_a.get(org_a.url("experiments/"), {"baseline": "0.5", "mde": "0.05"})
+    assert listing.status_code == 200 and seeded["experiment"] in listing.content.decode()
+    assert b'data-testid="plan"' in listing.content
+    detail = owner_a.get(org_a.url(f"experiments/{seeded['experiment']}/")).content.decode()
+    assert "SHIP" in detail and "always-valid" in detail and "holdback" in detail and "mSPRT" in detail
+    drift = owner_a.get(org_a.url(f"drift/{seeded['feature']}/")).content.decode()
+    assert "Thumbs-down share" in drift and "PSI" in drift
+    alerts = owner_a.get(org_a.url("alerts/")).content.decode()
+    assert "Thumbs-down share up 50%" in alerts and 'data-testid="alert-row"' in alerts
+    assert owner_a.get(org_a.url(f"alerts/{seeded['alert']}/")).status_code == 200
+    digest = owner_a.get(org_a.url("digest/")).content.decode()
+    assert "Candor weekly" in digest and seeded["experiment"] in digest
+
+
+def test_forms_validate_and_save(owner_a: Client, org_a, seeded: dict, settings) -> None:  # type: ignore[no-untyped-def,type-arg]
+    bad = owner_a.post(
+        org_a.url("experiments/new"),
+        {"key": "x", "feature": seeded["feature"], "arms": "a:0.5, b:0.2", "control": "a", "mde": "0.05"},
+        follow=True,
+    )
+    assert b"allocations must add up to 1" in bad.content
+    overlap = owner_a.post(
+        org_a.url("experiments/new"),
+        {"key": "y", "feature": seeded["feature"], "arms": "a:0.5, b:0.5", "control": "a", "mde": "0.05"},
+        follow=True,
+    )
+    assert b"overlaps" in overlap.content
+    settings.ALERT_WEBHOOK_ALLOWED_HOSTS = []
+    refused = owner_a.post(
+        org_a.url("alerts/channels/new"),
+        {"kind": "webhook", "name": "x", "url": "https://192.168.1.10/hook"},
+        follow=True,
+    )
+    assert b"private or internal address" in refused.content
+    with in_tenant(org_a):
+        assert not NotificationChannel.objects.filter(name="x").exists()
+    owner_a.post(org_a.url(f"alerts/rules/{seeded['rule']}/toggle"))
+    owner_a.post(org_a.url(f"experiments/{seeded['experiment']}/stop"))
+    with in_tenant(org_a):
+        assert not AlertRule.objects.get(id=seeded["rule"]).enabled
+        assert Experiment.objects.get(key=seeded["experiment"]).status == "stopped"
+
+
+def test_every_page_and_action_is_404_for_another_organization(seeded: dict, org_a, org_b) -> None:  # type: ignore[no-untyped-def,type-arg]
+    other = Client()
+    other.force_login(org_b.owner)
+    pages = [f"experiments/{seeded['experiment']}/", f"drift/{seeded['feature']}/", f"alerts/{seeded['alert']}/"]
+    for path in ["experiments/", "drift/", "alerts/", "digest/", *pages]:
+        assert_cross_tenant_404(other, org_a.url(path))
+    for path in pages:  # org A's objects asked for inside org B
+        assert_cross_tenant_404(other, org_b.url(path))
+    for path in (f"experiments/{seeded['experiment']}/stop", f"alerts/rules/{seeded['rule']}/toggle"):
+        assert_cross_tenant_404(other, org_b.url(path), method="post")
+        assert_cross_tenant_404(other, org_a.url(path), method="post")
