@@ -118,7 +118,14 @@ def queue_skips(queue: AnnotationQueue, limit: int = 200) -> list[QueueSlot]:
 
 
 def queue_items(queue: AnnotationQueue, limit: int = 100) -> list[QueueItem]:
-    return list(queue.items.order_by("-position")[:limit])
+    """The latest items with how many of their slots are labelled (``done``) and skipped (no values:
+    the queue page shows progress, never the verdicts)."""
+    return list(
+        queue.items.annotate(
+            done=Count("slots", filter=Q(slots__status=SlotStatus.DONE)),
+            skipped=Count("slots", filter=Q(slots__status=SlotStatus.SKIPPED)),
+        ).order_by("-position")[:limit]
+    )
 
 
 def queue_design_summary(queue: AnnotationQueue) -> list[dict[str, Any]]:

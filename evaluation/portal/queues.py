@@ -30,6 +30,7 @@ from evaluation.queues_selectors import (
     rubric_newer_version,
     slot_find,
 )
+from evaluation.services.calibration_refresh import calibration_nudge
 from evaluation.services.labels import rubric_version_create
 from evaluation.services.queues import (
     QueueError,
@@ -178,7 +179,7 @@ def _detail_context(queue: AnnotationQueue, add_form: AddForm | None = None) -> 
         "reviewers": reviewer_progress(queue),
         "skips": queue_skips(queue),
         "strata": queue_design_summary(queue),
-        "items": queue_items(queue, limit=50),
+        "items": queue_items(queue, limit=25),
         "newer": rubric_newer_version(queue),
         "add_form": add_form or AddForm(),
     }
@@ -236,7 +237,7 @@ def _panels(request: HttpRequest, queue: AnnotationQueue, slots: list[QueueSlot]
             else:
                 view.answer = f"{label.value:g}"
     return {"queue": queue, "rubric": rubric, "views": views, "keys": keys, "skip_reasons": SKIP_REASONS,
-            **extra}  # fmt: skip
+            "item_total": queue.items.count(), **extra}  # fmt: skip
 
 
 @role_required(Role.REVIEWER)
@@ -307,6 +308,7 @@ def slot_label_view(request: HttpRequest, queue_id: int, slot_id: int) -> HttpRe
         )  # fmt: skip
     except QueueError as exc:
         return HttpResponse(exc.message, status=409 if exc.field == "slot" else 400, content_type="text/plain")
+    calibration_nudge()  # the judge's calibration against these labels is recomputed within seconds
     return _answered(request, queue)
 
 
