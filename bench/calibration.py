@@ -4,8 +4,9 @@ the calibration report, the feature's success estimate and the snapshot row), ti
 
 1. Creates an organization of its own with one feature, a lenient continuous external judge
    (scores in [0, 1], passes at 0.5) and a binary rubric; loads BENCH_SCORED traces of that feature
-   over the last 20 days, one score per trace, and BENCH_LABELS uniform-audit queue labels on
-   scored traces, all straight with COPY (no ingestion path: it is not what is measured).
+   over the last 20 days (as wide as the demo's: input, output, model, tokens, customer, metadata),
+   one score per trace, and BENCH_LABELS uniform-audit queue labels on scored traces, all straight
+   with COPY (no ingestion path: it is not what is measured).
 2. Takes a snapshot BENCH_RUNS times (after one warm-up), and times where each one goes: every
    selector and statistic the report calls, plus the rest (snapshot write, Python glue).
 3. Checks the numbers against the previous run of the same size and seed (.var/), to 1e-9, so a
@@ -56,6 +57,7 @@ from evaluation.models import CalibrationTarget, Label, Rubric, Score  # noqa: E
 from evaluation.services import calibration as calibration_service  # noqa: E402
 from evaluation.services import calibration_refresh  # noqa: E402
 from evaluation.services.judges import judge_create  # noqa: E402
+from feedback.demo import HOST_PAGE_TRACES  # noqa: E402
 from feedback.models import Feature, Trace  # noqa: E402
 from tenants.models import Organization  # noqa: E402
 from tenants.schema import activate_public, activate_tenant  # noqa: E402
@@ -134,12 +136,25 @@ def load(now: datetime) -> CalibrationTarget:
     # Lenient: a good output scores Beta(8, 2) (passes 98%), a bad one Beta(3, 2) (still passes 69%).
     raw = np.where(good, rng.beta(8, 2, SCORED), rng.beta(3, 2, SCORED)).round(4)
 
+    # Traces as wide as the demo's (input, output, model, tokens, customer, metadata): the scope
+    # filter joins them, so their width is part of what a report costs.
+    texts = [
+        "\t".join(_copy_text(trace[key]) for key in ("input", "output")) + "\tgpt-4o-mini\topenai"
+        for trace in HOST_PAGE_TRACES
+    ]
+    customers = [f"cust-{c:03d}" for c in range(200)]
     t0 = time.perf_counter()
     copy_rows(
         Trace,
-        ["trace_id", "feature_id", "started_at", "day"],
-        (f"{ids[i]}\t{feature.id}\t{started[i].isoformat()}\t{started[i].date()}" for i in range(SCORED)),
-    )
+        ["trace_id", "feature_id", "started_at", "day", "input", "output", "model", "provider", "input_tokens",
+         "output_tokens", "latency_ms", "customer_id", "metadata"],
+        (
+            f"{ids[i]}\t{feature.id}\t{started[i].isoformat()}\t{started[i].date()}\t{texts[i % 3]}\t{850 + i % 300}\t"
+            f"{90 + i % 200}\t{1240.0 + i % 900}\t{customers[i % 200]}\t"
+            f'{{"auth": "{"sso" if i % 4 else "password"}", "plan": "{"pro" if i % 3 else "team"}"}}'
+            for i in range(SCORED)
+        ),
+    )  # fmt: skip
     print(f"  {SCORED:,} traces in {time.perf_counter() - t0:.1f}s", flush=True)
     t0 = time.perf_counter()
     stamp = now.isoformat()
