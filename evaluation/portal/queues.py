@@ -5,6 +5,7 @@ Thin: forms validate, evaluation.services.queues writes, evaluation.queues_selec
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -44,6 +45,7 @@ from evaluation.services.shared import JudgeServiceError, utc_now
 from feedback.models import Feature
 from tenants.access import Role, org_url, role_required
 
+logger = logging.getLogger(__name__)
 NEW_RUBRIC = "__new__"
 SKIP_REASONS = ("Cannot judge without more context", "Not in my area of expertise", "Trace is broken or empty")
 
@@ -308,7 +310,10 @@ def slot_label_view(request: HttpRequest, queue_id: int, slot_id: int) -> HttpRe
         )  # fmt: skip
     except QueueError as exc:
         return HttpResponse(exc.message, status=409 if exc.field == "slot" else 400, content_type="text/plain")
-    calibration_nudge()  # the judge's calibration against these labels is recomputed within seconds
+    try:
+        calibration_nudge()  # the judge's calibration against these labels is recomputed within seconds
+    except Exception:  # the label is stored; a broker hiccup only delays the refresh to the beat sweep
+        logger.warning("calibration nudge failed after a queue label", exc_info=True)
     return _answered(request, queue)
 
 
