@@ -105,7 +105,7 @@ def run(port: int, key: str, *, writers: int, path_of: object = None) -> tuple[l
 
     def checker(c: int) -> None:
         rng = random.Random(100 + c)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         while time.monotonic() < stop:
             path = path_of() if callable(path_of) else (
                 f"/api/v1/budgets/check?customer_id={customer(rng.randrange(CUSTOMERS + 50))}"
@@ -143,6 +143,20 @@ def run(port: int, key: str, *, writers: int, path_of: object = None) -> tuple[l
     for t in threads:
         t.join()
     return [x for xs in latencies for x in xs], sum(written), time.monotonic() - started, problems
+
+
+def ready(port: int) -> None:
+    """Wait until every worker has booted (a loaded machine takes a while to import Django four times)."""
+    deadline = time.monotonic() + 180
+    answered = 0
+    while answered < 20 and time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn.request("GET", "/healthz")
+            answered += conn.getresponse().status == 200
+            conn.close()
+        except OSError:
+            time.sleep(0.5)
 
 
 def sql_floor(organization: Organization) -> float:
@@ -184,6 +198,7 @@ def main() -> int:
         with gunicorn(port):
             print(f"gunicorn: {workers} workers; {CHECKERS} checking clients, {SECONDS:.0f} s per phase "
                   f"({os.cpu_count()} CPUs, shared)", flush=True)  # fmt: skip
+            ready(port)
             run(port, created.secret_key, writers=0)  # warm-up: workers' connections, key cache
             healthz, _, seconds, _ = run(port, created.secret_key, writers=0, path_of=lambda: "/healthz")
             report("GET /healthz (floor of a request)", healthz, seconds)

@@ -138,17 +138,24 @@ class BudgetRule:
         return (self.feature, self.model)
 
 
-_BUDGETS = """
-SELECT id, customer_id, feature, model, daily_cap_usd, monthly_cap_usd, thresholds, over_action, fallback_model
-FROM public.billing_customerbudget
-WHERE organization_id = %s AND customer_id IN (%s, '') AND feature IN (%s, '') AND model IN (%s, '')
-"""
-# The customer's spend this month by feature and model: today's and the month's.
-_SPEND = """
-SELECT f.key, c.model, coalesce(sum(c.cost_usd) FILTER (WHERE c.day = %(today)s), 0), coalesce(sum(c.cost_usd), 0)
+# One round trip: the budgets that may apply, and (only when there are some) the customer's spend
+# this month by feature and model, today's and the month's.
+_CHECK = """
+WITH b AS (
+    SELECT id, customer_id, feature, model, daily_cap_usd, monthly_cap_usd, thresholds::text AS thresholds,
+           over_action, fallback_model
+    FROM public.billing_customerbudget
+    WHERE organization_id = %(organization)s AND customer_id IN (%(customer)s, '')
+      AND feature IN (%(feature)s, '') AND model IN (%(model)s, '')
+)
+SELECT true, id, customer_id, feature, model, daily_cap_usd, monthly_cap_usd, thresholds, over_action, fallback_model
+FROM b
+UNION ALL
+SELECT false, NULL, NULL, f.key, c.model, coalesce(sum(c.cost_usd) FILTER (WHERE c.day = %(today)s), 0),
+       sum(c.cost_usd), NULL, NULL, NULL
 FROM feedback_spendcounter c JOIN feedback_feature f ON f.id = c.feature_id
-WHERE c.customer_id = %(customer)s AND c.day >= %(month)s AND c.day <= %(today)s
-GROUP BY 1, 2
+WHERE EXISTS (SELECT 1 FROM b) AND c.customer_id = %(customer)s AND c.day >= %(month)s AND c.day <= %(today)s
+GROUP BY f.key, c.model
 """
 
 
@@ -218,21 +225,21 @@ def budget_check(
     check sees every trace whose ingest has committed, and none that has not (a batch in
     flight is at most its own size behind). Checks reserve nothing: N concurrent checks that
     each fit the remaining budget are all allowed, so spend may pass a cap by up to the calls
-    already allowed and still running. Runs in the organization's schema (one query for the
-    budgets, one for the counters). With no budget applying, the call is allowed.
+    already allowed and still running. Runs in the organization's schema, in one query (budgets
+    and counters together). With no budget applying, the call is allowed.
     """
     today = today or utc_now().date()
+    month = month_start(today)
     with connection.cursor() as cursor:
-        cursor.execute(_BUDGETS, [organization_id, customer_id, feature, model])
-        rows = [
-            BudgetRule(i, c, f, m, d, mo, _percents(th), a, fb) for i, c, f, m, d, mo, th, a, fb in cursor.fetchall()
-        ]
-        rules = applicable_budgets(rows, customer_id)
-        if not rules:
-            return BudgetDecision(True, "allow", None, None, None, None, None, None)
-        month = month_start(today)
-        cursor.execute(_SPEND, {"today": today, "customer": customer_id, "month": month})
-        spend = cursor.fetchall()
+        cursor.execute(_CHECK, {"organization": organization_id, "customer": customer_id, "feature": feature,
+                                "model": model, "today": today, "month": month})  # fmt: skip
+        found = cursor.fetchall()
+    rows = [BudgetRule(i, c, f, m, d, mo, _percents(th), a, fb) for budget, i, c, f, m, d, mo, th, a, fb in found
+            if budget]  # fmt: skip
+    spend = [(f, m, d, mo) for budget, _, _, f, m, d, mo, *_ in found if not budget]
+    rules = applicable_budgets(rows, customer_id)
+    if not rules:
+        return BudgetDecision(True, "allow", None, None, None, None, None, None)
     decisions: list[tuple[int, Decimal, BudgetDecision]] = []
     for rule in rules:
         spent_day = sum((d for f, m, d, _ in spend if rule.feature in ("", f) and rule.model in ("", m)), Decimal(0))

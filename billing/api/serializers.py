@@ -27,20 +27,57 @@ class BudgetCheckSerializer(serializers.Serializer):
     budget = BudgetRefSerializer(allow_null=True, help_text="the budget that decided, null when none applies")
 
 
+class _Text(serializers.CharField):
+    """A JSON string, nothing else (DRF would take 0 and make it "0")."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
+class _Number(serializers.DecimalField):
+    """A JSON number, nothing else (DRF would take "5" and true)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class _Int(serializers.IntegerField):
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return int(super().to_internal_value(data))
+
+
+class _Choice(serializers.ChoiceField):
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, str):
+            self.fail("invalid_choice", input=data)
+        return super().to_internal_value(data)
+
+
 class BudgetSerializer(serializers.Serializer):
     id = serializers.IntegerField(read_only=True)
-    customer_id = serializers.CharField(allow_blank=True, default="", max_length=200,
+    customer_id = _Text(allow_blank=True, default="", max_length=200,
                                         help_text='"" (or absent): the default for every customer')  # fmt: skip
-    feature = serializers.CharField(allow_blank=True, default="", max_length=100)
-    model = serializers.CharField(allow_blank=True, default="", max_length=200)
-    daily_cap_usd = serializers.DecimalField(max_digits=14, decimal_places=4, allow_null=True, default=None,
+    feature = _Text(allow_blank=True, default="", max_length=100)
+    model = _Text(allow_blank=True, default="", max_length=200)
+    daily_cap_usd = _Number(max_digits=14, decimal_places=4, allow_null=True, default=None,
                                              coerce_to_string=False)  # fmt: skip
-    monthly_cap_usd = serializers.DecimalField(max_digits=14, decimal_places=4, allow_null=True, default=None,
+    monthly_cap_usd = _Number(max_digits=14, decimal_places=4, allow_null=True, default=None,
                                                coerce_to_string=False)  # fmt: skip
-    thresholds = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=100), required=False,
-                                       max_length=5, help_text="percents, default [80, 90, 100]")  # fmt: skip
-    over_action = serializers.ChoiceField(choices=OverAction.values, default=OverAction.BLOCK)
-    fallback_model = serializers.CharField(allow_blank=True, default="", max_length=200)
+    thresholds = serializers.ListField(
+        child=_Int(min_value=1, max_value=100),
+        required=False,
+        min_length=1,
+        max_length=5,
+        help_text="percents, default [80, 90, 100]",
+    )
+    over_action = _Choice(choices=OverAction.values, default=OverAction.BLOCK)
+    fallback_model = _Text(allow_blank=True, default="", max_length=200)
 
 
 def budget_out(budget: CustomerBudget) -> dict[str, Any]:

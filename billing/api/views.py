@@ -43,6 +43,11 @@ def _text(request: Request, name: str, *, required: bool = False, limit: int = 2
     return value
 
 
+def _text_schema(limit: int, *, required: bool = False) -> dict[str, Any]:
+    # No NUL (PostgreSQL text cannot hold one): stated so generated clients know it.
+    return {"type": "string", "maxLength": limit, "minLength": 1 if required else 0, "pattern": "^[^\\x00]*$"}
+
+
 def _validation(exc: ValidationError) -> ApiError:
     details = exc.message_dict if hasattr(exc, "error_dict") else {"non_field": exc.messages}
     first = next(iter(details.values()))[0]
@@ -62,13 +67,17 @@ class BudgetCheckApi(TenantApi):
         parameters=[
             OpenApiParameter(
                 "customer_id",
-                str,
+                _text_schema(200, required=True),
                 required=True,
                 description="your end-customer's ID; an unknown one gets the organization's default budget",
-            ),  # fmt: skip
-            OpenApiParameter("feature", str, description="feature key, for budgets narrowed to one feature"),
-            OpenApiParameter("model", str, description="model, for budgets narrowed to one model"),
-            OpenApiParameter("estimated_cost_usd", float, description="the coming call's estimated cost, >= 0"),
+            ),
+            OpenApiParameter("feature", _text_schema(100), description="feature key, for budgets narrowed to one"),
+            OpenApiParameter("model", _text_schema(200), description="model, for budgets narrowed to one model"),
+            OpenApiParameter(
+                "estimated_cost_usd",
+                {"type": "number", "minimum": 0, "maximum": 100000},
+                description="the coming call's estimated cost in USD",
+            ),
         ],
         responses={200: s.BudgetCheckSerializer, 400: ErrorSerializer},
         tags=["budgets"],
@@ -116,21 +125,28 @@ class BudgetsApi(TenantApi):
         return Response(s.budget_out(budget))
 
 
+def _budget(request: Request, budget_id: str) -> Any:
+    """The organization's budget by id; anything else (another organization's, not a number) is None."""
+    if not budget_id.isascii() or not budget_id.isdigit() or len(budget_id) > 18:
+        return None
+    return budget_find(organization=_organization(request), budget_id=int(budget_id))
+
+
 class BudgetDetailApi(TenantApi):
     @extend_schema(operation_id="budgets_retrieve", summary="One budget",
                    responses={200: s.BudgetSerializer, 404: ErrorSerializer}, tags=["budgets"])  # fmt: skip
-    def get(self, request: Request, budget_id: int) -> Response:
-        budget = budget_find(organization=_organization(request), budget_id=budget_id)
+    def get(self, request: Request, budget_id: str) -> Response:
+        budget = _budget(request, budget_id)
         if budget is None:
-            raise ApiError("not_found", f"No budget {budget_id}.", 404)
+            raise ApiError("not_found", "No such budget.", 404)
         return Response(s.budget_out(budget))
 
     @extend_schema(operation_id="budgets_delete", summary="Remove a budget",
                    responses={204: None, 404: ErrorSerializer}, tags=["budgets"])  # fmt: skip
-    def delete(self, request: Request, budget_id: int) -> Response:
-        budget = budget_find(organization=_organization(request), budget_id=budget_id)
+    def delete(self, request: Request, budget_id: str) -> Response:
+        budget = _budget(request, budget_id)
         if budget is None:
-            raise ApiError("not_found", f"No budget {budget_id}.", 404)
+            raise ApiError("not_found", "No such budget.", 404)
         budget_delete(budget=budget)
         return Response(status=204)
 
@@ -159,6 +175,6 @@ class CustomerSpendApi(TenantApi):
 urlpatterns: list[URLPattern] = [
     path("budgets/check", BudgetCheckApi.as_view(), name="api-budget-check"),
     path("budgets", BudgetsApi.as_view(), name="api-budgets"),
-    path("budgets/<int:budget_id>", BudgetDetailApi.as_view(), name="api-budget-detail"),
+    path("budgets/<str:budget_id>", BudgetDetailApi.as_view(), name="api-budget-detail"),
     path("customers/<str:customer_id>/spend", CustomerSpendApi.as_view(), name="api-customer-spend"),
 ]
