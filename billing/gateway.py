@@ -57,7 +57,8 @@ def checkout_session_create(
 ) -> str:
     """A Checkout Session for a subscription to one plan's price; returns the URL to send the owner to.
 
-    ``attempt`` makes the idempotency key: the same click retried gets the same session."""
+    ``attempt`` (one per click) makes the idempotency key: the library's own retries of that click
+    get the same session, a new click a new one (a session expires; reusing an old one would fail)."""
     session = _call(
         _client().v1.checkout.sessions.create,
         {

@@ -112,3 +112,22 @@ def test_payment_failed_then_grace_then_paid(db: None, org_a: Org, owner_a: Clie
     org_a.organization.refresh_from_db()
     assert org_a.organization.quota_exceeded_at is None
     assert b"Payment failed" not in owner_a.get(org_a.url("traces/")).content
+
+
+def test_checkout_completed_links_the_subscription(db: None, org_a: Org, fake_stripe: FakeStripe) -> None:
+    account_get(organization=org_a.organization)
+    session = {"id": "cs_1", "object": "checkout.session", "customer": "cus_new", "subscription": "sub_9",
+               "client_reference_id": str(org_a.organization.id), "mode": "subscription"}  # fmt: skip
+    response = deliver(fake_stripe, fake_stripe.event("checkout.session.completed", session))
+    assert response.json()["outcome"].startswith("applied")
+    account = account_get(organization=org_a.organization)
+    assert (account.stripe_customer_id, account.stripe_subscription_id) == ("cus_new", "sub_9")
+    sub = _subscription("cus_new", "active", price="price_business_fake")
+    deliver(fake_stripe, fake_stripe.event("customer.subscription.created", sub))
+    assert account_get(organization=org_a.organization).plan == "business"
+
+
+def test_an_event_for_no_known_organization_is_kept_and_ignored(db: None, fake_stripe: FakeStripe) -> None:
+    event = fake_stripe.event("invoice.paid", {"id": "in_2", "customer": "cus_nobody"})
+    assert deliver(fake_stripe, event).json()["outcome"] == "ignored: no organization for this customer"
+    assert StripeEvent.objects.filter(stripe_id=event["id"]).exists()

@@ -13,6 +13,7 @@ from billing.services.accounts import account_get
 from billing.services.budgets import budget_set
 from tenants.services import member_ensure
 from tests.billing.helpers import send_traces, spend_traces
+from tests.fixtures.fake_stripe import FakeStripe
 from tests.fixtures.organizations import PASSWORD, Org, unique
 from tests.helpers import assert_cross_tenant_404
 
@@ -91,3 +92,16 @@ def test_another_organizations_spend_is_not_found(db: None, org_a: Org, org_b: O
     assert theirs not in owner_a.get(org_a.url("spend/budgets/")).content.decode()
     for path in ("billing/", "spend/", "spend/budgets/", "spend/features/", f"spend/customers/{theirs}/"):
         assert_cross_tenant_404(owner_a, org_b.url(path))
+
+
+def test_subscribe_and_manage_go_to_stripe(db: None, org_a: Org, owner_a: Client, fake_stripe: FakeStripe) -> None:
+    page = owner_a.get(org_a.url("billing/")).content.decode()
+    assert "Stripe is not configured" not in page and "Subscribe" in page
+    response = owner_a.post(org_a.url("billing/checkout/"), {"plan": "team"})
+    assert response.status_code == 302 and response["Location"].startswith("https://checkout.stripe.test/")
+    assert fake_stripe.made("/v1/checkout/sessions")[0].params["success_url"].startswith("http://testserver/o/")
+    manage = owner_a.post(org_a.url("billing/manage/"))
+    assert manage.status_code == 302 and manage["Location"].startswith("https://billing.stripe.test/")
+    fake_stripe.fail_next("/v1/billing_portal/sessions", 400)
+    refused = owner_a.post(org_a.url("billing/manage/"), follow=True)
+    assert refused.status_code == 200 and b"Stripe:" in refused.content
