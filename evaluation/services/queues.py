@@ -35,7 +35,7 @@ from evaluation.models import (
 from evaluation.selectors import TraceScope
 from evaluation.services.labels import value_error
 from evaluation.services.shared import JudgeServiceError, utc_now
-from evaluation.stats.designs import Selection, active_sample, stratified_sample, uniform_sample
+from evaluation.stats.designs import Selection, active_sample, stratified_sample, uniform_from_first_phase
 from feedback.models import Feature, Trace
 
 MAX_BUDGET = 100_000
@@ -120,12 +120,17 @@ class Candidate:
     score: float | None  # the judge's score mapped onto [0, 1]
     raw_score: float | None
     pass_probability: float | None
+    # The probability the judge's sampling rule gave the trace of being scored (first phase), and
+    # the stratum it was scored in ("base", "thumbs_down", ...); 1 and "" without a judge.
+    first_phase: float = 1.0
+    first_stratum: str = ""
 
 
 # One row per eligible trace: in the queue's scope, landed, not in the queue yet. With a judge
 # version, only traces it scored (its first successful run), with that score.
 _SCORED = """
-SELECT DISTINCT ON (s.trace_id) s.trace_id, s.score, s.raw_score, s.pass_probability
+SELECT DISTINCT ON (s.trace_id) s.trace_id, s.score, s.raw_score, s.pass_probability,
+    coalesce(s.inclusion_probability, 1.0), s.stratum
 FROM evaluation_score s
 WHERE s.judge_version_id = %s AND s.status = 'ok' AND s.score IS NOT NULL
     AND EXISTS (SELECT 1 FROM feedback_trace t0 WHERE t0.trace_id = s.trace_id) {scope}
@@ -133,7 +138,7 @@ WHERE s.judge_version_id = %s AND s.status = 'ok' AND s.score IS NOT NULL
 ORDER BY s.trace_id, s.run_index, s.id
 """
 _TRACES = """
-SELECT DISTINCT t.trace_id, NULL::float8, NULL::float8, NULL::float8
+SELECT DISTINCT t.trace_id, NULL::float8, NULL::float8, NULL::float8, 1.0::float8, ''
 FROM feedback_trace t
 WHERE TRUE {where}
     AND NOT EXISTS (SELECT 1 FROM evaluation_queueitem qi WHERE qi.queue_id = %s AND qi.trace_id = t.trace_id)
@@ -156,7 +161,10 @@ def queue_population(queue: AnnotationQueue) -> list[Candidate]:
                     conditions.append(f"AND {clause}")
                     params.append(value)
             cursor.execute(_TRACES.format(where=" ".join(conditions)), [*params, queue.id])
-        return [Candidate(*row) for row in cursor.fetchall()]
+        return [
+            Candidate(trace_id, score, raw, p, first if 0 < first <= 1 else 1.0, stratum or "")
+            for trace_id, score, raw, p, first, stratum in cursor.fetchall()
+        ]
 
 
 def score_stratum(candidate: Candidate, scale: str) -> str:
@@ -172,19 +180,31 @@ def score_stratum(candidate: Candidate, scale: str) -> str:
 
 
 def _fill(queue: AnnotationQueue) -> None:
+    """Draw the queue's sample. With a judge, the population is what the judge scored, itself a
+    sample with known probabilities (its sampling rule: e.g. 10% plus every thumbs-down); each item
+    records its probability of selection from all traces in scope, first phase times second
+    (two-phase sampling), so estimates describe every trace, not only the enriched scored ones."""
     population = queue_population(queue)
     rng = np.random.default_rng(queue.seed)
     n = queue.budget - queue.items.count()
+    first = np.array([c.first_phase for c in population], dtype=float)
     selections: list[Selection]
     if queue.design == QueueDesign.UNIFORM:
-        selections = uniform_sample(len(population), n, rng)
-    elif queue.design == QueueDesign.STRATIFIED:
-        scale = str((queue.judge_version.content if queue.judge_version else {}).get("scale", "continuous"))
-        selections = stratified_sample([score_stratum(c, scale) for c in population], n, rng)
+        # Thinned to equal first-phase probabilities, so the audit is uniform over every trace.
+        selections = uniform_from_first_phase(first, n, rng)
     else:
-        # The judge's own probability of a pass when it gives one, else its score on [0, 1].
-        p = [c.pass_probability if c.pass_probability is not None else (c.score or 0.0) for c in population]
-        selections = active_sample(p, n, rng)
+        if queue.design == QueueDesign.STRATIFIED:
+            scale = str((queue.judge_version.content if queue.judge_version else {}).get("scale", "continuous"))
+            mixed = len(set(first.tolist())) > 1  # judge strata split by first-phase stratum: equal pi within
+            strata = [score_stratum(c, scale) + (f" · {c.first_stratum}" if mixed else "") for c in population]
+            selections = stratified_sample(strata, n, rng)
+        else:
+            # The judge's own probability of a pass when it gives one, else its score on [0, 1].
+            p = [c.pass_probability if c.pass_probability is not None else (c.score or 0.0) for c in population]
+            selections = active_sample(p, n, rng)
+        selections = [
+            Selection(s.index, s.stratum, s.inclusion_probability * float(first[s.index])) for s in selections
+        ]
     order = rng.permutation(len(selections))  # reviewers meet strata mixed, not in blocks
     scores = {c.trace_id: c.score for c in population}
     rows = [

@@ -44,6 +44,26 @@ def uniform_sample(population: int, n: int, rng: np.random.Generator) -> list[Se
     return [Selection(int(i), "", pi) for i in chosen]
 
 
+def uniform_from_first_phase(first_phase: ArrayLike, n: int, rng: np.random.Generator) -> list[Selection]:
+    """A uniform sample of the whole population drawn from a first-phase sample taken with known,
+    unequal probabilities (a judge's sampling rule: 10% of traces plus every thumbs-down). Each
+    member is kept with p_min / p_i, so every unit of the population is kept with probability p_min
+    whatever its first-phase stratum; then n of the K kept are drawn at random. Every selected unit
+    has pi = p_min * n / K: equal for all, the uniform audit an unbiased success rate needs (Sarndal,
+    Swensson & Wretman 1992, ch. 9, two-phase sampling)."""
+    p1 = np.asarray(first_phase, dtype=float)
+    if p1.size == 0 or n <= 0:
+        return []
+    if not np.all(np.isfinite(p1)) or p1.min() <= 0 or p1.max() > 1:
+        raise ValueError("first-phase probabilities must lie in (0, 1]")
+    floor = float(p1.min())
+    kept = np.flatnonzero(rng.uniform(size=p1.size) < floor / p1)
+    if kept.size == 0:
+        return []
+    chosen = uniform_sample(int(kept.size), n, rng)
+    return [Selection(int(kept[s.index]), "", floor * s.inclusion_probability) for s in chosen]
+
+
 def equal_allocation(sizes: dict[str, int], n: int) -> dict[str, int]:
     """n split as evenly as the strata allow: each gets an equal share capped at its size, the
     excess goes to strata with room; leftover units go to the smallest strata first."""

@@ -402,3 +402,27 @@ def test_reviewers_racing_never_get_the_same_slot(committed_db: None, org_a: Org
             QueueSlot.objects.filter(queue=queue).delete()
             QueueItem.objects.filter(queue=queue).delete()
             queue.delete()
+
+
+def test_a_judge_enriched_sample_is_undone_by_two_phase_probabilities(db: None, org_a: Org) -> None:
+    """The judge scored 10% of traces plus every thumbs-down: items record first- times second-phase
+    probability, a uniform audit keeps equal probabilities, strata split by the judge's own stratum."""
+    with in_tenant(org_a):
+        judge, feature = _scored(400, [0.0 if i < 100 else 1.0 for i in range(400)])
+        Score.objects.filter(judge_id=judge.id, score=0.0).update(inclusion_probability=1.0, stratum="thumbs_down")
+        Score.objects.filter(judge_id=judge.id, score=1.0).update(inclusion_probability=0.1, stratum="base")
+        scope = {"feature": Feature.objects.get(key=feature), "judge_version": judge.current_version}
+        uniform = _queue("uniform", 20, **scope)
+        (pi,) = set(uniform.items.values_list("inclusion_probability", flat=True))
+        assert pi is not None
+        kept = round(0.1 * 20 / pi)  # the thinned frame: ~10 of the thumbs-down traces and all 300 others
+        assert 290 <= kept <= 330 and uniform.items.count() == 20
+        assert uniform.items.filter(judge_score=0.0).count() <= 5  # not the scored set's 25%
+        stratified = _queue("stratified", 40, **scope)
+        assert Counter(stratified.items.values_list("stratum", "inclusion_probability")) == {
+            ("judge fail · thumbs_down", 20 / 100 * 1.0): 20,
+            ("judge pass · base", 20 / 300 * 0.1): 20,
+        }
+        active = _queue("active", 30, **scope)
+        passed = active.items.filter(judge_score=1.0).values_list("inclusion_probability", flat=True)
+        assert passed and all(p is not None and 0 < p <= 0.1 for p in passed)

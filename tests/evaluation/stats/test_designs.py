@@ -15,6 +15,7 @@ from evaluation.stats.designs import (
     stratified_sample,
     systematic_pps_sample,
     uncertainty,
+    uniform_from_first_phase,
     uniform_sample,
 )
 
@@ -105,3 +106,31 @@ def test_systematic_sampling_takes_exactly_the_expected_count() -> None:
     for _ in range(200):
         chosen = systematic_pps_sample(pi, rng)
         assert len(chosen) == 13 == len(set(chosen))
+
+
+def test_uniform_from_an_enriched_first_phase_is_uniform_over_everything() -> None:
+    """A judge scored 10% of traces plus every thumbs-down (mostly bad answers). The audit drawn from
+    its scores must still give every trace the same chance, and the HT mean must be the population's."""
+    rng = np.random.default_rng(17)
+    size = 600
+    thumbs_down = np.arange(size) < 60
+    p1 = np.where(thumbs_down, 1.0, 0.1)
+    y = np.where(thumbs_down, rng.uniform(size=size) < 0.2, rng.uniform(size=size) < 0.8).astype(float)
+    counts = np.zeros(size)
+    estimates, naive = [], []
+    reps = 4000
+    for _ in range(reps):
+        scored = np.flatnonzero(rng.uniform(size=size) < p1)  # the judge's own sampling
+        chosen = uniform_from_first_phase(p1[scored], 8, rng)
+        assert len({s.inclusion_probability for s in chosen}) == 1  # equal probabilities: a uniform design
+        idx = scored[[s.index for s in chosen]]
+        counts[idx] += 1
+        estimates.append(horvitz_thompson_mean(y[idx], [s.inclusion_probability for s in chosen], size))
+        naive.append(float(y[scored].mean()))
+    share_down = counts[thumbs_down].sum() / counts.sum()
+    assert abs(share_down - 0.1) < 0.02  # thumbs-down traces are 10% of all traces, ~50% of the scored ones
+    se = float(np.std(estimates, ddof=1) / np.sqrt(reps))
+    assert abs(float(np.mean(estimates)) - float(y.mean())) < 3 * se
+    assert float(np.mean(naive)) < float(y.mean()) - 0.1  # the scored set alone is biased low
+    with pytest.raises(ValueError):
+        uniform_from_first_phase([0.5, 0.0], 1, rng)
