@@ -70,6 +70,7 @@ def test_bad_moments_are_refused():
         (2000, 200_000, 2, {"lenient": 0.3}),  # lambda clipped at 1
         (500, 20_000, 3, {"lenient": -0.1, "spread": 0.5, "noise": 0.3}),  # lambda inside (0, 1)
         (120, 120, 4, {}),
+        (300, 2, 5, {}),  # nearly every scored trace labelled: the subtraction leaves a sliver
     ],
 )
 def test_ppi_from_moments_equals_the_array_path_and_ppi_py(n, big_n, seed, kwargs):
