@@ -9,14 +9,8 @@ from typing import Any
 from drf_spectacular.utils import OpenApiParameter
 
 from evaluation.reports.selectors import GROUP_BY_PATTERN, MAX_WINDOW_DAYS
+from feedback.api.openapi import WHEN_PATTERN
 from tenants.api.errors import ApiError
-
-# A day, or a day and a time with an optional zone (no zone means UTC); days 29-31 are left to
-# the parser, which answers 400 for a day a month does not have.
-WHEN_PATTERN = (
-    r"^(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
-    r"(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?)?$"
-)
 
 _SCHEMAS: dict[str, dict[str, Any]] = {
     "since": {"type": "string", "pattern": WHEN_PATTERN},

@@ -216,6 +216,12 @@ def test_list_filters_and_cursor(api_a) -> None:  # type: ignore[no-untyped-def]
     assert seen == [f"{run}-{i}" for i in reversed(range(30))]  # newest first, no repeats, no gaps
     bad = api_a.get("/api/v1/traces", params={"since": "yesterday"})
     assert bad.status_code == 400 and bad.json()["error"]["details"]["field"] == "since"
+    # The last days of a month are days like any other; a day the month does not have is a 400.
+    for day in ("2025-01-29", "2025-01-31", "2024-02-29T12:00:00Z", "2025-12-31T23:59:59+01:00"):
+        assert api_a.get("/api/v1/traces", params={"until": day}).status_code == 200, day
+    for day in ("2025-02-30", "2025-04-31", "2025-02-29"):
+        impossible = api_a.get("/api/v1/traces", params={"until": day})
+        assert impossible.status_code == 400 and impossible.json()["error"]["details"]["field"] == "until", day
     assert api_a.get("/api/v1/traces", params={"cursor": "garbage!"}).status_code == 400
 
 
