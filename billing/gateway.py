@@ -7,8 +7,9 @@ a second customer, session or meter event.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import stripe
@@ -105,7 +106,7 @@ def subscription_from(data: dict[str, Any]) -> Subscription:
         id=str(data.get("id", "")),
         status=str(data.get("status", "")),
         price_id=str(price),
-        current_period_end=datetime.fromtimestamp(int(end), tz=datetime.now().astimezone().tzinfo) if end else None,
+        current_period_end=datetime.fromtimestamp(int(end), tz=UTC) if end else None,
     )
 
 
@@ -136,8 +137,6 @@ def webhook_event(*, payload: bytes, signature: str) -> dict[str, Any]:
         stripe.WebhookSignature.verify_header(payload.decode("utf-8"), signature, secret, tolerance=300)
     except (stripe.SignatureVerificationError, UnicodeDecodeError) as exc:
         raise BadSignature(str(exc) or "bad signature") from exc
-    import json
-
     try:
         event = json.loads(payload)
     except ValueError as exc:

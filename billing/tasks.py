@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
 
 from billing import gateway
-from billing.models import BillingAccount, Notice
+from billing.models import Notice
 from billing.services import ledger
 from billing.services.accounts import account_get, cap_evaluate, grace_expire
 from billing.services.budgets import budget_thresholds_sweep
@@ -38,7 +39,8 @@ def billing_organization(organization_id: int) -> None:
 def billing_refresh(*, organization: Organization) -> None:
     """Recount, move the cap, warn on budgets, report usage: the sweep's work for one organization."""
     now = utc_now()
-    ledger.ledger_refresh(organization=organization, days=ledger.ledger_days(now.date()))
+    ledger.ledger_refresh(organization=organization, days=ledger.ledger_days(now.date(), organization=organization))
+    ledger.usage_counters_compact(organization=organization, before=now.date() - timedelta(days=1))
     account = account_get(organization=organization)
     grace_expire(account=account, now=now)
     cap_evaluate(account=account, now=now)
@@ -53,6 +55,3 @@ def notice_deliver(notice_id: int) -> None:
     notice = Notice.objects.filter(id=notice_id).first()
     if notice is not None:
         deliver(notice=notice)
-
-
-__all__ = ["BillingAccount", "billing_organization", "billing_refresh", "billing_sweep", "notice_deliver"]

@@ -22,6 +22,7 @@ from billing import gateway
 from billing.models import BillingAccount, UsageLedger, UsageReport
 from billing.plans import METERS
 from billing.services.shared import midnight, month_start, organization_schema, utc_now
+from feedback.services.spend import usage_counters_fold
 from tenants.selectors import Organization
 
 logger = logging.getLogger("candor.billing")
@@ -112,10 +113,23 @@ def usage_reports_send(*, organization: Organization) -> int:
     return sent
 
 
-def ledger_days(now: date | None = None) -> list[date]:
-    """The days a sweep recounts: today and yesterday (late scores and batches straddling midnight)."""
+def ledger_days(now: date | None = None, *, organization: Organization | None = None) -> list[date]:
+    """The days a sweep recounts: from the last day in the ledger (the month's first day when there
+    is none; at most 35 days back) through today, and always yesterday (late scores, batches
+    straddling midnight). A sweep that did not run for a while catches up."""
     today = now or utc_now().date()
-    return [today - timedelta(days=1), today]
+    first = today - timedelta(days=1)
+    if organization is not None:
+        last = UsageLedger.objects.filter(organization=organization).order_by("-day").values_list("day", flat=True)
+        first = min(first, last[0] if last else month_start(today))
+    first = max(first, today - timedelta(days=35))
+    return [first + timedelta(days=i) for i in range((today - first).days + 1)]
+
+
+def usage_counters_compact(*, organization: Organization, before: date) -> None:
+    """Fold the per-batch usage counter rows of finished days into one row per day and kind."""
+    with organization_schema(organization), transaction.atomic(), connection.cursor() as cursor:
+        usage_counters_fold(cursor.cursor, before=before)
 
 
 def reporting_since(today: date) -> date:

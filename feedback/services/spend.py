@@ -108,3 +108,14 @@ def spend_counters_rebuild(cursor: Any) -> int:
         "GROUP BY 1, 2, 3, 4"
     )
     return int(cursor.rowcount)
+
+
+def usage_counters_fold(cursor: Any, *, before: date) -> None:
+    """Fold the per-batch rows of days before ``before`` (finished: ingestion writes only the day it
+    receives on) into one row per day and kind, so the table stays as small as the days it covers."""
+    cursor.execute(
+        "WITH gone AS (DELETE FROM feedback_usagecounter WHERE day < %s RETURNING day, kind, quantity) "
+        "INSERT INTO feedback_usagecounter (day, kind, quantity) SELECT day, kind, sum(quantity) FROM gone "
+        "GROUP BY day, kind",
+        [before],
+    )
