@@ -3,7 +3,7 @@ with finished days' per-batch usage rows folded together without changing the co
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from django.db import connection
 
@@ -13,7 +13,7 @@ from tests.billing.helpers import send_traces, spend_traces
 from tests.fixtures.organizations import Org, in_tenant, unique
 
 
-def _usage_rows(org: Org, day: object) -> list[tuple[str, int]]:
+def _usage_rows(org: Org, day: date) -> list[tuple[str, int]]:
     with in_tenant(org), connection.cursor() as cursor:
         cursor.execute("SELECT kind, quantity FROM feedback_usagecounter WHERE day = %s ORDER BY kind, quantity",
                        [day])  # fmt: skip
