@@ -18,6 +18,7 @@ from __future__ import annotations
 import http.client
 import os
 import random
+import signal
 import statistics
 import sys
 import threading
@@ -145,8 +146,8 @@ def run(port: int, key: str, *, writers: int, path_of: object = None) -> tuple[l
     return [x for xs in latencies for x in xs], sum(written), time.monotonic() - started, problems
 
 
-def ready(port: int) -> None:
-    """Wait until every worker has booted (a loaded machine takes a while to import Django four times)."""
+def ready(port: int) -> bool:
+    """Wait until the workers have booted (a loaded machine takes a while to import Django four times)."""
     deadline = time.monotonic() + 180
     answered = 0
     while answered < 20 and time.monotonic() < deadline:
@@ -157,6 +158,7 @@ def ready(port: int) -> None:
             conn.close()
         except OSError:
             time.sleep(0.5)
+    return answered >= 20
 
 
 def sql_floor(organization: Organization) -> float:
@@ -185,6 +187,8 @@ def report(name: str, samples: list[float], seconds: float) -> tuple[float, floa
 
 
 def main() -> int:
+    # A benchmark stopped from outside still drops its organization (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     slug = f"bench-{uuid.uuid4().hex[:8]}"
     port = free_port()
     created = organization_create(slug=slug, owner_email=f"bench@{slug}.test")
@@ -198,7 +202,9 @@ def main() -> int:
         with gunicorn(port):
             print(f"gunicorn: {workers} workers; {CHECKERS} checking clients, {SECONDS:.0f} s per phase "
                   f"({os.cpu_count()} CPUs, shared)", flush=True)  # fmt: skip
-            ready(port)
+            if not ready(port):
+                print("gunicorn did not answer /healthz within 3 minutes (see its log above)")
+                return 1
             run(port, created.secret_key, writers=0)  # warm-up: workers' connections, key cache
             healthz, _, seconds, _ = run(port, created.secret_key, writers=0, path_of=lambda: "/healthz")
             report("GET /healthz (floor of a request)", healthz, seconds)
