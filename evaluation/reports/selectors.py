@@ -17,7 +17,7 @@ from django.db import connection
 from django.db.models import Max, Min, Sum
 
 from evaluation.reports.figures import group_figures
-from evaluation.reports.measures import MEASURE_NAMES, JudgedSums, Measures, total
+from evaluation.reports.measures import JudgedSums, Measures, total
 from evaluation.reports.success import SuccessSource, success_source_for
 from feedback.models import DailyRollup, Feature, PromptVersion, SegmentRollup
 from feedback.rollups import measures_query, rollup_sum_query
@@ -518,32 +518,26 @@ def customers_report(*, window: Window, limit: int = 50) -> dict[str, Any]:
     above the customer's trailing 28 days) on the window's last 7 days."""
     from evaluation.reports.spikes import spend_spikes
 
-    features = {f.id: f for f in Feature.objects.all()}
-    per_feature: dict[int, dict[str, Measures]] = {}
-    rows = DailyRollup.objects.filter(day__gte=window.first_day, day__lte=window.last_day).values_list(
-        "feature_id", "customer_id", *MEASURE_NAMES
-    )
-    for feature_id, customer, *values in rows:
-        bucket = per_feature.setdefault(feature_id, {})
-        m = Measures.from_row(values)
-        if customer in bucket:
-            bucket[customer].add(m)
-        else:
-            bucket[customer] = m
-    customers: dict[str, dict[str, Any]] = {}
+    customers: dict[str | None, dict[str, Any]] = {}
     sources: set[str] = set()
-    for feature_id, by_customer in per_feature.items():
+    for feature in Feature.objects.order_by("key"):
+        # One SQL sum per feature over its rollups (and the calibrated judge's sums when it has a
+        # gating one), so each feature's success comes from the same source as its own report.
+        parts, _ = measures_by(feature=feature, window=window, dims=("customer_id",))
+        if not parts:
+            continue
+        by_customer = {key[0]: m for key, m in parts.items()}
         source = success_source_for(total(by_customer))
         sources.add(source.name)
         for customer, m in by_customer.items():
-            c = customers.setdefault(customer, {"customer_id": customer or None, "traces": 0, "cost_usd": 0.0,
+            c = customers.setdefault(customer, {"customer_id": customer, "traces": 0, "cost_usd": 0.0,
                                                 "successes": 0.0, "features": []})  # fmt: skip
             c["traces"] += m.traces
             c["cost_usd"] += m.cost_usd
             rate = source.estimate(m).interval.value
             if rate is not None:
                 c["successes"] += m.outcome_traces if source.name == "outcomes" else rate * m.traces
-            c["features"].append(features[feature_id].key)
+            c["features"].append(feature.key)
     for c in customers.values():
         c["cost_per_success_usd"] = c["cost_usd"] / c["successes"] if c["successes"] else None
         c["features"] = sorted(set(c["features"]))
@@ -586,23 +580,19 @@ def overview(*, window: Window) -> list[dict[str, Any]]:
     a daily sparkline of success and cost, and what needs attention (largest drop in success or
     rise in cost per success versus the previous window) first."""
     previous = window.previous()
-    features = {f.id: f for f in Feature.objects.all()}
+    # One SQL sum per feature and window over its rollups (plus a gating judge's sums, as the
+    # feature report reads them), so the overview's figures are the feature page's figures.
+    features: dict[int, Feature] = {}
     cur: dict[int, dict[str, Measures]] = {}
     prev: dict[int, Measures] = {}
-    rows = DailyRollup.objects.filter(day__gte=previous.first_day, day__lte=window.last_day).values_list(
-        "feature_id", "day", *MEASURE_NAMES
-    )
-    for feature_id, day, *values in rows:
-        m = Measures.from_row(values)
-        if day >= window.first_day:
-            bucket = cur.setdefault(feature_id, {})
-            key = day.isoformat()
-            if key in bucket:
-                bucket[key].add(m)
-            else:
-                bucket[key] = m
-        else:
-            prev.setdefault(feature_id, Measures()).add(m)
+    for feature in Feature.objects.order_by("key"):
+        now_parts, _ = measures_by(feature=feature, window=window, dims=("day",))
+        before_parts, _ = measures_by(feature=feature, window=previous, dims=("day",))
+        if not now_parts and not before_parts:
+            continue
+        features[feature.id] = feature
+        cur[feature.id] = {key[0]: m for key, m in now_parts.items()}
+        prev[feature.id] = total(before_parts)
     days = [
         (window.first_day + timedelta(days=i)).isoformat() for i in range((window.last_day - window.first_day).days + 1)
     ]
