@@ -38,18 +38,6 @@ class BillProjection:
     days_elapsed: int
     days_in_month: int
 
-    @property
-    def cap_share(self) -> float | None:
-        if self.cap_usd is None:
-            return None
-        return float(self.bill_to_date_usd / self.cap_usd) if self.cap_usd else math.inf
-
-    @property
-    def projected_cap_share(self) -> float | None:
-        if self.cap_usd is None:
-            return None
-        return float(self.projected_usd / self.cap_usd) if self.cap_usd else math.inf
-
 
 def month_usage(*, organization_id: int, month: date) -> dict[str, int]:
     totals = dict.fromkeys(METERS, 0)
