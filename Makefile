@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt | sha1sum | cut -c1-1
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE ?= config.settings.dev
 
-.PHONY: install migrate demo test test-services browser lint widget bench-ingest bench-widget bench-ratelimit bench-report bench-judges bench-calibration bench-budget clean stop-db
+.PHONY: install instrumentations migrate demo test test-services browser lint widget bench-ingest bench-widget bench-ratelimit bench-report bench-judges bench-calibration bench-budget clean stop-db
 
 install: $(STAMP)
 
@@ -27,8 +27,19 @@ demo: migrate
 	$(PY) manage.py demo_evaluation
 	PORT=$(PORT) bin/run-demo
 
-test: install browser
+test: install browser instrumentations
 	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) -m pytest
+
+# The GenAI instrumentations customers run, for the OTLP tests: a virtualenv of their own, since
+# their OpenTelemetry pins differ from Candor's (requirements/instrumentations.txt).
+INSTRUMENTATIONS := $(VENV)/instrumentations
+INSTRUMENTATIONS_STAMP := $(INSTRUMENTATIONS)/.installed-$(shell sha1sum requirements/instrumentations.txt | cut -c1-12)
+instrumentations: $(INSTRUMENTATIONS_STAMP)
+
+$(INSTRUMENTATIONS_STAMP): requirements/instrumentations.txt | $(STAMP)
+	test -x $(INSTRUMENTATIONS)/bin/python || $(PYTHON) -m venv $(INSTRUMENTATIONS)
+	$(INSTRUMENTATIONS)/bin/python -m pip install --quiet -r requirements/instrumentations.txt
+	rm -f $(INSTRUMENTATIONS)/.installed-* && touch $@
 
 # The browser tests drive Debian's Chromium (Playwright cannot download browsers here).
 browser:

@@ -349,3 +349,25 @@ class UsageCounter(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["day", "kind"])]
+
+
+class GenAiMessage(models.Model):
+    """A message of a GenAI log event (OTLP logs: prompt, completion, ...), tied to its span by OTel ids.
+
+    Kept whether or not its trace has arrived; the trace's input and output are filled from these
+    when the trace is known (feedback.services.otlp_logs), in either arrival order.
+    """
+
+    record_key = models.CharField(max_length=32)  # hash of the record: a resent export is stored once
+    otel_trace_id = models.CharField(max_length=32)
+    span_id = models.CharField(max_length=16, blank=True, default="")
+    event_name = models.CharField(max_length=100)
+    role = models.CharField(max_length=16)  # feedback.otlp_logs: system, user, assistant, tool, choice
+    position = models.IntegerField(default=0)
+    text = models.TextField(blank=True, default="")
+    time_unix_nano = models.BigIntegerField(default=0)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["record_key"], name="genai_message_once")]
+        indexes = [models.Index(fields=["otel_trace_id"], name="genai_message_trace")]

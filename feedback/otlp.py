@@ -69,7 +69,7 @@ _SPAN_KIND_NAMES = {
 
 # Attribute names, current semconv first, older names after.
 _MODEL_KEYS = ("gen_ai.request.model", "gen_ai.response.model", "llm.model_name")
-_PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider")
+_PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
 _INPUT_TOKEN_KEYS = (
     "gen_ai.usage.input_tokens",
     "gen_ai.usage.prompt_tokens",
@@ -90,6 +90,9 @@ _SPAN_COST_KEYS = ("candor.cost_usd", "gen_ai.usage.cost")
 _INPUT_MESSAGE_KEYS = ("gen_ai.input.messages", "gen_ai.prompt")
 _OUTPUT_MESSAGE_KEYS = ("gen_ai.output.messages", "gen_ai.completion")
 _INDEXED_MESSAGE = re.compile(r"^gen_ai\.(prompt|completion)\.(\d+)\.(content|role)$")
+# OpenInference: llm.input_messages.0.message.role / .content, llm.output_messages.0.message.content.
+_OPENINFERENCE_MESSAGE = re.compile(r"^llm\.(input|output)_messages\.(\d+)\.message\.(content|role)$")
+_OPENINFERENCE_SIDE = {"input": "prompt", "output": "completion"}
 _INPUT_EVENTS = frozenset({"gen_ai.user.message", "gen_ai.content.prompt"})
 _OUTPUT_EVENTS = frozenset({"gen_ai.choice", "gen_ai.assistant.message", "gen_ai.content.completion"})
 
@@ -122,6 +125,10 @@ class OtlpError(ValueError):
     """The body cannot be read as an OTLP trace export request."""
 
 
+class OtlpTooLarge(OtlpError):
+    """The body inflates past the size limit (a gzip bomb, or simply too big a batch)."""
+
+
 @dataclass
 class _Span:
     trace_id: str
@@ -142,15 +149,16 @@ class _Span:
 # --------------------------------------------------------------------------- decoding
 
 
-def otlp_parse(body: bytes, content_type: str) -> list[dict[str, Any]]:
+def otlp_parse(body: bytes, content_type: str, max_bytes: int = MAX_DECOMPRESSED_BYTES) -> list[dict[str, Any]]:
     """Map an OTLP/HTTP traces export body onto Candor trace dicts.
 
     ``content_type`` is the request's Content-Type header (parameters such as
     ``charset`` are ignored). Gzip bodies are inflated even without a
     Content-Encoding header. Raises :class:`OtlpError` for an unsupported content
-    type, an undecodable body or spans with invalid ids. An empty request gives ``[]``.
+    type, an undecodable body or spans with invalid ids, :class:`OtlpTooLarge` for a
+    body that inflates past ``max_bytes``. An empty request gives ``[]``.
     """
-    request = _decode(body, content_type)
+    request = _decode(body, content_type, max_bytes)
     spans = list(_iter_spans(request))
     groups: dict[str, list[_Span]] = {}
     for span in spans:
@@ -179,13 +187,13 @@ def otlp_response(content_type: str, rejected_spans: int = 0, error_message: str
     return response.SerializeToString(), "application/x-protobuf"
 
 
-def _decode(body: bytes, content_type: str) -> ExportTraceServiceRequest:
+def _decode(body: bytes, content_type: str, max_bytes: int) -> ExportTraceServiceRequest:
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     if media_type not in PROTOBUF_CONTENT_TYPES and media_type not in JSON_CONTENT_TYPES:
         raise OtlpError(f"unsupported content type {content_type!r}: send application/x-protobuf or application/json")
     if not isinstance(body, bytes | bytearray | memoryview):
         raise OtlpError("body must be bytes")
-    body = _maybe_gunzip(bytes(body))
+    body = inflate(bytes(body), max_bytes)
     request = ExportTraceServiceRequest()
     if media_type in PROTOBUF_CONTENT_TYPES:
         try:
@@ -204,7 +212,7 @@ def _decode(body: bytes, content_type: str) -> ExportTraceServiceRequest:
     if not isinstance(document, dict):
         raise OtlpError("OTLP JSON body must be an object with a 'resourceSpans' list")
     try:
-        _require_messages(document, ExportTraceServiceRequest.DESCRIPTOR, "")
+        require_messages(document, ExportTraceServiceRequest.DESCRIPTOR, "")
     except RecursionError:
         raise OtlpError("body nests objects or lists too deeply") from None
     _hex_ids_to_base64(document)
@@ -249,7 +257,7 @@ def _number_ok(field: FieldDescriptor, value: Any) -> bool:
     return isinstance(value, str) and _DIGITS[field.cpp_type].match(value) is not None
 
 
-def _require_messages(value: dict[str, Any], descriptor: Descriptor, path: str) -> None:
+def require_messages(value: dict[str, Any], descriptor: Descriptor, path: str) -> None:
     """Every message in an OTLP-JSON document is an object and every repeated field a list.
 
     The protobuf JSON parser reads a string where a message belongs as an empty message
@@ -289,20 +297,21 @@ def _require_messages(value: dict[str, Any], descriptor: Descriptor, path: str) 
             at = f"{where}[{i}]" if repeated else where
             if not isinstance(element, dict):
                 raise OtlpError(f"OTLP JSON: {at} must be an object")
-            _require_messages(element, field.message_type, at)
+            require_messages(element, field.message_type, at)
 
 
-def _maybe_gunzip(body: bytes) -> bytes:
+def inflate(body: bytes, max_bytes: int) -> bytes:
+    """The body, gunzipped when it is gzip (with or without Content-Encoding), at most ``max_bytes`` inflated."""
     # 0x1f cannot start a valid protobuf (wire type 7) nor JSON, so sniffing is safe.
     if body[:2] != b"\x1f\x8b":
         return body
     inflater = zlib.decompressobj(wbits=31)
     try:
-        out = inflater.decompress(body, MAX_DECOMPRESSED_BYTES)
+        out = inflater.decompress(body, max_bytes)
     except zlib.error as exc:
         raise OtlpError(f"body looks gzip-compressed but cannot be inflated: {exc}") from exc
     if inflater.unconsumed_tail:
-        raise OtlpError(f"decompressed body exceeds {MAX_DECOMPRESSED_BYTES} bytes")
+        raise OtlpTooLarge(f"the gzip body inflates past {max_bytes:,} bytes: send smaller batches")
     return out
 
 
@@ -631,11 +640,11 @@ def _events_text(span: _Span, names: frozenset[str], keys: tuple[str, ...], role
 
 
 def _indexed_messages(attrs: dict[str, Any], which: str, want_role: str) -> str | None:
-    """OpenLLMetry style: gen_ai.prompt.0.role / gen_ai.prompt.0.content, ..."""
+    """OpenLLMetry style: gen_ai.prompt.0.role / gen_ai.prompt.0.content, ...; OpenInference's llm.input_messages."""
     found: dict[int, dict[str, Any]] = {}
     for key, value in attrs.items():
-        match = _INDEXED_MESSAGE.match(key)
-        if match and match.group(1) == which:
+        match = _INDEXED_MESSAGE.match(key) or _OPENINFERENCE_MESSAGE.match(key)
+        if match and _OPENINFERENCE_SIDE.get(match.group(1), match.group(1)) == which:
             found.setdefault(int(match.group(2)), {})[match.group(3)] = value
     if not found:
         return None

@@ -18,6 +18,7 @@ import msgspec
 import msgspec.inspect
 from drf_spectacular.utils import OpenApiParameter
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from feedback.enums import EXPLICIT_KINDS, FEEDBACK_KINDS, FeedbackKind
@@ -293,6 +294,26 @@ def _otlp() -> dict[str, dict[str, Any]]:
                 "type": "object",
                 "properties": {
                     "rejectedSpans": {"type": "string", "pattern": "^[0-9]+$", "description": "int64 as a string"},
+                    "errorMessage": {"type": "string"},
+                },
+            }
+        },
+    }
+    logs = _otlp_components(ExportLogsServiceRequest.DESCRIPTOR, found)
+    found["OtlpLogsRequest"] = {
+        "description": "An ExportLogsServiceRequest in OTLP/JSON: resourceLogs > scopeLogs > logRecords. GenAI "
+        "events (gen_ai.user.message, gen_ai.choice, ...) are kept and joined to their trace by traceId; other "
+        "records, and records without a 16-byte traceId, are refused in partialSuccess.",
+        "allOf": [{"$ref": f"#/components/schemas/{logs}"}],
+    }
+    found["OtlpLogsResponse"] = {
+        "type": "object",
+        "description": "ExportLogsServiceResponse: empty when every record was kept, else partialSuccess.",
+        "properties": {
+            "partialSuccess": {
+                "type": "object",
+                "properties": {
+                    "rejectedLogRecords": {"type": "string", "pattern": "^[0-9]+$", "description": "int64 as a string"},
                     "errorMessage": {"type": "string"},
                 },
             }

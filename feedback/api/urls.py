@@ -11,4 +11,5 @@ urlpatterns = [
     path("widget/events", views.WidgetEventsApi.as_view(), name="api-widget-events"),
     path("outcomes", views.OutcomesApi.as_view(), name="api-outcomes"),
     path("otlp/v1/traces", views.OtlpTracesApi.as_view(), name="api-otlp-traces"),
+    path("otlp/v1/logs", views.OtlpLogsApi.as_view(), name="api-otlp-logs"),
 ]

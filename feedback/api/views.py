@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -18,8 +19,10 @@ from feedback.api import openapi
 from feedback.api import serializers as s
 from feedback.api.ingest import IngestApi, ingest_response, ingest_responses
 from feedback.enums import FeedbackSource
-from feedback.otlp import OtlpError, otlp_parse, otlp_response
+from feedback.otlp import OtlpError, OtlpTooLarge, otlp_parse, otlp_response
+from feedback.otlp_logs import otlp_logs_parse, otlp_logs_response
 from feedback.selectors import PAGE_SIZE, FilterError, TraceFilters, trace_detail, trace_extras, trace_page
+from feedback.services.otlp_logs import otlp_logs_ingest
 from feedback.services.widget import widget_events_ingest
 from tenants.api.base import PublicKeyApi, TenantApi, read_body
 from tenants.api.errors import ApiError
@@ -121,6 +124,7 @@ class OtlpTracesApi(TenantApi):
             (200, "application/x-protobuf"): OpenApiTypes.BINARY,
             (200, "application/json"): openapi.body("OtlpTracesResponse"),
             400: s.ErrorSerializer,
+            413: s.ErrorSerializer,
         },
         tags=["opentelemetry"],
     )
@@ -130,7 +134,9 @@ class OtlpTracesApi(TenantApi):
         body = read_body(request._request)
         content_type = request.content_type.split(";")[0].strip().lower()
         try:
-            traces = otlp_parse(body, content_type)
+            traces = otlp_parse(body, content_type, max_bytes=settings.API_MAX_BODY_BYTES)
+        except OtlpTooLarge as exc:
+            raise ApiError("too_large", str(exc), 413) from exc
         except OtlpError as exc:
             raise ApiError("invalid_otlp", str(exc), 400) from exc
         _, errors = services.otlp_ingest(traces=traces)
@@ -143,6 +149,41 @@ class OtlpTracesApi(TenantApi):
         ]
         message = "; ".join(notes)
         payload, media_type = otlp_response(content_type, rejected_spans, message[:2000])
+        return HttpResponse(payload, content_type=media_type, status=200)
+
+
+class OtlpLogsApi(TenantApi):
+    """OTLP/HTTP logs: the GenAI events (prompt and completion text) attached to their trace, in any order."""
+
+    @extend_schema(
+        operation_id="otlp_logs",
+        summary="OTLP/HTTP log export (protobuf or JSON): GenAI message events joined to their trace",
+        request={"application/x-protobuf": OpenApiTypes.BINARY, "application/json": openapi.body("OtlpLogsRequest")},
+        responses={
+            (200, "application/x-protobuf"): OpenApiTypes.BINARY,
+            (200, "application/json"): openapi.body("OtlpLogsResponse"),
+            400: s.ErrorSerializer,
+            413: s.ErrorSerializer,
+        },
+        tags=["opentelemetry"],
+    )
+    def post(self, request: Request) -> HttpResponse:
+        body = read_body(request._request)
+        content_type = request.content_type.split(";")[0].strip().lower()
+        try:
+            parsed = otlp_logs_parse(body, content_type, max_bytes=settings.API_MAX_BODY_BYTES)
+        except OtlpTooLarge as exc:
+            raise ApiError("too_large", str(exc), 413) from exc
+        except OtlpError as exc:
+            raise ApiError("invalid_otlp", str(exc), 400) from exc
+        result = otlp_logs_ingest(messages=parsed.messages)
+        notes = list(parsed.reasons)
+        if parsed.rejected > len(parsed.reasons):
+            notes.append(f"{parsed.rejected - len(parsed.reasons)} more refused")
+        if result.waiting:
+            # Not an error: kept, and joined when the trace's spans arrive.
+            notes.append(f"{result.waiting} GenAI messages wait for their trace's spans (kept)")
+        payload, media_type = otlp_logs_response(content_type, parsed.rejected, "; ".join(notes)[:2000])
         return HttpResponse(payload, content_type=media_type, status=200)
 
 

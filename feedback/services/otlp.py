@@ -16,6 +16,7 @@ from django.db import transaction
 from feedback.enums import SpanKind, TraceStatus
 from feedback.schemas import ItemError, TraceIn, check_trace, decode_items
 from feedback.services.columns import fetch_as, select_list
+from feedback.services.otlp_logs import genai_messages_join, otel_lock
 from feedback.services.prices import price_book_load, traces_reprice
 from feedback.services.shared import IngestResult, mark_dirty, raw_cursor, utc_now
 from feedback.services.spend import spend_count, spend_difference, spend_of_stored
@@ -61,6 +62,7 @@ def otlp_ingest(*, traces: list[dict[str, Any]], now: datetime | None = None) ->
     with transaction.atomic():
         cursor = raw_cursor()
         otel_of = [str((t.get("metadata") or {}).get("otel_trace_id", "")) for t in traces]
+        otel_lock(cursor, otel_of)  # before any trace row: GenAI log messages of these traces join in order
         explicit = {
             otel: t["trace_id"] for otel, t in zip(otel_of, traces, strict=True) if otel and t["trace_id"] != otel
         }
@@ -98,6 +100,7 @@ def otlp_ingest(*, traces: list[dict[str, Any]], now: datetime | None = None) ->
                 dirty.update(adopted)
                 feedback_join(cursor, [trace_id])  # the moved feedback takes its real trace's feature and day
         _recompute_from_spans(cursor, sorted({item.trace_id for _, item in good}), dirty)
+        genai_messages_join(cursor, otel_of)  # messages logged before their spans arrived
         spend_count(cursor, spend_difference(spend_of_stored(cursor, touched), spent_before))
         mark_dirty(cursor, dirty)
     return result, errors

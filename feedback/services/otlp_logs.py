@@ -1,0 +1,143 @@
+"""OTLP logs: store the GenAI messages of log events and fill their trace's input and output.
+
+A log may arrive before its span (exporters batch logs and spans separately), so messages are
+kept by OTel trace id and joined whichever side lands second: ``otlp_logs_ingest`` fills traces
+already stored, ``genai_messages_join`` (called by the OTLP trace path) fills a trace from the
+messages that came before it. Both take a transaction-level lock per OTel trace id first, so a
+log batch and a span batch of one trace committing at the same moment cannot both miss the other.
+
+A trace's input is the user messages of its first LLM call (the span whose messages came first),
+its output the choices of its last: the same rule the span attributes follow (feedback.otlp).
+Text the trace got from its spans' attributes (or the REST API) is never replaced by log text.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+
+from feedback.otlp_logs import INPUT, OUTPUT, GenAiMessage
+from feedback.services.shared import raw_cursor, utc_now
+from tenants.schema import current_schema
+
+_COLUMNS = ", ".join(GenAiMessage._fields)
+_INSERT = f"""
+INSERT INTO feedback_genaimessage ({_COLUMNS}, received_at)
+SELECT *, %s FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::int[], %s::text[],
+                         %s::bigint[])
+ON CONFLICT (record_key) DO NOTHING
+RETURNING id, otel_trace_id
+"""
+# The stored trace of each OTel trace id (linked by candor.trace_id, else stored under the OTel id),
+# its rows locked in one order so concurrent writers of the same traces cannot deadlock.
+_TRACES_OF = """
+SELECT x.otel, t.trace_id, t.input, t.output
+FROM unnest(%s::text[]) AS x(otel)
+LEFT JOIN feedback_oteltracelink l ON l.otel_trace_id = x.otel
+JOIN feedback_trace t ON t.trace_id = COALESCE(l.trace_id, x.otel)
+ORDER BY t.trace_id
+FOR UPDATE OF t
+"""
+_MESSAGES_OF = """
+SELECT id, otel_trace_id, span_id, role, position, text, time_unix_nano
+FROM feedback_genaimessage WHERE otel_trace_id = ANY(%s) AND role = ANY(%s)
+"""
+# Log text replaces a trace's text only where it is empty or was itself log text (a later log
+# batch brought the last call's choice, say); text from span attributes or the REST API stays.
+_FILL = """
+UPDATE feedback_trace t SET
+    input = CASE WHEN t.input = '' OR t.input = x.old_input THEN x.new_input ELSE t.input END,
+    output = CASE WHEN t.output = '' OR t.output = x.old_output THEN x.new_output ELSE t.output END
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) AS x(trace_id, old_input, new_input,
+                                                                            old_output, new_output)
+WHERE t.trace_id = x.trace_id
+"""
+
+
+@dataclass
+class LogsIngestResult:
+    stored: int  # messages stored now
+    duplicates: int  # messages of a resent export, already stored
+    waiting: int  # stored messages whose trace has not arrived yet (joined when it does)
+
+
+def otlp_logs_ingest(*, messages: Sequence[GenAiMessage]) -> LogsIngestResult:
+    """Store GenAI messages once each and fill the input and output of the traces already stored."""
+    if not messages:
+        return LogsIngestResult(0, 0, 0)
+    unique = {m.record_key: m for m in messages}
+    columns = list(zip(*unique.values(), strict=True))
+    with transaction.atomic():
+        cursor = raw_cursor()
+        otel_lock(cursor, (m.otel_trace_id for m in messages))
+        cursor.execute(_INSERT, [utc_now(), *(list(column) for column in columns)])
+        inserted = cursor.fetchall()
+        new_ids = {row_id for row_id, _ in inserted}
+        joined = _fill(cursor, sorted({otel for _, otel in inserted}), new_ids)
+    waiting = sum(1 for _, otel in inserted if otel not in joined)
+    return LogsIngestResult(stored=len(inserted), duplicates=len(messages) - len(inserted), waiting=waiting)
+
+
+def otel_lock(cursor: Any, otel_trace_ids: Iterable[str]) -> None:
+    """Hold, until commit, a lock per OTel trace id of this schema: the span path and the log path
+    of one trace run one after the other, so the second always sees what the first committed.
+
+    Taken before any trace row is written and in sorted order, so no two writers wait on each other.
+    """
+    keys = sorted({f"{current_schema()}:{otel}" for otel in otel_trace_ids if otel})
+    if keys:
+        cursor.execute("SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM unnest(%s::text[]) k", [keys])
+
+
+def genai_messages_join(cursor: Any, otel_trace_ids: Iterable[str]) -> None:
+    """The trace path's half: traces just stored take the text of messages that came before them.
+
+    The caller holds the ``otel_lock`` of these OTel trace ids. One indexed lookup when no message waits.
+    """
+    _fill(cursor, sorted({otel for otel in otel_trace_ids if otel}), set())
+
+
+def _fill(cursor: Any, otel_ids: list[str], new_ids: set[int]) -> set[str]:
+    """Fill the stored traces of these OTel ids from their messages; returns the OTel ids that have a trace."""
+    if not otel_ids:
+        return set()
+    cursor.execute(_MESSAGES_OF, [otel_ids, [INPUT, OUTPUT]])
+    by_otel: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for row in cursor.fetchall():
+        by_otel[row[1]].append(row)
+    if not by_otel:
+        return set()
+    cursor.execute(_TRACES_OF, [sorted(by_otel)])
+    traces = cursor.fetchall()
+    updates: list[tuple[str, str, str, str, str]] = []
+    for otel, trace_id, _input, _output in traces:
+        rows = by_otel[otel]
+        old_input, old_output = _texts([row for row in rows if row[0] not in new_ids])
+        new_input, new_output = _texts(rows)
+        updates.append((trace_id, old_input, new_input, old_output, new_output))
+    if updates:
+        cursor.execute(_FILL, [list(column) for column in zip(*updates, strict=True)])
+    return {otel for otel, *_ in traces}
+
+
+def _texts(rows: list[tuple[Any, ...]]) -> tuple[str, str]:
+    """(input, output) of one trace's messages: the first call's user messages, the last call's choices."""
+    if not rows:
+        return "", ""
+    calls: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for row in rows:
+        calls[row[2]].append(row)
+    # A call's place: when its first message was logged (messages are logged during the call).
+    order = sorted(calls, key=lambda span: min((row[6], row[0]) for row in calls[span]))
+
+    def text(span: str, role: str) -> str:
+        picked = sorted((row for row in calls[span] if row[3] == role), key=lambda row: (row[4], row[6], row[0]))
+        return "\n\n".join(row[5] for row in picked if row[5])
+
+    inputs = [t for t in (text(span, INPUT) for span in order) if t]
+    outputs = [t for t in (text(span, OUTPUT) for span in order) if t]
+    return (inputs[0] if inputs else ""), (outputs[-1] if outputs else "")
