@@ -168,6 +168,8 @@ class OtlpLogsApi(TenantApi):
         tags=["opentelemetry"],
     )
     def post(self, request: Request) -> HttpResponse:
+        key: Any = request.auth
+        ingestion_admit(key=key)  # 429 quota_exceeded past the organization's spend cap
         body = read_body(request._request)
         content_type = request.content_type.split(";")[0].strip().lower()
         try:

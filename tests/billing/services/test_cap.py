@@ -112,3 +112,20 @@ def test_the_projection_is_a_straight_line_to_the_month_end(db: None, org_a: Org
     assert projection.projected_usage["events"] == expected_events
     assert projection.projected_usd == (Decimal("0.0002") * max(0, expected_events - 50_000)).quantize(Decimal("0.01"))
     assert projection.bill_to_date_usd == Decimal("4.00")
+
+
+def test_every_ingestion_door_answers_quota_exceeded(db: None, org_a: Org, client_a: Client) -> None:
+    ledger(org_a, 200_000)
+    cap_set(organization=org_a.organization, cap_usd="30")
+    for path, body, content_type in (
+        ("/api/v1/feedback", {"event_id": "6f1c1c39-5d2b-4a55-8c0c-7b1f0f1f2e3d", "trace_id": "t", "kind": "thumb",
+                              "value": 1}, "application/json"),
+        ("/api/v1/outcomes", {"outcome_id": unique("o"), "name": "purchase", "trace_id": "t"}, "application/json"),
+        ("/api/v1/scores", {"score_id": unique("s"), "trace_id": "t", "name": "external", "value": 1},
+         "application/json"),
+        ("/api/v1/otlp/v1/traces", {"resourceSpans": []}, "application/json"),
+        ("/api/v1/otlp/v1/logs", {"resourceLogs": []}, "application/json"),
+    ):  # fmt: skip
+        response = client_a.post(path, json.dumps(body), content_type=content_type)
+        assert response.status_code == 429, path
+        assert response.json()["error"]["code"] == "quota_exceeded", path
