@@ -13,7 +13,7 @@ import pytest
 
 from evaluation.models import CalibrationSnapshot
 from evaluation.reports.measures import JudgedSums, Measures
-from evaluation.reports.selectors import Grouping, feature_get, feature_report, window_from
+from evaluation.reports.selectors import Grouping, feature_get, feature_report, measures_by, window_from
 from evaluation.reports.success import CalibratedJudgeSource
 from evaluation.services.calibration_refresh import calibration_sweep
 from evaluation.stats import calibrator_from_dict
@@ -73,6 +73,13 @@ def test_a_gating_judge_answers_success_per_group(api_a: ApiClient, org_a: Org, 
             pytest.approx(high, abs=1e-9),
         )  # fmt: skip
         assert groups[label]["successes"] == pytest.approx(value * mask.sum(), abs=1e-6)
+    # Two dimensions at once (the feature page's charts: day x prompt version) give the same groups.
+    with in_tenant(org_a):
+        cells, _ = measures_by(feature=feature_get(feature), window=window_from(), dims=("day", "prompt_version"))
+    for label in ("v1", "v2"):
+        judged = [m.judged for key, m in cells.items() if key[1] == label]
+        assert sum(j.scored for j in judged) == int((version == label).sum())
+        assert sum(j.audited for j in judged) == int(((version == label) & in_audit).sum())
     # The estimate tracks what humans would say of every trace, group by group.
     assert abs(groups["v2"]["success"]["value"] - good[version == "v2"].mean()) < 0.06
 
