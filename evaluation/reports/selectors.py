@@ -217,7 +217,9 @@ sc AS (
 )
 """
 # Scored traces per group and distinct raw score (the calibrator maps each value once).
-_JUDGED = _JUDGED_TRACES + "SELECT {keys}, sc.raw_score, count(*) FROM tr JOIN sc USING (trace_id) GROUP BY {keys}, sc.raw_score"
+_JUDGED = _JUDGED_TRACES + (
+    "SELECT {keys}, sc.raw_score, count(*) FROM tr JOIN sc USING (trace_id) GROUP BY {keys}, sc.raw_score"
+)
 # The uniform-audit labels (latest per trace) on scored traces, with their group and raw score.
 _AUDITED = (
     _JUDGED_TRACES
