@@ -44,8 +44,19 @@ BACKOFF_S = (30, 120, 600, 3600)  # after attempt 1, 2, 3, 4
 MAX_SEGMENT_VALUES = 50
 
 DEFAULT_RULES: tuple[dict[str, Any], ...] = (
-    {"name": "Thumbs-down share up 50%", "metric": AlertMetric.THUMBS_DOWN, "threshold": 0.5, "min_count": 10},
-    {"name": "Cost per success up 30%", "metric": AlertMetric.COST_PER_SUCCESS, "threshold": 0.3, "min_count": 20},
+    # Acute: a day against the week before.
+    {"name": "Thumbs-down share up 50% (24 h)", "metric": AlertMetric.THUMBS_DOWN, "threshold": 0.5, "min_count": 30},
+    # Slow: thumbs are sparse (a tenth of traces or less), so a segment's smaller, lasting rise
+    # (a prompt change that hurts one kind of user) is read over a week against the two before.
+    {
+        "name": "Thumbs-down share up 30% (7 days)",
+        "metric": AlertMetric.THUMBS_DOWN,
+        "threshold": 0.3,
+        "window_hours": 168,
+        "baseline_days": 14,
+        "min_count": 50,
+    },
+    {"name": "Cost per success up 30%", "metric": AlertMetric.COST_PER_SUCCESS, "threshold": 0.3, "min_count": 30},
     {"name": "p95 latency doubled", "metric": AlertMetric.P95_LATENCY, "threshold": 1.0, "min_count": 50},
     {
         "name": "Success below 90% of its baseline",
@@ -158,21 +169,33 @@ class Reading:
     high: float | None = None
 
 
-def _reading(metric: str, m: Measures, source: SuccessSource) -> Reading:
+def _success_high(m: Measures, source: SuccessSource, confidence: float) -> float | None:
+    if source.name == "outcomes":
+        return wilson(m.outcome_traces, m.traces, confidence).high if m.traces else None
+    if source.name == "thumbs":
+        return wilson(m.good_traces, m.rated_traces, confidence).high if m.rated_traces else None
+    return source.estimate(m).interval.high  # another source's own (95%) interval
+
+
+def _reading(metric: str, m: Measures, source: SuccessSource, confidence: float = 0.95) -> Reading:
+    """The metric over one window; ``low`` / ``high``: its interval at ``confidence``."""
     if metric == AlertMetric.THUMBS_DOWN:
         n = m.thumbs_up + m.thumbs_down
-        ci = wilson(m.thumbs_down, n) if n else None
+        ci = wilson(m.thumbs_down, n, confidence) if n else None
         return Reading(m.thumbs_down / n if n else None, n, ci.low if ci else None, ci.high if ci else None)
     if metric == AlertMetric.ERROR_RATE:
-        ci = wilson(m.errors, m.traces) if m.traces else None
+        ci = wilson(m.errors, m.traces, confidence) if m.traces else None
         return Reading(m.errors / m.traces if m.traces else None, m.traces, ci.low if ci else None)
     if metric == AlertMetric.COST_PER_SUCCESS:
         figures = group_figures(m, source=source, value_per_success_usd=None)
-        return Reading(figures["cost_per_success_usd"], int(round(figures["successes"] or 0)))
+        high = _success_high(m, source, confidence)
+        # Its low end: the cost over the most successes the success interval allows.
+        low = figures["cost_usd"] / (high * m.traces) if high and m.traces else None
+        return Reading(figures["cost_per_success_usd"], int(round(figures["successes"] or 0)), low)
     if metric == AlertMetric.P95_LATENCY:
         return Reading(quantile(m.latency_sketch, 0.95) if m.latency_count else None, m.latency_count)
     estimate = source.estimate(m)
-    return Reading(estimate.interval.value, estimate.n, estimate.interval.low, estimate.interval.high)
+    return Reading(estimate.interval.value, estimate.n, estimate.interval.low, _success_high(m, source, confidence))
 
 
 @dataclass(frozen=True)
@@ -183,9 +206,14 @@ class Verdict:
     baseline: Reading
 
 
-def rule_verdict(rule: AlertRule, current: Measures, baseline: Measures, source: SuccessSource) -> Verdict:
-    """Whether the rule fires on these two windows' counts (plain arithmetic on Measures)."""
-    cur, base = _reading(rule.metric, current, source), _reading(rule.metric, baseline, source)
+def rule_verdict(
+    rule: AlertRule, current: Measures, baseline: Measures, source: SuccessSource, *, segments: int = 1
+) -> Verdict:
+    """Whether the rule fires on these two windows' counts. The current interval's confidence is
+    1 - 0.05 / segments (Bonferroni over the segments the rule reads at once), so a rule read on
+    many segments does not fire more often by chance than one read on the whole feature."""
+    confidence = 1 - 0.05 / max(segments, 1)
+    cur, base = _reading(rule.metric, current, source, confidence), _reading(rule.metric, baseline, source)
     word = COUNT_WORD[AlertMetric(rule.metric)]
     if cur.count < rule.min_count or cur.value is None:
         return Verdict(
@@ -200,7 +228,8 @@ def rule_verdict(rule: AlertRule, current: Measures, baseline: Measures, source:
     if base.value <= 0:
         return Verdict("waiting", "the baseline is 0: a relative rise is undefined", cur, base)
     above = cur.value >= base.value * (1 + rule.threshold)
-    # For a share, the rise must also be clear of noise: its interval's lower bound above the baseline.
+    # The rise must also be clear of noise: the current interval's lower end above the baseline
+    # (a share's Wilson bound; cost per success over the success interval's upper end).
     clear = cur.low is None or cur.low > base.value
     return Verdict("firing" if above and clear else "quiet", "", cur, base)
 
@@ -219,11 +248,12 @@ def _message(rule: AlertRule, segment: str, v: Verdict) -> str:
     where = rule.feature.key + (f" ({segment})" if segment else "")
     label = AlertMetric(rule.metric).label
     cur, base = v.current, v.baseline
-    window = f"the last {rule.window_hours} h"
+    hours = rule.window_hours
+    window = f"the last {hours // 24} days" if hours % 24 == 0 and hours > 24 else f"the last {hours} h"
     if rule.metric == AlertMetric.SUCCESS_HIGH:
         return (
             f"Success of {where} over {window} is {_fmt(rule.metric, cur.value)} (at most "
-            f"{_fmt(rule.metric, cur.high)} at 95%), below {1 - rule.threshold:.0%} of its trailing "
+            f"{_fmt(rule.metric, cur.high)} by its interval), below {1 - rule.threshold:.0%} of its trailing "
             f"{rule.baseline_days}-day {_fmt(rule.metric, base.value)} ({cur.count} traces)."
         )
     change = (cur.value or 0) / base.value - 1 if base.value else math.nan
@@ -287,9 +317,14 @@ def alerts_evaluate(*, now: datetime | None = None, features: list[Feature] | No
             for rule in members:
                 stats.rules += 1
                 whole_state = ""
-                for segment in sorted(set(current) | set(baseline)):
+                segments = sorted(set(current) | set(baseline))
+                for segment in segments:
                     verdict = rule_verdict(
-                        rule, current.get(segment, Measures()), baseline.get(segment, Measures()), source
+                        rule,
+                        current.get(segment, Measures()),
+                        baseline.get(segment, Measures()),
+                        source,
+                        segments=len(segments),
                     )
                     _apply(rule, segment, verdict, now, stats)
                     if segment == "":
@@ -410,11 +445,11 @@ def delivery_attempt(*, delivery: Delivery, now: datetime) -> Delivery:
 
 
 def deliveries_send(*, now: datetime | None = None, limit: int = 100) -> datetime | None:
-    """Attempt every due pending delivery (each row locked, skipped when another worker holds it);
-    returns when the next pending one comes due, or None."""
+    """Attempt every due pending delivery of an enabled channel (each row locked, skipped when
+    another worker holds it); returns when the next pending one comes due, or None."""
     now = now or utc_now()
     due = list(
-        Delivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+        Delivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now, channel__enabled=True)
         .order_by("next_attempt_at")
         .values_list("id", flat=True)[:limit]
     )
@@ -429,7 +464,7 @@ def deliveries_send(*, now: datetime | None = None, limit: int = 100) -> datetim
             if delivery is not None:
                 delivery_attempt(delivery=delivery, now=now)
     upcoming = (
-        Delivery.objects.filter(status=DeliveryStatus.PENDING)
+        Delivery.objects.filter(status=DeliveryStatus.PENDING, channel__enabled=True)
         .order_by("next_attempt_at")
         .values_list("next_attempt_at", flat=True)
         .first()

@@ -120,7 +120,8 @@ def post(*, url: str, secret: str, body: bytes, event: str, delivery_id: int, ti
     except httpx.TimeoutException:
         return Attempt(False, None, f"timed out after {timeout:g} s")
     except httpx.HTTPError as exc:
-        return Attempt(False, None, f"{type(exc).__name__}: could not connect")
+        # The transport's own words (e.g. "[Errno 111] Connection refused"); never the body or headers.
+        return Attempt(False, None, f"could not connect ({type(exc).__name__}: {str(exc)[:200]})")
     if 200 <= response.status_code < 300:
         return Attempt(True, response.status_code, "")
     return Attempt(False, response.status_code, f"answered HTTP {response.status_code}")

@@ -24,6 +24,7 @@ from evaluation.services.alerts import (
     MAX_ATTEMPTS,
     AlertError,
     alert_rule_create,
+    alert_rules_ensure,
     alerts_evaluate,
     channel_create,
     deliveries_send,
@@ -76,7 +77,7 @@ NOW = datetime(2025, 5, 10, 12, tzinfo=UTC)
 
 
 def _seed_incident(feature: str, *, bad: bool = True) -> None:
-    """7 normal days, then 24 h with every rule's metric broken (when ``bad``), then a normal day."""
+    """7 normal days, then 24 h with every rule's metric broken (when ``bad``), then 3 normal days."""
     rng = random.Random(9)
     normal = {"success": lambda t: 0.5, "thumbs_down": lambda t: 0.2}
     items = traffic(feature=feature, start=NOW - timedelta(days=8), hours=24 * 7, count=700, rng=rng, **normal)  # type: ignore[arg-type]
@@ -90,7 +91,7 @@ def _seed_incident(feature: str, *, bad: bool = True) -> None:
         thumbs_down=lambda t: 0.7 if bad else 0.2,
         fields=lambda i: {"cost_usd": 0.05, "latency_ms": 2500.0} if bad else {},
     )
-    after = traffic(feature=feature, start=NOW + timedelta(hours=1), hours=24, count=120, rng=rng, **normal)  # type: ignore[arg-type]
+    after = traffic(feature=feature, start=NOW + timedelta(hours=1), hours=72, count=360, rng=rng, **normal)  # type: ignore[arg-type]
     ingest(*(a + b + c for a, b, c in zip(items, broken, after, strict=True)))
 
 
@@ -100,8 +101,11 @@ def test_each_default_rule_fires_once_deduplicates_and_resolves(db: None, org_a,
         feature = Feature.objects.get(key=key)
         _seed_incident(key)
         channel, secret = channel_create(kind="webhook", name="ops", url=receiver.url)
+        assert alert_rules_ensure(feature=feature) == 5
+        # The weekly thumbs rule has its own test (a lasting rise in one segment).
+        AlertRule.objects.filter(feature=feature, window_hours=168).update(enabled=False)
         first = alerts_evaluate(now=NOW, features=[feature])
-        rules = {r.metric: r for r in AlertRule.objects.filter(feature=feature)}
+        rules = {r.metric: r for r in AlertRule.objects.filter(feature=feature, enabled=True)}
         assert set(rules) == {
             AlertMetric.THUMBS_DOWN,
             AlertMetric.COST_PER_SUCCESS,
@@ -121,11 +125,11 @@ def test_each_default_rule_fires_once_deduplicates_and_resolves(db: None, org_a,
         assert Alert.objects.filter(rule__feature=feature).count() == 4
         assert Delivery.objects.filter(channel=channel).count() == 4
         assert {a.evaluations_firing for a in Alert.objects.filter(rule__feature=feature)} == {2}
-        # A day of normal traffic later: every alert resolves, each with its own "resolved" delivery.
-        later = alerts_evaluate(now=NOW + timedelta(hours=25), features=[feature])
+        # Three days of normal traffic later: every alert resolves, each with its own "resolved" delivery.
+        later = alerts_evaluate(now=NOW + timedelta(hours=73), features=[feature])
         assert later.resolved == 4 and not Alert.objects.filter(rule__feature=feature, state="open").exists()
         assert Delivery.objects.filter(channel=channel, event="resolved").count() == 4
-        deliveries_send(now=NOW + timedelta(hours=25))
+        deliveries_send(now=NOW + timedelta(hours=73))
         assert set(Delivery.objects.filter(channel=channel).values_list("status", flat=True)) == {DeliveryStatus.OK}
     assert len(receiver.requests) == 8
     # The documented recipe, by hand: HMAC-SHA256(secret, timestamp + "." + raw body), hex, "v1=" prefix.
@@ -179,6 +183,45 @@ def test_a_segment_rule_names_the_segment(db: None, org_a) -> None:  # type: ign
         fired = {(a.rule.metric, a.segment) for a in Alert.objects.filter(rule__feature=feature).select_related("rule")}
     assert (AlertMetric.THUMBS_DOWN, "metadata.auth=sso") in fired
     assert (AlertMetric.THUMBS_DOWN, "metadata.auth=password") not in fired
+
+
+def test_the_weekly_thumbs_rule_finds_a_lasting_rise_in_one_segment(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """A fifth of the users (sso) go from 30% to 48% thumbs-down for a week: +60%, too few thumbs a
+    day for the 24 h rule, clear over seven days against the fortnight before."""
+    with in_tenant(org_a):
+        key = new_feature(segment_keys=["auth"])
+        feature = Feature.objects.get(key=key)
+        rng = random.Random(6)
+
+        def auth(i: int) -> dict[str, Any]:
+            return {"metadata": {"auth": "sso" if i % 5 == 0 else "password"}}
+
+        before = traffic(
+            feature=key,
+            start=NOW - timedelta(days=22),
+            hours=24 * 15,
+            count=3000,
+            rng=rng,
+            fields=auth,
+            thumbs_down=lambda t: 0.3,
+            thumb_rate=0.2,
+        )
+        week = traffic(
+            feature=key,
+            start=NOW - timedelta(days=7),
+            hours=24 * 7,
+            count=1400,
+            rng=rng,
+            fields=auth,
+            thumb_rate=0.2,
+            thumbs_down=lambda t: 0.48 if t["metadata"]["auth"] == "sso" else 0.3,
+        )
+        ingest(*(a + b for a, b in zip(before, week, strict=True)))
+        alerts_evaluate(now=NOW, features=[feature])
+        fired = {(a.rule.name, a.segment) for a in Alert.objects.filter(rule__feature=feature).select_related("rule")}
+    assert ("Thumbs-down share up 30% (7 days)", "metadata.auth=sso") in fired
+    assert not any(name.endswith("(24 h)") for name, _ in fired)
+    assert not any(segment in ("", "metadata.auth=password") for _, segment in fired)
 
 
 @pytest.mark.parametrize("failure", ["500", "timeout"])
