@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import stripe
 from django.conf import settings
+
+if TYPE_CHECKING:
+    import stripe
 
 
 class StripeNotConfigured(Exception):
@@ -28,19 +30,27 @@ def configured() -> bool:
     return bool(settings.STRIPE_SECRET_KEY)
 
 
+def _stripe() -> Any:
+    # Imported on first use: the library loads hundreds of modules (about 2 s on a busy machine),
+    # which every web process would otherwise pay on its first request, Stripe or not.
+    import stripe
+
+    return stripe
+
+
 def _client() -> stripe.StripeClient:
     if not configured():
         raise StripeNotConfigured("Stripe is not configured (STRIPE_SECRET_KEY is empty).")
     base = settings.STRIPE_API_BASE
     addresses: Any = {"api": base, "files": base, "connect": base, "meter_events": base} if base else {}
-    return stripe.StripeClient(settings.STRIPE_SECRET_KEY, base_addresses=addresses, max_network_retries=2)
+    return _stripe().StripeClient(settings.STRIPE_SECRET_KEY, base_addresses=addresses, max_network_retries=2)
 
 
 def _call(fn: Any, params: dict[str, Any], idempotency_key: str | None = None) -> Any:
     options: Any = {"idempotency_key": idempotency_key} if idempotency_key else {}
     try:
         return fn(params=params, options=options)
-    except stripe.StripeError as exc:
+    except _stripe().StripeError as exc:
         raise GatewayError(f"Stripe: {exc.user_message or exc.__class__.__name__}") from exc
 
 
@@ -92,7 +102,7 @@ class Subscription:
 def subscription_retrieve(*, subscription_id: str) -> Subscription:
     try:
         sub = _client().v1.subscriptions.retrieve(subscription_id)
-    except stripe.StripeError as exc:
+    except _stripe().StripeError as exc:
         raise GatewayError(f"Stripe: {exc.user_message or exc.__class__.__name__}") from exc
     return subscription_from(sub.to_dict())
 
@@ -134,8 +144,8 @@ def webhook_event(*, payload: bytes, signature: str) -> dict[str, Any]:
     if not secret:
         raise StripeNotConfigured("STRIPE_WEBHOOK_SECRET is empty: webhooks cannot be verified.")
     try:
-        stripe.WebhookSignature.verify_header(payload.decode("utf-8"), signature, secret, tolerance=300)
-    except (stripe.SignatureVerificationError, UnicodeDecodeError) as exc:
+        _stripe().WebhookSignature.verify_header(payload.decode("utf-8"), signature, secret, tolerance=300)
+    except (_stripe().SignatureVerificationError, UnicodeDecodeError) as exc:
         raise BadSignature(str(exc) or "bad signature") from exc
     try:
         event = json.loads(payload)
