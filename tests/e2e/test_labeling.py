@@ -5,11 +5,13 @@ probability, the skip with its reason, and the page logs no error."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from evaluation.models import AnnotationQueue, Label, QueueItem, QueueSlot
 from evaluation.services.labels import rubric_version_create
-from evaluation.services.queues import queue_create
+from evaluation.services.queues import queue_create, queue_item_add, reserve_next
+from evaluation.services.shared import utc_now
 from feedback.models import Feature
 from tests.evaluation.helpers import feedback_post, make_traces
 from tests.fixtures.organizations import PASSWORD, in_tenant, unique
@@ -106,6 +108,63 @@ def test_ten_labels_by_keyboard(committed_db: None, live: Any, context: Any, org
         slots = {str(s.id): s for s in QueueSlot.objects.filter(queue=queue).select_related("label")}
         assert {slot: slots[slot].label.value for slot in verdicts} == verdicts  # type: ignore[union-attr]
         assert (slots[skipped].status, slots[skipped].skip_reason) == ("skipped", "Not my area")
+        QueueSlot.objects.filter(queue=queue).delete()
+        QueueItem.objects.filter(queue=queue).delete()
+        AnnotationQueue.objects.filter(id=queue.id).delete()
+        Label.objects.filter(rubric=rubric).delete()
+
+
+def test_free_text_by_keyboard_and_a_refused_answer_comes_back(
+    committed_db: None, live: Any, context: Any, org_a: Any
+) -> None:
+    """Free text: enter focuses the box, ctrl+enter saves. An item another reviewer reclaimed (the
+    reservation ran out) is refused with the reason shown, and the page stays on it."""
+    with in_tenant(org_a):
+        ids = make_traces(3)
+        rubric, _ = rubric_version_create(name=unique("why"), scale="free_text", description="What is wrong?")
+        queue = queue_create(name=unique("notes"), rubric=rubric, design="manual", budget=3)
+        for trace_id in ids:
+            queue_item_add(queue=queue, trace_id=trace_id)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(f"{live.url}/login/")
+        page.fill("input[name=username]", org_a.owner.email)
+        page.fill("input[type=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_load_state("networkidle")
+        page.goto(f"{live.url}{org_a.url(f'queues/{queue.id}/label/')}")
+        page.wait_for_load_state("networkidle")
+        first = _visible_slot(page)
+        page.keyboard.press("Enter")
+        page.keyboard.type("The refund window is 30 days, not 14.")
+        page.keyboard.press("Control+Enter")
+        page.wait_for_function("b => document.querySelector('.lab-item:not([hidden])').dataset.slot !== b", arg=first)
+        second = _visible_slot(page)
+        page.wait_for_function("() => !document.querySelector('.lab-item[data-state=saving]')")  # saved
+        with in_tenant(org_a):
+            slot = QueueSlot.objects.get(id=int(second))
+            # Ann's reservation runs out and Bo takes the item.
+            later = utc_now() + timedelta(seconds=queue.reservation_seconds + 5)
+            QueueSlot.objects.filter(id=slot.id).update(reserved_until=utc_now() - timedelta(seconds=1))
+            taken = reserve_next(queue=queue, reviewer="bo@example.com", now=later)
+            assert taken is not None and taken.id == slot.id
+        page.keyboard.press("Enter")
+        page.keyboard.type("Too vague.")
+        page.keyboard.press("Control+Enter")
+        page.locator("#lab-error").get_by_text("reserved by another reviewer").wait_for()
+        assert _visible_slot(page) == second
+        assert errors == []
+    finally:
+        page.close()
+    with in_tenant(org_a):
+        (label,) = Label.objects.filter(rubric=rubric)
+        assert (label.text, label.value, str(QueueSlot.objects.get(label=label).id)) == (
+            "The refund window is 30 days, not 14.",
+            None,
+            first,
+        )
         QueueSlot.objects.filter(queue=queue).delete()
         QueueItem.objects.filter(queue=queue).delete()
         AnnotationQueue.objects.filter(id=queue.id).delete()
