@@ -41,7 +41,7 @@ from tenants.access import Role, org_url, role_required
 
 TARGETS = (0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.975, 0.99)
 HISTOGRAM_BINS = 10
-MAX_DISAGREEMENTS = 50
+MAX_DISAGREEMENTS = 100
 
 
 @dataclass(frozen=True)
@@ -114,17 +114,21 @@ def _histograms(pairs: list[Pair]) -> dict[str, Any]:
     if not pairs:
         return {"bins": [], "good": [], "bad": [], "max": 0}
     raw = np.array([p.raw for p in pairs])
-    low, high = float(raw.min()), float(raw.max())
-    if high == low:
-        high = low + 1.0
-    edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
-    good = np.histogram([p.raw for p in pairs if p.good], bins=edges)[0]
-    bad = np.histogram([p.raw for p in pairs if not p.good], bins=edges)[0]
-    peak = int(max(good.max(initial=0), bad.max(initial=0))) or 1
+    distinct = np.unique(raw)
+    if distinct.size <= 6:  # a binary or 1-5 judge: one row per score it gives
+        rows = [(float(v), float(v), raw == v) for v in distinct]
+    else:
+        low, high = float(raw.min()), float(raw.max())
+        edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
+        index = np.clip(np.searchsorted(edges, raw, side="right") - 1, 0, HISTOGRAM_BINS - 1)
+        rows = [(float(edges[i]), float(edges[i + 1]), index == i) for i in range(HISTOGRAM_BINS)]
+    good_mask = np.array([p.good for p in pairs])
+    counts = [(low, high, int(np.sum(m & good_mask)), int(np.sum(m & ~good_mask))) for low, high, m in rows]
+    peak = max([max(g, b) for _, _, g, b in counts] + [1])
     bins = [
-        {"low": float(edges[i]), "high": float(edges[i + 1]), "good": int(good[i]), "bad": int(bad[i]),
-         "good_pct": 100 * int(good[i]) / peak, "bad_pct": 100 * int(bad[i]) / peak}
-        for i in range(HISTOGRAM_BINS)
+        {"low": low, "high": high, "single": low == high, "good": g, "bad": b,
+         "good_pct": 100 * g / peak, "bad_pct": 100 * b / peak}
+        for low, high, g, b in counts
     ]  # fmt: skip
     return {"bins": bins, "max": peak}
 
