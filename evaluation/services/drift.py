@@ -13,10 +13,9 @@ from typing import Any
 import numpy as np
 from django.db import connection
 
-from evaluation.models import DriftSnapshot
+from evaluation.models import DriftSnapshot, Experiment
 from evaluation.reports.measures import Measures, total
 from evaluation.reports.selectors import Window
-from evaluation.reports.success import success_source_for
 from evaluation.services.shared import utc_now
 from evaluation.stats.drift import ks_shift, psi
 from evaluation.stats.rootcause import Counts, partitions_from_cells, root_causes
@@ -89,12 +88,26 @@ def segment_keys(feature: Feature, window: Window) -> list[str]:
     return keys[:MAX_KEYS]
 
 
+def _holdbacks(feature: Feature) -> list[str]:
+    """ "experiment/variant" of every holdback arm on the feature: the non-AI path is an experiment's
+    yardstick, not the AI's behaviour, so drift leaves it out."""
+    return [
+        f"{e.key}/{arm['name']}"
+        for e in Experiment.objects.filter(feature=feature)
+        for arm in e.arms
+        if arm.get("holdback")
+    ]
+
+
+NOT_HOLDBACK = "(t.experiment || '/' || t.variant) <> ALL(%(holdbacks)s)"
+
+
 def _finest(feature: Feature, window: Window, keys: list[str]) -> dict[tuple[Any, ...], Measures]:
     dims = ["t.prompt_version_id", "t.model", "t.customer_id"] + [f"t.metadata ->> %(k{i})s" for i in range(len(keys))]
     sql = measures_query(
         dims=dims,
         traces_from="FROM feedback_trace t WHERE t.feature_id = %(feature)s AND t.day BETWEEN %(d0)s AND %(d1)s "
-        "AND t.started_at >= %(since)s AND t.started_at < %(until)s",
+        f"AND t.started_at >= %(since)s AND t.started_at < %(until)s AND {NOT_HOLDBACK}",
         feedback_where="f.feature_id = %(feature)s AND f.trace_day BETWEEN %(d0)s AND %(d1)s",
     )
     params: dict[str, Any] = {
@@ -103,6 +116,7 @@ def _finest(feature: Feature, window: Window, keys: list[str]) -> dict[tuple[Any
         "d1": window.last_day,
         "since": window.since,
         "until": window.until,
+        "holdbacks": _holdbacks(feature),
     }
     params.update({f"k{i}": k for i, k in enumerate(keys)})
     labels: dict[Any, Any] = dict(PromptVersion.objects.values_list("id", "label"))
@@ -130,10 +144,13 @@ def root_cause_report(
 ) -> tuple[list[dict[str, Any]], str]:
     keys = segment_keys(feature, current)
     before, after = _finest(feature, baseline, keys), _finest(feature, current, keys)
-    source = success_source_for(total(before) if not total(after).traces else total(after))
+    # Success per segment needs counts every cell has: outcomes, else thumbs. A gating judge's
+    # calibrated estimate (the reports' first source) has no per-cell sums here, so it is not decomposed.
+    both = total(before).add(total(after))
+    source_name = "outcomes" if both.outcomes else "thumbs"
     dims = ("prompt_version", "model", "customer_id", *(f"metadata.{k}" for k in keys))
     out = []
-    for name, spec in _rates(source.name).items():
+    for name, spec in _rates(source_name).items():
         label, num, den, bad = spec
         cells = {
             key: Counts(
@@ -174,7 +191,7 @@ def root_cause_report(
                 ],
             }
         )
-    return out, source.name
+    return out, source_name
 
 
 # --- distributions --------------------------------------------------------------------------------------
@@ -188,11 +205,22 @@ def _samples(feature: Feature, window: Window) -> dict[str, np.ndarray]:
                (SELECT avg(s.score) FROM evaluation_score s WHERE s.trace_id = t.trace_id AND s.status = 'ok')
         FROM feedback_trace t
         WHERE t.feature_id = %s AND t.day BETWEEN %s AND %s AND t.started_at >= %s AND t.started_at < %s
+          AND (t.experiment || '/' || t.variant) <> ALL(%s)
         ORDER BY md5(t.trace_id) LIMIT %s
     """
     with connection.cursor() as cursor:
         cursor.execute(
-            sql, [explicit, feature.id, window.first_day, window.last_day, window.since, window.until, SAMPLE]
+            sql,
+            [
+                explicit,
+                feature.id,
+                window.first_day,
+                window.last_day,
+                window.since,
+                window.until,
+                _holdbacks(feature),
+                SAMPLE,
+            ],
         )
         rows = cursor.fetchall()
 

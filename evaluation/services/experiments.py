@@ -32,6 +32,7 @@ from evaluation.stats.sequential import (
 )
 
 KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,200}\Z")
+OUTCOME_METRICS = (PrimaryMetric.CONVERSION, PrimaryMetric.VALUE)
 GUARDRAIL_METRICS = {
     "cost_per_success_usd": "cost per success",
     "p95_latency_ms": "p95 latency",
@@ -106,6 +107,12 @@ def experiment_create(
         raise ExperimentError("control", "the control must be one of the arms")
     if primary_metric not in PrimaryMetric.values:
         raise ExperimentError("primary_metric", f"one of {', '.join(PrimaryMetric.values)}")
+    if any(a["holdback"] for a in clean_arms) and primary_metric not in OUTCOME_METRICS:
+        raise ExperimentError(
+            "primary_metric",
+            "a holdback arm (the non-AI path) has no AI output to rate, judge or edit: compare arms on an outcome "
+            "(conversion or value)",
+        )
     if not (isinstance(mde, int | float) and math.isfinite(mde) and 0 < mde < 1e9):
         raise ExperimentError("mde", "the minimum detectable effect is a positive absolute change (0.02 = 2 points)")
     if primary_metric != PrimaryMetric.VALUE and mde >= 1:

@@ -203,6 +203,7 @@ class Command(BaseCommand):
                 {"name": "ai", "allocation": 1 - HOLDBACK_SHARE},
             ],
             control="holdback",
+            primary_metric="conversion",  # tickets resolved: the non-AI path has no output to judge
             mde=0.05,
             max_days=28,
             started_at=start,

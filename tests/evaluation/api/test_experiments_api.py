@@ -37,6 +37,7 @@ def _experiment(org) -> str:  # type: ignore[no-untyped-def]
             key=key,
             feature_key=feature,
             control="holdback",
+            primary_metric="conversion",
             mde=0.05,
             started_at=START,
             arms=[{"name": "holdback", "allocation": 0.1, "holdback": True}, {"name": "ai", "allocation": 0.9}],
@@ -52,7 +53,7 @@ def test_list_and_detail(client_a: Client, org_a) -> None:  # type: ignore[no-un
     response = client_a.get(f"/api/v1/experiments/{key}")
     assert response.status_code == 200
     body = response.json()
-    assert body["key"] == key and body["control"] == "holdback" and body["primary_metric"]["source"] == "outcomes"
+    assert body["key"] == key and body["control"] == "holdback" and body["primary_metric"]["source"] == "conversion"
     ai = next(a for a in body["arms"] if a["name"] == "ai")
     assert set(ai["metric"]) >= {"value", "low", "high", "n"} and set(ai["lift"]) >= {"value", "low", "high"}
     assert ai["significant"] and body["verdict"]["decision"] == "ship" and body["verdict"]["arm"] == "ai"

@@ -49,6 +49,7 @@ def seeded(db: None, org_a) -> dict[str, object]:  # type: ignore[no-untyped-def
             key=key,
             feature_key=feature,
             control="holdback",
+            primary_metric="conversion",
             mde=0.05,
             started_at=NOW - timedelta(days=9),
             arms=[{"name": "holdback", "allocation": 0.1, "holdback": True}, {"name": "ai", "allocation": 0.9}],

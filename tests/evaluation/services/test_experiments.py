@@ -60,10 +60,16 @@ def test_holdback_experiment_ships_ai_with_intervals_and_names_its_source(db: No
         feature = new_feature()
         _seed(feature, "hb")
         experiment = experiment_create(
-            key="hb", feature_key=feature, arms=HOLDBACK, control="holdback", mde=0.05, started_at=START
+            key="hb",
+            feature_key=feature,
+            arms=HOLDBACK,
+            control="holdback",
+            mde=0.05,
+            primary_metric="conversion",
+            started_at=START,
         )
         r = experiment_results(experiment, now=NOW)
-    assert r["primary_metric"]["source"] == "outcomes"
+    assert r["primary_metric"]["source"] == "conversion"
     arms = {a["name"]: a for a in r["arms"]}
     assert arms["holdback"]["traces"] + arms["ai"]["traces"] == 3000
     for arm in arms.values():
@@ -75,7 +81,7 @@ def test_holdback_experiment_ships_ai_with_intervals_and_names_its_source(db: No
     cost = next(g for g in arms["ai"]["guardrails"] if g["metric"] == "cost_per_success_usd")
     assert cost["status"] == "not_applicable"  # the holdback has no AI cost to compare with
     assert r["verdict"]["decision"] == "ship" and r["verdict"]["arm"] == "ai"
-    assert "outcomes" in r["verdict"]["metric_source"] and "always-valid" in r["verdict"]["reason"]
+    assert "conversion" in r["verdict"]["metric_source"] and "always-valid" in r["verdict"]["reason"]
     assert r["sequential_test"]["looks"] == 10 and "Johari" in r["sequential_test"]["reference"]
 
 
@@ -115,7 +121,13 @@ def test_a_holdback_without_outcomes_is_undefined_not_a_win(db: None, org_a) -> 
         feature = new_feature()
         _seed(feature, "hb", outcomes_for=("ai",))
         experiment = experiment_create(
-            key="hb", feature_key=feature, arms=HOLDBACK, control="holdback", mde=0.05, started_at=START
+            key="hb",
+            feature_key=feature,
+            arms=HOLDBACK,
+            control="holdback",
+            mde=0.05,
+            primary_metric="conversion",
+            started_at=START,
         )
         r = experiment_results(experiment, now=NOW)
     holdback = next(a for a in r["arms"] if a["name"] == "holdback")
@@ -128,7 +140,13 @@ def test_sample_ratio_mismatch_stops_the_experiment(db: None, org_a) -> None:  #
         feature = new_feature()
         _seed(feature, "srm", split={"holdback": 0.3, "ai": 0.7})
         experiment = experiment_create(
-            key="srm", feature_key=feature, arms=HOLDBACK, control="holdback", mde=0.05, started_at=START
+            key="srm",
+            feature_key=feature,
+            arms=HOLDBACK,
+            control="holdback",
+            mde=0.05,
+            primary_metric="conversion",
+            started_at=START,
         )
         r = experiment_results(experiment, now=NOW)
     assert r["srm"]["mismatch"] and r["srm"]["p_value"] < 0.001
@@ -161,7 +179,14 @@ def test_no_difference_keeps_running_with_the_planner_then_stops_at_the_deadline
         feature = new_feature()
         _seed(feature, "aa", n=600, rates={"holdback": 0.5, "ai": 0.5})
         experiment = experiment_create(
-            key="aa", feature_key=feature, arms=HOLDBACK, control="holdback", mde=0.05, started_at=START, max_days=30
+            key="aa",
+            feature_key=feature,
+            arms=HOLDBACK,
+            control="holdback",
+            mde=0.05,
+            primary_metric="conversion",
+            started_at=START,
+            max_days=30,
         )
         running = experiment_results(experiment, now=NOW)
         late = experiment_results(experiment, now=START + timedelta(days=31))
@@ -174,15 +199,30 @@ def test_overlapping_experiments_on_one_feature_are_refused(db: None, org_a) -> 
     with in_tenant(org_a):
         feature = new_feature()
         experiment_create(
-            key="first", feature_key=feature, arms=HOLDBACK, control="holdback", mde=0.05, started_at=START
+            key="first",
+            feature_key=feature,
+            arms=HOLDBACK,
+            control="holdback",
+            mde=0.05,
+            primary_metric="conversion",
+            started_at=START,
         )
         with pytest.raises(ExperimentError, match="overlaps"):
-            experiment_create(key="second", feature_key=feature, arms=HOLDBACK, control="holdback", mde=0.05)
+            experiment_create(
+                key="second",
+                feature_key=feature,
+                arms=HOLDBACK,
+                control="holdback",
+                mde=0.05,
+                primary_metric="conversion",
+            )
 
 
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
+        ({"primary_metric": "success"}, "primary_metric"),
+        ({"primary_metric": "thumbs_up_share"}, "primary_metric"),
         ({"mde": 0}, "mde"),
         ({"mde": 1.5}, "mde"),
         ({"control": "nobody"}, "control"),
@@ -203,6 +243,7 @@ def test_bad_definitions_are_refused_naming_the_field(db: None, org_a, changes: 
             "arms": HOLDBACK,
             "control": "holdback",
             "mde": 0.05,
+            "primary_metric": "conversion",
             **changes,
         }
         with pytest.raises(ExperimentError) as info:
