@@ -25,6 +25,10 @@ migrate: install
 demo: migrate
 	PORT=$(PORT) $(PY) manage.py demo_setup
 	$(PY) manage.py demo_evaluation
+	$(PY) manage.py demo_queues
+	$(PY) manage.py demo_calibration
+	$(PY) manage.py demo_experiments
+	$(PY) manage.py demo_billing
 	PORT=$(PORT) bin/run-demo
 
 test: install browser instrumentations
