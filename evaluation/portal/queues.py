@@ -68,7 +68,9 @@ class QueueForm(forms.Form):
     )
     feature = forms.ChoiceField(required=False, help_text="Only traces of this feature")
     judge = forms.ChoiceField(
-        required=False, help_text="Its current version's scores define the population; needed to stratify or for active"
+        required=False,
+        help_text="Sample from the traces its current version scored (its own sampling undone); needed to "
+        "stratify or for active",
     )
     since = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), required=False, label="From (trace day)")
     until = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), required=False, label="To (inclusive)")

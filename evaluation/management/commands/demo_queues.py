@@ -93,8 +93,9 @@ class Command(BaseCommand):
             queue = queue_create(
                 name=QUEUE, rubric=rubric, design="uniform", budget=budget, reviewers_per_item=2, feature=feature,
                 judge_version=judge.current_version, created_by="pm@acme.test", seed=2026,
-                description="Weekly audit: a simple random sample of the traces the helpfulness judge scored. "
-                "Keep it uniform: it is the sample the true success rate is estimated from.",
+                description="Weekly audit: a simple random sample of support-copilot traces, drawn through the "
+                "helpfulness judge's scores so each has a verdict to compare. Keep it uniform: it is the sample "
+                "the true success rate is estimated from.",
             )  # fmt: skip
         except QueueError as exc:
             self.stderr.write(f"Queue not created: {exc.message}")
