@@ -27,6 +27,8 @@ def group_figures(measures: Measures, *, source: SuccessSource, value_per_succes
     m = measures
     notes: dict[str, str] = {}
     estimate = source.estimate(m)
+    if estimate.note:
+        notes["success"] = estimate.note
     rate = estimate.interval.value
     successes: float | None = None
     if rate is not None:

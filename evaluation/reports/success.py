@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Protocol
 
-from evaluation.reports.measures import Measures
+from evaluation.reports.measures import JudgedSums, Measures
 from evaluation.stats import Interval, wilson
 from evaluation.stats.intervals import z_value
 
@@ -23,6 +23,7 @@ class SuccessEstimate:
     interval: Interval
     n: int  # the traces the rate is a share of
     source: str
+    note: str | None = None  # how it was made, when that needs saying (a pooled correction)
 
 
 class SuccessSource(Protocol):
@@ -71,35 +72,50 @@ class CalibratedJudgeSource:
     it scored, each score mapped to P(good) by the calibrator fitted on human labels, corrected by
     the uniform audit: prediction-powered inference with lambda = 1 (Angelopoulos et al. 2023,
     "Prediction-powered inference"): mean f over the group's scored traces plus the mean of
-    (label - f) over its audited ones, variance Var(f)/N + Var(label - f)/n. A group with fewer
-    than MIN_AUDITED audit labels has no estimate (its judge's bias there is unmeasured)."""
+    (label - f) over its audited ones, variance Var(f)/N + Var(label - f)/n.
+
+    A group with fewer than MIN_AUDITED audit labels of its own (a day on a chart, a small
+    segment) takes the correction of the whole report (``pooled``: the audit over every group),
+    with that correction's variance, and says so in ``note``: this assumes the judge's bias is
+    the same in the group as overall, which the calibration page's drift monitor watches."""
 
     name = "calibrated_judge"
     description = "a gating judge's calibrated scores, corrected by the uniform audit of human labels"
     MIN_AUDITED = 10
 
+    def __init__(self, pooled: JudgedSums | None = None) -> None:
+        self.pooled = pooled
+
     def available(self, total: Measures) -> bool:
         return total.judged.scored > 0 and total.judged.audited >= self.MIN_AUDITED
+
+    def for_report(self, total: Measures) -> CalibratedJudgeSource:
+        """This source with the report's whole audit as the fallback correction."""
+        return CalibratedJudgeSource(pooled=total.judged)
 
     def estimate(self, measures: Measures) -> SuccessEstimate:
         j = measures.judged
         if j.scored == 0:
             return SuccessEstimate(Interval.undefined("no traces scored by the gating judge"), 0, self.name)
+        audit, note = j, None
         if j.audited < self.MIN_AUDITED:
-            return SuccessEstimate(
-                Interval.undefined(f"{j.audited} audit labels here: at least {self.MIN_AUDITED} are needed"),
-                j.scored,
-                self.name,
-            )
+            if self.pooled is None or self.pooled.audited < self.MIN_AUDITED:
+                return SuccessEstimate(
+                    Interval.undefined(f"{j.audited} audit labels here: at least {self.MIN_AUDITED} are needed"),
+                    j.scored,
+                    self.name,
+                )
+            audit = self.pooled
+            note = f"{j.audited} audit labels here: the judge's bias correction is pooled over the whole report"
         mean_f = j.f_sum / j.scored
         var_f = max(j.f2_sum / j.scored - mean_f * mean_f, 0.0)
-        mean_r = j.r_sum / j.audited
-        var_r = max(j.r2_sum / j.audited - mean_r * mean_r, 0.0) * j.audited / (j.audited - 1)
+        mean_r = audit.r_sum / audit.audited
+        var_r = max(audit.r2_sum / audit.audited - mean_r * mean_r, 0.0) * audit.audited / (audit.audited - 1)
         value = mean_f + mean_r
-        se = math.sqrt(var_f / j.scored + var_r / j.audited)
+        se = math.sqrt(var_f / j.scored + var_r / audit.audited)
         z = z_value()
         low, high = max(0.0, value - z * se), min(1.0, value + z * se)
-        return SuccessEstimate(Interval(min(max(value, 0.0), 1.0), low, high), j.scored, self.name)
+        return SuccessEstimate(Interval(min(max(value, 0.0), 1.0), low, high), j.scored, self.name, note)
 
 
 class NoSource:
@@ -117,5 +133,9 @@ SUCCESS_SOURCES: tuple[SuccessSource, ...] = (CalibratedJudgeSource(), OutcomesS
 
 
 def success_source_for(total: Measures) -> SuccessSource:
-    """The first source with data over the feature's whole window."""
-    return next((source for source in SUCCESS_SOURCES if source.available(total)), NoSource())
+    """The first source with data over the feature's whole window (the calibrated judge carries
+    that window's audit, for groups too small to correct on their own)."""
+    source = next((source for source in SUCCESS_SOURCES if source.available(total)), NoSource())
+    if isinstance(source, CalibratedJudgeSource):
+        return source.for_report(total)
+    return source

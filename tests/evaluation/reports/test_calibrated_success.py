@@ -91,6 +91,15 @@ def test_a_group_with_too_few_audit_labels_has_no_estimate() -> None:
     assert estimate.interval.value is None and "4 audit labels" in (estimate.interval.note or "")
     assert not source.available(thin)
     assert not source.available(Measures(traces=10))
+    # In a report, a thin group (a day on a chart) takes the whole report's correction, and says so.
+    whole = JudgedSums(scored=500, f_sum=400, f2_sum=340, audited=60, r_sum=-3.0, r2_sum=6.0)
+    pooled = source.for_report(Measures(traces=500, judged=whole)).estimate(thin)
+    mean_f, var_f = 40 / 50, 35 / 50 - (40 / 50) ** 2
+    mean_r, var_r = -3.0 / 60, (6.0 / 60 - (3.0 / 60) ** 2) * 60 / 59
+    se = math.sqrt(var_f / 50 + var_r / 60)
+    assert pooled.interval.value == pytest.approx(mean_f + mean_r, abs=1e-12)
+    assert pooled.interval.low == pytest.approx(mean_f + mean_r - Z * se, abs=1e-9)
+    assert pooled.note is not None and "pooled" in pooled.note
 
 
 def test_the_interval_covers_the_true_rate_in_95_percent_of_replications() -> None:
