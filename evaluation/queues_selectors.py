@@ -9,7 +9,7 @@ from typing import Any
 
 from django.db.models import Count, Max, Q
 
-from evaluation.models import AnnotationQueue, Label, QueueItem, QueueSlot, Rubric, SlotStatus
+from evaluation.models import AnnotationQueue, CalibrationTarget, Label, QueueItem, QueueSlot, Rubric, SlotStatus
 from evaluation.services.shared import utc_now
 from feedback.models import FeedbackEvent, Span, Trace
 
@@ -137,6 +137,19 @@ def queue_design_summary(queue: AnnotationQueue) -> list[dict[str, Any]]:
         .annotate(n=Count("id"), pi_min=Min("inclusion_probability"), pi_max=Max("inclusion_probability"))
         .order_by("design", "stratum")
     )
+
+
+def queue_calibration_target(queue: AnnotationQueue) -> int | None:
+    """The id of the calibration (judge version x rubric version x feature) this queue's labels feed,
+    once the refresh sweep has created it; None before, or without a judge."""
+    if queue.judge_version_id is None:
+        return None
+    targets = CalibrationTarget.objects.filter(judge_version_id=queue.judge_version_id, rubric_id=queue.rubric_id)
+    if queue.feature_id is None:
+        targets = targets.filter(feature__isnull=True)
+    else:
+        targets = targets.filter(feature_id=queue.feature_id)
+    return targets.values_list("id", flat=True).first()
 
 
 def rubric_newer_version(queue: AnnotationQueue) -> Rubric | None:

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_POST
 from evaluation.models import AnnotationQueue, Judge, QueueDesign, QueueSlot, Rubric, RubricScale
 from evaluation.queues_selectors import (
     item_views,
+    queue_calibration_target,
     queue_design_summary,
     queue_find,
     queue_items,
@@ -185,6 +186,7 @@ def _detail_context(queue: AnnotationQueue, add_form: AddForm | None = None) -> 
         "strata": queue_design_summary(queue),
         "items": queue_items(queue, limit=25),
         "newer": rubric_newer_version(queue),
+        "calibration_target": queue_calibration_target(queue),
         "add_form": add_form or AddForm(),
     }
 

@@ -9,7 +9,7 @@ import uuid
 
 from django.test import Client
 
-from evaluation.models import AnnotationQueue, Label, QueueSlot, Rubric, Score
+from evaluation.models import AnnotationQueue, CalibrationTarget, Label, QueueSlot, Rubric, Score
 from evaluation.services.labels import rubric_version_create
 from evaluation.services.queues import queue_create, queue_item_add, reserve_next
 from tenants.access import Role
@@ -72,6 +72,12 @@ def test_a_pm_creates_a_uniform_queue_and_sees_its_sample(db: None, org_a: Org) 
         and b"Start labeling" in detail.content
         and b"20 traces sampled of 80" in detail.content
     )
+    assert b"how far the judge agrees" not in detail.content  # no calibration of these labels yet
+    with in_tenant(org_a):
+        target = CalibrationTarget.objects.create(
+            judge_version=judge.current_version, rubric=rubric, feature=queue.feature
+        )
+    assert f"calibration/?target={target.id}".encode() in client.get(created["Location"]).content
     listing = client.get(org_a.url("queues/"))
     assert name.encode() in listing.content and b"0 labelled" in listing.content
     # Stratified with no judge, a rubric that does not exist, a zero budget: form errors, nothing stored.
