@@ -85,3 +85,12 @@ def test_another_organizations_budgets_and_customers_are_not_found(db: None, org
     # Org A's check knows nothing of org B's customer: no budget of B, none of B's spend.
     check = client_a.get(f"/api/v1/budgets/check?customer_id={theirs}").json()
     assert check["allowed"] and check["spent_usd"] in (None, 0.0) and check["cap_usd"] != 1.0
+
+
+def test_customer_spend_for_an_id_with_a_slash(db: None, org_a: Org, client_a: Client) -> None:
+    from urllib.parse import quote
+
+    odd = f"team/{unique('c')}"
+    send_traces(org_a, spend_traces(odd, ["1"]))
+    body = client_a.get(f"/api/v1/customers/{quote(odd, safe='/')}/spend").json()
+    assert body["customer_id"] == odd and body["month_usd"] == 1.0

@@ -105,3 +105,16 @@ def test_subscribe_and_manage_go_to_stripe(db: None, org_a: Org, owner_a: Client
     fake_stripe.fail_next("/v1/billing_portal/sessions", 400)
     refused = owner_a.post(org_a.url("billing/manage/"), follow=True)
     assert refused.status_code == 200 and b"Stripe:" in refused.content
+
+
+def test_customer_ids_with_slashes_and_spaces_link_and_open(db: None, org_a: Org, owner_a: Client) -> None:
+    odd = f"acme/eu west?{unique('x')}#1"
+    send_traces(org_a, spend_traces(odd, ["2.5"]))
+    page = owner_a.get(org_a.url("spend/"))
+    assert page.status_code == 200
+    from django.urls import reverse
+
+    url = reverse("billing:customer", args=(org_a.slug, odd))
+    assert url.encode() in page.content
+    detail = owner_a.get(url)
+    assert detail.status_code == 200 and b"$2.50" in detail.content
