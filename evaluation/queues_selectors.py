@@ -169,6 +169,8 @@ class ItemView:
     feedback: list[FeedbackEvent] = field(default_factory=list)
     own_label: Label | None = None
     answer: str = ""  # the own label as the page names it (set by the page: "Good", "4", a category)
+    # The feedback with, for edits, the diff of the user's edit (set by the page).
+    feedback_rows: list[tuple[FeedbackEvent, list[tuple[str, str]] | None]] = field(default_factory=list)
 
     @property
     def span_rows(self) -> list[tuple[Span, float | None]]:

@@ -44,6 +44,7 @@ from evaluation.services.queues import (
 )
 from evaluation.services.shared import JudgeServiceError, utc_now
 from feedback.models import Feature
+from feedback.portal.views import diff_segments
 from tenants.access import Role, org_url, role_required
 
 logger = logging.getLogger(__name__)
@@ -234,6 +235,10 @@ def _panels(request: HttpRequest, queue: AnnotationQueue, slots: list[QueueSlot]
     names = {key: name for key, name in keys}
     views = item_views(slots)
     for view in views:
+        view.feedback_rows = [
+            (e, diff_segments(e.original_text or "", e.edited_text or "") if e.kind == "edit" else None)
+            for e in view.feedback
+        ]
         label = view.own_label
         if label is not None:
             if label.text or label.category:

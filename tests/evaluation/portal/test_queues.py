@@ -132,7 +132,10 @@ def test_labeling_through_the_page_endpoints(db: None, org_a: Org) -> None:
     with in_tenant(org_a):
         queue, ids = _manual_queue(4)
         feedback_post([{"event_id": str(uuid.uuid4()), "trace_id": t, "kind": "thumb", "value": -1,
-                        "comment": "wrong plan"} for t in ids])  # fmt: skip
+                        "comment": "wrong plan"} for t in ids]
+                      + [{"event_id": str(uuid.uuid4()), "trace_id": t, "kind": "edit",
+                          "original_text": "Open Settings, choose Security.",
+                          "edited_text": "Open Admin console, choose Security."} for t in ids])  # fmt: skip
     page = reviewer.get(org_a.url(f"queues/{queue.id}/label/"))
     assert page.status_code == 200
     slots = [int(s) for s in re.findall(rb'data-slot="(\d+)"', page.content)]
@@ -140,6 +143,7 @@ def test_labeling_through_the_page_endpoints(db: None, org_a: Org) -> None:
     html = page.content.decode()
     assert "Open Settings, choose Security" in html and "How do I reset my password" in html
     assert 'class="lab-block lab-feedback"' in html and "wrong plan" in html  # there, hidden until h
+    assert "<del>Settings</del><ins>Admin console</ins>" in html.replace("\n", "")  # the user's edit, as a diff
     assert 'data-key="1"' in html and 'data-key="0"' in html
     label_url = org_a.url(f"queues/{queue.id}/items/{slots[0]}/label/")
     # Off the scale: a clear 400, nothing stored, the slot still open.
