@@ -37,6 +37,8 @@ class BillingAccount(models.Model):
     # The `created` time of the last subscription event applied: an older one arriving later is skipped.
     subscription_event_at = models.DateTimeField(null=True, blank=True)
     current_period_end = models.DateTimeField(null=True, blank=True)
+    # Likewise for invoice events (paid / payment failed): a late older one changes nothing.
+    payment_event_at = models.DateTimeField(null=True, blank=True)
     grace_until = models.DateTimeField(null=True, blank=True)
     monthly_cap_usd = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     cap_state = models.CharField(max_length=8, choices=CapState.choices, default=CapState.UNDER)

@@ -18,7 +18,8 @@ from django.utils import timezone
 
 from billing import gateway
 from billing.models import BillingAccount, StripeEvent
-from billing.services.accounts import payment_failed, payment_succeeded, subscription_apply
+from billing.services.accounts import account_get, payment_failed, payment_succeeded, subscription_apply
+from tenants.selectors import organization_get
 
 logger = logging.getLogger("candor.billing")
 
@@ -67,9 +68,10 @@ def _account_for(obj: dict[str, Any]) -> BillingAccount | None:
     account = None
     if customer:
         account = BillingAccount.objects.select_related("organization").filter(stripe_customer_id=customer).first()
-    org_id = metadata.get("candor_organization_id") or obj.get("client_reference_id")
-    if account is None and str(org_id or "").isdigit():
-        account = BillingAccount.objects.select_related("organization").filter(organization_id=int(str(org_id))).first()
+    org_id = str(metadata.get("candor_organization_id") or obj.get("client_reference_id") or "")
+    if account is None and org_id.isdigit() and len(org_id) < 19:
+        organization = organization_get(int(org_id))
+        account = account_get(organization=organization) if organization is not None else None
     return account
 
 
@@ -92,10 +94,17 @@ def _handle(event: StripeEvent) -> str:
         account.save(update_fields=["stripe_customer_id", "stripe_subscription_id"])
         return "applied: checkout completed (the subscription events set the plan)"
     if event.type in SUBSCRIPTION_EVENTS:
+        if obj.get("customer") and not account.stripe_customer_id:
+            account.stripe_customer_id = str(obj["customer"])
+            account.save(update_fields=["stripe_customer_id"])
         subscription = gateway.subscription_from(obj)
         if event.type == "customer.subscription.deleted":
             subscription = gateway.Subscription(subscription.id, "canceled", subscription.price_id, None)
         return subscription_apply(account=account, subscription=subscription, at=event.created)
+    if account.payment_event_at is not None and event.created < account.payment_event_at:
+        return "skipped: older than the invoice event already applied"
+    account.payment_event_at = event.created
+    account.save(update_fields=["payment_event_at"])
     if event.type == "invoice.payment_failed":
         payment_failed(account=account)
         return f"applied: payment failed, grace until {account.grace_until:%Y-%m-%d}"

@@ -131,3 +131,24 @@ def test_an_event_for_no_known_organization_is_kept_and_ignored(db: None, fake_s
     event = fake_stripe.event("invoice.paid", {"id": "in_2", "customer": "cus_nobody"})
     assert deliver(fake_stripe, event).json()["outcome"] == "ignored: no organization for this customer"
     assert StripeEvent.objects.filter(stripe_id=event["id"]).exists()
+
+
+def test_an_older_invoice_event_arriving_late_is_skipped(db: None, org_a: Org, fake_stripe: FakeStripe) -> None:
+    customer = _customer(org_a)
+    now = int(time.time())
+    deliver(fake_stripe, fake_stripe.event("invoice.paid", {"id": "in_3", "customer": customer}, created=now))
+    late = deliver(fake_stripe, fake_stripe.event("invoice.payment_failed", {"id": "in_2", "customer": customer},
+                                                  created=now - 3600))  # fmt: skip
+    assert late.json()["outcome"].startswith("skipped")
+    assert account_get(organization=org_a.organization).status == AccountStatus.ACTIVE
+
+
+def test_a_first_event_names_its_organization_by_metadata(db: None, org_a: Org, fake_stripe: FakeStripe) -> None:
+    from billing.models import BillingAccount
+
+    BillingAccount.objects.filter(organization=org_a.organization).delete()
+    sub = dict(_subscription("cus_fresh", "active"), metadata={"candor_organization_id": str(org_a.organization.id)})
+    response = deliver(fake_stripe, fake_stripe.event("customer.subscription.created", sub))
+    assert response.json()["outcome"].startswith("applied")
+    account = account_get(organization=org_a.organization)
+    assert (account.plan, account.stripe_customer_id) == ("team", "cus_fresh")
