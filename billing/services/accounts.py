@@ -1,6 +1,7 @@
 """The organization's Candor bill: its account, plan and subscription, and its monthly spend cap.
 
-The cap is checked against the bill projected from the ledger. At 80% and 100% the owners are
+The cap is checked against this month's bill so far, computed from Candor's own usage ledger
+(the projection to the month's end is shown beside it). At 80% and 100% the owners are
 warned once a month (email, webhook, banner). At the cap, costly work stops: every judge is
 paused (the runner reads the flag between batches) and ingestion answers 429 quota_exceeded
 (tenants reads Organization.quota_exceeded_at where the API key is resolved). Raising the cap
