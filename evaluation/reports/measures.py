@@ -11,17 +11,42 @@ from typing import Any
 
 @dataclass
 class JudgedSums:
-    """What the calibrated-judge success source needs of a slice (evaluation.reports.calibrated):
-    over its traces a gating judge scored, the count and the sums of f and f^2 (f = the calibrated
-    probability of good); over those in the uniform audit, the count and the sums of r and r^2
-    (r = human label - f). Not in the rollups: read per report when a gating judge exists."""
+    """What the calibrated-judge success source needs of a slice (evaluation.reports.calibrated).
+
+    Over the traces a gating judge scored: their count, and weighted sums with w = 1 / the score's
+    inclusion probability (a judge samples, e.g. 10% of traces plus every thumbs-down, so its
+    scored traces are not a uniform sample; weighting makes them stand for every trace): sum w,
+    sum w f, and sum w^2, w^2 f, w^2 f^2 for the variance (f = the calibrated probability of
+    good). Over those in the uniform audit: the count and the sums of r and r^2 (r = human
+    label - f). Not in the rollups: read per report when a gating judge exists."""
 
     scored: int = 0
-    f_sum: float = 0.0
-    f2_sum: float = 0.0
+    w: float = 0.0
+    wf: float = 0.0
+    w2: float = 0.0
+    w2f: float = 0.0
+    w2f2: float = 0.0
     audited: int = 0
     r_sum: float = 0.0
     r2_sum: float = 0.0
+
+    @classmethod
+    def of_scores(cls, f: float, *, count: int = 1, inclusion_probability: float = 1.0) -> JudgedSums:
+        """``count`` scored traces with calibrated probability ``f``, each selected with that probability."""
+        w = 1.0 / inclusion_probability
+        return cls(scored=count, w=count * w, wf=count * w * f, w2=count * w * w, w2f=count * w * w * f,
+                   w2f2=count * w * w * f * f)  # fmt: skip
+
+    @property
+    def mean_f(self) -> float:
+        """The Hajek (ratio) estimate of the mean calibrated probability over every trace."""
+        return self.wf / self.w
+
+    @property
+    def mean_f_variance(self) -> float:
+        """Linearised variance of the Hajek mean (Sarndal, Swensson & Wretman 1992, 5.7)."""
+        m = self.mean_f
+        return max(self.w2f2 - 2.0 * m * self.w2f + m * m * self.w2, 0.0) / (self.w * self.w)
 
     def add(self, other: JudgedSums) -> JudgedSums:
         for f in fields(self):

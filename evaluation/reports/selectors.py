@@ -210,7 +210,8 @@ WITH tr AS (
         AND t.started_at >= %(since)s AND t.started_at < %(until)s
 ),
 sc AS (
-    SELECT DISTINCT ON (s.trace_id) s.trace_id, s.raw_score FROM evaluation_score s
+    SELECT DISTINCT ON (s.trace_id) s.trace_id, s.raw_score, coalesce(s.inclusion_probability, 1.0) AS pi
+    FROM evaluation_score s
     WHERE s.judge_version_id = %(version)s AND s.feature_id = %(feature)s AND s.trace_day BETWEEN %(d0)s AND %(d1)s
         AND s.status = 'ok' AND s.raw_score IS NOT NULL
     ORDER BY s.trace_id, s.run_index, s.id
@@ -218,7 +219,7 @@ sc AS (
 """
 # Scored traces per group and distinct raw score (the calibrator maps each value once).
 _JUDGED = _JUDGED_TRACES + (
-    "SELECT {keys}, sc.raw_score, count(*) FROM tr JOIN sc USING (trace_id) GROUP BY {keys}, sc.raw_score"
+    "SELECT {keys}, sc.raw_score, sc.pi, count(*) FROM tr JOIN sc USING (trace_id) GROUP BY {keys}, sc.raw_score, sc.pi"
 )
 # The uniform-audit labels (latest per trace) on scored traces, with their group and raw score.
 _AUDITED = (
@@ -273,10 +274,10 @@ def _attach_judged(
         cursor.execute(_JUDGED.format(dims=select, keys=keys), params)
         for row in cursor.fetchall():
             width = max(n, 1)
-            raw, count = float(row[width]), int(row[width + 1])
+            raw, pi, count = float(row[width]), float(row[width + 1]), int(row[width + 2])
             f = float(calibrator.predict([raw])[0])
             part = sums.setdefault(key_of(row), JudgedSums())
-            part.add(JudgedSums(scored=count, f_sum=f * count, f2_sum=f * f * count))
+            part.add(JudgedSums.of_scores(f, count=count, inclusion_probability=min(max(pi, 1e-6), 1.0)))
         cursor.execute(_AUDITED.format(dims=select, keys=keys), params)
         for row in cursor.fetchall():
             width = max(n, 1)

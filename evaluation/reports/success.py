@@ -71,8 +71,10 @@ class CalibratedJudgeSource:
     """A gating judge (its calibration's lower bound cleared 0.7, with a TNR floor) on every trace
     it scored, each score mapped to P(good) by the calibrator fitted on human labels, corrected by
     the uniform audit: prediction-powered inference with lambda = 1 (Angelopoulos et al. 2023,
-    "Prediction-powered inference"): mean f over the group's scored traces plus the mean of
-    (label - f) over its audited ones, variance Var(f)/N + Var(label - f)/n.
+    "Prediction-powered inference"): the mean of f over every trace (the scored ones weighted by
+    1 / their inclusion probability, a Hajek estimate, since a judge's sample may be enriched)
+    plus the mean of (label - f) over the group's audited ones; variance the Hajek mean's plus
+    Var(label - f)/n. With equal probabilities this is mean f + mean r, Var(f)/N + Var(r)/n.
 
     A group with fewer than MIN_AUDITED audit labels of its own (a day on a chart, a small
     segment) takes the correction of the whole report (``pooled``: the audit over every group),
@@ -107,12 +109,10 @@ class CalibratedJudgeSource:
                 )
             audit = self.pooled
             note = f"{j.audited} audit labels here: the judge's bias correction is pooled over the whole report"
-        mean_f = j.f_sum / j.scored
-        var_f = max(j.f2_sum / j.scored - mean_f * mean_f, 0.0)
         mean_r = audit.r_sum / audit.audited
         var_r = max(audit.r2_sum / audit.audited - mean_r * mean_r, 0.0) * audit.audited / (audit.audited - 1)
-        value = mean_f + mean_r
-        se = math.sqrt(var_f / j.scored + var_r / audit.audited)
+        value = j.mean_f + mean_r
+        se = math.sqrt(j.mean_f_variance + var_r / audit.audited)
         z = z_value()
         low, high = max(0.0, value - z * se), min(1.0, value + z * se)
         return SuccessEstimate(Interval(min(max(value, 0.0), 1.0), low, high), j.scored, self.name, note)
