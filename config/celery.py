@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from billiard.process import current_process
+from celery.signals import worker_process_init
 from tenant_schemas_celery.app import CeleryApp
 
 from config.embedded_db import ensure_database_url
@@ -22,3 +24,13 @@ def _database(**kwargs: Any) -> None:
     # just before the settings are read. Importing `config` alone never starts it: this runs when
     # the app's configuration is first needed, and in a web process DATABASE_URL is set by then.
     ensure_database_url()
+
+
+@worker_process_init.connect
+def _own_process_group(**kwargs: Any) -> None:
+    # A pool child leaves the worker's process group, so a signal to the group (Ctrl-C or SIGTERM to
+    # `make demo`) reaches only the worker's main process, which stops its children itself after their
+    # current task. Killed by the group signal mid-task, a child left its job unanswered and the main
+    # process waited for that answer (billiard's result handler) long after logging its warm shutdown.
+    if current_process().name != "MainProcess":  # a prefork child; solo and thread pools run in the worker itself
+        os.setpgrp()

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 
 from tenants.models import Membership, Organization
@@ -54,7 +55,12 @@ class OrganizationMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         path = request.path_info
         if path.startswith(API_PREFIX):
-            self._resolve_api(request)
+            try:
+                self._resolve_api(request)
+            except (OperationalError, InterfaceError):
+                from tenants.api.errors import database_unavailable  # tenants.api imports this module
+
+                return database_unavailable()
         else:
             match = PORTAL_PATH.match(path)
             if match:

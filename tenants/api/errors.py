@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -48,6 +49,21 @@ def refused_response(exc: Refused) -> Response:
     return response
 
 
+# The database went away for a moment (a restart, a failover, a dropped connection): a 503 with
+# Retry-After tells clients and OTLP exporters to send again, which is safe (writes are idempotent).
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+
+
+_UNAVAILABLE = "The database is unreachable for a moment; retry shortly (writes are idempotent)."
+
+
+def database_unavailable() -> JsonResponse:
+    """The 503 for code outside DRF views (middleware)."""
+    response = JsonResponse(error_body("unavailable", _UNAVAILABLE), status=503)
+    response["Retry-After"] = "1"
+    return response
+
+
 _DEFAULT_CODES = {
     status.HTTP_400_BAD_REQUEST: "invalid",
     status.HTTP_401_UNAUTHORIZED: "invalid_key",
@@ -67,6 +83,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        logger.warning("database unavailable in %s: %s", context.get("view").__class__.__name__, exc)
+        unavailable = Response(error_body("unavailable", _UNAVAILABLE), status=503)
+        unavailable["Retry-After"] = "1"
+        return unavailable
     response = drf_exception_handler(exc, context)
     if response is None:
         # A bug of ours: log it with its traceback, and still answer in the API's shape.
