@@ -155,9 +155,12 @@ def partitions_from_cells(
     """Singles (and pairs) of ``dims`` from counts at the finest grain (one key per combination of
     every dim's value; None reads as "(none)")."""
     out: list[dict[Segment, Counts]] = []
-    combos: list[tuple[int, ...]] = [(i,) for i in range(len(dims))]
+    # A dimension with one value over both windows (every trace on one model) splits nothing: its
+    # single segment would "explain" the whole change, and its pairs repeat the other dimension.
+    varied = [i for i in range(len(dims)) if len({key[i] for key in finest}) > 1]
+    combos: list[tuple[int, ...]] = [(i,) for i in varied]
     if pairs:
-        combos += [(i, j) for i in range(len(dims)) for j in range(i + 1, len(dims))]
+        combos += [(i, j) for i in varied for j in varied if j > i]
     for combo in combos:
         cells: dict[Segment, list[float]] = {}
         for key, c in finest.items():

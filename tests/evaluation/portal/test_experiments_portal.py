@@ -116,3 +116,33 @@ def test_every_page_and_action_is_404_for_another_organization(seeded: dict, org
     for path in (f"experiments/{seeded['experiment']}/stop", f"alerts/rules/{seeded['rule']}/toggle"):
         assert_cross_tenant_404(other, org_b.url(path), method="post")
         assert_cross_tenant_404(other, org_a.url(path), method="post")
+
+
+@pytest.mark.parametrize("path", ["experiments/%00/", "drift/%00/", "drift/no-such-feature/", "alerts/999999/"])
+def test_names_typed_into_urls_are_404s(owner_a: Client, org_a, path: str) -> None:  # type: ignore[no-untyped-def]
+    assert owner_a.get(org_a.url(path)).status_code == 404
+
+
+def test_bad_numbers_in_forms_are_messages_not_errors(owner_a: Client, org_a, seeded: dict) -> None:  # type: ignore[no-untyped-def,type-arg]
+    for query in (
+        {"baseline": "2", "mde": "0.05"},
+        {"baseline": "0.5", "mde": "nan"},
+        {"baseline": "x"},
+        {"baseline": "0.5", "mde": "1e400"},
+        {"baseline": "0.5", "mde": "0.05", "arms": "a"},
+    ):
+        page = owner_a.get(org_a.url("experiments/"), query)
+        assert page.status_code == 200 and b"Planner:" in page.content, query
+    for query in ({"days": "abc"}, {"days": "999"}, {"baseline_days": "0"}):
+        page = owner_a.get(org_a.url(f"drift/{seeded['feature']}/"), query)
+        assert page.status_code == 200 and b'class="msg error"' in page.content, query
+    bad_rule = owner_a.post(
+        org_a.url("alerts/rules/new"),
+        {"feature": seeded["feature"], "name": "r", "metric": "thumbs_down_share", "threshold": "-1"},
+        follow=True,
+    )
+    assert b"Rule not saved" in bad_rule.content
+
+
+def test_nul_in_the_api_key_path_is_a_404(client_a: Client) -> None:
+    assert client_a.get("/api/v1/experiments/a%00b").status_code == 404

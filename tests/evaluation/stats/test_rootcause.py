@@ -116,3 +116,17 @@ def test_seeded_scenarios_find_the_planted_segment_first(seed: int, plant: dict[
     cells = _scenario(seed, plant, **kwargs)
     ranked = root_causes(partitions_from_cells(cells, ("customer_id", "model", "region", "plan"))).ranked
     assert dict(ranked[0].segment) == plant, [c.label for c in ranked[:3]]
+
+
+def test_a_dimension_with_one_value_explains_nothing() -> None:
+    cells = {
+        ("v1", "haiku", "sso"): Counts(10, 100, 10, 100),
+        ("v1", "haiku", "password"): Counts(20, 400, 20, 400),
+        ("v2", "haiku", "sso"): Counts(0, 0, 80, 100),
+        ("v2", "haiku", "password"): Counts(0, 0, 20, 400),
+    }
+    partitions = partitions_from_cells(cells, ("prompt_version", "model", "auth"))
+    assert len(partitions) == 3  # prompt_version, auth and their pair; model (one value) is left out
+    ranked = root_causes(partitions).ranked
+    assert dict(ranked[0].segment) == {"auth": "sso", "prompt_version": "v2"}
+    assert all("model" not in dict(c.segment) for c in ranked)
