@@ -274,14 +274,17 @@ ORDER BY s.trace_id, s.run_index, s.id
 # trace; nearly every score), plus the earliest successful rerun of traces whose run 0 did not
 # succeed. One statement, so both parts read one snapshot.
 _OK = "{a}.status = 'ok' AND {a}.raw_score IS NOT NULL AND {a}.score IS NOT NULL AND {a}.passed IS NOT NULL"
-_AGGREGATES = "count(*), count(*) FILTER (WHERE s.passed), avg(s.score), var_pop(s.score)"
+_AGGREGATES = (
+    "count(*), count(*) FILTER (WHERE s.passed), avg(s.score), var_pop(s.score), "
+    "min(coalesce(s.inclusion_probability, 1.0)), max(coalesce(s.inclusion_probability, 1.0))"
+)
 _SUMMARY = f"""
 SELECT * FROM (
     SELECT {_AGGREGATES} FROM evaluation_score s
     WHERE s.judge_version_id = %s AND s.run_index = 0 AND {_OK.format(a="s")} {{scope}}
 ) first_runs, (
     SELECT {_AGGREGATES} FROM (
-        SELECT DISTINCT ON (s.trace_id) s.score, s.passed FROM evaluation_score s
+        SELECT DISTINCT ON (s.trace_id) s.score, s.passed, s.inclusion_probability FROM evaluation_score s
         WHERE s.judge_version_id = %s AND s.run_index > 0 AND {_OK.format(a="s")} {{scope}}
             AND NOT EXISTS (
                 SELECT 1 FROM evaluation_score z WHERE z.trace_id = s.trace_id
@@ -345,6 +348,9 @@ class ScoreSummary:
     n: int
     passed: int
     moments: Moments
+    # The judge's sample gave traces different inclusion probabilities (e.g. 10% plus every
+    # thumbs-down): its scored traces are then not a uniform sample of every trace.
+    enriched: bool = False
 
 
 def scoped_scores_summary(*, judge_version: JudgeVersion, scope: TraceScope) -> ScoreSummary:
@@ -352,9 +358,11 @@ def scoped_scores_summary(*, judge_version: JudgeVersion, scope: TraceScope) -> 
     where, params = scope.sql("s")
     with connection.cursor() as cursor:
         cursor.execute(_SUMMARY.format(scope=where), [judge_version.id, *params, judge_version.id, *params])
-        n0, passed0, mean0, var0, n1, passed1, mean1, var1 = cursor.fetchone()
+        n0, passed0, mean0, var0, low0, high0, n1, passed1, mean1, var1, low1, high1 = cursor.fetchone()
     moments = Moments.from_variance(n0, mean0, var0).merge(Moments.from_variance(n1, mean1, var1))
-    return ScoreSummary(n=n0 + n1, passed=passed0 + passed1, moments=moments)
+    lows, highs = [p for p in (low0, low1) if p is not None], [p for p in (high0, high1) if p is not None]
+    enriched = bool(lows) and min(lows) < max(highs)
+    return ScoreSummary(n=n0 + n1, passed=passed0 + passed1, moments=moments, enriched=enriched)
 
 
 def scoped_scores_count(*, judge_version: JudgeVersion, scope: TraceScope) -> int:

@@ -9,7 +9,7 @@ from the labels' sampling design before any result is seen.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,10 @@ from evaluation.stats import (
 from evaluation.stats.estimators import Moments, NaiveRate
 
 TARGET_PRECISION = 0.9
+ENRICHED_NOTE = (
+    "the judge's scores are an enriched sample (unequal inclusion probabilities, e.g. every thumbs-down), "
+    "so PPI++ over them would not describe every trace: interval from the uniform labels alone"
+)
 MIN_PAIRS = 2
 ORDINAL_CATEGORIES = (1.0, 2.0, 3.0, 4.0, 5.0)
 
@@ -203,7 +207,12 @@ def success_estimate(
         scores_labeled = [by_trace[row.trace_id].score for row in scored]
         # PPI++ needs of the other scored traces only their count, mean and variance.
         unlabeled = summary.moments.minus(Moments.of(scores_labeled))
-        if len(scored) >= 50 and unlabeled.n:  # PPI++ on the uniform labels whose traces were scored
+        if summary.enriched:
+            # PPI++ would describe the judge's sample (enriched, e.g. with every thumbs-down), not
+            # every trace: the labels' own estimate is the valid one.
+            estimate = estimate_success(design="uniform", labels=y)
+            estimate = replace(estimate, note=ENRICHED_NOTE)
+        elif len(scored) >= 50 and unlabeled.n:  # PPI++ on the uniform labels whose traces were scored
             estimate = estimate_success(
                 design="uniform",
                 labels=[label_good(row.value, rubric.scale) for row in scored],
@@ -223,6 +232,8 @@ def success_estimate(
     estimate_out["design"] = design.name
     judge_out: dict[str, Any] = naive.as_dict()
     judge_out["note"] = naive.note if judge_version is not None else "no judge given"
+    if summary is not None and summary.enriched:
+        judge_out["note"] += "; over the judge's enriched sample (e.g. every thumbs-down), not every trace"
     return {
         "feature": feature,
         "window": window.as_dict(),
