@@ -1,8 +1,9 @@
-"""make demo, after demo_setup: an enabled offline helpfulness judge (binary, 10% plus every
-thumbs-down) with its scores already on thousands of demo traces (idempotent).
+"""make demo, after demo_setup: an enabled offline helpfulness judge (binary, a uniform 15% of
+traces) with its scores already on thousands of demo traces (idempotent).
 
-The offline judge is deliberately lenient against the demo's ground truth: its pass rate sits
-above the true success rate, which the calibration pages expose.
+Its heuristics catch the demo's bad answers well, so against the queue's human labels it earns a
+gating verdict; demo_calibration adds a lenient judge the calibration pages expose. The sample is
+uniform (no every-thumbs-down enrichment) so the success estimate can use PPI++ over its scores.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--slug", default="acme")
-        parser.add_argument("--rate", type=float, default=0.1)
+        parser.add_argument("--rate", type=float, default=0.15)
 
     def handle(self, *args: Any, **options: Any) -> None:
         organization = organization_find(options["slug"])
@@ -48,7 +49,7 @@ class Command(BaseCommand):
                 # it with the demo's good / bad ground truth.
                 spec = replace(template.spec(), scale="binary")
                 judge = judge_create(name=NAME, spec=spec, description=template.description + " (offline heuristics)")
-                judge_enable(judge=judge, base_rate=options["rate"], all_thumbs_down=True)
+                judge_enable(judge=judge, base_rate=options["rate"])
             if not Score.objects.filter(judge_id=judge.id).exists():
                 # The demo's traces landed moments ago: decide them now rather than after the settle time.
                 queued = sampling_sweep(now=utc_now() + timedelta(minutes=1), max_batches=1000)
