@@ -33,7 +33,7 @@ def test_the_sweep_counts_ingestion_into_the_ledger(celery_worker: None, committ
             row = UsageLedger.objects.filter(organization=org_a.organization, meter="events", day=today).first()
             return row is not None and row.quantity == expected
 
-        wait_for(counted, timeout=90)
+        wait_for(counted, timeout=240)  # the worker may first work through earlier tests' queued tasks
         account = BillingAccount.objects.get(organization=org_a.organization)
         assert account.cap_state == CapState.UNDER and account.cap_month == today.replace(day=1)
     finally:
