@@ -18,3 +18,5 @@ DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 # One test database per run, so two runs on one machine (or one checkout) never collide.
 DATABASES["default"]["TEST"] = {"NAME": f"test_candor_{os.getpid()}"}  # noqa: F405
 JUDGE_ALLOWED_HOSTS = ["127.0.0.1"]  # the fake provider (tests/fixtures/fake_llm.py) is plain http on loopback
+# Alert webhooks to the tests' local receivers (tests of the refusal clear this list).
+ALERT_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
