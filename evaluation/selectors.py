@@ -365,6 +365,59 @@ def scoped_scores_summary(*, judge_version: JudgeVersion, scope: TraceScope) -> 
     return ScoreSummary(n=n0 + n1, passed=passed0 + passed1, moments=moments, enriched=enriched)
 
 
+# Both summaries a calibration snapshot needs, the feature's whole history and its recent window,
+# in one pass over the judge's scores joined to their traces (each row read once, not twice).
+_IN_WINDOW = "t.started_at >= %(since)s AND t.started_at < %(until)s"
+_PAIR_AGGREGATES = f"""
+    count(*), count(*) FILTER (WHERE s.passed), avg(s.score), var_pop(s.score),
+    min(coalesce(s.inclusion_probability, 1.0)), max(coalesce(s.inclusion_probability, 1.0)),
+    count(*) FILTER (WHERE {_IN_WINDOW}), count(*) FILTER (WHERE s.passed AND {_IN_WINDOW}),
+    avg(s.score) FILTER (WHERE {_IN_WINDOW}), var_pop(s.score) FILTER (WHERE {_IN_WINDOW}),
+    min(coalesce(s.inclusion_probability, 1.0)) FILTER (WHERE {_IN_WINDOW}),
+    max(coalesce(s.inclusion_probability, 1.0)) FILTER (WHERE {_IN_WINDOW})
+"""
+_PAIR = f"""
+SELECT * FROM (
+    SELECT {_PAIR_AGGREGATES} FROM evaluation_score s JOIN feedback_trace t ON t.trace_id = s.trace_id
+    WHERE s.judge_version_id = %(version)s AND s.run_index = 0 AND {_OK.format(a="s")} AND t.feature_id = %(feature)s
+) first_runs, (
+    SELECT {_PAIR_AGGREGATES} FROM (
+        SELECT DISTINCT ON (s.trace_id) s.trace_id, s.score, s.passed, s.inclusion_probability
+        FROM evaluation_score s
+        WHERE s.judge_version_id = %(version)s AND s.run_index > 0 AND {_OK.format(a="s")}
+            AND NOT EXISTS (
+                SELECT 1 FROM evaluation_score z WHERE z.trace_id = s.trace_id
+                    AND z.judge_version_id = s.judge_version_id AND z.run_index = 0 AND {_OK.format(a="z")}
+            )
+        ORDER BY s.trace_id, s.run_index, s.id
+    ) s JOIN feedback_trace t ON t.trace_id = s.trace_id
+    WHERE t.feature_id = %(feature)s
+) reruns
+"""
+
+
+def _summary_of(first: tuple[Any, ...], rerun: tuple[Any, ...]) -> ScoreSummary:
+    n0, passed0, mean0, var0, low0, high0 = first
+    n1, passed1, mean1, var1, low1, high1 = rerun
+    moments = Moments.from_variance(n0, mean0, var0).merge(Moments.from_variance(n1, mean1, var1))
+    lows, highs = [p for p in (low0, low1) if p is not None], [p for p in (high0, high1) if p is not None]
+    return ScoreSummary(
+        n=n0 + n1, passed=passed0 + passed1, moments=moments, enriched=bool(lows) and min(lows) < max(highs)
+    )
+
+
+def feature_scores_summaries(
+    *, judge_version: JudgeVersion, feature_id: int, since: datetime, until: datetime
+) -> tuple[ScoreSummary, ScoreSummary]:
+    """``scoped_scores_summary`` for TraceScope(feature_id) and for the same scope within
+    [since, until), from one pass: (whole history, window)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_PAIR, {"version": judge_version.id, "feature": feature_id, "since": since, "until": until})
+        row = cursor.fetchone()
+    first, rerun = row[:12], row[12:]
+    return _summary_of(first[:6], rerun[:6]), _summary_of(first[6:], rerun[6:])
+
+
 def scoped_scores_count(*, judge_version: JudgeVersion, scope: TraceScope) -> int:
     """How many traces in scope the judge version scored successfully."""
     return scoped_scores_summary(judge_version=judge_version, scope=scope).n

@@ -9,6 +9,7 @@ from the labels' sampling design before any result is seen.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -19,6 +20,7 @@ from evaluation.reports.selectors import Window
 from evaluation.selectors import (
     LabelRow,
     ScoreRow,
+    ScoreSummary,
     TraceScope,
     scoped_labels,
     scoped_scores,
@@ -91,10 +93,17 @@ def calibration_report(
 
 
 def calibration_parts(
-    *, judge: Judge, judge_version: JudgeVersion, rubric: Rubric, scope: TraceScope, feature: str | None
+    *,
+    judge: Judge,
+    judge_version: JudgeVersion,
+    rubric: Rubric,
+    scope: TraceScope,
+    feature: str | None,
+    n_scored: int | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None, float | None]:
     """The calibration report, the fitted calibrator (``to_dict``; None below two pairs) and the
-    lower bound of the agreement statistic the verdict read (None when there is no verdict)."""
+    lower bound of the agreement statistic the verdict read (None when there is no verdict).
+    ``n_scored``: the scored traces in scope when the caller already counted them."""
     _graded(rubric)
     labels = scoped_labels(rubric=rubric, scope=scope)
     scores = {
@@ -111,7 +120,7 @@ def calibration_parts(
         "feature": feature,
         "n_labels": len(pairs),
         "n_labels_unscored": len(labels) - len(pairs),
-        "n_scored": scoped_scores_count(judge_version=judge_version, scope=scope),
+        "n_scored": n_scored if n_scored is not None else scoped_scores_count(judge_version=judge_version, scope=scope),
         "agreement": None,
         "calibration": None,
         "threshold": None,
@@ -183,9 +192,12 @@ def success_estimate(
     judge_version: JudgeVersion | None,
     scope: TraceScope,
     window: Window,
+    summary_of: Callable[[], ScoreSummary] | None = None,
 ) -> dict[str, Any]:
     """API.md's success report: the human rate from labels alone, the judge's own (uncorrected)
-    pass rate, and the best valid estimate for the labels' sampling design."""
+    pass rate, and the best valid estimate for the labels' sampling design. ``summary_of`` reads
+    the summary of the judge's scores in scope (default: scoped_scores_summary), called after the
+    labelled traces' scores are read."""
     _graded(rubric)
     labels = scoped_labels(rubric=rubric, scope=scope)
     human = classical_mean([label_good(row.value, rubric.scale) for row in labels])
@@ -200,7 +212,11 @@ def success_estimate(
         by_trace = {
             row.trace_id: row for row in scoped_scores(judge_version=judge_version, scope=scope, trace_ids=labelled)
         }
-    summary = scoped_scores_summary(judge_version=judge_version, scope=scope) if judge_version is not None else None
+    summary = None
+    if judge_version is not None:
+        summary = (
+            summary_of() if summary_of is not None else scoped_scores_summary(judge_version=judge_version, scope=scope)
+        )
     naive = NaiveRate.of_counts(summary.passed, summary.n) if summary is not None else naive_judge_rate([])
     if uniform and summary is not None:
         scored = [row for row in design.labels if row.trace_id in by_trace]

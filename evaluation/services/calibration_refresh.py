@@ -18,7 +18,7 @@ from django.db import connection, transaction
 
 from evaluation.models import CalibrationCursor, CalibrationSnapshot, CalibrationTarget, RubricScale, WidgetLabelMap
 from evaluation.reports.selectors import Window
-from evaluation.selectors import TraceScope
+from evaluation.selectors import ScoreSummary, TraceScope, feature_scores_summaries
 from evaluation.services.calibration import CalibrationError, calibration_parts, success_estimate
 from evaluation.services.shared import utc_now
 
@@ -197,16 +197,31 @@ def calibration_snapshot_take(target: CalibrationTarget, *, now: datetime | None
         raise CalibrationError("rubric", f"{rubric.name!r} has no good / bad to agree with")
     feature_key = target.feature.key if target.feature is not None else None
     scope = TraceScope(feature_id=target.feature_id)
-    report, calibrator, low = calibration_parts(
-        judge=judge, judge_version=version, rubric=rubric, scope=scope, feature=feature_key
-    )
     success: dict[str, Any] | None = None
+    summaries: list[ScoreSummary] = []
     if target.feature is not None:
         window = success_window(now)
+        feature_id = target.feature_id
+        assert feature_id is not None
+
+        def windowed() -> ScoreSummary:
+            # One pass gives the window's summary (for the estimate) and the history's (n_scored).
+            summaries.extend(
+                feature_scores_summaries(
+                    judge_version=version, feature_id=feature_id, since=window.since, until=window.until
+                )
+            )
+            return summaries[1]
+
         success = success_estimate(
             feature=target.feature.key, rubric=rubric, judge=judge, judge_version=version,
             scope=TraceScope(feature_id=target.feature_id, since=window.since, until=window.until), window=window,
+            summary_of=windowed,
         )  # fmt: skip
+    report, calibrator, low = calibration_parts(
+        judge=judge, judge_version=version, rubric=rubric, scope=scope, feature=feature_key,
+        n_scored=summaries[0].n if summaries else None,
+    )  # fmt: skip
     snapshot = CalibrationSnapshot.objects.create(
         target=target,
         computed_at=now,

@@ -11,7 +11,13 @@ import pytest
 
 from evaluation.judges.versions import JudgeVersionSpec
 from evaluation.models import JudgeVersion, Score
-from evaluation.selectors import TraceScope, scoped_scores, scoped_scores_count, scoped_scores_summary
+from evaluation.selectors import (
+    TraceScope,
+    feature_scores_summaries,
+    scoped_scores,
+    scoped_scores_count,
+    scoped_scores_summary,
+)
 from evaluation.services.judges import judge_create, judge_version_create
 from evaluation.stats import naive_judge_rate
 from evaluation.stats.estimators import Moments, NaiveRate
@@ -92,3 +98,19 @@ def test_the_summary_is_the_first_successful_run_of_each_trace_in_scope(db: None
             assert NaiveRate.of_counts(summary.passed, summary.n) == naive_judge_rate(passed), name
         first = {row.trace_id: row.score for row in scoped_scores(judge_version=version, scope=scopes["feature"][0])}
         assert [first[t] for t in ids[:4]] == [0.9, 0.3, 0.6, 0.7] and ids[4] not in first
+        # The snapshot's one-pass pair (history and window) equals the two summaries read apart.
+        for since, until in ((datetime(2025, 4, 1, tzinfo=UTC), datetime(2025, 4, 2, tzinfo=UTC)),
+                             (datetime(2025, 4, 2, tzinfo=UTC), datetime(2025, 5, 1, tzinfo=UTC))):  # fmt: skip
+            whole, window = feature_scores_summaries(
+                judge_version=version, feature_id=feature_id, since=since, until=until
+            )
+            apart = (
+                scoped_scores_summary(judge_version=version, scope=TraceScope(feature_id=feature_id)),
+                scoped_scores_summary(
+                    judge_version=version, scope=TraceScope(feature_id=feature_id, since=since, until=until)
+                ),
+            )
+            for got, want in zip((whole, window), apart, strict=True):
+                assert (got.n, got.passed, got.enriched) == (want.n, want.passed, want.enriched)
+                assert got.moments.mean == pytest.approx(want.moments.mean, abs=1e-12, nan_ok=True)
+                assert got.moments.m2 == pytest.approx(want.moments.m2, abs=1e-12)
