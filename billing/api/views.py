@@ -60,7 +60,8 @@ class BudgetCheckApi(TenantApi):
         summary="May this customer make one more LLM call? (fast: call it before every request)",
         description=(
             "The most restrictive budget that applies (the customer's own, else the organization's default; "
-            "per day and per month; optionally per feature and model) decides. `estimated_cost_usd` counts the "
+            "per day and per month; optionally per feature and model, applying only when the check names that "
+            "feature or model) decides. `estimated_cost_usd` counts the "
             "coming call against what remains. Counters move in the same transaction as traces land: the check "
             "sees every committed trace. Checks reserve nothing: concurrent calls that each fit are all allowed."
         ),
