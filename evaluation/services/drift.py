@@ -5,6 +5,7 @@ the rollups' own SQL (feedback.rollups.measures_query) and success from the repo
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
@@ -30,6 +31,7 @@ MAX_VALUES = 40
 KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,100}\Z")
 DEFAULTS = {"days": 7, "baseline_days": 14, "gap_days": 7}
 MOVED = 0.03  # a rate 3% (relative) worse than its baseline is "moved" in the digest
+PROPORTIONS = ("success", "thumbs_down_share", "edit_rate", "error_rate")
 
 
 def drift_windows(
@@ -312,21 +314,26 @@ def _active_features(today: date) -> list[Feature]:
 
 
 def top_cause(result: dict[str, Any]) -> dict[str, Any] | None:
-    """The rate that moved most the bad way (relative), with its first-ranked segment."""
+    """The share that moved the bad way most clearly (the largest two-proportion z, at least 2 and
+    MOVED relative), with its first-ranked segment; None when no share moved beyond noise."""
     best: tuple[float, dict[str, Any]] | None = None
     for rate in result.get("rates", []):
-        base, cur = rate["baseline"], rate["current"]
-        if base is None or cur is None or not base or not rate["segments"]:
+        base, cur, n0, n1 = rate["baseline"], rate["current"], rate["baseline_n"], rate["current_n"]
+        if rate["metric"] not in PROPORTIONS or None in (base, cur) or not (base and n0 and n1) or not rate["segments"]:
             continue
-        worse = (cur - base) / abs(base) * (1 if rate["bad_direction"] == "up" else -1)
-        if worse > MOVED and (best is None or worse > best[0]):
-            best = (worse, rate)
+        sign = 1 if rate["bad_direction"] == "up" else -1
+        se = math.sqrt(base * (1 - base) / n0 + cur * (1 - cur) / n1)
+        z = (cur - base) * sign / se if se else 0.0
+        if z >= 2 and (cur - base) * sign / base > MOVED and (best is None or z > best[0]):
+            best = (z, rate)
     if best is None:
         return None
+    rate = best[1]
     return {
-        "metric": best[1]["label"],
-        "baseline": best[1]["baseline"],
-        "current": best[1]["current"],
-        "relative_change": best[0] * (1 if best[1]["bad_direction"] == "up" else -1),
-        "segment": best[1]["segments"][0]["segment"],
+        "metric": rate["label"],
+        "baseline": rate["baseline"],
+        "current": rate["current"],
+        "relative_change": (rate["current"] - rate["baseline"]) / rate["baseline"],
+        "z": best[0],
+        "segment": rate["segments"][0]["segment"],
     }
