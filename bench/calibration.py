@@ -214,15 +214,17 @@ class Steps:
         setattr(module, name, timed)
 
     def install(self) -> None:
-        # Everything evaluation.services.calibration calls from the selectors and evaluation.stats.
-        for name, value in list(vars(calibration_service).items()):
-            home = getattr(value, "__module__", "") or ""
-            if (
-                callable(value)
-                and not isinstance(value, type)
-                and home.startswith(("evaluation.selectors", "evaluation.stats"))
-            ):
-                self.wrap(calibration_service, name)
+        # Everything the calibration service and the snapshot refresh call from the selectors and
+        # evaluation.stats (the refresh reads the feature's score summaries itself, in one pass).
+        for module in (calibration_service, calibration_refresh):
+            for name, value in list(vars(module).items()):
+                home = getattr(value, "__module__", "") or ""
+                if (
+                    callable(value)
+                    and not isinstance(value, type)
+                    and home.startswith(("evaluation.selectors", "evaluation.stats"))
+                ):
+                    self.wrap(module, name)
 
 
 def pct(values: list[float], q: float) -> float:
