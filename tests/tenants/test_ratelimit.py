@@ -132,9 +132,9 @@ def two_gunicorn_workers(tmp_path: Path, django_db_setup: None) -> Iterator[tupl
         deadline = time.monotonic() + 60
         while True:
             try:
-                requests.get(url + "/healthz", timeout=5)
+                requests.get(url + "/healthz", timeout=10)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or a slow first answer
                 if server.poll() is not None or time.monotonic() > deadline:
                     pytest.fail("gunicorn did not start:\n" + (tmp_path / "error.log").read_text())
                 time.sleep(0.2)
