@@ -86,13 +86,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--slug", default="acme")
+        parser.add_argument("--replay-days", type=int, default=REPLAY_DAYS, help="days of alert beat to replay")
+        parser.add_argument(
+            "--webhook-log", default="", help="where the local receiver logs (.var/demo-webhooks.jsonl)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         organization = organization_find(options["slug"])
         if organization is None:
             self.stderr.write(f"No organization {options['slug']!r}: run demo_setup first.")
             return
-        log_path = Path(settings.BASE_DIR) / ".var" / "demo-webhooks.jsonl"
+        log_path = Path(options["webhook_log"] or Path(settings.BASE_DIR) / ".var" / "demo-webhooks.jsonl")
         log_path.parent.mkdir(parents=True, exist_ok=True)
         _Receiver.log_path = log_path
         server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
@@ -111,7 +115,7 @@ class Command(BaseCommand):
                 drift_snapshots_daily()
             _Receiver.secret = self._channels(server.server_address[1])
             if replay:
-                self._replay_alerts()
+                self._replay_alerts(options["replay_days"])
             due = deliveries_send(now=utc_now())
             for _ in range(3):  # a retry comes due within a minute (backoff): wait for it once or twice
                 if due is None or due - utc_now() > timedelta(seconds=90):
@@ -241,9 +245,9 @@ class Command(BaseCommand):
             channel_create(kind=ChannelKind.EMAIL, name="PM email", email="pm@acme.test")
         return secret
 
-    def _replay_alerts(self) -> None:
+    def _replay_alerts(self, days: int) -> None:
         now = utc_now().replace(minute=0, second=0, microsecond=0)
-        at = now - timedelta(days=REPLAY_DAYS)
+        at = now - timedelta(days=days)
         while at <= now:
             alerts_evaluate(now=at)
             at += timedelta(hours=REPLAY_STEP_HOURS)
