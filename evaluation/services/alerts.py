@@ -265,6 +265,12 @@ def _message(rule: AlertRule, segment: str, v: Verdict) -> str:
 
 
 def _windows(now: datetime, hours: int, days: int) -> tuple[Window, Window]:
+    """A window of whole days (72 h, 7 days) ends with today and reads the rollups; a shorter one
+    rolls with the clock and reads the raw rows of its few hours."""
+    if hours >= 48 and hours % 24 == 0:
+        end = datetime.combine(now.astimezone(UTC).date() + timedelta(days=1), time(0), UTC)
+        current = Window(end - timedelta(hours=hours), end)
+        return current, Window(current.since - timedelta(days=days), current.since)
     current = Window(now - timedelta(hours=hours), now)
     base_end = datetime.combine((now - timedelta(hours=hours)).astimezone(UTC).date(), time(0), UTC)
     return current, Window(base_end - timedelta(days=days), base_end)
