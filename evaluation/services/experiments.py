@@ -22,6 +22,7 @@ from evaluation.reports.selectors import ReportError, Window, feature_get, measu
 from evaluation.reports.success import SuccessSource, success_source_for
 from evaluation.services.shared import utc_now
 from evaluation.stats import Interval, wilson
+from evaluation.stats.intervals import z_value
 from evaluation.stats.sequential import (
     MIN_PER_ARM,
     ArmSample,
@@ -200,8 +201,17 @@ def _reading(metric: str, m: Measures, source: SuccessSource, value: tuple[int, 
         if source.name == "outcomes" and n and not m.outcomes:
             # Zero outcomes is far likelier unwired reporting than a true 0% (never a false verdict).
             return MetricReading(Interval.undefined(no_outcomes), ArmSample(0, math.nan, math.nan), 0)
-        x = m.outcome_traces if source.name == "outcomes" else (estimate.interval.value or 0.0) * n
-        return MetricReading(estimate.interval, ArmSample.proportion(x, n), n)
+        if source.name == "outcomes":
+            return MetricReading(estimate.interval, ArmSample.proportion(m.outcome_traces, n), n)
+        if source.name == "thumbs":
+            return MetricReading(estimate.interval, ArmSample.proportion(m.good_traces, n), n)
+        # Another source (a gating judge's calibrated estimate) carries more than binomial noise
+        # (its audit correction): the test takes the variance its own interval implies.
+        ci = estimate.interval
+        if ci.value is None or ci.low is None or ci.high is None or not n:
+            return MetricReading(ci, ArmSample(0, math.nan, math.nan), 0)
+        se = (ci.high - ci.low) / (2 * z_value())
+        return MetricReading(ci, ArmSample(n, ci.value, se * se * n), n)
     if metric == PrimaryMetric.THUMBS_UP:
         n = m.thumbs_up + m.thumbs_down
         return MetricReading(_wilson(m.thumbs_up, n, "no thumbs yet"), ArmSample.proportion(m.thumbs_up, n), n)

@@ -249,3 +249,30 @@ def test_bad_definitions_are_refused_naming_the_field(db: None, org_a, changes: 
         with pytest.raises(ExperimentError) as info:
             experiment_create(**args)
     assert info.value.field == field
+
+
+def test_success_from_thumbs_when_no_outcomes_names_its_source(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    arms = [{"name": "control", "allocation": 0.5}, {"name": "treatment", "allocation": 0.5}]
+    with in_tenant(org_a):
+        feature = new_feature()
+        rng = random.Random(17)
+        ingest(
+            *traffic(
+                feature=feature,
+                start=START,
+                hours=24 * 10,
+                count=4000,
+                rng=rng,
+                outcomes=False,
+                fields=lambda i: {"experiment": "th", "variant": "control" if i % 2 else "treatment"},
+                thumbs_down=lambda t: 0.2 if t["variant"] == "treatment" else 0.35,
+            )
+        )
+        experiment = experiment_create(
+            key="th", feature_key=feature, arms=arms, control="control", mde=0.05, started_at=START
+        )
+        r = experiment_results(experiment, now=NOW)
+    assert r["primary_metric"]["source"] == "thumbs"
+    treatment = next(a for a in r["arms"] if a["name"] == "treatment")
+    assert treatment["metric"]["n"] < treatment["traces"]  # a share of the rated traces only
+    assert r["verdict"]["decision"] == "ship" and "from thumbs" in r["verdict"]["metric_source"]
