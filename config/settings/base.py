@@ -172,6 +172,12 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "tenants.api.openapi.postprocess",
     ],
+    # Fields called "status" hold different choice sets: each gets a name of its own.
+    "ENUM_NAME_OVERRIDES": {
+        "ScoreStatusEnum": ["pending", "running", "ok", "error"],
+        "ExperimentStatusEnum": ["running", "stopped"],
+        "GuardrailStatusEnum": ["ok", "breached", "waiting", "not_applicable"],
+    },
 }
 # Per-key request budget for the API (requests per second, burst allowance), one budget per
 # key across every web process and machine (tenants.ratelimit).
