@@ -87,15 +87,19 @@ SELECT 'widget:' || f.event_id::text || ':' || %(rubric)s, f.trace_id, %(rubric)
     left(f.user_id, 254), 'widget', 'widget', '', NULL, '', f.occurred_at, %(now)s
 FROM feedback_feedbackevent f
 WHERE f.id > %(after)s AND f.id <= %(upto)s AND f.kind = ANY(%(kinds)s) AND f.value IS NOT NULL
-    AND (%(feature)s::bigint IS NULL OR f.feature_id = %(feature)s OR f.feature_id IS NULL)
+    AND (%(feature)s::bigint IS NULL OR f.feature_id = %(feature)s)
 ON CONFLICT (label_id) DO NOTHING
 """
 
 
+ORPHAN_WAIT = timedelta(hours=1)
+
+
 def widget_labels_copy(*, now: datetime | None = None) -> int:
     """Copy new widget thumbs / ratings onto each mapped rubric; the number of labels written. A map
-    for one feature also copies feedback whose trace has not landed yet (its feature is unknown):
-    every read scopes labels by their trace's feature, so one that lands elsewhere is never counted."""
+    for one feature waits for feedback whose trace has not landed yet (its feature is unknown until
+    then), for up to ORPHAN_WAIT: its mark stops before the oldest such event received since; an
+    event whose trace never comes stops holding the others back after that."""
     now = now or utc_now()
     written = 0
     for mapping in WidgetLabelMap.objects.select_related("rubric"):
@@ -107,6 +111,14 @@ def widget_labels_copy(*, now: datetime | None = None) -> int:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SELECT coalesce(max(id), 0) FROM feedback_feedbackevent")
             (upto,) = cursor.fetchone()
+            if mapping.feature_id is not None:
+                cursor.execute(
+                    "SELECT min(id) - 1 FROM feedback_feedbackevent "
+                    "WHERE feature_id IS NULL AND id > %s AND received_at > %s",
+                    [mapping.event_id_mark, now - ORPHAN_WAIT],
+                )
+                (waiting,) = cursor.fetchone()
+                upto = min(upto, waiting) if waiting is not None else upto
             if upto <= mapping.event_id_mark:
                 continue
             cursor.execute(

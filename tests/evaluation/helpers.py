@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -11,6 +14,7 @@ from evaluation.judges.scales import ScaleKind
 from evaluation.judges.templates import builtin_template
 from evaluation.judges.versions import JudgeVersionSpec
 from evaluation.models import Judge
+from evaluation.services.calibration_refresh import calibration_sweep
 from evaluation.services.judges import judge_create
 from evaluation.services.provider_keys import provider_key_create
 from feedback import services
@@ -68,3 +72,15 @@ def llm_judge(provider: str, base_url: str, *, scale: ScaleKind = "binary", name
 def code_judge(name: str | None = None, **parameters: Any) -> Judge:
     spec = JudgeVersionSpec(kind="code", scale="binary", parameters=parameters or {"check": "length", "max_chars": 200})
     return judge_create(name=name or unique("judge"), spec=spec)
+
+
+def sweep_until(predicate: Callable[[], bool], *, now: datetime | None = None) -> None:
+    """Sweep until ``predicate`` holds: the session's Celery worker also sweeps (labels posted to
+    the API nudge it), and a target one sweep holds is skipped by the other (SKIP LOCKED), so the
+    snapshot may come from either."""
+    deadline = time.monotonic() + 30
+    while not predicate():
+        assert time.monotonic() < deadline, "no sweep refreshed it within 30 s"
+        calibration_sweep(now=now)
+        if not predicate():
+            time.sleep(0.2)

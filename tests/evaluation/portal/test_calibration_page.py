@@ -9,8 +9,8 @@ import numpy as np
 from django.test import Client
 
 from evaluation.models import CalibrationSnapshot, CalibrationTarget, Label, WidgetLabelMap
-from evaluation.services.calibration_refresh import calibration_sweep
 from tests.evaluation.api.test_calibration import World, seed_world
+from tests.evaluation.helpers import sweep_until
 from tests.fixtures.organizations import Org, in_tenant
 from tests.fixtures.server import ApiClient
 from tests.helpers import assert_cross_tenant_404
@@ -40,8 +40,9 @@ def test_the_page_exposes_a_lenient_judge_and_a_relabel_refreshes_it(
 ) -> None:
     world, good, passed = _lenient_world(api_a)
     with in_tenant(org_a):
-        calibration_sweep()
-        target = CalibrationTarget.objects.get(judge_version__judge__name=world.judge, rubric__name=world.rubric)
+        targets = CalibrationTarget.objects.filter(judge_version__judge__name=world.judge, rubric__name=world.rubric)
+        sweep_until(lambda: targets.filter(snapshots__isnull=False).exists())
+        target = targets.get()
     client = _owner(org_a)
     page = client.get(org_a.url(f"judges/{world.judge}/calibration/"))
     assert page.status_code == 200
@@ -81,8 +82,7 @@ def test_the_page_exposes_a_lenient_judge_and_a_relabel_refreshes_it(
         label = Label.objects.filter(trace_id=flip.trace_id).order_by("-id").first()
         assert label is not None and label.sampling_design == "uniform" and label.inclusion_probability == 0.5
         assert label.value == (0.0 if flip.good else 1.0) and label.reviewer == org_a.owner.email
-        calibration_sweep()
-        assert CalibrationSnapshot.objects.filter(target=target).count() == 2
+        sweep_until(lambda: CalibrationSnapshot.objects.filter(target=target).count() == 2)
     after = client.get(org_a.url(f"judges/{world.judge}/calibration/"))
     assert after.context["disagreements_total"] == context["disagreements_total"] - 1
     # Map the feature's widget thumbs onto the rubric: shown beside the judge, apart from the report.
@@ -98,8 +98,9 @@ def test_bad_targets_and_other_organizations_are_404(
 ) -> None:
     world, _, _ = _lenient_world(api_a, n=20, seed=8)
     with in_tenant(org_a):
-        calibration_sweep()
-        target = CalibrationTarget.objects.get(judge_version__judge__name=world.judge, rubric__name=world.rubric)
+        targets = CalibrationTarget.objects.filter(judge_version__judge__name=world.judge, rubric__name=world.rubric)
+        sweep_until(lambda: targets.filter(snapshots__isnull=False).exists())
+        target = targets.get()
     mine = _owner(org_a)
     assert mine.get(org_a.url(f"judges/{world.judge}/calibration/?target=999999999")).status_code == 404
     assert mine.get(org_a.url(f"judges/{world.judge}/calibration/?target=x%00")).status_code == 404

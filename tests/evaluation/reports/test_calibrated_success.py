@@ -15,10 +15,10 @@ from evaluation.models import CalibrationSnapshot
 from evaluation.reports.measures import JudgedSums, Measures
 from evaluation.reports.selectors import Grouping, feature_get, feature_report, measures_by, window_from
 from evaluation.reports.success import CalibratedJudgeSource
-from evaluation.services.calibration_refresh import calibration_sweep
 from evaluation.stats import calibrator_from_dict
 from feedback.rollups import rollups_refresh
 from tests.evaluation.api.test_calibration import post_all
+from tests.evaluation.helpers import sweep_until
 from tests.fixtures.organizations import Org, in_tenant, unique
 from tests.fixtures.server import ApiClient
 
@@ -50,7 +50,7 @@ def test_a_gating_judge_answers_success_per_group(api_a: ApiClient, org_a: Org, 
                                         "value": int(good[i]), "sampling": {"design": "uniform",
                                         "inclusion_probability": 300 / n}} for i in audited])  # fmt: skip
     with in_tenant(org_a):
-        calibration_sweep()
+        sweep_until(lambda: CalibrationSnapshot.objects.filter(target__rubric__name=rubric).exists())
         rollups_refresh(limit=10_000)
         snapshot = CalibrationSnapshot.objects.get(target__rubric__name=rubric)
         assert snapshot.verdict == "gating", snapshot.report["verdict_reason"]

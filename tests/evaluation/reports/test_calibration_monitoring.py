@@ -12,9 +12,9 @@ import pytest
 
 from evaluation.models import CalibrationTarget, Rubric
 from evaluation.reports.calibrated import CUSUM_H, audit_drift, human_agreement, labels_plan
-from evaluation.services.calibration_refresh import calibration_sweep
 from evaluation.stats import cusum, disagreement_cusum_reference, krippendorff_alpha, labels_needed
 from tests.evaluation.api.test_calibration import post_all, seed_world
+from tests.evaluation.helpers import sweep_until
 from tests.fixtures.organizations import Org, in_tenant, unique
 from tests.fixtures.server import ApiClient
 
@@ -43,8 +43,9 @@ def test_the_drift_monitor_is_the_cusum_of_the_audit_stream(
     passed = np.where(wrong, ~good, good)
     judge, rubric = _stream(api_a, passed, good)
     with in_tenant(org_a):
-        calibration_sweep()
-        target = CalibrationTarget.objects.get(judge_version__judge__name=judge, rubric__name=rubric)
+        targets = CalibrationTarget.objects.filter(judge_version__judge__name=judge, rubric__name=rubric)
+        sweep_until(lambda: targets.filter(snapshots__isnull=False).exists())
+        target = targets.get()
         drift = audit_drift(target=target)
     x = (good != passed).astype(float)
     k = disagreement_cusum_reference(x[:60].mean(), min(1.0, max(2 * x[:60].mean(), x[:60].mean() + 0.05)))

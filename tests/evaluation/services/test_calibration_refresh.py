@@ -14,6 +14,7 @@ from evaluation.services.calibration_refresh import SCORE_INTERVAL, calibration_
 from evaluation.services.shared import utc_now
 from feedback.models import Feature
 from tests.evaluation.api.test_calibration import World, post_all, seed_world, simulate
+from tests.evaluation.helpers import sweep_until
 from tests.fixtures.organizations import Org, in_tenant, unique
 from tests.fixtures.server import ApiClient, wait_for
 
@@ -39,9 +40,9 @@ def test_a_sweep_stores_the_report_the_api_computes(api_a: ApiClient, org_a: Org
     world = _world(api_a)
     with in_tenant(org_a):
         now = utc_now()
-        calibration_sweep(now=now)
+        sweep_until(lambda: CalibrationSnapshot.objects.filter(target=_target(world)).exists(), now=now)
         target = _target(world)
-        assert target is not None and target.due_at is None and target.refreshed_at == now
+        assert target is not None and target.due_at is None and target.refreshed_at is not None
         snapshot = CalibrationSnapshot.objects.get(target=target)
         judge = Judge.objects.get(name=world.judge)
         rubric = Rubric.objects.get(name=world.rubric)
@@ -53,7 +54,7 @@ def test_a_sweep_stores_the_report_the_api_computes(api_a: ApiClient, org_a: Org
         assert _stable(snapshot.report) == _stable(expected)
         assert snapshot.n_labels == 80 and snapshot.verdict == expected["verdict"] != ""
         assert snapshot.calibrator is not None and snapshot.calibrator["method"] == "platt"
-        window = success_window(now)
+        window = success_window(snapshot.computed_at)
         assert snapshot.success == success_estimate(
             feature=world.feature, rubric=rubric, judge=judge, judge_version=target.judge_version,
             scope=TraceScope(feature_id=feature.id, since=window.since, until=window.until), window=window,
@@ -69,15 +70,15 @@ def test_new_labels_refresh_at_once_and_new_scores_at_most_once_a_minute(
     world = _world(api_a, seed=4)
     with in_tenant(org_a):
         now = utc_now()
-        calibration_sweep(now=now)
+        sweep_until(lambda: CalibrationSnapshot.objects.filter(target=_target(world)).exists(), now=now)
         target = _target(world)
         assert target is not None
     # More labels: due at once.
     extra = [{"label_id": unique("lb"), "trace_id": t, "rubric": world.rubric, "value": 0} for t in world.trace_ids[:5]]
     post_all(api_a, "/api/v1/labels", extra)
     with in_tenant(org_a):
-        calibration_sweep(now=now + timedelta(seconds=1))
         snapshots = CalibrationSnapshot.objects.filter(target=target)
+        sweep_until(lambda: snapshots.count() == 2, now=now + timedelta(seconds=1))
         assert snapshots.count() == 2
         # The five relabels replaced earlier verdicts: the latest label per trace counts.
         assert snapshots.first().n_labels == 80  # type: ignore[union-attr]
@@ -92,9 +93,9 @@ def test_new_labels_refresh_at_once_and_new_scores_at_most_once_a_minute(
         assert CalibrationSnapshot.objects.filter(target=target).count() == 2
         target.refresh_from_db()
         assert target.due_at is not None and target.due_at >= now + timedelta(seconds=1) + SCORE_INTERVAL
-        calibration_sweep(now=target.due_at)
-        latest = CalibrationSnapshot.objects.filter(target=target).first()
-        assert CalibrationSnapshot.objects.filter(target=target).count() == 3
+        sweep_until(lambda: snapshots.count() == 3, now=target.due_at)
+        latest = snapshots.first()
+        assert snapshots.count() == 3
         assert latest is not None and latest.n_scored == 81
 
 
@@ -120,7 +121,7 @@ def test_widget_thumbs_and_ratings_become_widget_labels_that_calibration_never_c
     from evaluation.models import Label, WidgetLabelMap
 
     world = _world(api_a, n=30, seed=6)
-    early = unique("early")  # feedback before its trace: copied (reads scope labels by their trace's feature)
+    early = unique("early")  # feedback before its trace: copied once the trace lands
     events = [
         {"event_id": str(uuid.uuid4()), "trace_id": trace, "kind": kind, "value": value, "user_id": "u"}
         for trace, kind, value in [
@@ -137,7 +138,14 @@ def test_widget_thumbs_and_ratings_become_widget_labels_that_calibration_never_c
         rubric = Rubric.objects.get(name=world.rubric)
         WidgetLabelMap.objects.create(rubric=rubric, feature=Feature.objects.get(key=world.feature))
         calibration_sweep()
-        widget = dict(Label.objects.filter(rubric=rubric, source="widget").values_list("trace_id", "value"))
+        copied = Label.objects.filter(rubric=rubric, source="widget")
+        assert early not in set(copied.values_list("trace_id", flat=True))  # its feature is not known yet
+    post_all(api_a, "/api/v1/traces", [{"trace_id": early, "feature": world.feature}])
+    with in_tenant(org_a):
+        calibration_sweep()
+        widget = dict(copied.values_list("trace_id", "value"))
+        # Exactly this feature's thumbs and ratings: other organizations' and other tests' feedback
+        # without a trace is never copied.
         assert widget == {world.trace_ids[0]: 1.0, world.trace_ids[1]: 0.0, world.trace_ids[2]: 1.0,
                           world.trace_ids[3]: 0.0, early: 0.0}  # fmt: skip
         assert set(Label.objects.filter(source="widget", rubric=rubric).values_list("sampling_design", flat=True)) == {
@@ -146,4 +154,4 @@ def test_widget_thumbs_and_ratings_become_widget_labels_that_calibration_never_c
         # Widget labels are no sample: the calibration did not move and was not even recomputed.
         assert CalibrationSnapshot.objects.filter(target=target).first() == before
         calibration_sweep()  # again: nothing doubled
-        assert Label.objects.filter(rubric=rubric, source="widget").count() == 5
+        assert copied.count() == 5
