@@ -28,7 +28,7 @@ def test_schemathesis_finds_no_mismatch(live: Any, org_a: Any, tmp_path: Path) -
         f"{live.url}/api/v1/schema/",
         "--phases=examples,coverage,fuzzing,stateful",
         f"--header=Authorization: Bearer {org_a.secret_key}",
-        "--max-examples=30",
+        "--max-examples=20",
         "--workers=1",
         "--seed=20261126",
         "--request-timeout=30",
