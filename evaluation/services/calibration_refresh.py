@@ -93,13 +93,30 @@ ON CONFLICT (label_id) DO NOTHING
 
 
 ORPHAN_WAIT = timedelta(hours=1)
+# Late joins: the feature's recent events whose trace landed after them (the mark passed them while
+# they had no feature). Recent traces only (their day within two days), so the index on
+# (feature, trace_day) bounds the read.
+_WIDGET_LATE = """
+INSERT INTO evaluation_label (label_id, trace_id, rubric_id, value, category, text, reviewer, source,
+    sampling_design, stratum, inclusion_probability, comment, occurred_at, created_at)
+SELECT 'widget:' || f.event_id::text || ':' || %(rubric)s, f.trace_id, %(rubric)s, {value}, '', '',
+    left(f.user_id, 254), 'widget', 'widget', '', NULL, '', f.occurred_at, %(now)s
+FROM feedback_feedbackevent f
+JOIN feedback_trace t ON t.trace_id = f.trace_id AND t.received_at >= f.received_at
+WHERE f.feature_id = %(feature)s AND f.trace_day >= (%(now)s::timestamptz - interval '2 days')::date
+    AND f.received_at > %(since)s AND f.id <= %(upto)s AND f.kind = ANY(%(kinds)s) AND f.value IS NOT NULL
+ON CONFLICT (label_id) DO NOTHING
+"""
 
 
 def widget_labels_copy(*, now: datetime | None = None) -> int:
-    """Copy new widget thumbs / ratings onto each mapped rubric; the number of labels written. A map
-    for one feature waits for feedback whose trace has not landed yet (its feature is unknown until
-    then), for up to ORPHAN_WAIT: its mark stops before the oldest such event received since; an
-    event whose trace never comes stops holding the others back after that."""
+    """Copy new widget thumbs / ratings onto each mapped rubric; the number of labels written.
+
+    New events (by id, past the map's mark) are copied when their trace is known. Feedback that
+    arrived before its trace has no feature until the trace lands: a map for one feature also
+    copies, on each sweep, its feature's events received in the last ORPHAN_WAIT whose trace was
+    received after them (late joins; label IDs make the copy idempotent). Feedback whose trace
+    never comes holds nothing back."""
     now = now or utc_now()
     written = 0
     for mapping in WidgetLabelMap.objects.select_related("rubric"):
@@ -108,26 +125,20 @@ def widget_labels_copy(*, now: datetime | None = None) -> int:
                  if on]  # fmt: skip
         if scale not in _WIDGET_VALUE or not kinds:
             continue
+        params: dict[str, Any] = {
+            "rubric": mapping.rubric_id, "now": now, "after": mapping.event_id_mark, "kinds": kinds,
+            "feature": mapping.feature_id, "since": now - ORPHAN_WAIT,
+        }  # fmt: skip
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SELECT coalesce(max(id), 0) FROM feedback_feedbackevent")
             (upto,) = cursor.fetchone()
+            if upto > mapping.event_id_mark:
+                cursor.execute(_WIDGET_COPY.format(value=_WIDGET_VALUE[scale]), {**params, "upto": upto})
+                written += cursor.rowcount
+                WidgetLabelMap.objects.filter(id=mapping.id).update(event_id_mark=upto)
             if mapping.feature_id is not None:
-                cursor.execute(
-                    "SELECT min(id) - 1 FROM feedback_feedbackevent "
-                    "WHERE feature_id IS NULL AND id > %s AND received_at > %s",
-                    [mapping.event_id_mark, now - ORPHAN_WAIT],
-                )
-                (waiting,) = cursor.fetchone()
-                upto = min(upto, waiting) if waiting is not None else upto
-            if upto <= mapping.event_id_mark:
-                continue
-            cursor.execute(
-                _WIDGET_COPY.format(value=_WIDGET_VALUE[scale]),
-                {"rubric": mapping.rubric_id, "now": now, "after": mapping.event_id_mark, "upto": upto,
-                 "kinds": kinds, "feature": mapping.feature_id},
-            )  # fmt: skip
-            written += cursor.rowcount
-            WidgetLabelMap.objects.filter(id=mapping.id).update(event_id_mark=upto)
+                cursor.execute(_WIDGET_LATE.format(value=_WIDGET_VALUE[scale]), {**params, "upto": upto})
+                written += cursor.rowcount
     return written
 
 

@@ -129,6 +129,9 @@ def test_widget_thumbs_and_ratings_become_widget_labels_that_calibration_never_c
             (world.trace_ids[3], "rating", 2), (world.trace_ids[4], "copy", None), (early, "thumb", -1),
         ]
     ]  # fmt: skip
+    # Feedback whose trace never comes, sent first: it must hold nothing back.
+    orphan = {"event_id": str(uuid.uuid4()), "trace_id": unique("never"), "kind": "thumb", "value": 1}
+    post_all(api_a, "/api/v1/feedback", [orphan])
     post_all(api_a, "/api/v1/feedback", [{k: v for k, v in e.items() if v is not None} for e in events])
     with in_tenant(org_a):
         calibration_sweep()
