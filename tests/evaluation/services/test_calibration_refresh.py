@@ -134,7 +134,7 @@ def test_widget_thumbs_and_ratings_become_widget_labels_that_calibration_never_c
     post_all(api_a, "/api/v1/feedback", [orphan])
     post_all(api_a, "/api/v1/feedback", [{k: v for k, v in e.items() if v is not None} for e in events])
     with in_tenant(org_a):
-        calibration_sweep()
+        sweep_until(lambda: CalibrationSnapshot.objects.filter(target=_target(world)).exists())
         target = _target(world)
         assert target is not None
         before = CalibrationSnapshot.objects.filter(target=target).first()
