@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
-import os
-import socket
-from urllib.parse import urlsplit
-
-from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from evaluation.judges.providers import ProviderConfig
 from evaluation.judges.secrets import KeyRingError, SecretStr
 from evaluation.models import Judge, ProviderKey
+from evaluation.services import outbound
 from evaluation.services.shared import JudgeServiceError, keyring
 
 DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
@@ -20,18 +15,8 @@ DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https:
 
 def allowed_hosts() -> set[str]:
     """Hosts a base URL may name over plain http or at an internal address (a local Ollama or
-    vLLM): settings.JUDGE_ALLOWED_HOSTS, else the JUDGE_ALLOWED_HOSTS environment variable (comma-separated)."""
-    configured = getattr(settings, "JUDGE_ALLOWED_HOSTS", None)
-    if configured is None:
-        configured = os.environ.get("JUDGE_ALLOWED_HOSTS", "").split(",")
-    return {h.strip().lower().strip("[]") for h in configured if h.strip()}
-
-
-def _internal(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not ip.is_global or ip.is_multicast
+    vLLM): settings.JUDGE_ALLOWED_HOSTS, else the JUDGE_ALLOWED_HOSTS environment variable."""
+    return outbound.allowed_hosts("JUDGE_ALLOWED_HOSTS")
 
 
 def base_url_problem(base_url: str) -> str | None:
@@ -39,27 +24,12 @@ def base_url_problem(base_url: str) -> str | None:
 
     https only, to a public address; plain http or an internal address (loopback, private,
     link-local such as 169.254.169.254) only for a host in ``allowed_hosts()``."""
-    try:
-        parts = urlsplit(base_url)
-        host = (parts.hostname or "").lower()
-        port = parts.port
-    except ValueError:
-        return "the base URL is not a valid URL"
-    if parts.scheme not in ("http", "https") or not host:
-        return "the base URL must be an https:// URL"
-    if parts.username or parts.password:
-        return "the base URL must not carry credentials"
-    if host in allowed_hosts():
-        return None
-    if parts.scheme != "https":
-        return f"the base URL must use https ({host} is not in JUDGE_ALLOWED_HOSTS)"
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)}
-    except (OSError, UnicodeError):
-        return f"the host {host} does not resolve"
-    if not addresses or any(_internal(str(a)) for a in addresses):
-        return f"the host {host} resolves to an internal address; only public endpoints are allowed"
-    return None
+    return outbound.outbound_url_problem(
+        base_url,
+        what="the base URL",
+        setting="JUDGE_ALLOWED_HOSTS",
+        internal="the host {host} resolves to an internal address; only public endpoints are allowed",
+    )
 
 
 def provider_key_create(

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
-import os
 import secrets
-import socket
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
+
+from evaluation.services import outbound
 
 SIGNATURE_HEADER = "Candor-Signature"
 TIMESTAMP_HEADER = "Candor-Timestamp"
@@ -53,44 +51,19 @@ def verify(
 def allowed_hosts() -> set[str]:
     """Hosts a webhook may name at an internal address or over plain http (a receiver on the same
     machine in development and tests): settings.ALERT_WEBHOOK_ALLOWED_HOSTS, else the variable."""
-    configured = getattr(settings, "ALERT_WEBHOOK_ALLOWED_HOSTS", None)
-    if configured is None:
-        configured = os.environ.get("ALERT_WEBHOOK_ALLOWED_HOSTS", "").split(",")
-    return {h.strip().lower().strip("[]") for h in configured if h.strip()}
-
-
-def _internal(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not ip.is_global or ip.is_multicast
+    return outbound.allowed_hosts("ALERT_WEBHOOK_ALLOWED_HOSTS")
 
 
 def url_problem(url: str) -> str | None:
     """Why Candor must not POST to this URL, or None: https to public addresses only (every address
     the host resolves to), unless the host is in allowed_hosts(). Checked on save and again before
     every delivery (DNS can change between the two)."""
-    try:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        port = parts.port
-    except ValueError:
-        return "not a valid URL"
-    if parts.scheme not in ("http", "https") or not host:
-        return "the webhook URL must be an https:// URL"
-    if parts.username or parts.password:
-        return "the webhook URL must not carry credentials"
-    if host in allowed_hosts():
-        return None
-    if parts.scheme != "https":
-        return f"the webhook URL must use https ({host} is not in ALERT_WEBHOOK_ALLOWED_HOSTS)"
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)}
-    except (OSError, UnicodeError):
-        return f"the host {host} does not resolve"
-    if not addresses or any(_internal(str(a)) for a in addresses):
-        return f"the host {host} resolves to a private or internal address: refused (server-side request forgery)"
-    return None
+    return outbound.outbound_url_problem(
+        url,
+        what="the webhook URL",
+        setting="ALERT_WEBHOOK_ALLOWED_HOSTS",
+        internal="the host {host} resolves to a private or internal address: refused (server-side request forgery)",
+    )
 
 
 @dataclass(frozen=True)
