@@ -3,6 +3,7 @@ marking rollup partitions dirty (with the hooks that schedule their recompute)."
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from feedback.schemas import ItemError
 from feedback.services.columns import IngestTable
 from feedback.services.tables import Partition
 from tenants.schema import current_schema
+
+logger = logging.getLogger("candor.ingest")
 
 
 class BatchCompleteness(Enum):
@@ -113,4 +116,10 @@ def _run_rollup_hooks(schema: str) -> None:
     # Stamped after commit: a rolled-back batch must not hold back the next one's schedule.
     _last_scheduled[schema] = time.monotonic()
     for hook in _rollup_hooks:
-        hook(schema)
+        try:
+            hook(schema)
+        except Exception:
+            # The batch is committed: a broker hiccup (the SQLAlchemy broker racing to create a
+            # queue, say) must not turn its answer into a 500 that invites a resend. The beat
+            # sweep refreshes what this nudge would have.
+            logger.exception("rollup refresh nudge for %s failed; the periodic sweep will catch up", schema)
