@@ -19,7 +19,14 @@ from feedback.schemas import SpanIn, TraceIn, check_trace, decode_body, prompt_h
 from feedback.services.columns import fetch_as, select_list
 from feedback.services.prices import price_book_load, traces_reprice
 from feedback.services.shared import IngestResult, mark_dirty, raw_cursor, stage, utc_now
-from feedback.services.spend import spend_count, spend_difference, spend_of_rows, spend_of_stored, usage_count
+from feedback.services.spend import (
+    Spend,
+    spend_count,
+    spend_difference,
+    spend_of_rows,
+    spend_of_stored,
+    usage_count,
+)
 from feedback.services.tables import (
     FEEDBACK_TRACE_JOIN,
     SPANS,
@@ -60,6 +67,13 @@ UPDATE feedback_feedbackevent f
   FROM feedback_trace t
  WHERE t.trace_id = ANY(%s) AND f.trace_id = t.trace_id
    AND ({FEEDBACK_TRACE_JOIN.differs(target="f", source="t")})
+"""
+
+_JOIN_WAITING_FEEDBACK = f"""
+UPDATE feedback_feedbackevent f
+   SET {FEEDBACK_TRACE_JOIN.set_from("t")}
+  FROM feedback_trace t
+ WHERE f.feature_id IS NULL AND f.trace_id = ANY(%s) AND t.trace_id = f.trace_id
 """
 
 
@@ -115,7 +129,7 @@ def traces_ingest_items(*, items: Sequence[tuple[int, TraceIn]], now: datetime |
                 TraceRow(  # type: ignore[misc]  # as_sent() fills the leading fields
                     *TRACES.as_sent(item),
                     feature_id=features[item.feature],
-                    prompt_version_id=versions.get(item.trace_id),
+                    prompt_version_id=versions.ids.get(item.trace_id),
                     cost_usd=cost,
                     cost_source=cost_source,
                     metadata=_json.encode(item.metadata).decode() if item.metadata is not None else None,
@@ -125,21 +139,27 @@ def traces_ingest_items(*, items: Sequence[tuple[int, TraceIn]], now: datetime |
             )
             span_rows.extend(_span_row(item.trace_id, span) for span in item.spans or ())
 
+        trace_ids = [row.trace_id for row in rows]
         inserted_ids, dirty = _insert_new(cursor, rows)
         if inserted_ids is not None:
-            spend_count(cursor, spend_of_rows(rows, received))  # every trace new: counted from the rows
+            spent = spend_of_rows(rows, received)  # every trace new: counted from the rows
+            feedback_join_waiting(cursor, trace_ids)
         else:
-            inserted_ids, dirty, unpriced = _upsert(cursor, rows, lambda: book or price_book_load(cursor))
+            inserted_ids, dirty, unpriced, spent = _upsert(cursor, rows, lambda: book or price_book_load(cursor))
             index_of = {item.trace_id: index for index, item in merged}
             result.warnings += [
                 {"index": index_of[trace_id], "field": "model", "message": "No price known for the merged trace's "
                  "model: cost left empty. Send cost_usd or add the model's price in Settings."}
                 for trace_id in unpriced
             ]  # fmt: skip
+            feedback_join(cursor, trace_ids)  # a merge may have moved a trace's feature, version or day
         if span_rows:
             _store_spans(cursor, span_rows)
+        # Rows every batch shares (prompt versions, spend counters, rollup marks) come last, in this
+        # order on every path: their locks are held only through the commit, and never cross.
+        versions.widen(cursor)
+        spend_count(cursor, spent)
         usage_count(cursor, kind="traces", quantity=len(inserted_ids), received=received)
-        feedback_join(cursor, [row.trace_id for row in rows])
         mark_dirty(cursor, dirty)
     result.accepted = len(inserted_ids)
     result.duplicates = len(items) - len(inserted_ids)
@@ -170,13 +190,19 @@ def _feature_ids(cursor: Any, keys: Iterable[str]) -> dict[str, int]:
     keys = sorted(set(keys))
     if not keys:
         return {}
-    cursor.execute(
-        "INSERT INTO feedback_feature (key, name, owner_email, created_at) "
-        "SELECT k, k, '', now() FROM unnest(%s::text[]) AS k ON CONFLICT (key) DO NOTHING",
-        [keys],
-    )
+    # Read first: features are almost always known, and a read takes no lock and writes nothing.
     cursor.execute("SELECT key, id FROM feedback_feature WHERE key = ANY(%s)", [keys])
-    return dict(cursor.fetchall())
+    found = dict(cursor.fetchall())
+    missing = [key for key in keys if key not in found]
+    if missing:
+        cursor.execute(
+            "INSERT INTO feedback_feature (key, name, owner_email, created_at) "
+            "SELECT k, k, '', now() FROM unnest(%s::text[]) AS k ON CONFLICT (key) DO NOTHING",
+            [missing],
+        )
+        cursor.execute("SELECT key, id FROM feedback_feature WHERE key = ANY(%s)", [missing])
+        found.update(cursor.fetchall())
+    return found
 
 
 class PromptKey(NamedTuple):
@@ -194,10 +220,77 @@ class _PromptSeen:
     last: datetime
 
 
+class _StoredPrompt(NamedTuple):
+    label: str
+    content_hash: str
+    id: int
+    first_seen: datetime
+    last_seen: datetime
+    has_prompt: bool
+    has_model: bool
+
+
+# New versions are inserted, known ones widened (first / last seen) and filled (prompt text and
+# model when empty): one statement, keys in sorted order so concurrent batches lock alike.
+_PROMPT_VERSIONS_UPSERT = """
+INSERT INTO feedback_promptversion
+    (label, content_hash, feature_id, prompt_text, model, params, first_seen, last_seen)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::jsonb[],
+                     %s::timestamptz[], %s::timestamptz[])
+ON CONFLICT (label, content_hash) DO UPDATE SET
+    first_seen = LEAST(feedback_promptversion.first_seen, EXCLUDED.first_seen),
+    last_seen = GREATEST(feedback_promptversion.last_seen, EXCLUDED.last_seen),
+    prompt_text = CASE WHEN feedback_promptversion.prompt_text = ''
+                       THEN EXCLUDED.prompt_text ELSE feedback_promptversion.prompt_text END,
+    model = CASE WHEN feedback_promptversion.model = ''
+                 THEN EXCLUDED.model ELSE feedback_promptversion.model END
+"""
+_STORED_PROMPT_LIST = select_list(_StoredPrompt, has_prompt="prompt_text <> ''", has_model="model <> ''")
+_PROMPT_VERSIONS_OF = (
+    f"SELECT {_STORED_PROMPT_LIST} FROM feedback_promptversion "
+    "WHERE (label, content_hash) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
+)
+
+
+@dataclass
+class _PromptVersions:
+    """The prompt versions a batch names: their ids now, and the widening of known ones for later."""
+
+    ids: dict[str, int]  # trace_id -> prompt version id
+    seen: dict[PromptKey, _PromptSeen]
+    to_widen: list[PromptKey]
+
+    def widen(self, cursor: Any) -> None:
+        """Move first / last seen (and fill empty text) of known versions: run last, just before commit.
+
+        Every batch of a busy feature names the same few versions, so this row lock is the one
+        concurrent batches queue on; taken at the end, it is held only for the commit.
+        """
+        if self.to_widen:
+            _prompt_versions_upsert(cursor, self.seen, self.to_widen)
+
+
+def _prompt_versions_upsert(cursor: Any, seen: dict[PromptKey, _PromptSeen], keys: list[PromptKey]) -> None:
+    entries = [seen[key] for key in keys]
+    cursor.execute(
+        _PROMPT_VERSIONS_UPSERT,
+        [
+            [key.label for key in keys],
+            [key.content_hash for key in keys],
+            [e.feature_id for e in entries],
+            [e.prompt or "" for e in entries],
+            [e.model or "" for e in entries],
+            [_json.encode(e.params or {}).decode() for e in entries],
+            [e.first for e in entries],
+            [e.last for e in entries],
+        ],
+    )
+
+
 def _prompt_versions(
     cursor: Any, items: Sequence[TraceIn], features: dict[str, int], received: datetime
-) -> dict[str, int]:
-    """Register the prompt versions the traces name; returns trace_id -> prompt version id."""
+) -> _PromptVersions:
+    """Register the prompt versions the traces name (new ones now; known ones are widened later)."""
     seen: dict[PromptKey, _PromptSeen] = {}
     key_of: dict[str, PromptKey] = {}
     for item in items:
@@ -214,43 +307,34 @@ def _prompt_versions(
         else:
             seen[key] = _PromptSeen(features[item.feature], item.prompt, item.model, item.params, at, at)
     if not seen:
-        return {}
+        return _PromptVersions({}, seen, [])
     keys = sorted(seen)
-    cursor.executemany(
-        """
-        INSERT INTO feedback_promptversion
-            (label, content_hash, feature_id, prompt_text, model, params, first_seen, last_seen)
-        VALUES (%(label)s, %(content_hash)s, %(feature_id)s, %(prompt)s, %(model)s, %(params)s::jsonb,
-                %(first)s, %(last)s)
-        ON CONFLICT (label, content_hash) DO UPDATE SET
-            first_seen = LEAST(feedback_promptversion.first_seen, EXCLUDED.first_seen),
-            last_seen = GREATEST(feedback_promptversion.last_seen, EXCLUDED.last_seen),
-            prompt_text = CASE WHEN feedback_promptversion.prompt_text = ''
-                               THEN EXCLUDED.prompt_text ELSE feedback_promptversion.prompt_text END,
-            model = CASE WHEN feedback_promptversion.model = ''
-                         THEN EXCLUDED.model ELSE feedback_promptversion.model END
-        """,
-        [
-            {
-                "label": key.label,
-                "content_hash": key.content_hash,
-                "feature_id": seen[key].feature_id,
-                "prompt": seen[key].prompt or "",
-                "model": seen[key].model or "",
-                "params": _json.encode(seen[key].params or {}).decode(),
-                "first": seen[key].first,
-                "last": seen[key].last,
-            }
-            for key in keys
-        ],
-    )
-    cursor.execute(
-        f"SELECT {select_list(PromptKey)}, id FROM feedback_promptversion "
-        "WHERE (label, content_hash) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
-        [[key.label for key in keys], [key.content_hash for key in keys]],
-    )
-    ids = {PromptKey(label, content_hash): pk for label, content_hash, pk in cursor.fetchall()}
-    return {trace_id: ids[key] for trace_id, key in key_of.items() if key in ids}
+    stored = _stored_prompts(cursor, keys)
+    missing = [key for key in keys if key not in stored]
+    if missing:
+        # New versions: inserted now (the traces need their ids); a concurrent batch registering
+        # the same one merges into it.
+        _prompt_versions_upsert(cursor, seen, missing)
+        stored.update(_stored_prompts(cursor, missing))
+    to_widen = [
+        key
+        for key in keys
+        if key not in missing
+        and key in stored
+        and (
+            seen[key].first < stored[key].first_seen
+            or seen[key].last > stored[key].last_seen
+            or (seen[key].prompt and not stored[key].has_prompt)
+            or (seen[key].model and not stored[key].has_model)
+        )
+    ]
+    ids = {trace_id: stored[key].id for trace_id, key in key_of.items() if key in stored}
+    return _PromptVersions(ids, seen, to_widen)
+
+
+def _stored_prompts(cursor: Any, keys: list[PromptKey]) -> dict[PromptKey, _StoredPrompt]:
+    cursor.execute(_PROMPT_VERSIONS_OF, [[key.label for key in keys], [key.content_hash for key in keys]])
+    return {PromptKey(p.label, p.content_hash): p for p in fetch_as(cursor, _StoredPrompt)}
 
 
 # --- Writing traces ------------------------------------------------------------------------
@@ -275,8 +359,12 @@ def _insert_new(cursor: Any, rows: list[TraceRow]) -> tuple[list[str] | None, se
 
 def _upsert(
     cursor: Any, rows: list[TraceRow], price_book: Callable[[], PriceBook]
-) -> tuple[list[str], set[Partition], list[str]]:
-    """Some traces were seen before: stage them, insert the new ones, merge the rest."""
+) -> tuple[list[str], set[Partition], list[str], Spend]:
+    """Some traces were seen before: stage them, insert the new ones, merge the rest.
+
+    Returns what was inserted, the partitions touched, the traces left unpriced, and how far the
+    batch moved the spend counters (counted by the caller, with the other shared rows).
+    """
     stage(cursor, TRACES, rows)
     cursor.execute(_INSERT_STAGED)
     inserted = fetch_as(cursor, StoredTrace)
@@ -299,13 +387,23 @@ def _upsert(
         merged = fetch_as(cursor, PricedTrace)
         dirty.update(Partition(trace.day, trace.feature_id) for trace in merged)
         unpriced = traces_reprice(cursor, price_book(), merged)
-    spend_count(cursor, spend_difference(spend_of_stored(cursor, [row.trace_id for row in rows]), spent_before))
-    return inserted_ids, dirty, unpriced
+    spent = spend_difference(spend_of_stored(cursor, [row.trace_id for row in rows]), spent_before)
+    return inserted_ids, dirty, unpriced, spent
 
 
 def feedback_join(cursor: Any, trace_ids: list[str]) -> None:
-    """Feedback that arrived before its trace gets the trace's feature, version and day."""
+    """Feedback of these traces takes the trace's feature, version and day where they differ
+    (feedback that came first, or a resent trace that moved)."""
     cursor.execute(_JOIN_FEEDBACK, [trace_ids])
+
+
+def feedback_join_waiting(cursor: Any, trace_ids: list[str]) -> None:
+    """Feedback that arrived before these (new) traces gets their feature, version and day.
+
+    Only unjoined feedback can name a new trace: probed through the small partial index of
+    feedback waiting for its trace, not the index of all feedback.
+    """
+    cursor.execute(_JOIN_WAITING_FEEDBACK, [trace_ids])
 
 
 # --- Spans ---------------------------------------------------------------------------------

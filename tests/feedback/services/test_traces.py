@@ -64,3 +64,23 @@ def test_repeats_of_a_span_within_one_batch_merge(client_a, org_a) -> None:  # t
         span = Span.objects.get(trace_id=trace_id, span_id="s1")
         assert (span.name, span.kind, span.input_tokens, span.attributes) == ("chat", "llm", 7, {"a": 1, "b": 2})
         assert span.end is not None
+
+
+def test_a_prompt_version_widens_its_first_and_last_seen_and_fills_its_text(client_a, org_a) -> None:  # type: ignore[no-untyped-def]
+    from feedback.models import PromptVersion
+
+    label, feature = unique("pv"), unique("feat")
+
+    def send(day: str, **fields: object) -> None:
+        body = {"trace_id": unique(), "feature": feature, "prompt_version": label,
+                "started_at": f"2025-02-{day}T10:00:00Z", **fields}  # fmt: skip
+        assert post_json(client_a, "/api/v1/traces", json.dumps(body).encode()).status_code == 200
+
+    send("10")
+    send("05", model="gpt-4o-mini")  # earlier: first_seen moves back; the empty model is filled
+    send("20", model="gpt-4o")  # later: last_seen moves on; the model already set stays
+    send("12")  # inside the range: nothing moves
+    with in_tenant(org_a):
+        version = PromptVersion.objects.get(label=label)
+        assert (version.first_seen.day, version.last_seen.day, version.model) == (5, 20, "gpt-4o-mini")
+        assert version.feature.key == feature
