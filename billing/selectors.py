@@ -15,12 +15,14 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 from django.db import connection
 from django.db.models import Sum
 
 from billing.models import BillingAccount, CustomerBudget, UsageLedger, UsageReport
 from billing.plans import METERS, Plan, plan_of
 from billing.services.shared import midnight, month_end, month_start, utc_now
+from tenants.schema import current_schema, in_schema, raw_connection
 from tenants.selectors import Organization
 
 # --- The Candor bill ------------------------------------------------------------------------
@@ -127,7 +129,8 @@ class BudgetRule:
 
 
 # One round trip: the budgets that may apply, and (only when there are some) the customer's spend
-# this month by feature and model, today's and the month's.
+# this month by feature and model, today's and the month's. A prepared statement naming the
+# organization's schema outright (tenants.schema.in_schema): no search_path to set first.
 _CHECK = """
 WITH b AS (
     SELECT id, customer_id, feature, model, daily_cap_usd, monthly_cap_usd, thresholds::text AS thresholds,
@@ -141,7 +144,7 @@ FROM b
 UNION ALL
 SELECT false, NULL, NULL, f.key, c.model, coalesce(sum(c.cost_usd) FILTER (WHERE c.day = %(today)s), 0),
        sum(c.cost_usd), NULL, NULL, NULL
-FROM feedback_spendcounter c JOIN feedback_feature f ON f.id = c.feature_id
+FROM __SCHEMA__.feedback_spendcounter c JOIN __SCHEMA__.feedback_feature f ON f.id = c.feature_id
 WHERE EXISTS (SELECT 1 FROM b) AND c.customer_id = %(customer)s AND c.day >= %(month)s AND c.day <= %(today)s
 GROUP BY f.key, c.model
 """
@@ -206,6 +209,7 @@ def budget_check(
     model: str = "",
     estimated_cost_usd: Decimal = Decimal(0),
     today: date | None = None,
+    schema_name: str | None = None,
 ) -> BudgetDecision:
     """May this customer make one more LLM call (costing about ``estimated_cost_usd``)?
 
@@ -213,14 +217,16 @@ def budget_check(
     check sees every trace whose ingest has committed, and none that has not (a batch in
     flight is at most its own size behind). Checks reserve nothing: N concurrent checks that
     each fit the remaining budget are all allowed, so spend may pass a cap by up to the calls
-    already allowed and still running. Runs in the organization's schema, in one query (budgets
-    and counters together). With no budget applying, the call is allowed.
+    already allowed and still running. Reads the organization's schema (``schema_name``, else the
+    active one), in one query (budgets and counters together). With no budget applying, the call
+    is allowed.
     """
     today = today or utc_now().date()
     month = month_start(today)
-    with connection.cursor() as cursor:
-        cursor.execute(_CHECK, {"organization": organization_id, "customer": customer_id, "feature": feature,
-                                "model": model, "today": today, "month": month})  # fmt: skip
+    params = {"organization": organization_id, "customer": customer_id, "feature": feature, "model": model,
+              "today": today, "month": month}  # fmt: skip
+    with raw_connection() as raw, psycopg.Cursor(raw) as cursor:
+        cursor.execute(in_schema(_CHECK, schema_name or current_schema()), params, prepare=True)
         found = cursor.fetchall()
     rows = [BudgetRule(i, c, f, m, d, mo, _percents(th), a, fb) for budget, i, c, f, m, d, mo, th, a, fb in found
             if budget]  # fmt: skip

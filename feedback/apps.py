@@ -7,3 +7,4 @@ class FeedbackConfig(AppConfig):
 
     def ready(self) -> None:
         from feedback import tasks  # noqa: F401 - registers the rollup hook with ingestion
+        from feedback.api import hot  # noqa: F401 - registers the widget's hot path

@@ -13,11 +13,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Protocol
+from typing import Protocol
 
 import psycopg
 from django.conf import settings
 from django.db import connection
+
+from tenants.schema import raw_connection
 
 
 @dataclass(frozen=True)
@@ -81,14 +83,7 @@ class PostgresStore:
 
     def take(self, key_id: int, budget: Budget) -> float:
         params = {"key_id": key_id, "interval": budget.interval, "tolerance": budget.tolerance}
-        with connection.wrap_database_errors:
-            connection.ensure_connection()
-            raw: psycopg.Connection[Any] = connection.connection  # type: ignore[assignment]
-            if raw.prepare_threshold is None:
-                # Django switches psycopg's statement preparation off (for transaction-mode
-                # poolers, which Candor does not support); prepare=True needs it on. Django's own
-                # cursors bind client-side and never prepare, so nothing else changes.
-                raw.prepare_threshold = 2**31 - 1
+        with raw_connection() as raw:
             with psycopg.Cursor(raw) as cursor:
                 cursor.execute(_TAKE_SQL, params, prepare=True)
                 row = cursor.fetchone()

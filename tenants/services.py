@@ -266,6 +266,27 @@ def public_key_admit(*, raw_key: str | None) -> ResolvedKey:
     return resolved
 
 
+def secret_key_admit(*, raw_key: str | None) -> ResolvedKey:
+    """The secret key of an `Authorization: Bearer` header, if it may call: known, secret, within
+    its rate (the hot paths' form of SecretKeyAuthentication, HasOrganizationKey and KeyRateThrottle,
+    with the same codes)."""
+    if raw_key is None:
+        raise Refused(
+            "not_authenticated", "Send your secret key as 'Authorization: Bearer sk_...'.", why=Why.UNAUTHENTICATED
+        )
+    resolved = api_key_resolve(raw_key)
+    if resolved is None:
+        raise Refused("invalid_key", "Unknown or revoked API key.", why=Why.UNAUTHENTICATED)
+    if resolved.kind != KeyKind.SECRET:
+        raise Refused(
+            "public_key_not_allowed",
+            "A public key (pk_) may only send widget events; use a secret key (sk_) here.",
+            why=Why.FORBIDDEN,
+        )
+    api_key_spend(key_id=resolved.key_id)
+    return resolved
+
+
 # Past the spend cap a client should not retry soon: the cap lasts until it is raised or the month ends.
 QUOTA_RETRY_AFTER_SECONDS = 3600
 

@@ -77,6 +77,8 @@ LOGOUT_REDIRECT_URL = "tenants:login"
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Widget events and the budget check, served before everything they do not need.
+    "tenants.hotpath.HotPathMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "tenants.middleware.PublicSchemaMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

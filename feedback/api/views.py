@@ -17,13 +17,13 @@ from rest_framework.response import Response
 from feedback import services
 from feedback.api import openapi
 from feedback.api import serializers as s
-from feedback.api.ingest import IngestApi, ingest_response, ingest_responses
+from feedback.api.hot import widget_receive
+from feedback.api.ingest import IngestApi, ingest_responses
 from feedback.enums import FeedbackSource
 from feedback.otlp import OtlpError, OtlpTooLarge, otlp_parse, otlp_response
 from feedback.otlp_logs import otlp_logs_parse, otlp_logs_response
 from feedback.selectors import PAGE_SIZE, FilterError, TraceFilters, trace_detail, trace_extras, trace_page
 from feedback.services.otlp_logs import otlp_logs_ingest
-from feedback.services.widget import widget_events_ingest
 from tenants.api.base import PublicKeyApi, TenantApi, read_body
 from tenants.api.errors import ApiError
 from tenants.services import ResolvedKey, ingestion_admit
@@ -206,5 +206,6 @@ class OtlpLogsApi(TenantApi):
 class WidgetEventsApi(PublicKeyApi):
     """The browser's door: a public key in a text/plain body (no CORS pre-flight)."""
 
-    def receive(self, *, key: ResolvedKey, origin: str, body: bytes) -> Response:
-        return ingest_response(widget_events_ingest(key=key, origin=origin, body=body))
+    def receive(self, *, key: ResolvedKey, origin: str, body: bytes) -> HttpResponse:
+        # The same code as the hot path (feedback.api.hot), which serves this URL ahead of DRF.
+        return widget_receive(key, origin, body)

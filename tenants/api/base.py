@@ -12,24 +12,27 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import msgspec
 from django.conf import settings
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from tenants.api.errors import ApiError, error_body, refused_response
+from tenants.api.errors import ApiError
 from tenants.api.throttling import KeyRateThrottle
 from tenants.authentication import HasOrganizationKey, SecretKeyAuthentication
-from tenants.errors import Refused
+from tenants.hotpath import guarded
 from tenants.schema import activate_schema
 from tenants.services import ResolvedKey, public_key_admit
 
 logger = logging.getLogger("candor.api")
+
+AnyResponse = TypeVar("AnyResponse", bound=HttpResponse)
 
 # What decides who may call a view and in which schema it runs.
 LOCKED_ATTRIBUTES = frozenset(
@@ -155,13 +158,36 @@ def public_key_from_body(body: bytes) -> str | None:
     return document.get("key")
 
 
-def _cors(response: Response, origin: str | None) -> Response:
+def _cors(response: AnyResponse, origin: str | None) -> AnyResponse:
     if origin:
         response["Access-Control-Allow-Origin"] = origin
         # Lets the browser read Retry-After on a 429 from another origin.
         response["Access-Control-Expose-Headers"] = "Retry-After"
         response["Vary"] = "Origin"
     return response
+
+
+Receive = Callable[[ResolvedKey, str, bytes], HttpResponse]
+
+
+def public_key_door(request: HttpRequest, receive: Receive) -> HttpResponse:
+    """The browser's door, for PublicKeyApi and the widget's hot path alike.
+
+    The key in the body must be known, public and within its rate; `receive(key, origin, body)`
+    then runs in its organization's schema. Every answer, errors and our own failures included,
+    carries CORS headers so the browser can read the status and decide whether to retry.
+    """
+    origin = request.META.get("HTTP_ORIGIN")
+
+    def answer() -> HttpResponse:
+        body = read_body(request)
+        key = public_key_admit(raw_key=public_key_from_body(body))
+        activate_schema(key.schema_name)
+        return receive(key, origin or "", body)
+
+    # Even our own failure must be readable cross-origin: the widget decides by the status.
+    response = guarded(answer, "the public-key door")
+    return _cors(response, origin)
 
 
 # Besides the locked attributes: the handlers and the method list (`receive` is the subclass's part).
@@ -194,26 +220,14 @@ class PublicKeyApi(APIView):
     def as_view(cls, **initkwargs: Any) -> Any:
         return _as_view(cls, PublicKeyApi, PUBLIC_LOCKED, **initkwargs)
 
-    def receive(self, *, key: ResolvedKey, origin: str, body: bytes) -> Response:
+    def receive(self, *, key: ResolvedKey, origin: str, body: bytes) -> HttpResponse:
         raise NotImplementedError
 
-    def post(self, request: Request) -> Response:
-        origin = request.META.get("HTTP_ORIGIN")
-        try:
-            body = read_body(request._request)
-            key = public_key_admit(raw_key=public_key_from_body(body))
-            activate_schema(key.schema_name)
-            response = self.receive(key=key, origin=origin or "", body=body)
-        except Refused as exc:
-            response = refused_response(exc)
-        except ApiError as exc:
-            response = Response(error_body(exc.error_code, str(exc.detail), exc.details), status=exc.status_code)
-        except Exception:
-            # Even our own failure must be readable cross-origin: the widget decides by the status.
-            logger.exception("%s failed", type(self).__name__)
-            body_ = error_body("internal_error", "Something went wrong on our side; retrying is safe.")
-            response = Response(body_, status=500)
-        return _cors(response, origin)
+    def post(self, request: Request) -> HttpResponse:
+        return public_key_door(request._request, self._receive)
+
+    def _receive(self, key: ResolvedKey, origin: str, body: bytes) -> HttpResponse:
+        return self.receive(key=key, origin=origin, body=body)
 
     def options(self, request: Any, *args: Any, **kwargs: Any) -> Response:
         response = Response(status=204)
