@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt | sha1sum | cut -c1-1
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE ?= config.settings.dev
 
-.PHONY: install instrumentations migrate demo test test-services browser lint widget bench-ingest bench-widget bench-ratelimit bench-report bench-judges bench-calibration bench-budget clean stop-db
+.PHONY: install instrumentations migrate demo test test-services browser lint widget bench-ingest bench-otlp bench-widget bench-ratelimit bench-report bench-judges bench-calibration bench-budget clean stop-db
 
 install: $(STAMP)
 
@@ -68,6 +68,10 @@ lint: install
 
 bench-ingest: migrate
 	$(PY) bench/ingest.py
+
+# The OpenTelemetry SDK exporter's protobuf payloads (GenAI spans, 3 a trace) against the REST batch path.
+bench-otlp: migrate
+	$(PY) bench/otlp.py
 
 # The served widget is the minified build of static/widget/src/candor.js (needs node/npx only
 # when the source changes; the build is committed and a test checks it matches the source).

@@ -1,0 +1,204 @@
+"""OTLP ingestion benchmark: the OpenTelemetry SDK exporter's own payloads against the REST batch path.
+
+1. Builds GenAI traces of 3 spans (an agent step carrying the candor.* attributes, its chat call
+   with gen_ai.* model, provider, tokens and messages, and a retrieval) with the official SDK,
+   and encodes them exactly as its OTLP/HTTP exporter does (opentelemetry-exporter-otlp-proto-common's
+   encoder, protobuf, 512 spans a request as the BatchSpanProcessor sends them, in end order).
+2. Starts gunicorn, sends the REST batch benchmark's events (bench/ingest.py) to one fresh
+   organization and the OTLP payloads to another, each from 4 concurrent clients.
+3. Checks every span and trace was stored, and prints spans/s beside the REST path's events/s.
+
+Ends with: RESULT otlp spans_per_s=... rest_eps=... ratio=...
+BENCH_OTLP_TRACES (default 20,000 traces = 60,000 spans), BENCH_EVENTS and BENCH_WORKERS are knobs.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import random
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from django.db import connection
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from bench._server import free_port, gunicorn
+from bench.ingest import CLIENTS, WORKERS, build_batches, post_all, rest_warm_up_requests, warm_up
+from tenants.models import Organization
+from tenants.services import organization_create
+
+TRACES = int(os.environ.get("BENCH_OTLP_TRACES", "20000"))
+SPANS_PER_TRACE = 3
+# The BatchSpanProcessor's default max_export_batch_size: what one exporter request carries.
+SPANS_PER_REQUEST = 512
+PATH = "/api/v1/otlp/v1/traces"
+
+
+def build_payloads() -> tuple[list[bytes], int]:
+    """TRACES GenAI traces recorded by the SDK, encoded as its exporter encodes them."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "support-app", "deployment.environment": "bench"})
+    )
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("bench.otlp", "1.0")
+    rng = random.Random(7)
+    now = time.time_ns()
+    day = 86_400 * 10**9
+    for i in range(TRACES):
+        start = now - rng.randrange(1, 29) * day - rng.randrange(day)
+        feature = ("support-copilot", "summarize", "search-answer")[i % 3]
+        with tracer.start_as_current_span(
+            "answer_question", start_time=start, end_on_exit=False,
+            attributes={"candor.feature": feature, "candor.prompt_version": f"{feature}-v{1 + i % 4}",
+                        "candor.customer_id": f"cus_{i % 500:04d}", "candor.user_id": f"user_{i % 5000}",
+                        "session.id": f"sess_{i // 3}"},
+        ) as root:  # fmt: skip
+            retrieval = tracer.start_span(
+                "retrieve documents", start_time=start + 1_000_000,
+                attributes={"db.system": "postgresql", "retrieval.documents": 4, "retrieval.query": f"question {i}"},
+            )  # fmt: skip
+            retrieval.end(end_time=start + 9_000_000)
+            chat = tracer.start_span(
+                "chat gpt-4o-mini", kind=SpanKind.CLIENT, start_time=start + 10_000_000,
+                attributes={
+                    "gen_ai.operation.name": "chat", "gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o-mini",
+                    "gen_ai.response.model": "gpt-4o-mini-2024-07-18", "gen_ai.response.id": f"chatcmpl-{i}",
+                    "gen_ai.usage.input_tokens": 200 + rng.randrange(800),
+                    "gen_ai.usage.output_tokens": 50 + rng.randrange(300),
+                    "gen_ai.response.finish_reasons": ("stop",), "server.address": "api.openai.com",
+                    "gen_ai.input.messages": json.dumps([
+                        {"role": "system", "parts": [{"type": "text", "content": "You answer support questions."}]},
+                        {"role": "user", "parts": [{"type": "text", "content": f"How do I reset my password? #{i}"}]},
+                    ]),
+                    "gen_ai.output.messages": json.dumps([
+                        {"role": "assistant", "finish_reason": "stop",
+                         "parts": [{"type": "text", "content": f"Open Settings, then Security, then Reset. #{i}"}]},
+                    ]),
+                },
+            )  # fmt: skip
+            chat.end(end_time=start + 10_000_000 + rng.randrange(200, 3000) * 1_000_000)
+            root.end(end_time=start + 3_500_000_000)
+    # Children end before their root: the exporter sends spans in the order they ended.
+    spans: list[ReadableSpan] = list(exporter.get_finished_spans())
+    payloads = [
+        encode_spans(spans[i : i + SPANS_PER_REQUEST]).SerializeToString()
+        for i in range(0, len(spans), SPANS_PER_REQUEST)
+    ]
+    return payloads, len(spans)
+
+
+def otlp_warm_up_requests() -> list[tuple[str, str, bytes]]:
+    """The REST warm-up and one small exporter request (a trace of 3 spans with fresh IDs)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "warm-up"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("bench.otlp.warm-up")
+    with tracer.start_as_current_span("answer", attributes={"candor.feature": "warm-up"}):
+        with tracer.start_as_current_span("retrieve", attributes={"db.system": "postgresql"}):
+            pass
+        attributes = {"gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": 3}
+        with tracer.start_as_current_span("chat", attributes=attributes):
+            pass
+    body = encode_spans(exporter.get_finished_spans()).SerializeToString()
+    return [*rest_warm_up_requests(), (PATH, "application/x-protobuf", body)]
+
+
+def post_otlp(port: int, key: str, payloads: list[bytes]) -> tuple[float, list[str]]:
+    """Every payload from CLIENTS concurrent exporters; problems are non-200 answers or refused spans."""
+    queue = list(payloads)
+    lock = threading.Lock()
+    problems: list[str] = []
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/x-protobuf"}
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        while True:
+            with lock:
+                if not queue:
+                    break
+                body = queue.pop(0)
+            conn.request("POST", PATH, body, headers)
+            response = conn.getresponse()
+            payload = response.read()
+            if response.status != 200:
+                problems.append(f"{response.status} {payload[:300]!r}")
+                continue
+            answer = ExportTraceServiceResponse.FromString(payload)
+            if answer.partial_success.rejected_spans or answer.partial_success.error_message:
+                problems.append(f"partial success: {answer.partial_success}")
+        conn.close()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started, problems
+
+
+def stored(schema: str) -> tuple[int, int]:
+    with connection.cursor() as cursor:
+        cursor.execute(f'SELECT (SELECT count(*) FROM "{schema}".feedback_span), '
+                       f'(SELECT count(*) FROM "{schema}".feedback_trace)')  # fmt: skip
+        spans, traces = cursor.fetchone()
+    return int(spans), int(traces)
+
+
+def main() -> int:
+    print(f"recording {TRACES:,} GenAI traces of {SPANS_PER_TRACE} spans with the OpenTelemetry SDK…", flush=True)
+    payloads, spans = build_payloads()
+    print(f"{spans:,} spans in {len(payloads)} exporter requests ({sum(map(len, payloads)) / 1e6:.1f} MB protobuf)")
+    batches, events = build_batches()
+    slugs = [f"bench-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    rest, otlp, warm = (organization_create(slug=slug, owner_email=f"bench@{slug}.test") for slug in slugs)
+    try:
+        with gunicorn(free_port(), workers=WORKERS) as base:
+            port = int(base.rsplit(":", 1)[1])
+            print("warming the workers up (a few small requests to another organization, not timed)…", flush=True)
+            warm_up(port, warm.secret_key, otlp_warm_up_requests)
+            print(f"REST: {events:,} events ({len(batches)} requests, {CLIENTS} clients)…", flush=True)
+            rest_seconds, problems = post_all(port, rest.secret_key, batches)
+            if problems:
+                print("\n".join(problems[:5]))
+                return 1
+            rest_eps = events / rest_seconds
+            print(f"REST: {events:,} events in {rest_seconds:.2f}s = {rest_eps:,.0f} events/s", flush=True)
+            print(f"OTLP: {spans:,} spans ({len(payloads)} requests, {CLIENTS} clients)…", flush=True)
+            otlp_seconds, problems = post_otlp(port, otlp.secret_key, payloads)
+            if problems:
+                print("\n".join(problems[:5]))
+                return 1
+            spans_per_s = spans / otlp_seconds
+            stored_spans, stored_traces = stored(otlp.organization.schema_name)
+            print(f"OTLP: {spans:,} spans in {otlp_seconds:.2f}s = {spans_per_s:,.0f} spans/s "
+                  f"({stored_spans:,} spans and {stored_traces:,} traces stored)")  # fmt: skip
+            if (stored_spans, stored_traces) != (spans, TRACES):
+                print(f"stored {stored_spans:,} spans / {stored_traces:,} traces, sent {spans:,} / {TRACES:,}")
+                return 1
+            ratio = spans_per_s / rest_eps
+            print(f"ratio OTLP spans/s / REST events/s = {ratio:.2f}")
+            print(f"RESULT otlp spans_per_s={spans_per_s:.0f} rest_eps={rest_eps:.0f} ratio={ratio:.2f} "
+                  f"spans={spans} events={events} workers={WORKERS}")  # fmt: skip
+    finally:
+        for slug in slugs:
+            Organization.objects.get(slug=slug).delete(force_drop=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
