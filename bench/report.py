@@ -10,11 +10,14 @@ Beyond REPORT_BENCH_BASE traces (default 1,000,000) the generator alone would ta
 small machine, so the organization is grown in SQL: the generator loads BASE traces through
 ingestion, then each copy k = 1..TRACES/BASE - 1 re-inserts every base trace, span, feedback event
 and outcome in the same schema (one transaction per copy) with new IDs: trace, outcome and session
-IDs get the suffix ``~r<k>``, feedback events a new event_id (md5 of the old one and the suffix), and
-customer and user IDs the same suffix, so a copy is a new population of customers (10M traces ->
-~10x the customers, ~400 for the demo's ~40) rather than the same customers with twice the traffic.
-Timestamps, days, versions, variants, metadata, costs and latencies are kept: every copy lies in
-the same 30 days and the report's groups by version and segment keep the generator's shape. Then
+IDs get the suffix ``~r<k>`` and feedback events a new event_id (md5 of the old one and the suffix).
+Customers and users stay the generator's (~40 customers of Zipf-like sizes, as the generator makes
+at any size: 10M traces is 10x the traffic per customer); REPORT_BENCH_NEW_CUSTOMERS=1 suffixes
+them too, so each copy is a new population (~400 customers at 10M, slug ...-new-customers): a
+customer grouping 10x as wide and 10x the rollup rows. Sessions are always new (a copy's traces
+start when the base's do, and one shared session would hand all copies' session outcomes to one
+trace). Timestamps, days, versions, variants, metadata, costs and latencies are kept: every copy
+lies in the same 30 days and the groups by version and segment keep the generator's shape. Then
 every copied (day, feature) partition is marked dirty the way ingestion marks it
 (feedback.services.shared.mark_dirty) and recomputed by feedback.rollups.rollups_refresh, as the
 worker would, so rollups and raw tables agree; last, VACUUM ANALYZE (what autovacuum would have
@@ -70,6 +73,7 @@ COPIES = max(1, round(TRACES / BASE))  # the generator's BASE traces and COPIES 
 RUNS = int(os.environ.get("REPORT_BENCH_RUNS", "20"))
 RAW_RUNS = int(os.environ.get("REPORT_BENCH_RAW_RUNS", "5" if TRACES < 5_000_000 else "3"))
 KEEP = os.environ.get("REPORT_BENCH_KEEP", "") == "1"
+NEW_CUSTOMERS = os.environ.get("REPORT_BENCH_NEW_CUSTOMERS", "") == "1"
 GROUPINGS = ("prompt_version", "customer_id", "metadata.auth")
 
 
@@ -80,15 +84,20 @@ def _suffixed(column: str) -> str:
     return f"CASE WHEN {column} = '' THEN {column} ELSE {column} || %(sfx)s END"
 
 
+# People: the generator's customers and users (as it would make them at any size), or with
+# REPORT_BENCH_NEW_CUSTOMERS=1 new ones per copy. Sessions are always new: a copy's traces start when the
+# base's do, and a shared session would hand every copy's session outcomes to one copy's trace.
+_PEOPLE = ("customer_id", "user_id") if NEW_CUSTOMERS else ()
 # Per table: the column naming a row's trace (a base row's has no copy mark) and the columns a copy
 # gives new values; every other column is copied as it is.
 _COPIED: tuple[tuple[type[Model], str, dict[str, str]], ...] = (
-    (Trace, "trace_id", {c: _suffixed(c) for c in ("trace_id", "customer_id", "user_id", "session_id")}),
+    (Trace, "trace_id", {c: _suffixed(c) for c in ("trace_id", "session_id", *_PEOPLE)}),
     (Span, "trace_id", {"trace_id": _suffixed("trace_id")}),
     (FeedbackEvent, "trace_id", {"event_id": "md5(event_id::text || %(sfx)s)::uuid",
-                                 **{c: _suffixed(c) for c in ("trace_id", "user_id", "session_id")}}),
-    (Outcome, "outcome_id", {c: _suffixed(c) for c in ("outcome_id", "trace_id", "session_id", "customer_id",
-                                                       "attributed_trace_id")}),
+                                 **{c: _suffixed(c) for c in ("trace_id", "session_id", *_PEOPLE)
+                                    if c != "customer_id"}}),
+    (Outcome, "outcome_id", {c: _suffixed(c) for c in ("outcome_id", "trace_id", "attributed_trace_id",
+                                                       "session_id", *_PEOPLE) if c != "user_id"}),
 )  # fmt: skip
 COPY_MARK = "~r"
 
@@ -187,7 +196,8 @@ def pct(values: list[float], q: float) -> float:
 
 
 def main() -> int:
-    slug = f"bench-report-keep-{TRACES}" if KEEP else f"bench-report-{uuid.uuid4().hex[:8]}"
+    kind = f"{TRACES}-new-customers" if NEW_CUSTOMERS and COPIES > 1 else f"{TRACES}"
+    slug = f"bench-report-keep-{kind}" if KEEP else f"bench-report-{uuid.uuid4().hex[:8]}"
     kept = Organization.objects.filter(slug=slug).first() if KEEP else None
     try:
         if kept is not None:
