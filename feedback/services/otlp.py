@@ -7,6 +7,7 @@ OTel ID before the link existed (spans, feedback, outcomes) is moved to its real
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +22,7 @@ from feedback.services.prices import price_book_load, traces_reprice
 from feedback.services.shared import IngestResult, mark_dirty, raw_cursor, utc_now
 from feedback.services.spend import spend_count, spend_difference, spend_of_stored
 from feedback.services.tables import Partition, PricedTrace
-from feedback.services.traces import feedback_join, traces_ingest_items
+from feedback.services.traces import feedback_join, traces_store
 
 _json = msgspec.json.Encoder()
 
@@ -82,14 +83,18 @@ def otlp_ingest(*, traces: list[dict[str, Any]], now: datetime | None = None) ->
                 trace["trace_id"] = links[otel]
         raw_items: list[bytes | ItemError] = [_json.encode(t) for t in traces]
         good, errors = decode_items(raw_items, TraceIn, check_trace, now)
-        result = traces_ingest_items(items=good, now=now)
+        result, inserted = traces_store(items=good, now=now, expect_known=True)
+        adopting = {otel: t for otel, t in links.items() if otel != t}
+        # A trace this batch stored new from one mapped export, with no orphan to adopt, already has
+        # its tokens and cost from exactly the spans stored with it: nothing below can change it.
+        sent = Counter(item.trace_id for _, item in good)
+        settled = {trace_id for trace_id in inserted if sent[trace_id] == 1} - set(adopting.values())
+        unsettled = sorted(set(sent) - settled)
         # Adoption and repricing below change stored costs too: the spend counters move by the difference.
-        touched = sorted({item.trace_id for _, item in good} | {otel for otel, t in links.items() if otel != t})
-        spent_before = spend_of_stored(cursor, touched, lock=True)
+        touched = sorted({*unsettled, *adopting})
+        spent_before = spend_of_stored(cursor, touched, lock=True) if touched else {}
         dirty: set[Partition] = set()
-        for otel, trace_id in links.items():
-            if otel == trace_id:
-                continue
+        for otel, trace_id in adopting.items():
             cursor.execute(_ADOPT_ORPHAN, {"new": trace_id, "old": otel})
             cursor.execute("UPDATE feedback_feedbackevent SET trace_id = %s WHERE trace_id = %s", [trace_id, otel])
             cursor.execute("UPDATE feedback_outcome SET trace_id = %s WHERE trace_id = %s", [trace_id, otel])
@@ -99,9 +104,10 @@ def otlp_ingest(*, traces: list[dict[str, Any]], now: datetime | None = None) ->
             if adopted:
                 dirty.update(adopted)
                 feedback_join(cursor, [trace_id])  # the moved feedback takes its real trace's feature and day
-        _recompute_from_spans(cursor, sorted({item.trace_id for _, item in good}), dirty)
+        _recompute_from_spans(cursor, unsettled, dirty)
         genai_messages_join(cursor, otel_of)  # messages logged before their spans arrived
-        spend_count(cursor, spend_difference(spend_of_stored(cursor, touched), spent_before))
+        if touched:
+            spend_count(cursor, spend_difference(spend_of_stored(cursor, touched), spent_before))
         mark_dirty(cursor, dirty)
     return result, errors
 

@@ -25,6 +25,7 @@ from feedback.services.spend import (
     spend_difference,
     spend_of_rows,
     spend_of_stored,
+    spend_sum,
     usage_count,
 )
 from feedback.services.tables import (
@@ -86,11 +87,24 @@ def traces_ingest(*, body: bytes) -> IngestResult:
 
 
 def traces_ingest_items(*, items: Sequence[tuple[int, TraceIn]], now: datetime | None = None) -> IngestResult:
-    """Store already-validated traces (index, item); the OTLP endpoint calls this too."""
+    """Store already-validated traces (index, item)."""
+    result, _ = traces_store(items=items, now=now)
+    return result
+
+
+def traces_store(
+    *, items: Sequence[tuple[int, TraceIn]], now: datetime | None = None, expect_known: bool = False
+) -> tuple[IngestResult, set[str]]:
+    """Store already-validated traces (index, item); also returns the trace_ids stored new by this
+    call (no stored trace was merged into them). The OTLP endpoint calls this too.
+
+    ``expect_known``: some traces are likely stored already; look them up first rather than try
+    the straight COPY of the whole batch, which would fail on them.
+    """
     received = now or utc_now()
     result = IngestResult()
     if not items:
-        return result
+        return result, set()
     # Sorted by trace_id: concurrent batches lock rows in the same order and cannot deadlock.
     by_trace_id = _merge_repeats(items)
     merged = [by_trace_id[trace_id] for trace_id in sorted(by_trace_id)]
@@ -139,20 +153,34 @@ def traces_ingest_items(*, items: Sequence[tuple[int, TraceIn]], now: datetime |
             )
             span_rows.extend(_span_row(item.trace_id, span) for span in item.spans or ())
 
-        trace_ids = [row.trace_id for row in rows]
-        inserted_ids, dirty = _insert_new(cursor, rows)
-        if inserted_ids is not None:
-            spent = spend_of_rows(rows, received)  # every trace new: counted from the rows
-            feedback_join_waiting(cursor, trace_ids)
+        # Known traces (the caller expects some: an OTLP export continues traces of earlier ones) are
+        # merged, the rest copied straight in; without the hint every trace is taken to be new.
+        known = _stored_trace_ids(cursor, [row.trace_id for row in rows]) if expect_known else set()
+        new_rows = [row for row in rows if row.trace_id not in known]
+        copied, dirty = _insert_new(cursor, new_rows) if new_rows else ([], set())
+        spent: Spend = {}
+        if copied is None:  # a trace taken for new was stored already (or by a concurrent batch): merge all
+            to_merge, inserted_ids = rows, []
         else:
-            inserted_ids, dirty, unpriced, spent = _upsert(cursor, rows, lambda: book or price_book_load(cursor))
+            to_merge, inserted_ids = [row for row in rows if row.trace_id in known], copied
+            spent = spend_of_rows(new_rows, received)  # every copied trace is new: counted from the rows
+            if copied:
+                feedback_join_waiting(cursor, copied)
+        if to_merge:
+            merged_ids, merged_dirty, unpriced, merged_spent = _upsert(
+                cursor, to_merge, lambda: book or price_book_load(cursor)
+            )
+            inserted_ids = [*inserted_ids, *merged_ids]
+            dirty |= merged_dirty
+            spent = spend_sum(spent, merged_spent)
             index_of = {item.trace_id: index for index, item in merged}
             result.warnings += [
                 {"index": index_of[trace_id], "field": "model", "message": "No price known for the merged trace's "
                  "model: cost left empty. Send cost_usd or add the model's price in Settings."}
                 for trace_id in unpriced
             ]  # fmt: skip
-            feedback_join(cursor, trace_ids)  # a merge may have moved a trace's feature, version or day
+            # A merge may have moved a trace's feature, version or day.
+            feedback_join(cursor, [row.trace_id for row in to_merge])
         if span_rows:
             _store_spans(cursor, span_rows)
         # Rows every batch shares (prompt versions, spend counters, rollup marks) come last, in this
@@ -163,7 +191,7 @@ def traces_ingest_items(*, items: Sequence[tuple[int, TraceIn]], now: datetime |
         mark_dirty(cursor, dirty)
     result.accepted = len(inserted_ids)
     result.duplicates = len(items) - len(inserted_ids)
-    return result
+    return result, set(inserted_ids)
 
 
 def _merge_repeats(items: Sequence[tuple[int, TraceIn]]) -> dict[str, tuple[int, TraceIn]]:
@@ -357,6 +385,11 @@ def _insert_new(cursor: Any, rows: list[TraceRow]) -> tuple[list[str] | None, se
     return [row.trace_id for row in final], {Partition(row.day, row.feature_id) for row in final}
 
 
+def _stored_trace_ids(cursor: Any, trace_ids: list[str]) -> set[str]:
+    cursor.execute("SELECT trace_id FROM feedback_trace WHERE trace_id = ANY(%s)", [trace_ids])
+    return {trace_id for (trace_id,) in cursor.fetchall()}
+
+
 def _upsert(
     cursor: Any, rows: list[TraceRow], price_book: Callable[[], PriceBook]
 ) -> tuple[list[str], set[Partition], list[str], Spend]:
@@ -425,5 +458,14 @@ def _store_spans(cursor: Any, span_rows: list[SpanRow]) -> None:
     for row in span_rows:
         key = (row.trace_id, row.span_id)
         merged[key] = SPANS.merged(merged[key], row) if key in merged else row
-    stage(cursor, SPANS, [merged[key] for key in sorted(merged)])
-    cursor.execute(_STORE_SPANS)
+    rows = [merged[key] for key in sorted(merged)]
+    # Spans are new but for a resend: COPY them straight in, and merge through staging only
+    # when one is already stored (the savepoint undoes the failed COPY).
+    try:
+        with transaction.atomic():
+            with cursor.copy(f"COPY {SPANS.table} ({SPANS.column_list}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(SPANS.with_defaults(row))
+    except UniqueViolation:
+        stage(cursor, SPANS, rows)
+        cursor.execute(_STORE_SPANS)

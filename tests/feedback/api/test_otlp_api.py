@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 
+import pytest
 import requests
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -108,3 +109,41 @@ def test_clipped_text_is_reported_not_silent(live, org_a) -> None:  # type: igno
     assert response.status_code == 200 and response.headers["Content-Type"] == "application/x-protobuf"
     answer = ExportTraceServiceResponse.FromString(response.content)
     assert "output clipped to 200,000 characters" in answer.partial_success.error_message
+
+
+def test_a_trace_exported_in_two_requests_sums_both_and_a_resend_doubles_nothing(live, org_a, committed_db) -> None:  # type: ignore[no-untyped-def]
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from feedback.models import Span, SpendCounter, Trace
+    from tests.fixtures.organizations import in_tenant
+
+    customer, feature = unique("cus"), unique("feat")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "support-bot"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("candor-tests")
+    with tracer.start_as_current_span("answer", attributes={"candor.feature": feature, "candor.customer_id": customer}):
+        for tokens in (1000, 3000):
+            attributes = {"gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o-mini",
+                          "gen_ai.usage.input_tokens": tokens, "gen_ai.usage.output_tokens": tokens // 10}  # fmt: skip
+            with tracer.start_as_current_span("chat", attributes=attributes):
+                pass
+    spans = exporter.get_finished_spans()  # in end order: both calls, then the root
+    otel_id = format(spans[0].context.trace_id, "032x")
+    # The first call in one export; the second and the root (with the candor.* attributes) in the next.
+    first, second = (encode_spans(part).SerializeToString() for part in (spans[:1], spans[1:]))
+    headers = {"Authorization": f"Bearer {org_a.secret_key}", "Content-Type": "application/x-protobuf"}
+    for body in (first, second, first, second):  # the exporter retried both
+        assert requests.post(f"{live.url}/api/v1/otlp/v1/traces", data=body, headers=headers).status_code == 200
+
+    with in_tenant(org_a):
+        trace = Trace.objects.get(trace_id=otel_id)
+        assert (trace.input_tokens, trace.output_tokens) == (4000, 400)
+        assert trace.feature.key == feature and trace.customer_id == customer
+        # gpt-4o-mini: $0.15 / M input, $0.60 / M output, for the calls of both exports
+        assert float(trace.cost_usd or 0) == pytest.approx((4000 * 0.15 + 400 * 0.60) / 1e6)
+        assert Span.objects.filter(trace_id=otel_id).count() == 3
+        counted = SpendCounter.objects.filter(customer_id=customer)
+        assert sum(c.traces for c in counted) == 1
+        assert sum(c.cost_usd for c in counted) == trace.cost_usd
