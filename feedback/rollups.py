@@ -208,13 +208,28 @@ SELECT %(day)s, %(feature)s, m.*, now() FROM ({
 """
 
 
+# The partition's rows summed over customers: what reports not grouped by customer read.
+_RECOMPUTE_VERSIONS = f"""
+INSERT INTO feedback_versionrollup (day, feature_id, prompt_version_id, variant, {_COLUMNS}, computed_at)
+SELECT %(day)s, %(feature)s, m.*, now() FROM ({
+    rollup_sum_query(
+        table="feedback_dailyrollup",
+        dims=["r.prompt_version_id", "r.variant"],
+        where="r.day = %(day)s AND r.feature_id = %(feature)s",
+    )
+}) m
+"""
+
+
 def rollup_recompute(*, day: date, feature_id: int) -> int:
-    """Rebuild one partition (and its segment rows); returns how many rollup rows it now has."""
+    """Rebuild one partition (and its version and segment rows); returns how many rollup rows it now has."""
     with transaction.atomic(), connection.cursor() as cursor:
         params: dict[str, Any] = {"day": day, "feature": feature_id}
         cursor.execute("DELETE FROM feedback_dailyrollup WHERE day = %(day)s AND feature_id = %(feature)s", params)
         cursor.execute(_RECOMPUTE, params)
         rows = cursor.rowcount
+        cursor.execute("DELETE FROM feedback_versionrollup WHERE day = %(day)s AND feature_id = %(feature)s", params)
+        cursor.execute(_RECOMPUTE_VERSIONS, params)
         cursor.execute("DELETE FROM feedback_segmentrollup WHERE day = %(day)s AND feature_id = %(feature)s", params)
         cursor.execute("SELECT segment_keys FROM feedback_feature WHERE id = %(feature)s", params)
         found = cursor.fetchone()

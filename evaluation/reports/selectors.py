@@ -1,7 +1,8 @@
 """Reads behind the feature report, the feature page, customers and the overview.
 
-Big numbers come from the rollups (feedback_dailyrollup, and feedback_segmentrollup for metadata
-keys a feature declares as segments); a window that is not whole UTC days, or a metadata key the
+Big numbers come from the rollups (feedback_dailyrollup by customer, feedback_versionrollup, the same
+summed over customers, for every other grouping, and feedback_segmentrollup for metadata keys a
+feature declares as segments); a window that is not whole UTC days, or a metadata key the
 feature does not declare, is answered from the raw rows by the same SQL the rollups run
 (feedback.rollups.measures_query), so both paths give the same figures.
 """
@@ -19,7 +20,7 @@ from django.db.models import Max, Min, Sum
 from evaluation.reports.figures import group_figures
 from evaluation.reports.measures import JudgedSums, Measures, total
 from evaluation.reports.success import SuccessSource, success_source_for
-from feedback.models import DailyRollup, Feature, PromptVersion, SegmentRollup
+from feedback.models import DailyRollup, Feature, PromptVersion, SegmentRollup, VersionRollup
 from feedback.rollups import measures_query, rollup_sum_query
 
 MAX_WINDOW_DAYS = 400
@@ -177,7 +178,9 @@ def measures_by(
             table, where = SegmentRollup._meta.db_table, f"{where} AND r.key = %(mkey)s"
             columns = [f"r.{'value' if d == 'metadata' else _DIMS[d][0]}" for d in dims]
         else:
-            table, columns = DailyRollup._meta.db_table, [f"r.{_DIMS[d][0]}" for d in dims]
+            # Not by customer: the rows summed over customers (one per day and version, not per customer).
+            table = (DailyRollup if "customer_id" in dims else VersionRollup)._meta.db_table
+            columns = [f"r.{_DIMS[d][0]}" for d in dims]
         with connection.cursor() as cursor:
             cursor.execute(rollup_sum_query(table=table, dims=columns, where=where), params)
             for row in cursor.fetchall():

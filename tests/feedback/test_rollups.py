@@ -213,3 +213,65 @@ def test_rollup_rows_summed_in_sql_equal_the_rows_added_one_by_one(db: None, org
             if name in MAP_MEASURES:
                 mine = json.loads(mine)
             assert mine == value, (customer, name)
+
+
+def test_version_rollup_is_the_daily_rows_summed_over_customers(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    from feedback.models import VersionRollup
+    from feedback.rollups import MAP_MEASURES, MEASURES
+
+    feature = unique("feat")
+    traces = [
+        {"trace_id": f"{feature}-{i}", "feature": feature, "prompt_version": f"v{i % 2}",
+         **({"experiment": "exp", "variant": ["a", "b"][i % 3 - 1]} if i % 3 else {}),
+         "customer_id": ["cus_a", "cus_b", ""][i // 12], "latency_ms": 40.0 * (1 + i % 9), "ttft_ms": 7.0 + i,
+         "cost_usd": 0.001 * i, "started_at": f"2025-04-0{1 + i // 2 % 2}T{i % 24:02d}:00:00Z"}
+        for i in range(36)
+    ]  # fmt: skip
+    _post_traces(org_a, traces)
+    kinds = ["thumb", "copy", "rating", "edit"]
+    _post_feedback(org_a, [ev(f"{feature}-{i}", kinds[i // 3 % 4], [1, 3, 5, None][i // 3 % 4],
+                              original_text="abcd", edited_text="abXd") for i in range(36)])  # fmt: skip
+
+    def summed() -> dict[tuple[Any, ...], dict[str, Any]]:
+        want: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for row in DailyRollup.objects.filter(feature__key=feature).values("day", "prompt_version_id", "variant",
+                                                                           *MEASURES):  # fmt: skip
+            acc = want.setdefault((row["day"], row["prompt_version_id"], row["variant"]), {})
+            for name in MEASURES:
+                if name in MAP_MEASURES:
+                    acc[name] = dict(Counter(acc.get(name, {})) + Counter({str(k): n for k, n in row[name].items()}))
+                else:
+                    acc[name] = acc.get(name, 0) + row[name]
+        return want
+
+    def stored() -> dict[tuple[Any, ...], dict[str, Any]]:
+        return {(r["day"], r["prompt_version_id"], r["variant"]): {n: r[n] for n in MEASURES}
+                for r in VersionRollup.objects.filter(feature__key=feature).values("day", "prompt_version_id",
+                                                                                   "variant", *MEASURES)}  # fmt: skip
+
+    def same(got: dict[tuple[Any, ...], dict[str, Any]], want: dict[tuple[Any, ...], dict[str, Any]]) -> None:
+        assert got.keys() == want.keys()
+        for key, measures in want.items():
+            for name, value in measures.items():
+                mine = got[key][name]
+                if name in MAP_MEASURES:
+                    assert {str(k): n for k, n in mine.items()} == value, (key, name)
+                else:
+                    assert mine == pytest.approx(value, rel=1e-12), (key, name)
+
+    with in_tenant(org_a):
+        rollups_refresh(limit=100)
+        want = summed()
+        assert len(want) == 12  # 2 days x 2 versions x 3 variants, each summed over several customers
+        assert DailyRollup.objects.filter(feature__key=feature).count() > len(want)
+        same(stored(), want)
+        feature_id = Feature.objects.get(key=feature).id
+        rollup_recompute(day=date(2025, 4, 1), feature_id=feature_id)  # a rerun does not double
+        same(stored(), want)
+    # Late feedback: the partition's version rows follow its daily rows.
+    _post_feedback(org_a, [ev(f"{feature}-1", "thumb", -1, user="late")])
+    with in_tenant(org_a):
+        rollups_refresh(limit=100)
+        after = summed()
+        assert sum(m["thumbs_down"] for m in after.values()) == sum(m["thumbs_down"] for m in want.values()) + 1
+        same(stored(), after)
