@@ -25,10 +25,15 @@ def gunicorn(port: int, workers: int = int(os.environ.get("BENCH_WORKERS", "4"))
     env = dict(os.environ)
     # Rollup tasks go to a queue no worker reads: the benchmark measures ingestion alone.
     env.setdefault("CELERY_QUEUE", f"bench-{port}")
+    # Served as production serves: debug off (config.settings.dev turns it on otherwise).
+    env.setdefault("DJANGO_DEBUG", "0")
     # config/gunicorn.py starts the embedded PostgreSQL if DATABASE_URL is unset.
+    # Threads as config/gunicorn.py sets them for production (GUNICORN_THREADS, 4: the gthread
+    # worker, which keeps connections alive) unless BENCH_THREADS says otherwise (1: the sync worker).
+    threads = ["--threads", os.environ["BENCH_THREADS"]] if os.environ.get("BENCH_THREADS") else []
     server = subprocess.Popen(
         [str(ROOT / ".venv" / "bin" / "gunicorn"), "-c", "config/gunicorn.py", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(workers), "--threads", os.environ.get("BENCH_THREADS", "1"), "--log-level", "warning"],
+         "--workers", str(workers), *threads, "--log-level", "warning"],
         cwd=ROOT, env=env,
     )  # fmt: skip
     try:

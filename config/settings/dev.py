@@ -4,7 +4,9 @@ import os
 
 from .base import *  # noqa: F403
 
-DEBUG = True
+# On unless DJANGO_DEBUG says otherwise: the benchmarks serve with it off, as production does
+# (debug mode wraps every cursor to record its queries).
+DEBUG = env_bool("DJANGO_DEBUG", True)  # noqa: F405
 # A local Ollama / vLLM over plain http (base URLs elsewhere must be https to public hosts).
 JUDGE_ALLOWED_HOSTS = [h for h in os.environ.get("JUDGE_ALLOWED_HOSTS", "localhost,127.0.0.1").split(",") if h]
 # Alert webhooks to a local receiver; emails (alerts, the weekly digest) written to .var/mail/.

@@ -106,8 +106,14 @@ def mark_dirty(cursor: Any, partitions: Iterable[Partition]) -> None:
         "ON CONFLICT (day, feature_id) DO UPDATE SET marked_at = EXCLUDED.marked_at",
         [[p.day for p in ordered], [p.feature_id for p in ordered]],
     )
-    schema = current_schema()
-    # Throttled per process: the beat sweep picks up anything a skipped schedule leaves behind.
+    rollups_nudge(current_schema())
+
+
+def rollups_nudge(schema: str) -> None:
+    """After commit, schedule the recompute of partitions this transaction marked dirty.
+
+    Throttled per process: the beat sweep picks up anything a skipped schedule leaves behind.
+    """
     if time.monotonic() - _last_scheduled.get(schema, 0.0) >= SCHEDULE_EVERY_SECONDS:
         transaction.on_commit(lambda: _run_rollup_hooks(schema))
 

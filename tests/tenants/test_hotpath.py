@@ -27,14 +27,19 @@ def test_every_hot_path_is_a_documented_url() -> None:
 def test_a_widget_request_skips_the_stack_and_ends_in_public(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
     from feedback.models import FeedbackEvent
     from tenants.schema import in_tenant
+    from tenants.services import api_key_create
+
+    raw_key, _ = api_key_create(
+        organization=org_a.organization, kind="public", name="hot-path", allowed_origins=["https://hot.example.com"]
+    )
 
     trace_id = f"t-{uuid.uuid4().hex[:8]}"
     event = {"event_id": str(uuid.uuid4()), "trace_id": trace_id, "kind": "thumb", "value": 1}
     answer = Client().post(
         "/api/v1/widget/events",
-        json.dumps({"key": org_a.public_key, "events": [event]}),
+        json.dumps({"key": raw_key, "events": [event]}),
         content_type="text/plain",
-        HTTP_ORIGIN="http://localhost",
+        HTTP_ORIGIN="https://hot.example.com",
     )
     assert answer.status_code == 200, answer.content
     assert answer.json()["accepted"] == 1
