@@ -73,8 +73,14 @@ UPDATE feedback_feedbackevent f
 _JOIN_WAITING_FEEDBACK = f"""
 UPDATE feedback_feedbackevent f
    SET {FEEDBACK_TRACE_JOIN.set_from("t")}
-  FROM feedback_trace t
- WHERE f.feature_id IS NULL AND f.trace_id = ANY(%s) AND t.trace_id = f.trace_id
+  FROM unnest(%s::text[]) AS x(trace_id)
+  -- Probed trace by trace: a bitmap scan of "feature_id IS NULL" would also read every row
+  -- version a join left behind until vacuum (15,000 of them per batch in bench-ingest).
+  CROSS JOIN LATERAL (
+      SELECT id FROM feedback_feedbackevent WHERE feature_id IS NULL AND trace_id = x.trace_id OFFSET 0
+  ) w
+  JOIN feedback_trace t ON t.trace_id = x.trace_id
+ WHERE f.id = w.id
 """
 
 
