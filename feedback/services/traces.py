@@ -264,14 +264,19 @@ class _StoredPrompt(NamedTuple):
     has_model: bool
 
 
-# New versions are inserted, known ones widened (first / last seen) and filled (prompt text and
-# model when empty): one statement, keys in sorted order so concurrent batches lock alike.
-_PROMPT_VERSIONS_UPSERT = """
+_PROMPT_VERSIONS_INSERT = """
 INSERT INTO feedback_promptversion
     (label, content_hash, feature_id, prompt_text, model, params, first_seen, last_seen)
 SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::jsonb[],
                      %s::timestamptz[], %s::timestamptz[])
-ON CONFLICT (label, content_hash) DO UPDATE SET
+ON CONFLICT (label, content_hash) DO"""
+# New versions are inserted first and lock nothing stored (DO NOTHING: a version a concurrent batch
+# registered meanwhile is widened later instead); known ones are widened (first / last seen) and
+# filled (prompt text and model when empty) last, keys in sorted order so batches lock alike.
+_PROMPT_VERSIONS_NEW = _PROMPT_VERSIONS_INSERT + " NOTHING"
+_PROMPT_VERSIONS_UPSERT = (
+    _PROMPT_VERSIONS_INSERT
+    + """ UPDATE SET
     first_seen = LEAST(feedback_promptversion.first_seen, EXCLUDED.first_seen),
     last_seen = GREATEST(feedback_promptversion.last_seen, EXCLUDED.last_seen),
     prompt_text = CASE WHEN feedback_promptversion.prompt_text = ''
@@ -279,6 +284,7 @@ ON CONFLICT (label, content_hash) DO UPDATE SET
     model = CASE WHEN feedback_promptversion.model = ''
                  THEN EXCLUDED.model ELSE feedback_promptversion.model END
 """
+)
 _STORED_PROMPT_LIST = select_list(_StoredPrompt, has_prompt="prompt_text <> ''", has_model="model <> ''")
 _PROMPT_VERSIONS_OF = (
     f"SELECT {_STORED_PROMPT_LIST} FROM feedback_promptversion "
@@ -301,13 +307,13 @@ class _PromptVersions:
         concurrent batches queue on; taken at the end, it is held only for the commit.
         """
         if self.to_widen:
-            _prompt_versions_upsert(cursor, self.seen, self.to_widen)
+            _prompt_versions_write(cursor, _PROMPT_VERSIONS_UPSERT, self.seen, self.to_widen)
 
 
-def _prompt_versions_upsert(cursor: Any, seen: dict[PromptKey, _PromptSeen], keys: list[PromptKey]) -> None:
+def _prompt_versions_write(cursor: Any, sql: str, seen: dict[PromptKey, _PromptSeen], keys: list[PromptKey]) -> None:
     entries = [seen[key] for key in keys]
     cursor.execute(
-        _PROMPT_VERSIONS_UPSERT,
+        sql,
         [
             [key.label for key in keys],
             [key.content_hash for key in keys],
@@ -345,15 +351,17 @@ def _prompt_versions(
     keys = sorted(seen)
     stored = _stored_prompts(cursor, keys)
     missing = [key for key in keys if key not in stored]
+    inserted: set[PromptKey] = set()
     if missing:
-        # New versions: inserted now (the traces need their ids); a concurrent batch registering
-        # the same one merges into it.
-        _prompt_versions_upsert(cursor, seen, missing)
+        # New versions: inserted now (the traces need their ids). Taking no lock on a stored row
+        # here is what keeps two batches from deadlocking: every stored row is locked at the end.
+        _prompt_versions_write(cursor, _PROMPT_VERSIONS_NEW + " RETURNING label, content_hash", seen, missing)
+        inserted = {PromptKey(label, content_hash) for label, content_hash in cursor.fetchall()}
         stored.update(_stored_prompts(cursor, missing))
     to_widen = [
         key
         for key in keys
-        if key not in missing
+        if key not in inserted
         and key in stored
         and (
             seen[key].first < stored[key].first_seen

@@ -84,3 +84,43 @@ def test_a_prompt_version_widens_its_first_and_last_seen_and_fills_its_text(clie
         version = PromptVersion.objects.get(label=label)
         assert (version.first_seen.day, version.last_seen.day, version.model) == (5, 20, "gpt-4o-mini")
         assert version.feature.key == feature
+
+
+def test_concurrent_batches_registering_and_widening_the_same_versions_all_commit(committed_db, org_a) -> None:  # type: ignore[no-untyped-def]
+    """Batches that each bring new prompt versions and widen versions others registered, at once:
+    every batch commits (no deadlock between the new versions' inserts and the widenings)."""
+    import threading
+
+    import msgspec
+    from django.db import connection
+
+    from feedback import services
+    from feedback.models import PromptVersion
+
+    prefix = unique("pvrace")
+    # Thread t sends rounds of batches naming versions t, t+1 and t+2 (of 6), days moving both ways.
+    bodies = [[msgspec.json.encode({"batch": [
+        {"trace_id": f"{prefix}-{t}-{r}-{i}", "feature": "race", "prompt_version": f"{prefix}-v{(t + i) % 6}",
+         "started_at": f"2025-03-{1 + (r * 7 + i * 3 + t) % 28:02d}T00:00:00Z"}
+        for i in range(3)]}) for r in range(8)] for t in range(4)]  # fmt: skip
+    errors: list[BaseException] = []
+
+    def send(own: list[bytes]) -> None:
+        try:
+            with in_tenant(org_a):
+                for body in own:
+                    services.traces_ingest(body=body)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send, args=(own,)) for own in bodies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with in_tenant(org_a):
+        assert Trace.objects.filter(trace_id__startswith=prefix).count() == 4 * 8 * 3
+        assert PromptVersion.objects.filter(label__startswith=prefix).count() == 6
