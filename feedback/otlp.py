@@ -21,13 +21,14 @@ Mapping rules, in short:
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 import re
+import time
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
@@ -435,7 +436,8 @@ def _build_trace(otel_trace_id: str, group: list[_Span]) -> _BuiltTrace:
             value = _as_str(_first(sources, fallbacks))
         trace[name] = value
 
-    llm_spans = [s for s in group if _span_kind(s) == SpanKind.LLM]
+    kinds = [_span_kind(s) for s in group]
+    llm_spans = [s for s, kind in zip(group, kinds, strict=True) if kind == SpanKind.LLM]
     if llm_spans:
         first_llm, last_llm = llm_spans[0], llm_spans[-1]
         trace["model"] = _as_str(_first([first_llm.attrs], _MODEL_KEYS))
@@ -480,7 +482,7 @@ def _build_trace(otel_trace_id: str, group: list[_Span]) -> _BuiltTrace:
     trace["started_at"] = _iso(root.start_ns)
     if root.start_ns > 0 and root.end_ns >= root.start_ns:
         trace["latency_ms"] = (root.end_ns - root.start_ns) / 1e6
-    trace["spans"] = [_span_dict(s) for s in group]
+    trace["spans"] = [_span_dict(s, kind) for s, kind in zip(group, kinds, strict=True)]
     return _BuiltTrace(root.start_ns, {k: v for k, v in trace.items() if v is not None})
 
 
@@ -535,7 +537,7 @@ def _span_kind(span: _Span) -> SpanKind:
 _SPAN_FIELD_KEYS = frozenset((*_INPUT_TOKEN_KEYS, *_OUTPUT_TOKEN_KEYS, *_SPAN_COST_KEYS))
 
 
-def _span_dict(span: _Span) -> dict[str, Any]:
+def _span_dict(span: _Span, kind: SpanKind) -> dict[str, Any]:
     model_key = next((k for k in _MODEL_KEYS if span.attrs.get(k) not in (None, "")), None)
     attributes: dict[str, Any] = {}
     for key, value in span.attrs.items():
@@ -555,7 +557,7 @@ def _span_dict(span: _Span) -> dict[str, Any]:
         "span_id": span.span_id,
         "parent_span_id": span.parent_span_id,
         "name": _clip(span.name, MAX_SPAN_NAME_CHARS),
-        "kind": _span_kind(span).value,
+        "kind": kind.value,
         "start": _iso(span.start_ns),
         "end": _iso(span.end_ns),
         "model": _as_str(span.attrs.get(model_key)) if model_key else None,
@@ -828,11 +830,20 @@ def _metadata(sources: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def _iso(unix_nano: int) -> str | None:
+    """RFC 3339 in UTC with microseconds, as datetime.isoformat writes it (at C speed)."""
     if unix_nano <= 0:
         return None  # unset: the server uses "received at"
     seconds, nanos = divmod(unix_nano, 1_000_000_000)
+    whole = _second_text(seconds)
+    return None if whole is None else f"{whole}{nanos // 1000:06d}Z"
+
+
+@functools.lru_cache(maxsize=4096)  # spans of one trace mostly start and end within the same second
+def _second_text(seconds: int) -> str | None:
     try:
-        moment = datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=nanos // 1000)
+        moment = time.gmtime(seconds)
     except (OverflowError, OSError, ValueError):
         return None  # nonsense timestamp: better "received at" than a rejected trace
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    if moment.tm_year > 9999:
+        return None  # past what a datetime holds
+    return time.strftime("%Y-%m-%dT%H:%M:%S.", moment)
