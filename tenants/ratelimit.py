@@ -11,6 +11,8 @@ so every process sees one budget however many there are and however their clocks
 from __future__ import annotations
 
 import math
+import threading
+import time
 from dataclasses import dataclass
 from functools import cache
 from typing import Protocol
@@ -137,6 +139,47 @@ class RedisStore:
 
     def reset(self, key_id: int) -> None:
         self.client.delete(self._name(key_id))
+
+
+class LocalStore:
+    """The same GCRA in this process's memory: no I/O, a budget per process, not shared.
+
+    For the budget check alone (key_check_rate_wait): a read called before every LLM request,
+    cheaper than the shared store's write would be. Its budget bounds a key to `rate` checks
+    per second per web process; it never spends the key's shared API budget.
+    """
+
+    def __init__(self) -> None:
+        self._tats: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key_id: int, budget: Budget) -> float:
+        with self._lock:
+            now = time.monotonic()
+            tat = max(self._tats.get(key_id, now), now)
+            allowed = tat + budget.interval - now <= budget.tolerance
+            if allowed:
+                self._tats[key_id] = tat + budget.interval
+            elif len(self._tats) > 100_000:  # keys that went idle: their TAT has passed
+                self._tats = {k: t for k, t in self._tats.items() if t > now}
+        return budget.wait(allowed=allowed, tat=tat, now=now)
+
+    def reset(self, key_id: int) -> None:
+        with self._lock:
+            self._tats.pop(key_id, None)
+
+
+_checks_store = LocalStore()
+
+
+def key_check_rate_wait(key_id: int) -> float:
+    """Spend one budget check of the key's per-process check budget: 0 when allowed, else the wait."""
+    budget = Budget.of(rate=settings.BUDGET_CHECK_RATE_PER_SECOND, burst=settings.BUDGET_CHECK_RATE_BURST)
+    return _checks_store.take(key_id, budget)
+
+
+def key_check_rate_reset(key_id: int) -> None:
+    _checks_store.reset(key_id)
 
 
 @cache

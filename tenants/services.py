@@ -29,7 +29,7 @@ from tenants.models import (
     schema_name_for,
     validate_organization_slug,
 )
-from tenants.ratelimit import key_rate_wait, retry_after_seconds
+from tenants.ratelimit import key_check_rate_wait, key_rate_wait, retry_after_seconds
 
 KEY_PREFIX = {KeyKind.SECRET: "sk_", KeyKind.PUBLIC: "pk_"}
 INVITATION_TTL = timedelta(days=7)
@@ -266,10 +266,11 @@ def public_key_admit(*, raw_key: str | None) -> ResolvedKey:
     return resolved
 
 
-def secret_key_admit(*, raw_key: str | None) -> ResolvedKey:
+def secret_key_admit(*, raw_key: str | None, budget_check: bool = False) -> ResolvedKey:
     """The secret key of an `Authorization: Bearer` header, if it may call: known, secret, within
     its rate (the hot paths' form of SecretKeyAuthentication, HasOrganizationKey and KeyRateThrottle,
-    with the same codes)."""
+    with the same codes). ``budget_check``: the rate is the check's own per-process budget, so
+    checking before every LLM call never eats the budget the key's traces are sent with."""
     if raw_key is None:
         raise Refused(
             "not_authenticated", "Send your secret key as 'Authorization: Bearer sk_...'.", why=Why.UNAUTHENTICATED
@@ -283,7 +284,7 @@ def secret_key_admit(*, raw_key: str | None) -> ResolvedKey:
             "A public key (pk_) may only send widget events; use a secret key (sk_) here.",
             why=Why.FORBIDDEN,
         )
-    api_key_spend(key_id=resolved.key_id)
+    _refuse_past(key_check_rate_wait(resolved.key_id) if budget_check else key_rate_wait(resolved.key_id))
     return resolved
 
 
@@ -318,7 +319,10 @@ def organization_quota_set(*, organization_id: int, exceeded: bool) -> bool:
 
 def api_key_spend(*, key_id: int) -> None:
     """Spend one request of the key's shared budget, or refuse with when to come back (every endpoint)."""
-    wait = key_rate_wait(key_id)
+    _refuse_past(key_rate_wait(key_id))
+
+
+def _refuse_past(wait: float) -> None:
     if wait:
         retry_after = retry_after_seconds(wait)
         raise Refused(

@@ -16,7 +16,7 @@ BUDGET_CHECK_PATH = "/api/v1/budgets/check"
 @hot_path("GET", BUDGET_CHECK_PATH)
 def budget_check(request: HttpRequest) -> HttpResponse:
     def answer() -> HttpResponse:
-        key = secret_key_admit(raw_key=bearer_token(request))
+        key = secret_key_admit(raw_key=bearer_token(request), budget_check=True)
         return json_response(budget_check_answer(key, request.GET))
 
     response = guarded(answer, "the budget check")

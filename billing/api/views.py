@@ -65,7 +65,8 @@ class BudgetCheckApi(TenantApi):
             "per day and per month; optionally per feature and model, applying only when the check names that "
             "feature or model) decides. `estimated_cost_usd` counts the "
             "coming call against what remains. Counters move in the same transaction as traces land: the check "
-            "sees every committed trace. Checks reserve nothing: concurrent calls that each fit are all allowed."
+            "sees every committed trace. Checks reserve nothing: concurrent calls that each fit are all allowed. "
+            "Checks have a rate budget of their own (per web process), apart from the key's API budget."
         ),
         parameters=[
             OpenApiParameter(

@@ -185,6 +185,14 @@ SPECTACULAR_SETTINGS = {
 # key across every web process and machine (tenants.ratelimit).
 API_RATE_LIMIT_PER_SECOND = float(env("CANDOR_API_RATE_PER_SECOND", "50"))
 API_RATE_LIMIT_BURST = int(env("CANDOR_API_RATE_BURST", "200"))
+# The budget check (called before every LLM request) has a budget of its own per web process:
+# it never spends the key's shared API budget above (tenants.ratelimit.key_check_rate_wait).
+BUDGET_CHECK_RATE_PER_SECOND = float(env("CANDOR_BUDGET_CHECK_RATE_PER_SECOND", "2000"))
+BUDGET_CHECK_RATE_BURST = int(env("CANDOR_BUDGET_CHECK_RATE_BURST", "4000"))
+if BUDGET_CHECK_RATE_PER_SECOND <= 0 or BUDGET_CHECK_RATE_BURST < 1:
+    raise ImproperlyConfigured(
+        "CANDOR_BUDGET_CHECK_RATE_PER_SECOND must be above 0 and CANDOR_BUDGET_CHECK_RATE_BURST at least 1."
+    )
 if API_RATE_LIMIT_PER_SECOND <= 0 or API_RATE_LIMIT_BURST < 1:
     raise ImproperlyConfigured("CANDOR_API_RATE_PER_SECOND must be above 0 and CANDOR_API_RATE_BURST at least 1.")
 API_MAX_BODY_BYTES = 5 * 1024 * 1024

@@ -94,3 +94,37 @@ def test_customer_spend_for_an_id_with_a_slash(db: None, org_a: Org, client_a: C
     send_traces(org_a, spend_traces(odd, ["1"]))
     body = client_a.get(f"/api/v1/customers/{quote(odd, safe='/')}/spend").json()
     assert body["customer_id"] == odd and body["month_usd"] == 1.0
+
+
+def test_checks_have_a_budget_of_their_own(db: None, org_a: Org, client_a: Client, small_budget: None,
+                                           settings: Any) -> None:  # fmt: skip
+    """Checking before every LLM call never spends the budget the key's traces are sent with; the
+    checks' own (per-process) budget answers 429 with Retry-After once spent."""
+    from tenants.ratelimit import key_check_rate_reset
+
+    settings.BUDGET_CHECK_RATE_PER_SECOND = 0.5
+    settings.BUDGET_CHECK_RATE_BURST = 5
+    key_id = org_a.organization.api_keys.get(kind="secret").id
+    key_check_rate_reset(key_id)
+    try:
+        checks = [client_a.get(f"/api/v1/budgets/check?customer_id={unique()}").status_code for _ in range(6)]
+        # The key's API budget is 3 at once (small_budget): all 3 are still there after 5 checks.
+        writes = [client_a.get("/api/v1/budgets").status_code for _ in range(4)]
+        refused = client_a.get(f"/api/v1/budgets/check?customer_id={unique()}")
+    finally:
+        key_check_rate_reset(key_id)
+    assert checks == [200] * 5 + [429]
+    assert writes == [200, 200, 200, 429]
+    assert refused.status_code == 429 and int(refused["Retry-After"]) >= 1
+    assert error_code(refused) == "rate_limited"
+
+
+def test_the_check_refuses_missing_wrong_and_public_keys(db: None, org_a: Org) -> None:
+    path = "/api/v1/budgets/check?customer_id=c1"
+    missing = Client().get(path)
+    wrong = Client(HTTP_AUTHORIZATION="Bearer sk_not_a_key").get(path)
+    public = Client(HTTP_AUTHORIZATION=f"Bearer {org_a.public_key}").get(path)
+    assert (missing.status_code, error_code(missing)) == (401, "not_authenticated")
+    assert (wrong.status_code, error_code(wrong)) == (401, "invalid_key")
+    assert missing["WWW-Authenticate"] == wrong["WWW-Authenticate"] == 'Bearer realm="api"'
+    assert (public.status_code, error_code(public)) == (403, "public_key_not_allowed")
