@@ -63,10 +63,13 @@ def otlp_ingest(*, traces: list[dict[str, Any]], now: datetime | None = None) ->
     with transaction.atomic():
         cursor = raw_cursor()
         otel_of = [str((t.get("metadata") or {}).get("otel_trace_id", "")) for t in traces]
-        otel_lock(cursor, otel_of)  # before any trace row: GenAI log messages of these traces join in order
         explicit = {
             otel: t["trace_id"] for otel, t in zip(otel_of, traces, strict=True) if otel and t["trace_id"] != otel
         }
+        # Before any trace row: GenAI log messages of these traces join in order. Exports of one trace
+        # that link it to no Candor trace_id need not wait for each other (an SDK splits traces
+        # across exports, and its concurrent exports would otherwise queue on the shared trace).
+        otel_lock(cursor, otel_of, shared=[otel for otel in otel_of if otel not in explicit])
         if explicit:
             cursor.execute(
                 "INSERT INTO feedback_oteltracelink (otel_trace_id, trace_id) "

@@ -82,15 +82,26 @@ def otlp_logs_ingest(*, messages: Sequence[GenAiMessage]) -> LogsIngestResult:
     return LogsIngestResult(stored=len(inserted), duplicates=len(messages) - len(inserted), waiting=waiting)
 
 
-def otel_lock(cursor: Any, otel_trace_ids: Iterable[str]) -> None:
+def otel_lock(cursor: Any, otel_trace_ids: Iterable[str], *, shared: Iterable[str] = ()) -> None:
     """Hold, until commit, a lock per OTel trace id of this schema: the span path and the log path
     of one trace run one after the other, so the second always sees what the first committed.
 
+    ``shared``: ids taken in shared mode, by a span batch that links none of them to a Candor
+    trace_id: such batches of one trace need no order among themselves (the trace row and its
+    unique key order their writes), only against the log path and against a batch creating the
+    link (which takes the lock exclusively, as the log path does), whose orphan adoption must see them.
+
     Taken before any trace row is written and in sorted order, so no two writers wait on each other.
     """
-    keys = sorted({f"{current_schema()}:{otel}" for otel in otel_trace_ids if otel})
+    schema = current_schema()
+    shared = set(shared)
+    keys = sorted({(f"{schema}:{otel}", otel in shared) for otel in otel_trace_ids if otel})
     if keys:
-        cursor.execute("SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM unnest(%s::text[]) k", [keys])
+        cursor.execute(
+            "SELECT count(CASE WHEN s THEN pg_advisory_xact_lock_shared(hashtextextended(k, 0)) "
+            "ELSE pg_advisory_xact_lock(hashtextextended(k, 0)) END) FROM unnest(%s::text[], %s::bool[]) AS x(k, s)",
+            [[k for k, _ in keys], [s for _, s in keys]],
+        )
 
 
 def genai_messages_join(cursor: Any, otel_trace_ids: Iterable[str]) -> None:

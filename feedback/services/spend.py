@@ -72,14 +72,6 @@ def spend_difference(after: Mapping[SpendKey, tuple[Decimal, int]], before: Spen
     return {key: change for key, change in moved.items() if change != zero}
 
 
-def spend_sum(first: Spend, second: Spend) -> Spend:
-    total = dict(first)
-    for key, (cost, n) in second.items():
-        had_cost, had_n = total.get(key, (Decimal(0), 0))
-        total[key] = (had_cost + cost, had_n + n)
-    return total
-
-
 def spend_count(cursor: Any, spend: Spend) -> None:
     if not spend:
         return

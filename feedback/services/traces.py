@@ -25,7 +25,6 @@ from feedback.services.spend import (
     spend_difference,
     spend_of_rows,
     spend_of_stored,
-    spend_sum,
     usage_count,
 )
 from feedback.services.tables import (
@@ -104,8 +103,9 @@ def traces_store(
     """Store already-validated traces (index, item); also returns the trace_ids stored new by this
     call (no stored trace was merged into them). The OTLP endpoint calls this too.
 
-    ``expect_known``: some traces are likely stored already; look them up first rather than try
-    the straight COPY of the whole batch, which would fail on them.
+    ``expect_known``: some traces are likely stored already, or being stored by a concurrent call:
+    stage and merge rather than try the straight COPY of the batch, which would fail on them (after
+    waiting for that call to commit) and be done again.
     """
     received = now or utc_now()
     result = IngestResult()
@@ -159,36 +159,33 @@ def traces_store(
             )
             span_rows.extend(_span_row(item.trace_id, span) for span in item.spans or ())
 
-        # Known traces (the caller expects some: an OTLP export continues traces of earlier ones) are
-        # merged, the rest copied straight in; without the hint every trace is taken to be new.
-        known = _stored_trace_ids(cursor, [row.trace_id for row in rows]) if expect_known else set()
-        new_rows = [row for row in rows if row.trace_id not in known]
-        copied, dirty = _insert_new(cursor, new_rows) if new_rows else ([], set())
-        spent: Spend = {}
-        if copied is None:  # a trace taken for new was stored already (or by a concurrent batch): merge all
-            to_merge, inserted_ids = rows, []
+        # Every trace taken to be new is copied straight in; when one is stored already, or the caller
+        # expects some to be (an OTLP export continues a trace of the previous export, which a
+        # concurrent export may be writing this moment), all are staged, inserted or merged.
+        # Spans first (they name their trace by its ID, no constraint): a trace row another batch is
+        # writing this moment (the rest of a trace an SDK split across exports) makes this batch wait
+        # for that one's commit; the later the wait, the more of the two batches' work overlaps.
+        if span_rows:
+            _store_spans(cursor, span_rows)
+        copied, dirty = (None, set()) if expect_known else _insert_new(cursor, rows)
+        if copied is not None:
+            inserted_ids = copied
+            spent = spend_of_rows(rows, received)  # every copied trace is new: counted from the rows
+            feedback_join_waiting(cursor, copied)
         else:
-            to_merge, inserted_ids = [row for row in rows if row.trace_id in known], copied
-            spent = spend_of_rows(new_rows, received)  # every copied trace is new: counted from the rows
-            if copied:
-                feedback_join_waiting(cursor, copied)
-        if to_merge:
-            merged_ids, merged_dirty, unpriced, merged_spent = _upsert(
-                cursor, to_merge, lambda: book or price_book_load(cursor)
-            )
-            inserted_ids = [*inserted_ids, *merged_ids]
-            dirty |= merged_dirty
-            spent = spend_sum(spent, merged_spent)
+            inserted_ids, dirty, unpriced, spent = _upsert(cursor, rows, lambda: book or price_book_load(cursor))
             index_of = {item.trace_id: index for index, item in merged}
             result.warnings += [
                 {"index": index_of[trace_id], "field": "model", "message": "No price known for the merged trace's "
                  "model: cost left empty. Send cost_usd or add the model's price in Settings."}
                 for trace_id in unpriced
             ]  # fmt: skip
+            feedback_join_waiting(cursor, inserted_ids)
             # A merge may have moved a trace's feature, version or day.
-            feedback_join(cursor, [row.trace_id for row in to_merge])
-        if span_rows:
-            _store_spans(cursor, span_rows)
+            new = set(inserted_ids)
+            merged_ids = [row.trace_id for row in rows if row.trace_id not in new]
+            if merged_ids:
+                feedback_join(cursor, merged_ids)
         # Rows every batch shares (prompt versions, spend counters, rollup marks) come last, in this
         # order on every path: their locks are held only through the commit, and never cross.
         versions.widen(cursor)
@@ -399,11 +396,6 @@ def _insert_new(cursor: Any, rows: list[TraceRow]) -> tuple[list[str] | None, se
     return [row.trace_id for row in final], {Partition(row.day, row.feature_id) for row in final}
 
 
-def _stored_trace_ids(cursor: Any, trace_ids: list[str]) -> set[str]:
-    cursor.execute("SELECT trace_id FROM feedback_trace WHERE trace_id = ANY(%s)", [trace_ids])
-    return {trace_id for (trace_id,) in cursor.fetchall()}
-
-
 def _upsert(
     cursor: Any, rows: list[TraceRow], price_book: Callable[[], PriceBook]
 ) -> tuple[list[str], set[Partition], list[str], Spend]:
@@ -450,7 +442,8 @@ def feedback_join_waiting(cursor: Any, trace_ids: list[str]) -> None:
     Only unjoined feedback can name a new trace: probed through the small partial index of
     feedback waiting for its trace, not the index of all feedback.
     """
-    cursor.execute(_JOIN_WAITING_FEEDBACK, [trace_ids])
+    if trace_ids:
+        cursor.execute(_JOIN_WAITING_FEEDBACK, [trace_ids])
 
 
 # --- Spans ---------------------------------------------------------------------------------
