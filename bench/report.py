@@ -88,10 +88,16 @@ def _suffixed(column: str) -> str:
 # REPORT_BENCH_NEW_CUSTOMERS=1 new ones per copy. Sessions are always new: a copy's traces start when the
 # base's do, and a shared session would hand every copy's session outcomes to one copy's trace.
 _PEOPLE = ("customer_id", "user_id") if NEW_CUSTOMERS else ()
+# Latencies: each copy's within +-5% of the base's (to 0.1 ms, as the generator rounds), or every copy
+# would land in the base's sketch buckets and a day's sketch would hold as few buckets at 10M as at 1M
+# (10x independent draws fill more: 1,242 daily rows of support-copilot hold ~91k latency buckets
+# with exact copies).
+_JITTER = "round(({c} * exp((random() - 0.5) * 0.1))::numeric, 1)::float8"
 # Per table: the column naming a row's trace (a base row's has no copy mark) and the columns a copy
 # gives new values; every other column is copied as it is.
 _COPIED: tuple[tuple[type[Model], str, dict[str, str]], ...] = (
-    (Trace, "trace_id", {c: _suffixed(c) for c in ("trace_id", "session_id", *_PEOPLE)}),
+    (Trace, "trace_id", {**{c: _suffixed(c) for c in ("trace_id", "session_id", *_PEOPLE)},
+                         "latency_ms": _JITTER.format(c="latency_ms"), "ttft_ms": _JITTER.format(c="ttft_ms")}),
     (Span, "trace_id", {"trace_id": _suffixed("trace_id")}),
     (FeedbackEvent, "trace_id", {"event_id": "md5(event_id::text || %(sfx)s)::uuid",
                                  **{c: _suffixed(c) for c in ("trace_id", "session_id", *_PEOPLE)
@@ -155,7 +161,7 @@ def grow(copies: int) -> None:
         with connection.cursor() as cursor:
             for model, _, _ in _COPIED:
                 cursor.execute(f"VACUUM ANALYZE {model._meta.db_table}")
-            cursor.execute("VACUUM ANALYZE feedback_dailyrollup, feedback_segmentrollup")
+            cursor.execute("VACUUM ANALYZE feedback_dailyrollup, feedback_versionrollup, feedback_segmentrollup")
         print(f"  vacuum analyze: {time.perf_counter() - started:.0f}s", flush=True)
 
 
@@ -208,13 +214,13 @@ def main() -> int:
             created = organization_create(slug=slug, name="Bench report", owner_email=f"bench@{slug}.test",
                                           owner_password=uuid.uuid4().hex, allowed_origins=[])  # fmt: skip
             activate_tenant(created.organization)
-            print(f"loading {TRACES:,} demo traces over 30 days into {slug} (ingestion's COPY path)…", flush=True)
+            print(f"loading {BASE:,} demo traces over 30 days into {slug} (ingestion's COPY path)…", flush=True)
             stats = demo_load(traces=BASE, days=30, log=lambda line: print(line, flush=True))
             traces = Trace.objects.count()  # the demo's traces plus the host page's few, as on reuse
             print(f"loaded {stats['traces']:,.0f} traces, {stats['feedbacks']:,.0f} feedback, "
                   f"{stats['outcomes']:,.0f} outcomes, {stats['partitions']:,.0f} rollup partitions "
                   f"in {stats['seconds']:.0f}s", flush=True)  # fmt: skip
-        if COPIES > 1:
+        if COPIES > 1 and traces < TRACES:  # a kept organization grown before is not rescanned
             started = time.perf_counter()
             print(f"growing to {COPIES} x the generator's traces in SQL (new IDs, same days)…", flush=True)
             grow(COPIES)
