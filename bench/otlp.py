@@ -4,8 +4,9 @@
    with gen_ai.* model, provider, tokens and messages, and a retrieval) with the official SDK,
    and encodes them exactly as its OTLP/HTTP exporter does (opentelemetry-exporter-otlp-proto-common's
    encoder, protobuf, 512 spans a request as the BatchSpanProcessor sends them, in end order).
-2. Starts gunicorn, sends the REST batch benchmark's events (bench/ingest.py) to one fresh
-   organization and the OTLP payloads to another, each from 4 concurrent clients.
+2. Starts gunicorn, warms its workers up on a third organization, then sends the REST batch
+   benchmark's events (bench/ingest.py) to one fresh organization and the OTLP payloads to
+   another, each from 4 concurrent clients, the two taking turns in 3 rounds.
 3. Checks every span and trace was stored, and prints spans/s beside the REST path's events/s.
 
 Ends with: RESULT otlp spans_per_s=... rest_eps=... ratio=...
