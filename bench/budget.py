@@ -33,6 +33,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
 # The per-key rate limit would refuse a benchmark's pace: it is measured by bench-ratelimit.
 os.environ.setdefault("CANDOR_API_RATE_PER_SECOND", "1000000")
 os.environ.setdefault("CANDOR_API_RATE_BURST", "1000000")
+os.environ.setdefault("CANDOR_BUDGET_CHECK_RATE_PER_SECOND", "1000000")
+os.environ.setdefault("CANDOR_BUDGET_CHECK_RATE_BURST", "1000000")
 
 import django  # noqa: E402
 

@@ -76,7 +76,11 @@ _encode = msgspec.json.Encoder().encode
 
 
 def json_response(body: Any, status: int = 200) -> HttpResponse:
-    return HttpResponse(_encode(body), status=status, content_type="application/json")
+    content = _encode(body)
+    response = HttpResponse(content, status=status, content_type="application/json")
+    # What CommonMiddleware would add: a kept-alive connection then needs no chunked framing.
+    response["Content-Length"] = str(len(content))
+    return response
 
 
 def error_response(code: str, message: str, status: int, details: Any = None) -> HttpResponse:
