@@ -45,7 +45,7 @@ django.setup()
 
 import msgspec  # noqa: E402
 
-from bench._server import free_port, gunicorn  # noqa: E402
+from bench._server import KeepAlive, free_port, gunicorn, http_request  # noqa: E402
 from billing.selectors import budget_check  # noqa: E402
 from billing.services.budgets import budget_set  # noqa: E402
 from feedback import services  # noqa: E402
@@ -108,20 +108,20 @@ def run(port: int, key: str, *, writers: int, path_of: object = None) -> tuple[l
 
     def checker(c: int) -> None:
         rng = random.Random(100 + c)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        conn = KeepAlive(port)
         while time.monotonic() < stop:
             path = path_of() if callable(path_of) else (
                 f"/api/v1/budgets/check?customer_id={customer(rng.randrange(CUSTOMERS + 50))}"
                 f"&feature={rng.choice(FEATURES)}&model={rng.choice(MODELS)}&estimated_cost_usd=0.01"
             )  # fmt: skip
+            request = http_request("GET", path, port, headers=headers)
             started = time.perf_counter()
-            conn.request("GET", path, headers=headers)
-            response = conn.getresponse()
-            body = response.read()
+            status, body = conn.send(request)
             latencies[c].append((time.perf_counter() - started) * 1000)
-            if response.status != 200:
-                problems.append(f"{response.status} {body[:200]!r}")
+            if status != 200:
+                problems.append(f"{status} {body[:200]!r}")
                 return
+        conn.close()
 
     def writer(w: int) -> None:
         rng = random.Random(1000 + w)
