@@ -62,3 +62,52 @@ def test_schema_token_is_replaced_quoted() -> None:
     assert in_schema("SELECT 1 FROM __SCHEMA__.t JOIN __SCHEMA__.u", "org_acme") == (
         'SELECT 1 FROM "org_acme".t JOIN "org_acme".u'
     )
+
+
+def _wsgi_call(environ_extra: dict[str, str], path: str, query: str = "") -> tuple[str, dict[str, str], bytes]:
+    """One request through the application gunicorn serves (config.wsgi), not the test client."""
+    import io
+
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    from config.wsgi import application
+
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": query, "SERVER_NAME": "127.0.0.1",
+               "SERVER_PORT": "8000", "HTTP_HOST": "127.0.0.1", "wsgi.input": io.BytesIO(b""),
+               "wsgi.url_scheme": "http", **environ_extra}  # fmt: skip
+    answer: dict[str, object] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        answer["status"], answer["headers"] = status, dict(headers)
+
+    # As Django's test client does: the test's transaction must outlive the request's end.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        response = application(environ, start_response)
+        try:
+            body = b"".join(response)
+        finally:
+            response.close()
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+    return str(answer["status"]), answer["headers"], body  # type: ignore[return-value]
+
+
+def test_the_served_application_answers_hot_paths_ahead_of_django(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {org_a.secret_key}"}
+    status, headers, body = _wsgi_call(auth, "/api/v1/budgets/check", "customer_id=c-hot")
+    assert status == "200 OK", body
+
+    assert json.loads(body)["allowed"] is True and json.loads(body)["action"] == "allow"
+    assert headers["Content-Length"] == str(len(body))
+    assert headers["X-Content-Type-Options"] == "nosniff"  # SecurityMiddleware still stamps it
+    assert "X-Frame-Options" not in headers  # the rest of the stack was skipped
+    assert current_schema() == "public"
+    status, headers, body = _wsgi_call({}, "/api/v1/budgets/check", "customer_id=c-hot")
+    assert status == "401 Unauthorized" and headers["WWW-Authenticate"] == 'Bearer realm="api"'
+    assert json.loads(body)["error"]["code"] == "not_authenticated"
+    status, headers, _ = _wsgi_call(auth, "/api/v1/budgets")  # anything else: Django's own handler
+    assert status == "200 OK" and "X-Frame-Options" in headers
