@@ -227,13 +227,13 @@ def plan_set(*, organization: Organization, plan: str) -> None:
 
 
 def notify_webhook_set(*, organization: Organization, url: str) -> None:
-    from evaluation.services.provider_keys import base_url_problem
+    from evaluation.services.webhooks import url_problem
 
     url = url.strip()
     if url:
-        problem = base_url_problem(url)
+        problem = url_problem(url)
         if problem:
-            raise ValidationError({"notify_webhook_url": problem.replace("base URL", "webhook URL")})
+            raise ValidationError({"notify_webhook_url": problem})
     account = account_get(organization=organization)
     account.notify_webhook_url = url
     account.save(update_fields=["notify_webhook_url"])

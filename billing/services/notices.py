@@ -42,7 +42,7 @@ def notice_deliver(*, notice: Notice) -> None:
     """POST the notice to the organization's webhook URL (checked again: DNS may have changed)."""
     import httpx
 
-    from evaluation.services.provider_keys import base_url_problem
+    from evaluation.services.webhooks import url_problem
 
     url = (
         BillingAccount.objects.filter(organization_id=notice.organization_id)
@@ -51,7 +51,7 @@ def notice_deliver(*, notice: Notice) -> None:
     )
     if not url or notice.delivered_at is not None:
         return
-    problem = base_url_problem(url)
+    problem = url_problem(url)
     if problem:
         notice.delivery_error = problem
         notice.save(update_fields=["delivery_error"])

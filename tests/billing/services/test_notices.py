@@ -43,7 +43,7 @@ def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
 def test_budget_thresholds_warn_once_each(db: None, org_a: Org, receiver: tuple[str, list[dict[str, Any]]],
                                           settings: Any) -> None:  # fmt: skip
-    settings.JUDGE_ALLOWED_HOSTS = ["127.0.0.1"]
+    settings.ALERT_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
     url, received = receiver
     notify_webhook_set(organization=org_a.organization, url=url)
     customer = unique("c")
@@ -66,7 +66,7 @@ def test_budget_thresholds_warn_once_each(db: None, org_a: Org, receiver: tuple[
 
 
 def test_a_webhook_to_an_internal_address_is_refused(db: None, org_a: Org, settings: Any) -> None:
-    settings.JUDGE_ALLOWED_HOSTS = []
+    settings.ALERT_WEBHOOK_ALLOWED_HOSTS = []
     for url in ("http://127.0.0.1:9/hook", "https://169.254.169.254/latest", "ftp://example.com/"):
         with pytest.raises(ValidationError):
             notify_webhook_set(organization=org_a.organization, url=url)
