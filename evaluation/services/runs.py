@@ -102,9 +102,12 @@ def _event_loop() -> _LoopThread:
     global _loop, _loop_pid
     with _lock:
         if _loop is None or _loop_pid != os.getpid():  # a forked worker child starts its own
+            if _loop is not None:
+                # Forked: the parent's breakers are not this process's calls. A process's first
+                # loop keeps its breakers: another thread may already count failures on one.
+                _breakers.clear()
             _loop, _loop_pid = _LoopThread(), os.getpid()
-            _clients.clear()
-            _breakers.clear()
+            _clients.clear()  # bound to the previous loop
         return _loop
 
 
