@@ -114,7 +114,8 @@ def otlp_warm_up_requests() -> list[tuple[str, str, bytes]]:
     with tracer.start_as_current_span("answer", attributes={"candor.feature": "warm-up"}):
         with tracer.start_as_current_span("retrieve", attributes={"db.system": "postgresql"}):
             pass
-        attributes = {"gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": 3}
+        attributes: dict[str, str | int] = {"gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o-mini",
+                                            "gen_ai.usage.input_tokens": 3}  # fmt: skip
         with tracer.start_as_current_span("chat", attributes=attributes):
             pass
     body = encode_spans(exporter.get_finished_spans()).SerializeToString()
