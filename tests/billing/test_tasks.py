@@ -31,7 +31,9 @@ def test_the_sweep_counts_ingestion_into_the_ledger(celery_worker: None, committ
 
         def counted() -> bool:
             row = UsageLedger.objects.filter(organization=org_a.organization, meter="events", day=today).first()
-            return row is not None and row.quantity == expected
+            # The task commits the ledger, then moves the account's cap: wait for both.
+            moved = BillingAccount.objects.filter(organization=org_a.organization, cap_month__isnull=False).exists()
+            return row is not None and row.quantity == expected and moved
 
         wait_for(counted, timeout=240)  # the worker may first work through earlier tests' queued tasks
         account = BillingAccount.objects.get(organization=org_a.organization)
