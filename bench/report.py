@@ -43,6 +43,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -235,8 +236,8 @@ def main() -> int:
         all_fast, all_raw = [], []
         for group_by in GROUPINGS:
             grouping = Grouping.parse(group_by)
-            fast, a = timed(lambda g=grouping: feature_report(feature=feature, window=window, grouping=g), RUNS)
-            raw, b = timed(lambda g=grouping: feature_report(feature=feature, window=raw_window, grouping=g), RAW_RUNS)
+            fast, a = timed(partial(feature_report, feature=feature, window=window, grouping=grouping), RUNS)
+            raw, b = timed(partial(feature_report, feature=feature, window=raw_window, grouping=grouping), RAW_RUNS)
             assert (a["source"], b["source"]) == ("rollups", "raw")
             differ = disagreement({k: a[k] for k in ("total", "groups")}, {k: b[k] for k in ("total", "groups")})
             print(f"{group_by:>15}: rollups p50={pct(fast, .5):.1f} ms p95={pct(fast, .95):.1f} ms | raw SQL "
