@@ -20,7 +20,7 @@ $(STAMP): requirements/base.txt requirements/dev.txt
 
 migrate: install
 	@mkdir -p .var
-	$(PY) manage.py migrate_schemas --executor=standard -v 0 >.var/migrate.log
+	$(PY) manage.py migrate_locked -v 0 >.var/migrate.log
 
 demo: migrate
 	PORT=$(PORT) $(PY) manage.py demo_setup
