@@ -41,4 +41,6 @@ def test_demo_experiments_builds_the_story(db: None, org_a, tmp_path: Path, mail
         assert Trace.objects.count() == traces and Experiment.objects.filter(key="support-holdback").count() == 1
     for line in log.read_text().splitlines() if log.exists() else []:
         assert json.loads(line)["signature_valid"] is True
-    assert mailoutbox and mailoutbox[0].subject.startswith("Candor weekly")
+    # The digest is sent; alert emails may come first (whether a rule fires depends on the hour the demo
+    # data ends at: at 14:15 "cost per success up 30%" fired for metadata.plan=enterprise).
+    assert any(m.subject.startswith("Candor weekly") for m in mailoutbox), [m.subject for m in mailoutbox]
