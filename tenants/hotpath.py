@@ -3,12 +3,14 @@ the budget check), served ahead of the rest of the middleware stack and DRF.
 
 A hot path is an ordinary Django view function that takes care of its own admission: it
 resolves its key, spends the key's rate and names its organization's schema itself, through
-the same services every other endpoint uses. `HotPathMiddleware` sits right after Django's
-SecurityMiddleware and calls it for its exact method and path; everything a hot path does not
-need (sessions, CSRF, auth and messages middleware, URL resolution, DRF's negotiation) is
-skipped. The URL conf still names the path (with the DRF view that documents it in the OpenAPI
-schema and serves it where this middleware is absent), so `reverse()` and the schema stay true;
-a test checks both agree.
+the same services every other endpoint uses. gunicorn serves `hot_wsgi`'s application
+(config.wsgi), which answers a hot path's exact method and path ahead of Django's handler,
+through SecurityMiddleware alone; where Django's handler runs anyway (the test client, the live
+server), `HotPathMiddleware`, right after SecurityMiddleware, calls the same view. Either way
+everything a hot path does not need (sessions, CSRF, auth and messages middleware, URL
+resolution, DRF's negotiation) is skipped. The URL conf still names the path (with the DRF
+view that documents it in the OpenAPI schema and serves it where neither is in place), so
+`reverse()` and the schema stay true; a test checks both agree.
 
 A hot path's answers use the API's one error shape and status codes (tenants.api.errors).
 """

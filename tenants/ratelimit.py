@@ -159,9 +159,10 @@ class LocalStore:
             tat = max(self._tats.get(key_id, now), now)
             allowed = tat + budget.interval - now <= budget.tolerance
             if allowed:
+                if key_id not in self._tats and len(self._tats) >= 100_000:
+                    # Keys gone idle hold nothing a new request needs: their TAT has passed.
+                    self._tats = {k: t for k, t in self._tats.items() if t > now}
                 self._tats[key_id] = tat + budget.interval
-            elif len(self._tats) > 100_000:  # keys that went idle: their TAT has passed
-                self._tats = {k: t for k, t in self._tats.items() if t > now}
         return budget.wait(allowed=allowed, tat=tat, now=now)
 
     def reset(self, key_id: int) -> None:
