@@ -18,8 +18,18 @@ from typing import Any
 import pytest
 import requests
 from django.conf import settings
+from django.db import connection
 
-from tenants.ratelimit import Budget, PostgresStore, RedisStore, Store, key_rate_reset, key_rate_wait
+from tenants.ratelimit import (
+    LEASE_MAX,
+    Budget,
+    PostgresStore,
+    RedisStore,
+    Store,
+    key_rate_reset,
+    key_rate_wait,
+    lease_size,
+)
 from tenants.services import api_key_create
 from tests.fixtures.organizations import Org
 from tests.fixtures.server import ROOT, database_url_for_subprocess
@@ -76,6 +86,64 @@ def test_budgets_are_per_key(store: Store, key_id: int) -> None:
     assert store.take(key_id, one_at_a_time) > 90
     assert store.take(other, one_at_a_time) == 0.0
     store.reset(other)
+
+
+def test_take_up_to_grants_as_many_as_fit_and_none_past_the_burst(store: Store, key_id: int) -> None:
+    assert store.take_up_to(key_id, BUDGET, 2) == (2, 0.0)
+    assert store.take_up_to(key_id, BUDGET, 5) == (1, 0.0)  # the burst holds three: one is left
+    granted, wait = store.take_up_to(key_id, BUDGET, 5)
+    assert granted == 0 and 0 < wait <= BUDGET.interval
+    time.sleep(wait + 0.02)
+    assert store.take_up_to(key_id, BUDGET, 5)[0] == 1  # one request's worth came back
+
+
+def test_lease_size_is_a_hundredth_of_a_second_of_the_rate_within_the_burst() -> None:
+    assert lease_size(Budget.of(rate=50, burst=200)) == 1  # the default: no lease, the exact budget
+    assert lease_size(Budget.of(rate=1000, burst=2000)) == 10
+    assert lease_size(Budget.of(rate=1000, burst=4)) == 4
+    assert lease_size(Budget.of(rate=1e9, burst=10**9)) == LEASE_MAX
+
+
+def _stored_budget(key: int) -> tuple[int, float]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT granted, checked_at FROM public.tenants_rate_budget WHERE key_id = %s", [key])
+        granted, checked_at = cursor.fetchone()
+    return int(granted), float(checked_at)
+
+
+def test_a_fast_key_spends_its_shared_budget_a_lease_at_a_time(db: None, settings: Any) -> None:
+    settings.RATE_LIMIT_URL = ""  # the database store, whose row this test reads
+    settings.API_RATE_LIMIT_PER_SECOND = 2000
+    settings.API_RATE_LIMIT_BURST = 4000
+    key = random.randrange(10**12, 10**13)
+    key_rate_reset(key)
+    assert key_rate_wait(key) == 0.0
+    granted, first_write = _stored_budget(key)
+    assert granted == LEASE_MAX  # twenty requests paid for in one write...
+    assert [key_rate_wait(key) for _ in range(LEASE_MAX - 1)] == [0.0] * (LEASE_MAX - 1)
+    assert _stored_budget(key) == (LEASE_MAX, first_write)  # ...and spent from memory
+    assert key_rate_wait(key) == 0.0
+    assert _stored_budget(key)[1] > first_write  # the next lease is a new write
+    key_rate_reset(key)  # a reset forgets this process's lease too
+    assert key_rate_wait(key) == 0.0
+    assert _stored_budget(key)[0] == LEASE_MAX
+    key_rate_reset(key)
+
+
+def test_a_fast_key_out_of_budget_is_refused_whatever_it_leased(db: None, settings: Any) -> None:
+    settings.RATE_LIMIT_URL = ""
+    settings.API_RATE_LIMIT_PER_SECOND = 1000
+    settings.API_RATE_LIMIT_BURST = 30  # a lease is 10 requests: three leases and the burst is gone
+    key = random.randrange(10**12, 10**13)
+    key_rate_reset(key)
+    started = time.monotonic()
+    waits = [key_rate_wait(key) for _ in range(200)]
+    elapsed = time.monotonic() - started
+    allowed = sum(1 for wait in waits if wait == 0.0)
+    # The burst, plus what refilled at 1,000/s while the loop ran, plus at most the lease in hand.
+    assert 30 <= allowed <= 30 + 1000 * elapsed + 10
+    assert all(0 < wait <= 0.0011 for wait in waits if wait)
+    key_rate_reset(key)
 
 
 def test_key_rate_wait_follows_the_settings(db: None, settings: Any) -> None:
