@@ -1,16 +1,18 @@
-"""Shared by the benchmarks: a free port and a gunicorn serving Candor on it."""
+"""Shared by the benchmarks: a free port, Candor's web server on it, and a lean HTTP client."""
 
 from __future__ import annotations
 
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+LOG = ROOT / ".var" / "log" / "bench-web.log"
 
 
 def free_port() -> int:
@@ -20,22 +22,23 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(port: int, workers: int = int(os.environ.get("BENCH_WORKERS", "4"))) -> Iterator[str]:
-    """Serve Candor on 127.0.0.1:port until the block ends; yields the base URL."""
+def web_server(port: int, workers: int = int(os.environ.get("BENCH_WORKERS", "4"))) -> Iterator[str]:
+    """Serve Candor on 127.0.0.1:port as production does (config/serve.py) until the block ends; yields the base URL."""
     env = dict(os.environ)
     # Rollup tasks go to a queue no worker reads: the benchmark measures ingestion alone.
     env.setdefault("CELERY_QUEUE", f"bench-{port}")
     # Served as production serves: debug off (config.settings.dev turns it on otherwise).
     env.setdefault("DJANGO_DEBUG", "0")
-    # config/gunicorn.py starts the embedded PostgreSQL if DATABASE_URL is unset.
-    # Threads as config/gunicorn.py sets them for production (GUNICORN_THREADS, 4: the gthread
-    # worker, which keeps connections alive) unless BENCH_THREADS says otherwise (1: the sync worker).
+    # config/serve.py starts the embedded PostgreSQL if DATABASE_URL is unset. Threads per process
+    # as in production (WEB_THREADS, 4) unless BENCH_THREADS says otherwise.
     threads = ["--threads", os.environ["BENCH_THREADS"]] if os.environ.get("BENCH_THREADS") else []
-    server = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "gunicorn"), "-c", "config/gunicorn.py", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(workers), *threads, "--log-level", "warning"],
-        cwd=ROOT, env=env,
-    )  # fmt: skip
+    (ROOT / ".var" / "log").mkdir(parents=True, exist_ok=True)
+    with open(LOG, "ab") as log:  # uWSGI's own lines (start, errors), not one per request
+        server = subprocess.Popen(
+            [sys.executable, "-m", "config.serve", "--bind", f"127.0.0.1:{port}", "--processes", str(workers),
+             *threads],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     try:
         for _ in range(150):
             try:
@@ -47,6 +50,9 @@ def gunicorn(port: int, workers: int = int(os.environ.get("BENCH_WORKERS", "4"))
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+gunicorn = web_server  # the name bench/otlp.py still imports (renamed once its own change lands)
 
 
 class KeepAlive:

@@ -2,7 +2,7 @@
 
 1. Creates a fresh organization with 500 customers' spend (traces through the ingest service)
    and budgets (a default, 50 per-customer overrides, a per-feature and a per-model budget).
-2. Starts gunicorn on a free port against the configured database (embedded by default).
+2. Starts Candor's web server (config/serve.py) on a free port against the configured database (embedded by default).
 3. Checks alone: CHECKERS client threads, each on its own keep-alive connection.
 4. Checks while traces land: the same, with WRITERS threads posting batches of 100 traces
    for the same customers (the counters the checks read are being updated meanwhile): first as
@@ -48,7 +48,7 @@ django.setup()
 
 import msgspec  # noqa: E402
 
-from bench._server import KeepAlive, free_port, gunicorn, http_request  # noqa: E402
+from bench._server import KeepAlive, free_port, http_request, web_server  # noqa: E402
 from billing.selectors import budget_check  # noqa: E402
 from billing.services.budgets import budget_set  # noqa: E402
 from feedback import services  # noqa: E402
@@ -214,11 +214,11 @@ def main() -> int:
         floor_ms = sql_floor(organization)
         print(f"  the check's SQL on one connection (floor)     median {floor_ms:.3f} ms", flush=True)
         workers = os.environ.get("BENCH_WORKERS", "4")
-        with gunicorn(port):
-            print(f"gunicorn: {workers} workers; {CHECKERS} checking clients, {SECONDS:.0f} s per phase "
+        with web_server(port):
+            print(f"web server: {workers} processes; {CHECKERS} checking clients, {SECONDS:.0f} s per phase "
                   f"({os.cpu_count()} CPUs, shared)", flush=True)  # fmt: skip
             if not ready(port):
-                print("gunicorn did not answer /healthz within 3 minutes (see its log above)")
+                print("the web server did not answer /healthz within 3 minutes (see .var/log/bench-web.log)")
                 return 1
             run(port, created.secret_key, writers=0)  # warm-up: workers' connections, key cache
             healthz, _, seconds, _ = run(port, created.secret_key, writers=0, path_of=lambda: "/healthz")

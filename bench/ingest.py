@@ -1,6 +1,6 @@
 """Ingestion benchmark: the real HTTP API against PostgreSQL's own COPY of the same rows.
 
-1. Starts gunicorn on a free port against the configured database (embedded by default).
+1. Starts Candor's web server (config/serve.py) on a free port against the configured database (embedded by default).
 2. Creates a fresh organization, sends ~100k mixed events (traces with spans, feedback,
    outcomes from the demo generator) in batches of 500 from 4 concurrent clients.
 3. Exports the stored rows and loads them with server-side COPY into empty copies of the
@@ -39,7 +39,7 @@ django.setup()
 import msgspec  # noqa: E402
 from django.db import connection  # noqa: E402
 
-from bench._server import KeepAlive, free_port, gunicorn, http_request  # noqa: E402
+from bench._server import KeepAlive, free_port, http_request, web_server  # noqa: E402
 from feedback.demo_data import DemoConfig, demo_stream  # noqa: E402
 from tenants.models import Organization  # noqa: E402
 from tenants.services import organization_create  # noqa: E402
@@ -224,10 +224,12 @@ def main() -> int:
     warm = organization_create(slug=warm_slug, owner_email=f"bench@{warm_slug}.test")
     schema = created.organization.schema_name
     try:
-        with gunicorn(port, workers=WORKERS):
+        with web_server(port, workers=WORKERS):
             print("warming the workers up (a few small batches to another organization, not timed)…", flush=True)
             warm_up(port, warm.secret_key, rest_warm_up_requests)
-            print(f"sending {events:,} events ({len(batches)} requests, {CLIENTS} clients) to gunicorn…", flush=True)
+            print(
+                f"sending {events:,} events ({len(batches)} requests, {CLIENTS} clients) to the web server…", flush=True
+            )
             api_seconds, problems = post_all(port, created.secret_key, batches)
             if problems:
                 print("\n".join(problems[:5]))

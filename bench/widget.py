@@ -1,7 +1,7 @@
 """Widget benchmark: bytes served and main-thread cost per event in Chromium.
 
 Size: candor.js raw and gzipped (level 9), against a 5 KB budget.
-Cost: on the demo host page served by gunicorn, N events go through candor.feedback()
+Cost: on the demo host page served by Candor's web server, N events go through candor.feedback()
 (queue, localStorage, batching, fetch) and the Chrome DevTools Protocol's TaskDuration
 (main-thread busy time) is read before and after; events go in bursts of 5, as a page sends
 them. The baseline in the same run is the page doing the bare minimum by hand for each
@@ -32,7 +32,7 @@ django.setup()
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from bench._server import free_port, gunicorn  # noqa: E402
+from bench._server import free_port, web_server  # noqa: E402
 from tenants.models import Organization  # noqa: E402
 from tenants.services import organization_create  # noqa: E402
 
@@ -61,7 +61,7 @@ def main() -> int:
     created = organization_create(slug=slug, owner_email=f"bench@{slug}.test",
                                   allowed_origins=[f"http://127.0.0.1:{port}"])  # fmt: skip
     try:
-        with gunicorn(port, workers=2) as base, sync_playwright() as p:
+        with web_server(port, workers=2) as base, sync_playwright() as p:
             browser = p.chromium.launch(
                 executable_path=shutil.which("chromium") or "/usr/bin/chromium",
                 args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],

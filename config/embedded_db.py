@@ -1,7 +1,7 @@
 """The embedded PostgreSQL (pgserver) that Candor runs on when DATABASE_URL is unset.
 
 Settings never start it: the entry points that need a database do, before Django reads its
-settings, through `ensure_database_url()` (manage.py, config/gunicorn.py, the Celery app,
+settings, through `ensure_database_url()` (manage.py, config/serve.py, the Celery app,
 bin/run-demo, the test session). pgserver keeps one server per data folder and hands every
 process the same one, so calling it again costs a stat.
 """
@@ -22,7 +22,7 @@ def data_dir() -> Path:
 def ensure_database_url() -> str:
     """DATABASE_URL, starting the embedded PostgreSQL and setting it in os.environ if it is unset.
 
-    Child processes (gunicorn workers, Celery, subprocesses of tests) inherit the variable and
+    Child processes (web server processes, Celery, subprocesses of tests) inherit the variable and
     so the same database. Production settings never get an embedded database: with
     config.settings.prod this leaves DATABASE_URL unset, and the settings say so.
     """

@@ -1,4 +1,4 @@
-"""The WSGI application gunicorn serves: Django, with the hot paths (widget events, the budget
+"""The WSGI application the web server (config/serve.py) serves: Django, with the hot paths (widget events, the budget
 check) answered ahead of its handler (tenants.hotpath.hot_wsgi)."""
 
 import os

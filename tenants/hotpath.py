@@ -3,7 +3,7 @@ the budget check), served ahead of the rest of the middleware stack and DRF.
 
 A hot path is an ordinary Django view function that takes care of its own admission: it
 resolves its key, spends the key's rate and names its organization's schema itself, through
-the same services every other endpoint uses. gunicorn serves `hot_wsgi`'s application
+the same services every other endpoint uses. The web server (config/serve.py) serves `hot_wsgi`'s application
 (config.wsgi), which answers a hot path's exact method and path ahead of Django's handler,
 through SecurityMiddleware alone; where Django's handler runs anyway (the test client, the live
 server), `HotPathMiddleware`, right after SecurityMiddleware, calls the same view. Either way

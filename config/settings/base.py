@@ -26,7 +26,7 @@ ALLOWED_HOSTS = [h for h in env("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,.lo
 CSRF_TRUSTED_ORIGINS = [o for o in env("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
 # --- Database -------------------------------------------------------------------------
-# Read, never started here: manage.py, config/gunicorn.py, the Celery app and the test session
+# Read, never started here: manage.py, config/serve.py, the Celery app and the test session
 # start the embedded PostgreSQL (config.embedded_db) and set DATABASE_URL before Django loads this.
 DATABASE_URL = env("DATABASE_URL")
 if not DATABASE_URL:

@@ -6,7 +6,7 @@ from .base import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # The live server tests fire many requests from one key; keep rate limits out of their way
-# unless the environment sets them (the shared-budget test starts gunicorn with a small one).
+# unless the environment sets them (the shared-budget test starts the web server with a small one).
 API_RATE_LIMIT_PER_SECOND = float(os.environ.get("CANDOR_API_RATE_PER_SECOND", "100000"))
 API_RATE_LIMIT_BURST = int(os.environ.get("CANDOR_API_RATE_BURST", "100000"))
 

@@ -65,7 +65,7 @@ def test_schema_token_is_replaced_quoted() -> None:
 
 
 def _wsgi_call(environ_extra: dict[str, str], path: str, query: str = "") -> tuple[str, dict[str, str], bytes]:
-    """One request through the application gunicorn serves (config.wsgi), not the test client."""
+    """One request through the application the web server serves (config.wsgi), not the test client."""
     import io
 
     from django.core.signals import request_finished, request_started

@@ -175,8 +175,8 @@ def fresh_secret_key(django_db_blocker: Any, two_orgs: tuple[Org, Org]) -> Itera
 
 
 @pytest.fixture
-def two_gunicorn_workers(tmp_path: Path, django_db_setup: None) -> Iterator[tuple[str, Path]]:
-    """gunicorn with two worker processes on the test database, a burst of 5 and near-zero refill."""
+def two_web_processes(tmp_path: Path, django_db_setup: None) -> Iterator[tuple[str, Path]]:
+    """The web server with two processes on the test database, a burst of 5 and near-zero refill."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -189,11 +189,11 @@ def two_gunicorn_workers(tmp_path: Path, django_db_setup: None) -> Iterator[tupl
         CANDOR_API_RATE_BURST=str(BURST),
         CANDOR_RATE_LIMIT_URL=settings.RATE_LIMIT_URL or "database",
     )
+    error_log = open(tmp_path / "error.log", "wb")
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py", "--bind", f"127.0.0.1:{port}",
-         "--workers", "2", "--threads", "1", "--access-logfile", str(access_log),
-         "--error-logfile", str(tmp_path / "error.log")],
-        cwd=ROOT, env=env,
+        [sys.executable, "-m", "config.serve", "--bind", f"127.0.0.1:{port}", "--processes", "2",
+         "--threads", "1", "--access-log", str(access_log)],
+        cwd=ROOT, env=env, stdout=error_log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
@@ -204,12 +204,13 @@ def two_gunicorn_workers(tmp_path: Path, django_db_setup: None) -> Iterator[tupl
                 break
             except (requests.ConnectionError, requests.Timeout):  # not listening yet, or a slow first answer
                 if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("gunicorn did not start:\n" + (tmp_path / "error.log").read_text())
+                    pytest.fail("the web server did not start:\n" + (tmp_path / "error.log").read_text())
                 time.sleep(0.2)
         yield url, access_log
     finally:
         server.terminate()
         server.wait(timeout=30)
+        error_log.close()
 
 
 def _served_by(access_log: Path) -> Counter[str]:
@@ -218,8 +219,8 @@ def _served_by(access_log: Path) -> Counter[str]:
     return Counter(match.group(1) for line in lines if (match := PID.search(line)))
 
 
-def test_two_gunicorn_workers_share_one_budget(two_gunicorn_workers: tuple[str, Path], fresh_secret_key: str) -> None:
-    url, access_log = two_gunicorn_workers
+def test_two_web_processes_share_one_budget(two_web_processes: tuple[str, Path], fresh_secret_key: str) -> None:
+    url, access_log = two_web_processes
 
     def get(_: int) -> requests.Response:
         # A new connection per request (no session), so either worker may take it.
@@ -234,7 +235,7 @@ def test_two_gunicorn_workers_share_one_budget(two_gunicorn_workers: tuple[str, 
             served = _served_by(access_log)
             if len(served) == 2 and min(served.values()) > BURST:
                 break
-    time.sleep(0.2)  # gunicorn writes the access line just after the answer
+    time.sleep(0.2)  # the server writes the access line just after the answer
     served = _served_by(access_log)
     assert len(served) == 2 and min(served.values()) > BURST, f"both workers must serve the key: {served}"
     statuses = Counter(answer.status_code for answer in answers)
