@@ -22,6 +22,7 @@ from operator import attrgetter
 from typing import Any, Generic, TypeVar, get_type_hints
 
 import msgspec
+from psycopg.types.json import JsonbBinaryDumper
 
 Row = TypeVar("Row", bound=tuple[Any, ...])
 
@@ -249,6 +250,8 @@ class IngestTable(Generic[Row]):
             (i, c.default) for i, c in enumerate(self.columns) if c.default and not c.default.constant
         ]
         self._merges = [c.merge.python for c in self.columns]
+        # What a binary COPY dumps each value as: the column's own type (jsonb from JSON text).
+        self.copy_types = [c.pg_type for c in self.columns]
 
     def select_staged(self, alias: str = "") -> str:
         """The staged rows' columns with NOT NULL defaults filled in, for INSERT ... SELECT."""
@@ -279,6 +282,28 @@ class IngestTable(Generic[Row]):
                 raise TypeError(f"{self.row.__name__}: a merge rule has no Python form")
             merged.append(merge(old, new))
         return self.row._make(merged)  # type: ignore[attr-defined,no-any-return]
+
+
+class _JsonTextBinaryDumper(JsonbBinaryDumper):
+    """jsonb in COPY's binary format from the JSON text a row holds (psycopg's own dumper would encode
+    the text again, as a JSON string)."""
+
+    def dump(self, obj: Any) -> bytes:
+        return b"\x01" + obj.encode()  # jsonb's binary format: version 1, then the text
+
+
+def copy_rows(cursor: Any, table: IngestTable[Any], rows: Iterable[tuple[Any, ...]], *, into: str = "") -> None:
+    """COPY rows into ``table`` (or ``into``, e.g. its staging table) in PostgreSQL's binary format.
+
+    Each value is dumped by its declared column type in C, with no text escaping: about half the
+    client CPU of a text COPY per row, and less for the server to parse. A row's values must be of
+    their column's Python type (a float for double precision, an int for bigint, JSON text for jsonb).
+    """
+    cursor.adapters.register_dumper(None, _JsonTextBinaryDumper)  # by type name only: this cursor's COPY
+    with cursor.copy(f"COPY {into or table.table} ({table.column_list}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(table.copy_types)
+        for row in rows:
+            copy.write_row(row)
 
 
 @dataclass(frozen=True)

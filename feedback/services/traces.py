@@ -11,14 +11,14 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 import msgspec
-from django.db import transaction
+from django.db import connection, transaction
 from psycopg.errors import UniqueViolation
 
 from feedback.prices import COST_FROM_CLIENT, PriceBook
 from feedback.schemas import SpanIn, TraceIn, check_trace, decode_body, prompt_hash_of
-from feedback.services.columns import fetch_as, select_list
+from feedback.services.columns import IngestTable, copy_rows, fetch_as, select_list
 from feedback.services.prices import price_book_load, traces_reprice
-from feedback.services.shared import IngestResult, mark_dirty, raw_cursor, stage, utc_now
+from feedback.services.shared import IngestResult, mark_dirty, raw_cursor, utc_now
 from feedback.services.spend import (
     Spend,
     spend_count,
@@ -388,9 +388,7 @@ def _insert_new(cursor: Any, rows: list[TraceRow]) -> tuple[list[str] | None, se
     final = [TRACES.with_defaults(row) for row in rows]
     try:
         with transaction.atomic():
-            with cursor.copy(f"COPY {TRACES.table} ({TRACES.column_list}) FROM STDIN") as copy:
-                for row in final:
-                    copy.write_row(row)
+            copy_rows(cursor, TRACES, final)
     except UniqueViolation:
         return None, set()
     return [row.trace_id for row in final], {Partition(row.day, row.feature_id) for row in final}
@@ -404,7 +402,7 @@ def _upsert(
     Returns what was inserted, the partitions touched, the traces left unpriced, and how far the
     batch moved the spend counters (counted by the caller, with the other shared rows).
     """
-    stage(cursor, TRACES, rows)
+    _stage(cursor, TRACES, rows)
     cursor.execute(_INSERT_STAGED)
     inserted = fetch_as(cursor, StoredTrace)
     inserted_ids = [trace.trace_id for trace in inserted]
@@ -470,9 +468,16 @@ def _store_spans(cursor: Any, span_rows: list[SpanRow]) -> None:
     # when one is already stored (the savepoint undoes the failed COPY).
     try:
         with transaction.atomic():
-            with cursor.copy(f"COPY {SPANS.table} ({SPANS.column_list}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(SPANS.with_defaults(row))
+            copy_rows(cursor, SPANS, map(SPANS.with_defaults, rows))
     except UniqueViolation:
-        stage(cursor, SPANS, rows)
+        _stage(cursor, SPANS, rows)
         cursor.execute(_STORE_SPANS)
+
+
+def _stage(cursor: Any, table: IngestTable[Any], rows: Iterable[tuple[Any, ...]]) -> None:
+    """feedback.services.shared.stage with a binary COPY (columns.copy_rows): the table's staging table,
+    created on first use, emptied at commit, holding these rows."""
+    cursor.execute(table.stage_ddl)
+    if connection.savepoint_ids:  # only a caller's enclosing transaction can leave rows behind
+        cursor.execute(f"DELETE FROM {table.stage}")
+    copy_rows(cursor, table, rows, into=table.stage)

@@ -147,3 +147,58 @@ def test_a_trace_exported_in_two_requests_sums_both_and_a_resend_doubles_nothing
         counted = SpendCounter.objects.filter(customer_id=customer)
         assert sum(c.traces for c in counted) == 1
         assert sum(c.cost_usd for c in counted) == trace.cost_usd
+
+
+def test_an_otlp_export_stores_the_rows_its_rest_batch_stores(live, org_a, org_b, committed_db) -> None:  # type: ignore[no-untyped-def]
+    """The OTLP path writes exactly what POST /api/v1/traces writes for the traces the export maps to."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from feedback.models import Feature, Span, SpendCounter, Trace
+    from feedback.otlp import otlp_parse
+    from tests.fixtures.organizations import in_tenant
+
+    feature = unique("feat")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "support-bot"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("candor-tests")
+    for i in range(3):
+        root_attributes: dict[str, str | bool] = {
+                           "candor.feature": feature, "candor.customer_id": f"cus_{i}", "candor.prompt_version": "v1",
+                           "candor.metadata.plan": "pro", "candor.fallback": i == 1, "session.id": f"s{i}"}  # fmt: skip
+        with tracer.start_as_current_span("answer", attributes=root_attributes):
+            with tracer.start_as_current_span("retrieve", attributes={"db.system": "pgvector", "retrieval.k": 4}):
+                pass
+            chat: dict[str, str | int | float | tuple[str, ...]] = {
+                    "gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o-mini",
+                    "gen_ai.usage.input_tokens": 10**i, "gen_ai.usage.output_tokens": 7,
+                    "gen_ai.request.temperature": 0.25, "gen_ai.response.finish_reasons": ("stop",),
+                    "gen_ai.prompt": f"question {i}", "gen_ai.completion": f"answer {i}"}  # fmt: skip
+            if i == 2:
+                chat["candor.cost_usd"] = 0.123456789  # more decimals than the column keeps
+            with tracer.start_as_current_span("chat", attributes=chat) as span:
+                span.set_status(Status(StatusCode.ERROR, "rate limited") if i == 1 else Status(StatusCode.OK))
+    body = encode_spans(exporter.get_finished_spans()).SerializeToString()
+    headers = {"Authorization": f"Bearer {org_a.secret_key}", "Content-Type": "application/x-protobuf"}
+    assert requests.post(f"{live.url}/api/v1/otlp/v1/traces", data=body, headers=headers).status_code == 200
+    items = otlp_parse(body, "application/x-protobuf")
+    rest = live.api(org_b.secret_key).post("/api/v1/traces", json={"batch": items})
+    assert rest.status_code == 200, rest.text
+
+    def stored(org):  # type: ignore[no-untyped-def]
+        with in_tenant(org):
+            traces = {t["trace_id"]: t for t in Trace.objects.filter(feature__key=feature).values()}
+            for t in traces.values():
+                for column in ("id", "received_at", "feature_id", "prompt_version_id"):
+                    del t[column]
+            spans = [s for s in Span.objects.filter(trace_id__in=traces).order_by("trace_id", "span_id").values()]
+            for s in spans:
+                del s["id"]
+            counters = SpendCounter.objects.filter(feature_id=Feature.objects.get(key=feature).id)
+            spend = sorted(counters.values_list("customer_id", "day", "model", "cost_usd", "traces"))
+        return traces, spans, spend
+
+    otlp_rows, rest_rows = stored(org_a), stored(org_b)
+    assert len(otlp_rows[0]) == 3 and len(otlp_rows[1]) == 9
+    assert otlp_rows == rest_rows
