@@ -4,8 +4,8 @@
    with gen_ai.* model, provider, tokens and messages, and a retrieval) with the official SDK,
    and encodes them exactly as its OTLP/HTTP exporter does (opentelemetry-exporter-otlp-proto-common's
    encoder, protobuf, 512 spans a request as the BatchSpanProcessor sends them, in end order).
-2. Starts gunicorn, warms its workers up on a third organization, then sends the REST batch
-   benchmark's events (bench/ingest.py) to one fresh organization and the OTLP payloads to
+2. Starts the web server (config/serve.py), warms its workers up on a third organization, then sends
+   the REST benchmark's events (bench/ingest.py) to one fresh organization and the OTLP payloads to
    another, each from 4 concurrent clients, the two taking turns in 3 rounds.
 3. Checks every span and trace was stored, and prints spans/s beside the REST path's events/s.
 
@@ -37,7 +37,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from bench._server import free_port, gunicorn
+from bench._server import free_port, web_server
 from bench.ingest import CLIENTS, WORKERS, build_batches, post_all, rest_warm_up_requests, warm_up
 from tenants.models import Organization
 from tenants.services import organization_create
@@ -177,7 +177,7 @@ def main() -> int:
     slugs = [f"bench-{uuid.uuid4().hex[:8]}" for _ in range(3)]
     rest, otlp, warm = (organization_create(slug=slug, owner_email=f"bench@{slug}.test") for slug in slugs)
     try:
-        with gunicorn(free_port(), workers=WORKERS) as base:
+        with web_server(free_port(), workers=WORKERS) as base:
             port = int(base.rsplit(":", 1)[1])
             print("warming the workers up (a few small requests to another organization, not timed)…", flush=True)
             warm_up(port, warm.secret_key, otlp_warm_up_requests)
