@@ -52,9 +52,6 @@ def web_server(port: int, workers: int = int(os.environ.get("BENCH_WORKERS", "4"
         server.wait(timeout=30)
 
 
-gunicorn = web_server  # the name bench/otlp.py still imports (renamed once its own change lands)
-
-
 class KeepAlive:
     """One client's kept-alive HTTP/1.1 connection, as lean as Python allows: requests are bytes
     built by the caller, a response is read by its Content-Length. The benchmarks' clients run on
