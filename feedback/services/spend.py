@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, NamedTuple
 
 from feedback.services.tables import TraceRow
@@ -35,16 +35,29 @@ SET cost_usd = c.cost_usd + EXCLUDED.cost_usd, traces = c.traces + EXCLUDED.trac
 """
 
 
+# feedback_trace.cost_usd keeps 8 decimals, rounding half away from zero (costs are never negative).
+_STORED_COST = Decimal("0.00000001")
+
+
 def spend_of_rows(rows: Iterable[TraceRow], received: datetime) -> Spend:
-    """What new traces add, from the rows about to be copied (no query)."""
+    """What new traces add, from their rows (no query): what spend_of_stored reads once they are stored."""
     spend: dict[SpendKey, list[Any]] = defaultdict(lambda: [Decimal(0), 0])
     received_day = received.astimezone(UTC).date()
     for row in rows:
         key = SpendKey(row.customer_id or "", row.day or received_day, row.feature_id, row.model or "")
         entry = spend[key]
-        entry[0] += row.cost_usd or 0
+        if row.cost_usd is not None:
+            entry[0] += row.cost_usd.quantize(_STORED_COST, ROUND_HALF_UP)
         entry[1] += 1
     return {key: (cost, n) for key, (cost, n) in spend.items()}
+
+
+def spend_sum(first: Spend, second: Spend) -> Spend:
+    total = dict(first)
+    for key, (cost, n) in second.items():
+        before = total.get(key, (Decimal(0), 0))
+        total[key] = (before[0] + cost, before[1] + n)
+    return {key: change for key, change in total.items() if change != (Decimal(0), 0)}
 
 
 def spend_of_stored(cursor: Any, trace_ids: list[str], *, lock: bool = False) -> Spend:

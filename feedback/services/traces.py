@@ -25,6 +25,7 @@ from feedback.services.spend import (
     spend_difference,
     spend_of_rows,
     spend_of_stored,
+    spend_sum,
     usage_count,
 )
 from feedback.services.tables import (
@@ -80,6 +81,8 @@ UPDATE feedback_feedbackevent f
   ) w
   JOIN feedback_trace t ON t.trace_id = x.trace_id
  WHERE f.id = w.id
+   -- Decided once, before any probe: most batches of traces find no feedback waiting at all.
+   AND EXISTS (SELECT FROM feedback_feedbackevent WHERE feature_id IS NULL)
 """
 
 
@@ -173,7 +176,9 @@ def traces_store(
             spent = spend_of_rows(rows, received)  # every copied trace is new: counted from the rows
             feedback_join_waiting(cursor, copied)
         else:
-            inserted_ids, dirty, unpriced, spent = _upsert(cursor, rows, lambda: book or price_book_load(cursor))
+            inserted_ids, dirty, unpriced, spent = _upsert(
+                cursor, rows, lambda: book or price_book_load(cursor), received
+            )
             index_of = {item.trace_id: index for index, item in merged}
             result.warnings += [
                 {"index": index_of[trace_id], "field": "model", "message": "No price known for the merged trace's "
@@ -395,7 +400,7 @@ def _insert_new(cursor: Any, rows: list[TraceRow]) -> tuple[list[str] | None, se
 
 
 def _upsert(
-    cursor: Any, rows: list[TraceRow], price_book: Callable[[], PriceBook]
+    cursor: Any, rows: list[TraceRow], price_book: Callable[[], PriceBook], received: datetime
 ) -> tuple[list[str], set[Partition], list[str], Spend]:
     """Some traces were seen before: stage them, insert the new ones, merge the rest.
 
@@ -424,7 +429,11 @@ def _upsert(
         merged = fetch_as(cursor, PricedTrace)
         dirty.update(Partition(trace.day, trace.feature_id) for trace in merged)
         unpriced = traces_reprice(cursor, price_book(), merged)
-    spent = spend_difference(spend_of_stored(cursor, [row.trace_id for row in rows]), spent_before)
+    # New traces count as stored, from their rows; merged ones by what the merge moved.
+    new = set(inserted_ids)
+    spent = spend_of_rows((row for row in rows if row.trace_id in new), received)
+    if merging:
+        spent = spend_sum(spent, spend_difference(spend_of_stored(cursor, merging), spent_before))
     return inserted_ids, dirty, unpriced, spent
 
 
