@@ -8,7 +8,8 @@ kept-alive clients), which decides how many browsers' requests two cores answer.
 Starts the embedded PostgreSQL first when DATABASE_URL is unset, so every worker inherits the URL,
 then becomes uWSGI (exec). Processes and threads: --processes / WEB_CONCURRENCY (default 2),
 --threads / WEB_THREADS (default 4). --access-log PATH writes one line per request, with the
-pid of the process that served it. SIGTERM or SIGINT stops it (requests in flight get 5 s).
+pid of the process that served it; --log-file PATH takes the server's own log off stderr.
+SIGTERM or SIGINT stops it (requests in flight get 5 s).
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ ACCESS_FORMAT = '%(addr) - [%(ltime)] "%(method) %(uri) %(proto)" %(status) %(si
 
 
 def uwsgi_arguments(
-    bind: str, processes: int, threads: int, access_log: str | None = None, listen: int = 1024
+    bind: str,
+    processes: int,
+    threads: int,
+    access_log: str | None = None,
+    log_file: str | None = None,
+    listen: int = 1024,
 ) -> list[str]:
     """uWSGI's command line for Candor."""
     arguments = [
@@ -53,6 +59,8 @@ def uwsgi_arguments(
         "--disable-write-exception",  # a browser that went away is not our error
         "--vacuum",
     ]
+    if log_file:
+        arguments.append(f"--logto={log_file}")  # uWSGI's own lines and what the processes print
     if access_log:
         arguments += [f"--req-logger=file:{access_log}", f"--log-format={ACCESS_FORMAT}"]
     else:
@@ -66,13 +74,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--processes", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
     parser.add_argument("--threads", type=int, default=int(os.environ.get("WEB_THREADS", "4")))
     parser.add_argument("--access-log", default=None, help="a file for one line per request")
+    parser.add_argument("--log-file", default=None, help="a file for the server's own log (default: stderr)")
     options = parser.parse_args(argv)
 
     from config.embedded_db import ensure_database_url
 
     ensure_database_url()
     uwsgi = str(Path(sys.executable).with_name("uwsgi"))
-    arguments = uwsgi_arguments(options.bind, options.processes, options.threads, options.access_log)
+    arguments = uwsgi_arguments(
+        options.bind, options.processes, options.threads, access_log=options.access_log, log_file=options.log_file
+    )
     os.execv(uwsgi, [uwsgi, *arguments])
 
 
