@@ -52,6 +52,24 @@ def web_server(port: int, workers: int = int(os.environ.get("BENCH_WORKERS", "4"
         server.wait(timeout=30)
 
 
+def server_cpu_seconds(port: int) -> float:
+    """CPU seconds (user + system) used so far by the web server's processes on ``port`` (Linux /proc):
+    what requests cost the server, whatever else the machine is doing."""
+    total = 0
+    marker = f"--http11-socket=127.0.0.1:{port}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker not in (entry / "cmdline").read_bytes():
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 class KeepAlive:
     """One client's kept-alive HTTP/1.1 connection, as lean as Python allows: requests are bytes
     built by the caller, a response is read by its Content-Length. The benchmarks' clients run on

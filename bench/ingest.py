@@ -39,7 +39,7 @@ django.setup()
 import msgspec  # noqa: E402
 from django.db import connection  # noqa: E402
 
-from bench._server import KeepAlive, free_port, http_request, web_server  # noqa: E402
+from bench._server import KeepAlive, free_port, http_request, server_cpu_seconds, web_server  # noqa: E402
 from feedback.demo_data import DemoConfig, demo_stream  # noqa: E402
 from tenants.models import Organization  # noqa: E402
 from tenants.services import organization_create  # noqa: E402
@@ -144,8 +144,9 @@ def rest_warm_up_requests() -> list[tuple[str, str, bytes]]:
     ]  # fmt: skip
 
 
-def widget_single_events(port: int, public_key: str, trace_ids: list[str]) -> tuple[float, list[float]]:
-    """Requests/s of single-event widget requests from CLIENTS keep-alive clients, and each one's latency.
+def widget_single_events(port: int, public_key: str, trace_ids: list[str]) -> tuple[float, list[float], float]:
+    """Requests/s of single-event widget requests from CLIENTS keep-alive clients, each one's latency,
+    and the web server's CPU seconds per request (its processes' own, whatever else the machine runs).
 
     Every request (a new event each) is built before the clock starts and sent on a lean kept-alive
     connection (bench._server.KeepAlive): the browser's side of a request is not on the server's
@@ -175,6 +176,7 @@ def widget_single_events(port: int, public_key: str, trace_ids: list[str]) -> tu
             assert status == 200, status
         conn.close()
 
+    cpu_before = server_cpu_seconds(port)
     started = time.perf_counter()
     threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
     for t in threads:
@@ -182,7 +184,9 @@ def widget_single_events(port: int, public_key: str, trace_ids: list[str]) -> tu
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - started
-    return (per_client * CLIENTS) / elapsed, sorted(x for own in latencies for x in own)
+    sent = per_client * CLIENTS
+    server_cpu = (server_cpu_seconds(port) - cpu_before) / sent
+    return sent / elapsed, sorted(x for own in latencies for x in own), server_cpu
 
 
 def percentile_ms(ordered: list[float], q: float) -> float:
@@ -249,10 +253,11 @@ def main() -> int:
             ratio = api_eps / copy_eps
             print(f"ratio API / COPY = {ratio:.2f}")
             print(f"widget: {WIDGET_REQUESTS:,} single-event requests from {CLIENTS} clients…", flush=True)
-            widget_rps, latencies = widget_single_events(port, created.public_key, trace_ids)
+            widget_rps, latencies, server_cpu = widget_single_events(port, created.public_key, trace_ids)
             p50, p95, p99 = (percentile_ms(latencies, q) for q in (0.50, 0.95, 0.99))
             print(f"widget single-event requests: {widget_rps:,.0f} requests/s, "
-                  f"p50 {p50:.2f} ms, p95 {p95:.2f} ms, p99 {p99:.2f} ms")  # fmt: skip
+                  f"p50 {p50:.2f} ms, p95 {p95:.2f} ms, p99 {p99:.2f} ms; "
+                  f"web server CPU {server_cpu * 1e6:,.0f} us a request")  # fmt: skip
             print(f"RESULT ingest api_eps={api_eps:.0f} copy_eps={copy_eps:.0f} ratio={ratio:.2f} "
                   f"widget_rps={widget_rps:.0f} widget_p95_ms={p95:.2f} events={events} workers={WORKERS}")  # fmt: skip
     finally:
