@@ -478,7 +478,8 @@ def _build_trace(otel_trace_id: str, group: list[_Span]) -> _BuiltTrace:
         _any_bool(sources, "candor.guardrail_blocked") if "candor.guardrail_blocked" in top.found else None
     )
 
-    metadata = _metadata(sources) if any(k.startswith("candor.metadata") for k in top.found) else {}
+    # Any key starting "candor.metadata", found at C speed (a false hit only costs the exact look).
+    metadata = _metadata(sources) if "\ncandor.metadata" in "\n" + "\n".join(top.found) else {}
     # Lets the server join a later export of the same OTel trace (e.g. the root span
     # arriving in a second batch, after its children) even when trace_id came from
     # candor.trace_id on a span that is not in this batch.

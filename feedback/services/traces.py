@@ -117,7 +117,9 @@ def traces_store(
     # Sorted by trace_id: concurrent batches lock rows in the same order and cannot deadlock.
     by_trace_id = _merge_repeats(items)
     merged = [by_trace_id[trace_id] for trace_id in sorted(by_trace_id)]
-    with transaction.atomic():
+    # Inside a caller's transaction (the OTLP path's) no savepoint of its own: an error fails the whole
+    # request anyway, and a savepoint is two more round trips (three: the staging table is then emptied).
+    with transaction.atomic(savepoint=False):
         cursor = raw_cursor()
         features = _feature_ids(cursor, (item.feature for _, item in merged))
         versions = _prompt_versions(cursor, [item for _, item in merged], features, received)
