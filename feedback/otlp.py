@@ -367,19 +367,20 @@ def _iter_spans(request: ExportTraceServiceRequest) -> Iterator[_Span]:
         for ss in rs.scope_spans:
             scope = ss.scope.name
             for s in ss.spans:
-                if len(s.trace_id) != 16 or not any(s.trace_id):
+                # Each read of a bytes field builds a new object: read once.
+                trace_id, span_id, parent_id = s.trace_id, s.span_id, s.parent_span_id
+                if len(trace_id) != 16 or not any(trace_id):
                     raise OtlpError(
-                        f"span {s.name!r} has an invalid trace_id ({len(s.trace_id)} bytes; must be 16 non-zero bytes)"
+                        f"span {s.name!r} has an invalid trace_id ({len(trace_id)} bytes; must be 16 non-zero bytes)"
                     )
-                if len(s.span_id) != 8 or not any(s.span_id):
+                if len(span_id) != 8 or not any(span_id):
                     raise OtlpError(
-                        f"span {s.name!r} has an invalid span_id ({len(s.span_id)} bytes; must be 8 non-zero bytes)"
+                        f"span {s.name!r} has an invalid span_id ({len(span_id)} bytes; must be 8 non-zero bytes)"
                     )
-                parent = s.parent_span_id.hex() if any(s.parent_span_id) else None
                 yield _Span(
-                    trace_id=s.trace_id.hex(),
-                    span_id=s.span_id.hex(),
-                    parent_span_id=parent,
+                    trace_id=trace_id.hex(),
+                    span_id=span_id.hex(),
+                    parent_span_id=parent_id.hex() if any(parent_id) else None,
                     name=s.name,
                     kind=int(s.kind),
                     start_ns=int(s.start_time_unix_nano),
@@ -447,8 +448,8 @@ def _build_trace(otel_trace_id: str, group: list[_Span]) -> _BuiltTrace:
     llm_spans = [s for s, kind in zip(group, kinds, strict=True) if kind == SpanKind.LLM]
     if llm_spans:
         first_llm, last_llm = llm_spans[0], llm_spans[-1]
-        trace["model"] = _as_str(_first([first_llm.attrs], _MODEL_KEYS))
-        provider = _as_str(_first([first_llm.attrs], _PROVIDER_KEYS))
+        trace["model"] = _as_str(_first_in(first_llm.attrs, _MODEL_KEYS))
+        provider = _as_str(_first_in(first_llm.attrs, _PROVIDER_KEYS))
         trace["provider"] = _PROVIDER_ALIASES.get(provider.lower(), provider.lower()) if provider else None
         trace["input_tokens"] = _sum_ints(llm_spans, _INPUT_TOKEN_KEYS)
         trace["output_tokens"] = _sum_ints(llm_spans, _OUTPUT_TOKEN_KEYS)
@@ -550,7 +551,7 @@ def _span_kind(span: _Span) -> SpanKind:
     attrs = span.attrs
     operation = str(attrs.get("gen_ai.operation.name") or "").lower()
     oi_kind = str(attrs.get("openinference.span.kind") or "").upper()
-    has_model = _first([attrs], _MODEL_KEYS) is not None
+    has_model = _first_in(attrs, _MODEL_KEYS) is not None
     # Embedding calls carry a model but are part of retrieval; keep them out of the
     # trace's model/tokens so the chat model is not priced at embedding volume.
     if operation in ("embeddings", "embedding", "retrieval") or oi_kind in (
@@ -594,7 +595,7 @@ def _span_dict(span: _Span, kind: SpanKind) -> dict[str, Any]:
         attributes["otel.span_kind"] = _SPAN_KIND_NAMES[span.kind]
     if span.scope:
         attributes["otel.scope.name"] = span.scope
-    cost = _as_decimal(_first([span.attrs], _SPAN_COST_KEYS))
+    cost = _as_decimal(_first_in(span.attrs, _SPAN_COST_KEYS))
     return {
         "span_id": span.span_id,
         "parent_span_id": span.parent_span_id,
@@ -603,8 +604,8 @@ def _span_dict(span: _Span, kind: SpanKind) -> dict[str, Any]:
         "start": _iso(span.start_ns),
         "end": _iso(span.end_ns),
         "model": _as_str(span.attrs.get(model_key)) if model_key else None,
-        "input_tokens": _as_int(_first([span.attrs], _INPUT_TOKEN_KEYS)),
-        "output_tokens": _as_int(_first([span.attrs], _OUTPUT_TOKEN_KEYS)),
+        "input_tokens": _as_int(_first_in(span.attrs, _INPUT_TOKEN_KEYS)),
+        "output_tokens": _as_int(_first_in(span.attrs, _OUTPUT_TOKEN_KEYS)),
         "cost_usd": float(cost) if cost is not None else None,
         "attributes": attributes,
     }
@@ -793,6 +794,15 @@ def _first(sources: list[dict[str, Any]], keys: Iterable[str]) -> Any:
     return None
 
 
+def _first_in(attrs: dict[str, Any], keys: Iterable[str]) -> Any:
+    """``_first([attrs], keys)`` without the list: the first of ``keys`` with a non-empty value."""
+    for key in keys:
+        value = attrs.get(key)
+        if value is not None and value != "":
+            return value
+    return None
+
+
 def _as_str(value: Any) -> str | None:
     if value is None or value == "":
         return None
@@ -854,7 +864,7 @@ def _any_bool(sources: list[dict[str, Any]], key: str) -> bool | None:
 
 
 def _sum_ints(spans: list[_Span], keys: tuple[str, ...]) -> int | None:
-    values = [v for v in (_as_int(_first([s.attrs], keys)) for s in spans) if v is not None]
+    values = [v for v in (_as_int(_first_in(s.attrs, keys)) for s in spans) if v is not None]
     return sum(values) if values else None
 
 
@@ -864,7 +874,7 @@ def _trace_cost(root: _Span, group: list[_Span]) -> float | None:
     root_cost = _as_decimal(root.attrs.get("candor.cost_usd"))
     if root_cost is not None:
         return float(root_cost)
-    costs = [c for c in (_as_decimal(_first([s.attrs], _SPAN_COST_KEYS)) for s in group) if c is not None]
+    costs = [c for c in (_as_decimal(_first_in(s.attrs, _SPAN_COST_KEYS)) for s in group) if c is not None]
     return float(sum(costs, Decimal(0))) if costs else None
 
 

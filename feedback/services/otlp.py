@@ -15,7 +15,7 @@ import msgspec
 from django.db import transaction
 
 from feedback.enums import SpanKind, TraceStatus
-from feedback.schemas import ItemError, TraceIn, check_trace, decode_items
+from feedback.schemas import ItemError, TraceIn, check_trace, decode_body
 from feedback.services.columns import fetch_as, select_list
 from feedback.services.otlp_logs import genai_messages_join, otel_lock
 from feedback.services.prices import price_book_load, traces_reprice
@@ -84,8 +84,9 @@ def otlp_ingest(*, traces: list[dict[str, Any]], now: datetime | None = None) ->
         for otel, trace in zip(otel_of, traces, strict=True):
             if trace["trace_id"] == otel and otel in links:
                 trace["trace_id"] = links[otel]
-        raw_items: list[bytes | ItemError] = [_json.encode(t) for t in traces]
-        good, errors = decode_items(raw_items, TraceIn, check_trace, now)
+        # The REST path's decoding: the whole batch in one call when every trace is valid, else trace by
+        # trace with the same per-item errors (a trace's bytes are the same either way).
+        good, errors = decode_body(_json.encode({"batch": traces}), TraceIn, check_trace, now, max_items=len(traces))
         result, inserted = traces_store(items=good, now=now, expect_known=True)
         adopting = {otel: t for otel, t in links.items() if otel != t}
         # A trace this batch stored new from one mapped export, with no orphan to adopt, already has

@@ -202,3 +202,44 @@ def test_an_otlp_export_stores_the_rows_its_rest_batch_stores(live, org_a, org_b
     otlp_rows, rest_rows = stored(org_a), stored(org_b)
     assert len(otlp_rows[0]) == 3 and len(otlp_rows[1]) == 9
     assert otlp_rows == rest_rows
+
+
+def test_bad_traces_of_an_export_are_refused_one_by_one_and_the_rest_stored(live, org_a, committed_db) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from feedback.models import Span, Trace
+    from tests.fixtures.organizations import in_tenant
+
+    good, long_customer, nul, future = (unique(name) for name in ("good", "long", "nul", "future"))
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "support-bot"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("candor-tests")
+    in_two_days = time.time_ns() + 2 * 86_400 * 10**9
+    for trace_id, attributes, start in (
+        (good, {}, None),
+        (long_customer, {"candor.customer_id": "c" * 201}, None),
+        (nul, {"gen_ai.prompt": "a\x00b"}, None),
+        (future, {}, in_two_days),
+    ):
+        with tracer.start_as_current_span("answer", start_time=start, attributes={"candor.trace_id": trace_id}):
+            with tracer.start_as_current_span("chat", attributes={"gen_ai.request.model": "gpt-4o-mini", **attributes}):
+                pass
+    body = encode_spans(exporter.get_finished_spans()).SerializeToString()
+    response = requests.post(f"{live.url}/api/v1/otlp/v1/traces", data=body, headers={
+        "Authorization": f"Bearer {org_a.secret_key}", "Content-Type": "application/x-protobuf"})  # fmt: skip
+    assert response.status_code == 200
+    partial = ExportTraceServiceResponse.FromString(response.content).partial_success
+    assert partial.rejected_spans == 6  # two spans of each refused trace
+    message = partial.error_message
+    assert f"trace {long_customer}: customer_id" in message
+    assert f"trace {nul}: input text must not contain NUL" in message
+    assert f"trace {future}: started_at" in message and "in the future" in message
+    with in_tenant(org_a):
+        assert list(Trace.objects.filter(trace_id__in=[good, long_customer, nul, future]).values_list(
+            "trace_id", flat=True)) == [good]  # fmt: skip
+        assert Span.objects.filter(trace_id=good).count() == 2
