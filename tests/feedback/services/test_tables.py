@@ -156,3 +156,41 @@ def test_batch_completeness_is_a_domain_fact_the_api_maps() -> None:
     assert IngestResult(errors=[error]).completeness is BatchCompleteness.REJECTED
     assert [IngestResult(accepted=1).status_code, IngestResult(accepted=1, errors=[error]).status_code,
             IngestResult(errors=[error]).status_code] == [200, 207, 400]  # fmt: skip
+
+
+@pytest.mark.parametrize("table", [TRACES, SPANS], ids=["traces", "spans"])
+def test_binary_copy_stores_what_a_text_copy_stores(db: None, table: IngestTable[Any]) -> None:
+    """columns.copy_rows (binary COPY, jsonb from JSON text) and a plain text COPY of the same rows agree."""
+    from django.db import connection
+
+    from feedback.services.columns import copy_rows
+
+    at = datetime(2025, 3, 1, 12, 30, 45, 123456, tzinfo=UTC)
+    values = {"text": "é \\ \t\n \"q\" 𝄞", "bigint": 10**12, "double precision": 1.5, "timestamptz": at,
+              "boolean": False, "numeric": Decimal("0.12345678"), "date": date(2025, 3, 1),
+              "jsonb": msgspec.json.encode({"a": [1, 2.5, None], "é": "\\n", "b": {"c": True}}).decode()}  # fmt: skip
+    full = table.row._make(values[c.pg_type] for c in table.columns)  # type: ignore[attr-defined]
+    # Every nullable column empty (NOT NULL ones keep their value: the table's defaults fill those before a COPY).
+    sparse = table.with_defaults(
+        table.row._make(  # type: ignore[attr-defined]
+            None if c.default is not None or c.pg_type not in ("text", "timestamptz") else values[c.pg_type]
+            for c in table.columns
+        )
+    )
+    ddl = table.stage_ddl.replace(" ON COMMIT DELETE ROWS", "")
+    with connection.cursor() as wrapper:
+        cursor = wrapper.cursor
+        stored = []
+        for name, write in (("text", None), ("binary", copy_rows)):
+            into = f"copy_test_{name}"
+            cursor.execute(ddl.replace(table.stage, into))
+            if write is None:
+                with cursor.copy(f"COPY {into} ({table.column_list}) FROM STDIN") as copy:
+                    for row in (full, sparse):
+                        copy.write_row(row)
+            else:
+                write(cursor, table, [full, sparse], into=into)
+            cursor.execute(f"SELECT {table.column_list} FROM {into} ORDER BY 1 NULLS FIRST")
+            stored.append(cursor.fetchall())
+    assert stored[0] == stored[1]
+    assert len(stored[0]) == 2 and stored[0][0] != stored[0][1]
