@@ -196,13 +196,19 @@ def sync_client_for(judge: Judge | None, provider: str) -> ProviderClient:
 
 # --- Claiming and writing ---------------------------------------------------------------------
 
+# The batch is picked in a MATERIALIZED CTE: evaluated once. As a subquery in UPDATE ... FROM, the
+# planner may put it on the inner side of a nested loop and run it again for every row of the
+# table (it does when the statistics say the table is empty: an organization whose scores were
+# deleted or rolled back, then analyzed); each run skips the rows already claimed and locks the
+# next one, so LIMIT held per run, not per claim, and one claim took every pending score.
 _CLAIM = """
-UPDATE evaluation_score s SET status = 'running', due_at = %s, attempts = s.attempts + 1
-FROM (
+WITH c AS MATERIALIZED (
     SELECT id FROM evaluation_score
     WHERE (status = 'pending' AND due_at <= %s) OR (status = 'running' AND due_at < %s)
     ORDER BY due_at, id LIMIT %s FOR UPDATE SKIP LOCKED
-) c
+)
+UPDATE evaluation_score s SET status = 'running', due_at = %s, attempts = s.attempts + 1
+FROM c
 WHERE s.id = c.id
 RETURNING s.id, s.trace_id, s.judge_id, s.judge_version_id, s.attempts
 """
@@ -231,7 +237,7 @@ class Claimed:
 def _claim(limit: int) -> list[Claimed]:
     now = utc_now()
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_CLAIM, [now + LEASE, now, now, limit])
+        cursor.execute(_CLAIM, [now, now, limit, now + LEASE])
         return [Claimed(*row) for row in cursor.fetchall()]
 
 
