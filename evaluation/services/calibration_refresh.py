@@ -62,12 +62,17 @@ SET due_at = LEAST(
     )
 )
 """
+# The batch is picked in a MATERIALIZED CTE, evaluated once: as a subquery in UPDATE ... FROM the
+# planner may rerun it for every row (a nested loop, when the statistics say the table is empty),
+# each run locking the next rows, so one claim took every due target (as evaluation.services.runs
+# found for scores).
 _CLAIM = """
-UPDATE evaluation_calibrationtarget t SET due_at = NULL
-FROM (
+WITH c AS MATERIALIZED (
     SELECT id FROM evaluation_calibrationtarget WHERE due_at <= %s ORDER BY due_at, id LIMIT %s
     FOR UPDATE SKIP LOCKED
-) c
+)
+UPDATE evaluation_calibrationtarget t SET due_at = NULL
+FROM c
 WHERE t.id = c.id
 RETURNING t.id
 """

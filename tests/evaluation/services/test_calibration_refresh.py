@@ -158,3 +158,35 @@ def test_widget_thumbs_and_ratings_become_widget_labels_that_calibration_never_c
         assert CalibrationSnapshot.objects.filter(target=target).first() == before
         calibration_sweep()  # again: nothing doubled
         assert copied.count() == 5
+
+
+def test_a_refresh_claims_at_most_its_batch_when_the_planner_thinks_no_target_is_due(db: None, org_a: Org) -> None:
+    # Targets deleted (or rolled back) and then analyzed, as autovacuum does: no live rows over
+    # non-empty pages. A claim's "LIMIT n FOR UPDATE SKIP LOCKED" as a subquery of UPDATE ... FROM
+    # was then rerun for every row (the judge runner's claim did this: one claim took every score).
+    from django.db import connection
+
+    from evaluation.services.calibration_refresh import calibration_refresh_due
+    from evaluation.services.labels import rubric_version_create
+    from tests.evaluation.helpers import offline_judge
+
+    with in_tenant(org_a):
+        judge = offline_judge()
+        rubric, _ = rubric_version_create(name=unique("claim"), scale="binary")
+        features = [Feature.objects.create(key=unique("claim-feature")) for _ in range(40)]
+        due = utc_now() - timedelta(minutes=1)
+
+        def targets() -> None:
+            CalibrationTarget.objects.bulk_create(
+                CalibrationTarget(judge_version=judge.current_version, rubric=rubric, feature=f, due_at=due)
+                for f in features
+            )
+
+        targets()
+        CalibrationTarget.objects.all().delete()
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE evaluation_calibrationtarget")  # rolled back with the test's transaction
+        targets()
+        stats = calibration_refresh_due(limit=1)
+        assert stats.refreshed + stats.failed == 1
+        assert CalibrationTarget.objects.filter(due_at__isnull=True).count() == 1
