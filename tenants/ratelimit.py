@@ -67,12 +67,11 @@ _FIT = """LEAST(%(count)s::int, GREATEST(0, floor(
     (%(tolerance)s::float8 - (GREATEST(b.tat, EXCLUDED.checked_at) - EXCLUDED.checked_at)) / %(interval)s::float8
     + 1e-9)))::int"""
 _TAKE_SQL = f"""
-INSERT INTO public.tenants_rate_budget AS b (key_id, tat, checked_at, allowed, granted)
-SELECT %(key_id)s::bigint, c.now + %(count)s::int * %(interval)s::float8, c.now, true, %(count)s::int
+INSERT INTO public.tenants_rate_budget AS b (key_id, tat, checked_at, granted)
+SELECT %(key_id)s::bigint, c.now + %(count)s::int * %(interval)s::float8, c.now, %(count)s::int
 FROM (SELECT extract(epoch FROM clock_timestamp())::float8 AS now) AS c
 ON CONFLICT (key_id) DO UPDATE SET
     granted = {_FIT},
-    allowed = {_FIT} > 0,
     tat = CASE WHEN {_FIT} > 0 THEN GREATEST(b.tat, EXCLUDED.checked_at) + {_FIT} * %(interval)s::float8
                ELSE b.tat END,
     checked_at = EXCLUDED.checked_at
