@@ -65,13 +65,15 @@ SET due_at = LEAST(
 # The batch is picked in a MATERIALIZED CTE, evaluated once: as a subquery in UPDATE ... FROM the
 # planner may rerun it for every row (a nested loop, when the statistics say the table is empty),
 # each run locking the next rows, so one claim took every due target (as evaluation.services.runs
-# found for scores).
+# found for scores). A claimed target counts as refreshed from the claim on: a sweep that marks it
+# from new scores while its snapshot is being computed makes it due a minute on, not at once (with
+# refreshed_at set only after the computation, that sweep refreshed the same target a second time).
 _CLAIM = """
 WITH c AS MATERIALIZED (
-    SELECT id FROM evaluation_calibrationtarget WHERE due_at <= %s ORDER BY due_at, id LIMIT %s
+    SELECT id FROM evaluation_calibrationtarget WHERE due_at <= %(now)s ORDER BY due_at, id LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
-UPDATE evaluation_calibrationtarget t SET due_at = NULL
+UPDATE evaluation_calibrationtarget t SET due_at = NULL, refreshed_at = %(now)s
 FROM c
 WHERE t.id = c.id
 RETURNING t.id
@@ -181,13 +183,18 @@ def calibration_mark(*, now: datetime | None = None) -> SweepStats:
     return stats
 
 
+def calibration_claim(*, now: datetime, limit: int) -> list[int]:
+    """Take up to ``limit`` due targets for this sweep (none another sweep holds); their IDs."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_CLAIM, {"now": now, "limit": limit})
+        return [row[0] for row in cursor.fetchall()]
+
+
 def calibration_refresh_due(*, now: datetime | None = None, limit: int = REFRESH_BATCH) -> SweepStats:
     """Recompute the due targets (at most ``limit``) and store a snapshot of each."""
     now = now or utc_now()
     stats = SweepStats()
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_CLAIM, [now, limit])
-        ids = [row[0] for row in cursor.fetchall()]
+    ids = calibration_claim(now=now, limit=limit)
     for target in CalibrationTarget.objects.filter(id__in=ids).select_related(
         "judge_version__judge", "rubric", "feature"
     ):

@@ -190,3 +190,43 @@ def test_a_refresh_claims_at_most_its_batch_when_the_planner_thinks_no_target_is
         stats = calibration_refresh_due(limit=1)
         assert stats.refreshed + stats.failed == 1
         assert CalibrationTarget.objects.filter(due_at__isnull=True).count() == 1
+
+
+def test_a_target_being_refreshed_is_not_due_again_at_once_when_scores_arrive(db: None, org_a: Org) -> None:
+    # The worker's sweep and another (the beat's, a test's) run side by side: one claims the target
+    # and computes its snapshot; the other marks it from a score that finished meanwhile. New scores
+    # alone refresh a target at most once a minute, counted from the claim: when refreshed_at was
+    # stamped only after the computation, the second sweep found it never refreshed, made it due at
+    # once and stored a second snapshot of the same labels.
+    from evaluation.models import Label, Score
+    from evaluation.services.calibration_refresh import calibration_claim, calibration_mark
+    from evaluation.services.labels import rubric_version_create
+    from tests.evaluation.helpers import offline_judge
+
+    with in_tenant(org_a):
+        judge = offline_judge()
+        version = judge.current_version
+        rubric, _ = rubric_version_create(name=unique("race"), scale="binary")
+        feature = Feature.objects.create(key=unique("race-feature"))
+        now = utc_now()
+        trace = unique("race-trace")
+
+        def score(at: timedelta) -> None:
+            Score.objects.create(
+                score_id=unique("sc"), trace_id=trace, judge=judge, judge_version=version, status="ok",
+                score=1.0, passed=True, feature=feature, scored_at=now + at,
+                run_index=Score.objects.filter(trace_id=trace).count(),
+            )  # fmt: skip
+
+        score(-timedelta(seconds=1))
+        Label.objects.create(label_id=unique("lb"), trace_id=trace, rubric=rubric, value=1)
+        calibration_mark(now=now)
+        target = CalibrationTarget.objects.get(rubric=rubric, judge_version=version, feature=feature)
+        assert target.due_at == now
+        assert target.id in calibration_claim(now=now, limit=10_000)
+        score(timedelta(seconds=1))  # finished while the claimed target's snapshot is computed
+        calibration_mark(now=now + timedelta(seconds=2))
+        target.refresh_from_db()
+        assert target.refreshed_at == now
+        assert target.due_at == now + SCORE_INTERVAL
+        assert target.id not in calibration_claim(now=now + timedelta(seconds=2), limit=10_000)
