@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Iterator
+import weakref
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
 import psycopg
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import connection as _connection
+from psycopg import pq
+from psycopg.errors import error_from_result
 
 # django-tenants adds these methods to the backend; the stubs only know Django's own wrapper.
 _db: Any = _connection
@@ -77,3 +82,60 @@ def raw_connection() -> Iterator[psycopg.Connection[Any]]:
             # client-side and never prepare, so nothing else changes.
             raw.prepare_threshold = 2**31 - 1
         yield raw
+
+
+# Statements prepared through libpq itself, per psycopg connection (a reconnect starts empty).
+_prepared: weakref.WeakKeyDictionary[psycopg.Connection[Any], set[bytes]] = weakref.WeakKeyDictionary()
+_DONE = frozenset({pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK})
+
+
+@lru_cache(maxsize=512)
+def _statement(sql: str) -> tuple[bytes, bytes]:
+    return b"candor_" + hashlib.blake2b(sql.encode(), digest_size=10).hexdigest().encode(), sql.encode()
+
+
+def run_prepared(sql: str, params: Sequence[bytes | None]) -> list[tuple[bytes | None, ...]]:
+    """Run ``sql`` (placeholders $1, $2, ...; parameters and rows as text) on Django's connection,
+    prepared once per connection, through libpq's own calls.
+
+    For the statements run once per widget event: psycopg's cursor (query conversion, adapters,
+    its generator-driven execution) cost about as much Python time as the rest of the request.
+    libpq releases the GIL while it waits, as the cursor does. Errors are psycopg's (a lost
+    connection an OperationalError) raised through Django's wrapper, as from a cursor.
+
+    Outside a transaction (autocommit: the hot paths) the statement is prepared once and run by
+    name; psycopg drops every prepared statement of the connection after a ROLLBACK or a DROP
+    (DEALLOCATE ALL), so a statement found missing is prepared again and rerun. Inside a
+    transaction a failed statement would abort it, so it runs unnamed (parsed each time).
+    """
+    db = connections[DEFAULT_DB_ALIAS]
+    name, text = _statement(sql)
+    with db.wrap_database_errors:
+        db.ensure_connection()
+        raw: psycopg.Connection[Any] = db.connection  # type: ignore[assignment]
+        pgconn: Any = raw.pgconn  # its stubs forbid None (NULL) parameters, which libpq takes
+        if pgconn.transaction_status != pq.TransactionStatus.IDLE:
+            result = _check(pgconn, pgconn.exec_params(text, params))
+        else:
+            names = _prepared.setdefault(raw, set())
+            if name not in names:
+                _check(pgconn, pgconn.prepare(name, text))
+                names.add(name)
+            result = pgconn.exec_prepared(name, params)
+            if result.error_field(pq.DiagnosticField.SQLSTATE) == _NO_SUCH_STATEMENT:
+                _check(pgconn, pgconn.prepare(name, text))
+                result = pgconn.exec_prepared(name, params)
+            _check(pgconn, result)
+        columns = range(result.nfields)
+        return [tuple(result.get_value(row, column) for column in columns) for row in range(result.ntuples)]
+
+
+_NO_SUCH_STATEMENT = b"26000"  # invalid_sql_statement_name
+
+
+def _check(pgconn: Any, result: Any) -> Any:
+    if result.status in _DONE:
+        return result
+    if pgconn.status == pq.ConnStatus.BAD:
+        raise psycopg.OperationalError(pgconn.error_message.decode("utf-8", "replace") or "connection lost")
+    raise error_from_result(result)

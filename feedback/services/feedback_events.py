@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-import psycopg
 from django.db import transaction
 from psycopg.errors import UniqueViolation
 
@@ -27,7 +26,7 @@ from feedback.services.tables import (
     Partition,
     TraceJoin,
 )
-from tenants.schema import SCHEMA_TOKEN, current_schema, in_schema, raw_connection
+from tenants.schema import SCHEMA_TOKEN, current_schema, in_schema, run_prepared
 
 _COPY = f"COPY {FEEDBACK_EVENTS.table} ({FEEDBACK_EVENTS.column_list}, {FEEDBACK_TRACE_JOIN.column_list}) FROM STDIN"
 _TRACES_OF = f"SELECT trace_id, {FEEDBACK_TRACE_JOIN.select()} FROM feedback_trace WHERE trace_id = ANY(%s)"
@@ -50,11 +49,12 @@ RETURNING {select_list(Partition, day='"trace_day"', feature_id='"feature_id"')}
 # The rows travel as one JSON array (one parameter, encoded by msgspec at C speed) and keep the
 # statement's text the same whatever the count, so it is prepared once per connection and schema;
 # it names the organization's tables outright (tenants.schema.in_schema), no search_path to set.
+# It runs through libpq's own calls (tenants.schema.run_prepared): placeholders $1, $2.
 SMALL_BATCH = 20
 _encode = msgspec.json.Encoder().encode
 _INSERT_SMALL = f"""
 WITH v AS (
-    SELECT * FROM json_to_recordset(%s::json)
+    SELECT * FROM json_to_recordset($1::json)
     AS v({", ".join(f"{quoted(c.name)} {c.pg_type}" for c in FEEDBACK_EVENTS.columns)})
 ), stored AS (
     INSERT INTO {SCHEMA_TOKEN}.{FEEDBACK_EVENTS.table}
@@ -68,7 +68,7 @@ WITH v AS (
     RETURNING trace_day, feature_id
 ), usage AS (
     INSERT INTO {SCHEMA_TOKEN}.feedback_usagecounter (day, kind, quantity)
-    SELECT %s::date, 'feedback', count(*) FROM stored HAVING count(*) > 0
+    SELECT $2::date, 'feedback', count(*) FROM stored HAVING count(*) > 0
 ), dirty AS (
     INSERT INTO {SCHEMA_TOKEN}.feedback_rollupdirty (day, feature_id, marked_at)
     SELECT DISTINCT trace_day, feature_id, now() FROM stored WHERE trace_day IS NOT NULL AND feature_id IS NOT NULL
@@ -138,15 +138,13 @@ def feedback_ingest(
 def _insert_small(rows: list[FeedbackEventRow], now: datetime) -> int:
     """One statement: the events with their traces' columns, the usage count and the rollup marks."""
     schema = current_schema()
-    payload = _encode([row._asdict() for row in rows]).decode()
-    with raw_connection() as raw, psycopg.Cursor(raw) as cursor:
-        cursor.execute(in_schema(_INSERT_SMALL, schema), [payload, now.astimezone(UTC).date()], prepare=True)
-        found = cursor.fetchone()
-    assert found is not None
-    stored, joined = found
-    if joined:
+    payload = _encode([row._asdict() for row in rows])
+    [(stored, joined)] = run_prepared(
+        in_schema(_INSERT_SMALL, schema), [payload, now.astimezone(UTC).date().isoformat().encode()]
+    )
+    if joined != b"0":
         rollups_nudge(schema)
-    return int(stored)
+    return int(stored or 0)
 
 
 def _insert_new(cursor: Any, rows: list[FeedbackEventRow]) -> list[Partition] | None:

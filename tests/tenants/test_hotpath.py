@@ -111,3 +111,36 @@ def test_the_served_application_answers_hot_paths_ahead_of_django(db: None, org_
     assert json.loads(body)["error"]["code"] == "not_authenticated"
     status, headers, _ = _wsgi_call(auth, "/api/v1/budgets")  # anything else: Django's own handler
     assert status == "200 OK" and "X-Frame-Options" in headers
+
+
+def test_run_prepared_prepares_once_and_again_after_psycopg_drops_every_statement(committed_db: None) -> None:
+    # Autocommit (the hot paths): prepared once per connection, run by name. psycopg answers a
+    # ROLLBACK or DROP with DEALLOCATE ALL, which drops this statement too: it is prepared again.
+    from django.db import connection
+
+    from tenants.schema import run_prepared
+
+    sql = "SELECT $1::int + 1, $2::text IS NULL, name FROM pg_prepared_statements WHERE name LIKE 'candor_%'"
+    first = run_prepared(sql, [b"41", None])
+    assert first and first[0][:2] == (b"42", b"t")
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    second = run_prepared(sql, [b"1", b"x"])
+    assert second[0][:2] == (b"2", b"f")
+    assert {row[2] for row in second} == {row[2] for row in first}  # the same name, prepared again
+
+
+def test_run_prepared_errors_are_djangos_and_a_transaction_runs_it_unnamed(db: None) -> None:
+    from django.db import ProgrammingError, connection
+
+    from tenants.schema import run_prepared
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+        (before,) = cursor.fetchone()
+    assert run_prepared("SELECT $1::int * 2", [b"21"]) == [(b"42",)]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+        assert cursor.fetchone() == (before,)  # in the test's transaction: nothing prepared
+    with pytest.raises(ProgrammingError, match="no_such_table"):
+        run_prepared("SELECT * FROM no_such_table WHERE id = $1::int", [b"1"])
