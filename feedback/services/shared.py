@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
+import psycopg
 from django.db import connection, transaction
 
 from feedback.schemas import ItemError
@@ -67,8 +68,15 @@ def utc_now() -> datetime:
 
 
 def raw_cursor() -> Any:
-    # Django's cursor wrapper sets the tenant search_path; psycopg's own cursor does COPY.
-    return connection.cursor().cursor
+    """A psycopg cursor with server-side binding on Django's connection, in the tenant's schema.
+
+    Django's own cursor binds client-side: every parameter is quoted into the statement text in
+    Python, element by element for the ID lists ingestion passes (~12% of an OTLP export's
+    Python time); here they travel as parameters. Django's cursor wrapper is made first: it sets
+    the tenant's search_path. psycopg's cursor also does COPY.
+    """
+    wrapper = connection.cursor()
+    return psycopg.Cursor(wrapper.cursor.connection)
 
 
 def stage(cursor: Any, table: IngestTable[Any], rows: Iterable[tuple[Any, ...]]) -> None:
