@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import weakref
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -84,8 +85,12 @@ def raw_connection() -> Iterator[psycopg.Connection[Any]]:
         yield raw
 
 
-# Statements prepared through libpq itself, per psycopg connection (a reconnect starts empty).
-_prepared: weakref.WeakKeyDictionary[psycopg.Connection[Any], set[bytes]] = weakref.WeakKeyDictionary()
+# Statements prepared through libpq itself, per psycopg connection (a reconnect starts empty), the
+# most recently used last. A statement names its organization's schema, so each organization a
+# connection serves prepares its own (~170 KB of plan cache in the server for the widget's insert):
+# past PREPARED_MAX the least recently used is deallocated, as psycopg bounds its own.
+PREPARED_MAX = 32
+_prepared: weakref.WeakKeyDictionary[psycopg.Connection[Any], OrderedDict[bytes, None]] = weakref.WeakKeyDictionary()
 _DONE = frozenset({pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK})
 
 
@@ -103,10 +108,11 @@ def run_prepared(sql: str, params: Sequence[bytes | None]) -> list[tuple[bytes |
     libpq releases the GIL while it waits, as the cursor does. Errors are psycopg's (a lost
     connection an OperationalError) raised through Django's wrapper, as from a cursor.
 
-    Outside a transaction (autocommit: the hot paths) the statement is prepared once and run by
-    name; psycopg drops every prepared statement of the connection after a ROLLBACK or a DROP
-    (DEALLOCATE ALL), so a statement found missing is prepared again and rerun. Inside a
-    transaction a failed statement would abort it, so it runs unnamed (parsed each time).
+    In autocommit (the hot paths) the statement is prepared once and run by name; psycopg drops
+    every prepared statement of the connection after a ROLLBACK or a DROP (DEALLOCATE ALL), so a
+    statement found missing is prepared again and rerun. Inside a transaction (an atomic block)
+    it is part of the transaction, begun by psycopg if this is its first statement, and runs
+    unnamed: a failed statement there aborts the transaction, so there is no rerunning it.
     """
     db = connections[DEFAULT_DB_ALIAS]
     name, text = _statement(sql)
@@ -114,16 +120,21 @@ def run_prepared(sql: str, params: Sequence[bytes | None]) -> list[tuple[bytes |
         db.ensure_connection()
         raw: psycopg.Connection[Any] = db.connection  # type: ignore[assignment]
         pgconn: Any = raw.pgconn  # its stubs forbid None (NULL) parameters, which libpq takes
-        if pgconn.transaction_status != pq.TransactionStatus.IDLE:
+        if not db.get_autocommit() or pgconn.transaction_status != pq.TransactionStatus.IDLE:
+            if pgconn.transaction_status == pq.TransactionStatus.IDLE:
+                # psycopg begins a transaction lazily, with its first statement: this is it.
+                psycopg.Cursor(raw).execute("SELECT 1")
             result = _check(pgconn, pgconn.exec_params(text, params))
         else:
-            names = _prepared.setdefault(raw, set())
-            if name not in names:
-                _check(pgconn, pgconn.prepare(name, text))
-                names.add(name)
+            names = _prepared.setdefault(raw, OrderedDict())
+            if name in names:
+                names.move_to_end(name)
+            else:
+                _prepare(pgconn, names, name, text)
             result = pgconn.exec_prepared(name, params)
             if result.error_field(pq.DiagnosticField.SQLSTATE) == _NO_SUCH_STATEMENT:
-                _check(pgconn, pgconn.prepare(name, text))
+                names.pop(name, None)
+                _prepare(pgconn, names, name, text)
                 result = pgconn.exec_prepared(name, params)
             _check(pgconn, result)
         columns = range(result.nfields)
@@ -131,6 +142,14 @@ def run_prepared(sql: str, params: Sequence[bytes | None]) -> list[tuple[bytes |
 
 
 _NO_SUCH_STATEMENT = b"26000"  # invalid_sql_statement_name
+
+
+def _prepare(pgconn: Any, names: OrderedDict[bytes, None], name: bytes, text: bytes) -> None:
+    while len(names) >= PREPARED_MAX:
+        oldest, _ = names.popitem(last=False)
+        pgconn.exec_(b"DEALLOCATE " + oldest)  # gone already (DEALLOCATE ALL) is as good
+    _check(pgconn, pgconn.prepare(name, text))
+    names[name] = None
 
 
 def _check(pgconn: Any, result: Any) -> Any:

@@ -113,21 +113,75 @@ def test_the_served_application_answers_hot_paths_ahead_of_django(db: None, org_
     assert status == "200 OK" and "X-Frame-Options" in headers
 
 
+class _Undo(Exception):
+    pass
+
+
+def _prepared_names(marker: str) -> set[str]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM pg_prepared_statements WHERE statement LIKE %s", [f"%{marker}%"])
+        return {name for (name,) in cursor.fetchall()}
+
+
 def test_run_prepared_prepares_once_and_again_after_psycopg_drops_every_statement(committed_db: None) -> None:
     # Autocommit (the hot paths): prepared once per connection, run by name. psycopg answers a
-    # ROLLBACK or DROP with DEALLOCATE ALL, which drops this statement too: it is prepared again.
-    from django.db import connection
+    # ROLLBACK (or a DROP) with DEALLOCATE ALL when it holds prepared statements of its own,
+    # which drops this one too: it is prepared again under the same name.
+    import psycopg
+    from django.db import connection, transaction
+
+    from tenants.schema import raw_connection, run_prepared
+
+    sql = "SELECT $1::int + 1, $2::text IS NULL /* run_prepared: again */"
+    assert run_prepared(sql, [b"41", None]) == [(b"42", b"t")]
+    assert run_prepared(sql, [b"0", None]) == [(b"1", b"t")]
+    (name,) = _prepared_names("run_prepared: again")
+    with raw_connection() as raw:
+        psycopg.Cursor(raw).execute("SELECT 1 /* psycopg's own */", prepare=True)
+    with pytest.raises(_Undo), transaction.atomic():
+        connection.cursor().execute("SELECT 1")
+        raise _Undo
+    assert _prepared_names("run_prepared: again") == set()  # psycopg's DEALLOCATE ALL took it
+    assert run_prepared(sql, [b"1", b"x"]) == [(b"2", b"f")]
+    assert _prepared_names("run_prepared: again") == {name}
+
+
+def test_run_prepared_keeps_at_most_its_bound_per_connection(committed_db: None, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # A statement names its organization's schema: each organization a connection serves adds one.
+    from tenants import schema
+
+    monkeypatch.setattr(schema, "PREPARED_MAX", 3)
+    for n in range(6):
+        assert schema.run_prepared(f"SELECT $1::int + {n} /* run_prepared: bound */", [b"1"]) == [
+            (str(1 + n).encode(),)
+        ]
+    assert len(_prepared_names("run_prepared: bound")) == 3
+    assert schema.run_prepared("SELECT $1::int + 0 /* run_prepared: bound */", [b"1"]) == [(b"1",)]  # evicted: again
+    assert len(_prepared_names("run_prepared: bound")) == 3
+
+
+def test_run_prepared_first_in_an_atomic_block_is_part_of_its_transaction(committed_db: None) -> None:
+    # psycopg begins a transaction with its first statement; run first, this statement must still
+    # be inside it (rolled back with it), not committed on its own.
+    from django.db import connection, transaction
 
     from tenants.schema import run_prepared
 
-    sql = "SELECT $1::int + 1, $2::text IS NULL, name FROM pg_prepared_statements WHERE name LIKE 'candor_%'"
-    first = run_prepared(sql, [b"41", None])
-    assert first and first[0][:2] == (b"42", b"t")
     with connection.cursor() as cursor:
-        cursor.execute("DEALLOCATE ALL")
-    second = run_prepared(sql, [b"1", b"x"])
-    assert second[0][:2] == (b"2", b"f")
-    assert {row[2] for row in second} == {row[2] for row in first}  # the same name, prepared again
+        cursor.execute("CREATE TEMP TABLE run_prepared_rows (v int)")
+    try:
+        with pytest.raises(_Undo), transaction.atomic():
+            run_prepared("INSERT INTO run_prepared_rows VALUES ($1::int)", [b"1"])
+            raise _Undo
+        run_prepared("INSERT INTO run_prepared_rows VALUES ($1::int)", [b"2"])  # autocommit: kept
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT array_agg(v) FROM run_prepared_rows")
+            assert cursor.fetchone() == ([2],)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE run_prepared_rows")
 
 
 def test_run_prepared_errors_are_djangos_and_a_transaction_runs_it_unnamed(db: None) -> None:
