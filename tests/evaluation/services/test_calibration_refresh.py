@@ -206,6 +206,7 @@ def test_a_target_being_refreshed_is_not_due_again_at_once_when_scores_arrive(db
     with in_tenant(org_a):
         judge = offline_judge()
         version = judge.current_version
+        assert version is not None
         rubric, _ = rubric_version_create(name=unique("race"), scale="binary")
         feature = Feature.objects.create(key=unique("race-feature"))
         now = utc_now()
