@@ -8,8 +8,12 @@
    the REST benchmark's events (bench/ingest.py) to one fresh organization and the OTLP payloads to
    another, each from 4 concurrent clients, the two taking turns in 3 rounds.
 3. Checks every span and trace was stored, and prints spans/s beside the REST path's events/s.
+4. Also sends the very same spans as REST trace batches (each export mapped to its traces, with
+   their spans, as POST /api/v1/traces items) to a third organization in the same rounds, and
+   prints those spans/s too: the like-for-like comparison. A REST "event" of step 2 is one row
+   without spans; an OTLP span carries attributes and messages to map, and a row of its own.
 
-Ends with: RESULT otlp spans_per_s=... rest_eps=... ratio=...
+Ends with: RESULT otlp spans_per_s=... rest_eps=... ratio=... rest_spans_per_s=... like_for_like=...
 BENCH_OTLP_TRACES (default 20,000 traces = 60,000 spans), BENCH_EVENTS and BENCH_WORKERS are knobs.
 """
 
@@ -39,6 +43,7 @@ from opentelemetry.trace import SpanKind
 
 from bench._server import free_port, web_server
 from bench.ingest import CLIENTS, WORKERS, build_batches, post_all, rest_warm_up_requests, warm_up
+from feedback.otlp import otlp_parse
 from tenants.models import Organization
 from tenants.services import organization_create
 
@@ -173,9 +178,11 @@ def main() -> int:
     print(f"recording {TRACES:,} GenAI traces of {SPANS_PER_TRACE} spans with the OpenTelemetry SDK…", flush=True)
     payloads, spans = build_payloads()
     print(f"{spans:,} spans in {len(payloads)} exporter requests ({sum(map(len, payloads)) / 1e6:.1f} MB protobuf)")
+    # The same exports as REST trace batches: what the OTLP endpoint maps each one to, as JSON.
+    same = [("trace", json.dumps({"batch": otlp_parse(body, "application/x-protobuf")}).encode()) for body in payloads]
     batches, events = build_batches()
-    slugs = [f"bench-{uuid.uuid4().hex[:8]}" for _ in range(3)]
-    rest, otlp, warm = (organization_create(slug=slug, owner_email=f"bench@{slug}.test") for slug in slugs)
+    slugs = [f"bench-{uuid.uuid4().hex[:8]}" for _ in range(4)]
+    rest, otlp, warm, alike = (organization_create(slug=slug, owner_email=f"bench@{slug}.test") for slug in slugs)
     try:
         with web_server(free_port(), workers=WORKERS) as base:
             port = int(base.rsplit(":", 1)[1])
@@ -185,13 +192,16 @@ def main() -> int:
             # drifts over a run, and this way it weighs on both alike.
             print(f"REST: {events:,} events ({len(batches)} requests); OTLP: {spans:,} spans ({len(payloads)} "
                   f"requests); {CLIENTS} clients, in {ROUNDS} alternating rounds…", flush=True)  # fmt: skip
-            rest_seconds = otlp_seconds = 0.0
+            rest_seconds = otlp_seconds = alike_seconds = 0.0
             for turn in range(ROUNDS):
                 seconds, problems = post_all(port, rest.secret_key, share(batches, turn))
                 rest_seconds += seconds
                 if not problems:
                     seconds, problems = post_otlp(port, otlp.secret_key, share(payloads, turn))
                     otlp_seconds += seconds
+                if not problems:
+                    seconds, problems = post_all(port, alike.secret_key, share(same, turn))
+                    alike_seconds += seconds
                 if problems:
                     print("\n".join(problems[:5]))
                     return 1
@@ -204,10 +214,19 @@ def main() -> int:
             if (stored_spans, stored_traces) != (spans, TRACES):
                 print(f"stored {stored_spans:,} spans / {stored_traces:,} traces, sent {spans:,} / {TRACES:,}")
                 return 1
+            alike_spans, alike_traces = stored(alike.organization.schema_name)
+            alike_per_s = spans / alike_seconds
+            print(f"REST, the same spans as trace batches: {alike_per_s:,.0f} spans/s "
+                  f"({alike_spans:,} spans and {alike_traces:,} traces stored)")  # fmt: skip
+            if (alike_spans, alike_traces) != (spans, TRACES):
+                print(f"REST stored {alike_spans:,} spans / {alike_traces:,} traces, sent {spans:,} / {TRACES:,}")
+                return 1
             ratio = spans_per_s / rest_eps
-            print(f"ratio OTLP spans/s / REST events/s = {ratio:.2f}")
+            like = spans_per_s / alike_per_s
+            print(f"ratio OTLP spans/s / REST events/s = {ratio:.2f}; like for like (same spans by REST) = {like:.2f}")
             print(f"RESULT otlp spans_per_s={spans_per_s:.0f} rest_eps={rest_eps:.0f} ratio={ratio:.2f} "
-                  f"spans={spans} events={events} workers={WORKERS}")  # fmt: skip
+                  f"rest_spans_per_s={alike_per_s:.0f} like_for_like={like:.2f} spans={spans} events={events} "
+                  f"workers={WORKERS}")  # fmt: skip
     finally:
         for slug in slugs:
             Organization.objects.get(slug=slug).delete(force_drop=True)
