@@ -9,7 +9,7 @@
    another, each from 4 concurrent clients, the two taking turns in 3 rounds.
 3. Checks every span and trace was stored, and prints spans/s beside the REST path's events/s.
 4. Also sends the very same spans as REST trace batches (each export mapped to its traces, with
-   their spans, as POST /api/v1/traces items) to a third organization in the same rounds, and
+   their spans, as POST /api/v1/traces items) to one more organization in the same rounds, and
    prints those spans/s too: the like-for-like comparison. A REST "event" of step 2 is one row
    without spans; an OTLP span carries attributes and messages to map, and a row of its own.
 

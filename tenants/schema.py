@@ -12,7 +12,6 @@ from functools import lru_cache
 from typing import Any
 
 import psycopg
-from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import connection as _connection
 from psycopg import pq
 from psycopg.errors import error_from_result
@@ -92,6 +91,7 @@ def raw_connection() -> Iterator[psycopg.Connection[Any]]:
 PREPARED_MAX = 32
 _prepared: weakref.WeakKeyDictionary[psycopg.Connection[Any], OrderedDict[bytes, None]] = weakref.WeakKeyDictionary()
 _DONE = frozenset({pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK})
+_NO_SUCH_STATEMENT = b"26000"  # invalid_sql_statement_name
 
 
 @lru_cache(maxsize=512)
@@ -104,7 +104,7 @@ def run_prepared(sql: str, params: Sequence[bytes | None]) -> list[tuple[bytes |
     prepared once per connection, through libpq's own calls.
 
     For the statements run once per widget event: psycopg's cursor (query conversion, adapters,
-    its generator-driven execution) cost about as much Python time as the rest of the request.
+    its generator-driven execution) was ~15% of the request's Python time (py-spy --gil).
     libpq releases the GIL while it waits, as the cursor does. Errors are psycopg's (a lost
     connection an OperationalError) raised through Django's wrapper, as from a cursor.
 
@@ -114,13 +114,10 @@ def run_prepared(sql: str, params: Sequence[bytes | None]) -> list[tuple[bytes |
     it is part of the transaction, begun by psycopg if this is its first statement, and runs
     unnamed: a failed statement there aborts the transaction, so there is no rerunning it.
     """
-    db = connections[DEFAULT_DB_ALIAS]
     name, text = _statement(sql)
-    with db.wrap_database_errors:
-        db.ensure_connection()
-        raw: psycopg.Connection[Any] = db.connection  # type: ignore[assignment]
+    with raw_connection() as raw:
         pgconn: Any = raw.pgconn  # its stubs forbid None (NULL) parameters, which libpq takes
-        if not db.get_autocommit() or pgconn.transaction_status != pq.TransactionStatus.IDLE:
+        if not _db.get_autocommit() or pgconn.transaction_status != pq.TransactionStatus.IDLE:
             if pgconn.transaction_status == pq.TransactionStatus.IDLE:
                 # psycopg begins a transaction lazily, with its first statement: this is it.
                 psycopg.Cursor(raw).execute("SELECT 1")
@@ -139,9 +136,6 @@ def run_prepared(sql: str, params: Sequence[bytes | None]) -> list[tuple[bytes |
             _check(pgconn, result)
         columns = range(result.nfields)
         return [tuple(result.get_value(row, column) for column in columns) for row in range(result.ntuples)]
-
-
-_NO_SUCH_STATEMENT = b"26000"  # invalid_sql_statement_name
 
 
 def _prepare(pgconn: Any, names: OrderedDict[bytes, None], name: bytes, text: bytes) -> None:
