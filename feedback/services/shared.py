@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 from django.db import connection, transaction
+from psycopg.types.array import ListDumper
 
 from feedback.schemas import ItemError
 from feedback.services.columns import IngestTable
@@ -76,7 +77,44 @@ def raw_cursor() -> Any:
     the tenant's search_path. psycopg's cursor also does COPY.
     """
     wrapper = connection.cursor()
-    return psycopg.Cursor(wrapper.cursor.connection)
+    cursor = psycopg.Cursor(wrapper.cursor.connection)
+    cursor.adapters.register_dumper(list, FlatListDumper)
+    return cursor
+
+
+class FlatListDumper(ListDumper):
+    """psycopg's array dumper, with lists of plain str or of plain int dumped in a few C calls.
+
+    psycopg looks at every element in Python, three times (its type, its dumper, whether it needs
+    quotes): ~4% of an OTLP export's Python time for the ID lists ingestion passes. A flat list of
+    str with no quote, backslash or NUL becomes every element double-quoted (inside the quotes
+    commas, braces, spaces and the word NULL are plain text); a flat list of int its decimal digits.
+    Anything else (None elements, nesting, other types, characters to escape) is psycopg's own work.
+    """
+
+    def _find_list_element(self, L: list[Any], format: Any) -> Any:
+        kinds = set(map(type, L))
+        if kinds == _STR:
+            return L[0]
+        if kinds == _INT:
+            # psycopg's choice: the element that needs the widest integer type.
+            low, high = min(L), max(L)
+            return high if low >= 0 else max(high, -low - 1)
+        return super()._find_list_element(L, format)
+
+    def dump(self, obj: list[Any]) -> Any:
+        kinds = set(map(type, obj))
+        if kinds == _STR and self.delimiter == b",":
+            every = "".join(obj)
+            if '"' not in every and "\\" not in every and "\x00" not in every and every.isascii():
+                return b'{"' + '","'.join(obj).encode() + b'"}'
+        elif kinds == _INT:
+            return b"{" + ",".join(map(str, obj)).encode() + b"}"
+        return super().dump(obj)
+
+
+_STR = {str}
+_INT = {int}
 
 
 def stage(cursor: Any, table: IngestTable[Any], rows: Iterable[tuple[Any, ...]]) -> None:
