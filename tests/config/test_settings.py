@@ -87,3 +87,16 @@ def test_manage_py_uses_the_given_database_url(tmp_path: Path, django_db_setup: 
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert _no_embedded_database_at(pgdata)
+
+
+def test_the_wsgi_module_sets_the_cycle_collector_for_a_web_worker(tmp_path: Path, django_db_setup: None) -> None:
+    """The objects loaded at start-up are frozen, and young collections wait for 50,000 allocations."""
+    code = "import gc, config.wsgi\nprint(gc.get_threshold()[0], gc.get_freeze_count() > 100_000)\n"
+    result = _python(
+        code,
+        pgdata=tmp_path / "pgdata",
+        DJANGO_SETTINGS_MODULE="config.settings.test",
+        DATABASE_URL=database_url_for_subprocess(),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["50000", "True"]
