@@ -24,6 +24,8 @@ LISTS: list[tuple[list[Any], str]] = [
     ([2**31], "bigint[]"),
     ([-(2**63)], "bigint[]"),
     ([True, False], "boolean[]"),  # bool is not int
+    ([False], "boolean[]"),
+    ([True, None], "boolean[]"),
     ([1, None], "bigint[]"),
     ([], "text[]"),
 ]
@@ -56,6 +58,8 @@ def test_plain_lists_take_the_fast_path(db: None) -> None:
     assert dumper.upgrade(texts, PyFormat.TEXT).dump(texts) == b'{"t-1","a,b","NULL",""}'
     numbers = [3, -2, 2**40]
     assert dumper.upgrade(numbers, PyFormat.TEXT).dump(numbers) == b"{3,-2,1099511627776}"
+    flags = [True, False, True]
+    assert dumper.upgrade(flags, PyFormat.TEXT).dump(flags) == b"{t,f,t}"
     # What it leaves to psycopg, psycopg writes: its own escaping.
     odd = ['quote"d', None]
     theirs = ListDumper(list, cursor).upgrade(odd, PyFormat.TEXT)
