@@ -5,18 +5,24 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt | sha1sum | cut -c1-12)
+ACCEL := $(VENV)/.accel-$(shell cat feedback/otlp.py bin/build-accel | sha1sum | cut -c1-12)
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE ?= config.settings.dev
 
 .PHONY: install instrumentations migrate demo test test-services browser lint widget bench-ingest bench-otlp bench-widget bench-ratelimit bench-report bench-judges bench-calibration bench-budget clean stop-db
 
-install: $(STAMP)
+install: $(STAMP) $(ACCEL)
 
 $(STAMP): requirements/base.txt requirements/dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements/dev.txt
 	rm -f $(VENV)/.installed-* && touch $@
+
+# The OTLP mapping compiled by mypyc (bin/build-accel; ~15 s), again whenever its source changes.
+$(ACCEL): $(STAMP)
+	$(PY) bin/build-accel
+	rm -f $(VENV)/.accel-* && touch $@
 
 migrate: install
 	@mkdir -p .var
