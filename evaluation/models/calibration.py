@@ -13,7 +13,8 @@ from feedback.models import Feature
 
 class CalibrationTarget(models.Model):
     """What one calibration covers. ``due_at`` is set when new labels or scores touch it (a
-    debounce: many arrivals, one recompute); the refresh clears it and writes a snapshot."""
+    debounce: many arrivals, one recompute); a sweep's claim moves it to the end of its lease, and
+    clears it once the snapshot is written."""
 
     judge_version = models.ForeignKey(JudgeVersion, on_delete=models.CASCADE, related_name="calibration_targets")
     rubric = models.ForeignKey(Rubric, on_delete=models.CASCADE, related_name="calibration_targets")

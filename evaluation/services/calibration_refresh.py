@@ -29,6 +29,9 @@ SCORE_INTERVAL = timedelta(seconds=60)
 SUCCESS_WINDOW_DAYS = 30
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 REFRESH_BATCH = 20
+# How long a sweep holds the targets it claimed: one that dies before computing them (a killed worker,
+# an error other than CalibrationError) leaves them due again after this, as the judge runner's leases do.
+CLAIM_LEASE = timedelta(minutes=10)
 
 # Targets the new labels touch: every judge version that scored a labelled trace, per feature.
 _FROM_LABELS = """
@@ -68,12 +71,14 @@ SET due_at = LEAST(
 # found for scores). A claimed target counts as refreshed from the claim on: a sweep that marks it
 # from new scores while its snapshot is being computed makes it due a minute on, not at once (with
 # refreshed_at set only after the computation, that sweep refreshed the same target a second time).
+# A claim leases the target (due_at moves to the lease's end); the sweep clears the lease once the target
+# is computed, unless new labels or scores made it due again meanwhile.
 _CLAIM = """
 WITH c AS MATERIALIZED (
     SELECT id FROM evaluation_calibrationtarget WHERE due_at <= %(now)s ORDER BY due_at, id LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
-UPDATE evaluation_calibrationtarget t SET due_at = NULL, refreshed_at = %(now)s
+UPDATE evaluation_calibrationtarget t SET due_at = %(lease_until)s, refreshed_at = %(now)s
 FROM c
 WHERE t.id = c.id
 RETURNING t.id
@@ -184,9 +189,10 @@ def calibration_mark(*, now: datetime | None = None) -> SweepStats:
 
 
 def calibration_claim(*, now: datetime, limit: int) -> list[int]:
-    """Take up to ``limit`` due targets for this sweep (none another sweep holds); their IDs."""
+    """Lease up to ``limit`` due targets to this sweep until ``now + CLAIM_LEASE`` (none another sweep
+    holds); their IDs."""
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_CLAIM, {"now": now, "limit": limit})
+        cursor.execute(_CLAIM, {"now": now, "limit": limit, "lease_until": now + CLAIM_LEASE})
         return [row[0] for row in cursor.fetchall()]
 
 
@@ -202,7 +208,9 @@ def calibration_refresh_due(*, now: datetime | None = None, limit: int = REFRESH
             calibration_snapshot_take(target, now=now)
             stats.refreshed += 1
         except CalibrationError:
-            stats.failed += 1
+            stats.failed += 1  # this target cannot be computed as it is: done until new labels or scores
+        # The lease ends with the work, unless a mark moved due_at meanwhile (then it is due again).
+        CalibrationTarget.objects.filter(id=target.id, due_at=now + CLAIM_LEASE).update(due_at=None)
     return stats
 
 

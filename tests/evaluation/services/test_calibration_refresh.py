@@ -231,3 +231,31 @@ def test_a_target_being_refreshed_is_not_due_again_at_once_when_scores_arrive(db
         assert target.refreshed_at == now
         assert target.due_at == now + SCORE_INTERVAL
         assert target.id not in calibration_claim(now=now + timedelta(seconds=2), limit=10_000)
+
+
+def test_targets_a_dead_sweep_claimed_are_refreshed_after_its_lease(db: None, org_a: Org) -> None:
+    # A sweep claims its batch, then its worker is killed (or an error other than CalibrationError
+    # ends it): the claim held the targets with due_at cleared, so nothing refreshed them until new
+    # labels or scores came. A claim is a lease now, as the judge runner's are.
+    from evaluation.services.calibration_refresh import CLAIM_LEASE, calibration_claim, calibration_refresh_due
+    from evaluation.services.labels import rubric_version_create
+    from tests.evaluation.helpers import offline_judge
+
+    with in_tenant(org_a):
+        judge = offline_judge()
+        rubric, _ = rubric_version_create(name=unique("lease"), scale="binary")
+        features = [Feature.objects.create(key=unique("lease-feature")) for _ in range(3)]
+        now = utc_now()
+        targets = CalibrationTarget.objects.bulk_create(
+            CalibrationTarget(judge_version=judge.current_version, rubric=rubric, feature=f, due_at=now)
+            for f in features
+        )
+        ids = {target.id for target in targets}
+        assert set(calibration_claim(now=now, limit=10_000)) == ids  # then the sweep's worker died
+        still_leased = calibration_refresh_due(now=now + CLAIM_LEASE - timedelta(seconds=1))
+        assert still_leased.refreshed + still_leased.failed == 0
+        after = calibration_refresh_due(now=now + CLAIM_LEASE)
+        assert after.refreshed + after.failed == 3
+        # Done: the lease ends with the work, and nothing is due until new labels or scores come.
+        done = CalibrationTarget.objects.filter(id__in=ids, due_at__isnull=True)
+        assert set(done.values_list("id", flat=True)) == ids
