@@ -439,9 +439,8 @@ def _build_trace(otel_trace_id: str, group: list[_Span]) -> _BuiltTrace:
     trace["feature"] = _as_str(top.first(("candor.feature",))) or _feature_key(
         _as_str(_first(resources, ("service.name",)))
     )
-    found = top.found
     for name, (primary, fallbacks) in _STRING_FIELDS.items():
-        value = _as_str(top.first(primary)) if primary[0] in found else None
+        value = _as_str(top.first(primary))
         if value is None and fallbacks:
             value = _as_str(top.first(fallbacks))
         trace[name] = value
@@ -610,11 +609,10 @@ def _span_dict(span: _Span, kind: SpanKind) -> dict[str, Any]:
         input_tokens = _as_int(_first_in(attrs, _INPUT_TOKEN_KEYS))
         output_tokens = _as_int(_first_in(attrs, _OUTPUT_TOKEN_KEYS))
         cost = _as_decimal(_first_in(attrs, _SPAN_COST_KEYS))
-    name = span.name
     return {
         "span_id": span.span_id,
         "parent_span_id": span.parent_span_id,
-        "name": name if len(name) <= MAX_SPAN_NAME_CHARS else _clip(name, MAX_SPAN_NAME_CHARS),
+        "name": _clip(span.name, MAX_SPAN_NAME_CHARS),
         "kind": kind.value,
         "start": _iso(span.start_ns),
         "end": _iso(span.end_ns),
