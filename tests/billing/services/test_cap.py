@@ -17,7 +17,16 @@ from billing.services.accounts import CAP_PAUSE_REASON, account_get, cap_evaluat
 from evaluation.models import Judge
 from tests.evaluation.helpers import offline_judge
 from tests.fixtures.api import trace
+from tenants.services import organization_quota_set
 from tests.fixtures.organizations import Org, in_tenant, unique
+
+
+@pytest.fixture(autouse=True)
+def _ingestion_cache_forgotten(db: None, org_a: Org):  # type: ignore[no-untyped-def]
+    """A test's cap goes with its rolled-back transaction, but not the key policy this process cached
+    meanwhile: forgotten here, or org_a's next tests (within KEY_CACHE_SECONDS) are refused quota_exceeded."""
+    yield
+    organization_quota_set(organization_id=org_a.organization.id, exceeded=False)
 
 
 def ledger(org: Org, events: int) -> None:
