@@ -3,7 +3,8 @@
 Pure Python (no Django): turns the body of an OTLP/HTTP ``ExportTraceServiceRequest``
 (protobuf or OTLP-JSON) into a list of dicts shaped exactly like the items of
 ``POST /api/v1/traces`` (see shared/API.md), so the OTLP endpoint can hand them to the
-same ingestion service as the REST API.
+same ingestion service as the REST API (``otlp_parse``). The endpoint itself takes each
+trace's spans apart as tuples (``otlp_map``), and stores them as span rows directly.
 
 Mapping rules, in short:
 
@@ -45,7 +46,16 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from feedback.enums import SpanKind, TraceStatus
 from feedback.schemas import FEATURE_KEY_CHARS, MAX_FEATURE_KEY, MAX_SPAN_NAME, MAX_TEXT
 
-__all__ = ["JSON_CONTENT_TYPES", "PROTOBUF_CONTENT_TYPES", "OtlpError", "otlp_parse", "otlp_response"]
+__all__ = [
+    "JSON_CONTENT_TYPES",
+    "PROTOBUF_CONTENT_TYPES",
+    "MappedSpan",
+    "OtlpError",
+    "otlp_map",
+    "otlp_parse",
+    "otlp_response",
+    "span_dict",
+]
 
 PROTOBUF_CONTENT_TYPES = frozenset({"application/x-protobuf", "application/protobuf"})
 JSON_CONTENT_TYPES = frozenset({"application/json"})
@@ -160,6 +170,15 @@ def otlp_parse(body: bytes, content_type: str, max_bytes: int = MAX_DECOMPRESSED
     type, an undecodable body or spans with invalid ids, :class:`OtlpTooLarge` for a
     body that inflates past ``max_bytes``. An empty request gives ``[]``.
     """
+    mapped = otlp_map(body, content_type, max_bytes)
+    return [{**trace, "spans": [span_dict(span) for span in spans]} for trace, spans in mapped]
+
+
+def otlp_map(
+    body: bytes, content_type: str, max_bytes: int = MAX_DECOMPRESSED_BYTES
+) -> list[tuple[dict[str, Any], list[MappedSpan]]]:
+    """``otlp_parse`` with each trace's spans apart, as :class:`MappedSpan` tuples rather than dicts:
+    what the OTLP endpoint stores (its spans go straight to span rows, not through JSON)."""
     request = _decode(body, content_type, max_bytes)
     spans = list(_iter_spans(request))
     groups: dict[str, list[_Span]] = {}
@@ -168,7 +187,7 @@ def otlp_parse(body: bytes, content_type: str, max_bytes: int = MAX_DECOMPRESSED
     built = [_build_trace(otel_id, group) for otel_id, group in groups.items()]
     # Stable order: by root start time, then by trace id.
     built.sort(key=lambda built_trace: (built_trace.root_start_ns, built_trace.trace["trace_id"]))
-    return [built_trace.trace for built_trace in built]
+    return [(built_trace.trace, built_trace.spans) for built_trace in built]
 
 
 def otlp_response(content_type: str, rejected_spans: int = 0, error_message: str = "") -> tuple[bytes, str]:
@@ -420,9 +439,27 @@ def _any_value(value: Any) -> Any:
 # --------------------------------------------------------------------------- mapping
 
 
+class MappedSpan(NamedTuple):
+    """A span as mapped: the fields of a ``POST /api/v1/traces`` span item (``span_dict`` makes it one),
+    but the cost, the Decimal the attributes gave."""
+
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    kind: str
+    start: str | None
+    end: str | None
+    model: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cost_usd: Decimal | None
+    attributes: dict[str, Any]
+
+
 class _BuiltTrace(NamedTuple):
     root_start_ns: int
-    trace: dict[str, Any]
+    trace: dict[str, Any]  # without its spans
+    spans: list[MappedSpan]
 
 
 def _build_trace(otel_trace_id: str, group: list[_Span]) -> _BuiltTrace:
@@ -494,8 +531,8 @@ def _build_trace(otel_trace_id: str, group: list[_Span]) -> _BuiltTrace:
     trace["started_at"] = _iso(root.start_ns)
     if root.start_ns > 0 and root.end_ns >= root.start_ns:
         trace["latency_ms"] = (root.end_ns - root.start_ns) / 1e6
-    trace["spans"] = [_span_dict(s, kind) for s, kind in zip(group, kinds, strict=True)]
-    return _BuiltTrace(root.start_ns, {k: v for k, v in trace.items() if v is not None})
+    spans = [_mapped_span(s, kind) for s, kind in zip(group, kinds, strict=True)]
+    return _BuiltTrace(root.start_ns, {k: v for k, v in trace.items() if v is not None}, spans)
 
 
 class _Precedence:
@@ -578,7 +615,7 @@ def _span_kind(span: _Span) -> SpanKind:
 _SPAN_FIELD_KEYS = frozenset((*_INPUT_TOKEN_KEYS, *_OUTPUT_TOKEN_KEYS, *_SPAN_COST_KEYS))
 
 
-def _span_dict(span: _Span, kind: SpanKind) -> dict[str, Any]:
+def _mapped_span(span: _Span, kind: SpanKind) -> MappedSpan:
     attrs = span.attrs
     model_key = None
     for key in _MODEL_KEYS:
@@ -609,18 +646,35 @@ def _span_dict(span: _Span, kind: SpanKind) -> dict[str, Any]:
         input_tokens = _as_int(_first_in(attrs, _INPUT_TOKEN_KEYS))
         output_tokens = _as_int(_first_in(attrs, _OUTPUT_TOKEN_KEYS))
         cost = _as_decimal(_first_in(attrs, _SPAN_COST_KEYS))
+    return MappedSpan(
+        span.span_id,
+        span.parent_span_id,
+        _clip(span.name, MAX_SPAN_NAME_CHARS) or "",
+        kind.value,
+        _iso(span.start_ns),
+        _iso(span.end_ns),
+        _as_str(attrs[model_key]) if model_key else None,
+        input_tokens,
+        output_tokens,
+        cost,
+        attributes,
+    )
+
+
+def span_dict(span: MappedSpan) -> dict[str, Any]:
+    """The span as an item of ``POST /api/v1/traces`` (times in RFC 3339, cost as a float)."""
     return {
         "span_id": span.span_id,
         "parent_span_id": span.parent_span_id,
-        "name": _clip(span.name, MAX_SPAN_NAME_CHARS),
-        "kind": kind.value,
-        "start": _iso(span.start_ns),
-        "end": _iso(span.end_ns),
-        "model": _as_str(attrs[model_key]) if model_key else None,
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
-        "cost_usd": float(cost) if cost is not None else None,
-        "attributes": attributes,
+        "name": span.name,
+        "kind": span.kind,
+        "start": span.start,
+        "end": span.end,
+        "model": span.model,
+        "input_tokens": span.input_tokens,
+        "output_tokens": span.output_tokens,
+        "cost_usd": float(span.cost_usd) if span.cost_usd is not None else None,
+        "attributes": span.attributes,
     }
 
 

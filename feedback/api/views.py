@@ -20,7 +20,7 @@ from feedback.api import serializers as s
 from feedback.api.hot import widget_receive
 from feedback.api.ingest import IngestApi, ingest_responses
 from feedback.enums import FeedbackSource
-from feedback.otlp import OtlpError, OtlpTooLarge, otlp_parse, otlp_response
+from feedback.otlp import OtlpError, OtlpTooLarge, otlp_map, otlp_response
 from feedback.otlp_logs import otlp_logs_parse, otlp_logs_response
 from feedback.selectors import PAGE_SIZE, FilterError, TraceFilters, trace_detail, trace_extras, trace_page
 from feedback.services.otlp_logs import otlp_logs_ingest
@@ -134,17 +134,17 @@ class OtlpTracesApi(TenantApi):
         body = read_body(request._request)
         content_type = request.content_type.split(";")[0].strip().lower()
         try:
-            traces = otlp_parse(body, content_type, max_bytes=settings.API_MAX_BODY_BYTES)
+            traces = otlp_map(body, content_type, max_bytes=settings.API_MAX_BODY_BYTES)
         except OtlpTooLarge as exc:
             raise ApiError("too_large", str(exc), 413) from exc
         except OtlpError as exc:
             raise ApiError("invalid_otlp", str(exc), 400) from exc
         _, errors = services.otlp_ingest(traces=traces)
-        rejected_spans = sum(max(1, len(traces[e.index].get("spans", []))) for e in errors)
-        notes = [f"trace {traces[e.index].get('trace_id', e.index)}: {e.field} {e.message}".strip() for e in errors]
+        rejected_spans = sum(max(1, len(traces[e.index][1])) for e in errors)
+        notes = [f"trace {traces[e.index][0].get('trace_id', e.index)}: {e.field} {e.message}".strip() for e in errors]
         notes += [
             f"trace {t['trace_id']}: {t['metadata']['candor_clipped']} clipped to 200,000 characters"
-            for t in traces
+            for t, _ in traces
             if "candor_clipped" in t.get("metadata", {})
         ]
         message = "; ".join(notes)

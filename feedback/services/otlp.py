@@ -7,21 +7,25 @@ OTel ID before the link existed (spans, feedback, outcomes) is moved to its real
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import msgspec
 from django.db import transaction
 
 from feedback.enums import SpanKind, TraceStatus
-from feedback.schemas import ItemError, TraceIn, check_trace, decode_body
+from feedback.otlp import MappedSpan, span_dict
+from feedback.schemas import FUTURE_SLACK, MAX_ID, ItemError, TraceIn, check_trace, decode_body
 from feedback.services.columns import fetch_as, select_list
 from feedback.services.otlp_logs import genai_messages_join, otel_lock
 from feedback.services.prices import price_book_load, traces_reprice
 from feedback.services.shared import IngestResult, mark_dirty, raw_cursor, utc_now
 from feedback.services.spend import spend_count, spend_difference, spend_of_stored
-from feedback.services.tables import Partition, PricedTrace
+from feedback.services.tables import Partition, PricedTrace, SpanRow
 from feedback.services.traces import feedback_join, traces_store
 
 _json = msgspec.json.Encoder()
@@ -60,14 +64,17 @@ RETURNING {select_list(PricedTrace, "t")}
 """
 
 
-def otlp_ingest(*, traces: list[dict[str, Any]], now: datetime | None = None) -> tuple[IngestResult, list[ItemError]]:
-    """Store traces mapped from OTLP (dicts shaped like ``POST /api/v1/traces`` items)."""
+def otlp_ingest(
+    *, traces: list[tuple[dict[str, Any], list[MappedSpan]]], now: datetime | None = None
+) -> tuple[IngestResult, list[ItemError]]:
+    """Store traces mapped from OTLP (``feedback.otlp.otlp_map``: each a dict shaped like a
+    ``POST /api/v1/traces`` item but for its spans, and its spans)."""
     now = now or utc_now()
     with transaction.atomic():
         cursor = raw_cursor()
-        otel_of = [str((t.get("metadata") or {}).get("otel_trace_id", "")) for t in traces]
+        otel_of = [str((t.get("metadata") or {}).get("otel_trace_id", "")) for t, _ in traces]
         explicit = {
-            otel: t["trace_id"] for otel, t in zip(otel_of, traces, strict=True) if otel and t["trace_id"] != otel
+            otel: t["trace_id"] for otel, (t, _) in zip(otel_of, traces, strict=True) if otel and t["trace_id"] != otel
         }
         # Before any trace row: GenAI log messages of these traces join in order. Exports of one trace
         # that link it to no Candor trace_id need not wait for each other (an SDK splits traces
@@ -84,13 +91,32 @@ def otlp_ingest(*, traces: list[dict[str, Any]], now: datetime | None = None) ->
             [[o for o in otel_of if o]],
         )
         links = dict(cursor.fetchall())
-        for otel, trace in zip(otel_of, traces, strict=True):
+        for otel, (trace, _) in zip(otel_of, traces, strict=True):
             if trace["trace_id"] == otel and otel in links:
                 trace["trace_id"] = links[otel]
+        # Spans the REST decoding would take as they are become rows here, without a trip through JSON; a
+        # trace with any other span sends its spans through that decoding, for the very same per-item error.
+        # Their times are read as that decoding reads them (in C, all of the export's at once).
+        times = iter(_read_times([at for _, spans in traces for span in spans for at in (span.start, span.end)]))
+        limit = now + FUTURE_SLACK
+        direct: dict[int, list[tuple[Any, ...]]] = {}
+        batch: list[dict[str, Any]] = []
+        for index, (trace, spans) in enumerate(traces):
+            rows = _span_rows(spans, times, limit)
+            if rows is None:
+                batch.append({**trace, "spans": [span_dict(span) for span in spans]})
+            else:
+                direct[index] = rows
+                batch.append(trace)
         # The REST path's decoding: the whole batch in one call when every trace is valid, else trace by
         # trace with the same per-item errors (a trace's bytes are the same either way).
-        good, errors = decode_body(_json.encode({"batch": traces}), TraceIn, check_trace, now, max_items=len(traces))
-        result, inserted = traces_store(items=good, now=now, expect_known=True)
+        good, errors = decode_body(_json.encode({"batch": batch}), TraceIn, check_trace, now, max_items=len(batch))
+        span_rows = [
+            SpanRow(*row[:9], item.trace_id, *row[9:])  # type: ignore[call-arg]
+            for index, item in good
+            for row in direct.get(index, ())
+        ]
+        result, inserted = traces_store(items=good, now=now, expect_known=True, span_rows=span_rows)
         adopting = {otel: t for otel, t in links.items() if otel != t}
         # A trace this batch stored new from one mapped export, with no orphan to adopt, already has
         # its tokens and cost from exactly the spans stored with it: nothing below can change it.
@@ -117,6 +143,43 @@ def otlp_ingest(*, traces: list[dict[str, Any]], now: datetime | None = None) ->
             spend_count(cursor, spend_difference(spend_of_stored(cursor, touched), spent_before))
         mark_dirty(cursor, dirty)
     return result, errors
+
+
+_read_times = functools.partial(msgspec.convert, type=list[datetime | None])
+
+
+def _span_rows(
+    spans: list[MappedSpan], times: Iterator[datetime | None], limit: datetime
+) -> list[tuple[Any, ...]] | None:
+    """The spans as SpanRow values but their trace_id (inserted at 9), exactly as the REST path would
+    store their ``span_dict``; None when one would not pass its checks (SpanIn, check_trace) as it is.
+    ``times`` gives each span's start and end, read: consumed for every span, whatever the answer."""
+    rows: list[tuple[Any, ...]] | None = []
+    for span in spans:
+        start, end = next(times), next(times)
+        if rows is None:
+            continue
+        cost = span.cost_usd
+        if cost is not None:
+            as_sent = float(cost)  # what span_dict sends, and the REST path reads back
+            if as_sent >= 1e6:  # past schemas.Money
+                rows = None
+                continue
+            cost = Decimal(repr(as_sent))
+        model = span.model
+        attributes = _json.encode(span.attributes).decode()
+        if (
+            (start is not None and start > limit)
+            or (end is not None and (end > limit or (start is not None and end < start)))
+            or (model is not None and (len(model) > MAX_ID or "\x00" in model))
+            or "\x00" in span.name
+            or "\\u0000" in attributes
+        ):
+            rows = None
+            continue
+        rows.append((span.span_id, span.parent_span_id, span.name, span.kind, start, end, model,
+                     span.input_tokens, span.output_tokens, cost, attributes))  # fmt: skip
+    return rows
 
 
 def _recompute_from_spans(cursor: Any, trace_ids: list[str], dirty: set[Partition]) -> None:

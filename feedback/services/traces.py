@@ -105,10 +105,17 @@ def traces_ingest_items(*, items: Sequence[tuple[int, TraceIn]], now: datetime |
 
 
 def traces_store(
-    *, items: Sequence[tuple[int, TraceIn]], now: datetime | None = None, expect_known: bool = False
+    *,
+    items: Sequence[tuple[int, TraceIn]],
+    now: datetime | None = None,
+    expect_known: bool = False,
+    span_rows: Sequence[SpanRow] = (),
 ) -> tuple[IngestResult, set[str]]:
     """Store already-validated traces (index, item); also returns the trace_ids stored new by this
     call (no stored trace was merged into them). The OTLP endpoint calls this too.
+
+    ``span_rows``: spans of these traces built as rows already (the OTLP endpoint's), stored with the
+    items' own spans.
 
     ``expect_known``: some traces are likely stored already, or being stored by a concurrent call:
     stage and merge rather than try the straight COPY of the batch, which would fail on them (after
@@ -130,7 +137,7 @@ def traces_store(
         book: PriceBook | None = None
 
         rows: list[TraceRow] = []
-        span_rows: list[SpanRow] = []
+        all_span_rows = list(span_rows)
         for index, item in merged:
             cost: Decimal | None = None
             cost_source = ""
@@ -166,7 +173,8 @@ def traces_store(
                     received_at=received,
                 )
             )
-            span_rows.extend(_span_row(item.trace_id, span) for span in item.spans or ())
+            if item.spans:
+                all_span_rows.extend(_span_row(item.trace_id, span) for span in item.spans)
 
         # Every trace taken to be new is copied straight in; when one is stored already, or the caller
         # expects some to be (an OTLP export continues a trace of the previous export, which a
@@ -174,8 +182,8 @@ def traces_store(
         # Spans first (they name their trace by its ID, no constraint): a trace row another batch is
         # writing this moment (the rest of a trace an SDK split across exports) makes this batch wait
         # for that one's commit; the later the wait, the more of the two batches' work overlaps.
-        if span_rows:
-            _store_spans(cursor, span_rows)
+        if all_span_rows:
+            _store_spans(cursor, all_span_rows)
         copied, dirty = (None, set()) if expect_known else _insert_new(cursor, rows)
         if copied is not None:
             inserted_ids = copied

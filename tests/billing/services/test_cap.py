@@ -15,9 +15,9 @@ from django.test import Client
 from billing.models import CapState, Notice, UsageLedger
 from billing.services.accounts import CAP_PAUSE_REASON, account_get, cap_evaluate, cap_set
 from evaluation.models import Judge
+from tenants.services import organization_quota_set
 from tests.evaluation.helpers import offline_judge
 from tests.fixtures.api import trace
-from tenants.services import organization_quota_set
 from tests.fixtures.organizations import Org, in_tenant, unique
 
 
