@@ -393,8 +393,9 @@ def decode_items(
         except (msgspec.DecodeError, RecursionError) as exc:
             errors.append(ItemError(index, "", f"not valid JSON: {exc}"))
             continue
-        if b"\\u0000" in raw:
-            errors.append(ItemError(index, _nul_field(raw), "text must not contain NUL (\\u0000) characters"))
+        # The escape of a NUL, or only a backslash written before "u0000": the decoded text tells.
+        if b"\\u0000" in raw and (where := _nul_field(raw)) is not None:
+            errors.append(ItemError(index, where, "text must not contain NUL (\\u0000) characters"))
             continue
         try:
             check(item, now)
@@ -406,14 +407,16 @@ def decode_items(
     return good, errors
 
 
-def _nul_field(raw: bytes) -> str:
-    found = _find_bad_nul(json.loads(raw))
-    return found or ""
+def _nul_field(raw: bytes) -> str | None:
+    """Where the item holds a NUL character (a key's: the object holding it), or None."""
+    return _find_bad_nul(json.loads(raw))
 
 
 def _find_bad_nul(value: Any, path: str = "") -> str | None:
     if isinstance(value, str):
         return path if "\x00" in value else None
+    if isinstance(value, dict) and any("\x00" in key for key in value):
+        return path
     children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, item in children:
         found = _find_bad_nul(item, f"{path}.{key}" if path else str(key))

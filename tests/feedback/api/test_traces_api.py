@@ -241,3 +241,21 @@ def test_spans_are_stored_with_the_trace(api_a) -> None:  # type: ignore[no-unty
     got = api_a.get(f"/api/v1/traces/{tid}").json()["spans"]
     assert [s["span_id"] for s in got] == ["root", "r1", "l1"]
     assert got[2]["kind"] == "llm" and got[2]["input_tokens"] == 900
+
+
+def test_a_backslash_before_u0000_is_text_and_a_nul_anywhere_an_item_error(api_a) -> None:  # type: ignore[no-untyped-def]
+    """The six characters \\u0000 (a code sample, say) are text like any other; a NUL character is refused
+    wherever it is, a metadata key too (PostgreSQL's jsonb cannot hold one: it would fail the batch)."""
+    literal, in_key, good = unique(), unique(), unique()
+    batch = [
+        trace(literal, output="escape it as \\u0000 in JSON", metadata={"note": "\\u0000"}),
+        trace(in_key, metadata={"a\u0000b": "x"}),
+        trace(good),
+    ]
+    response = api_a.post("/api/v1/traces", {"batch": batch})
+    assert response.status_code == 207, response.text
+    assert [(e["index"], e["field"]) for e in response.json()["errors"]] == [(1, "metadata")]
+    assert "NUL" in response.json()["errors"][0]["message"]
+    stored = api_a.get(f"/api/v1/traces/{literal}").json()
+    assert stored["output"] == "escape it as \\u0000 in JSON" and stored["metadata"]["note"] == "\\u0000"
+    assert api_a.get(f"/api/v1/traces/{in_key}").status_code == 404

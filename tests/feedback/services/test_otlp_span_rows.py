@@ -124,10 +124,7 @@ REFUSED = {
     "a model too long": (_export({"attributes": {"gen_ai.request.model": "m" * 201}}), "model"),  # the trace's too
     "NUL in a name": (_export({"name": "a\x00b"}), "spans.0.name"),
     "NUL in an attribute": (_export({"attributes": {"k": "a\x00b"}}), "spans.0.attributes.k"),
-    "NUL in an attribute name": (_export({"attributes": {"k\x00": "v"}}), ""),
-    # Text the REST path takes for a NUL (a body holding the six characters \u0000 goes item by item, and
-    # that check reads the escape): refused alike.
-    "text that reads like an escape": (_export({"attributes": {"note": "a literal \\u0000"}}), ""),
+    "NUL in an attribute name": (_export({"attributes": {"k\x00": "v"}}), "spans.0.attributes"),
 }
 
 
@@ -172,3 +169,11 @@ def test_one_refused_span_sends_the_whole_trace_through_the_rest_checks() -> Non
     body = _export({}, {"start": T0 + NS, "end": T0}, {})
     rows, _, _ = _rows(body)
     assert rows is None
+
+
+def test_text_that_reads_like_a_nul_escape_takes_the_rest_decoding_which_stores_it() -> None:
+    """The six characters \\u0000 look like a NUL in the encoded attributes: left to the REST decoding."""
+    rows, trace, spans = _rows(_export({"attributes": {"note": "a literal \\u0000"}}))
+    assert rows is None
+    rest_rows, errors = _rest(trace, spans)
+    assert not errors and '"a literal \\\\u0000"' in rest_rows[0].attributes
