@@ -23,10 +23,10 @@ from feedback.schemas import FUTURE_SLACK, MAX_ID, ItemError, TraceIn, check_tra
 from feedback.services.columns import fetch_as, select_list
 from feedback.services.otlp_logs import genai_messages_join, otel_lock
 from feedback.services.prices import price_book_load, traces_reprice
-from feedback.services.shared import IngestResult, mark_dirty, raw_cursor, utc_now
-from feedback.services.spend import spend_count, spend_difference, spend_of_stored
+from feedback.services.shared import IngestResult, raw_cursor, utc_now
+from feedback.services.spend import spend_difference, spend_of_stored
 from feedback.services.tables import Partition, PricedTrace, SpanRow
-from feedback.services.traces import feedback_join, traces_store
+from feedback.services.traces import SharedCounts, feedback_join, traces_store
 
 _json = msgspec.json.Encoder()
 
@@ -116,7 +116,8 @@ def otlp_ingest(
             for index, item in good
             for row in direct.get(index, ())
         ]
-        result, inserted = traces_store(items=good, now=now, expect_known=True, span_rows=span_rows)
+        shared = SharedCounts()
+        result, inserted = traces_store(items=good, now=now, expect_known=True, span_rows=span_rows, shared=shared)
         adopting = {otel: t for otel, t in links.items() if otel != t}
         # A trace this batch stored new from one mapped export, with no orphan to adopt, already has
         # its tokens and cost from exactly the spans stored with it: nothing below can change it.
@@ -139,9 +140,8 @@ def otlp_ingest(
                 feedback_join(cursor, [trace_id])  # the moved feedback takes its real trace's feature and day
         _recompute_from_spans(cursor, unsettled, dirty)
         genai_messages_join(cursor, otel_of)  # messages logged before their spans arrived
-        if touched:
-            spend_count(cursor, spend_difference(spend_of_stored(cursor, touched), spent_before))
-        mark_dirty(cursor, dirty)
+        shared.add(spend_difference(spend_of_stored(cursor, touched), spent_before) if touched else {}, dirty)
+        shared.write(cursor)  # spend counters and rollup marks: once, last
     return result, errors
 
 

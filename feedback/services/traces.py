@@ -5,7 +5,7 @@ cost computed from the price book when the client does not send it."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -110,12 +110,16 @@ def traces_store(
     now: datetime | None = None,
     expect_known: bool = False,
     span_rows: Sequence[SpanRow] = (),
+    shared: SharedCounts | None = None,
 ) -> tuple[IngestResult, set[str]]:
     """Store already-validated traces (index, item); also returns the trace_ids stored new by this
     call (no stored trace was merged into them). The OTLP endpoint calls this too.
 
     ``span_rows``: spans of these traces built as rows already (the OTLP endpoint's), stored with the
     items' own spans.
+
+    ``shared``: what the batch moves in the spend counters and rollup marks is added to it, not written;
+    the caller writes it last, with what it moves itself (SharedCounts.write).
 
     ``expect_known``: some traces are likely stored already, or being stored by a concurrent call:
     stage and merge rather than try the straight COPY of the batch, which would fail on them (after
@@ -208,12 +212,31 @@ def traces_store(
         # Rows every batch shares (prompt versions, spend counters, rollup marks) come last, in this
         # order on every path: their locks are held only through the commit, and never cross.
         versions.widen(cursor)
-        spend_count(cursor, spent)
         usage_count(cursor, kind="traces", quantity=len(inserted_ids), received=received)
-        mark_dirty(cursor, dirty)
+        if shared is None:
+            SharedCounts(spent, dirty).write(cursor)
+        else:
+            shared.add(spent, dirty)
     result.accepted = len(inserted_ids)
     result.duplicates = len(items) - len(inserted_ids)
     return result, set(inserted_ids)
+
+
+@dataclass
+class SharedCounts:
+    """What a write moves in the rows every batch shares and locks (spend counters, then rollup marks),
+    written last and once: two writes of them in one transaction could lock in crossing orders."""
+
+    spent: Spend = field(default_factory=dict)
+    dirty: set[Partition] = field(default_factory=set)
+
+    def add(self, spent: Spend, dirty: Iterable[Partition]) -> None:
+        self.spent = spend_sum(self.spent, spent)
+        self.dirty.update(dirty)
+
+    def write(self, cursor: Any) -> None:
+        spend_count(cursor, self.spent)
+        mark_dirty(cursor, self.dirty)
 
 
 def _merge_repeats(items: Sequence[tuple[int, TraceIn]]) -> dict[str, tuple[int, TraceIn]]:
