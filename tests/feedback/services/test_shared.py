@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -27,6 +29,13 @@ LISTS: list[tuple[list[Any], str]] = [
     ([False], "boolean[]"),
     ([True, None], "boolean[]"),
     ([1, None], "bigint[]"),
+    ([date(2025, 1, 31), date(1, 1, 1), date(9999, 12, 31)], "date[]"),
+    ([date(2025, 1, 31), None], "date[]"),
+    ([datetime(2025, 1, 31, 12, tzinfo=UTC)], "timestamptz[]"),  # a datetime is no date here
+    ([Decimal("0.00012300"), Decimal("1.2E+3"), Decimal("-0"), Decimal("0E-8"), Decimal("-5.5")], "numeric[]"),
+    ([Decimal("12345678901234567890.123456789")], "numeric[]"),
+    ([Decimal("1"), Decimal("-Infinity")], "numeric[]"),  # not finite: psycopg's own path
+    ([Decimal("1"), None], "numeric[]"),
     ([], "text[]"),
 ]
 
@@ -60,6 +69,10 @@ def test_plain_lists_take_the_fast_path(db: None) -> None:
     assert dumper.upgrade(numbers, PyFormat.TEXT).dump(numbers) == b"{3,-2,1099511627776}"
     flags = [True, False, True]
     assert dumper.upgrade(flags, PyFormat.TEXT).dump(flags) == b"{t,f,t}"
+    days = [date(2025, 1, 31), date(2025, 2, 1)]
+    assert dumper.upgrade(days, PyFormat.TEXT).dump(days) == b"{2025-01-31,2025-02-01}"
+    costs = [Decimal("0.00012300"), Decimal("1.2E+3")]
+    assert dumper.upgrade(costs, PyFormat.TEXT).dump(costs) == b"{0.00012300,1.2E+3}"
     # What it leaves to psycopg, psycopg writes: its own escaping.
     odd = ['quote"d', None]
     theirs = ListDumper(list, cursor).upgrade(odd, PyFormat.TEXT)
