@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import httpx
 
+from evaluation.judges.network import REFUSED, Refuse, async_checked_transport, checked_transport
 from evaluation.judges.results import RAW_LIMIT, JudgeError, JudgeResult
 from evaluation.judges.scales import Scale, VerdictError
 from evaluation.judges.secrets import SecretStr
@@ -521,6 +522,8 @@ def _limits(config: ProviderConfig) -> httpx.Limits:
 def _transport_error(exc: httpx.HTTPError, config: ProviderConfig) -> JudgeError:
     if isinstance(exc, httpx.TimeoutException):
         return JudgeError(f"no answer within {config.timeout_s:g} s", code="timeout", retryable=True)
+    if str(exc).startswith(REFUSED):  # the address check of evaluation.judges.network: said as it is
+        return JudgeError(str(exc), code="refused", retryable=False)
     return JudgeError(f"could not reach the provider: {type(exc).__name__}", code="transport", retryable=True)
 
 
@@ -555,10 +558,13 @@ class ProviderClient:
         breaker: CircuitBreaker | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        refuse: Refuse | None = None,
     ) -> None:
+        """``refuse``: asked of every connection's host and addresses (evaluation.judges.network)."""
         self.config = config
         self.breaker = breaker
-        self._http = http or httpx.Client(timeout=_timeout(config), limits=_limits(config))
+        transport = checked_transport(refuse, limits=_limits(config)) if refuse else None
+        self._http = http or httpx.Client(timeout=_timeout(config), limits=_limits(config), transport=transport)
         self._owns_http = http is None
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -627,10 +633,12 @@ class AsyncProviderClient:
         http: httpx.AsyncClient | None = None,
         breaker: CircuitBreaker | None = None,
         rng: random.Random | None = None,
+        refuse: Refuse | None = None,
     ) -> None:
         self.config = config
         self.breaker = breaker
-        self._http = http or httpx.AsyncClient(timeout=_timeout(config), limits=_limits(config))
+        transport = async_checked_transport(refuse, limits=_limits(config)) if refuse else None
+        self._http = http or httpx.AsyncClient(timeout=_timeout(config), limits=_limits(config), transport=transport)
         self._owns_http = http is None
         self._rng = rng or random.Random()
 

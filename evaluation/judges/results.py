@@ -16,6 +16,7 @@ ErrorCode = Literal[
     "transport",  # connection refused, reset, DNS
     "bad_response",  # the body was not the provider's JSON at all (an HTML proxy page, nothing)
     "circuit_open",  # the provider failed too often lately; not called
+    "refused",  # the provider's host resolved to an internal address at the call (evaluation.judges.network)
 ]
 
 

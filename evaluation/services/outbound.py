@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -26,6 +27,25 @@ def internal_address(address: str) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return not ip.is_global or ip.is_multicast
+
+
+def connect_refusal(setting: str) -> Callable[[str, list[str]], str | None]:
+    """What the checked transports (evaluation.judges.network) ask at every connection: an internal
+    address is refused unless its host is in ``allowed_hosts(setting)``. The URL check on save cannot
+    see where the host resolves later (DNS rebinding); this sees the address the socket connects to."""
+    allowed = allowed_hosts(setting)
+
+    def refuse(host: str, addresses: list[str]) -> str | None:
+        if host.lower().strip("[]") in allowed:
+            return None
+        inside = [a for a in addresses if internal_address(a)]
+        if inside:
+            return (
+                f"the host {host} resolves to an internal address ({inside[0]}): refused (server-side request forgery)"
+            )
+        return None
+
+    return refuse
 
 
 def outbound_url_problem(url: str, *, what: str, setting: str, internal: str) -> str | None:

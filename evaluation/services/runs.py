@@ -42,6 +42,7 @@ from evaluation.judges.secrets import KeyRingError
 from evaluation.judges.versions import JudgeVersionSpec
 from evaluation.models import Judge, JudgeVersion
 from evaluation.selectors import judge_inputs
+from evaluation.services import outbound
 from evaluation.services.provider_keys import provider_config, provider_key_for
 from evaluation.services.shared import utc_now
 from feedback.prices import PriceBook
@@ -173,7 +174,8 @@ def _async_client(judge: Judge, provider: str, keys: dict[tuple[int, str], Any])
     shards = max(1, -(-config.max_connections // SHARD_CONNECTIONS))
     breaker = breaker_for(key.id)
     shard_config = replace(config, max_connections=min(config.max_connections, SHARD_CONNECTIONS))
-    client = _Shards([AsyncProviderClient(shard_config, breaker=breaker) for _ in range(shards)])
+    refuse = outbound.connect_refusal("JUDGE_ALLOWED_HOSTS")
+    client = _Shards([AsyncProviderClient(shard_config, breaker=breaker, refuse=refuse) for _ in range(shards)])
     _clients[cache_key] = client
     return client.next()
 
@@ -191,7 +193,7 @@ def sync_client_for(judge: Judge | None, provider: str) -> ProviderClient:
         config = provider_config(key, timeout_s=20.0, max_retries=0, max_connections=2)
     except KeyRingError as exc:
         raise JudgeServiceError(str(exc)) from None
-    return ProviderClient(config, breaker=breaker_for(key.id))
+    return ProviderClient(config, breaker=breaker_for(key.id), refuse=outbound.connect_refusal("JUDGE_ALLOWED_HOSTS"))
 
 
 # --- Claiming and writing ---------------------------------------------------------------------

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import httpx
 from django.conf import settings
 
+from evaluation.judges.network import checked_transport
 from evaluation.services import outbound
 
 SIGNATURE_HEADER = "Candor-Signature"
@@ -88,7 +89,8 @@ def post(*, url: str, secret: str, body: bytes, event: str, delivery_id: int, ti
     }
     timeout = float(getattr(settings, "ALERT_WEBHOOK_TIMEOUT_S", 5.0))
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+        transport = checked_transport(outbound.connect_refusal("ALERT_WEBHOOK_ALLOWED_HOSTS"), limits=httpx.Limits())
+        with httpx.Client(timeout=timeout, follow_redirects=False, transport=transport) as client:
             response = client.post(url, content=body, headers=headers)
     except httpx.TimeoutException:
         return Attempt(False, None, f"timed out after {timeout:g} s")
