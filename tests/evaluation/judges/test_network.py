@@ -3,8 +3,6 @@ URL was saved and resolves inside later (DNS rebinding) is refused at the moment
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import pytest
 
@@ -13,7 +11,7 @@ from evaluation.judges.network import _AsyncCheckedBackend, _CheckedBackend, asy
 from evaluation.judges.providers import AsyncProviderClient, ProviderClient
 from evaluation.judges.results import JudgeResult
 from evaluation.services.outbound import connect_refusal
-from tests.evaluation.judges.test_providers import config, spec, the_input
+from tests.evaluation.judges.test_providers import _run, config, spec, the_input
 from tests.fixtures.fake_llm import FakeLLM
 
 
@@ -52,7 +50,7 @@ def test_the_async_client_refuses_alike(fake_llm: FakeLLM) -> None:
             await allowed.aclose()
             await rebound.aclose()
 
-    ok, refused = asyncio.run(both())
+    ok, refused = _run(both())
     assert ok.error is None
     assert refused.error is not None and "localhost resolves to an internal address" in refused.error
     assert len(fake_llm.requests) == 1
