@@ -4,7 +4,7 @@ Pure Python (no Django): turns the body of an OTLP/HTTP ``ExportTraceServiceRequ
 (protobuf or OTLP-JSON) into a list of dicts shaped exactly like the items of
 ``POST /api/v1/traces`` (see shared/API.md), so the OTLP endpoint can hand them to the
 same ingestion service as the REST API (``otlp_parse``). The endpoint itself takes each
-trace's spans apart as tuples (``otlp_map``), and stores them as span rows directly.
+trace's spans apart as records (``otlp_map``), and stores them as span rows directly.
 
 Mapping rules, in short:
 
@@ -204,7 +204,7 @@ def otlp_parse(body: bytes, content_type: str, max_bytes: int = MAX_DECOMPRESSED
 def otlp_map(
     body: bytes, content_type: str, max_bytes: int = MAX_DECOMPRESSED_BYTES
 ) -> list[tuple[dict[str, Any], list[MappedSpan]]]:
-    """``otlp_parse`` with each trace's spans apart, as :class:`MappedSpan` tuples rather than dicts:
+    """``otlp_parse`` with each trace's spans apart, as :class:`MappedSpan` records rather than dicts:
     what the OTLP endpoint stores (its spans go straight to span rows, not through JSON)."""
     request = _decode(body, content_type, max_bytes)
     spans = list(_iter_spans(request))
