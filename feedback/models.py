@@ -377,7 +377,8 @@ class GenAiMessage(models.Model):
     """A message of a GenAI log event (OTLP logs: prompt, completion, ...), tied to its span by OTel ids.
 
     Kept whether or not its trace has arrived; the trace's input and output are filled from these
-    when the trace is known (feedback.services.otlp_logs), in either arrival order.
+    when the trace is known (feedback.services.otlp_logs), in either arrival order. A join buffer, not
+    a record: kept settings.GENAI_MESSAGE_RETENTION_DAYS after arrival, then deleted by a daily sweep.
     """
 
     record_key = models.CharField(max_length=32)  # hash of the record: a resent export is stored once
@@ -392,4 +393,8 @@ class GenAiMessage(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["record_key"], name="genai_message_once")]
-        indexes = [models.Index(fields=["otel_trace_id"], name="genai_message_trace")]
+        indexes = [
+            models.Index(fields=["otel_trace_id"], name="genai_message_trace"),
+            # The retention sweep deletes the oldest first (feedback.services.otlp_logs.genai_messages_prune).
+            models.Index(fields=["received_at"], name="genai_message_received"),
+        ]

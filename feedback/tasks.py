@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from celery import shared_task
+from django.conf import settings
 from django.db import connection
 
 from feedback import services
 from feedback.rollups import rollups_refresh
+from feedback.services.shared import utc_now
 from tenants.selectors import organizations_each
 
 
@@ -32,6 +36,14 @@ def rollups_sweep() -> int:
             schedule_rollups(organization.schema_name)
             sent += 1
     return sent
+
+
+@shared_task(time_limit=1800, soft_time_limit=1740, expires=3600)
+def genai_messages_prune_sweep() -> int:
+    """Beat, daily: delete the GenAI log messages received more than GENAI_MESSAGE_RETENTION_DAYS ago,
+    organization by organization; how many in all."""
+    before = utc_now() - timedelta(days=settings.GENAI_MESSAGE_RETENTION_DAYS)
+    return sum(services.genai_messages_prune(before=before) for _ in organizations_each())
 
 
 def schedule_rollups(schema_name: str) -> None:

@@ -196,6 +196,11 @@ if BUDGET_CHECK_RATE_PER_SECOND <= 0 or BUDGET_CHECK_RATE_BURST < 1:
 if API_RATE_LIMIT_PER_SECOND <= 0 or API_RATE_LIMIT_BURST < 1:
     raise ImproperlyConfigured("CANDOR_API_RATE_PER_SECOND must be above 0 and CANDOR_API_RATE_BURST at least 1.")
 API_MAX_BODY_BYTES = 5 * 1024 * 1024
+# GenAI messages of OTLP log events wait this long for their trace's spans, then a daily sweep deletes
+# them (feedback.services.otlp_logs.genai_messages_prune; a trace keeps the text it took from them).
+GENAI_MESSAGE_RETENTION_DAYS = int(env("CANDOR_GENAI_MESSAGE_RETENTION_DAYS", "7"))
+if GENAI_MESSAGE_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured("CANDOR_GENAI_MESSAGE_RETENTION_DAYS must be at least 1 (days).")
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES + 1024 * 1024
 
 
@@ -310,6 +315,12 @@ CELERY_BEAT_SCHEDULE.update(
         "drift-daily": {
             "task": "evaluation.tasks.drift_daily",
             "schedule": _crontab(minute="15", hour="3"),
+            "options": {"expires": 3600},
+        },
+        # GenAI log messages past their retention (GENAI_MESSAGE_RETENTION_DAYS), every organization's.
+        "genai-messages-prune": {
+            "task": "feedback.tasks.genai_messages_prune_sweep",
+            "schedule": _crontab(minute="40", hour="2"),
             "options": {"expires": 3600},
         },
         "digest-weekly": {

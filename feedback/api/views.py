@@ -184,7 +184,10 @@ class OtlpLogsApi(TenantApi):
             notes.append(f"{parsed.rejected - len(parsed.reasons)} more refused")
         if result.waiting:
             # Not an error: kept, and joined when the trace's spans arrive.
-            notes.append(f"{result.waiting} GenAI messages wait for their trace's spans (kept)")
+            notes.append(
+                f"{result.waiting} GenAI messages wait for their trace's spans "
+                f"(kept {settings.GENAI_MESSAGE_RETENTION_DAYS} days)"
+            )
         payload, media_type = otlp_logs_response(content_type, parsed.rejected, "; ".join(notes)[:2000])
         return HttpResponse(payload, content_type=media_type, status=200)
 

@@ -15,6 +15,7 @@ The names below are the package's public surface; import them from here.
 from feedback.services.features import feature_segments_set, feature_value_set
 from feedback.services.feedback_events import feedback_ingest
 from feedback.services.otlp import otlp_ingest
+from feedback.services.otlp_logs import genai_messages_prune
 from feedback.services.outcomes import outcomes_ingest
 from feedback.services.prices import model_price_create
 from feedback.services.shared import BatchCompleteness, IngestResult, on_rollups_dirty
@@ -26,6 +27,7 @@ __all__ = [
     "feature_segments_set",
     "feature_value_set",
     "feedback_ingest",
+    "genai_messages_prune",
     "model_price_create",
     "on_rollups_dirty",
     "otlp_ingest",

@@ -9,6 +9,10 @@ log batch and a span batch of one trace committing at the same moment cannot bot
 A trace's input is the user messages of its first LLM call (the span whose messages came first),
 its output the choices of its last: the same rule the span attributes follow (feedback.otlp).
 Text the trace got from its spans' attributes (or the REST API) is never replaced by log text.
+
+Messages are a join buffer, not a record (nothing shows them but their trace's text): a daily sweep
+deletes those received more than settings.GENAI_MESSAGE_RETENTION_DAYS ago (``genai_messages_prune``).
+A trace keeps the text it took from them; spans arriving later than that find no messages waiting.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -80,6 +85,33 @@ def otlp_logs_ingest(*, messages: Sequence[GenAiMessage]) -> LogsIngestResult:
         joined = _fill(cursor, sorted({otel for _, otel in inserted}), new_ids)
     waiting = sum(1 for _, otel in inserted if otel not in joined)
     return LogsIngestResult(stored=len(inserted), duplicates=len(messages) - len(inserted), waiting=waiting)
+
+
+# Oldest first, by the arrival index; a batch a transaction, so the sweep never holds many rows locked.
+_PRUNE = """
+DELETE FROM feedback_genaimessage WHERE id IN (
+    SELECT id FROM feedback_genaimessage WHERE received_at < %s ORDER BY received_at LIMIT %s
+)
+"""
+
+
+def genai_messages_prune(*, before: datetime, batch: int = 10_000) -> int:
+    """Delete the messages received before ``before`` (in this organization's schema); how many.
+
+    Joined messages have given their trace its text already; a message whose trace never came (a span
+    exporter that was off, a sampled-out trace) has nothing left to join. A later log batch of a pruned
+    trace is stored again and joins as any log does: text from log events is replaced only where it
+    is empty or was the same log text before.
+    """
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            cursor = raw_cursor()
+            cursor.execute(_PRUNE, [before, batch])
+            count = cursor.rowcount
+        deleted += count
+        if count < batch:
+            return deleted
 
 
 def otel_lock(cursor: Any, otel_trace_ids: Iterable[str], *, shared: Iterable[str] = ()) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import requests
+from django.conf import settings
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
@@ -106,7 +107,8 @@ def test_a_log_before_its_span_is_kept_then_joined(live: LiveServer, org_a: Org,
     spans = genai_trace(trace_id)
     answer = post_logs(live, org_a.secret_key, call_logs(llm_spans(spans)[0], "Where is my parcel?", "Tuesday."))
     assert answer.partial_success.rejected_log_records == 0
-    assert "3 GenAI messages wait for their trace's spans (kept)" in answer.partial_success.error_message
+    kept = f"3 GenAI messages wait for their trace's spans (kept {settings.GENAI_MESSAGE_RETENTION_DAYS} days)"
+    assert kept in answer.partial_success.error_message
 
     post_spans(live, org_a.secret_key, spans)
     body = stored(live, org_a, trace_id)
