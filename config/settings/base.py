@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import quote
 
@@ -196,6 +197,11 @@ if BUDGET_CHECK_RATE_PER_SECOND <= 0 or BUDGET_CHECK_RATE_BURST < 1:
 if API_RATE_LIMIT_PER_SECOND <= 0 or API_RATE_LIMIT_BURST < 1:
     raise ImproperlyConfigured("CANDOR_API_RATE_PER_SECOND must be above 0 and CANDOR_API_RATE_BURST at least 1.")
 API_MAX_BODY_BYTES = 5 * 1024 * 1024
+# PostgreSQL's work_mem for the reports that aggregate raw traces (drift): their sorts and hashes spill
+# to disk past it. Per query node and connection: raise it with care on a small database server.
+REPORT_WORK_MEM = env("CANDOR_REPORT_WORK_MEM", "64MB")
+if not re.fullmatch(r"[1-9][0-9]{0,6}(kB|MB|GB)", REPORT_WORK_MEM):
+    raise ImproperlyConfigured("CANDOR_REPORT_WORK_MEM must be a size such as 64MB (kB, MB or GB).")
 # GenAI messages of OTLP log events wait this long for their trace's spans, then a daily sweep deletes
 # them (feedback.services.otlp_logs.genai_messages_prune; a trace keeps the text it took from them).
 GENAI_MESSAGE_RETENTION_DAYS = int(env("CANDOR_GENAI_MESSAGE_RETENTION_DAYS", "7"))

@@ -3,6 +3,7 @@ evaluation.services.{experiments,drift,alerts,digest} do the work."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.contrib import messages
@@ -127,10 +128,15 @@ def drift_index(request: HttpRequest) -> HttpResponse:
 
 
 def drift_page(request: HttpRequest, key: str) -> HttpResponse:
+    """By default today's snapshot (default windows, stored once a day; "Recompute" posts here for a
+    fresh one); windows of one's own are computed on the spot."""
     try:
         feature = feature_get(key)
     except ReportError:
         raise Http404("No such feature.") from None
+    if request.method == "POST":
+        drift_services.drift_snapshot_today(feature=feature, refresh=True)
+        return redirect(org_url(request, "evaluation:drift", feature.key))
     error = None
     params = dict(drift_services.DEFAULTS)
     for name in params:
@@ -150,7 +156,12 @@ def drift_page(request: HttpRequest, key: str) -> HttpResponse:
         baseline, current = drift_services.drift_windows(
             days=params["days"], baseline_days=params["baseline_days"], gap_days=params["gap_days"]
         )
-    result = drift_services.feature_drift(feature=feature, baseline=baseline, current=current)
+    as_of = None
+    if params == drift_services.DEFAULTS and error is None:
+        result = drift_services.drift_snapshot_today(feature=feature).result
+        as_of = datetime.fromisoformat(result["computed_at"])
+    else:
+        result = drift_services.feature_drift(feature=feature, baseline=baseline, current=current)
     return TemplateResponse(
         request,
         "evaluation/drift.html",
@@ -162,6 +173,7 @@ def drift_page(request: HttpRequest, key: str) -> HttpResponse:
             "error": error,
             "baseline": baseline,
             "current": current,
+            "as_of": as_of,
         },
     )
 

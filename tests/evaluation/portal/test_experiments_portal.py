@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.test import Client
 
-from evaluation.models import Alert, AlertRule, Experiment, NotificationChannel
+from evaluation.models import Alert, AlertRule, DriftSnapshot, Experiment, NotificationChannel
 from evaluation.services.alerts import alerts_evaluate
 from evaluation.services.experiments import experiment_create
 from feedback.models import Feature
@@ -146,3 +146,37 @@ def test_bad_numbers_in_forms_are_messages_not_errors(owner_a: Client, org_a, se
 
 def test_nul_in_the_api_key_path_is_a_404(client_a: Client) -> None:
     assert client_a.get("/api/v1/experiments/a%00b").status_code == 404
+
+
+def _thumbs_down(snapshot: DriftSnapshot) -> dict:  # type: ignore[type-arg]
+    return next(rate for rate in snapshot.result["rates"] if rate["metric"] == "thumbs_down_share")
+
+
+def test_the_drift_page_shows_todays_snapshot_until_someone_recomputes(owner_a: Client, org_a, seeded: dict) -> None:  # type: ignore[no-untyped-def,type-arg]
+    url = org_a.url(f"drift/{seeded['feature']}/")
+    first = owner_a.get(url)
+    assert b'data-testid="drift-as-of"' in first.content and b"Recompute now" in first.content
+    with in_tenant(org_a):
+        stored = DriftSnapshot.objects.get(feature__key=seeded["feature"], day=datetime.now(UTC).date())
+        # More traffic lands in the current window after the snapshot.
+        ingest(*traffic(feature=seeded["feature"], start=NOW - timedelta(hours=5), hours=4, count=400,
+                        rng=random.Random(9), thumbs_down=lambda t: 0.9))  # fmt: skip
+    before = _thumbs_down(stored)
+    again = owner_a.get(url).content.decode()  # the stored snapshot, not a new computation
+    assert f"n {before['baseline_n']:.0f} → {before['current_n']:.0f};" in again
+    with in_tenant(org_a):
+        assert DriftSnapshot.objects.get(id=stored.id).result == stored.result
+    # Windows of one's own are computed on the spot, with the new traffic.
+    custom = owner_a.get(url, {"days": "7", "baseline_days": "14", "gap_days": "6"}).content.decode()
+    assert b'data-testid="drift-as-of"' not in custom.encode()
+
+    after = owner_a.post(url)
+    assert after.status_code == 302 and after["Location"] == url
+    with in_tenant(org_a):
+        fresh = DriftSnapshot.objects.get(id=stored.id)
+    assert fresh.result["computed_at"] > stored.result["computed_at"]
+    now_n = _thumbs_down(fresh)["current_n"]
+    assert now_n > before["current_n"]
+    assert f"→ {now_n:.0f};" in custom  # the on-the-spot page counted the new traffic too
+    page = owner_a.get(url).content.decode()
+    assert f"n {before['baseline_n']:.0f} → {now_n:.0f};" in page
