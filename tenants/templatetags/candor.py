@@ -23,3 +23,9 @@ def ourl(context: dict[str, Any], name: str, *args: Any) -> str:
     """{% ourl 'feedback:trace-list' %} -> /o/<current org>/traces/"""
     request = context["request"]
     return reverse(name, args=(request.tenant.slug, *args))
+
+
+@register.filter(name="words")
+def words_filter(key: str) -> str:
+    """{{ "keep_running"|words }} -> "keep running": an identifier shown as words."""
+    return str(key).replace("_", " ")

@@ -25,6 +25,7 @@ def test_plan_page_without_stripe_and_setting_the_cap(db: None, org_a: Org, owne
     page = owner_a.get(org_a.url("billing/"))
     assert page.status_code == 200
     assert b"Stripe is not configured" in page.content and b"$10.00" in page.content
+    assert b" judge runs included" in page.content  # the meter named in words
     below = owner_a.post(org_a.url("billing/"), {"monthly_cap_usd": "5"})
     assert below.status_code == 200 and b"already $10.00" in below.content
     assert owner_a.post(org_a.url("billing/"), {"monthly_cap_usd": "12"}).status_code == 302
