@@ -111,7 +111,9 @@ class Trace(models.Model):
             models.Index(fields=["feature", "day"]),
             models.Index(fields=["-started_at", "-id"], name="trace_recent"),
             models.Index(fields=["prompt_version", "day"]),
-            models.Index(fields=["customer_id", "day"]),
+            # A customer's traces newest first (the explorer's customer filter, TraceScope's customer and time
+            # range): read in order, a customer with few traces is a few index pages, not a walk of every trace.
+            models.Index(fields=["customer_id", "-started_at", "-id"], name="trace_customer_recent"),
             models.Index(fields=["session_id"]),
             # jsonb_path_ops serves containment (metadata @> {"auth": "sso"}) and is compact.
             GinIndex(fields=["metadata"], name="trace_metadata_gin", opclasses=["jsonb_path_ops"]),
