@@ -113,7 +113,8 @@ def test_every_page_and_action_is_404_for_another_organization(seeded: dict, org
         assert_cross_tenant_404(other, org_a.url(path))
     for path in pages:  # org A's objects asked for inside org B
         assert_cross_tenant_404(other, org_b.url(path))
-    for path in (f"experiments/{seeded['experiment']}/stop", f"alerts/rules/{seeded['rule']}/toggle"):
+    for path in (f"experiments/{seeded['experiment']}/stop", f"alerts/rules/{seeded['rule']}/toggle",
+                 f"drift/{seeded['feature']}/"):  # fmt: skip
         assert_cross_tenant_404(other, org_b.url(path), method="post")
         assert_cross_tenant_404(other, org_a.url(path), method="post")
 
