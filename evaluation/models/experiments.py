@@ -184,3 +184,17 @@ class Delivery(models.Model):
             models.UniqueConstraint(fields=["alert", "channel", "event"], name="delivery_alert_channel_event")
         ]
         indexes = [models.Index(fields=["status", "next_attempt_at"], name="delivery_due")]
+
+
+class DigestDelivery(models.Model):
+    """The weekly digest to one recipient: claimed before the email goes out, so a retried or repeated
+    send (a redelivered task, a second beat) mails nobody twice. A claim not marked sent within the
+    lease (a worker killed mid-send) may be taken again (evaluation.services.digest)."""
+
+    week = models.DateField()  # the digest window's end (a Monday, UTC)
+    email = models.CharField(max_length=254)
+    claimed_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["week", "email"], name="digest_once_per_week")]

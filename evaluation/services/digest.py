@@ -4,7 +4,7 @@ alerts opened and resolved; rendered as a plain-language email to each PM of the
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -12,7 +12,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.db import connection
 from django.template.loader import render_to_string
 
-from evaluation.models import Alert, DriftSnapshot
+from evaluation.models import Alert, DigestDelivery, DriftSnapshot
 from evaluation.reports.selectors import Window, overview
 from evaluation.services.drift import top_cause
 from evaluation.services.experiments import experiments_list
@@ -112,12 +112,38 @@ def digest_recipients(organization: Organization) -> list[str]:
 
 
 def digest_send(*, organization: Organization, now: datetime | None = None, base_url: str = "") -> int:
-    """One email per recipient; returns how many were sent."""
+    """One email per recipient and week, however often this runs (a redelivered task, a second beat);
+    returns how many were sent now. A send that fails leaves its recipient to the next run."""
+    now = now or utc_now()
     digest = digest_build(now=now)
+    week = digest["window"].until.date()
     subject, text, html = digest_render(digest, base_url=base_url)
     sent = 0
     for email in digest_recipients(organization):
+        if not _claim(week, email, now):
+            continue  # sent already this week, or being sent this moment
         message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [email])
         message.attach_alternative(html, "text/html")
-        sent += message.send()
+        try:
+            delivered = message.send()
+        except Exception:
+            DigestDelivery.objects.filter(week=week, email=email, sent_at__isnull=True).delete()
+            raise
+        DigestDelivery.objects.filter(week=week, email=email).update(sent_at=utc_now())
+        sent += delivered
     return sent
+
+
+# A claim this old and not marked sent is a send that died (its worker killed between claim and mark).
+DIGEST_LEASE = timedelta(minutes=10)
+
+
+def _claim(week: date, email: str, now: datetime) -> bool:
+    """This run's claim on the week's digest to ``email``: a new one, or a dead send's past its lease."""
+    _, created = DigestDelivery.objects.get_or_create(week=week, email=email, defaults={"claimed_at": now})
+    if created:
+        return True
+    stale = DigestDelivery.objects.filter(
+        week=week, email=email, sent_at__isnull=True, claimed_at__lt=now - DIGEST_LEASE
+    )
+    return stale.update(claimed_at=now) == 1

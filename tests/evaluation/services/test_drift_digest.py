@@ -4,14 +4,16 @@ the daily snapshot, and the weekly digest email and its recipients."""
 from __future__ import annotations
 
 import random
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from smtplib import SMTPException
 from typing import Any
 
 import numpy as np
 import pytest
+from django.core.mail.backends.base import BaseEmailBackend
 
-from evaluation.models import DriftSnapshot
-from evaluation.services.digest import digest_build, digest_render, digest_send
+from evaluation.models import DigestDelivery, DriftSnapshot
+from evaluation.services.digest import DIGEST_LEASE, digest_build, digest_render, digest_send
 from evaluation.services.drift import drift_snapshot_store, drift_windows, feature_drift, top_cause
 from evaluation.stats.drift import ks_shift, psi
 from feedback.models import Feature
@@ -114,3 +116,49 @@ def test_snapshot_and_weekly_digest_to_the_pms(db: None, org_a, mailoutbox: list
     assert sent == 1 and mailoutbox[0].to == ["pm-digest@org-alpha.test"]
     assert mailoutbox[0].subject == subject and "Candor weekly" in subject
     assert mailoutbox[0].alternatives[0][0] == html and "Most-edited outputs" in html
+
+
+class RefusingBackend(BaseEmailBackend):
+    """An SMTP server that refuses every message (for now)."""
+
+    def send_messages(self, email_messages: Any) -> int:
+        raise SMTPException("421 service not available, try again later")
+
+
+def _to(mailoutbox: list[Any], email: str) -> int:
+    return sum(1 for message in mailoutbox if message.to == [email])
+
+
+def test_the_digest_reaches_each_pm_once_a_week_however_often_it_runs(db: None, org_a, mailoutbox: list[Any]) -> None:  # type: ignore[no-untyped-def]
+    pm = "pm-once@org-alpha.test"
+    monday = datetime(2025, 7, 7, 8, tzinfo=UTC)
+    with in_tenant(org_a):
+        member_ensure(organization=org_a.organization, email=pm, password="x" * 12, role="pm")
+        digest_send(organization=org_a.organization, now=monday)
+        digest_send(organization=org_a.organization, now=monday)  # a redelivered task, a second beat
+        assert _to(mailoutbox, pm) == 1
+        digest_send(organization=org_a.organization, now=monday + timedelta(days=7))  # next week's
+        assert _to(mailoutbox, pm) == 2
+        assert DigestDelivery.objects.filter(email=pm, sent_at__isnull=False).count() == 2
+
+
+def test_a_failed_or_dead_send_is_sent_by_the_next_run(db: None, org_a, mailoutbox: list[Any], settings) -> None:  # type: ignore[no-untyped-def]
+    pm = "pm-retry@org-alpha.test"
+    monday = datetime(2025, 7, 14, 8, tzinfo=UTC)
+    week = date(2025, 7, 14)
+    with in_tenant(org_a):
+        member_ensure(organization=org_a.organization, email=pm, password="x" * 12, role="pm")
+        settings.EMAIL_BACKEND = f"{__name__}.RefusingBackend"
+        with pytest.raises(SMTPException):
+            digest_send(organization=org_a.organization, now=monday)
+        assert not DigestDelivery.objects.filter(week=week, email=pm).exists()  # nothing claims it any more
+        settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+        digest_send(organization=org_a.organization, now=monday + timedelta(minutes=5))
+        assert _to(mailoutbox, pm) == 1
+        # A worker killed between its claim and the mail: the claim holds for the lease, then it is retaken.
+        DigestDelivery.objects.filter(week=week).delete()
+        DigestDelivery.objects.create(week=week, email=pm, claimed_at=monday)
+        digest_send(organization=org_a.organization, now=monday + DIGEST_LEASE - timedelta(seconds=1))
+        assert _to(mailoutbox, pm) == 1
+        digest_send(organization=org_a.organization, now=monday + DIGEST_LEASE + timedelta(seconds=1))
+        assert _to(mailoutbox, pm) == 2
