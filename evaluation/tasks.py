@@ -7,6 +7,7 @@ from celery import shared_task
 
 from evaluation.selectors import pending_scores_exist
 from evaluation.services.backfill import backfills_settle
+from evaluation.services.digest import DigestNotSent
 from evaluation.services.runs import scores_run
 from evaluation.services.sampling import sampling_sweep, scores_join
 from tenants.schema import current_schema
@@ -129,8 +130,12 @@ def drift_daily() -> int:
     return sent
 
 
-@shared_task(time_limit=600, soft_time_limit=540, expires=3600)
+@shared_task(
+    time_limit=600, soft_time_limit=540, expires=3600, autoretry_for=(DigestNotSent,), retry_backoff=120,
+    retry_backoff_max=1200, max_retries=4,
+)  # fmt: skip
 def digest_send_task() -> int:
+    """This organization's weekly digest; recipients whose email failed are retried (the sent are not)."""
     from django.db import connection
 
     from evaluation.services.digest import digest_send

@@ -191,7 +191,7 @@ class DigestDelivery(models.Model):
     send (a redelivered task, a second beat) mails nobody twice. A claim not marked sent within the
     lease (a worker killed mid-send) may be taken again (evaluation.services.digest)."""
 
-    week = models.DateField()  # the digest window's end (a Monday, UTC)
+    week = models.DateField()  # the Monday (UTC) of the week it was sent in
     email = models.CharField(max_length=254)
     claimed_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)

@@ -5,6 +5,7 @@ alerts opened and resolved; rendered as a plain-language email to each PM of the
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from smtplib import SMTPException
 from typing import Any
 
 from django.conf import settings
@@ -111,26 +112,39 @@ def digest_recipients(organization: Organization) -> list[str]:
     return organization_member_emails(organization.id, "pm") or organization_member_emails(organization.id, "owner")
 
 
+class DigestNotSent(RuntimeError):
+    """Some recipients' digest could not be sent this run: the next run (the task's retry) sends it."""
+
+
 def digest_send(*, organization: Organization, now: datetime | None = None, base_url: str = "") -> int:
-    """One email per recipient and week, however often this runs (a redelivered task, a second beat);
-    returns how many were sent now. A send that fails leaves its recipient to the next run."""
+    """One email per recipient and week (the ISO week ``now`` falls in), however often this runs: a
+    redelivered task, a second beat, a rerun later in the week. Returns how many were sent now. A
+    recipient whose email fails is left to the next run, the others are still sent; then
+    :class:`DigestNotSent` says who failed."""
     now = now or utc_now()
     digest = digest_build(now=now)
-    week = digest["window"].until.date()
+    today = now.astimezone(UTC).date()
+    week = today - timedelta(days=today.weekday())  # its Monday
     subject, text, html = digest_render(digest, base_url=base_url)
     sent = 0
+    failed: list[str] = []
     for email in digest_recipients(organization):
-        if not _claim(week, email, now):
+        claim = _claim(week, email)
+        if claim is None:
             continue  # sent already this week, or being sent this moment
         message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [email])
         message.attach_alternative(html, "text/html")
         try:
             delivered = message.send()
-        except Exception:
-            DigestDelivery.objects.filter(week=week, email=email, sent_at__isnull=True).delete()
-            raise
-        DigestDelivery.objects.filter(week=week, email=email).update(sent_at=utc_now())
+        except (OSError, SMTPException) as exc:  # smtplib's errors, refused or dropped connections
+            # Only this run's claim: a claim another run retook meanwhile is that run's.
+            DigestDelivery.objects.filter(week=week, email=email, sent_at__isnull=True, claimed_at=claim).delete()
+            failed.append(f"{email}: {exc}")
+            continue
+        DigestDelivery.objects.filter(week=week, email=email, claimed_at=claim).update(sent_at=utc_now())
         sent += delivered
+    if failed:
+        raise DigestNotSent(f"digest not sent to {len(failed)} recipient(s): " + "; ".join(failed)[:1000])
     return sent
 
 
@@ -138,12 +152,14 @@ def digest_send(*, organization: Organization, now: datetime | None = None, base
 DIGEST_LEASE = timedelta(minutes=10)
 
 
-def _claim(week: date, email: str, now: datetime) -> bool:
-    """This run's claim on the week's digest to ``email``: a new one, or a dead send's past its lease."""
-    _, created = DigestDelivery.objects.get_or_create(week=week, email=email, defaults={"claimed_at": now})
+def _claim(week: date, email: str) -> datetime | None:
+    """This run's claim on the week's digest to ``email`` (a new one, or a dead send's past its lease),
+    stamped with the clock at the claim; None when another run has it or it went out."""
+    stamp = utc_now()
+    _, created = DigestDelivery.objects.get_or_create(week=week, email=email, defaults={"claimed_at": stamp})
     if created:
-        return True
+        return stamp
     stale = DigestDelivery.objects.filter(
-        week=week, email=email, sent_at__isnull=True, claimed_at__lt=now - DIGEST_LEASE
+        week=week, email=email, sent_at__isnull=True, claimed_at__lt=stamp - DIGEST_LEASE
     )
-    return stale.update(claimed_at=now) == 1
+    return stamp if stale.update(claimed_at=stamp) == 1 else None
