@@ -134,9 +134,6 @@ def drift_page(request: HttpRequest, key: str) -> HttpResponse:
         feature = feature_get(key)
     except ReportError:
         raise Http404("No such feature.") from None
-    if request.method == "POST":
-        drift_services.drift_snapshot_today(feature=feature, refresh=True)
-        return redirect(org_url(request, "evaluation:drift", feature.key))
     error = None
     params = dict(drift_services.DEFAULTS)
     for name in params:
@@ -157,7 +154,7 @@ def drift_page(request: HttpRequest, key: str) -> HttpResponse:
             days=params["days"], baseline_days=params["baseline_days"], gap_days=params["gap_days"]
         )
     as_of = None
-    if params == drift_services.DEFAULTS and error is None:
+    if params == drift_services.DEFAULTS:  # asked for, or what a bad window falls back to
         result = drift_services.drift_snapshot_today(feature=feature).result
         as_of = datetime.fromisoformat(result["computed_at"])
     else:
@@ -176,6 +173,19 @@ def drift_page(request: HttpRequest, key: str) -> HttpResponse:
             "as_of": as_of,
         },
     )
+
+
+@require_POST
+@role_required("pm")
+def drift_recompute(request: HttpRequest, key: str) -> HttpResponse:
+    """Today's snapshot again, with the traces since the last one (at most once a minute: seconds of
+    aggregation on a busy feature)."""
+    try:
+        feature = feature_get(key)
+    except ReportError:
+        raise Http404("No such feature.") from None
+    drift_services.drift_snapshot_today(feature=feature, refresh=True)
+    return redirect(org_url(request, "evaluation:drift", feature.key))
 
 
 # --- alerts --------------------------------------------------------------------------------------------
@@ -272,6 +282,7 @@ urlpatterns: list[URLPattern] = [
     path("experiments/<str:key>/", experiment_page, name="experiment-detail"),
     path("experiments/<str:key>/stop", experiment_stop_view, name="experiment-stop"),
     path("drift/", drift_index, name="drift-index"),
+    path("drift/<path:key>/recompute", drift_recompute, name="drift-recompute"),
     path("drift/<path:key>/", drift_page, name="drift"),
     path("alerts/", alerts_page, name="alerts"),
     path("alerts/<int:alert_id>/", alert_page, name="alert-detail"),

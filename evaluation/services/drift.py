@@ -304,13 +304,19 @@ def drift_snapshot_store(*, feature: Feature, today: date | None = None) -> Drif
 
 def drift_snapshot_today(*, feature: Feature, refresh: bool = False) -> DriftSnapshot:
     """Today's snapshot (the default windows): the stored one, else, or when ``refresh``, computed and
-    stored now. What the drift page shows by default: seconds of aggregation at a few hundred thousand
-    traces a week, paid once a day (the beat's, or the first view's) or when someone asks for it again."""
-    if not refresh:
-        snapshot = DriftSnapshot.objects.filter(feature=feature, day=utc_now().date()).first()
-        if snapshot is not None:
+    stored now (a refresh within RECOMPUTE_EVERY of the last computation returns that one). What the drift
+    page shows by default: seconds of aggregation at a few hundred thousand traces a week, paid once a
+    day (the beat's, or the first view's) or when someone asks for it again."""
+    snapshot = DriftSnapshot.objects.filter(feature=feature, day=utc_now().date()).first()
+    if snapshot is not None:
+        computed = datetime.fromisoformat(snapshot.result["computed_at"])
+        if not refresh or utc_now() - computed < RECOMPUTE_EVERY:
             return snapshot
     return drift_snapshot_store(feature=feature)
+
+
+# A recompute asked for within this long of the last computation returns that one.
+RECOMPUTE_EVERY = timedelta(minutes=1)
 
 
 def drift_snapshots_daily(*, today: date | None = None) -> int:

@@ -13,6 +13,7 @@ from evaluation.models import Alert, AlertRule, DriftSnapshot, Experiment, Notif
 from evaluation.services.alerts import alerts_evaluate
 from evaluation.services.experiments import experiment_create
 from feedback.models import Feature
+from tenants.services import member_ensure
 from tests.evaluation.experiments_seed import ingest, new_feature, traffic
 from tests.fixtures.organizations import in_tenant, unique
 from tests.helpers import assert_cross_tenant_404
@@ -114,7 +115,7 @@ def test_every_page_and_action_is_404_for_another_organization(seeded: dict, org
     for path in pages:  # org A's objects asked for inside org B
         assert_cross_tenant_404(other, org_b.url(path))
     for path in (f"experiments/{seeded['experiment']}/stop", f"alerts/rules/{seeded['rule']}/toggle",
-                 f"drift/{seeded['feature']}/"):  # fmt: skip
+                 f"drift/{seeded['feature']}/recompute"):  # fmt: skip
         assert_cross_tenant_404(other, org_b.url(path), method="post")
         assert_cross_tenant_404(other, org_a.url(path), method="post")
 
@@ -171,7 +172,15 @@ def test_the_drift_page_shows_todays_snapshot_until_someone_recomputes(owner_a: 
     custom = owner_a.get(url, {"days": "7", "baseline_days": "14", "gap_days": "6"}).content.decode()
     assert b'data-testid="drift-as-of"' not in custom.encode()
 
-    after = owner_a.post(url)
+    recompute = org_a.url(f"drift/{seeded['feature']}/recompute")
+    assert owner_a.post(recompute).status_code == 302  # within a minute of the last computation: that one
+    with in_tenant(org_a):
+        assert DriftSnapshot.objects.get(id=stored.id).result == stored.result
+        # A minute on, Recompute computes again.
+        aged = {**stored.result, "computed_at": (datetime.now(UTC) - timedelta(minutes=2)).isoformat()}
+        DriftSnapshot.objects.filter(id=stored.id).update(result=aged)
+        stored.result = aged
+    after = owner_a.post(recompute)
     assert after.status_code == 302 and after["Location"] == url
     with in_tenant(org_a):
         fresh = DriftSnapshot.objects.get(id=stored.id)
@@ -181,3 +190,14 @@ def test_the_drift_page_shows_todays_snapshot_until_someone_recomputes(owner_a: 
     assert f"→ {now_n:.0f};" in custom  # the on-the-spot page counted the new traffic too
     page = owner_a.get(url).content.decode()
     assert f"n {before['baseline_n']:.0f} → {now_n:.0f};" in page
+
+
+def test_only_a_pm_or_above_recomputes_the_drift_snapshot(db: None, org_a, seeded: dict) -> None:  # type: ignore[no-untyped-def,type-arg]
+    viewer = Client()
+    viewer.force_login(member_ensure(organization=org_a.organization, email=f"{unique('v')}@org-alpha.test",
+                                     password="x" * 12, role="viewer").user)  # fmt: skip
+    page = viewer.get(org_a.url(f"drift/{seeded['feature']}/"))
+    assert page.status_code == 200 and b'data-testid="drift-as-of"' in page.content
+    assert b"Recompute now" not in page.content
+    assert viewer.post(org_a.url(f"drift/{seeded['feature']}/recompute")).status_code == 403
+    assert viewer.get(org_a.url(f"drift/{seeded['feature']}/recompute")).status_code in (403, 405)
