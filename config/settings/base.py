@@ -204,9 +204,10 @@ if not re.fullmatch(r"[1-9][0-9]{0,6}(kB|MB|GB)", REPORT_WORK_MEM):
     raise ImproperlyConfigured("CANDOR_REPORT_WORK_MEM must be a size such as 64MB (kB, MB or GB).")
 # GenAI messages of OTLP log events wait this long for their trace's spans, then a daily sweep deletes
 # them (feedback.services.otlp_logs.genai_messages_prune; a trace keeps the text it took from them).
-GENAI_MESSAGE_RETENTION_DAYS = int(env("CANDOR_GENAI_MESSAGE_RETENTION_DAYS", "7"))
-if GENAI_MESSAGE_RETENTION_DAYS < 1:
-    raise ImproperlyConfigured("CANDOR_GENAI_MESSAGE_RETENTION_DAYS must be at least 1 (days).")
+_retention = env("CANDOR_GENAI_MESSAGE_RETENTION_DAYS", "7")
+if not _retention.isdigit() or int(_retention) < 1:
+    raise ImproperlyConfigured("CANDOR_GENAI_MESSAGE_RETENTION_DAYS must be a whole number of days, at least 1.")
+GENAI_MESSAGE_RETENTION_DAYS = int(_retention)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES + 1024 * 1024
 
 

@@ -7,7 +7,6 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('evaluation', '0007_calibration_speed'),
-        ('feedback', '0007_genai_message_retention'),
     ]
 
     operations = [

@@ -105,8 +105,7 @@ def genai_messages_prune(*, before: datetime, batch: int = 10_000) -> int:
     """
     deleted = 0
     while True:
-        with transaction.atomic():
-            cursor = raw_cursor()
+        with transaction.atomic(), raw_cursor() as cursor:
             cursor.execute(_PRUNE, [before, batch])
             count = cursor.rowcount
         deleted += count

@@ -26,6 +26,6 @@ def ourl(context: dict[str, Any], name: str, *args: Any) -> str:
 
 
 @register.filter(name="words")
-def words_filter(key: str) -> str:
-    """{{ "keep_running"|words }} -> "keep running": an identifier shown as words."""
-    return str(key).replace("_", " ")
+def words_filter(key: str | None) -> str:
+    """{{ "keep_running"|words }} -> "keep running": an identifier shown as words (nothing for None)."""
+    return "" if key is None else str(key).replace("_", " ")

@@ -100,3 +100,20 @@ def test_the_wsgi_module_sets_the_cycle_collector_for_a_web_worker(tmp_path: Pat
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["50000", "True"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("CANDOR_GENAI_MESSAGE_RETENTION_DAYS", "0", "CANDOR_GENAI_MESSAGE_RETENTION_DAYS must be a whole number"),
+        ("CANDOR_GENAI_MESSAGE_RETENTION_DAYS", "a week", "CANDOR_GENAI_MESSAGE_RETENTION_DAYS must be a whole number"),
+        ("CANDOR_REPORT_WORK_MEM", "lots", "CANDOR_REPORT_WORK_MEM must be a size"),
+    ],
+)
+def test_a_bad_setting_says_which_and_how(tmp_path: Path, variable: str, value: str, message: str) -> None:
+    result = _python(
+        "import config.settings.base", pgdata=tmp_path / "pgdata", DATABASE_URL="postgresql://c@db.invalid/c",
+        **{variable: value},
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert f"ImproperlyConfigured: {message}" in result.stderr

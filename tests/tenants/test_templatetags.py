@@ -10,3 +10,4 @@ def test_words_shows_an_identifier_as_words() -> None:
         Context({"verdict": "keep_running", "meter": "judge_runs"})
     )
     assert rendered == "KEEP RUNNING · judge runs"
+    assert Template("{% load candor %}[{{ missing|words }}]").render(Context({"missing": None})) == "[]"
