@@ -84,3 +84,26 @@ def sweep_until(predicate: Callable[[], bool], *, now: datetime | None = None) -
         calibration_sweep(now=now)
         if not predicate():
             time.sleep(0.2)
+
+
+def finished_scores_analyzed(n: int = 5000, days: int = 60) -> None:
+    """``n`` scores of the current schema, finished over the last ``days`` days (ok, a few errors and
+    pending), then ANALYZE: a table the planner knows to be big, for tests of which index a query takes
+    (on the test database's handful of rows every plan costs alike, and the pick is chance). Call it
+    inside a transaction that is rolled back."""
+    from datetime import UTC, timedelta
+
+    from django.db import connection
+
+    from evaluation.models import Score
+
+    now = datetime.now(UTC)
+    run = uuid.uuid4().hex[:8]
+    Score.objects.bulk_create(
+        Score(score_id=f"{run}-{i}", trace_id=f"{run}-t{i}", judge_id=0, judge_version_id=0,
+              status=("error", "pending", "ok", "ok", "ok")[i % 5],
+              scored_at=None if i % 5 == 1 else now - timedelta(days=days) + timedelta(days=days) * i / n)
+        for i in range(n)
+    )  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE evaluation_score")

@@ -16,7 +16,7 @@ from evaluation.services.calibration_refresh import _FROM_SCORES, SCORE_INTERVAL
 from evaluation.services.shared import utc_now
 from feedback.models import Feature
 from tests.evaluation.api.test_calibration import World, post_all, seed_world, simulate
-from tests.evaluation.helpers import sweep_until
+from tests.evaluation.helpers import finished_scores_analyzed, sweep_until
 from tests.fixtures.organizations import Org, in_tenant, unique
 from tests.fixtures.server import ApiClient, wait_for
 
@@ -273,8 +273,8 @@ def test_the_sweeps_read_of_fresh_scores_takes_the_finished_score_index(org_a: O
     params: dict[str, datetime | float] = {"due": now, "now": now, "after": now - timedelta(seconds=60), "upto": now,
               "interval": SCORE_INTERVAL.total_seconds()}  # fmt: skip
     with in_tenant(org_a), transaction.atomic(), connection.cursor() as cursor:
-        # The test database's few scores would be scanned whatever the indexes: ask as a big table would.
-        cursor.execute("SET LOCAL enable_seqscan = off")
+        finished_scores_analyzed()  # rolled back below
         cursor.execute("EXPLAIN " + _FROM_SCORES, params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
-    assert "score_finished on evaluation_score" in plan, plan
+        transaction.set_rollback(True)
+    assert "Index Scan using score_finished on evaluation_score" in plan, plan
