@@ -277,4 +277,5 @@ def test_the_sweeps_read_of_fresh_scores_takes_the_finished_score_index(org_a: O
         cursor.execute("EXPLAIN " + _FROM_SCORES, params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
         transaction.set_rollback(True)
-    assert "Index Scan using score_finished on evaluation_score" in plan, plan
+    # Straight or as a bitmap (the suite's other tests leave recent scores behind), through the index.
+    assert "Index Scan using score_finished" in plan or "Index Scan on score_finished" in plan, plan
