@@ -10,8 +10,7 @@ from evaluation.services.backfill import backfills_settle
 from evaluation.services.digest import DigestNotSent
 from evaluation.services.runs import scores_run
 from evaluation.services.sampling import sampling_sweep, scores_join
-from tenants.schema import current_schema
-from tenants.selectors import organizations_each
+from tenants.schema import current_schema, send_to_each_organization
 
 RUN_SECONDS = 50.0
 
@@ -38,11 +37,7 @@ def sampling_sweep_task() -> int:
 @shared_task(time_limit=120, expires=14)
 def judges_sweep() -> int:
     """Beat: fan out a sampling sweep (and a run of what is due) to every organization."""
-    sent = 0
-    for organization in organizations_each():
-        sampling_sweep_task.apply_async(headers={"_schema_name": organization.schema_name})
-        sent += 1
-    return sent
+    return send_to_each_organization(sampling_sweep_task)
 
 
 def schedule_scores_run(schema_name: str) -> None:
@@ -64,11 +59,7 @@ def calibration_sweep_task() -> dict[str, int]:
 @shared_task(time_limit=60, expires=14)
 def calibrations_sweep() -> int:
     """Beat: fan a calibration sweep out to every organization (the net under the nudges)."""
-    sent = 0
-    for organization in organizations_each():
-        schedule_calibration_sweep(organization.schema_name)
-        sent += 1
-    return sent
+    return send_to_each_organization(calibration_sweep_task)
 
 
 def schedule_calibration_sweep(schema_name: str, *, countdown: float = 0.0) -> None:
@@ -106,11 +97,7 @@ def deliveries_send_task() -> int:
 @shared_task(time_limit=60, expires=290)
 def alerts_sweep() -> int:
     """Beat: fan out an alert evaluation to every organization."""
-    sent = 0
-    for organization in organizations_each():
-        alerts_evaluate_task.apply_async(headers={"_schema_name": organization.schema_name})
-        sent += 1
-    return sent
+    return send_to_each_organization(alerts_evaluate_task)
 
 
 @shared_task(time_limit=1800, soft_time_limit=1700, expires=3600)
@@ -123,11 +110,7 @@ def drift_snapshots_task() -> int:
 @shared_task(time_limit=60, expires=3600)
 def drift_daily() -> int:
     """Beat, daily: each organization's drift snapshots."""
-    sent = 0
-    for organization in organizations_each():
-        drift_snapshots_task.apply_async(headers={"_schema_name": organization.schema_name})
-        sent += 1
-    return sent
+    return send_to_each_organization(drift_snapshots_task)
 
 
 @shared_task(
@@ -146,8 +129,4 @@ def digest_send_task() -> int:
 @shared_task(time_limit=60, expires=3600)
 def digest_weekly() -> int:
     """Beat, Mondays: each organization's weekly digest to its PMs."""
-    sent = 0
-    for organization in organizations_each():
-        digest_send_task.apply_async(headers={"_schema_name": organization.schema_name})
-        sent += 1
-    return sent
+    return send_to_each_organization(digest_send_task)

@@ -11,6 +11,7 @@ from django.db import connection
 from feedback import services
 from feedback.rollups import rollups_refresh
 from feedback.services.shared import utc_now
+from tenants.schema import send_to_each_organization
 from tenants.selectors import organizations_each
 
 
@@ -48,11 +49,7 @@ def genai_messages_prune_task() -> int:
 @shared_task(time_limit=120, expires=3600)
 def genai_messages_prune_sweep() -> int:
     """Beat, daily: fan a prune out to every organization (one slow organization holds up no other)."""
-    sent = 0
-    for organization in organizations_each():
-        genai_messages_prune_task.apply_async(headers={"_schema_name": organization.schema_name})
-        sent += 1
-    return sent
+    return send_to_each_organization(genai_messages_prune_task)
 
 
 def schedule_rollups(schema_name: str) -> None:

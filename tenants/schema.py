@@ -36,6 +36,17 @@ def current_schema() -> str:
     return str(_db.schema_name)
 
 
+def send_to_each_organization(task: Any) -> int:
+    """Queue the Celery ``task`` once for every organization, to run in its schema (tenant-schemas-celery
+    reads the ``_schema_name`` header): how a beat sweep fans out. Returns how many were queued."""
+    from tenants.models import Organization
+
+    schemas = list(Organization.objects.order_by("id").values_list("schema_name", flat=True))
+    for schema_name in schemas:
+        task.apply_async(headers={"_schema_name": schema_name})
+    return len(schemas)
+
+
 @contextmanager
 def in_tenant(tenant: Any) -> Iterator[None]:
     """Run a block in a tenant's schema, then return to public."""
