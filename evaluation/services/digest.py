@@ -5,7 +5,6 @@ alerts opened and resolved; rendered as a plain-language email to each PM of the
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from smtplib import SMTPException
 from typing import Any
 
 from django.conf import settings
@@ -136,7 +135,7 @@ def digest_send(*, organization: Organization, now: datetime | None = None, base
         message.attach_alternative(html, "text/html")
         try:
             delivered = message.send()
-        except (OSError, SMTPException) as exc:  # smtplib's errors, refused or dropped connections
+        except OSError as exc:  # smtplib's SMTPException is one, as are refused or dropped connections
             # Only this run's claim: a claim another run retook meanwhile is that run's.
             DigestDelivery.objects.filter(week=week, email=email, sent_at__isnull=True, claimed_at=claim).delete()
             failed.append(f"{email}: {exc}")
