@@ -22,7 +22,6 @@ Mapping rules, in short:
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import math
 import re
@@ -1008,20 +1007,25 @@ def _metadata(sources: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def _iso(unix_nano: int) -> str | None:
-    """RFC 3339 in UTC with microseconds, as datetime.isoformat writes it (at C speed)."""
+    """RFC 3339 in UTC with microseconds, as datetime.isoformat writes it; None when unset, or past what a
+    datetime holds. Assembled from cached pieces: two calls a span, profiled at 17% of the mapping when it
+    asked time.strftime (and an lru_cache) for every new second."""
     if unix_nano <= 0:
         return None  # unset: the server uses "received at"
     seconds, nanos = divmod(unix_nano, 1_000_000_000)
-    whole = _second_text(seconds)
-    return None if whole is None else f"{whole}{nanos // 1000:06d}Z"
-
-
-@functools.lru_cache(maxsize=4096)  # spans of one trace mostly start and end within the same second
-def _second_text(seconds: int) -> str | None:
-    try:
-        moment = time.gmtime(seconds)
-    except (OverflowError, OSError, ValueError):
+    if seconds > _LAST_SECOND:
         return None  # nonsense timestamp: better "received at" than a rejected trace
-    if moment.tm_year > 9999:
-        return None  # past what a datetime holds
-    return time.strftime("%Y-%m-%dT%H:%M:%S.", moment)
+    days, second_of_day = divmod(seconds, 86_400)
+    date = _DATES.get(days)
+    if date is None:
+        date = _DATES[days] = time.strftime("%Y-%m-%dT", time.gmtime(days * 86_400))
+        if len(_DATES) > 4096:  # spans of a day share one entry; a flood of odd dates must not grow it
+            _DATES.clear()
+    minute, second = divmod(second_of_day, 60)
+    return f"{date}{_MINUTES[minute]}{_SECONDS[second]}{str(1_000_000 + nanos // 1000)[1:]}Z"
+
+
+_LAST_SECOND: Final = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second a datetime holds
+_DATES: dict[int, str] = {}
+_MINUTES: Final = [f"{minute // 60:02d}:{minute % 60:02d}:" for minute in range(1440)]
+_SECONDS: Final = [f"{second:02d}." for second in range(60)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -682,3 +683,31 @@ def test_token_counts_that_are_no_count_are_left_empty(value: dict[str, object])
     (trace,) = otlp_parse(json.dumps(payload).encode(), "application/json")
     (llm,) = trace["spans"]
     assert llm.get("input_tokens") is None and llm["output_tokens"] == 7
+
+
+def test_span_times_are_written_as_datetime_writes_them() -> None:
+    """The mapping writes span times (OTLP nanoseconds) as RFC 3339 text from cached pieces: exactly what
+    datetime.isoformat writes for the moment, cut to whole microseconds, or None when unset or past
+    what a datetime holds (the past OTLP's 64-bit nanoseconds cannot reach: they end in 2554)."""
+    import random
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    rng = random.Random(11)
+    second = 1_000_000_000
+    edges = [0, 1, 999, 1000, 1001, second - 1, second, T0, T0 + 999_999_999, 2**63 - 1, 2**64 - 1]
+    moments = edges + [rng.randrange(1, 2**64) for _ in range(3000)]
+    request = ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    for i, ns in enumerate(moments):
+        spans.add(trace_id=(i + 1).to_bytes(16, "big"), span_id=b"\x01" * 8, name="s", start_time_unix_nano=ns,
+                  end_time_unix_nano=ns)  # fmt: skip
+    traces = otlp_parse(request.SerializeToString(), "application/x-protobuf")
+    written = {int(t["metadata"]["otel_trace_id"], 16) - 1: t["spans"][0]["start"] for t in traces}
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for i, ns in enumerate(moments):
+        expected = None
+        if ns > 0:
+            moment = epoch + timedelta(microseconds=ns // 1000)
+            expected = moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+        assert written[i] == expected, ns
