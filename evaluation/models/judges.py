@@ -151,7 +151,10 @@ class Score(models.Model):
         ]
         indexes = [
             models.Index(fields=["trace_id"], name="score_trace_id"),
-            models.Index(fields=["judge", "-created_at"], name="score_judge_recent"),
+            # Newest first with the id as tie-break, as the judge page lists runs: a sampling sweep or a posted
+            # batch gives all its scores one created_at, and ordering ties by id through the index alone
+            # needs the id in it (else a sort of every score sharing the newest timestamp).
+            models.Index(fields=["judge", "-created_at", "-id"], name="score_judge_recent_id"),
             models.Index(fields=["judge_version", "feature", "trace_day"], name="score_version_feature_day"),
             # The run queue: small, what the runner claims from.
             models.Index(
