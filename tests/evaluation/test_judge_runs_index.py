@@ -22,7 +22,7 @@ def test_newest_runs_come_from_the_index_when_a_batch_shares_one_timestamp(org_a
         judge, other = offline_judge(), offline_judge()
         now, run = utc_now(), uuid.uuid4().hex[:8]
         Score.objects.bulk_create(
-            Score(score_id=f"{run}-{i}", trace_id=f"{run}-t{i}", judge=of, judge_version_id=of.current_version_id,
+            Score(score_id=f"{run}-{i}", trace_id=f"{run}-t{i}", judge=of, judge_version=of.current_version,
                   status="ok", created_at=now)
             for i in range(6000)
             for of in [(judge, other)[i % 4 == 0]]
