@@ -33,8 +33,8 @@ demo: migrate
 	$(PY) manage.py demo_evaluation
 	$(PY) manage.py demo_queues
 	$(PY) manage.py demo_calibration
-	$(PY) manage.py demo_experiments
-	$(PY) manage.py demo_billing
+	PORT=$(PORT) $(PY) manage.py demo_experiments
+	PORT=$(PORT) $(PY) manage.py demo_billing
 	PORT=$(PORT) bin/run-demo
 
 test: install browser instrumentations

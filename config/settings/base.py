@@ -306,6 +306,10 @@ ALERT_WEBHOOK_ALLOWED_HOSTS = [h for h in env("ALERT_WEBHOOK_ALLOWED_HOSTS", "")
 # A receiver slower than this is a failed attempt (retried with backoff); the beat never waits on one.
 ALERT_WEBHOOK_TIMEOUT_S = float(env("ALERT_WEBHOOK_TIMEOUT_S", "5"))
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Candor <noreply@candor.localhost>")
+# Where PMs reach the portal (e.g. https://candor.example.com): mail sent by the beat (the weekly digest)
+# links its features, drift, traces and alerts there. Unset, the mail carries no links (a worker has no
+# request to take the host from).
+PUBLIC_URL = env("CANDOR_PUBLIC_URL", "").rstrip("/")
 
 
 def _crontab(**kwargs: str) -> object:

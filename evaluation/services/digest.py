@@ -115,16 +115,17 @@ class DigestNotSent(RuntimeError):
     """Some recipients' digest could not be sent this run: the next run (the task's retry) sends it."""
 
 
-def digest_send(*, organization: Organization, now: datetime | None = None, base_url: str = "") -> int:
+def digest_send(*, organization: Organization, now: datetime | None = None, base_url: str | None = None) -> int:
     """One email per recipient and week (the ISO week ``now`` falls in), however often this runs: a
     redelivered task, a second beat, a rerun later in the week. Returns how many were sent now. A
     recipient whose email fails is left to the next run, the others are still sent; then
-    :class:`DigestNotSent` says who failed."""
+    :class:`DigestNotSent` says who failed. Its links go to ``base_url``, by default ``settings.PUBLIC_URL``
+    (CANDOR_PUBLIC_URL); with neither, the email has no links."""
     now = now or utc_now()
     digest = digest_build(now=now)
     today = now.astimezone(UTC).date()
     week = today - timedelta(days=today.weekday())  # its Monday
-    subject, text, html = digest_render(digest, base_url=base_url)
+    subject, text, html = digest_render(digest, base_url=settings.PUBLIC_URL if base_url is None else base_url)
     sent = 0
     failed: list[str] = []
     for email in digest_recipients(organization):

@@ -3,6 +3,7 @@ with one customer over its budget (the check answers fallback) and the rest unde
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -78,5 +79,5 @@ class Command(BaseCommand):
             f"  {under.customer_id}: ${under.month_usd:.2f} this month -> allowed={under_check.allowed} "
             f"action={under_check.action}\n"
             f"  curl -H 'Authorization: Bearer <secret key>' "
-            f"'http://localhost:8000/api/v1/budgets/check?customer_id={over.customer_id}'"
+            f"'http://localhost:{os.environ.get('PORT', '8000')}/api/v1/budgets/check?customer_id={over.customer_id}'"
         )

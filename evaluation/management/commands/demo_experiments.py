@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import threading
 import time
@@ -126,7 +127,7 @@ class Command(BaseCommand):
             # retry into a closed port (the deliveries made here stay in the history).
             NotificationChannel.objects.filter(kind=ChannelKind.WEBHOOK, name=RECEIVER).update(enabled=False)
             alerts = Alert.objects.count()
-            sent = digest_send(organization=organization, base_url="http://localhost:8000")
+            sent = digest_send(organization=organization, base_url=f"http://localhost:{os.environ.get('PORT', '8000')}")
             self.stdout.write(
                 f"  Experiments, drift, {alerts} alerts (webhooks logged to {log_path}), digest to {sent} PM(s) in "
                 f"{time.perf_counter() - started:.1f}s" + (f"; deliveries pending until {due:%H:%M}" if due else "")

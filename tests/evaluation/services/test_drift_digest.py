@@ -175,3 +175,37 @@ def test_a_failed_or_dead_send_is_sent_by_the_next_run(db: None, org_a, mailoutb
         )
         digest_send(organization=org_a.organization, now=monday)
         assert _to(mailoutbox, pm) == 2
+
+
+def test_the_digest_mailed_by_the_beat_links_the_portal_at_the_public_url(  # type: ignore[no-untyped-def]
+    db: None, org_a, mailoutbox: list[Any], settings
+) -> None:
+    """The beat's task sends without a request to take the host from: CANDOR_PUBLIC_URL gives the links, each
+    one a portal page (it resolves); unset, the digest carries no links rather than relative ones."""
+    import re
+    from urllib.parse import unquote, urlsplit
+
+    from django.urls import resolve
+
+    with in_tenant(org_a):
+        key = new_feature(segment_keys=["auth"])
+        _planted(key)
+        drift_snapshot_store(feature=Feature.objects.get(key=key), today=TODAY)
+        member_ensure(organization=org_a.organization, email="pm-links@org-alpha.test", password="x" * 12, role="pm")
+        now = datetime(2025, 7, 1, 8, tzinfo=UTC)
+        settings.PUBLIC_URL = ""
+        assert digest_send(organization=org_a.organization, now=now) == 1
+        settings.PUBLIC_URL = "https://candor.example.com"
+        DigestDelivery.objects.all().delete()  # the same week again, as if first
+        assert digest_send(organization=org_a.organization, now=now) == 1
+    unlinked, linked = mailoutbox[0], mailoutbox[1]
+    assert "http" not in unlinked.body and "href" not in unlinked.alternatives[0][0]
+    base = f"https://candor.example.com/o/{org_a.organization.slug}"
+    html = linked.alternatives[0][0]
+    for page in (f"{base}/features/{key}/", f"{base}/drift/{key}/", f"{base}/digest/"):
+        assert f'href="{page}"' in html and page in linked.body, page
+    views = set()
+    for url in re.findall(r'href="([^"]+)"', html):
+        assert url.startswith(base), url
+        views.add(resolve(unquote(urlsplit(url).path)).url_name)
+    assert {"feature", "drift", "digest"} <= views
