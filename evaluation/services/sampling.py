@@ -34,7 +34,8 @@ _SCAN = """
 SELECT t.id, t.trace_id, t.feature_id, f.key, pv.label, t.customer_id, t.metadata, t.guardrail_blocked, t.day,
        EXISTS (SELECT 1 FROM feedback_feedbackevent e WHERE e.trace_id = t.trace_id AND e.kind = 'thumb'
                AND e.value < 0),
-       EXISTS (SELECT 1 FROM feedback_feedbackevent e WHERE e.trace_id = t.trace_id AND e.kind = 'edit')
+       EXISTS (SELECT 1 FROM feedback_feedbackevent e WHERE e.trace_id = t.trace_id AND e.kind = 'edit'),
+       t.output ~ '[^[:space:]]'
 FROM feedback_trace t
 JOIN feedback_feature f ON f.id = t.feature_id
 LEFT JOIN feedback_promptversion pv ON pv.id = t.prompt_version_id
@@ -122,18 +123,30 @@ def lookback_rows(cursor: Any, *, through_id: int, received_before: datetime, fe
 
 
 def facts_of(row: tuple[Any, ...]) -> TraceFacts:
-    _, trace_id, _, feature, prompt_version, customer_id, metadata, guardrail, _, thumbs_down, edited = row
+    _, trace_id, _, feature, prompt_version, customer_id, metadata, guardrail, _, thumbs_down, edited = row[:11]
     return TraceFacts(
         trace_id=trace_id, feature=feature, prompt_version=prompt_version, customer_id=customer_id or None,
         metadata=metadata or {}, thumbs_down=bool(thumbs_down), edited=bool(edited), guardrail_blocked=bool(guardrail),
     )  # fmt: skip
 
 
+def needs_output(judge: Judge) -> bool:
+    """Every run of the judge needs the trace's output: an LLM judge (its template must show {{ output }})
+    and the offline one. A trace without one (an experiment's holdback arm, a call that failed before
+    answering) is then nothing for it to judge, rather than a missing_input error each. A code check may
+    target the input or context instead: it says itself what it lacks."""
+    return judge.kind != JudgeKind.CODE
+
+
 def decide(judge: Judge, spec: SamplingSpec, version_hash: str, rows: list) -> list[QueuedScore]:  # type: ignore[type-arg]
-    """The queued scores for scanned trace rows: every in-scope trace for a code check, else the sample."""
+    """The queued scores for scanned trace rows: every in-scope trace for a code check, else the sample.
+    Traces with no output are left out for a judge that needs one (``needs_output``)."""
     assert judge.current_version_id is not None
     queued = []
+    skip_empty = needs_output(judge)
     for row in rows:
+        if skip_empty and not row[11]:
+            continue
         decision = sample_decision(spec, facts_of(row), judge_version_hash=version_hash)
         if not decision.in_scope:
             continue

@@ -12,7 +12,7 @@ from evaluation.models import Score
 from evaluation.services.judges import judge_enable
 from evaluation.services.sampling import sampling_sweep, scores_join
 from evaluation.services.shared import utc_now
-from tests.evaluation.helpers import code_judge, make_traces, offline_judge, thumbs_down, traces_post
+from tests.evaluation.helpers import code_judge, llm_judge, make_traces, offline_judge, thumbs_down, traces_post
 from tests.fixtures.organizations import in_tenant, unique
 
 LATER = timedelta(seconds=10)
@@ -126,3 +126,28 @@ def test_a_trace_committed_after_the_sweep_passed_its_id_is_still_decided(db: No
         sampling_sweep(now=utc_now() + LATER)
         assert set(Score.objects.filter(judge_id=judge.id).values_list("trace_id", flat=True)) == set(ids)
         assert sampling_sweep(now=utc_now() + LATER) == 0  # deciding them again queues nothing twice
+
+
+def test_traces_without_output_are_not_sampled_by_judges_that_need_one(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """An experiment's holdback arm (or a call that failed before answering) stores traces with no output:
+    a judge of the output has nothing to judge there. They are left out of its sample instead of queued to
+    fail each with missing_input (the demo's helpfulness judge showed 395 such failures a day). A code
+    check, which may target the input, still takes them."""
+    from feedback.models import Feature
+
+    feature = unique("feat")
+    with in_tenant(org_a):
+        answered = make_traces(12, feature=feature)
+        holdback = make_traces(6, feature=feature, output="") + make_traces(3, feature=feature, output="  \n")
+        judges = {"offline": offline_judge(), "code": code_judge(), "llm": llm_judge("openai", "http://127.0.0.1:9/v1")}
+        for judge in judges.values():
+            judge.feature = Feature.objects.get(key=feature)
+            judge.save()
+            judge_enable(judge=judge, base_rate=1.0)
+        sampling_sweep(now=utc_now() + LATER)
+        scored = {
+            name: set(Score.objects.filter(judge_id=judge.id).values_list("trace_id", flat=True))
+            for name, judge in judges.items()
+        }
+    assert scored["offline"] == scored["llm"] == set(answered)
+    assert scored["code"] == set(answered) | set(holdback)
