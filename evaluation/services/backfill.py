@@ -11,7 +11,7 @@ from typing import Any
 from django.db import connection, transaction
 
 from evaluation.models import BackfillRun, BackfillStatus, Judge, JudgeKind
-from evaluation.services.sampling import QueuedScore, rule_spec, scores_queue
+from evaluation.services.sampling import QueuedScore, needs_output, rule_spec, scores_queue
 from evaluation.services.shared import JudgeServiceError, utc_now
 from feedback.services.prices import price_book_load
 
@@ -21,7 +21,7 @@ SELECT t.id, t.trace_id, t.feature_id, f.key, pv.label, t.customer_id, t.metadat
        false, false, length(t.input) + length(t.output)
 FROM feedback_trace t JOIN feedback_feature f ON f.id = t.feature_id
 LEFT JOIN feedback_promptversion pv ON pv.id = t.prompt_version_id
-WHERE t.started_at >= %s AND t.started_at < %s {scope}
+WHERE t.started_at >= %s AND t.started_at < %s {scope} AND (%s OR t.output ~ '[^[:space:]]')
 ORDER BY t.started_at
 LIMIT %s
 """
@@ -29,7 +29,9 @@ LIMIT %s
 
 def _window(judge: Judge, since: datetime, until: datetime) -> list:  # type: ignore[type-arg]
     scope = "AND t.feature_id = %s" if judge.feature_id is not None else ""
-    params: list[Any] = [since, until, *([judge.feature_id] if judge.feature_id is not None else []), MAX_TRACES]
+    # A judge of the output has nothing to judge in a trace without one (sampling.needs_output).
+    params: list[Any] = [since, until, *([judge.feature_id] if judge.feature_id is not None else []),
+                         not needs_output(judge), MAX_TRACES]  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute(_WINDOW.format(scope=scope), params)
         return cursor.fetchall()

@@ -151,3 +151,26 @@ def test_traces_without_output_are_not_sampled_by_judges_that_need_one(db: None,
         }
     assert scored["offline"] == scored["llm"] == set(answered)
     assert scored["code"] == set(answered) | set(holdback)
+
+
+def test_a_backfill_of_a_judge_of_the_output_leaves_traces_without_one_out(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """The backfill counts, prices and queues what the judge can run on: as its sampling does."""
+    from datetime import UTC, datetime
+
+    from evaluation.services.backfill import backfill_estimate, backfill_start
+    from feedback.models import Feature
+
+    feature = unique("feat")
+    with in_tenant(org_a):
+        answered = make_traces(5, feature=feature)
+        holdback = make_traces(4, feature=feature, output="")
+        since, until = datetime(2025, 3, 31, tzinfo=UTC), datetime(2025, 4, 2, tzinfo=UTC)
+        queued = {}
+        for name, judge in {"offline": offline_judge(), "code": code_judge()}.items():
+            judge.feature = Feature.objects.get(key=feature)
+            judge.save()
+            run = backfill_estimate(judge=judge, since=since, until=until)
+            assert run.traces == (5 if name == "offline" else 9)
+            backfill_start(run=run)
+            queued[name] = set(Score.objects.filter(backfill_id=run.id).values_list("trace_id", flat=True))
+    assert queued == {"offline": set(answered), "code": set(answered) | set(holdback)}
