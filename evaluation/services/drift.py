@@ -32,6 +32,7 @@ MAX_VALUES = 40
 KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,100}\Z")
 DEFAULTS = {"days": 7, "baseline_days": 14, "gap_days": 7}
 MOVED = 0.03  # a rate 3% (relative) worse than its baseline is "moved" in the digest
+SEGMENT_Z = 3.5  # a segment's own move must clear this z to be named (dozens of segments are tried)
 PROPORTIONS = ("success", "thumbs_down_share", "edit_rate", "error_rate")
 
 
@@ -336,26 +337,53 @@ def _active_features(today: date) -> list[Feature]:
 
 
 def top_cause(result: dict[str, Any]) -> dict[str, Any] | None:
-    """The share that moved the bad way most clearly (the largest two-proportion z, at least 2 and
-    MOVED relative), with its first-ranked segment; None when no share moved beyond noise."""
+    """What the digest names as the week's likely cause, or None when nothing moved beyond noise.
+
+    A share that moved the bad way clearly overall (the largest two-proportion z, at least 2, and MOVED
+    relative), with its first-ranked segment. When no share moved overall, a segment whose own rate did
+    (z at least SEGMENT_Z, stricter since many segments are tried; MIN_SAMPLE traces each side) is named
+    under ``within``: a regression one segment suffers while the others hold the overall rate (the demo's
+    SSO accounts on support-v2.3) is what a PM most needs the digest to say.
+    """
     best: tuple[float, dict[str, Any]] | None = None
+    inside: tuple[float, dict[str, Any], dict[str, Any]] | None = None
     for rate in result.get("rates", []):
         base, cur, n0, n1 = rate["baseline"], rate["current"], rate["baseline_n"], rate["current_n"]
         if rate["metric"] not in PROPORTIONS or None in (base, cur) or not (base and n0 and n1) or not rate["segments"]:
             continue
         sign = 1 if rate["bad_direction"] == "up" else -1
-        se = math.sqrt(base * (1 - base) / n0 + cur * (1 - cur) / n1)
-        z = (cur - base) * sign / se if se else 0.0
+        z = _worse_z(base, cur, n0, n1, sign)
         if z >= 2 and (cur - base) * sign / base > MOVED and (best is None or z > best[0]):
             best = (z, rate)
-    if best is None:
+        for segment in rate["segments"]:
+            r0, r1 = segment["baseline_rate"], segment["current_rate"]
+            m0, m1 = (segment["baseline_share"] or 0) * n0, (segment["current_share"] or 0) * n1
+            if None in (r0, r1) or not r0 or min(m0, m1) < MIN_SAMPLE:
+                continue
+            z = _worse_z(r0, r1, m0, m1, sign)
+            if z >= SEGMENT_Z and (r1 - r0) * sign / r0 > MOVED and (inside is None or z > inside[0]):
+                inside = (z, rate, segment)
+    if best is not None:
+        z, rate = best
+        within = None
+    elif inside is not None:
+        z, rate, segment = inside
+        within = {"segment": segment["segment"], "baseline": segment["baseline_rate"],
+                  "current": segment["current_rate"]}  # fmt: skip
+    else:
         return None
-    rate = best[1]
     return {
         "metric": rate["label"],
         "baseline": rate["baseline"],
         "current": rate["current"],
         "relative_change": (rate["current"] - rate["baseline"]) / rate["baseline"],
-        "z": best[0],
+        "z": z,
         "segment": rate["segments"][0]["segment"],
+        "within": within,
     }
+
+
+def _worse_z(base: float, cur: float, n0: float, n1: float, sign: int) -> float:
+    """Two-proportion z of the move, positive when it went the bad way."""
+    se = math.sqrt(base * (1 - base) / n0 + cur * (1 - cur) / n1)
+    return (cur - base) * sign / se if se else 0.0

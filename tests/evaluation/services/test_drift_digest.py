@@ -78,6 +78,34 @@ def test_drift_finds_the_planted_segment_and_the_shifted_distributions(db: None,
     assert 0 <= shifts["feedback_rate"]["psi"] < 0.1
     assert shifts["latency_ms"]["ks"] > 0.99 and shifts["latency_ms"]["ks_p_value"] < 1e-6
     assert top_cause(result)["segment"] == "metadata.auth=sso × prompt_version=v2"  # type: ignore[index]
+    assert top_cause(result)["within"] is None  # type: ignore[index]  # the overall rate moved
+
+
+def test_a_segment_regression_the_overall_rate_hides_is_named(db: None, org_a, mailoutbox: list[Any]) -> None:  # type: ignore[no-untyped-def]
+    """SSO accounts (a quarter of traffic) fall from 50% to 25% success while the rest rise to 58%: the
+    feature's rate holds at 50%, and the digest must still say where it broke."""
+    rng = random.Random(5)
+    baseline, current = drift_windows(today=TODAY)
+
+    def fields(i: int) -> dict[str, Any]:
+        return {"metadata": {"auth": "sso" if i % 4 == 0 else "password"}, "customer_id": f"cus_{i % 6}"}
+
+    with in_tenant(org_a):
+        key = new_feature(segment_keys=["auth"])
+        before = traffic(feature=key, start=baseline.since, hours=24 * 14, count=1400, rng=rng, fields=fields)
+        after = traffic(feature=key, start=current.since, hours=24 * 6, count=1200, rng=rng, fields=fields,
+                        success=lambda t: 0.25 if t["metadata"]["auth"] == "sso" else 7 / 12)  # fmt: skip
+        ingest(*(a + b for a, b in zip(before, after, strict=True)))
+        result = feature_drift(feature=Feature.objects.get(key=key), baseline=baseline, current=current)
+        success = next(r for r in result["rates"] if r["metric"] == "success")
+        assert abs(success["current"] - success["baseline"]) < 0.04  # held overall
+        cause = top_cause(result)
+        assert cause is not None and cause["metric"] == success["label"]
+        assert cause["within"]["segment"] == "metadata.auth=sso"
+        assert cause["within"]["baseline"] > 0.4 and cause["within"]["current"] < 0.33
+        drift_snapshot_store(feature=Feature.objects.get(key=key), today=TODAY)
+        _, text, html = digest_render(digest_build(now=datetime(2025, 7, 1, 8, tzinfo=UTC)))
+    assert "held overall" in text and "for metadata.auth=sso" in text and "<strong>metadata.auth=sso</strong>" in html
 
 
 def test_distribution_figures_are_the_stats_modules_own() -> None:
