@@ -687,8 +687,8 @@ def test_token_counts_that_are_no_count_are_left_empty(value: dict[str, object])
 
 def test_span_times_are_written_as_datetime_writes_them() -> None:
     """The mapping writes span times (OTLP nanoseconds) as RFC 3339 text from cached pieces: exactly what
-    datetime.isoformat writes for the moment, cut to whole microseconds, or None when unset or past
-    what a datetime holds (the past OTLP's 64-bit nanoseconds cannot reach: they end in 2554)."""
+    datetime.isoformat writes for the moment, cut to whole microseconds, or None when unset; OTLP's
+    unsigned 64-bit nanoseconds end in 2554, all of it tried."""
     import random
 
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
