@@ -78,7 +78,7 @@ def backfill_start(*, run: BackfillRun) -> int:
     queued = [
         QueuedScore(row[1], judge.id, version.id, "backfill", "backfill", 1.0, row[2], row[8], run.id, 0)
         for row in rows
-        if spec is None or in_scope(spec, facts_of(row[:11]))
+        if spec is None or in_scope(spec, facts_of(row))
     ]
     with transaction.atomic():
         with connection.cursor() as cursor:

@@ -123,6 +123,7 @@ def lookback_rows(cursor: Any, *, through_id: int, received_before: datetime, fe
 
 
 def facts_of(row: tuple[Any, ...]) -> TraceFacts:
+    """The sampling facts of a scanned trace row (its first 11 columns; what follows is each scan's own)."""
     _, trace_id, _, feature, prompt_version, customer_id, metadata, guardrail, _, thumbs_down, edited = row[:11]
     return TraceFacts(
         trace_id=trace_id, feature=feature, prompt_version=prompt_version, customer_id=customer_id or None,
