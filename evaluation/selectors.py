@@ -13,7 +13,7 @@ from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum
 
 from evaluation.judges.rendering import JudgeInput
-from evaluation.models import BackfillRun, Judge, JudgeVersion, Rubric, Score, ScoreStatus
+from evaluation.models import BackfillRun, Judge, JudgeVersion, OutputWait, Rubric, Score, ScoreStatus
 from evaluation.services.shared import utc_now
 from evaluation.stats.estimators import Moments
 from feedback.models import FeedbackEvent, Span, Trace
@@ -178,6 +178,11 @@ def judge_failure_reasons(*, judge: Judge, since: datetime) -> list[dict[str, An
         .annotate(n=Count("id"))
         .order_by("-n")
     )
+
+
+def judge_awaiting_output(*, judge: Judge) -> int:
+    """Traces the judge drew before they had an output, waiting for it (evaluation.services.sampling)."""
+    return OutputWait.objects.filter(judge_id=judge.id).count()
 
 
 def version_scores_count(version: JudgeVersion) -> int:

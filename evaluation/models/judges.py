@@ -172,6 +172,29 @@ class Score(models.Model):
         ]
 
 
+class OutputWait(models.Model):
+    """A trace a judge of the output drew into its sample before the trace had an output: an SDK exports a
+    long model call, or the root span carrying the answer, after the rest of the trace. Its score is queued
+    when the output lands (each sampling sweep looks), or the wait is dropped after OUTPUT_WAIT
+    (evaluation.services.sampling). The draw, its stratum and probability are the ones made at parking."""
+
+    judge_version = models.ForeignKey(
+        JudgeVersion, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
+    judge_id = models.BigIntegerField()
+    trace_id = models.CharField(max_length=200)
+    sampling_design = models.CharField(max_length=12)
+    stratum = models.CharField(max_length=60, blank=True, default="")
+    inclusion_probability = models.FloatField()
+    parked_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["judge_version", "trace_id"], name="output_wait_once"),
+        ]
+        indexes = [models.Index(fields=["parked_at"], name="output_wait_parked")]
+
+
 class ProviderKey(models.Model):
     """An organization's credentials for one provider, encrypted with settings.JUDGE_KEYRING."""
 

@@ -22,6 +22,7 @@ from evaluation.judges.versions import JudgeVersionSpec, version_diff
 from evaluation.models import BackfillRun, Judge, ProviderKey
 from evaluation.selectors import (
     backfill_progress,
+    judge_awaiting_output,
     judge_failure_reasons,
     judge_find,
     judge_runs,
@@ -215,6 +216,7 @@ def _detail_context(request: HttpRequest, judge: Judge, **forms_: Any) -> dict[s
         "history": history,
         "stats": judge_stats(since=since, judge_ids=[judge.id]).get(judge.id),
         "failures": judge_failure_reasons(judge=judge, since=since),
+        "awaiting_output": judge_awaiting_output(judge=judge),
         "runs": judge_runs(judge=judge, status=status),
         "status": status,
         "backfills": [backfill_progress(run) for run in BackfillRun.objects.filter(judge_version__judge=judge)[:5]],

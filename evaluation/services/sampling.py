@@ -5,6 +5,12 @@ selected trace, with its design, stratum and inclusion probability written at se
 
 The decision is deterministic (evaluation.judges.sampling), the queue insert is ON CONFLICT DO
 NOTHING on (trace_id, judge_version, run_index): a rerun of the sweep never doubles a score.
+
+A judge of the output (``needs_output``) draws a trace that has no output yet like any other, but
+parks the draw (evaluation_outputwait) instead of queueing a run that could only fail: SDKs export
+a long model call, or the root span carrying the answer, after the rest of the trace. Each sweep
+queues the parked draws whose trace has an output now, and drops those older than OUTPUT_WAIT (an
+experiment's holdback arm, a call that failed before answering: they never get one).
 """
 
 from __future__ import annotations
@@ -12,13 +18,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import connection, transaction
 
 from evaluation.judges.sampling import SamplingRule as SamplingSpec
 from evaluation.judges.sampling import TraceFacts, sample_decision
-from evaluation.models import Judge, JudgeKind, SamplingRule
+from evaluation.models import Judge, JudgeKind, OutputWait, SamplingRule
 from evaluation.services.shared import utc_now
 
 SCAN_BATCH = 5000
@@ -29,6 +35,8 @@ SETTLE = timedelta(seconds=2)
 # re-decides the traces received in this trailing window (deterministic draws; queueing is
 # ON CONFLICT DO NOTHING), so a trace is skipped only if its batch took longer than this to commit.
 LOOKBACK = timedelta(seconds=60)
+# How long a drawn trace may wait for its output (a reasoning model's call, an agent's run).
+OUTPUT_WAIT = timedelta(hours=1)
 
 _SCAN = """
 SELECT t.id, t.trace_id, t.feature_id, f.key, pv.label, t.customer_id, t.metadata, t.guardrail_blocked, t.day,
@@ -55,6 +63,20 @@ SELECT *, NULL, '', '', '', '', '', 0, '' FROM unnest(
     %s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::smallint[], %s::text[], %s::text[], %s::text[],
     %s::float8[], %s::bigint[], %s::date[], %s::bigint[], %s::timestamptz[], %s::timestamptz[])
 ON CONFLICT DO NOTHING
+"""
+_PARK = """
+INSERT INTO evaluation_outputwait
+    (judge_version_id, judge_id, trace_id, sampling_design, stratum, inclusion_probability, parked_at)
+SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::float8[],
+                     %s::timestamptz[])
+ON CONFLICT DO NOTHING
+"""
+# Draws whose trace has an output now leave the wait, with the trace's feature and day as they are now.
+_RELEASE = """
+DELETE FROM evaluation_outputwait w USING feedback_trace t
+WHERE w.judge_version_id = %s AND t.trace_id = w.trace_id AND t.output ~ '[^[:space:]]'
+RETURNING w.trace_id, w.judge_id, w.judge_version_id, w.sampling_design, w.stratum, w.inclusion_probability,
+          t.feature_id, t.day
 """
 
 
@@ -139,15 +161,18 @@ def needs_output(judge: Judge) -> bool:
     return judge.kind != JudgeKind.CODE
 
 
-def decide(judge: Judge, spec: SamplingSpec, version_hash: str, rows: list) -> list[QueuedScore]:  # type: ignore[type-arg]
-    """The queued scores for scanned trace rows: every in-scope trace for a code check, else the sample.
-    Traces with no output are left out for a judge that needs one (``needs_output``)."""
+class Decided(NamedTuple):
+    queued: list[QueuedScore]  # to run now
+    waiting: list[QueuedScore]  # drawn, but the trace has no output yet (a judge of the output)
+
+
+def decide(judge: Judge, spec: SamplingSpec, version_hash: str, rows: list) -> Decided:  # type: ignore[type-arg]
+    """The scores for scanned trace rows: every in-scope trace for a code check, else the sample. A judge
+    that needs an output (``needs_output``) waits for the output of a drawn trace that has none yet."""
     assert judge.current_version_id is not None
-    queued = []
-    skip_empty = needs_output(judge)
+    decided = Decided([], [])
+    wait_for_output = needs_output(judge)
     for row in rows:
-        if skip_empty and not row[11]:
-            continue
         decision = sample_decision(spec, facts_of(row), judge_version_hash=version_hash)
         if not decision.in_scope:
             continue
@@ -157,10 +182,27 @@ def decide(judge: Judge, spec: SamplingSpec, version_hash: str, rows: list) -> l
             design, stratum, p = "sampled", decision.stratum, decision.inclusion_probability
         else:
             continue
-        queued.append(
-            QueuedScore(row[1], judge.id, judge.current_version_id, design, stratum, p, row[2], row[8])
-        )  # fmt: skip
-    return queued
+        score = QueuedScore(row[1], judge.id, judge.current_version_id, design, stratum, p, row[2], row[8])
+        (decided.waiting if wait_for_output and not row[11] else decided.queued).append(score)
+    return decided
+
+
+def _queue_or_park(cursor: Any, decided: Decided, *, now: datetime) -> int:
+    """Queue the runs, park the draws waiting for an output; returns how many runs were new."""
+    if decided.waiting:
+        rows = decided.waiting
+        cursor.execute(_PARK, [
+            [r.judge_version_id for r in rows], [r.judge_id for r in rows], [r.trace_id for r in rows],
+            [r.design for r in rows], [r.stratum for r in rows], [r.inclusion_probability for r in rows],
+            [now] * len(rows),
+        ])  # fmt: skip
+    return scores_queue(cursor, decided.queued, now=utc_now())
+
+
+def outputs_landed(cursor: Any, judge_version_id: int) -> list[QueuedScore]:
+    """The parked draws of a judge version whose trace has an output now, out of the wait."""
+    cursor.execute(_RELEASE, [judge_version_id])
+    return [QueuedScore(*row) for row in cursor.fetchall()]
 
 
 def sampling_sweep(*, now: datetime | None = None, batch: int = SCAN_BATCH, max_batches: int = 20) -> int:
@@ -190,7 +232,7 @@ def sampling_sweep(*, now: datetime | None = None, batch: int = SCAN_BATCH, max_
                 )
                 if not rows:
                     break
-                queued += scores_queue(cursor, decide(judge, spec, version_hash, rows), now=utc_now())
+                queued += _queue_or_park(cursor, decide(judge, spec, version_hash, rows), now=now)
                 cursor.execute(
                     "UPDATE evaluation_samplingrule SET scanned_through = %s WHERE id = %s", [rows[-1][0], rule.id]
                 )
@@ -201,7 +243,10 @@ def sampling_sweep(*, now: datetime | None = None, batch: int = SCAN_BATCH, max_
             cursor.execute("SELECT scanned_through FROM evaluation_samplingrule WHERE id = %s", [rule.id])
             (through,) = cursor.fetchone()
             late = lookback_rows(cursor, through_id=through, received_before=cutoff, feature_id=judge.feature_id)
-            queued += scores_queue(cursor, decide(judge, spec, version_hash, late), now=utc_now())
+            queued += _queue_or_park(cursor, decide(judge, spec, version_hash, late), now=now)
+            queued += scores_queue(cursor, outputs_landed(cursor, rule.judge_version_id), now=utc_now())
+    # Still no output after the wait (and draws of versions no longer current): dropped, unjudged.
+    OutputWait.objects.filter(parked_at__lt=now - OUTPUT_WAIT).delete()
     return queued
 
 

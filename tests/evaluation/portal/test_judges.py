@@ -174,3 +174,21 @@ def test_a_backfill_window_out_of_range_is_a_form_error(db: None, org_a) -> None
         assert page.status_code == 200 and message in page.content, (since, until)
     with in_tenant(org_a):
         assert not BackfillRun.objects.filter(judge_version__judge=judge).exists()
+
+
+def test_the_judge_page_counts_draws_waiting_for_their_output(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """Traces drawn before their output landed are not runs yet: the page says how many wait, not a silence."""
+    from evaluation.services.judges import judge_enable
+    from feedback.models import Feature
+    from tests.evaluation.helpers import offline_judge
+
+    client = _owner(org_a)
+    feature = unique("feat")
+    with in_tenant(org_a):
+        make_traces(2, feature=feature, output="")
+        make_traces(3, feature=feature)
+        judge = offline_judge(feature=Feature.objects.get(key=feature))
+        judge_enable(judge=judge, base_rate=1.0)
+        sampling_sweep(now=utc_now() + timedelta(seconds=10))
+    page = client.get(org_a.url(f"judges/{judge.name}/"))
+    assert b"+ 2 waiting for their output" in page.content

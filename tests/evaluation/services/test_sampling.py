@@ -174,3 +174,58 @@ def test_a_backfill_of_a_judge_of_the_output_leaves_traces_without_one_out(db: N
             backfill_start(run=run)
             queued[name] = set(Score.objects.filter(backfill_id=run.id).values_list("trace_id", flat=True))
     assert queued == {"offline": set(answered), "code": set(answered) | set(holdback)}
+
+
+def test_a_trace_whose_output_lands_late_is_judged_when_it_lands(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """An SDK exports a long model call (or the root span carrying the answer) after the rest of its trace: the
+    trace lands without output, and gets one minutes later, past the sweep's look back. A judge of the output
+    draws it at the first sweep and waits; the run is queued at the first sweep after the output lands."""
+    from evaluation.models import OutputWait
+    from feedback.models import Feature
+
+    feature = unique("feat")
+    with in_tenant(org_a):
+        ids = make_traces(4, feature=feature, output="")
+        judges = {"offline": offline_judge(), "code": code_judge()}
+        for judge in judges.values():
+            judge.feature = Feature.objects.get(key=feature)
+            judge.save()
+            judge_enable(judge=judge, base_rate=1.0)
+        sampling_sweep(now=utc_now() + LATER)
+        offline = judges["offline"]
+        assert not Score.objects.filter(judge_id=offline.id).exists()
+        assert set(OutputWait.objects.filter(judge_id=offline.id).values_list("trace_id", flat=True)) == set(ids)
+        assert Score.objects.filter(judge_id=judges["code"].id).count() == 4  # a code check runs at once
+        # Three of the four answers land five minutes later; the fourth never does.
+        traces_post([{"trace_id": trace_id, "feature": feature, "output": "Use Settings > Security."}
+                     for trace_id in ids[:3]])  # fmt: skip
+        assert sampling_sweep(now=utc_now() + timedelta(minutes=5)) == 3
+        runs = Score.objects.filter(judge_id=offline.id)
+        assert {s.trace_id for s in runs} == set(ids[:3])
+        assert {(s.sampling_design, s.inclusion_probability, s.status) for s in runs} == {("sampled", 1.0, "pending")}
+        assert all(s.feature_id == offline.feature_id and str(s.trace_day) == "2025-04-01" for s in runs)
+        assert list(OutputWait.objects.filter(judge_id=offline.id).values_list("trace_id", flat=True)) == [ids[3]]
+        assert sampling_sweep(now=utc_now() + timedelta(minutes=6)) == 0  # nothing twice
+
+
+def test_a_drawn_trace_that_never_gets_an_output_is_dropped_after_the_wait(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """An experiment's holdback arm never answers: its draws wait OUTPUT_WAIT, then leave unjudged, and an
+    output arriving after that is not judged by the old draw."""
+    from evaluation.models import OutputWait
+    from evaluation.services.sampling import OUTPUT_WAIT
+    from feedback.models import Feature
+
+    feature = unique("feat")
+    with in_tenant(org_a):
+        ids = make_traces(3, feature=feature, output="")
+        judge = offline_judge()
+        judge.feature = Feature.objects.get(key=feature)
+        judge.save()
+        judge_enable(judge=judge, base_rate=1.0)
+        sampling_sweep(now=utc_now() + LATER)
+        assert OutputWait.objects.filter(judge_id=judge.id).count() == 3
+        sampling_sweep(now=utc_now() + OUTPUT_WAIT + timedelta(minutes=1))
+        assert not OutputWait.objects.filter(judge_id=judge.id).exists()
+        traces_post([{"trace_id": trace_id, "feature": feature, "output": "Late."} for trace_id in ids])
+        assert sampling_sweep(now=utc_now() + OUTPUT_WAIT + timedelta(minutes=2)) == 0
+        assert not Score.objects.filter(judge_id=judge.id).exists()
