@@ -43,7 +43,7 @@ SELECT t.id, t.trace_id, t.feature_id, f.key, pv.label, t.customer_id, t.metadat
        EXISTS (SELECT 1 FROM feedback_feedbackevent e WHERE e.trace_id = t.trace_id AND e.kind = 'thumb'
                AND e.value < 0),
        EXISTS (SELECT 1 FROM feedback_feedbackevent e WHERE e.trace_id = t.trace_id AND e.kind = 'edit'),
-       t.output ~ '[^[:space:]]'
+       t.output ~ '[^[:space:]]', t.fallback IS TRUE
 FROM feedback_trace t
 JOIN feedback_feature f ON f.id = t.feature_id
 LEFT JOIN feedback_promptversion pv ON pv.id = t.prompt_version_id
@@ -168,7 +168,8 @@ class Decided(NamedTuple):
 
 def decide(judge: Judge, spec: SamplingSpec, version_hash: str, rows: list) -> Decided:  # type: ignore[type-arg]
     """The scores for scanned trace rows: every in-scope trace for a code check, else the sample. A judge
-    that needs an output (``needs_output``) waits for the output of a drawn trace that has none yet."""
+    that needs an output (``needs_output``) waits for the output of a drawn trace that has none yet, unless
+    the trace took the non-AI path (``fallback``), which never gets one."""
     assert judge.current_version_id is not None
     decided = Decided([], [])
     wait_for_output = needs_output(judge)
@@ -183,7 +184,10 @@ def decide(judge: Judge, spec: SamplingSpec, version_hash: str, rows: list) -> D
         else:
             continue
         score = QueuedScore(row[1], judge.id, judge.current_version_id, design, stratum, p, row[2], row[8])
-        (decided.waiting if wait_for_output and not row[11] else decided.queued).append(score)
+        if not wait_for_output or row[11]:
+            decided.queued.append(score)
+        elif not row[12]:  # a trace of the non-AI path (fallback: an experiment's holdback) gets no output
+            decided.waiting.append(score)
     return decided
 
 

@@ -186,6 +186,7 @@ def test_a_trace_whose_output_lands_late_is_judged_when_it_lands(db: None, org_a
     feature = unique("feat")
     with in_tenant(org_a):
         ids = make_traces(4, feature=feature, output="")
+        holdback = make_traces(2, feature=feature, output="", fallback=True)  # the non-AI path: no wait
         judges = {"offline": offline_judge(), "code": code_judge()}
         for judge in judges.values():
             judge.feature = Feature.objects.get(key=feature)
@@ -195,7 +196,7 @@ def test_a_trace_whose_output_lands_late_is_judged_when_it_lands(db: None, org_a
         offline = judges["offline"]
         assert not Score.objects.filter(judge_id=offline.id).exists()
         assert set(OutputWait.objects.filter(judge_id=offline.id).values_list("trace_id", flat=True)) == set(ids)
-        assert Score.objects.filter(judge_id=judges["code"].id).count() == 4  # a code check runs at once
+        assert Score.objects.filter(judge_id=judges["code"].id).count() == 6  # a code check runs at once
         # Three of the four answers land five minutes later; the fourth never does.
         traces_post([{"trace_id": trace_id, "feature": feature, "output": "Use Settings > Security."}
                      for trace_id in ids[:3]])  # fmt: skip
@@ -206,6 +207,7 @@ def test_a_trace_whose_output_lands_late_is_judged_when_it_lands(db: None, org_a
         assert all(s.feature_id == offline.feature_id and str(s.trace_day) == "2025-04-01" for s in runs)
         assert list(OutputWait.objects.filter(judge_id=offline.id).values_list("trace_id", flat=True)) == [ids[3]]
         assert sampling_sweep(now=utc_now() + timedelta(minutes=6)) == 0  # nothing twice
+        assert not Score.objects.filter(judge_id=offline.id, trace_id__in=holdback).exists()
 
 
 def test_a_drawn_trace_that_never_gets_an_output_is_dropped_after_the_wait(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
