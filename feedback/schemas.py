@@ -393,6 +393,9 @@ def decode_items(
         except (msgspec.DecodeError, RecursionError) as exc:
             errors.append(ItemError(index, "", f"not valid JSON: {exc}"))
             continue
+        except UnicodeDecodeError:  # invalid bytes inside a string: the envelope split passed them along
+            errors.append(ItemError(index, *_utf8_problem(raw)))
+            continue
         # The escape of a NUL, or only a backslash written before "u0000": the decoded text tells.
         if b"\\u0000" in raw and (where := _nul_field(raw)) is not None:
             errors.append(ItemError(index, where, "text must not contain NUL (\\u0000) characters"))
@@ -405,6 +408,15 @@ def decode_items(
             continue
         good.append((index, item))
     return good, errors
+
+
+def _utf8_problem(raw: bytes) -> tuple[str, str]:
+    """(field, message) of an item holding bytes that are not UTF-8, read leniently to name the field."""
+    try:
+        found = _find_bad_value(json.loads(raw.decode("utf-8", errors="surrogateescape"), parse_constant=_NonFinite))
+    except (ValueError, RecursionError):
+        found = None
+    return found or ("", "text is not valid UTF-8 (invalid bytes or a lone surrogate)")
 
 
 def _nul_field(raw: bytes) -> str | None:
