@@ -280,7 +280,8 @@ def split_widget_body(body: bytes) -> tuple[str, list[bytes | ItemError]]:
         envelope = _envelope.decode(body)
         key = msgspec.json.decode(envelope.get("key", b'""'), type=str)
         events = envelope.get("events")
-        return key, split_body(b'{"batch":' + bytes(events) + b"}") if events is not None else []
+        if events is not None and bytes(events).lstrip().startswith(b"["):
+            return key, split_body(b'{"batch":' + bytes(events) + b"}")
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
         pass
     try:
@@ -289,7 +290,9 @@ def split_widget_body(body: bytes) -> tuple[str, list[bytes | ItemError]]:
         document = None
     if not isinstance(document, dict) or not isinstance(document.get("key", ""), str):
         raise BodyError("invalid_body", 'Send {"key": "pk_...", "events": [...]} as JSON.')
-    events = document.get("events", [])
+    events = document.get("events")
+    if events is None:
+        raise BodyError("invalid_body", 'The body has no events: send {"key": "pk_...", "events": [...]}.')
     if not isinstance(events, list):
         raise BodyError("invalid_body", "'events' must be a list.")
     if len(events) > MAX_BATCH:

@@ -166,6 +166,8 @@ def trace_extras(trace_id: str) -> list[tuple[TraceExtra, Any]]:
 
 
 def trace_detail(trace_id: str) -> TraceDetail | None:
+    if "\x00" in trace_id:  # PostgreSQL text cannot hold NUL: no trace has such an ID (404, not a 500)
+        return None
     trace = Trace.objects.select_related("feature", "prompt_version").filter(trace_id=trace_id).first()
     if trace is None:
         return None

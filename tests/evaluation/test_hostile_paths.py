@@ -8,7 +8,14 @@ from django.test import Client
 from tests.helpers import error_code
 
 
-@pytest.mark.parametrize("path", ["/api/v1/judges/%00", "/api/v1/features/%00/report", "/api/v1/judges/a%00b"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/judges/%00", "/api/v1/features/%00/report", "/api/v1/judges/a%00b", "/api/v1/traces/%00",
+        "/api/v1/traces/nul%00x", "/api/v1/judges/%00/calibration?rubric=r", "/api/v1/features/%00/success?rubric=r",
+        "/api/v1/experiments/%00", "/api/v1/budgets/%00", "/api/v1/customers/%00/spend",
+    ],
+)  # fmt: skip
 def test_nul_in_api_paths_is_a_404(db: None, api_a, path: str) -> None:  # type: ignore[no-untyped-def]
     response = api_a.get(path)
     assert response.status_code == 404 and error_code(response) == "not_found"
@@ -21,7 +28,13 @@ def owner(db: None, org_a) -> Client:  # type: ignore[no-untyped-def]
     return client
 
 
-@pytest.mark.parametrize("path", ["features/%00/", "features/%00/report.csv", "judges/%00/"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "features/%00/", "features/%00/report.csv", "judges/%00/", "traces/nul%00x", "judges/%00/calibration/",
+        "experiments/%00/", "drift/%00/", "spend/customers/%00/",
+    ],
+)  # fmt: skip
 def test_nul_in_portal_paths_is_a_404(owner: Client, org_a, path: str) -> None:  # type: ignore[no-untyped-def]
     assert owner.get(org_a.url(path)).status_code == 404
 

@@ -94,3 +94,20 @@ def test_widget_nan_in_one_event_keeps_the_others(db: None, org_a) -> None:  # t
     assert response.status_code == 207, response.content
     assert response.json()["accepted"] == 1 and response.json()["errors"][0] == {
         "index": 1, "field": "value", "message": "NaN is not a number (JSON has no NaN or Infinity)"}  # fmt: skip
+
+
+def test_a_widget_body_without_a_list_of_events_is_a_400_naming_events(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    from tenants.services import api_key_set_origins
+
+    api_key_set_origins(key=org_a.organization.api_keys.get(kind="public"), allowed_origins=["https://a.test"])
+    key = org_a.public_key
+    cases = [({"key": key}, "has no events"), ({"key": key, "events": "x"}, "'events' must be a list"),
+             ({"key": key, "events": {"a": 1}}, "'events' must be a list")]  # fmt: skip
+    for body, says in cases:
+        response = Client().post("/api/v1/widget/events", json.dumps(body), content_type="text/plain",
+                                 HTTP_ORIGIN="https://a.test")  # fmt: skip
+        assert response.status_code == 400, (body, response.content)
+        assert says in response.json()["error"]["message"], response.content
+    empty = Client().post("/api/v1/widget/events", json.dumps({"key": org_a.public_key, "events": []}),
+                          content_type="text/plain", HTTP_ORIGIN="https://a.test")  # fmt: skip
+    assert empty.status_code == 200 and empty.json()["accepted"] == 0
