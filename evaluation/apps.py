@@ -6,8 +6,9 @@ class EvaluationConfig(AppConfig):
     name = "evaluation"
 
     def ready(self) -> None:
-        # feedback never imports evaluation: the trace read learns about scores from this hook.
-        from evaluation.selectors import trace_scores_section
+        # feedback never imports evaluation: the trace read learns about scores and labels from this hook.
+        from evaluation.selectors import trace_labels_section, trace_scores_section
         from feedback.selectors import trace_extras_register
 
         trace_extras_register("scores", trace_scores_section, template="evaluation/trace_scores.html")
+        trace_extras_register("labels", trace_labels_section, template="evaluation/trace_labels.html")

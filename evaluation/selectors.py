@@ -13,7 +13,7 @@ from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum
 
 from evaluation.judges.rendering import JudgeInput
-from evaluation.models import BackfillRun, Judge, JudgeVersion, OutputWait, Rubric, Score, ScoreStatus
+from evaluation.models import BackfillRun, Judge, JudgeVersion, Label, OutputWait, Rubric, Score, ScoreStatus
 from evaluation.services.shared import utc_now
 from evaluation.stats.estimators import Moments
 from feedback.models import FeedbackEvent, Span, Trace
@@ -159,6 +159,39 @@ def score_public(score: Score) -> dict[str, Any]:
 def trace_scores_section(trace_id: str) -> list[dict[str, Any]]:
     """The scores section evaluation adds to a trace read (registered with feedback at start-up)."""
     return [score_public(score) for score in trace_scores(trace_id)]
+
+
+def label_public(label: Label) -> dict[str, Any]:
+    """A human label as GET /api/v1/traces/{trace_id} shows it."""
+    return {
+        "label_id": label.label_id,
+        "rubric": label.rubric.name,
+        "rubric_version": label.rubric.version,
+        "scale": label.rubric.scale,
+        "value": label.value,
+        "category": label.category or None,
+        "text": label.text or None,
+        "reviewer": label.reviewer,
+        "source": label.source,
+        "sampling": {
+            "design": label.sampling_design,
+            "stratum": label.stratum,
+            "inclusion_probability": label.inclusion_probability,
+        },
+        "comment": label.comment,
+        "occurred_at": label.occurred_at,
+        "created_at": label.created_at,
+    }
+
+
+def trace_labels_section(trace_id: str) -> list[dict[str, Any]]:
+    """The labels section evaluation adds to a trace read (registered with feedback at start-up)."""
+    labels = (
+        Label.objects.filter(trace_id=trace_id)
+        .select_related("rubric")
+        .order_by("rubric__name", "rubric__version", "occurred_at", "id")
+    )
+    return [label_public(label) for label in labels]
 
 
 def judge_runs(*, judge: Judge, status: str = "", limit: int = 50) -> list[Score]:

@@ -131,11 +131,31 @@ class TraceScoreSerializer(serializers.Serializer):
     scored_at = serializers.DateTimeField(allow_null=True)
 
 
+class TraceLabelSerializer(serializers.Serializer):
+    """A human label on the trace, from an annotation queue, the API or the widget (the evaluation app fills
+    this section)."""
+
+    label_id = serializers.CharField()
+    rubric = serializers.CharField()
+    rubric_version = serializers.IntegerField()
+    scale = serializers.ChoiceField(["binary", "ordinal", "continuous", "categorical", "free_text"])
+    value = serializers.FloatField(allow_null=True)
+    category = serializers.CharField(allow_null=True)
+    text = serializers.CharField(allow_null=True, help_text="a free-text rubric's answer")
+    reviewer = serializers.CharField()
+    source = serializers.CharField(help_text="queue, api or widget")  # type: ignore[assignment]
+    sampling = ScoreSamplingSerializer()
+    comment = serializers.CharField()
+    occurred_at = serializers.DateTimeField()
+    created_at = serializers.DateTimeField()
+
+
 class TraceDetailSerializer(TraceOutSerializer):
     spans = SpanOutSerializer(many=True)
     feedback = FeedbackOutSerializer(many=True)
     outcomes = OutcomeOutSerializer(many=True)
     scores = TraceScoreSerializer(many=True)
+    labels = TraceLabelSerializer(many=True)
 
 
 class TracePageSerializer(serializers.Serializer):

@@ -96,3 +96,34 @@ def test_labels_of_another_organization_are_not_seen(api_a: ApiClient, api_b: Ap
 def test_a_bad_key_is_refused(live: Any) -> None:
     answer = live.api("sk_not_a_key").post("/api/v1/labels", label(unique(), "r", value=1))
     assert answer.status_code == 401
+
+
+def test_a_trace_read_shows_its_labels_and_never_another_organization_s(
+    api_a: ApiClient, api_b: ApiClient, org_a: Org
+) -> None:
+    """API.md: GET /api/v1/traces/{trace_id} is the trace with its spans, feedback, outcomes, scores and labels.
+    The same trace ID in another organization, labelled there, adds nothing here."""
+    from django.test import Client
+
+    tid, rubric, topics = unique("tr"), unique("helpful"), unique("topic")
+    assert api_a.post("/api/v1/traces", {"trace_id": tid, "feature": unique("feat"), "output": "ok"}).ok
+    sent = [label(tid, rubric, value=1, reviewer="ann@example.com", comment="clear",
+                  sampling={"design": "uniform", "inclusion_probability": 0.5}),
+            label(tid, topics, category="billing")]  # fmt: skip
+    assert api_a.post("/api/v1/labels", {"batch": sent}).json()["accepted"] == 2
+    assert api_b.post("/api/v1/labels", label(tid, rubric, value=0, reviewer="mallory@b.test")).json()["accepted"] == 1
+    detail = api_a.get(f"/api/v1/traces/{tid}").json()
+    by_rubric = {entry["rubric"]: entry for entry in detail["labels"]}
+    assert set(by_rubric) == {rubric, topics}
+    assert by_rubric[rubric] | {"occurred_at": None, "created_at": None} == {
+        "label_id": sent[0]["label_id"], "rubric": rubric, "rubric_version": 1, "scale": "binary", "value": 1.0,
+        "category": None, "text": None, "reviewer": "ann@example.com", "source": "api",
+        "sampling": {"design": "uniform", "stratum": "", "inclusion_probability": 0.5}, "comment": "clear",
+        "occurred_at": None, "created_at": None,
+    }  # fmt: skip
+    assert (by_rubric[topics]["scale"], by_rubric[topics]["category"]) == ("categorical", "billing")
+    # The portal's trace page shows them too.
+    client = Client()
+    client.force_login(org_a.owner)
+    page = client.get(org_a.url(f"traces/{tid}")).content.decode()
+    assert "Human labels" in page and "ann@example.com" in page and "billing" in page and "mallory" not in page
