@@ -625,7 +625,10 @@ def overview(*, window: Window) -> list[dict[str, Any]]:
         spark = []
         partial = _partial_day(days)
         for day in days:
-            day_measures = daily.get(day) if day != partial else None
+            if day == partial:  # today is still arriving: left out of both lines (a cost of 0 would read as a fall)
+                spark.append({"day": day, "success": None, "cost_usd": None})
+                continue
+            day_measures = daily.get(day)
             f = group_figures(day_measures, source=source, value_per_success_usd=vps) if day_measures else None
             spark.append({"day": day, "success": f["success"]["value"] if f else None,
                           "cost_usd": f["cost_usd"] if f else 0.0})  # fmt: skip
