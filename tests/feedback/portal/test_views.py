@@ -48,6 +48,8 @@ def test_trace_explorer_filters_by_metadata_and_edit(explorer, org_a) -> None:  
     assert f"{run}-sso".encode() in edited.content
     partial = client.get(org_a.url("traces/"), {"metadata.auth": "password"}, HTTP_HX_REQUEST="true")
     assert b"<html" not in partial.content and f"{run}-pw".encode() in partial.content
+    # One URL, a fragment or the page: a browser's cache must tell them apart (Back showed the bare fragment).
+    assert "HX-Request" in partial["Vary"] and "HX-Request" in page["Vary"]
     bad = client.get(org_a.url("traces/"), {"since": "last tuesday"})
     assert bad.status_code == 200 and b"ISO 8601" in bad.content
 
