@@ -103,11 +103,13 @@ def feedback_ingest(
         return result
     rows: dict[str, FeedbackEventRow] = {}
     for _, item in good:
+        event_id = str(uuid.UUID(item.event_id))  # canonical: one UUID written two ways is one event
+        if event_id in rows:  # sent twice in one batch: the first is kept, as across batches
+            continue
         distance = kept = None
         if item.kind == FeedbackKind.EDIT:
             measures = edit_measures(item.original_text or "", item.edited_text or "")
             distance, kept = measures.distance, measures.kept_ratio
-        event_id = str(uuid.UUID(item.event_id))  # canonical: one UUID written two ways is one event
         rows[event_id] = FeedbackEventRow(  # type: ignore[misc]  # as_sent() fills the leading fields
             *FEEDBACK_EVENTS.as_sent(item),
             event_id=event_id,

@@ -26,14 +26,15 @@ def outcomes_ingest(*, body: bytes) -> IngestResult:
     result = IngestResult(errors=errors)
     if not good:
         return result
-    rows = {
-        item.outcome_id: OutcomeRow(  # type: ignore[misc]  # as_sent() fills the leading fields
+    rows: dict[str, OutcomeRow] = {}
+    for _, item in good:
+        if item.outcome_id in rows:  # sent twice in one batch: the first is kept, as across batches
+            continue
+        rows[item.outcome_id] = OutcomeRow(  # type: ignore[misc]  # as_sent() fills the leading fields
             *OUTCOMES.as_sent(item),
             value_usd=Decimal(repr(item.value_usd)) if item.value_usd is not None else None,
             received_at=now,
         )
-        for _, item in good
-    }
     with transaction.atomic():
         cursor = raw_cursor()
         # Sorted by outcome_id: concurrent batches lock in the same order and cannot deadlock.

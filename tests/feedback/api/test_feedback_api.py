@@ -97,3 +97,15 @@ def test_resend_storm_stores_each_event_once(api_a, committed_db, org_a) -> None
         assert Outcome.objects.filter(outcome_id__startswith=prefix).count() == 40
         # every feedback event got joined to its trace, whichever arrived first
         assert not FeedbackEvent.objects.filter(trace_id__startswith=prefix, feature__isnull=True).exists()
+
+
+def test_an_event_id_twice_in_one_batch_keeps_the_first_as_across_batches(api_a) -> None:  # type: ignore[no-untyped-def]
+    """The answer counts the second as the duplicate: the second must be the one not stored (it was stored)."""
+    tid = unique()
+    up = event(tid, value=1)
+    down = {**up, "value": -1}
+    answer = api_a.post("/api/v1/feedback", {"batch": [up, down]}).json()
+    assert answer == {"accepted": 1, "duplicates": 1, "errors": []}
+    assert api_a.post("/api/v1/traces", trace(tid)).ok
+    (stored,) = api_a.get(f"/api/v1/traces/{tid}").json()["feedback"]
+    assert stored["value"] == 1
