@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,6 +72,17 @@ def _parse_time(value: str, name: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _json_scalar(text: str) -> int | float | bool | None:
+    """The number or boolean ``text`` spells in JSON (``5``, ``2.5``, ``true``), else None."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(value, float) and not math.isfinite(value):  # NaN, Infinity: not JSON PostgreSQL reads
+        return None
+    return value if isinstance(value, int | float | bool) else None
+
+
 def traces_filtered(filters: TraceFilters) -> QuerySet[Trace]:
     qs = Trace.objects.select_related("feature", "prompt_version")
     if filters.feature:
@@ -84,9 +97,14 @@ def traces_filtered(filters: TraceFilters) -> QuerySet[Trace]:
         qs = qs.filter(started_at__gte=filters.since)
     if filters.until:
         qs = qs.filter(started_at__lt=filters.until)
-    if filters.metadata:
-        # Containment uses the jsonb_path_ops GIN index.
-        qs = qs.filter(metadata__contains=filters.metadata)
+    for key, value in filters.metadata.items():
+        # Containment uses the jsonb_path_ops GIN index. A value typed in a URL is text; the metadata sent may
+        # hold it as a number or a boolean (the reports' grouping shows both as text): either matches.
+        match = Q(metadata__contains={key: value})
+        typed = _json_scalar(value)
+        if typed is not None:
+            match |= Q(metadata__contains={key: typed})
+        qs = qs.filter(match)
     if filters.has_thumbs_down:
         qs = qs.filter(
             Exists(FeedbackEvent.objects.filter(trace_id=OuterRef("trace_id"), kind=FeedbackKind.THUMB, value__lt=0))

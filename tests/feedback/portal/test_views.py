@@ -99,3 +99,30 @@ def test_the_customer_filter_reads_the_customers_traces_newest_first_from_its_in
         plan = "\n".join(row[0] for row in cursor.fetchall())
     # Straight (in order) or as a bitmap then a sort of the customer's few rows: through the index.
     assert "Index Scan using trace_customer_recent" in plan or "Index Scan on trace_customer_recent" in plan, plan
+
+
+def test_a_metadata_filter_matches_numbers_and_booleans_as_sent(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """A URL's value is text, the metadata sent may hold a number or a boolean: the API's list and the explorer
+    match either (the reports' grouping already showed 5 as "5"). NaN or Infinity in the URL are plain text."""
+    from tests.fixtures.api import trace
+
+    run = unique("md")
+    with in_tenant(org_a.organization):
+        services.traces_ingest(body=msgspec.json.encode({"batch": [
+            trace(f"{run}-num", metadata={"seats": 5, "trial": True, "tier": "gold", "ratio": 0.5}),
+            trace(f"{run}-str", metadata={"seats": "5", "trial": "true", "tier": "gold"}),
+            trace(f"{run}-other", metadata={"seats": 6, "trial": False, "tier": "NaN"}),
+        ]}))  # fmt: skip
+    client = Client()
+    client.force_login(org_a.owner)
+
+    def found(**query: str) -> set[str]:
+        page = client.get(org_a.url("traces/"), {"q": "", **{f"metadata.{k}": v for k, v in query.items()}})
+        assert page.status_code == 200
+        return {t for t in (f"{run}-num", f"{run}-str", f"{run}-other") if t.encode() in page.content}
+
+    assert found(seats="5") == {f"{run}-num", f"{run}-str"}
+    assert found(trial="true") == {f"{run}-num", f"{run}-str"}
+    assert found(trial="false") == {f"{run}-other"}
+    assert found(ratio="0.5") == {f"{run}-num"}
+    assert found(tier="NaN") == {f"{run}-other"} and found(seats="Infinity") == set()
