@@ -17,6 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+# Beyond these a rule says nothing more: the inclusion probability is capped at 1 long before a
+# 1,000x oversampling, and a judge that waits over a week has stopped watching.
+MAX_MULTIPLIER = 1000.0
+MAX_DELAY_S = 7 * 86_400.0
+
 
 @dataclass(frozen=True, slots=True)
 class SamplingRule:
@@ -49,10 +54,10 @@ class SamplingRule:
         if not 0.0 <= self.base_rate <= 1.0:
             problems.append("base_rate must be between 0 and 1")
         for name in ("thumbs_down_multiplier", "edited_multiplier", "guardrail_multiplier"):
-            if getattr(self, name) < 1.0:
-                problems.append(f"{name} must be at least 1 (oversampling, never undersampling)")
-        if self.delay_s < 0:
-            problems.append("delay_s must not be negative")
+            if not 1.0 <= getattr(self, name) <= MAX_MULTIPLIER:
+                problems.append(f"{name} must be from 1 to {MAX_MULTIPLIER:g} (oversampling, never undersampling)")
+        if not 0 <= self.delay_s <= MAX_DELAY_S:
+            problems.append(f"delay_s must be from 0 to {MAX_DELAY_S:g} (a week)")
         return problems
 
 

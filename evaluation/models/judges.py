@@ -95,6 +95,10 @@ class SamplingRule(models.Model):
     scanned_through = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
 
+    @property
+    def delay_minutes(self) -> float:
+        return self.delay_s / 60
+
 
 class ScoreStatus(models.TextChoices):
     PENDING = "pending", "Pending"

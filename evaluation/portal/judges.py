@@ -17,6 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.views.decorators.http import require_POST
 
+from evaluation.judges.sampling import MAX_DELAY_S, MAX_MULTIPLIER
 from evaluation.judges.templates import BUILTIN_TEMPLATES
 from evaluation.judges.versions import JudgeVersionSpec, version_diff
 from evaluation.models import BackfillRun, Judge, ProviderKey
@@ -103,8 +104,12 @@ class JudgeForm(JudgeVersionForm):
 class EnableForm(forms.Form):
     sample_percent = forms.FloatField(min_value=0, max_value=100, initial=10, label="Sample %")
     all_thumbs_down = forms.BooleanField(required=False, initial=True, label="Plus every thumbs-down")
-    edited_multiplier = forms.FloatField(min_value=1, initial=1, label="Edited traces × (oversampling)")
-    delay_minutes = forms.FloatField(min_value=0, initial=0, label="Delay (minutes), so late feedback is seen first")
+    edited_multiplier = forms.FloatField(
+        min_value=1, max_value=MAX_MULTIPLIER, initial=1, label="Edited traces × (oversampling)"
+    )
+    delay_minutes = forms.FloatField(
+        min_value=0, max_value=MAX_DELAY_S / 60, initial=0, label="Delay (minutes), so late feedback is seen first"
+    )
 
 
 class TestForm(forms.Form):

@@ -201,3 +201,15 @@ def test_only_a_pm_or_above_recomputes_the_drift_snapshot(db: None, org_a, seede
     assert b"Recompute now" not in page.content
     assert viewer.post(org_a.url(f"drift/{seeded['feature']}/recompute")).status_code == 403
     assert viewer.get(org_a.url(f"drift/{seeded['feature']}/recompute")).status_code in (403, 405)
+
+
+def test_an_alert_rule_reads_as_a_sentence(owner_a: Client, org_a, seeded: dict) -> None:  # type: ignore[no-untyped-def,type-arg]
+    """It read "Success interval's upper bound upper bound below 0.10 under the trailing 7-day mean"."""
+    from evaluation.services.alerts import alert_rule_create
+
+    with in_tenant(org_a):
+        alert_rule_create(feature=Feature.objects.get(key=seeded["feature"]), name="success falls",
+                          metric="success_high", threshold=0.1)  # fmt: skip
+    alerts = owner_a.get(org_a.url("alerts/")).content.decode()
+    assert "Success interval&#x27;s upper bound more than 10% under the trailing 7-day mean" in alerts
+    assert "upper bound upper bound" not in alerts

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from django.test import Client
 
 from evaluation.models import BackfillRun, Judge, ProviderKey, Score
@@ -192,3 +193,25 @@ def test_the_judge_page_counts_draws_waiting_for_their_output(db: None, org_a) -
         sampling_sweep(now=utc_now() + timedelta(seconds=10))
     page = client.get(org_a.url(f"judges/{judge.name}/"))
     assert b"+ 2 waiting for their output" in page.content
+
+
+def test_sampling_bounds_are_form_errors_and_the_delay_reads_in_minutes(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """1e308 was taken: the page then read "edited × 1e+308, after inf s"."""
+    from evaluation.judges.sampling import SamplingRule as SamplingSpec
+    from tests.evaluation.helpers import offline_judge
+
+    client = _owner(org_a)
+    with in_tenant(org_a):
+        judge = offline_judge()
+    url = org_a.url(f"judges/{judge.name}/enable/")
+    form = {"sample_percent": "10", "edited_multiplier": "1", "delay_minutes": "0"}
+    for field, value in [("edited_multiplier", "1e308"), ("delay_minutes", "1e308"), ("delay_minutes", "20000")]:
+        page = client.post(url, form | {field: value})
+        assert page.status_code == 200 and "less than or equal to" in page.content.decode(), (field, value)
+    with in_tenant(org_a):
+        judge.refresh_from_db()
+        assert not judge.enabled
+    assert client.post(url, form | {"delay_minutes": "1.5"}).status_code == 302
+    assert "1.5 min after each trace lands" in client.get(org_a.url(f"judges/{judge.name}/")).content.decode()
+    with pytest.raises(ValueError, match="edited_multiplier must be from 1 to 1000"):
+        SamplingSpec(base_rate=0.1, edited_multiplier=1e308)
