@@ -622,7 +622,7 @@ def overview(*, window: Window) -> list[dict[str, Any]]:
             attention = max(attention, (c_now - c_before) / c_before)
             reasons.append(f"cost per success ${c_before:.4f} → ${c_now:.4f}")
         daily = cur.get(feature_id, {})
-        spark = []
+        spark: list[dict[str, Any]] = []
         partial = _partial_day(days)
         for day in days:
             if day == partial:  # today is still arriving: left out of both lines (a cost of 0 would read as a fall)
