@@ -30,6 +30,7 @@ from evaluation.reports.selectors import (
     window_from,
 )
 from evaluation.reports.signals import signal_report
+from evaluation.services.drift import likely_causes
 from feedback import services
 from feedback.selectors import widget_rejections
 from tenants.access import org_url, role_required
@@ -63,6 +64,11 @@ def _feature(key: str) -> Any:
 def overview_page(request: HttpRequest) -> HttpResponse:
     window, error = _window(request)
     features = overview(window=window)
+    # Where a feature broke, from its latest drift snapshot in the window: the segment the drift page ranks first
+    # (or the one whose own rate fell while the feature's held), so a drop points somewhere.
+    causes = likely_causes([f["key"] for f in features], first_day=window.first_day, last_day=window.last_day)
+    for f in features:
+        f["cause"] = causes.get(f["key"])
     return TemplateResponse(
         request,
         "evaluation/overview.html",

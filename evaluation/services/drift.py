@@ -383,6 +383,21 @@ def top_cause(result: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def likely_causes(feature_keys: list[str], *, first_day: date, last_day: date) -> dict[str, dict[str, Any]]:
+    """Each feature's likely cause (``top_cause``) from its latest drift snapshot taken within the days given,
+    by feature key; a feature without one, or whose drift moved nothing beyond noise, is left out."""
+    if not feature_keys:
+        return {}
+    snapshots = (
+        DriftSnapshot.objects.filter(feature__key__in=feature_keys, day__gte=first_day, day__lte=last_day)
+        .select_related("feature")
+        .order_by("feature_id", "-day")
+        .distinct("feature_id")
+    )
+    causes = {snapshot.feature.key: top_cause(snapshot.result) for snapshot in snapshots}
+    return {key: cause for key, cause in causes.items() if cause is not None}
+
+
 def _worse_z(base: float, cur: float, n0: float, n1: float, sign: int) -> float:
     """Two-proportion z of the move, positive when it went the bad way."""
     se = math.sqrt(base * (1 - base) / n0 + cur * (1 - cur) / n1)

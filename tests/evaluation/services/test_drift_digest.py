@@ -237,3 +237,21 @@ def test_the_digest_mailed_by_the_beat_links_the_portal_at_the_public_url(  # ty
         assert url.startswith(base), url
         views.add(resolve(unquote(urlsplit(url).path)).url_name)
     assert {"feature", "drift", "digest"} <= views
+
+
+def test_the_overview_points_a_drop_at_its_likely_cause(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """The overview said only "success 50% → 41%": now it names the segment the drift page ranks first, linked."""
+    from django.test import Client
+
+    with in_tenant(org_a):
+        key = new_feature(segment_keys=["auth"])
+        _planted(key)
+        drift_snapshot_store(feature=Feature.objects.get(key=key), today=TODAY)
+    client = Client()
+    client.force_login(org_a.owner)
+    page = client.get(org_a.url(""), {"since": "2025-06-01", "until": "2025-07-01"}).content.decode()
+    assert 'data-testid="likely-cause"' in page
+    assert f'href="/o/{org_a.organization.slug}/drift/{key}/">metadata.auth=sso × prompt_version=v2</a>' in page
+    # A snapshot outside the window says nothing about it.
+    earlier = client.get(org_a.url(""), {"since": "2025-05-01", "until": "2025-06-20"}).content.decode()
+    assert 'data-testid="likely-cause"' not in earlier
