@@ -160,8 +160,9 @@ def test_the_drift_page_shows_todays_snapshot_until_someone_recomputes(owner_a: 
     assert b'data-testid="drift-as-of"' in first.content and b"Recompute now" in first.content
     with in_tenant(org_a):
         stored = DriftSnapshot.objects.get(feature__key=seeded["feature"], day=datetime.now(UTC).date())
-        # More traffic lands in the current window after the snapshot.
-        ingest(*traffic(feature=seeded["feature"], start=NOW - timedelta(hours=5), hours=4, count=400,
+        # More traffic lands in the current window (yesterday's, sent late) after the snapshot.
+        yesterday = datetime.combine(NOW.date() - timedelta(days=1), datetime.min.time(), UTC) + timedelta(hours=8)
+        ingest(*traffic(feature=seeded["feature"], start=yesterday, hours=4, count=400,
                         rng=random.Random(9), thumbs_down=lambda t: 0.9))  # fmt: skip
     before = _thumbs_down(stored)
     again = owner_a.get(url).content.decode()  # the stored snapshot, not a new computation

@@ -121,8 +121,9 @@ def test_distribution_figures_are_the_stats_modules_own() -> None:
 
 def test_drift_windows_and_bad_ones() -> None:
     baseline, current = drift_windows(today=TODAY)
-    assert current.as_dict() == {"since": "2025-06-24T00:00:00+00:00", "until": "2025-07-01T00:00:00+00:00"}
-    assert baseline.as_dict() == {"since": "2025-06-03T00:00:00+00:00", "until": "2025-06-17T00:00:00+00:00"}
+    # The last 7 whole days before today (today's outcomes are still arriving), and 14 days ending 7 before.
+    assert current.as_dict() == {"since": "2025-06-23T00:00:00+00:00", "until": "2025-06-30T00:00:00+00:00"}
+    assert baseline.as_dict() == {"since": "2025-06-02T00:00:00+00:00", "until": "2025-06-16T00:00:00+00:00"}
     with pytest.raises(ValueError):
         drift_windows(days=0)
 
