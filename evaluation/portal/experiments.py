@@ -3,6 +3,7 @@ evaluation.services.{experiments,drift,alerts,digest} do the work."""
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -37,33 +38,47 @@ def _experiment(key: str) -> Experiment:
         raise Http404("No such experiment.") from None
 
 
+def _number(text: str, field: str, kind: type[float] | type[int] = float) -> Any:
+    """A form's number, or a ValueError naming the field and what it takes."""
+    try:
+        value = kind(text.strip())
+    except (ValueError, OverflowError):
+        raise ValueError(f"{field}: {'a whole number' if kind is int else 'a number'}, not '{text[:40]}'") from None
+    if kind is float and not math.isfinite(value):
+        raise ValueError(f"{field}: a finite number")
+    return value
+
+
+def _plan(query: Any) -> dict[str, Any]:
+    try:
+        baseline = _number(query["baseline"], "Control rate")
+        mde = _number(query.get("mde", ""), "Minimum detectable effect")
+        arms = _number(query.get("arms", "2"), "Arms", int)
+        if not 0 < baseline < 1:
+            raise ValueError("Control rate: a rate between 0 and 1, e.g. 0.5")
+        if mde <= 0:
+            raise ValueError("Minimum detectable effect: above 0, e.g. 0.03 for three points")
+        if not 2 <= arms <= 10:
+            raise ValueError("Arms: 2 to 10")
+        per_arm = planner(baseline=baseline, mde=mde, arms=arms)
+    except ValueError as exc:
+        return {"error": f"Planner: {exc}", "baseline": query.get("baseline"), "mde": query.get("mde"),
+                "arms": query.get("arms")}  # fmt: skip
+    return {"per_arm": per_arm, "baseline": baseline, "mde": mde, "arms": arms}
+
+
+def _experiments_context(request: HttpRequest) -> dict[str, Any]:
+    return {
+        "nav": "experiments",
+        "experiments": experiments_list(),
+        "features": features_list(),
+        "metrics": PrimaryMetric.choices,
+        "plan": _plan(request.GET) if "baseline" in request.GET else None,
+    }
+
+
 def experiments_page(request: HttpRequest) -> HttpResponse:
-    plan_result: dict[str, Any] | None = None
-    if "baseline" in request.GET:
-        try:
-            baseline, mde = float(request.GET["baseline"]), float(request.GET.get("mde", ""))
-            arms = int(request.GET.get("arms", "2"))
-            if not 2 <= arms <= 10:
-                raise ValueError("2 to 10 arms")
-            plan_result = {
-                "per_arm": planner(baseline=baseline, mde=mde, arms=arms),
-                "baseline": baseline,
-                "mde": mde,
-                "arms": arms,
-            }
-        except (ValueError, OverflowError) as exc:
-            plan_result = {"error": f"Planner: {exc}" if str(exc) else "Planner: numbers, please."}
-    return TemplateResponse(
-        request,
-        "evaluation/experiments.html",
-        {
-            "nav": "experiments",
-            "experiments": experiments_list(),
-            "features": features_list(),
-            "metrics": PrimaryMetric.choices,
-            "plan": plan_result,
-        },
-    )
+    return TemplateResponse(request, "evaluation/experiments.html", _experiments_context(request))
 
 
 @require_POST
@@ -83,8 +98,8 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
             {"name": bits[0].strip(), "allocation": allocation, "holdback": bits[0].strip() == post.get("holdback")}
         )
     try:
-        mde = float(post.get("mde", ""))
-        max_days = int(post["max_days"]) if post.get("max_days", "").strip() else None
+        mde = _number(post.get("mde", ""), "Minimum detectable effect")
+        max_days = _number(post["max_days"], "Stop after (days)", int) if post.get("max_days", "").strip() else None
         experiment = experiment_create(
             key=post.get("key", "").strip(),
             feature_key=post.get("feature", ""),
@@ -97,8 +112,10 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
             hypothesis=post.get("hypothesis", "").strip(),
         )
     except ValueError as exc:
-        messages.error(request, f"Experiment not created: {getattr(exc, 'message', None) or 'check the numbers'}.")
-        return redirect(org_url(request, "evaluation:experiment-list"))
+        # The form again, as it was filled in, with what to change: a redirect lost every field.
+        problem = getattr(exc, "message", None) or str(exc) or "check the numbers"
+        context = _experiments_context(request) | {"new": post, "new_error": f"Experiment not created: {problem}."}
+        return TemplateResponse(request, "evaluation/experiments.html", context, status=400)
     messages.success(request, f"Experiment {experiment.key} is running.")
     return redirect(org_url(request, "evaluation:experiment-detail", experiment.key))
 
