@@ -181,6 +181,8 @@ SPECTACULAR_SETTINGS = {
         "ScoreStatusEnum": ["pending", "running", "ok", "error"],
         "ExperimentStatusEnum": ["running", "stopped"],
         "GuardrailStatusEnum": ["ok", "breached", "waiting", "not_applicable"],
+        "JudgeScaleEnum": ["binary", "ordinal", "continuous"],
+        "RubricScaleEnum": ["binary", "ordinal", "continuous", "categorical", "free_text"],
     },
 }
 # Per-key request budget for the API (requests per second, burst allowance), one budget per

@@ -13,6 +13,7 @@ and they cannot be recovered later.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,7 +54,10 @@ class SamplingRule:
         problems = []
         if not 0.0 <= self.base_rate <= 1.0:
             problems.append("base_rate must be between 0 and 1")
-        for name in ("thumbs_down_multiplier", "edited_multiplier", "guardrail_multiplier"):
+        # The thumbs-down multiplier is 1 / base_rate for "every thumbs-down": any finite size is meant.
+        if not 1.0 <= self.thumbs_down_multiplier < math.inf:
+            problems.append("thumbs_down_multiplier must be at least 1 and finite (oversampling, never undersampling)")
+        for name in ("edited_multiplier", "guardrail_multiplier"):
             if not 1.0 <= getattr(self, name) <= MAX_MULTIPLIER:
                 problems.append(f"{name} must be from 1 to {MAX_MULTIPLIER:g} (oversampling, never undersampling)")
         if not 0 <= self.delay_s <= MAX_DELAY_S:

@@ -217,23 +217,31 @@ def test_an_alert_rule_reads_as_a_sentence(owner_a: Client, org_a, seeded: dict)
 
 
 def test_a_refused_experiment_keeps_what_was_typed_and_the_planner_names_the_field(
-    owner_a: Client, org_a, seeded: dict  # type: ignore[type-arg]
+    owner_a: Client,
+    org_a,
+    seeded: dict,  # type: ignore[type-arg]
 ) -> None:  # type: ignore[no-untyped-def]
     """A refused form redirected and lost every field; the planner answered with Python's own words
     ("could not convert string to float: 'abc'")."""
-    form = {"key": "checkout-v9", "name": "Shorter answers", "feature": seeded["feature"], "arms": "a:0.5, b:0.2",
-            "control": "a", "mde": "0.05", "max_days": "21", "hypothesis": "Shorter answers convert better"}  # fmt: skip
+    form = {"key": "checkout-v9", "name": "Shorter answers", "feature": seeded["feature"],
+            "arms": "a:0.5, b:0.2", "control": "a", "mde": "0.05", "max_days": "21",
+            "hypothesis": "Shorter answers convert better"}  # fmt: skip
     refused = owner_a.post(org_a.url("experiments/new"), form)
     page = refused.content.decode()
     assert refused.status_code == 400 and "allocations must add up to 1" in page and 'data-testid="new-error"' in page
-    for typed in ('value="checkout-v9"', 'value="Shorter answers"', 'value="a:0.5, b:0.2"', 'value="21"',
-                  'value="Shorter answers convert better"', f"<option selected>{seeded['feature']}</option>"):  # fmt: skip
-        assert typed in page, typed
+    typed = ['value="checkout-v9"', 'value="Shorter answers"', 'value="a:0.5, b:0.2"', 'value="21"',
+             'value="Shorter answers convert better"', f"<option selected>{seeded['feature']}</option>"]  # fmt: skip
+    for field in typed:
+        assert field in page, field
     not_a_number = owner_a.post(org_a.url("experiments/new"), form | {"arms": "a:0.5, b:0.5", "mde": "abc"})
     assert "Minimum detectable effect: a number, not &#x27;abc&#x27;" in not_a_number.content.decode()
-    for query, says in [({"baseline": "abc"}, "Control rate: a number"), ({"baseline": "0.5", "arms": "1e308"},
-                        "Arms: a whole number"), ({"baseline": "0.5", "mde": "0"}, "Minimum detectable effect: above 0"),
-                        ({"baseline": "2", "mde": "0.03"}, "Control rate: a rate between 0 and 1")]:  # fmt: skip
+    cases = [
+        ({"baseline": "abc"}, "Control rate: a number"),
+        ({"baseline": "0.5", "arms": "1e308"}, "Arms: a whole number"),
+        ({"baseline": "0.5", "mde": "0"}, "Minimum detectable effect: above 0"),
+        ({"baseline": "2", "mde": "0.03"}, "Control rate: a rate between 0 and 1"),
+    ]
+    for query, says in cases:
         planned = owner_a.get(org_a.url("experiments/"), {"mde": "0.03", **query}).content.decode()
         assert says in planned, (query, planned[:200])
         assert "could not convert" not in planned and "invalid literal" not in planned
