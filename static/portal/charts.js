@@ -10,6 +10,14 @@
     cost_per_success_usd: function (v) { return "$" + v.toFixed(4); },
     p95_latency_ms: function (v) { return v.toFixed(0) + " ms"; }
   };
+  // One colour per prompt version on every chart of the page (by first sight, the main chart's order first).
+  var colorOf = (function () {
+    var assigned = {}, next = 0;
+    return function (version) {
+      if (!Object.prototype.hasOwnProperty.call(assigned, version)) assigned[version] = COLORS[next++ % COLORS.length];
+      return assigned[version];
+    };
+  })();
   function fmt(metric, v) { return v === null || v === undefined ? "–" : FORMAT[metric](v); }
   function epoch(day) { return Date.parse(day + "T00:00:00Z") / 1000; }
 
@@ -35,9 +43,9 @@
       axes: [{}, { values: function (u, vals) { return vals.map(function (v) { return fmt(metric, v); }); }, size: 70 }],
       series: [{}]
     };
-    series.versions.forEach(function (version, i) {
+    series.versions.forEach(function (version) {
       data.push(series.points[version].map(function (p) { return p ? p[metric] : null; }));
-      opts.series.push({ label: version, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: false,
+      opts.series.push({ label: version, stroke: colorOf(version), width: 2, spanGaps: false,
         points: { show: true, size: 4 }, value: function (u, v) { return fmt(metric, v); } });
     });
     var box = document.createElement("div"); box.className = "chart";
