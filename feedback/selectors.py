@@ -43,13 +43,16 @@ class TraceFilters:
     @classmethod
     def from_query(cls, query: Any) -> TraceFilters:
         """From request.GET: metadata filters are written metadata.<key>=<value>."""
+        since, until = _parse_time(query.get("since", ""), "since"), _parse_time(query.get("until", ""), "until")
+        if since and until and since >= until:  # else an empty list, as if nothing matched
+            raise FilterError("until", "the window must end after it starts (until after since)")
         return cls(
             feature=query.get("feature", "").strip(),
             prompt_version=query.get("prompt_version", "").strip(),
             customer_id=query.get("customer_id", "").strip(),
             variant=query.get("variant", "").strip(),
-            since=_parse_time(query.get("since", ""), "since"),
-            until=_parse_time(query.get("until", ""), "until"),
+            since=since,
+            until=until,
             has_thumbs_down=query.get("has_thumbs_down", "") in {"1", "true", "on", "yes"},
             has_edit=query.get("has_edit", "") in {"1", "true", "on", "yes"},
             metadata={

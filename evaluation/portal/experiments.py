@@ -158,8 +158,10 @@ def drift_page(request: HttpRequest, key: str) -> HttpResponse:
         if raw:
             if raw.isdigit() and len(raw) < 4:
                 params[name] = int(raw)
-            else:
-                error = f"{name}: a whole number of days"
+            else:  # the same words as drift_windows' own (a number of days in its range)
+                error = f"{name}: a whole number of days, " + {"days": "1-90", "baseline_days": "1-180"}.get(
+                    name, "0-180"
+                )
     try:
         baseline, current = drift_services.drift_windows(
             days=params["days"], baseline_days=params["baseline_days"], gap_days=params["gap_days"]

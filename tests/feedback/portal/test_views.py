@@ -52,6 +52,8 @@ def test_trace_explorer_filters_by_metadata_and_edit(explorer, org_a) -> None:  
     assert "HX-Request" in partial["Vary"] and "HX-Request" in page["Vary"]
     bad = client.get(org_a.url("traces/"), {"since": "last tuesday"})
     assert bad.status_code == 200 and b"ISO 8601" in bad.content
+    backwards = client.get(org_a.url("traces/"), {"since": "2026-11-20", "until": "2026-11-01"})
+    assert backwards.status_code == 200 and b"the window must end after it starts" in backwards.content
 
 
 def test_trace_page_shows_spans_and_the_edit_diff(explorer, org_a, org_b) -> None:  # type: ignore[no-untyped-def]
