@@ -1,10 +1,9 @@
 """Alerts: rules relative to a baseline (not fixed points), evaluated on a schedule over each feature
 and each value of its declared segment keys; an alert opens once per (rule, segment), updates while
 the rule keeps firing (de-duplication), and resolves when an evaluation with enough data finds the
-condition gone against both the trailing baseline and the level the alert opened against (a lasting
-regression the trailing baseline has taken in is no recovery). Opening and resolving notify every
-enabled channel: signed webhooks (retried with backoff, then the channel is marked failing) and email.
-Evaluation never waits on a receiver: it only writes deliveries, which a separate task sends."""
+condition gone. Opening and resolving notify every enabled channel: signed webhooks (retried with
+backoff, then the channel is marked failing) and email. Evaluation never waits on a receiver: it
+only writes deliveries, which a separate task sends."""
 
 from __future__ import annotations
 
@@ -222,22 +221,17 @@ def rule_verdict(
         )
     if base.count < rule.min_count or base.value is None:
         return Verdict("waiting", f"too little baseline: {base.count} {word} (needs {rule.min_count})", cur, base)
-    if rule.metric != AlertMetric.SUCCESS_HIGH and base.value <= 0:
-        return Verdict("waiting", "the baseline is 0: a relative rise is undefined", cur, base)
-    return Verdict("firing" if _fires(rule, cur, base.value) else "quiet", "", cur, base)
-
-
-def _fires(rule: AlertRule, cur: Reading, baseline: float) -> bool:
-    """The rule's condition on the current reading against a baseline value."""
     if rule.metric == AlertMetric.SUCCESS_HIGH:
-        return cur.high is not None and cur.high < baseline * (1 - rule.threshold)
-    if cur.value is None or baseline <= 0:
-        return False
-    above = cur.value >= baseline * (1 + rule.threshold)
+        floor = base.value * (1 - rule.threshold)
+        firing = cur.high is not None and cur.high < floor
+        return Verdict("firing" if firing else "quiet", "", cur, base)
+    if base.value <= 0:
+        return Verdict("waiting", "the baseline is 0: a relative rise is undefined", cur, base)
+    above = cur.value >= base.value * (1 + rule.threshold)
     # The rise must also be clear of noise: the current interval's lower end above the baseline
     # (a share's Wilson bound; cost per success over the success interval's upper end).
-    clear = cur.low is None or cur.low > baseline
-    return above and clear
+    clear = cur.low is None or cur.low > base.value
+    return Verdict("firing" if above and clear else "quiet", "", cur, base)
 
 
 def _fmt(metric: str, value: float | None) -> str:
@@ -358,7 +352,6 @@ def _apply(rule: AlertRule, segment: str, verdict: Verdict, now: datetime, stats
             "message": _message(rule, segment, verdict),
         }
         if existing is not None:
-            fields.pop("baseline")  # the level it opened against is kept: back within it is what resolving means
             Alert.objects.filter(id=existing.id).update(
                 last_fired_at=now, evaluations_firing=existing.evaluations_firing + 1, **fields
             )
@@ -372,11 +365,6 @@ def _apply(rule: AlertRule, segment: str, verdict: Verdict, now: datetime, stats
             return
         _deliveries_create(alert, "opened", now)
         stats.opened += 1
-    elif existing is not None and existing.baseline is not None and _fires(rule, verdict.current, existing.baseline):
-        # Quiet against the trailing baseline only because that baseline has taken the regression in (a
-        # lasting fall becomes its own normal within a week): still as bad as when it opened. Stays open.
-        Alert.objects.filter(id=existing.id).update(value=verdict.current.value, count=verdict.current.count)
-        stats.updated += 1
     elif existing is not None:
         existing.state = AlertState.RESOLVED
         existing.resolved_at = now

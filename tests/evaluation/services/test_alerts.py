@@ -91,9 +91,7 @@ def _seed_incident(feature: str, *, bad: bool = True) -> None:
         thumbs_down=lambda t: 0.7 if bad else 0.2,
         fields=lambda i: {"cost_usd": 0.05, "latency_ms": 2500.0} if bad else {},
     )
-    # Enough normal traffic a day that "back to normal" is clear against the level before the incident too
-    # (120 a day left the thumbs-down share at 27% one day by chance, against 16% before).
-    after = traffic(feature=feature, start=NOW + timedelta(hours=1), hours=72, count=1440, rng=rng, **normal)  # type: ignore[arg-type]
+    after = traffic(feature=feature, start=NOW + timedelta(hours=1), hours=72, count=360, rng=rng, **normal)  # type: ignore[arg-type]
     ingest(*(a + b + c for a, b, c in zip(items, broken, after, strict=True)))
 
 
@@ -316,36 +314,3 @@ def test_email_channel_sends_the_alert(db: None, org_a, mailoutbox: list[Any]) -
     subjects = sorted(m.subject for m in mailoutbox)
     # All five default rules fire on the incident (the weekly thumbs rule sees the spiking day too).
     assert len(subjects) == 5 and all(s.startswith("[Candor] Alert:") and key in s for s in subjects)
-
-
-def test_a_lasting_regression_stays_open_until_it_recovers(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
-    """Thumbs-down goes from 20% to 45% and stays there. Once the trailing baseline has taken the new level in,
-    the rule is quiet against it: the alert stays open (it resolved then, while users were still unhappy) and
-    resolves when the share is back to where it was."""
-    with in_tenant(org_a):
-        key = new_feature()
-        feature = Feature.objects.get(key=key)
-        rule = alert_rule_create(
-            feature=feature, name="thumbs-down up 30%", metric="thumbs_down_share", threshold=0.3,
-            window_hours=24, baseline_days=3, min_count=30, per_segment=False,
-        )  # fmt: skip
-        rng = random.Random(4)
-        start = NOW - timedelta(days=10)
-        normal = traffic(feature=key, start=start, hours=24 * 5, count=1000, rng=rng, thumbs_down=lambda t: 0.2)
-        bad = traffic(feature=key, start=start + timedelta(days=5), hours=24 * 5, count=1000, rng=rng,
-                      thumbs_down=lambda t: 0.45)  # fmt: skip
-        ingest(*(a + b for a, b in zip(normal, bad, strict=True)))
-
-        alerts_evaluate(now=start + timedelta(days=6), features=[feature])  # a day into the regression
-        opened = Alert.objects.get(rule=rule)
-        assert opened.state == "open" and opened.baseline == pytest.approx(0.2, abs=0.05)
-        alerts_evaluate(now=NOW, features=[feature])  # five days in: the trailing baseline is 45% too
-        assert AlertRule.objects.get(id=rule.id).last_state == "quiet"
-        still = Alert.objects.get(id=opened.id)
-        assert still.state == "open" and still.value == pytest.approx(0.45, abs=0.07)
-        assert still.baseline == opened.baseline  # the level it opened against, kept
-
-        recovered = traffic(feature=key, start=NOW, hours=24, count=200, rng=rng, thumbs_down=lambda t: 0.2)
-        ingest(*recovered)
-        alerts_evaluate(now=NOW + timedelta(days=1), features=[feature])
-        assert Alert.objects.get(id=opened.id).state == "resolved"
