@@ -43,6 +43,9 @@ class TraceFilters:
     @classmethod
     def from_query(cls, query: Any) -> TraceFilters:
         """From request.GET: metadata filters are written metadata.<key>=<value>."""
+        for name, value in query.items():  # PostgreSQL text cannot hold NUL: a clear error, not a database one
+            if "\x00" in name or "\x00" in value:
+                raise FilterError(name.replace("\x00", "") or "query", "must not contain NUL characters")
         since, until = _parse_time(query.get("since", ""), "since"), _parse_time(query.get("until", ""), "until")
         if since and until and since >= until:  # else an empty list, as if nothing matched
             raise FilterError("until", "the window must end after it starts (until after since)")

@@ -386,12 +386,14 @@ def top_cause(result: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def likely_causes(feature_keys: list[str], *, first_day: date, last_day: date) -> dict[str, dict[str, Any]]:
-    """Each feature's likely cause (``top_cause``) from its latest drift snapshot taken within the days given,
+    """Each feature's likely cause (``top_cause``) from its latest drift snapshot describing days within the
+    ones given (a snapshot of day D reads the whole days before D: taken from first_day + 1 to last_day + 1),
     by feature key; a feature without one, or whose drift moved nothing beyond noise, is left out."""
     if not feature_keys:
         return {}
+    since, until = first_day + timedelta(days=1), last_day + timedelta(days=1)
     snapshots = (
-        DriftSnapshot.objects.filter(feature__key__in=feature_keys, day__gte=first_day, day__lte=last_day)
+        DriftSnapshot.objects.filter(feature__key__in=feature_keys, day__gte=since, day__lte=until)
         .select_related("feature")
         .order_by("feature_id", "-day")
         .distinct("feature_id")

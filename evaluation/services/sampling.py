@@ -9,23 +9,28 @@ NOTHING on (trace_id, judge_version, run_index): a rerun of the sweep never doub
 A judge of the output (``needs_output``) draws a trace that has no output yet like any other, but
 parks the draw (evaluation_outputwait) instead of queueing a run that could only fail: SDKs export
 a long model call, or the root span carrying the answer, after the rest of the trace. Each sweep
-queues the parked draws whose trace has an output now, and drops those older than OUTPUT_WAIT (an
-experiment's holdback arm, a call that failed before answering: they never get one).
+queues the parked draws whose trace has an output now, and drops those older than OUTPUT_WAIT (a
+call that failed before answering never gets one). A trace of the non-AI path (``fallback``: an
+experiment's holdback arm) is not waited for at all.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from django.db import connection, transaction
+from django.db.models import Q
 
 from evaluation.judges.sampling import SamplingRule as SamplingSpec
 from evaluation.judges.sampling import TraceFacts, sample_decision
 from evaluation.models import Judge, JudgeKind, OutputWait, SamplingRule
 from evaluation.services.shared import utc_now
+
+logger = logging.getLogger(__name__)
 
 SCAN_BATCH = 5000
 # Traces younger than this are left for the next sweep whatever the rule's delay: a batch still
@@ -220,7 +225,11 @@ def sampling_sweep(*, now: datetime | None = None, batch: int = SCAN_BATCH, max_
         rule = SamplingRule.objects.filter(judge_version_id=judge.current_version_id).first()
         if rule is None:
             continue
-        spec = rule_spec(rule, judge)
+        try:
+            spec = rule_spec(rule, judge)
+        except ValueError:  # a rule the checks refuse stops its own judge, not every judge after it
+            logger.exception("sampling: judge %s has a sampling rule out of bounds; skipped", judge.name)
+            continue
         version_hash = judge.current_version.content_hash  # type: ignore[union-attr]
         cutoff = now - max(SETTLE, timedelta(seconds=rule.delay_s))
         for _ in range(max_batches):
@@ -249,8 +258,10 @@ def sampling_sweep(*, now: datetime | None = None, batch: int = SCAN_BATCH, max_
             late = lookback_rows(cursor, through_id=through, received_before=cutoff, feature_id=judge.feature_id)
             queued += _queue_or_park(cursor, decide(judge, spec, version_hash, late), now=now)
             queued += scores_queue(cursor, outputs_landed(cursor, rule.judge_version_id), now=utc_now())
-    # Still no output after the wait (and draws of versions no longer current): dropped, unjudged.
-    OutputWait.objects.filter(parked_at__lt=now - OUTPUT_WAIT).delete()
+        # Still no output after the wait, or drawn for a version no longer current: dropped, unjudged. Only for
+        # a judge swept now: a paused judge's draws wait for it (released first when it runs again).
+        waits = OutputWait.objects.filter(judge_id=judge.id)
+        waits.filter(Q(parked_at__lt=now - OUTPUT_WAIT) | ~Q(judge_version_id=rule.judge_version_id)).delete()
     return queued
 
 

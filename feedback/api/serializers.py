@@ -131,6 +131,12 @@ class TraceScoreSerializer(serializers.Serializer):
     scored_at = serializers.DateTimeField(allow_null=True)
 
 
+class LabelSamplingSerializer(serializers.Serializer):
+    design = serializers.CharField(help_text="uniform, stratified, active or manual")
+    stratum = serializers.CharField()
+    inclusion_probability = serializers.FloatField(allow_null=True)
+
+
 class TraceLabelSerializer(serializers.Serializer):
     """A human label on the trace, from an annotation queue, the API or the widget (the evaluation app fills
     this section)."""
@@ -144,7 +150,7 @@ class TraceLabelSerializer(serializers.Serializer):
     text = serializers.CharField(allow_null=True, help_text="a free-text rubric's answer")
     reviewer = serializers.CharField()
     source = serializers.CharField(help_text="queue, api or widget")  # type: ignore[assignment]
-    sampling = ScoreSamplingSerializer()
+    sampling = LabelSamplingSerializer()
     comment = serializers.CharField()
     occurred_at = serializers.DateTimeField()
     created_at = serializers.DateTimeField()

@@ -67,7 +67,7 @@ class TracesApi(IngestApi):
 class TraceDetailApi(TenantApi):
     @extend_schema(
         operation_id="traces_retrieve",
-        summary="One trace with its spans, feedback, outcomes and scores",
+        summary="One trace with its spans, feedback, outcomes, scores and labels",
         responses={200: s.TraceDetailSerializer, 404: s.ErrorSerializer},
         tags=["traces"],
     )

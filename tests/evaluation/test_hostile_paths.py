@@ -50,3 +50,12 @@ def test_a_trailing_newline_is_not_a_metadata_key(owner: Client, org_a) -> None:
 
     with pytest.raises(ReportError):
         Grouping.parse("metadata.auth\n")
+
+
+@pytest.mark.parametrize("query", ["metadata.k=%00", "q=%00", "feature=%00", "customer_id=a%00b", "metadata.%00=x"])
+def test_nul_in_trace_filters_is_a_clear_error(owner: Client, api_a, org_a, query: str) -> None:  # type: ignore[no-untyped-def]
+    page = owner.get(org_a.url(f"traces/?{query}"))
+    assert page.status_code == 200 and "must not contain NUL characters" in page.content.decode()
+    if not query.startswith("q="):  # the API's list has no free-text search: q is not one of its filters
+        response = api_a.get(f"/api/v1/traces?{query}")
+        assert response.status_code == 400 and error_code(response) == "invalid_filter"

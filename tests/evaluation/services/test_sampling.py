@@ -211,8 +211,8 @@ def test_a_trace_whose_output_lands_late_is_judged_when_it_lands(db: None, org_a
 
 
 def test_a_drawn_trace_that_never_gets_an_output_is_dropped_after_the_wait(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
-    """An experiment's holdback arm never answers: its draws wait OUTPUT_WAIT, then leave unjudged, and an
-    output arriving after that is not judged by the old draw."""
+    """A call that failed before answering never gets an output: its draws wait OUTPUT_WAIT, then leave
+    unjudged, and an output arriving after that is not judged by the old draw."""
     from evaluation.models import OutputWait
     from evaluation.services.sampling import OUTPUT_WAIT
     from feedback.models import Feature
@@ -231,3 +231,52 @@ def test_a_drawn_trace_that_never_gets_an_output_is_dropped_after_the_wait(db: N
         traces_post([{"trace_id": trace_id, "feature": feature, "output": "Late."} for trace_id in ids])
         assert sampling_sweep(now=utc_now() + OUTPUT_WAIT + timedelta(minutes=2)) == 0
         assert not Score.objects.filter(judge_id=judge.id).exists()
+
+
+def test_a_paused_judge_keeps_its_draws_and_a_new_version_drops_the_old_ones(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """Draws parked before a pause are released when the judge runs again (the output landed meanwhile), not
+    dropped by the hour passing while nothing could run them; draws of a version no longer current go."""
+    from evaluation.models import Judge, OutputWait
+    from feedback.models import Feature
+
+    feature = unique("feat")
+    with in_tenant(org_a):
+        ids = make_traces(2, feature=feature, output="")
+        judge = offline_judge()
+        judge.feature = Feature.objects.get(key=feature)
+        judge.save()
+        judge_enable(judge=judge, base_rate=1.0)
+        sampling_sweep(now=utc_now() + LATER)
+        assert OutputWait.objects.filter(judge_id=judge.id).count() == 2
+        Judge.objects.filter(id=judge.id).update(paused=True, paused_reason="budget")
+        traces_post([{"trace_id": trace_id, "feature": feature, "output": "Answered."} for trace_id in ids])
+        sampling_sweep(now=utc_now() + timedelta(hours=3))  # the judge is paused: its draws stay
+        assert OutputWait.objects.filter(judge_id=judge.id).count() == 2
+        Judge.objects.filter(id=judge.id).update(paused=False, paused_reason="")
+        assert sampling_sweep(now=utc_now() + timedelta(hours=3)) == 2
+        assert set(Score.objects.filter(judge_id=judge.id).values_list("trace_id", flat=True)) == set(ids)
+        assert not OutputWait.objects.filter(judge_id=judge.id).exists()
+        # Parked for version 1; the judge is now at a version of its own: the old draw goes at the next sweep.
+        old = make_traces(1, feature=feature, output="")
+        sampling_sweep(now=utc_now() + timedelta(hours=3))
+        assert list(OutputWait.objects.filter(judge_id=judge.id).values_list("trace_id", flat=True)) == old
+        version = judge.current_version
+        OutputWait.objects.filter(judge_id=judge.id).update(judge_version_id=version.id + 10_000)
+        sampling_sweep(now=utc_now() + timedelta(hours=3))
+        assert not OutputWait.objects.filter(judge_id=judge.id).exists()
+
+
+def test_a_sampling_rule_out_of_bounds_stops_only_its_own_judge(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """The portal used to take 1e308: such a stored rule must not stop the sweep for every judge after it."""
+    from evaluation.models import SamplingRule
+
+    feature = unique("feat")
+    with in_tenant(org_a):
+        ids = make_traces(3, feature=feature)
+        broken, working = offline_judge(), offline_judge()
+        for judge in (broken, working):
+            judge_enable(judge=judge, base_rate=1.0)
+        SamplingRule.objects.filter(judge_version_id=broken.current_version_id).update(delay_s=1e308)
+        sampling_sweep(now=utc_now() + LATER)
+        assert set(ids) <= set(Score.objects.filter(judge_id=working.id).values_list("trace_id", flat=True))
+        assert not Score.objects.filter(judge_id=broken.id).exists()
