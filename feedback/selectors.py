@@ -47,8 +47,6 @@ class TraceFilters:
             if "\x00" in name or "\x00" in value:
                 raise FilterError(name.replace("\x00", "") or "query", "must not contain NUL characters")
         since, until = _parse_time(query.get("since", ""), "since"), _parse_time(query.get("until", ""), "until")
-        if since and until and since >= until:  # else an empty list, as if nothing matched
-            raise FilterError("until", "the window must end after it starts (until after since)")
         return cls(
             feature=query.get("feature", "").strip(),
             prompt_version=query.get("prompt_version", "").strip(),
