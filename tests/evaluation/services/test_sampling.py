@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import msgspec
 
-from evaluation.models import Score
+from evaluation.models import Judge, Score
 from evaluation.services.judges import judge_enable
 from evaluation.services.sampling import sampling_sweep, scores_join
 from evaluation.services.shared import utc_now
@@ -21,6 +21,16 @@ LATER = timedelta(seconds=10)
 def _within_binomial(selected: int, n: int, p: float) -> bool:
     """|selected - np| within 4.5 standard deviations (a false alarm about once in 150,000 runs)."""
     return abs(selected - n * p) <= 4.5 * math.sqrt(n * p * (1 - p)) + 1
+
+
+def _judging_all_of(feature: str, judge: Judge) -> Judge:
+    """The judge, scoped to one feature (a shared test organization holds other tests' traces) and enabled at 100%."""
+    from feedback.models import Feature
+
+    judge.feature = Feature.objects.get(key=feature)
+    judge.save()
+    judge_enable(judge=judge, base_rate=1.0)
+    return judge
 
 
 def test_realized_rate_per_stratum_matches_inclusion_probability(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
@@ -215,15 +225,11 @@ def test_a_drawn_trace_that_never_gets_an_output_is_dropped_after_the_wait(db: N
     unjudged, and an output arriving after that is not judged by the old draw."""
     from evaluation.models import OutputWait
     from evaluation.services.sampling import OUTPUT_WAIT
-    from feedback.models import Feature
 
     feature = unique("feat")
     with in_tenant(org_a):
         ids = make_traces(3, feature=feature, output="")
-        judge = offline_judge()
-        judge.feature = Feature.objects.get(key=feature)
-        judge.save()
-        judge_enable(judge=judge, base_rate=1.0)
+        judge = _judging_all_of(feature, offline_judge())
         sampling_sweep(now=utc_now() + LATER)
         assert OutputWait.objects.filter(judge_id=judge.id).count() == 3
         sampling_sweep(now=utc_now() + OUTPUT_WAIT + timedelta(minutes=1))
@@ -237,15 +243,11 @@ def test_a_paused_judge_keeps_its_draws_and_a_new_version_drops_the_old_ones(db:
     """Draws parked before a pause are released when the judge runs again (the output landed meanwhile), not
     dropped by the hour passing while nothing could run them; draws of a version no longer current go."""
     from evaluation.models import Judge, OutputWait
-    from feedback.models import Feature
 
     feature = unique("feat")
     with in_tenant(org_a):
         ids = make_traces(2, feature=feature, output="")
-        judge = offline_judge()
-        judge.feature = Feature.objects.get(key=feature)
-        judge.save()
-        judge_enable(judge=judge, base_rate=1.0)
+        judge = _judging_all_of(feature, offline_judge())
         sampling_sweep(now=utc_now() + LATER)
         assert OutputWait.objects.filter(judge_id=judge.id).count() == 2
         Judge.objects.filter(id=judge.id).update(paused=True, paused_reason="budget")
