@@ -127,6 +127,11 @@ def trace_scores(trace_id: str) -> list[Score]:
     )
 
 
+def sampling_public(row: Score | Label) -> dict[str, Any]:
+    """How a score or label was selected (design, stratum, inclusion probability at selection time)."""
+    return {"design": row.sampling_design, "stratum": row.stratum, "inclusion_probability": row.inclusion_probability}
+
+
 def score_public(score: Score) -> dict[str, Any]:
     """A score as GET /api/v1/traces/{trace_id} shows it."""
     return {
@@ -144,11 +149,7 @@ def score_public(score: Score) -> dict[str, Any]:
         "rationale": score.rationale,
         "verdict_probability": score.verdict_probability,
         "error": {"code": score.error_code, "message": score.error_message} if score.status == "error" else None,
-        "sampling": {
-            "design": score.sampling_design,
-            "stratum": score.stratum,
-            "inclusion_probability": score.inclusion_probability,
-        },
+        "sampling": sampling_public(score),
         "cost_usd": float(score.cost_usd) if score.cost_usd is not None else None,
         "latency_ms": score.latency_ms,
         "created_at": score.created_at,
@@ -173,11 +174,7 @@ def label_public(label: Label) -> dict[str, Any]:
         "text": label.text or None,
         "reviewer": label.reviewer,
         "source": label.source,
-        "sampling": {
-            "design": label.sampling_design,
-            "stratum": label.stratum,
-            "inclusion_probability": label.inclusion_probability,
-        },
+        "sampling": sampling_public(label),
         "comment": label.comment,
         "occurred_at": label.occurred_at,
         "created_at": label.created_at,
