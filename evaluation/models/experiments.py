@@ -110,8 +110,11 @@ class AlertState(models.TextChoices):
 
 
 class Alert(models.Model):
-    """One firing of a rule on a segment ("" = the whole feature), open until an evaluation finds
-    the condition gone. At most one open alert per (rule, segment): a rule still firing updates it."""
+    """One firing of a rule on a segment ("" = the whole feature). At most one open alert per (rule,
+    segment): a rule still firing updates it. It stays open while the metric is still clearly worse
+    than the baseline it opened against (``opened_baseline``, read with ``opened_source``), even once
+    the trailing baseline has taken a lasting regression in; it resolves when the metric recovers, or
+    when a person resolves it (``resolved_by``)."""
 
     rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="alerts")
     segment = models.CharField(max_length=400, blank=True, default="")
@@ -124,6 +127,14 @@ class Alert(models.Model):
     baseline = models.FloatField(null=True)
     count = models.PositiveIntegerField(default=0)
     message = models.TextField()
+    # The baseline when it opened, and the success source it was read with ("" for a metric that
+    # does not read success): what "recovered" is measured against.
+    opened_baseline = models.FloatField(null=True)
+    opened_bound = models.FloatField(null=True)  # the far end of its 95% interval, when the metric has one
+    opened_source = models.CharField(max_length=40, blank=True, default="")
+    # Who resolved it ("" = an evaluation found it recovered) and why, in a sentence.
+    resolved_by = models.CharField(max_length=254, blank=True, default="")
+    resolution = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["-opened_at"]

@@ -230,7 +230,24 @@ def alert_page(request: HttpRequest, alert_id: int) -> HttpResponse:
     alert = alert_services.alert_get(alert_id)
     if alert is None:
         raise Http404("No such alert.")
-    return TemplateResponse(request, "evaluation/alert_detail.html", {"nav": "alerts", "alert": alert})
+    opened_level = alert_services.level_text(alert.rule.metric, alert.opened_baseline)
+    return TemplateResponse(
+        request,
+        "evaluation/alert_detail.html",
+        {"nav": "alerts", "alert": alert, "opened_level": opened_level if alert.opened_baseline is not None else ""},
+    )
+
+
+@require_POST
+@role_required("pm")
+def alert_resolve(request: HttpRequest, alert_id: int) -> HttpResponse:
+    """Resolve an open alert by hand (a known change, or a fix the data has yet to show), with a note."""
+    by = getattr(request.user, "email", "") or str(request.user)
+    alert = alert_services.alert_resolve(alert_id=alert_id, by=by, note=request.POST.get("note", ""))
+    if alert is None:
+        raise Http404("No such alert.")
+    messages.success(request, "Alert resolved; its channels are told.")
+    return redirect(org_url(request, "evaluation:alert-detail", alert.id))
 
 
 @require_POST
@@ -305,6 +322,7 @@ urlpatterns: list[URLPattern] = [
     path("drift/<path:key>/", drift_page, name="drift"),
     path("alerts/", alerts_page, name="alerts"),
     path("alerts/<int:alert_id>/", alert_page, name="alert-detail"),
+    path("alerts/<int:alert_id>/resolve", alert_resolve, name="alert-resolve"),
     path("alerts/rules/new", alert_rule_new, name="alert-rule-new"),
     path("alerts/rules/<int:rule_id>/toggle", alert_rule_toggle, name="alert-rule-toggle"),
     path("alerts/channels/new", channel_new, name="alert-channel-new"),

@@ -30,6 +30,7 @@ from evaluation.reports.selectors import (
     window_from,
 )
 from evaluation.reports.signals import signal_report
+from evaluation.services.alerts import open_alerts_by_feature
 from evaluation.services.drift import likely_causes
 from feedback import services
 from feedback.selectors import widget_rejections
@@ -67,8 +68,10 @@ def overview_page(request: HttpRequest) -> HttpResponse:
     # Where a feature broke, from its latest drift snapshot in the window: the segment the drift page ranks first
     # (or the one whose own rate fell while the feature's held), so a drop points somewhere.
     causes = likely_causes([f["key"] for f in features], first_day=window.first_day, last_day=window.last_day)
+    open_alerts = open_alerts_by_feature()
     for f in features:
         f["cause"] = causes.get(f["key"])
+        f["open_alerts"] = open_alerts.get(f["key"], [])
     return TemplateResponse(
         request,
         "evaluation/overview.html",

@@ -1,9 +1,16 @@
 """Alerts: rules relative to a baseline (not fixed points), evaluated on a schedule over each feature
-and each value of its declared segment keys; an alert opens once per (rule, segment), updates while
-the rule keeps firing (de-duplication), and resolves when an evaluation with enough data finds the
-condition gone. Opening and resolving notify every enabled channel: signed webhooks (retried with
-backoff, then the channel is marked failing) and email. Evaluation never waits on a receiver: it
-only writes deliveries, which a separate task sends."""
+and each value of its declared segment keys; an alert opens once per (rule, segment) and updates while
+the rule keeps firing (de-duplication).
+
+An alert resolves when an evaluation with enough data finds the metric recovered: no longer clearly
+worse than the baseline it opened against. A lasting regression therefore stays open after the trailing
+baseline has taken it in (the rule itself goes quiet then: the new level has become "normal"), until it
+is fixed or a person resolves the alert. Resolving by hand accepts the level of the moment: the rule does
+not open again on that segment within its baseline period unless the metric gets clearly worse than that.
+
+Opening and resolving notify every enabled channel: signed webhooks (retried with backoff, then the
+channel is marked failing) and email. Evaluation never waits on a receiver: it only writes deliveries,
+which a separate task sends."""
 
 from __future__ import annotations
 
@@ -64,7 +71,19 @@ DEFAULT_RULES: tuple[dict[str, Any], ...] = (
         "threshold": 0.1,
         "min_count": 30,
     },
+    # Slow, as for thumbs: a segment's day holds too few traces to show a lasting fall of a few points
+    # (a prompt version that fails one kind of user), its week does.
+    {
+        "name": "Success below 90% of its baseline (7 days)",
+        "metric": AlertMetric.SUCCESS_HIGH,
+        "threshold": 0.1,
+        "window_hours": 168,
+        "baseline_days": 14,
+        "min_count": 100,
+    },
 )
+# Metrics read through the feature's success source: their levels compare only within one source.
+READS_SUCCESS = frozenset({AlertMetric.SUCCESS_HIGH, AlertMetric.COST_PER_SUCCESS})
 COUNT_WORD = {
     AlertMetric.THUMBS_DOWN: "thumbs",
     AlertMetric.COST_PER_SUCCESS: "successes",
@@ -85,12 +104,17 @@ class AlertError(ValueError):
 
 
 def alert_rules_ensure(*, feature: Feature) -> int:
-    """The default rule set for a feature that has never had rules (a disabled rule stays disabled)."""
-    if AlertRule.objects.filter(feature=feature).exists():
-        return 0
+    """The default rules a feature does not have yet, by name (a feature that had the default set before
+    a default was added gets the new one; a disabled rule stays disabled); returns how many were made."""
+    have = set(AlertRule.objects.filter(feature=feature).values_list("name", flat=True))
+    made = 0
     for spec in DEFAULT_RULES:
-        AlertRule.objects.get_or_create(feature=feature, name=spec["name"], defaults={**spec, "is_default": True})
-    return len(DEFAULT_RULES)
+        if spec["name"] not in have:
+            _, created = AlertRule.objects.get_or_create(
+                feature=feature, name=spec["name"], defaults={**spec, "is_default": True}
+            )
+            made += created
+    return made
 
 
 def alert_rule_create(
@@ -204,6 +228,9 @@ class Verdict:
     reason: str
     current: Reading
     baseline: Reading
+    # The current window at a plain 95%: an open alert is one question asked of one segment, not a search
+    # over many (what the Bonferroni-widened ``current`` is for).
+    single: Reading
 
 
 def rule_verdict(
@@ -214,27 +241,31 @@ def rule_verdict(
     many segments does not fire more often by chance than one read on the whole feature."""
     confidence = 1 - 0.05 / max(segments, 1)
     cur, base = _reading(rule.metric, current, source, confidence), _reading(rule.metric, baseline, source)
+    single = _reading(rule.metric, current, source) if segments > 1 else cur
     word = COUNT_WORD[AlertMetric(rule.metric)]
     if cur.count < rule.min_count or cur.value is None:
         return Verdict(
-            "waiting", f"too little data: {cur.count} {word} in the window (needs {rule.min_count})", cur, base
+            "waiting", f"too little data: {cur.count} {word} in the window (needs {rule.min_count})", cur, base, single
         )
     if base.count < rule.min_count or base.value is None:
-        return Verdict("waiting", f"too little baseline: {base.count} {word} (needs {rule.min_count})", cur, base)
+        return Verdict(
+            "waiting", f"too little baseline: {base.count} {word} (needs {rule.min_count})", cur, base, single
+        )
     if rule.metric == AlertMetric.SUCCESS_HIGH:
         floor = base.value * (1 - rule.threshold)
         firing = cur.high is not None and cur.high < floor
-        return Verdict("firing" if firing else "quiet", "", cur, base)
+        return Verdict("firing" if firing else "quiet", "", cur, base, single)
     if base.value <= 0:
-        return Verdict("waiting", "the baseline is 0: a relative rise is undefined", cur, base)
+        return Verdict("waiting", "the baseline is 0: a relative rise is undefined", cur, base, single)
     above = cur.value >= base.value * (1 + rule.threshold)
     # The rise must also be clear of noise: the current interval's lower end above the baseline
     # (a share's Wilson bound; cost per success over the success interval's upper end).
     clear = cur.low is None or cur.low > base.value
-    return Verdict("firing" if above and clear else "quiet", "", cur, base)
+    return Verdict("firing" if above and clear else "quiet", "", cur, base, single)
 
 
-def _fmt(metric: str, value: float | None) -> str:
+def level_text(metric: str, value: float | None) -> str:
+    """A metric's value as the alert messages write it (a share as %, a cost in $, a latency in ms)."""
     if value is None:
         return "–"
     if metric in (AlertMetric.THUMBS_DOWN, AlertMetric.SUCCESS_HIGH, AlertMetric.ERROR_RATE):
@@ -248,18 +279,17 @@ def _message(rule: AlertRule, segment: str, v: Verdict) -> str:
     where = rule.feature.key + (f" ({segment})" if segment else "")
     label = AlertMetric(rule.metric).label
     cur, base = v.current, v.baseline
-    hours = rule.window_hours
-    window = f"the last {hours // 24} days" if hours % 24 == 0 and hours > 24 else f"the last {hours} h"
+    window = _window_words(rule)
     if rule.metric == AlertMetric.SUCCESS_HIGH:
         return (
-            f"Success of {where} over {window} is {_fmt(rule.metric, cur.value)} (at most "
-            f"{_fmt(rule.metric, cur.high)} by its interval), below {1 - rule.threshold:.0%} of its trailing "
-            f"{rule.baseline_days}-day {_fmt(rule.metric, base.value)} ({cur.count} traces)."
+            f"Success of {where} over {window} is {level_text(rule.metric, cur.value)} (at most "
+            f"{level_text(rule.metric, cur.high)} by its interval), below {1 - rule.threshold:.0%} of its trailing "
+            f"{rule.baseline_days}-day {level_text(rule.metric, base.value)} ({cur.count} traces)."
         )
     change = (cur.value or 0) / base.value - 1 if base.value else math.nan
     return (
-        f"{label} of {where} over {window} is {_fmt(rule.metric, cur.value)}, {change:+.0%} versus its "
-        f"trailing {rule.baseline_days}-day {_fmt(rule.metric, base.value)} "
+        f"{label} of {where} over {window} is {level_text(rule.metric, cur.value)}, {change:+.0%} versus its "
+        f"trailing {rule.baseline_days}-day {level_text(rule.metric, base.value)} "
         f"({cur.count} {COUNT_WORD[AlertMetric(rule.metric)]})."
     )
 
@@ -295,6 +325,8 @@ class EvaluateStats:
     updated: int = 0
     resolved: int = 0
     waiting: int = 0
+    holding: int = 0  # quiet against the trailing baseline, still worse than when they opened
+    accepted: int = 0  # firing at a level a person accepted by resolving by hand
 
 
 def alerts_evaluate(*, now: datetime | None = None, features: list[Feature] | None = None) -> EvaluateStats:
@@ -332,18 +364,21 @@ def alerts_evaluate(*, now: datetime | None = None, features: list[Feature] | No
                         source,
                         segments=len(segments),
                     )
-                    _apply(rule, segment, verdict, now, stats)
+                    _apply(rule, segment, verdict, source, now, stats)
                     if segment == "":
                         whole_state = verdict.state if verdict.state != "waiting" else verdict.reason
                 AlertRule.objects.filter(id=rule.id).update(last_state=whole_state[:300], last_evaluated_at=now)
     return stats
 
 
-def _apply(rule: AlertRule, segment: str, verdict: Verdict, now: datetime, stats: EvaluateStats) -> None:
+def _apply(
+    rule: AlertRule, segment: str, verdict: Verdict, source: SuccessSource, now: datetime, stats: EvaluateStats
+) -> None:
     if verdict.state == "waiting":
         stats.waiting += 1
         return  # too little data: neither open nor resolve (never a false verdict)
     existing = Alert.objects.filter(rule=rule, segment=segment, state=AlertState.OPEN).first()
+    read_with = source.name if rule.metric in READS_SUCCESS else ""
     if verdict.state == "firing":
         fields = {
             "value": verdict.current.value,
@@ -357,20 +392,168 @@ def _apply(rule: AlertRule, segment: str, verdict: Verdict, now: datetime, stats
             )
             stats.updated += 1
             return
+        accepted = _accepted_level(rule, segment, read_with, now)
+        if accepted is not None and not _worse_than(rule, verdict.single, accepted, None):
+            stats.accepted += 1  # a person resolved it at this level lately: not news
+            return
         try:
             with transaction.atomic():
-                alert = Alert.objects.create(rule=rule, segment=segment, opened_at=now, last_fired_at=now, **fields)
+                alert = Alert.objects.create(
+                    rule=rule,
+                    segment=segment,
+                    opened_at=now,
+                    last_fired_at=now,
+                    opened_baseline=verdict.baseline.value,
+                    opened_bound=_far_end(rule, verdict.baseline),
+                    opened_source=read_with,
+                    **fields,
+                )
         except IntegrityError:  # an evaluation running at the same moment opened it: de-duplicated
             stats.updated += 1
             return
         _deliveries_create(alert, "opened", now)
         stats.opened += 1
-    elif existing is not None:
-        existing.state = AlertState.RESOLVED
-        existing.resolved_at = now
-        existing.save(update_fields=["state", "resolved_at"])
-        _deliveries_create(existing, "resolved", now)
-        stats.resolved += 1
+        return
+    if existing is None:
+        return
+    opened = existing.opened_baseline
+    comparable = opened is not None and existing.opened_source == read_with
+    if comparable and opened is not None and _worse_than(rule, verdict.single, opened, existing.opened_bound):
+        # Quiet against a trailing baseline that has taken the change in, still worse than before it.
+        Alert.objects.filter(id=existing.id).update(
+            value=verdict.current.value,
+            baseline=verdict.baseline.value,
+            count=verdict.current.count,
+            message=_holding_message(rule, segment, verdict, opened),
+        )
+        stats.holding += 1
+        return
+    existing.state = AlertState.RESOLVED
+    existing.resolved_at = now
+    existing.resolution = _recovery(rule, verdict, existing, read_with)
+    existing.value, existing.count = verdict.current.value, verdict.current.count
+    existing.save(update_fields=["state", "resolved_at", "resolution", "value", "count"])
+    _deliveries_create(existing, "resolved", now)
+    stats.resolved += 1
+
+
+def _worse_than(rule: AlertRule, current: Reading, level: float, bound: float | None) -> bool:
+    """Whether ``current`` is still clearly worse than ``level``: its value at least half the rule's change
+    past it (hysteresis: an alert does not flap at its threshold), and its interval's near end past
+    ``bound``, the far end of the interval ``level`` was measured with (it is an estimate too), or past
+    ``level`` itself when that is not known. A latency, with no interval, by its value."""
+    if current.value is None or not _past_half(rule, current.value, level):
+        return False
+    success = rule.metric == AlertMetric.SUCCESS_HIGH
+    near = current.high if success else current.low
+    if near is None:
+        return rule.metric == AlertMetric.P95_LATENCY
+    line = level if bound is None else bound
+    return near < line if success else near > line
+
+
+def _far_end(rule: AlertRule, baseline: Reading) -> float | None:
+    """The end of the baseline's interval a worse metric moves away from (success: its low end)."""
+    return baseline.low if rule.metric == AlertMetric.SUCCESS_HIGH else baseline.high
+
+
+def _past_half(rule: AlertRule, value: float, level: float) -> bool:
+    half = rule.threshold / 2
+    if rule.metric == AlertMetric.SUCCESS_HIGH:
+        return value < level * (1 - half)
+    return value >= level * (1 + half)
+
+
+def _accepted_level(rule: AlertRule, segment: str, read_with: str, now: datetime) -> float | None:
+    """The level a person accepted by resolving this rule's alert on this segment by hand, within the
+    rule's baseline period (by then the trailing baseline holds that level itself)."""
+    accepted = (
+        Alert.objects.filter(
+            rule=rule,
+            segment=segment,
+            state=AlertState.RESOLVED,
+            opened_source=read_with,
+            resolved_at__gte=now - timedelta(days=rule.baseline_days),
+        )
+        .exclude(resolved_by="")
+        .order_by("-resolved_at")
+        .values_list("value", flat=True)
+        .first()
+    )
+    return accepted
+
+
+def _window_words(rule: AlertRule) -> str:
+    hours = rule.window_hours
+    return f"the last {hours // 24} days" if hours % 24 == 0 and hours > 24 else f"the last {hours} h"
+
+
+def _holding_message(rule: AlertRule, segment: str, v: Verdict, opened: float) -> str:
+    where = rule.feature.key + (f" ({segment})" if segment else "")
+    cur, base, metric = v.current, v.baseline, rule.metric
+    moved = (
+        f"the trailing {rule.baseline_days}-day baseline has moved to {level_text(metric, base.value)} "
+        "as it took the change in"
+    )
+    if metric == AlertMetric.SUCCESS_HIGH:
+        return (
+            f"Success of {where} over {_window_words(rule)} is {level_text(metric, cur.value)} (at most "
+            f"{level_text(metric, cur.high)} by its interval), still below the {level_text(metric, opened)} it opened "
+            f"against; {moved} ({cur.count} traces)."
+        )
+    change = (cur.value or 0) / opened - 1 if opened else math.nan
+    return (
+        f"{AlertMetric(metric).label} of {where} over {_window_words(rule)} is {level_text(metric, cur.value)}, still "
+        f"{change:+.0%} versus the {level_text(metric, opened)} it opened against; {moved} "
+        f"({cur.count} {COUNT_WORD[AlertMetric(metric)]})."
+    )
+
+
+def _recovery(rule: AlertRule, v: Verdict, alert: Alert, read_with: str) -> str:
+    metric, cur = rule.metric, v.current
+    now_is, over = level_text(metric, cur.value), _window_words(rule)
+    opened = alert.opened_baseline
+    if opened is not None and alert.opened_source == read_with:
+        was = level_text(metric, opened)
+        if cur.value is None or not _past_half(rule, cur.value, opened):
+            return f"Recovered: {now_is} over {over}, back near the {was} it opened against."
+        single = v.single
+        reach = single.high if metric == AlertMetric.SUCCESS_HIGH else single.low
+        return (
+            f"No longer clearly worse: {now_is} over {over}, and its interval reaches {level_text(metric, reach)}, "
+            f"too near the {was} it opened against to hold it open ({cur.count} {COUNT_WORD[AlertMetric(metric)]})."
+        )
+    trailing = f"Quiet against its trailing {rule.baseline_days}-day baseline ({level_text(metric, v.baseline.value)})"
+    if opened is not None:  # success is read from another source now: levels do not compare
+        return (
+            f"{trailing}: {now_is} over {over}. Success is now read from {read_with or 'no source'}, not "
+            f"{alert.opened_source}, so the level it opened against does not compare."
+        )
+    return f"{trailing}: {now_is} over {over}."
+
+
+def alert_resolve(*, alert_id: int, by: str, note: str = "", now: datetime | None = None) -> Alert | None:
+    """A person resolves an open alert (a known change, or fixed and waiting for the data to show it):
+    notified like a recovery. The level of the moment is accepted: see the module's docstring. None when
+    there is no such alert; an alert already resolved is answered as it is."""
+    now = now or utc_now()
+    note = " ".join(note.split())[:500]
+    with transaction.atomic():
+        alert = Alert.objects.select_for_update().select_related("rule__feature").filter(id=alert_id).first()
+        if alert is None or alert.state != AlertState.OPEN:
+            return alert
+        alert.state, alert.resolved_at, alert.resolved_by = AlertState.RESOLVED, now, by[:254]
+        accepted = level_text(alert.rule.metric, alert.value)
+        alert.resolution = (
+            f"Resolved by {by} at {accepted}"
+            + (f": {note.rstrip('.')}." if note else ".")
+            + " The rule opens again on this "
+            f"{'segment' if alert.segment else 'feature'} within {alert.rule.baseline_days} days only if it gets "
+            "clearly worse than that."
+        )
+        alert.save(update_fields=["state", "resolved_at", "resolved_by", "resolution"])
+        _deliveries_create(alert, "resolved", now)
+    return alert
 
 
 def _deliveries_create(alert: Alert, event: str, now: datetime) -> None:
@@ -396,8 +579,11 @@ def alert_payload(alert: Alert, event: str) -> dict[str, Any]:
             "baseline": alert.baseline,
             "count": alert.count,
             "message": alert.message,
+            "opened_baseline": alert.opened_baseline,
             "opened_at": alert.opened_at.isoformat(),
             "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
+            "resolved_by": alert.resolved_by or None,
+            "resolution": alert.resolution or None,
         },
     }
 
@@ -423,7 +609,8 @@ def delivery_attempt(*, delivery: Delivery, now: datetime) -> Delivery:
         try:
             subject = f"[Candor] {'Alert' if delivery.event == 'opened' else 'Resolved'}: {alert.rule.name}"
             subject += f" on {alert.rule.feature.key}" + (f" ({alert.segment})" if alert.segment else "")
-            send_mail(subject, alert.message, settings.DEFAULT_FROM_EMAIL, [channel.email])
+            text = alert.message if delivery.event == "opened" else f"{alert.resolution}\n\nLast read: {alert.message}"
+            send_mail(subject, text, settings.DEFAULT_FROM_EMAIL, [channel.email])
             ok, error = True, ""
         except Exception as exc:  # any mail backend error: retried like a webhook
             ok, error = False, f"{type(exc).__name__}: {exc}"[:500]
@@ -487,6 +674,16 @@ def alerts_history(*, limit: int = 200) -> list[Alert]:
         .prefetch_related("deliveries__channel")
         .order_by("-opened_at")[:limit]
     )
+
+
+def open_alerts_by_feature(*, per_feature: int = 3) -> dict[str, list[Alert]]:
+    """Each feature's open alerts, newest first (at most ``per_feature``): what the overview points at."""
+    found: dict[str, list[Alert]] = {}
+    for alert in Alert.objects.filter(state=AlertState.OPEN).select_related("rule__feature").order_by("-opened_at"):
+        alerts = found.setdefault(alert.rule.feature.key, [])
+        if len(alerts) < per_feature:
+            alerts.append(alert)
+    return found
 
 
 def alert_get(alert_id: int) -> Alert | None:

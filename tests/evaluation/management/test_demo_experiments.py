@@ -31,7 +31,7 @@ def test_demo_experiments_builds_the_story(db: None, org_a, tmp_path: Path, mail
         held = Trace.objects.filter(experiment="support-holdback", variant="holdback")
         assert held.filter(fallback=True).count() == held.count() == arms["holdback"]["traces"]
         assert DriftSnapshot.objects.filter(feature__key="support-copilot").exists()
-        assert AlertRule.objects.filter(feature__key="support-copilot", is_default=True).count() == 5
+        assert AlertRule.objects.filter(feature__key="support-copilot", is_default=True).count() == 6
         receiver = NotificationChannel.objects.get(kind=ChannelKind.WEBHOOK)
         assert not receiver.enabled  # its receiver stopped with the command
         # Run twice: nothing is doubled.

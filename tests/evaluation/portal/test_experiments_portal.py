@@ -115,7 +115,7 @@ def test_every_page_and_action_is_404_for_another_organization(seeded: dict, org
     for path in pages:  # org A's objects asked for inside org B
         assert_cross_tenant_404(other, org_b.url(path))
     for path in (f"experiments/{seeded['experiment']}/stop", f"alerts/rules/{seeded['rule']}/toggle",
-                 f"drift/{seeded['feature']}/recompute"):  # fmt: skip
+                 f"drift/{seeded['feature']}/recompute", f"alerts/{seeded['alert']}/resolve"):  # fmt: skip
         assert_cross_tenant_404(other, org_b.url(path), method="post")
         assert_cross_tenant_404(other, org_a.url(path), method="post")
 
@@ -245,3 +245,25 @@ def test_a_refused_experiment_keeps_what_was_typed_and_the_planner_names_the_fie
         planned = owner_a.get(org_a.url("experiments/"), {"mde": "0.03", **query}).content.decode()
         assert says in planned, (query, planned[:200])
         assert "could not convert" not in planned and "invalid literal" not in planned
+
+
+def test_a_pm_resolves_an_alert_with_a_note_and_a_viewer_cannot(db: None, org_a, owner_a: Client, seeded: dict) -> None:  # type: ignore[no-untyped-def,type-arg]
+    viewer = Client()
+    viewer.force_login(member_ensure(organization=org_a.organization, email=f"{unique('v')}@org-alpha.test",
+                                     password="x" * 12, role="viewer").user)  # fmt: skip
+    path = org_a.url(f"alerts/{seeded['alert']}/")
+    assert b'data-testid="resolve"' not in viewer.get(path).content
+    assert viewer.post(org_a.url(f"alerts/{seeded['alert']}/resolve"), {"note": "x"}).status_code == 403
+    page = owner_a.get(path).content.decode()
+    assert 'data-testid="resolve"' in page and "against a baseline of" in page
+    overview = owner_a.get(org_a.url(""), {"days": "7"}).content.decode()
+    assert f'href="/o/{org_a.organization.slug}/alerts/{seeded["alert"]}/"' in overview  # the open alert, named
+    done = owner_a.post(org_a.url(f"alerts/{seeded['alert']}/resolve"), {"note": "known: new   model"}, follow=True)
+    text = done.content.decode()
+    assert done.status_code == 200 and 'data-testid="resolution"' in text and "known: new model" in text
+    assert 'data-testid="resolve"' not in text
+    with in_tenant(org_a):
+        alert = Alert.objects.get(id=seeded["alert"])
+    assert alert.state == "resolved" and alert.resolved_by == org_a.owner.email
+    assert f"by {org_a.owner.email}" in owner_a.get(org_a.url("alerts/")).content.decode()
+    assert f"/alerts/{seeded['alert']}/" not in owner_a.get(org_a.url(""), {"days": "7"}).content.decode()

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from evaluation.services.alerts import (
     BACKOFF_S,
     MAX_ATTEMPTS,
     AlertError,
+    alert_resolve,
     alert_rule_create,
     alert_rules_ensure,
     alerts_evaluate,
@@ -101,8 +103,8 @@ def test_each_default_rule_fires_once_deduplicates_and_resolves(db: None, org_a,
         feature = Feature.objects.get(key=key)
         _seed_incident(key)
         channel, secret = channel_create(kind="webhook", name="ops", url=receiver.url)
-        assert alert_rules_ensure(feature=feature) == 5
-        # The weekly thumbs rule has its own test (a lasting rise in one segment).
+        assert alert_rules_ensure(feature=feature) == 6
+        # The weekly rules have their own test (a lasting rise in one segment).
         AlertRule.objects.filter(feature=feature, window_hours=168).update(enabled=False)
         first = alerts_evaluate(now=NOW, features=[feature])
         rules = {r.metric: r for r in AlertRule.objects.filter(feature=feature, enabled=True)}
@@ -125,9 +127,15 @@ def test_each_default_rule_fires_once_deduplicates_and_resolves(db: None, org_a,
         assert Alert.objects.filter(rule__feature=feature).count() == 4
         assert Delivery.objects.filter(channel=channel).count() == 4
         assert {a.evaluations_firing for a in Alert.objects.filter(rule__feature=feature)} == {2}
+        # Success read from another source since it opened: its level no longer compares.
+        Alert.objects.filter(id=opened[AlertMetric.SUCCESS_HIGH].id).update(opened_source="thumbs")
         # Three days of normal traffic later: every alert resolves, each with its own "resolved" delivery.
         later = alerts_evaluate(now=NOW + timedelta(hours=73), features=[feature])
         assert later.resolved == 4 and not Alert.objects.filter(rule__feature=feature, state="open").exists()
+        resolutions = {a.rule.metric: a.resolution for a in Alert.objects.filter(rule__feature=feature)}
+        assert resolutions[AlertMetric.THUMBS_DOWN].startswith(("Recovered: ", "No longer clearly worse: "))
+        assert "opened against" in resolutions[AlertMetric.P95_LATENCY]
+        assert "not thumbs, so the level it opened against does not compare" in resolutions[AlertMetric.SUCCESS_HIGH]
         assert Delivery.objects.filter(channel=channel, event="resolved").count() == 4
         deliveries_send(now=NOW + timedelta(hours=73))
         assert set(Delivery.objects.filter(channel=channel).values_list("status", flat=True)) == {DeliveryStatus.OK}
@@ -142,6 +150,79 @@ def test_each_default_rule_fires_once_deduplicates_and_resolves(db: None, org_a,
         assert headers["Candor-Signature"] != "v1=" + tampered
     events = sorted(json.loads(body)["event"] for _, body in receiver.requests)
     assert events == ["alert.opened"] * 4 + ["alert.resolved"] * 4
+
+
+def _only(feature: Feature, metric: str, window_hours: int = 24) -> AlertRule:
+    alert_rules_ensure(feature=feature)
+    AlertRule.objects.filter(feature=feature).exclude(metric=metric, window_hours=window_hours).update(enabled=False)
+    return AlertRule.objects.get(feature=feature, metric=metric, window_hours=window_hours)
+
+
+def test_a_lasting_regression_stays_open_after_the_baseline_takes_it_in_until_it_recovers(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """Thumbs-down goes from 20% to 70% for ten days. After a week the trailing baseline is all bad days and
+    the rule goes quiet; the alert stays open (70% against the 20% it opened at) until the share recovers."""
+    with in_tenant(org_a):
+        key = new_feature()
+        feature = Feature.objects.get(key=key)
+        rule = _only(feature, AlertMetric.THUMBS_DOWN)
+        rng = random.Random(12)
+        before = traffic(feature=key, start=NOW - timedelta(days=18), hours=24 * 8, count=960, rng=rng)
+        bad = traffic(feature=key, start=NOW - timedelta(days=10), hours=24 * 10, count=1200, rng=rng,
+                      thumbs_down=lambda t: 0.7)  # fmt: skip
+        after = traffic(feature=key, start=NOW + timedelta(hours=1), hours=72, count=360, rng=rng)
+        ingest(*(a + b + c for a, b, c in zip(before, bad, after, strict=True)))
+        assert alerts_evaluate(now=NOW - timedelta(days=9), features=[feature]).opened == 1
+        alert = Alert.objects.get(rule=rule)
+        assert alert.opened_baseline == pytest.approx(0.2, abs=0.06) and alert.opened_source == ""
+        held = alerts_evaluate(now=NOW, features=[feature])
+        rule.refresh_from_db()
+        alert.refresh_from_db()
+        assert rule.last_state == "quiet"  # against its trailing week, 70% is the norm now
+        assert held.holding == 1 and held.resolved == 0 and alert.state == "open"
+        assert "it opened against" in alert.message and "trailing 7-day baseline has moved to" in alert.message
+        assert alert.value == pytest.approx(0.7, abs=0.15)  # the last 24 h: some 60 thumbs
+        recovered = alerts_evaluate(now=NOW + timedelta(hours=73), features=[feature])
+        alert.refresh_from_db()
+    assert recovered.resolved == 1 and alert.state == "resolved" and alert.resolved_by == ""
+    assert alert.resolution.startswith("Recovered: ") and "back near the" in alert.resolution
+
+
+def test_resolving_by_hand_accepts_the_level_until_it_gets_clearly_worse(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    with in_tenant(org_a):
+        key = new_feature()
+        feature = Feature.objects.get(key=key)
+        _seed_incident(key)
+        channel, _ = channel_create(kind="email", name="pm", email="pm@example.test")
+        rule = _only(feature, AlertMetric.THUMBS_DOWN)
+        alerts_evaluate(now=NOW, features=[feature])
+        alert = Alert.objects.get(rule=rule, state="open")
+        done = alert_resolve(alert_id=alert.id, by="pm@example.test", note="known:  the v2 prompt\n is longer")
+        assert done is not None and done.state == "resolved" and done.resolved_by == "pm@example.test"
+        assert (
+            re.match(r"Resolved by pm@example\.test at \d+\.\d%: ", done.resolution)
+            and "%: known: the v2 prompt is longer. The rule opens again" in done.resolution
+        )
+        again = alert_resolve(alert_id=alert.id, by="someone@else.test")
+        assert again is not None and again.resolved_by == "pm@example.test"
+        assert list(Delivery.objects.filter(alert=alert).values_list("event", flat=True).order_by("id")) == [
+            "opened", "resolved",
+        ]  # fmt: skip
+        assert alert_resolve(alert_id=999_999, by="pm@example.test") is None
+        # Still firing against the trailing week, at the level accepted: no new alert.
+        quiet = alerts_evaluate(now=NOW + timedelta(minutes=5), features=[feature])
+        assert quiet.accepted == 1 and quiet.opened == 0
+        assert not Alert.objects.filter(rule=rule, state="open").exists()
+        # Had the level accepted been 30%, today's share is clearly worse than that: it opens again.
+        Alert.objects.filter(id=alert.id).update(value=0.3)
+        worse = alerts_evaluate(now=NOW + timedelta(minutes=10), features=[feature])
+        assert worse.opened == 1 and Alert.objects.filter(rule=rule, state="open").count() == 1
+        # The acceptance lasts the rule's baseline period.
+        Alert.objects.filter(rule=rule, state="open").delete()
+        Alert.objects.filter(id=alert.id).update(
+            value=0.7, resolved_at=NOW - timedelta(days=rule.baseline_days, hours=1)
+        )
+        assert alerts_evaluate(now=NOW + timedelta(minutes=15), features=[feature]).opened == 1
+    assert channel.enabled
 
 
 def test_no_rise_fires_nothing_and_too_little_data_waits(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
@@ -237,6 +318,7 @@ def test_a_failing_receiver_is_retried_with_backoff_then_marked_failing(  # type
         feature = Feature.objects.get(key=key)
         _seed_incident(key)
         channel, _ = channel_create(kind="webhook", name="flaky", url=receiver.url)
+        alert_rules_ensure(feature=feature)
         alert_rule_create(feature=feature, name="only", metric="thumbs_down_share", threshold=0.5, min_count=10)
         AlertRule.objects.filter(feature=feature).exclude(name="only").update(enabled=False)
         alerts_evaluate(now=NOW, features=[feature])
@@ -311,6 +393,13 @@ def test_email_channel_sends_the_alert(db: None, org_a, mailoutbox: list[Any]) -
         alerts_evaluate(now=NOW, features=[feature])
         deliveries_send(now=NOW)
         assert NotificationChannel.objects.get(name="pm").failing is False
-    subjects = sorted(m.subject for m in mailoutbox)
-    # All five default rules fire on the incident (the weekly thumbs rule sees the spiking day too).
-    assert len(subjects) == 5 and all(s.startswith("[Candor] Alert:") and key in s for s in subjects)
+        subjects = sorted(m.subject for m in mailoutbox)
+        # All six default rules fire on the incident (the weekly rules see the broken day too).
+        assert len(subjects) == 6 and all(s.startswith("[Candor] Alert:") and key in s for s in subjects)
+        latency = Alert.objects.get(rule__feature=feature, rule__metric=AlertMetric.P95_LATENCY)
+        alert_resolve(alert_id=latency.id, by="pm@example.com", note="the new model is slower, known", now=NOW)
+        deliveries_send(now=NOW)
+    resolved = mailoutbox[-1]
+    assert resolved.subject == f"[Candor] Resolved: p95 latency doubled on {key}"
+    assert resolved.body.startswith("Resolved by pm@example.com at ") and "the new model is slower" in resolved.body
+    assert "Last read: p95 latency of" in resolved.body
