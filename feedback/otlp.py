@@ -248,8 +248,8 @@ def _decode(body: bytes, content_type: str, max_bytes: int) -> ExportTraceServic
         except (DecodeError, RuntimeError, ValueError) as exc:
             raise OtlpError(f"body is not a valid OTLP protobuf ExportTraceServiceRequest: {exc}") from exc
         return request
-    if not body.strip():
-        return request  # an empty JSON body is an empty export
+    if not body:
+        return request  # an empty JSON body is an empty export (whitespace alone is not JSON: a 400)
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:

@@ -10,7 +10,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from evaluation.api import openapi
+from evaluation.api import openapi, paging
 from evaluation.api import serializers as s
 from evaluation.selectors import judge_find, judge_stats, judges_with_versions
 from evaluation.services.scores import scores_ingest
@@ -43,13 +43,18 @@ class JudgesApi(TenantApi):
     @extend_schema(
         operation_id="judges_list",
         summary="Judges with their versions (an external score name is a judge of kind external)",
-        responses={200: s.JudgeListSerializer},
+        parameters=paging.PARAMETERS,
+        responses={200: s.JudgeListSerializer, 400: ErrorSerializer},
         tags=["judges"],
     )
     def get(self, request: Request) -> Response:
-        judges = list(judges_with_versions())
-        stats = judge_stats(since=utc_now() - timedelta(hours=24))
-        return Response({"results": [s.judge_out(judge, stats.get(judge.id)) for judge in judges]})
+        after, limit = paging.page_query(request.query_params)
+        judges = list(judges_with_versions().filter(name__gt=after).order_by("name")[: limit + 1])
+        judges, next_cursor = paging.page_of(judges, [judge.name for judge in judges], limit)
+        stats = judge_stats(since=utc_now() - timedelta(hours=24), judge_ids=[judge.id for judge in judges])
+        return Response(
+            {"results": [s.judge_out(judge, stats.get(judge.id)) for judge in judges], "next_cursor": next_cursor}
+        )
 
 
 class JudgeDetailApi(TenantApi):

@@ -8,6 +8,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from evaluation.api import paging
 from evaluation.api.report_params import REPORT_PARAMETERS, report_query
 from evaluation.reports.selectors import (
     Grouping,
@@ -92,11 +93,24 @@ class FeatureListApi(TenantApi):
     @extend_schema(
         operation_id="features_list",
         summary="The organization's AI features",
-        responses={200: inline_serializer("FeatureList", {"results": serializers.ListField(child=_Feature)})},
+        parameters=paging.PARAMETERS,
+        responses={
+            200: inline_serializer(
+                "FeatureList",
+                {
+                    "results": serializers.ListField(child=_Feature),
+                    "next_cursor": serializers.CharField(allow_null=True),
+                },
+            ),
+            400: _Error,
+        },
         tags=["reports"],
     )
     def get(self, request: Request) -> Response:
-        return Response({"results": features_list()})
+        after, limit = paging.page_query(request.query_params)
+        rows = features_list(after=after, limit=limit + 1)
+        results, next_cursor = paging.page_of(rows, [row["key"] for row in rows], limit)
+        return Response({"results": results, "next_cursor": next_cursor})
 
 
 class FeatureReportApi(TenantApi):

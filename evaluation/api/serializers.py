@@ -60,6 +60,7 @@ class JudgeOutSerializer(serializers.Serializer):
 
 class JudgeListSerializer(serializers.Serializer):
     results = JudgeOutSerializer(many=True)
+    next_cursor = serializers.CharField(allow_null=True)
 
 
 def _sampling(version: JudgeVersion) -> dict[str, Any] | None:

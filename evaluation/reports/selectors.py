@@ -353,11 +353,20 @@ def feature_report(*, feature: Feature, window: Window, grouping: Grouping) -> d
     }
 
 
-def features_list() -> list[dict[str, Any]]:
-    """Every feature with its declared value and the first / last day it has traces (from rollups)."""
+def features_list(*, after: str = "", limit: int | None = None) -> list[dict[str, Any]]:
+    """Every feature (by key; ``after`` a key, at most ``limit``) with its declared value and the first /
+    last day it has traces (from rollups)."""
+    features = Feature.objects.order_by("key")
+    if after:
+        features = features.filter(key__gt=after)
+    if limit is not None:
+        features = features[:limit]
+    chosen = list(features)
     seen = {
         row["feature_id"]: row
-        for row in DailyRollup.objects.values("feature_id").annotate(first=Min("day"), last=Max("day"))
+        for row in DailyRollup.objects.filter(feature_id__in=[f.id for f in chosen])
+        .values("feature_id")
+        .annotate(first=Min("day"), last=Max("day"))
     }
     return [
         {
@@ -368,7 +377,7 @@ def features_list() -> list[dict[str, Any]]:
             "first_seen": seen[f.id]["first"].isoformat() if f.id in seen else None,
             "last_seen": seen[f.id]["last"].isoformat() if f.id in seen else None,
         }
-        for f in Feature.objects.order_by("key")
+        for f in chosen
     ]
 
 

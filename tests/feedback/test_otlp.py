@@ -495,7 +495,6 @@ def test_partial_batch_without_root_uses_earliest_orphan(
         (b"", "application/json"),
         (b"{}", "application/json"),
         (b'{"resourceSpans": []}', "application/json"),
-        (b"  \n", "application/json"),
     ],
 )
 def test_empty_request_gives_no_traces(body: bytes, content_type: str) -> None:
@@ -507,6 +506,7 @@ def test_empty_request_gives_no_traces(body: bytes, content_type: str) -> None:
     [
         (b"\xff\xfe garbage \x00\x01", "application/x-protobuf", "protobuf"),
         (b"not json", "application/json", "JSON"),
+        (b"  \n", "application/json", "not valid JSON"),  # whitespace alone is no JSON text (an empty body is)
         (b"[1, 2]", "application/json", "object"),
         (b'{"resourceSpans": "nope"}', "application/json", "OTLP JSON"),
         (

@@ -4,6 +4,7 @@ GET /api/v1/traces/{trace_id}; another organization's judges and traces are 404s
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -23,6 +24,32 @@ def api_b(live: LiveServer, org_b: Org) -> ApiClient:
 
 def score(trace_id: str, name: str, **fields: Any) -> dict[str, Any]:
     return {"score_id": unique("sc"), "trace_id": trace_id, "name": name, **fields}
+
+
+def all_judges(api: ApiClient, limit: int = 100) -> list[dict[str, Any]]:
+    """Every page of GET /api/v1/judges, in order."""
+    judges: list[dict[str, Any]] = []
+    cursor = ""
+    while True:
+        page = api.get("/api/v1/judges?" + urlencode({"limit": limit, **({"cursor": cursor} if cursor else {})})).json()
+        judges += page["results"]
+        if page["next_cursor"] is None:
+            return judges
+        cursor = page["next_cursor"]
+
+
+def test_judges_are_cursor_paginated_by_name(api_a) -> None:  # type: ignore[no-untyped-def]
+    names = sorted(unique("pj") for _ in range(3))
+    tid = unique()
+    api_a.post("/api/v1/traces", {"trace_id": tid, "feature": "support-copilot", "output": "Hello"})
+    for name in names:
+        answer = api_a.post("/api/v1/scores", score(tid, name, value=0.5))
+        assert answer.status_code == 200 and not answer.json().get("errors"), answer.text
+    one_by_one = [j["name"] for j in all_judges(api_a, limit=1)]
+    assert one_by_one == sorted(one_by_one) and set(names) <= set(one_by_one)
+    assert one_by_one == [j["name"] for j in all_judges(api_a)]
+    assert api_a.get("/api/v1/judges?cursor=%21").status_code == 400
+    assert api_a.get("/api/v1/judges?limit=0").json()["error"]["details"]["field"] == "limit"
 
 
 def test_external_scores_are_idempotent_and_appear_on_the_trace(api_a) -> None:  # type: ignore[no-untyped-def]
@@ -86,7 +113,7 @@ def test_judges_list_and_detail_show_versions_and_sampling(api_a, committed_db, 
     with in_tenant(org_a):
         judge = offline_judge()
         judge_enable(judge=judge, base_rate=0.1, all_thumbs_down=True)
-    listed = {j["name"]: j for j in api_a.get("/api/v1/judges").json()["results"]}
+    listed = {j["name"]: j for j in all_judges(api_a)}
     assert judge.name in listed
     detail = api_a.get(f"/api/v1/judges/{judge.name}").json()
     assert detail == listed[judge.name]
@@ -107,7 +134,7 @@ def test_another_organization_s_judges_and_scores_are_404(api_a, api_b, committe
     for path in (f"/api/v1/judges/{name}", f"/api/v1/judges/{own.name}", f"/api/v1/traces/{tid}"):
         answer = api_b.get(path)
         assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
-    assert name not in {j["name"] for j in api_b.get("/api/v1/judges").json()["results"]}
+    assert name not in {j["name"] for j in all_judges(api_b)}
     assert api_a.get(f"/api/v1/judges/{name}").status_code == 200
 
 

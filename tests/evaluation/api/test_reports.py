@@ -45,6 +45,31 @@ def test_features_list_and_report(client_a: Client, feature: str) -> None:
     assert group["value_usd"] == pytest.approx(group["successes"] * 4)
 
 
+def test_features_are_cursor_paginated_by_key(client_a: Client, org_a) -> None:  # type: ignore[no-untyped-def]
+    with in_tenant(org_a):
+        for key in ("pg-c", "pg-a", "pg-e", "pg-b", "pg-d"):
+            Feature.objects.get_or_create(key=key)
+        every = list(Feature.objects.order_by("key").values_list("key", flat=True))
+    seen: list[str] = []
+    cursor, pages = "", 0
+    while True:
+        body = client_a.get("/api/v1/features", {"limit": "2", **({"cursor": cursor} if cursor else {})}).json()
+        assert len(body["results"]) <= 2
+        seen += [f["key"] for f in body["results"]]
+        pages += 1
+        if body["next_cursor"] is None:
+            break
+        cursor = body["next_cursor"]
+    assert seen == every and pages == -(-len(every) // 2)
+    assert client_a.get("/api/v1/features", {"cursor": "00ff"}).status_code == 200  # a place, if not one given out
+    whole = client_a.get("/api/v1/features").json()
+    assert [f["key"] for f in whole["results"]] == every and whole["next_cursor"] is None
+    for query, field in (({"cursor": "!!"}, "cursor"), ({"cursor": "abc"}, "cursor"), ({"limit": "0"}, "limit"),
+                         ({"limit": "501"}, "limit"), ({"limit": "two"}, "limit")):  # fmt: skip
+        response = client_a.get("/api/v1/features", query)
+        assert response.status_code == 400 and response.json()["error"]["details"]["field"] == field, query
+
+
 @pytest.mark.parametrize(
     ("query", "field"),
     [
