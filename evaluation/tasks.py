@@ -3,6 +3,8 @@ carries the organization's schema with each task; beat fans out from one dispatc
 
 from __future__ import annotations
 
+import dataclasses
+
 from celery import shared_task
 
 from evaluation.selectors import pending_scores_exist
@@ -77,7 +79,7 @@ def alerts_evaluate_task() -> dict[str, int]:
 
     stats = alerts_evaluate()
     deliveries_send_task.apply_async(headers={"_schema_name": current_schema()})
-    return {"rules": stats.rules, "opened": stats.opened, "resolved": stats.resolved, "waiting": stats.waiting}
+    return dataclasses.asdict(stats)
 
 
 @shared_task(time_limit=120, soft_time_limit=100, expires=3600)

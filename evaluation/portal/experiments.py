@@ -243,10 +243,14 @@ def alert_page(request: HttpRequest, alert_id: int) -> HttpResponse:
 def alert_resolve(request: HttpRequest, alert_id: int) -> HttpResponse:
     """Resolve an open alert by hand (a known change, or a fix the data has yet to show), with a note."""
     by = getattr(request.user, "email", "") or str(request.user)
-    alert = alert_services.alert_resolve(alert_id=alert_id, by=by, note=request.POST.get("note", ""))
+    alert, resolved = alert_services.alert_resolve(alert_id=alert_id, by=by, note=request.POST.get("note", ""))
     if alert is None:
         raise Http404("No such alert.")
-    messages.success(request, "Alert resolved; its channels are told.")
+    if resolved:
+        told = alert.deliveries.filter(event="resolved").exists()
+        messages.success(request, "Alert resolved." + (" Its channels are told." if told else ""))
+    else:
+        messages.info(request, "This alert was already resolved.")
     return redirect(org_url(request, "evaluation:alert-detail", alert.id))
 
 
@@ -278,7 +282,8 @@ def alert_rule_toggle(request: HttpRequest, rule_id: int) -> HttpResponse:
     rule = AlertRule.objects.filter(id=rule_id).first()
     if rule is None:
         raise Http404("No such rule.")
-    alert_services.alert_rule_toggle(rule=rule, enabled=not rule.enabled)
+    by = getattr(request.user, "email", "") or str(request.user)
+    alert_services.alert_rule_toggle(rule=rule, enabled=not rule.enabled, by=by)
     return redirect(org_url(request, "evaluation:alerts"))
 
 

@@ -25,6 +25,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 
 from evaluation.models import (
     Alert,
@@ -104,9 +105,13 @@ class AlertError(ValueError):
 
 
 def alert_rules_ensure(*, feature: Feature) -> int:
-    """The default rules a feature does not have yet, by name (a feature that had the default set before
-    a default was added gets the new one; a disabled rule stays disabled); returns how many were made."""
-    have = set(AlertRule.objects.filter(feature=feature).values_list("name", flat=True))
+    """The default rules a feature does not have yet, by name: all of them for a feature without rules, a
+    default added since for a feature that has the others (a disabled rule stays disabled); a feature set up
+    with rules of its own only gets none. Returns how many were made."""
+    rules = AlertRule.objects.filter(feature=feature)
+    if rules.exists() and not rules.filter(is_default=True).exists():
+        return 0  # rules of its own before it ever had the defaults: left as they were set up
+    have = set(rules.values_list("name", flat=True))
     made = 0
     for spec in DEFAULT_RULES:
         if spec["name"] not in have:
@@ -152,9 +157,20 @@ def alert_rule_create(
     )
 
 
-def alert_rule_toggle(*, rule: AlertRule, enabled: bool) -> AlertRule:
-    rule.enabled = enabled
-    rule.save(update_fields=["enabled"])
+def alert_rule_toggle(*, rule: AlertRule, enabled: bool, by: str = "", now: datetime | None = None) -> AlertRule:
+    """Enable or disable a rule. Disabling resolves its open alerts (no evaluation would ever close them),
+    notified like any resolution."""
+    now = now or utc_now()
+    with transaction.atomic():
+        rule.enabled = enabled
+        rule.save(update_fields=["enabled"])
+        if not enabled:
+            who = f" by {by}" if by else ""
+            for alert in Alert.objects.select_for_update().filter(rule=rule, state=AlertState.OPEN):
+                alert.state, alert.resolved_at, alert.resolved_by = AlertState.RESOLVED, now, by[:254]
+                alert.resolution = f"Resolved when its rule was disabled{who}."
+                alert.save(update_fields=["state", "resolved_at", "resolved_by", "resolution"])
+                _deliveries_create(alert, "resolved", now)
     return rule
 
 
@@ -364,21 +380,28 @@ def alerts_evaluate(*, now: datetime | None = None, features: list[Feature] | No
                         source,
                         segments=len(segments),
                     )
-                    _apply(rule, segment, verdict, source, now, stats)
+                    state = _apply(rule, segment, verdict, source, now, stats)
                     if segment == "":
-                        whole_state = verdict.state if verdict.state != "waiting" else verdict.reason
+                        whole_state = {
+                            "waiting": verdict.reason,
+                            "holding": "quiet; its alert stays open (still worse than when it opened)",
+                        }.get(state, state)
                 AlertRule.objects.filter(id=rule.id).update(last_state=whole_state[:300], last_evaluated_at=now)
     return stats
 
 
 def _apply(
     rule: AlertRule, segment: str, verdict: Verdict, source: SuccessSource, now: datetime, stats: EvaluateStats
-) -> None:
+) -> str:
+    """Open, update, hold or resolve the rule's alert on the segment; returns what happened ("firing",
+    "holding", "quiet" or "waiting"). Every write to an alert is conditional on it still being open: a
+    person resolving it meanwhile keeps their resolution."""
     if verdict.state == "waiting":
         stats.waiting += 1
-        return  # too little data: neither open nor resolve (never a false verdict)
+        return "waiting"  # too little data: neither open nor resolve (never a false verdict)
     existing = Alert.objects.filter(rule=rule, segment=segment, state=AlertState.OPEN).first()
     read_with = source.name if rule.metric in READS_SUCCESS else ""
+    still_open = Alert.objects.filter(id=existing.id, state=AlertState.OPEN) if existing is not None else None
     if verdict.state == "firing":
         fields = {
             "value": verdict.current.value,
@@ -386,16 +409,17 @@ def _apply(
             "count": verdict.current.count,
             "message": _message(rule, segment, verdict),
         }
-        if existing is not None:
-            Alert.objects.filter(id=existing.id).update(
-                last_fired_at=now, evaluations_firing=existing.evaluations_firing + 1, **fields
-            )
+        if still_open is not None:
+            still_open.update(last_fired_at=now, evaluations_firing=F("evaluations_firing") + 1, **fields)
             stats.updated += 1
-            return
+            return "firing"
         accepted = _accepted_level(rule, segment, read_with, now)
         if accepted is not None and not _worse_than(rule, verdict.single, accepted, None):
             stats.accepted += 1  # a person resolved it at this level lately: not news
-            return
+            return "firing"
+        opened_at, bound = verdict.baseline.value, _far_end(rule, verdict.baseline)
+        if accepted is not None and opened_at is not None and _past_half(rule, accepted, opened_at):
+            opened_at, bound = accepted, None  # worse than what was accepted: recovering means back to that
         try:
             with transaction.atomic():
                 alert = Alert.objects.create(
@@ -403,38 +427,44 @@ def _apply(
                     segment=segment,
                     opened_at=now,
                     last_fired_at=now,
-                    opened_baseline=verdict.baseline.value,
-                    opened_bound=_far_end(rule, verdict.baseline),
+                    opened_baseline=opened_at,
+                    opened_bound=bound,
                     opened_source=read_with,
                     **fields,
                 )
         except IntegrityError:  # an evaluation running at the same moment opened it: de-duplicated
             stats.updated += 1
-            return
+            return "firing"
         _deliveries_create(alert, "opened", now)
         stats.opened += 1
-        return
-    if existing is None:
-        return
+        return "firing"
+    if existing is None or still_open is None:
+        return "quiet"
     opened = existing.opened_baseline
     comparable = opened is not None and existing.opened_source == read_with
     if comparable and opened is not None and _worse_than(rule, verdict.single, opened, existing.opened_bound):
-        # Quiet against a trailing baseline that has taken the change in, still worse than before it.
-        Alert.objects.filter(id=existing.id).update(
+        # Quiet against the trailing baseline (which may have taken the change in), still worse than before.
+        held = still_open.update(
             value=verdict.current.value,
             baseline=verdict.baseline.value,
             count=verdict.current.count,
             message=_holding_message(rule, segment, verdict, opened),
         )
-        stats.holding += 1
-        return
-    existing.state = AlertState.RESOLVED
-    existing.resolved_at = now
+        stats.holding += held
+        return "holding" if held else "quiet"
     existing.resolution = _recovery(rule, verdict, existing, read_with)
-    existing.value, existing.count = verdict.current.value, verdict.current.count
-    existing.save(update_fields=["state", "resolved_at", "resolution", "value", "count"])
-    _deliveries_create(existing, "resolved", now)
-    stats.resolved += 1
+    resolved = still_open.update(
+        state=AlertState.RESOLVED,
+        resolved_at=now,
+        resolution=existing.resolution,
+        value=verdict.current.value,
+        count=verdict.current.count,
+    )
+    if resolved:
+        existing.refresh_from_db()
+        _deliveries_create(existing, "resolved", now)
+        stats.resolved += 1
+    return "quiet"
 
 
 def _worse_than(rule: AlertRule, current: Reading, level: float, bound: float | None) -> bool:
@@ -469,10 +499,10 @@ def _accepted_level(rule: AlertRule, segment: str, read_with: str, now: datetime
     rule's baseline period (by then the trailing baseline holds that level itself)."""
     accepted = (
         Alert.objects.filter(
+            Q(opened_source=read_with) | Q(opened_baseline__isnull=True),  # or opened before sources were kept
             rule=rule,
             segment=segment,
             state=AlertState.RESOLVED,
-            opened_source=read_with,
             resolved_at__gte=now - timedelta(days=rule.baseline_days),
         )
         .exclude(resolved_by="")
@@ -490,21 +520,20 @@ def _window_words(rule: AlertRule) -> str:
 
 def _holding_message(rule: AlertRule, segment: str, v: Verdict, opened: float) -> str:
     where = rule.feature.key + (f" ({segment})" if segment else "")
-    cur, base, metric = v.current, v.baseline, rule.metric
-    moved = (
-        f"the trailing {rule.baseline_days}-day baseline has moved to {level_text(metric, base.value)} "
-        "as it took the change in"
+    cur, metric = v.current, rule.metric
+    trailing = (
+        f"the rule is quiet against its trailing {rule.baseline_days}-day baseline, "
+        f"now {level_text(metric, v.baseline.value)}"
     )
     if metric == AlertMetric.SUCCESS_HIGH:
         return (
-            f"Success of {where} over {_window_words(rule)} is {level_text(metric, cur.value)} (at most "
-            f"{level_text(metric, cur.high)} by its interval), still below the {level_text(metric, opened)} it opened "
-            f"against; {moved} ({cur.count} traces)."
+            f"Success of {where} over {_window_words(rule)} is {level_text(metric, cur.value)}, still below the "
+            f"{level_text(metric, opened)} it opened against; {trailing} ({cur.count} traces)."
         )
     change = (cur.value or 0) / opened - 1 if opened else math.nan
     return (
-        f"{AlertMetric(metric).label} of {where} over {_window_words(rule)} is {level_text(metric, cur.value)}, still "
-        f"{change:+.0%} versus the {level_text(metric, opened)} it opened against; {moved} "
+        f"{AlertMetric(metric).label} of {where} over {_window_words(rule)} is {level_text(metric, cur.value)}, "
+        f"still {change:+.0%} versus the {level_text(metric, opened)} it opened against; {trailing} "
         f"({cur.count} {COUNT_WORD[AlertMetric(metric)]})."
     )
 
@@ -517,11 +546,15 @@ def _recovery(rule: AlertRule, v: Verdict, alert: Alert, read_with: str) -> str:
         was = level_text(metric, opened)
         if cur.value is None or not _past_half(rule, cur.value, opened):
             return f"Recovered: {now_is} over {over}, back near the {was} it opened against."
-        single = v.single
-        reach = single.high if metric == AlertMetric.SUCCESS_HIGH else single.low
+        success = metric == AlertMetric.SUCCESS_HIGH
+        reach = v.single.high if success else v.single.low
+        bound = alert.opened_bound
+        inside = f"inside the interval it opened with ({'down' if success else 'up'} to {level_text(metric, bound)})"
         return (
-            f"No longer clearly worse: {now_is} over {over}, and its interval reaches {level_text(metric, reach)}, "
-            f"too near the {was} it opened against to hold it open ({cur.count} {COUNT_WORD[AlertMetric(metric)]})."
+            f"No longer clearly worse: {now_is} over {over}, but its interval reaches "
+            f"{'up' if success else 'down'} to {level_text(metric, reach)}, "
+            + (inside if bound is not None else f"too near the {was} it opened against")
+            + f" ({cur.count} {COUNT_WORD[AlertMetric(metric)]})."
         )
     trailing = f"Quiet against its trailing {rule.baseline_days}-day baseline ({level_text(metric, v.baseline.value)})"
     if opened is not None:  # success is read from another source now: levels do not compare
@@ -532,17 +565,20 @@ def _recovery(rule: AlertRule, v: Verdict, alert: Alert, read_with: str) -> str:
     return f"{trailing}: {now_is} over {over}."
 
 
-def alert_resolve(*, alert_id: int, by: str, note: str = "", now: datetime | None = None) -> Alert | None:
+def alert_resolve(*, alert_id: int, by: str, note: str = "", now: datetime | None = None) -> tuple[Alert | None, bool]:
     """A person resolves an open alert (a known change, or fixed and waiting for the data to show it):
-    notified like a recovery. The level of the moment is accepted: see the module's docstring. None when
-    there is no such alert; an alert already resolved is answered as it is."""
+    notified like a recovery. The level of the moment is accepted: see the module's docstring. Returns the
+    alert (None when there is no such alert) and whether this call resolved it (an alert already resolved
+    is left as it is)."""
     now = now or utc_now()
     note = " ".join(note.split())[:500]
     with transaction.atomic():
         alert = Alert.objects.select_for_update().select_related("rule__feature").filter(id=alert_id).first()
         if alert is None or alert.state != AlertState.OPEN:
-            return alert
+            return alert, False
         alert.state, alert.resolved_at, alert.resolved_by = AlertState.RESOLVED, now, by[:254]
+        if alert.opened_baseline is None and alert.rule.metric in READS_SUCCESS:
+            alert.opened_source = ""  # opened before sources were kept: accepted whatever source reads it
         accepted = level_text(alert.rule.metric, alert.value)
         alert.resolution = (
             f"Resolved by {by} at {accepted}"
@@ -551,9 +587,9 @@ def alert_resolve(*, alert_id: int, by: str, note: str = "", now: datetime | Non
             f"{'segment' if alert.segment else 'feature'} within {alert.rule.baseline_days} days only if it gets "
             "clearly worse than that."
         )
-        alert.save(update_fields=["state", "resolved_at", "resolved_by", "resolution"])
+        alert.save(update_fields=["state", "resolved_at", "resolved_by", "resolution", "opened_source"])
         _deliveries_create(alert, "resolved", now)
-    return alert
+    return alert, True
 
 
 def _deliveries_create(alert: Alert, event: str, now: datetime) -> None:
@@ -609,7 +645,9 @@ def delivery_attempt(*, delivery: Delivery, now: datetime) -> Delivery:
         try:
             subject = f"[Candor] {'Alert' if delivery.event == 'opened' else 'Resolved'}: {alert.rule.name}"
             subject += f" on {alert.rule.feature.key}" + (f" ({alert.segment})" if alert.segment else "")
-            text = alert.message if delivery.event == "opened" else f"{alert.resolution}\n\nLast read: {alert.message}"
+            text = alert.message
+            if delivery.event != "opened":
+                text = f"{alert.resolution or 'Resolved.'}\n\nLast read: {alert.message}"
             send_mail(subject, text, settings.DEFAULT_FROM_EMAIL, [channel.email])
             ok, error = True, ""
         except Exception as exc:  # any mail backend error: retried like a webhook
@@ -679,7 +717,8 @@ def alerts_history(*, limit: int = 200) -> list[Alert]:
 def open_alerts_by_feature(*, per_feature: int = 3) -> dict[str, list[Alert]]:
     """Each feature's open alerts, newest first (at most ``per_feature``): what the overview points at."""
     found: dict[str, list[Alert]] = {}
-    for alert in Alert.objects.filter(state=AlertState.OPEN).select_related("rule__feature").order_by("-opened_at"):
+    alerts = Alert.objects.filter(state=AlertState.OPEN, rule__enabled=True).select_related("rule__feature")
+    for alert in alerts.order_by("-opened_at"):
         alerts = found.setdefault(alert.rule.feature.key, [])
         if len(alerts) < per_feature:
             alerts.append(alert)
