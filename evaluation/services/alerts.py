@@ -717,11 +717,11 @@ def alerts_history(*, limit: int = 200) -> list[Alert]:
 def open_alerts_by_feature(*, per_feature: int = 3) -> dict[str, list[Alert]]:
     """Each feature's open alerts, newest first (at most ``per_feature``): what the overview points at."""
     found: dict[str, list[Alert]] = {}
-    alerts = Alert.objects.filter(state=AlertState.OPEN, rule__enabled=True).select_related("rule__feature")
-    for alert in alerts.order_by("-opened_at"):
-        alerts = found.setdefault(alert.rule.feature.key, [])
-        if len(alerts) < per_feature:
-            alerts.append(alert)
+    open_ones = Alert.objects.filter(state=AlertState.OPEN, rule__enabled=True).select_related("rule__feature")
+    for alert in open_ones.order_by("-opened_at"):
+        listed = found.setdefault(alert.rule.feature.key, [])
+        if len(listed) < per_feature:
+            listed.append(alert)
     return found
 
 
