@@ -118,6 +118,47 @@ _Detail = inline_serializer(
         "sequential_test": serializers.DictField(help_text="method, reference, tau, alpha, looks"),
         "plan": serializers.DictField(allow_null=True, help_text="units per arm the planner asks for"),
         "verdict": _Verdict,
+        "segments": inline_serializer(
+            "ExperimentSegments",
+            {
+                "keys": serializers.ListField(child=serializers.CharField(), help_text="the feature's segment keys"),
+                "rows": serializers.ListField(
+                    child=inline_serializer(
+                        "ExperimentSegment",
+                        {
+                            "segment": serializers.CharField(help_text="metadata.<key>=<value>"),
+                            "arms": serializers.ListField(
+                                child=inline_serializer(
+                                    "ExperimentSegmentArm",
+                                    {
+                                        "arm": serializers.CharField(),
+                                        "traces": serializers.IntegerField(),
+                                        "metric": inline_serializer("ExperimentSegmentMetric", _interval_fields()),
+                                        "lift": inline_serializer(
+                                            "ExperimentSegmentLift",
+                                            {
+                                                "value": serializers.FloatField(),
+                                                "low": serializers.FloatField(),
+                                                "high": serializers.FloatField(),
+                                                "clear": serializers.BooleanField(help_text="the interval excludes 0"),
+                                            },
+                                            allow_null=True,
+                                            help_text="null for the control, or under the minimum traces per arm",
+                                        ),
+                                    },
+                                )
+                            ),
+                        },
+                    )
+                ),
+                "note": serializers.CharField(),
+                "comparisons": serializers.IntegerField(
+                    required=False, help_text="differences shown (the Bonferroni divisor)"
+                ),
+            },
+            help_text="Exploratory: each arm's primary metric within each value of a declared segment key, "
+            "and each treatment's fixed-horizon difference from the control there (not the decision).",
+        ),
     },
 )
 

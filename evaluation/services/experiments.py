@@ -10,6 +10,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from statistics import NormalDist
 from typing import Any
 
 from django.db import connection, transaction
@@ -33,6 +34,7 @@ from evaluation.stats.sequential import (
 )
 
 KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,200}\Z")
+MAX_SEGMENT_VALUES = 10  # per declared key, the values with the most traces
 OUTCOME_METRICS = (PrimaryMetric.CONVERSION, PrimaryMetric.VALUE)
 GUARDRAIL_METRICS = {
     "cost_per_success_usd": "cost per success",
@@ -298,8 +300,9 @@ def _guardrails(
     return out
 
 
-def experiment_results(experiment: Experiment, *, now: datetime | None = None) -> dict[str, Any]:
-    """Everything a PM needs to call the experiment (see the module's docstring)."""
+def experiment_results(experiment: Experiment, *, now: datetime | None = None, segments: bool = True) -> dict[str, Any]:
+    """Everything a PM needs to call the experiment (see the module's docstring); ``segments``: with the
+    breakdown by declared segment (the list of experiments leaves it out)."""
     now = now or utc_now()
     window = experiment_window(experiment, now)
     feature = experiment.feature
@@ -370,6 +373,7 @@ def experiment_results(experiment: Experiment, *, now: datetime | None = None) -
                 guardrails=_guardrails(experiment, arm, figures, per_arm),
             )
         arms_out.append(row)
+    by_segment = _segments(experiment, window, source, metric) if segments else None
     planned = _plan(experiment, readings, alpha_each)
     verdict = _verdict(experiment, per_arm, readings, tests, srm, arms_out, planned, window, source, now)
     return {
@@ -411,7 +415,60 @@ def experiment_results(experiment: Experiment, *, now: datetime | None = None) -
         },
         "plan": planned,
         "verdict": verdict,
+        "segments": by_segment,
     }
+
+
+def _segments(experiment: Experiment, window: Window, source: SuccessSource, metric: str) -> dict[str, Any]:
+    """The primary metric per arm within each value of the feature's declared segment keys, and each
+    treatment's difference from the control there: where an effect differs (a prompt that fails one kind of
+    user). Exploratory, not the decision: fixed-horizon intervals at the end of the window, Bonferroni-
+    corrected over every difference shown; a segment with fewer than MIN_PER_ARM traces in an arm is left
+    without one."""
+    keys = list(experiment.feature.segment_keys or [])
+    note = (
+        "Exploratory: not the decision above. Fixed-horizon 95% intervals, Bonferroni-corrected over every "
+        "difference shown; a lift is marked only when its interval excludes 0."
+    )
+    if metric == PrimaryMetric.VALUE:
+        return {"keys": keys, "rows": [], "note": "Value per trace is not broken down by segment."}
+    if not keys:
+        return {"keys": [], "rows": [], "note": "The feature declares no segment keys (Settings: segment keys)."}
+    arm_names = [a["name"] for a in experiment.arms]
+    found: list[tuple[str, dict[str, Measures]]] = []
+    for key in keys:
+        cells, _ = measures_by(
+            feature=experiment.feature, window=window, dims=("metadata", "variant"), metadata_key=key
+        )
+        per_value: dict[str, dict[str, Measures]] = {}
+        for (value, arm), m in cells.items():
+            if value is not None and arm in arm_names:
+                per_value.setdefault(str(value), {})[arm] = m
+        ranked = sorted(per_value.items(), key=lambda item: -sum(m.traces for m in item[1].values()))
+        found += [(f"metadata.{key}={value}", arms) for value, arms in ranked[:MAX_SEGMENT_VALUES]]
+    treatments = [name for name in arm_names if name != experiment.control]
+    comparisons = max(len(found) * len(treatments), 1)
+    z = NormalDist().inv_cdf(1 - 0.05 / (2 * comparisons))
+    rows = []
+    for segment, arms in found:
+        readings = {name: _reading(metric, arms.get(name, Measures()), source, None) for name in arm_names}
+        control = readings[experiment.control].sample
+        by_arm: list[dict[str, Any]] = []
+        for name in arm_names:
+            lift: dict[str, Any] | None = None
+            treated = readings[name].sample
+            enough = min(control.n, treated.n) >= MIN_PER_ARM
+            if name != experiment.control and enough and not math.isnan(control.mean + treated.mean):
+                difference = treated.mean - control.mean
+                half = z * math.sqrt(treated.variance / treated.n + control.variance / control.n)
+                low, high = difference - half, difference + half
+                lift = {"value": difference, "low": low, "high": high, "clear": low > 0 or high < 0}
+            metric_out = readings[name].interval.as_dict()
+            by_arm.append(
+                {"arm": name, "traces": arms.get(name, Measures()).traces, "metric": metric_out, "lift": lift}
+            )
+        rows.append({"segment": segment, "arms": by_arm})
+    return {"keys": keys, "rows": rows, "note": note, "comparisons": comparisons}
 
 
 def _plan(experiment: Experiment, readings: dict[str, MetricReading], alpha: float) -> dict[str, Any] | None:
@@ -557,7 +614,7 @@ def srm_text(per_arm: dict[str, Measures]) -> str:
 def experiments_list(*, now: datetime | None = None) -> list[dict[str, Any]]:
     out = []
     for experiment in Experiment.objects.select_related("feature").order_by("-started_at"):
-        results = experiment_results(experiment, now=now)
+        results = experiment_results(experiment, now=now, segments=False)
         out.append(
             {
                 k: results[k]

@@ -19,7 +19,7 @@ START = datetime(2025, 3, 1, tzinfo=UTC)
 def _experiment(org) -> str:  # type: ignore[no-untyped-def]
     key = unique("exp")
     with in_tenant(org):
-        feature = new_feature()
+        feature = new_feature(segment_keys=["plan"])
         rng = random.Random(3)
         arms = ["holdback" if i % 10 == 0 else "ai" for i in range(3000)]
         ingest(
@@ -29,7 +29,12 @@ def _experiment(org) -> str:  # type: ignore[no-untyped-def]
                 hours=24 * 5,
                 count=3000,
                 rng=rng,
-                fields=lambda i: {"experiment": key, "variant": arms[i], "fallback": arms[i] == "holdback"},
+                fields=lambda i: {
+                    "experiment": key,
+                    "variant": arms[i],
+                    "fallback": arms[i] == "holdback",
+                    "metadata": {"plan": "pro" if (i // 10) % 2 else "free"},
+                },  # fmt: skip
                 success=lambda t: 0.3 if t["variant"] == "holdback" else 0.55,
             )
         )
@@ -59,6 +64,15 @@ def test_list_and_detail(client_a: Client, org_a) -> None:  # type: ignore[no-un
     assert ai["significant"] and body["verdict"]["decision"] == "ship" and body["verdict"]["arm"] == "ai"
     assert set(body["srm"]) == {"chi2", "p_value", "mismatch", "observed", "expected"}
     assert body["sequential_test"]["name"].startswith("mSPRT") and body["plan"]["per_arm"] > 0
+    segments = body["segments"]
+    assert segments["keys"] == ["plan"] and [r["segment"] for r in segments["rows"]] in (
+        ["metadata.plan=free", "metadata.plan=pro"], ["metadata.plan=pro", "metadata.plan=free"],
+    )  # fmt: skip
+    for row in segments["rows"]:
+        control, treated = row["arms"]
+        assert control["arm"] == "holdback" and control["lift"] is None and treated["arm"] == "ai"
+        assert treated["lift"]["low"] < treated["lift"]["value"] < treated["lift"]["high"]
+    assert "segments" not in listed[key]
 
 
 def test_unknown_and_other_organizations_experiments_are_404(client_a: Client, org_a, org_b) -> None:  # type: ignore[no-untyped-def]

@@ -68,6 +68,7 @@ def test_pages_render_the_numbers(owner_a: Client, org_a, seeded: dict) -> None:
     assert b'data-testid="plan"' in listing.content
     detail = owner_a.get(org_a.url(f"experiments/{seeded['experiment']}/")).content.decode()
     assert "SHIP" in detail and "always-valid" in detail and "holdback" in detail and "mSPRT" in detail
+    assert detail.count('data-testid="segment-row"') == 2 and "metadata.auth=sso" in detail
     drift = owner_a.get(org_a.url(f"drift/{seeded['feature']}/")).content.decode()
     assert "Thumbs-down share" in drift and "PSI" in drift
     alerts = owner_a.get(org_a.url("alerts/")).content.decode()

@@ -276,3 +276,63 @@ def test_success_from_thumbs_when_no_outcomes_names_its_source(db: None, org_a) 
     treatment = next(a for a in r["arms"] if a["name"] == "treatment")
     assert treatment["metric"]["n"] < treatment["traces"]  # a share of the rated traces only
     assert r["verdict"]["decision"] == "ship" and "from thumbs" in r["verdict"]["metric_source"]
+
+
+def test_the_segment_breakdown_finds_the_users_an_arm_fails_against_scipy(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """The AI lifts password users from 40% to 60% and does nothing for SSO users (40%): overall it ships; the
+    breakdown shows each segment's difference, its Bonferroni interval (from scipy's normal quantile, the
+    counts taken from the seed itself), and marks only the password lift."""
+    from scipy.stats import norm
+
+    with in_tenant(org_a):
+        feature = new_feature(segment_keys=["auth"])
+        rng = random.Random(11)
+        arms = [rng.choices(["holdback", "ai"], [0.3, 0.7])[0] for _ in range(4000)]
+
+        def fields(i: int) -> dict[str, Any]:
+            auth = "sso" if i % 4 == 0 else "password"
+            return {
+                "experiment": "seg",
+                "variant": arms[i],
+                "fallback": arms[i] == "holdback",
+                "metadata": {"auth": auth},
+            }
+
+        def rate(t: dict[str, Any]) -> float:
+            return 0.6 if t["variant"] == "ai" and t["metadata"]["auth"] == "password" else 0.4
+
+        traces, events, results = traffic(feature=feature, start=START, hours=24 * 10, count=4000, rng=rng,
+                                          fields=fields, success=rate)  # fmt: skip
+        ingest(traces, events, results)
+        experiment = experiment_create(key="seg", feature_key=feature, arms=[{**HOLDBACK[0], "allocation": 0.3},
+                                       {**HOLDBACK[1], "allocation": 0.7}], control="holdback", mde=0.05,
+                                       primary_metric="conversion", started_at=START)  # fmt: skip
+        r = experiment_results(experiment, now=NOW)
+        listed = experiment_results(experiment, now=NOW, segments=False)
+    assert listed["segments"] is None
+    segments = r["segments"]
+    assert segments["keys"] == ["auth"] and segments["comparisons"] == 2
+    rows = {row["segment"]: {cell["arm"]: cell for cell in row["arms"]} for row in segments["rows"]}
+    assert set(rows) == {"metadata.auth=password", "metadata.auth=sso"}
+    converted = {result["trace_id"] for result in results}
+    z = norm.ppf(1 - 0.05 / (2 * 2))
+    for auth in ("password", "sso"):
+        counts = {}
+        for arm in ("holdback", "ai"):
+            mine = [t for t in traces if t["variant"] == arm and t["metadata"]["auth"] == auth]
+            counts[arm] = (sum(t["trace_id"] in converted for t in mine), len(mine))
+        cells = rows[f"metadata.auth={auth}"]
+        assert cells["holdback"]["traces"] == counts["holdback"][1] and cells["holdback"]["lift"] is None
+        (xc, nc), (xt, nt) = counts["holdback"], counts["ai"]
+        sc, st = (xc + 1) / (nc + 2), (xt + 1) / (nt + 2)  # the Laplace-smoothed variance the tests use
+        half = z * ((st * (1 - st)) / nt + (sc * (1 - sc)) / nc) ** 0.5
+        lift = cells["ai"]["lift"]
+        assert lift["value"] == pytest.approx(xt / nt - xc / nc)
+        assert (lift["low"], lift["high"]) == pytest.approx((lift["value"] - half, lift["value"] + half))
+        assert cells["ai"]["metric"]["value"] == pytest.approx(xt / nt)
+    assert (
+        rows["metadata.auth=password"]["ai"]["lift"]["clear"]
+        and rows["metadata.auth=password"]["ai"]["lift"]["value"] > 0.1
+    )
+    assert not rows["metadata.auth=sso"]["ai"]["lift"]["clear"]
+    assert r["verdict"]["decision"] == "ship"  # overall the AI wins: the breakdown is where SSO shows
