@@ -144,9 +144,13 @@ def _thresholds(pairs: list[Pair]) -> list[dict[str, Any]]:
     for target in TARGETS:
         guarantee = threshold_guarantee(raw, good, target_precision=target).as_dict()
         pass_at, fail_at = guarantee["pass_at"], guarantee["fail_at"]
-        to_human = (
-            int(np.sum((raw > fail_at) & (raw < pass_at))) if pass_at is not None and fail_at is not None else None
-        )
+        # Between the two thresholds; a side with no threshold decides nothing, so its scores go to a person.
+        decided = np.zeros(raw.shape, dtype=bool)
+        if pass_at is not None:
+            decided |= raw >= pass_at
+        if fail_at is not None:
+            decided |= raw <= fail_at
+        to_human = int(np.sum(~decided))
         rows.append({**guarantee, "to_human": to_human, "n": len(pairs)})
     return rows
 

@@ -201,11 +201,40 @@ def threshold_guarantee(
     confidence: float = DEFAULT_CONFIDENCE,
 ) -> ThresholdGuarantee:
     """Both thresholds; `target_npv` defaults to `target_precision`. Each side is its own
-    fixed-sequence family at `confidence`."""
-    return ThresholdGuarantee(
-        passing=precision_threshold(scores, labels, target=target_precision, confidence=confidence),
-        failing=npv_threshold(
-            scores, labels, target=target_precision if target_npv is None else target_npv, confidence=confidence
-        ),
-        confidence=confidence,
+    fixed-sequence family at `confidence`.
+
+    The two must not overlap (a score both passed and failed): when the loosest thresholds do, the pass
+    side takes the loosest of its certified thresholds above the fail threshold, else the fail side the
+    loosest of its own below the pass threshold, else the pass side alone stands. Every threshold the
+    scan accepted before its first failure holds its bound, so a stricter one keeps the guarantee."""
+    passing = precision_threshold(scores, labels, target=target_precision, confidence=confidence)
+    failing = npv_threshold(
+        scores, labels, target=target_precision if target_npv is None else target_npv, confidence=confidence
     )
+    if passing.threshold is not None and failing.threshold is not None and failing.threshold >= passing.threshold:
+        fail_at, pass_at = failing.threshold, passing.threshold
+        above = [st for st in _certified(passing) if st.threshold > fail_at]
+        below = [st for st in _certified(failing) if st.threshold < pass_at]
+        if above:
+            passing = _at(passing, above[-1])  # steps run strictest first: the last is the loosest
+        elif below:
+            failing = _at(failing, below[-1])
+        else:
+            failing = ThresholdSearch(
+                failing.target,
+                None,
+                None,
+                0,
+                failing.steps,
+                note="every certified fail threshold overlaps the pass one",
+            )
+    return ThresholdGuarantee(passing=passing, failing=failing, confidence=confidence)
+
+
+def _certified(search: ThresholdSearch) -> list[ThresholdStep]:
+    """The thresholds the scan accepted, strictest first (it stops at the first that misses the target)."""
+    return [st for st in search.steps if st.lower_bound >= search.target]
+
+
+def _at(search: ThresholdSearch, step: ThresholdStep) -> ThresholdSearch:
+    return ThresholdSearch(search.target, step.threshold, step.lower_bound, step.n_selected, search.steps, search.note)

@@ -20,7 +20,7 @@
     document.getElementById("tp-fail-note").textContent = row.fail_at === null
       ? "no threshold reaches this NPV with 95% confidence"
       : "fails are bad at least " + pct(row.guaranteed_npv_low) + " of the time (95%)";
-    document.getElementById("tp-human").textContent = row.to_human === null ? "all" : row.to_human + " / " + row.n;
+    document.getElementById("tp-human").textContent = row.to_human + " / " + row.n;
   }
   slider.addEventListener("input", show);
   show();

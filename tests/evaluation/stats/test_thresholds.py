@@ -107,6 +107,33 @@ def test_threshold_guarantee_gives_the_human_band():
     assert got.passing.guaranteed_low >= 0.9
 
 
+def test_pass_and_fail_thresholds_never_overlap():
+    """A binary judge (scores 0 and 1) on mostly good answers: alone, each side certifies 0 (everything
+    passes at precision >= 70%; a fail at 0 is bad >= 70% of the time), so a 0 would be both passed and
+    failed. The pass side takes its stricter certified threshold (1) instead, with that threshold's own
+    statsmodels Clopper-Pearson bound; nothing is left between them."""
+    rng = np.random.default_rng(4)
+    scores = (rng.random(400) < 0.8).astype(float)
+    labels = np.where(scores == 1, rng.random(400) < 0.95, rng.random(400) < 0.1).astype(int)
+    alone = precision_threshold(scores, labels, target=0.7)
+    assert alone.threshold == 0.0 and npv_threshold(scores, labels, target=0.7).threshold == 0.0
+    got = threshold_guarantee(scores, labels, target_precision=0.7)
+    fail_at, pass_at = got.human_band
+    assert (fail_at, pass_at) == (0.0, 1.0)
+    ones = scores == 1
+    assert got.passing.guaranteed_low == pytest.approx(_cp_low(labels[ones].sum(), ones.sum()), abs=1e-9)
+    assert got.passing.n_selected == ones.sum()
+    # Over many draws of random scores: whenever both sides stand, every score is passed, failed or
+    # sent to a person, never two of them.
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        scores = rng.integers(0, 5, 300).astype(float)
+        labels = (rng.random(300) < (scores + 1) / 6).astype(int)
+        for target in (0.6, 0.7, 0.8):
+            fail_at, pass_at = threshold_guarantee(scores, labels, target_precision=target).human_band
+            assert fail_at is None or pass_at is None or fail_at < pass_at
+
+
 def test_rejects_bad_input():
     with pytest.raises(ValueError):
         precision_threshold([0.1, 0.2], [1, 2], target=0.9)
