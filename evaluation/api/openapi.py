@@ -18,7 +18,9 @@ def _components() -> dict[str, dict[str, Any]]:
     score["description"] = (
         "One external score: `value` (a number) or `label` (binary: pass / fail), not both. Each distinct `name` "
         "is a judge of kind external whose scale is fixed by its first score (0/1 binary, integers 1-5 ordinal, "
-        "else continuous); a later score off that scale is refused. Resending a score_id is a duplicate."
+        "else continuous); a later score off that scale is refused. Resending a score_id is a duplicate, and so "
+        "is a second score for a trace the same judge name and `judge_version` already scored (one score per "
+        "trace and judge version: send a new `judge_version` to score again)."
     )
     given = {"not": {"type": "null"}}
     absent = {"not": {"required": ["value"]}}

@@ -58,12 +58,18 @@ def test_external_scores_are_idempotent_and_appear_on_the_trace(api_a) -> None: 
     first = score(tid, name, value=1, comment="looks right", judge_version="ragas-0.2")
     assert api_a.post("/api/v1/scores", first).json() == {"accepted": 1, "duplicates": 0, "errors": []}
     assert api_a.post("/api/v1/scores", first).json() == {"accepted": 0, "duplicates": 1, "errors": []}
+    # One score per trace and judge version, as the schema says: a new score_id is a duplicate too...
+    again = {**first, "score_id": unique("sc"), "value": 0}
+    assert api_a.post("/api/v1/scores", again).json() == {"accepted": 0, "duplicates": 1, "errors": []}
     (row,) = api_a.get(f"/api/v1/traces/{tid}").json()["scores"]
     assert row["judge"] == name and row["judge_kind"] == "external" and row["scale"] == "binary"
     assert (row["raw_score"], row["passed"], row["status"]) == (1.0, True, "ok")
     assert row["judge_version_label"] == "ragas-0.2" and row["sampling"]["design"] == "external"
     judge = api_a.get(f"/api/v1/judges/{name}").json()
     assert judge["kind"] == "external" and [v["label"] for v in judge["versions"]] == ["ragas-0.2"]
+    # ...and a new judge_version scores it again.
+    assert api_a.post("/api/v1/scores", {**again, "judge_version": "ragas-0.3"}).json()["accepted"] == 1
+    assert len(api_a.get(f"/api/v1/traces/{tid}").json()["scores"]) == 2
 
 
 def test_scale_is_fixed_by_the_first_score(api_a) -> None:  # type: ignore[no-untyped-def]
