@@ -141,6 +141,13 @@ _Detail = inline_serializer(
                                                 "low": serializers.FloatField(),
                                                 "high": serializers.FloatField(),
                                                 "clear": serializers.BooleanField(help_text="the interval excludes 0"),
+                                                "rest": serializers.FloatField(
+                                                    allow_null=True,
+                                                    help_text="the same arm's lift over the key's other values",
+                                                ),
+                                                "differs": serializers.BooleanField(
+                                                    help_text="this lift is clearly unlike `rest`"
+                                                ),
                                             },
                                             allow_null=True,
                                             help_text="null for the control, or under the minimum traces per arm",
@@ -151,9 +158,24 @@ _Detail = inline_serializer(
                         },
                     )
                 ),
+                "differs": serializers.ListField(
+                    child=inline_serializer(
+                        "ExperimentSegmentDiffers",
+                        {
+                            "segment": serializers.CharField(),
+                            "arm": serializers.CharField(),
+                            "lift": serializers.FloatField(),
+                            "rest": serializers.FloatField(),
+                        },
+                    ),
+                    help_text="the segments whose lift clearly differs from the rest of their key",
+                ),
                 "note": serializers.CharField(),
                 "comparisons": serializers.IntegerField(
-                    required=False, help_text="differences shown (the Bonferroni divisor)"
+                    required=False, help_text="lifts computed (their Bonferroni divisor)"
+                ),
+                "tests": serializers.IntegerField(
+                    required=False, help_text="'differs' tests made (their Bonferroni divisor)"
                 ),
             },
             help_text="Exploratory: each arm's primary metric within each value of a declared segment key, "

@@ -420,22 +420,31 @@ def experiment_results(experiment: Experiment, *, now: datetime | None = None, s
 
 
 def _segments(experiment: Experiment, window: Window, source: SuccessSource, metric: str) -> dict[str, Any]:
-    """The primary metric per arm within each value of the feature's declared segment keys, and each
-    treatment's difference from the control there: where an effect differs (a prompt that fails one kind of
-    user). Exploratory, not the decision: fixed-horizon intervals at the end of the window, Bonferroni-
-    corrected over every difference shown; a segment with fewer than MIN_PER_ARM traces in an arm is left
-    without one."""
+    """The primary metric per arm within each value of the feature's declared segment keys, each
+    treatment's difference from the control there, and whether that difference differs from the same
+    treatment's difference over the key's other values (a prompt that fails one kind of user).
+
+    Exploratory, not the decision: fixed-horizon intervals at the end of the window. The lifts are
+    Bonferroni-corrected over the lifts computed, the "differs" tests over the tests made; a segment with
+    fewer than MIN_PER_ARM traces in an arm (or whose rest has fewer) is left without one."""
     keys = list(experiment.feature.segment_keys or [])
-    note = (
-        "Exploratory: not the decision above. Fixed-horizon 95% intervals, Bonferroni-corrected over every "
-        "difference shown; a lift is marked only when its interval excludes 0."
-    )
     if metric == PrimaryMetric.VALUE:
-        return {"keys": keys, "rows": [], "note": "Value per trace is not broken down by segment."}
+        return {"keys": keys, "rows": [], "differs": [], "note": "Value per trace is not broken down by segment."}
     if not keys:
-        return {"keys": [], "rows": [], "note": "The feature declares no segment keys (Settings: segment keys)."}
+        note = "The feature declares no segment keys (Settings: segment keys)."
+        return {"keys": [], "rows": [], "differs": [], "note": note}
     arm_names = [a["name"] for a in experiment.arms]
-    found: list[tuple[str, dict[str, Measures]]] = []
+    treatments = [name for name in arm_names if name != experiment.control]
+
+    def lift_of(arms: dict[str, Measures], name: str) -> tuple[float, float] | None:
+        """(treatment - control, its variance) when both arms have enough traces."""
+        c = _reading(metric, arms.get(experiment.control, Measures()), source, None).sample
+        t = _reading(metric, arms.get(name, Measures()), source, None).sample
+        if min(c.n, t.n) < MIN_PER_ARM or math.isnan(c.mean + t.mean):
+            return None
+        return t.mean - c.mean, t.variance / t.n + c.variance / c.n
+
+    found: list[tuple[str, dict[str, Measures], dict[str, tuple[float, float] | None], dict[str, Any]]] = []
     for key in keys:
         cells, _ = measures_by(
             feature=experiment.feature, window=window, dims=("metadata", "variant"), metadata_key=key
@@ -445,30 +454,54 @@ def _segments(experiment: Experiment, window: Window, source: SuccessSource, met
             if value is not None and arm in arm_names:
                 per_value.setdefault(str(value), {})[arm] = m
         ranked = sorted(per_value.items(), key=lambda item: -sum(m.traces for m in item[1].values()))
-        found += [(f"metadata.{key}={value}", arms) for value, arms in ranked[:MAX_SEGMENT_VALUES]]
-    treatments = [name for name in arm_names if name != experiment.control]
-    comparisons = max(len(found) * len(treatments), 1)
-    z = NormalDist().inv_cdf(1 - 0.05 / (2 * comparisons))
-    rows = []
-    for segment, arms in found:
-        readings = {name: _reading(metric, arms.get(name, Measures()), source, None) for name in arm_names}
-        control = readings[experiment.control].sample
+        for value, arms in ranked[:MAX_SEGMENT_VALUES]:
+            rest = {
+                name: total({other: per_value[other].get(name, Measures()) for other in per_value if other != value})
+                for name in arm_names
+            }
+            found.append(
+                (
+                    f"metadata.{key}={value}",
+                    arms,
+                    {name: lift_of(arms, name) for name in treatments},
+                    {name: lift_of(rest, name) for name in treatments},
+                )
+            )
+    lifts = sum(lift is not None for _, _, mine, _ in found for lift in mine.values())
+    tests = sum(mine[n] is not None and rest[n] is not None for _, _, mine, rest in found for n in treatments)
+    z = NormalDist().inv_cdf(1 - 0.05 / (2 * max(lifts, 1)))
+    z_differs = NormalDist().inv_cdf(1 - 0.05 / (2 * max(tests, 1)))
+    rows, differs = [], []
+    for segment, arms, mine, rest in found:
         by_arm: list[dict[str, Any]] = []
         for name in arm_names:
+            reading = _reading(metric, arms.get(name, Measures()), source, None)
             lift: dict[str, Any] | None = None
-            treated = readings[name].sample
-            enough = min(control.n, treated.n) >= MIN_PER_ARM
-            if name != experiment.control and enough and not math.isnan(control.mean + treated.mean):
-                difference = treated.mean - control.mean
-                half = z * math.sqrt(treated.variance / treated.n + control.variance / control.n)
+            own, elsewhere = mine.get(name), rest.get(name)
+            if own is not None:
+                difference, variance = own
+                half = z * math.sqrt(variance)
                 low, high = difference - half, difference + half
-                lift = {"value": difference, "low": low, "high": high, "clear": low > 0 or high < 0}
-            metric_out = readings[name].interval.as_dict()
+                lift = {"value": difference, "low": low, "high": high, "clear": low > 0 or high < 0,
+                        "rest": None, "differs": False}  # fmt: skip
+                if elsewhere is not None:
+                    gap = difference - elsewhere[0]
+                    lift["rest"] = elsewhere[0]
+                    lift["differs"] = abs(gap) > z_differs * math.sqrt(variance + elsewhere[1])
+                    if lift["differs"]:
+                        differs.append({"segment": segment, "arm": name, "lift": difference, "rest": elsewhere[0]})
             by_arm.append(
-                {"arm": name, "traces": arms.get(name, Measures()).traces, "metric": metric_out, "lift": lift}
-            )
+                {"arm": name, "traces": arms.get(name, Measures()).traces, "metric": reading.interval.as_dict(),
+                 "lift": lift}
+            )  # fmt: skip
         rows.append({"segment": segment, "arms": by_arm})
-    return {"keys": keys, "rows": rows, "note": note, "comparisons": comparisons}
+    note = (
+        "Exploratory: not the decision above. Fixed-horizon 95% intervals, Bonferroni-corrected over the "
+        f'{lifts} differences computed; a lift is marked when its interval excludes 0. "Differs": the '
+        f"segment's lift is clearly unlike the same arm's lift over the key's other values (a z-test on the "
+        f"two, Bonferroni-corrected over its {tests} tests)."
+    )
+    return {"keys": keys, "rows": rows, "differs": differs, "note": note, "comparisons": lifts, "tests": tests}
 
 
 def _plan(experiment: Experiment, readings: dict[str, MetricReading], alpha: float) -> dict[str, Any] | None:

@@ -72,6 +72,7 @@ def test_list_and_detail(client_a: Client, org_a) -> None:  # type: ignore[no-un
         control, treated = row["arms"]
         assert control["arm"] == "holdback" and control["lift"] is None and treated["arm"] == "ai"
         assert treated["lift"]["low"] < treated["lift"]["value"] < treated["lift"]["high"]
+    assert segments["differs"] == []  # both plans get the same lift: nothing singled out
     assert "segments" not in listed[key]
 
 
