@@ -132,6 +132,7 @@ class Alert(models.Model):
     opened_baseline = models.FloatField(null=True)
     opened_bound = models.FloatField(null=True)  # the far end of its 95% interval, when the metric has one
     opened_source = models.CharField(max_length=40, blank=True, default="")
+    opened_message = models.TextField(blank=True, default="")  # ``message`` is the latest reading
     # Who resolved it ("" = an evaluation found it recovered) and why, in a sentence.
     resolved_by = models.CharField(max_length=254, blank=True, default="")
     resolution = models.TextField(blank=True, default="")

@@ -247,6 +247,7 @@ class Verdict:
     # The current window at a plain 95%: an open alert is one question asked of one segment, not a search
     # over many (what the Bonferroni-widened ``current`` is for).
     single: Reading
+    segments: int = 1  # how many segments the rule read at once (its Bonferroni divisor)
 
 
 def rule_verdict(
@@ -270,14 +271,14 @@ def rule_verdict(
     if rule.metric == AlertMetric.SUCCESS_HIGH:
         floor = base.value * (1 - rule.threshold)
         firing = cur.high is not None and cur.high < floor
-        return Verdict("firing" if firing else "quiet", "", cur, base, single)
+        return Verdict("firing" if firing else "quiet", "", cur, base, single, segments)
     if base.value <= 0:
-        return Verdict("waiting", "the baseline is 0: a relative rise is undefined", cur, base, single)
+        return Verdict("waiting", "the baseline is 0: a relative rise is undefined", cur, base, single, segments)
     above = cur.value >= base.value * (1 + rule.threshold)
     # The rise must also be clear of noise: the current interval's lower end above the baseline
     # (a share's Wilson bound; cost per success over the success interval's upper end).
     clear = cur.low is None or cur.low > base.value
-    return Verdict("firing" if above and clear else "quiet", "", cur, base, single)
+    return Verdict("firing" if above and clear else "quiet", "", cur, base, single, segments)
 
 
 def level_text(metric: str, value: float | None) -> str:
@@ -386,6 +387,15 @@ def alerts_evaluate(*, now: datetime | None = None, features: list[Feature] | No
                             "waiting": verdict.reason,
                             "holding": "quiet; its alert stays open (still worse than when it opened)",
                         }.get(state, state)
+                open_on = list(
+                    Alert.objects.filter(rule=rule, state=AlertState.OPEN)
+                    .exclude(segment="")
+                    .order_by("segment")
+                    .values_list("segment", flat=True)
+                )
+                if open_on:
+                    shown = ", ".join(open_on[:3]) + (f" and {len(open_on) - 3} more" if len(open_on) > 3 else "")
+                    whole_state += f"; open on {shown}" if whole_state else f"open on {shown}"
                 AlertRule.objects.filter(id=rule.id).update(last_state=whole_state[:300], last_evaluated_at=now)
     return stats
 
@@ -429,6 +439,7 @@ def _apply(
                     last_fired_at=now,
                     opened_baseline=opened_at,
                     opened_bound=bound,
+                    opened_message=fields["message"],
                     opened_source=read_with,
                     **fields,
                 )
@@ -522,9 +533,13 @@ def _holding_message(rule: AlertRule, segment: str, v: Verdict, opened: float) -
     where = rule.feature.key + (f" ({segment})" if segment else "")
     cur, metric = v.current, rule.metric
     trailing = (
-        f"the rule is quiet against its trailing {rule.baseline_days}-day baseline, "
+        f"the rule does not fire against its trailing {rule.baseline_days}-day baseline, "
         f"now {level_text(metric, v.baseline.value)}"
     )
+    if v.segments > 1:  # the rule reads every segment at once, with an interval widened for that
+        near = v.current.high if metric == AlertMetric.SUCCESS_HIGH else v.current.low
+        if near is not None:
+            trailing += f" (read across {v.segments} segments at once, its interval reaches {level_text(metric, near)})"
     if metric == AlertMetric.SUCCESS_HIGH:
         return (
             f"Success of {where} over {_window_words(rule)} is {level_text(metric, cur.value)}, still below the "
@@ -549,7 +564,8 @@ def _recovery(rule: AlertRule, v: Verdict, alert: Alert, read_with: str) -> str:
         success = metric == AlertMetric.SUCCESS_HIGH
         reach = v.single.high if success else v.single.low
         bound = alert.opened_bound
-        inside = f"inside the interval it opened with ({'down' if success else 'up'} to {level_text(metric, bound)})"
+        end = "low" if success else "high"
+        inside = f"past the {level_text(metric, bound)} {end} end of the {was} baseline's own interval"
         return (
             f"No longer clearly worse: {now_is} over {over}, but its interval reaches "
             f"{'up' if success else 'down'} to {level_text(metric, reach)}, "
@@ -616,6 +632,7 @@ def alert_payload(alert: Alert, event: str) -> dict[str, Any]:
             "count": alert.count,
             "message": alert.message,
             "opened_baseline": alert.opened_baseline,
+            "opened_message": alert.opened_message or alert.message,
             "opened_at": alert.opened_at.isoformat(),
             "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
             "resolved_by": alert.resolved_by or None,

@@ -100,6 +100,9 @@ def test_forms_validate_and_save(owner_a: Client, org_a, seeded: dict, settings)
     assert b"private or internal address" in refused.content
     with in_tenant(org_a):
         assert not NotificationChannel.objects.filter(name="x").exists()
+        NotificationChannel.objects.create(kind="email", name="parked", email="p@example.test", enabled=False)
+    channels = owner_a.get(org_a.url("alerts/")).content.decode().split("<h2>Channels</h2>")[1]
+    assert '<span class="badge">disabled</span>' in channels
     owner_a.post(org_a.url(f"alerts/rules/{seeded['rule']}/toggle"))
     owner_a.post(org_a.url(f"experiments/{seeded['experiment']}/stop"))
     with in_tenant(org_a):

@@ -192,7 +192,9 @@ def test_a_lasting_regression_stays_open_after_the_baseline_takes_it_in_until_it
         # Against its trailing week, the bad level is the norm now: the rule is quiet, its alert is not.
         assert rule.last_state == "quiet; its alert stays open (still worse than when it opened)"
         assert held.holding == 1 and held.resolved == 0 and alert.state == "open"
-        assert "it opened against; the rule is quiet against its trailing 7-day baseline, now" in alert.message
+        assert "it opened against; the rule does not fire against its trailing 7-day baseline, now" in alert.message
+        # The opening reading is kept beside the latest.
+        assert "trailing 7-day" in alert.opened_message and "it opened against" not in alert.opened_message
         recovered = alerts_evaluate(now=NOW + timedelta(hours=73), features=[feature])
         alert.refresh_from_db()
         rule.refresh_from_db()
@@ -314,8 +316,10 @@ def test_a_segment_rule_names_the_segment(db: None, org_a) -> None:  # type: ign
         ingest(*(a + b for a, b in zip(base, now, strict=True)))
         alerts_evaluate(now=NOW, features=[feature])
         fired = {(a.rule.metric, a.segment) for a in Alert.objects.filter(rule__feature=feature).select_related("rule")}
+        daily = AlertRule.objects.get(feature=feature, name="Thumbs-down share up 50% (24 h)")
     assert (AlertMetric.THUMBS_DOWN, "metadata.auth=sso") in fired
     assert (AlertMetric.THUMBS_DOWN, "metadata.auth=password") not in fired
+    assert daily.last_state.endswith("open on metadata.auth=sso")  # the rule's row names its open segment
 
 
 def test_the_weekly_thumbs_rule_finds_a_lasting_rise_in_one_segment(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
