@@ -413,11 +413,12 @@ def _apply(
     read_with = source.name if rule.metric in READS_SUCCESS else ""
     still_open = Alert.objects.filter(id=existing.id, state=AlertState.OPEN) if existing is not None else None
     if verdict.state == "firing":
+        message = _message(rule, segment, verdict)
         fields = {
             "value": verdict.current.value,
             "baseline": verdict.baseline.value,
             "count": verdict.current.count,
-            "message": _message(rule, segment, verdict),
+            "message": message,
         }
         if still_open is not None:
             still_open.update(last_fired_at=now, evaluations_firing=F("evaluations_firing") + 1, **fields)
@@ -439,7 +440,7 @@ def _apply(
                     last_fired_at=now,
                     opened_baseline=opened_at,
                     opened_bound=bound,
-                    opened_message=fields["message"],
+                    opened_message=message,
                     opened_source=read_with,
                     **fields,
                 )

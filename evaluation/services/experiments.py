@@ -455,7 +455,7 @@ def _segments(experiment: Experiment, window: Window, source: SuccessSource, met
                 per_value.setdefault(str(value), {})[arm] = m
         ranked = sorted(per_value.items(), key=lambda item: -sum(m.traces for m in item[1].values()))
         for value, arms in ranked[:MAX_SEGMENT_VALUES]:
-            rest = {
+            others = {
                 name: total({other: per_value[other].get(name, Measures()) for other in per_value if other != value})
                 for name in arm_names
             }
@@ -464,7 +464,7 @@ def _segments(experiment: Experiment, window: Window, source: SuccessSource, met
                     f"metadata.{key}={value}",
                     arms,
                     {name: lift_of(arms, name) for name in treatments},
-                    {name: lift_of(rest, name) for name in treatments},
+                    {name: lift_of(others, name) for name in treatments},
                 )
             )
     lifts = sum(lift is not None for _, _, mine, _ in found for lift in mine.values())
