@@ -151,7 +151,13 @@ def _thresholds(pairs: list[Pair]) -> list[dict[str, Any]]:
         if fail_at is not None:
             decided |= raw <= fail_at
         to_human = int(np.sum(~decided))
-        rows.append({**guarantee, "to_human": to_human, "n": len(pairs)})
+        # A threshold that takes every labelled trace decides nothing a judge is needed for: the labels'
+        # own share meets the target (the page says so rather than offer it as a judge's threshold).
+        everything = {
+            "pass_all": pass_at is not None and pass_at <= float(raw.min()),
+            "fail_all": fail_at is not None and fail_at >= float(raw.max()),
+        }
+        rows.append({**guarantee, **everything, "to_human": to_human, "n": len(pairs)})
     return rows
 
 
@@ -243,7 +249,8 @@ def _context(request: HttpRequest, judge: Judge) -> dict[str, Any]:
 
 def _thresholds_for_js(pairs: list[Pair]) -> list[dict[str, Any]]:
     return [{k: row[k] for k in ("target_precision", "pass_at", "guaranteed_precision_low", "fail_at",
-                                 "guaranteed_npv_low", "to_human", "n")} for row in _thresholds(pairs)]  # fmt: skip
+                                 "guaranteed_npv_low", "pass_all", "fail_all", "to_human", "n")}
+            for row in _thresholds(pairs)]  # fmt: skip
 
 
 def judge_calibration(request: HttpRequest, name: str) -> HttpResponse:

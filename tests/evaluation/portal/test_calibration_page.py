@@ -58,11 +58,13 @@ def test_the_page_exposes_a_lenient_judge_and_a_relabel_refreshes_it(
     assert context["disagreements_total"] == int(np.sum(good != passed))
     assert sum(b["good"] for b in context["histograms"]["bins"]) == int(good.sum())
     assert [row["target_precision"] for row in context["thresholds_data"]][:2] == [0.7, 0.75]
+    min_score = float(passed.min())  # the judge's raw scores are its 0/1 verdicts here
     for row in context["thresholds_data"]:  # every labelled trace is passed, failed or sent to a person: once
         assert 0 <= row["to_human"] <= row["n"]
         assert row["pass_at"] is None or row["fail_at"] is None or row["fail_at"] < row["pass_at"]
         if row["pass_at"] is None and row["fail_at"] is None:
             assert row["to_human"] == row["n"]
+        assert row["pass_all"] == (row["pass_at"] is not None and row["pass_at"] <= min_score)
     html = page.content.decode()
     for text in ("True success rate", "Judge pass rate (uncorrected)", "Cohen", "Reliability", "Verdict history",
                  'id="thresholds-data"', "are worth"):  # fmt: skip
