@@ -13,7 +13,8 @@ from billing.models import BillingAccount, CustomerBudget, Notice, UsageLedger
 from billing.services.budgets import budget_set
 from tenants.services import organization_quota_set
 from tests.billing.helpers import send_traces, spend_traces
-from tests.fixtures.organizations import PASSWORD, Org, unique
+from tests.fixtures.browser import log_in
+from tests.fixtures.organizations import Org, unique
 
 pytestmark = pytest.mark.browser
 
@@ -37,11 +38,7 @@ def test_owner_sets_a_cap_and_sees_spend(live: Any, context: Any, org_a: Org, cl
     problems: list[str] = []
     page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
     page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 500 else None)
-    page.goto(f"{live.url}/login/")
-    page.fill("input[name=username]", org_a.owner.email)
-    page.fill("input[type=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_load_state("networkidle")
+    log_in(page, live.url, org_a.owner.email)
 
     page.click("summary:has-text('Settings')")
     page.click("text=Plan and billing")

@@ -10,7 +10,8 @@ from typing import Any
 from evaluation.models import CalibrationTarget
 from tests.evaluation.helpers import sweep_until
 from tests.evaluation.portal.test_calibration_page import _lenient_world
-from tests.fixtures.organizations import PASSWORD, in_tenant
+from tests.fixtures.browser import log_in
+from tests.fixtures.organizations import in_tenant
 
 
 def test_the_threshold_slider_shows_each_target(committed_db: None, live: Any, context: Any, org_a: Any) -> None:
@@ -22,10 +23,7 @@ def test_the_threshold_slider_shows_each_target(committed_db: None, live: Any, c
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
-        page.goto(f"{live.url}/login/")
-        page.fill("input[name=username]", org_a.owner.email)
-        page.fill("input[type=password]", PASSWORD)
-        page.click("button[type=submit]")
+        log_in(page, live.url, org_a.owner.email)
         page.goto(f"{live.url}{org_a.url(f'judges/{world.judge}/calibration/')}")
         rows = json.loads(page.inner_text("#thresholds-data"))
         assert len(rows) >= 2

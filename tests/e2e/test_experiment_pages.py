@@ -11,7 +11,8 @@ from evaluation.services.alerts import alerts_evaluate, channel_create, deliveri
 from evaluation.services.experiments import experiment_create
 from feedback.models import Feature
 from tests.evaluation.experiments_seed import ingest, new_feature, traffic
-from tests.fixtures.organizations import PASSWORD, in_tenant, unique
+from tests.fixtures.browser import log_in
+from tests.fixtures.organizations import in_tenant, unique
 
 
 def test_experiment_drift_alert_and_digest_pages(
@@ -74,11 +75,7 @@ def test_experiment_drift_alert_and_digest_pages(
         "response",
         lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 and "favicon" not in r.url else None,
     )
-    page.goto(f"{live.url}/login/")
-    page.fill("input[name=username]", org_a.owner.email)
-    page.fill("input[type=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_load_state("networkidle")
+    log_in(page, live.url, org_a.owner.email)
     page.goto(f"{live.url}{org_a.url('experiments/')}")
     page.click(f"a[href$='/experiments/{key}/']")
     verdict = page.locator("[data-testid=verdict]").inner_text()

@@ -14,7 +14,8 @@ from evaluation.services.queues import queue_create, queue_item_add, reserve_nex
 from evaluation.services.shared import utc_now
 from feedback.models import Feature
 from tests.evaluation.helpers import feedback_post, make_traces
-from tests.fixtures.organizations import PASSWORD, in_tenant, unique
+from tests.fixtures.browser import log_in
+from tests.fixtures.organizations import in_tenant, unique
 
 SCREENSHOT = "/tmp/candor-labeling.png"
 
@@ -51,11 +52,7 @@ def test_ten_labels_by_keyboard(committed_db: None, live: Any, context: Any, org
     page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
     page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
     try:
-        page.goto(f"{live.url}/login/")
-        page.fill("input[name=username]", org_a.owner.email)
-        page.fill("input[type=password]", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_load_state("networkidle")
+        log_in(page, live.url, org_a.owner.email)
         page.goto(f"{live.url}{org_a.url(f'queues/{queue.id}/label/')}")
         page.wait_for_load_state("networkidle")
         assert page.locator(".lab-item:not([hidden]) .lab-output").is_visible()
@@ -129,11 +126,7 @@ def test_free_text_by_keyboard_and_a_refused_answer_comes_back(
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
-        page.goto(f"{live.url}/login/")
-        page.fill("input[name=username]", org_a.owner.email)
-        page.fill("input[type=password]", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_load_state("networkidle")
+        log_in(page, live.url, org_a.owner.email)
         page.goto(f"{live.url}{org_a.url(f'queues/{queue.id}/label/')}")
         page.wait_for_load_state("networkidle")
         first = _visible_slot(page)

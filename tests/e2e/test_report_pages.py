@@ -8,7 +8,8 @@ from typing import Any
 from feedback.models import Feature
 from feedback.rollups import rollups_refresh
 from tests.evaluation.reports.seed import seed_feature
-from tests.fixtures.organizations import PASSWORD, in_tenant
+from tests.fixtures.browser import log_in
+from tests.fixtures.organizations import in_tenant
 
 
 def test_report_pages_render_without_errors(committed_db: None, live: Any, context: Any, org_a: Any) -> None:
@@ -30,11 +31,7 @@ def test_report_pages_render_without_errors(committed_db: None, live: Any, conte
         "response",
         lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 and "favicon" not in r.url else None,
     )
-    page.goto(f"{live.url}/login/")
-    page.fill("input[name=username]", org_a.owner.email)
-    page.fill("input[type=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_load_state("networkidle")
+    log_in(page, live.url, org_a.owner.email)
     window = "since=2025-03-10&until=2025-03-12"
     page.goto(f"{live.url}{org_a.url(f'features/{key}/')}?{window}&group_by=metadata.auth")
     page.wait_for_load_state("networkidle")
