@@ -12,7 +12,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.db import connection
 from django.template.loader import render_to_string
 
-from evaluation.models import Alert, DigestDelivery, DriftSnapshot
+from evaluation.models import Alert, AlertState, DigestDelivery, DriftSnapshot
 from evaluation.reports.selectors import Window, overview
 from evaluation.services.drift import top_cause
 from evaluation.services.experiments import experiments_list
@@ -80,6 +80,12 @@ def digest_build(*, now: datetime | None = None) -> dict[str, Any]:
     resolved = list(
         Alert.objects.filter(resolved_at__gte=window.since, resolved_at__lt=now).select_related("rule__feature")
     )
+    # Opened before the week and not over: a lasting regression is news every week until it ends.
+    still_open = list(
+        Alert.objects.filter(state=AlertState.OPEN, opened_at__lt=window.since, rule__enabled=True)
+        .select_related("rule__feature")
+        .order_by("opened_at")
+    )
     return {
         "organization": getattr(connection, "tenant", None),
         "window": window,
@@ -89,6 +95,7 @@ def digest_build(*, now: datetime | None = None) -> dict[str, Any]:
         "experiments_running": [e for e in experiments if e not in ready],
         "alerts_opened": opened,
         "alerts_resolved": resolved,
+        "alerts_still_open": still_open,
     }
 
 

@@ -256,3 +256,25 @@ def test_the_overview_points_a_drop_at_its_likely_cause(db: None, org_a) -> None
     # A snapshot outside the window says nothing about it.
     earlier = client.get(org_a.url(""), {"since": "2025-05-01", "until": "2025-06-20"}).content.decode()
     assert 'data-testid="likely-cause"' not in earlier
+
+
+def test_the_digest_names_alerts_still_open_from_before_its_week(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """A lasting regression opened three weeks ago is news each week until it ends: listed as still open."""
+    from evaluation.models import Alert, AlertRule
+
+    now = datetime(2025, 7, 1, 8, tzinfo=UTC)
+    with in_tenant(org_a):
+        feature = Feature.objects.get(key=new_feature())
+        rule = AlertRule.objects.create(feature=feature, name="weekly thumbs", metric="thumbs_down_share",
+                                        threshold=0.3, window_hours=168, baseline_days=14)  # fmt: skip
+        opened = now - timedelta(days=21)
+        lasting = Alert.objects.create(rule=rule, segment="metadata.auth=sso", opened_at=opened, last_fired_at=opened,
+                                       message="Thumbs-down share of x (metadata.auth=sso) is 73.6%")  # fmt: skip
+        Alert.objects.create(rule=rule, segment="metadata.plan=pro", opened_at=opened, last_fired_at=opened,
+                             state="resolved", resolved_at=opened + timedelta(days=1), message="over")  # fmt: skip
+        digest = digest_build(now=now)
+        _, text, html = digest_render(digest, base_url="https://candor.example")
+    assert digest["alerts_still_open"] == [lasting]
+    assert "Still open from before: 1" in text and "since Jun 10: Thumbs-down share of x (metadata.auth=sso)" in text
+    assert f"https://candor.example/o/{org_a.organization.slug}/alerts/{lasting.id}/" in text
+    assert 'data-testid="still-open"' in html and "open since Jun 10" in html
