@@ -114,6 +114,7 @@ def feature_view(request: HttpRequest, key: str) -> HttpResponse:
             "nav": "overview",
             "feature": feature,
             "report": data["report"],
+            "over_holdback": data["over_holdback"],
             "calibrations": feature_calibrations(feature),
             "signals": signals,
             "chart_data": {"chart": data["chart"], "segments": data["segments"]},

@@ -17,6 +17,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import Max, Min, Sum
 
+from evaluation.models import Experiment
 from evaluation.reports.figures import group_figures
 from evaluation.reports.measures import JudgedSums, Measures, total
 from evaluation.reports.success import SuccessSource, success_source_for
@@ -467,8 +468,9 @@ def feature_page(*, feature: Feature, window: Window, grouping: Grouping) -> dic
     partial = _partial_day(days)
     for series in (chart, *segments):
         _blank_day(series, days, partial)
+    over_holdback = holdback_roi(feature=feature, window=window, source=source, value_per_success_usd=vps)
     return {"report": report, "chart": {**chart, "partial_day": partial}, "segments": segments,
-            "segments_total": len(segments)}  # fmt: skip
+            "segments_total": len(segments), "over_holdback": over_holdback}  # fmt: skip
 
 
 def _partial_day(days: list[str]) -> str | None:
@@ -588,6 +590,60 @@ def customers_report(*, window: Window, limit: int = 50) -> dict[str, Any]:
     }
 
 
+# --- what the AI adds over its holdback ------------------------------------------------------------
+
+MIN_HOLDBACK_TRACES = 100
+
+
+def holdback_roi(
+    *, feature: Feature, window: Window, source: SuccessSource, value_per_success_usd: float | None
+) -> dict[str, Any] | None:
+    """ROI on what the AI adds, when the feature runs a holdback (an experiment arm marked holdback: the
+    non-AI path). The plain ROI counts every success as the AI's, also those the non-AI path would have
+    had; here a success counts only past the holdback's own rate: (AI rate - holdback rate) x AI traces
+    x value per success, against the AI traces' cost. Rates are outcome rates when both paths report
+    outcomes (a judge or thumbs read only the AI's answers), else the feature's success source. None
+    without a holdback of MIN_HOLDBACK_TRACES traces in the window, or without a value per success."""
+    if value_per_success_usd is None:
+        return None
+    holdbacks = {
+        str(arm["name"])
+        for arms in Experiment.objects.filter(feature=feature).values_list("arms", flat=True)
+        for arm in arms
+        if arm.get("holdback")
+    }
+    if not holdbacks:
+        return None
+    parts, _ = measures_by(feature=feature, window=window, dims=("variant",))
+    held = total({key: m for key, m in parts.items() if key[0] in holdbacks})
+    ai = total({key: m for key, m in parts.items() if key[0] not in holdbacks})
+    if held.traces < MIN_HOLDBACK_TRACES or not ai.traces:
+        return None
+    # Outcomes happen on both paths (a judge or thumbs read only the AI's answers): compared on them when
+    # both report any, else on the feature's success source.
+    if ai.outcomes and held.outcomes:
+        ai_rate, held_rate, rate_source = ai.outcome_traces / ai.traces, held.outcome_traces / held.traces, "outcomes"
+    else:
+        ai_rate = group_figures(ai, source=source, value_per_success_usd=None)["success"]["value"]
+        held_rate = group_figures(held, source=source, value_per_success_usd=None)["success"]["value"]
+        rate_source = source.name
+    if ai_rate is None or held_rate is None:
+        return None
+    added = (ai_rate - held_rate) * ai.traces
+    value = added * value_per_success_usd
+    cost = round(ai.cost_usd, 8)
+    return {
+        "rate_source": rate_source,
+        "ai_rate": ai_rate,
+        "holdback_rate": held_rate,
+        "holdback_traces": held.traces,
+        "added_successes": added,
+        "value_usd": value,
+        "cost_usd": cost,
+        "roi": (value - cost) / cost if cost > 0 else None,
+    }
+
+
 # --- overview --------------------------------------------------------------------------------------
 
 
@@ -642,9 +698,10 @@ def overview(*, window: Window) -> list[dict[str, Any]]:
             f = group_figures(day_measures, source=source, value_per_success_usd=vps) if day_measures else None
             spark.append({"day": day, "success": f["success"]["value"] if f else None,
                           "cost_usd": f["cost_usd"] if f else 0.0})  # fmt: skip
+        added = holdback_roi(feature=feature, window=window, source=source, value_per_success_usd=vps)
         out.append({
             "key": feature.key, "name": feature.name or feature.key, "value_per_success_usd": vps,
             "figures": figures, "previous": earlier, "attention": attention, "reasons": reasons,
-            "sparkline": spark,
+            "sparkline": spark, "over_holdback": added,
         })  # fmt: skip
     return sorted(out, key=lambda f: (-f["attention"], -f["figures"]["traces"]))

@@ -1,0 +1,85 @@
+"""ROI over a holdback: a success counts only past the rate the non-AI path gets on its own; the figures are
+recomputed here from the seed's own traces and outcomes, not read back from Candor."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from evaluation.reports.selectors import Window, holdback_roi, overview
+from evaluation.reports.success import success_source_for
+from evaluation.services.experiments import experiment_create
+from feedback.models import Feature
+from tests.evaluation.experiments_seed import ingest, new_feature, traffic
+from tests.fixtures.organizations import in_tenant
+
+START = datetime(2025, 3, 1, tzinfo=UTC)
+WINDOW = Window(START, START + timedelta(days=10))
+
+
+def _seed(org: Any, *, holdback_every: int = 10) -> tuple[Feature, list[dict[str, Any]], set[str]]:
+    with in_tenant(org):
+        key = new_feature()
+        Feature.objects.filter(key=key).update(value_per_success_usd=Decimal("4"))
+        rng = random.Random(21)
+
+        def fields(i: int) -> dict[str, Any]:
+            held = i % holdback_every == 0
+            return {"experiment": f"{key}-x", "variant": "holdback" if held else "ai", "fallback": held,
+                    "cost_usd": 0.0 if held else 0.02}  # fmt: skip
+
+        traces, events, results = traffic(feature=key, start=START, hours=24 * 9, count=3000, rng=rng, fields=fields,
+                                          success=lambda t: 0.3 if t["variant"] == "holdback" else 0.5)  # fmt: skip
+        ingest(traces, events, results)
+        experiment_create(key=f"{key}-x", feature_key=key, control="holdback", primary_metric="conversion", mde=0.05,
+                          started_at=START, arms=[{"name": "holdback", "allocation": 0.1, "holdback": True},
+                                                  {"name": "ai", "allocation": 0.9}])  # fmt: skip
+        return Feature.objects.get(key=key), traces, {r["trace_id"] for r in results}
+
+
+def test_roi_over_the_holdback_counts_only_the_successes_the_ai_adds(db: None, org_a, owner_a: Client) -> None:  # type: ignore[no-untyped-def]
+    feature, traces, converted = _seed(org_a)
+    with in_tenant(org_a):
+        rows = {f["key"]: f for f in overview(window=WINDOW)}
+    ai = [t for t in traces if t["variant"] == "ai"]
+    held = [t for t in traces if t["variant"] == "holdback"]
+    ai_rate = sum(t["trace_id"] in converted for t in ai) / len(ai)
+    held_rate = sum(t["trace_id"] in converted for t in held) / len(held)
+    cost = 0.02 * len(ai)
+    value = (ai_rate - held_rate) * len(ai) * 4
+    got = rows[feature.key]["over_holdback"]
+    assert got["rate_source"] == "outcomes" and got["holdback_traces"] == len(held)
+    assert (got["ai_rate"], got["holdback_rate"]) == pytest.approx((ai_rate, held_rate))
+    assert got["roi"] == pytest.approx((value - cost) / cost)
+    # The plain ROI counts the holdback's conversions as the AI's too: far larger.
+    gross = rows[feature.key]["figures"]["roi"]
+    assert gross == pytest.approx((sum(t["trace_id"] in converted for t in traces) * 4 - cost) / cost)
+    assert gross > 2 * got["roi"]
+    # The feature page shows it beside the plain ROI (the overview's windows end today: the seed is older).
+    feature_page = owner_a.get(org_a.url(f"features/{feature.key}/"), {"since": "2025-03-01", "until": "2025-03-11"})
+    assert 'data-testid="roi-over-holdback"' in feature_page.content.decode()
+
+
+def test_no_holdback_or_too_small_a_one_leaves_it_out(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    feature, _, _ = _seed(org_a, holdback_every=40)  # 75 holdback traces: too few to compare
+    with in_tenant(org_a):
+        source = success_source_for(_total(feature))
+        assert holdback_roi(feature=feature, window=WINDOW, source=source, value_per_success_usd=4.0) is None
+        other = Feature.objects.get(key=new_feature())
+        assert holdback_roi(feature=other, window=WINDOW, source=source, value_per_success_usd=4.0) is None
+        full, _, _ = _seed(org_a)
+    with in_tenant(org_a):
+        assert holdback_roi(feature=full, window=WINDOW, source=source, value_per_success_usd=None) is None
+
+
+def _total(feature: Feature) -> Any:
+    from evaluation.reports.measures import total
+    from evaluation.reports.selectors import measures_by
+
+    parts, _ = measures_by(feature=feature, window=WINDOW, dims=("day",))
+    return total(parts)
