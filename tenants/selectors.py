@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from tenants.models import Membership, Organization, Role
+from tenants.models import ApiKey, Membership, Organization, Role
 from tenants.schema import activate_public, activate_tenant
 
 
@@ -65,3 +65,9 @@ def organizations_each() -> Iterator[OrganizationRef]:
             yield _ref(organization)
         finally:
             activate_public()
+
+
+def api_key_label(key_id: int) -> str:
+    """How a key signs what it did, as people see keys listed: its name and first characters."""
+    key = ApiKey.objects.filter(id=key_id).values_list("name", "prefix").first()
+    return f"API key {key[0]} ({key[1]}…)" if key else f"API key {key_id}"

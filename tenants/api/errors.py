@@ -8,6 +8,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -115,6 +116,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
+@csrf_exempt  # a POST to no endpoint is a 404 in the API's shape, not the CSRF check's HTML 403
 def api_not_found(request: Any, *args: Any, **kwargs: Any) -> JsonResponse:
     """Any path under /api/v1/ that names no endpoint: the API's error shape, never an HTML page."""
     return JsonResponse(
