@@ -68,6 +68,6 @@ def organizations_each() -> Iterator[OrganizationRef]:
 
 
 def api_key_label(key_id: int) -> str:
-    """How a key signs what it did, as people see keys listed: its name and first characters."""
-    key = ApiKey.objects.filter(id=key_id).values_list("name", "prefix").first()
-    return f"API key {key[0]} ({key[1]}…)" if key else f"API key {key_id}"
+    """How a key signs what it did: its name and number (not its characters: the label travels in webhooks)."""
+    name = ApiKey.objects.filter(id=key_id).values_list("name", flat=True).first()
+    return f"API key {name} (#{key_id})" if name else f"API key #{key_id}"

@@ -1,5 +1,5 @@
-"""An alert keeps the message it opened with (``message`` is its latest reading); alerts open before this keep
-their latest message as both."""
+"""An alert keeps the message it opened with (``message`` is its latest reading). Alerts from before this have
+none: their latest message may already be a later reading, so it is not copied."""
 
 from django.db import migrations, models
 
@@ -9,5 +9,4 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.AddField(model_name="alert", name="opened_message", field=models.TextField(blank=True, default="")),
-        migrations.RunSQL("UPDATE evaluation_alert SET opened_message = message", reverse_sql=migrations.RunSQL.noop),
     ]

@@ -9,6 +9,7 @@ feature does not declare, is answered from the raw rows by the same SQL the roll
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -595,52 +596,92 @@ def customers_report(*, window: Window, limit: int = 50) -> dict[str, Any]:
 MIN_HOLDBACK_TRACES = 100
 
 
+def holdback_arms(features: list[Feature] | None = None) -> dict[int, list[tuple[set[str], set[str]]]]:
+    """Per feature id, each experiment's (holdback arms, other arms) for experiments that have a holdback:
+    one query for every feature (the overview asks for all)."""
+    found: dict[int, list[tuple[set[str], set[str]]]] = {}
+    experiments = Experiment.objects.all()
+    if features is not None:
+        experiments = experiments.filter(feature__in=features)
+    for feature_id, arms in experiments.values_list("feature_id", "arms"):
+        held = {str(arm["name"]) for arm in arms if arm.get("holdback")}
+        if held:
+            found.setdefault(feature_id, []).append((held, {str(arm["name"]) for arm in arms} - held))
+    return found
+
+
 def holdback_roi(
-    *, feature: Feature, window: Window, source: SuccessSource, value_per_success_usd: float | None
+    *,
+    feature: Feature,
+    window: Window,
+    source: SuccessSource,
+    value_per_success_usd: float | None,
+    arms: list[tuple[set[str], set[str]]] | None = None,
 ) -> dict[str, Any] | None:
     """ROI on what the AI adds, when the feature runs a holdback (an experiment arm marked holdback: the
     non-AI path). The plain ROI counts every success as the AI's, also those the non-AI path would have
-    had; here a success counts only past the holdback's own rate: (AI rate - holdback rate) x AI traces
-    x value per success, against the AI traces' cost. Rates are outcome rates when both paths report
-    outcomes (a judge or thumbs read only the AI's answers), else the feature's success source. None
-    without a holdback of MIN_HOLDBACK_TRACES traces in the window, or without a value per success."""
+    had; here a success counts only past the holdback's own rate.
+
+    The lift is the experiment's own: its AI arms against its holdback, on the days of the window the
+    holdback ran (randomised, same days), on outcomes when both report them, else on the success source
+    when it reads both paths; None when one side reports nothing (zero outcomes is unwired reporting far
+    likelier than a true 0%). It applies to every AI trace of the window: value = lift x AI traces x value
+    per success, against their cost, with a 95% interval from the lift's. None without a holdback of
+    MIN_HOLDBACK_TRACES traces, or without a value per success. ``arms``: holdback_arms()'s, if read."""
     if value_per_success_usd is None:
         return None
-    holdbacks = {
-        str(arm["name"])
-        for arms in Experiment.objects.filter(feature=feature).values_list("arms", flat=True)
-        for arm in arms
-        if arm.get("holdback")
-    }
-    if not holdbacks:
+    experiments = holdback_arms([feature]).get(feature.id, []) if arms is None else arms
+    if not experiments:
         return None
-    parts, _ = measures_by(feature=feature, window=window, dims=("variant",))
-    held = total({key: m for key, m in parts.items() if key[0] in holdbacks})
-    ai = total({key: m for key, m in parts.items() if key[0] not in holdbacks})
-    if held.traces < MIN_HOLDBACK_TRACES or not ai.traces:
+    parts, _ = measures_by(feature=feature, window=window, dims=("day", "variant"))
+    every_holdback = set().union(*(held for held, _ in experiments))
+    best: tuple[Measures, Measures] | None = None
+    for held_names, ai_names in experiments:
+        days = {day for (day, variant), m in parts.items() if variant in held_names and m.traces}
+        held = total({k: m for k, m in parts.items() if k[1] in held_names})
+        treated = total({k: m for k, m in parts.items() if k[1] in ai_names and k[0] in days})
+        if held.traces >= MIN_HOLDBACK_TRACES and treated.traces and (best is None or held.traces > best[0].traces):
+            best = (held, treated)
+    if best is None:
         return None
-    # Outcomes happen on both paths (a judge or thumbs read only the AI's answers): compared on them when
-    # both report any, else on the feature's success source.
-    if ai.outcomes and held.outcomes:
-        ai_rate, held_rate, rate_source = ai.outcome_traces / ai.traces, held.outcome_traces / held.traces, "outcomes"
-    else:
-        ai_rate = group_figures(ai, source=source, value_per_success_usd=None)["success"]["value"]
-        held_rate = group_figures(held, source=source, value_per_success_usd=None)["success"]["value"]
+    held, treated = best
+    if treated.outcomes and held.outcomes:
+        rate_source = "outcomes"
+        x_ai, x_held = float(treated.outcome_traces), float(held.outcome_traces)
+    elif source.name != "outcomes":
         rate_source = source.name
-    if ai_rate is None or held_rate is None:
+        ai_rate = group_figures(treated, source=source, value_per_success_usd=None)["success"]["value"]
+        held_rate = group_figures(held, source=source, value_per_success_usd=None)["success"]["value"]
+        if ai_rate is None or held_rate is None:
+            return None
+        x_ai, x_held = ai_rate * treated.traces, held_rate * held.traces
+    else:
         return None
-    added = (ai_rate - held_rate) * ai.traces
-    value = added * value_per_success_usd
-    cost = round(ai.cost_usd, 8)
+    ai_rate, held_rate = x_ai / treated.traces, x_held / held.traces
+    lift = ai_rate - held_rate
+    smooth_ai, smooth_held = (x_ai + 1) / (treated.traces + 2), (x_held + 1) / (held.traces + 2)
+    half = 1.959964 * math.sqrt(
+        smooth_ai * (1 - smooth_ai) / treated.traces + smooth_held * (1 - smooth_held) / held.traces
+    )
+    ai_all = total({k: m for k, m in parts.items() if k[1] not in every_holdback})
+    cost = round(ai_all.cost_usd, 8)
+
+    def roi(rate: float) -> float | None:
+        return (rate * ai_all.traces * value_per_success_usd - cost) / cost if cost > 0 else None
+
     return {
         "rate_source": rate_source,
         "ai_rate": ai_rate,
         "holdback_rate": held_rate,
         "holdback_traces": held.traces,
-        "added_successes": added,
-        "value_usd": value,
+        "lift": {"value": lift, "low": lift - half, "high": lift + half},
+        "ai_traces": ai_all.traces,
+        "added_successes": lift * ai_all.traces,
+        "value_usd": lift * ai_all.traces * value_per_success_usd,
         "cost_usd": cost,
-        "roi": (value - cost) / cost if cost > 0 else None,
+        "roi": roi(lift),
+        "roi_low": roi(lift - half),
+        "roi_high": roi(lift + half),
     }
 
 
@@ -669,6 +710,7 @@ def overview(*, window: Window) -> list[dict[str, Any]]:
         (window.first_day + timedelta(days=i)).isoformat() for i in range((window.last_day - window.first_day).days + 1)
     ]
     out = []
+    arms = holdback_arms()
     for feature_id in set(cur) | set(prev):
         feature = features[feature_id]
         now_total = total(cur.get(feature_id, {}))
@@ -698,7 +740,9 @@ def overview(*, window: Window) -> list[dict[str, Any]]:
             f = group_figures(day_measures, source=source, value_per_success_usd=vps) if day_measures else None
             spark.append({"day": day, "success": f["success"]["value"] if f else None,
                           "cost_usd": f["cost_usd"] if f else 0.0})  # fmt: skip
-        added = holdback_roi(feature=feature, window=window, source=source, value_per_success_usd=vps)
+        added = holdback_roi(
+            feature=feature, window=window, source=source, value_per_success_usd=vps, arms=arms.get(feature_id, [])
+        )
         out.append({
             "key": feature.key, "name": feature.name or feature.key, "value_per_success_usd": vps,
             "figures": figures, "previous": earlier, "attention": attention, "reasons": reasons,

@@ -633,7 +633,7 @@ def alert_payload(alert: Alert, event: str) -> dict[str, Any]:
             "count": alert.count,
             "message": alert.message,
             "opened_baseline": alert.opened_baseline,
-            "opened_message": alert.opened_message or alert.message,
+            "opened_message": alert.opened_message or None,
             "opened_at": alert.opened_at.isoformat(),
             "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
             "resolved_by": alert.resolved_by or None,

@@ -453,18 +453,21 @@ def _segments(experiment: Experiment, window: Window, source: SuccessSource, met
         for (value, arm), m in cells.items():
             if value is not None and arm in arm_names:
                 per_value.setdefault(str(value), {})[arm] = m
-        ranked = sorted(per_value.items(), key=lambda item: -sum(m.traces for m in item[1].values()))
-        for value, arms in ranked[:MAX_SEGMENT_VALUES]:
+        ranked = sorted(per_value.items(), key=lambda item: (-sum(m.traces for m in item[1].values()), item[0]))
+        for position, (value, arms) in enumerate(ranked[:MAX_SEGMENT_VALUES]):
             others = {
                 name: total({other: per_value[other].get(name, Measures()) for other in per_value if other != value})
                 for name in arm_names
             }
+            # Two values: "a against the rest" and "b against the rest" are one test, made once, for the
+            # smaller segment (the one that differs from the bulk).
+            compare = not (len(per_value) == 2 and position == 0)
             found.append(
                 (
                     f"metadata.{key}={value}",
                     arms,
                     {name: lift_of(arms, name) for name in treatments},
-                    {name: lift_of(others, name) for name in treatments},
+                    {name: lift_of(others, name) if compare else None for name in treatments},
                 )
             )
     lifts = sum(lift is not None for _, _, mine, _ in found for lift in mine.values())

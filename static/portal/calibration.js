@@ -16,14 +16,16 @@
     document.getElementById("tp-pass-note").textContent = row.pass_at === null
       ? "no threshold reaches this precision with 95% confidence"
       : row.pass_all
-        ? "passes every trace: the share of good labels alone is at least " + pct(row.guaranteed_precision_low)
-        : "precision at least " + pct(row.guaranteed_precision_low) + " (95%)";
+        ? "passes every trace: the share of good labels alone meets the target (95%)"
+        : "precision at least " + pct(row.target_precision) + " with 95% confidence (this threshold's own bound: "
+          + pct(row.guaranteed_precision_low) + ")";
     document.getElementById("tp-fail").textContent = row.fail_at === null ? "none" : "≤ " + num(row.fail_at);
     document.getElementById("tp-fail-note").textContent = row.fail_at === null
       ? "no threshold reaches this NPV with 95% confidence"
       : row.fail_all
-        ? "fails every trace: the share of bad labels alone is at least " + pct(row.guaranteed_npv_low)
-        : "fails are bad at least " + pct(row.guaranteed_npv_low) + " of the time (95%)";
+        ? "fails every trace: the share of bad labels alone meets the target (95%)"
+        : "fails are bad at least " + pct(row.target_precision) + " of the time with 95% confidence (this threshold's "
+          + "own bound: " + pct(row.guaranteed_npv_low) + ")";
     document.getElementById("tp-human").textContent = row.to_human + " / " + row.n;
   }
   slider.addEventListener("input", show);

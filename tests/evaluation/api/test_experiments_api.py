@@ -33,7 +33,7 @@ def _experiment(org) -> str:  # type: ignore[no-untyped-def]
                     "experiment": key,
                     "variant": arms[i],
                     "fallback": arms[i] == "holdback",
-                    "metadata": {"plan": "pro" if (i // 10) % 2 else "free"},
+                    "metadata": {"plan": "trial" if i % 97 == 1 else "pro" if (i // 10) % 2 else "free"},
                 },  # fmt: skip
                 success=lambda t: 0.3 if t["variant"] == "holdback" else 0.55,
             )
@@ -65,10 +65,11 @@ def test_list_and_detail(client_a: Client, org_a) -> None:  # type: ignore[no-un
     assert set(body["srm"]) == {"chi2", "p_value", "mismatch", "observed", "expected"}
     assert body["sequential_test"]["name"].startswith("mSPRT") and body["plan"]["per_arm"] > 0
     segments = body["segments"]
-    assert segments["keys"] == ["plan"] and [r["segment"] for r in segments["rows"]] in (
-        ["metadata.plan=free", "metadata.plan=pro"], ["metadata.plan=pro", "metadata.plan=free"],
-    )  # fmt: skip
-    for row in segments["rows"]:
+    assert segments["keys"] == ["plan"] and [r["segment"] for r in segments["rows"]][2] == "metadata.plan=trial"
+    trial = segments["rows"][2]["arms"][1]
+    assert trial["arm"] == "ai" and trial["lift"] is None  # ~30 traces: too few to compare
+    assert segments["comparisons"] == 2  # the lifts computed: the rare plan's is not counted
+    for row in segments["rows"][:2]:
         control, treated = row["arms"]
         assert control["arm"] == "holdback" and control["lift"] is None and treated["arm"] == "ai"
         assert treated["lift"]["low"] < treated["lift"]["value"] < treated["lift"]["high"]

@@ -22,19 +22,24 @@ START = datetime(2025, 3, 1, tzinfo=UTC)
 WINDOW = Window(START, START + timedelta(days=10))
 
 
-def _seed(org: Any, *, holdback_every: int = 10) -> tuple[Feature, list[dict[str, Any]], set[str]]:
+def _seed(
+    org: Any, *, holdback_every: int = 10, holdback_from: int = 0
+) -> tuple[Feature, list[dict[str, Any]], set[str]]:
+    """3,000 traces over 9 days: every ``holdback_every``-th from the ``holdback_from``-th on is the holdback
+    (30% converts), the rest the AI (50%; 80% before the holdback starts, to tell the days apart)."""
     with in_tenant(org):
         key = new_feature()
         Feature.objects.filter(key=key).update(value_per_success_usd=Decimal("4"))
         rng = random.Random(21)
 
         def fields(i: int) -> dict[str, Any]:
-            held = i % holdback_every == 0
+            held = i % holdback_every == 0 and i >= holdback_from
             return {"experiment": f"{key}-x", "variant": "holdback" if held else "ai", "fallback": held,
-                    "cost_usd": 0.0 if held else 0.02}  # fmt: skip
+                    "cost_usd": 0.0 if held else 0.02, "metadata": {"i": i}}  # fmt: skip
 
         traces, events, results = traffic(feature=key, start=START, hours=24 * 9, count=3000, rng=rng, fields=fields,
-                                          success=lambda t: 0.3 if t["variant"] == "holdback" else 0.5)  # fmt: skip
+                                          success=lambda t: 0.3 if t["variant"] == "holdback" else
+                                          0.8 if t["metadata"]["i"] < holdback_from else 0.5)  # fmt: skip
         ingest(traces, events, results)
         experiment_create(key=f"{key}-x", feature_key=key, control="holdback", primary_metric="conversion", mde=0.05,
                           started_at=START, arms=[{"name": "holdback", "allocation": 0.1, "holdback": True},
@@ -56,6 +61,13 @@ def test_roi_over_the_holdback_counts_only_the_successes_the_ai_adds(db: None, o
     assert got["rate_source"] == "outcomes" and got["holdback_traces"] == len(held)
     assert (got["ai_rate"], got["holdback_rate"]) == pytest.approx((ai_rate, held_rate))
     assert got["roi"] == pytest.approx((value - cost) / cost)
+    # Its interval: the lift's (Laplace-smoothed Wald, scipy's 95% quantile) carried through.
+    from scipy.stats import norm
+
+    sa, sh = (ai_rate * len(ai) + 1) / (len(ai) + 2), (held_rate * len(held) + 1) / (len(held) + 2)
+    half = norm.ppf(0.975) * (sa * (1 - sa) / len(ai) + sh * (1 - sh) / len(held)) ** 0.5
+    low = ((ai_rate - held_rate - half) * len(ai) * 4 - cost) / cost
+    assert got["roi_low"] == pytest.approx(low, rel=1e-5) and got["roi_low"] < got["roi"] < got["roi_high"]
     # The plain ROI counts the holdback's conversions as the AI's too: far larger.
     gross = rows[feature.key]["figures"]["roi"]
     assert gross == pytest.approx((sum(t["trace_id"] in converted for t in traces) * 4 - cost) / cost)
@@ -63,6 +75,40 @@ def test_roi_over_the_holdback_counts_only_the_successes_the_ai_adds(db: None, o
     # The feature page shows it beside the plain ROI (the overview's windows end today: the seed is older).
     feature_page = owner_a.get(org_a.url(f"features/{feature.key}/"), {"since": "2025-03-01", "until": "2025-03-11"})
     assert 'data-testid="roi-over-holdback"' in feature_page.content.decode()
+
+
+def test_a_holdback_without_outcomes_or_on_other_days_is_no_comparison(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """Zero outcomes from the holdback is unwired reporting, not a 0% rate; and the AI is compared with the
+    holdback on the days the holdback ran only (AI traffic from before it started does not count)."""
+    with in_tenant(org_a):
+        key = new_feature()
+        Feature.objects.filter(key=key).update(value_per_success_usd=Decimal("4"))
+        rng = random.Random(5)
+
+        def fields(i: int) -> dict[str, Any]:
+            held = i % 10 == 0
+            return {"experiment": f"{key}-x", "variant": "holdback" if held else "ai", "fallback": held}
+
+        traces, events, results = traffic(feature=key, start=START, hours=24 * 9, count=3000, rng=rng, fields=fields,
+                                          success=lambda t: 0.0 if t["variant"] == "holdback" else 0.5)  # fmt: skip
+        ingest(traces, events, results)
+        experiment_create(key=f"{key}-x", feature_key=key, control="holdback", primary_metric="conversion", mde=0.05,
+                          started_at=START, arms=[{"name": "holdback", "allocation": 0.1, "holdback": True},
+                                                  {"name": "ai", "allocation": 0.9}])  # fmt: skip
+        feature = Feature.objects.get(key=key)
+        source = success_source_for(_total(feature))
+        assert holdback_roi(feature=feature, window=WINDOW, source=source, value_per_success_usd=4.0) is None
+    late, traces, converted = _seed(org_a, holdback_from=1500)  # the holdback runs in the second half only
+    with in_tenant(org_a):
+        got = holdback_roi(feature=late, window=WINDOW, source=success_source_for(_total(late)),
+                           value_per_success_usd=4.0)  # fmt: skip
+    assert got is not None
+    days_held = {t["started_at"][:10] for t in traces if t["variant"] == "holdback"}
+    assert got["holdback_traces"] == sum(1 for t in traces if t["variant"] == "holdback")
+    same_days = [t for t in traces if t["variant"] == "ai" and t["started_at"][:10] in days_held]
+    assert len(same_days) < sum(1 for t in traces if t["variant"] == "ai")
+    assert got["ai_rate"] == pytest.approx(sum(t["trace_id"] in converted for t in same_days) / len(same_days))
+    assert got["ai_traces"] == sum(1 for t in traces if t["variant"] == "ai")  # the lift applies to every AI trace
 
 
 def test_no_holdback_or_too_small_a_one_leaves_it_out(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
