@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from evaluation.models import Alert, AlertState
-from evaluation.services.alerts import alert_resolve
+from evaluation.services.alerts import alert_dict, alert_resolve
 from tenants.api.base import TenantApi
 from tenants.api.errors import ApiError
 from tenants.selectors import api_key_label
@@ -46,29 +46,6 @@ _Alert = inline_serializer(
         "resolution": serializers.CharField(allow_null=True),
     },
 )
-
-
-def alert_out(alert: Alert) -> dict[str, Any]:
-    rule = alert.rule
-    return {
-        "id": alert.id,
-        "feature": rule.feature.key,
-        "rule": rule.name,
-        "metric": rule.metric,
-        "segment": alert.segment or None,
-        "state": alert.state,
-        "value": alert.value,
-        "baseline": alert.baseline,
-        "opened_baseline": alert.opened_baseline,
-        "count": alert.count,
-        "message": alert.message,
-        "opened_message": alert.opened_message or None,
-        "opened_at": alert.opened_at.isoformat(),
-        "last_fired_at": alert.last_fired_at.isoformat(),
-        "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
-        "resolved_by": alert.resolved_by or None,
-        "resolution": alert.resolution or None,
-    }
 
 
 def _query_error(field: str, message: str) -> ApiError:
@@ -125,7 +102,7 @@ class AlertListApi(TenantApi):
             size = int(limit)
         rows = list(alerts[: size + 1])
         next_cursor = str(rows[size - 1].id) if len(rows) > size else None
-        return Response({"results": [alert_out(a) for a in rows[:size]], "next_cursor": next_cursor})
+        return Response({"results": [alert_dict(a) for a in rows[:size]], "next_cursor": next_cursor})
 
 
 class AlertDetailApi(TenantApi):
@@ -139,7 +116,7 @@ class AlertDetailApi(TenantApi):
         alert = Alert.objects.select_related("rule__feature").filter(id=alert_id).first()
         if alert is None:
             raise ApiError("not_found", f"No alert {alert_id}.", 404)
-        return Response(alert_out(alert))
+        return Response(alert_dict(alert))
 
 
 class AlertResolveApi(TenantApi):
@@ -177,7 +154,7 @@ class AlertResolveApi(TenantApi):
         if alert is None:
             raise ApiError("not_found", f"No alert {alert_id}.", 404)
         alert = Alert.objects.select_related("rule__feature").get(id=alert.id)
-        return Response({"alert": alert_out(alert), "resolved": resolved})
+        return Response({"alert": alert_dict(alert), "resolved": resolved})
 
 
 def _note(request: Request) -> str:

@@ -617,29 +617,32 @@ def _deliveries_create(alert: Alert, event: str, now: datetime) -> None:
 # --- deliveries ------------------------------------------------------------------------------------------
 
 
-def alert_payload(alert: Alert, event: str) -> dict[str, Any]:
+def alert_dict(alert: Alert) -> dict[str, Any]:
+    """An alert as webhooks and the API give it."""
     rule = alert.rule
     return {
-        "event": f"alert.{event}",
-        "alert": {
-            "id": alert.id,
-            "feature": rule.feature.key,
-            "rule": rule.name,
-            "metric": rule.metric,
-            "segment": alert.segment or None,
-            "state": alert.state,
-            "value": alert.value,
-            "baseline": alert.baseline,
-            "count": alert.count,
-            "message": alert.message,
-            "opened_baseline": alert.opened_baseline,
-            "opened_message": alert.opened_message or None,
-            "opened_at": alert.opened_at.isoformat(),
-            "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
-            "resolved_by": alert.resolved_by or None,
-            "resolution": alert.resolution or None,
-        },
+        "id": alert.id,
+        "feature": rule.feature.key,
+        "rule": rule.name,
+        "metric": rule.metric,
+        "segment": alert.segment or None,
+        "state": alert.state,
+        "value": alert.value,
+        "baseline": alert.baseline,
+        "opened_baseline": alert.opened_baseline,
+        "count": alert.count,
+        "message": alert.message,
+        "opened_message": alert.opened_message or None,
+        "opened_at": alert.opened_at.isoformat(),
+        "last_fired_at": alert.last_fired_at.isoformat(),
+        "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
+        "resolved_by": alert.resolved_by or None,
+        "resolution": alert.resolution or None,
     }
+
+
+def alert_payload(alert: Alert, event: str) -> dict[str, Any]:
+    return {"event": f"alert.{event}", "alert": alert_dict(alert)}
 
 
 def delivery_attempt(*, delivery: Delivery, now: datetime) -> Delivery:
