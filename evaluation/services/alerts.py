@@ -108,10 +108,9 @@ def alert_rules_ensure(*, feature: Feature) -> int:
     """The default rules a feature does not have yet, by name: all of them for a feature without rules, a
     default added since for a feature that has the others (a disabled rule stays disabled); a feature set up
     with rules of its own only gets none. Returns how many were made."""
-    rules = AlertRule.objects.filter(feature=feature)
-    if rules.exists() and not rules.filter(is_default=True).exists():
+    have = dict(AlertRule.objects.filter(feature=feature).values_list("name", "is_default"))  # one query, every run
+    if have and not any(have.values()):
         return 0  # rules of its own before it ever had the defaults: left as they were set up
-    have = set(rules.values_list("name", flat=True))
     made = 0
     for spec in DEFAULT_RULES:
         if spec["name"] not in have:
