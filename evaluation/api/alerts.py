@@ -14,6 +14,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from evaluation.api import paging
 from evaluation.models import Alert, AlertState
 from evaluation.services.alerts import alert_dict, alert_resolve
 from tenants.api.base import TenantApi
@@ -94,12 +95,7 @@ class AlertListApi(TenantApi):
             if not re.fullmatch(CURSOR_PATTERN, cursor):
                 raise _query_error("cursor", "not a cursor this API gave out")
             alerts = alerts.filter(id__lt=int(cursor))
-        limit = params.get("limit", "")
-        size = PAGE_SIZE
-        if limit:
-            if not re.fullmatch(r"[0-9]{1,4}", limit) or not 1 <= int(limit) <= MAX_PAGE_SIZE:
-                raise _query_error("limit", f"a whole number from 1 to {MAX_PAGE_SIZE}")
-            size = int(limit)
+        size = paging.page_size(params.get("limit", ""), default=PAGE_SIZE, most=MAX_PAGE_SIZE)
         rows = list(alerts[: size + 1])
         next_cursor = str(rows[size - 1].id) if len(rows) > size else None
         return Response({"results": [alert_dict(a) for a in rows[:size]], "next_cursor": next_cursor})

@@ -37,19 +37,21 @@ PARAMETERS: list[OpenApiParameter] = [
 
 def page_query(params: Mapping[str, str]) -> tuple[str, int]:
     """(the name to start after, the page size) from ``?cursor=&limit=``; a 400 naming the field otherwise."""
-    cursor, limit = params.get("cursor", ""), params.get("limit", "")
+    cursor = params.get("cursor", "")
     if not re.fullmatch(CURSOR_PATTERN, cursor):
         raise ApiError("invalid_filter", "cursor: not a cursor this API gave out", 400, {"field": "cursor"})
     # Bytes no name holds still mark a place: invalid UTF-8 reads as U+FFFD, NUL (which no text holds) as nothing.
     after = bytes.fromhex(cursor).decode(errors="replace").replace("\x00", "")
-    size = PAGE_SIZE
-    if limit:
-        if not _LIMIT.fullmatch(limit) or not 1 <= int(limit) <= MAX_PAGE_SIZE:
-            raise ApiError(
-                "invalid_filter", f"limit: a whole number from 1 to {MAX_PAGE_SIZE}", 400, {"field": "limit"}
-            )
-        size = int(limit)
-    return after, size
+    return after, page_size(params.get("limit", ""))
+
+
+def page_size(limit: str, *, default: int = PAGE_SIZE, most: int = MAX_PAGE_SIZE) -> int:
+    """``?limit=`` as a page size (``default`` when absent); a 400 naming the field otherwise."""
+    if not limit:
+        return default
+    if not _LIMIT.fullmatch(limit) or not 1 <= int(limit) <= most:
+        raise ApiError("invalid_filter", f"limit: a whole number from 1 to {most}", 400, {"field": "limit"})
+    return int(limit)
 
 
 def page_of(rows: list[T], names: list[str], limit: int) -> tuple[list[T], str | None]:
