@@ -275,6 +275,9 @@ class RollupMeasures(models.Model):
     outcomes = models.BigIntegerField(default=0)
     outcome_traces = models.BigIntegerField(default=0)
     outcome_value_usd = models.DecimalField(max_digits=18, decimal_places=6, default=0)
+    # The sum of each costed trace's cost squared: with cost_usd and costed_traces, the variance of a
+    # trace's cost (how noisy a window's cost per success is; evaluation.services.alerts).
+    cost_sq_usd = models.FloatField(default=0)
     computed_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

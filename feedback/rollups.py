@@ -28,7 +28,7 @@ MEASURES: tuple[str, ...] = (
     "feedback_by_kind", "traces_by_kind", "thumbs_up", "thumbs_down", "ratings", "ratings_sum",
     "rated_traces", "good_traces", "edits", "edited_traces", "edit_distance_sum", "cost_usd",
     "costed_traces", "input_tokens", "output_tokens", "latency_count", "latency_sketch", "ttft_sketch",
-    "outcomes", "outcome_traces", "outcome_value_usd",
+    "outcomes", "outcome_traces", "outcome_value_usd", "cost_sq_usd",
 )  # fmt: skip
 
 _SKETCH_TTFT = SQL_BUCKET.replace("latency_ms", "ttft_ms")
@@ -129,7 +129,8 @@ agg AS (
            COALESCE(sum(tr.cost_usd), 0) AS cost, count(tr.cost_usd) AS costed,
            COALESCE(sum(tr.input_tokens), 0) AS input_tokens, COALESCE(sum(tr.output_tokens), 0) AS output_tokens,
            COALESCE(sum(oc.n), 0) AS outcomes, count(oc.n) AS outcome_traces,
-           COALESCE(sum(oc.value), 0) AS outcome_value
+           COALESCE(sum(oc.value), 0) AS outcome_value,
+           COALESCE(sum((tr.cost_usd * tr.cost_usd)::float8), 0) AS cost_sq
     FROM tr
     LEFT JOIN fb USING (trace_id) LEFT JOIN ch USING (trace_id) LEFT JOIN oc USING (trace_id)
     GROUP BY {tr_g}
@@ -138,7 +139,7 @@ SELECT {", ".join(f"agg.{g}" for g in gs)}, traces, errors, fallbacks, guardrail
        COALESCE(kinds.by_kind, '{{}}'::jsonb), COALESCE(kinds.traces_by_kind, '{{}}'::jsonb), up, down,
        ratings, ratings_sum, rated, good, edits, edited, edit_distance_sum, cost, costed, input_tokens,
        output_tokens, COALESCE(lat.n, 0), COALESCE(lat.sketch, '{{}}'::jsonb), COALESCE(ttft.sketch, '{{}}'::jsonb),
-       outcomes, outcome_traces, outcome_value
+       outcomes, outcome_traces, outcome_value, cost_sq
 FROM agg
 LEFT JOIN kinds ON {on("kinds")}
 LEFT JOIN lat ON {on("lat")}

@@ -84,6 +84,7 @@ class Measures:
     outcomes: int = 0
     outcome_traces: int = 0
     outcome_value_usd: float = 0.0
+    cost_sq_usd: float = 0.0
     judged: JudgedSums = field(default_factory=JudgedSums)
 
     def add(self, other: Measures) -> Measures:

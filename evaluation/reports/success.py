@@ -15,7 +15,7 @@ from typing import Protocol
 
 from evaluation.reports.measures import JudgedSums, Measures
 from evaluation.stats import Interval, wilson
-from evaluation.stats.intervals import z_value
+from evaluation.stats.intervals import DEFAULT_CONFIDENCE, z_value
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class SuccessSource(Protocol):
 
     def available(self, total: Measures) -> bool: ...
 
-    def estimate(self, measures: Measures) -> SuccessEstimate: ...
+    def estimate(self, measures: Measures, confidence: float = DEFAULT_CONFIDENCE) -> SuccessEstimate: ...
 
 
 class OutcomesSource:
@@ -45,10 +45,11 @@ class OutcomesSource:
     def available(self, total: Measures) -> bool:
         return total.outcomes > 0
 
-    def estimate(self, measures: Measures) -> SuccessEstimate:
+    def estimate(self, measures: Measures, confidence: float = DEFAULT_CONFIDENCE) -> SuccessEstimate:
         if measures.traces == 0:
             return SuccessEstimate(Interval.undefined("no traces"), 0, self.name)
-        return SuccessEstimate(wilson(measures.outcome_traces, measures.traces), measures.traces, self.name)
+        interval = wilson(measures.outcome_traces, measures.traces, confidence)
+        return SuccessEstimate(interval, measures.traces, self.name)
 
 
 class ThumbsSource:
@@ -61,10 +62,11 @@ class ThumbsSource:
     def available(self, total: Measures) -> bool:
         return total.rated_traces > 0
 
-    def estimate(self, measures: Measures) -> SuccessEstimate:
+    def estimate(self, measures: Measures, confidence: float = DEFAULT_CONFIDENCE) -> SuccessEstimate:
         if measures.rated_traces == 0:
             return SuccessEstimate(Interval.undefined("no thumbs or ratings"), 0, self.name)
-        return SuccessEstimate(wilson(measures.good_traces, measures.rated_traces), measures.rated_traces, self.name)
+        interval = wilson(measures.good_traces, measures.rated_traces, confidence)
+        return SuccessEstimate(interval, measures.rated_traces, self.name)
 
 
 class CalibratedJudgeSource:
@@ -95,7 +97,7 @@ class CalibratedJudgeSource:
         """This source with the report's whole audit as the fallback correction."""
         return CalibratedJudgeSource(pooled=total.judged)
 
-    def estimate(self, measures: Measures) -> SuccessEstimate:
+    def estimate(self, measures: Measures, confidence: float = DEFAULT_CONFIDENCE) -> SuccessEstimate:
         j = measures.judged
         if j.scored == 0:
             return SuccessEstimate(Interval.undefined("no traces scored by the gating judge"), 0, self.name)
@@ -113,7 +115,7 @@ class CalibratedJudgeSource:
         var_r = max(audit.r2_sum / audit.audited - mean_r * mean_r, 0.0) * audit.audited / (audit.audited - 1)
         value = j.mean_f + mean_r
         se = math.sqrt(j.mean_f_variance + var_r / audit.audited)
-        z = z_value()
+        z = z_value(confidence)
         low, high = max(0.0, value - z * se), min(1.0, value + z * se)
         return SuccessEstimate(Interval(min(max(value, 0.0), 1.0), low, high), j.scored, self.name, note)
 
@@ -125,7 +127,7 @@ class NoSource:
     def available(self, total: Measures) -> bool:
         return True
 
-    def estimate(self, measures: Measures) -> SuccessEstimate:
+    def estimate(self, measures: Measures, confidence: float = DEFAULT_CONFIDENCE) -> SuccessEstimate:
         return SuccessEstimate(Interval.undefined(self.description), 0, self.name)
 
 

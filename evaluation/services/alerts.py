@@ -43,7 +43,8 @@ from evaluation.reports.selectors import Window, measures_by
 from evaluation.reports.success import SuccessSource, success_source_for
 from evaluation.services import webhooks
 from evaluation.services.shared import keyring, utc_now
-from evaluation.stats import wilson
+from evaluation.stats import Interval, mover_difference, mover_ratio, wilson
+from evaluation.stats.intervals import normal_interval
 from feedback.models import DailyRollup, Feature
 from feedback.sketch import quantile
 
@@ -208,33 +209,38 @@ class Reading:
     high: float | None = None
 
 
-def _success_high(m: Measures, source: SuccessSource, confidence: float) -> float | None:
-    if source.name == "outcomes":
-        return wilson(m.outcome_traces, m.traces, confidence).high if m.traces else None
-    if source.name == "thumbs":
-        return wilson(m.good_traces, m.rated_traces, confidence).high if m.rated_traces else None
-    return source.estimate(m).interval.high  # another source's own (95%) interval
+def _cost_per_trace(m: Measures, confidence: float) -> Interval:
+    """The mean cost of a trace (one without a cost counts 0) with its normal interval: a window's cost is a
+    sample of its traces' costs, and a small segment's day can cost much more than its usual by chance."""
+    n = m.traces
+    if n < 2:
+        return Interval.undefined("fewer than 2 traces")
+    mean = m.cost_usd / n
+    variance = max(m.cost_sq_usd - n * mean * mean, 0.0) / (n - 1)
+    return normal_interval(mean, math.sqrt(variance / n), confidence, clip=(0.0, math.inf))
 
 
 def _reading(metric: str, m: Measures, source: SuccessSource, confidence: float = 0.95) -> Reading:
     """The metric over one window; ``low`` / ``high``: its interval at ``confidence``."""
-    if metric == AlertMetric.THUMBS_DOWN:
-        n = m.thumbs_up + m.thumbs_down
-        ci = wilson(m.thumbs_down, n, confidence) if n else None
-        return Reading(m.thumbs_down / n if n else None, n, ci.low if ci else None, ci.high if ci else None)
-    if metric == AlertMetric.ERROR_RATE:
-        ci = wilson(m.errors, m.traces, confidence) if m.traces else None
-        return Reading(m.errors / m.traces if m.traces else None, m.traces, ci.low if ci else None)
+    if metric in (AlertMetric.THUMBS_DOWN, AlertMetric.ERROR_RATE):
+        thumbs = metric == AlertMetric.THUMBS_DOWN
+        bad, n = (m.thumbs_down, m.thumbs_up + m.thumbs_down) if thumbs else (m.errors, m.traces)
+        if not n:
+            return Reading(None, 0)
+        ci = wilson(bad, n, confidence)
+        return Reading(bad / n, n, ci.low, ci.high)
     if metric == AlertMetric.COST_PER_SUCCESS:
         figures = group_figures(m, source=source, value_per_success_usd=None)
-        high = _success_high(m, source, confidence)
-        # Its low end: the cost over the most successes the success interval allows.
-        low = figures["cost_usd"] / (high * m.traces) if high and m.traces else None
-        return Reading(figures["cost_per_success_usd"], int(round(figures["successes"] or 0)), low)
+        value, count = figures["cost_per_success_usd"], int(round(figures["successes"] or 0))
+        if value is None:
+            return Reading(None, count)
+        # Cost per success = (cost per trace) / (success rate): both are estimates, combined on the log scale.
+        ratio = mover_ratio(_cost_per_trace(m, confidence), source.estimate(m, confidence).interval)
+        return Reading(value, count, ratio.low, ratio.high)
     if metric == AlertMetric.P95_LATENCY:
         return Reading(quantile(m.latency_sketch, 0.95) if m.latency_count else None, m.latency_count)
-    estimate = source.estimate(m)
-    return Reading(estimate.interval.value, estimate.n, estimate.interval.low, _success_high(m, source, confidence))
+    estimate = source.estimate(m, confidence)
+    return Reading(estimate.interval.value, estimate.n, estimate.interval.low, estimate.interval.high)
 
 
 @dataclass(frozen=True)
@@ -252,9 +258,13 @@ class Verdict:
 def rule_verdict(
     rule: AlertRule, current: Measures, baseline: Measures, source: SuccessSource, *, segments: int = 1
 ) -> Verdict:
-    """Whether the rule fires on these two windows' counts. The current interval's confidence is
-    1 - 0.05 / segments (Bonferroni over the segments the rule reads at once), so a rule read on
-    many segments does not fire more often by chance than one read on the whole feature."""
+    """Whether the rule fires on these two windows' counts: the current value past the rule's threshold,
+    and clearly worse than the baseline by an interval of their difference (their ratio, for cost per
+    success) that takes both windows' noise in (MOVER: Newcombe's interval for two shares).
+
+    The intervals' confidence is 1 - 0.05 / segments (Bonferroni over the segments the rule reads at
+    once), so a rule read on many segments does not fire more often by chance than one read on the whole
+    feature."""
     confidence = 1 - 0.05 / max(segments, 1)
     cur, base = _reading(rule.metric, current, source, confidence), _reading(rule.metric, baseline, source)
     single = _reading(rule.metric, current, source) if segments > 1 else cur
@@ -267,17 +277,34 @@ def rule_verdict(
         return Verdict(
             "waiting", f"too little baseline: {base.count} {word} (needs {rule.min_count})", cur, base, single
         )
+    # The baseline at the current interval's confidence: the two are combined at one level.
+    base_at = _reading(rule.metric, baseline, source, confidence) if segments > 1 else base
     if rule.metric == AlertMetric.SUCCESS_HIGH:
-        floor = base.value * (1 - rule.threshold)
-        firing = cur.high is not None and cur.high < floor
+        # Clearly below (1 - threshold) x the baseline: the difference's upper end under 0.
+        gap = mover_difference(_interval(cur), _interval(base_at), scale=1 - rule.threshold)
+        firing = gap.high is not None and gap.high < 0
         return Verdict("firing" if firing else "quiet", "", cur, base, single, segments)
     if base.value <= 0:
         return Verdict("waiting", "the baseline is 0: a relative rise is undefined", cur, base, single, segments)
-    above = cur.value >= base.value * (1 + rule.threshold)
-    # The rise must also be clear of noise: the current interval's lower end above the baseline
-    # (a share's Wilson bound; cost per success over the success interval's upper end).
-    clear = cur.low is None or cur.low > base.value
-    return Verdict("firing" if above and clear else "quiet", "", cur, base, single, segments)
+    firing = cur.value >= base.value * (1 + rule.threshold) and _clearly_above(rule, cur, base_at)
+    return Verdict("firing" if firing else "quiet", "", cur, base, single, segments)
+
+
+def _interval(reading: Reading) -> Interval:
+    return Interval(reading.value, reading.low, reading.high)
+
+
+def _clearly_above(rule: AlertRule, cur: Reading, base: Reading) -> bool:
+    """Whether the current window is above the baseline beyond both windows' noise: the lower end of their
+    difference's interval above 0 (a share), of their ratio's above 1 (cost per success). A latency has no
+    interval: its rise past the threshold is taken as it is."""
+    if rule.metric == AlertMetric.P95_LATENCY:
+        return True
+    if rule.metric == AlertMetric.COST_PER_SUCCESS:
+        low = mover_ratio(_interval(cur), _interval(base)).low
+        return low is not None and low > 1
+    low = mover_difference(_interval(cur), _interval(base)).low
+    return low is not None and low > 0
 
 
 def level_text(metric: str, value: float | None) -> str:

@@ -58,7 +58,14 @@ from evaluation.stats.estimators import (
     ppi_mean,
     stratified_mean,
 )
-from evaluation.stats.intervals import Interval, clopper_pearson, clopper_pearson_lower, wilson
+from evaluation.stats.intervals import (
+    Interval,
+    clopper_pearson,
+    clopper_pearson_lower,
+    mover_difference,
+    mover_ratio,
+    wilson,
+)
 from evaluation.stats.signals import delong_auc, signal_auc
 from evaluation.stats.thresholds import (
     ThresholdGuarantee,
@@ -114,6 +121,8 @@ __all__ = [
     "naive_judge_rate",
     "npv_threshold",
     "ordinal_agreement",
+    "mover_difference",
+    "mover_ratio",
     "paired_difference_interval",
     "ppi_lambda",
     "ppi_mean",

@@ -117,6 +117,37 @@ def normal_interval(
     return Interval(value=value, low=low, high=high)
 
 
+def mover_difference(a: Interval, b: Interval, *, scale: float = 1.0) -> Interval:
+    """a - scale * b, from each estimate's own interval (both at one confidence, estimates independent):
+    the MOVER, "method of variance estimates recovery" (Zou & Donner 2008), which keeps each interval's
+    asymmetry. From two Wilson intervals it is Newcombe's (1998) hybrid score interval for a difference of
+    proportions, statsmodels ``confint_proportions_2indep(method="newcomb")``."""
+    if not (a.defined and b.defined and a.value is not None and b.value is not None):
+        return Interval.undefined("an interval of the difference needs both intervals")
+    assert a.low is not None and a.high is not None and b.low is not None and b.high is not None
+    d = a.value - scale * b.value
+    low = d - math.hypot(a.value - a.low, scale * (b.high - b.value))
+    high = d + math.hypot(a.high - a.value, scale * (b.value - b.low))
+    return Interval(value=d, low=low, high=high)
+
+
+def mover_ratio(a: Interval, b: Interval) -> Interval:
+    """a / b for positive estimates, from each one's interval (one confidence, independent estimates): the
+    MOVER on the log scale (Zou & Donner 2008, section 3). A missing bound counts as unbounded on its side
+    (a lower end of 0 alike), and makes that side of the ratio unbounded: None."""
+    if not (a.value and b.value and a.value > 0 and b.value > 0):
+        return Interval.undefined("a ratio's interval needs two positive estimates")
+
+    def log(x: float | None, missing: float) -> float:
+        return missing if x is None or x <= 0 else math.log(x)
+
+    log_a, log_b = math.log(a.value), math.log(b.value)
+    d = log_a - log_b
+    low = d - math.hypot(log_a - log(a.low, -math.inf), log(b.high, math.inf) - log_b)
+    high = d + math.hypot(log(a.high, math.inf) - log_a, log_b - log(b.low, -math.inf))
+    return Interval(value=a.value / b.value, low=math.exp(low), high=math.exp(high) if high < 700 else None)
+
+
 def bootstrap_totals(
     rows: NDArray[np.float64],
     replicates: int,

@@ -46,7 +46,7 @@ def test_rollup_matches_raw_rows_and_reruns_do_not_double(db: None, org_a) -> No
     latencies = [100.0, 200.0, 300.0, 400.0, 1000.0]
     traces = [
         {"trace_id": f"{feature}-{i}", "feature": feature, "prompt_version": "v1" if i < 3 else "v2",
-         "customer_id": "cus_a", "latency_ms": latencies[i], "cost_usd": 0.01, "input_tokens": 100,
+         "customer_id": "cus_a", "latency_ms": latencies[i], "cost_usd": 0.01 * (i + 1), "input_tokens": 100,
          "output_tokens": 10, "status": "error" if i == 4 else "ok", "fallback": i == 3,
          "started_at": f"{day}T0{i}:00:00Z"}
         for i in range(5)
@@ -72,7 +72,9 @@ def test_rollup_matches_raw_rows_and_reruns_do_not_double(db: None, org_a) -> No
         assert v1.feedback_by_kind == {"thumb": 3, "edit": 1, "copy": 1, "dwell": 1}
         assert v1.edits == 1 and v1.edit_distance_sum == pytest.approx(0.25)
         assert (v2.ratings, v2.ratings_sum, v2.errors, v2.fallbacks) == (1, 4.0, 1, 1)
-        assert float(v1.cost_usd) == pytest.approx(0.03) and v1.input_tokens == 300
+        assert float(v1.cost_usd) == pytest.approx(0.06) and v1.input_tokens == 300
+        # Each trace's cost squared, summed: what a window's cost noise is read from.
+        assert (v1.cost_sq_usd, v2.cost_sq_usd) == (pytest.approx(0.0014), pytest.approx(0.0041))
         sketch = merge([v1.latency_sketch, v2.latency_sketch])
         assert quantile(sketch, 0.5) == pytest.approx(300, rel=0.02)
         assert quantile(sketch, 1.0) == pytest.approx(1000, rel=0.02)

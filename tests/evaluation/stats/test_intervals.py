@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 from statsmodels.stats.proportion import proportion_confint
 
-from evaluation.stats.intervals import Interval, bootstrap_totals, clopper_pearson, clopper_pearson_lower, wilson
+from evaluation.stats.intervals import (
+    Interval,
+    bootstrap_totals,
+    clopper_pearson,
+    clopper_pearson_lower,
+    mover_difference,
+    mover_ratio,
+    wilson,
+)
 
 CASES = [(0, 10), (1, 10), (7, 10), (10, 10), (3, 57), (180, 200), (499, 1000)]
 
@@ -60,3 +68,54 @@ def test_pooled_bootstrap_has_the_item_bootstrap_distribution():
     totals = bootstrap_totals(rows, 20_000, np.random.default_rng(2))[:, 0]
     assert totals.mean() == pytest.approx(30, abs=0.15)
     assert totals.var() == pytest.approx(100 * 0.3 * 0.7, rel=0.05)
+
+
+# --- MOVER: intervals of a difference and of a ratio from each estimate's own interval ----------------
+
+
+@pytest.mark.parametrize(("k1", "n1", "k2", "n2"), [(30, 50, 20, 60), (0, 40, 3, 280), (22, 35, 97, 260), (5, 5, 1, 9)])
+@pytest.mark.parametrize("confidence", [0.95, 0.99, 1 - 0.05 / 12])
+def test_mover_difference_of_two_wilson_intervals_is_newcombes(k1, n1, k2, n2, confidence):
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    low, high = confint_proportions_2indep(k1, n1, k2, n2, method="newcomb", compare="diff", alpha=1 - confidence)
+    got = mover_difference(wilson(k1, n1, confidence), wilson(k2, n2, confidence))
+    assert got.value == pytest.approx(k1 / n1 - k2 / n2)
+    assert (got.low, got.high) == (pytest.approx(low, abs=1e-9), pytest.approx(high, abs=1e-9))
+
+
+def test_mover_difference_with_a_scale_covers_in_simulation():
+    """p1 - 0.9 p2 (a success rule's "below 90% of the baseline"): about 95% of intervals cover it."""
+    rng = np.random.default_rng(11)
+    p1, p2, n1, n2 = 0.55, 0.6, 80, 560
+    truth = p1 - 0.9 * p2
+    k1, k2 = rng.binomial(n1, p1, 4000), rng.binomial(n2, p2, 4000)
+    covered = [
+        mover_difference(wilson(a, n1), wilson(b, n2), scale=0.9).contains(truth) for a, b in zip(k1, k2, strict=True)
+    ]
+    assert 0.935 <= np.mean(covered) <= 0.965
+
+
+def test_mover_ratio_of_a_mean_cost_and_a_rate_covers_in_simulation():
+    """Cost per success = (mean cost of a trace) / (success rate), each estimated from one window's traces
+    (skewed, lognormal costs; a binomial rate): about 95% of the ratio's intervals cover the true ratio."""
+    rng = np.random.default_rng(5)
+    n, rate, mu, sigma = 150, 0.4, -6.0, 0.8
+    truth = math.exp(mu + sigma * sigma / 2) / rate
+    covered = []
+    for _ in range(3000):
+        costs = rng.lognormal(mu, sigma, n)
+        mean = Interval(costs.mean(), *(costs.mean() + np.array([-1, 1]) * 1.959964 * costs.std(ddof=1) / math.sqrt(n)))
+        covered.append(mover_ratio(mean, wilson(rng.binomial(n, rate), n)).contains(truth))
+    assert 0.935 <= np.mean(covered) <= 0.965
+
+
+def test_mover_ratio_bounds():
+    got = mover_ratio(Interval(2.0, 1.0, 3.0), Interval(1.0, 0.5, 1.5))
+    # On the log scale: log 2 -+ hypot(log 2 - log 1, log 1.5 - log 1) for the low end, and so on.
+    assert got.low == pytest.approx(math.exp(math.log(2) - math.hypot(math.log(2), math.log(1.5))))
+    assert got.high == pytest.approx(math.exp(math.log(2) + math.hypot(math.log(1.5), math.log(2))))
+    # A lower bound of 0 (a rate that may be 0, a cost that may be 0) leaves that side unbounded.
+    open_ended = mover_ratio(Interval(2.0, 0.0, 3.0), Interval(1.0, 0.0, 1.5))
+    assert open_ended.low == 0.0 and open_ended.high is None
+    assert not mover_ratio(Interval(0.0, 0.0, 1.0), Interval(1.0, 0.5, 1.5)).defined
