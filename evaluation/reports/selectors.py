@@ -489,6 +489,39 @@ def _blank_day(series: dict[str, Any], days: list[str], day: str | None) -> None
         points[index] = None
 
 
+# How far outcome delays are read (the traces of a week, up to the day before) and how many at most.
+_DELAY_SAMPLE = 5000
+MAX_OUTCOME_DELAY = timedelta(hours=24)
+_OUTCOME_DELAY = f"""
+SELECT percentile_disc(0.95) WITHIN GROUP (ORDER BY d) FROM (
+    SELECT o.occurred_at - t.started_at AS d
+    FROM feedback_trace t
+    CROSS JOIN LATERAL (
+        SELECT occurred_at FROM feedback_outcome WHERE trace_id = t.trace_id
+        UNION ALL  -- tied by session only: through the trace it was attributed to
+        SELECT occurred_at FROM feedback_outcome WHERE trace_id = '' AND attributed_trace_id = t.trace_id
+    ) o
+    WHERE t.feature_id = %(feature)s AND t.day BETWEEN %(d0)s AND %(d1)s
+    LIMIT {_DELAY_SAMPLE}
+) delays
+"""
+
+
+def outcome_delay(*, feature: Feature, now: datetime) -> timedelta:
+    """How long the feature's outcomes take to arrive after their traces: the 95th percentile of the
+    delay, over the outcomes of a week of traces ending the day before (whole hours, at most a day; 0 when
+    there are none). Until then a trace's outcome may still come: a success rate read over traces younger
+    than this reads low."""
+    day = now.astimezone(UTC).date()
+    params: dict[str, Any] = {"feature": feature.id, "d0": day - timedelta(days=8), "d1": day - timedelta(days=1)}
+    with connection.cursor() as cursor:
+        cursor.execute(_OUTCOME_DELAY, params)
+        found = cursor.fetchone()
+    delay = found[0] if found and found[0] is not None else timedelta(0)
+    hours = math.ceil(max(delay, timedelta(0)) / timedelta(hours=1))
+    return min(timedelta(hours=hours), MAX_OUTCOME_DELAY)
+
+
 def _first_days(feature: Feature) -> dict[str, date]:
     """The first day each prompt version of the feature had traces (over all time, from rollups)."""
     labels = _labels()

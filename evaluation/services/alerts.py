@@ -39,7 +39,7 @@ from evaluation.models import (
 )
 from evaluation.reports.figures import group_figures
 from evaluation.reports.measures import Measures, total
-from evaluation.reports.selectors import Window, measures_by
+from evaluation.reports.selectors import Window, measures_by, outcome_delay
 from evaluation.reports.success import SuccessSource, success_source_for
 from evaluation.services import webhooks
 from evaluation.services.shared import keyring, utc_now
@@ -51,6 +51,8 @@ from feedback.sketch import quantile
 MAX_ATTEMPTS = 5
 BACKOFF_S = (30, 120, 600, 3600)  # after attempt 1, 2, 3, 4
 MAX_SEGMENT_VALUES = 50
+# The share of a window that traces still waiting for their outcomes may make up before it is moved back.
+MATERIAL_DELAY = 0.01
 
 DEFAULT_RULES: tuple[dict[str, Any], ...] = (
     # Acute: a day against the week before.
@@ -253,10 +255,19 @@ class Verdict:
     # over many (what the Bonferroni-widened ``current`` is for).
     single: Reading
     segments: int = 1  # how many segments the rule read at once (its Bonferroni divisor)
+    # Where the current window ended, when not now: success from outcomes, read over traces old enough
+    # for their outcomes to have come.
+    until: datetime | None = None
 
 
 def rule_verdict(
-    rule: AlertRule, current: Measures, baseline: Measures, source: SuccessSource, *, segments: int = 1
+    rule: AlertRule,
+    current: Measures,
+    baseline: Measures,
+    source: SuccessSource,
+    *,
+    segments: int = 1,
+    until: datetime | None = None,
 ) -> Verdict:
     """Whether the rule fires on these two windows' counts: the current value past the rule's threshold,
     and clearly worse than the baseline by an interval of their difference (their ratio, for cost per
@@ -283,11 +294,11 @@ def rule_verdict(
         # Clearly below (1 - threshold) x the baseline: the difference's upper end under 0.
         gap = mover_difference(_interval(cur), _interval(base_at), scale=1 - rule.threshold)
         firing = gap.high is not None and gap.high < 0
-        return Verdict("firing" if firing else "quiet", "", cur, base, single, segments)
+        return Verdict("firing" if firing else "quiet", "", cur, base, single, segments, until)
     if base.value <= 0:
-        return Verdict("waiting", "the baseline is 0: a relative rise is undefined", cur, base, single, segments)
+        return Verdict("waiting", "the baseline is 0: a relative rise is undefined", cur, base, single, segments, until)
     firing = cur.value >= base.value * (1 + rule.threshold) and _clearly_above(rule, cur, base_at)
-    return Verdict("firing" if firing else "quiet", "", cur, base, single, segments)
+    return Verdict("firing" if firing else "quiet", "", cur, base, single, segments, until)
 
 
 def _interval(reading: Reading) -> Interval:
@@ -322,7 +333,7 @@ def _message(rule: AlertRule, segment: str, v: Verdict) -> str:
     where = rule.feature.key + (f" ({segment})" if segment else "")
     label = AlertMetric(rule.metric).label
     cur, base = v.current, v.baseline
-    window = _window_words(rule)
+    window = _window_words(rule, v.until)
     if rule.metric == AlertMetric.SUCCESS_HIGH:
         return (
             f"Success of {where} over {window} is {level_text(rule.metric, cur.value)} (at most "
@@ -337,11 +348,13 @@ def _message(rule: AlertRule, segment: str, v: Verdict) -> str:
     )
 
 
-def _windows(now: datetime, hours: int, days: int) -> tuple[Window, Window]:
+def _windows(now: datetime, hours: int, days: int, *, complete: bool = False) -> tuple[Window, Window]:
     """A window of whole days (72 h, 7 days) ends with today and reads the rollups; a shorter one
-    rolls with the clock and reads the raw rows of its few hours."""
+    rolls with the clock and reads the raw rows of its few hours. ``complete``: a window of whole days
+    ends with the last day over by ``now`` (for traces older than ``now`` only)."""
     if hours >= 48 and hours % 24 == 0:
-        end = datetime.combine(now.astimezone(UTC).date() + timedelta(days=1), time(0), UTC)
+        last = now.astimezone(UTC).date() - timedelta(days=1 if complete else 0)
+        end = datetime.combine(last + timedelta(days=1), time(0), UTC)
         current = Window(end - timedelta(hours=hours), end)
         return current, Window(current.since - timedelta(days=days), current.since)
     current = Window(now - timedelta(hours=hours), now)
@@ -390,22 +403,41 @@ def alerts_evaluate(*, now: datetime | None = None, features: list[Feature] | No
         groups: dict[tuple[int, int, bool], list[AlertRule]] = {}
         for rule in rules:
             groups.setdefault((rule.window_hours, rule.baseline_days, rule.per_segment), []).append(rule)
+        delay: timedelta | None = None  # how late the feature's outcomes come, read once if needed
         for (hours, days, per_segment), members in groups.items():
             current_window, baseline_window = _windows(now, hours, days)
             current = _segments(feature, current_window, per_segment)
             baseline = _segments(feature, baseline_window, per_segment)
             source = success_source_for(baseline[""] if baseline[""].traces else current[""])
+            # Success from outcomes: the window ends before the traces whose outcomes may still come (it
+            # would read low, and fire, every day), unless those are under 1% of it (an hour of a week: the
+            # bias is under 1%, and a weekly window would otherwise wait for today to end). The rules on
+            # other metrics read up to now.
+            lagged: tuple[dict[str, Measures], dict[str, Measures], datetime] | None = None
+            if source.name == "outcomes" and any(rule.metric in READS_SUCCESS for rule in members):
+                delay = outcome_delay(feature=feature, now=now) if delay is None else delay
+                if delay > timedelta(hours=hours) * MATERIAL_DELAY:
+                    late_current, late_baseline = _windows(now - delay, hours, days, complete=True)
+                    lagged = (
+                        _segments(feature, late_current, per_segment),
+                        _segments(feature, late_baseline, per_segment),
+                        late_current.until,
+                    )
             for rule in members:
                 stats.rules += 1
                 whole_state = ""
-                segments = sorted(set(current) | set(baseline))
+                now_current, now_baseline, until = current, baseline, None
+                if lagged is not None and rule.metric in READS_SUCCESS:
+                    now_current, now_baseline, until = lagged
+                segments = sorted(set(now_current) | set(now_baseline))
                 for segment in segments:
                     verdict = rule_verdict(
                         rule,
-                        current.get(segment, Measures()),
-                        baseline.get(segment, Measures()),
+                        now_current.get(segment, Measures()),
+                        now_baseline.get(segment, Measures()),
                         source,
                         segments=len(segments),
+                        until=until,
                     )
                     state = _apply(rule, segment, verdict, source, now, stats)
                     if segment == "":
@@ -551,13 +583,20 @@ def _accepted_level(rule: AlertRule, segment: str, read_with: str, now: datetime
     return accepted
 
 
-def _window_words(rule: AlertRule) -> str:
+def _window_words(rule: AlertRule, until: datetime | None = None) -> str:
     hours = rule.window_hours
-    return f"the last {hours // 24} days" if hours % 24 == 0 and hours > 24 else f"the last {hours} h"
+    days = hours % 24 == 0 and hours > 24
+    if until is None:
+        return f"the last {hours // 24} days" if days else f"the last {hours} h"
+    # Success from outcomes, over traces old enough for their outcomes to have come.
+    if days:
+        last = (until - timedelta(days=1)).date().isoformat()
+        return f"the {hours // 24} days to {last} (outcomes still come in after)"
+    return f"the {hours} h to {until.astimezone(UTC):%Y-%m-%d %H:%M} UTC (later traces' outcomes still come in)"
 
 
 def _holding_message(rule: AlertRule, segment: str, v: Verdict, opened: float) -> str:
-    where = rule.feature.key + (f" ({segment})" if segment else "")
+    where, over = rule.feature.key + (f" ({segment})" if segment else ""), _window_words(rule, v.until)
     cur, metric = v.current, rule.metric
     trailing = (
         f"the rule does not fire against its trailing {rule.baseline_days}-day baseline, "
@@ -569,12 +608,12 @@ def _holding_message(rule: AlertRule, segment: str, v: Verdict, opened: float) -
             trailing += f" (read across {v.segments} segments at once, its interval reaches {level_text(metric, near)})"
     if metric == AlertMetric.SUCCESS_HIGH:
         return (
-            f"Success of {where} over {_window_words(rule)} is {level_text(metric, cur.value)}, still below the "
+            f"Success of {where} over {over} is {level_text(metric, cur.value)}, still below the "
             f"{level_text(metric, opened)} it opened against; {trailing} ({cur.count} traces)."
         )
     change = (cur.value or 0) / opened - 1 if opened else math.nan
     return (
-        f"{AlertMetric(metric).label} of {where} over {_window_words(rule)} is {level_text(metric, cur.value)}, "
+        f"{AlertMetric(metric).label} of {where} over {over} is {level_text(metric, cur.value)}, "
         f"still {change:+.0%} versus the {level_text(metric, opened)} it opened against; {trailing} "
         f"({cur.count} {COUNT_WORD[AlertMetric(metric)]})."
     )
@@ -582,7 +621,7 @@ def _holding_message(rule: AlertRule, segment: str, v: Verdict, opened: float) -
 
 def _recovery(rule: AlertRule, v: Verdict, alert: Alert, read_with: str) -> str:
     metric, cur = rule.metric, v.current
-    now_is, over = level_text(metric, cur.value), _window_words(rule)
+    now_is, over = level_text(metric, cur.value), _window_words(rule, v.until)
     opened = alert.opened_baseline
     if opened is not None and alert.opened_source == read_with:
         was = level_text(metric, opened)

@@ -20,10 +20,12 @@ from typing import Any
 import pytest
 
 from evaluation.models import Alert, AlertMetric, AlertRule, Delivery, DeliveryStatus, NotificationChannel
+from evaluation.reports.selectors import measures_by, outcome_delay
 from evaluation.services.alerts import (
     BACKOFF_S,
     MAX_ATTEMPTS,
     AlertError,
+    _windows,
     alert_resolve,
     alert_rule_create,
     alert_rule_toggle,
@@ -459,3 +461,59 @@ def test_email_channel_sends_the_alert(db: None, org_a, mailoutbox: list[Any]) -
     assert resolved.subject == f"[Candor] Resolved: p95 latency doubled on {key}"
     assert resolved.body.startswith("Resolved by pm@example.com at ") and "the new model is slower" in resolved.body
     assert "Last read: p95 latency of" in resolved.body
+
+
+def _seed_late_outcomes(feature: str, *, drop_after: datetime | None = None) -> list[timedelta]:
+    """10 days to NOW of traces whose outcomes (success 0.5; 0.2 after ``drop_after``) come 4 to 12 h after
+    them, as tickets resolve; those not come by NOW are not stored yet. No thumbs. Returns the delays."""
+    rng = random.Random(21)
+    traces, _, outcomes = traffic(
+        feature=feature,
+        start=NOW - timedelta(days=10),
+        hours=240,
+        count=3000,
+        rng=rng,
+        thumb_rate=0.0,
+        success=lambda t: 0.2 if drop_after and datetime.fromisoformat(t["started_at"]) > drop_after else 0.5,
+    )
+    started = {t["trace_id"]: datetime.fromisoformat(t["started_at"]) for t in traces}
+    come, delays = [], []
+    for outcome in outcomes:
+        delay = timedelta(hours=rng.uniform(4, 12))
+        at = started[outcome["trace_id"]] + delay
+        if at <= NOW:
+            come.append({**outcome, "occurred_at": at.isoformat()})
+            delays.append(delay)
+    ingest(traces, [], come)
+    return delays
+
+
+def test_success_from_outcomes_is_read_over_traces_old_enough_for_their_outcomes(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """Outcomes come hours after their traces: over the last 24 h, success read up to now is a third low
+    (the youngest traces have not converted yet), and fired every day. The window ends before them."""
+    with in_tenant(org_a):
+        key = new_feature()
+        feature = Feature.objects.get(key=key)
+        delays = _seed_late_outcomes(key)
+        # The 95th percentile of the delays of a week of traces to the day before, in whole hours.
+        week = [d for d in delays if d < timedelta(hours=12)]
+        assert outcome_delay(feature=feature, now=NOW) == timedelta(hours=12)
+        assert sorted(week)[int(0.95 * len(week))] > timedelta(hours=11)
+        # Read up to now, the last 24 h do look well below the trailing week.
+        current, baseline = _windows(NOW, 24, 7)
+        now_rate = measures_by(feature=feature, window=current, dims=())[0][()]
+        assert now_rate.outcome_traces / now_rate.traces < 0.38
+        stats = alerts_evaluate(now=NOW, features=[feature])
+        assert stats.opened == 0 and not Alert.objects.filter(rule__feature=feature).exists()
+        rule = AlertRule.objects.get(feature=feature, name="Success below 90% of its baseline")
+        assert rule.last_state == "quiet"
+
+
+def test_a_real_fall_in_late_outcomes_still_fires_and_says_where_its_window_ends(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    with in_tenant(org_a):
+        key = new_feature()
+        feature = Feature.objects.get(key=key)
+        _seed_late_outcomes(key, drop_after=NOW - timedelta(hours=60))
+        alerts_evaluate(now=NOW, features=[feature])
+        alert = Alert.objects.get(rule__feature=feature, rule__name="Success below 90% of its baseline")
+        assert "over the 24 h to 2025-05-10 00:00 UTC (later traces' outcomes still come in)" in alert.message
