@@ -70,14 +70,15 @@ class AlertMetric(models.TextChoices):
     THUMBS_DOWN = "thumbs_down_share", "Thumbs-down share"
     COST_PER_SUCCESS = "cost_per_success_usd", "Cost per success"
     P95_LATENCY = "p95_latency_ms", "p95 latency"
-    SUCCESS_HIGH = "success_high", "Success interval's upper bound"
+    SUCCESS_HIGH = "success_high", "Success"
     ERROR_RATE = "error_rate", "Error rate"
 
 
 class AlertRule(models.Model):
-    """Fires when the last ``window_hours`` move against the trailing ``baseline_days`` mean:
-    for a "rise" metric when current >= baseline x (1 + threshold), for success_high when the
-    current success interval's upper bound < baseline x (1 - threshold). Below ``min_count`` (thumbs,
+    """Fires when the last ``window_hours`` move against the trailing ``baseline_days`` level, clearly
+    (by an interval counting both windows' noise; evaluation.services.alerts.rule_verdict): for a
+    "rise" metric when current >= baseline x (1 + threshold), for success_high (success) when current
+    < baseline x (1 - threshold). Below ``min_count`` (thumbs,
     traces or successes, by metric) in the window the rule waits. Evaluated on the whole feature
     and, when ``per_segment``, on each value of the feature's declared segment keys."""
 

@@ -210,19 +210,24 @@ def drift_recompute(request: HttpRequest, key: str) -> HttpResponse:
 # --- alerts --------------------------------------------------------------------------------------------
 
 
-def alerts_page(request: HttpRequest) -> HttpResponse:
+def alerts_page(request: HttpRequest, *, rule_error: str = "", status: int = 200) -> HttpResponse:
     return TemplateResponse(
         request,
         "evaluation/alerts.html",
         {
             "nav": "alerts",
-            "alerts": alert_services.alerts_history(),
+            "alerts": alert_services.alerts_history(state=request.GET.get("state", "")),
+            "state": request.GET.get("state", ""),
             "rules": AlertRule.objects.select_related("feature").order_by("feature__key", "name"),
             "channels": NotificationChannel.objects.all(),
             "metrics": AlertMetric.choices,
             "features": features_list(),
             "new_secret": request.session.pop("candor_webhook_secret", None),
+            # A rule refused: the form again as it was sent, with what was wrong beside it.
+            "rule_error": rule_error,
+            "rule_form": request.POST if rule_error else {},
         },
+        status=status,
     )
 
 
@@ -258,21 +263,35 @@ def alert_resolve(request: HttpRequest, alert_id: int) -> HttpResponse:
 @role_required("pm")
 def alert_rule_new(request: HttpRequest) -> HttpResponse:
     post = request.POST
+    numbers: dict[str, float] = {}
+    for field, label, kind, default in (
+        ("threshold", "Change", float, ""),
+        ("window_hours", "Window (hours)", int, "24"),
+        ("baseline_days", "Baseline (days)", int, "7"),
+        ("min_count", "Minimum count", int, "20"),
+    ):
+        text = post.get(field, default).strip()
+        try:
+            numbers[field] = kind(text)
+        except ValueError:
+            what = "a number such as 0.5 (+50%)" if kind is float else "a whole number"
+            return alerts_page(request, rule_error=f"{label}: '{text[:40]}' is not {what}.", status=400)
     try:
         feature = feature_get(post.get("feature", ""))
         alert_services.alert_rule_create(
             feature=feature,
             name=post.get("name", ""),
             metric=post.get("metric", ""),
-            threshold=float(post.get("threshold", "")),
-            window_hours=int(post.get("window_hours", "24")),
-            baseline_days=int(post.get("baseline_days", "7")),
-            min_count=int(post.get("min_count", "20")),
+            threshold=numbers["threshold"],
+            window_hours=int(numbers["window_hours"]),
+            baseline_days=int(numbers["baseline_days"]),
+            min_count=int(numbers["min_count"]),
         )
-    except (ValueError, ReportError) as exc:
-        messages.error(request, f"Rule not saved: {getattr(exc, 'message', None) or 'numbers, please'}.")
-    else:
-        messages.success(request, "Rule saved; the next evaluation (every 5 minutes) applies it.")
+    except (alert_services.AlertError, ReportError) as exc:
+        return alerts_page(
+            request, rule_error=f"{exc.field.replace('_', ' ').capitalize()}: {exc.message}.", status=400
+        )
+    messages.success(request, "Rule saved; the next evaluation (every 5 minutes) applies it.")
     return redirect(org_url(request, "evaluation:alerts"))
 
 

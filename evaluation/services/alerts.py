@@ -25,7 +25,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 
 from evaluation.models import (
     Alert,
@@ -341,9 +341,10 @@ def _message(rule: AlertRule, segment: str, v: Verdict) -> str:
             f"{rule.baseline_days}-day {level_text(rule.metric, base.value)} ({cur.count} traces)."
         )
     change = (cur.value or 0) / base.value - 1 if base.value else math.nan
+    least = f" (at least {level_text(rule.metric, cur.low)} by its interval)" if cur.low is not None else ""
     return (
-        f"{label} of {where} over {window} is {level_text(rule.metric, cur.value)}, {change:+.0%} versus its "
-        f"trailing {rule.baseline_days}-day {level_text(rule.metric, base.value)} "
+        f"{label} of {where} over {window} is {level_text(rule.metric, cur.value)}{least}, {change:+.0%} versus "
+        f"its trailing {rule.baseline_days}-day {level_text(rule.metric, base.value)} "
         f"({cur.count} {COUNT_WORD[AlertMetric(rule.metric)]})."
     )
 
@@ -453,7 +454,12 @@ def alerts_evaluate(*, now: datetime | None = None, features: list[Feature] | No
                 )
                 if open_on:
                     shown = ", ".join(open_on[:3]) + (f" and {len(open_on) - 3} more" if len(open_on) > 3 else "")
-                    whole_state += f"; open on {shown}" if whole_state else f"open on {shown}"
+                    on = f"alert open on {shown}"
+                    whole_state = (
+                        f"{whole_state} on the whole feature; {on}"
+                        if whole_state == "quiet"
+                        else (f"{whole_state}; {on}" if whole_state else on)
+                    )
                 AlertRule.objects.filter(id=rule.id).update(last_state=whole_state[:300], last_evaluated_at=now)
     return stats
 
@@ -597,25 +603,30 @@ def _window_words(rule: AlertRule, until: datetime | None = None) -> str:
 
 def _holding_message(rule: AlertRule, segment: str, v: Verdict, opened: float) -> str:
     where, over = rule.feature.key + (f" ({segment})" if segment else ""), _window_words(rule, v.until)
-    cur, metric = v.current, rule.metric
-    trailing = (
-        f"the rule does not fire against its trailing {rule.baseline_days}-day baseline, "
-        f"now {level_text(metric, v.baseline.value)}"
-    )
-    if v.segments > 1:  # the rule reads every segment at once, with an interval widened for that
-        near = v.current.high if metric == AlertMetric.SUCCESS_HIGH else v.current.low
-        if near is not None:
-            trailing += f" (read across {v.segments} segments at once, its interval reaches {level_text(metric, near)})"
-    if metric == AlertMetric.SUCCESS_HIGH:
-        return (
-            f"Success of {where} over {over} is {level_text(metric, cur.value)}, still below the "
-            f"{level_text(metric, opened)} it opened against; {trailing} ({cur.count} traces)."
-        )
-    change = (cur.value or 0) / opened - 1 if opened else math.nan
+    cur, base, metric = v.current, v.baseline, rule.metric
+    success = metric == AlertMetric.SUCCESS_HIGH
+    label = "Success" if success else AlertMetric(metric).label
+    if success:
+        still = f"still below the {level_text(metric, opened)} it opened against"
+    else:
+        change = (cur.value or 0) / opened - 1 if opened else math.nan
+        still = f"still {change:+.0%} versus the {level_text(metric, opened)} it opened against"
+    # Why the rule itself is quiet: the trailing baseline has moved, or this window is too noisy to say.
+    near = cur.high if success else cur.low
+    trailing = f"its trailing {rule.baseline_days}-day level, now {level_text(metric, base.value)}"
+    if success:
+        why = f"not clearly below {1 - rule.threshold:.0%} of {trailing}"
+    elif base.value and cur.value is not None and cur.value < base.value * (1 + rule.threshold):
+        why = f"not {rule.threshold:+.0%} over {trailing}"
+    else:
+        why = f"not clearly over {trailing}"
+    if near is not None:
+        reach = "up" if success else "down"
+        widened = f", widened as it is read with {v.segments - 1} other segments at once" if v.segments > 1 else ""
+        why += f": this window's interval reaches {reach} to {level_text(metric, near)}{widened}"
     return (
-        f"{AlertMetric(metric).label} of {where} over {over} is {level_text(metric, cur.value)}, "
-        f"still {change:+.0%} versus the {level_text(metric, opened)} it opened against; {trailing} "
-        f"({cur.count} {COUNT_WORD[AlertMetric(metric)]})."
+        f"{label} of {where} over {over} is {level_text(metric, cur.value)}, {still}: the alert stays open. "
+        f"The rule itself does not fire: {why} ({cur.count} {COUNT_WORD[AlertMetric(metric)]})."
     )
 
 
@@ -792,12 +803,13 @@ def deliveries_send(*, now: datetime | None = None, limit: int = 100) -> datetim
 # --- reads ---------------------------------------------------------------------------------------------
 
 
-def alerts_history(*, limit: int = 200) -> list[Alert]:
-    return list(
-        Alert.objects.select_related("rule__feature")
-        .prefetch_related("deliveries__channel")
-        .order_by("-opened_at")[:limit]
-    )
+def alerts_history(*, state: str = "", limit: int = 200) -> list[Alert]:
+    """Open alerts first, then the rest; newest first within each. ``state``: only open or resolved ones."""
+    alerts = Alert.objects.select_related("rule__feature").prefetch_related("deliveries__channel")
+    if state in AlertState.values:
+        alerts = alerts.filter(state=state)
+    open_first = Case(When(state=AlertState.OPEN, then=Value(0)), default=Value(1))
+    return list(alerts.order_by(open_first, "-opened_at")[:limit])
 
 
 def open_alerts_by_feature(*, per_feature: int = 3) -> dict[str, list[Alert]]:

@@ -3,6 +3,7 @@ refuse bad input with a message, and every page and action is a 404 for another 
 
 from __future__ import annotations
 
+import html
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -143,12 +144,21 @@ def test_bad_numbers_in_forms_are_messages_not_errors(owner_a: Client, org_a, se
     for query in ({"days": "abc"}, {"days": "999"}, {"baseline_days": "0"}):
         page = owner_a.get(org_a.url(f"drift/{seeded['feature']}/"), query)
         assert page.status_code == 200 and b'class="msg error"' in page.content, query
-    bad_rule = owner_a.post(
-        org_a.url("alerts/rules/new"),
-        {"feature": seeded["feature"], "name": "r", "metric": "thumbs_down_share", "threshold": "-1"},
-        follow=True,
-    )
-    assert b"Rule not saved" in bad_rule.content
+    # A refused rule: the page again (400) with the field named beside the form, and what was typed kept.
+    for threshold, window, said in (
+        ("-1", "24", "Threshold: a relative change above 0"),
+        ("abc", "24", "Change: 'abc' is not a number such as 0.5 (+50%)."),
+        ("0.5", "1.5", "Window (hours): '1.5' is not a whole number."),
+    ):
+        sent = {"feature": seeded["feature"], "name": "my rule", "metric": "error_rate", "threshold": threshold,
+                "window_hours": window}  # fmt: skip
+        bad_rule = owner_a.post(org_a.url("alerts/rules/new"), sent)
+        page = html.unescape(bad_rule.content.decode())
+        assert bad_rule.status_code == 400 and "Rule not saved. " + said in page, page[:300]
+        assert 'value="my rule"' in page and f'value="{threshold}"' in page
+        assert '<option value="error_rate" selected>' in page
+    with in_tenant(org_a):
+        assert not AlertRule.objects.filter(name="my rule").exists()
 
 
 def test_nul_in_the_api_key_path_is_a_404(client_a: Client) -> None:
@@ -216,9 +226,9 @@ def test_an_alert_rule_reads_as_a_sentence(owner_a: Client, org_a, seeded: dict)
     with in_tenant(org_a):
         alert_rule_create(feature=Feature.objects.get(key=seeded["feature"]), name="success falls",
                           metric="success_high", threshold=0.1)  # fmt: skip
-    alerts = owner_a.get(org_a.url("alerts/")).content.decode()
-    assert "Success interval&#x27;s upper bound more than 10% under the trailing 7-day mean" in alerts
-    assert "upper bound upper bound" not in alerts
+    alerts = html.unescape(owner_a.get(org_a.url("alerts/")).content.decode())
+    assert "Success more than 10% under its trailing 7-day level, clearly (beyond both windows' noise)" in alerts
+    assert "upper bound" not in alerts
 
 
 def test_a_refused_experiment_keeps_what_was_typed_and_the_planner_names_the_field(
@@ -272,3 +282,8 @@ def test_a_pm_resolves_an_alert_with_a_note_and_a_viewer_cannot(db: None, org_a,
     assert alert.state == "resolved" and alert.resolved_by == org_a.owner.email
     assert f"by {org_a.owner.email}" in owner_a.get(org_a.url("alerts/")).content.decode()
     assert f"/alerts/{seeded['alert']}/" not in owner_a.get(org_a.url(""), {"days": "7"}).content.decode()
+    # The history filters by state; a resolved alert reads with what it opened with, then its resolution.
+    link = f'/alerts/{seeded["alert"]}/"'
+    assert link not in owner_a.get(org_a.url("alerts/"), {"state": "open"}).content.decode()
+    resolved = html.unescape(owner_a.get(org_a.url("alerts/"), {"state": "resolved"}).content.decode())
+    assert link in resolved and alert.opened_message and alert.opened_message in resolved

@@ -194,7 +194,8 @@ def test_a_lasting_regression_stays_open_after_the_baseline_takes_it_in_until_it
         # Against its trailing week, the bad level is the norm now: the rule is quiet, its alert is not.
         assert rule.last_state == "quiet; its alert stays open (still worse than when it opened)"
         assert held.holding == 1 and held.resolved == 0 and alert.state == "open"
-        assert "it opened against; the rule does not fire against its trailing 7-day baseline, now" in alert.message
+        assert "it opened against: the alert stays open. The rule itself does not fire: " in alert.message
+        assert "its trailing 7-day level, now" in alert.message
         # The opening reading is kept beside the latest.
         assert "trailing 7-day" in alert.opened_message and "it opened against" not in alert.opened_message
         recovered = alerts_evaluate(now=NOW + timedelta(hours=73), features=[feature])
