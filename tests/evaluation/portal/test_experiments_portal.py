@@ -153,10 +153,10 @@ def test_bad_numbers_in_forms_are_messages_not_errors(owner_a: Client, org_a, se
         sent = {"feature": seeded["feature"], "name": "my rule", "metric": "error_rate", "threshold": threshold,
                 "window_hours": window}  # fmt: skip
         bad_rule = owner_a.post(org_a.url("alerts/rules/new"), sent)
-        page = html.unescape(bad_rule.content.decode())
-        assert bad_rule.status_code == 400 and "Rule not saved. " + said in page, page[:300]
-        assert 'value="my rule"' in page and f'value="{threshold}"' in page
-        assert '<option value="error_rate" selected>' in page
+        refused = html.unescape(bad_rule.content.decode())
+        assert bad_rule.status_code == 400 and "Rule not saved. " + said in refused, refused[:300]
+        assert 'value="my rule"' in refused and f'value="{threshold}"' in refused
+        assert '<option value="error_rate" selected>' in refused
     with in_tenant(org_a):
         assert not AlertRule.objects.filter(name="my rule").exists()
 
