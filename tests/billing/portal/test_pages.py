@@ -49,7 +49,10 @@ def test_only_an_owner_changes_the_cap_and_viewers_do_not_see_billing(db: None, 
     client.post(org_a.url("billing/"), {"monthly_cap_usd": "999"})
     assert account_get(organization=org_a.organization).monthly_cap_usd is None
     client.force_login(viewer)
-    assert client.get(org_a.url("billing/")).status_code == 403
+    refused = client.get(org_a.url("billing/"))
+    # The product's own page, saying which role the page needs (it was the browser's bare "403 Forbidden").
+    assert refused.status_code == 403 and b"<h1>Not allowed</h1>" in refused.content
+    assert b"This page needs the admin role or higher." in refused.content
     assert client.get(org_a.url("spend/")).status_code == 200
     assert client.post(org_a.url("spend/budgets/"), {"monthly_cap_usd": "1", "over_action": "block"}).status_code == 403
 
