@@ -72,6 +72,8 @@ def overview_page(request: HttpRequest) -> HttpResponse:
     for f in features:
         f["cause"] = causes.get(f["key"])
         f["open_alerts"] = open_alerts.get(f["key"], [])
+    # Open alerts first (a regression the rules have caught), then clear moves, then traffic.
+    features.sort(key=lambda f: (-len(f["open_alerts"]), -f["attention"], -f["figures"]["traces"]))
     return TemplateResponse(
         request,
         "evaluation/overview.html",

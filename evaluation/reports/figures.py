@@ -8,15 +8,35 @@ read the same whatever the source. Undefined figures are None with a note saying
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from evaluation.reports.measures import Measures
 from evaluation.reports.success import SuccessSource
+from evaluation.stats import Interval, mover_ratio
+from evaluation.stats.intervals import DEFAULT_CONFIDENCE, normal_interval
 from feedback.enums import IMPLICIT_KINDS
 from feedback.sketch import quantile
 
 IMPLICIT = tuple(sorted(str(kind) for kind in IMPLICIT_KINDS))
 NO_VALUE_NOTE = "set a value per success to see value and ROI"
+
+
+def cost_per_trace(m: Measures, confidence: float = DEFAULT_CONFIDENCE) -> Interval:
+    """The mean cost of a trace (one without a cost counts 0) with its normal interval: a window's cost is a
+    sample of its traces' costs, and a small segment's day can cost much more than its usual by chance."""
+    n = m.traces
+    if n < 2:
+        return Interval.undefined("fewer than 2 traces")
+    mean = m.cost_usd / n
+    variance = max(m.cost_sq_usd - n * mean * mean, 0.0) / (n - 1)
+    return normal_interval(mean, math.sqrt(variance / n), confidence, clip=(0.0, math.inf))
+
+
+def cost_per_success(m: Measures, source: SuccessSource, confidence: float = DEFAULT_CONFIDENCE) -> Interval:
+    """Cost per success with its interval: (cost per trace) / (success rate), both estimates, combined on the
+    log scale (MOVER). Its value is group_figures' cost_per_success_usd."""
+    return mover_ratio(cost_per_trace(m, confidence), source.estimate(m, confidence).interval)
 
 
 def _share(part: float, whole: float) -> float | None:

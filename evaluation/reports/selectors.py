@@ -19,9 +19,10 @@ from django.db import connection
 from django.db.models import Max, Min, Sum
 
 from evaluation.models import Experiment
-from evaluation.reports.figures import group_figures
+from evaluation.reports.figures import cost_per_success, group_figures
 from evaluation.reports.measures import JudgedSums, Measures, total
 from evaluation.reports.success import SuccessSource, success_source_for
+from evaluation.stats import mover_difference, mover_ratio
 from feedback.models import DailyRollup, Feature, PromptVersion, SegmentRollup, VersionRollup
 from feedback.rollups import measures_query, rollup_sum_query
 
@@ -723,8 +724,8 @@ def holdback_roi(
 
 def overview(*, window: Window) -> list[dict[str, Any]]:
     """Every feature with traces in this or the previous window: the report's total for both windows,
-    a daily sparkline of success and cost, and what needs attention (largest drop in success or
-    rise in cost per success versus the previous window) first."""
+    a daily sparkline of success and cost, and what needs attention (largest clear drop in success or
+    rise in cost per success versus the previous window) first, then the busiest."""
     previous = window.previous()
     # One SQL sum per feature and window over its rollups (plus a gating judge's sums, as the
     # feature report reads them), so the overview's figures are the feature page's figures.
@@ -752,16 +753,22 @@ def overview(*, window: Window) -> list[dict[str, Any]]:
         vps = _value_per_success(feature)
         figures = group_figures(now_total, source=source, value_per_success_usd=vps)
         earlier = group_figures(before, source=source, value_per_success_usd=vps)
-        reasons: list[str] = []
+        # What got worse against the previous window: "clear" when beyond both windows' noise (the interval of
+        # the difference, of the ratio for cost per success); only clear moves rank a feature up.
+        reasons: list[dict[str, Any]] = []
         attention = 0.0
         s_now, s_before = figures["success"]["value"], earlier["success"]["value"]
         if s_now is not None and s_before is not None and s_now < s_before:
-            attention = max(attention, (s_before - s_now) * 10)  # 1 point of success ~ 10% cost rise
-            reasons.append(f"success {s_before:.1%} → {s_now:.1%}")
+            gap = mover_difference(source.estimate(now_total).interval, source.estimate(before).interval)
+            clear = gap.high is not None and gap.high < 0
+            attention = max(attention, (s_before - s_now) * 10 if clear else 0.0)  # 1 point ~ a 10% cost rise
+            reasons.append({"text": f"success {s_before:.1%} → {s_now:.1%}", "clear": clear})
         c_now, c_before = figures["cost_per_success_usd"], earlier["cost_per_success_usd"]
         if c_now is not None and c_before and c_now > c_before:
-            attention = max(attention, (c_now - c_before) / c_before)
-            reasons.append(f"cost per success ${c_before:.4f} → ${c_now:.4f}")
+            low = mover_ratio(cost_per_success(now_total, source), cost_per_success(before, source)).low
+            clear = low is not None and low > 1
+            attention = max(attention, (c_now - c_before) / c_before if clear else 0.0)
+            reasons.append({"text": f"cost per success ${c_before:.4f} → ${c_now:.4f}", "clear": clear})
         daily = cur.get(feature_id, {})
         spark: list[dict[str, Any]] = []
         partial = _partial_day(days)

@@ -37,14 +37,13 @@ from evaluation.models import (
     DeliveryStatus,
     NotificationChannel,
 )
-from evaluation.reports.figures import group_figures
+from evaluation.reports.figures import cost_per_success, group_figures
 from evaluation.reports.measures import Measures, total
 from evaluation.reports.selectors import Window, measures_by, outcome_delay
 from evaluation.reports.success import SuccessSource, success_source_for
 from evaluation.services import webhooks
 from evaluation.services.shared import keyring, utc_now
 from evaluation.stats import Interval, mover_difference, mover_ratio, wilson
-from evaluation.stats.intervals import normal_interval
 from feedback.models import DailyRollup, Feature
 from feedback.sketch import quantile
 
@@ -211,17 +210,6 @@ class Reading:
     high: float | None = None
 
 
-def _cost_per_trace(m: Measures, confidence: float) -> Interval:
-    """The mean cost of a trace (one without a cost counts 0) with its normal interval: a window's cost is a
-    sample of its traces' costs, and a small segment's day can cost much more than its usual by chance."""
-    n = m.traces
-    if n < 2:
-        return Interval.undefined("fewer than 2 traces")
-    mean = m.cost_usd / n
-    variance = max(m.cost_sq_usd - n * mean * mean, 0.0) / (n - 1)
-    return normal_interval(mean, math.sqrt(variance / n), confidence, clip=(0.0, math.inf))
-
-
 def _reading(metric: str, m: Measures, source: SuccessSource, confidence: float = 0.95) -> Reading:
     """The metric over one window; ``low`` / ``high``: its interval at ``confidence``."""
     if metric in (AlertMetric.THUMBS_DOWN, AlertMetric.ERROR_RATE):
@@ -236,8 +224,7 @@ def _reading(metric: str, m: Measures, source: SuccessSource, confidence: float 
         value, count = figures["cost_per_success_usd"], int(round(figures["successes"] or 0))
         if value is None:
             return Reading(None, count)
-        # Cost per success = (cost per trace) / (success rate): both are estimates, combined on the log scale.
-        ratio = mover_ratio(_cost_per_trace(m, confidence), source.estimate(m, confidence).interval)
+        ratio = cost_per_success(m, source, confidence)
         return Reading(value, count, ratio.low, ratio.high)
     if metric == AlertMetric.P95_LATENCY:
         return Reading(quantile(m.latency_sketch, 0.95) if m.latency_count else None, m.latency_count)

@@ -398,8 +398,26 @@ def likely_causes(feature_keys: list[str], *, first_day: date, last_day: date) -
         .order_by("feature_id", "-day")
         .distinct("feature_id")
     )
-    causes = {snapshot.feature.key: top_cause(snapshot.result) for snapshot in snapshots}
-    return {key: cause for key, cause in causes.items() if cause is not None}
+    found: dict[str, dict[str, Any]] = {}
+    for snapshot in snapshots:
+        cause = top_cause(snapshot.result)
+        if cause is not None:
+            # Which days the snapshot compared: the cause is its own, whatever window the page shows.
+            found[snapshot.feature.key] = {**cause, **_days_compared(snapshot.result)}
+    return found
+
+
+def _days_compared(result: dict[str, Any]) -> dict[str, str]:
+    """A snapshot's windows as "11-27 to 12-03" (whole days, the last one included)."""
+
+    def days(window: dict[str, str] | None) -> str:
+        if not window:
+            return ""
+        since = datetime.fromisoformat(window["since"])
+        last = datetime.fromisoformat(window["until"]) - timedelta(days=1)
+        return f"{since:%m-%d} to {last:%m-%d}"
+
+    return {"current_days": days(result.get("current")), "baseline_days": days(result.get("baseline"))}
 
 
 def _worse_z(base: float, cur: float, n0: float, n1: float, sign: int) -> float:

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from evaluation.models import AlertRule
+from evaluation.reports.figures import cost_per_trace
 from evaluation.reports.measures import JudgedSums, Measures
 from evaluation.reports.success import CalibratedJudgeSource, ThumbsSource
-from evaluation.services.alerts import DEFAULT_RULES, _cost_per_trace, rule_verdict
+from evaluation.services.alerts import DEFAULT_RULES, rule_verdict
 from evaluation.stats.intervals import z_value
 
 SEGMENTS = 12
@@ -88,7 +89,7 @@ def test_a_windows_cost_per_trace_is_a_mean_with_its_sampling_interval() -> None
     costs = rng.lognormal(-6.0, 0.8, 90)
     m = Measures(traces=100, cost_usd=float(costs.sum()), costed_traces=90, cost_sq_usd=float((costs**2).sum()))
     every = np.concatenate([costs, np.zeros(10)])  # a trace without a cost counts 0, as in cost per success
-    got = _cost_per_trace(m, 0.99)
+    got = cost_per_trace(m, 0.99)
     half = z_value(0.99) * every.std(ddof=1) / math.sqrt(100)
     assert got.value == pytest.approx(every.mean())
     assert (got.low, got.high) == (pytest.approx(every.mean() - half), pytest.approx(every.mean() + half))

@@ -253,6 +253,8 @@ def test_the_overview_points_a_drop_at_its_likely_cause(db: None, org_a) -> None
     page = client.get(org_a.url(""), {"since": "2025-06-01", "until": "2025-07-01"}).content.decode()
     assert 'data-testid="likely-cause"' in page
     assert f'href="/o/{org_a.organization.slug}/drift/{key}/">metadata.auth=sso × prompt_version=v2</a>' in page
+    # Whatever window the page shows, the cause is the snapshot's, and says which days it compared.
+    assert "(drift: 06-23 to 06-29 against 06-02 to 06-15)" in page
     # A snapshot outside the window says nothing about it.
     earlier = client.get(org_a.url(""), {"since": "2025-05-01", "until": "2025-06-20"}).content.decode()
     assert 'data-testid="likely-cause"' not in earlier
