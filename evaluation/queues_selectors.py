@@ -173,10 +173,27 @@ class ItemView:
     feedback_rows: list[tuple[FeedbackEvent, list[tuple[str, str]] | None]] = field(default_factory=list)
 
     @property
+    def about(self) -> list[tuple[str, str]]:
+        """Who the answer was for: the customer and the app's own metadata (auth=sso, plan, region...), short
+        values only; an answer can be right for one kind of user and wrong for another."""
+        if self.trace is None:
+            return []
+        rows = [("customer", self.trace.customer_id)] if self.trace.customer_id else []
+        for key, value in sorted((self.trace.metadata or {}).items()):
+            if key in CONTEXT_KEYS or key.startswith(("candor_", "otel_")) or isinstance(value, dict | list):
+                continue
+            text = str(value)
+            if len(text) <= 80:
+                rows.append((str(key), text))
+        return rows[:MAX_ABOUT]
+
+    @property
     def span_rows(self) -> list[tuple[Span, float | None]]:
         return [(s, (s.end - s.start).total_seconds() * 1000 if s.start and s.end else None) for s in self.spans]
 
 
+# How many of a trace's metadata entries a reviewer sees beside it.
+MAX_ABOUT = 12
 # Metadata keys that carry the retrieved context a reviewer should see (as the judges read it).
 CONTEXT_KEYS = ("context", "retrieved_context", "documents")
 

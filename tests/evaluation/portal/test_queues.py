@@ -240,3 +240,18 @@ def test_another_organization_s_queues_are_404(db: None, org_a: Org, org_b: Org)
     with in_tenant(org_a):
         slot.refresh_from_db()
         assert (slot.status, slot.reserved_by) == ("open", org_a.owner.email)
+
+
+def test_a_reviewer_sees_who_the_answer_was_for(db: None, org_a: Org) -> None:
+    """The demo's reviewers skipped SSO traces: "cannot tell without the customer's SSO settings". The
+    trace's customer and metadata are shown beside it (long values and Candor's own keys are not)."""
+    reviewer, _ = _member(org_a, Role.REVIEWER)
+    metadata = {"auth": "sso", "plan": "enterprise", "otel_trace_id": "ab" * 16, "notes": "x" * 200}
+    with in_tenant(org_a):
+        ids = make_traces(1, customer_id="cus_initech", metadata=metadata)
+        rubric, _ = rubric_version_create(name=unique("rubric"), scale="binary", description="Correct?")
+        queue = queue_create(name=unique("queue"), rubric=rubric, design="manual", budget=1)
+        queue_item_add(queue=queue, trace_id=ids[0])
+    html = reviewer.get(org_a.url(f"queues/{queue.id}/label/")).content.decode()
+    about = html.split('data-testid="lab-about">')[1].split("</div>")[0]
+    assert re.findall(r'title="[^"]+">([^<]+)</span>', about) == ["customer=cus_initech", "auth=sso", "plan=enterprise"]
