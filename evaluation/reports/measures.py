@@ -102,6 +102,23 @@ class Measures:
                 setattr(self, f.name, mine + theirs)
         return self
 
+    def without(self, part: Measures) -> Measures:
+        """A new Measures: these counts less ``part``'s (a group's counts without one of its members)."""
+        out = Measures()
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(part, f.name)
+            if isinstance(mine, JudgedSums):
+                out.judged = JudgedSums(
+                    **{g.name: getattr(mine, g.name) - getattr(theirs, g.name) for g in fields(mine)}
+                )
+            elif isinstance(mine, dict):
+                setattr(
+                    out, f.name, {key: mine.get(key, 0) - theirs.get(key, 0) for key in mine.keys() | theirs.keys()}
+                )
+            else:
+                setattr(out, f.name, mine - theirs)
+        return out
+
     @classmethod
     def from_row(cls, values: Sequence[Any]) -> Measures:
         """From the MEASURES columns of a rollup row or of feedback.rollups.measures_query."""

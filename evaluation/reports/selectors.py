@@ -566,13 +566,14 @@ def report_csv_rows(report: dict[str, Any]) -> list[list[Any]]:
 
 
 def customers_report(*, window: Window, limit: int = 50) -> dict[str, Any]:
-    """Per end-customer over all features: spend, traces, successes (each feature's success from its
-    own source, as successes = rate x traces), cost per success; and daily spend spikes (> 3 sigma
-    above the customer's trailing 28 days) on the window's last 7 days."""
+    """Per end-customer over all features: spend and traces, and each feature's success for the customer
+    (from that feature's own source, with its interval; features' success rates do not add up, so none is
+    summed across them), flagged when clearly below the feature's rate over its other customers; and daily
+    spend spikes (> 3 sigma above the customer's trailing 28 days) on the window's last 7 days."""
     from evaluation.reports.spikes import spend_spikes
 
     customers: dict[str | None, dict[str, Any]] = {}
-    sources: set[str] = set()
+    features: list[tuple[str, dict[str | None, Measures], Measures, SuccessSource]] = []
     for feature in Feature.objects.order_by("key"):
         # One SQL sum per feature over its rollups (and the calibrated judge's sums when it has a
         # gating one), so each feature's success comes from the same source as its own report.
@@ -580,21 +581,37 @@ def customers_report(*, window: Window, limit: int = 50) -> dict[str, Any]:
         if not parts:
             continue
         by_customer = {key[0]: m for key, m in parts.items()}
-        source = success_source_for(total(by_customer))
-        sources.add(source.name)
+        whole = total(by_customer)
+        features.append((feature.key, by_customer, whole, success_source_for(whole)))
         for customer, m in by_customer.items():
-            c = customers.setdefault(customer, {"customer_id": customer, "traces": 0, "cost_usd": 0.0,
-                                                "successes": 0.0, "features": []})  # fmt: skip
+            c = customers.setdefault(customer, {"customer_id": customer, "traces": 0, "cost_usd": 0.0})
             c["traces"] += m.traces
             c["cost_usd"] += m.cost_usd
-            rate = source.estimate(m).interval.value
-            if rate is not None:
-                c["successes"] += m.outcome_traces if source.name == "outcomes" else rate * m.traces
-            c["features"].append(feature.key)
-    for c in customers.values():
-        c["cost_per_success_usd"] = c["cost_usd"] / c["successes"] if c["successes"] else None
-        c["features"] = sorted(set(c["features"]))
     top = sorted(customers.values(), key=lambda c: -c["cost_usd"])[:limit]
+    # Each shown customer's success in each feature against the same feature's other customers,
+    # Bonferroni-corrected over the comparisons made: "below" only when clearly so.
+    cells = [
+        (c, key, by_customer[c["customer_id"]], whole, source)
+        for c in top
+        for key, by_customer, whole, source in features
+        if c["customer_id"] in by_customer
+    ]
+    confidence = 1 - 0.05 / max(len(cells), 1)
+    for c in top:
+        c["quality"], c["below"] = [], 0
+    for c, key, m, whole, source in cells:
+        rest = whole.without(m)
+        gap = mover_difference(source.estimate(m, confidence).interval, source.estimate(rest, confidence).interval)
+        below = gap.high is not None and gap.high < 0
+        c["quality"].append({"feature": key, "traces": m.traces, "source": source.name, "below": below,
+                             "success": source.estimate(m).interval.as_dict(),
+                             "others": source.estimate(rest).interval.value})  # fmt: skip
+        c["below"] += below
+    # One cell per feature, in the features' order (None where the customer has no traces), for a table.
+    order = [key for key, *_ in features]
+    for c in top:
+        by_feature = {cell["feature"]: cell for cell in c["quality"]}
+        c["quality"] = [by_feature.get(key) for key in order]
     # Spikes: daily spend over the window's last 7 days against the 28 days before each.
     spend_since = window.last_day - timedelta(days=7 + 28)
     daily: dict[str, dict[date, float]] = {}
@@ -610,7 +627,8 @@ def customers_report(*, window: Window, limit: int = 50) -> dict[str, Any]:
         "window": window.as_dict(),
         "customers": top,
         "customers_total": len(customers),
-        "success_sources": sorted(sources),
+        "features": [{"key": key, "source": source.name} for key, _, _, source in features],
+        "success_sources": sorted({source.name for *_, source in features}),
         "spikes": [
             {
                 "customer_id": s.customer_id or None,
