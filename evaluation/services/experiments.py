@@ -373,9 +373,18 @@ def experiment_results(experiment: Experiment, *, now: datetime | None = None, s
                 guardrails=_guardrails(experiment, arm, figures, per_arm),
             )
         arms_out.append(row)
-    by_segment = _segments(experiment, window, source, metric) if segments else None
     planned = _plan(experiment, readings, alpha_each)
     verdict = _verdict(experiment, per_arm, readings, tests, srm, arms_out, planned, window, source, now)
+    # A winner whose lift is unlike itself in some segment (a prompt that fails one kind of user) ships with
+    # that said beside the verdict, wherever the verdict is shown (the list and the digest read no segments).
+    by_segment = _segments(experiment, window, source, metric) if segments or verdict["decision"] == "ship" else None
+    if by_segment is not None and verdict["decision"] == "ship":
+        flagged = [d for d in by_segment["differs"] if d["arm"] == verdict["arm"]]
+        verdict["segments_differ"] = flagged
+        if flagged:
+            verdict["reason"] += "; but its lift is unlike itself in " + "; ".join(
+                f"{d['segment']} ({d['lift']:+.3f} against {d['rest']:+.3f} over the rest)" for d in flagged
+            )
     return {
         "key": experiment.key,
         "name": experiment.name or experiment.key,
@@ -415,7 +424,7 @@ def experiment_results(experiment: Experiment, *, now: datetime | None = None, s
         },
         "plan": planned,
         "verdict": verdict,
-        "segments": by_segment,
+        "segments": by_segment if segments else None,
     }
 
 
@@ -600,10 +609,28 @@ def _verdict(
     if winners:
         name, test = max(winners, key=lambda item: (item[1].difference or 0) * sign)
         ci = test.interval
+        rails = next(row["guardrails"] for row in arms_out if row["name"] == name)
+        said = []
+        for status, words in (
+            ("ok", "{} holding"),
+            ("not_applicable", "{} not applying"),
+            ("waiting", "{} not measurable yet"),
+        ):
+            these = [g for g in rails if g["status"] == status]
+            if these:
+                named = " and ".join(str(GUARDRAIL_METRICS[g["metric"]]) for g in these)
+                said.append(words.format(named) + (f" ({these[0]['note']})" if status != "ok" else ""))
+        held = "guardrails: " + "; ".join(said) if said else "no guardrails set"
+        early = ""
+        if planned and planned["so_far_per_arm"] < planned["per_arm"]:
+            early = (
+                f"; called at {planned['so_far_per_arm']:,} per arm, before the planner's ~{planned['per_arm']:,}: "
+                "the sequential test stays valid at any stopping point, and the effect is larger than planned for"
+            )
         return say(
             "ship",
             f"{name} beats {experiment.control} on {metric_label} by {_pct(test.difference)} "
-            f"(always-valid 95% interval {_pct(ci.low)} to {_pct(ci.high)}); guardrails hold",
+            f"(always-valid 95% interval {_pct(ci.low)} to {_pct(ci.high)}); {held}{early}",
             name,
         )
     if losers and len(losers) == len(tests):
@@ -641,6 +668,10 @@ def _verdict(
             f"~{planned['per_arm']:,} per arm the planner asks for to detect {experiment.mde:g}{more}",
         )
     return say("keep_running", "no significant difference yet")
+
+
+# How a shipping verdict names its guardrails, by status (a breached one stops the experiment instead).
+RAIL_WORDS = (("ok", "{} holding"), ("not_applicable", "{} not applying"), ("waiting", "{} not measurable yet"))
 
 
 def srm_text(per_arm: dict[str, Measures]) -> str:

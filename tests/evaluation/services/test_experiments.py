@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from evaluation.services.experiments import ExperimentError, experiment_create, experiment_results, experiment_stop
+from evaluation.services.experiments import (
+    ExperimentError,
+    experiment_create,
+    experiment_results,
+    experiment_stop,
+    experiments_list,
+)
 from tests.evaluation.experiments_seed import ingest, new_feature, traffic
 from tests.fixtures.organizations import in_tenant
 
@@ -82,6 +88,11 @@ def test_holdback_experiment_ships_ai_with_intervals_and_names_its_source(db: No
     assert cost["status"] == "not_applicable"  # the holdback has no AI cost to compare with
     assert r["verdict"]["decision"] == "ship" and r["verdict"]["arm"] == "ai"
     assert "conversion" in r["verdict"]["metric_source"] and "always-valid" in r["verdict"]["reason"]
+    # It names which guardrails hold and which do not apply against a holdback (it said "guardrails hold").
+    reason = r["verdict"]["reason"]
+    assert (
+        "; guardrails: fallback rate holding; cost per success and p95 latency not applying (the control is" in reason
+    )
     assert r["sequential_test"]["looks"] == 10 and "Johari" in r["sequential_test"]["reference"]
 
 
@@ -345,3 +356,9 @@ def test_the_segment_breakdown_finds_the_users_an_arm_fails_against_scipy(db: No
     assert sso["differs"] and not password["differs"]
     assert [(d["segment"], d["arm"]) for d in segments["differs"]] == [("metadata.auth=sso", "ai")]
     assert r["verdict"]["decision"] == "ship"  # overall the AI wins: the breakdown is where SSO shows
+    # ... and the verdict says so, in the list and the digest too (they read no breakdown).
+    with in_tenant(org_a):
+        listed = next(e for e in experiments_list(now=NOW) if e["key"] == "seg")
+    for verdict in (r["verdict"], listed["verdict"]):
+        assert f"but its lift is unlike itself in metadata.auth=sso ({sso['value']:+.3f} against" in verdict["reason"]
+        assert [d["segment"] for d in verdict["segments_differ"]] == ["metadata.auth=sso"]
