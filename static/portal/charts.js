@@ -35,16 +35,35 @@
     }] } };
   }
 
-  function chart(el, title, metric, days, series, markers, width, height) {
+  // A day with fewer traces of a version than this is left out of its line (the table lists it): a first
+  // day's handful of traces would draw a spike no interval backs.
+  var MIN_TRACES = 20;
+  function value(p, metric) { return p && p.traces >= MIN_TRACES && p[metric] !== undefined ? p[metric] : null; }
+  function hasData(series, metric) {
+    return series.versions.some(function (v) { return series.points[v].some(function (p) { return value(p, metric) !== null; }); });
+  }
+  // One y range for small multiples, so that segments compare at a glance.
+  function sharedRange(all, metric) {
+    var lo = Infinity, hi = -Infinity;
+    all.forEach(function (s) { s.versions.forEach(function (v) { s.points[v].forEach(function (p) {
+      var x = value(p, metric); if (x !== null) { lo = Math.min(lo, x); hi = Math.max(hi, x); }
+    }); }); });
+    if (lo === Infinity) return null;
+    var pad = (hi - lo) * 0.08 || Math.abs(hi) * 0.1 || 1;
+    return [Math.max(0, lo - pad), hi + pad];
+  }
+
+  function chart(el, title, metric, days, series, markers, width, height, range) {
     var data = [days.map(epoch)];
     var opts = {
       title: title, width: width, height: height, plugins: [markerPlugin(markers || [])],
-      scales: { x: { time: true } },
+      scales: range ? { x: { time: true }, y: { range: range } } : { x: { time: true } },
+      legend: { live: false },
       axes: [{}, { values: function (u, vals) { return vals.map(function (v) { return fmt(metric, v); }); }, size: 70 }],
       series: [{}]
     };
     series.versions.forEach(function (version) {
-      data.push(series.points[version].map(function (p) { return p ? p[metric] : null; }));
+      data.push(series.points[version].map(function (p) { return value(p, metric); }));
       opts.series.push({ label: version, stroke: colorOf(version), width: 2, spanGaps: false,
         points: { show: true, size: 4 }, value: function (u, v) { return fmt(metric, v); } });
     });
@@ -88,9 +107,18 @@
     function drawSegments() {
       segs.innerHTML = "";
       var sw = Math.max(260, Math.floor((segs.clientWidth - 72) / 3));
+      var range = sharedRange(data.segments, pick.value);
+      var empty = [];
       data.segments.forEach(function (s) {
-        chart(segs, (s.segment === null ? "(none)" : s.segment) + " · " + c.metrics[pick.value], pick.value, c.days, s, c.markers, sw, 200);
+        var name = s.segment === null ? "(none)" : s.segment;
+        if (!hasData(s, pick.value)) { empty.push(name); return; }
+        chart(segs, name + " · " + c.metrics[pick.value], pick.value, c.days, s, c.markers, sw, 200, range);
       });
+      if (empty.length) {
+        var note = document.createElement("p"); note.className = "muted small";
+        note.textContent = "No day with " + MIN_TRACES + " or more traces: " + empty.join(", ") + " (see the table).";
+        segs.appendChild(note);
+      }
     }
     pick.addEventListener("change", drawSegments);
     drawSegments();
