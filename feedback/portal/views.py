@@ -18,6 +18,9 @@ from feedback.selectors import (
     trace_page,
 )
 
+# The explorer's fields as its form names them.
+FILTER_LABELS = {"since": "From", "until": "Until", "customer_id": "Customer", "metadata": "Metadata"}
+
 
 def trace_list(request: HttpRequest) -> HttpResponse:
     error = None
@@ -28,7 +31,9 @@ def trace_list(request: HttpRequest) -> HttpResponse:
             raise FilterError("until", "the window must end after it starts (until after since)")
         page = trace_page(filters, request.GET.get("cursor", ""))
     except FilterError as exc:
-        filters, page, error = TraceFilters(), trace_page(TraceFilters()), exc.message + f" ({exc.field})"
+        label = FILTER_LABELS.get(exc.field, exc.field.replace("_", " ").capitalize())
+        filters, page = TraceFilters(), trace_page(TraceFilters())
+        error = f"Filters not applied (showing every trace). {label}: {exc.message}."
     query = request.GET.copy()
     query.pop("cursor", None)
     metadata_filter = next(iter(filters.metadata.items()), ("", ""))
