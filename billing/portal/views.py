@@ -32,7 +32,7 @@ from billing.selectors import (
 from billing.services.accounts import account_get, cap_set, checkout_start, notify_webhook_set, portal_start
 from billing.services.budgets import budget_delete, budget_set
 from billing.services.shared import utc_now
-from evaluation.reports.selectors import overview, window_from
+from evaluation.reports.selectors import ReportError, overview, window_from
 from tenants.access import Role, org_url, role_required
 
 
@@ -207,9 +207,15 @@ def budget_remove(request: HttpRequest, budget_id: int) -> HttpResponse:
 
 @role_required(Role.VIEWER)
 def features(request: HttpRequest) -> HttpResponse:
-    window = window_from(since=(utc_now() - timedelta(days=29)).date().isoformat())
+    """The last 30 days, or ?since=&until= (a bad window: the last 30 days, and a message saying why)."""
+    default = (utc_now() - timedelta(days=29)).date().isoformat()
+    error = ""
+    try:
+        window = window_from(since=request.GET.get("since", "") or default, until=request.GET.get("until", ""))
+    except ReportError as exc:
+        window, error = window_from(since=default), f"{exc.field}: {exc.message}"
     return TemplateResponse(request, "billing/features.html", {
-        "nav": "spend", "window": window, "features": overview(window=window),
+        "nav": "spend", "window": window, "features": overview(window=window), "error": error,
     })  # fmt: skip
 
 
