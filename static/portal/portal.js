@@ -19,3 +19,9 @@ document.addEventListener("input", (event) => {
   if (key) value.name = "metadata." + key;
   else value.removeAttribute("name");
 });
+
+// Forms whose action is hard to undo ask first (data-confirm="the question").
+document.addEventListener("submit", (event) => {
+  const question = event.target.dataset.confirm;
+  if (question && !window.confirm(question)) event.preventDefault();
+});
