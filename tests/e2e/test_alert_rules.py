@@ -22,7 +22,12 @@ def test_disabling_a_rule_asks_first(committed_db: None, live: Any, context: Any
         log_in(page, live.url, org_a.owner.email)
         page.goto(f"{live.url}{org_a.url('alerts/')}")
         button = page.locator(f"form[action$='/alerts/rules/{rule.id}/toggle'] button")
-        page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+
+        def dismiss(dialog: Any) -> None:
+            asked.append(dialog.message)
+            dialog.dismiss()
+
+        page.once("dialog", dismiss)
         button.click()
         page.wait_for_timeout(200)
         with in_tenant(org_a):
