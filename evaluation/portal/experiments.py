@@ -15,6 +15,7 @@ from django.urls import URLPattern, path
 from django.views.decorators.http import require_POST
 
 from evaluation.models import AlertMetric, AlertRule, Experiment, NotificationChannel, PrimaryMetric
+from evaluation.reports.calibrated import gating_calibration
 from evaluation.reports.selectors import ReportError, feature_get, features_list
 from evaluation.services import alerts as alert_services
 from evaluation.services import drift as drift_services
@@ -190,6 +191,8 @@ def drift_page(request: HttpRequest, key: str) -> HttpResponse:
             "baseline": baseline,
             "current": current,
             "as_of": as_of,
+            # The feature's reports read success from a gating judge when one exists; drift cannot (per trace).
+            "report_source": "calibrated judge" if gating_calibration(feature) is not None else None,
         },
     )
 
