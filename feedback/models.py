@@ -327,7 +327,8 @@ class VersionRollup(RollupMeasures):
 
 
 class SegmentRollup(RollupMeasures):
-    """Per day x feature x prompt version x declared metadata key x its value (null: key absent).
+    """Per day x feature x prompt version x experiment arm (variant) x declared metadata key x its value
+    (null: key absent). The variant lets an experiment break its arms down by segment from here.
 
     Recomputed with the DailyRollup partition of the same (day, feature).
     """
@@ -335,6 +336,7 @@ class SegmentRollup(RollupMeasures):
     day = models.DateField()
     feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="segment_rollups")
     prompt_version = models.ForeignKey(PromptVersion, on_delete=models.CASCADE, null=True, related_name="+")
+    variant = models.CharField(max_length=200, blank=True, default="")
     key = models.CharField(max_length=200)
     value = models.TextField(null=True)
 
@@ -342,7 +344,7 @@ class SegmentRollup(RollupMeasures):
         indexes = [models.Index(fields=["feature", "key", "day"])]
         constraints = [
             models.UniqueConstraint(
-                fields=["day", "feature", "prompt_version", "key", "value"],
+                fields=["day", "feature", "prompt_version", "variant", "key", "value"],
                 name="segment_rollup_key",
                 nulls_distinct=False,
             )

@@ -196,10 +196,10 @@ SELECT %(day)s, %(feature)s, m.* , now() FROM ({
 
 # One row per trace and declared key: a trace without the key counts under value NULL.
 _RECOMPUTE_SEGMENTS = f"""
-INSERT INTO feedback_segmentrollup (day, feature_id, prompt_version_id, key, value, {_COLUMNS}, computed_at)
+INSERT INTO feedback_segmentrollup (day, feature_id, prompt_version_id, variant, key, value, {_COLUMNS}, computed_at)
 SELECT %(day)s, %(feature)s, m.*, now() FROM ({
     measures_query(
-        dims=["t.prompt_version_id", "seg.key", "t.metadata ->> seg.key"],
+        dims=["t.prompt_version_id", "t.variant", "seg.key", "t.metadata ->> seg.key"],
         traces_from=_PARTITION_TRACES.replace(
             "FROM feedback_trace t", "FROM feedback_trace t CROSS JOIN unnest(%(keys)s::text[]) AS seg(key)"
         ),

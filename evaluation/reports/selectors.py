@@ -173,8 +173,7 @@ def measures_by(
     segment = "metadata" in dims
     declared = metadata_key in (feature.segment_keys or []) and not _segments_pending(feature, window)
     n = len(dims)
-    # Segment rollups keep no variant: a segment by arm is read from the traces.
-    if window.whole_days and (not segment or (declared and "variant" not in dims)):
+    if window.whole_days and (not segment or declared):
         params: dict[str, Any] = {"feature": feature.id, "d0": window.first_day, "d1": window.last_day,
                                   "mkey": metadata_key}  # fmt: skip
         where = "r.feature_id = %(feature)s AND r.day BETWEEN %(d0)s AND %(d1)s"

@@ -277,3 +277,40 @@ def test_version_rollup_is_the_daily_rows_summed_over_customers(db: None, org_a)
         after = summed()
         assert sum(m["thumbs_down"] for m in after.values()) == sum(m["thumbs_down"] for m in want.values()) + 1
         same(stored(), after)
+
+
+def test_segment_rollups_by_experiment_arm_equal_the_raw_rows(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """An experiment's arms by segment are read from the segment rollups (they kept no arm, and each page
+    view read the traces): the same figures as the raw rows."""
+    from datetime import UTC, datetime, timedelta
+
+    from evaluation.reports.selectors import Window, measures_by
+
+    feature = unique("feat")
+    traces = [
+        {"trace_id": f"{feature}-{i}", "feature": feature, "prompt_version": "v1", "variant": ("ai", "holdback")[i % 2],
+         "metadata": {"auth": ("sso", "password", "password")[i % 3]}, "cost_usd": 0.001 * i,
+         "started_at": f"2025-04-01T{i % 24:02d}:{i % 60:02d}:00Z"}
+        for i in range(60)
+    ]  # fmt: skip
+    _post_traces(org_a, traces)
+    _post_feedback(org_a, [ev(f"{feature}-{i}", "thumb", (-1) ** i) for i in range(0, 60, 4)])
+    with in_tenant(org_a):
+        model = Feature.objects.get(key=feature)
+        model.segment_keys = ["auth"]
+        model.save(update_fields=["segment_keys"])
+        RollupDirty.objects.get_or_create(day=date(2025, 4, 1), feature=model)
+        rollups_refresh()
+        day = datetime(2025, 4, 1, tzinfo=UTC)
+        dims = ("metadata", "variant")
+        rolled, via = measures_by(
+            feature=model, window=Window(day, day + timedelta(days=1)), dims=dims, metadata_key="auth"
+        )
+        raw, raw_via = measures_by(feature=model, window=Window(day, day + timedelta(hours=23, minutes=59)), dims=dims,
+                                   metadata_key="auth")  # fmt: skip
+    assert (via, raw_via) == ("rollups", "raw")
+    assert set(rolled) == {("sso", "ai"), ("sso", "holdback"), ("password", "ai"), ("password", "holdback")}
+    for key, m in rolled.items():
+        other = raw[key]
+        assert (m.traces, m.thumbs_up, m.thumbs_down) == (other.traces, other.thumbs_up, other.thumbs_down), key
+        assert m.cost_usd == pytest.approx(other.cost_usd) and m.cost_sq_usd == pytest.approx(other.cost_sq_usd)
