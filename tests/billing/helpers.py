@@ -27,9 +27,10 @@ def send_traces(org: Org, traces: list[dict[str, Any]]) -> services.IngestResult
 def spend_traces(customer_id: str, costs: list[str], *, feature: str = "support-copilot", model: str = "gpt-4o-mini",
                  prefix: str | None = None, **extra: Any) -> list[dict[str, Any]]:  # fmt: skip
     prefix = prefix or unique("sp")
+    started_at = extra.pop("started_at", None) or today_noon()  # every trace's (it was popped for the first only)
     return [
         {"trace_id": f"{prefix}-{i}", "feature": feature, "model": model, "customer_id": customer_id,
-         "cost_usd": float(cost), "started_at": extra.pop("started_at", None) or today_noon(), **extra}
+         "cost_usd": float(cost), "started_at": started_at, **extra}
         for i, cost in enumerate(costs)
     ]  # fmt: skip
 

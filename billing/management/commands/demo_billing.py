@@ -11,16 +11,28 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, transaction
 
-from billing.models import CustomerBudget, UsageLedger
+from billing.models import CustomerBudget
 from billing.selectors import budget_check, customers_spend
 from billing.services.accounts import account_get, cap_set, plan_set
 from billing.services.budgets import budget_set
-from billing.services.ledger import ledger_days, ledger_refresh
+from billing.services.ledger import ledger_refresh
 from billing.services.shared import month_start, organization_schema, utc_now
 from feedback.services.spend import spend_counters_rebuild
 from tenants.selectors import organization_find
 
 FALLBACK_MODEL = "gpt-4o-mini"
+
+
+_USAGE_AS_IF_LIVE = """
+DELETE FROM feedback_usagecounter;
+INSERT INTO feedback_usagecounter (day, kind, quantity)
+SELECT (received_at AT TIME ZONE 'UTC')::date, 'traces', count(*) FROM (
+    SELECT LEAST(COALESCE(started_at, received_at), received_at) AS received_at FROM feedback_trace
+) t GROUP BY 1;
+INSERT INTO feedback_usagecounter (day, kind, quantity)
+SELECT (LEAST(occurred_at, received_at) AT TIME ZONE 'UTC')::date, 'feedback', count(*) FROM feedback_feedbackevent
+GROUP BY 1;
+"""
 
 
 class Command(BaseCommand):
@@ -40,14 +52,14 @@ class Command(BaseCommand):
             if not counted:  # traces loaded before the counters existed
                 spend_counters_rebuild(cursor.cursor)
         plan_set(organization=organization, plan="team")
-        # The ledger of the month's earlier days (demo traffic); yesterday and today are counted for real.
-        for offset in range((today - month_start(today)).days - 1):
-            day = month_start(today) + timedelta(days=offset)
-            for meter, quantity in (("events", 38_000 + 900 * offset), ("judge_runs", 1_400 + 35 * offset)):
-                UsageLedger.objects.update_or_create(
-                    organization=organization, meter=meter, day=day, defaults={"quantity": quantity}
-                )
-        ledger_refresh(organization=organization, days=ledger_days(today))
+        # A month of demo traffic was loaded at once: its usage is counted as if received when it happened
+        # (each trace on its day, each feedback event on its own), so the ledger, the bill to date and its
+        # projection read like a live organization's, not like a month booked on one day.
+        with organization_schema(organization), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(_USAGE_AS_IF_LIVE)
+        month = month_start(today)
+        month_days = [month + timedelta(days=i) for i in range((today - month).days + 1)]
+        ledger_refresh(organization=organization, days=month_days)
         account = account_get(organization=organization)
         if account.monthly_cap_usd is None:
             cap_set(organization=organization, cap_usd="250")
