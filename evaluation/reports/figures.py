@@ -13,7 +13,7 @@ from typing import Any
 
 from evaluation.reports.measures import Measures
 from evaluation.reports.success import SuccessSource
-from evaluation.stats import Interval, mover_ratio
+from evaluation.stats import Interval
 from evaluation.stats.intervals import DEFAULT_CONFIDENCE, normal_interval
 from feedback.enums import IMPLICIT_KINDS
 from feedback.sketch import quantile
@@ -34,9 +34,17 @@ def cost_per_trace(m: Measures, confidence: float = DEFAULT_CONFIDENCE) -> Inter
 
 
 def cost_per_success(m: Measures, source: SuccessSource, confidence: float = DEFAULT_CONFIDENCE) -> Interval:
-    """Cost per success with its interval: (cost per trace) / (success rate), both estimates, combined on the
-    log scale (MOVER). Its value is group_figures' cost_per_success_usd."""
-    return mover_ratio(cost_per_trace(m, confidence), source.estimate(m, confidence).interval)
+    """Cost per success with its interval: (cost per trace) / (success rate). The two come from the same
+    traces and may move together (failing traces that retry cost more), so their bounds are not combined as
+    if independent: each is taken at half the error (Bonferroni), low cost over high rate and high cost over
+    low rate, which holds whatever their correlation. Its value is group_figures' cost_per_success_usd."""
+    half = 1 - (1 - confidence) / 2
+    cost, rate = cost_per_trace(m, half), source.estimate(m, half).interval
+    if not (cost.value and rate.value and cost.value > 0 and rate.value > 0):
+        return Interval.undefined("cost per success needs a positive cost and success rate")
+    low = cost.low / rate.high if cost.low is not None and rate.high else None
+    high = cost.high / rate.low if cost.high is not None and rate.low else None
+    return Interval(cost.value / rate.value, low, high)
 
 
 def _share(part: float, whole: float) -> float | None:

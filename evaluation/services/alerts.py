@@ -245,6 +245,9 @@ class Verdict:
     # Where the current window ended, when not now: success from outcomes, read over traces old enough
     # for their outcomes to have come.
     until: datetime | None = None
+    # Where the current window may lie toward "no change" by the interval of the two windows' difference
+    # (see _reach): what the rule's "clearly" reads.
+    reach: float | None = None
 
 
 def rule_verdict(
@@ -277,32 +280,40 @@ def rule_verdict(
         )
     # The baseline at the current interval's confidence: the two are combined at one level.
     base_at = _reading(rule.metric, baseline, source, confidence) if segments > 1 else base
+    reach = _reach(rule, cur, base_at)
     if rule.metric == AlertMetric.SUCCESS_HIGH:
         # Clearly below (1 - threshold) x the baseline: the difference's upper end under 0.
-        gap = mover_difference(_interval(cur), _interval(base_at), scale=1 - rule.threshold)
-        firing = gap.high is not None and gap.high < 0
-        return Verdict("firing" if firing else "quiet", "", cur, base, single, segments, until)
+        firing = reach is not None and reach < (1 - rule.threshold) * base.value
+        return Verdict("firing" if firing else "quiet", "", cur, base, single, segments, until, reach)
     if base.value <= 0:
-        return Verdict("waiting", "the baseline is 0: a relative rise is undefined", cur, base, single, segments, until)
-    firing = cur.value >= base.value * (1 + rule.threshold) and _clearly_above(rule, cur, base_at)
-    return Verdict("firing" if firing else "quiet", "", cur, base, single, segments, until)
+        reason = "the baseline is 0: a relative rise is undefined"
+        return Verdict("waiting", reason, cur, base, single, segments, until, reach)
+    # Past the threshold, and clearly above the baseline (a latency, with no interval: past it is enough).
+    clear = rule.metric == AlertMetric.P95_LATENCY or (reach is not None and reach > base.value)
+    firing = cur.value >= base.value * (1 + rule.threshold) and clear
+    return Verdict("firing" if firing else "quiet", "", cur, base, single, segments, until, reach)
 
 
 def _interval(reading: Reading) -> Interval:
     return Interval(reading.value, reading.low, reading.high)
 
 
-def _clearly_above(rule: AlertRule, cur: Reading, base: Reading) -> bool:
-    """Whether the current window is above the baseline beyond both windows' noise: the lower end of their
-    difference's interval above 0 (a share), of their ratio's above 1 (cost per success). A latency has no
-    interval: its rise past the threshold is taken as it is."""
-    if rule.metric == AlertMetric.P95_LATENCY:
-        return True
+def _reach(rule: AlertRule, cur: Reading, base: Reading) -> float | None:
+    """How far the current window may lie toward "no change", by the interval of the two windows' difference
+    (their ratio, for cost per success), as a level of the metric: a rise is clear when this is above the
+    baseline, a fall in success when it is below (1 - threshold) x the baseline. None without intervals
+    (a latency: its rise past the threshold is taken as it is)."""
+    if rule.metric == AlertMetric.P95_LATENCY or base.value is None:
+        return None
+    if rule.metric == AlertMetric.SUCCESS_HIGH:
+        floor = 1 - rule.threshold
+        high = mover_difference(_interval(cur), _interval(base), scale=floor).high
+        return None if high is None else floor * base.value + high
     if rule.metric == AlertMetric.COST_PER_SUCCESS:
         low = mover_ratio(_interval(cur), _interval(base)).low
-        return low is not None and low > 1
+        return None if low is None else base.value * low
     low = mover_difference(_interval(cur), _interval(base)).low
-    return low is not None and low > 0
+    return None if low is None else base.value + low
 
 
 def level_text(metric: str, value: float | None) -> str:
@@ -598,8 +609,7 @@ def _holding_message(rule: AlertRule, segment: str, v: Verdict, opened: float) -
     else:
         change = (cur.value or 0) / opened - 1 if opened else math.nan
         still = f"still {change:+.0%} versus the {level_text(metric, opened)} it opened against"
-    # Why the rule itself is quiet: the trailing baseline has moved, or this window is too noisy to say.
-    near = cur.high if success else cur.low
+    # Why the rule itself is quiet: the trailing baseline has moved, or the two windows are too noisy to say.
     trailing = f"its trailing {rule.baseline_days}-day level, now {level_text(metric, base.value)}"
     if success:
         why = f"not clearly below {1 - rule.threshold:.0%} of {trailing}"
@@ -607,10 +617,12 @@ def _holding_message(rule: AlertRule, segment: str, v: Verdict, opened: float) -
         why = f"not {rule.threshold:+.0%} over {trailing}"
     else:
         why = f"not clearly over {trailing}"
-    if near is not None:
-        reach = "up" if success else "down"
+    if v.reach is not None:
         widened = f", widened as it is read with {v.segments - 1} other segments at once" if v.segments > 1 else ""
-        why += f": this window's interval reaches {reach} to {level_text(metric, near)}{widened}"
+        why += (
+            f": by the interval of the two windows' difference, this window may be as {'high' if success else 'low'} "
+            f"as {level_text(metric, v.reach)}{widened}"
+        )
     return (
         f"{label} of {where} over {over} is {level_text(metric, cur.value)}, {still}: the alert stays open. "
         f"The rule itself does not fire: {why} ({cur.count} {COUNT_WORD[AlertMetric(metric)]})."

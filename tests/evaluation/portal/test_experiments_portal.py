@@ -227,7 +227,7 @@ def test_an_alert_rule_reads_as_a_sentence(owner_a: Client, org_a, seeded: dict)
         alert_rule_create(feature=Feature.objects.get(key=seeded["feature"]), name="success falls",
                           metric="success_high", threshold=0.1)  # fmt: skip
     alerts = html.unescape(owner_a.get(org_a.url("alerts/")).content.decode())
-    assert "Success more than 10% under its trailing 7-day level, clearly (beyond both windows' noise)" in alerts
+    assert "Success clearly more than 10% under its trailing 7-day level (beyond both windows' noise)" in alerts
     assert "upper bound" not in alerts
 
 

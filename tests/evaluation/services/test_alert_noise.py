@@ -118,3 +118,24 @@ def test_a_success_rule_tests_against_the_noisy_baseline() -> None:
     assert verdict.current.high is not None and verdict.baseline.value is not None
     assert verdict.current.high < 0.9 * verdict.baseline.value  # what fired it before
     assert verdict.state == "quiet"
+
+
+@pytest.mark.parametrize("failures_cost", [1.0, 3.0, 1 / 3])
+def test_cost_per_success_covers_whatever_cost_and_success_share(failures_cost: float) -> None:
+    """Cost and success come from the same traces: when failing traces cost 3x (retries), an interval that
+    took them as independent covered 91% at 95%; this one covers at least 95% either way."""
+    from evaluation.reports.figures import cost_per_success
+    from evaluation.reports.success import OutcomesSource
+
+    rng = np.random.default_rng(12)
+    n, p = 400, 0.4
+    covered = 0
+    for _ in range(2000):
+        success = rng.random(n) < p
+        costs = rng.lognormal(-6.0, 0.8, n) * np.where(success, 1.0, failures_cost)
+        m = Measures(traces=n, outcome_traces=int(success.sum()), outcomes=int(success.sum()),
+                     cost_usd=float(costs.sum()), costed_traces=n, cost_sq_usd=float((costs**2).sum()))  # fmt: skip
+        truth = math.exp(-6.0 + 0.32) * (p + (1 - p) * failures_cost) / p
+        interval = cost_per_success(m, OutcomesSource())
+        covered += interval.low is not None and interval.high is not None and interval.low <= truth <= interval.high
+    assert covered / 2000 >= 0.95

@@ -196,6 +196,7 @@ def test_a_lasting_regression_stays_open_after_the_baseline_takes_it_in_until_it
         assert held.holding == 1 and held.resolved == 0 and alert.state == "open"
         assert "it opened against: the alert stays open. The rule itself does not fire: " in alert.message
         assert "its trailing 7-day level, now" in alert.message
+        assert "by the interval of the two windows' difference, this window may be as " in alert.message
         # The opening reading is kept beside the latest.
         assert "trailing 7-day" in alert.opened_message and "it opened against" not in alert.opened_message
         recovered = alerts_evaluate(now=NOW + timedelta(hours=73), features=[feature])
