@@ -489,31 +489,36 @@ def _blank_day(series: dict[str, Any], days: list[str], day: str | None) -> None
         points[index] = None
 
 
-# How far outcome delays are read (the traces of a week, up to the day before) and how many at most.
-_DELAY_SAMPLE = 5000
+# Outcome delays are read over a week of traces that ended a day before (their outcomes have had a day:
+# the longest delay counted), an evenly spread sample of at most about this many.
+_DELAY_SAMPLE = 20_000
 MAX_OUTCOME_DELAY = timedelta(hours=24)
-_OUTCOME_DELAY = f"""
-SELECT percentile_disc(0.95) WITHIN GROUP (ORDER BY d) FROM (
-    SELECT o.occurred_at - t.started_at AS d
-    FROM feedback_trace t
-    CROSS JOIN LATERAL (
+_OUTCOME_DELAY = """
+SELECT percentile_disc(0.95) WITHIN GROUP (ORDER BY o.first - t.started_at)
+FROM feedback_trace t
+CROSS JOIN LATERAL (
+    SELECT min(occurred_at) AS first FROM (
         SELECT occurred_at FROM feedback_outcome WHERE trace_id = t.trace_id
         UNION ALL  -- tied by session only: through the trace it was attributed to
         SELECT occurred_at FROM feedback_outcome WHERE trace_id = '' AND attributed_trace_id = t.trace_id
-    ) o
-    WHERE t.feature_id = %(feature)s AND t.day BETWEEN %(d0)s AND %(d1)s
-    LIMIT {_DELAY_SAMPLE}
-) delays
+    ) tied
+) o
+WHERE t.feature_id = %(feature)s AND t.day BETWEEN %(d0)s AND %(d1)s AND t.id %% %(stride)s = 0
+  AND o.first IS NOT NULL AND t.started_at IS NOT NULL
 """
 
 
 def outcome_delay(*, feature: Feature, now: datetime) -> timedelta:
-    """How long the feature's outcomes take to arrive after their traces: the 95th percentile of the
-    delay, over the outcomes of a week of traces ending the day before (whole hours, at most a day; 0 when
-    there are none). Until then a trace's outcome may still come: a success rate read over traces younger
-    than this reads low."""
+    """How long the feature's outcomes take to arrive after their traces: the 95th percentile of each trace's
+    first outcome's delay, over the traces of the 7 days ending the day before yesterday (evenly sampled),
+    in whole hours, at most a day; 0 when there are none. Until then a trace's outcome may still come: a
+    success rate read over traces younger than this reads low."""
     day = now.astimezone(UTC).date()
-    params: dict[str, Any] = {"feature": feature.id, "d0": day - timedelta(days=8), "d1": day - timedelta(days=1)}
+    d0, d1 = day - timedelta(days=8), day - timedelta(days=2)
+    traces = DailyRollup.objects.filter(feature=feature, day__range=(d0, d1)).aggregate(n=Sum("traces"))["n"] or 0
+    if not traces:
+        return timedelta(0)
+    params: dict[str, Any] = {"feature": feature.id, "d0": d0, "d1": d1, "stride": max(1, traces // _DELAY_SAMPLE)}
     with connection.cursor() as cursor:
         cursor.execute(_OUTCOME_DELAY, params)
         found = cursor.fetchone()
@@ -739,7 +744,7 @@ def holdback_roi(
 # --- overview --------------------------------------------------------------------------------------
 
 
-def overview(*, window: Window) -> list[dict[str, Any]]:
+def overview(*, window: Window, now: datetime | None = None) -> list[dict[str, Any]]:
     """Every feature with traces in this or the previous window: the report's total for both windows,
     a daily sparkline of success and cost, and what needs attention (largest clear drop in success or
     rise in cost per success versus the previous window) first, then the busiest."""
@@ -774,18 +779,28 @@ def overview(*, window: Window) -> list[dict[str, Any]]:
         # the difference, of the ratio for cost per success); only clear moves rank a feature up.
         reasons: list[dict[str, Any]] = []
         attention = 0.0
-        s_now, s_before = figures["success"]["value"], earlier["success"]["value"]
+        # Success from outcomes: compared over the days whose outcomes have come (today's are still arriving
+        # and would read as a fall against a complete previous window).
+        compared, until = now_total, ""
+        if source.name == "outcomes":
+            at = now or datetime.now(UTC)
+            settled = (at - outcome_delay(feature=feature, now=at)).date()
+            complete = {d: m for d, m in cur.get(feature_id, {}).items() if date.fromisoformat(str(d)) < settled}
+            if complete and len(complete) < len(cur.get(feature_id, {})):
+                compared, until = total(complete), f" (to {max(map(str, complete))[5:]}; later outcomes still coming)"
+        now_figures = group_figures(compared, source=source, value_per_success_usd=vps) if until else figures
+        s_now, s_before = now_figures["success"]["value"], earlier["success"]["value"]
         if s_now is not None and s_before is not None and s_now < s_before:
-            gap = mover_difference(source.estimate(now_total).interval, source.estimate(before).interval)
+            gap = mover_difference(source.estimate(compared).interval, source.estimate(before).interval)
             clear = gap.high is not None and gap.high < 0
             attention = max(attention, (s_before - s_now) * 10 if clear else 0.0)  # 1 point ~ a 10% cost rise
-            reasons.append({"text": f"success {s_before:.1%} → {s_now:.1%}", "clear": clear})
-        c_now, c_before = figures["cost_per_success_usd"], earlier["cost_per_success_usd"]
+            reasons.append({"text": f"success {s_before:.1%} → {s_now:.1%}{until}", "clear": clear})
+        c_now, c_before = now_figures["cost_per_success_usd"], earlier["cost_per_success_usd"]
         if c_now is not None and c_before and c_now > c_before:
-            low = mover_ratio(cost_per_success(now_total, source), cost_per_success(before, source)).low
+            low = mover_ratio(cost_per_success(compared, source), cost_per_success(before, source)).low
             clear = low is not None and low > 1
             attention = max(attention, (c_now - c_before) / c_before if clear else 0.0)
-            reasons.append({"text": f"cost per success ${c_before:.4f} → ${c_now:.4f}", "clear": clear})
+            reasons.append({"text": f"cost per success ${c_before:.4f} → ${c_now:.4f}{until}", "clear": clear})
         daily = cur.get(feature_id, {})
         spark: list[dict[str, Any]] = []
         partial = _partial_day(days)

@@ -7,6 +7,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from evaluation.reports.selectors import Window, overview
+from feedback.models import Feature
 from tests.evaluation.experiments_seed import ingest, new_feature, traffic
 from tests.fixtures.organizations import in_tenant
 
@@ -39,3 +40,37 @@ def test_only_a_clear_fall_is_flagged_and_ranked_first(db: None, org_a) -> None:
     assert by_key[fell]["attention"] > 0
     success_moves = [r for r in by_key[wobbled]["reasons"] if r["text"].startswith("success")]
     assert [r["clear"] for r in success_moves] == [False] and by_key[wobbled]["attention"] == 0
+
+
+def test_success_from_late_outcomes_is_compared_over_the_days_they_have_come(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """Tickets resolve 4 to 12 h after their traces: at 18:00 today's traces have few outcomes yet, and the
+    week read to now looked clearly below the complete week before it."""
+    from evaluation.reports.measures import total
+    from evaluation.reports.selectors import measures_by
+    from evaluation.reports.success import OutcomesSource
+    from evaluation.stats import mover_difference
+
+    now = datetime(2025, 5, 10, 18, tzinfo=UTC)
+    rng = random.Random(8)
+    with in_tenant(org_a):
+        key = new_feature()
+        traces, _, outcomes = traffic(feature=key, start=now - timedelta(days=14), hours=24 * 14, count=28_000,
+                                      rng=rng, thumb_rate=0.0, success=lambda t: 0.4)  # fmt: skip
+        started = {t["trace_id"]: datetime.fromisoformat(t["started_at"]) for t in traces}
+        come = []
+        for outcome in outcomes:
+            at = started[outcome["trace_id"]] + timedelta(hours=rng.uniform(4, 12))
+            if at <= now:
+                come.append({**outcome, "occurred_at": at.isoformat()})
+        ingest(traces, [], come)
+        window = Window(datetime(2025, 5, 4, tzinfo=UTC), datetime(2025, 5, 11, tzinfo=UTC))
+        row = next(r for r in overview(window=window, now=now) if r["key"] == key)
+        # Read to now, the week did look clearly lower: the comparison the overview no longer makes.
+        read_now = total(measures_by(feature=Feature.objects.get(key=key), window=window, dims=("day",))[0])
+        before = total(measures_by(feature=Feature.objects.get(key=key), window=window.previous(), dims=("day",))[0])
+        naive = mover_difference(
+            OutcomesSource().estimate(read_now).interval, OutcomesSource().estimate(before).interval
+        )
+    assert naive.high is not None and naive.high < 0
+    assert not any(r["clear"] for r in row["reasons"]) and row["attention"] == 0
+    assert all("(to 05-09; later outcomes still coming)" in r["text"] for r in row["reasons"])
