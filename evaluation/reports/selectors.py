@@ -421,6 +421,7 @@ def _chart_point(figures: dict[str, Any]) -> dict[str, Any]:
         "thumbs_down_share": figures["thumbs_down_share"],
         "traces": figures["traces"],
         "thumbs": figures["thumbs"],
+        "success_n": figures["success"]["n"],  # what the success rate is a share of (scored, rated... traces)
     }
 
 

@@ -383,7 +383,7 @@ def experiment_results(experiment: Experiment, *, now: datetime | None = None, s
         verdict["segments_differ"] = flagged
         if flagged:
             verdict["reason"] += "; but its lift is unlike itself in " + "; ".join(
-                f"{d['segment']} ({d['lift']:+.3f} against {d['rest']:+.3f} over the rest)" for d in flagged
+                f"{d['segment']} ({_pct(d['lift'])} against {_pct(d['rest'])} over the rest)" for d in flagged
             )
     return {
         "key": experiment.key,
@@ -625,7 +625,8 @@ def _verdict(
         if planned and planned["so_far_per_arm"] < planned["per_arm"]:
             early = (
                 f"; called at {planned['so_far_per_arm']:,} per arm, before the planner's ~{planned['per_arm']:,}: "
-                "the sequential test stays valid at any stopping point, and the effect is larger than planned for"
+                "the sequential test stays valid at any stopping point; the lift seen exceeds the planned effect, "
+                "and an early stop tends to overstate it"
             )
         return say(
             "ship",

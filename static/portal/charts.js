@@ -35,18 +35,37 @@
     }] } };
   }
 
-  // A day with fewer traces of a version than this is left out of its line (the table lists it): a first
-  // day's handful of traces would draw a spike no interval backs.
+  // In a line that has busier days, a day with fewer traces than this is left out (the table lists it): a
+  // version's first day's handful of traces would draw a spike no interval backs. A line of small days
+  // (a new organization's first traces) is drawn whole.
   var MIN_TRACES = 20;
-  function value(p, metric) { return p && p.traces >= MIN_TRACES && p[metric] !== undefined ? p[metric] : null; }
+  // What a day's value is read from: thumbs for their share, the traces success is a share of (scored by the
+  // judge, rated...) for success and cost per success, traces for latency.
+  function countOf(p, metric) {
+    if (metric === "thumbs_down_share") return p.thumbs;
+    if (metric === "success" || metric === "cost_per_success_usd") return p.success_n === undefined ? p.traces : p.success_n;
+    return p.traces;
+  }
+  function line(points, metric) {
+    var busy = points.some(function (p) { return p && p[metric] !== null && p[metric] !== undefined && countOf(p, metric) >= MIN_TRACES; });
+    return points.map(function (p) {
+      if (!p || p[metric] === undefined || p[metric] === null) return null;
+      return !busy || countOf(p, metric) >= MIN_TRACES ? p[metric] : null;
+    });
+  }
+  function noData(el, names) {
+    var note = document.createElement("p"); note.className = "muted small";
+    note.textContent = "No data to draw: " + names.join(", ") + " (see the table).";
+    el.appendChild(note);
+  }
   function hasData(series, metric) {
-    return series.versions.some(function (v) { return series.points[v].some(function (p) { return value(p, metric) !== null; }); });
+    return series.versions.some(function (v) { return line(series.points[v], metric).some(function (x) { return x !== null; }); });
   }
   // One y range for small multiples, so that segments compare at a glance.
   function sharedRange(all, metric) {
     var lo = Infinity, hi = -Infinity;
-    all.forEach(function (s) { s.versions.forEach(function (v) { s.points[v].forEach(function (p) {
-      var x = value(p, metric); if (x !== null) { lo = Math.min(lo, x); hi = Math.max(hi, x); }
+    all.forEach(function (s) { s.versions.forEach(function (v) { line(s.points[v], metric).forEach(function (x) {
+      if (x !== null) { lo = Math.min(lo, x); hi = Math.max(hi, x); }
     }); }); });
     if (lo === Infinity) return null;
     var pad = (hi - lo) * 0.08 || Math.abs(hi) * 0.1 || 1;
@@ -63,7 +82,7 @@
       series: [{}]
     };
     series.versions.forEach(function (version) {
-      data.push(series.points[version].map(function (p) { return value(p, metric); }));
+      data.push(line(series.points[version], metric));
       opts.series.push({ label: version, stroke: colorOf(version), width: 2, spanGaps: false,
         points: { show: true, size: 4 }, value: function (u, v) { return fmt(metric, v); } });
     });
@@ -97,9 +116,12 @@
     var data = JSON.parse(source.textContent);
     var c = data.chart;
     var w = Math.max(320, Math.floor((holder.clientWidth - 64) / 2));
+    var blank = [];
     Object.keys(c.metrics).forEach(function (metric) {
-      chart(holder, c.metrics[metric], metric, c.days, c, c.markers, w, 240);
+      if (hasData(c, metric)) chart(holder, c.metrics[metric], metric, c.days, c, c.markers, w, 240);
+      else blank.push(c.metrics[metric]);
     });
+    if (blank.length) noData(holder, blank);
     table(document.getElementById("chart-table"), c.days, c, c.metrics);
     var segs = document.getElementById("segments");
     if (!segs) return;
@@ -114,11 +136,7 @@
         if (!hasData(s, pick.value)) { empty.push(name); return; }
         chart(segs, name + " · " + c.metrics[pick.value], pick.value, c.days, s, c.markers, sw, 200, range);
       });
-      if (empty.length) {
-        var note = document.createElement("p"); note.className = "muted small";
-        note.textContent = "No day with " + MIN_TRACES + " or more traces: " + empty.join(", ") + " (see the table).";
-        segs.appendChild(note);
-      }
+      if (empty.length) noData(segs, empty);
     }
     pick.addEventListener("change", drawSegments);
     drawSegments();
