@@ -25,7 +25,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, Count, F, Q, Value, When
 
 from evaluation.models import (
     Alert,
@@ -809,6 +809,16 @@ def alerts_history(*, state: str = "", limit: int = 200) -> list[Alert]:
         alerts = alerts.filter(state=state)
     open_first = Case(When(state=AlertState.OPEN, then=Value(0)), default=Value(1))
     return list(alerts.order_by(open_first, "-opened_at")[:limit])
+
+
+def open_alert_counts() -> dict[str, int]:
+    """How many alerts are open on each feature (enabled rules), by feature key."""
+    rows = (
+        Alert.objects.filter(state=AlertState.OPEN, rule__enabled=True)
+        .values_list("rule__feature__key")
+        .annotate(n=Count("id"))
+    )
+    return {key: n for key, n in rows}
 
 
 def open_alerts_by_feature(*, per_feature: int = 3) -> dict[str, list[Alert]]:
