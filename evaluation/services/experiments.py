@@ -624,9 +624,8 @@ def _verdict(
         early = ""
         if planned and planned["so_far_per_arm"] < planned["per_arm"]:
             early = (
-                f"; called at {planned['so_far_per_arm']:,} per arm, before the planner's ~{planned['per_arm']:,}: "
-                "the sequential test stays valid at any stopping point; the lift seen exceeds the planned effect, "
-                "and an early stop tends to overstate it"
+                f"; called at {planned['so_far_per_arm']:,} per arm, before the planner's ~{planned['per_arm']:,} "
+                "(valid: the test is sequential; an early stop tends to overstate the lift)"
             )
         return say(
             "ship",
