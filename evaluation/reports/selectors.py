@@ -791,17 +791,20 @@ def overview(*, window: Window, now: datetime | None = None) -> list[dict[str, A
                 compared, until = total(complete), f" (to {max(map(str, complete))[5:]}; later outcomes still coming)"
         now_figures = group_figures(compared, source=source, value_per_success_usd=vps) if until else figures
         s_now, s_before = now_figures["success"]["value"], earlier["success"]["value"]
+        # A move under 5% of the earlier level is not mentioned unless it is clear (42.2% -> 41.9% is no move).
         if s_now is not None and s_before is not None and s_now < s_before:
             gap = mover_difference(source.estimate(compared).interval, source.estimate(before).interval)
             clear = gap.high is not None and gap.high < 0
             attention = max(attention, (s_before - s_now) * 10 if clear else 0.0)  # 1 point ~ a 10% cost rise
-            reasons.append({"text": f"success {s_before:.1%} → {s_now:.1%}{until}", "clear": clear})
+            if clear or s_now < s_before * 0.95:
+                reasons.append({"text": f"success {s_before:.1%} → {s_now:.1%}{until}", "clear": clear})
         c_now, c_before = now_figures["cost_per_success_usd"], earlier["cost_per_success_usd"]
         if c_now is not None and c_before and c_now > c_before:
             low = mover_ratio(cost_per_success(compared, source), cost_per_success(before, source)).low
             clear = low is not None and low > 1
             attention = max(attention, (c_now - c_before) / c_before if clear else 0.0)
-            reasons.append({"text": f"cost per success ${c_before:.4f} → ${c_now:.4f}{until}", "clear": clear})
+            if clear or c_now > c_before * 1.05:
+                reasons.append({"text": f"cost per success ${c_before:.4f} → ${c_now:.4f}{until}", "clear": clear})
         daily = cur.get(feature_id, {})
         spark: list[dict[str, Any]] = []
         partial = _partial_day(days)

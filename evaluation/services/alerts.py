@@ -140,6 +140,8 @@ def alert_rule_create(
         raise AlertError("metric", f"one of {', '.join(AlertMetric.values)}")
     if not (math.isfinite(threshold) and 0 < threshold <= 100):
         raise AlertError("threshold", "a relative change above 0 (0.5 = +50%; for success, 0.1 = 10% below)")
+    if metric == AlertMetric.SUCCESS_HIGH and threshold >= 1:
+        raise AlertError("threshold", "for success, a fall below 1 (0.1 = 10% under its baseline; 1 would be 0%)")
     if not 1 <= window_hours <= 24 * 14 or not 1 <= baseline_days <= 90:
         raise AlertError("window_hours", "window 1 h to 14 days, baseline 1 to 90 days")
     if not 1 <= min_count <= 1_000_000:

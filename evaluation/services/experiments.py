@@ -382,8 +382,9 @@ def experiment_results(experiment: Experiment, *, now: datetime | None = None, s
         flagged = [d for d in by_segment["differs"] if d["arm"] == verdict["arm"]]
         verdict["segments_differ"] = flagged
         if flagged:
-            verdict["reason"] += "; but its lift is unlike itself in " + "; ".join(
-                f"{d['segment']} ({_pct(d['lift'])} against {_pct(d['rest'])} over the rest)" for d in flagged
+            verdict["reason"] += "; but not alike for every user: " + "; ".join(
+                f"for {d['segment']} its lift is {_pct(d['lift'])}, against {_pct(d['rest'])} for the rest"
+                for d in flagged
             )
     return {
         "key": experiment.key,
@@ -624,7 +625,8 @@ def _verdict(
         early = ""
         if planned and planned["so_far_per_arm"] < planned["per_arm"]:
             early = (
-                f"; called at {planned['so_far_per_arm']:,} per arm, before the planner's ~{planned['per_arm']:,} "
+                f"; called with {planned['so_far_per_arm']:,} traces in its smallest arm, before the planner's "
+                f"~{planned['per_arm']:,} "
                 "(valid: the test is sequential; an early stop tends to overstate the lift)"
             )
         return say(

@@ -35,9 +35,9 @@
     }] } };
   }
 
-  // In a line that has busier days, a day with fewer traces than this is left out (the table lists it): a
-  // version's first day's handful of traces would draw a spike no interval backs. A line of small days
-  // (a new organization's first traces) is drawn whole.
+  // A day read from far fewer traces than its line's usual day is left out (the table lists it): a version's
+  // first hours would draw a spike no interval backs. A line of small days (a new organization's first
+  // traces, a small segment) is drawn whole.
   var MIN_TRACES = 20;
   // What a day's value is read from: thumbs for their share, the traces success is a share of (scored by the
   // judge, rated...) for success and cost per success, traces for latency.
@@ -47,10 +47,15 @@
     return p.traces;
   }
   function line(points, metric) {
-    var busy = points.some(function (p) { return p && p[metric] !== null && p[metric] !== undefined && countOf(p, metric) >= MIN_TRACES; });
+    var counts = points.filter(function (p) { return p && p[metric] !== null && p[metric] !== undefined; })
+      .map(function (p) { return countOf(p, metric); }).sort(function (a, b) { return a - b; });
+    var median = counts.length ? counts[Math.floor(counts.length / 2)] : 0;
     return points.map(function (p) {
       if (!p || p[metric] === undefined || p[metric] === null) return null;
-      return !busy || countOf(p, metric) >= MIN_TRACES ? p[metric] : null;
+      // Left out: a day far smaller than the line's usual one (under a quarter of its median, and under
+      // MIN_TRACES), such as a version's first hours; a line of small days keeps them all.
+      var n = countOf(p, metric);
+      return n < MIN_TRACES && n < median / 4 ? null : p[metric];
     });
   }
   function noData(el, names) {

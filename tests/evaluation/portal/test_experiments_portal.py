@@ -157,6 +157,10 @@ def test_bad_numbers_in_forms_are_messages_not_errors(owner_a: Client, org_a, se
         assert bad_rule.status_code == 400 and "Rule not saved. " + said in refused, refused[:300]
         assert 'value="my rule"' in refused and f'value="{threshold}"' in refused
         assert '<option value="error_rate" selected>' in refused
+    # Success cannot fall by 100% or more: a rule that could never fire is refused.
+    sent = {"feature": seeded["feature"], "name": "my rule", "metric": "success_high", "threshold": "1.5"}
+    never = html.unescape(owner_a.post(org_a.url("alerts/rules/new"), sent).content.decode())
+    assert "Threshold: for success, a fall below 1 (0.1 = 10% under its baseline; 1 would be 0%)." in never
     with in_tenant(org_a):
         assert not AlertRule.objects.filter(name="my rule").exists()
 

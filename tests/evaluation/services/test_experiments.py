@@ -360,6 +360,6 @@ def test_the_segment_breakdown_finds_the_users_an_arm_fails_against_scipy(db: No
     with in_tenant(org_a):
         listed = next(e for e in experiments_list(now=NOW) if e["key"] == "seg")
     for verdict in (r["verdict"], listed["verdict"]):
-        said = f"but its lift is unlike itself in metadata.auth=sso ({sso['value'] * 100:+.1f} pts against"
+        said = f"but not alike for every user: for metadata.auth=sso its lift is {sso['value'] * 100:+.1f} pts, against"
         assert said in verdict["reason"]
         assert [d["segment"] for d in verdict["segments_differ"]] == ["metadata.auth=sso"]
