@@ -82,6 +82,7 @@ def overview_page(request: HttpRequest) -> HttpResponse:
             "nav": "overview",
             "features": features,
             "window": window,
+            "window_days": (window.until - window.since).days,
             "error": error,
             "windows": WINDOWS,
             "total_traces": sum(f["figures"]["traces"] for f in features),

@@ -822,6 +822,8 @@ def overview(*, window: Window, now: datetime | None = None) -> list[dict[str, A
         out.append({
             "key": feature.key, "name": feature.name or feature.key, "value_per_success_usd": vps,
             "figures": figures, "previous": earlier, "attention": attention, "reasons": reasons,
+            # The earlier window holds under a quarter of this one's traces: its figures are said to be thin.
+            "previous_thin": 0 < before.traces < now_total.traces / 4,
             "sparkline": spark, "over_holdback": added,
         })  # fmt: skip
     return sorted(out, key=lambda f: (-f["attention"], -f["figures"]["traces"]))
