@@ -30,7 +30,7 @@ from evaluation.reports.selectors import (
     window_from,
 )
 from evaluation.reports.signals import signal_report
-from evaluation.services.alerts import open_alert_counts, open_alerts_by_feature
+from evaluation.services.alerts import open_alerts_by_feature
 from evaluation.services.drift import likely_causes
 from feedback import services
 from feedback.selectors import widget_rejections
@@ -73,8 +73,7 @@ def overview_page(request: HttpRequest) -> HttpResponse:
         f["cause"] = causes.get(f["key"])
         f["open_alerts"] = open_alerts.get(f["key"], [])
     # Open alerts first (a regression the rules have caught), then clear moves, then traffic.
-    counts = open_alert_counts()
-    features.sort(key=lambda f: (-counts.get(f["key"], 0), -f["attention"], -f["figures"]["traces"]))
+    features.sort(key=lambda f: (-len(f["open_alerts"]), -f["attention"], -f["figures"]["traces"]))
     return TemplateResponse(
         request,
         "evaluation/overview.html",

@@ -25,7 +25,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import Case, Count, F, Q, Value, When
+from django.db.models import Case, F, Q, Value, When
 
 from evaluation.models import (
     Alert,
@@ -813,24 +813,12 @@ def alerts_history(*, state: str = "", limit: int = 200) -> list[Alert]:
     return list(alerts.order_by(open_first, "-opened_at")[:limit])
 
 
-def open_alert_counts() -> dict[str, int]:
-    """How many alerts are open on each feature (enabled rules), by feature key."""
-    rows = (
-        Alert.objects.filter(state=AlertState.OPEN, rule__enabled=True)
-        .values_list("rule__feature__key")
-        .annotate(n=Count("id"))
-    )
-    return {key: n for key, n in rows}
-
-
-def open_alerts_by_feature(*, per_feature: int = 3) -> dict[str, list[Alert]]:
-    """Each feature's open alerts, newest first (at most ``per_feature``): what the overview points at."""
+def open_alerts_by_feature() -> dict[str, list[Alert]]:
+    """Each feature's open alerts (enabled rules), newest first: what the overview ranks by and points at."""
     found: dict[str, list[Alert]] = {}
     open_ones = Alert.objects.filter(state=AlertState.OPEN, rule__enabled=True).select_related("rule__feature")
     for alert in open_ones.order_by("-opened_at"):
-        listed = found.setdefault(alert.rule.feature.key, [])
-        if len(listed) < per_feature:
-            listed.append(alert)
+        found.setdefault(alert.rule.feature.key, []).append(alert)
     return found
 
 
