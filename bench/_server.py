@@ -70,6 +70,25 @@ def server_cpu_seconds(port: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU seconds (user + system) used so far by this machine's PostgreSQL processes (Linux /proc; the
+    embedded server's and any other local cluster's: the benchmarks run against one of them). Backends
+    that exit meanwhile take their seconds with them, so read it across a span of kept-alive connections;
+    background work (autovacuum, checkpoints) lands in whichever span it runs."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if not (entry / "cmdline").read_bytes().startswith(b"postgres"):
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 class KeepAlive:
     """One client's kept-alive HTTP/1.1 connection, as lean as Python allows: requests are bytes
     built by the caller, a response is read by its Content-Length. The benchmarks' clients run on

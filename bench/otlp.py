@@ -8,12 +8,14 @@
    the REST benchmark's events (bench/ingest.py) to one fresh organization and the OTLP payloads to
    another, each from 4 concurrent clients, the two taking turns in 3 rounds.
 3. Checks every span and trace was stored, and prints spans/s beside the REST path's events/s.
+   Also prints the CPU each path cost the web server and PostgreSQL per item (where the gap lies).
 4. Also sends the very same spans as REST trace batches (each export mapped to its traces, with
    their spans, as POST /api/v1/traces items) to one more organization in the same rounds, and
    prints those spans/s too: the like-for-like comparison. A REST "event" of step 2 is one row
    without spans; an OTLP span carries attributes and messages to map, and a row of its own.
 
-Ends with: RESULT otlp spans_per_s=... rest_eps=... ratio=... rest_spans_per_s=... like_for_like=...
+Ends with: RESULT otlp spans_per_s=... rest_eps=... ratio=... rest_spans_per_s=... like_for_like=... and the CPU
+per item (rest_web_us, rest_db_us, otlp_web_us, otlp_db_us).
 BENCH_OTLP_TRACES (default 20,000 traces = 60,000 spans), BENCH_EVENTS and BENCH_WORKERS are knobs.
 """
 
@@ -27,6 +29,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -41,7 +44,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from bench._server import free_port, web_server
+from bench._server import free_port, postgres_cpu_seconds, server_cpu_seconds, web_server
 from bench.ingest import CLIENTS, WORKERS, build_batches, post_all, rest_warm_up_requests, warm_up
 from feedback.otlp import otlp_parse
 from tenants.models import Organization
@@ -193,11 +196,22 @@ def main() -> int:
             print(f"REST: {events:,} events ({len(batches)} requests); OTLP: {spans:,} spans ({len(payloads)} "
                   f"requests); {CLIENTS} clients, in {ROUNDS} alternating rounds…", flush=True)  # fmt: skip
             rest_seconds = otlp_seconds = alike_seconds = 0.0
+            # CPU seconds each path cost the web server and PostgreSQL (the two share this machine's cores).
+            cpu = {"rest": [0.0, 0.0], "otlp": [0.0, 0.0]}
+
+            def timed(path: str, send: Callable[[int, str, list[T]], tuple[float, list[str]]], key: str,
+                      items: list[T]) -> tuple[float, list[str]]:  # fmt: skip
+                web, database = server_cpu_seconds(port), postgres_cpu_seconds()
+                answer = send(port, key, items)
+                cpu[path][0] += server_cpu_seconds(port) - web
+                cpu[path][1] += postgres_cpu_seconds() - database
+                return answer
+
             for turn in range(ROUNDS):
-                seconds, problems = post_all(port, rest.secret_key, share(batches, turn))
+                seconds, problems = timed("rest", post_all, rest.secret_key, share(batches, turn))
                 rest_seconds += seconds
                 if not problems:
-                    seconds, problems = post_otlp(port, otlp.secret_key, share(payloads, turn))
+                    seconds, problems = timed("otlp", post_otlp, otlp.secret_key, share(payloads, turn))
                     otlp_seconds += seconds
                 if not problems:
                     seconds, problems = post_all(port, alike.secret_key, share(same, turn))
@@ -221,12 +235,19 @@ def main() -> int:
             if (alike_spans, alike_traces) != (spans, TRACES):
                 print(f"REST stored {alike_spans:,} spans / {alike_traces:,} traces, sent {spans:,} / {TRACES:,}")
                 return 1
+            # Where the gap lies: CPU per item, each path's own (the web server's Python, PostgreSQL's work).
+            (rest_web, rest_db), (otlp_web, otlp_db) = cpu["rest"], cpu["otlp"]
+            print(f"CPU per REST event: web server {rest_web / events * 1e6:.0f} us, PostgreSQL "
+                  f"{rest_db / events * 1e6:.0f} us; per OTLP span: web server {otlp_web / spans * 1e6:.0f} us, "
+                  f"PostgreSQL {otlp_db / spans * 1e6:.0f} us")  # fmt: skip
             ratio = spans_per_s / rest_eps
             like = spans_per_s / alike_per_s
             print(f"ratio OTLP spans/s / REST events/s = {ratio:.2f}; like for like (same spans by REST) = {like:.2f}")
+            per_item = {"rest_web_us": rest_web / events, "rest_db_us": rest_db / events,
+                        "otlp_web_us": otlp_web / spans, "otlp_db_us": otlp_db / spans}  # fmt: skip
             print(f"RESULT otlp spans_per_s={spans_per_s:.0f} rest_eps={rest_eps:.0f} ratio={ratio:.2f} "
                   f"rest_spans_per_s={alike_per_s:.0f} like_for_like={like:.2f} spans={spans} events={events} "
-                  f"workers={WORKERS}")  # fmt: skip
+                  f"workers={WORKERS} " + " ".join(f"{k}={v * 1e6:.0f}" for k, v in per_item.items()))  # fmt: skip
     finally:
         for slug in slugs:
             Organization.objects.get(slug=slug).delete(force_drop=True)
