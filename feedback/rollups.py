@@ -249,6 +249,7 @@ def rollups_refresh(*, limit: int = 500) -> int:
     recompute, so a crash leaves it dirty and two workers never take the same partition.
     A partition dirtied again while it is being recomputed keeps a newer marked_at and stays.
     """
+    planner_stats_ensure()
     feedback_rejoin()
     outcomes_attribute()
     done = 0
@@ -266,6 +267,30 @@ def rollups_refresh(*, limit: int = 500) -> int:
             cursor.execute("DELETE FROM feedback_rollupdirty WHERE id = %s AND marked_at = %s", [dirty_id, marked_at])
         done += 1
     return done
+
+
+# The tables the refresh reads, by the rows it reads them through.
+_READ_TABLES = ["feedback_trace", "feedback_feedbackevent", "feedback_outcome", "feedback_span"]
+_TAKEN_FOR_EMPTY = """
+SELECT c.relname FROM pg_class c
+WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = ANY(%s)
+  AND c.reltuples <= 0 AND pg_relation_size(c.oid) > 8 * current_setting('block_size')::int
+ORDER BY c.relname
+"""
+
+
+def planner_stats_ensure() -> list[str]:
+    """Analyze the tables the planner takes for empty though they hold rows (analyzed before their first
+    bulk load, or never); returns their names. Planned as empty, the outcome attribution walked every trace
+    for each outcome and joined every outcome to every outcome (135 s for one refresh in the test suite,
+    whose tests load thousands of rows in a transaction autovacuum cannot see); autovacuum mends it only
+    a while after the load. One catalog read when the statistics are there."""
+    with connection.cursor() as cursor:
+        cursor.execute(_TAKEN_FOR_EMPTY, [_READ_TABLES])
+        empty = [name for (name,) in cursor.fetchall()]
+        for name in empty:
+            cursor.execute(f'ANALYZE "{name}"')
+    return empty
 
 
 def feedback_rejoin() -> int:
@@ -295,6 +320,39 @@ def feedback_rejoin() -> int:
         return cursor.rowcount
 
 
+# Each outcome tied only by session: its session's last trace started at or before it, one probe of
+# trace_session_recent (session_id, started_at, id). The candidates are materialized: computed once, whatever
+# the planner makes of the update's join.
+ATTRIBUTE_OUTCOMES = """
+WITH cand AS MATERIALIZED (
+    SELECT o.id, o.attributed_trace_id AS old,
+           (SELECT t.trace_id FROM feedback_trace t
+             WHERE t.session_id = o.session_id AND t.started_at <= o.occurred_at
+             ORDER BY t.started_at DESC, t.id DESC LIMIT 1) AS new
+      FROM feedback_outcome o
+     WHERE o.trace_id = '' AND o.session_id <> '' AND o.received_at > now() - interval '7 days'
+),
+changed AS (
+    UPDATE feedback_outcome o SET attributed_trace_id = c.new
+      FROM cand c WHERE o.id = c.id AND c.old IS DISTINCT FROM c.new
+    RETURNING c.old, c.new
+),
+touched AS (
+    SELECT old AS trace_id FROM changed WHERE old IS NOT NULL
+    UNION SELECT new FROM changed WHERE new IS NOT NULL
+),
+dirty AS (
+    INSERT INTO feedback_rollupdirty (day, feature_id, marked_at)
+    SELECT day, feature_id, now() FROM (
+        SELECT DISTINCT t.day, t.feature_id FROM feedback_trace t JOIN touched USING (trace_id)
+    ) m
+    ORDER BY day, feature_id
+    ON CONFLICT (day, feature_id) DO UPDATE SET marked_at = EXCLUDED.marked_at
+)
+SELECT count(*) FROM changed
+"""
+
+
 def outcomes_attribute() -> int:
     """Attribute outcomes tied only by session_id to the session's last trace started at or before
     the outcome (ties: the later-stored trace), and mark the partitions of the traces that gained
@@ -306,35 +364,6 @@ def outcomes_attribute() -> int:
     (not rescanned forever); an outcome with no trace of its session before it stays unattributed.
     """
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            """
-            WITH cand AS (
-                SELECT o.id, o.attributed_trace_id AS old,
-                       (SELECT t.trace_id FROM feedback_trace t
-                         WHERE t.session_id = o.session_id AND t.started_at <= o.occurred_at
-                         ORDER BY t.started_at DESC, t.id DESC LIMIT 1) AS new
-                  FROM feedback_outcome o
-                 WHERE o.trace_id = '' AND o.session_id <> '' AND o.received_at > now() - interval '7 days'
-            ),
-            changed AS (
-                UPDATE feedback_outcome o SET attributed_trace_id = c.new
-                  FROM cand c WHERE o.id = c.id AND c.old IS DISTINCT FROM c.new
-                RETURNING c.old, c.new
-            ),
-            touched AS (
-                SELECT old AS trace_id FROM changed WHERE old IS NOT NULL
-                UNION SELECT new FROM changed WHERE new IS NOT NULL
-            ),
-            dirty AS (
-                INSERT INTO feedback_rollupdirty (day, feature_id, marked_at)
-                SELECT day, feature_id, now() FROM (
-                    SELECT DISTINCT t.day, t.feature_id FROM feedback_trace t JOIN touched USING (trace_id)
-                ) m
-                ORDER BY day, feature_id
-                ON CONFLICT (day, feature_id) DO UPDATE SET marked_at = EXCLUDED.marked_at
-            )
-            SELECT count(*) FROM changed
-            """
-        )
+        cursor.execute(ATTRIBUTE_OUTCOMES)
         row = cursor.fetchone()
         return int(row[0]) if row else 0
