@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -55,19 +55,8 @@ def web_server(port: int, workers: int = int(os.environ.get("BENCH_WORKERS", "4"
 def server_cpu_seconds(port: int) -> float:
     """CPU seconds (user + system) used so far by the web server's processes on ``port`` (Linux /proc):
     what requests cost the server, whatever else the machine is doing."""
-    total = 0
     marker = f"--http11-socket=127.0.0.1:{port}".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if marker not in (entry / "cmdline").read_bytes():
-                continue
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / os.sysconf("SC_CLK_TCK")
+    return _cpu_seconds(lambda cmdline: marker in cmdline)
 
 
 def postgres_cpu_seconds() -> float:
@@ -75,17 +64,22 @@ def postgres_cpu_seconds() -> float:
     embedded server's and any other local cluster's: the benchmarks run against one of them). Backends
     that exit meanwhile take their seconds with them, so read it across a span of kept-alive connections;
     background work (autovacuum, checkpoints) lands in whichever span it runs."""
+    return _cpu_seconds(lambda cmdline: cmdline.startswith(b"postgres"))
+
+
+def _cpu_seconds(matches: Callable[[bytes], bool]) -> float:
+    """User + system CPU seconds of the processes whose command line ``matches``."""
     total = 0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if not (entry / "cmdline").read_bytes().startswith(b"postgres"):
+            if not matches((entry / "cmdline").read_bytes()):
                 continue
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+        except OSError:  # gone meanwhile
             continue
-        total += int(fields[11]) + int(fields[12])
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
     return total / os.sysconf("SC_CLK_TCK")
 
 
