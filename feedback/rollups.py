@@ -41,6 +41,8 @@ def measures_query(*, dims: Sequence[str], traces_from: str, feedback_where: str
     per declared segment key); ``feedback_where``: a cheap, index-friendly superset filter over
     ``feedback_feedbackevent f`` (feedback of traces outside ``traces_from`` is dropped by the join).
     Thumbs and ratings: the last one per person per trace counts (a changed choice replaces the first).
+    Float measures are summed as numeric and rounded once: a float8 sum depends on the order the plan
+    reads the rows in, so a recomputation could differ from the stored rollup in the last bits.
     """
     gs = [f"g{i}" for i in range(len(dims))]
     g_select = ", ".join(f"{expr} AS {g}" for expr, g in zip(dims, gs, strict=True))
@@ -74,7 +76,7 @@ fb AS (
            (count(*) FILTER (WHERE kind IN ({sql_list(EXPLICIT_KINDS)})) > 0)::int AS explicit_n,
            (count(*) FILTER (WHERE kind NOT IN ({sql_list(EXPLICIT_KINDS)})) > 0)::int AS implicit_n,
            count(*) FILTER (WHERE kind = '{FeedbackKind.EDIT}') AS edits,
-           COALESCE(sum(edit_distance) FILTER (WHERE kind = '{FeedbackKind.EDIT}'), 0) AS edit_distance_sum
+           COALESCE(sum(edit_distance::numeric) FILTER (WHERE kind = '{FeedbackKind.EDIT}'), 0) AS edit_distance_sum
     FROM fe GROUP BY trace_id
 ),
 ch AS (
@@ -125,12 +127,12 @@ agg AS (
            COALESCE(sum(ch.ratings), 0) AS ratings, COALESCE(sum(ch.ratings_sum), 0) AS ratings_sum,
            count(*) FILTER (WHERE ch.good + ch.bad > 0) AS rated, count(*) FILTER (WHERE ch.good > ch.bad) AS good,
            COALESCE(sum(fb.edits), 0) AS edits, count(*) FILTER (WHERE fb.edits > 0) AS edited,
-           COALESCE(sum(fb.edit_distance_sum), 0) AS edit_distance_sum,
+           COALESCE(sum(fb.edit_distance_sum), 0)::float8 AS edit_distance_sum,
            COALESCE(sum(tr.cost_usd), 0) AS cost, count(tr.cost_usd) AS costed,
            COALESCE(sum(tr.input_tokens), 0) AS input_tokens, COALESCE(sum(tr.output_tokens), 0) AS output_tokens,
            COALESCE(sum(oc.n), 0) AS outcomes, count(oc.n) AS outcome_traces,
            COALESCE(sum(oc.value), 0) AS outcome_value,
-           COALESCE(sum((tr.cost_usd * tr.cost_usd)::float8), 0) AS cost_sq
+           COALESCE(sum(tr.cost_usd * tr.cost_usd), 0)::float8 AS cost_sq
     FROM tr
     LEFT JOIN fb USING (trace_id) LEFT JOIN ch USING (trace_id) LEFT JOIN oc USING (trace_id)
     GROUP BY {tr_g}

@@ -314,3 +314,33 @@ def test_segment_rollups_by_experiment_arm_equal_the_raw_rows(db: None, org_a) -
         other = raw[key]
         assert (m.traces, m.thumbs_up, m.thumbs_down) == (other.traces, other.thumbs_up, other.thumbs_down), key
         assert m.cost_usd == pytest.approx(other.cost_usd) and m.cost_sq_usd == pytest.approx(other.cost_sq_usd)
+
+
+def test_float_measures_do_not_depend_on_the_order_rows_are_read_in(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    from decimal import Decimal
+
+    from feedback.edits import edit_measures
+
+    # Costs whose squares, added as floats, give one sum forwards and another backwards.
+    costs = ["0.140892", "0.596854", "0.888599", "0.841236"]
+    squares = [float(Decimal(c) ** 2) for c in costs]
+    assert sum(squares) != sum(reversed(squares))  # the trap this test is about
+    edits = [("abc", "abX"), ("abc", "aXX"), ("abcd", "abcX"), ("abcd", "abXX")]
+    distances = [edit_measures(a, b).distance for a, b in edits]
+    assert sum(distances) != sum(reversed(distances))
+    stored = {}
+    for order in (1, -1):
+        feature = unique("feat")
+        _post_traces(org_a, [{"trace_id": f"{feature}-{i}", "feature": feature, "prompt_version": "v1",
+                              "cost_usd": float(cost), "started_at": "2025-04-01T12:00:00Z"}
+                             for i, cost in enumerate(costs[::order])])  # fmt: skip
+        _post_feedback(org_a, [ev(f"{feature}-{i}", "edit", original_text=a, edited_text=b)
+                               for i, (a, b) in enumerate(edits[::order])])  # fmt: skip
+        with in_tenant(org_a):
+            rollups_refresh(limit=100)
+            row = DailyRollup.objects.get(feature__key=feature)
+        stored[order] = (row.cost_sq_usd, row.edit_distance_sum)
+    # Summed exactly and rounded once: the same in either order (a recomputation always equals the rollup).
+    assert stored[1] == stored[-1]
+    assert stored[1][0] == float(sum(Decimal(c) ** 2 for c in costs))
+    assert stored[1][1] == pytest.approx(sum(distances), rel=1e-12)

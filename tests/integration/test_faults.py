@@ -121,7 +121,15 @@ def assert_rollups_recomputed(stack: Stack, timeout: float = 120) -> None:
                "the worker refreshing every dirty rollup partition\n" + stack.log("worker")[-3000:])  # fmt: skip
     stored, recomputed = stack.rollups_match_raw_rows()
     assert recomputed, "nothing to compare"
-    assert stored == recomputed
+    # Only the rows that differ, named by their key (the whole of both sides buries them in thousands of rows).
+    only_stored = {key: stored[key] for key in stored.keys() - recomputed.keys()}
+    only_recomputed = {key: recomputed[key] for key in recomputed.keys() - stored.keys()}
+    changed = {key: (stored[key], recomputed[key]) for key in stored.keys() & recomputed.keys()
+               if stored[key] != recomputed[key]}  # fmt: skip
+    assert not (only_stored or only_recomputed or changed), (
+        f"stored but not recomputed: {only_stored}\nrecomputed but not stored: {only_recomputed}\n"
+        f"differing (stored, recomputed): {changed}\nworker log:\n{stack.log('worker')[-3000:]}"
+    )
 
 
 # --- The worker killed in the middle of a rollup refresh -----------------------------------------
