@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.server",
     "tests.fixtures.api",
     "tests.fixtures.browser",
+    "tests.fixtures.stripe",
 ]

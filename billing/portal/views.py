@@ -91,6 +91,14 @@ def plan(request: HttpRequest) -> HttpResponse:
                     return redirect(org_url(request, "billing:plan"))
                 except ValidationError as exc:
                     cap_form.add_error("monthly_cap_usd", _error_text(exc))
+    # Back from Stripe Checkout: the plan changes when Stripe's subscription event arrives (usually before
+    # the owner is back here; the page says so when it has not).
+    returned = request.GET.get("checkout")
+    if request.method == "GET" and returned == "done":
+        messages.success(request, "Checkout complete. The plan below changes as soon as Stripe confirms the "
+                                  "subscription (usually within seconds): reload if it has not yet.")  # fmt: skip
+    elif request.method == "GET" and returned == "canceled":
+        messages.info(request, "Checkout canceled: nothing was bought, the plan is unchanged.")
     today = utc_now().date()
     account.refresh_from_db()
     return TemplateResponse(request, "billing/plan.html", {

@@ -14,9 +14,9 @@ from django.utils import timezone
 
 from billing.models import AccountStatus, StripeEvent
 from billing.services.accounts import account_get, grace_expire
-from tests.billing.conftest import WEBHOOK_SECRET
-from tests.fixtures.fake_stripe import FakeStripe
+from devtools.fake_stripe import FakeStripe
 from tests.fixtures.organizations import Org
+from tests.fixtures.stripe import WEBHOOK_SECRET
 
 URL = "/billing/stripe/webhook"
 

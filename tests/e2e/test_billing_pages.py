@@ -1,5 +1,7 @@
 """Real Chromium: an owner sets the monthly spend cap and sees the bill's projection and the banner;
-a PM's spend page flags the customer over its budget and its page says the check falls back."""
+a PM's spend page flags the customer over its budget and its page says the check falls back; an owner
+subscribes through (fake) Stripe Checkout and cancels in its billing portal, Stripe's webhooks setting
+the plan."""
 
 from __future__ import annotations
 
@@ -11,10 +13,12 @@ import pytest
 
 from billing.models import BillingAccount, CustomerBudget, Notice, UsageLedger
 from billing.services.budgets import budget_set
+from devtools.fake_stripe import FakeStripe
 from tenants.services import organization_quota_set
 from tests.billing.helpers import send_traces, spend_traces
 from tests.fixtures.browser import log_in
 from tests.fixtures.organizations import Org, unique
+from tests.fixtures.stripe import PRICES, WEBHOOK_SECRET
 
 pytestmark = pytest.mark.browser
 
@@ -64,3 +68,45 @@ def test_owner_sets_a_cap_and_sees_spend(live: Any, context: Any, org_a: Org, cl
     assert page.locator("#check-action").inner_text() == "fallback"
     assert "gpt-4o-mini" in page.content()
     assert problems == []
+
+
+def test_owner_subscribes_in_stripe_checkout_and_cancels_in_its_portal(  # type: ignore[no-untyped-def]
+    live: Any, context: Any, org_a: Org, clean_billing: None, fake_stripe: FakeStripe
+) -> None:
+    fake_stripe.webhook_url, fake_stripe.webhook_secret = f"{live.url}/billing/stripe/webhook", WEBHOOK_SECRET
+    try:
+        page = context.new_page()
+        problems: list[str] = []
+        page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 500 else None)
+        log_in(page, live.url, org_a.owner.email)
+        page.goto(f"{live.url}{org_a.url('billing/')}")
+        assert page.locator("#stripe-off").count() == 0 and page.locator("#plan-name").inner_text() == "Free"
+        page.locator(".card", has=page.locator(".stat-label", has_text="Business")).locator("button").click()
+        page.wait_for_url(f"{fake_stripe.url}/checkout/*")
+        assert page.locator("#price").inner_text() == PRICES["business"]
+        page.click("#pay")  # the fake sends its webhooks to Candor, then returns to the success URL
+        page.wait_for_url("**/billing/?checkout=done")
+        assert page.locator("#plan-name").inner_text() == "Business"
+        assert "Checkout complete" in page.locator(".messages").inner_text()
+        assert fake_stripe.deliveries == [("checkout.session.completed", 200), ("customer.subscription.created", 200)]
+        account = BillingAccount.objects.get(organization=org_a.organization)
+        assert account.stripe_subscription_id in fake_stripe.subscriptions and account.subscription_status == "active"
+
+        page.click("text=Manage payment and invoices in Stripe")
+        page.wait_for_url(f"{fake_stripe.url}/portal/*")
+        page.click("button.cancel")
+        page.wait_for_url("**/billing/")
+        assert page.locator("#plan-name").inner_text() == "Free"
+        assert "Stripe: canceled" in page.content()
+        assert fake_stripe.deliveries[-1] == ("customer.subscription.deleted", 200)
+
+        # Back out of a second checkout: nothing bought, said so.
+        page.locator(".card", has=page.locator(".stat-label", has_text="Team")).locator("button").click()
+        page.wait_for_url(f"{fake_stripe.url}/checkout/*")
+        page.click("#cancel")
+        page.wait_for_url("**/billing/?checkout=canceled")
+        assert "nothing was bought" in page.locator(".messages").inner_text()
+        assert page.locator("#plan-name").inner_text() == "Free"
+        assert problems == []
+    finally:
+        fake_stripe.webhook_url = fake_stripe.webhook_secret = ""

@@ -11,9 +11,9 @@ from django.test import Client
 from billing.models import CapState, CustomerBudget, UsageLedger
 from billing.services.accounts import account_get
 from billing.services.budgets import budget_set
+from devtools.fake_stripe import FakeStripe
 from tenants.services import member_ensure
 from tests.billing.helpers import send_traces, spend_traces
-from tests.fixtures.fake_stripe import FakeStripe
 from tests.fixtures.organizations import PASSWORD, Org, unique
 from tests.helpers import assert_cross_tenant_404
 
@@ -102,10 +102,10 @@ def test_subscribe_and_manage_go_to_stripe(db: None, org_a: Org, owner_a: Client
     page = owner_a.get(org_a.url("billing/")).content.decode()
     assert "Stripe is not configured" not in page and "Subscribe" in page
     response = owner_a.post(org_a.url("billing/checkout/"), {"plan": "team"})
-    assert response.status_code == 302 and response["Location"].startswith("https://checkout.stripe.test/")
+    assert response.status_code == 302 and response["Location"].startswith(fake_stripe.url + "/checkout/")
     assert fake_stripe.made("/v1/checkout/sessions")[0].params["success_url"].startswith("http://testserver/o/")
     manage = owner_a.post(org_a.url("billing/manage/"))
-    assert manage.status_code == 302 and manage["Location"].startswith("https://billing.stripe.test/")
+    assert manage.status_code == 302 and manage["Location"].startswith(fake_stripe.url + "/portal/")
     fake_stripe.fail_next("/v1/billing_portal/sessions", 400)
     refused = owner_a.post(org_a.url("billing/manage/"), follow=True)
     assert refused.status_code == 200 and b"Stripe:" in refused.content

@@ -11,8 +11,8 @@ from django.core.exceptions import ValidationError
 from billing.models import UsageLedger, UsageReport
 from billing.services.accounts import account_get, checkout_start, portal_start
 from billing.services.ledger import ledger_refresh, usage_reports_prepare, usage_reports_send
+from devtools.fake_stripe import FakeStripe
 from tests.billing.helpers import send_traces, spend_traces
-from tests.fixtures.fake_stripe import FakeStripe
 from tests.fixtures.organizations import Org
 
 
@@ -20,7 +20,7 @@ def test_checkout_creates_the_customer_once_and_a_subscription_session(db: None,
                                                                        fake_stripe: FakeStripe) -> None:  # fmt: skip
     url = checkout_start(organization=org_a.organization, plan="team", email="owner@a.test",
                          return_url="http://localhost/o/org-alpha/billing/")  # fmt: skip
-    assert url.startswith("https://checkout.stripe.test/")
+    assert url.startswith(fake_stripe.url + "/checkout/cs_")
     [customer] = fake_stripe.made("/v1/customers")
     assert customer.idempotency_key == f"candor-customer-{org_a.organization.id}"
     assert customer.params["metadata[candor_organization_id]"] == str(org_a.organization.id)
@@ -35,7 +35,7 @@ def test_checkout_creates_the_customer_once_and_a_subscription_session(db: None,
     checkout_start(organization=org_a.organization, plan="business", email="owner@a.test", return_url="http://x/")
     assert len(fake_stripe.made("/v1/customers")) == 1  # the customer is kept
     portal = portal_start(organization=org_a.organization, return_url="http://localhost/back")
-    assert portal.startswith("https://billing.stripe.test/")
+    assert portal.startswith(fake_stripe.url + "/portal/bps_")
     assert fake_stripe.made("/v1/billing_portal/sessions")[0].params["return_url"] == "http://localhost/back"
 
 
