@@ -139,6 +139,14 @@ def checkout_start(*, organization: Organization, plan: str, email: str, return_
     if plan not in PLANS or not PLANS[plan].stripe_price:
         raise ValidationError({"plan": f"'{plan}' is not a plan you can subscribe to here."})
     account = account_get(organization=organization)
+    fee, cap = PLANS[plan].monthly_usd, account.monthly_cap_usd
+    if cap is not None and fee >= cap:
+        # The fee alone would reach the cap: judges and ingestion would stop the moment the plan started.
+        message = (
+            f"The {PLANS[plan].name} plan costs ${fee:,.2f} a month, at or above your monthly cap of "
+            f"${cap:,.2f}: subscribing would pause judges and ingestion at once. Raise or remove the cap first."
+        )
+        raise ValidationError({"plan": ValidationError(message, code="cap_below_fee")})  # fmt: skip
     if not account.stripe_customer_id:
         account.stripe_customer_id = gateway.customer_create(
             organization_id=organization.id, name=organization.name, email=email

@@ -7,13 +7,30 @@ from datetime import UTC, datetime
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.test import Client
 
 from billing.models import UsageLedger, UsageReport
-from billing.services.accounts import account_get, checkout_start, portal_start
+from billing.services.accounts import account_get, cap_set, checkout_start, portal_start
 from billing.services.ledger import ledger_refresh, usage_reports_prepare, usage_reports_send
 from devtools.fake_stripe import FakeStripe
 from tests.billing.helpers import send_traces, spend_traces
 from tests.fixtures.organizations import Org
+
+
+def test_a_plan_whose_fee_reaches_the_cap_is_refused_before_stripe(db: None, org_a: Org, owner_a: Client,
+                                                                   fake_stripe: FakeStripe) -> None:  # fmt: skip
+    # Subscribed, the Business fee ($499) alone would reach a $200 cap: judges and ingestion would stop at once.
+    cap_set(organization=org_a.organization, cap_usd="200")
+    with pytest.raises(ValidationError) as refused:
+        checkout_start(organization=org_a.organization, plan="business", email="o@a.test", return_url="http://x/")
+    assert refused.value.error_dict["plan"][0].code == "cap_below_fee"
+    assert "$499.00" in str(refused.value) and "$200.00" in str(refused.value)
+    assert fake_stripe.requests == []  # nothing created in Stripe
+    page = owner_a.get(org_a.url("billing/")).content.decode()
+    assert page.count("raise the cap to subscribe") == 1  # Business says why; Team ($99) offers Subscribe
+    assert checkout_start(organization=org_a.organization, plan="team", email="o@a.test", return_url="http://x/")
+    cap_set(organization=org_a.organization, cap_usd=None)
+    assert checkout_start(organization=org_a.organization, plan="business", email="o@a.test", return_url="http://x/")
 
 
 def test_checkout_creates_the_customer_once_and_a_subscription_session(db: None, org_a: Org,
