@@ -2,15 +2,19 @@
 
 from django.db import migrations, models
 
+from tenants.online_ddl import AddIndexOnline
+
 
 class Migration(migrations.Migration):
+    # Indexes built and dropped without blocking writes (tenants/online_ddl.py): not in a transaction.
+    atomic = False
 
     dependencies = [
         ('evaluation', '0007_calibration_speed'),
     ]
 
     operations = [
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='score',
             index=models.Index(condition=models.Q(('status__in', ['ok', 'error'])), fields=['scored_at'], name='score_finished'),
         ),

@@ -2,8 +2,12 @@
 
 from django.db import migrations, models
 
+from tenants.online_ddl import AddIndexOnline, RemoveIndexOnline
+
 
 class Migration(migrations.Migration):
+    # Indexes built and dropped without blocking writes (tenants/online_ddl.py): not in a transaction.
+    atomic = False
 
     dependencies = [
         ('evaluation', '0009_digest_delivery'),
@@ -11,12 +15,12 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RemoveIndex(
-            model_name='score',
-            name='score_judge_recent',
-        ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='score',
             index=models.Index(fields=['judge', '-created_at', '-id'], name='score_judge_recent_id'),
+        ),
+        RemoveIndexOnline(
+            model_name='score',
+            name='score_judge_recent',
         ),
     ]

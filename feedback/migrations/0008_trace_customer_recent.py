@@ -2,20 +2,24 @@
 
 from django.db import migrations, models
 
+from tenants.online_ddl import AddIndexOnline, RemoveIndexOnline
+
 
 class Migration(migrations.Migration):
+    # Indexes built and dropped without blocking writes (tenants/online_ddl.py): not in a transaction.
+    atomic = False
 
     dependencies = [
         ('feedback', '0007_genai_message_retention'),
     ]
 
     operations = [
-        migrations.RemoveIndex(
-            model_name='trace',
-            name='feedback_tr_custome_61d898_idx',
-        ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='trace',
             index=models.Index(fields=['customer_id', '-started_at', '-id'], name='trace_customer_recent'),
+        ),
+        RemoveIndexOnline(
+            model_name='trace',
+            name='feedback_tr_custome_61d898_idx',
         ),
     ]

@@ -3,19 +3,23 @@
 
 from django.db import migrations, models
 
+from tenants.online_ddl import AddIndexOnline, RemoveIndexOnline
+
 
 class Migration(migrations.Migration):
+    # Indexes built and dropped without blocking writes (tenants/online_ddl.py): not in a transaction.
+    atomic = False
     dependencies = [
         ("feedback", "0010_segment_variant"),
     ]
 
     operations = [
-        migrations.RemoveIndex(
-            model_name="trace",
-            name="feedback_tr_session_13758a_idx",
-        ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name="trace",
             index=models.Index(fields=["session_id", "-started_at", "-id"], name="trace_session_recent"),
+        ),
+        RemoveIndexOnline(
+            model_name="trace",
+            name="feedback_tr_session_13758a_idx",
         ),
     ]
