@@ -1,75 +1,105 @@
-"""Index migrations that keep writes going: CREATE / DROP INDEX CONCURRENTLY wherever a migration can.
+"""Index migrations that keep writes going: CREATE / DROP INDEX CONCURRENTLY where it matters.
 
 A plain CREATE INDEX takes a lock that blocks every write to its table until the index is built: on an
 organization with millions of traces, an upgrade would stall its ingestion for as long as the build
-takes, schema after schema. These operations build and drop CONCURRENTLY when their migration runs
-outside a transaction (a migration with ``atomic = False``, as ``make migrate`` runs it), and as
-AddIndex / RemoveIndex do inside one: a new organization's schema, migrated inside its creation, or a
-test. There the table is new and empty, and the lock costs nothing.
+takes, schema after schema. These operations build and drop CONCURRENTLY when their table is large
+(``settings.INDEX_CONCURRENTLY_FROM_BYTES``, 8 MB by default) and their migration runs outside a
+transaction (``atomic = False``, as ``make migrate`` runs it). A small or new table (a new organization's
+schema) gets a plain build: it takes milliseconds, where a concurrent one would first wait for every
+older transaction in the database to end (a long report or a ``pg_dump`` would stall sign-up).
 
-A concurrent build that failed (a deadlock, a duplicate in a unique index, a cancelled migrate) leaves
-an INVALID index of that name behind: the next try drops it first instead of failing on "already exists".
+Rerunnable: a valid index of the name, left by a run that stopped between its operations, is kept; an
+INVALID one (a concurrent build that failed) is dropped and built again, unless another session is
+building it this moment, which is an error that says so.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.postgres.operations import AddIndexConcurrently, RemoveIndexConcurrently
 from django.db.migrations.operations import AddIndex, RemoveIndex
 
-_INVALID = """
-SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-WHERE c.relname = %s AND c.relnamespace = current_schema()::regnamespace AND NOT i.indisvalid
+# The index of that name in the current schema: (valid, another session holds a lock on its table).
+_EXISTING = """
+SELECT i.indisvalid,
+       EXISTS (SELECT 1 FROM pg_locks l WHERE l.relation = i.indrelid AND l.pid <> pg_backend_pid() AND l.granted
+               AND l.mode = 'ShareUpdateExclusiveLock')
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE c.relname = %s AND c.relnamespace = current_schema()::regnamespace
 """
+_TABLE_BYTES = "SELECT COALESCE(pg_total_relation_size(to_regclass(%s)), 0)"
 
 
-def _in_transaction(schema_editor: Any) -> bool:
-    return bool(schema_editor.connection.in_atomic_block)
-
-
-def _drop_if_invalid(schema_editor: Any, name: str) -> None:
+def _concurrently(schema_editor: Any, table: str) -> bool:
+    """Build without blocking writes: outside a transaction, and worth it (the table is large)."""
+    if schema_editor.connection.in_atomic_block:
+        return False
     with schema_editor.connection.cursor() as cursor:
-        cursor.execute(_INVALID, [name])
-        if cursor.fetchone():
-            cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(name)}")
+        cursor.execute(_TABLE_BYTES, [table])
+        (size,) = cursor.fetchone()
+    return bool(size >= settings.INDEX_CONCURRENTLY_FROM_BYTES)
+
+
+def _existing(schema_editor: Any, name: str) -> tuple[bool, bool] | None:
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute(_EXISTING, [name])
+        row = cursor.fetchone()
+    return None if row is None else (bool(row[0]), bool(row[1]))
 
 
 class AddIndexOnline(AddIndexConcurrently):
-    """AddIndex, built CONCURRENTLY outside a transaction (its migration needs ``atomic = False``)."""
+    """AddIndex, built CONCURRENTLY on a large table outside a transaction (its migration: ``atomic = False``)."""
 
     def describe(self) -> str:
-        return f"Create index {self.index.name} on {self.model_name} (concurrently, outside a transaction)"
+        return f"Create index {self.index.name} on {self.model_name} (concurrently when its table is large)"
 
     def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
-        if _in_transaction(schema_editor):
-            AddIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if not self.allow_migrate_model(schema_editor.connection.alias, model):
             return
-        _drop_if_invalid(schema_editor, self.index.name)
-        super().database_forwards(app_label, schema_editor, from_state, to_state)
+        existing = _existing(schema_editor, self.index.name)
+        if existing is not None:
+            valid, building = existing
+            if valid:
+                return  # built by a run that stopped before its next operation
+            if building:
+                raise RuntimeError(f"index {self.index.name} is being built by another session: wait for it")
+            schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(self.index.name)}")
+        if _concurrently(schema_editor, model._meta.db_table):
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+        else:
+            AddIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
 
     def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
-        if _in_transaction(schema_editor):
+        model = from_state.apps.get_model(app_label, self.model_name)
+        if _concurrently(schema_editor, model._meta.db_table):
+            super().database_backwards(app_label, schema_editor, from_state, to_state)
+        else:
             AddIndex.database_backwards(self, app_label, schema_editor, from_state, to_state)
-            return
-        super().database_backwards(app_label, schema_editor, from_state, to_state)
 
 
 class RemoveIndexOnline(RemoveIndexConcurrently):
-    """RemoveIndex, dropped CONCURRENTLY outside a transaction (its migration needs ``atomic = False``)."""
+    """RemoveIndex, dropped CONCURRENTLY on a large table outside a transaction (``atomic = False``)."""
 
     def describe(self) -> str:
-        return f"Remove index {self.name} from {self.model_name} (concurrently, outside a transaction)"
+        return f"Remove index {self.name} from {self.model_name} (concurrently when its table is large)"
 
     def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
-        if _in_transaction(schema_editor):
-            RemoveIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
+        model = from_state.apps.get_model(app_label, self.model_name)
+        if not self.allow_migrate_model(schema_editor.connection.alias, model):
             return
-        super().database_forwards(app_label, schema_editor, from_state, to_state)
+        if _existing(schema_editor, self.name) is None:
+            return  # dropped by a run that stopped before the migration was recorded
+        if _concurrently(schema_editor, model._meta.db_table):
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+        else:
+            RemoveIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
 
     def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
-        if _in_transaction(schema_editor):
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if _concurrently(schema_editor, model._meta.db_table):
+            super().database_backwards(app_label, schema_editor, from_state, to_state)
+        else:
             RemoveIndex.database_backwards(self, app_label, schema_editor, from_state, to_state)
-            return
-        _drop_if_invalid(schema_editor, self.name)
-        super().database_backwards(app_label, schema_editor, from_state, to_state)

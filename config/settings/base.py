@@ -185,6 +185,8 @@ SPECTACULAR_SETTINGS = {
         "RubricScaleEnum": ["binary", "ordinal", "continuous", "categorical", "free_text"],
     },
 }
+# Index migrations build CONCURRENTLY (writes go on) on tables at least this large (tenants/online_ddl.py).
+INDEX_CONCURRENTLY_FROM_BYTES = int(env("CANDOR_INDEX_CONCURRENTLY_FROM_BYTES", str(8 * 1024 * 1024)))
 # Per-key request budget for the API (requests per second, burst allowance), one budget per
 # key across every web process and machine (tenants.ratelimit).
 API_RATE_LIMIT_PER_SECOND = float(env("CANDOR_API_RATE_PER_SECOND", "50"))

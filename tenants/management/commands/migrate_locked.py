@@ -2,14 +2,16 @@
 
 Every benchmark and demo target depends on `make migrate`; two started at once raced to create
 the same tables ("relation ... already exists", "no schema has been selected to create in").
-A PostgreSQL advisory lock, held on the connection the migrations run on, makes the second wait
-for the first and then find nothing left to do.
+A PostgreSQL advisory lock makes the second wait for the first and then find nothing left to do. It is
+held on a connection of its own for the whole run: django-tenants closes the migrations' connection
+after each schema, which released a lock taken there after the first one.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import connection
@@ -22,10 +24,7 @@ class Command(BaseCommand):
     help = "migrate_schemas (standard executor) under an advisory lock: concurrent runs wait their turn"
 
     def handle(self, *args: Any, **options: Any) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_lock(%s)", [MIGRATE_LOCK])
-        try:
+        with psycopg.connect(**connection.get_connection_params(), autocommit=True) as holder:
+            holder.execute("SELECT pg_advisory_lock(%s)", [MIGRATE_LOCK])
             call_command("migrate_schemas", executor="standard", verbosity=options["verbosity"])
-        finally:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [MIGRATE_LOCK])
+            # Closing the holder releases the lock, on success or failure.
