@@ -17,7 +17,7 @@ Webhooks are signed with the library's own scheme (``stripe.WebhookSignature``:
 ``t=<unix>,v1=<HMAC-SHA256 of "t.payload">``).
 
 Two uses:
-- the tests (tests/billing/conftest.py): ``running_fake_stripe()``, in a daemon thread;
+- the tests (tests/fixtures/stripe.py): ``running_fake_stripe()``, in a daemon thread;
 - ``make demo`` (bin/run-demo): ``python -m devtools.fake_stripe --port P --webhook URL --secret S``,
   so an owner can subscribe to a plan and cancel it in the demo, every step over real HTTP.
 """
@@ -27,6 +27,8 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -86,7 +88,10 @@ class FakeStripe:
         try:
             with open(self.state_path, encoding="utf-8") as file:
                 state = json.load(file)
-        except (OSError, ValueError):
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            print(f"fake Stripe: {self.state_path} unreadable ({exc}): starting empty", file=sys.stderr)
             return
         for name in self._KEPT:
             value = state.get(name)
@@ -100,8 +105,11 @@ class FakeStripe:
         with self.lock:
             state: dict[str, Any] = {name: getattr(self, name) for name in self._KEPT}
             state["next_id"] = next(self._ids)
-            with open(self.state_path, "w", encoding="utf-8") as file:
+            # Written aside, then renamed over: a kill mid-write leaves the previous state, not half of one.
+            partial = f"{self.state_path}.partial"
+            with open(partial, "w", encoding="utf-8") as file:
                 json.dump(state, file)
+            os.replace(partial, self.state_path)
 
     def reset(self) -> None:
         with self.lock:
@@ -220,10 +228,9 @@ class FakeStripe:
             if method == "GET":
                 return Page(200, self._checkout_page(session))
             if form.get("action") == "cancel":
-                return Page(303, location=session["cancel_url"])
-            if session["status"] == "open":
-                self._checkout_complete(session)
-            return Page(303, location=session["success_url"].replace("{CHECKOUT_SESSION_ID}", session["id"]))
+                return Page(303, location=session["cancel_url"] or "/")
+            self._checkout_complete(session)  # once: a second Pay (a double click) finds it complete
+            return Page(303, location=session["success_url"].replace("{CHECKOUT_SESSION_ID}", session["id"]) or "/")
         if kind == "portal" and object_id in self.portal_sessions:
             portal = self.portal_sessions[object_id]
             if method == "GET":
@@ -234,12 +241,14 @@ class FakeStripe:
                     sub["status"] = "canceled"
                     sub["canceled_at"] = int(time.time())
                 self.send("customer.subscription.deleted", sub)
-            return Page(303, location=portal["return_url"])
+            return Page(303, location=portal["return_url"] or "/")
         return Page(404, _html("Not found", "<p>No such page: this session does not exist here.</p>"))
 
     def _checkout_complete(self, session: dict[str, Any]) -> None:
         now = int(time.time())
         with self.lock:
+            if session["status"] != "open":
+                return
             n = next(self._ids)
             sub = self.subscription_put(
                 f"sub_fake{n}", customer=session["customer"], created=now, current_period_start=now,
@@ -440,7 +449,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--public-host", default="localhost", help="host in the page URLs handed to browsers")
     parser.add_argument("--webhook", default="", help="Candor's webhook URL (…/billing/stripe/webhook)")
-    parser.add_argument("--secret", default="", help="the webhook signing secret Candor checks")
+    parser.add_argument(
+        "--secret",
+        default=os.environ.get("STRIPE_WEBHOOK_SECRET", ""),
+        help="the webhook signing secret Candor checks (default: $STRIPE_WEBHOOK_SECRET)",
+    )
     parser.add_argument("--state", default="", help="a JSON file keeping customers and subscriptions across restarts")
     args = parser.parse_args()
     fake = FakeStripe(url=f"http://{args.public_host}:{args.port}", webhook_url=args.webhook,

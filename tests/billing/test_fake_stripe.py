@@ -24,3 +24,17 @@ def test_a_restarted_fake_knows_its_customers_and_never_reuses_an_id(tmp_path: P
     empty = FakeStripe(state_path=str(tmp_path / "missing.json"))
     empty.load()  # no file yet: an empty fake
     assert empty.customers == {} and empty.subscriptions == {}
+
+
+def test_paying_twice_for_one_checkout_makes_one_subscription() -> None:
+    fake = FakeStripe(url="http://fake")
+    _, customer = fake.handle("POST", "/v1/customers", {"name": "Acme"}, None)
+    _, session = fake.handle("POST", "/v1/checkout/sessions", {"customer": customer["id"], "mode": "subscription",
+                             "success_url": "http://candor/billing/?checkout=done",
+                             "line_items[0][price]": "price_x"}, None)  # fmt: skip
+    path = "/checkout/" + session["id"]
+    first, second = (fake.page("POST", path, {"action": "pay"}) for _ in range(2))  # a double click
+    assert first.location == second.location == "http://candor/billing/?checkout=done"
+    [subscription] = fake.subscriptions.values()
+    assert subscription["customer"] == customer["id"] and subscription["status"] == "active"
+    assert fake.page("GET", "/checkout/cs_nope", {}).status == 404
