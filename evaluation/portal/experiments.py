@@ -142,7 +142,8 @@ def experiment_stop_view(request: HttpRequest, key: str) -> HttpResponse:
 
 
 def drift_index(request: HttpRequest) -> HttpResponse:
-    return TemplateResponse(request, "evaluation/drift_index.html", {"nav": "drift", "features": features_list()})
+    rows = drift_services.drift_summaries()
+    return TemplateResponse(request, "evaluation/drift_index.html", {"nav": "drift", "rows": rows})
 
 
 def drift_page(request: HttpRequest, key: str) -> HttpResponse:

@@ -407,6 +407,37 @@ def likely_causes(feature_keys: list[str], *, first_day: date, last_day: date) -
     return found
 
 
+def drift_summaries(*, today: date | None = None) -> list[dict[str, Any]]:
+    """The drift index's rows, by feature key, from each feature's latest snapshot of the last 7 days (read, never
+    computed: opening a feature's page computes today's): its likely cause, the distributions that moved
+    (PSI over 0.1, worst first) and the days compared. A feature without a recent snapshot has
+    ``snapshot`` None."""
+    today = today or utc_now().date()
+    features = list(Feature.objects.order_by("key"))
+    latest = {
+        snapshot.feature_id: snapshot
+        for snapshot in DriftSnapshot.objects.filter(
+            feature__in=features, day__gte=today - timedelta(days=7), day__lte=today
+        )
+        .order_by("feature_id", "-day")
+        .distinct("feature_id")
+    }
+    rows = []
+    for feature in features:
+        snapshot = latest.get(feature.id)
+        row: dict[str, Any] = {"feature": feature, "snapshot": snapshot, "cause": None, "moved": []}
+        if snapshot is not None:
+            result = snapshot.result
+            row["cause"] = top_cause(result)
+            row["moved"] = sorted(
+                (d for d in result.get("distributions", []) if d.get("status") in ("moderate", "shifted")),
+                key=lambda d: -(d.get("psi") or 0.0),
+            )
+            row.update(_days_compared(result))
+        rows.append(row)
+    return rows
+
+
 def _days_compared(result: dict[str, Any]) -> dict[str, str]:
     """A snapshot's windows as "11-27 to 12-03" (whole days, the last one included)."""
 

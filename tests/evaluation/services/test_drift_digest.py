@@ -280,3 +280,30 @@ def test_the_digest_names_alerts_still_open_from_before_its_week(db: None, org_a
     assert "Still open from before: 1" in text and "since Jun 10: Thumbs-down share of x (metadata.auth=sso)" in text
     assert f"https://candor.example/o/{org_a.organization.slug}/alerts/{lasting.id}/" in text
     assert 'data-testid="still-open"' in html and "open since Jun 10" in html
+
+
+def test_the_drift_index_lists_each_features_cause_and_moved_distributions(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """The index page was a bare list of names: it now says, per feature, what its latest snapshot found."""
+    from django.test import Client
+
+    from evaluation.services.drift import drift_summaries
+
+    with in_tenant(org_a):
+        key, quiet = new_feature(segment_keys=["auth"]), new_feature()
+        _planted(key)
+        drift_snapshot_store(feature=Feature.objects.get(key=key), today=TODAY)
+        rows = {r["feature"].key: r for r in drift_summaries(today=TODAY)}
+        too_late = {r["feature"].key: r for r in drift_summaries(today=TODAY + timedelta(days=8))}
+    planted = rows[key]
+    assert planted["cause"]["segment"] == "metadata.auth=sso × prompt_version=v2"
+    moved = [d["metric"] for d in planted["moved"]]
+    assert set(moved) == {"latency_ms", "response_length"}  # the two the planted change shifted
+    assert [d["psi"] for d in planted["moved"]] == sorted((d["psi"] for d in planted["moved"]), reverse=True)
+    assert planted["current_days"] == "06-23 to 06-29" and planted["baseline_days"] == "06-02 to 06-15"
+    assert rows[quiet]["snapshot"] is None and rows[quiet]["cause"] is None
+    assert too_late[key]["snapshot"] is None  # a snapshot over a week old says nothing about now
+    client = Client()
+    client.force_login(org_a.owner)
+    page = client.get(org_a.url("drift/")).content.decode()
+    row = page.split(f'data-feature="{quiet}"')[1].split("</tr>")[0]
+    assert "No snapshot this week yet" in row and f'href="/o/{org_a.organization.slug}/drift/{quiet}/"' in row
