@@ -117,6 +117,12 @@ def feature_view(request: HttpRequest, key: str) -> HttpResponse:
             "nav": "overview",
             "feature": feature,
             "report": data["report"],
+            # Groups whose success borrows the report's judge correction (too few audit labels of their own).
+            "pooled_groups": [
+                g["group"]
+                for g in data["report"]["groups"]
+                if g["success"]["source"] == "calibrated_judge" and g["notes"].get("success")
+            ],  # fmt: skip
             "over_holdback": data["over_holdback"],
             "calibrations": feature_calibrations(feature),
             "signals": signals,

@@ -37,6 +37,7 @@ def test_a_gating_judge_answers_success_per_group(api_a: ApiClient, org_a: Org, 
     n = 900
     feature, judge, rubric = unique("cal"), unique("judge"), unique("rb")
     version = np.where(rng.random(n) < 0.5, "v1", "v2")
+    version[:15] = "v3"  # a version too small for 10 audit labels of its own: it borrows the report's correction
     good = np.where(version == "v1", rng.random(n) < 0.8, rng.random(n) < 0.55)
     passed = np.where(rng.random(n) < 0.96, good, ~good)  # a judge that agrees with humans 96% of the time
     traces = [f"{feature}-{i:04d}" for i in range(n)]
@@ -82,6 +83,19 @@ def test_a_gating_judge_answers_success_per_group(api_a: ApiClient, org_a: Org, 
         assert sum(j.audited for j in judged) == int(((version == label) & in_audit).sum())
     # The estimate tracks what humans would say of every trace, group by group.
     assert abs(groups["v2"]["success"]["value"] - good[version == "v2"].mean()) < 0.06
+    # The small version's estimate borrows the whole audit's correction: the page marks it and says what
+    # that assumes; the versions with labels of their own are not marked.
+    assert int((in_audit & (version == "v3")).sum()) < CalibratedJudgeSource.MIN_AUDITED
+    assert groups["v3"]["success"]["value"] is not None and "pooled" in groups["v3"]["notes"]["success"]
+    from django.test import Client
+
+    owner = Client()
+    owner.force_login(org_a.owner)
+    page = owner.get(org_a.url(f"features/{feature}/"), {"group_by": "prompt_version"}).content.decode()
+    table = page.split('id="report-table"')[1].split("</table>")[0]
+    rows = {row.split("<td>")[1].split("</td>")[0]: row for row in table.split("<tr")[2:]}
+    assert 'class="pooled"' in rows["v3"] and not any('class="pooled"' in rows[v] for v in ("v1", "v2"))
+    assert 'id="pooled-note"' in page and "in 1 group:" in page
 
 
 def test_a_group_with_too_few_audit_labels_has_no_estimate() -> None:
