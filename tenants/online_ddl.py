@@ -49,6 +49,17 @@ def _existing(schema_editor: Any, name: str) -> tuple[bool, bool] | None:
     return None if row is None else (bool(row[0]), bool(row[1]))
 
 
+def _table(op: Any, app_label: str, state: Any) -> str:
+    return str(state.apps.get_model(app_label, op.model_name)._meta.db_table)
+
+
+def _apply(op: Any, plain: type, concurrent: type, direction: str, args: tuple[Any, ...], table: str) -> None:
+    """Run ``direction`` (database_forwards / _backwards) of the concurrent or the plain operation."""
+    schema_editor = args[1]
+    chosen = concurrent if _concurrently(schema_editor, table) else plain
+    getattr(chosen, direction)(op, *args)
+
+
 class AddIndexOnline(AddIndexConcurrently):
     """AddIndex, built CONCURRENTLY on a large table outside a transaction (its migration: ``atomic = False``)."""
 
@@ -67,17 +78,12 @@ class AddIndexOnline(AddIndexConcurrently):
             if building:
                 raise RuntimeError(f"index {self.index.name} is being built by another session: wait for it")
             schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(self.index.name)}")
-        if _concurrently(schema_editor, model._meta.db_table):
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
-        else:
-            AddIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
+        args = (app_label, schema_editor, from_state, to_state)
+        _apply(self, AddIndex, AddIndexConcurrently, "database_forwards", args, _table(self, app_label, to_state))
 
     def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
-        model = from_state.apps.get_model(app_label, self.model_name)
-        if _concurrently(schema_editor, model._meta.db_table):
-            super().database_backwards(app_label, schema_editor, from_state, to_state)
-        else:
-            AddIndex.database_backwards(self, app_label, schema_editor, from_state, to_state)
+        args = (app_label, schema_editor, from_state, to_state)
+        _apply(self, AddIndex, AddIndexConcurrently, "database_backwards", args, _table(self, app_label, from_state))
 
 
 class RemoveIndexOnline(RemoveIndexConcurrently):
@@ -92,14 +98,10 @@ class RemoveIndexOnline(RemoveIndexConcurrently):
             return
         if _existing(schema_editor, self.name) is None:
             return  # dropped by a run that stopped before the migration was recorded
-        if _concurrently(schema_editor, model._meta.db_table):
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
-        else:
-            RemoveIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
+        args = (app_label, schema_editor, from_state, to_state)
+        _apply(self, RemoveIndex, RemoveIndexConcurrently, "database_forwards", args, model._meta.db_table)
 
     def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
-        model = to_state.apps.get_model(app_label, self.model_name)
-        if _concurrently(schema_editor, model._meta.db_table):
-            super().database_backwards(app_label, schema_editor, from_state, to_state)
-        else:
-            RemoveIndex.database_backwards(self, app_label, schema_editor, from_state, to_state)
+        args = (app_label, schema_editor, from_state, to_state)
+        table = _table(self, app_label, to_state)
+        _apply(self, RemoveIndex, RemoveIndexConcurrently, "database_backwards", args, table)

@@ -102,6 +102,29 @@ def test_a_new_organizations_schema_builds_no_index_concurrently(committed_db: N
     created.organization.delete(force_drop=True)
 
 
+def test_unapplying_drops_what_applying_built(org_a: Org, no_leftover: None, settings: Any) -> None:
+    for size in (0, 1 << 40):  # concurrently, then plainly
+        settings.INDEX_CONCURRENTLY_FROM_BYTES = size
+        with in_tenant(org_a):
+            _run(ADD)
+            before = MigrationLoader(connection).project_state()
+            after = before.clone()
+            ADD.state_forwards("feedback", after)
+            with connection.schema_editor(atomic=False) as editor:
+                ADD.database_backwards("feedback", editor, after, before)
+            assert _valid() is None
+            _run(ADD)
+            with_index, without = after, after.clone()
+            REMOVE.state_forwards("feedback", without)
+            with connection.schema_editor(atomic=False) as editor:
+                REMOVE.database_forwards("feedback", editor, with_index, without)
+                assert _valid() is None
+                REMOVE.database_backwards("feedback", editor, without, with_index)
+            assert _valid() is True
+            with connection.cursor() as cursor:
+                cursor.execute(f"DROP INDEX {NAME}")
+
+
 def test_a_rerun_keeps_a_valid_index_and_skips_one_already_dropped(org_a: Org, no_leftover: None) -> None:
     with in_tenant(org_a):
         _run(ADD)
