@@ -330,7 +330,7 @@ def feature_report(*, feature: Feature, window: Window, grouping: Grouping) -> d
     )
     groups = {key[0]: m for key, m in parts.items()}
     whole = total(groups)
-    source = success_source_for(whole)
+    source = success_source_for(whole, groups.values())
     vps = _value_per_success(feature)
     note = None
     if grouping.name == "metadata" and all(key is None for key in groups):
@@ -587,7 +587,7 @@ def customers_report(*, window: Window, limit: int = 50) -> dict[str, Any]:
             continue
         by_customer = {key[0]: m for key, m in parts.items()}
         whole = total(by_customer)
-        features.append((feature.key, by_customer, whole, success_source_for(whole)))
+        features.append((feature.key, by_customer, whole, success_source_for(whole, by_customer.values())))
         for customer, m in by_customer.items():
             c = customers.setdefault(customer, {"customer_id": customer, "traces": 0, "cost_usd": 0.0})
             c["traces"] += m.traces

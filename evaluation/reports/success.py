@@ -10,11 +10,15 @@ rollups, into Measures.judged); then outcomes, then thumbs. To add a source, wri
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from scipy import stats as sps
+
 from evaluation.reports.measures import JudgedSums, Measures
 from evaluation.stats import Interval, wilson
+from evaluation.stats.estimators import Heterogeneity, between_groups_variance
 from evaluation.stats.intervals import DEFAULT_CONFIDENCE, z_value
 
 
@@ -80,22 +84,48 @@ class CalibratedJudgeSource:
 
     A group with fewer than MIN_AUDITED audit labels of its own (a day on a chart, a small
     segment) takes the correction of the whole report (``pooled``: the audit over every group),
-    with that correction's variance, and says so in ``note``: this assumes the judge's bias is
-    the same in the group as overall, which the calibration page's drift monitor watches."""
+    with that correction's variance, and says so in ``note``. The judge's bias in that group is
+    unknown, though: when at least MIN_GROUPS of the report's groups have labels of their own
+    (``spread``: how much their corrections vary beyond sampling noise, DerSimonian-Laird's tau^2,
+    at most Var(r), which bounds the variance of group means), the interval also carries that spread,
+    as a random-effects prediction for a new group does (Higgins, Thompson & Spiegelhalter 2009: t
+    with k - 2 degrees of freedom on the spread). With fewer such groups the spread cannot be
+    measured and the note says the interval assumes the judge errs alike in the group and overall.
+    Alerts and experiments compare a group with itself over time, where a stable bias cancels: they
+    take no spread."""
 
     name = "calibrated_judge"
     description = "a gating judge's calibrated scores, corrected by the uniform audit of human labels"
     MIN_AUDITED = 10
+    MIN_GROUPS = 3
 
-    def __init__(self, pooled: JudgedSums | None = None) -> None:
+    def __init__(self, pooled: JudgedSums | None = None, spread: Heterogeneity | None = None) -> None:
         self.pooled = pooled
+        self.spread = spread
 
     def available(self, total: Measures) -> bool:
         return total.judged.scored > 0 and total.judged.audited >= self.MIN_AUDITED
 
-    def for_report(self, total: Measures) -> CalibratedJudgeSource:
-        """This source with the report's whole audit as the fallback correction."""
-        return CalibratedJudgeSource(pooled=total.judged)
+    def for_report(self, total: Measures, groups: Iterable[Measures] = ()) -> CalibratedJudgeSource:
+        """This source with the report's whole audit as the fallback correction, and the spread of the
+        correction between ``groups`` (the report's rows) that have labels of their own."""
+        return CalibratedJudgeSource(pooled=total.judged, spread=self._spread(total.judged, groups))
+
+    def _spread(self, whole: JudgedSums, groups: Iterable[Measures]) -> Heterogeneity | None:
+        own = [g.judged for g in groups if g.judged.audited >= self.MIN_AUDITED]
+        if len(own) < self.MIN_GROUPS or whole.audited < 2:
+            return None
+        # Each group's mean correction, with the within-group variance pooled over the groups (one per
+        # group would give a group whose labels all agree an infinite weight).
+        means = [j.r_sum / j.audited for j in own]
+        labels = sum(j.audited for j in own)
+        within = sum(j.r2_sum - j.audited * m * m for j, m in zip(own, means, strict=True)) / (labels - len(own))
+        if within <= 0:
+            return Heterogeneity(0.0, len(own))
+        found = between_groups_variance(means, [within / j.audited for j in own])
+        mean_r = whole.r_sum / whole.audited
+        ceiling = max(whole.r2_sum / whole.audited - mean_r * mean_r, 0.0) * whole.audited / (whole.audited - 1)
+        return Heterogeneity(min(found.tau2, ceiling), found.groups)
 
     def estimate(self, measures: Measures, confidence: float = DEFAULT_CONFIDENCE) -> SuccessEstimate:
         j = measures.judged
@@ -111,12 +141,21 @@ class CalibratedJudgeSource:
                 )
             audit = self.pooled
             note = f"{j.audited} audit labels here: the judge's bias correction is pooled over the whole report"
+            if self.spread is None:
+                note += ", assuming the judge errs alike here (too few groups with labels of their own to tell)"
+            else:
+                note += (f", widened by how much it varies between the {self.spread.groups} groups with labels of "
+                         f"their own (±{math.sqrt(self.spread.tau2) * 100:.1f} points)")  # fmt: skip
         mean_r = audit.r_sum / audit.audited
         var_r = max(audit.r2_sum / audit.audited - mean_r * mean_r, 0.0) * audit.audited / (audit.audited - 1)
         value = j.mean_f + mean_r
         se = math.sqrt(j.mean_f_variance + var_r / audit.audited)
         z = z_value(confidence)
-        low, high = max(0.0, value - z * se), min(1.0, value + z * se)
+        half = z * se
+        if audit is not j and self.spread is not None:
+            t = float(sps.t.ppf(1.0 - (1.0 - confidence) / 2.0, max(self.spread.groups - 2, 1)))
+            half = math.sqrt(half * half + t * t * self.spread.tau2)
+        low, high = max(0.0, value - half), min(1.0, value + half)
         return SuccessEstimate(Interval(min(max(value, 0.0), 1.0), low, high), j.scored, self.name, note)
 
 
@@ -134,10 +173,11 @@ class NoSource:
 SUCCESS_SOURCES: tuple[SuccessSource, ...] = (CalibratedJudgeSource(), OutcomesSource(), ThumbsSource())
 
 
-def success_source_for(total: Measures) -> SuccessSource:
+def success_source_for(total: Measures, groups: Iterable[Measures] = ()) -> SuccessSource:
     """The first source with data over the feature's whole window (the calibrated judge carries
-    that window's audit, for groups too small to correct on their own)."""
+    that window's audit, for groups too small to correct on their own, and the spread of its
+    correction between ``groups``, the rows a report shows side by side)."""
     source = next((source for source in SUCCESS_SOURCES if source.available(total)), NoSource())
     if isinstance(source, CalibratedJudgeSource):
-        return source.for_report(total)
+        return source.for_report(total, groups)
     return source

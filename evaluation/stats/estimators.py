@@ -437,3 +437,27 @@ def labels_needed(
         raise ValueError("rate must be in [0, 1] and rho in [-1, 1]")
     z = z_value(confidence)
     return max(1, math.ceil(z * z * rate * (1.0 - rate) * (1.0 - rho * rho) / half_width**2 - 1e-9))
+
+
+@dataclass(frozen=True)
+class Heterogeneity:
+    """How much a per-group mean varies between groups beyond sampling noise: tau^2, from ``groups``."""
+
+    tau2: float
+    groups: int
+
+
+def between_groups_variance(means: ArrayLike, variances: ArrayLike) -> Heterogeneity:
+    """DerSimonian & Laird's (1986) moment estimate of tau^2, the variance of the true group means,
+    from each group's observed mean and its sampling variance: with w = 1 / variance and Q the weighted
+    sum of squared deviations from the weighted mean, tau^2 = max(0, (Q - (k - 1)) / (sum w - sum w^2 /
+    sum w)). Equals statsmodels' ``combine_effects(..., method_re="dl").tau2``. Needs k >= 2 groups
+    with positive variances."""
+    m, v = np.asarray(means, dtype=float), np.asarray(variances, dtype=float)
+    if m.shape != v.shape or m.size < 2 or not np.all(v > 0):
+        raise ValueError("between_groups_variance needs at least 2 groups, each with a positive variance")
+    w = 1.0 / v
+    centre = float(np.sum(w * m) / np.sum(w))
+    q = float(np.sum(w * (m - centre) ** 2))
+    c = float(np.sum(w) - np.sum(w * w) / np.sum(w))
+    return Heterogeneity(max(0.0, (q - (m.size - 1)) / c), int(m.size))

@@ -160,3 +160,90 @@ def test_sums_built_per_score_equal_the_formulas() -> None:
     mean = float((w * np.array(f)).sum() / w.sum())
     assert judged.mean_f == pytest.approx(mean, abs=1e-12)
     assert judged.mean_f_variance == pytest.approx(float((w**2 * (np.array(f) - mean) ** 2).sum() / w.sum() ** 2))
+
+
+def _group(rng: np.random.Generator, size: int, audited: int, bias: float) -> tuple[Measures, float]:
+    """A group of ``size`` traces, all scored, ``audited`` of them in the uniform audit, where the judge
+    overrates success by ``bias``; also the group's true rate."""
+    y = (rng.random(size) < 0.65).astype(float)
+    f = np.clip(0.2 + 0.6 * y + bias + rng.normal(0, 0.1, size), 0, 1)
+    judged = JudgedSums.of_scores(0.0, count=0)
+    for fi in f:
+        judged.add(JudgedSums.of_scores(float(fi)))
+    pick = rng.choice(size, audited, replace=False)
+    r = y[pick] - f[pick]
+    judged.add(JudgedSums(audited=audited, r_sum=float(r.sum()), r2_sum=float((r * r).sum())))
+    return Measures(traces=size, judged=judged), float(y.mean())
+
+
+def test_a_borrowed_correction_carries_the_spread_between_groups_with_labels_of_their_own() -> None:
+    from scipy import stats as sps
+    from statsmodels.stats.meta_analysis import combine_effects
+
+    rng = np.random.default_rng(8)
+    labelled = [_group(rng, 400, 40, bias)[0] for bias in (0.0, 0.1, 0.2, -0.05)]
+    thin, _ = _group(rng, 60, 4, 0.3)
+    whole = Measures(traces=0, judged=JudgedSums())
+    for m in [*labelled, thin]:
+        whole.traces += m.traces
+        whole.judged.add(m.judged)
+    source = CalibratedJudgeSource().for_report(whole, [*labelled, thin])
+    # The spread: DerSimonian-Laird over the four groups' corrections, the within-group variance pooled.
+    means = np.array([m.judged.r_sum / m.judged.audited for m in labelled])
+    n = np.array([m.judged.audited for m in labelled])
+    within = sum(m.judged.r2_sum - k * mu * mu for m, k, mu in zip(labelled, n, means, strict=True)) / (n.sum() - 4)
+    tau2 = combine_effects(means, within / n, method_re="dl").tau2
+    assert source.spread is not None and source.spread.groups == 4
+    assert source.spread.tau2 == pytest.approx(tau2, rel=1e-9) and tau2 > 0
+    got = source.estimate(thin)
+    j, w = thin.judged, whole.judged
+    mean_r = w.r_sum / w.audited
+    var_r = (w.r2_sum / w.audited - mean_r**2) * w.audited / (w.audited - 1)
+    half = math.sqrt(Z * Z * (j.mean_f_variance + var_r / w.audited) + sps.t.ppf(0.975, 2) ** 2 * tau2)
+    assert got.interval.value == pytest.approx(j.mean_f + mean_r, abs=1e-12)
+    assert got.interval.low == pytest.approx(max(0.0, j.mean_f + mean_r - half), abs=1e-9)
+    assert got.note is not None and "widened" in got.note and "4 groups" in got.note
+    # A group with labels of its own is untouched by the spread.
+    plain = CalibratedJudgeSource().for_report(whole).estimate(labelled[0]).interval
+    assert source.estimate(labelled[0]).interval == plain
+    # Two groups with labels of their own cannot measure a spread: the note says what is assumed.
+    two = CalibratedJudgeSource().for_report(whole, [*labelled[:2], thin])
+    assert two.spread is None and "assuming the judge errs alike" in (two.estimate(thin).note or "")
+
+
+def test_the_spread_is_at_most_the_variance_of_the_correction() -> None:
+    """Var(E[r | group]) <= Var(r) (the law of total variance): an estimate above it is cut to it."""
+    rng = np.random.default_rng(9)
+    labelled = [_group(rng, 300, 30, bias)[0] for bias in (-0.6, 0.6, -0.6, 0.6)]
+    whole = Measures(traces=0, judged=JudgedSums())
+    for m in labelled:
+        whole.traces += m.traces
+        whole.judged.add(m.judged)
+    spread = CalibratedJudgeSource().for_report(whole, labelled).spread
+    w = whole.judged
+    var_r = (w.r2_sum / w.audited - (w.r_sum / w.audited) ** 2) * w.audited / (w.audited - 1)
+    assert spread is not None and spread.tau2 <= var_r + 1e-12
+
+
+def test_a_small_groups_interval_covers_its_rate_when_the_judge_errs_differently_per_group() -> None:
+    """600 seeded replications: 7 groups of 300 traces with 25 audit labels each and one of 150 traces with
+    6, the judge's bias drawn per group (sd 10 points). The small group's interval, borrowing the report's
+    correction alone, covered its true rate in under 60% of them (measured 45% on 300); carrying the spread,
+    in 88-99% (measured 93%)."""
+    rng = np.random.default_rng(11)
+    reps, old, new = 600, 0, 0
+    for _ in range(reps):
+        biases = rng.normal(0.1, 0.1, 8)
+        made = [_group(rng, 300, 25, b) for b in biases[:7]]
+        thin, truth = _group(rng, 150, 6, biases[7])
+        groups = [m for m, _ in made] + [thin]
+        whole = Measures(traces=0, judged=JudgedSums())
+        for m in groups:
+            whole.traces += m.traces
+            whole.judged.add(m.judged)
+        before = CalibratedJudgeSource().for_report(whole).estimate(thin).interval
+        after = CalibratedJudgeSource().for_report(whole, groups).estimate(thin).interval
+        old += before.low <= truth <= before.high  # type: ignore[operator]
+        new += after.low <= truth <= after.high  # type: ignore[operator]
+    assert old / reps < 0.6, old / reps
+    assert 0.88 <= new / reps <= 0.99, new / reps

@@ -265,3 +265,23 @@ def test_labels_needed_by_hand_and_by_simulation():
     rng = np.random.default_rng(14)
     widths = [(i.high - i.low) / 2 for i in (classical_mean(rng.random(n) < 0.8).interval for _ in range(300))]
     assert np.mean(widths) == pytest.approx(0.04, rel=0.03)
+
+
+def test_between_groups_variance_is_statsmodels_dersimonian_laird() -> None:
+    from statsmodels.stats.meta_analysis import combine_effects
+
+    from evaluation.stats.estimators import between_groups_variance
+
+    rng = np.random.default_rng(17)
+    for k in (2, 3, 6, 40):
+        means, variances = rng.normal(0.1, 0.08, k), rng.uniform(0.001, 0.02, k)
+        found = between_groups_variance(means, variances)
+        assert found.groups == k
+        # statsmodels leaves a negative moment estimate as it is; a variance is truncated at zero.
+        expected = max(0.0, combine_effects(means, variances, method_re="dl").tau2)
+        assert found.tau2 == pytest.approx(expected, abs=1e-12)
+    # Means closer than their noise: no spread at all (the estimate is truncated at zero).
+    assert between_groups_variance([0.1, 0.1001, 0.0999], [0.01, 0.01, 0.01]).tau2 == 0.0
+    for bad in (([0.1], [0.01]), ([0.1, 0.2], [0.01, 0.0]), ([0.1, 0.2], [0.01])):
+        with pytest.raises(ValueError, match="at least 2 groups"):
+            between_groups_variance(*bad)
