@@ -143,6 +143,8 @@ class CalibratedJudgeSource:
             note = f"{j.audited} audit labels here: the judge's bias correction is pooled over the whole report"
             if self.spread is None:
                 note += ", assuming the judge errs alike here (too few groups with labels of their own to tell)"
+            elif self.spread.tau2 == 0:
+                note += f"; the {self.spread.groups} groups with labels of their own agree on it within noise"
             else:
                 note += (f", widened by how much it varies between the {self.spread.groups} groups with labels of "
                          f"their own (±{math.sqrt(self.spread.tau2) * 100:.1f} points)")  # fmt: skip

@@ -247,3 +247,21 @@ def test_a_small_groups_interval_covers_its_rate_when_the_judge_errs_differently
         new += after.low <= truth <= after.high  # type: ignore[operator]
     assert old / reps < 0.6, old / reps
     assert 0.88 <= new / reps <= 0.99, new / reps
+
+
+def test_groups_that_agree_within_noise_add_no_spread_and_the_note_says_so() -> None:
+    import copy
+
+    rng = np.random.default_rng(12)
+    one, _ = _group(rng, 400, 40, 0.1)
+    labelled = [copy.deepcopy(one) for _ in range(4)]  # four groups whose corrections are equal
+    thin, _ = _group(rng, 60, 4, 0.1)
+    whole = Measures(traces=0, judged=JudgedSums())
+    for m in [*labelled, thin]:
+        whole.traces += m.traces
+        whole.judged.add(m.judged)
+    source = CalibratedJudgeSource().for_report(whole, [*labelled, thin])
+    assert source.spread is not None and source.spread.tau2 == 0.0
+    got = source.estimate(thin)
+    assert got.interval == CalibratedJudgeSource().for_report(whole).estimate(thin).interval
+    assert got.note is not None and "agree on it within noise" in got.note
