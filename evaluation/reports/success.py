@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
 from scipy import stats as sps
 
 from evaluation.reports.measures import JudgedSums, Measures
@@ -85,7 +86,7 @@ class CalibratedJudgeSource:
     A group with fewer than MIN_AUDITED audit labels of its own (a day on a chart, a small
     segment) takes the correction of the whole report (``pooled``: the audit over every group),
     with that correction's variance, and says so in ``note``. The judge's bias in that group is
-    unknown, though: when at least MIN_GROUPS of the report's groups have labels of their own
+    unknown, though: when at least MIN_GROUPS (5) of the report's groups have labels of their own
     (``spread``: how much their corrections vary beyond sampling noise, DerSimonian-Laird's tau^2,
     at most Var(r), which bounds the variance of group means), the interval also carries that spread,
     as a random-effects prediction for a new group does (Higgins, Thompson & Spiegelhalter 2009: t
@@ -97,7 +98,8 @@ class CalibratedJudgeSource:
     name = "calibrated_judge"
     description = "a gating judge's calibrated scores, corrected by the uniform audit of human labels"
     MIN_AUDITED = 10
-    MIN_GROUPS = 3
+    # From 5 groups (t with 3 df, 3.18): with 3, t's 12.7 made the interval all or nothing.
+    MIN_GROUPS = 5
 
     def __init__(self, pooled: JudgedSums | None = None, spread: Heterogeneity | None = None) -> None:
         self.pooled = pooled
@@ -119,12 +121,15 @@ class CalibratedJudgeSource:
         # group would give a group whose labels all agree an infinite weight).
         means = [j.r_sum / j.audited for j in own]
         labels = sum(j.audited for j in own)
-        within = sum(j.r2_sum - j.audited * m * m for j, m in zip(own, means, strict=True)) / (labels - len(own))
-        if within <= 0:
-            return Heterogeneity(0.0, len(own))
-        found = between_groups_variance(means, [within / j.audited for j in own])
+        squares = sum(max(j.r2_sum - j.audited * m * m, 0.0) for j, m in zip(own, means, strict=True))
+        within = squares / (labels - len(own))
         mean_r = whole.r_sum / whole.audited
         ceiling = max(whole.r2_sum / whole.audited - mean_r * mean_r, 0.0) * whole.audited / (whole.audited - 1)
+        if within <= 1e-12:
+            # No noise within groups (each group's labels differ from its scores by one amount): the
+            # spread is simply that of the group means.
+            return Heterogeneity(min(float(np.var(means, ddof=1)), ceiling), len(own))
+        found = between_groups_variance(means, [within / j.audited for j in own])
         return Heterogeneity(min(found.tau2, ceiling), found.groups)
 
     def estimate(self, measures: Measures, confidence: float = DEFAULT_CONFIDENCE) -> SuccessEstimate:
@@ -144,19 +149,18 @@ class CalibratedJudgeSource:
             if self.spread is None:
                 note += ", assuming the judge errs alike here (too few groups with labels of their own to tell)"
             elif self.spread.tau2 == 0:
-                note += f"; the {self.spread.groups} groups with labels of their own agree on it within noise"
-            else:
-                note += (f", widened by how much it varies between the {self.spread.groups} groups with labels of "
-                         f"their own (±{math.sqrt(self.spread.tau2) * 100:.1f} points)")  # fmt: skip
+                note += f"; no spread of it measurable beyond noise among the {self.spread.groups} groups with labels"
         mean_r = audit.r_sum / audit.audited
         var_r = max(audit.r2_sum / audit.audited - mean_r * mean_r, 0.0) * audit.audited / (audit.audited - 1)
         value = j.mean_f + mean_r
         se = math.sqrt(j.mean_f_variance + var_r / audit.audited)
         z = z_value(confidence)
         half = z * se
-        if audit is not j and self.spread is not None:
-            t = float(sps.t.ppf(1.0 - (1.0 - confidence) / 2.0, max(self.spread.groups - 2, 1)))
+        if audit is not j and self.spread is not None and self.spread.tau2 > 0:
+            t = float(sps.t.ppf(1.0 - (1.0 - confidence) / 2.0, self.spread.groups - 2))
             half = math.sqrt(half * half + t * t * self.spread.tau2)
+            note = (f"{note}, widened by ±{t * math.sqrt(self.spread.tau2) * 100:.1f} points for how much it varies "
+                    f"between the {self.spread.groups} groups with labels of their own")  # fmt: skip
         low, high = max(0.0, value - half), min(1.0, value + half)
         return SuccessEstimate(Interval(min(max(value, 0.0), 1.0), low, high), j.scored, self.name, note)
 

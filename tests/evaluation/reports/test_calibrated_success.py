@@ -181,48 +181,77 @@ def test_a_borrowed_correction_carries_the_spread_between_groups_with_labels_of_
     from statsmodels.stats.meta_analysis import combine_effects
 
     rng = np.random.default_rng(8)
-    labelled = [_group(rng, 400, 40, bias)[0] for bias in (0.0, 0.1, 0.2, -0.05)]
+    labelled = [_group(rng, 400, 40, bias)[0] for bias in (0.0, 0.1, 0.2, -0.05, 0.15)]
     thin, _ = _group(rng, 60, 4, 0.3)
     whole = Measures(traces=0, judged=JudgedSums())
     for m in [*labelled, thin]:
         whole.traces += m.traces
         whole.judged.add(m.judged)
     source = CalibratedJudgeSource().for_report(whole, [*labelled, thin])
-    # The spread: DerSimonian-Laird over the four groups' corrections, the within-group variance pooled.
+    # The spread: DerSimonian-Laird over the five groups' corrections, the within-group variance pooled.
     means = np.array([m.judged.r_sum / m.judged.audited for m in labelled])
     n = np.array([m.judged.audited for m in labelled])
-    within = sum(m.judged.r2_sum - k * mu * mu for m, k, mu in zip(labelled, n, means, strict=True)) / (n.sum() - 4)
+    within = sum(m.judged.r2_sum - k * mu * mu for m, k, mu in zip(labelled, n, means, strict=True)) / (n.sum() - 5)
     tau2 = combine_effects(means, within / n, method_re="dl").tau2
-    assert source.spread is not None and source.spread.groups == 4
+    assert source.spread is not None and source.spread.groups == 5
     assert source.spread.tau2 == pytest.approx(tau2, rel=1e-9) and tau2 > 0
     got = source.estimate(thin)
     j, w = thin.judged, whole.judged
     mean_r = w.r_sum / w.audited
     var_r = (w.r2_sum / w.audited - mean_r**2) * w.audited / (w.audited - 1)
-    half = math.sqrt(Z * Z * (j.mean_f_variance + var_r / w.audited) + sps.t.ppf(0.975, 2) ** 2 * tau2)
+    half = math.sqrt(Z * Z * (j.mean_f_variance + var_r / w.audited) + sps.t.ppf(0.975, 3) ** 2 * tau2)
     assert got.interval.value == pytest.approx(j.mean_f + mean_r, abs=1e-12)
     assert got.interval.low == pytest.approx(max(0.0, j.mean_f + mean_r - half), abs=1e-9)
-    assert got.note is not None and "widened" in got.note and "4 groups" in got.note
+    assert got.note is not None and "widened by ±" in got.note and "5 groups" in got.note
+    assert f"±{sps.t.ppf(0.975, 3) * math.sqrt(tau2) * 100:.1f} points" in got.note  # the widening applied
     # A group with labels of its own is untouched by the spread.
     plain = CalibratedJudgeSource().for_report(whole).estimate(labelled[0]).interval
     assert source.estimate(labelled[0]).interval == plain
-    # Two groups with labels of their own cannot measure a spread: the note says what is assumed.
-    two = CalibratedJudgeSource().for_report(whole, [*labelled[:2], thin])
-    assert two.spread is None and "assuming the judge errs alike" in (two.estimate(thin).note or "")
+    # Four groups with labels of their own measure no spread (t with 2 df, 4.3, was all or nothing):
+    # the note says what is assumed instead.
+    four = CalibratedJudgeSource().for_report(whole, [*labelled[:4], thin])
+    assert four.spread is None and "assuming the judge errs alike" in (four.estimate(thin).note or "")
+
+
+def _audit_only(sizes: list[int], means: list[float], noise: float) -> tuple[list[Measures], Measures]:
+    """Groups holding only audit sums: ``sizes`` labels each, corrections ``means``, variance ``noise`` within."""
+    groups = [Measures(traces=n, judged=JudgedSums(audited=n, r_sum=n * m, r2_sum=n * (m * m + noise)))
+              for n, m in zip(sizes, means, strict=True)]  # fmt: skip
+    whole = Measures(traces=0, judged=JudgedSums())
+    for g in groups:
+        whole.traces += g.traces
+        whole.judged.add(g.judged)
+    return groups, whole
+
+
+def _var_r(whole: Measures) -> float:
+    w = whole.judged
+    return (w.r2_sum / w.audited - (w.r_sum / w.audited) ** 2) * w.audited / (w.audited - 1)
 
 
 def test_the_spread_is_at_most_the_variance_of_the_correction() -> None:
-    """Var(E[r | group]) <= Var(r) (the law of total variance): an estimate above it is cut to it."""
-    rng = np.random.default_rng(9)
-    labelled = [_group(rng, 300, 30, bias)[0] for bias in (-0.6, 0.6, -0.6, 0.6)]
-    whole = Measures(traces=0, judged=JudgedSums())
-    for m in labelled:
-        whole.traces += m.traces
-        whole.judged.add(m.judged)
-    spread = CalibratedJudgeSource().for_report(whole, labelled).spread
-    w = whole.judged
-    var_r = (w.r2_sum / w.audited - (w.r_sum / w.audited) ** 2) * w.audited / (w.audited - 1)
-    assert spread is not None and spread.tau2 <= var_r + 1e-12
+    """One large group and four small ones far from it, each nearly without noise: the groups' means vary
+    far more than the labels do overall; the spread is cut to Var(r)."""
+    from evaluation.stats.estimators import between_groups_variance
+
+    sizes, means = [200, 10, 10, 10, 10], [0.0, 0.8, -0.8, 0.8, -0.8]
+    groups, whole = _audit_only(sizes, means, 1e-4)
+    uncapped = between_groups_variance(means, [1e-4 * 240 / 235 / n for n in sizes]).tau2
+    spread = CalibratedJudgeSource().for_report(whole, groups).spread
+    assert uncapped > _var_r(whole)
+    assert spread is not None and spread.tau2 == pytest.approx(_var_r(whole), rel=1e-12)
+
+
+def test_groups_without_noise_of_their_own_spread_as_their_means_do() -> None:
+    """Each group's labels differ from its scores by one amount (a step-valued calibrator can do it): the
+    within-group variance is 0 up to rounding, and the spread is the variance of the group means, whatever
+    the rounding's sign (it decided the answer before)."""
+    for last in (0.7, -0.7):
+        means = [0.1, 0.3, 0.7, 0.2, last]
+        groups, whole = _audit_only([20, 20, 20, 20, 20], means, 0.0)
+        spread = CalibratedJudgeSource().for_report(whole, groups).spread
+        expected = min(float(np.var(means, ddof=1)), _var_r(whole))
+        assert spread is not None and spread.tau2 == pytest.approx(expected, rel=1e-9) and spread.tau2 > 0
 
 
 def test_a_small_groups_interval_covers_its_rate_when_the_judge_errs_differently_per_group() -> None:
@@ -254,7 +283,7 @@ def test_groups_that_agree_within_noise_add_no_spread_and_the_note_says_so() -> 
 
     rng = np.random.default_rng(12)
     one, _ = _group(rng, 400, 40, 0.1)
-    labelled = [copy.deepcopy(one) for _ in range(4)]  # four groups whose corrections are equal
+    labelled = [copy.deepcopy(one) for _ in range(5)]  # five groups whose corrections are equal
     thin, _ = _group(rng, 60, 4, 0.1)
     whole = Measures(traces=0, judged=JudgedSums())
     for m in [*labelled, thin]:
@@ -264,4 +293,4 @@ def test_groups_that_agree_within_noise_add_no_spread_and_the_note_says_so() -> 
     assert source.spread is not None and source.spread.tau2 == 0.0
     got = source.estimate(thin)
     assert got.interval == CalibratedJudgeSource().for_report(whole).estimate(thin).interval
-    assert got.note is not None and "agree on it within noise" in got.note
+    assert got.note is not None and "no spread of it measurable beyond noise among the 5 groups" in got.note
