@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from evaluation.models import CalibrationSnapshot
-from evaluation.reports.measures import JudgedSums, Measures
+from evaluation.reports.measures import JudgedSums, Measures, total
 from evaluation.reports.selectors import Grouping, feature_get, feature_report, measures_by, window_from
 from evaluation.reports.success import CalibratedJudgeSource
 from evaluation.stats import calibrator_from_dict
@@ -167,9 +167,8 @@ def _group(rng: np.random.Generator, size: int, audited: int, bias: float) -> tu
     overrates success by ``bias``; also the group's true rate."""
     y = (rng.random(size) < 0.65).astype(float)
     f = np.clip(0.2 + 0.6 * y + bias + rng.normal(0, 0.1, size), 0, 1)
-    judged = JudgedSums.of_scores(0.0, count=0)
-    for fi in f:
-        judged.add(JudgedSums.of_scores(float(fi)))
+    total_f, total_f2 = float(f.sum()), float((f * f).sum())  # every trace scored, each with probability 1
+    judged = JudgedSums(scored=size, w=size, wf=total_f, w2=size, w2f=total_f, w2f2=total_f2)
     pick = rng.choice(size, audited, replace=False)
     r = y[pick] - f[pick]
     judged.add(JudgedSums(audited=audited, r_sum=float(r.sum()), r2_sum=float((r * r).sum())))
@@ -183,10 +182,7 @@ def test_a_borrowed_correction_carries_the_spread_between_groups_with_labels_of_
     rng = np.random.default_rng(8)
     labelled = [_group(rng, 400, 40, bias)[0] for bias in (0.0, 0.1, 0.2, -0.05, 0.15)]
     thin, _ = _group(rng, 60, 4, 0.3)
-    whole = Measures(traces=0, judged=JudgedSums())
-    for m in [*labelled, thin]:
-        whole.traces += m.traces
-        whole.judged.add(m.judged)
+    whole = total(dict(enumerate([*labelled, thin])))
     source = CalibratedJudgeSource().for_report(whole, [*labelled, thin])
     # The spread: DerSimonian-Laird over the five groups' corrections, the within-group variance pooled.
     means = np.array([m.judged.r_sum / m.judged.audited for m in labelled])
@@ -217,10 +213,7 @@ def _audit_only(sizes: list[int], means: list[float], noise: float) -> tuple[lis
     """Groups holding only audit sums: ``sizes`` labels each, corrections ``means``, variance ``noise`` within."""
     groups = [Measures(traces=n, judged=JudgedSums(audited=n, r_sum=n * m, r2_sum=n * (m * m + noise)))
               for n, m in zip(sizes, means, strict=True)]  # fmt: skip
-    whole = Measures(traces=0, judged=JudgedSums())
-    for g in groups:
-        whole.traces += g.traces
-        whole.judged.add(g.judged)
+    whole = total(dict(enumerate(groups)))
     return groups, whole
 
 
@@ -266,10 +259,7 @@ def test_a_small_groups_interval_covers_its_rate_when_the_judge_errs_differently
         made = [_group(rng, 300, 25, b) for b in biases[:7]]
         thin, truth = _group(rng, 150, 6, biases[7])
         groups = [m for m, _ in made] + [thin]
-        whole = Measures(traces=0, judged=JudgedSums())
-        for m in groups:
-            whole.traces += m.traces
-            whole.judged.add(m.judged)
+        whole = total(dict(enumerate(groups)))
         before = CalibratedJudgeSource().for_report(whole).estimate(thin).interval
         after = CalibratedJudgeSource().for_report(whole, groups).estimate(thin).interval
         old += before.low <= truth <= before.high  # type: ignore[operator]
@@ -285,10 +275,7 @@ def test_groups_that_agree_within_noise_add_no_spread_and_the_note_says_so() -> 
     one, _ = _group(rng, 400, 40, 0.1)
     labelled = [copy.deepcopy(one) for _ in range(5)]  # five groups whose corrections are equal
     thin, _ = _group(rng, 60, 4, 0.1)
-    whole = Measures(traces=0, judged=JudgedSums())
-    for m in [*labelled, thin]:
-        whole.traces += m.traces
-        whole.judged.add(m.judged)
+    whole = total(dict(enumerate([*labelled, thin])))
     source = CalibratedJudgeSource().for_report(whole, [*labelled, thin])
     assert source.spread is not None and source.spread.tau2 == 0.0
     got = source.estimate(thin)
