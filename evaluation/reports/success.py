@@ -115,7 +115,7 @@ class CalibratedJudgeSource:
 
     def _spread(self, whole: JudgedSums, groups: Iterable[Measures]) -> Heterogeneity | None:
         own = [g.judged for g in groups if g.judged.audited >= self.MIN_AUDITED]
-        if len(own) < self.MIN_GROUPS or whole.audited < 2:
+        if len(own) < self.MIN_GROUPS:
             return None
         # Each group's mean correction, with the within-group variance pooled over the groups (one per
         # group would give a group whose labels all agree an infinite weight).
@@ -123,8 +123,7 @@ class CalibratedJudgeSource:
         labels = sum(j.audited for j in own)
         squares = sum(max(j.r2_sum - j.audited * m * m, 0.0) for j, m in zip(own, means, strict=True))
         within = squares / (labels - len(own))
-        mean_r = whole.r_sum / whole.audited
-        ceiling = max(whole.r2_sum / whole.audited - mean_r * mean_r, 0.0) * whole.audited / (whole.audited - 1)
+        _, ceiling = _correction(whole)  # whole holds these groups' labels: at least 50
         if within <= 1e-12:
             # No noise within groups (each group's labels differ from its scores by one amount): the
             # spread is simply that of the group means.
@@ -150,8 +149,7 @@ class CalibratedJudgeSource:
                 note += ", assuming the judge errs alike here (too few groups with labels of their own to tell)"
             elif self.spread.tau2 == 0:
                 note += f"; no spread of it measurable beyond noise among the {self.spread.groups} groups with labels"
-        mean_r = audit.r_sum / audit.audited
-        var_r = max(audit.r2_sum / audit.audited - mean_r * mean_r, 0.0) * audit.audited / (audit.audited - 1)
+        mean_r, var_r = _correction(audit)
         value = j.mean_f + mean_r
         se = math.sqrt(j.mean_f_variance + var_r / audit.audited)
         z = z_value(confidence)
@@ -163,6 +161,12 @@ class CalibratedJudgeSource:
                     f"between the {self.spread.groups} groups with labels of their own")  # fmt: skip
         low, high = max(0.0, value - half), min(1.0, value + half)
         return SuccessEstimate(Interval(min(max(value, 0.0), 1.0), low, high), j.scored, self.name, note)
+
+
+def _correction(audit: JudgedSums) -> tuple[float, float]:
+    """The audit's mean correction (label - calibrated score) and its sample variance."""
+    mean_r = audit.r_sum / audit.audited
+    return mean_r, max(audit.r2_sum / audit.audited - mean_r * mean_r, 0.0) * audit.audited / (audit.audited - 1)
 
 
 class NoSource:
