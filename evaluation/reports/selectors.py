@@ -573,7 +573,8 @@ def report_csv_rows(report: dict[str, Any]) -> list[list[Any]]:
 def customers_report(*, window: Window, limit: int = 50) -> dict[str, Any]:
     """Per end-customer over all features: spend and traces, and each feature's success for the customer
     (from that feature's own source, with its interval; features' success rates do not add up, so none is
-    summed across them), flagged when clearly below the feature's rate over its other customers; and daily
+    summed across them), flagged when clearly below the feature's rate over its other customers (``assumed``
+    when that rests on the judge's correction borrowed from the whole feature); and daily
     spend spikes (> 3 sigma above the customer's trailing 28 days) on the window's last 7 days."""
     from evaluation.reports.spikes import spend_spikes
 
@@ -603,15 +604,21 @@ def customers_report(*, window: Window, limit: int = 50) -> dict[str, Any]:
     ]
     confidence = 1 - 0.05 / max(len(cells), 1)
     for c in top:
-        c["quality"], c["below"] = [], 0
+        c["quality"], c["below"], c["below_assumed"] = [], 0, 0
     for c, key, m, whole, source in cells:
         rest = whole.without(m)
-        gap = mover_difference(source.estimate(m, confidence).interval, source.estimate(rest, confidence).interval)
+        mine = source.estimate(m, confidence)
+        gap = mover_difference(mine.interval, source.estimate(rest, confidence).interval)
         below = gap.high is not None and gap.high < 0
+        # A customer with too few audit labels of its own borrows the judge's correction from the whole
+        # feature: "below" then says the judge scores it clearly lower, and holds only if the judge errs
+        # alike for this customer. Flagged apart, so a PM knows to label some of its traces.
+        assumed = below and mine.assumes_alike
         c["quality"].append({"feature": key, "traces": m.traces, "source": source.name, "below": below,
-                             "success": source.estimate(m).interval.as_dict(),
+                             "assumed": assumed, "success": source.estimate(m).interval.as_dict(),
                              "others": source.estimate(rest).interval.value})  # fmt: skip
-        c["below"] += below
+        c["below"] += below and not assumed
+        c["below_assumed"] += assumed
     # One cell per feature, in the features' order (None where the customer has no traces), for a table.
     order = [key for key, *_ in features]
     for c in top:
@@ -632,6 +639,7 @@ def customers_report(*, window: Window, limit: int = 50) -> dict[str, Any]:
         "window": window.as_dict(),
         "customers": top,
         "customers_total": len(customers),
+        "below_assumed": sum(c["below_assumed"] for c in top),
         "features": [{"key": key, "source": source.name} for key, _, _, source in features],
         "success_sources": sorted({source.name for *_, source in features}),
         "spikes": [

@@ -29,6 +29,9 @@ class SuccessEstimate:
     n: int  # the traces the rate is a share of
     source: str
     note: str | None = None  # how it was made, when that needs saying (a pooled correction)
+    # The judge's correction is borrowed from the whole report and nothing measured how far it varies
+    # between groups: the rate holds only if the judge errs here as it does overall.
+    assumes_alike: bool = False
 
 
 class SuccessSource(Protocol):
@@ -135,7 +138,7 @@ class CalibratedJudgeSource:
         j = measures.judged
         if j.scored == 0:
             return SuccessEstimate(Interval.undefined("no traces scored by the gating judge"), 0, self.name)
-        audit, note = j, None
+        audit, note, assumes_alike = j, None, False
         if j.audited < self.MIN_AUDITED:
             if self.pooled is None or self.pooled.audited < self.MIN_AUDITED:
                 return SuccessEstimate(
@@ -147,6 +150,7 @@ class CalibratedJudgeSource:
             note = f"{j.audited} audit labels here: the judge's bias correction is pooled over the whole report"
             if self.spread is None:
                 note += ", assuming the judge errs alike here (too few groups with labels of their own to tell)"
+                assumes_alike = True
             elif self.spread.tau2 == 0:
                 note += f"; no spread of it measurable beyond noise among the {self.spread.groups} groups with labels"
         mean_r, var_r = _correction(audit)
@@ -160,7 +164,7 @@ class CalibratedJudgeSource:
             note = (f"{note}, widened by ±{t * math.sqrt(self.spread.tau2) * 100:.1f} points for how much it varies "
                     f"between the {self.spread.groups} groups with labels of their own")  # fmt: skip
         low, high = max(0.0, value - half), min(1.0, value + half)
-        return SuccessEstimate(Interval(min(max(value, 0.0), 1.0), low, high), j.scored, self.name, note)
+        return SuccessEstimate(Interval(min(max(value, 0.0), 1.0), low, high), j.scored, self.name, note, assumes_alike)
 
 
 def _correction(audit: JudgedSums) -> tuple[float, float]:

@@ -10,10 +10,18 @@ import math
 
 import numpy as np
 import pytest
+from django.test import Client
 
 from evaluation.models import CalibrationSnapshot
 from evaluation.reports.measures import JudgedSums, Measures, total
-from evaluation.reports.selectors import Grouping, feature_get, feature_report, measures_by, window_from
+from evaluation.reports.selectors import (
+    Grouping,
+    customers_report,
+    feature_get,
+    feature_report,
+    measures_by,
+    window_from,
+)
 from evaluation.reports.success import CalibratedJudgeSource
 from evaluation.stats import calibrator_from_dict
 from feedback.rollups import rollups_refresh
@@ -87,8 +95,6 @@ def test_a_gating_judge_answers_success_per_group(api_a: ApiClient, org_a: Org, 
     # that assumes; the versions with labels of their own are not marked.
     assert int((in_audit & (version == "v3")).sum()) < CalibratedJudgeSource.MIN_AUDITED
     assert groups["v3"]["success"]["value"] is not None and "pooled" in groups["v3"]["notes"]["success"]
-    from django.test import Client
-
     owner = Client()
     owner.force_login(org_a.owner)
     page = owner.get(org_a.url(f"features/{feature}/"), {"group_by": "prompt_version"}).content.decode()
@@ -281,3 +287,50 @@ def test_groups_that_agree_within_noise_add_no_spread_and_the_note_says_so() -> 
     got = source.estimate(thin)
     assert got.interval == CalibratedJudgeSource().for_report(whole).estimate(thin).interval
     assert got.note is not None and "no spread of it measurable beyond noise among the 5 groups" in got.note
+
+
+def test_customers_below_on_a_borrowed_correction_are_flagged_apart(
+    api_a: ApiClient, org_a: Org, committed_db: None
+) -> None:
+    """A customer with too few audit labels of its own takes the feature's correction; with fewer than 5
+    customers labelled, nothing measures how far the judge's bias varies between them, so "clearly below"
+    rests on the judge erring alike there: the customers page flags it apart (▽), not as a firm ▼."""
+    rng = np.random.default_rng(8)
+    feature, judge, rubric = unique("cal"), unique("judge"), unique("rb")
+    # Four labelled customers (cus_bad clearly worse) and one small one, also clearly worse, with 3 labels.
+    customer = np.array(["cus_a", "cus_b", "cus_c", "cus_bad"] * 200 + ["cus_thin"] * 60)
+    good = rng.random(customer.size) < np.where(np.isin(customer, ["cus_bad", "cus_thin"]), 0.3, 0.85)
+    passed = np.where(rng.random(customer.size) < 0.95, good, ~good)
+    traces = [f"{feature}-{i:04d}" for i in range(customer.size)]
+    post_all(api_a, "/api/v1/traces", [{"trace_id": t, "feature": feature, "customer_id": str(customer[i])}
+                                       for i, t in enumerate(traces)])  # fmt: skip
+    scores = [{"score_id": unique("sc"), "trace_id": t, "name": judge, "value": int(passed[i]), "scale": "binary"}
+              for i, t in enumerate(traces)]  # fmt: skip
+    post_all(api_a, "/api/v1/scores", scores)
+    thin = np.flatnonzero(customer == "cus_thin")[:3]
+    audited = np.sort(np.concatenate([rng.choice(800, 240, replace=False), thin]))
+    post_all(api_a, "/api/v1/labels", [{"label_id": unique("lb"), "trace_id": traces[i], "rubric": rubric,
+                                        "value": int(good[i]), "sampling": {"design": "uniform",
+                                        "inclusion_probability": 0.28}} for i in audited])  # fmt: skip
+    with in_tenant(org_a):
+        sweep_until(lambda: CalibrationSnapshot.objects.filter(target__rubric__name=rubric).exists())
+        rollups_refresh(limit=10_000)
+        assert CalibrationSnapshot.objects.get(target__rubric__name=rubric).verdict == "gating"
+        report = customers_report(window=window_from())
+    rows = {c["customer_id"]: c for c in report["customers"]}
+    cells = {name: next(q for q in rows[name]["quality"] if q) for name in ("cus_a", "cus_bad", "cus_thin")}
+    assert {q["source"] for q in cells.values()} == {"calibrated_judge"}
+    assert (cells["cus_bad"]["below"], cells["cus_bad"]["assumed"]) == (True, False)
+    assert (cells["cus_thin"]["below"], cells["cus_thin"]["assumed"]) == (True, True)
+    assert (cells["cus_a"]["below"], cells["cus_a"]["assumed"]) == (False, False)
+    assert (rows["cus_bad"]["below"], rows["cus_bad"]["below_assumed"]) == (1, 0)
+    assert (rows["cus_thin"]["below"], rows["cus_thin"]["below_assumed"]) == (0, 1)
+    assert report["below_assumed"] == 1
+    page = Client()
+    page.force_login(org_a.owner)
+    html = page.get(org_a.url("customers/")).content.decode()
+    thin_row = html.split('data-customer="cus_thin"')[1].split("</tr>")[0]
+    bad_row = html.split('data-customer="cus_bad"')[1].split("</tr>")[0]
+    assert 'data-testid="customer-below-assumed"' in thin_row and "▽" in thin_row and "▼" not in thin_row
+    assert 'data-testid="customer-below"' in bad_row and "▼" in bad_row
+    assert "below on the judge's scores alone" in html
