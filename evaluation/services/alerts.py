@@ -545,17 +545,44 @@ def _apply(
 
 def _worse_than(rule: AlertRule, current: Reading, level: float, bound: float | None) -> bool:
     """Whether ``current`` is still clearly worse than ``level``: its value at least half the rule's change
-    past it (hysteresis: an alert does not flap at its threshold), and its interval's near end past
-    ``bound``, the far end of the interval ``level`` was measured with (it is an estimate too), or past
-    ``level`` itself when that is not known. A latency, with no interval, by its value."""
+    past it (hysteresis: an alert does not flap at its threshold), and clearly past ``level`` by the
+    interval of their difference, as the rule itself opens (MOVER: both readings' noise), with ``bound``
+    the far end of the interval ``level`` was measured with (it is an estimate too); by the current
+    interval's near end alone when ``bound`` is not known. A latency, with no interval, by its value.
+
+    (Asking instead that the current interval clear ``bound`` outright, two intervals apart, was a far
+    stricter test than the one that opened the alert: a regression as clear as when it opened closed itself
+    once a noisy window's interval touched the baseline's.)"""
     if current.value is None or not _past_half(rule, current.value, level):
         return False
     success = rule.metric == AlertMetric.SUCCESS_HIGH
     near = current.high if success else current.low
     if near is None:
         return rule.metric == AlertMetric.P95_LATENCY
-    line = level if bound is None else bound
-    return near < line if success else near > line
+    reach = _held_reach(rule, current, level, bound)
+    if reach is None:
+        return False
+    return reach < level if success else reach > level
+
+
+def _held_reach(rule: AlertRule, current: Reading, level: float, bound: float | None) -> float | None:
+    """How far ``current`` may lie toward ``level`` (as a level of the metric): by the interval of their
+    difference (their ratio, for cost per success) when ``bound``, the far end of ``level``'s own interval,
+    is known; else the current interval's near end."""
+    success = rule.metric == AlertMetric.SUCCESS_HIGH
+    near = current.high if success else current.low
+    if bound is None or near is None:
+        return near
+    cur = _interval(current)
+    if success:  # the baseline's low end is its far end
+        high = mover_difference(cur, Interval(level, bound, level)).high
+        return None if high is None else level + high
+    base = Interval(level, level, bound)
+    if rule.metric == AlertMetric.COST_PER_SUCCESS:
+        low = mover_ratio(cur, base).low
+        return None if low is None else level * low
+    low = mover_difference(cur, base).low
+    return None if low is None else level + low
 
 
 def _far_end(rule: AlertRule, baseline: Reading) -> float | None:
@@ -626,7 +653,7 @@ def _holding_message(rule: AlertRule, segment: str, v: Verdict, opened: float) -
             f"as {level_text(metric, v.reach)}{widened}"
         )
     return (
-        f"{label} of {where} over {over} is {level_text(metric, cur.value)}, {still}: the alert stays open. "
+        f"{label} of {where} over {over} is {level_text(metric, cur.value)}, {still}: kept open on this reading. "
         f"The rule itself does not fire: {why} ({cur.count} {COUNT_WORD[AlertMetric(metric)]})."
     )
 
@@ -640,15 +667,16 @@ def _recovery(rule: AlertRule, v: Verdict, alert: Alert, read_with: str) -> str:
         if cur.value is None or not _past_half(rule, cur.value, opened):
             return f"Recovered: {now_is} over {over}, back near the {was} it opened against."
         success = metric == AlertMetric.SUCCESS_HIGH
-        reach = v.single.high if success else v.single.low
-        bound = alert.opened_bound
-        end = "low" if success else "high"
-        inside = f"past the {level_text(metric, bound)} {end} end of the {was} baseline's own interval"
+        reach = _held_reach(rule, v.single, opened, alert.opened_bound)
+        if alert.opened_bound is not None:
+            how = (
+                f"by the interval of its difference from the {was} it opened against (that level's own noise included)"
+            )
+        else:
+            how = "by its interval"
         return (
-            f"No longer clearly worse: {now_is} over {over}, but its interval reaches "
-            f"{'up' if success else 'down'} to {level_text(metric, reach)}, "
-            + (inside if bound is not None else f"too near the {was} it opened against")
-            + f" ({cur.count} {COUNT_WORD[AlertMetric(metric)]})."
+            f"No longer clearly worse: {now_is} over {over}, but {how}, it may be as {'high' if success else 'low'} "
+            f"as {level_text(metric, reach)} ({cur.count} {COUNT_WORD[AlertMetric(metric)]})."
         )
     trailing = f"Quiet against its trailing {rule.baseline_days}-day baseline ({level_text(metric, v.baseline.value)})"
     if opened is not None:  # success is read from another source now: levels do not compare

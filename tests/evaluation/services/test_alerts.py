@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from statsmodels.stats.proportion import confint_proportions_2indep
 
 from evaluation.models import Alert, AlertMetric, AlertRule, Delivery, DeliveryStatus, NotificationChannel
 from evaluation.reports.selectors import measures_by, outcome_delay
@@ -25,7 +26,9 @@ from evaluation.services.alerts import (
     BACKOFF_S,
     MAX_ATTEMPTS,
     AlertError,
+    Reading,
     _windows,
+    _worse_than,
     alert_resolve,
     alert_rule_create,
     alert_rule_toggle,
@@ -35,6 +38,7 @@ from evaluation.services.alerts import (
     deliveries_send,
     open_alerts_by_feature,
 )
+from evaluation.stats import wilson
 from feedback.models import Feature
 from tests.evaluation.experiments_seed import ingest, new_feature, traffic
 from tests.fixtures.organizations import in_tenant
@@ -83,7 +87,9 @@ NOW = datetime(2025, 5, 10, 12, tzinfo=UTC)
 
 
 def _seed_incident(feature: str, *, bad: bool = True) -> None:
-    """7 normal days, then 24 h with every rule's metric broken (when ``bad``), then 3 normal days."""
+    """7 normal days, then 24 h with every rule's metric broken (when ``bad``), then 3 normal days (busier:
+    a recovered day's sample tells itself apart from the broken one, and from noise, by the same test that
+    opened the alert)."""
     rng = random.Random(9)
     normal = {"success": lambda t: 0.5, "thumbs_down": lambda t: 0.2}
     items = traffic(feature=feature, start=NOW - timedelta(days=8), hours=24 * 7, count=700, rng=rng, **normal)  # type: ignore[arg-type]
@@ -97,7 +103,7 @@ def _seed_incident(feature: str, *, bad: bool = True) -> None:
         thumbs_down=lambda t: 0.7 if bad else 0.2,
         fields=lambda i: {"cost_usd": 0.05, "latency_ms": 2500.0} if bad else {},
     )
-    after = traffic(feature=feature, start=NOW + timedelta(hours=1), hours=72, count=360, rng=rng, **normal)  # type: ignore[arg-type]
+    after = traffic(feature=feature, start=NOW + timedelta(hours=1), hours=72, count=1440, rng=rng, **normal)  # type: ignore[arg-type]
     ingest(*(a + b + c for a, b, c in zip(items, broken, after, strict=True)))
 
 
@@ -135,7 +141,10 @@ def test_each_default_rule_fires_once_deduplicates_and_resolves(db: None, org_a,
         Alert.objects.filter(id=opened[AlertMetric.SUCCESS_HIGH].id).update(opened_source="thumbs")
         # Three days of normal traffic later: every alert resolves, each with its own "resolved" delivery.
         later = alerts_evaluate(now=NOW + timedelta(hours=73), features=[feature])
-        assert later.resolved == 4 and not Alert.objects.filter(rule__feature=feature, state="open").exists()
+        assert later.resolved == 4 and not Alert.objects.filter(rule__feature=feature, state="open").exists(), [
+            (a.rule.metric, a.message, a.opened_baseline, a.opened_bound, a.value, a.count)
+            for a in Alert.objects.filter(rule__feature=feature, state="open")
+        ]
         resolutions = {a.rule.metric: a.resolution for a in Alert.objects.filter(rule__feature=feature)}
         assert resolutions[AlertMetric.THUMBS_DOWN].startswith(("Recovered: ", "No longer clearly worse: "))
         assert "opened against" in resolutions[AlertMetric.P95_LATENCY]
@@ -194,7 +203,7 @@ def test_a_lasting_regression_stays_open_after_the_baseline_takes_it_in_until_it
         # Against its trailing week, the bad level is the norm now: the rule is quiet, its alert is not.
         assert rule.last_state == "quiet; its alert stays open (still worse than when it opened)"
         assert held.holding == 1 and held.resolved == 0 and alert.state == "open"
-        assert "it opened against: the alert stays open. The rule itself does not fire: " in alert.message
+        assert "it opened against: kept open on this reading. The rule itself does not fire: " in alert.message
         assert "its trailing 7-day level, now" in alert.message
         assert "by the interval of the two windows' difference, this window may be as " in alert.message
         # The opening reading is kept beside the latest.
@@ -519,3 +528,44 @@ def test_a_real_fall_in_late_outcomes_still_fires_and_says_where_its_window_ends
         alerts_evaluate(now=NOW, features=[feature])
         alert = Alert.objects.get(rule__feature=feature, rule__name="Success below 90% of its baseline")
         assert "over the 24 h to 2025-05-10 00:00 UTC (later traces' outcomes still come in)" in alert.message
+
+
+@pytest.mark.parametrize(
+    ("bad", "n", "base_bad", "base_n"),
+    [
+        (69, 100, 52, 100),  # like the demo's SSO alert: 69% against 52% [42.3, 61.5]; 69%'s low end 59.4
+        (30, 55, 25, 48),
+        (45, 60, 20, 50),
+        (300, 1000, 220, 1000),
+        (26, 50, 25, 48),
+        (9, 12, 5, 12),
+    ],
+)
+def test_an_open_alert_stays_open_while_clearly_worse_by_the_same_test_that_opened_it(
+    bad: int, n: int, base_bad: int, base_n: int
+) -> None:
+    """Held open iff past half the rule's change and the Newcombe interval of the difference from the
+    level it opened against lies above 0 (statsmodels' newcomb), the test the rule opens with, not the
+    far stricter "the two intervals apart" that let a noisy window close a standing regression."""
+    rule = AlertRule(metric=AlertMetric.THUMBS_DOWN, threshold=0.3)
+    now, base = wilson(bad, n), wilson(base_bad, base_n)
+    current = Reading(now.value, n, now.low, now.high)
+    low, _ = confint_proportions_2indep(bad, n, base_bad, base_n, method="newcomb", compare="diff")
+    expected = bad / n >= base.value * 1.15 and low > 0
+    assert _worse_than(rule, current, base.value, base.high) == expected
+    if (bad, n, base_bad, base_n) == (69, 100, 52, 100):
+        assert expected and now.low < base.high  # held, though its interval reaches past the baseline's
+
+
+@pytest.mark.parametrize(
+    ("good", "n", "base_good", "base_n"), [(31, 100, 48, 100), (40, 100, 48, 100), (8, 40, 30, 60)]
+)
+def test_a_success_alert_stays_open_while_clearly_below_by_the_same_test(
+    good: int, n: int, base_good: int, base_n: int
+) -> None:
+    rule = AlertRule(metric=AlertMetric.SUCCESS_HIGH, threshold=0.2)
+    now, base = wilson(good, n), wilson(base_good, base_n)
+    current = Reading(now.value, n, now.low, now.high)
+    _, high = confint_proportions_2indep(good, n, base_good, base_n, method="newcomb", compare="diff")
+    expected = good / n < base.value * 0.9 and high < 0
+    assert _worse_than(rule, current, base.value, base.low) == expected
