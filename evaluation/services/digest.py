@@ -23,6 +23,10 @@ from tenants.selectors import Organization, organization_member_emails
 MOST_EDITED = 5
 
 
+def _percent(share: float | None) -> str | None:
+    return None if share is None else f"{share:.1%}"
+
+
 def digest_build(*, now: datetime | None = None) -> dict[str, Any]:
     now = now or utc_now()
     until = datetime.combine(now.astimezone(UTC).date(), time(0), UTC)
@@ -40,6 +44,9 @@ def digest_build(*, now: datetime | None = None) -> dict[str, Any]:
                 "previous_traces": previous["traces"],
                 "success": figures["success"]["value"],
                 "previous_success": previous["success"]["value"],
+                # As the portal writes a share (the overview, the feature page): 72.6%, not 0.726.
+                "success_pct": _percent(figures["success"]["value"]),
+                "previous_success_pct": _percent(previous["success"]["value"]),
                 "success_source": figures["success"]["source"],
                 "cost_per_success_usd": figures["cost_per_success_usd"],
                 "previous_cost_per_success_usd": previous["cost_per_success_usd"],

@@ -4,6 +4,7 @@ the daily snapshot, and the weekly digest email and its recipients."""
 from __future__ import annotations
 
 import random
+import re
 from datetime import UTC, date, datetime, timedelta
 from smtplib import SMTPException
 from typing import Any
@@ -140,6 +141,14 @@ def test_snapshot_and_weekly_digest_to_the_pms(db: None, org_a, mailoutbox: list
         digest = digest_build(now=now)
         subject, text, html = digest_render(digest)
         assert "Likely cause" in text and "metadata.auth=sso × prompt_version=v2" in text
+        # What moved reads as sentences, clear moves apart from noise (it printed Python dicts), and success
+        # as the portal writes a share.
+        moved = [r for f in digest["features"] for r in f["moved"]]
+        assert moved and "{'text'" not in text + html
+        for r in moved:
+            assert (f"clear: {r['text']}" if r["clear"] else f"{r['text']} (within noise)") in text
+            assert (f"▼ {r['text']}</strong>" if r["clear"] else f"{r['text']} <span") in html
+        assert re.search(r"; success \d+\.\d% from \w+ \(was \d+\.\d%\)", text), text
         assert digest["window"].as_dict()["until"] == "2025-07-01T00:00:00+00:00"
         member_ensure(organization=org_a.organization, email="pm-digest@org-alpha.test", password="x" * 12, role="pm")
         sent = digest_send(organization=org_a.organization, now=now)
