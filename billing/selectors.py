@@ -17,8 +17,9 @@ from typing import Any
 
 import psycopg
 from django.db import connection
-from django.db.models import Sum
+from django.db.models import Q, Sum
 
+from billing.forecast import MonthElapsed, month_elapsed, month_forecast
 from billing.models import BillingAccount, CustomerBudget, UsageLedger, UsageReport
 from billing.plans import METERS, Plan, plan_of
 from billing.services.shared import midnight, month_end, month_start, utc_now
@@ -37,36 +38,51 @@ class BillProjection:
     bill_to_date_usd: Decimal
     projected_usd: Decimal
     cap_usd: Decimal | None
-    days_elapsed: int
-    days_in_month: int
+    elapsed: MonthElapsed
+
+    @property
+    def days_in_month(self) -> int:
+        return self.elapsed.days_in_month
 
 
 def month_usage(*, organization_id: int, month: date) -> dict[str, int]:
-    totals = dict.fromkeys(METERS, 0)
+    return _usage(organization_id=organization_id, month=month, today=month)[0]
+
+
+def _usage(*, organization_id: int, month: date, today: date) -> tuple[dict[str, int], dict[str, int]]:
+    """Units per meter counted in the month, and on ``today`` alone: one query."""
+    totals, on_today = dict.fromkeys(METERS, 0), dict.fromkeys(METERS, 0)
     rows = (
         UsageLedger.objects.filter(organization_id=organization_id, day__gte=month, day__lt=month_end(month))
         .values("meter")
-        .annotate(total=Sum("quantity"))
+        .annotate(total=Sum("quantity"), today=Sum("quantity", filter=Q(day=today)))
     )
     for row in rows:
         totals[row["meter"]] = int(row["total"] or 0)
-    return totals
+        on_today[row["meter"]] = int(row["today"] or 0)
+    return totals, on_today
 
 
-def bill_projection(*, account: BillingAccount, today: date | None = None) -> BillProjection:
-    """This month's bill from the ledger so far, and its straight-line projection to the month's end."""
-    today = today or utc_now().date()
+def bill_projection(*, account: BillingAccount, now: datetime | None = None) -> BillProjection:
+    """This month's bill from the ledger so far, and its projection to the month's end: per meter,
+    the usage so far plus the rest of the month at the average of the completed days
+    (billing.forecast.month_forecast says why, and what happens on the 1st)."""
+    now = now or utc_now()
+    today = now.date()
     month = month_start(today)
     plan = plan_of(account.plan)
-    usage = month_usage(organization_id=account.organization_id, month=month)
-    days_in_month = (month_end(month) - month).days
-    elapsed = (today - month).days + 1
-    projected = {meter: round(quantity * days_in_month / elapsed) for meter, quantity in usage.items()}
+    usage, usage_today = _usage(organization_id=account.organization_id, month=month, today=today)
+    elapsed = month_elapsed(now)
+    projected = {
+        meter: round(month_forecast(month_to_date=Decimal(quantity), today=Decimal(usage_today[meter]),
+                                    elapsed=elapsed))
+        for meter, quantity in usage.items()
+    }  # fmt: skip
     return BillProjection(
         plan=plan, month=month, usage=usage, projected_usage=projected,
         bill_to_date_usd=plan.bill(usage).quantize(Decimal("0.01")),
         projected_usd=plan.bill(projected).quantize(Decimal("0.01")),
-        cap_usd=account.monthly_cap_usd, days_elapsed=elapsed, days_in_month=days_in_month,
+        cap_usd=account.monthly_cap_usd, elapsed=elapsed,
     )  # fmt: skip
 
 
@@ -176,6 +192,7 @@ class BudgetDecision:
     fallback_model: str | None
     budget: BudgetRule | None = None
     checked: list[dict[str, Any]] = field(default_factory=list)
+    reason: str | None = None  # why not a plain allow (None when it is one)
 
     def as_dict(self) -> dict[str, Any]:
         def money(v: Decimal | None) -> float | None:
@@ -190,6 +207,7 @@ class BudgetDecision:
             "period_end": self.period_end.isoformat().replace("+00:00", "Z") if self.period_end else None,
             "action": self.action,
             "fallback_model": self.fallback_model,
+            "reason": self.reason,
             "budget": (
                 {"customer_id": self.budget.customer_id or None, "feature": self.budget.feature or None,
                  "model": self.budget.model or None}
@@ -199,6 +217,31 @@ class BudgetDecision:
 
 
 _RANK = {"allow": 0, "warn": 1, "block": 2, "fallback": 2}
+
+
+def same_model(a: str, b: str) -> bool:
+    """Do two model names name the same model (as people type them: case and outer spaces aside)?"""
+    return a.strip().casefold() == b.strip().casefold()
+
+
+def _usd(amount: Decimal) -> str:
+    return f"${amount:,.2f}" if amount >= 1 or amount == 0 else f"${amount.normalize():f}"
+
+
+def _reason(action: str, *, period: str, spent: Decimal, cap: Decimal, estimate: Decimal, warn_at: int,
+            share: Decimal, fallback_to_itself: str) -> str | None:  # fmt: skip
+    cap_name = "daily" if period == "day" else "monthly"
+    if action == "allow":
+        return None
+    if action == "warn":
+        return f"{share:.0f}% of the {cap_name} cap of {_usd(cap)} with this call (warning from {warn_at}%)"
+    over = f"{_usd(spent)} spent of the {cap_name} cap of {_usd(cap)}"
+    if spent < cap:
+        over += f"; this call's estimated {_usd(estimate)} would pass it"
+    if fallback_to_itself:
+        return (f"{over}; the budget falls back to {fallback_to_itself}, the model this call already uses, "
+                "so falling back would not lower the spend: blocked")  # fmt: skip
+    return over
 
 
 def budget_check(
@@ -220,6 +263,10 @@ def budget_check(
     already allowed and still running. Reads the organization's schema (``schema_name``, else the
     active one), in one query (budgets and counters together). With no budget applying, the call
     is allowed.
+
+    A budget that falls back answers ``block`` instead when its fallback model is the ``model`` the
+    call already uses (same_model: case and outer spaces aside): falling back to it would not lower
+    the spend, so the answer is what the budget would give with no fallback set, and ``reason`` says so.
     """
     today = today or utc_now().date()
     month = month_start(today)
@@ -250,13 +297,18 @@ def budget_check(
             share = (spent + estimated_cost_usd) / cap * 100 if cap else Decimal(100)
             warn_at = min(rule.thresholds) if rule.thresholds else 80
             action = rule.over_action if over else "warn" if share >= warn_at else "allow"
-            if action == "fallback" and not rule.fallback_model:
+            # No model to fall back to, or the one the call already uses (following the answer would keep
+            # spending past the cap): the budget blocks, as it would with no fallback set.
+            itself = action == "fallback" and bool(model) and same_model(rule.fallback_model, model)
+            if action == "fallback" and (itself or not rule.fallback_model):
                 action = "block"
             remaining = max(cap - spent, Decimal(0))
             decision = BudgetDecision(
                 allowed=action in ("allow", "warn"), action=action, spent_usd=spent, cap_usd=cap,
                 remaining_usd=remaining, period=period, period_end=end,
                 fallback_model=rule.fallback_model if action == "fallback" else None, budget=rule,
+                reason=_reason(action, period=period, spent=spent, cap=cap, estimate=estimated_cost_usd,
+                               warn_at=warn_at, share=share, fallback_to_itself=rule.fallback_model if itself else ""),
             )  # fmt: skip
             decisions.append((_RANK[action], -remaining, decision))
     if not decisions:
@@ -293,15 +345,17 @@ class CustomerSpend:
         return "over" if share >= 1 else "warn" if share >= 0.8 else "ok"
 
 
-def _forecast(month_usd: Decimal, today: date) -> Decimal:
-    month = month_start(today)
-    days = (month_end(month) - month).days
-    return (month_usd * days / ((today - month).days + 1)).quantize(Decimal("0.0001"))
+def _forecast(month_usd: Decimal, today_usd: Decimal, elapsed: MonthElapsed) -> Decimal:
+    return month_forecast(month_to_date=month_usd, today=today_usd, elapsed=elapsed).quantize(Decimal("0.0001"))
 
 
-def customers_spend(*, organization: Organization, today: date | None = None, limit: int = 200) -> list[CustomerSpend]:
-    """Every customer with LLM spend this month, against the whole-scope budget that applies to it."""
-    today = today or utc_now().date()
+def customers_spend(
+    *, organization: Organization, now: datetime | None = None, limit: int = 200
+) -> list[CustomerSpend]:
+    """Every customer with LLM spend this month, against the whole-scope budget that applies to it;
+    its forecast is billing.forecast.month_forecast's (the completed days' rate, today not extrapolated)."""
+    now = now or utc_now()
+    today, elapsed = now.date(), month_elapsed(now)
     month = month_start(today)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -317,7 +371,7 @@ def customers_spend(*, organization: Organization, today: date | None = None, li
         budget = budgets.get(customer_id) or budgets.get("")
         out.append(
             CustomerSpend(
-                customer_id, month_usd, today_usd, int(traces), _forecast(month_usd, today),
+                customer_id, month_usd, today_usd, int(traces), _forecast(month_usd, today_usd, elapsed),
                 cap_usd=budget.monthly_cap_usd if budget else None,
                 daily_cap_usd=budget.daily_cap_usd if budget else None,
                 budget_customer=budget.customer_id if budget else None,
@@ -335,13 +389,16 @@ class CustomerDetail:
     forecast_usd: Decimal
     budgets: list[CustomerBudget]
     check: BudgetDecision
+    elapsed: MonthElapsed  # what the forecast had to go on
 
 
 def customer_detail(
-    *, organization: Organization, customer_id: str, today: date | None = None
+    *, organization: Organization, customer_id: str, now: datetime | None = None
 ) -> CustomerDetail | None:
-    """One customer's spend this month (None when the organization has no spend counted for it)."""
-    today = today or utc_now().date()
+    """One customer's spend this month (None when the organization has no spend counted for it), with
+    its forecast to the month's end (billing.forecast.month_forecast)."""
+    now = now or utc_now()
+    today, elapsed = now.date(), month_elapsed(now)
     month = month_start(today)
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1 FROM feedback_spendcounter WHERE customer_id = %s LIMIT 1", [customer_id])
@@ -371,7 +428,8 @@ def customer_detail(
         )
     )
     check = budget_check(organization_id=organization.id, customer_id=customer_id, today=today)
-    return CustomerDetail(customer_id, days, by_feature, month_usd, _forecast(month_usd, today), budgets, check)
+    forecast = _forecast(month_usd, days[-1][1], elapsed)
+    return CustomerDetail(customer_id, days, by_feature, month_usd, forecast, budgets, check, elapsed)
 
 
 def budgets_list(*, organization: Organization) -> list[CustomerBudget]:

@@ -23,7 +23,12 @@ class BudgetCheckSerializer(serializers.Serializer):
     period = serializers.ChoiceField(choices=["day", "month"], allow_null=True)
     period_end = serializers.DateTimeField(allow_null=True, help_text="when the binding period ends (UTC)")
     action = serializers.ChoiceField(choices=["allow", "warn", "block", "fallback"])
-    fallback_model = serializers.CharField(allow_null=True)
+    fallback_model = serializers.CharField(
+        allow_null=True,
+        help_text="for action fallback: the model to use instead (never the `model` asked about: a budget whose "
+        "fallback is that model answers block)",
+    )
+    reason = serializers.CharField(allow_null=True, help_text="why the answer is not a plain allow; null when it is")
     budget = BudgetRefSerializer(allow_null=True, help_text="the budget that decided, null when none applies")
 
 
@@ -102,6 +107,9 @@ class SpendDaySerializer(serializers.Serializer):
 class CustomerSpendSerializer(serializers.Serializer):
     customer_id = serializers.CharField()
     month_usd = serializers.FloatField()
-    forecast_usd = serializers.FloatField(help_text="straight-line forecast to the month's end")
+    forecast_usd = serializers.FloatField(
+        help_text="to the month's end: spent so far, plus the rest of the month at the average of its full UTC days "
+        "(today so far is counted, not extrapolated; on the 1st: today's rate, over at least 6 hours)"
+    )
     days = SpendDaySerializer(many=True)
     check = BudgetCheckSerializer()

@@ -19,6 +19,7 @@ from django.urls import URLPattern, path
 from django.views.decorators.http import require_POST
 
 from billing import gateway
+from billing.forecast import month_elapsed
 from billing.models import OverAction
 from billing.plans import PLANS
 from billing.selectors import (
@@ -99,10 +100,11 @@ def plan(request: HttpRequest) -> HttpResponse:
                                   "subscription (usually within seconds): reload if it has not yet.")  # fmt: skip
     elif request.method == "GET" and returned == "canceled":
         messages.info(request, "Checkout canceled: nothing was bought, the plan is unchanged.")
-    today = utc_now().date()
+    now = utc_now()
+    today = now.date()
     account.refresh_from_db()
     return TemplateResponse(request, "billing/plan.html", {
-        "nav": "billing", "account": account, "projection": bill_projection(account=account, today=today),
+        "nav": "billing", "account": account, "projection": bill_projection(account=account, now=now),
         "plans": PLANS.values(), "stripe_configured": gateway.configured(), "cap_form": cap_form,
         "hook_form": hook_form, "ledger": reconciliation(organization=organization, since=today - timedelta(days=14)),
         "is_owner": request.membership.at_least(Role.OWNER),  # type: ignore[attr-defined]
@@ -147,9 +149,10 @@ def manage(request: HttpRequest) -> HttpResponse:
 
 @role_required(Role.VIEWER)
 def spend(request: HttpRequest) -> HttpResponse:
-    rows = customers_spend(organization=request.tenant)  # type: ignore[attr-defined]
+    now = utc_now()
+    rows = customers_spend(organization=request.tenant, now=now)  # type: ignore[attr-defined]
     return TemplateResponse(request, "billing/spend.html", {
-        "nav": "spend", "customers": rows, "month": utc_now().date().replace(day=1),
+        "nav": "spend", "customers": rows, "month": now.date().replace(day=1), "elapsed": month_elapsed(now),
         "over": [c for c in rows if c.status == "over"],
     })  # fmt: skip
 

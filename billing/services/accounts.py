@@ -72,7 +72,7 @@ def cap_set(*, organization: Organization, cap_usd: object, now: datetime | None
     amount = parse_usd(cap_usd, field="monthly_cap_usd", maximum=MAX_CAP_USD)
     now = now or utc_now()
     account = account_get(organization=organization)
-    projection = bill_projection(account=account, today=now.date())
+    projection = bill_projection(account=account, now=now)
     if amount is not None and amount < projection.bill_to_date_usd:
         raise ValidationError(
             {
@@ -94,7 +94,7 @@ def cap_evaluate(*, account: BillingAccount, now: datetime | None = None) -> str
     that pause judges and ingestion (or clear them); idempotent, so every sweep may call it."""
     now = now or utc_now()
     month = month_start(now.date())
-    projection = bill_projection(account=account, today=now.date())
+    projection = bill_projection(account=account, now=now)
     bill, cap = projection.bill_to_date_usd, account.monthly_cap_usd
     if account.cap_month != month:
         account.cap_month, account.cap_warned = month, 0

@@ -45,7 +45,8 @@ class Command(BaseCommand):
         organization = organization_find(options["org"])
         if organization is None:
             raise CommandError(f"No organization '{options['org']}': run `manage.py demo_setup` first.")
-        today = utc_now().date()
+        now = utc_now()
+        today = now.date()
         with organization_schema(organization), transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SELECT EXISTS (SELECT 1 FROM feedback_spendcounter)")
             (counted,) = cursor.fetchone()
@@ -64,7 +65,7 @@ class Command(BaseCommand):
         if account.monthly_cap_usd is None:
             cap_set(organization=organization, cap_usd="250")
         with organization_schema(organization):
-            spenders = customers_spend(organization=organization, today=today)
+            spenders = customers_spend(organization=organization, now=now)
         if not spenders:
             # Not an error for `make demo`: plan, ledger and cap are set; budgets need some spend to show.
             self.stdout.write("No customer spend this month yet (load demo traces with demo_setup): budgets skipped.")

@@ -30,6 +30,31 @@ def test_the_check_answers_the_contract(db: None, org_a: Org, client_a: Client) 
     assert (warn["allowed"], warn["action"]) == (True, "warn")
 
 
+def test_the_check_never_falls_back_to_the_model_asked_about(db: None, org_a: Org, org_b: Org,
+                                                              client_a: Client) -> None:  # fmt: skip
+    customer = unique("acme")
+    budget_set(organization=org_a.organization, monthly_cap_usd="2", over_action="fallback",
+               fallback_model="gpt-4o-mini")  # fmt: skip
+    send_traces(org_a, spend_traces(customer, ["1.5", "1.5"], model="gpt-4o-mini"))
+    # Org B: the same customer ID, under its own budget that falls back to another model, and no spend.
+    budget_set(organization=org_b.organization, customer_id=customer, monthly_cap_usd="100", over_action="fallback",
+               fallback_model="claude-haiku")  # fmt: skip
+    query = f"customer_id={customer}&feature=support-copilot&estimated_cost_usd=0.01"
+    body = client_a.get(f"/api/v1/budgets/check?{query}&model=gpt-4o-mini").json()
+    assert set(body) >= {"allowed", "spent_usd", "cap_usd", "remaining_usd", "period_end", "action", "fallback_model"}
+    assert (body["allowed"], body["action"], body["fallback_model"]) == (False, "block", None)
+    assert (body["spent_usd"], body["cap_usd"], body["remaining_usd"], body["period"]) == (3.0, 2.0, 0.0, "month")
+    assert "the model this call already uses" in body["reason"]
+    assert body["budget"] == {"customer_id": None, "feature": None, "model": None}
+    routed = client_a.get(f"/api/v1/budgets/check?{query}&model=gpt-4o").json()
+    assert (routed["allowed"], routed["action"], routed["fallback_model"]) == (False, "fallback", "gpt-4o-mini")
+    assert "already uses" not in routed["reason"]
+    # Org B's key sees its own budget and none of org A's spend.
+    theirs = Client(HTTP_AUTHORIZATION=f"Bearer {org_b.secret_key}")
+    b = theirs.get(f"/api/v1/budgets/check?{query}&model=gpt-4o-mini").json()
+    assert (b["allowed"], b["action"], b["spent_usd"], b["cap_usd"], b["reason"]) == (True, "allow", 0.0, 100.0, None)
+
+
 @pytest.mark.parametrize(
     "query",
     ["", "customer_id=", "customer_id=a&estimated_cost_usd=-1", "customer_id=a&estimated_cost_usd=abc",

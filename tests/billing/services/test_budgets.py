@@ -104,3 +104,48 @@ def test_a_budget_is_replaced_not_duplicated(db: None, org_a: Org) -> None:
     second = budget_set(organization=org_a.organization, customer_id=customer, monthly_cap_usd="20")
     assert first.id == second.id and second.monthly_cap_usd == Decimal("20")
     assert check(org_a, customer).cap_usd == Decimal("20")
+
+
+def test_a_fallback_to_the_model_already_in_use_blocks_and_says_why(db: None, org_a: Org) -> None:
+    customer = unique("c")
+    budget_set(organization=org_a.organization, customer_id=customer, monthly_cap_usd="5", over_action="fallback",
+               fallback_model="gpt-4o-mini")  # fmt: skip
+    send_traces(org_a, spend_traces(customer, ["3", "2.5"], model="gpt-4o"))  # $5.50 of $5
+    # Asked about the fallback model itself (as typed, or in another case): falling back changes nothing.
+    for model in ("gpt-4o-mini", "GPT-4o-Mini", " gpt-4o-mini "):
+        same = check(org_a, customer, feature="support-copilot", model=model, estimated_cost_usd=Decimal("0.01"))
+        assert (same.allowed, same.action, same.fallback_model) == (False, "block", None), model
+        assert (same.spent_usd, same.cap_usd, same.remaining_usd) == (Decimal("5.5"), Decimal("5"), Decimal("0"))
+        assert same.reason == (
+            "$5.50 spent of the monthly cap of $5.00; the budget falls back to gpt-4o-mini, the model this call "
+            "already uses, so falling back would not lower the spend: blocked"
+        )
+    # Another model, or none named: the fallback stands, as before.
+    other = check(org_a, customer, model="gpt-4o", estimated_cost_usd=Decimal("0.01"))
+    assert (other.allowed, other.action, other.fallback_model) == (False, "fallback", "gpt-4o-mini")
+    assert other.reason == "$5.50 spent of the monthly cap of $5.00"
+    unnamed = check(org_a, customer)
+    assert (unnamed.action, unnamed.fallback_model) == ("fallback", "gpt-4o-mini")
+    # Under the cap the fallback model is allowed like any other.
+    fresh = unique("c")
+    budget_set(organization=org_a.organization, customer_id=fresh, monthly_cap_usd="5", over_action="fallback",
+               fallback_model="gpt-4o-mini")  # fmt: skip
+    send_traces(org_a, spend_traces(fresh, ["1"]))
+    under = check(org_a, fresh, model="gpt-4o-mini", estimated_cost_usd=Decimal("0.01"))
+    assert (under.allowed, under.action, under.reason) == (True, "allow", None)
+    nearly = check(org_a, fresh, model="gpt-4o-mini", estimated_cost_usd=Decimal("4.5"))
+    assert (nearly.action, nearly.reason) == ("block", "$1.00 spent of the monthly cap of $5.00; this call's "
+            "estimated $4.50 would pass it; the budget falls back to gpt-4o-mini, the model this call already uses, "
+            "so falling back would not lower the spend: blocked")  # fmt: skip
+
+
+def test_a_daily_fallback_to_the_model_in_use_blocks_for_the_day(db: None, org_a: Org) -> None:
+    customer = unique("c")
+    budget_set(organization=org_a.organization, customer_id=customer, daily_cap_usd="1", monthly_cap_usd="100",
+               over_action="fallback", fallback_model="gpt-4o-mini")  # fmt: skip
+    send_traces(org_a, spend_traces(customer, ["0.95"]))
+    warned = check(org_a, customer, model="gpt-4o-mini")
+    assert (warned.action, warned.reason) == ("warn", "95% of the daily cap of $1.00 with this call (warning from 80%)")
+    day = check(org_a, customer, model="gpt-4o-mini", estimated_cost_usd=Decimal("0.1"))
+    assert (day.allowed, day.action, day.period, day.fallback_model) == (False, "block", "day", None)
+    assert day.reason is not None and "$0.95 spent of the daily cap of $1.00" in day.reason

@@ -4,7 +4,7 @@ ingestion 429 quota_exceeded that says not to retry), raised (resumed at once); 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -111,16 +111,24 @@ def test_removing_the_cap_resumes(db: None, org_a: Org, client_a: Client) -> Non
     assert post_traces(client_a)[0] == 200
 
 
-def test_the_projection_is_a_straight_line_to_the_month_end(db: None, org_a: Org) -> None:
+def test_the_projection_runs_the_completed_days_rate_to_the_month_end(db: None, org_a: Org) -> None:
+    """Early on the 5th the projection is not "so far / 5 days x 31": Mar 5 is not a whole day yet."""
     from billing.selectors import bill_projection
 
-    ledger(org_a, 70_000)
-    projection = bill_projection(account=account_get(organization=org_a.organization))
-    today = datetime.now(UTC).date()
-    expected_events = round(70_000 * projection.days_in_month / today.day)
-    assert projection.projected_usage["events"] == expected_events
-    assert projection.projected_usd == (Decimal("0.0002") * max(0, expected_events - 50_000)).quantize(Decimal("0.01"))
-    assert projection.bill_to_date_usd == Decimal("4.00")
+    for day, events in ((1, 3_000), (2, 4_000), (3, 3_500), (4, 4_500), (5, 583)):  # 15,583 to date
+        UsageLedger.objects.create(organization=org_a.organization, meter="events", day=date(2026, 3, day),
+                                   quantity=events)  # fmt: skip
+    UsageLedger.objects.create(organization=org_a.organization, meter="judge_runs", day=date(2026, 3, 2), quantity=8)
+    projection = bill_projection(account=account_get(organization=org_a.organization),
+                                 now=datetime(2026, 3, 5, 3, 30, tzinfo=UTC))  # fmt: skip
+    # Events: 15,000 over 4 full days, 3,750 a day; left 31 - 4 - 3.5/24 = 26.854166... days;
+    # 15,583 + 3,750 * 26.854166... = 116,286.125 -> 116,286 (the old 15,583 / 5 * 31 gave 96,615).
+    # Judge runs: 8 + 2 * 26.854166... = 61.708... -> 62.
+    assert projection.usage == {"events": 15_583, "judge_runs": 8}
+    assert projection.projected_usage == {"events": 116_286, "judge_runs": 62}
+    # Free plan: 50,000 events included, then $0.0002: 66,286 * 0.0002 = 13.2572; judge runs within the 1,000.
+    assert (projection.bill_to_date_usd, projection.projected_usd) == (Decimal("0.00"), Decimal("13.26"))
+    assert (projection.elapsed.days_completed, projection.days_in_month) == (4, 31)
 
 
 def test_every_ingestion_door_answers_quota_exceeded(db: None, org_a: Org, client_a: Client) -> None:

@@ -1,0 +1,76 @@
+"""Customers' month forecasts on the spend pages' selectors: early in a day, the month is forecast
+from the completed days' rate, not from "the days so far, today as a whole one" (which understated
+it by ~20% at 03:30 UTC on the 5th)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from django.test import Client
+
+from billing.selectors import customer_detail, customers_spend
+from tests.billing.helpers import send_traces, spend_traces
+from tests.fixtures.organizations import Org, in_tenant, unique
+
+# A fixed month of 31 days, in the past, so the numbers do not move with the clock.
+EARLY_ON_THE_5TH = datetime(2026, 3, 5, 3, 30, tzinfo=UTC)
+
+
+def march(customer_id: str, day: int, cost: str, hour: int = 12) -> list[dict[str, object]]:
+    return spend_traces(customer_id, [cost], started_at=datetime(2026, 3, day, hour, tzinfo=UTC).isoformat())
+
+
+def test_early_in_a_day_the_forecast_uses_the_completed_days(db: None, org_a: Org, org_b: Org) -> None:
+    customer = unique("early")
+    # $2.95 over Mar 1-4, $0.02 of Mar 5 by 02:00; one trace in April, after "now", counts for nothing.
+    send_traces(org_a, march(customer, 1, "0.70") + march(customer, 2, "0.80") + march(customer, 3, "0.75")
+                + march(customer, 4, "0.70") + march(customer, 5, "0.02", hour=2)
+                + spend_traces(customer, ["9"], started_at="2026-04-02T12:00:00+00:00"))  # fmt: skip
+    # The same customer ID at another organization, spending far more: not counted here.
+    send_traces(org_b, march(customer, 2, "50"))
+    # Rate 2.95 / 4 = 0.7375 a day; left 31 - 4 - 3.5/24 = 26.854166... days;
+    # 2.97 + 0.7375 * 26.854166... = 22.774947916... (the old 2.97 / 5 * 31 gave 18.4140).
+    expected = Decimal("22.7749")
+    with in_tenant(org_a):
+        row = next(c for c in customers_spend(organization=org_a.organization, now=EARLY_ON_THE_5TH)
+                   if c.customer_id == customer)  # fmt: skip
+        detail = customer_detail(organization=org_a.organization, customer_id=customer, now=EARLY_ON_THE_5TH)
+    assert (row.month_usd, row.today_usd, row.forecast_usd) == (Decimal("2.97"), Decimal("0.02"), expected)
+    assert detail is not None
+    assert (detail.month_usd, detail.forecast_usd) == (Decimal("2.97"), expected)
+    assert (detail.elapsed.days_completed, detail.elapsed.hours_today) == (4, Decimal("3.5"))
+    with in_tenant(org_b):
+        theirs = customer_detail(organization=org_b.organization, customer_id=customer, now=EARLY_ON_THE_5TH)
+    # Org B: $50 on Mar 2, nothing today: 50 + 50/4 * 26.854166... = 385.677083...
+    assert theirs is not None and theirs.forecast_usd == Decimal("385.6771")
+
+
+def test_on_the_first_the_forecast_is_todays_rate_with_a_floor(db: None, org_a: Org) -> None:
+    customer = unique("first")
+    send_traces(org_a, march(customer, 1, "0.10", hour=0))
+    with in_tenant(org_a):
+        at_1am = customer_detail(organization=org_a.organization, customer_id=customer,
+                                 now=datetime(2026, 3, 1, 1, tzinfo=UTC))  # fmt: skip
+        at_6pm = customer_detail(organization=org_a.organization, customer_id=customer,
+                                 now=datetime(2026, 3, 1, 18, tzinfo=UTC))  # fmt: skip
+    assert at_1am is not None and at_6pm is not None
+    # 01:00: one hour is taken as six (the floor): 0.40 a day; 0.10 + 0.40 * (31 - 1/24) = 12.483333...
+    assert at_1am.forecast_usd == Decimal("12.4833")
+    # 18:00: 0.10 over 0.75 of a day: 0.10 * 31 / 0.75 = 4.133333...
+    assert at_6pm.forecast_usd == Decimal("4.1333")
+
+
+def test_the_pages_say_what_the_forecast_rests_on(db: None, org_a: Org, owner_a: Client) -> None:
+    customer = unique("c")
+    send_traces(org_a, spend_traces(customer, ["1"]))
+    spend = owner_a.get(org_a.url("spend/")).content.decode()
+    detail = owner_a.get(org_a.url(f"spend/customers/{customer}/")).content.decode()
+    plan = owner_a.get(org_a.url("billing/")).content.decode()
+    if datetime.now(UTC).day > 1:
+        assert "at the average of its" in spend and "full day" in spend
+        assert "at the average of its" in detail and "not extrapolated" in detail
+        assert "full day" in plan and "h of today (UTC)" in plan and "at the average of its" in plan
+    else:
+        assert "no full day yet" in spend and "no full day yet" in detail and "no full day yet" in plan
+    assert "day 1 of" not in plan and "straight line" not in plan
