@@ -99,8 +99,13 @@ def test_another_organizations_spend_is_not_found(db: None, org_a: Org, org_b: O
 
 
 def test_subscribe_and_manage_go_to_stripe(db: None, org_a: Org, owner_a: Client, fake_stripe: FakeStripe) -> None:
+    UsageLedger.objects.create(organization=org_a.organization, meter="events",
+                               day=datetime.now(UTC).date().replace(day=1), quantity=3_900)  # fmt: skip
     page = owner_a.get(org_a.url("billing/")).content.decode()
     assert "Stripe is not configured" not in page and "Subscribe" in page
+    # No subscription yet: nothing is reported, and the ledger says so rather than "behind" for ever.
+    assert "3,900 (not sent: no Stripe subscription yet)" in page and "badge bad" not in page
+    assert "Stripe's metering catches up" not in page
     response = owner_a.post(org_a.url("billing/checkout/"), {"plan": "team"})
     assert response.status_code == 302 and response["Location"].startswith(fake_stripe.url + "/checkout/")
     assert fake_stripe.made("/v1/checkout/sessions")[0].params["success_url"].startswith("http://testserver/o/")
