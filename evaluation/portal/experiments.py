@@ -146,6 +146,14 @@ def drift_index(request: HttpRequest) -> HttpResponse:
     return TemplateResponse(request, "evaluation/drift_index.html", {"nav": "drift", "rows": rows})
 
 
+# The drift form's fields: their labels on the page, and their ranges (drift_services.drift_windows').
+_DRIFT_FIELDS = {
+    "days": ("Current window", (1, 90)),
+    "baseline_days": ("Baseline window", (1, 180)),
+    "gap_days": ("Days between them", (0, 180)),
+}
+
+
 def drift_page(request: HttpRequest, key: str) -> HttpResponse:
     """By default today's snapshot (default windows, stored once a day; "Recompute" posts here for a
     fresh one); windows of one's own are computed on the spot."""
@@ -153,27 +161,25 @@ def drift_page(request: HttpRequest, key: str) -> HttpResponse:
         feature = feature_get(key)
     except ReportError:
         raise Http404("No such feature.") from None
-    error = None
+    errors: list[str] = []
     params = dict(drift_services.DEFAULTS)
-    for name in params:
-        raw = request.GET.get(name, "")
-        if raw:
-            if raw.isdigit() and len(raw) < 4:
-                params[name] = int(raw)
-            else:  # the same words as drift_windows' own (a number of days in its range)
-                error = f"{name}: a whole number of days, " + {"days": "1-90", "baseline_days": "1-180"}.get(
-                    name, "0-180"
-                )
-    try:
-        baseline, current = drift_services.drift_windows(
-            days=params["days"], baseline_days=params["baseline_days"], gap_days=params["gap_days"]
-        )
-    except ValueError as exc:
-        error = str(exc)
+    typed: dict[str, object] = dict(params)  # what the form shows back: the person's own input, even when wrong
+    for name, (label, bounds) in _DRIFT_FIELDS.items():
+        raw = request.GET.get(name, "").strip()
+        if not raw:
+            continue
+        typed[name] = raw[:20]
+        if raw.isdigit() and len(raw) < 4 and bounds[0] <= int(raw) <= bounds[1]:
+            params[name] = int(raw)
+        else:
+            errors.append(f"{label}: a whole number of days, {bounds[0]} to {bounds[1]} (not {raw[:20]!r})")
+    if errors:  # never results for windows nobody asked for, silently: today's default comparison, said so
         params = dict(drift_services.DEFAULTS)
-        baseline, current = drift_services.drift_windows(
-            days=params["days"], baseline_days=params["baseline_days"], gap_days=params["gap_days"]
-        )
+        errors.append("Showing the default comparison instead: the last 7 days against the 14 ending 7 days before.")
+    baseline, current = drift_services.drift_windows(
+        days=params["days"], baseline_days=params["baseline_days"], gap_days=params["gap_days"]
+    )
+    error = " ".join(errors) or None
     as_of = None
     if params == drift_services.DEFAULTS:  # asked for, or what a bad window falls back to
         result = drift_services.drift_snapshot_today(feature=feature).result
@@ -187,7 +193,7 @@ def drift_page(request: HttpRequest, key: str) -> HttpResponse:
             "nav": "drift",
             "feature": feature,
             "d": result,
-            "params": params,
+            "params": typed if errors else params,
             "error": error,
             "baseline": baseline,
             "current": current,

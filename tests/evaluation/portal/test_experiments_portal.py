@@ -291,3 +291,20 @@ def test_a_pm_resolves_an_alert_with_a_note_and_a_viewer_cannot(db: None, org_a,
     assert link not in owner_a.get(org_a.url("alerts/"), {"state": "open"}).content.decode()
     resolved = html.unescape(owner_a.get(org_a.url("alerts/"), {"state": "resolved"}).content.decode())
     assert link in resolved and alert.opened_message and alert.opened_message in resolved
+
+
+def test_bad_drift_windows_are_named_kept_and_fall_back_out_loud(
+    owner_a: Client, org_a, seeded: dict
+) -> None:  # type: ignore[no-untyped-def,type-arg]
+    url = org_a.url(f"drift/{seeded['feature']}/")
+    page = owner_a.get(url, {"days": "1000", "baseline_days": "1000", "gap_days": "-10"}).content.decode()
+    # Every bad field named by its label (it reported only the last, by its parameter name).
+    assert "Current window: a whole number of days, 1 to 90 (not &#x27;1000&#x27;)" in page
+    assert "Baseline window: a whole number of days, 1 to 180" in page
+    assert "Days between them: a whole number of days, 0 to 180 (not &#x27;-10&#x27;)" in page
+    assert "Showing the default comparison instead" in page
+    # What was typed stays in the form; the results are the default comparison's, said so.
+    assert 'name="gap_days" size="3" value="-10"' in page and 'name="days" size="3" value="1000"' in page
+    assert 'data-testid="drift-as-of"' in page
+    fine = owner_a.get(url, {"days": "3", "baseline_days": "3", "gap_days": "2"}).content.decode()
+    assert "a whole number of days" not in fine and 'name="gap_days" size="3" value="2"' in fine
