@@ -83,16 +83,24 @@ class JudgeStats:
 
 
 def judge_stats(*, since: datetime, judge_ids: list[int] | None = None) -> dict[int, JudgeStats]:
-    """Per judge, scores created since ``since``: scored (ok), passed, failures (error), queued, cost."""
-    rows = Score.objects.filter(created_at__gte=since)
+    """Per judge, the runs that finished since ``since``: scored (ok), passed, failures (error) and their cost;
+    and queued: every run waiting now, drawn however long ago.
+
+    Finished means by ``scored_at``, when the verdict was reached (an external score: the time its evaluator
+    sent, else its arrival), as billing counts judge runs; not by the trace's time, and not by ``created_at``
+    (when a run was drawn: a backfill queued yesterday and scored today, a run deferred by an open circuit).
+    """
+    finished = Q(status__in=[ScoreStatus.OK, ScoreStatus.ERROR], scored_at__gte=since)
+    waiting = Q(status__in=[ScoreStatus.PENDING, ScoreStatus.RUNNING])
+    rows = Score.objects.filter(finished | waiting)
     if judge_ids is not None:
         rows = rows.filter(judge_id__in=judge_ids)
     totals = rows.values("judge_id").annotate(
         scored=Count("id", filter=Q(status=ScoreStatus.OK)),
         passed=Count("id", filter=Q(status=ScoreStatus.OK, passed=True)),
         failures=Count("id", filter=Q(status=ScoreStatus.ERROR)),
-        pending=Count("id", filter=Q(status__in=[ScoreStatus.PENDING, ScoreStatus.RUNNING])),
-        cost=Sum("cost_usd"),
+        pending=Count("id", filter=waiting),
+        cost=Sum("cost_usd", filter=finished),
     )
     return {
         r["judge_id"]: JudgeStats(r["scored"], r["passed"], r["failures"], r["pending"], r["cost"] or Decimal(0))

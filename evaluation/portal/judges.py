@@ -34,7 +34,7 @@ from evaluation.services import backfill as backfills
 from evaluation.services.judges import judge_create, judge_disable, judge_enable, judge_try, judge_version_create
 from evaluation.services.provider_keys import provider_key_create, provider_key_delete
 from evaluation.services.shared import JudgeServiceError, utc_now
-from feedback.models import Feature
+from feedback.models import Feature, Trace
 from tenants.access import Role, org_url, role_required
 
 PROVIDERS = [("offline", "Offline (built-in heuristics, no network)"), ("openai", "OpenAI-compatible"),
@@ -112,8 +112,22 @@ class EnableForm(forms.Form):
     )
 
 
+# As long as a stored trace ID can be: a longer one names no trace, and says so rather than asking the database.
+TRACE_ID_MAX = Trace._meta.get_field("trace_id").max_length or 200
+
+
 class TestForm(forms.Form):
-    trace_id = forms.CharField(max_length=200)
+    trace_id = forms.CharField(
+        max_length=TRACE_ID_MAX,
+        error_messages={
+            "required": "enter the ID of a trace to run the judge on",
+            "max_length": "a trace ID has at most %(limit_value)d characters (this one has %(show_value)d)",
+        },
+    )
+
+    def error(self) -> str:
+        """What the result box says when the form is invalid: every problem, in words."""
+        return "; ".join(str(message) for messages_ in self.errors.values() for message in messages_)
 
 
 class BackfillForm(forms.Form):
@@ -278,7 +292,11 @@ def judge_test(request: HttpRequest, name: str) -> HttpResponse:
     judge = _judge_or_404(name)
     form = TestForm(request.POST)
     result, error = None, None
-    if form.is_valid() and judge.current_version is not None:
+    if not form.is_valid():
+        error = form.error()
+    elif judge.current_version is None:
+        error = "this judge has no version to run yet"
+    else:
         try:
             result = judge_try(
                 spec=judge.current_version.spec, trace_id=form.cleaned_data["trace_id"].strip(), judge=judge

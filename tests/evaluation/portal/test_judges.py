@@ -215,3 +215,93 @@ def test_sampling_bounds_are_form_errors_and_the_delay_reads_in_minutes(db: None
     assert "1.5 min after each trace lands" in client.get(org_a.url(f"judges/{judge.name}/")).content.decode()
     with pytest.raises(ValueError, match="edited_multiplier must be from 1 to 1000"):
         SamplingSpec(base_rate=0.1, edited_multiplier=1e308)
+
+
+def _test_result_box(html: str) -> str:
+    """The text of the "Test on a trace" result box, as the PM reads it (tags and escapes removed)."""
+    import html as html_lib
+    import re
+
+    box = re.search(r'<div id="test-result">(.*?)</div>', html, re.S)
+    assert box is not None, "no result box on the page"
+    return " ".join(html_lib.unescape(re.sub(r"<[^>]+>", " ", box.group(1))).split())
+
+
+def test_a_trace_id_the_form_refuses_says_why_in_the_result_box(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """A 201-character trace ID answered 200 with an empty box (the form refused it and nothing said so)."""
+    from tests.evaluation.helpers import offline_judge
+
+    with in_tenant(org_a):
+        judge = offline_judge()
+    client = _owner(org_a)
+    url = org_a.url(f"judges/{judge.name}/test/")
+    for trace_id, expected in [
+        ("t" * 201, "a trace ID has at most 200 characters (this one has 201)"),
+        ("t" * 5000, "a trace ID has at most 200 characters (this one has 5000)"),
+        ("t" * 200, f"no trace '{'t' * 200}'"),
+        ("   ", "enter the ID of a trace to run the judge on"),
+        ("tr\x00x", "Null characters are not allowed."),
+    ]:
+        partial = client.post(url, {"trace_id": trace_id}, HTTP_HX_REQUEST="true")
+        assert partial.status_code == 200 and _test_result_box(partial.content.decode()) == expected, trace_id[:20]
+        # Without htmx (a full page load): the same words in the same box.
+        page = client.post(url, {"trace_id": trace_id})
+        assert page.status_code == 200 and _test_result_box(page.content.decode()) == expected, trace_id[:20]
+
+
+def _judges_row(html: str, name: str) -> dict[str, str]:
+    """A judge's numbers on the judges page, by column heading."""
+    import html as html_lib
+    import re
+
+    headings = [" ".join(html_lib.unescape(h).split()) for h in re.findall(r'<th class="num">(.*?)</th>', html)]
+    row = re.search(rf">{re.escape(name)}</a>.*?</tr>", html, re.S)
+    assert row is not None, name
+    cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r'<td class="num">(.*?)</td>', row.group(0), re.S)]
+    return dict(zip(headings, cells, strict=True))
+
+
+def test_the_last_24_hours_count_runs_by_when_they_finished(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """Scored / failures / cost over 24 h count runs by when the verdict came (scored_at), whatever the trace's date;
+    queued is every run waiting now. They counted by when a run was drawn (created_at): a run drawn two days ago
+    and scored now was missed, a queue older than a day read 0, and external scores of last week posted now
+    counted as today's."""
+    import json
+
+    from evaluation.services.judges import judge_enable
+    from evaluation.services.scores import scores_ingest
+    from tests.evaluation.helpers import offline_judge
+
+    now = utc_now()
+    feature = unique("feat")
+    external = unique("vendor")
+    with in_tenant(org_a):
+        ids = make_traces(4, feature=feature)  # traces from 2025: older than any window here
+        judge = offline_judge()
+        judge_enable(judge=judge, base_rate=1.0)
+        sampling_sweep(now=now + timedelta(seconds=10))
+        scores_run(max_seconds=30)
+        scores = Score.objects.filter(judge_id=judge.id)
+        assert scores.filter(status="ok").count() == 4
+        scores.filter(trace_id=ids[0]).update(created_at=now - timedelta(days=2))  # drawn 2 days ago, scored now
+        scores.filter(trace_id=ids[1]).update(
+            created_at=now - timedelta(days=3), scored_at=now - timedelta(days=2)
+        )  # finished two days ago
+        scores.filter(trace_id=ids[2]).update(
+            status="pending", scored_at=None, created_at=now - timedelta(days=2)
+        )  # still waiting since two days ago
+        last_week = (now - timedelta(days=7)).isoformat()
+        posted = scores_ingest(body=json.dumps({"batch": [
+            {"score_id": unique("s"), "trace_id": ids[0], "name": external, "value": 1, "scale": "binary"},
+            {"score_id": unique("s"), "trace_id": ids[1], "name": external, "value": 1, "scale": "binary",
+             "occurred_at": last_week},
+        ]}).encode())  # fmt: skip
+        assert not posted.errors and posted.accepted == 2
+    page = _owner(org_a).get(org_a.url("judges/")).content.decode()
+    ours = _judges_row(page, judge.name)
+    assert (ours["Scored, last 24 h"], ours["Queued now"]) == ("2", "1"), ours
+    theirs = _judges_row(page, external)
+    assert (theirs["Scored, last 24 h"], theirs["Queued now"]) == ("1", "0"), theirs
+    assert "counts runs by when they finished" in page
+    detail = _owner(org_a).get(org_a.url(f"judges/{judge.name}/"))
+    assert detail.context["stats"].scored == 2 and detail.context["stats"].pending == 1
