@@ -43,8 +43,8 @@ from evaluation.services.queues import (
     slot_skip,
 )
 from evaluation.services.shared import JudgeServiceError, utc_now
+from feedback.edits import diff_segments
 from feedback.models import Feature
-from feedback.portal.views import diff_segments
 from tenants.access import Role, org_url, role_required
 
 logger = logging.getLogger(__name__)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
-import re
 from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from feedback.edits import diff_segments  # the alignment kept_ratio is measured on, bounded
 from feedback.selectors import (
     FilterError,
     TraceFilters,
@@ -49,24 +48,6 @@ def trace_list(request: HttpRequest) -> HttpResponse:
     }
     template = "feedback/trace_list.html#results" if request.htmx else "feedback/trace_list.html"  # type: ignore[attr-defined]
     return TemplateResponse(request, template, context)
-
-
-_TOKEN = re.compile(r"\s+|\w+|[^\w\s]")
-
-
-def diff_segments(original: str, edited: str) -> list[tuple[str, str]]:
-    """Word-level diff for display: [("equal"|"delete"|"insert", text), ...]."""
-    a, b = _TOKEN.findall(original), _TOKEN.findall(edited)
-    segments: list[tuple[str, str]] = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
-        if op == "equal":
-            segments.append(("equal", "".join(a[i1:i2])))
-            continue
-        if i2 > i1:
-            segments.append(("delete", "".join(a[i1:i2])))
-        if j2 > j1:
-            segments.append(("insert", "".join(b[j1:j2])))
-    return segments
 
 
 def trace_view(request: HttpRequest, trace_id: str) -> HttpResponse:

@@ -293,9 +293,7 @@ def test_a_pm_resolves_an_alert_with_a_note_and_a_viewer_cannot(db: None, org_a,
     assert link in resolved and alert.opened_message and alert.opened_message in resolved
 
 
-def test_bad_drift_windows_are_named_kept_and_fall_back_out_loud(
-    owner_a: Client, org_a, seeded: dict
-) -> None:  # type: ignore[no-untyped-def,type-arg]
+def test_bad_drift_windows_are_named_kept_and_fall_back_out_loud(owner_a: Client, org_a, seeded: dict) -> None:  # type: ignore[no-untyped-def,type-arg]
     url = org_a.url(f"drift/{seeded['feature']}/")
     page = owner_a.get(url, {"days": "1000", "baseline_days": "1000", "gap_days": "-10"}).content.decode()
     # Every bad field named by its label (it reported only the last, by its parameter name).
