@@ -45,6 +45,11 @@ def test_report_pages_render_without_errors(committed_db: None, live: Any, conte
     page.goto(f"{live.url}{org_a.url('')}?days=400")
     page.wait_for_load_state("networkidle")
     assert page.locator(f"[data-sparkline='{key}'] .uplot").count() == 2
+    # A laptop's width: the top bar wraps rather than widening every page past the window (at 701-1,170px).
+    for width in (1000, 800):
+        page.set_viewport_size({"width": width, "height": 800})
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), width
+    page.set_viewport_size({"width": 1280, "height": 800})
     page.goto(f"{live.url}{org_a.url('customers/')}?{window}")
     page.wait_for_load_state("networkidle")
     assert page.locator("text=Top spenders").count() == 1
