@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -64,13 +65,18 @@ class Command(BaseCommand):
         trace_ids = list(
             Score.objects.filter(judge_id=judge.id, status="ok").values_list("trace_id", flat=True).distinct()
         )
-        outputs = dict(Trace.objects.filter(trace_id__in=trace_ids).values_list("trace_id", "output"))
+        rows = Trace.objects.filter(trace_id__in=trace_ids).values_list("trace_id", "output", "started_at")
+        traces = {trace_id: (output, started) for trace_id, output, started in rows}
         rng = random.Random("candor-demo-vendor-quality")
         items = []
-        for trace_id in sorted(outputs):
-            passed = rng.random() < (PASS_GOOD if good_answer(outputs[trace_id]) else PASS_BAD)
+        for trace_id in sorted(traces):
+            output, started = traces[trace_id]
+            passed = rng.random() < (PASS_GOOD if good_answer(output) else PASS_BAD)
+            # Scored a minute after its trace, as a vendor's pipeline would (not all at demo time: the
+            # judges page counts scores by when they were made).
+            scored = (started + timedelta(minutes=1)).isoformat()
             items.append({"score_id": f"vq-{trace_id}", "trace_id": trace_id, "name": LENIENT,
-                          "value": 1 if passed else 0, "scale": "binary"})  # fmt: skip
+                          "value": 1 if passed else 0, "scale": "binary", "occurred_at": scored})  # fmt: skip
         for start in range(0, len(items), 1000):
             result = scores_ingest(body=json.dumps({"batch": items[start : start + 1000]}).encode())
             if result.errors:
