@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from django.test import Client
 
 from billing.models import CapState, CustomerBudget, UsageLedger
-from billing.services.accounts import account_get
+from billing.services.accounts import account_get, plan_set
 from billing.services.budgets import budget_set
 from devtools.fake_stripe import FakeStripe
 from tenants.services import member_ensure
@@ -106,6 +106,11 @@ def test_subscribe_and_manage_go_to_stripe(db: None, org_a: Org, owner_a: Client
     # No subscription yet: nothing is reported, and the ledger says so rather than "behind" for ever.
     assert "3,900 (not sent: no Stripe subscription yet)" in page and "badge bad" not in page
     assert "Stripe's metering catches up" not in page
+    # The plan it is on, set without Stripe (as the demo sets Team), can still be subscribed to.
+    plan_set(organization=org_a.organization, plan="team")
+    page = owner_a.get(org_a.url("billing/")).content.decode()
+    team = page.split("<h2>Plans</h2>")[1].split(">Team<")[1].split('<div class="card">')[0]
+    assert 'name="plan" value="team"' in team and "current" in team
     response = owner_a.post(org_a.url("billing/checkout/"), {"plan": "team"})
     assert response.status_code == 302 and response["Location"].startswith(fake_stripe.url + "/checkout/")
     assert fake_stripe.made("/v1/checkout/sessions")[0].params["success_url"].startswith("http://testserver/o/")
