@@ -163,7 +163,12 @@ def feature_value(request: HttpRequest, key: str) -> HttpResponse:
         if value is not None and (not value.is_finite() or value < 0 or value >= Decimal("1e8")):
             raise InvalidOperation
     except InvalidOperation:
-        messages.error(request, "Value per success: a number of dollars from 0 to 99,999,999, or empty.")
+        # The box shows the saved value again after the redirect: the message says what was typed.
+        messages.error(
+            request,
+            f"Value per success: {raw[:40]!r} is not a number of dollars from 0 to 99,999,999 (empty clears it); "
+            "the saved value is unchanged.",
+        )
     else:
         services.feature_value_set(feature=feature, value_per_success_usd=value)
         messages.success(request, "Value per success saved." if value is not None else "Value per success cleared.")

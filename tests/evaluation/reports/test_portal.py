@@ -61,7 +61,8 @@ def test_value_per_success_is_editable_by_a_pm_and_validated(owner: Client, org_
     with in_tenant(org_a):
         assert str(Feature.objects.get(key=seeded).value_per_success_usd) == "2.5000"
     bad = owner.post(url, {"value_per_success_usd": "-1"}, follow=True)
-    assert b"Value per success: a number" in bad.content
+    assert b"Value per success: &#x27;-1&#x27; is not a number of dollars" in bad.content
+    assert b"the saved value is unchanged" in bad.content
     page = owner.get(org_a.url(f"features/{seeded}/"), WINDOW)
     assert b'data-testid="roi">-' not in page.content
 
