@@ -549,6 +549,7 @@ def test_an_open_alert_stays_open_while_clearly_worse_by_the_same_test_that_open
     far stricter "the two intervals apart" that let a noisy window close a standing regression."""
     rule = AlertRule(metric=AlertMetric.THUMBS_DOWN, threshold=0.3)
     now, base = wilson(bad, n), wilson(base_bad, base_n)
+    assert now.low is not None and base.value is not None and base.high is not None
     current = Reading(now.value, n, now.low, now.high)
     low, _ = confint_proportions_2indep(bad, n, base_bad, base_n, method="newcomb", compare="diff")
     expected = bad / n >= base.value * 1.15 and low > 0
@@ -565,6 +566,7 @@ def test_a_success_alert_stays_open_while_clearly_below_by_the_same_test(
 ) -> None:
     rule = AlertRule(metric=AlertMetric.SUCCESS_HIGH, threshold=0.2)
     now, base = wilson(good, n), wilson(base_good, base_n)
+    assert base.value is not None and base.low is not None
     current = Reading(now.value, n, now.low, now.high)
     _, high = confint_proportions_2indep(good, n, base_good, base_n, method="newcomb", compare="diff")
     expected = good / n < base.value * 0.9 and high < 0
