@@ -564,43 +564,40 @@ def _messages(buf: bytes, start: int, end: int, field: int, read: Any, out: list
         read(buf, first, last, out)
 
 
-def _resource_spans(buf: bytes, start: int, end: int, out: list[_Span]) -> None:
-    # The resource (merged over its occurrences) applies to every span, wherever it lies in the message.
-    resource: dict[str, Any] = {}
-    scopes: list[tuple[int, int]] = []
+def _head_and_items(buf: bytes, start: int, end: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Where fields 1 (a singular message: its occurrences merge) and 2 (a repeated one) lie, in one pass:
+    the shape of ResourceSpans (resource, scope_spans) and of ScopeSpans (scope, spans)."""
+    heads: list[tuple[int, int]] = []
+    items: list[tuple[int, int]] = []
     pos = start
     while pos < end:
         tag, pos = _varint(buf, pos)
-        if tag == 0x0A or tag == 0x12:  # 1 resource, 2 scope_spans
+        if tag == 0x0A or tag == 0x12:
             size, pos = _varint(buf, pos)
-            if tag == 0x0A:
-                for first, last in _ranges(buf, pos, pos + size, 1):  # Resource.attributes
-                    _key_value_into(buf, first, last, resource)
-            else:
-                scopes.append((pos, pos + size))
+            (heads if tag == 0x0A else items).append((pos, pos + size))
             pos += size
         else:
             pos = _skip(buf, pos, tag)
+    return heads, items
+
+
+def _resource_spans(buf: bytes, start: int, end: int, out: list[_Span]) -> None:
+    # The resource (merged over its occurrences) applies to every span, wherever it lies in the message.
+    heads, scopes = _head_and_items(buf, start, end)
+    resource: dict[str, Any] = {}
+    for head_start, head_end in heads:
+        for first, last in _ranges(buf, head_start, head_end, 1):  # Resource.attributes
+            _key_value_into(buf, first, last, resource)
     for first, last in scopes:
         _scope_spans(buf, first, last, resource, out)
 
 
 def _scope_spans(buf: bytes, start: int, end: int, resource: dict[str, Any], out: list[_Span]) -> None:
+    heads, spans = _head_and_items(buf, start, end)
     scope = ""
-    spans: list[tuple[int, int]] = []
-    pos = start
-    while pos < end:
-        tag, pos = _varint(buf, pos)
-        if tag == 0x0A or tag == 0x12:  # 1 scope, 2 spans
-            size, pos = _varint(buf, pos)
-            if tag == 0x0A:
-                for first, last in _ranges(buf, pos, pos + size, 1):  # InstrumentationScope.name
-                    scope = buf[first:last].decode()
-            else:
-                spans.append((pos, pos + size))
-            pos += size
-        else:
-            pos = _skip(buf, pos, tag)
+    for head_start, head_end in heads:
+        for first, last in _ranges(buf, head_start, head_end, 1):  # InstrumentationScope.name: the last wins
+            scope = buf[first:last].decode()
     for first, last in spans:
         out.append(_span(buf, first, last, resource, scope))
 

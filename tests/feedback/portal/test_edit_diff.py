@@ -58,6 +58,16 @@ class _Diff(HTMLParser):
             self.kept_said.append(int(said.group(1)))
 
 
+def _store_edit(original: str, edited: str) -> str:
+    """A trace and one edit of its output, stored through ingestion (in the current tenant); its trace_id."""
+    trace_id = unique("edit")
+    edit = {"event_id": str(uuid.uuid4()), "trace_id": trace_id, "kind": "edit",
+            "original_text": original, "edited_text": edited}  # fmt: skip
+    services.traces_ingest(body=msgspec.json.encode({"batch": [{"trace_id": trace_id, "feature": "f"}]}))
+    services.feedback_ingest(body=msgspec.json.encode(edit))
+    return trace_id
+
+
 @pytest.mark.parametrize(
     ("original", "edited"),
     [
@@ -71,13 +81,9 @@ class _Diff(HTMLParser):
     ],
 )
 def test_the_kept_share_is_what_the_page_leaves_standing(db: None, org_a, original: str, edited: str) -> None:  # type: ignore[no-untyped-def]
-    trace_id = unique("edit")
-    edit = {"event_id": str(uuid.uuid4()), "trace_id": trace_id, "kind": "edit",
-            "original_text": original, "edited_text": edited}  # fmt: skip
     with in_tenant(org_a.organization):
-        services.traces_ingest(body=msgspec.json.encode({"batch": [{"trace_id": trace_id, "feature": "f"}]}))
-        services.feedback_ingest(body=msgspec.json.encode(edit))
-        stored = FeedbackEvent.objects.get(event_id=edit["event_id"]).kept_ratio
+        trace_id = _store_edit(original, edited)
+        stored = FeedbackEvent.objects.get(trace_id=trace_id).kept_ratio
     client = Client()
     client.force_login(org_a.owner)
     page = client.get(org_a.url(f"traces/{trace_id}"))
@@ -104,12 +110,8 @@ def test_the_migration_recomputes_stored_edits_kept_share(db: None, org_a) -> No
     """Edits stored under the old measure (longest shared run of characters) read as new ones after
     feedback.0012; a rerun changes nothing."""
     migration = importlib.import_module("feedback.migrations.0012_edit_kept_ratio_word_diff")
-    trace_id = unique("mig")
-    edit = {"event_id": str(uuid.uuid4()), "trace_id": trace_id, "kind": "edit",
-            "original_text": REFUSAL, "edited_text": ANSWER}  # fmt: skip
     with in_tenant(org_a.organization):
-        services.traces_ingest(body=msgspec.json.encode({"batch": [{"trace_id": trace_id, "feature": "f"}]}))
-        services.feedback_ingest(body=msgspec.json.encode(edit))
+        trace_id = _store_edit(REFUSAL, ANSWER)
         FeedbackEvent.objects.filter(trace_id=trace_id).update(kept_ratio=0.64)  # what the old measure stored
         migration.recompute(django_apps, None)
         kept = FeedbackEvent.objects.get(trace_id=trace_id).kept_ratio
