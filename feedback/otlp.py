@@ -503,6 +503,13 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
             raise OtlpError("a varint longer than 10 bytes")
 
 
+def _delimited(buf: bytes, pos: int) -> tuple[int, int]:
+    """Where a length-delimited value starts and ends; ``pos`` at its length prefix. The end is where the
+    next field starts."""
+    size, pos = _varint(buf, pos)
+    return pos, pos + size
+
+
 def _skip(buf: bytes, pos: int, tag: int) -> int:
     """Past the value of a field this reading does not use (any wire type, groups included)."""
     wire = tag & 7
@@ -511,8 +518,7 @@ def _skip(buf: bytes, pos: int, tag: int) -> int:
     if wire == _FIXED64:
         return pos + 8
     if wire == _LEN:
-        size, pos = _varint(buf, pos)
-        return pos + size
+        return _delimited(buf, pos)[1]
     if wire == 5:
         return pos + 4
     if wire == 3:  # a group: fields up to its end tag
@@ -551,9 +557,8 @@ def _ranges(buf: bytes, start: int, end: int, field: int) -> list[tuple[int, int
     while pos < end:
         tag, pos = _varint(buf, pos)
         if tag == wanted:
-            size, pos = _varint(buf, pos)
-            found.append((pos, pos + size))
-            pos += size
+            first, pos = _delimited(buf, pos)
+            found.append((first, pos))
         else:
             pos = _skip(buf, pos, tag)
     return found
@@ -573,9 +578,8 @@ def _head_and_items(buf: bytes, start: int, end: int) -> tuple[list[tuple[int, i
     while pos < end:
         tag, pos = _varint(buf, pos)
         if tag == 0x0A or tag == 0x12:
-            size, pos = _varint(buf, pos)
-            (heads if tag == 0x0A else items).append((pos, pos + size))
-            pos += size
+            first, pos = _delimited(buf, pos)
+            (heads if tag == 0x0A else items).append((first, pos))
         else:
             pos = _skip(buf, pos, tag)
     return heads, items
@@ -613,23 +617,21 @@ def _span(buf: bytes, start: int, end: int, resource: dict[str, Any], scope: str
         tag, pos = _varint(buf, pos)
         field, wire = tag >> 3, tag & 7
         if wire == _LEN and (field <= 5 or field == 9 or field == 11 or field == 15):
-            size, pos = _varint(buf, pos)
-            stop = pos + size
+            begin, pos = _delimited(buf, pos)  # 3, trace_state: skipped
             if field == 9:
-                _key_value_into(buf, pos, stop, attrs)
+                _key_value_into(buf, begin, pos, attrs)
             elif field == 1:
-                trace_id = buf[pos:stop]
+                trace_id = buf[begin:pos]
             elif field == 2:
-                span_id = buf[pos:stop]
+                span_id = buf[begin:pos]
             elif field == 4:
-                parent_id = buf[pos:stop]
+                parent_id = buf[begin:pos]
             elif field == 5:
-                name = buf[pos:stop].decode()
+                name = buf[begin:pos].decode()
             elif field == 11:
-                events.append(_event(buf, pos, stop))
+                events.append(_event(buf, begin, pos))
             elif field == 15:
-                status_code, status_message = _status(buf, pos, stop, status_code, status_message)
-            pos = stop  # 3: trace_state
+                status_code, status_message = _status(buf, begin, pos, status_code, status_message)
         elif wire == _FIXED64 and (field == 7 or field == 8):
             value = int.from_bytes(buf[pos : pos + 8], "little")
             pos += 8
@@ -670,12 +672,11 @@ def _event(buf: bytes, start: int, end: int) -> tuple[str, dict[str, Any]]:
     while pos < end:
         tag, pos = _varint(buf, pos)
         if tag == 0x12 or tag == 0x1A:  # 2 name, 3 attributes
-            size, pos = _varint(buf, pos)
+            first, pos = _delimited(buf, pos)
             if tag == 0x12:
-                name = buf[pos : pos + size].decode()
+                name = buf[first:pos].decode()
             else:
-                _key_value_into(buf, pos, pos + size, attrs)
-            pos += size
+                _key_value_into(buf, first, pos, attrs)
         else:
             pos = _skip(buf, pos, tag)
     return name, attrs
@@ -687,9 +688,8 @@ def _status(buf: bytes, start: int, end: int, code: int, message: str) -> tuple[
     while pos < end:
         tag, pos = _varint(buf, pos)
         if tag == 0x12:  # 2 message
-            size, pos = _varint(buf, pos)
-            message = buf[pos : pos + size].decode()
-            pos += size
+            first, pos = _delimited(buf, pos)
+            message = buf[first:pos].decode()
         elif tag == 0x18:  # 3 code
             value, pos = _varint(buf, pos)
             code = _signed(value, 32)
@@ -707,13 +707,11 @@ def _key_value_into(buf: bytes, start: int, end: int, out: dict[str, Any]) -> No
     while pos < end:
         tag, pos = _varint(buf, pos)
         if tag == 0x0A:  # 1 key
-            size, pos = _varint(buf, pos)
-            key = buf[pos : pos + size].decode()
-            pos += size
+            first, pos = _delimited(buf, pos)
+            key = buf[first:pos].decode()
         elif tag == 0x12:  # 2 value, an AnyValue: occurrences merge
-            size, pos = _varint(buf, pos)
-            case, value = _any_value_into(buf, pos, pos + size, case, value)
-            pos += size
+            first, pos = _delimited(buf, pos)
+            case, value = _any_value_into(buf, first, pos, case, value)
         else:
             pos = _skip(buf, pos, tag)
     out[key] = _any_final(case, value)
@@ -727,23 +725,21 @@ def _any_value_into(buf: bytes, start: int, end: int, case: int, value: Any) -> 
         tag, pos = _varint(buf, pos)
         field, wire = tag >> 3, tag & 7
         if wire == _LEN and (field == 1 or field == 5 or field == 6 or field == 7):
-            size, pos = _varint(buf, pos)
-            stop = pos + size
+            begin, pos = _delimited(buf, pos)
             if field == 1:
-                case, value = 1, buf[pos:stop].decode()
+                case, value = 1, buf[begin:pos].decode()
             elif field == 7:
-                case, value = 7, base64.b64encode(buf[pos:stop]).decode("ascii")
+                case, value = 7, base64.b64encode(buf[begin:pos]).decode("ascii")
             elif field == _ANY_ARRAY:
                 items: list[Any] = value if case == _ANY_ARRAY else []
-                for first, last in _ranges(buf, pos, stop, 1):
+                for first, last in _ranges(buf, begin, pos, 1):
                     items.append(_any_final(*_any_value_into(buf, first, last, _ANY_NONE, None)))
                 case, value = _ANY_ARRAY, items
             else:
                 pairs: dict[str, Any] = value if case == _ANY_KVLIST else {}
-                for first, last in _ranges(buf, pos, stop, 1):
+                for first, last in _ranges(buf, begin, pos, 1):
                     _key_value_into(buf, first, last, pairs)
                 case, value = _ANY_KVLIST, pairs
-            pos = stop
         elif wire == _VARINT and (field == 2 or field == 3):
             number, pos = _varint(buf, pos)
             case, value = (2, number != 0) if field == 2 else (3, _signed(number, 64))
