@@ -541,7 +541,8 @@ def _wire_spans(body: bytes) -> list[_Span]:
     """The spans of an ExportTraceServiceRequest upb has accepted, as _iter_spans reads them."""
     out: list[_Span] = []
     try:
-        _messages(body, 0, len(body), 1, _resource_spans, out)
+        for first, last in _ranges(body, 0, len(body), 1):  # resource_spans
+            _resource_spans(body, first, last, out)
     except (IndexError, ValueError, struct.error) as exc:  # not for bytes upb accepted; never a 500 if it did
         if isinstance(exc, OtlpError):
             raise
@@ -562,11 +563,6 @@ def _ranges(buf: bytes, start: int, end: int, field: int) -> list[tuple[int, int
         else:
             pos = _skip(buf, pos, tag)
     return found
-
-
-def _messages(buf: bytes, start: int, end: int, field: int, read: Any, out: list[_Span]) -> None:
-    for first, last in _ranges(buf, start, end, field):
-        read(buf, first, last, out)
 
 
 def _head_and_items(buf: bytes, start: int, end: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
