@@ -105,8 +105,15 @@ def test_a_segment_regression_the_overall_rate_hides_is_named(db: None, org_a, m
         assert cause["within"]["segment"] == "metadata.auth=sso"
         assert cause["within"]["baseline"] > 0.4 and cause["within"]["current"] < 0.33
         drift_snapshot_store(feature=Feature.objects.get(key=key), today=TODAY)
-        _, text, html = digest_render(digest_build(now=datetime(2025, 7, 1, 8, tzinfo=UTC)))
+        digest = digest_build(now=datetime(2025, 7, 1, 8, tzinfo=UTC))
+        _, text, html = digest_render(digest)
     assert "held overall" in text and "for metadata.auth=sso" in text and "<strong>metadata.auth=sso</strong>" in html
+    # Rates as shares, as the overview and drift pages write them (not 0.529 -> 0.417).
+    # (the stored snapshot's windows, not this test's: its own cause, written by the digest)
+    digested = next(f for f in digest["features"] if f["key"] == key)
+    within = digested["cause"]["within"]
+    went = f"went {within['baseline']:.1%} -> {within['current']:.1%} for"
+    assert went in text and went.replace("->", "→") in html
 
 
 def test_distribution_figures_are_the_stats_modules_own() -> None:
