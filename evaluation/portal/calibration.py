@@ -8,6 +8,7 @@ labelled traces only. The headline polls, so a label batch shows within seconds.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ from evaluation.models import (
     WidgetLabelMap,
 )
 from evaluation.reports.calibrated import audit_drift, human_agreement, labels_plan
+from evaluation.reports.selectors import Window
 from evaluation.selectors import TraceScope, judge_find, scoped_labels, scoped_scores
 from evaluation.services.calibration import CalibrationError, calibration_parts
 from evaluation.services.calibration_refresh import calibration_nudge
@@ -203,6 +205,46 @@ def _widget(target: CalibrationTarget) -> dict[str, Any]:
     return {"map": mapping, "n": n, "agreement": agree / n if n else None, "good_share": good_share}
 
 
+def _success_window(snapshot: CalibrationSnapshot | None) -> Window | None:
+    """The days a snapshot's success rate covers (30 UTC days to the day it was computed): the
+    headline's counts are of these days, the agreement's of all time."""
+    window = (snapshot.success or {}).get("window") if snapshot is not None else None
+    if not window:
+        return None
+    return Window(datetime.fromisoformat(window["since"]), datetime.fromisoformat(window["until"]))
+
+
+# What the page's one-label-per-trace counts leave out: the label rows on the paired traces (a
+# second reviewer's label, a relabel), and the paired traces outside the success rate's days.
+_PAIR_COUNTS = """
+SELECT
+    (SELECT count(*) FROM evaluation_label l
+     WHERE l.rubric_id = %(rubric)s AND l.source IN ('api', 'queue') AND l.value IS NOT NULL
+         AND l.trace_id = ANY(%(traces)s)),
+    (SELECT count(*) FROM (
+        SELECT 1 FROM evaluation_label l
+        WHERE l.rubric_id = %(rubric)s AND l.source IN ('api', 'queue') AND l.value IS NOT NULL
+            AND l.trace_id = ANY(%(traces)s)
+        GROUP BY l.trace_id HAVING count(*) > 1
+    ) several),
+    (SELECT count(*) FROM feedback_trace t WHERE t.trace_id = ANY(%(traces)s) AND t.started_at < %(since)s),
+    (SELECT count(*) FROM feedback_trace t WHERE t.trace_id = ANY(%(traces)s) AND t.started_at >= %(until)s)
+"""
+
+
+def _pair_counts(target: CalibrationTarget, pairs: list[Pair], window: Window | None) -> dict[str, int]:
+    """How the labelled traces the agreement counts (one per trace, its latest label) relate to the
+    labels on them and to the success rate's days."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _PAIR_COUNTS,
+            {"rubric": target.rubric_id, "traces": [p.trace_id for p in pairs],
+             "since": window.since if window else None, "until": window.until if window else None},
+        )  # fmt: skip
+        labels, several, before, after = cursor.fetchone()
+    return {"labels": labels, "several": several, "before": before, "after": after}
+
+
 def _context(request: HttpRequest, judge: Judge) -> dict[str, Any]:
     targets = _targets(judge)
     target = _chosen(request, targets)
@@ -226,9 +268,12 @@ def _context(request: HttpRequest, judge: Judge) -> dict[str, Any]:
         except CalibrationError as exc:
             error = exc.message
     disagreements = [p for p in pairs if p.good != p.passed][:MAX_DISAGREEMENTS]
+    window = _success_window(latest)
     context.update(
         latest=latest,
-        history=snapshots,
+        window=window,
+        pair_counts=_pair_counts(target, pairs, window),
+        history=[(snapshot, _success_window(snapshot)) for snapshot in snapshots],
         report=report,
         error=error,
         pairs_n=len(pairs),

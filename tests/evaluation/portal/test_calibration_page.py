@@ -1,17 +1,24 @@
 """The judge calibration page as a PM uses it: the lenient judge's uncorrected pass rate beside the
 true success rate with its interval, the agreement table, confusion, reliability, score
 distributions, the threshold slider's data, the disagreements and their relabel (which keeps the
-item's sampling design and refreshes the report), the verdict history; other organizations 404."""
+item's sampling design and refreshes the report), the verdict history, what each count counts;
+other organizations 404."""
 
 from __future__ import annotations
+
+import html
+import re
+from datetime import timedelta
 
 import numpy as np
 from django.test import Client
 
 from evaluation.models import CalibrationSnapshot, CalibrationTarget, Label, WidgetLabelMap
-from tests.evaluation.api.test_calibration import World, seed_world
+from evaluation.services.calibration_refresh import success_window
+from evaluation.services.shared import utc_now
+from tests.evaluation.api.test_calibration import World, post_all, seed_world
 from tests.evaluation.helpers import sweep_until
-from tests.fixtures.organizations import Org, in_tenant
+from tests.fixtures.organizations import Org, in_tenant, unique
 from tests.fixtures.server import ApiClient
 from tests.helpers import assert_cross_tenant_404
 
@@ -125,3 +132,84 @@ def test_bad_targets_and_other_organizations_are_404(
         leak = world.judge if method == "get" else ""
         assert_cross_tenant_404(other, org_b.url(suffix), method, leak=leak, data=data)
         assert_cross_tenant_404(other, org_a.url(suffix), method, data=data)  # not a member of A
+
+
+def _shown(page: str, testid: str) -> str:
+    """The text of the element marked ``data-testid``, tags dropped and spaces squeezed."""
+    match = re.search(rf'<(\w+)[^>]*data-testid="{testid}"[^>]*>(.*?)</\1>', page, flags=re.S)
+    assert match is not None, testid
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", match.group(2))).split())
+
+
+def test_every_count_says_what_it_counts(api_a: ApiClient, org_a: Org, committed_db: None) -> None:
+    """100 traces of the success rate's 30 days and 20 older ones, all scored; uniform labels on 60
+    recent and 5 old traces, a second reviewer's label on 30 of them; 2 recent labelled traces the
+    judge never scored. The agreement counts 65 traces (95 labels), the success rate 62 labelled
+    traces (60 of them scored, which PPI uses) and 100 scored of 120: the page says which is which."""
+    now = utc_now()
+    old = (now - timedelta(days=40)).isoformat()
+    feature, judge, rubric = unique("feat"), unique("judge"), unique("rubric")
+    base = unique("t")
+    recent = [f"{base}_r{i:03d}" for i in range(100)]
+    older = [f"{base}_o{i:03d}" for i in range(20)]
+    unscored = [f"{base}_u{i:03d}" for i in range(2)]
+    post_all(api_a, "/api/v1/traces", [{"trace_id": t, "feature": feature} for t in recent + unscored]
+             + [{"trace_id": t, "feature": feature, "started_at": old} for t in older])  # fmt: skip
+    rng = np.random.default_rng(21)
+    passed = {t: int(rng.random() < 0.8) for t in recent + older}
+    post_all(api_a, "/api/v1/scores", [{"score_id": unique("sc"), "trace_id": t, "name": judge, "value": v,
+                                        "scale": "binary"} for t, v in passed.items()])  # fmt: skip
+    labelled = recent[:60] + older[:5] + unscored
+    uniform = {"design": "uniform", "inclusion_probability": 0.5}
+    earlier, later = (now - timedelta(hours=2)).isoformat(), (now - timedelta(hours=1)).isoformat()
+    first = [{"label_id": unique("lb"), "trace_id": t, "rubric": rubric, "value": passed.get(t, 1),
+              "reviewer": "ann@example.test", "sampling": uniform, "occurred_at": earlier}
+             for t in labelled]  # fmt: skip
+    # A second reviewer disagrees with the judge on 30 of them, and being later, is the label that counts.
+    second = [{"label_id": unique("lb"), "trace_id": t, "rubric": rubric, "value": 1 - passed[t],
+               "reviewer": "bob@example.test", "sampling": uniform, "occurred_at": later}
+              for t in recent[:25] + older[:5]]  # fmt: skip
+    post_all(api_a, "/api/v1/labels", first + second)
+    with in_tenant(org_a):
+        targets = CalibrationTarget.objects.filter(judge_version__judge__name=judge, rubric__name=rubric)
+        sweep_until(lambda: targets.filter(snapshots__isnull=False).exists())
+        snapshot = CalibrationSnapshot.objects.filter(target=targets.get()).latest("computed_at")
+    window = success_window(snapshot.computed_at)
+    days = f"{window.first_day:%Y-%m-%d} to {window.last_day:%Y-%m-%d}"
+    # The stored counts the page shows: the agreement's of all time, the success rate's of its days.
+    assert (snapshot.n_labels, snapshot.n_scored) == (65, 120)
+    assert snapshot.success is not None
+    assert snapshot.success["estimate"]["method"] == "ppi++" and snapshot.success["estimate"]["n_labels"] == 60
+    assert (snapshot.success["human"]["n"], snapshot.success["judge_uncorrected"]["n"]) == (62, 100)
+    page = _owner(org_a).get(org_a.url(f"judges/{judge}/calibration/"))
+    assert page.status_code == 200
+    assert page.context["pairs_n"] == 65
+    assert page.context["pair_counts"] == {"labels": 95, "several": 30, "before": 5, "after": 0}
+    text = page.content.decode()
+    assert _shown(text, "uncorrected-n") == (
+        f"100 traces scored by v1, started {days} (UTC); 120 all time. "
+        "Not a success rate: the judge's own bias is in it."
+    )
+    estimate = page.context["latest"].success["estimate"]
+    assert _shown(text, "estimate-n") == (
+        "60 human-labelled traces from the same days (the uniform audit's that v1 scored, of 62) are worth "
+        f"{estimate['effective_labels']:,.0f} with the judge's scores"
+    )
+    assert _shown(text, "human-n") == "62 human-labelled traces from the same days"
+    assert _shown(text, "pairs-note") == (
+        "Agreement, confusion and disagreements below: 65 human-labelled traces scored by v1, all time; 5 of them "
+        f"started before {window.first_day:%Y-%m-%d}, outside the days above. A trace counts once, with its latest "
+        "label (95 labels on them: 30 traces labelled more than once)."
+    )
+    assert _shown(text, "plan-have") == "60"
+    assert f'You have <span data-testid="plan-have">60</span> from {days}, as in the true success rate.' in text
+    # The latest snapshot's row: the agreement's labelled traces, then the success rate's days and counts.
+    success = snapshot.success
+    rates = f"{success['estimate']['value']:.0%} {success['judge_uncorrected']['value']:.0%}"
+    assert _shown(text, "history-row") == (
+        f"{snapshot.computed_at:%Y-%m-%d %H:%M:%S} 65 {snapshot.verdict} {snapshot.verdict_low:.3f} "
+        f"{days} 60 100 of 120 all time {rates}"
+    )
+    # The confusion matrix and the disagreements count the same 65 traces, each with its latest label.
+    confusion = page.context["report"]["agreement"]["confusion"]
+    assert sum(map(sum, confusion)) == 65 and page.context["disagreements_total"] == 30
