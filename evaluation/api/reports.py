@@ -72,6 +72,10 @@ _Report = inline_serializer(
         "success_source": serializers.DictField(child=serializers.CharField()),
         "source": serializers.ChoiceField(["rollups", "raw"]),
         "note": serializers.CharField(allow_null=True),
+        "holdback_traces": serializers.IntegerField(
+            help_text="traces of the feature's holdback arms (the non-AI path), left out of every figure"
+        ),
+        "holdback_note": serializers.CharField(allow_null=True),
         "total": _Group,
         "groups": serializers.ListField(child=_Group),
     },

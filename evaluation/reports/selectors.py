@@ -207,6 +207,48 @@ def measures_by(
     return out, "raw"
 
 
+def holdback_variants(feature: Feature) -> set[str]:
+    """The names of the feature's holdback arms (experiment arms marked holdback: the non-AI path)."""
+    return set().union(*(held for held, _ in holdback_arms([feature]).get(feature.id, [])))
+
+
+def measures_of_ai(
+    *, feature: Feature, window: Window, dims: tuple[str, ...], metadata_key: str = "", holdback: set[str]
+) -> tuple[dict[tuple[Any, ...], Measures], str, Measures]:
+    """``measures_by`` without the traces of the ``holdback`` arms, and those traces' measures apart.
+
+    A holdback trace took the non-AI path: its successes (an outcome, say) are not the AI's, so counted in
+    a feature's figures they would credit the AI with what it did not do, and its judge-less, cost-less
+    rows would dilute the success and cost rates. ROI over holdback (holdback_roi) compares against them."""
+    if not holdback:
+        parts, origin = measures_by(feature=feature, window=window, dims=dims, metadata_key=metadata_key)
+        return parts, origin, Measures()
+    with_variant = dims if "variant" in dims else (*dims, "variant")
+    parts, origin = measures_by(feature=feature, window=window, dims=with_variant, metadata_key=metadata_key)
+    at = with_variant.index("variant")
+    out: dict[tuple[Any, ...], Measures] = {}
+    held = Measures()
+    for key, m in parts.items():
+        if key[at] in holdback:
+            held.add(m)
+            continue
+        kept = key if "variant" in dims else key[:at] + key[at + 1 :]
+        if kept in out:
+            out[kept].add(m)
+        else:
+            out[kept] = m
+    return out, origin, held
+
+
+def holdback_note(held: Measures) -> str | None:
+    if not held.traces:
+        return None
+    return (
+        f"{held.traces:,} traces of the holdback arm (the non-AI path) are left out: their successes are not the "
+        "AI's (ROI over holdback compares against them; the experiment shows the arms side by side)"
+    )
+
+
 # --- a gating judge's calibrated scores, per group (the calibrated-judge success source) ----------
 
 _JUDGED_TRACES = """
@@ -325,9 +367,10 @@ def _group_sort_key(grouping: Grouping, item: tuple[Any, Measures]) -> tuple[Any
 def feature_report(*, feature: Feature, window: Window, grouping: Grouping) -> dict[str, Any]:
     """shared/API.md's feature report, plus ``total`` (all groups together), ``source`` (rollups or
     raw rows), ``value_per_success_usd`` and ``success_source`` with its description."""
-    parts, origin = measures_by(
-        feature=feature, window=window, dims=(grouping.name,), metadata_key=grouping.metadata_key
-    )
+    parts, origin, held = measures_of_ai(
+        feature=feature, window=window, dims=(grouping.name,), metadata_key=grouping.metadata_key,
+        holdback=holdback_variants(feature),
+    )  # fmt: skip
     groups = {key[0]: m for key, m in parts.items()}
     whole = total(groups)
     source = success_source_for(whole, groups.values())
@@ -351,6 +394,8 @@ def feature_report(*, feature: Feature, window: Window, grouping: Grouping) -> d
         "success_source": {"name": source.name, "description": source.description},
         "source": origin,
         "note": note,
+        "holdback_note": holdback_note(held),
+        "holdback_traces": held.traces,
         "total": {"group": None, **group_figures(whole, source=source, value_per_success_usd=vps)},
         "groups": rows,
     }
@@ -445,7 +490,8 @@ def feature_page(*, feature: Feature, window: Window, grouping: Grouping) -> dic
     day each version first had traces, and the same series per segment of the grouping."""
     report = feature_report(feature=feature, window=window, grouping=grouping)
     vps = _value_per_success(feature)
-    cells, _ = measures_by(feature=feature, window=window, dims=("day", "prompt_version"))
+    holdback = holdback_variants(feature)
+    cells, _, _ = measures_of_ai(feature=feature, window=window, dims=("day", "prompt_version"), holdback=holdback)
     source = success_source_for(total(cells))
     days = [
         (window.first_day + timedelta(days=i)).isoformat() for i in range((window.last_day - window.first_day).days + 1)
@@ -454,9 +500,9 @@ def feature_page(*, feature: Feature, window: Window, grouping: Grouping) -> dic
     markers = [{"version": v, "day": d} for v, d in sorted(first_seen.items(), key=lambda i: i[1]) if d in days]
     segments: list[dict[str, Any]] = []
     if grouping.name != "day":
-        seg_cells, _ = measures_by(
+        seg_cells, _, _ = measures_of_ai(
             feature=feature, window=window, dims=(grouping.name, "day", "prompt_version"),
-            metadata_key=grouping.metadata_key,
+            metadata_key=grouping.metadata_key, holdback=holdback,
         )  # fmt: skip
         by_segment: dict[Any, dict[tuple[Any, ...], Measures]] = {}
         for (segment, day, version), m in seg_cells.items():
@@ -583,7 +629,9 @@ def customers_report(*, window: Window, limit: int = 50) -> dict[str, Any]:
     for feature in Feature.objects.order_by("key"):
         # One SQL sum per feature over its rollups (and the calibrated judge's sums when it has a
         # gating one), so each feature's success comes from the same source as its own report.
-        parts, _ = measures_by(feature=feature, window=window, dims=("customer_id",))
+        parts, _, _ = measures_of_ai(
+            feature=feature, window=window, dims=("customer_id",), holdback=holdback_variants(feature)
+        )
         if not parts:
             continue
         by_customer = {key[0]: m for key, m in parts.items()}
@@ -763,9 +811,12 @@ def overview(*, window: Window, now: datetime | None = None) -> list[dict[str, A
     features: dict[int, Feature] = {}
     cur: dict[int, dict[str, Measures]] = {}
     prev: dict[int, Measures] = {}
+    arms = holdback_arms()
     for feature in Feature.objects.order_by("key"):
-        now_parts, _ = measures_by(feature=feature, window=window, dims=("day",))
-        before_parts, _ = measures_by(feature=feature, window=previous, dims=("day",))
+        # The AI's traces: a holdback arm's are the non-AI path's (measures_of_ai).
+        holdback = set().union(*(held for held, _ in arms.get(feature.id, [])))
+        now_parts, _, _ = measures_of_ai(feature=feature, window=window, dims=("day",), holdback=holdback)
+        before_parts, _, _ = measures_of_ai(feature=feature, window=previous, dims=("day",), holdback=holdback)
         if not now_parts and not before_parts:
             continue
         features[feature.id] = feature
@@ -775,7 +826,6 @@ def overview(*, window: Window, now: datetime | None = None) -> list[dict[str, A
         (window.first_day + timedelta(days=i)).isoformat() for i in range((window.last_day - window.first_day).days + 1)
     ]
     out = []
-    arms = holdback_arms()
     for feature_id in set(cur) | set(prev):
         feature = features[feature_id]
         now_total = total(cur.get(feature_id, {}))

@@ -68,9 +68,12 @@ def test_roi_over_the_holdback_counts_only_the_successes_the_ai_adds(db: None, o
     half = norm.ppf(0.975) * (sa * (1 - sa) / len(ai) + sh * (1 - sh) / len(held)) ** 0.5
     low = ((ai_rate - held_rate - half) * len(ai) * 4 - cost) / cost
     assert got["roi_low"] == pytest.approx(low, rel=1e-5) and got["roi_low"] < got["roi"] < got["roi_high"]
-    # The plain ROI counts the holdback's conversions as the AI's too: far larger.
-    gross = rows[feature.key]["figures"]["roi"]
-    assert gross == pytest.approx((sum(t["trace_id"] in converted for t in traces) * 4 - cost) / cost)
+    # The plain ROI counts every success of the AI's traces (none of the holdback's: those are the non-AI
+    # path's), also those the holdback shows would have come anyway: far larger.
+    figures = rows[feature.key]["figures"]
+    gross = figures["roi"]
+    assert figures["traces"] == len(ai) and figures["successes"] == sum(t["trace_id"] in converted for t in ai)
+    assert gross == pytest.approx((sum(t["trace_id"] in converted for t in ai) * 4 - cost) / cost)
     assert gross > 2 * got["roi"]
     # The feature page shows it beside the plain ROI (the overview's windows end today: the seed is older).
     feature_page = owner_a.get(org_a.url(f"features/{feature.key}/"), {"since": "2025-03-01", "until": "2025-03-11"})
@@ -133,3 +136,34 @@ def _total(feature: Feature) -> Any:
 
     parts, _ = measures_by(feature=feature, window=WINDOW, dims=("day",))
     return total(parts)
+
+
+def test_the_feature_report_is_the_ais_without_the_holdbacks_traces(  # type: ignore[no-untyped-def]
+    db: None, org_a, owner_a: Client, client_a: Client
+) -> None:
+    """A holdback trace took the non-AI path: its outcomes were counted as the AI's successes (the review's
+    "$60,083 of value" where the versions' rows summed to $56,943). Every group and the total leave them out."""
+    feature, traces, converted = _seed(org_a)
+    ai = [t for t in traces if t["variant"] == "ai"]
+    held = [t for t in traces if t["variant"] == "holdback"]
+    window = {"since": "2025-03-01", "until": "2025-03-11"}
+    for group_by in ("prompt_version", "variant", "day"):
+        body = client_a.get(f"/api/v1/features/{feature.key}/report", window | {"group_by": group_by}).json()
+        total = body["total"]
+        assert total["traces"] == len(ai) and body["holdback_traces"] == len(held), group_by
+        assert total["successes"] == sum(t["trace_id"] in converted for t in ai)
+        assert total["value_usd"] == pytest.approx(4 * total["successes"])
+        assert sum(g["traces"] for g in body["groups"]) == len(ai)
+        assert sum(g["value_usd"] for g in body["groups"]) == pytest.approx(total["value_usd"])
+        assert "holdback" not in [g["group"] for g in body["groups"]]
+        assert f"{len(held):,} traces of the holdback arm" in body["holdback_note"]
+    page = owner_a.get(org_a.url(f"features/{feature.key}/"), window).content.decode()
+    assert 'data-testid="holdback-note"' in page and f"{len(held):,} traces of the holdback arm" in page
+    # A feature without a holdback keeps every trace, and says nothing of one.
+    with in_tenant(org_a):
+        plain = new_feature()
+        rng = random.Random(3)
+        ingest(*traffic(feature=plain, start=START, hours=24, count=50, rng=rng, fields=lambda i: {"fallback": i % 5 == 0},
+                        success=lambda t: 0.5))  # fmt: skip
+    body = client_a.get(f"/api/v1/features/{plain}/report", window).json()
+    assert body["total"]["traces"] == 50 and body["holdback_traces"] == 0 and body["holdback_note"] is None
