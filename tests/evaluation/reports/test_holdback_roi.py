@@ -163,7 +163,7 @@ def test_the_feature_report_is_the_ais_without_the_holdbacks_traces(  # type: ig
     with in_tenant(org_a):
         plain = new_feature()
         rng = random.Random(3)
-        ingest(*traffic(feature=plain, start=START, hours=24, count=50, rng=rng, fields=lambda i: {"fallback": i % 5 == 0},
-                        success=lambda t: 0.5))  # fmt: skip
+        ingest(*traffic(feature=plain, start=START, hours=24, count=50, rng=rng,
+                        fields=lambda i: {"fallback": i % 5 == 0}, success=lambda t: 0.5))  # fmt: skip
     body = client_a.get(f"/api/v1/features/{plain}/report", window).json()
     assert body["total"]["traces"] == 50 and body["holdback_traces"] == 0 and body["holdback_note"] is None
