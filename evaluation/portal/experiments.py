@@ -15,6 +15,7 @@ from django.urls import URLPattern, path
 from django.views.decorators.http import require_POST
 
 from evaluation.models import AlertMetric, AlertRule, Experiment, NotificationChannel, PrimaryMetric
+from evaluation.portal.reports import segment_links
 from evaluation.reports.calibrated import gating_calibration
 from evaluation.reports.selectors import ReportError, feature_get, features_list
 from evaluation.services import alerts as alert_services
@@ -41,6 +42,8 @@ def _experiment(key: str) -> Experiment:
 
 def _number(text: str, field: str, kind: type[float] | type[int] = float) -> Any:
     """A form's number, or a ValueError naming the field and what it takes."""
+    if not text.strip():
+        raise ValueError(f"{field}: required, {'a whole number' if kind is int else 'a number'}")
     try:
         value = kind(text.strip())
     except (ValueError, OverflowError):
@@ -61,7 +64,15 @@ def _plan(query: Any) -> dict[str, Any]:
             raise ValueError("Minimum detectable effect: above 0, e.g. 0.03 for three points")
         if not 2 <= arms <= 10:
             raise ValueError("Arms: 2 to 10")
-        per_arm = planner(baseline=baseline, mde=mde, arms=arms)
+        if baseline + mde >= 1:  # the planner's own words ("baseline + mde") name no field of this form
+            raise ValueError(
+                f"Minimum detectable effect: below {1 - baseline:g} with a control rate of {baseline:g} "
+                f"(the control rate plus the effect must stay under 1, not {baseline + mde:g})"
+            )
+        try:
+            per_arm = planner(baseline=baseline, mde=mde, arms=arms)
+        except ValueError as exc:  # left: an effect too small to detect with any realistic sample
+            raise ValueError(f"Minimum detectable effect: {exc}") from None
     except ValueError as exc:
         return {"error": f"Planner: {exc}", "baseline": query.get("baseline"), "mde": query.get("mde"),
                 "arms": query.get("arms")}  # fmt: skip
@@ -76,6 +87,20 @@ def _experiments_context(request: HttpRequest) -> dict[str, Any]:
         "metrics": PrimaryMetric.choices,
         "plan": _plan(request.GET) if "baseline" in request.GET else None,
     }
+
+
+# The new-experiment form's fields by their labels on the page: a refusal names the field the person sees.
+_EXPERIMENT_LABELS = {
+    "key": "Key",
+    "name": "Name",
+    "feature": "Feature",
+    "arms": "Arms",
+    "control": "Control",
+    "primary_metric": "Primary metric",
+    "mde": "Minimum detectable effect",
+    "max_days": "Stop after (days)",
+    "hypothesis": "Hypothesis",
+}
 
 
 def experiments_page(request: HttpRequest) -> HttpResponse:
@@ -112,13 +137,16 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
             name=post.get("name", "").strip(),
             hypothesis=post.get("hypothesis", "").strip(),
         )
-    except ValueError as exc:
-        # The form again, as it was filled in, with what to change: a redirect lost every field.
-        problem = getattr(exc, "message", None) or str(exc) or "check the numbers"
-        context = _experiments_context(request) | {"new": post, "new_error": f"Experiment not created: {problem}."}
-        return TemplateResponse(request, "evaluation/experiments.html", context, status=400)
-    messages.success(request, f"Experiment {experiment.key} is running.")
-    return redirect(org_url(request, "evaluation:experiment-detail", experiment.key))
+    except ExperimentError as exc:
+        problem = f"{_EXPERIMENT_LABELS.get(exc.field, exc.field.replace('_', ' ').capitalize())}: {exc.message}"
+    except ValueError as exc:  # a number that did not parse: _number names the field
+        problem = str(exc)
+    else:
+        messages.success(request, f"Experiment {experiment.key} is running.")
+        return redirect(org_url(request, "evaluation:experiment-detail", experiment.key))
+    # The form again, as it was filled in, with what to change: a redirect lost every field.
+    context = _experiments_context(request) | {"new": post, "new_error": f"Experiment not created. {problem}."}
+    return TemplateResponse(request, "evaluation/experiments.html", context, status=400)
 
 
 def experiment_page(request: HttpRequest, key: str) -> HttpResponse:
@@ -186,13 +214,32 @@ def drift_page(request: HttpRequest, key: str) -> HttpResponse:
         as_of = datetime.fromisoformat(result["computed_at"])
     else:
         result = drift_services.feature_drift(feature=feature, baseline=baseline, current=current)
+    # Each ranked segment leads on: its traces in the current window, and the feature page grouped by its keys.
+    rates = [
+        {
+            **rate,
+            "segments": [
+                {
+                    **s,
+                    **segment_links(
+                        request,
+                        feature_key=feature.key,
+                        parts=[(p["dimension"], p["value"]) for p in s["parts"]],
+                        window=current,
+                    ),
+                }
+                for s in rate["segments"]
+            ],
+        }
+        for rate in result["rates"]
+    ]
     return TemplateResponse(
         request,
         "evaluation/drift.html",
         {
             "nav": "drift",
             "feature": feature,
-            "d": result,
+            "d": {**result, "rates": rates},
             "params": typed if errors else params,
             "error": error,
             "baseline": baseline,
@@ -269,23 +316,35 @@ def alert_resolve(request: HttpRequest, alert_id: int) -> HttpResponse:
     return redirect(org_url(request, "evaluation:alert-detail", alert.id))
 
 
+# The rule form's fields by their labels on the page: a refusal names the field the person sees.
+_RULE_LABELS = {
+    "feature": "Feature",
+    "name": "Name",
+    "metric": "Metric",
+    "threshold": "Change",
+    "window_hours": "Window (hours)",
+    "baseline_days": "Baseline (days)",
+    "min_count": "Minimum count",
+}
+
+
 @require_POST
 @role_required("pm")
 def alert_rule_new(request: HttpRequest) -> HttpResponse:
     post = request.POST
     numbers: dict[str, float] = {}
-    for field, label, kind, default in (
-        ("threshold", "Change", float, ""),
-        ("window_hours", "Window (hours)", int, "24"),
-        ("baseline_days", "Baseline (days)", int, "7"),
-        ("min_count", "Minimum count", int, "20"),
+    for field, kind, default in (
+        ("threshold", float, ""),
+        ("window_hours", int, "24"),
+        ("baseline_days", int, "7"),
+        ("min_count", int, "20"),
     ):
         text = post.get(field, default).strip()
         try:
             numbers[field] = kind(text)
         except ValueError:
             what = "a number such as 0.5 (+50%)" if kind is float else "a whole number"
-            return alerts_page(request, rule_error=f"{label}: '{text[:40]}' is not {what}.", status=400)
+            return alerts_page(request, rule_error=f"{_RULE_LABELS[field]}: '{text[:40]}' is not {what}.", status=400)
     try:
         feature = feature_get(post.get("feature", ""))
         alert_services.alert_rule_create(
@@ -298,9 +357,9 @@ def alert_rule_new(request: HttpRequest) -> HttpResponse:
             min_count=int(numbers["min_count"]),
         )
     except (alert_services.AlertError, ReportError) as exc:
-        return alerts_page(
-            request, rule_error=f"{exc.field.replace('_', ' ').capitalize()}: {exc.message}.", status=400
-        )
+        field = "feature" if isinstance(exc, ReportError) else exc.field  # feature_get names its parameter "key"
+        label = _RULE_LABELS.get(field, field.replace("_", " ").capitalize())
+        return alerts_page(request, rule_error=f"{label}: {exc.message}.", status=400)
     messages.success(request, "Rule saved; the next evaluation (every 5 minutes) applies it.")
     return redirect(org_url(request, "evaluation:alerts"))
 

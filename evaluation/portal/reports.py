@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
@@ -99,6 +100,47 @@ def _grouping(request: HttpRequest) -> tuple[Grouping, str | None]:
         return Grouping("prompt_version"), exc.message
 
 
+# A drift segment's dimensions the trace explorer filters by (feedback.selectors.TraceFilters), besides
+# metadata.<key>: it has no filter for model.
+_EXPLORER_DIMENSIONS = ("prompt_version", "customer_id", "variant")
+# How evaluation.stats.rootcause writes a segment's missing value and joins its parts.
+_NO_VALUE, _JOIN = "(none)", " × "
+
+
+def segment_parts(label: str) -> list[tuple[str, str]]:
+    """A segment's label ("metadata.auth=sso × prompt_version=v2") as (dimension, value) pairs: a dimension
+    name holds no "=", so each part splits at its first."""
+    return [(dimension, value) for dimension, _, value in (part.partition("=") for part in label.split(_JOIN))]
+
+
+def segment_links(
+    request: HttpRequest, *, feature_key: str, parts: list[tuple[str, str]], window: Window
+) -> dict[str, Any]:
+    """Where a segment of a feature leads: ``traces``, the trace explorer filtered to it within the window
+    (None when the explorer cannot filter one of its parts: a model, a missing value), and ``groupings``,
+    the feature page grouped by each of its dimensions the page groups by, as (dimension, url) pairs."""
+    query = {"feature": feature_key}
+    for dimension, value in parts:
+        if value == _NO_VALUE or not (dimension in _EXPLORER_DIMENSIONS or dimension.startswith("metadata.")):
+            traces = None
+            break
+        query[dimension] = value
+    else:
+        # The explorer reads a day as its midnight (UTC) and its until as exclusive, as a Window's.
+        since, until = (t.date() if window.whole_days else t for t in (window.since, window.until))
+        query.update(since=since.isoformat(), until=until.isoformat())
+        traces = f"{org_url(request, 'feedback:trace-list')}?{urlencode(query)}"
+    feature_url = org_url(request, "evaluation:feature", feature_key)
+    groupings = []
+    for dimension, _ in parts:
+        try:
+            grouping = Grouping.parse(dimension)
+        except ReportError:
+            continue
+        groupings.append((grouping.label, f"{feature_url}?{urlencode({'group_by': grouping.label})}"))
+    return {"traces": traces, "groupings": groupings}
+
+
 def feature_view(request: HttpRequest, key: str) -> HttpResponse:
     feature = _feature(key)
     window, error = _window(request)
@@ -110,12 +152,20 @@ def feature_view(request: HttpRequest, key: str) -> HttpResponse:
     if grouping.label not in choices:
         choices.append(grouping.label)
     query = request.GET.copy()
+    # What the overview says of this feature, so that its page leads to a regression too: its open alerts, and
+    # the likely cause from its latest drift snapshot in the window, with the traces of the cause's segment.
+    cause = likely_causes([feature.key], first_day=window.first_day, last_day=window.last_day).get(feature.key)
+    if cause is not None:
+        parts = segment_parts(cause["segment"])
+        cause = {**cause, **segment_links(request, feature_key=feature.key, parts=parts, window=window)}
     return TemplateResponse(
         request,
         "evaluation/feature.html",
         {
             "nav": "overview",
             "feature": feature,
+            "open_alerts": open_alerts_by_feature().get(feature.key, []),
+            "cause": cause,
             "report": data["report"],
             # Groups whose success borrows the report's judge correction (too few audit labels of their own).
             "pooled_groups": [

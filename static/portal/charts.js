@@ -21,18 +21,39 @@
   function fmt(metric, v) { return v === null || v === undefined ? "–" : FORMAT[metric](v); }
   function epoch(day) { return Date.parse(day + "T00:00:00Z") / 1000; }
 
+  // A dashed line where each version first appeared, named beside it: to its right, or to its left when the
+  // plot ends first. Names that would overlap (versions days apart on a narrow chart) go a row lower; one that
+  // fits in no row of the plot's top third is left out: the legend, the table and the chart's title name it.
   function markerPlugin(markers) {
     return { hooks: { draw: [function (u) {
-      var ctx = u.ctx; ctx.save();
-      markers.forEach(function (m) {
-        var x = Math.round(u.valToPos(epoch(m.day), "x", true));
-        ctx.strokeStyle = "#868e96"; ctx.setLineDash([4, 4]); ctx.lineWidth = 1;
-        ctx.beginPath(); ctx.moveTo(x, u.bbox.top); ctx.lineTo(x, u.bbox.top + u.bbox.height); ctx.stroke();
-        ctx.setLineDash([]); ctx.fillStyle = "#495057"; ctx.font = (11 * devicePixelRatio) + "px system-ui";
-        ctx.fillText(m.version, x + 4, u.bbox.top + 12 * devicePixelRatio);
-      });
+      var ctx = u.ctx, dpr = devicePixelRatio, box = u.bbox, gap = 4 * dpr, rowHeight = 13 * dpr;
+      var rows = Math.max(1, Math.floor(box.height / 3 / rowHeight)), ends = [];
+      ctx.save();
+      // uPlot leaves the context as its axes had it (right-aligned values): set what the names need.
+      ctx.font = (11 * dpr) + "px system-ui"; ctx.textAlign = "left"; ctx.textBaseline = "alphabetic";
+      markers.map(function (m) { return { version: m.version, x: Math.round(u.valToPos(epoch(m.day), "x", true)) }; })
+        .filter(function (m) { return m.x >= box.left && m.x <= box.left + box.width; })
+        .sort(function (a, b) { return a.x - b.x; })
+        .forEach(function (m) {
+          ctx.strokeStyle = "#868e96"; ctx.setLineDash([4, 4]); ctx.lineWidth = 1;
+          ctx.beginPath(); ctx.moveTo(m.x, box.top); ctx.lineTo(m.x, box.top + box.height); ctx.stroke();
+          var width = ctx.measureText(m.version).width;
+          var left = m.x + gap + width <= box.left + box.width ? m.x + gap : Math.max(box.left, m.x - gap - width);
+          for (var row = 0; row < rows; row++) {
+            if (ends[row] === undefined || ends[row] + gap <= left) {
+              ends[row] = left + width;
+              ctx.setLineDash([]); ctx.fillStyle = "#495057";
+              ctx.fillText(m.version, left, box.top + 12 * dpr + row * rowHeight);
+              return;
+            }
+          }
+        });
       ctx.restore();
     }] } };
+  }
+  // The markers in words, as the chart's tooltip: the one place every version's name is whole.
+  function markerTitle(markers) {
+    return markers.map(function (m) { return m.version + " from " + m.day; }).join("; ");
   }
 
   // A day read from far fewer traces than its line's usual day is left out (the table lists it): a version's
@@ -93,7 +114,10 @@
     });
     var box = document.createElement("div"); box.className = "chart";
     el.appendChild(box);
-    return new uPlot(opts, data, box);
+    var plot = new uPlot(opts, data, box);
+    var heading = box.querySelector(".u-title");
+    if (heading && markers && markers.length) heading.title = "Dashed lines: " + markerTitle(markers);
+    return plot;
   }
 
   function table(el, days, series, metrics, label) {

@@ -1,0 +1,186 @@
+"""The trail from a feature to its regression: the feature page names its open alerts and likely cause, the
+overview and drift index name both segments of a cause, and the drift page's segments lead to their traces and
+to the feature grouped by their keys. The regression is the demo's: SSO accounts on a new prompt version."""
+
+from __future__ import annotations
+
+import html
+import random
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from django.test import Client, RequestFactory
+
+from evaluation.models import Alert, AlertRule
+from evaluation.portal.reports import segment_links, segment_parts
+from evaluation.reports.selectors import Window
+from evaluation.services.drift import drift_snapshot_store, drift_windows
+from evaluation.services.shared import utc_now
+from feedback.models import Feature
+from tests.evaluation.experiments_seed import ingest, new_feature, traffic
+from tests.fixtures.organizations import in_tenant
+from tests.helpers import assert_cross_tenant_404
+
+NARROW = "metadata.auth=sso × prompt_version=v2.3"
+RULE = "Success below 90% of its baseline"
+
+
+def _sso_on_v23(key: str) -> None:
+    """Baseline: v2.2 resolves half of everyone's tickets. Current: half the traffic moves to v2.3, where SSO
+    accounts resolve 15%; everyone else resolves a little more, so the feature's rate holds."""
+    rng = random.Random(7)
+    baseline, current = drift_windows()
+
+    def fields(i: int) -> dict[str, Any]:
+        return {"metadata": {"auth": "sso" if i % 4 == 0 else "password"}, "prompt_version": "v2.2"}
+
+    def fields_now(i: int) -> dict[str, Any]:
+        return {**fields(i), "prompt_version": "v2.3" if i % 8 < 4 else "v2.2"}
+
+    def success(trace: dict[str, Any]) -> float:
+        return 0.15 if trace["metadata"]["auth"] == "sso" and trace["prompt_version"] == "v2.3" else 0.55
+
+    before = traffic(feature=key, start=baseline.since, hours=24 * 14, count=1400, rng=rng, fields=fields)
+    after = traffic(feature=key, start=current.since, hours=24 * 6, count=1600, rng=rng, fields=fields_now,
+                    success=success)  # fmt: skip
+    ingest(*(a + b for a, b in zip(before, after, strict=True)))
+
+
+@pytest.fixture
+def regressed(db: None, org_a, org_b) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Org A's feature with the regression, today's drift snapshot and an open alert (and a resolved one);
+    org B's feature of the same key with an open alert of its own."""
+    now = utc_now()
+    with in_tenant(org_a):
+        key = new_feature(segment_keys=["auth"])
+        _sso_on_v23(key)
+        feature = Feature.objects.get(key=key)
+        drift_snapshot_store(feature=feature)
+        rule = AlertRule.objects.create(feature=feature, name=RULE, metric="success_high", threshold=0.1)
+        alert = Alert.objects.create(rule=rule, segment="metadata.auth=sso", opened_at=now - timedelta(days=2),
+                                     last_fired_at=now, message="Success of sso fell")  # fmt: skip
+        Alert.objects.create(rule=rule, segment="metadata.auth=password", opened_at=now - timedelta(days=9),
+                             last_fired_at=now, state="resolved", resolved_at=now - timedelta(days=8),
+                             message="over")  # fmt: skip
+    with in_tenant(org_b):
+        other = Feature.objects.create(key=key, name=key)
+        other_rule = AlertRule.objects.create(feature=other, name="Org B rule", metric="error_rate",
+                                              threshold=0.5)  # fmt: skip
+        Alert.objects.create(rule=other_rule, segment="metadata.plan=beta-secret", opened_at=now,
+                             last_fired_at=now, message="b")  # fmt: skip
+    return {"key": key, "alert": alert.id}
+
+
+def _client(org) -> Client:  # type: ignore[no-untyped-def]
+    client = Client()
+    client.force_login(org.owner)
+    return client
+
+
+def _links(page: str, testid: str) -> list[str]:
+    """The hrefs of the links marked ``data-testid=testid``, unescaped."""
+    found = []
+    for chunk in page.split(f'data-testid="{testid}"')[1:]:
+        found.append(html.unescape(chunk.split('href="', 1)[1].split('"', 1)[0]))
+    return found
+
+
+def test_the_feature_page_leads_to_its_open_alerts_and_likely_cause(regressed: dict[str, Any], org_a, org_b) -> None:  # type: ignore[no-untyped-def]
+    key, slug = regressed["key"], org_a.slug
+    page = _client(org_a).get(org_a.url(f"features/{key}/")).content.decode()
+    top = page.split('id="attention"', 1)[1].split("</div>", 1)[0]  # before the figures
+    # Its open alert, linked; not the resolved one, nor org B's on its feature of the same key.
+    assert top.count('data-testid="open-alert"') == 1
+    assert f'href="/o/{slug}/alerts/{regressed["alert"]}/">{RULE} · metadata.auth=sso</a>' in top
+    assert "metadata.auth=password" not in top
+    assert "Org B" not in page and "beta-secret" not in page  # (its id may well be org A's alert's: own schemas)
+    # The likely cause as the overview writes it, both segments, the drift page linked.
+    cause = top.split('data-testid="likely-cause"', 1)[1]
+    assert "for metadata.auth=sso; most in " in cause
+    assert f'href="/o/{slug}/drift/{key}/">{NARROW}</a>' in cause
+    # The traces of the cause's segment, in the page's window.
+    (traces,) = _links(top, "cause-traces")
+    url = urlsplit(traces)
+    assert url.path == f"/o/{slug}/traces/"
+    query = {k: v[0] for k, v in parse_qs(url.query).items()}
+    assert query.pop("since") and query.pop("until")
+    assert query == {"feature": key, "metadata.auth": "sso", "prompt_version": "v2.3"}
+    # Tenant scope: org B's feature of the same key shows its own alert and nothing of org A's; org A's alert
+    # link, followed with org B's credentials, is a 404 that says nothing of it.
+    alert_url = f"/o/{slug}/alerts/{regressed['alert']}/"
+    assert _client(org_a).get(alert_url).status_code == 200
+    theirs = _client(org_b).get(org_b.url(f"features/{key}/")).content.decode()
+    assert "Org B rule · metadata.plan=beta-secret" in theirs
+    assert "Success below 90%" not in theirs and 'data-testid="likely-cause"' not in theirs
+    assert_cross_tenant_404(_client(org_b), alert_url, leak="Success of sso fell")
+    # A feature with nothing open and no cause has no such block.
+    with in_tenant(org_a):
+        quiet = new_feature()
+    assert 'id="attention"' not in _client(org_a).get(org_a.url(f"features/{quiet}/")).content.decode()
+
+
+def test_the_overview_and_drift_index_name_both_segments_of_a_cause(regressed: dict[str, Any], org_a) -> None:  # type: ignore[no-untyped-def]
+    """A cause found within one segment (the feature's rate held) named only that segment: now also the one the
+    drift page ranks first and the digest names."""
+    key, client = regressed["key"], _client(org_a)
+    drift = f'<a data-testid="cause-segment" href="/o/{org_a.slug}/drift/{key}/">{NARROW}</a>'
+    overview = client.get(org_a.url("")).content.decode()
+    row = overview.split(f"/features/{key}/", 1)[1].split("</td>", 1)[0]
+    index = client.get(org_a.url("drift/")).content.decode()
+    index_row = index.split(f'data-feature="{key}"', 1)[1].split("</tr>", 1)[0]
+    for said in (row, index_row):
+        cause = said.split('data-testid="likely-cause">', 1)[1]
+        sentence = cause.split(" went ", 1)[1].split("</a>", 1)[0] + "</a>"
+        assert sentence.split("% for ", 1)[1] == f"metadata.auth=sso; most in {drift}", sentence
+        assert cause.startswith("Success (outcomes) went ")
+
+
+def test_each_drift_segment_links_its_traces_and_its_grouping(regressed: dict[str, Any], org_a) -> None:  # type: ignore[no-untyped-def]
+    key, slug, client = regressed["key"], org_a.slug, _client(org_a)
+    _, current = drift_windows()
+    page = client.get(org_a.url(f"drift/{key}/")).content.decode()
+    success = page.split('data-testid="rate-success"', 1)[1].split("</details>", 1)[0]
+    first = success.split('data-testid="segment"')[1]
+    assert f"<strong>{NARROW}</strong>" in first
+    (traces,) = _links(first, "segment-traces")
+    url = urlsplit(traces)
+    assert url.path == f"/o/{slug}/traces/"
+    assert {k: v[0] for k, v in parse_qs(url.query).items()} == {
+        "feature": key,
+        "metadata.auth": "sso",
+        "prompt_version": "v2.3",
+        "since": current.first_day.isoformat(),
+        "until": current.until.date().isoformat(),  # exclusive, as the drift's window
+    }
+    assert _links(first, "segment-group-by") == [
+        f"/o/{slug}/features/{key}/?group_by=metadata.auth",
+        f"/o/{slug}/features/{key}/?group_by=prompt_version",
+    ]
+    # Followed: the explorer applies every filter (SSO traces on v2.3 of the current window only) ...
+    explorer = client.get(traces)
+    assert explorer.status_code == 200 and explorer.context["error"] is None
+    rows = list(explorer.context["page"].results)
+    assert rows and all(t.metadata["auth"] == "sso" and t.prompt_version.label == "v2.3" for t in rows)
+    assert all(current.since <= t.started_at < current.until for t in rows)
+    # ... and the feature page groups by the segment's key.
+    grouped = client.get(f"/o/{slug}/features/{key}/?group_by=metadata.auth")
+    assert grouped.context["grouping"].label == "metadata.auth"
+    assert {g["group"] for g in grouped.context["report"]["groups"]} >= {"sso", "password"}
+
+
+def test_a_segment_the_explorer_cannot_filter_gets_no_traces_link(org_a) -> None:  # type: ignore[no-untyped-def]
+    request = RequestFactory().get("/")
+    request.tenant = org_a.organization  # type: ignore[attr-defined]
+    window = Window(*(utc_now().replace(hour=h, minute=0, second=0, microsecond=0) for h in (1, 5)))
+    by_model = segment_links(request, feature_key="f", parts=segment_parts("model=haiku × metadata.auth=sso"),
+                             window=window)  # fmt: skip
+    assert by_model["traces"] is None  # the explorer has no model filter: no link to every model's traces
+    assert [label for label, _ in by_model["groupings"]] == ["metadata.auth"]
+    missing = segment_links(request, feature_key="f", parts=[("metadata.auth", "(none)")], window=window)
+    assert missing["traces"] is None
+    # A window of hours is passed as it is, not rounded to whole days.
+    customer = segment_links(request, feature_key="f", parts=segment_parts("customer_id=cus_a&b"), window=window)
+    query = parse_qs(urlsplit(customer["traces"]).query)
+    assert query["customer_id"] == ["cus_a&b"] and query["since"] == [window.since.isoformat()]
