@@ -33,7 +33,7 @@ from evaluation.queues_selectors import (
     slot_find,
 )
 from evaluation.services.calibration_refresh import calibration_nudge
-from evaluation.services.labels import rubric_version_create
+from evaluation.services.labels import rubric_categories_check, rubric_version_create
 from evaluation.services.queues import (
     QueueError,
     queue_create,
@@ -96,19 +96,32 @@ class QueueForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        # Each day under its own field; a day that did not parse has its own error already and is not here.
+        for name in ("since", "until"):
+            day = data.get(name)
+            if day and (day.year < 1970 or day > utc_now().date() + timedelta(days=1)):
+                self.add_error(name, f"A day from 1970 up to today, not {day:%Y-%m-%d}.")
         since, until = data.get("since"), data.get("until")
         if since and until and since > until:
             raise forms.ValidationError("The first day comes before the last.")
-        for day in (since, until):
-            if day and (day.year < 1970 or day > date.today() + timedelta(days=1)):
-                raise forms.ValidationError("The window covers days from 1970 up to today.")
         if data.get("rubric") == NEW_RUBRIC and not (data.get("new_rubric_name") or "").strip():
             self.add_error("new_rubric_name", "Name the new rubric.")
+        if data.get("rubric") == NEW_RUBRIC and data.get("new_rubric_scale") == RubricScale.CATEGORICAL:
+            try:  # said with the form's other errors, not only once they are fixed
+                rubric_categories_check(_categories(data.get("new_rubric_categories")))
+            except JudgeServiceError as exc:
+                self.add_error("new_rubric_categories", exc.message)
         return data
 
 
 class AddForm(forms.Form):
     trace_id = forms.CharField(max_length=200)
+
+
+def _categories(typed: str | None) -> list[str]:
+    """Every part between commas, blanks too: a blank category is refused rather than dropped unseen."""
+    typed = (typed or "").strip()
+    return [c.strip() for c in typed.split(",")] if typed else []
 
 
 def _email(request: HttpRequest) -> str:
@@ -140,10 +153,9 @@ def _rubric_from(form: QueueForm) -> Rubric:
         if rubric is None:
             raise QueueError("that rubric version does not exist", field="rubric")
         return rubric
-    categories = [c.strip() for c in (data["new_rubric_categories"] or "").split(",") if c.strip()]
     rubric, _ = rubric_version_create(
         name=data["new_rubric_name"].strip(), scale=data["new_rubric_scale"] or RubricScale.BINARY,
-        categories=categories, description=data["new_rubric_description"] or "",
+        categories=_categories(data["new_rubric_categories"]), description=data["new_rubric_description"] or "",
     )  # fmt: skip
     return rubric
 
@@ -166,7 +178,9 @@ def queue_new(request: HttpRequest) -> HttpResponse:
                 reservation_seconds=data["reservation_minutes"] * 60, created_by=_email(request),
             )  # fmt: skip
         except JudgeServiceError as exc:
-            field = {"judge": "judge", "reservation_seconds": "reservation_minutes"}.get(exc.field, exc.field)
+            fields = {"reservation_seconds": "reservation_minutes", "scale": "new_rubric_scale",
+                      "categories": "new_rubric_categories"}  # fmt: skip
+            field = fields.get(exc.field, exc.field)
             form.add_error(field if field in form.fields else None, exc.message)
         else:
             if queue.design != QueueDesign.MANUAL:

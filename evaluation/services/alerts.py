@@ -142,10 +142,12 @@ def alert_rule_create(
         raise AlertError("threshold", "a relative change above 0 (0.5 = +50%; for success, 0.1 = 10% below)")
     if metric == AlertMetric.SUCCESS_HIGH and threshold >= 1:
         raise AlertError("threshold", "for success, a fall below 1 (0.1 = 10% under its baseline; 1 would be 0%)")
-    if not 1 <= window_hours <= 24 * 14 or not 1 <= baseline_days <= 90:
-        raise AlertError("window_hours", "window 1 h to 14 days, baseline 1 to 90 days")
+    if not 1 <= window_hours <= 24 * 14:
+        raise AlertError("window_hours", f"1 to {24 * 14} hours (14 days), not {window_hours}")
+    if not 1 <= baseline_days <= 90:
+        raise AlertError("baseline_days", f"1 to 90 days, not {baseline_days}")
     if not 1 <= min_count <= 1_000_000:
-        raise AlertError("min_count", "at least 1")
+        raise AlertError("min_count", f"1 to 1,000,000, not {min_count}")
     if AlertRule.objects.filter(feature=feature, name=name.strip()).exists():
         raise AlertError("name", "this feature has a rule of that name already")
     return AlertRule.objects.create(

@@ -84,8 +84,12 @@ def experiment_create(
 ) -> Experiment:
     """Validates and stores an experiment; refuses one that overlaps a running experiment of the
     same feature (their arms would share the feature's traffic and the variant counts)."""
-    if not KEY.match(key or ""):
-        raise ExperimentError("key", "1-200 letters, digits and _.:- (the traces' `experiment` value)")
+    if not key:
+        raise ExperimentError("key", "required: 1-200 letters, digits and _.:- (the traces' `experiment` value)")
+    if not KEY.match(key):
+        raise ExperimentError(
+            "key", f"{key[:40]!r} is not 1-200 letters, digits and _.:- (the traces' `experiment` value)"
+        )
     if Experiment.objects.filter(key=key).exists():
         raise ExperimentError("key", f"an experiment {key!r} exists already")
     try:
@@ -96,10 +100,12 @@ def experiment_create(
     for arm in arms:
         arm_name = str(arm.get("name", "")).strip()
         if not KEY.match(arm_name):
-            raise ExperimentError("arms", "each arm is a variant name: 1-200 letters, digits and _.:-")
+            raise ExperimentError(
+                "arms", f"arm {arm_name[:40]!r} is not a variant name: 1-200 letters, digits and _.:-"
+            )
         allocation = float(arm.get("allocation", 0) or 0)
         if not 0 < allocation <= 1:
-            raise ExperimentError("arms", f"arm {arm_name}: its allocation must be in (0, 1]")
+            raise ExperimentError("arms", f"the allocation of arm {arm_name} must be in (0, 1]")
         clean_arms.append({"name": arm_name, "allocation": allocation, "holdback": bool(arm.get("holdback"))})
     names = [a["name"] for a in clean_arms]
     if len(clean_arms) < 2 or len(set(names)) != len(names):
@@ -117,9 +123,9 @@ def experiment_create(
             "(conversion or value)",
         )
     if not (isinstance(mde, int | float) and math.isfinite(mde) and 0 < mde < 1e9):
-        raise ExperimentError("mde", "the minimum detectable effect is a positive absolute change (0.02 = 2 points)")
+        raise ExperimentError("mde", "a positive absolute change (0.02 = 2 points)")
     if primary_metric != PrimaryMetric.VALUE and mde >= 1:
-        raise ExperimentError("mde", "for a rate, the minimum detectable effect is below 1 (0.02 = 2 points)")
+        raise ExperimentError("mde", f"for a rate, below 1 (0.02 = 2 points), not {mde:g}")
     if not 0 < alpha < 0.5 or not 0.5 <= power < 1:
         raise ExperimentError("alpha", "alpha in (0, 0.5) and power in [0.5, 1)")
     rails = DEFAULT_GUARDRAILS if guardrails is None else guardrails
@@ -127,7 +133,7 @@ def experiment_create(
         if rail.get("metric") not in GUARDRAIL_METRICS or not float(rail.get("max_increase", -1)) >= 0:
             raise ExperimentError("guardrails", f"each is {{metric: {'/'.join(GUARDRAIL_METRICS)}, max_increase >= 0}}")
     if max_days is not None and not 1 <= max_days <= 365:
-        raise ExperimentError("max_days", "1 to 365 days")
+        raise ExperimentError("max_days", f"1 to 365 days, not {max_days}")
     start = started_at or utc_now()
     with transaction.atomic():
         # Lock the feature's experiments so two overlapping creations cannot both pass the check.

@@ -76,6 +76,8 @@ def rubric_version_create(
         raise JudgeServiceError(f"unknown scale {scale!r}", field="scale")
     if categories and scale != RubricScale.CATEGORICAL:
         raise JudgeServiceError("only a categorical rubric has categories", field="categories")
+    if scale == RubricScale.CATEGORICAL:
+        rubric_categories_check(categories)
     wanted = {"scale": scale, "categories": list(categories), "description": description}
     for _ in range(3):  # a concurrent writer may take the next number first
         latest = rubric_latest(name)
@@ -89,6 +91,28 @@ def rubric_version_create(
         except IntegrityError:
             continue
     raise JudgeServiceError("the rubric is being changed concurrently; try again", field="name")
+
+
+def rubric_categories_check(categories: Sequence[str]) -> None:
+    """A categorical rubric's reviewers choose between its categories: two at least, each named, once;
+    or none, and reviewers name the category themselves (as for a rubric a label created through the API).
+    JudgeServiceError on the field "categories" otherwise."""
+    seen: set[str] = set()
+    for category in categories:
+        name = category.strip()
+        if not name:
+            raise JudgeServiceError("one of the categories is blank: each needs a name", field="categories")
+        if len(name) > 200 or "\x00" in name:
+            raise JudgeServiceError("each category is at most 200 characters, with no NUL", field="categories")
+        if name.casefold() in seen:
+            raise JudgeServiceError(f"{name!r} is listed twice: each category once", field="categories")
+        seen.add(name.casefold())
+    if len(seen) == 1:
+        raise JudgeServiceError(
+            "a categorical rubric needs at least 2 categories to choose between, not 1 "
+            "(or none: reviewers then name the category themselves)",
+            field="categories",
+        )
 
 
 def _check(item: LabelIn, now: datetime) -> None:

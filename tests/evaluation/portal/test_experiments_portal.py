@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import random
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -146,7 +147,7 @@ def test_bad_numbers_in_forms_are_messages_not_errors(owner_a: Client, org_a, se
         assert page.status_code == 200 and b'class="msg error"' in page.content, query
     # A refused rule: the page again (400) with the field named beside the form, and what was typed kept.
     for threshold, window, said in (
-        ("-1", "24", "Threshold: a relative change above 0"),
+        ("-1", "24", "Change: a relative change above 0"),
         ("abc", "24", "Change: 'abc' is not a number such as 0.5 (+50%)."),
         ("0.5", "1.5", "Window (hours): '1.5' is not a whole number."),
     ):
@@ -160,7 +161,7 @@ def test_bad_numbers_in_forms_are_messages_not_errors(owner_a: Client, org_a, se
     # Success cannot fall by 100% or more: a rule that could never fire is refused.
     sent = {"feature": seeded["feature"], "name": "my rule", "metric": "success_high", "threshold": "1.5"}
     never = html.unescape(owner_a.post(org_a.url("alerts/rules/new"), sent).content.decode())
-    assert "Threshold: for success, a fall below 1 (0.1 = 10% under its baseline; 1 would be 0%)." in never
+    assert "Change: for success, a fall below 1 (0.1 = 10% under its baseline; 1 would be 0%)." in never
     with in_tenant(org_a):
         assert not AlertRule.objects.filter(name="my rule").exists()
 
@@ -306,3 +307,71 @@ def test_bad_drift_windows_are_named_kept_and_fall_back_out_loud(owner_a: Client
     assert 'data-testid="drift-as-of"' in page
     fine = owner_a.get(url, {"days": "3", "baseline_days": "3", "gap_days": "2"}).content.decode()
     assert "a whole number of days" not in fine and 'name="gap_days" size="3" value="2"' in fine
+
+
+def _rule_refusal(page: str) -> str:
+    return page.split("Rule not saved. ", 1)[1].split("</p>", 1)[0] if "Rule not saved. " in page else ""
+
+
+def test_a_refused_rule_names_each_field_by_its_label_and_keeps_what_was_typed(  # type: ignore[no-untyped-def]
+    owner_a: Client,
+    org_a,
+    seeded: dict,  # type: ignore[type-arg]
+) -> None:
+    """A baseline of 0 days said "Window hours: window 1 h to 14 days, baseline 1 to 90 days"."""
+    sent = {"feature": seeded["feature"], "name": "ranged rule", "metric": "error_rate", "threshold": "0.5",
+            "window_hours": "24", "baseline_days": "7", "min_count": "20"}  # fmt: skip
+    for wrong, said in (
+        ({"baseline_days": "0"}, "Baseline (days): 1 to 90 days, not 0."),
+        ({"window_hours": "400"}, "Window (hours): 1 to 336 hours (14 days), not 400."),
+        ({"min_count": "0"}, "Minimum count: 1 to 1,000,000, not 0."),
+        ({"feature": "no-such-feature"}, "Feature: no such feature."),
+    ):
+        refused = owner_a.post(org_a.url("alerts/rules/new"), sent | wrong)
+        page = html.unescape(refused.content.decode())
+        assert refused.status_code == 400 and _rule_refusal(page) == said, (wrong, _rule_refusal(page))
+        (name, typed), *_ = wrong.items()
+        if name != "feature":
+            assert re.search(f'name="{name}" size="\\d" value="{typed}"', page), name
+        # The form's labels are the ones the refusal names.
+        assert "window (hours) <input" in page and "baseline (days) <input" in page and "minimum count <input" in page
+    with in_tenant(org_a):
+        assert not AlertRule.objects.filter(name="ranged rule").exists()
+
+
+def _text(page: bytes) -> str:
+    """The page as read: tags dropped, whitespace collapsed."""
+    return " ".join(re.sub(r"<[^>]+>", " ", page.decode()).split())
+
+
+def test_the_holdback_arm_is_named_once(owner_a: Client, org_a, seeded: dict) -> None:  # type: ignore[no-untyped-def,type-arg]
+    """The list read "holdback holdback (1,073)" and the detail "holdback holdback control"."""
+    listing = _text(owner_a.get(org_a.url("experiments/")).content)
+    detail = _text(owner_a.get(org_a.url(f"experiments/{seeded['experiment']}/")).content)
+    assert "holdback holdback" not in listing and "holdback holdback" not in detail
+    assert re.search(r"holdback non-AI \([\d,]+\), ai \([\d,]+\)", listing), listing
+    assert "holdback non-AI control" in detail
+
+
+def test_experiment_errors_name_the_field_by_its_label(owner_a: Client, org_a, seeded: dict) -> None:  # type: ignore[no-untyped-def,type-arg]
+    """The planner said "baseline + mde must stay in (0, 1)", the new-experiment form "1 to 365 days" and, for
+    an empty key, "1-200 letters, digits and _.:-": none named the field the person had to change."""
+    planned = html.unescape(owner_a.get(org_a.url("experiments/"), {"baseline": "0.5", "mde": "0.6"}).content.decode())
+    assert "Planner: Minimum detectable effect: below 0.5 with a control rate of 0.5" in planned
+    assert "baseline + mde" not in planned
+    form = {"key": "checkout-v10", "feature": seeded["feature"], "arms": "a:0.5, b:0.5", "control": "a",
+            "mde": "0.05", "max_days": "21"}  # fmt: skip
+    for wrong, said in (
+        ({"max_days": "0"}, "Experiment not created. Stop after (days): 1 to 365 days, not 0."),
+        ({"key": ""}, "Experiment not created. Key: required: 1-200 letters, digits and _.:-"),
+        ({"key": "two words"}, "Experiment not created. Key: 'two words' is not 1-200 letters, digits and _.:-"),
+        ({"mde": "0"}, "Experiment not created. Minimum detectable effect: a positive absolute change"),
+        ({"mde": ""}, "Experiment not created. Minimum detectable effect: required, a number."),
+        ({"control": "c"}, "Experiment not created. Control: the control must be one of the arms."),
+        ({"arms": "a:0.5, b:x"}, "Experiment not created. Arms: the allocation of arm b must be in (0, 1]."),
+    ):
+        refused = owner_a.post(org_a.url("experiments/new"), form | wrong)
+        page = html.unescape(refused.content.decode())
+        assert refused.status_code == 400 and said in page, (wrong, page.split('data-testid="new-error">')[-1][:200])
+    with in_tenant(org_a):
+        assert not Experiment.objects.filter(key="checkout-v10").exists()

@@ -4,6 +4,7 @@ with nothing stored; other organizations' queues are 404 on every page."""
 
 from __future__ import annotations
 
+import html
 import re
 import uuid
 
@@ -255,3 +256,50 @@ def test_a_reviewer_sees_who_the_answer_was_for(db: None, org_a: Org) -> None:
     html = reviewer.get(org_a.url(f"queues/{queue.id}/label/")).content.decode()
     about = html.split('data-testid="lab-about">')[1].split("</div>")[0]
     assert re.findall(r'title="[^"]+">([^<]+)</span>', about) == ["customer=cus_initech", "auth=sso", "plan=enterprise"]
+
+
+def test_a_new_categorical_rubric_needs_two_distinct_named_categories(db: None, org_a: Org) -> None:
+    """A categorical rubric with the single category "a" was accepted: its reviewers had nothing to choose."""
+    client = _client(org_a.owner)
+    form = {"name": unique("sort"), "design": "manual", "rubric": "__new__", "new_rubric_scale": "categorical",
+            "budget": "5", "reviewers_per_item": "1", "reservation_minutes": "10"}  # fmt: skip
+    for typed, said in [
+        ("a", "needs at least 2 categories to choose between, not 1"),
+        ("a, A", "'A' is listed twice"),
+        ("a, , b", "one of the categories is blank"),
+        ("a, b,", "one of the categories is blank"),
+    ]:
+        rubric = unique("topic")
+        sent = form | {"new_rubric_name": rubric, "new_rubric_categories": typed}
+        answer = client.post(org_a.url("queues/new/"), sent)
+        assert answer.status_code == 200 and answer.context is not None, typed
+        assert [said in e for e in answer.context["form"].errors.get("new_rubric_categories", [])] == [True], typed
+        assert said in html.unescape(answer.content.decode()), typed
+        with in_tenant(org_a):
+            assert (
+                not Rubric.objects.filter(name=rubric).exists()
+                and not AnnotationQueue.objects.filter(name=form["name"]).exists()
+            )
+    rubric = unique("topic")
+    made = client.post(org_a.url("queues/new/"), form | {"new_rubric_name": rubric, "new_rubric_categories": "a, b"})
+    assert made.status_code == 302
+    with in_tenant(org_a):
+        assert Rubric.objects.get(name=rubric).categories == ["a", "b"]
+
+
+def test_a_day_out_of_range_is_said_under_its_own_field_and_a_bad_one_only_once(db: None, org_a: Org) -> None:
+    """Beside "Enter a valid date." the form said "The window covers days from 1970 up to today.", naming no field."""
+    client = _client(org_a.owner)
+    form = {"name": unique("days"), "design": "manual", "rubric": "__new__", "new_rubric_name": unique("r"),
+            "new_rubric_scale": "binary", "budget": "5", "reviewers_per_item": "1",
+            "reservation_minutes": "10"}  # fmt: skip
+    answer = client.post(org_a.url("queues/new/"), form | {"since": "garbage", "until": "1969-06-01"})
+    assert answer.status_code == 200 and answer.context is not None
+    errors = answer.context["form"].errors
+    assert errors.get("since") == ["Enter a valid date."] and "__all__" not in errors
+    assert errors.get("until") == ["A day from 1970 up to today, not 1969-06-01."]
+    only_since = client.post(org_a.url("queues/new/"), form | {"since": "garbage"})
+    assert only_since.context is not None and dict(only_since.context["form"].errors) == {
+        "since": ["Enter a valid date."]
+    }
+    assert b"1970" not in only_since.content

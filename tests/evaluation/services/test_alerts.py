@@ -435,6 +435,25 @@ def test_webhook_urls_to_private_addresses_are_refused(db: None, org_a, settings
     assert info.value.field == "url"
 
 
+@pytest.mark.parametrize(
+    ("window_hours", "baseline_days", "field", "says"),
+    [
+        (24, 0, "baseline_days", "1 to 90 days, not 0"),
+        (24, 91, "baseline_days", "1 to 90 days, not 91"),
+        (0, 7, "window_hours", "1 to 336 hours (14 days), not 0"),
+        (337, 0, "window_hours", "1 to 336 hours (14 days), not 337"),
+    ],
+)
+def test_a_rule_out_of_range_names_the_window_or_the_baseline_on_its_own(  # type: ignore[no-untyped-def]
+    db: None, org_a, window_hours: int, baseline_days: int, field: str, says: str
+) -> None:
+    """A baseline of 0 days was refused as "window_hours: window 1 h to 14 days, baseline 1 to 90 days"."""
+    with in_tenant(org_a), pytest.raises(AlertError) as info:
+        alert_rule_create(feature=Feature.objects.get(key=new_feature()), name="ranged", metric="error_rate",
+                          threshold=0.5, window_hours=window_hours, baseline_days=baseline_days)  # fmt: skip
+    assert (info.value.field, info.value.message) == (field, says)
+
+
 def test_an_address_allowed_at_save_but_not_at_send_is_not_contacted(  # type: ignore[no-untyped-def]
     db: None, org_a, receiver: Receiver, settings: Any
 ) -> None:

@@ -25,7 +25,7 @@ from evaluation.services.queues import (
     slot_label,
     slot_skip,
 )
-from evaluation.services.shared import utc_now
+from evaluation.services.shared import JudgeServiceError, utc_now
 from evaluation.stats.designs import UNCERTAINTY_FLOOR, proportional_probabilities, uncertainty
 from feedback.models import Feature
 from tests.evaluation.helpers import make_traces, offline_judge
@@ -426,3 +426,14 @@ def test_a_judge_enriched_sample_is_undone_by_two_phase_probabilities(db: None, 
         active = _queue("active", 30, **scope)
         passed = active.items.filter(judge_score=1.0).values_list("inclusion_probability", flat=True)
         assert passed and all(p is not None and 0 < p <= 0.1 for p in passed)
+
+
+@pytest.mark.parametrize("categories", [["a"], ["a", "a"], ["a", "A"], ["a", " ", "b"], ["a", "x" * 201]])
+def test_a_categorical_rubric_needs_two_distinct_named_categories(db: None, org_a: Org, categories: list[str]) -> None:
+    with in_tenant(org_a):
+        name = unique("topic")
+        with pytest.raises(JudgeServiceError) as info:
+            rubric_version_create(name=name, scale="categorical", categories=categories)
+        assert info.value.field == "categories" and not Rubric.objects.filter(name=name).exists()
+        assert _rubric("categorical", categories=["a", "b"]).categories == ["a", "b"]
+        assert _rubric("categorical", categories=[]).categories == []  # open: reviewers name the category
