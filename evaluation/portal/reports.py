@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 
 from evaluation.reports.calibrated import feature_calibrations
 from evaluation.reports.selectors import (
+    DEFAULT_WINDOW_DAYS,
     MAX_WINDOW_DAYS,
     METADATA_KEY,
     Grouping,
@@ -43,17 +44,19 @@ WINDOWS = (7, 30, 90)
 def _window(request: HttpRequest) -> tuple[Window, str | None]:
     """The window from ?days= or ?since=&until=; a bad one falls back to 30 days with a message."""
     try:
-        if request.GET.get("days", "").isdigit():
+        typed = request.GET.get("days", "").strip()
+        if typed:
             from datetime import timedelta
 
             base = window_from()
-            days = int(request.GET["days"])
+            # "-3" or "abc" fell through to the default window without a word: said, as 0 or 99999 are.
+            days = int(typed) if typed.isdigit() else 0
             if not 1 <= days <= MAX_WINDOW_DAYS:
-                raise ReportError("days", f"a window is 1 to {MAX_WINDOW_DAYS} days")
+                raise ReportError("days", f"a window is 1 to {MAX_WINDOW_DAYS} days, not {typed[:20]!r}")
             return Window(base.until - timedelta(days=days), base.until), None
         return window_from(request.GET.get("since", ""), request.GET.get("until", "")), None
     except (ReportError, OverflowError) as exc:
-        return window_from(), str(exc)
+        return window_from(), f"{exc}; showing the last {DEFAULT_WINDOW_DAYS} days instead"
 
 
 def _feature(key: str) -> Any:
@@ -235,18 +238,28 @@ MAX_SEGMENT_KEYS = 10
 def feature_segments(request: HttpRequest, key: str) -> HttpResponse:
     """Declare which metadata keys the rollups count per value (fast grouping, small multiples)."""
     feature = _feature(key)
-    keys = [k.strip() for k in request.POST.get("segment_keys", "").replace(",", " ").split()]
+    typed = request.POST.get("segment_keys", "")
+    keys = [k.strip() for k in typed.replace(",", " ").split()]
     bad = [k for k in keys if not METADATA_KEY.match(k)]
     if bad or len(keys) > MAX_SEGMENT_KEYS:
         messages.error(
             request,
-            f"Segment keys: up to {MAX_SEGMENT_KEYS} metadata keys of letters, digits and _.:- "
-            f"({', '.join(bad[:3]) or 'too many'} is not one).",
+            f"Segments unchanged. You typed {typed.strip()[:80]!r}: up to {MAX_SEGMENT_KEYS} metadata keys of "
+            f"letters, digits and _.:- ({', '.join(repr(b[:40]) for b in bad[:3]) or 'too many'} is not one).",
+        )
+    elif not keys and feature.segment_keys and not request.POST.get("clear"):
+        # An emptied field would stop counting every segment, and the alerts that watch them: asked, not assumed.
+        messages.error(
+            request,
+            "Segments unchanged: the field was empty. To stop counting every segment (their per-segment alerts "
+            "stop too), tick “remove every segment”.",
         )
     else:
         services.feature_segments_set(feature=feature, keys=keys)
         messages.success(request, "Segments saved; the worker fills their history within a minute.")
-    return redirect(org_url(request, "evaluation:feature", feature.key))
+    url = org_url(request, "evaluation:feature", feature.key)
+    query = request.POST.get("next_query", "")  # the page as it was (its grouping and window)
+    return redirect(f"{url}?{query}" if query else url)
 
 
 def customers_page(request: HttpRequest) -> HttpResponse:

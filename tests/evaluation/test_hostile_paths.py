@@ -43,6 +43,13 @@ def test_portal_windows_are_bounded(owner: Client, org_a) -> None:  # type: igno
     for days in ("100000", "700000", "0"):
         page = owner.get(org_a.url(""), {"days": days})
         assert page.status_code == 200 and "a window is 1 to 400 days" in page.content.decode()
+    # Not a number of days at all: said too (it fell back to 30 days without a word), on every window page.
+    for path in ("", "customers/"):
+        for days in ("-3", "abc", "7.5"):
+            page = owner.get(org_a.url(path), {"days": days})
+            text = page.content.decode()
+            assert page.status_code == 200 and "a window is 1 to 400 days, not" in text, (path, days)
+            assert "showing the last 30 days instead" in text
 
 
 def test_a_trailing_newline_is_not_a_metadata_key(owner: Client, org_a) -> None:  # type: ignore[no-untyped-def]

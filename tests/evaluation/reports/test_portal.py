@@ -131,6 +131,19 @@ def test_segment_keys_are_declared_from_the_feature_page(owner: Client, org_a, s
         assert Feature.objects.get(key=seeded).segment_keys == ["auth", "plan"]  # unchanged
     page = owner.get(org_a.url(f"features/{seeded}/"), WINDOW).content.decode()
     assert "Segments: auth, plan" in page
+    # The refusal says what was typed; the page comes back as it was (its grouping), not reset.
+    refused = owner.post(url, {"segment_keys": "plan bad/key!", "next_query": "group_by=metadata.auth"})
+    assert refused["Location"].endswith("?group_by=metadata.auth")
+    said = owner.get(refused["Location"]).content.decode()
+    assert "You typed &#x27;plan bad/key!&#x27;" in said
+    # An emptied field does not silently stop every segment (and their alerts): it takes the tick.
+    emptied = owner.post(url, {"segment_keys": " "}, follow=True).content.decode()
+    assert "Segments unchanged: the field was empty" in emptied
+    with in_tenant(org_a):
+        assert Feature.objects.get(key=seeded).segment_keys == ["auth", "plan"]
+    assert owner.post(url, {"segment_keys": "", "clear": "1"}).status_code == 302
+    with in_tenant(org_a):
+        assert Feature.objects.get(key=seeded).segment_keys == []
 
 
 def test_viewers_cannot_declare_segments(org_a, seeded: str) -> None:  # type: ignore[no-untyped-def]
