@@ -29,3 +29,14 @@ def ourl(context: dict[str, Any], name: str, *args: Any) -> str:
 def words_filter(key: str | None) -> str:
     """{{ "keep_running"|words }} -> "keep running": an identifier shown as words (nothing for None)."""
     return "" if key is None else str(key).replace("_", " ")
+
+
+@register.filter(name="pct")
+def pct_filter(share: float | None, digits: int = 1) -> str:
+    """{{ 0.7214|pct }} -> "72.1%": a share written as the portal writes every rate (nothing for None)."""
+    if share is None or share == "":
+        return ""
+    try:
+        return f"{float(share) * 100:.{int(digits)}f}%"
+    except (TypeError, ValueError):
+        return ""

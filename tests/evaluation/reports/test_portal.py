@@ -44,6 +44,19 @@ def test_feature_page_renders_charts_data_and_the_table(owner: Client, org_a, se
     assert 'id="chart-data"' in html and "uPlot-1.6.32.iife.min.js" in html and 'id="report-table"' in html
     assert "set a value per success" in html  # no declared value: ROI is not 0
     assert ">sso<" in html and ">password<" in html and "Export CSV" in html
+    # Every rate as a share, as the tiles write it: the table said 0.721 (0.667-0.774) beside a tile's 73%.
+    import re
+
+    total = html.split('<tr class="total">')[1].split("</tr>")[0]
+    assert re.search(r"\d+\.\d%\s*<small[^>]*>\(\d+\.\d%–\d+\.\d%\)", total), total
+    assert not re.search(r">\s*0\.\d{3}\b", total), total
+
+
+def test_shares_are_written_as_percents() -> None:
+    from tenants.templatetags.candor import pct_filter
+
+    assert [pct_filter(v) for v in (0.7214, 0.0, 1, None, "")] == ["72.1%", "0.0%", "100.0%", "", ""]
+    assert pct_filter(0.12345, 2) == "12.35%" and pct_filter("x") == ""
 
 
 def test_csv_export_matches_the_report(owner: Client, org_a, seeded: str) -> None:  # type: ignore[no-untyped-def]
