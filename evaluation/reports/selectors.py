@@ -58,6 +58,11 @@ class Window:
         return all(t.time() == time(0) for t in (self.since, self.until))
 
     @property
+    def reaches_today(self) -> bool:
+        """The window ends inside today (UTC): its last day is still arriving."""
+        return self.since <= datetime.now(UTC) < self.until
+
+    @property
     def first_day(self) -> date:
         return self.since.date()
 

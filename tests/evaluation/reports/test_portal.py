@@ -52,6 +52,15 @@ def test_feature_page_renders_charts_data_and_the_table(owner: Client, org_a, se
     assert not re.search(r">\s*0\.\d{3}\b", total), total
 
 
+def test_a_window_reaching_today_says_so(owner: Client, org_a, seeded: str) -> None:  # type: ignore[no-untyped-def]
+    """The overview's "7 days" ends with today so far, the digest's with yesterday: said, not left to guess."""
+    live = owner.get(org_a.url(""), {"days": "7"}).content.decode()
+    assert 'data-testid="today-so-far"' in live
+    past = owner.get(org_a.url(""), WINDOW).content.decode()
+    assert 'data-testid="today-so-far"' not in past and "the weekly digest and the drift page read whole days" in past
+    assert "(today so far)" in owner.get(org_a.url("customers/")).content.decode()
+
+
 def test_shares_are_written_as_percents() -> None:
     from tenants.templatetags.candor import pct_filter
 
