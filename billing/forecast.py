@@ -48,7 +48,9 @@ def month_elapsed(now: datetime) -> MonthElapsed:
     )
 
 
-def month_forecast(*, month_to_date: Decimal, today: Decimal, elapsed: MonthElapsed) -> Decimal:
+def month_forecast(
+    *, month_to_date: Decimal, today: Decimal, elapsed: MonthElapsed, first_day: int | None = None
+) -> Decimal:
     """The month's total: what is spent so far, plus the rest of the month at the run rate.
 
     The run rate is the average of the month's completed UTC days: (month_to_date - today) /
@@ -61,10 +63,15 @@ def month_forecast(*, month_to_date: Decimal, today: Decimal, elapsed: MonthElap
     with that fraction at least FIRST_DAY_FLOOR (a quarter of a day), so the first minutes of a month
     give a modest number rather than an explosion; before 06:00 UTC on the 1st it understates.
 
-    A customer that started mid-month has its rate diluted by the days before it started.
+    ``first_day``: the day of the month the spend began (a customer that started mid-month), when
+    known. The rate is then the average of the completed days from that one on, not diluted by the
+    days before it began; a spend that began today is taken as the 1st's is.
     """
-    if elapsed.days_completed:
-        rate = (month_to_date - today) / elapsed.days_completed
+    completed = elapsed.days_completed
+    if first_day is not None and 1 < first_day <= completed + 1:
+        completed -= first_day - 1
+    if completed:
+        rate = (month_to_date - today) / completed
     else:
         rate = today / max(elapsed.today_fraction, FIRST_DAY_FLOOR)
     return month_to_date + rate * elapsed.days_left

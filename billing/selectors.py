@@ -345,8 +345,12 @@ class CustomerSpend:
         return "over" if share >= 1 else "warn" if share >= 0.8 else "ok"
 
 
-def _forecast(month_usd: Decimal, today_usd: Decimal, elapsed: MonthElapsed) -> Decimal:
-    return month_forecast(month_to_date=month_usd, today=today_usd, elapsed=elapsed).quantize(Decimal("0.0001"))
+def _forecast(month_usd: Decimal, today_usd: Decimal, elapsed: MonthElapsed, first: date | None = None) -> Decimal:
+    """``first``: the first day of the month with spend (a customer that began mid-month)."""
+    first_day = first.day if first is not None else None
+    return month_forecast(month_to_date=month_usd, today=today_usd, elapsed=elapsed, first_day=first_day).quantize(
+        Decimal("0.0001")
+    )
 
 
 def customers_spend(
@@ -359,7 +363,8 @@ def customers_spend(
     month = month_start(today)
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT customer_id, sum(cost_usd), coalesce(sum(cost_usd) FILTER (WHERE day = %s), 0), sum(traces) "
+            "SELECT customer_id, sum(cost_usd), coalesce(sum(cost_usd) FILTER (WHERE day = %s), 0), sum(traces), "
+            "min(day) FILTER (WHERE cost_usd > 0) "
             "FROM feedback_spendcounter WHERE day >= %s AND day <= %s AND customer_id <> '' "
             "GROUP BY customer_id ORDER BY 2 DESC LIMIT %s",
             [today, month, today, limit],
@@ -367,11 +372,11 @@ def customers_spend(
         rows = cursor.fetchall()
     budgets = {b.customer_id: b for b in CustomerBudget.objects.filter(organization=organization, feature="", model="")}
     out = []
-    for customer_id, month_usd, today_usd, traces in rows:
+    for customer_id, month_usd, today_usd, traces, first in rows:
         budget = budgets.get(customer_id) or budgets.get("")
         out.append(
             CustomerSpend(
-                customer_id, month_usd, today_usd, int(traces), _forecast(month_usd, today_usd, elapsed),
+                customer_id, month_usd, today_usd, int(traces), _forecast(month_usd, today_usd, elapsed, first),
                 cap_usd=budget.monthly_cap_usd if budget else None,
                 daily_cap_usd=budget.daily_cap_usd if budget else None,
                 budget_customer=budget.customer_id if budget else None,
@@ -428,7 +433,8 @@ def customer_detail(
         )
     )
     check = budget_check(organization_id=organization.id, customer_id=customer_id, today=today)
-    forecast = _forecast(month_usd, days[-1][1], elapsed)
+    first = next((d for d, cost, _ in days if cost > 0), None)
+    forecast = _forecast(month_usd, days[-1][1], elapsed, first)
     return CustomerDetail(customer_id, days, by_feature, month_usd, forecast, budgets, check, elapsed)
 
 

@@ -53,3 +53,19 @@ def test_at_the_last_moment_of_the_month_the_forecast_is_the_month() -> None:
     last = datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC)
     # One second of the month left, at 30 / 30 = 1 a day: 31 + 1/86400 = 31.0000115...
     assert forecast("31", "1", last) == Decimal("31.0000")
+
+
+def test_a_customer_that_began_mid_month_runs_at_its_own_days_rate() -> None:
+    """Began on the 20th: its rate is the average of the 20th to yesterday, not of the whole month so far
+    (the days before it began diluted it: a $100-a-day customer forecast at $27 a day)."""
+    now = datetime(2026, 12, 25, 12, tzinfo=UTC)  # 24 completed days; the 20th to the 24th are 5 of them
+    elapsed = month_elapsed(now)
+    began = month_forecast(month_to_date=Decimal(550), today=Decimal(50), elapsed=elapsed, first_day=20)
+    # 550 + 500 / 5 * (31 - 24 - 0.5) = 550 + 100 * 6.5 = 1200
+    assert began == Decimal(1200)
+    diluted = month_forecast(month_to_date=Decimal(550), today=Decimal(50), elapsed=elapsed)
+    assert diluted.quantize(Decimal("0.0001")) == Decimal("685.4167")  # 550 + 500 / 24 * 6.5
+    # From the 1st, or unknown: the same as before; a spend that began today is taken as the 1st's is.
+    assert month_forecast(month_to_date=Decimal(550), today=Decimal(50), elapsed=elapsed, first_day=1) == diluted
+    today_only = month_forecast(month_to_date=Decimal(5), today=Decimal(5), elapsed=elapsed, first_day=25)
+    assert today_only == Decimal(5) + Decimal(5) / Decimal("0.5") * Decimal("6.5")

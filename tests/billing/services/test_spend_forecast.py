@@ -42,8 +42,12 @@ def test_early_in_a_day_the_forecast_uses_the_completed_days(db: None, org_a: Or
     assert (detail.elapsed.days_completed, detail.elapsed.hours_today) == (4, Decimal("3.5"))
     with in_tenant(org_b):
         theirs = customer_detail(organization=org_b.organization, customer_id=customer, now=EARLY_ON_THE_5TH)
-    # Org B: $50 on Mar 2, nothing today: 50 + 50/4 * 26.854166... = 385.677083...
-    assert theirs is not None and theirs.forecast_usd == Decimal("385.6771")
+        listed = next(c for c in customers_spend(organization=org_b.organization, now=EARLY_ON_THE_5TH)
+                      if c.customer_id == customer)  # fmt: skip
+    assert listed.forecast_usd == Decimal("497.5694")  # the list and the customer's page agree
+    # Org B: $50 on Mar 2 (its first day), nothing since: the rate is that of Mar 2-4, 50 / 3 a day (not
+    # diluted by Mar 1, before it began: 50 / 4); 50 + 50/3 * 26.854166... = 497.569444...
+    assert theirs is not None and theirs.forecast_usd == Decimal("497.5694")
 
 
 def test_on_the_first_the_forecast_is_todays_rate_with_a_floor(db: None, org_a: Org) -> None:
