@@ -92,15 +92,49 @@ _WIDGET_VALUE = {
     "continuous": "CASE WHEN f.kind = 'thumb' THEN (f.value > 0)::int ELSE (f.value - 1) / 4.0 END",
     "ordinal": "f.value",
 }
-_WIDGET_COPY = """
+# The person behind an event, as the rollups count them (feedback.rollups, last_choice).
+_WHO = "COALESCE(NULLIF(f.user_id, ''), NULLIF(f.session_id, ''), f.event_id::text)"
+# One label per (trace, kind, person, rubric): the person's latest thumb (or rating) on the trace, as the
+# rollups count it, so a thumb then a reason chip (a second thumb carrying the reason) is one label and a
+# changed mind replaces the first. ``{touched}`` selects the new events (``f``); every event of the people
+# they come from on those traces is then read through the index on trace_id (a few rows a trace), and
+# the latest is upserted under a label ID made of (rubric, kind, trace, person): rerun, it changes
+# nothing. Labels the copy once wrote per event ('widget:<event>:<rubric>') of those people go.
+# Thumbs a backend relays through the API are the end user's too: copied like the widget's (the label
+# source stays "widget", the one source kept out of calibration), the door they came by in
+# sampling_design.
+_WIDGET_UPSERT = """
+WITH touched AS MATERIALIZED (
+    SELECT DISTINCT f.trace_id, f.kind, {who} AS who FROM feedback_feedbackevent f {touched}
+),
+mine AS MATERIALIZED (
+    SELECT f.*, w.who FROM touched w
+    JOIN feedback_feedbackevent f ON f.trace_id = w.trace_id AND f.kind = w.kind
+    WHERE {who} = w.who AND f.id <= %(upto)s AND f.value IS NOT NULL
+),
+legacy AS (
+    DELETE FROM evaluation_label l USING mine f
+    WHERE l.label_id = 'widget:' || f.event_id::text || ':' || %(rubric)s AND l.source = 'widget'
+)
 INSERT INTO evaluation_label (label_id, trace_id, rubric_id, value, category, text, reviewer, source,
     sampling_design, stratum, inclusion_probability, comment, occurred_at, created_at)
-SELECT 'widget:' || f.event_id::text || ':' || %(rubric)s, f.trace_id, %(rubric)s, {value}, '', '',
-    left(f.user_id, 254), 'widget', 'widget', '', NULL, '', f.occurred_at, %(now)s
-FROM feedback_feedbackevent f
+SELECT DISTINCT ON (f.trace_id, f.kind, f.who)
+    'widget:' || %(rubric)s || ':' || f.kind || ':' || md5(length(f.trace_id) || ':' || f.trace_id || f.who),
+    f.trace_id, %(rubric)s, {value}, '', '', left(f.user_id, 254), 'widget', f.source, '', NULL, f.comment,
+    f.occurred_at, %(now)s
+FROM mine f
+ORDER BY f.trace_id, f.kind, f.who, f.occurred_at DESC, f.id DESC
+ON CONFLICT (label_id) DO UPDATE SET value = EXCLUDED.value, reviewer = EXCLUDED.reviewer,
+    sampling_design = EXCLUDED.sampling_design, comment = EXCLUDED.comment, occurred_at = EXCLUDED.occurred_at
+WHERE (evaluation_label.value, evaluation_label.reviewer, evaluation_label.sampling_design,
+       evaluation_label.comment, evaluation_label.occurred_at)
+    IS DISTINCT FROM (EXCLUDED.value, EXCLUDED.reviewer, EXCLUDED.sampling_design, EXCLUDED.comment,
+                      EXCLUDED.occurred_at)
+"""
+# New events: by id, past the map's mark.
+_WIDGET_NEW = """
 WHERE f.id > %(after)s AND f.id <= %(upto)s AND f.kind = ANY(%(kinds)s) AND f.value IS NOT NULL
     AND (%(feature)s::bigint IS NULL OR f.feature_id = %(feature)s)
-ON CONFLICT (label_id) DO NOTHING
 """
 
 
@@ -109,23 +143,22 @@ ORPHAN_WAIT = timedelta(hours=1)
 # they had no feature). Recent traces only (their day within two days), so the index on
 # (feature, trace_day) bounds the read.
 _WIDGET_LATE = """
-INSERT INTO evaluation_label (label_id, trace_id, rubric_id, value, category, text, reviewer, source,
-    sampling_design, stratum, inclusion_probability, comment, occurred_at, created_at)
-SELECT 'widget:' || f.event_id::text || ':' || %(rubric)s, f.trace_id, %(rubric)s, {value}, '', '',
-    left(f.user_id, 254), 'widget', 'widget', '', NULL, '', f.occurred_at, %(now)s
-FROM feedback_feedbackevent f
 JOIN feedback_trace t ON t.trace_id = f.trace_id AND t.received_at >= f.received_at
 WHERE f.feature_id = %(feature)s AND f.trace_day >= (%(now)s::timestamptz - interval '2 days')::date
     AND f.received_at > %(since)s AND f.id <= %(upto)s AND f.kind = ANY(%(kinds)s) AND f.value IS NOT NULL
-ON CONFLICT (label_id) DO NOTHING
 """
 
 
-def widget_labels_copy(*, now: datetime | None = None) -> int:
-    """Copy new widget thumbs / ratings onto each mapped rubric; the number of labels written.
+def _widget_upsert(touched: str, scale: str) -> str:
+    return _WIDGET_UPSERT.format(touched=touched, who=_WHO, value=_WIDGET_VALUE[scale])
 
-    New events (by id, past the map's mark) are copied when their trace is known. Feedback that
-    arrived before its trace has no feature until the trace lands: a map for one feature also
+
+def widget_labels_copy(*, now: datetime | None = None) -> int:
+    """Copy new widget thumbs / ratings onto each mapped rubric; the number of labels written or changed.
+
+    One label per person, trace and kind: their latest thumb (or rating), replaced when they change
+    their mind. New events (by id, past the map's mark) are copied when their trace is known. Feedback
+    that arrived before its trace has no feature until the trace lands: a map for one feature also
     copies, on each sweep, its feature's events received in the last ORPHAN_WAIT whose trace was
     received after them (late joins; label IDs make the copy idempotent). Feedback whose trace
     never comes holds nothing back."""
@@ -137,19 +170,26 @@ def widget_labels_copy(*, now: datetime | None = None) -> int:
                  if on]  # fmt: skip
         if scale not in _WIDGET_VALUE or not kinds:
             continue
-        params: dict[str, Any] = {
-            "rubric": mapping.rubric_id, "now": now, "after": mapping.event_id_mark, "kinds": kinds,
-            "feature": mapping.feature_id, "since": now - ORPHAN_WAIT,
-        }  # fmt: skip
         with transaction.atomic(), connection.cursor() as cursor:
+            # Sweeps side by side take a map in turn: one with an older snapshot of the events must not
+            # put back a label another just replaced, nor move the mark back.
+            mark = WidgetLabelMap.objects.select_for_update().filter(id=mapping.id).values_list(
+                "event_id_mark", flat=True
+            ).first()  # fmt: skip
+            if mark is None:
+                continue  # removed meanwhile
+            params: dict[str, Any] = {
+                "rubric": mapping.rubric_id, "now": now, "after": mark, "kinds": kinds,
+                "feature": mapping.feature_id, "since": now - ORPHAN_WAIT,
+            }  # fmt: skip
             cursor.execute("SELECT coalesce(max(id), 0) FROM feedback_feedbackevent")
             (upto,) = cursor.fetchone()
-            if upto > mapping.event_id_mark:
-                cursor.execute(_WIDGET_COPY.format(value=_WIDGET_VALUE[scale]), {**params, "upto": upto})
+            if upto > mark:
+                cursor.execute(_widget_upsert(_WIDGET_NEW, scale), {**params, "upto": upto})
                 written += cursor.rowcount
                 WidgetLabelMap.objects.filter(id=mapping.id).update(event_id_mark=upto)
             if mapping.feature_id is not None:
-                cursor.execute(_WIDGET_LATE.format(value=_WIDGET_VALUE[scale]), {**params, "upto": upto})
+                cursor.execute(_widget_upsert(_WIDGET_LATE, scale), {**params, "upto": upto})
                 written += cursor.rowcount
     return written
 

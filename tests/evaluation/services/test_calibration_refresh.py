@@ -156,8 +156,9 @@ def test_widget_thumbs_and_ratings_become_widget_labels_that_calibration_never_c
         # without a trace is never copied.
         assert widget == {world.trace_ids[0]: 1.0, world.trace_ids[1]: 0.0, world.trace_ids[2]: 1.0,
                           world.trace_ids[3]: 0.0, early: 0.0}  # fmt: skip
+        # Posted through the API (a backend relaying its users' thumbs): the design names that door.
         assert set(Label.objects.filter(source="widget", rubric=rubric).values_list("sampling_design", flat=True)) == {
-            "widget"
+            "api"
         }
         # Widget labels are no sample: the calibration did not move and was not even recomputed.
         assert CalibrationSnapshot.objects.filter(target=target).first() == before
