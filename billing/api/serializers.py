@@ -96,6 +96,7 @@ def budget_out(budget: CustomerBudget) -> dict[str, Any]:
 
 class BudgetListSerializer(serializers.Serializer):
     results = BudgetSerializer(many=True)
+    next_cursor = serializers.CharField(allow_null=True, help_text="`cursor` of the next page; null on the last")
 
 
 class SpendDaySerializer(serializers.Serializer):

@@ -17,8 +17,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from billing.api import serializers as s
+from billing.models import CustomerBudget
 from billing.selectors import budget_check, budget_find, budgets_list, customer_detail
 from billing.services.budgets import budget_delete, budget_set
+from evaluation.api import paging
 from feedback.api.serializers import ErrorSerializer
 from tenants.api.base import TenantApi
 from tenants.api.errors import ApiError
@@ -111,11 +113,22 @@ def budget_check_answer(key: ResolvedKey, query: QueryDict) -> dict[str, Any]:
     return decision.as_dict()
 
 
+def _budget_place(budget: CustomerBudget) -> str:
+    # The cursor's name for a budget: its id zero-padded, so text order is id order (a stable order that
+    # new budgets only extend) and any cursor of the shared pattern is still a place in the list.
+    return f"{budget.id:020d}"
+
+
 class BudgetsApi(TenantApi):
-    @extend_schema(operation_id="budgets_list", summary="Customer budgets (defaults and overrides)",
-                   responses={200: s.BudgetListSerializer}, tags=["budgets"])  # fmt: skip
+    @extend_schema(operation_id="budgets_list", summary="Customer budgets (defaults and overrides), oldest first",
+                   parameters=paging.PARAMETERS, responses={200: s.BudgetListSerializer, 400: ErrorSerializer},
+                   tags=["budgets"])  # fmt: skip
     def get(self, request: Request) -> Response:
-        return Response({"results": [s.budget_out(b) for b in budgets_list(organization=_organization(request))]})
+        after, limit = paging.page_query(request.query_params)
+        budgets = sorted(budgets_list(organization=_organization(request)), key=lambda budget: budget.id)
+        rows = [budget for budget in budgets if _budget_place(budget) > after][: limit + 1]
+        rows, next_cursor = paging.page_of(rows, [_budget_place(budget) for budget in rows], limit)
+        return Response({"results": [s.budget_out(b) for b in rows], "next_cursor": next_cursor})
 
     @extend_schema(
         operation_id="budgets_set",

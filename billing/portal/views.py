@@ -93,13 +93,16 @@ def plan(request: HttpRequest) -> HttpResponse:
                 except ValidationError as exc:
                     cap_form.add_error("monthly_cap_usd", _error_text(exc))
     # Back from Stripe Checkout: the plan changes when Stripe's subscription event arrives (usually before
-    # the owner is back here; the page says so when it has not).
+    # the owner is back here; the page says so when it has not). The message goes with a redirect to the
+    # plain page, so a reload (which the message itself suggests) does not say it again.
     returned = request.GET.get("checkout")
-    if request.method == "GET" and returned == "done":
-        messages.success(request, "Checkout complete. The plan below changes as soon as Stripe confirms the "
-                                  "subscription (usually within seconds): reload if it has not yet.")  # fmt: skip
-    elif request.method == "GET" and returned == "canceled":
-        messages.info(request, "Checkout canceled: nothing was bought, the plan is unchanged.")
+    if request.method == "GET" and returned in ("done", "canceled"):
+        if returned == "done":
+            messages.success(request, "Checkout complete. The plan below changes as soon as Stripe confirms the "
+                                      "subscription (usually within seconds): reload if it has not yet.")  # fmt: skip
+        else:
+            messages.info(request, "Checkout canceled: nothing was bought, the plan is unchanged.")
+        return redirect(org_url(request, "billing:plan"))
     now = utc_now()
     today = now.date()
     account.refresh_from_db()

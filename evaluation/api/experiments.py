@@ -9,6 +9,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from evaluation.api import paging
 from evaluation.services.experiments import ExperimentError, experiment_get, experiment_results, experiments_list
 from tenants.api.base import TenantApi
 from tenants.api.errors import ApiError
@@ -188,12 +189,27 @@ _Detail = inline_serializer(
 class ExperimentListApi(TenantApi):
     @extend_schema(
         operation_id="experiments_list",
-        summary="The organization's experiments with their current verdict",
-        responses={200: inline_serializer("ExperimentList", {"results": serializers.ListField(child=_Summary)})},
+        summary="The organization's experiments with their current verdict, by key",
+        parameters=paging.PARAMETERS,
+        responses={
+            200: inline_serializer(
+                "ExperimentList",
+                {
+                    "results": serializers.ListField(child=_Summary),
+                    "next_cursor": serializers.CharField(allow_null=True),
+                },
+            ),
+            400: _Error,
+        },
         tags=["experiments"],
     )
     def get(self, request: Request) -> Response:
-        return Response({"results": experiments_list()})
+        after, limit = paging.page_query(request.query_params)
+        # Keys order the list (unique, and the cursor is one); the verdicts are still computed for every experiment.
+        rows = sorted((row for row in experiments_list() if row["key"] > after), key=lambda row: row["key"])
+        rows = rows[: limit + 1]
+        results, next_cursor = paging.page_of(rows, [row["key"] for row in rows], limit)
+        return Response({"results": results, "next_cursor": next_cursor})
 
 
 class ExperimentDetailApi(TenantApi):

@@ -9,7 +9,7 @@ from django.contrib.auth import login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -231,6 +231,9 @@ def api_key_revoke_view(request: HttpRequest, key_id: int) -> HttpResponse:
 @role_required(Role.ADMIN)
 def api_key_origins(request: HttpRequest, key_id: int) -> HttpResponse:
     key = _api_key(request, key_id)
+    if key.kind != KeyKind.PUBLIC or key.revoked_at is not None:
+        # Origins only gate live public keys: a revoked or secret key's would be saved and never checked.
+        raise Http404("Only an active public key has allowed origins.")
     form = OriginsForm(request.POST or None, initial={"allowed_origins": "\n".join(key.allowed_origins)})
     if request.method == "POST" and form.is_valid():
         try:

@@ -153,3 +153,33 @@ def test_the_check_refuses_missing_wrong_and_public_keys(db: None, org_a: Org) -
     assert (wrong.status_code, error_code(wrong)) == (401, "invalid_key")
     assert missing["WWW-Authenticate"] == wrong["WWW-Authenticate"] == 'Bearer realm="api"'
     assert (public.status_code, error_code(public)) == (403, "public_key_not_allowed")
+
+
+def test_budgets_are_cursor_paginated(db: None, org_a: Org, org_b: Org, client_a: Client) -> None:
+    ours = {budget_set(organization=org_a.organization, customer_id=unique("pc"), monthly_cap_usd="5").id
+            for _ in range(3)}  # fmt: skip
+    theirs = budget_set(organization=org_b.organization, customer_id=unique("pc"), monthly_cap_usd="5").id
+    seen: list[int] = []
+    cursor = ""
+    while True:
+        body = client_a.get("/api/v1/budgets", {"limit": "1", **({"cursor": cursor} if cursor else {})}).json()
+        assert len(body["results"]) <= 1
+        seen += [b["id"] for b in body["results"]]
+        if body["next_cursor"] is None:
+            break
+        cursor = body["next_cursor"]
+    assert seen == sorted(set(seen)) and ours <= set(seen) and theirs not in seen  # each once, oldest first
+    whole = client_a.get("/api/v1/budgets").json()
+    assert [b["id"] for b in whole["results"]] == seen and whole["next_cursor"] is None
+    for query, field in (({"cursor": "zzz"}, "cursor"), ({"cursor": "abc"}, "cursor"), ({"limit": "0"}, "limit"),
+                         ({"limit": "501"}, "limit"), ({"limit": "two"}, "limit")):  # fmt: skip
+        response = client_a.get("/api/v1/budgets", query)
+        assert response.status_code == 400 and response.json()["error"]["details"]["field"] == field, query
+        assert error_code(response) == "invalid_filter" and field in response.json()["error"]["message"]
+
+
+def test_schema_declares_the_budget_lists_paging(client_a: Client) -> None:
+    schema = client_a.get("/api/v1/schema/", HTTP_ACCEPT="application/json").json()
+    listing = schema["paths"]["/api/v1/budgets"]["get"]
+    assert {p["name"] for p in listing["parameters"]} >= {"cursor", "limit"} and "400" in listing["responses"]
+    assert "next_cursor" in str(schema["components"]["schemas"]["BudgetList"])

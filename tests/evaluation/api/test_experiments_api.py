@@ -90,3 +90,47 @@ def test_schema_describes_both_endpoints(client_a: Client) -> None:
     assert "/api/v1/experiments" in schema["paths"] and "/api/v1/experiments/{key}" in schema["paths"]
     detail = schema["paths"]["/api/v1/experiments/{key}"]["get"]
     assert {"200", "404"} <= set(detail["responses"])
+
+
+def _bare_experiment(org) -> str:  # type: ignore[no-untyped-def]
+    """An experiment (on a feature of its own) with no traffic yet: enough to be listed."""
+    key = unique("pexp")
+    with in_tenant(org):
+        experiment_create(
+            key=key,
+            feature_key=new_feature(),
+            control="holdback",
+            primary_metric="conversion",
+            mde=0.05,
+            started_at=START,
+            arms=[{"name": "holdback", "allocation": 0.5, "holdback": True}, {"name": "ai", "allocation": 0.5}],
+        )
+    return key
+
+
+def test_experiments_are_cursor_paginated_by_key(client_a: Client, org_a, org_b) -> None:  # type: ignore[no-untyped-def]
+    ours = {_bare_experiment(org_a) for _ in range(3)}
+    theirs = _bare_experiment(org_b)
+    seen: list[str] = []
+    cursor = ""
+    while True:
+        body = client_a.get("/api/v1/experiments", {"limit": "1", **({"cursor": cursor} if cursor else {})}).json()
+        assert len(body["results"]) <= 1
+        seen += [e["key"] for e in body["results"]]
+        if body["next_cursor"] is None:
+            break
+        cursor = body["next_cursor"]
+    assert seen == sorted(set(seen)) and ours <= set(seen) and theirs not in seen  # each once, in key order
+    whole = client_a.get("/api/v1/experiments").json()
+    assert [e["key"] for e in whole["results"]] == seen and whole["next_cursor"] is None
+    for query, field in (({"cursor": "zzz"}, "cursor"), ({"cursor": "abc"}, "cursor"), ({"limit": "0"}, "limit"),
+                         ({"limit": "501"}, "limit"), ({"limit": "two"}, "limit")):  # fmt: skip
+        response = client_a.get("/api/v1/experiments", query)
+        assert response.status_code == 400 and response.json()["error"]["details"]["field"] == field, query
+        assert error_code(response) == "invalid_filter" and field in response.json()["error"]["message"]
+
+
+def test_schema_declares_the_experiment_lists_paging(client_a: Client) -> None:
+    schema = client_a.get("/api/v1/schema/", HTTP_ACCEPT="application/json").json()
+    listing = schema["paths"]["/api/v1/experiments"]["get"]
+    assert {p["name"] for p in listing["parameters"]} >= {"cursor", "limit"} and "400" in listing["responses"]

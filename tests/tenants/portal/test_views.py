@@ -150,3 +150,45 @@ def test_widget_security_toggle_and_rotate(owner_a, org_a) -> None:  # type: ign
     assert verify_trace_token(rotated, token, "tr_1", "u1") == "bad_signature"
     owner_a.post(org_a.url("settings/widget/"), {})
     assert not Organization.objects.get(id=org_a.organization.id).require_signed_tokens
+
+
+def test_a_secret_key_with_origins_is_refused_on_the_field(owner_a, org_a) -> None:  # type: ignore[no-untyped-def]
+    form = {"name": "Backend-with-origins", "kind": "secret", "allowed_origins": "https://app.example.com"}
+    response = owner_a.post(org_a.url("settings/keys/"), form)
+    assert response.status_code == 200 and response.context["new_key"] is None
+    errors = response.context["form"].errors
+    assert "public (browser) keys only" in " ".join(errors["allowed_origins"])
+    assert not ApiKey.objects.filter(organization=org_a.organization, name="Backend-with-origins").exists()
+    # Without origins the same secret key is created.
+    owner_a.post(org_a.url("settings/keys/"), {**form, "allowed_origins": ""})
+    assert ApiKey.objects.get(organization=org_a.organization, name="Backend-with-origins").allowed_origins == []
+
+
+def test_a_bad_origin_is_quoted_whole(owner_a, org_a) -> None:  # type: ignore[no-untyped-def]
+    owner_a.post(org_a.url("settings/keys/"), {"name": "Shop", "kind": "public", "allowed_origins": ""})
+    key = ApiKey.objects.get(organization=org_a.organization, name="Shop")
+    bad = owner_a.post(org_a.url(f"settings/keys/{key.id}/origins/"), {"allowed_origins": "not a url"})
+    message = " ".join(bad.context["form"].errors["allowed_origins"])
+    assert message.startswith("'not a url' is not an origin") and "'not'" not in message
+    mixed = {"name": "Shop-2", "kind": "public", "allowed_origins": "https://a.example.com, not a url"}
+    created = owner_a.post(org_a.url("settings/keys/"), mixed)
+    assert "'not a url' is not an origin" in " ".join(created.context["form"].errors["allowed_origins"])
+    # Commas and newlines both separate entries.
+    several = "https://a.example.com, https://b.example.com\nhttps://c.example.com"
+    owner_a.post(org_a.url(f"settings/keys/{key.id}/origins/"), {"allowed_origins": several})
+    key.refresh_from_db()
+    assert key.allowed_origins == ["https://a.example.com", "https://b.example.com", "https://c.example.com"]
+
+
+def test_a_revoked_public_key_has_no_origins_to_edit(owner_a, org_a) -> None:  # type: ignore[no-untyped-def]
+    owner_a.post(org_a.url("settings/keys/"), {"name": "Old-shop", "kind": "public",
+                                               "allowed_origins": "https://old.example.com"})  # fmt: skip
+    key = ApiKey.objects.get(organization=org_a.organization, name="Old-shop")
+    edit = org_a.url(f"settings/keys/{key.id}/origins/").encode()
+    assert edit in owner_a.get(org_a.url("settings/keys/")).content
+    owner_a.post(org_a.url(f"settings/keys/{key.id}/revoke/"))
+    assert edit not in owner_a.get(org_a.url("settings/keys/")).content
+    assert owner_a.get(edit.decode()).status_code == 404
+    owner_a.post(edit.decode(), {"allowed_origins": "https://new.example.com"})
+    key.refresh_from_db()
+    assert key.allowed_origins == ["https://old.example.com"]
