@@ -7,7 +7,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
@@ -41,12 +41,17 @@ class TraceFilters:
     search: str = ""
 
     @classmethod
-    def from_query(cls, query: Any) -> TraceFilters:
-        """From request.GET: metadata filters are written metadata.<key>=<value>."""
+    def from_query(cls, query: Any, *, until_day_inclusive: bool = False) -> TraceFilters:
+        """From request.GET: metadata filters are written metadata.<key>=<value>.
+
+        With ``until_day_inclusive`` (the portal's date picker) an ``until`` that is a day without a time
+        means the end of that day; the API keeps its documented "before this time" (a day is its midnight).
+        """
         for name, value in query.items():  # PostgreSQL text cannot hold NUL: a clear error, not a database one
             if "\x00" in name or "\x00" in value:
                 raise FilterError(name.replace("\x00", "") or "query", "must not contain NUL characters")
-        since, until = _parse_time(query.get("since", ""), "since"), _parse_time(query.get("until", ""), "until")
+        since = _parse_time(query.get("since", ""), "since")
+        until = _parse_time(query.get("until", ""), "until", next_day_if_date=until_day_inclusive)
         return cls(
             feature=query.get("feature", "").strip(),
             prompt_version=query.get("prompt_version", "").strip(),
@@ -65,15 +70,33 @@ class TraceFilters:
         )
 
 
-def _parse_time(value: str, name: str) -> datetime | None:
+def _is_plain_date(value: str) -> bool:
+    """Whether ``value`` is a day with no time (2025-01-31), as a date input sends it."""
+    try:
+        date.fromisoformat(value.strip())
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_time(value: str, name: str, *, next_day_if_date: bool = False) -> datetime | None:
+    """``value`` in UTC (no zone means UTC). Converting matters: PostgreSQL refuses offsets past ±15:59
+    (a 500), while ISO 8601 allows up to ±23:59; an aware time in UTC never carries an offset at all."""
     value = value.strip()
     if not value:
         return None
+    usage = "use ISO 8601, e.g. 2025-01-31 or 2025-01-31T12:00:00Z"
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise FilterError(name, "use ISO 8601, e.g. 2025-01-31 or 2025-01-31T12:00:00Z") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        raise FilterError(name, usage) from None
+    try:
+        in_utc = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        if next_day_if_date and _is_plain_date(value):
+            in_utc += timedelta(days=1)
+    except OverflowError:  # 9999-12-31T23:59-01:00 is past the year 9999 in UTC
+        raise FilterError(name, f"{usage}, within the years 1 to 9999 in UTC") from None
+    return in_utc
 
 
 def _json_scalar(text: str) -> int | float | bool | None:

@@ -343,6 +343,12 @@ WHEN_PATTERN = (
     r"^(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
     r"(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?)?$"
 )
+# The trace list's: any offset ISO 8601 allows (to ±23:59; Kiribati is +14:00), as the selector converts the
+# time to UTC before PostgreSQL sees it. WHEN_PATTERN's ±13:59 stays for the reports that read it unconverted.
+TRACE_WHEN_PATTERN = (
+    r"^(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?$"
+)
 LIMIT_PATTERN = r"^[0-9]{1,3}$"
 _TEXT_FILTERS = ("feature", "prompt_version", "customer_id", "variant")
 _FLAGS = ("has_thumbs_down", "has_edit")
@@ -350,8 +356,8 @@ _FLAGS = ("has_thumbs_down", "has_edit")
 
 _QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
     **{name: {"type": "string", "maxLength": 200, "pattern": NO_NUL} for name in _TEXT_FILTERS},
-    "since": {"type": "string", "pattern": WHEN_PATTERN},
-    "until": {"type": "string", "pattern": WHEN_PATTERN},
+    "since": {"type": "string", "pattern": TRACE_WHEN_PATTERN},
+    "until": {"type": "string", "pattern": TRACE_WHEN_PATTERN},
     # Empty means the first page.
     "cursor": {"type": "string", "pattern": "^(" + CURSOR_PATTERN.strip("^$") + ")?$"},
     "limit": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse
@@ -18,23 +19,26 @@ from feedback.selectors import (
 )
 
 # The explorer's fields as its form names them.
-FILTER_LABELS = {"since": "From", "until": "Until", "customer_id": "Customer", "metadata": "Metadata"}
+FILTER_LABELS = {"since": "From", "until": "Until", "customer_id": "Customer", "metadata": "Metadata", "q": "Search"}
 
 
 def trace_list(request: HttpRequest) -> HttpResponse:
     error = None
+    cursor = request.GET.get("cursor", "")
+    query = request.GET.copy()
+    query.pop("cursor", None)
     try:
-        filters = TraceFilters.from_query(request.GET)
+        # The form's Until is a date picker: the day picked is included (the API's until stays exclusive).
+        filters = TraceFilters.from_query(request.GET, until_day_inclusive=True)
         if filters.since and filters.until and filters.since >= filters.until:
             # The API answers an empty page (its schema cannot say since < until); a person is told why.
             raise FilterError("until", "the window must end after it starts (until after since)")
-        page = trace_page(filters, request.GET.get("cursor", ""))
+        page = trace_page(filters, cursor)
     except FilterError as exc:
         label = FILTER_LABELS.get(exc.field, exc.field.replace("_", " ").capitalize())
-        filters, page = TraceFilters(), trace_page(TraceFilters())
+        filters, page, cursor = TraceFilters(), trace_page(TraceFilters()), ""
         error = f"Filters not applied (showing every trace). {label}: {exc.message}."
-    query = request.GET.copy()
-    query.pop("cursor", None)
+        query.clear()  # the pager pages through what is shown: every trace, not the refused filters again
     metadata_filter = next(iter(filters.metadata.items()), ("", ""))
     context: dict[str, Any] = {
         "nav": "traces",
@@ -43,6 +47,9 @@ def trace_list(request: HttpRequest) -> HttpResponse:
         "error": error,
         "choices": filter_choices(),
         "query": query.urlencode(),
+        "paged": bool(cursor),
+        # The last day the window includes, as the date picker shows it (until itself is exclusive).
+        "until_day": filters.until - timedelta(microseconds=1) if filters.until else None,
         "metadata_key": metadata_filter[0],
         "metadata_value": metadata_filter[1],
     }
@@ -54,20 +61,22 @@ def trace_view(request: HttpRequest, trace_id: str) -> HttpResponse:
     detail = trace_detail(trace_id)
     if detail is None:
         raise Http404("No such trace.")
+    # Start and end are optional in the API: a span without both is listed, with no bar on the timeline.
+    timed = [s for s in detail.spans if s.start and s.end]
+    begin = min((s.start for s in timed if s.start), default=None)
+    finish = max((s.end for s in timed if s.end), default=None)
+    total = max((finish - begin).total_seconds(), 1e-6) if begin and finish else 1.0
     spans = []
-    starts = [s.start for s in detail.spans if s.start]
-    ends = [s.end for s in detail.spans if s.end]
-    if starts and ends:
-        begin, finish = min(starts), max(ends)
-        total = max((finish - begin).total_seconds(), 1e-6)
-        for span in detail.spans:
-            if span.start and span.end:
-                offset = (span.start - begin).total_seconds() / total * 100
-                width = max((span.end - span.start).total_seconds() / total * 100, 0.5)
-                duration_ms = (span.end - span.start).total_seconds() * 1000
-            else:
-                offset, width, duration_ms = 0.0, 0.5, None
-            spans.append({"span": span, "offset": offset, "width": width, "duration_ms": duration_ms})
+    for span in detail.spans:
+        row: dict[str, Any] = {"span": span, "timed": False, "offset": 0.0, "width": 0.0, "duration_ms": None}
+        if span.start and span.end and begin:
+            row.update(
+                timed=True,
+                offset=(span.start - begin).total_seconds() / total * 100,
+                width=max((span.end - span.start).total_seconds() / total * 100, 0.5),
+                duration_ms=(span.end - span.start).total_seconds() * 1000,
+            )
+        spans.append(row)
     feedback = [
         {"event": e, "diff": diff_segments(e.original_text, e.edited_text) if e.kind == "edit" else None}
         for e in detail.feedback
@@ -79,6 +88,7 @@ def trace_view(request: HttpRequest, trace_id: str) -> HttpResponse:
             "nav": "traces",
             "trace": detail.trace,
             "spans": spans,
+            "untimed_spans": sum(1 for row in spans if not row["timed"]),
             "feedback": feedback,
             "outcomes": detail.outcomes,
             "extras": [(extra.template, value) for extra, value in trace_extras(trace_id) if extra.template],

@@ -259,3 +259,29 @@ def test_a_backslash_before_u0000_is_text_and_a_nul_anywhere_an_item_error(api_a
     stored = api_a.get(f"/api/v1/traces/{literal}").json()
     assert stored["output"] == "escape it as \\u0000 in JSON" and stored["metadata"]["note"] == "\\u0000"
     assert api_a.get(f"/api/v1/traces/{in_key}").status_code == 404
+
+
+def test_the_list_reads_any_iso_offset_in_utc_and_keeps_until_exclusive(api_a) -> None:  # type: ignore[no-untyped-def]
+    """A real zone like Kiribati's +14:00 (it was a 400), and any offset to ±23:59, is read as its UTC time
+    (PostgreSQL itself refuses offsets past ±15:59). A day as until stays its midnight, exclusive, as documented."""
+    run = unique("tz")
+    api_a.post("/api/v1/traces", {"batch": [
+        trace(f"{run}-a", started_at="2026-12-04T10:00:00Z", metadata={"run": run}),
+        trace(f"{run}-b", started_at="2026-12-05T12:00:00Z", metadata={"run": run}),
+    ]})  # fmt: skip
+
+    def ids(**params: str) -> set[str]:
+        response = api_a.get("/api/v1/traces", params={"metadata.run": run, **params})
+        assert response.status_code == 200, response.text
+        return {t["trace_id"] for t in response.json()["results"]}
+
+    # 2026-12-05T00:00+14:00 is 2026-12-04T10:00Z; +16:00 is 08:00Z; Dec 5 12:00+23:00 is Dec 4 13:00Z;
+    # Dec 4 00:00-23:59 is Dec 4 23:59Z.
+    assert ids(since="2026-12-05T00:00:00+14:00") == {f"{run}-a", f"{run}-b"}
+    assert ids(until="2026-12-05T00:00:00+14:00") == set()
+    assert ids(since="2026-12-05T00:00:00+16:00", until="2026-12-05T12:00:00+23:00") == {f"{run}-a"}
+    assert ids(until="2026-12-04T00:00:00-23:59") == {f"{run}-a"}
+    assert ids(since="2026-12-05", until="2026-12-05") == set()  # until a day: before its midnight
+    assert ids(until="2026-12-06") == {f"{run}-a", f"{run}-b"}
+    beyond = api_a.get("/api/v1/traces", params={"until": "2026-12-05T00:00:00+24:00"})
+    assert beyond.status_code == 400 and beyond.json()["error"]["details"] == {"field": "until"}

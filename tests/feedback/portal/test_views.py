@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import msgspec
@@ -129,3 +130,120 @@ def test_a_metadata_filter_matches_numbers_and_booleans_as_sent(db: None, org_a)
     assert found(trial="false") == {f"{run}-other"}
     assert found(ratio="0.5") == {f"{run}-num"}
     assert found(tier="NaN") == {f"{run}-other"} and found(seats="Infinity") == set()
+
+
+def test_trace_page_lists_spans_sent_without_times(db: None, org_a, org_b) -> None:  # type: ignore[no-untyped-def]
+    """Start and end are optional in the API: such spans are listed (with model, tokens, cost, attributes),
+    only the timed ones get a bar, and the page says which have no times."""
+    run = unique("untimed")
+    spans = [
+        {"span_id": "plan", "name": "plan step", "kind": "llm", "model": "gpt-4o-mini", "input_tokens": 321,
+         "output_tokens": 45, "cost_usd": 0.0012, "attributes": {"route": "billing"}},
+        {"span_id": "look", "name": "lookup order", "kind": "tool"},
+    ]  # fmt: skip
+    mixed = [{"span_id": "kb", "name": "search kb", "kind": "retrieval", "start": "2025-01-01T00:00:00Z",
+              "end": "2025-01-01T00:00:01Z"}, {"span_id": "late", "name": "rerank", "kind": "tool"}]  # fmt: skip
+    with in_tenant(org_a.organization):
+        services.traces_ingest(body=msgspec.json.encode({"batch": [
+            {"trace_id": f"{run}-none", "feature": "support-copilot", "spans": spans},
+            {"trace_id": f"{run}-mixed", "feature": "support-copilot", "spans": mixed},
+        ]}))  # fmt: skip
+    client = Client()
+    client.force_login(org_a.owner)
+    html = client.get(org_a.url(f"traces/{run}-none")).content.decode()
+    assert "<h2>Spans</h2>" in html and "plan step" in html and "lookup order" in html
+    assert "gpt-4o-mini" in html and "321 in / 45 out tokens" in html and "$0.001200" in html
+    assert "route" in html and "billing" in html
+    assert "2 of 2 spans came without a start and end time" in html and 'class="wf-bar' not in html
+    html = client.get(org_a.url(f"traces/{run}-mixed")).content.decode()
+    assert "search kb" in html and "rerank" in html and "1 of 2 spans came without" in html
+    assert html.count('class="wf-bar') == 1 and html.count("no start/end time") == 1
+    other = Client()
+    other.force_login(org_b.owner)
+    assert_cross_tenant_404(other, org_a.url(f"traces/{run}-none"))
+    assert_cross_tenant_404(other, org_b.url(f"traces/{run}-none"))
+
+
+def test_explorer_converts_any_offset_to_utc_and_names_a_year_out_of_range(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL refuses offsets past ±15:59 (this was a 500); ISO 8601 allows ±23:59, so times are read in
+    UTC. A time whose UTC is past the year 9999 is a filter error naming the field, not a 500."""
+    run = unique("tz")
+    with in_tenant(org_a.organization):
+        services.traces_ingest(body=msgspec.json.encode(
+            {"trace_id": run, "feature": "support-copilot", "started_at": "2026-12-04T10:00:00Z"}
+        ))  # fmt: skip
+    client = Client()
+    client.force_login(org_a.owner)
+
+    def shown(**query: str) -> bool:
+        page = client.get(org_a.url("traces/"), {"q": run, **query})
+        assert page.status_code == 200 and b"Filters not applied" not in page.content, page.content
+        return f'/traces/{run}"'.encode() in page.content  # its row's link (the search box holds the ID too)
+
+    # 2026-12-05T00:00+16:00 is 2026-12-04T08:00Z; -23:00 on Dec 3 is Dec 4 22:00Z.
+    assert shown(until="2026-12-05T00:00:00+16:00") is False and shown(since="2026-12-05T00:00:00+16:00")
+    assert shown(until="2026-12-03T23:00:00-23:00") is True and shown(since="2026-12-03T23:00:00-23:00") is False
+    assert shown(since="2026-12-04T23:59:00+14:00") and shown(until="2026-12-04T23:59:00+14:00") is False
+    for field, label in (("since", "From"), ("until", "Until")):
+        for value in ("9999-12-31T23:59:59-23:00", "0001-01-01T00:00:00+01:00"):
+            page = client.get(org_a.url("traces/"), {field: value})
+            said = f"Filters not applied (showing every trace). {label}: use ISO 8601".encode()
+            assert page.status_code == 200 and said in page.content and b"years 1 to 9999" in page.content
+
+
+def test_explorer_until_day_is_inclusive_and_a_timestamp_stays_exclusive(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    run = unique("day")
+    with in_tenant(org_a.organization):
+        services.traces_ingest(body=msgspec.json.encode({"batch": [
+            {"trace_id": f"{run}-noon", "feature": "support-copilot", "started_at": "2026-12-05T12:00:00Z"},
+            {"trace_id": f"{run}-next", "feature": "support-copilot", "started_at": "2026-12-06T00:00:00Z"},
+        ]}))  # fmt: skip
+    client = Client()
+    client.force_login(org_a.owner)
+
+    def found(**query: str) -> set[str]:
+        page = client.get(org_a.url("traces/"), query)
+        assert page.status_code == 200 and b"Filters not applied" not in page.content, page.content
+        return {t for t in (f"{run}-noon", f"{run}-next") if t.encode() in page.content}
+
+    # From Dec 5 until Dec 5: that one day (it was refused, and every trace was listed).
+    one_day = client.get(org_a.url("traces/"), {"since": "2026-12-05", "until": "2026-12-05"})
+    assert b"Filters not applied" not in one_day.content and f"{run}-noon".encode() in one_day.content
+    assert f"{run}-next".encode() not in one_day.content
+    assert b"Until (inclusive)" in one_day.content and b'name="until" value="2026-12-05"' in one_day.content
+    assert found(since="2026-12-05", until="2026-12-05") == {f"{run}-noon"}
+    assert found(since="2026-12-05", until="2026-12-06T00:00:00Z") == {f"{run}-noon"}  # a time: exclusive
+    assert found(since="2026-12-05", until="2026-12-05T12:00:00Z") == set()
+    assert found(since="2026-12-05", until="2026-12-06") == {f"{run}-noon", f"{run}-next"}
+    # Refused filters still say so, prominently, and the pager does not carry them to page 2.
+    backwards = client.get(org_a.url("traces/"), {"since": "2026-12-06", "until": "2026-12-05"})
+    assert b'<p class="msg error">Filters not applied' in backwards.content
+    assert b"until=2026-12-05&amp;cursor=" not in backwards.content
+
+
+def test_explorer_has_a_search_box_and_a_way_back_from_older_pages(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """q matches a whole trace, session or user ID (indexed equality, fast at 1M traces), not words."""
+    run = unique("pg")
+    batch = [
+        {"trace_id": f"{run}-{i:02}", "feature": "support-copilot", "session_id": f"{run}-sess",
+         "started_at": f"2026-11-01T00:{i:02}:00Z", "metadata": {"run": run}}
+        for i in range(55)
+    ]  # fmt: skip
+    with in_tenant(org_a.organization):
+        services.traces_ingest(body=msgspec.json.encode({"batch": batch}))
+    client = Client()
+    client.force_login(org_a.owner)
+    first = client.get(org_a.url("traces/"), {"metadata.run": run}).content.decode()
+    assert '<label for="f-q">Exact trace, session or user ID</label>' in first
+    assert 'name="q"' in first and "Newest traces (first page)" not in first
+    older = re.search(r'href="\?([^"]*cursor=[^"]*)">Older traces', first)
+    assert older is not None
+    second = client.get(org_a.url("traces/") + "?" + older.group(1).replace("&amp;", "&")).content.decode()
+    assert f"{run}-04" in second and f"{run}-54" not in second
+    assert f'<a class="button" href="?metadata.run={run}">← Newest traces (first page)</a>' in second
+    searched = client.get(org_a.url("traces/"), {"q": f"{run}-07"}).content.decode()
+    assert f'name="q" value="{run}-07"' in searched and f'/traces/{run}-07"' in searched
+    assert f"{run}-08" not in searched
+    by_session = client.get(org_a.url("traces/"), {"q": f"{run}-sess"}).content.decode()
+    assert f"{run}-54" in by_session and f"{run}-00" not in by_session  # the first page of 50, newest first
+    assert f"{run}-0" not in client.get(org_a.url("traces/"), {"q": run}).content.decode()  # not a prefix search
