@@ -338,11 +338,22 @@ class CustomerSpend:
         return float(self.month_usd / self.cap_usd) if self.cap_usd else math.inf
 
     @property
+    def forecast_over(self) -> bool:
+        """Still under the monthly budget, but the month-end forecast is past it."""
+        return self.cap_usd is not None and self.month_usd < self.cap_usd < self.forecast_usd
+
+    @property
     def status(self) -> str:
+        """The spend page's word: "over" and "warn" are the budget check's (spend so far against the
+        cap); "forecast over" says the month is on course to exceed a cap it has not reached yet."""
         share = self.share
         if share is None:
             return "no budget"
-        return "over" if share >= 1 else "warn" if share >= 0.8 else "ok"
+        if share >= 1:
+            return "over"
+        if self.forecast_over:
+            return "forecast over"
+        return "warn" if share >= 0.8 else "ok"
 
 
 def _forecast(month_usd: Decimal, today_usd: Decimal, elapsed: MonthElapsed, first: date | None = None) -> Decimal:

@@ -248,7 +248,13 @@ def _pair_counts(target: CalibrationTarget, pairs: list[Pair], window: Window | 
 def _context(request: HttpRequest, judge: Judge) -> dict[str, Any]:
     targets = _targets(judge)
     target = _chosen(request, targets)
-    context: dict[str, Any] = {"nav": "judges", "judge": judge, "targets": targets, "target": target}
+    membership = getattr(request, "membership", None)
+    context: dict[str, Any] = {
+        "nav": "judges", "judge": judge, "targets": targets, "target": target,
+        # Only the controls the role can use: relabelling is a reviewer's, the widget mapping a PM's.
+        "can_relabel": membership is not None and membership.at_least(Role.REVIEWER),
+        "can_edit": membership is not None and membership.at_least(Role.PM),
+    }  # fmt: skip
     if target is None:
         return context
     snapshots = list(CalibrationSnapshot.objects.filter(target=target).order_by("-computed_at", "-id")[:30])

@@ -88,6 +88,12 @@ class JudgeVersionForm(forms.Form):
 
 
 class JudgeForm(JudgeVersionForm):
+    provider = forms.ChoiceField(
+        choices=PROVIDERS, required=False,
+        # Re-rendered on change: the form says when the organization has no key for the provider yet.
+        widget=forms.Select(attrs={"hx-trigger": "change", "hx-target": "#provider-warning", "hx-swap": "outerHTML"}),
+    )  # fmt: skip
+
     name = forms.CharField(max_length=100)
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
     feature = forms.ChoiceField(required=False, help_text="Only traces of this feature; empty for all")
@@ -171,6 +177,11 @@ def _email(request: HttpRequest) -> str:
     return str(getattr(request.user, "email", ""))
 
 
+def _can_edit(request: HttpRequest) -> bool:
+    membership = getattr(request, "membership", None)
+    return membership is not None and membership.at_least(Role.PM)
+
+
 def _add_error(form: forms.Form, exc: JudgeServiceError) -> None:
     form.add_error(exc.field if exc.field in form.fields else None, exc.message)
 
@@ -185,15 +196,37 @@ def judges_list(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _free_name(base: str) -> str:
+    """``base``, or the first of base-2, base-3... no judge has: the prefilled form submits as it is."""
+    taken = set(Judge.objects.filter(name__startswith=base).values_list("name", flat=True))
+    return next(name for name in (base, *(f"{base}-{n}" for n in range(2, len(taken) + 3))) if name not in taken)
+
+
+def _provider_without_key(provider: str) -> str | None:
+    """The provider's name when it needs a key and the organization has none yet (a judge may still
+    be created before its key: its runs fail until one is added)."""
+    if provider in ("", "offline") or provider not in dict(PROVIDERS):
+        return None
+    return None if ProviderKey.objects.filter(provider=provider).exists() else dict(PROVIDERS)[provider]
+
+
 @role_required(Role.PM)
 def judge_new(request: HttpRequest) -> HttpResponse:
     template = BUILTIN_TEMPLATES.get(request.GET.get("template", "helpfulness"))
     initial: dict[str, Any] = {}
     if template is not None:
         initial = JudgeVersionForm.initial_from(template.spec()) | {
-            "name": template.key.replace("_", "-"), "description": template.description,
+            "name": _free_name(template.key.replace("_", "-")), "description": template.description,
         }  # fmt: skip
+    if request.GET.get("provider") in dict(PROVIDERS):
+        initial["provider"] = request.GET["provider"]
+    provider = request.POST.get("provider") if request.method == "POST" else initial.get("provider", "")
+    missing_key = _provider_without_key(str(provider or ""))
+    if request.htmx and request.method == "GET":  # type: ignore[attr-defined]
+        # The provider select asks again on change: the warning follows the choice before creating.
+        return TemplateResponse(request, "evaluation/judge_new.html#provider-warning", {"missing_key": missing_key})
     form = JudgeForm(request.POST or None, initial=initial)
+    form.fields["provider"].widget.attrs["hx-get"] = request.path
     if request.method == "POST" and form.is_valid():
         feature = Feature.objects.filter(key=form.cleaned_data["feature"]).first()
         try:
@@ -206,7 +239,10 @@ def judge_new(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Judge {judge.name} created (version 1). Test it on a trace, then enable it.")
             return redirect(org_url(request, "evaluation:judge-detail", judge.name))
-    context = {"nav": "judges", "form": form, "templates": BUILTIN_TEMPLATES.values(), "chosen": template}
+    context = {
+        "nav": "judges", "form": form, "templates": BUILTIN_TEMPLATES.values(), "chosen": template,
+        "missing_key": missing_key,
+    }  # fmt: skip
     return TemplateResponse(request, "evaluation/judge_new.html", context)
 
 
@@ -230,6 +266,8 @@ def _detail_context(request: HttpRequest, judge: Judge, **forms_: Any) -> dict[s
     return {
         "nav": "judges",
         "judge": judge,
+        # Viewers and reviewers see the judge, not the PM's controls (their POSTs are refused anyway).
+        "can_edit": _can_edit(request),
         "current": current,
         "rule": rule,
         "history": history,
@@ -404,7 +442,8 @@ def backfill_cancel_view(request: HttpRequest, name: str, run_id: int) -> HttpRe
 def backfill_progress_view(request: HttpRequest, name: str, run_id: int) -> HttpResponse:
     judge = _judge_or_404(name)
     progress = backfill_progress(_backfill_or_404(judge, run_id))
-    return TemplateResponse(request, "evaluation/judge_detail.html#backfill-row", {"judge": judge, "b": progress})
+    context = {"judge": judge, "b": progress, "can_edit": _can_edit(request)}
+    return TemplateResponse(request, "evaluation/judge_detail.html#backfill-row", context)
 
 
 # --- Provider keys ------------------------------------------------------------------------------

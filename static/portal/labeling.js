@@ -30,12 +30,20 @@
     errorBox.hidden = !message;
   }
 
+  function showFeedback(shown) {
+    stage.classList.toggle("show-feedback", shown);
+    feedbackState.textContent = shown ? "hide" : "show";
+  }
+
   function show(i) {
     const all = panels();
     if (!all.length) return;
+    const before = all[index];
     index = Math.max(0, Math.min(i, all.length - 1));
     all.forEach((p, k) => { p.hidden = k !== index; });
     const panel = all[index];
+    // h reveals the user's feedback for the item in hand only: the next one starts hidden again.
+    if (panel !== before) showFeedback(false);
     for (const button of choices.values()) button.classList.remove("chosen");
     if (panel.dataset.chosen && choices.has(panel.dataset.chosen)) choices.get(panel.dataset.chosen).classList.add("chosen");
     if (freeText) freeText.value = panel.dataset.text || "";
@@ -80,12 +88,14 @@
     const next = panels().indexOf(panel) + 1;
     show(next);
     // Still on the answered item (nothing was preloaded yet): move on once the next item arrives.
+    // Not when the reviewer had moved on and came back to it (k) while it was saving: they stay.
+    const waiting = panels()[index] === panel;
     const catchUp = () => { if (panels()[index] === panel && panels().length > next) show(next); };
     const settled = () => {
       if (panel.dataset.state !== "saving") return;  // refused: the error handler brought it back
       panel.dataset.state = values.reason !== undefined ? "skipped" : "done";
       refreshProgress();
-      if (panels()[index] === panel) {
+      if (waiting && panels()[index] === panel) {
         if (panels().length > next) catchUp();
         else preload().then(catchUp);
       } else if (ahead() < 1) preload();
@@ -168,8 +178,7 @@
       const panel = current();
       if (isItem(panel)) window.open(panel.dataset.traceUrl, "_blank", "noopener");
     } else if (key === "h") {
-      const shown = stage.classList.toggle("show-feedback");
-      feedbackState.textContent = shown ? "hide" : "show";
+      showFeedback(!stage.classList.contains("show-feedback"));
     } else if (key === "c") { event.preventDefault(); comment.focus(); }
     else if (freeText && key === "Enter") { event.preventDefault(); freeText.focus(); }
   });

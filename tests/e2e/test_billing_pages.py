@@ -62,7 +62,9 @@ def test_owner_sets_a_cap_and_sees_spend(live: Any, context: Any, org_a: Org, cl
     page.click("nav >> text=Spend")
     row = page.locator(f"tr[data-customer='{over}']")
     assert "over" in row.inner_text() and "$11.00" in row.inner_text()
-    assert "ok" in page.locator(f"tr[data-customer='{under}']").inner_text()
+    # Under its budget so far: "ok", or "on course to exceed" when its month-end forecast passes the budget.
+    status = page.locator(f"tr[data-customer='{under}'] td").last.inner_text()
+    assert status == "ok" or status.startswith("on course to exceed"), status
     row.locator("a").first.click()
     page.wait_for_load_state("networkidle")
     assert page.locator("#check-action").inner_text() == "fallback"
@@ -85,7 +87,8 @@ def test_owner_subscribes_in_stripe_checkout_and_cancels_in_its_portal(  # type:
         page.wait_for_url(f"{fake_stripe.url}/checkout/*")
         assert page.locator("#price").inner_text() == PRICES["business"]
         page.click("#pay")  # the fake sends its webhooks to Candor, then returns to the success URL
-        page.wait_for_url("**/billing/?checkout=done")
+        # Back at the success URL, which says so once and drops its query (a reload does not repeat it).
+        page.wait_for_url(lambda url: url.endswith("/billing/"))
         assert page.locator("#plan-name").inner_text() == "Business"
         assert "Checkout complete" in page.locator(".messages").inner_text()
         assert fake_stripe.deliveries == [("checkout.session.completed", 200), ("customer.subscription.created", 200)]
@@ -104,7 +107,7 @@ def test_owner_subscribes_in_stripe_checkout_and_cancels_in_its_portal(  # type:
         page.locator(".card", has=page.locator(".stat-label", has_text="Team")).locator("button").click()
         page.wait_for_url(f"{fake_stripe.url}/checkout/*")
         page.click("#cancel")
-        page.wait_for_url("**/billing/?checkout=canceled")
+        page.wait_for_url(lambda url: url.endswith("/billing/"))
         assert "nothing was bought" in page.locator(".messages").inner_text()
         assert page.locator("#plan-name").inner_text() == "Free"
         assert problems == []

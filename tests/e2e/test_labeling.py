@@ -34,6 +34,13 @@ def _press(page: Any, key: str) -> None:
     )
 
 
+def _feedback_shown(page: Any) -> bool:
+    """Whether the item in hand shows the user's own feedback, as the page and its key help both say."""
+    shown = page.locator(".lab-item:not([hidden]) .lab-feedback").is_visible()
+    assert page.locator("[data-feedback-state]").inner_text() == ("hide" if shown else "show")
+    return bool(shown)
+
+
 def test_ten_labels_by_keyboard(committed_db: None, live: Any, context: Any, org_a: Any) -> None:
     with in_tenant(org_a):
         feature = unique("support")
@@ -73,20 +80,34 @@ def test_ten_labels_by_keyboard(committed_db: None, live: Any, context: Any, org
         assert "/traces/" in trace_tab.url
         trace_tab.close()
         verdicts = {}
+        # Feedback shown with h is for the item in hand: labelling, k, j and a skip each bring the
+        # next item with it hidden again, so it sways no other verdict.
         for key in "1011":
             verdicts[_visible_slot(page)] = float(key)
+            page.keyboard.press("h")
+            assert _feedback_shown(page)
             _press(page, key)
-        # Back to the last answer (k) and forward again (j): nothing changes.
+            assert not _feedback_shown(page)
+        # Back to the last answer (k), maybe still saving, and forward again (j): nothing changes, and
+        # the answer's save does not bounce the page forward off it.
+        page.keyboard.press("h")
         _press(page, "k")
+        assert not _feedback_shown(page)
+        page.wait_for_function("() => !document.querySelector('.lab-item[data-state=saving]')")
         assert page.locator(".lab-item:not([hidden]) [data-answer]").inner_text() == "your label: Good"
+        page.keyboard.press("h")
         _press(page, "j")
+        assert not _feedback_shown(page)
         # Skip one, with a reason typed after s.
         skipped = _visible_slot(page)
+        page.keyboard.press("h")
+        assert _feedback_shown(page)
         page.keyboard.press("s")
         page.keyboard.type("Not my area")
         before = _visible_slot(page)
         page.keyboard.press("Enter")
         page.wait_for_function("b => document.querySelector('.lab-item:not([hidden])').dataset.slot !== b", arg=before)
+        assert not _feedback_shown(page)
         for key in "101101":
             verdicts[_visible_slot(page)] = float(key)
             _press(page, key)

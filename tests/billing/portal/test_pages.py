@@ -5,16 +5,18 @@ and another organization's customers, budgets and pages are 404."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from django.test import Client
 
 from billing.models import CapState, CustomerBudget, UsageLedger
+from billing.selectors import customers_spend
 from billing.services.accounts import account_get, plan_set
 from billing.services.budgets import budget_set
 from devtools.fake_stripe import FakeStripe
 from tenants.services import member_ensure
 from tests.billing.helpers import send_traces, spend_traces
-from tests.fixtures.organizations import PASSWORD, Org, unique
+from tests.fixtures.organizations import PASSWORD, Org, in_tenant, unique
 from tests.helpers import assert_cross_tenant_404
 
 
@@ -132,3 +134,30 @@ def test_customer_ids_with_slashes_and_spaces_link_and_open(db: None, org_a: Org
     assert url.encode() in page.content
     detail = owner_a.get(url)
     assert detail.status_code == 200 and b"$2.50" in detail.content
+
+
+def test_the_checkout_message_shows_once(db: None, org_a: Org, owner_a: Client) -> None:
+    back = owner_a.get(org_a.url("billing/?checkout=done"), follow=True)
+    assert back.status_code == 200 and b"Checkout complete" in back.content
+    # The page the owner lands on is the plain one: reloading it (as the message suggests) does not repeat it.
+    landed = back.wsgi_request.get_full_path()
+    assert landed == org_a.url("billing/")
+    assert b"Checkout complete" not in owner_a.get(landed).content
+    canceled = owner_a.get(org_a.url("billing/?checkout=canceled"), follow=True)
+    assert b"Checkout canceled" in canceled.content and canceled.wsgi_request.get_full_path() == org_a.url("billing/")
+
+
+def test_a_customer_on_course_to_exceed_its_budget_is_not_ok(db: None, org_a: Org, owner_a: Client) -> None:
+    """Under its budget so far, over it by the month-end forecast: the page says so, with the forecast."""
+    customer = unique("course")
+    now = datetime.now(UTC)
+    send_traces(org_a, spend_traces(customer, ["1"], started_at=now.replace(hour=0, minute=0, second=1).isoformat()))
+    with in_tenant(org_a):
+        row = next(c for c in customers_spend(organization=org_a.organization) if c.customer_id == customer)
+    assert row.forecast_usd > row.month_usd == Decimal("1")
+    cap = ((row.month_usd + row.forecast_usd) / 2).quantize(Decimal("0.0001"))  # between spend and forecast
+    budget_set(organization=org_a.organization, customer_id=customer, monthly_cap_usd=cap)
+    page = owner_a.get(org_a.url("spend/")).content.decode()
+    cells = page.split(f'data-customer="{customer}"', 1)[1].split("</tr>", 1)[0]
+    assert "on course to exceed" in cells and f"forecast ${row.forecast_usd:.2f}" in cells
+    assert ">ok<" not in cells and "over its monthly budget" not in page

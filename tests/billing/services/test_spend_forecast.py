@@ -10,6 +10,7 @@ from decimal import Decimal
 from django.test import Client
 
 from billing.selectors import customer_detail, customers_spend
+from billing.services.budgets import budget_set
 from tests.billing.helpers import send_traces, spend_traces
 from tests.fixtures.organizations import Org, in_tenant, unique
 
@@ -78,3 +79,25 @@ def test_the_pages_say_what_the_forecast_rests_on(db: None, org_a: Org, owner_a:
     else:
         assert "no full day yet" in spend and "no full day yet" in detail and "no full day yet" in plan
     assert "day 1 of" not in plan and "straight line" not in plan
+
+
+def test_a_forecast_past_the_budget_is_its_own_status_while_spend_is_under_it(db: None, org_a: Org) -> None:
+    """$2.97 spent by early on the 5th, forecast $22.77: against a $10 budget that is not "ok" but on
+    course to exceed; "over" and "warn" keep meaning spend so far against the cap (the budget check's)."""
+    statuses = {}
+    for cap in ("2", "3.5", "10", "30"):
+        customer = unique("course")
+        budget_set(organization=org_a.organization, customer_id=customer, monthly_cap_usd=cap)
+        send_traces(org_a, march(customer, 1, "0.70") + march(customer, 2, "0.80") + march(customer, 3, "0.75")
+                    + march(customer, 4, "0.70") + march(customer, 5, "0.02", hour=2))  # fmt: skip
+        with in_tenant(org_a):
+            row = next(c for c in customers_spend(organization=org_a.organization, now=EARLY_ON_THE_5TH)
+                       if c.customer_id == customer)  # fmt: skip
+        assert (row.month_usd, row.forecast_usd) == (Decimal("2.97"), Decimal("22.7749"))
+        statuses[cap] = (row.status, row.forecast_over)
+    assert statuses == {
+        "2": ("over", False),
+        "3.5": ("forecast over", True),  # past 80% as well: the forecast says more
+        "10": ("forecast over", True),
+        "30": ("ok", False),
+    }

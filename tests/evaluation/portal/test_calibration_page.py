@@ -213,3 +213,29 @@ def test_every_count_says_what_it_counts(api_a: ApiClient, org_a: Org, committed
     # The confusion matrix and the disagreements count the same 65 traces, each with its latest label.
     confusion = page.context["report"]["agreement"]["confusion"]
     assert sum(map(sum, confusion)) == 65 and page.context["disagreements_total"] == 30
+
+
+def test_relabel_and_widget_controls_show_only_to_roles_that_can_use_them(
+    api_a: ApiClient, org_a: Org, committed_db: None
+) -> None:
+    """A viewer reads the disagreements without "mark good / mark bad" (a 403 for them) nor the widget
+    mapping; a reviewer relabels; a PM also maps the widget feedback."""
+    from tenants.services import member_ensure
+
+    world, _, _ = _lenient_world(api_a, n=20, seed=8)
+    with in_tenant(org_a):
+        targets = CalibrationTarget.objects.filter(judge_version__judge__name=world.judge, rubric__name=world.rubric)
+        sweep_until(lambda: targets.filter(snapshots__isnull=False).exists())
+    url = org_a.url(f"judges/{world.judge}/calibration/")
+    shown = {}
+    for role in ("viewer", "reviewer", "pm"):
+        member = member_ensure(
+            organization=org_a.organization, email=f"{unique(role)}@a.test", password="x" * 12, role=role
+        ).user
+        client = Client()
+        client.force_login(member)
+        page = client.get(url)
+        assert page.status_code == 200 and page.context["disagreements"], role
+        text = page.content.decode()
+        shown[role] = ("calibration/relabel/" in text and ">mark " in text, "calibration/widget/" in text)
+    assert shown == {"viewer": (False, False), "reviewer": (True, False), "pm": (True, True)}

@@ -305,3 +305,86 @@ def test_the_last_24_hours_count_runs_by_when_they_finished(db: None, org_a) -> 
     assert "counts runs by when they finished" in page
     detail = _owner(org_a).get(org_a.url(f"judges/{judge.name}/"))
     assert detail.context["stats"].scored == 2 and detail.context["stats"].pending == 1
+
+
+PM_CONTROLS = ("Run v1 now", "Update sampling", "Disable", "Estimate cost", "Save as a new version", "Start", "Cancel")
+
+
+def test_a_judge_s_page_shows_its_controls_to_a_pm_only(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """A viewer or a reviewer sees the judge, not buttons that would answer 403; a PM sees them all."""
+    from evaluation.services.judges import judge_enable
+    from tenants.services import member_ensure
+    from tests.evaluation.helpers import offline_judge
+
+    with in_tenant(org_a):
+        make_traces(3)
+        judge = offline_judge()
+        judge_enable(judge=judge, base_rate=0.1, all_thumbs_down=True, edited_multiplier=1, delay_s=0)
+    pm = _owner(org_a)
+    window = {"since": "2025-03-31", "until": "2025-04-01"}
+    assert pm.post(org_a.url(f"judges/{judge.name}/backfills/"), window).status_code == 302
+    with in_tenant(org_a):
+        run = BackfillRun.objects.get(judge_version__judge=judge)
+    shown = pm.get(org_a.url(f"judges/{judge.name}/")).content.decode()
+    assert [c for c in PM_CONTROLS if c not in shown] == []
+    assert "Start</button>" in pm.get(org_a.url(f"judges/{judge.name}/backfills/{run.id}/")).content.decode()
+    for role in ("viewer", "reviewer"):
+        member = member_ensure(
+            organization=org_a.organization, email=f"{unique(role)}@a.test", password="x" * 12, role=role
+        ).user
+        client = Client()
+        client.force_login(member)
+        page = client.get(org_a.url(f"judges/{judge.name}/"))
+        assert page.status_code == 200 and "Run history" in page.content.decode()
+        html = page.content.decode()
+        assert [c for c in PM_CONTROLS if f"{c}</button>" in html or f">{c}" in html] == [], role
+        assert f"/judges/{judge.name}/enable/" not in html and f"/judges/{judge.name}/edit/" not in html
+        row = client.get(org_a.url(f"judges/{judge.name}/backfills/{run.id}/")).content.decode()
+        assert "<button" not in row, role
+
+
+def test_the_prefilled_new_judge_form_creates_a_judge_as_it_is(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """A template's name is prefilled with a suffix once a judge has it: submitting the form unchanged works."""
+    from tests.evaluation.helpers import offline_judge
+
+    client = _owner(org_a)
+    with in_tenant(org_a):
+        if not Judge.objects.filter(name="helpfulness").exists():
+            offline_judge(name="helpfulness")
+    for _ in range(2):
+        page = client.get(org_a.url("judges/new/?template=helpfulness"))
+        initial = page.context["form"].initial
+        with in_tenant(org_a):
+            assert initial["name"].startswith("helpfulness-")
+            assert not Judge.objects.filter(name=initial["name"]).exists()
+        form = {k: v for k, v in initial.items()} | {"feature": ""}
+        created = client.post(org_a.url("judges/new/"), form)
+        assert created.status_code == 302, created.context["form"].errors if created.context else created
+    with in_tenant(org_a):
+        assert Judge.objects.filter(name__startswith="helpfulness-").count() >= 2
+
+
+def test_the_new_judge_form_warns_when_the_provider_has_no_key_yet(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """No Anthropic key: the form says so before creating (the provider select asks again on change),
+    and still creates the judge; with a key, or offline, no warning."""
+    client = _owner(org_a)
+    with in_tenant(org_a):
+        ProviderKey.objects.filter(provider="anthropic").delete()
+    warning = "No Anthropic key in this organization yet"
+    assert warning not in client.get(org_a.url("judges/new/?template=helpfulness")).content.decode()  # offline
+    assert warning in client.get(org_a.url("judges/new/?template=helpfulness&provider=anthropic")).content.decode()
+    changed = client.get(org_a.url("judges/new/?provider=anthropic"), HTTP_HX_REQUEST="true").content.decode()
+    assert warning in changed and 'id="provider-warning"' in changed and "<form" not in changed
+    offline = client.get(org_a.url("judges/new/?provider=offline"), HTTP_HX_REQUEST="true").content.decode()
+    assert warning not in offline and 'id="provider-warning"' in offline
+    form = {"name": unique("claude"), "kind": "llm", "provider": "anthropic", "model": "claude-3-5-haiku",
+            "scale": "binary", "prompt_template": "Is {{ output }} helpful?", "parameters": "{}",
+            "feature": ""}  # fmt: skip
+    invalid = client.post(org_a.url("judges/new/"), form | {"parameters": "nope"})
+    assert invalid.status_code == 200 and warning in invalid.content.decode()
+    assert client.post(org_a.url("judges/new/"), form).status_code == 302  # a warning, not a refusal
+    with in_tenant(org_a):
+        assert Judge.objects.filter(name=form["name"]).exists()
+    key = {"provider": "anthropic", "name": unique("k"), "base_url": "", "secret": "sk-ant-0123456789"}
+    assert client.post(org_a.url("settings/judge-keys/"), key).status_code == 302
+    assert warning not in client.get(org_a.url("judges/new/?provider=anthropic")).content.decode()
