@@ -32,7 +32,7 @@ def words_filter(key: str | None) -> str:
 
 
 @register.filter(name="pct")
-def pct_filter(share: float | None, digits: int = 1) -> str:
+def pct_filter(share: Any, digits: int = 1) -> str:
     """{{ 0.7214|pct }} -> "72.1%": a share written as the portal writes every rate (nothing for None)."""
     if share is None or share == "":
         return ""
