@@ -69,10 +69,7 @@ class AlertListApi(TenantApi):
             OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE}, required=False),
         ],  # fmt: skip
         responses={
-            200: inline_serializer(
-                "AlertList",
-                {"results": serializers.ListField(child=_Alert), "next_cursor": serializers.CharField(allow_null=True)},
-            ),
+            200: paging.paged_list("AlertList", _Alert),
             400: _Error,
         },
         tags=["alerts"],

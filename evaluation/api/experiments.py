@@ -192,13 +192,7 @@ class ExperimentListApi(TenantApi):
         summary="The organization's experiments with their current verdict, by key",
         parameters=paging.PARAMETERS,
         responses={
-            200: inline_serializer(
-                "ExperimentList",
-                {
-                    "results": serializers.ListField(child=_Summary),
-                    "next_cursor": serializers.CharField(allow_null=True),
-                },
-            ),
+            200: paging.paged_list("ExperimentList", _Summary),
             400: _Error,
         },
         tags=["experiments"],

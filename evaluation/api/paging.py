@@ -9,7 +9,8 @@ import re
 from collections.abc import Mapping
 from typing import TypeVar
 
-from drf_spectacular.utils import OpenApiParameter
+from drf_spectacular.utils import OpenApiParameter, inline_serializer
+from rest_framework import serializers
 
 from tenants.api.errors import ApiError
 
@@ -33,6 +34,13 @@ PARAMETERS: list[OpenApiParameter] = [
         description=f"Items per page (default {PAGE_SIZE}).",
     ),
 ]
+
+
+def paged_list(name: str, item: serializers.Serializer) -> serializers.Serializer:
+    """The schema of a page of a list: ``results`` (of ``item``) and ``next_cursor`` (null on the last page)."""
+    return inline_serializer(
+        name, {"results": serializers.ListField(child=item), "next_cursor": serializers.CharField(allow_null=True)}
+    )
 
 
 def page_query(params: Mapping[str, str]) -> tuple[str, int]:

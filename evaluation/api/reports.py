@@ -99,13 +99,7 @@ class FeatureListApi(TenantApi):
         summary="The organization's AI features",
         parameters=paging.PARAMETERS,
         responses={
-            200: inline_serializer(
-                "FeatureList",
-                {
-                    "results": serializers.ListField(child=_Feature),
-                    "next_cursor": serializers.CharField(allow_null=True),
-                },
-            ),
+            200: paging.paged_list("FeatureList", _Feature),
             400: _Error,
         },
         tags=["reports"],
