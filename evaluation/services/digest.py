@@ -23,25 +23,6 @@ from tenants.selectors import Organization, organization_member_emails
 MOST_EDITED = 5
 
 
-def _percent(share: float | None) -> str | None:
-    return None if share is None else f"{share:.1%}"
-
-
-def _with_percents(cause: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The drift cause with its rates written as shares (53.0%), as the overview and drift pages write them."""
-    if cause is None:
-        return None
-    out = {**cause, "baseline_pct": _percent(cause.get("baseline")), "current_pct": _percent(cause.get("current"))}
-    within = cause.get("within")
-    if within:
-        out["within"] = {
-            **within,
-            "baseline_pct": _percent(within.get("baseline")),
-            "current_pct": _percent(within.get("current")),
-        }
-    return out
-
-
 def digest_build(*, now: datetime | None = None) -> dict[str, Any]:
     now = now or utc_now()
     until = datetime.combine(now.astimezone(UTC).date(), time(0), UTC)
@@ -49,7 +30,7 @@ def digest_build(*, now: datetime | None = None) -> dict[str, Any]:
     features = []
     for f in overview(window=window):
         snapshot = DriftSnapshot.objects.filter(feature__key=f["key"]).order_by("-day").first()
-        cause = _with_percents(top_cause(snapshot.result)) if snapshot else None
+        cause = top_cause(snapshot.result) if snapshot else None
         figures, previous = f["figures"], f["previous"]
         features.append(
             {
@@ -59,9 +40,6 @@ def digest_build(*, now: datetime | None = None) -> dict[str, Any]:
                 "previous_traces": previous["traces"],
                 "success": figures["success"]["value"],
                 "previous_success": previous["success"]["value"],
-                # As the portal writes a share (the overview, the feature page): 72.6%, not 0.726.
-                "success_pct": _percent(figures["success"]["value"]),
-                "previous_success_pct": _percent(previous["success"]["value"]),
                 "success_source": figures["success"]["source"],
                 "cost_per_success_usd": figures["cost_per_success_usd"],
                 "previous_cost_per_success_usd": previous["cost_per_success_usd"],
