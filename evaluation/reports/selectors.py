@@ -212,9 +212,11 @@ def measures_by(
     return out, "raw"
 
 
-def holdback_variants(feature: Feature) -> set[str]:
-    """The names of the feature's holdback arms (experiment arms marked holdback: the non-AI path)."""
-    return set().union(*(held for held, _ in holdback_arms([feature]).get(feature.id, [])))
+def holdback_variants(feature: Feature, arms: list[tuple[set[str], set[str]]] | None = None) -> set[str]:
+    """The names of the feature's holdback arms (experiment arms marked holdback: the non-AI path).
+    ``arms``: holdback_arms()'s for this feature, if read."""
+    experiments = holdback_arms([feature]).get(feature.id, []) if arms is None else arms
+    return set().union(*(held for held, _ in experiments))
 
 
 def measures_of_ai(
@@ -369,12 +371,14 @@ def _group_sort_key(grouping: Grouping, item: tuple[Any, Measures]) -> tuple[Any
     return (-measures.traces, str(key))
 
 
-def feature_report(*, feature: Feature, window: Window, grouping: Grouping) -> dict[str, Any]:
+def feature_report(
+    *, feature: Feature, window: Window, grouping: Grouping, holdback: set[str] | None = None
+) -> dict[str, Any]:
     """shared/API.md's feature report, plus ``total`` (all groups together), ``source`` (rollups or
     raw rows), ``value_per_success_usd`` and ``success_source`` with its description."""
     parts, origin, held = measures_of_ai(
         feature=feature, window=window, dims=(grouping.name,), metadata_key=grouping.metadata_key,
-        holdback=holdback_variants(feature),
+        holdback=holdback_variants(feature) if holdback is None else holdback,
     )  # fmt: skip
     groups = {key[0]: m for key, m in parts.items()}
     whole = total(groups)
@@ -493,9 +497,10 @@ def _series(
 def feature_page(*, feature: Feature, window: Window, grouping: Grouping) -> dict[str, Any]:
     """The report, plus what the feature page charts: per day x prompt version over the window, the
     day each version first had traces, and the same series per segment of the grouping."""
-    report = feature_report(feature=feature, window=window, grouping=grouping)
+    arms = holdback_arms([feature]).get(feature.id, [])  # read once: the report, the charts and ROI over holdback
+    holdback = holdback_variants(feature, arms)
+    report = feature_report(feature=feature, window=window, grouping=grouping, holdback=holdback)
     vps = _value_per_success(feature)
-    holdback = holdback_variants(feature)
     cells, _, _ = measures_of_ai(feature=feature, window=window, dims=("day", "prompt_version"), holdback=holdback)
     source = success_source_for(total(cells))
     days = [
@@ -521,7 +526,7 @@ def feature_page(*, feature: Feature, window: Window, grouping: Grouping) -> dic
     partial = _partial_day(days)
     for series in (chart, *segments):
         _blank_day(series, days, partial)
-    over_holdback = holdback_roi(feature=feature, window=window, source=source, value_per_success_usd=vps)
+    over_holdback = holdback_roi(feature=feature, window=window, source=source, value_per_success_usd=vps, arms=arms)
     return {"report": report, "chart": {**chart, "partial_day": partial}, "segments": segments,
             "segments_total": len(segments), "over_holdback": over_holdback}  # fmt: skip
 
@@ -631,11 +636,15 @@ def customers_report(*, window: Window, limit: int = 50) -> dict[str, Any]:
 
     customers: dict[str | None, dict[str, Any]] = {}
     features: list[tuple[str, dict[str | None, Measures], Measures, SuccessSource]] = []
+    arms = holdback_arms()  # one read for every feature
     for feature in Feature.objects.order_by("key"):
         # One SQL sum per feature over its rollups (and the calibrated judge's sums when it has a
         # gating one), so each feature's success comes from the same source as its own report.
         parts, _, _ = measures_of_ai(
-            feature=feature, window=window, dims=("customer_id",), holdback=holdback_variants(feature)
+            feature=feature,
+            window=window,
+            dims=("customer_id",),
+            holdback=holdback_variants(feature, arms.get(feature.id, [])),
         )
         if not parts:
             continue
@@ -819,7 +828,7 @@ def overview(*, window: Window, now: datetime | None = None) -> list[dict[str, A
     arms = holdback_arms()
     for feature in Feature.objects.order_by("key"):
         # The AI's traces: a holdback arm's are the non-AI path's (measures_of_ai).
-        holdback = set().union(*(held for held, _ in arms.get(feature.id, [])))
+        holdback = holdback_variants(feature, arms.get(feature.id, []))
         now_parts, _, _ = measures_of_ai(feature=feature, window=window, dims=("day",), holdback=holdback)
         before_parts, _, _ = measures_of_ai(feature=feature, window=previous, dims=("day",), holdback=holdback)
         if not now_parts and not before_parts:
