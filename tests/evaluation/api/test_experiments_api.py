@@ -38,16 +38,24 @@ def _experiment(org) -> str:  # type: ignore[no-untyped-def]
                 success=lambda t: 0.3 if t["variant"] == "holdback" else 0.55,
             )
         )
-        experiment_create(
-            key=key,
-            feature_key=feature,
-            control="holdback",
-            primary_metric="conversion",
-            mde=0.05,
-            started_at=START,
-            arms=[{"name": "holdback", "allocation": 0.1, "holdback": True}, {"name": "ai", "allocation": 0.9}],
-        )
+        _holdback_experiment(key, feature, holdback_share=0.1)
     return key
+
+
+def _holdback_experiment(key: str, feature: str, *, holdback_share: float) -> None:
+    """A conversion experiment of a holdback arm against an "ai" arm, started at START."""
+    experiment_create(
+        key=key,
+        feature_key=feature,
+        control="holdback",
+        primary_metric="conversion",
+        mde=0.05,
+        started_at=START,
+        arms=[
+            {"name": "holdback", "allocation": holdback_share, "holdback": True},
+            {"name": "ai", "allocation": 1 - holdback_share},
+        ],
+    )
 
 
 def test_list_and_detail(client_a: Client, org_a) -> None:  # type: ignore[no-untyped-def]
@@ -96,15 +104,7 @@ def _bare_experiment(org) -> str:  # type: ignore[no-untyped-def]
     """An experiment (on a feature of its own) with no traffic yet: enough to be listed."""
     key = unique("pexp")
     with in_tenant(org):
-        experiment_create(
-            key=key,
-            feature_key=new_feature(),
-            control="holdback",
-            primary_metric="conversion",
-            mde=0.05,
-            started_at=START,
-            arms=[{"name": "holdback", "allocation": 0.5, "holdback": True}, {"name": "ai", "allocation": 0.5}],
-        )
+        _holdback_experiment(key, new_feature(), holdback_share=0.5)
     return key
 
 
