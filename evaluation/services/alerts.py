@@ -39,7 +39,7 @@ from evaluation.models import (
 )
 from evaluation.reports.figures import cost_per_success, group_figures
 from evaluation.reports.measures import Measures, total
-from evaluation.reports.selectors import Window, measures_by, outcome_delay
+from evaluation.reports.selectors import Window, holdback_variants, measures_of_ai, outcome_delay
 from evaluation.reports.success import SuccessSource, success_source_for
 from evaluation.services import webhooks
 from evaluation.services.shared import keyring, utc_now
@@ -365,12 +365,17 @@ def _windows(now: datetime, hours: int, days: int, *, complete: bool = False) ->
     return current, Window(base_end - timedelta(days=days), base_end)
 
 
-def _segments(feature: Feature, window: Window, per_segment: bool) -> dict[str, Measures]:
-    whole, _ = measures_by(feature=feature, window=window, dims=("prompt_version",))
+def _segments(feature: Feature, window: Window, per_segment: bool, holdback: set[str]) -> dict[str, Measures]:
+    """The feature's measures in ``window``, whole and per segment value, without the traces of its
+    ``holdback`` arms: the non-AI path is not the AI's to alert on (a holdback starting would otherwise
+    read as the feature's success falling), as the reports leave it out."""
+    whole, _, _ = measures_of_ai(feature=feature, window=window, dims=("prompt_version",), holdback=holdback)
     out = {"": total(whole)}
     if per_segment:
         for key in feature.segment_keys or []:
-            parts, _ = measures_by(feature=feature, window=window, dims=("metadata",), metadata_key=key)
+            parts, _, _ = measures_of_ai(
+                feature=feature, window=window, dims=("metadata",), metadata_key=key, holdback=holdback
+            )
             values = sorted(((k[0], m) for k, m in parts.items() if k[0] is not None), key=lambda i: -i[1].traces)
             for value, m in values[:MAX_SEGMENT_VALUES]:
                 out[f"metadata.{key}={value}"] = m
@@ -407,10 +412,11 @@ def alerts_evaluate(*, now: datetime | None = None, features: list[Feature] | No
         for rule in rules:
             groups.setdefault((rule.window_hours, rule.baseline_days, rule.per_segment), []).append(rule)
         delay: timedelta | None = None  # how late the feature's outcomes come, read once if needed
+        holdback = holdback_variants(feature)
         for (hours, days, per_segment), members in groups.items():
             current_window, baseline_window = _windows(now, hours, days)
-            current = _segments(feature, current_window, per_segment)
-            baseline = _segments(feature, baseline_window, per_segment)
+            current = _segments(feature, current_window, per_segment, holdback)
+            baseline = _segments(feature, baseline_window, per_segment, holdback)
             source = success_source_for(baseline[""] if baseline[""].traces else current[""])
             # Success from outcomes: the window ends before the traces whose outcomes may still come (it
             # would read low, and fire, every day), unless those are under 1% of it (an hour of a week: the
@@ -422,8 +428,8 @@ def alerts_evaluate(*, now: datetime | None = None, features: list[Feature] | No
                 if delay > timedelta(hours=hours) * MATERIAL_DELAY:
                     late_current, late_baseline = _windows(now - delay, hours, days, complete=True)
                     lagged = (
-                        _segments(feature, late_current, per_segment),
-                        _segments(feature, late_baseline, per_segment),
+                        _segments(feature, late_current, per_segment, holdback),
+                        _segments(feature, late_baseline, per_segment, holdback),
                         late_current.until,
                     )
             for rule in members:

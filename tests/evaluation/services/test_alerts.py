@@ -38,10 +38,11 @@ from evaluation.services.alerts import (
     deliveries_send,
     open_alerts_by_feature,
 )
+from evaluation.services.experiments import experiment_create
 from evaluation.stats import wilson
 from feedback.models import Feature
 from tests.evaluation.experiments_seed import ingest, new_feature, traffic
-from tests.fixtures.organizations import in_tenant
+from tests.fixtures.organizations import in_tenant, unique
 
 
 class Receiver:
@@ -333,6 +334,50 @@ def test_a_segment_rule_names_the_segment(db: None, org_a) -> None:  # type: ign
     assert (AlertMetric.THUMBS_DOWN, "metadata.auth=sso") in fired
     assert (AlertMetric.THUMBS_DOWN, "metadata.auth=password") not in fired
     assert daily.last_state.endswith("open on metadata.auth=sso")  # the rule's row names its open segment
+
+
+def test_a_holdback_starting_is_not_the_ai_failing(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """A holdback experiment starts for the last day: 40% of the traffic takes the non-AI path, whose
+    users succeed far less often (10% against the AI's 50%) and thumb it down more. Counted in, the
+    feature's success would fall from 50% to 34% and its thumbs-down rise: alerts on the AI for what the
+    AI did not do. The AI arm is unchanged, so nothing fires; the same traffic without the experiment
+    does fire, so the rules do see the fall."""
+    rng = random.Random(21)
+    experiment = unique("hb")
+
+    def arm(i: int) -> dict[str, Any]:
+        return {"experiment": experiment, "variant": "holdback" if i % 5 < 2 else "ai"}
+
+    with in_tenant(org_a):
+        key = new_feature()
+        feature = Feature.objects.get(key=key)
+        before = traffic(feature=key, start=NOW - timedelta(days=8), hours=24 * 7, count=1400, rng=rng)
+        during = traffic(
+            feature=key,
+            start=NOW - timedelta(hours=24),
+            hours=24,
+            count=1000,
+            rng=rng,
+            fields=arm,
+            success=lambda t: 0.1 if t["variant"] == "holdback" else 0.5,
+            thumbs_down=lambda t: 0.6 if t["variant"] == "holdback" else 0.2,
+        )
+        ingest(*(a + b for a, b in zip(before, during, strict=True)))
+        unaware = alerts_evaluate(now=NOW, features=[feature])
+        assert unaware.opened >= 1  # the feature's figures did fall, holdback and all
+        Alert.objects.filter(rule__feature=feature).delete()
+        experiment_create(
+            key=experiment,
+            feature_key=key,
+            arms=[{"name": "holdback", "allocation": 0.4, "holdback": True}, {"name": "ai", "allocation": 0.6}],
+            control="holdback",
+            mde=0.05,
+            primary_metric="conversion",
+            started_at=NOW - timedelta(hours=24),
+        )
+        aware = alerts_evaluate(now=NOW, features=[feature])
+        opened = list(Alert.objects.filter(rule__feature=feature).values_list("rule__metric", "segment"))
+    assert aware.opened == 0, opened
 
 
 def test_the_weekly_thumbs_rule_finds_a_lasting_rise_in_one_segment(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
