@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
+from django.test import Client
 
 from evaluation.models import Label, Rubric, WidgetLabelMap
 from evaluation.services.calibration_refresh import widget_labels_copy
@@ -151,3 +152,11 @@ def test_a_thumb_relayed_through_the_api_says_it_came_by_the_api(db: None, org_a
         copied = Label.objects.filter(rubric=rubric)
         assert set(copied.values_list("source", flat=True)) == {"widget"}  # never counted by calibration
         assert dict(copied.values_list("trace_id", "sampling_design")) == {traces[0]: "api", traces[1]: "widget"}
+    # The trace page says which door each came by, and that neither is a calibration sample.
+    client = Client()
+    client.force_login(org_a.owner)
+    relayed, widget = (client.get(org_a.url(f"traces/{trace}")).content.decode() for trace in traces[:2])
+    assert "the end user's own feedback, relayed by your backend (API)" in relayed
+    assert "from the widget" not in relayed
+    assert "the end user's own feedback, from the widget" in widget
+    assert "kept out of calibration" in widget and "via widget · widget" not in widget
