@@ -337,15 +337,11 @@ def body(name: str) -> dict[str, str]:
 
 # --- GET /api/v1/traces: its query, validated as the schema states it ----------------------------
 
-# A day, or a day and a time with an optional zone (no zone means UTC). Days 29-31 are left to the
-# parser, which answers 400 naming the parameter for a day its month does not have (2025-02-30).
+# A day, or a day and a time with an optional zone (no zone means UTC): any offset ISO 8601 allows (to
+# ±23:59; Kiribati is +14:00), as every reader converts the time to UTC before PostgreSQL sees it (it
+# refuses offsets past ±15:59). Days 29-31 are left to the parser, which answers 400 naming the parameter
+# for a day its month does not have (2025-02-30).
 WHEN_PATTERN = (
-    r"^(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
-    r"(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?)?$"
-)
-# The trace list's: any offset ISO 8601 allows (to ±23:59; Kiribati is +14:00), as the selector converts the
-# time to UTC before PostgreSQL sees it. WHEN_PATTERN's ±13:59 stays for the reports that read it unconverted.
-TRACE_WHEN_PATTERN = (
     r"^(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
     r"(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?$"
 )
@@ -356,8 +352,8 @@ _FLAGS = ("has_thumbs_down", "has_edit")
 
 _QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
     **{name: {"type": "string", "maxLength": 200, "pattern": NO_NUL} for name in _TEXT_FILTERS},
-    "since": {"type": "string", "pattern": TRACE_WHEN_PATTERN},
-    "until": {"type": "string", "pattern": TRACE_WHEN_PATTERN},
+    "since": {"type": "string", "pattern": WHEN_PATTERN},
+    "until": {"type": "string", "pattern": WHEN_PATTERN},
     # Empty means the first page.
     "cursor": {"type": "string", "pattern": "^(" + CURSOR_PATTERN.strip("^$") + ")?$"},
     "limit": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},

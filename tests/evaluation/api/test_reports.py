@@ -87,6 +87,22 @@ def test_bad_input_is_a_400_naming_the_parameter(client_a: Client, feature: str,
     assert error_code(response) == "invalid_parameter" and response.json()["error"]["details"]["field"] == field
 
 
+def test_any_iso_offset_is_read_as_its_utc_time(client_a: Client, feature: str) -> None:
+    """Kiribati's +14:00 (and any offset to ±23:59, as the trace list takes) was a 400 here: each is read as
+    its UTC time, and the window the report answers with says so."""
+    for since, until, utc in (
+        ("2025-03-02T00:00:00+14:00", "2025-03-10T00:00:00-23:00",
+         ("2025-03-01T10:00:00+00:00", "2025-03-10T23:00:00+00:00")),
+        ("2025-03-02T09:30+05:30", "2025-03-10", ("2025-03-02T04:00:00+00:00", "2025-03-10T00:00:00+00:00")),
+    ):  # fmt: skip
+        response = client_a.get(f"/api/v1/features/{feature}/report", {"since": since, "until": until})
+        assert response.status_code == 200, response.content
+        window = response.json()["window"]
+        assert (window["since"], window["until"]) == utc
+    response = client_a.get(f"/api/v1/features/{feature}/report", {"since": "2025-03-02T00:00:00+24:00"})
+    assert response.status_code == 400 and response.json()["error"]["details"]["field"] == "since"
+
+
 def test_unknown_feature_and_other_organizations_feature_are_404(feature: str, org_b) -> None:  # type: ignore[no-untyped-def]
     other = Client(HTTP_AUTHORIZATION=f"Bearer {org_b.secret_key}")
     assert_cross_tenant_404(other, "/api/v1/features/no-such-feature/report")
