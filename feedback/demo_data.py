@@ -11,10 +11,10 @@ The story the data tells (so the product has something to find):
 * ~40 customers of very different sizes (Zipf-like), each with plan, region and a
   share of SSO users (~20% of traffic overall);
 * THE HIDDEN REGRESSION: support-copilot moves from ``support-v2.2`` to ``support-v2.3``
-  halfway through. v2.3 ("be concise") is slightly better for password users but,
-  for ``metadata.auth == "sso"`` users, gives short, wrong answers (it tells them to
-  reset a password they do not have): many more thumbs-down and edits, fewer tickets
-  resolved. Overall v2.2 vs v2.3 barely moves, because SSO is only ~20% of traffic;
+  halfway through the whole days, at a midnight UTC. v2.3 ("be concise") is slightly
+  better for password users but, for ``metadata.auth == "sso"`` users, gives short,
+  wrong answers (it tells them to reset a password they do not have): many more
+  thumbs-down and edits, fewer tickets resolved. Overall v2.2 vs v2.3 barely moves, because SSO is only ~20% of traffic;
 * an experiment on checkout-assist: ``control`` (AI, checkout-v3.0), ``ai_on`` (AI,
   checkout-v3.1) and a 10% ``holdback`` (no AI, ``fallback=True``); purchases are
   ~8% higher (relative) in ``ai_on`` than in ``holdback``;
@@ -54,9 +54,16 @@ _M64 = (1 << 64) - 1
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """What to generate. Same config (with an explicit ``end``) -> same stream."""
+    """What to generate. Same config (with an explicit ``end``) -> same stream.
 
-    traces: int = 20000
+    The stream covers ``days`` whole UTC days before ``end``'s own day, plus that day up to ``end``.
+    The whole days get ``traces`` traces between them and the prompt versions' switches (the
+    regression's start among them) fall on their midnights, all laid from the end day's 00:00 UTC: so
+    every whole day holds the same traces, feedback and outcomes whatever the hour of ``end``
+    (reports, alerts and drift read whole days), and only today's share, at the same rate, grows with it.
+    """
+
+    traces: int = 20000  # over the whole days; the end's own day adds its share up to ``end``
     days: int = 30
     seed: int = 7
     end: datetime | None = None  # default: now (UTC) truncated to the hour
@@ -515,15 +522,15 @@ def _build_customers(seed: int) -> list[_Customer]:
     return customers
 
 
-def _hour_weights(start: datetime, hours: int) -> list[float]:
+def _hour_weights(start: datetime, hours: int, period_hours: int) -> list[float]:
     weights = []
     for h in range(hours):
         moment = start + timedelta(hours=h)
         # Daily cycle peaking mid-afternoon UTC (US + EU overlap), quieter weekends,
-        # and ~30% growth over the period.
+        # and ~30% growth over the period (continuing into the end's own day).
         daily = 0.22 + math.exp(-(((moment.hour - 15) / 4.5) ** 2))
         weekly = 0.55 if moment.weekday() >= 5 else 1.0
-        trend = 0.85 + 0.3 * h / max(1, hours)
+        trend = 0.85 + 0.3 * h / max(1, period_hours)
         weights.append(daily * weekly * trend)
     return weights
 
@@ -534,7 +541,10 @@ class _Generator:
             raise ValueError("traces must be >= 0 and days > 0")
         self.config = config
         self.end = config.resolved_end()
-        self.start = self.end - timedelta(days=config.days)
+        # Whole days are laid from the end day's midnight, never from the end's hour: where a day
+        # starts, what it holds and where the versions switch stay put whatever the hour of ``end``.
+        self.day_end = datetime.combine(self.end.date(), datetime.min.time(), UTC)
+        self.start = self.day_end - timedelta(days=config.days)
         self.start_ts = self.start.timestamp()
         self.end_ts = self.end.timestamp()
         self.rng = random.Random(config.seed)
@@ -554,7 +564,7 @@ class _Generator:
         for share in _FEATURE_SHARE:
             cum += share
             self.feature_cum.append(cum)
-        period = self.end_ts - self.start_ts
+        period = self.day_end.timestamp() - self.start_ts
         self.schedule = [
             [(self.start_ts + frac * period, label) for frac, label in versions] for versions in _VERSION_SCHEDULE
         ]
@@ -574,22 +584,31 @@ class _Generator:
 
     def run(self) -> Iterator[tuple[str, dict[str, Any]]]:
         rng = self.rng
-        hours = self.config.days * 24
-        weights = _hour_weights(self.start, hours)
-        total_w = sum(weights)
+        whole_hours = self.config.days * 24
+        # The end's own day, up to its last (maybe partial) hour: its hours come after the whole
+        # days', so the whole days' draws from the RNG never depend on it.
+        today_s = self.end_ts - self.day_end.timestamp()
+        hours = whole_hours + math.ceil(today_s / 3600.0)
+        weights = _hour_weights(self.start, hours, whole_hours)
+        total_w = sum(weights[:whole_hours])
         n = self.config.traces
         pending = self.pending
         cum_w = 0.0
         allocated = 0
         for h, w in enumerate(weights):
-            # Cumulative rounding: counts sum exactly to n, deterministically.
+            # Cumulative rounding: the whole days' counts sum exactly to n, deterministically;
+            # the end's day goes on at the same rate.
             cum_w += w
             upto = round(n * cum_w / total_w)
             count, allocated = upto - allocated, upto
+            # The last hour of the end's day may be cut short by the end itself.
+            span = min(1.0, (self.end_ts - self.start_ts) / 3600.0 - h)
+            if span < 1.0:
+                count = round(count * span)
             if not count:
                 continue
             hour_ts = self.start_ts + h * 3600.0
-            offsets = sorted(rng.random() for _ in range(count))
+            offsets = sorted(rng.random() * span for _ in range(count))
             for off in offsets:
                 ts = hour_ts + off * 3600.0
                 while pending and pending[0].ts <= ts:

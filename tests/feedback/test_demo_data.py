@@ -128,6 +128,64 @@ def test_default_end_is_now_truncated_to_the_hour() -> None:
     assert naive == datetime(2025, 1, 1, 12, tzinfo=UTC)
 
 
+def _whole_days(data: Data, midnight: str) -> dict[str, dict[str, Any]]:
+    """Per whole day (before ``midnight``): traces, support-copilot traces per prompt version, and
+    per auth method the thumbs-down share and the tickets resolved, from the events of those days."""
+    days: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(Counter))
+    for t in data.traces.values():
+        if t["started_at"] < midnight:
+            day = days[t["started_at"][:10]]
+            day["traces"]["all"] += 1
+            if t["feature"] == "support-copilot":
+                day["versions"][t["prompt_version"]] += 1
+    for kind, item in data.items:
+        if kind == "trace" or item["occurred_at"] >= midnight:
+            continue
+        t = data.traces[item["trace_id"]]
+        day, auth = days[t["started_at"][:10]], t["metadata"]["auth"]
+        if item.get("kind") == "thumb":
+            day["thumbs"][auth] += 1
+            day["down"][auth] += item["value"] == -1
+        elif item.get("name") == "ticket_resolved":
+            day["resolved"][auth] += 1
+    for day in days.values():
+        day["down_share"] = {a: round(day["down"][a] / max(1, day["thumbs"][a]), 4) for a in ("sso", "password")}
+    return {d: {k: dict(v) for k, v in day.items()} for d, day in days.items()}
+
+
+def test_whole_days_do_not_depend_on_the_hour_of_the_end() -> None:
+    """Built at 03:00 or at 21:00 UTC, the demo's whole days (what alerts, drift and the digest read)
+    hold the same traffic, the same feedback and outcomes, and the regression starts on the same
+    midnight; only today's share grows with the hour."""
+    day = datetime(2025, 3, 5, tzinfo=UTC)  # a Wednesday
+    midnight = day.isoformat().replace("+00:00", "")
+    early = Data(DemoConfig(traces=12_000, seed=7, end=day + timedelta(hours=3), spans=False))
+    late = Data(DemoConfig(traces=12_000, seed=7, end=day + timedelta(hours=21), spans=False))
+
+    by_day = _whole_days(early, midnight)
+    assert len(by_day) == 30 and min(by_day) == "2025-02-03"
+    assert by_day == _whole_days(late, midnight)
+    assert sum(d["traces"]["all"] for d in by_day.values()) == 12_000
+    # support-v2.3 takes over on one midnight, halfway through: no whole day mixes the two versions.
+    assert {d: set(v["versions"]) for d, v in by_day.items() if "2025-02-17" <= d <= "2025-02-18"} == {
+        "2025-02-17": {"support-v2.2"},
+        "2025-02-18": {"support-v2.3"},
+    }
+
+    def before(data: Data) -> list[tuple[str, dict[str, Any]]]:
+        return [(k, i) for k, i in data.items if (i["started_at"] if k == "trace" else i["occurred_at"]) < midnight]
+
+    assert before(early) == before(late)  # item for item, not only in aggregate
+
+    def today(data: Data) -> list[dict[str, Any]]:
+        return [t for t in data.traces.values() if t["started_at"] >= midnight]
+
+    # Today has its share so far: an hour later the demo only adds traces (feedback still to come).
+    assert today(early) and all(t["started_at"] < "2025-03-05T03:00" for t in today(early))
+    assert today(early) == today(late)[: len(today(early))]
+    assert len(today(late)) > 0.8 * by_day["2025-03-04"]["traces"]["all"]
+
+
 # --------------------------------------------------------------------------- shapes and ids
 
 

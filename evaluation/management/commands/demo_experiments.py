@@ -7,7 +7,7 @@
   trace is merged), and one holdback trace per nine AI ones is added (fallback, no prompt version),
   with ticket_resolved outcomes at the non-AI path's lower rate, tied to them with variant=holdback.
 * checkout-assist's experiment (control / ai_on / 10% holdback) already is in the generator's data.
-* The alert beat is replayed every 12 hours over the last 28 days, as it would have run, against a
+* The alert beat is replayed every 12 hours (00:00 and 12:00 UTC) over the last 28 days, then now, against a
   signed webhook to a local receiver (started here; what it receives goes to .var/demo-webhooks.jsonl
   with the signature check) and an email channel; deliveries are sent at the end, then the
   receiver's channel is disabled (the receiver stops with this command).
@@ -143,7 +143,7 @@ class Command(BaseCommand):
         ai = list(
             Trace.objects.filter(feature__key="support-copilot", started_at__gte=start, fallback=False)
             .exclude(trace_id__startswith="tr_demo_")
-            .order_by("started_at")
+            .order_by("started_at", "trace_id")
             .values("trace_id", "started_at", "customer_id", "user_id", "metadata")
         )
         resend = [
@@ -156,10 +156,18 @@ class Command(BaseCommand):
             }
             for t in ai
         ]
-        holdback, outcomes = [], []
-        for i in range(round(len(ai) * HOLDBACK_SHARE / (1 - HOLDBACK_SHARE))):
-            like = ai[rng.randrange(len(ai))]
-            at = start + (now - start) * rng.random()
+        holdback: list[dict[str, Any]] = []
+        outcomes: list[dict[str, Any]] = []
+        # One holdback trace per nine AI ones, each beside an AI trace (its customer, user and time), taken in
+        # time order: a whole day's holdback traffic is the same whatever the hour the demo is built.
+        due = rng.random()
+        for like in ai:
+            due += HOLDBACK_SHARE / (1 - HOLDBACK_SHARE)
+            if due < 1.0:
+                continue
+            due -= 1.0
+            i = len(holdback)
+            at = max(start, like["started_at"] - timedelta(seconds=rng.uniform(0, 1800)))
             trace_id = f"tr_holdback_{i:06d}"
             holdback.append(
                 {
@@ -178,7 +186,9 @@ class Command(BaseCommand):
                     "variant": "holdback",
                 }
             )
-            if rng.random() < HOLDBACK_RESOLVE_RATE:
+            resolved = rng.random() < HOLDBACK_RESOLVE_RATE
+            resolved_at = at + timedelta(hours=rng.uniform(0.5, 6))
+            if resolved and resolved_at <= now:  # a later one has not happened yet
                 outcomes.append(
                     {
                         "outcome_id": f"oc_holdback_{i:06d}",
@@ -188,7 +198,7 @@ class Command(BaseCommand):
                         "customer_id": like["customer_id"],
                         "variant": "holdback",
                         "value_usd": 4.0,
-                        "occurred_at": (at + timedelta(hours=rng.uniform(0.5, 6))).isoformat(),
+                        "occurred_at": resolved_at.isoformat(),
                     }
                 )
         for start_at in range(0, len(resend), 1000):
@@ -247,11 +257,15 @@ class Command(BaseCommand):
         return secret
 
     def _replay_alerts(self, days: int) -> None:
-        now = utc_now().replace(minute=0, second=0, microsecond=0)
-        at = now - timedelta(days=days)
-        while at <= now:
+        # The beat's past runs at fixed hours of the day (00:00 and 12:00 UTC), as the demo's whole days are
+        # laid from midnight: the alert history is the same whatever the hour the demo is built. Then one
+        # run now, as the beat will.
+        now = utc_now()
+        at = datetime.combine(now.date(), datetime.min.time(), UTC) - timedelta(days=days)
+        while at < now:
             alerts_evaluate(now=at)
             at += timedelta(hours=REPLAY_STEP_HOURS)
+        alerts_evaluate(now=now)
 
     def _ok(self, result: services.IngestResult) -> None:
         if result.errors:

@@ -30,10 +30,11 @@ DIMS = ("prompt_version", "model", "customer_id", "metadata.auth", "metadata.pla
 
 def _demo_cells() -> tuple[dict[tuple[Any, ...], Counts], dict[tuple[Any, ...], Counts]]:
     """support-copilot of the demo generator (default size), thumbs-down share and success
-    (outcomes), with the drift view's default windows: the last 7 days against days 28 to 14 ago."""
+    (outcomes), with the drift view's default windows (drift_windows): the last 7 whole days, today left
+    out as it is still arriving, against the 14 days ending 14 days ago."""
     end = datetime(2026, 12, 3, 8, tzinfo=UTC)
     today = end.replace(hour=0)
-    current, base0, base1 = today - timedelta(days=6), today - timedelta(days=28), today - timedelta(days=14)
+    current, base0, base1 = today - timedelta(days=7), today - timedelta(days=28), today - timedelta(days=14)
     traces: dict[str, tuple[int, tuple[Any, ...]]] = {}
     thumbs: dict[tuple[Any, ...], list[float]] = defaultdict(lambda: [0, 0, 0, 0])
     success: dict[tuple[Any, ...], list[float]] = defaultdict(lambda: [0, 0, 0, 0])
@@ -41,7 +42,7 @@ def _demo_cells() -> tuple[dict[tuple[Any, ...], Counts], dict[tuple[Any, ...], 
     for kind, item in demo_stream(DemoConfig(traces=50_000, days=30, end=end, spans=False)):
         if kind == "trace" and item["feature"] == "support-copilot":
             ts = datetime.fromisoformat(item["started_at"].replace("Z", "+00:00"))
-            w = 1 if ts >= current else 0 if base0 <= ts < base1 else None
+            w = 1 if current <= ts < today else 0 if base0 <= ts < base1 else None
             if w is None:
                 continue
             m = item["metadata"]
