@@ -48,6 +48,15 @@ def month_elapsed(now: datetime) -> MonthElapsed:
     )
 
 
+def rate_days(elapsed: MonthElapsed, first_day: int | None = None) -> int:
+    """The completed days whose average is the forecast's rate (``month_forecast``): the month's, or those
+    from ``first_day`` on; 0 when there is none and today's rate stands in."""
+    completed = elapsed.days_completed
+    if first_day is not None and 1 < first_day <= completed + 1:
+        completed -= first_day - 1
+    return completed
+
+
 def month_forecast(
     *, month_to_date: Decimal, today: Decimal, elapsed: MonthElapsed, first_day: int | None = None
 ) -> Decimal:
@@ -67,9 +76,7 @@ def month_forecast(
     known. The rate is then the average of the completed days from that one on, not diluted by the
     days before it began; a spend that began today is taken as the 1st's is.
     """
-    completed = elapsed.days_completed
-    if first_day is not None and 1 < first_day <= completed + 1:
-        completed -= first_day - 1
+    completed = rate_days(elapsed, first_day)
     if completed:
         rate = (month_to_date - today) / completed
     else:

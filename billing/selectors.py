@@ -19,7 +19,7 @@ import psycopg
 from django.db import connection
 from django.db.models import Q, Sum
 
-from billing.forecast import MonthElapsed, month_elapsed, month_forecast
+from billing.forecast import MonthElapsed, month_elapsed, month_forecast, rate_days
 from billing.models import BillingAccount, CustomerBudget, UsageLedger, UsageReport
 from billing.plans import METERS, Plan, plan_of
 from billing.services.shared import midnight, month_end, month_start, utc_now
@@ -406,6 +406,7 @@ class CustomerDetail:
     budgets: list[CustomerBudget]
     check: BudgetDecision
     elapsed: MonthElapsed  # what the forecast had to go on
+    rate_days: int  # the completed days its rate averages (from the customer's first day of spend); 0: today's
 
 
 def customer_detail(
@@ -446,7 +447,8 @@ def customer_detail(
     check = budget_check(organization_id=organization.id, customer_id=customer_id, today=today)
     first = next((d for d, cost, _ in days if cost > 0), None)
     forecast = _forecast(month_usd, days[-1][1], elapsed, first)
-    return CustomerDetail(customer_id, days, by_feature, month_usd, forecast, budgets, check, elapsed)
+    basis = rate_days(elapsed, first.day if first is not None else None)
+    return CustomerDetail(customer_id, days, by_feature, month_usd, forecast, budgets, check, elapsed, basis)
 
 
 def budgets_list(*, organization: Organization) -> list[CustomerBudget]:

@@ -7,9 +7,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from django.template.loader import render_to_string
 from django.test import Client
 
-from billing.selectors import customer_detail, customers_spend
+from billing.selectors import CustomerDetail, customer_detail, customers_spend
 from billing.services.budgets import budget_set
 from tests.billing.helpers import send_traces, spend_traces
 from tests.fixtures.organizations import Org, in_tenant, unique
@@ -20,6 +21,11 @@ EARLY_ON_THE_5TH = datetime(2026, 3, 5, 3, 30, tzinfo=UTC)
 
 def march(customer_id: str, day: int, cost: str, hour: int = 12) -> list[dict[str, object]]:
     return spend_traces(customer_id, [cost], started_at=datetime(2026, 3, day, hour, tzinfo=UTC).isoformat())
+
+
+def _basis(detail: CustomerDetail) -> str:
+    """What the customer's page says its forecast rests on."""
+    return render_to_string("billing/_forecast_basis.html", {"elapsed": detail.elapsed, "days": detail.rate_days})
 
 
 def test_early_in_a_day_the_forecast_uses_the_completed_days(db: None, org_a: Org, org_b: Org) -> None:
@@ -49,6 +55,28 @@ def test_early_in_a_day_the_forecast_uses_the_completed_days(db: None, org_a: Or
     # Org B: $50 on Mar 2 (its first day), nothing since: the rate is that of Mar 2-4, 50 / 3 a day (not
     # diluted by Mar 1, before it began: 50 / 4); 50 + 50/3 * 26.854166... = 497.569444...
     assert theirs is not None and theirs.forecast_usd == Decimal("497.5694")
+    # And each page says so: the average of the 4 full days, or of the 3 since the spend began.
+    assert (detail.rate_days, theirs.rate_days) == (4, 3)
+    ours_basis = render_to_string("billing/_forecast_basis.html", {"elapsed": detail.elapsed, "days": detail.rate_days})
+    their_basis = render_to_string(
+        "billing/_forecast_basis.html", {"elapsed": theirs.elapsed, "days": theirs.rate_days}
+    )
+    assert "at the average of its 4 full days (today" in ours_basis
+    assert "at the average of its 3 full days since its spend began" in their_basis
+
+
+def test_a_spend_that_began_today_says_its_forecast_is_todays_rate(db: None, org_a: Org) -> None:
+    """Its page said "the average of its 4 full days" beside a forecast made from today's first hours
+    (every full day at $0.00, $0.15 forecast from $0.0023 by 09:30)."""
+    customer = unique("today")
+    send_traces(org_a, march(customer, 5, "0.02", hour=2))
+    with in_tenant(org_a):
+        detail = customer_detail(organization=org_a.organization, customer_id=customer, now=EARLY_ON_THE_5TH)
+    assert detail is not None and detail.rate_days == 0
+    # 3.5 h of the 5th, taken as 6: 0.08 a day; 0.02 + 0.08 * 26.854166... = 2.1683333...
+    assert detail.forecast_usd == Decimal("2.1683")
+    basis = _basis(detail)
+    assert basis.startswith("spend began today: the rate of today's first 3.5 h (taken as at least 6 h)"), basis
 
 
 def test_on_the_first_the_forecast_is_todays_rate_with_a_floor(db: None, org_a: Org) -> None:
@@ -73,8 +101,8 @@ def test_the_pages_say_what_the_forecast_rests_on(db: None, org_a: Org, owner_a:
     detail = owner_a.get(org_a.url(f"spend/customers/{customer}/")).content.decode()
     plan = owner_a.get(org_a.url("billing/")).content.decode()
     if datetime.now(UTC).day > 1:
-        assert "at the average of its" in spend and "full day" in spend
-        assert "at the average of its" in detail and "not extrapolated" in detail
+        assert "at the average of its" in spend and "full day" in spend and "began this month" in spend
+        assert "spend began today: the rate of today" in detail  # the customer's first spend is today's
         assert "full day" in plan and "h of today (UTC)" in plan and "at the average of its" in plan
     else:
         assert "no full day yet" in spend and "no full day yet" in detail and "no full day yet" in plan
