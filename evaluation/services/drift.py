@@ -345,7 +345,8 @@ def top_cause(result: dict[str, Any]) -> dict[str, Any] | None:
     relative), with its first-ranked segment. When no share moved overall, a segment whose own rate did
     (z at least SEGMENT_Z, stricter since many segments are tried; MIN_SAMPLE traces each side) is named
     under ``within``: a regression one segment suffers while the others hold the overall rate (the demo's
-    SSO accounts on support-v2.3) is what a PM most needs the digest to say.
+    SSO accounts on support-v2.3) is what a PM most needs the digest to say. Per rate, the first such
+    segment in the drift page's ranking; of the rates, the one whose segment fell clearest.
     """
     best: tuple[float, dict[str, Any]] | None = None
     inside: tuple[float, dict[str, Any], dict[str, Any]] | None = None
@@ -357,14 +358,18 @@ def top_cause(result: dict[str, Any]) -> dict[str, Any] | None:
         z = _worse_z(base, cur, n0, n1, sign)
         if z >= 2 and (cur - base) * sign / base > MOVED and (best is None or z > best[0]):
             best = (z, rate)
+        # The first segment in the drift page's own order whose rate clearly fell: the largest z of all would
+        # pick a narrower slice of it by chance (sso x one model, where sso itself fell as far).
         for segment in rate["segments"]:
             r0, r1 = segment["baseline_rate"], segment["current_rate"]
             m0, m1 = (segment["baseline_share"] or 0) * n0, (segment["current_share"] or 0) * n1
             if None in (r0, r1) or not r0 or min(m0, m1) < MIN_SAMPLE:
                 continue
             z = _worse_z(r0, r1, m0, m1, sign)
-            if z >= SEGMENT_Z and (r1 - r0) * sign / r0 > MOVED and (inside is None or z > inside[0]):
-                inside = (z, rate, segment)
+            if z >= SEGMENT_Z and (r1 - r0) * sign / r0 > MOVED:
+                if inside is None or z > inside[0]:
+                    inside = (z, rate, segment)
+                break
     if best is not None:
         z, rate = best
         within = None

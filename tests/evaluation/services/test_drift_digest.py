@@ -116,6 +116,33 @@ def test_a_segment_regression_the_overall_rate_hides_is_named(db: None, org_a, m
     assert went in text and went.replace("->", "→") in html
 
 
+def test_the_segment_named_within_is_the_first_in_the_drift_pages_order_that_fell() -> None:
+    """The demo's snapshot (support-copilot, success from outcomes, Dec 5): ranked first, sso x support-v2.3
+    (new in the current week: its baseline is one day of v2.3, 0.406 -> 0.411), then sso (0.519 -> 0.411),
+    then sso x claude-3-5-haiku under the model (0.528 -> 0.397, a slice of sso that fell a little further by
+    chance). The largest z of all named that slice, which the drift page ranks third and cannot filter
+    traces by; the cause is sso, as the page ranks it."""
+
+    def segment(name: str, r0: float, r1: float, w0: float, w1: float, refines: str | None) -> dict[str, Any]:
+        return {"segment": name, "baseline_rate": r0, "current_rate": r1, "baseline_share": w0,
+                "current_share": w1, "refines": refines}  # fmt: skip
+
+    success = {
+        "metric": "success", "label": "Success (outcomes)", "bad_direction": "down",
+        "baseline": 0.5321, "current": 0.5319, "baseline_n": 8713.0, "current_n": 5061.0,
+        "segments": [
+            segment("metadata.auth=sso × prompt_version=support-v2.3", 0.406, 0.411, 0.018, 0.198, "metadata.auth=sso"),
+            segment("metadata.auth=sso", 0.519, 0.411, 0.204, 0.198, None),
+            segment("metadata.auth=sso × model=claude-3-5-haiku", 0.528, 0.397, 0.155, 0.151, "model=claude-3-5-haiku"),
+            segment("model=claude-3-5-haiku", 0.535, 0.524, 0.747, 0.746, None),
+        ],
+    }  # fmt: skip
+    cause = top_cause({"rates": [success]})
+    assert cause is not None and cause["within"]["segment"] == "metadata.auth=sso"
+    assert (cause["within"]["baseline"], cause["within"]["current"]) == (0.519, 0.411)
+    assert cause["segment"] == "metadata.auth=sso × prompt_version=support-v2.3"  # the page's first, as before
+
+
 def test_distribution_figures_are_the_stats_modules_own() -> None:
     rng = np.random.default_rng(3)
     a, b = rng.lognormal(6, 0.3, 500), rng.lognormal(6.2, 0.3, 500)
