@@ -18,6 +18,7 @@ from evaluation.reports.selectors import (
     features_list,
     window_from,
 )
+from evaluation.reports.success import SUCCESS_SOURCES, NoSource
 from tenants.api.base import TenantApi
 from tenants.api.errors import ApiError
 
@@ -48,8 +49,15 @@ _Group = inline_serializer(
             "ReportSuccess",
             {
                 **_Interval,
-                "source": serializers.ChoiceField(["outcomes", "thumbs", "none"]),
-                "n": serializers.IntegerField(help_text="traces the rate is a share of"),
+                "source": serializers.ChoiceField(
+                    [source.name for source in SUCCESS_SOURCES] + [NoSource.name],
+                    help_text="calibrated_judge: a gating judge's calibrated scores corrected by the human audit; "
+                    "outcomes: traces with a business outcome; thumbs: rated traces rated good; none: no source",
+                ),
+                "n": serializers.IntegerField(
+                    help_text="the sample the rate rests on: traces (outcomes), rated traces (thumbs), or traces "
+                    "the judge scored (calibrated_judge)"
+                ),
             },
         ),
         "successes": serializers.FloatField(allow_null=True, help_text="success rate x traces"),

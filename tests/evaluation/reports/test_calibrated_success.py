@@ -102,6 +102,16 @@ def test_a_gating_judge_answers_success_per_group(api_a: ApiClient, org_a: Org, 
     rows = {row.split("<td>")[1].split("</td>")[0]: row for row in table.split("<tr")[2:]}
     assert 'class="pooled"' in rows["v3"] and not any('class="pooled"' in rows[v] for v in ("v1", "v2"))
     assert 'id="pooled-note"' in page and "in 1 group:" in page
+    # The API says so too, in a value its published schema admits (the schema listed outcomes, thumbs, none).
+    answer = api_a.get(f"/api/v1/features/{feature}/report", params={"group_by": "prompt_version"}).json()
+    schema = api_a.get("/api/v1/schema/", params={"format": "json"}).json()
+    node = schema["components"]["schemas"]["ReportSuccess"]["properties"]["source"]
+    while "enum" not in node:  # drf-spectacular names the enum apart: {"$ref": ...}, or allOf [{"$ref": ...}]
+        ref = node["$ref"] if "$ref" in node else node["allOf"][0]["$ref"]
+        node = schema["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    admitted = node["enum"]
+    sources = {g["success"]["source"] for g in answer["groups"]} | {answer["total"]["success"]["source"]}
+    assert sources == {"calibrated_judge"} and sources <= set(admitted)
 
 
 def test_a_group_with_too_few_audit_labels_has_no_estimate() -> None:
