@@ -247,6 +247,11 @@ def split_body(body: bytes, max_items: int = MAX_BATCH) -> list[bytes | ItemErro
     try:
         envelope = _envelope.decode(body)
         if "batch" in envelope:
+            beside = sorted(key for key in envelope if key != "batch")
+            if beside:  # an item's fields beside a batch: neither reading keeps all that was sent
+                named = ", ".join(repr(key[:40]) for key in beside[:5]) + (" …" if len(beside) > 5 else "")
+                raise BodyError("invalid_body", f'Send one JSON object or {{"batch": [...]}}, not both: {named} '
+                                "beside 'batch'.")  # fmt: skip
             try:
                 items = [bytes(raw) for raw in _raw_list.decode(envelope["batch"])]
             except msgspec.ValidationError as exc:

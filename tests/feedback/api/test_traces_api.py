@@ -4,6 +4,7 @@ costs, merging resends, listing and the other organization's traces."""
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -130,6 +131,24 @@ def test_unreadable_bodies_are_400_with_the_error_shape(api_a) -> None:  # type:
         assert set(response.json()["error"]) == {"code", "message", "details"}
     every_item_bad = api_a.post("/api/v1/traces", {"batch": [{"trace_id": "a"}, {"trace_id": "b"}]})
     assert every_item_bad.status_code == 400 and len(every_item_bad.json()["errors"]) == 2
+
+
+def test_an_item_beside_a_batch_is_refused_not_dropped(api_a) -> None:  # type: ignore[no-untyped-def]
+    """{"trace_id": ..., "batch": []} stored nothing and answered 200 (the item beside the batch dropped, as
+    was any other key beside a batch): the body is refused, naming what was beside it, and nothing stored."""
+    run = unique()
+    for path, body in (("/api/v1/traces", {**trace(f"{run}-beside"), "batch": []}),
+                       ("/api/v1/traces", {"batch": [trace(f"{run}-in")], "extra": 1}),
+                       ("/api/v1/feedback", {"batch": [], "event_id": str(uuid.uuid4())})):  # fmt: skip
+        response = api_a.post(path, body)
+        assert response.status_code == 400 and error_code(response) == "invalid_body", response.content
+        assert (
+            "not both" in response.json()["error"]["message"]
+            and "beside 'batch'" in response.json()["error"]["message"]
+        )
+    assert "'extra'" in api_a.post("/api/v1/traces", {"batch": [], "extra": 1}).json()["error"]["message"]
+    for stored in (f"{run}-beside", f"{run}-in"):
+        assert api_a.get(f"/api/v1/traces/{stored}").status_code == 404
 
 
 def test_size_limits(api_a) -> None:  # type: ignore[no-untyped-def]
