@@ -811,9 +811,12 @@ def _build_trace(otel_trace_id: str, group: list[_Span]) -> _BuiltTrace:
 
     trace: dict[str, Any] = {}
     trace["trace_id"] = _as_str(top.first(("candor.trace_id",))) or otel_trace_id
-    trace["feature"] = _as_str(top.first(("candor.feature",))) or _feature_key(
-        _as_str(_first(resources, ("service.name",)))
-    )
+    # A candor.feature that is no feature key ("Support Copilot") would reject the whole trace, and the SDKs
+    # drop the OTLP answer that says so: it is stored under the key it makes (Support-Copilot), and both the
+    # trace's metadata (candor_feature_sent) and the answer say what was sent.
+    sent_feature = _as_str(top.first(("candor.feature",)))
+    feature = _feature_key(sent_feature, "") if sent_feature else ""
+    trace["feature"] = feature or _feature_key(_as_str(_first(resources, ("service.name",))))
     for name, (primary, fallbacks) in _STRING_FIELDS.items():
         value = _as_str(top.first(primary))
         if value is None and fallbacks:
@@ -859,6 +862,8 @@ def _build_trace(otel_trace_id: str, group: list[_Span]) -> _BuiltTrace:
     # arriving in a second batch, after its children) even when trace_id came from
     # candor.trace_id on a span that is not in this batch.
     metadata.setdefault("otel_trace_id", otel_trace_id)
+    if sent_feature and sent_feature != trace["feature"]:
+        metadata["candor_feature_sent"] = sent_feature[: MAX_FEATURE_CHARS * 2]
     if clipped:
         # Never silent: the trace says what was cut, and the OTLP answer reports it too.
         metadata["candor_clipped"] = ",".join(clipped)
@@ -1174,12 +1179,18 @@ def _content_text(message: Any) -> str | None:
 
 
 _FEATURE_BAD_CHARS = re.compile(f"[^{FEATURE_KEY_CHARS}]+")
+_FEATURE_KEY = re.compile(f"[A-Za-z0-9][{FEATURE_KEY_CHARS}]*")
 
 
-def _feature_key(service_name: str | None) -> str:
-    """service.name as a valid feature key (letters, digits and _.:/- only)."""
-    key = _FEATURE_BAD_CHARS.sub("-", service_name or "").strip("_.:/-")[:MAX_FEATURE_CHARS]
-    return key or "unknown_service"  # the OTel SDKs' own default service.name
+def _feature_key(name: str | None, empty: str = "unknown_service") -> str:
+    """A name (service.name, a candor.feature) as a valid feature key, as it is when it is one; else letters,
+    digits and _.:/- only, from a letter or digit, at most MAX_FEATURE_CHARS; ``empty`` when nothing is left
+    (the OTel SDKs' own default service.name)."""
+    name = name or ""
+    if len(name) <= MAX_FEATURE_CHARS and _FEATURE_KEY.fullmatch(name):
+        return name
+    key = _FEATURE_BAD_CHARS.sub("-", name).strip("_.:/-")[:MAX_FEATURE_CHARS]
+    return key or empty
 
 
 def _clip(text: str | None, limit: int) -> str | None:

@@ -147,6 +147,12 @@ class OtlpTracesApi(TenantApi):
             for t, _ in traces
             if "candor_clipped" in t.get("metadata", {})
         ]
+        notes += [
+            f"trace {t['trace_id']}: candor.feature {t['metadata']['candor_feature_sent']!r} is not a feature key "
+            f"(letters, digits and _.:/-): stored under {t['feature']!r}"
+            for t, _ in traces
+            if "candor_feature_sent" in t.get("metadata", {})
+        ]
         message = "; ".join(notes)
         payload, media_type = otlp_response(content_type, rejected_spans, message[:2000])
         return HttpResponse(payload, content_type=media_type, status=200)

@@ -111,6 +111,33 @@ def test_clipped_text_is_reported_not_silent(live, org_a) -> None:  # type: igno
     assert "output clipped to 200,000 characters" in answer.partial_success.error_message
 
 
+def test_a_feature_name_that_is_no_key_is_stored_under_the_key_it_makes(live, org_a) -> None:  # type: ignore[no-untyped-def]
+    """candor.feature "Support Copilot" (the display name, with a space) rejected the whole trace in the OTLP
+    answer, which the SDK exporters drop: the spans were lost without a word. Now the trace is stored under
+    the key the name makes, the trace says what was sent, and so does the answer."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+    from tests.feedback.test_otlp import _one_span_request
+
+    auth = {"Authorization": f"Bearer {org_a.secret_key}", "Content-Type": "application/x-protobuf"}
+    for sent, stored in (("Support Copilot", "Support-Copilot"), ("  ünïcode feature!  ", "n-code-feature"),
+                         ("ok-key-", "ok-key-")):  # fmt: skip
+        trace_id = unique("feat")
+        body = _one_span_request({"candor.trace_id": trace_id, "candor.feature": sent,
+                                  "gen_ai.request.model": "gpt-4o-mini"})  # fmt: skip
+        response = requests.post(f"{live.url}/api/v1/otlp/v1/traces", data=body, headers=auth)
+        answer = ExportTraceServiceResponse.FromString(response.content)
+        assert response.status_code == 200 and answer.partial_success.rejected_spans == 0
+        got = requests.get(f"{live.url}/api/v1/traces/{trace_id}", headers={"Authorization": auth["Authorization"]})
+        assert got.status_code == 200 and got.json()["feature"] == stored, got.content
+        if sent == stored:  # a valid key stays as it is, with nothing to say
+            assert "candor_feature_sent" not in got.json()["metadata"] and not answer.partial_success.error_message
+        else:
+            assert got.json()["metadata"]["candor_feature_sent"] == sent
+            assert f"candor.feature {sent!r} is not a feature key" in answer.partial_success.error_message
+            assert f"stored under {stored!r}" in answer.partial_success.error_message
+
+
 def test_a_trace_exported_in_two_requests_sums_both_and_a_resend_doubles_nothing(live, org_a, committed_db) -> None:  # type: ignore[no-untyped-def]
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
