@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -262,10 +262,15 @@ def rule_verdict(
     *,
     segments: int = 1,
     until: datetime | None = None,
+    history_days: int | None = None,
 ) -> Verdict:
     """Whether the rule fires on these two windows' counts: the current value past the rule's threshold,
     and clearly worse than the baseline by an interval of their difference (their ratio, for cost per
     success) that takes both windows' noise in (MOVER: Newcombe's interval for two shares).
+
+    ``history_days``: the baseline's days that hold traces of the feature. Under half of the rule's
+    baseline days, the rule waits: a baseline of a feature's first day or two is no norm (on the demo, a
+    7-day rule opened on its second day against the first day's chance 32% and stayed open for weeks).
 
     The intervals' confidence is 1 - 0.05 / segments (Bonferroni over the segments the rule reads at
     once), so a rule read on many segments does not fire more often by chance than one read on the whole
@@ -282,6 +287,10 @@ def rule_verdict(
         return Verdict(
             "waiting", f"too little baseline: {base.count} {word} (needs {rule.min_count})", cur, base, single
         )
+    if history_days is not None and 2 * history_days < rule.baseline_days:
+        reason = (f"too little history: traces on {history_days} of the baseline's {rule.baseline_days} days "
+                  f"(needs {math.ceil(rule.baseline_days / 2)})")  # fmt: skip
+        return Verdict("waiting", reason, cur, base, single)
     # The baseline at the current interval's confidence: the two are combined at one level.
     base_at = _reading(rule.metric, baseline, source, confidence) if segments > 1 else base
     reach = _reach(rule, cur, base_at)
@@ -382,6 +391,11 @@ def _segments(feature: Feature, window: Window, per_segment: bool, holdback: set
     return out
 
 
+def _days_in(window: Window, days: set[date]) -> int:
+    """How many of ``days`` fall in the window (its UTC days with a moment inside it)."""
+    return sum(1 for day in days if window.first_day <= day <= window.last_day)
+
+
 @dataclass
 class EvaluateStats:
     rules: int = 0
@@ -413,6 +427,15 @@ def alerts_evaluate(*, now: datetime | None = None, features: list[Feature] | No
             groups.setdefault((rule.window_hours, rule.baseline_days, rule.per_segment), []).append(rule)
         delay: timedelta | None = None  # how late the feature's outcomes come, read once if needed
         holdback = holdback_variants(feature)
+        # The days the feature has traces on, as far back as any of its rules' baselines reach.
+        reach_back = max((rule.window_hours / 24 + rule.baseline_days for rule in rules), default=0) + 2
+        traced = set(
+            DailyRollup.objects.filter(
+                feature=feature, traces__gt=0, day__gte=(now - timedelta(days=reach_back)).date()
+            )
+            .values_list("day", flat=True)
+            .distinct()
+        )
         for (hours, days, per_segment), members in groups.items():
             current_window, baseline_window = _windows(now, hours, days)
             current = _segments(feature, current_window, per_segment, holdback)
@@ -422,7 +445,8 @@ def alerts_evaluate(*, now: datetime | None = None, features: list[Feature] | No
             # would read low, and fire, every day), unless those are under 1% of it (an hour of a week: the
             # bias is under 1%, and a weekly window would otherwise wait for today to end). The rules on
             # other metrics read up to now.
-            lagged: tuple[dict[str, Measures], dict[str, Measures], datetime] | None = None
+            history = _days_in(baseline_window, traced)
+            lagged: tuple[dict[str, Measures], dict[str, Measures], datetime, int] | None = None
             if source.name == "outcomes" and any(rule.metric in READS_SUCCESS for rule in members):
                 delay = outcome_delay(feature=feature, now=now) if delay is None else delay
                 if delay > timedelta(hours=hours) * MATERIAL_DELAY:
@@ -431,13 +455,14 @@ def alerts_evaluate(*, now: datetime | None = None, features: list[Feature] | No
                         _segments(feature, late_current, per_segment, holdback),
                         _segments(feature, late_baseline, per_segment, holdback),
                         late_current.until,
+                        _days_in(late_baseline, traced),
                     )
             for rule in members:
                 stats.rules += 1
                 whole_state = ""
-                now_current, now_baseline, until = current, baseline, None
+                now_current, now_baseline, until, days = current, baseline, None, history
                 if lagged is not None and rule.metric in READS_SUCCESS:
-                    now_current, now_baseline, until = lagged
+                    now_current, now_baseline, until, days = lagged
                 segments = sorted(set(now_current) | set(now_baseline))
                 for segment in segments:
                     verdict = rule_verdict(
@@ -447,6 +472,7 @@ def alerts_evaluate(*, now: datetime | None = None, features: list[Feature] | No
                         source,
                         segments=len(segments),
                         until=until,
+                        history_days=days,
                     )
                     state = _apply(rule, segment, verdict, source, now, stats)
                     if segment == "":

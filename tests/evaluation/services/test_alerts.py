@@ -88,11 +88,13 @@ NOW = datetime(2025, 5, 10, 12, tzinfo=UTC)
 
 
 def _seed_incident(feature: str, *, bad: bool = True) -> None:
-    """7 normal days, then 24 h with every rule's metric broken (when ``bad``), then 3 normal days (busier:
-    a recovered day's sample tells itself apart from the broken one, and from noise, by the same test that
-    opened the alert)."""
-    rng = random.Random(9)
+    """21 normal days (the weekly rules' baselines need half their 14 days), then 24 h with every rule's
+    metric broken (when ``bad``), then 3 normal days (busier: a recovered day's sample tells itself apart
+    from the broken one, and from noise, by the same test that opened the alert)."""
     normal = {"success": lambda t: 0.5, "thumbs_down": lambda t: 0.2}
+    history = traffic(feature=feature, start=NOW - timedelta(days=22), hours=24 * 14, count=1400,  # type: ignore[arg-type]
+                      rng=random.Random(90), **normal)  # fmt: skip
+    rng = random.Random(9)
     items = traffic(feature=feature, start=NOW - timedelta(days=8), hours=24 * 7, count=700, rng=rng, **normal)  # type: ignore[arg-type]
     broken = traffic(
         feature=feature,
@@ -105,7 +107,7 @@ def _seed_incident(feature: str, *, bad: bool = True) -> None:
         fields=lambda i: {"cost_usd": 0.05, "latency_ms": 2500.0} if bad else {},
     )
     after = traffic(feature=feature, start=NOW + timedelta(hours=1), hours=72, count=1440, rng=rng, **normal)  # type: ignore[arg-type]
-    ingest(*(a + b + c for a, b, c in zip(items, broken, after, strict=True)))
+    ingest(*(h + a + b + c for h, a, b, c in zip(history, items, broken, after, strict=True)))
 
 
 def test_each_default_rule_fires_once_deduplicates_and_resolves(db: None, org_a, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
@@ -334,6 +336,33 @@ def test_a_segment_rule_names_the_segment(db: None, org_a) -> None:  # type: ign
     assert (AlertMetric.THUMBS_DOWN, "metadata.auth=sso") in fired
     assert (AlertMetric.THUMBS_DOWN, "metadata.auth=password") not in fired
     assert daily.last_state.endswith("open on metadata.auth=sso")  # the rule's row names its open segment
+
+
+def test_a_baseline_of_a_features_first_days_is_no_norm(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """On the demo's second day, the weekly thumbs rule opened against the first day's chance 32% and stayed
+    open for weeks. A rule waits until its baseline holds traces on half its days; then the same rise fires."""
+    rng = random.Random(31)
+    with in_tenant(org_a):
+        key = new_feature()
+        feature = Feature.objects.get(key=key)
+        rule = _only(feature, AlertMetric.THUMBS_DOWN)  # a day against the 7 before
+        first = traffic(feature=key, start=NOW - timedelta(hours=48), hours=24, count=600, rng=rng,
+                        thumbs_down=lambda t: 0.1)  # fmt: skip
+        second = traffic(feature=key, start=NOW - timedelta(hours=24), hours=24, count=600, rng=rng,
+                         thumbs_down=lambda t: 0.4)  # fmt: skip
+        ingest(*(a + b for a, b in zip(first, second, strict=True)))
+        young = alerts_evaluate(now=NOW, features=[feature])
+        rule.refresh_from_db()
+        assert young.opened == 0 and young.waiting == 1
+        assert rule.last_state == "too little history: traces on 1 of the baseline's 7 days (needs 4)"
+        # Three more days at the first day's level, then the same rise: the rule has a norm, and fires.
+        more = traffic(feature=key, start=NOW - timedelta(days=4), hours=72, count=1800, rng=rng,
+                       thumbs_down=lambda t: 0.1)  # fmt: skip
+        later = traffic(feature=key, start=NOW + timedelta(hours=1), hours=22, count=600, rng=rng,
+                        thumbs_down=lambda t: 0.4)  # fmt: skip
+        ingest(*(a + b for a, b in zip(more, later, strict=True)))
+        grown = alerts_evaluate(now=NOW + timedelta(hours=24), features=[feature])
+    assert grown.opened == 1
 
 
 def test_a_holdback_starting_is_not_the_ai_failing(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
