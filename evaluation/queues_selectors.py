@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Exists, Max, OuterRef, Q
 
 from evaluation.models import AnnotationQueue, CalibrationTarget, Label, QueueItem, QueueSlot, Rubric, SlotStatus
 from evaluation.services.shared import utc_now
@@ -21,6 +21,9 @@ class QueueProgress:
     done: int
     skipped: int
     reserved: int  # held right now (unexpired)
+    # Items every one of whose reviewers has labelled them. The other counts are of slots (wanted labels):
+    # ``reviewers_per_item`` of them an item, so "397 of 600" labels may be 198 of 300 items done.
+    items_labelled: int = 0
 
     @property
     def finished(self) -> int:
@@ -61,10 +64,20 @@ def _progress_rows(queue_ids: list[int]) -> dict[int, QueueProgress]:
         .annotate(n=Count("id"))
         .values_list("queue_id", "n")
     )
+    unlabelled = QueueSlot.objects.filter(item=OuterRef("pk")).exclude(status=SlotStatus.DONE)
+    labelled = dict(
+        QueueItem.objects.filter(queue_id__in=queue_ids)
+        .exclude(Exists(unlabelled))
+        .values("queue_id")
+        .annotate(n=Count("id"))
+        .values_list("queue_id", "n")
+    )
     out = {qid: QueueProgress(items.get(qid, 0), 0, 0, 0, 0) for qid in queue_ids}
     for row in slots:
         qid = row["queue_id"]
-        out[qid] = QueueProgress(items.get(qid, 0), row["slots"], row["done"], row["skipped"], row["reserved"])
+        out[qid] = QueueProgress(
+            items.get(qid, 0), row["slots"], row["done"], row["skipped"], row["reserved"], labelled.get(qid, 0)
+        )
     return out
 
 

@@ -14,10 +14,18 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.views.decorators.http import require_POST
 
-from evaluation.models import AlertMetric, AlertRule, Experiment, NotificationChannel, PrimaryMetric
-from evaluation.portal.reports import segment_links
+from evaluation.models import (
+    Alert,
+    AlertMetric,
+    AlertRule,
+    AlertState,
+    Experiment,
+    NotificationChannel,
+    PrimaryMetric,
+)
+from evaluation.portal.reports import segment_links, segment_parts
 from evaluation.reports.calibrated import gating_calibration
-from evaluation.reports.selectors import ReportError, feature_get, features_list
+from evaluation.reports.selectors import ReportError, Window, feature_get, features_list
 from evaluation.services import alerts as alert_services
 from evaluation.services import drift as drift_services
 from evaluation.services.digest import digest_build, digest_render
@@ -288,15 +296,40 @@ def alerts_page(request: HttpRequest, *, rule_error: str = "", status: int = 200
     )
 
 
+def _alert_window(alert: Alert) -> Window:
+    """The rule's current window at the alert's latest reading: an open alert was last read at the rule's last
+    evaluation; a resolved one, when it last fired."""
+    rule, read_at = alert.rule, alert.last_fired_at
+    if alert.state == AlertState.OPEN and rule.last_evaluated_at and rule.last_evaluated_at > read_at:
+        read_at = rule.last_evaluated_at
+    return alert_services.rule_window(rule, read_at)
+
+
 def alert_page(request: HttpRequest, alert_id: int) -> HttpResponse:
     alert = alert_services.alert_get(alert_id)
     if alert is None:
         raise Http404("No such alert.")
     opened_level = alert_services.level_text(alert.rule.metric, alert.opened_baseline)
+    window = _alert_window(alert)
+    # The segment's traces in that window, and the feature page grouped by the segment's key ("" = the feature).
+    links = segment_links(
+        request,
+        feature_key=alert.rule.feature.key,
+        parts=segment_parts(alert.segment) if alert.segment else [],
+        window=window,
+    )
     return TemplateResponse(
         request,
         "evaluation/alert_detail.html",
-        {"nav": "alerts", "alert": alert, "opened_level": opened_level if alert.opened_baseline is not None else ""},
+        {
+            "nav": "alerts",
+            "alert": alert,
+            "opened_level": opened_level if alert.opened_baseline is not None else "",
+            "window": window,
+            "traces_url": links["traces"],
+            "groupings": links["groupings"],
+            "held_open": alert.state == AlertState.OPEN and alert_services.HELD_OPEN in alert.message,
+        },
     )
 
 

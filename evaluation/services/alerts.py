@@ -360,6 +360,16 @@ def _message(rule: AlertRule, segment: str, v: Verdict) -> str:
     )
 
 
+# How an open alert's reading says the rule is quiet against its trailing baseline, the alert held open against
+# the level it opened at (the alert page explains it).
+HELD_OPEN = "The rule itself does not fire"
+
+
+def rule_window(rule: AlertRule, at: datetime) -> Window:
+    """The rule's current window when read at ``at`` (as alerts_evaluate reads it)."""
+    return _windows(at, rule.window_hours, rule.baseline_days)[0]
+
+
 def _windows(now: datetime, hours: int, days: int, *, complete: bool = False) -> tuple[Window, Window]:
     """A window of whole days (72 h, 7 days) ends with today and reads the rollups; a shorter one
     rolls with the clock and reads the raw rows of its few hours. ``complete``: a window of whole days
@@ -688,7 +698,7 @@ def _holding_message(rule: AlertRule, segment: str, v: Verdict, opened: float) -
         )
     return (
         f"{label} of {where} over {over} is {level_text(metric, cur.value)}, {still}: kept open on this reading. "
-        f"The rule itself does not fire: {why} ({cur.count} {COUNT_WORD[AlertMetric(metric)]})."
+        f"{HELD_OPEN}: {why} ({cur.count} {COUNT_WORD[AlertMetric(metric)]})."
     )
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch
 
 from feedback.edits import diff_segments  # the alignment kept_ratio is measured on, bounded
+from feedback.models import Trace
 from feedback.selectors import (
     FilterError,
     TraceFilters,
@@ -17,6 +21,7 @@ from feedback.selectors import (
     trace_extras,
     trace_page,
 )
+from tenants.access import org_url
 
 # The explorer's fields as its form names them.
 FILTER_LABELS = {"since": "From", "until": "Until", "customer_id": "Customer", "metadata": "Metadata", "q": "Search"}
@@ -57,6 +62,45 @@ def trace_list(request: HttpRequest) -> HttpResponse:
     return TemplateResponse(request, template, context)
 
 
+def _trace_links(request: HttpRequest, trace: Trace) -> dict[str, Any]:
+    """Where a trace's fields lead: its feature's page, and the explorer filtered to the traces of its feature that
+    share its prompt version, its variant or one of its metadata values; its experiment's page. The feature and
+    experiment pages are evaluation's, named by URL (feedback imports nothing of evaluation, so it cannot tell an
+    experiment value nobody registered: its link answers the experiment page's 404); a value no URL can carry
+    (a "/") gets no link."""
+    explorer = org_url(request, "feedback:trace-list")
+    feature = {"feature": trace.feature.key}
+
+    def filtered(**query: str) -> str:
+        return f"{explorer}?{urlencode({**feature, **query})}"
+
+    experiment = ""
+    if trace.experiment:
+        try:
+            experiment = org_url(request, "evaluation:experiment-detail", trace.experiment)
+        except NoReverseMatch:
+            pass
+    return {
+        "feature": org_url(request, "evaluation:feature", trace.feature.key),
+        "prompt_version": filtered(prompt_version=trace.prompt_version.label) if trace.prompt_version else "",
+        "variant": filtered(variant=trace.variant) if trace.variant else "",
+        "experiment": experiment,
+        "metadata": [
+            (k, v, "" if (text := _metadata_text(v)) is None else filtered(**{f"metadata.{k}": text}))
+            for k, v in (trace.metadata or {}).items()
+        ],
+    }
+
+
+def _metadata_text(value: Any) -> str | None:
+    """A metadata value as the explorer's filter takes it: a number or a boolean spelt as JSON (``true``, which
+    it matches as sent; Python's ``True`` it would not); None for null, an object or a list (it cannot filter
+    those)."""
+    if value is None or isinstance(value, dict | list):
+        return None
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def trace_view(request: HttpRequest, trace_id: str) -> HttpResponse:
     detail = trace_detail(trace_id)
     if detail is None:
@@ -87,6 +131,7 @@ def trace_view(request: HttpRequest, trace_id: str) -> HttpResponse:
         {
             "nav": "traces",
             "trace": detail.trace,
+            "links": _trace_links(request, detail.trace),
             "spans": spans,
             "untimed_spans": sum(1 for row in spans if not row["timed"]),
             "feedback": feedback,

@@ -120,6 +120,10 @@ def _members_context(request: HttpRequest, invite_form: InviteForm, invite_link:
     }
 
 
+def settings_home(request: HttpRequest) -> HttpResponse:
+    return redirect(org_url(request, "tenants_settings:members"))
+
+
 def members(request: HttpRequest) -> HttpResponse:
     form = InviteForm(request.POST or None)
     invite_link = None

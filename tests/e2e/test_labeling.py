@@ -113,7 +113,7 @@ def test_ten_labels_by_keyboard(committed_db: None, live: Any, context: Any, org
             _press(page, key)
         page.wait_for_load_state("networkidle")
         page.wait_for_function("() => !document.querySelector('.lab-item[data-state=saving]')")
-        page.locator("#lab-progress").get_by_text("10 of 15 labelled").wait_for()
+        page.locator("#lab-progress").get_by_text("labels: 10 of 15").wait_for()
         assert problems == []
     finally:
         page.close()

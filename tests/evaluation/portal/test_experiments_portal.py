@@ -7,6 +7,7 @@ import html
 import random
 import re
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 
 import pytest
 from django.test import Client
@@ -375,3 +376,41 @@ def test_experiment_errors_name_the_field_by_its_label(owner_a: Client, org_a, s
         assert refused.status_code == 400 and said in page, (wrong, page.split('data-testid="new-error">')[-1][:200])
     with in_tenant(org_a):
         assert not Experiment.objects.filter(key="checkout-v10").exists()
+
+
+class _Controls(HTMLParser):
+    """The controls of the alerts page's channel form, and the text of each <label for=...>."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_form, self.label_for = False, ""
+        self.controls: list[dict[str, str | None]] = []
+        self.labels: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "form":
+            self.in_form = (found.get("action") or "").endswith("/alerts/channels/new")
+        elif self.in_form and tag in {"input", "select", "textarea"} and found.get("type") != "hidden":
+            self.controls.append(found)
+        elif tag == "label" and found.get("for"):
+            self.label_for = found["for"] or ""
+            self.labels[self.label_for] = ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self.in_form = False
+        elif tag == "label":
+            self.label_for = ""
+
+    def handle_data(self, data: str) -> None:
+        if self.label_for:
+            self.labels[self.label_for] += data
+
+
+def test_every_control_of_the_channel_form_has_a_visible_label(owner_a: Client, org_a) -> None:  # type: ignore[no-untyped-def]
+    parsed = _Controls()
+    parsed.feed(owner_a.get(org_a.url("alerts/")).content.decode())
+    assert [c["name"] for c in parsed.controls] == ["kind", "name", "url", "email"]
+    named = {c["name"]: parsed.labels.get(c.get("id") or "", "").strip() for c in parsed.controls}
+    assert named == {"kind": "Kind", "name": "Name", "url": "Webhook URL", "email": "Email"}

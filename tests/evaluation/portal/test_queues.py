@@ -12,7 +12,7 @@ from django.test import Client
 
 from evaluation.models import AnnotationQueue, CalibrationTarget, Label, QueueSlot, Rubric, Score
 from evaluation.services.labels import rubric_version_create
-from evaluation.services.queues import queue_create, queue_item_add, reserve_next
+from evaluation.services.queues import queue_create, queue_item_add, reserve_next, slot_label, slot_skip
 from tenants.access import Role
 from tenants.models import User
 from tenants.services import member_ensure
@@ -80,7 +80,7 @@ def test_a_pm_creates_a_uniform_queue_and_sees_its_sample(db: None, org_a: Org) 
         )
     assert f"calibration/?target={target.id}".encode() in client.get(created["Location"]).content
     listing = client.get(org_a.url("queues/"))
-    assert name.encode() in listing.content and b"0 labelled" in listing.content
+    assert name.encode() in listing.content and b"Labels: 0 of 40 (2 reviewers an item)" in listing.content
     # Stratified with no judge, a rubric that does not exist, a zero budget: form errors, nothing stored.
     for bad, message in [
         ({"design": "stratified", "judge": ""}, b"samples by a judge"),
@@ -176,7 +176,7 @@ def test_labeling_through_the_page_endpoints(db: None, org_a: Org) -> None:
     detail = reviewer.get(org_a.url(f"queues/{queue.id}/"))
     assert b"Not my area" in detail.content and email.encode() in detail.content
     progress = reviewer.get(org_a.url(f"queues/{queue.id}/progress/"), HTTP_HX_REQUEST="true")
-    assert b"1 of 4 labelled" in progress.content and b"you: 1" in progress.content
+    assert b"labels: 1 of 4 (1 reviewer an item)" in progress.content and b"yours: 1" in progress.content
     # Back on the page: the answered items come first (k reaches them), then what is left.
     again = reviewer.get(org_a.url(f"queues/{queue.id}/label/"))
     assert b"your label: Good" in again.content and b"skipped: Not my area" in again.content
@@ -303,3 +303,37 @@ def test_a_day_out_of_range_is_said_under_its_own_field_and_a_bad_one_only_once(
         "since": ["Enter a valid date."]
     }
     assert b"1970" not in only_since.content
+
+
+def test_queue_progress_says_what_it_counts_items_or_labels(db: None, org_a: Org) -> None:
+    """Two reviewers an item: three items want six labels. One reviewer labels all three, the other one item
+    (and skips one): one item is fully labelled, four labels of six are in. The list, the queue page and the
+    labeling page say which is which, not "4 of 6 labelled" beside "3 / 3"."""
+    with in_tenant(org_a):
+        queue, _ = _manual_queue(3, reviewers_per_item=2)
+        for _ in range(3):
+            slot = reserve_next(queue=queue, reviewer="first@a.test")
+            assert slot is not None
+            slot_label(slot=slot, reviewer="first@a.test", value=1)
+        slot = reserve_next(queue=queue, reviewer="second@a.test")
+        assert slot is not None
+        slot_label(slot=slot, reviewer="second@a.test", value=0)
+        slot = reserve_next(queue=queue, reviewer="second@a.test")
+        assert slot is not None
+        slot_skip(slot=slot, reviewer="second@a.test", reason="Not my area")
+    client = _client(org_a.owner)
+
+    def text(url: str, start: str, end: str) -> str:
+        """The page's words from ``start`` to ``end``, without tags."""
+        page = html.unescape(client.get(org_a.url(url)).content.decode())
+        said = page.split(start, 1)[1].split(end, 1)[0]
+        return " ".join(re.sub(r"<[^>]+>", " ", said).split())
+
+    row = text("queues/", f"/queues/{queue.id}/", "</tr>")
+    assert "3 of a budget of 3" in row
+    assert "Items: 1 of 3 fully labelled Labels: 4 of 6 (2 reviewers an item) · 1 skipped · 1 still to give" in row
+    detail = text(f"queues/{queue.id}/", '<div class="row">', "</div>\n</div>")
+    assert "Items fully labelled 1 of 3 items (every reviewer's label in)" in detail
+    assert "Labels given 4 of 6 wanted (2 reviewers an item)" in detail
+    label_page = text(f"queues/{queue.id}/label/", 'id="lab-progress"', "</small>")
+    assert label_page.endswith("Items: 1 of 3 fully labelled · labels: 4 of 6 (2 reviewers an item)")

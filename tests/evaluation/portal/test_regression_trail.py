@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 import random
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -16,6 +16,7 @@ from django.test import Client, RequestFactory
 from evaluation.models import Alert, AlertRule
 from evaluation.portal.reports import segment_links, segment_parts
 from evaluation.reports.selectors import Window
+from evaluation.services.alerts import alert_rules_ensure, alerts_evaluate
 from evaluation.services.drift import drift_snapshot_store, drift_windows
 from evaluation.services.shared import utc_now
 from feedback.models import Feature
@@ -184,3 +185,74 @@ def test_a_segment_the_explorer_cannot_filter_gets_no_traces_link(org_a) -> None
     customer = segment_links(request, feature_key="f", parts=segment_parts("customer_id=cus_a&b"), window=window)
     query = parse_qs(urlsplit(customer["traces"]).query)
     assert query["customer_id"] == ["cus_a&b"] and query["since"] == [window.since.isoformat()]
+
+
+def test_an_alert_links_its_segments_traces_in_its_rules_window_and_grouping(regressed: dict[str, Any], org_a) -> None:  # type: ignore[no-untyped-def]
+    key, slug, client = regressed["key"], org_a.slug, _client(org_a)
+    _, current = drift_windows()
+    with in_tenant(org_a):
+        # Last fired mid-regression, the rule not evaluated since (the seeded traffic stops a day short of now).
+        Alert.objects.filter(id=regressed["alert"]).update(last_fired_at=current.since + timedelta(days=3, hours=5))
+        alert = Alert.objects.select_related("rule").get(id=regressed["alert"])
+    page = client.get(org_a.url(f"alerts/{alert.id}/")).content.decode()
+    (traces,) = _links(page, "alert-traces")
+    url = urlsplit(traces)
+    assert url.path == f"/o/{slug}/traces/"
+    query = {k: v[0] for k, v in parse_qs(url.query).items()}
+    # The rule reads the last 24 h (a rolling window) up to its last firing: those hours, not whole days.
+    assert query == {
+        "feature": key,
+        "metadata.auth": "sso",
+        "since": (alert.last_fired_at - timedelta(hours=24)).isoformat(),
+        "until": alert.last_fired_at.isoformat(),
+    }
+    assert _links(page, "alert-group-by") == [f"/o/{slug}/features/{key}/?group_by=metadata.auth"]
+    # Followed: SSO traces of the rule's window only.
+    explorer = client.get(traces)
+    assert explorer.status_code == 200 and explorer.context["error"] is None
+    rows = list(explorer.context["page"].results)
+    assert rows and all(t.metadata["auth"] == "sso" for t in rows)
+    assert all(alert.last_fired_at - timedelta(hours=24) <= t.started_at < alert.last_fired_at for t in rows)
+    # A week's rule on the whole feature: its traces over the week's whole days, and no grouping to offer.
+    with in_tenant(org_a):
+        weekly = AlertRule.objects.create(feature=alert.rule.feature, name="weekly", metric="error_rate",
+                                          threshold=0.5, window_hours=168)  # fmt: skip
+        whole = Alert.objects.create(rule=weekly, segment="", opened_at=alert.opened_at,
+                                     last_fired_at=alert.last_fired_at, message="Errors rose")  # fmt: skip
+    page = client.get(org_a.url(f"alerts/{whole.id}/")).content.decode()
+    (traces,) = _links(page, "alert-traces")
+    last = alert.last_fired_at.date()
+    assert parse_qs(urlsplit(traces).query) == {
+        "feature": [key],
+        "since": [(last - timedelta(days=6)).isoformat()],
+        "until": [(last + timedelta(days=1)).isoformat()],  # exclusive
+    }
+    assert _links(page, "alert-group-by") == []
+
+
+def test_an_alert_held_open_says_why_while_the_rule_is_quiet(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """Thumbs-down goes from 20% to 70% for ten days: the alert opens, and a week on, with the trailing baseline
+    all bad days, the rule is quiet while the alert is held open. The page says why it is still open."""
+    now = datetime(2025, 5, 10, 12, tzinfo=UTC)
+    with in_tenant(org_a):
+        key = new_feature()
+        feature = Feature.objects.get(key=key)
+        alert_rules_ensure(feature=feature)
+        AlertRule.objects.filter(feature=feature).exclude(metric="thumbs_down_share", window_hours=24).update(
+            enabled=False
+        )
+        rng = random.Random(12)
+        before = traffic(feature=key, start=now - timedelta(days=18), hours=24 * 8, count=960, rng=rng)
+        broken = traffic(feature=key, start=now - timedelta(days=10), hours=24 * 10, count=1200, rng=rng,
+                         thumbs_down=lambda t: 0.7)  # fmt: skip
+        ingest(*(a + b for a, b in zip(before, broken, strict=True)))
+        assert alerts_evaluate(now=now - timedelta(days=9), features=[feature]).opened == 1
+        alert = Alert.objects.get(rule__feature=feature)
+    url, client = org_a.url(f"alerts/{alert.id}/"), _client(org_a)
+    assert 'data-testid="held-open"' not in client.get(url).content.decode()  # firing: nothing to explain
+    with in_tenant(org_a):
+        assert alerts_evaluate(now=now, features=[feature]).holding == 1
+    page = html.unescape(client.get(url).content.decode())
+    held = page.split('data-testid="held-open">', 1)[1].split("</p>", 1)[0]
+    assert held.startswith("Still open: the metric is still clearly worse than when the alert opened.")
+    assert "Against its trailing 7-day baseline, which now includes the bad days, the rule no longer fires" in held

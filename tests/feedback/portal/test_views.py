@@ -247,3 +247,62 @@ def test_explorer_has_a_search_box_and_a_way_back_from_older_pages(db: None, org
     by_session = client.get(org_a.url("traces/"), {"q": f"{run}-sess"}).content.decode()
     assert f"{run}-54" in by_session and f"{run}-00" not in by_session  # the first page of 50, newest first
     assert f"{run}-0" not in client.get(org_a.url("traces/"), {"q": run}).content.decode()  # not a prefix search
+
+
+def test_a_traces_fields_lead_to_its_feature_prompt_version_experiment_and_metadata(db: None, org_a, org_b) -> None:  # type: ignore[no-untyped-def]
+    """The feature to its page, the prompt version, the variant and each metadata value to the explorer's traces
+    of the same feature (not every feature's), the experiment to its page."""
+    from datetime import UTC, datetime, timedelta
+    from html import unescape
+    from urllib.parse import parse_qs, urlsplit
+
+    from evaluation.services.experiments import experiment_create
+    from tests.fixtures.api import trace
+
+    run = unique("ln")
+    key, other = f"{run}-feat", f"{run}-other"
+    shared = {"prompt_version": f"{run}-pv", "experiment": f"{run}-exp", "variant": "treatment",
+              "metadata": {"auth": "sso", "trial": True, "seats": 5, "extra": {"a": 1}}}  # fmt: skip
+    with in_tenant(org_a.organization):
+        services.traces_ingest(body=msgspec.json.encode({"batch": [
+            trace(f"{run}-mine", feature=key, **shared), trace(f"{run}-theirs", feature=other, **shared),
+        ]}))  # fmt: skip
+        arms = [{"name": "control", "allocation": 0.5}, {"name": "treatment", "allocation": 0.5}]
+        experiment_create(key=f"{run}-exp", feature_key=key, control="control", primary_metric="conversion",
+                          mde=0.05, started_at=datetime.now(UTC) - timedelta(days=1), arms=arms)  # fmt: skip
+    client = Client()
+    client.force_login(org_a.owner)
+    url = org_a.url(f"traces/{run}-mine")
+    page = client.get(url).content.decode()
+
+    def href(testid: str) -> list[str]:
+        return [unescape(m) for m in re.findall(rf'data-testid="{testid}" href="([^"]*)"', page)]
+
+    def query(link: str) -> dict[str, list[str]]:
+        assert urlsplit(link).path == f"/o/{org_a.slug}/traces/"
+        return parse_qs(urlsplit(link).query)
+
+    assert href("trace-feature") == [f"/o/{org_a.slug}/features/{key}/"]
+    assert href("trace-experiment") == [f"/o/{org_a.slug}/experiments/{run}-exp/"]
+    (version,) = href("trace-prompt-version")
+    assert query(version) == {"feature": [key], "prompt_version": [f"{run}-pv"]}
+    (variant,) = href("trace-variant")
+    assert query(variant) == {"feature": [key], "variant": ["treatment"]}
+    chips = sorted((query(link) for link in href("trace-metadata")), key=str)
+    assert chips == sorted([
+        {"feature": [key], "metadata.auth": ["sso"]},
+        {"feature": [key], "metadata.trial": ["true"]},  # as JSON: the explorer matches a boolean so
+        {"feature": [key], "metadata.seats": ["5"]},
+    ], key=str)  # fmt: skip
+    # An object gets a chip with no link: the explorer cannot filter by one.
+    assert '<span class="badge">extra = ' in page
+    # Followed: each link answers; the explorer's lists hold this feature's trace, not the other feature's.
+    for link in [*href("trace-feature"), *href("trace-experiment")]:
+        assert client.get(link).status_code == 200, link
+    for link in [version, variant, *href("trace-metadata")]:
+        listed = client.get(link).content.decode()
+        assert f"{run}-mine" in listed and f"{run}-theirs" not in listed, link
+    # Org B asking for org A's trace: 404.
+    theirs = Client()
+    theirs.force_login(org_b.owner)
+    assert_cross_tenant_404(theirs, url)

@@ -25,6 +25,14 @@ def test_login_with_email_and_password(db: None, org_a) -> None:  # type: ignore
     assert b"Org-Alpha" in home.content
 
 
+def test_the_settings_address_leads_to_the_members_page(owner_a, org_a, org_b) -> None:  # type: ignore[no-untyped-def]
+    response = owner_a.get(org_a.url("settings/"), follow=True)
+    assert response.redirect_chain == [(org_a.url("settings/members/"), 302)]
+    assert response.status_code == 200 and org_a.owner.email.encode() in response.content
+    # Another organization's settings are a 404, not a redirect into them.
+    assert_cross_tenant_404(owner_a, org_b.url("settings/"))
+
+
 def test_another_orgs_objects_by_id_are_404(owner_a, org_a, org_b) -> None:  # type: ignore[no-untyped-def]
     beta_key = ApiKey.objects.filter(organization=org_b.organization).first()
     beta_member = Membership.objects.get(organization=org_b.organization, user=org_b.owner)
