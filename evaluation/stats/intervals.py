@@ -78,7 +78,8 @@ def wilson(successes: float, n: float, confidence: float = DEFAULT_CONFIDENCE) -
     denom = 1.0 + z * z / n
     center = (p + z * z / (2.0 * n)) / denom
     half = z / denom * math.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n))
-    return Interval(value=p, low=max(0.0, center - half), high=min(1.0, center + half))
+    # The interval holds p; rounding at the edges must not say otherwise (0 of 300 gave a low of 8.7e-19).
+    return Interval(value=p, low=min(p, max(0.0, center - half)), high=max(p, min(1.0, center + half)))
 
 
 def clopper_pearson_lower(successes: int, n: int, confidence: float = DEFAULT_CONFIDENCE) -> float:
