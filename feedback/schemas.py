@@ -306,6 +306,8 @@ def split_widget_body(body: bytes) -> tuple[str, list[bytes | ItemError]]:
 
 
 def check_time(value: datetime | None, field: str, now: datetime) -> datetime | None:
+    """The time in UTC, or a ValueError naming the field. Kept in UTC: PostgreSQL refuses offsets past ±15:59
+    (ISO 8601 and the decoder allow ±23:59), and a time sent with one was a 500 when stored as sent."""
     if value is None:
         return None
     if value.tzinfo is None:
@@ -314,7 +316,7 @@ def check_time(value: datetime | None, field: str, now: datetime) -> datetime | 
         raise ValueError(f"{field}: {value.isoformat()} is before 1970")
     if value > now + FUTURE_SLACK:
         raise ValueError(f"{field}: {value.isoformat()} is in the future")
-    return value
+    return value.astimezone(UTC)
 
 
 # --- Per-item rules beyond what the types say (a ValueError reads "<field>: <message>") -------
@@ -332,15 +334,15 @@ def _whole(holder: Any, names: tuple[str, ...], prefix: str = "") -> None:
 
 
 def check_trace(item: TraceIn, now: datetime) -> None:
-    check_time(item.started_at, "started_at", now)
+    item.started_at = check_time(item.started_at, "started_at", now)
     _whole(item, ("input_tokens", "output_tokens", "cached_tokens"))
     for i, span in enumerate(item.spans or ()):
         _whole(span, ("input_tokens", "output_tokens"), f"spans.{i}.")
     if item.metadata is not None and len(_metadata_size.encode(item.metadata)) > MAX_METADATA_BYTES:
         raise ValueError(f"metadata: larger than {MAX_METADATA_BYTES // 1024} KB once encoded")
     for i, span in enumerate(item.spans or ()):
-        check_time(span.start, f"spans.{i}.start", now)
-        check_time(span.end, f"spans.{i}.end", now)
+        span.start = check_time(span.start, f"spans.{i}.start", now)
+        span.end = check_time(span.end, f"spans.{i}.end", now)
         if span.start and span.end and span.end < span.start:
             raise ValueError(f"spans.{i}.end: ends before it starts")
 
@@ -350,7 +352,7 @@ def check_feedback(item: FeedbackIn, now: datetime) -> None:
         uuid.UUID(item.event_id)
     except ValueError:
         raise ValueError("event_id: must be a UUID, e.g. 0b5c6c4e-2f1d-4d7a-9a51-3f0f8f1f7a10") from None
-    check_time(item.occurred_at, "occurred_at", now)
+    item.occurred_at = check_time(item.occurred_at, "occurred_at", now)
     kind, value = item.kind, item.value
     if kind == FeedbackKind.THUMB and value not in (1, -1):
         raise ValueError("value: a thumb is 1 (up) or -1 (down)")
@@ -368,7 +370,7 @@ def check_feedback(item: FeedbackIn, now: datetime) -> None:
 
 
 def check_outcome(item: OutcomeIn, now: datetime) -> None:
-    check_time(item.occurred_at, "occurred_at", now)
+    item.occurred_at = check_time(item.occurred_at, "occurred_at", now)
     if not item.trace_id and not item.session_id:
         raise ValueError("trace_id: an outcome needs a trace_id or a session_id")
 

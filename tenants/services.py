@@ -254,7 +254,11 @@ def public_key_admit(*, raw_key: str | None) -> ResolvedKey:
 
     The origin is the caller's to check (`origin_allowed`), because it counts refusals its own way.
     """
-    resolved = api_key_resolve(raw_key) if raw_key else None
+    if not raw_key:
+        raise Refused(
+            "not_authenticated", "No public key: send the widget's key (pk_...) as `key`.", why=Why.UNAUTHENTICATED
+        )
+    resolved = api_key_resolve(raw_key)
     if resolved is None:
         raise Refused("invalid_key", "Unknown or revoked public key.", why=Why.UNAUTHENTICATED)
     if resolved.kind != KeyKind.PUBLIC:

@@ -120,7 +120,7 @@ def _check(item: LabelIn, now: datetime) -> None:
         raise ValueError(
             "value: send exactly one of value (a number), category (categorical rubrics) or text (free-text rubrics)"
         )
-    check_time(item.occurred_at, "occurred_at", now)
+    item.occurred_at = check_time(item.occurred_at, "occurred_at", now)
     for name in ("label_id", "trace_id", "category", "text", "reviewer", "comment"):
         if "\x00" in (getattr(item, name) or ""):
             raise ValueError(f"{name}: text must not contain NUL (\\u0000) characters")

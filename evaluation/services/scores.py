@@ -43,7 +43,7 @@ ON CONFLICT DO NOTHING
 def _check(item: ScoreIn, now: datetime) -> None:
     if (item.value is None) == (item.label is None):
         raise ValueError("value: send either value (a number) or label (e.g. pass / fail), not both or neither")
-    check_time(item.occurred_at, "occurred_at", now)
+    item.occurred_at = check_time(item.occurred_at, "occurred_at", now)
     for name in ("score_id", "trace_id", "judge_version", "comment", "label"):
         if "\x00" in (getattr(item, name) or ""):
             raise ValueError(f"{name}: text must not contain NUL (\\u0000) characters")

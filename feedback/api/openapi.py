@@ -2,10 +2,11 @@
 
 msgspec gives each field's type, bounds, lengths and enums; this module adds the per-item rules
 feedback.schemas checks beyond the types (a thumb is 1 or -1, an outcome names a trace or a
-session, timestamps lie between 1970 and now), so that what the schema allows, the server
-accepts, and what it forbids, the server refuses. Unknown fields are refused with a 400 naming
-them (a misspelt `promt_version` must not silently lose the tie to the prompt version): the
-schemas say so with `additionalProperties: false`.
+session, timestamps are RFC 3339 from 1970 on), so that what the schema forbids, the server
+refuses, and what it allows, the server accepts, bar the rules the descriptions state that no
+schema can (a day its month lacks, a time more than a day ahead of the server's clock). Unknown
+fields are refused with a 400 naming them (a misspelt `promt_version` must not silently lose the
+tie to the prompt version): the schemas say so with `additionalProperties: false`.
 """
 
 from __future__ import annotations
@@ -28,11 +29,20 @@ from feedback.selectors import CURSOR_PATTERN, MAX_PAGE_SIZE, PAGE_SIZE
 from tenants.api.errors import ApiError
 from tenants.api.openapi import openapi_components_register
 
-# RFC 3339 with a zone, from 1970 on. The server also refuses times more than a day ahead of its
-# clock, which no pattern can follow; this one stops at the end of 2025, safely in the past.
+# RFC 3339 with a zone (any fraction of a second, as msgspec reads them), 1970 to 2099. Offsets stop
+# at ±15:59, PostgreSQL's limit, which holds every real zone (-12:00 to +14:00): msgspec reads up to
+# ±23:59, but feedback, outcomes, scores and labels hand the time to PostgreSQL as sent, which fails
+# past ±15:59. Two rules no pattern can follow are the server's alone, and TIMESTAMP_HELP states them:
+# a day its month does not have (2025-02-30), and a time before 1970 in UTC or more than a day ahead
+# of the server's clock, are refused per item, naming the field. (The contract tests keep generated
+# times inside those rules: tests/contract/hooks.py.)
 TIMESTAMP_PATTERN = (
-    r"^(19[7-9][0-9]|20[01][0-9]|202[0-5])-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
-    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])$"
+    r"^(19[7-9][0-9]|20[0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+TIMESTAMP_HELP = (
+    "RFC 3339 with a zone, e.g. 2025-01-31T12:00:00Z: from 1970-01-01T00:00:00Z to at most a day after "
+    "the server's clock, on a day the month has."
 )
 # PostgreSQL text cannot hold NUL: text with U+0000 is refused with the field named.
 NO_NUL = r"^[^\x00]*$"
@@ -71,7 +81,7 @@ def tighten(schema: Any) -> Any:
         schema["anyOf"] = [o for o in options if o.get("type") != "number"]
     if schema.get("type") == "string":
         if schema.get("format") == "date-time":
-            schema["pattern"] = TIMESTAMP_PATTERN
+            schema.update(pattern=TIMESTAMP_PATTERN, description=TIMESTAMP_HELP)
         elif "pattern" not in schema and "enum" not in schema:
             schema["pattern"] = NO_NUL
     if schema.get("type") == "object" and "properties" in schema:
@@ -101,7 +111,7 @@ def struct_components(*structs: type[msgspec.Struct]) -> dict[str, dict[str, Any
         for name in _timestamp_fields(struct):
             for option in components[struct.__name__]["properties"][name]["anyOf"]:
                 if option.get("type") == "string":
-                    option.update(format="date-time", pattern=TIMESTAMP_PATTERN)
+                    option.update(format="date-time", pattern=TIMESTAMP_PATTERN, description=TIMESTAMP_HELP)
     return components
 
 
@@ -188,7 +198,9 @@ def _one_or_batch(name: str) -> dict[str, Any]:
                 "type": "object",
                 "required": ["batch"],
                 "properties": {"batch": {"type": "array", "maxItems": MAX_BATCH, "items": ref}},
-                "additionalProperties": True,
+                # An item's fields beside a batch are refused (feedback.schemas.split_body): neither
+                # reading would keep all that was sent.
+                "additionalProperties": False,
             },
         ],
     }
@@ -347,7 +359,6 @@ WHEN_PATTERN = (
 )
 LIMIT_PATTERN = r"^[0-9]{1,3}$"
 _TEXT_FILTERS = ("feature", "prompt_version", "customer_id", "variant")
-_FLAGS = ("has_thumbs_down", "has_edit")
 
 
 _QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -372,7 +383,16 @@ TRACE_LIST_PARAMETERS: list[OpenApiParameter] = [
     _parameter("until", "Before this time (a day or ISO 8601; UTC when no zone)."),
     _parameter("cursor", "`next_cursor` of the previous page."),
     _parameter("limit", f"Page size, 1 to {MAX_PAGE_SIZE} (default {PAGE_SIZE})."),
-    *(_parameter(name, "Only traces that have one (true) or do not care (false).") for name in _FLAGS),
+    _parameter(
+        "has_thumbs_down",
+        "true: only traces with at least one thumbs-down (a `thumb` event of value -1). "
+        "false, or absent: no filter (traces with and without one).",
+    ),
+    _parameter(
+        "has_edit",
+        "true: only traces with at least one `edit` event (a user changed the AI output). "
+        "false, or absent: no filter (traces with and without one).",
+    ),
     OpenApiParameter(
         "metadata.<key>",
         {"type": "string", "maxLength": 200, "pattern": NO_NUL},

@@ -48,6 +48,9 @@ class TracesApi(IngestApi):
     @extend_schema(
         operation_id="traces_list",
         summary="List traces, newest first, filtered and cursor-paginated",
+        description="Lists the organization's traces, newest first, a page at a time: pass the answer's "
+        "`next_cursor` as `cursor` for the next page (null on the last). Filters combine: every one given "
+        "must match.",
         parameters=[*openapi.TRACE_LIST_PARAMETERS],
         responses={200: s.TracePageSerializer, 400: s.ErrorSerializer},
         tags=["traces"],
@@ -213,7 +216,8 @@ class OtlpLogsApi(TenantApi):
     options=extend_schema(exclude=True),
 )
 class WidgetEventsApi(PublicKeyApi):
-    """The browser's door: a public key in a text/plain body (no CORS pre-flight)."""
+    """Feedback from a browser: the widget's public key (pk_...) as `key` in a JSON body sent as
+    text/plain (no CORS pre-flight), from an origin the key allows."""
 
     def receive(self, *, key: ResolvedKey, origin: str, body: bytes) -> HttpResponse:
         # The same code as the hot path (feedback.api.hot), which serves this URL ahead of DRF.

@@ -4,12 +4,16 @@ Apps register the schema components their endpoints refer to (the write bodies a
 from their msgspec types, the one source of what the server accepts); a drf-spectacular
 post-processing hook adds those components and documents the error answers every endpoint
 can give (401, 403, 404, 413, 429 and 500 in the one error shape), so a generated client
-knows them all.
+knows them all. Each operation's description is its own view's (AutoSchema below), never the
+docstring of a base class that says how Candor's views are built.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
+
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 
 _components: dict[str, dict[str, Any]] = {}
 
@@ -39,6 +43,31 @@ STANDARD_ERRORS = {
     "500": "Our failure; retrying is safe, writes are idempotent.",
 }
 _BODILESS = {"get", "delete", "head", "options"}
+
+
+class AutoSchema(SpectacularAutoSchema):
+    """drf-spectacular's, but an operation is described only by its own words: an explicit
+    `extend_schema(description=...)`, else the handler's or the view class's own docstring.
+
+    drf-spectacular falls back on base classes' docstrings, which would publish internal notes
+    (TenantApi's "Base of every secret-key endpoint...") as the description of every endpoint
+    that does not write its own.
+    """
+
+    def get_description(self) -> str:  # type: ignore[override]  # as drf-spectacular: DRF's takes (path, method)
+        view_class = type(self.view)
+        handler = vars(view_class).get(getattr(self.view, "action", None) or self.method.lower())
+        if handler is not None:
+            # extend_schema_view wraps an inherited handler in the subclass: its docstring is the base's.
+            original = inspect.unwrap(handler)
+            if original.__qualname__.startswith(f"{view_class.__qualname__}.") and original.__doc__:
+                return _clean(original.__doc__)
+        own = vars(view_class).get("__doc__")
+        return _clean(own) if own else ""
+
+
+def _clean(doc: str) -> str:
+    return "\n".join(line.rstrip() for line in inspect.cleandoc(doc).rstrip().split("\n"))
 
 
 def openapi_components_register(components: dict[str, dict[str, Any]]) -> None:

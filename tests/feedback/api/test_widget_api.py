@@ -111,3 +111,19 @@ def test_a_widget_body_without_a_list_of_events_is_a_400_naming_events(db: None,
     empty = Client().post("/api/v1/widget/events", json.dumps({"key": org_a.public_key, "events": []}),
                           content_type="text/plain", HTTP_ORIGIN="https://a.test")  # fmt: skip
     assert empty.status_code == 200 and empty.json()["accepted"] == 0
+
+
+def test_a_widget_body_without_a_key_says_no_key_was_sent(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    client = Client()
+    bodies: list[dict[str, object]] = [{"events": []}, {"key": "", "events": []}]
+    for body in bodies:
+        response = client.post("/api/v1/widget/events", json.dumps(body), content_type="text/plain")
+        assert response.status_code == 401
+        assert response.json()["error"] == {
+            "code": "not_authenticated",
+            "message": "No public key: send the widget's key (pk_...) as `key`.",
+            "details": None,
+        }
+    unknown = client.post("/api/v1/widget/events", json.dumps({"key": "pk_nope", "events": []}),
+                          content_type="text/plain")  # fmt: skip
+    assert unknown.status_code == 401 and unknown.json()["error"]["message"] == "Unknown or revoked public key."
