@@ -113,6 +113,8 @@ def test_subscribe_and_manage_go_to_stripe(db: None, org_a: Org, owner_a: Client
     page = owner_a.get(org_a.url("billing/")).content.decode()
     team = page.split("<h2>Plans</h2>")[1].split(">Team<")[1].split('<div class="card">')[0]
     assert 'name="plan" value="team"' in team and "current" in team
+    # And the page says it is not paid for yet, rather than "Team · status Active" beside a Subscribe button.
+    assert "not subscribed yet" in team and 'id="not-subscribed"' in page and "nothing is charged" in page
     response = owner_a.post(org_a.url("billing/checkout/"), {"plan": "team"})
     assert response.status_code == 302 and response["Location"].startswith(fake_stripe.url + "/checkout/")
     assert fake_stripe.made("/v1/checkout/sessions")[0].params["success_url"].startswith("http://testserver/o/")
