@@ -22,7 +22,7 @@ from billing.selectors import budget_check, budget_find, budgets_list, customer_
 from billing.services.budgets import budget_delete, budget_set
 from evaluation.api import paging
 from feedback.api.serializers import ErrorSerializer
-from tenants.api.base import TenantApi
+from tenants.api.base import TenantApi, parameter_names, refuse_unknown_parameters
 from tenants.api.errors import ApiError
 from tenants.selectors import Organization, organization_get
 from tenants.services import ResolvedKey
@@ -58,7 +58,26 @@ def _validation(exc: ValidationError) -> ApiError:
     return ApiError("invalid", first, 400, details)
 
 
+BUDGET_CHECK_PARAMETERS = [
+    OpenApiParameter(
+        "customer_id",
+        _text_schema(200, required=True),
+        required=True,
+        description="your end-customer's ID; an unknown one gets the organization's default budget",
+    ),
+    OpenApiParameter("feature", _text_schema(100), description="feature key, for budgets narrowed to one"),
+    OpenApiParameter("model", _text_schema(200), description="model, for budgets narrowed to one model"),
+    OpenApiParameter(
+        "estimated_cost_usd",
+        {"type": "number", "minimum": 0, "maximum": 100000},
+        description="the coming call's estimated cost in USD",
+    ),
+]
+
+
 class BudgetCheckApi(TenantApi):
+    query_parameters = parameter_names(BUDGET_CHECK_PARAMETERS)
+
     @extend_schema(
         operation_id="budgets_check",
         summary="May this customer make one more LLM call? (fast: call it before every request)",
@@ -70,21 +89,7 @@ class BudgetCheckApi(TenantApi):
             "sees every committed trace. Checks reserve nothing: concurrent calls that each fit are all allowed. "
             "Checks have a rate budget of their own (per web process), apart from the key's API budget."
         ),
-        parameters=[
-            OpenApiParameter(
-                "customer_id",
-                _text_schema(200, required=True),
-                required=True,
-                description="your end-customer's ID; an unknown one gets the organization's default budget",
-            ),
-            OpenApiParameter("feature", _text_schema(100), description="feature key, for budgets narrowed to one"),
-            OpenApiParameter("model", _text_schema(200), description="model, for budgets narrowed to one model"),
-            OpenApiParameter(
-                "estimated_cost_usd",
-                {"type": "number", "minimum": 0, "maximum": 100000},
-                description="the coming call's estimated cost in USD",
-            ),
-        ],
+        parameters=BUDGET_CHECK_PARAMETERS,
         responses={200: s.BudgetCheckSerializer, 400: ErrorSerializer},
         tags=["budgets"],
     )
@@ -96,6 +101,7 @@ class BudgetCheckApi(TenantApi):
 
 def budget_check_answer(key: ResolvedKey, query: QueryDict) -> dict[str, Any]:
     """The budget check for an admitted secret key and its query string (both doors use it)."""
+    refuse_unknown_parameters(query, BudgetCheckApi.query_parameters)  # the hot path skips TenantApi's
     customer_id = _text(query, "customer_id", required=True)
     feature, model = _text(query, "feature", limit=100), _text(query, "model")
     raw = query.get("estimated_cost_usd", "") or "0"
@@ -120,6 +126,8 @@ def _budget_place(budget: CustomerBudget) -> str:
 
 
 class BudgetsApi(TenantApi):
+    query_parameters = parameter_names(paging.PARAMETERS)
+
     @extend_schema(operation_id="budgets_list", summary="Customer budgets (defaults and overrides), oldest first",
                    parameters=paging.PARAMETERS, responses={200: s.BudgetListSerializer, 400: ErrorSerializer},
                    tags=["budgets"])  # fmt: skip

@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from evaluation.api import paging
 from evaluation.models import Alert, AlertState
 from evaluation.services.alerts import alert_dict, alert_resolve
-from tenants.api.base import TenantApi
+from tenants.api.base import TenantApi, parameter_names
 from tenants.api.errors import ApiError
 from tenants.selectors import api_key_label
 
@@ -53,21 +53,26 @@ def _query_error(field: str, message: str) -> ApiError:
     return ApiError("invalid_filter", f"{field}: {message}", 400, {"field": field})
 
 
+ALERT_LIST_PARAMETERS = [
+    OpenApiParameter("state", {"type": "string", "enum": ["open", "resolved"]}, required=False),
+    OpenApiParameter("feature", {"type": "string", "maxLength": 200, "pattern": r"^[^\x00]*$"}, required=False),
+    OpenApiParameter(
+        "cursor",
+        {"type": "string", "pattern": r"^([0-9]{1,18})?$"},
+        required=False,
+        description="`next_cursor` of the previous page.",
+    ),
+    OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE}, required=False),
+]
+
+
 class AlertListApi(TenantApi):
+    query_parameters = parameter_names(ALERT_LIST_PARAMETERS)
+
     @extend_schema(
         operation_id="alerts_list",
         summary="Alerts, newest first, cursor-paginated; filter by state and feature",
-        parameters=[
-            OpenApiParameter("state", {"type": "string", "enum": ["open", "resolved"]}, required=False),
-            OpenApiParameter("feature", {"type": "string", "maxLength": 200, "pattern": r"^[^\x00]*$"}, required=False),
-            OpenApiParameter(
-                "cursor",
-                {"type": "string", "pattern": r"^([0-9]{1,18})?$"},
-                required=False,
-                description="`next_cursor` of the previous page.",
-            ),
-            OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE}, required=False),
-        ],  # fmt: skip
+        parameters=ALERT_LIST_PARAMETERS,
         responses={
             200: paging.paged_list("AlertList", _Alert),
             400: _Error,

@@ -300,6 +300,8 @@ SUCCESS_PARAMS = ("judge", "rubric", "rubric_version", "prompt_version", "custom
 
 
 class JudgeCalibrationApi(TenantApi):
+    query_parameters = CALIBRATION_PARAMS
+
     @extend_schema(
         operation_id="judges_calibration",
         summary="A judge version's agreement with a rubric's human labels, its calibration, threshold and verdict",
@@ -338,6 +340,8 @@ class JudgeCalibrationApi(TenantApi):
 
 
 class FeatureSuccessApi(TenantApi):
+    query_parameters = SUCCESS_PARAMS
+
     @extend_schema(
         operation_id="features_success",
         summary="A feature's true success rate: human labels, the judge's uncorrected rate, and the estimate",

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from evaluation.api import paging
 from evaluation.services.experiments import ExperimentError, experiment_get, experiment_results, experiments_list
-from tenants.api.base import TenantApi
+from tenants.api.base import TenantApi, parameter_names
 from tenants.api.errors import ApiError
 
 _Error = inline_serializer("ExperimentError", {"error": serializers.DictField()})
@@ -187,6 +187,8 @@ _Detail = inline_serializer(
 
 
 class ExperimentListApi(TenantApi):
+    query_parameters = parameter_names(paging.PARAMETERS)
+
     @extend_schema(
         operation_id="experiments_list",
         summary="The organization's experiments with their current verdict, by key",

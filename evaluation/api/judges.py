@@ -18,7 +18,7 @@ from evaluation.services.shared import utc_now
 from feedback.api.ingest import IngestApi, ingest_responses
 from feedback.api.serializers import ErrorSerializer
 from feedback.services import IngestResult
-from tenants.api.base import TenantApi
+from tenants.api.base import TenantApi, parameter_names
 from tenants.api.errors import ApiError
 
 SCORE_RESPONSES = ingest_responses(component_name="ScoresRejected", what="score")
@@ -40,6 +40,8 @@ class ScoresApi(IngestApi):
 
 
 class JudgesApi(TenantApi):
+    query_parameters = parameter_names(paging.PARAMETERS)
+
     @extend_schema(
         operation_id="judges_list",
         summary="Judges with their versions (an external score name is a judge of kind external)",

@@ -19,7 +19,7 @@ from evaluation.reports.selectors import (
     window_from,
 )
 from evaluation.reports.success import SUCCESS_SOURCES, NoSource
-from tenants.api.base import TenantApi
+from tenants.api.base import TenantApi, parameter_names
 from tenants.api.errors import ApiError
 
 _Error = inline_serializer("ReportError", {"error": serializers.DictField()})
@@ -102,6 +102,8 @@ _Feature = inline_serializer(
 
 
 class FeatureListApi(TenantApi):
+    query_parameters = parameter_names(paging.PARAMETERS)
+
     @extend_schema(
         operation_id="features_list",
         summary="The organization's AI features",
@@ -120,6 +122,8 @@ class FeatureListApi(TenantApi):
 
 
 class FeatureReportApi(TenantApi):
+    query_parameters = parameter_names(REPORT_PARAMETERS)
+
     @extend_schema(
         operation_id="features_report",
         summary="A feature's report for a window, grouped by prompt version, variant, customer, day or metadata",

@@ -24,7 +24,7 @@ from feedback.otlp import OtlpError, OtlpTooLarge, otlp_map, otlp_response
 from feedback.otlp_logs import otlp_logs_parse, otlp_logs_response
 from feedback.selectors import PAGE_SIZE, FilterError, TraceFilters, trace_detail, trace_extras, trace_page
 from feedback.services.otlp_logs import otlp_logs_ingest
-from tenants.api.base import PublicKeyApi, TenantApi, read_body
+from tenants.api.base import PublicKeyApi, TenantApi, parameter_names, read_body
 from tenants.api.errors import ApiError
 from tenants.services import ResolvedKey, ingestion_admit
 
@@ -32,6 +32,8 @@ INGEST_RESPONSES = ingest_responses(component_name="IngestRejected", what="item"
 
 
 class TracesApi(IngestApi):
+    query_parameters = (*parameter_names(openapi.TRACE_LIST_PARAMETERS), "metadata.")
+
     @extend_schema(
         operation_id="traces_create",
         summary="Send traces (one or a batch of up to 1,000)",

@@ -112,11 +112,16 @@ def read_body(request: HttpRequest) -> bytes:
 
 
 class TenantApi(APIView):
-    """Base of every secret-key endpoint: the view runs in the key's organization, or not at all."""
+    """Base of every secret-key endpoint: the view runs in the key's organization, or not at all.
+
+    ``query_parameters``: the names its GET takes (a name ending in "." takes any name it starts, e.g.
+    "metadata."); any other is a 400 naming it, since a misspelt filter would otherwise answer unfiltered
+    figures as if they were the filtered ones."""
 
     authentication_classes: list[Any] = [SecretKeyAuthentication]
     permission_classes: list[Any] = [HasOrganizationKey]
     throttle_classes: list[Any] = [KeyRateThrottle]
+    query_parameters: tuple[str, ...] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -130,6 +135,24 @@ class TenantApi(APIView):
         super().initial(request, *args, **kwargs)  # authenticate, permit, throttle: 401/403/429 before any work
         resolved: Any = request.auth  # a ResolvedKey: SecretKeyAuthentication returned it
         activate_schema(resolved.schema_name)
+        if request.method == "GET":
+            refuse_unknown_parameters(request.query_params, self.query_parameters)
+
+
+def parameter_names(parameters: Any) -> tuple[str, ...]:
+    """The names of an endpoint's OpenAPI parameters (drf-spectacular's OpenApiParameter), for query_parameters."""
+    return tuple(parameter.name for parameter in parameters)
+
+
+def refuse_unknown_parameters(query: Any, known: tuple[str, ...]) -> None:
+    """A 400 naming the first query parameter the endpoint does not take (see TenantApi)."""
+    for name in query:
+        if name in known or any(k.endswith(".") and name.startswith(k) and len(name) > len(k) for k in known):
+            continue
+        takes = f"it takes {', '.join(known)}" if known else "it takes none"
+        raise ApiError(
+            "invalid_parameter", f"{name[:60]}: not a parameter of this endpoint ({takes})", 400, {"field": name[:200]}
+        )
 
 
 class _KeyOnly(msgspec.Struct):
