@@ -16,14 +16,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Max, Min, Sum
+from django.db.models import Exists, F, Max, Min, OuterRef, Q, Sum
 
 from evaluation.models import Experiment
 from evaluation.reports.figures import cost_per_success, group_figures
 from evaluation.reports.measures import JudgedSums, Measures, total
 from evaluation.reports.success import SuccessSource, success_source_for
 from evaluation.stats import mover_difference, mover_ratio
-from feedback.models import DailyRollup, Feature, PromptVersion, SegmentRollup, VersionRollup
+from feedback.models import DailyRollup, Feature, PromptVersion, SegmentRollup, Trace, VersionRollup
 from feedback.rollups import measures_query, rollup_sum_query
 
 MAX_WINDOW_DAYS = 400
@@ -412,8 +412,13 @@ def feature_report(
 
 def features_list(*, after: str = "", limit: int | None = None) -> list[dict[str, Any]]:
     """Every feature (by key; ``after`` a key, at most ``limit``) with its declared value and the first /
-    last day it has traces (from rollups)."""
-    features = Feature.objects.order_by("key")
+    last day it has traces (from rollups). A feature with no trace that nobody set up is left out: one an
+    OTLP export named after its service.name, before the span carrying candor.feature arrived and took its
+    traces to their real feature."""
+    # Ingestion names a feature it creates after its key; a person names it otherwise, or values it.
+    named = ~Q(name="") & ~Q(name=F("key"))
+    set_up = named | Q(value_per_success_usd__isnull=False) | ~Q(owner_email="") | ~Q(segment_keys=[])
+    features = Feature.objects.filter(set_up | Exists(Trace.objects.filter(feature=OuterRef("pk")))).order_by("key")
     if after:
         features = features.filter(key__gt=after)
     if limit is not None:

@@ -7,10 +7,11 @@ from decimal import Decimal
 import pytest
 from django.test import Client
 
+from evaluation.reports.selectors import features_list
 from feedback.models import Feature
 from feedback.rollups import rollups_refresh
 from tests.evaluation.reports.seed import seed_feature
-from tests.fixtures.organizations import in_tenant
+from tests.fixtures.organizations import in_tenant, unique
 from tests.helpers import assert_cross_tenant_404, error_code
 
 
@@ -48,8 +49,9 @@ def test_features_list_and_report(client_a: Client, feature: str) -> None:
 def test_features_are_cursor_paginated_by_key(client_a: Client, org_a) -> None:  # type: ignore[no-untyped-def]
     with in_tenant(org_a):
         for key in ("pg-c", "pg-a", "pg-e", "pg-b", "pg-d"):
-            Feature.objects.get_or_create(key=key)
-        every = list(Feature.objects.order_by("key").values_list("key", flat=True))
+            Feature.objects.get_or_create(key=key, defaults={"name": f"Paged {key}"})
+        every = [f["key"] for f in features_list()]
+        assert {"pg-a", "pg-b", "pg-c", "pg-d", "pg-e"} <= set(every)
     seen: list[str] = []
     cursor, pages = "", 0
     while True:
@@ -68,6 +70,23 @@ def test_features_are_cursor_paginated_by_key(client_a: Client, org_a) -> None: 
                          ({"limit": "501"}, "limit"), ({"limit": "two"}, "limit")):  # fmt: skip
         response = client_a.get("/api/v1/features", query)
         assert response.status_code == 400 and response.json()["error"]["details"]["field"] == field, query
+
+
+def test_a_feature_left_with_no_trace_that_nobody_set_up_is_not_listed(client_a: Client, org_a) -> None:  # type: ignore[no-untyped-def]
+    """An OTLP export of a trace's child spans names the trace after its service.name; when the span carrying
+    candor.feature arrives, the trace moves to its real feature and the first is left empty (the API listed
+    such phantoms for ever). A trace resent under another feature leaves the same: it goes unlisted, while a
+    feature someone set up stays listed without traces."""
+    trace_id, phantom, real, named = unique("tr"), unique("svc"), unique("feat"), unique("named")
+    for feature in (phantom, real):
+        response = client_a.post("/api/v1/traces", {"trace_id": trace_id, "feature": feature},
+                                 content_type="application/json")  # fmt: skip
+        assert response.status_code == 200, response.content
+    with in_tenant(org_a):
+        Feature.objects.create(key=named, name="Set up, no traces yet")
+    listed = [f["key"] for f in client_a.get("/api/v1/features", {"limit": "500"}).json()["results"]]
+    assert real in listed and named in listed and phantom not in listed
+    assert client_a.get(f"/api/v1/traces/{trace_id}").json()["feature"] == real
 
 
 @pytest.mark.parametrize(
