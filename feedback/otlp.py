@@ -873,6 +873,10 @@ def _build_trace(otel_trace_id: str, group: list[_Span]) -> _BuiltTrace:
     if root.start_ns > 0 and root.end_ns >= root.start_ns:
         trace["latency_ms"] = (root.end_ns - root.start_ns) / 1e6
     spans = [_mapped_span(s, kind) for s, kind in zip(group, kinds, strict=True)]
+    not_counted = _not_counted(spans)
+    if not_counted:
+        # Never silent: the trace says which token counts were no count, and the OTLP answer too.
+        metadata["candor_not_counted"] = ",".join(not_counted)
     return _BuiltTrace(root.start_ns, {k: v for k, v in trace.items() if v is not None}, spans)
 
 
@@ -984,8 +988,8 @@ def _mapped_span(span: _Span, kind: str) -> MappedSpan:
     if attrs.keys().isdisjoint(_SPAN_FIELD_KEYS):  # most spans: no tokens, no cost
         input_tokens = output_tokens = cost = None
     else:
-        input_tokens = _as_int(_first_in(attrs, _INPUT_TOKEN_KEYS))
-        output_tokens = _as_int(_first_in(attrs, _OUTPUT_TOKEN_KEYS))
+        input_tokens = _count_or_kept(attrs, _INPUT_TOKEN_KEYS, attributes)
+        output_tokens = _count_or_kept(attrs, _OUTPUT_TOKEN_KEYS, attributes)
         cost = _as_decimal(_first_in(attrs, _SPAN_COST_KEYS))
     return MappedSpan(
         span.span_id,
@@ -1000,6 +1004,28 @@ def _mapped_span(span: _Span, kind: str) -> MappedSpan:
         cost,
         attributes,
     )
+
+
+def _count_or_kept(attrs: dict[str, Any], keys: tuple[str, ...], attributes: dict[str, Any]) -> int | None:
+    """The span's token count under the first of ``keys`` it has; a value that is no count (-5, 2.5, "many")
+    is not counted, and kept in ``attributes`` as sent (where a counted one never is: it is a span field),
+    so the trace can say what it left out (``_not_counted``)."""
+    for key in keys:
+        value = attrs.get(key)
+        if value is not None and value != "":
+            count = _as_int(value)
+            if count is None:
+                _flatten_into(attributes, key, value)
+            return count
+    return None
+
+
+def _not_counted(spans: list[MappedSpan]) -> list[str]:
+    """The token attributes some span sent that were no count (kept in its attributes by _count_or_kept)."""
+    return sorted({key for span in spans for key in _TOKEN_KEYS if key in span.attributes})
+
+
+_TOKEN_KEYS = (*_INPUT_TOKEN_KEYS, *_OUTPUT_TOKEN_KEYS)
 
 
 def span_dict(span: MappedSpan) -> dict[str, Any]:

@@ -158,6 +158,12 @@ class OtlpTracesApi(TenantApi):
             for t, _ in traces
             if "candor_feature_sent" in t.get("metadata", {})
         ]
+        notes += [
+            f"trace {t['trace_id']}: {t['metadata']['candor_not_counted']} not a token count (a whole number from 0 "
+            "to 10^12): kept in the span's attributes, not counted"
+            for t, _ in traces
+            if "candor_not_counted" in t.get("metadata", {})
+        ]
         message = "; ".join(notes)
         payload, media_type = otlp_response(content_type, rejected_spans, message[:2000])
         return HttpResponse(payload, content_type=media_type, status=200)

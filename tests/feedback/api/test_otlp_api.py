@@ -138,6 +138,32 @@ def test_a_feature_name_that_is_no_key_is_stored_under_the_key_it_makes(live, or
             assert f"stored under {stored!r}" in answer.partial_success.error_message
 
 
+def test_a_token_count_that_is_no_count_is_kept_and_said_not_dropped(live, org_a) -> None:  # type: ignore[no-untyped-def]
+    """gen_ai.usage.input_tokens = -5 vanished: the trace had no input tokens, nothing said why, and the value
+    was gone. It is still not counted (the REST path refuses it; instrumentation cannot be told), but the span
+    keeps it in its attributes, the trace's metadata names it and so does the OTLP answer."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+    from tests.feedback.test_otlp import _one_span_request
+
+    trace_id = unique("neg")
+    body = _one_span_request({"candor.trace_id": trace_id, "candor.feature": "summarize",
+                              "gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": -5,
+                              "gen_ai.usage.output_tokens": 40})  # fmt: skip
+    auth = {"Authorization": f"Bearer {org_a.secret_key}"}
+    response = requests.post(f"{live.url}/api/v1/otlp/v1/traces", data=body,
+                             headers={**auth, "Content-Type": "application/x-protobuf"})  # fmt: skip
+    answer = ExportTraceServiceResponse.FromString(response.content)
+    assert response.status_code == 200 and answer.partial_success.rejected_spans == 0
+    assert f"trace {trace_id}: gen_ai.usage.input_tokens not a token count" in answer.partial_success.error_message
+    stored = requests.get(f"{live.url}/api/v1/traces/{trace_id}", headers=auth).json()
+    assert stored["input_tokens"] is None and stored["output_tokens"] == 40
+    assert stored["metadata"]["candor_not_counted"] == "gen_ai.usage.input_tokens"
+    [span] = stored["spans"]
+    assert span["input_tokens"] is None and span["attributes"]["gen_ai.usage.input_tokens"] == -5
+    assert "gen_ai.usage.output_tokens" not in span["attributes"]  # a count is a span field, not an attribute
+
+
 def test_a_trace_exported_in_two_requests_sums_both_and_a_resend_doubles_nothing(live, org_a, committed_db) -> None:  # type: ignore[no-untyped-def]
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
