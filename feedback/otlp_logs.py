@@ -30,7 +30,14 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceResponse,
 )
 
-from feedback.otlp import JSON_CONTENT_TYPES, PROTOBUF_CONTENT_TYPES, OtlpError, inflate, require_messages
+from feedback.otlp import (
+    JSON_CONTENT_TYPES,
+    PROTOBUF_CONTENT_TYPES,
+    OtlpError,
+    OtlpMediaType,
+    inflate,
+    require_messages,
+)
 from feedback.schemas import MAX_TEXT
 
 __all__ = ["GenAiMessage", "LogsParsed", "otlp_logs_parse", "otlp_logs_response"]
@@ -112,7 +119,9 @@ def otlp_logs_response(content_type: str, rejected: int = 0, message: str = "") 
 def _decode(body: bytes, content_type: str, max_bytes: int) -> ExportLogsServiceRequest:
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     if media_type not in PROTOBUF_CONTENT_TYPES and media_type not in JSON_CONTENT_TYPES:
-        raise OtlpError(f"unsupported content type {content_type!r}: send application/x-protobuf or application/json")
+        raise OtlpMediaType(
+            f"unsupported content type {content_type!r}: send application/x-protobuf or application/json"
+        )
     body = inflate(bytes(body), max_bytes)
     request = ExportLogsServiceRequest()
     if media_type in PROTOBUF_CONTENT_TYPES:

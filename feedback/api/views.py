@@ -20,7 +20,7 @@ from feedback.api import serializers as s
 from feedback.api.hot import widget_receive
 from feedback.api.ingest import IngestApi, ingest_responses
 from feedback.enums import FeedbackSource
-from feedback.otlp import OtlpError, OtlpTooLarge, otlp_map, otlp_response
+from feedback.otlp import OtlpError, OtlpMediaType, OtlpTooLarge, otlp_map, otlp_response
 from feedback.otlp_logs import otlp_logs_parse, otlp_logs_response
 from feedback.selectors import PAGE_SIZE, FilterError, TraceFilters, trace_detail, trace_extras, trace_page
 from feedback.services.otlp_logs import otlp_logs_ingest
@@ -130,6 +130,7 @@ class OtlpTracesApi(TenantApi):
             (200, "application/json"): openapi.body("OtlpTracesResponse"),
             400: s.ErrorSerializer,
             413: s.ErrorSerializer,
+            415: s.ErrorSerializer,
         },
         tags=["opentelemetry"],
     )
@@ -142,6 +143,8 @@ class OtlpTracesApi(TenantApi):
             traces = otlp_map(body, content_type, max_bytes=settings.API_MAX_BODY_BYTES)
         except OtlpTooLarge as exc:
             raise ApiError("too_large", str(exc), 413) from exc
+        except OtlpMediaType as exc:
+            raise ApiError("unsupported_media_type", str(exc), 415) from exc
         except OtlpError as exc:
             raise ApiError("invalid_otlp", str(exc), 400) from exc
         _, errors = services.otlp_ingest(traces=traces)
@@ -181,6 +184,7 @@ class OtlpLogsApi(TenantApi):
             (200, "application/json"): openapi.body("OtlpLogsResponse"),
             400: s.ErrorSerializer,
             413: s.ErrorSerializer,
+            415: s.ErrorSerializer,
         },
         tags=["opentelemetry"],
     )
@@ -193,6 +197,8 @@ class OtlpLogsApi(TenantApi):
             parsed = otlp_logs_parse(body, content_type, max_bytes=settings.API_MAX_BODY_BYTES)
         except OtlpTooLarge as exc:
             raise ApiError("too_large", str(exc), 413) from exc
+        except OtlpMediaType as exc:
+            raise ApiError("unsupported_media_type", str(exc), 415) from exc
         except OtlpError as exc:
             raise ApiError("invalid_otlp", str(exc), 400) from exc
         result = otlp_logs_ingest(messages=parsed.messages)

@@ -84,7 +84,8 @@ def test_otlp_bad_input_and_keys(live, org_a) -> None:  # type: ignore[no-untype
     )
     assert garbage.status_code == 400 and garbage.json()["error"]["code"] == "invalid_otlp"
     wrong_type = requests.post(url, data=b"<xml/>", headers={**auth, "Content-Type": "application/xml"})
-    assert wrong_type.status_code == 400
+    # OTLP/HTTP: an unsupported Content-Type is 415 Unsupported Media Type (it was a 400).
+    assert wrong_type.status_code == 415 and wrong_type.json()["error"]["code"] == "unsupported_media_type"
     no_key = requests.post(url, data=gzip.compress(b""), headers={"Content-Type": "application/x-protobuf"})
     assert no_key.status_code == 401
     public = requests.post(url, data=b"", headers={"Authorization": f"Bearer {org_a.public_key}",

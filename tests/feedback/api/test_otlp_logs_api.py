@@ -248,7 +248,7 @@ def test_unreadable_bodies_are_a_clear_4xx(live: LiveServer, org_a: Org, what: s
     truncated = post(live, key, what, whole[: len(whole) - 5])
     assert truncated.status_code == 400 and truncated.json()["error"]["code"] == "invalid_otlp"
     wrong_type = post(live, key, what, whole, content_type="text/csv")
-    assert wrong_type.status_code == 400 and "content type" in wrong_type.json()["error"]["message"]
+    assert wrong_type.status_code == 415 and "content type" in wrong_type.json()["error"]["message"]
     bomb = gzip.compress(b"\x00" * (6 * 1024 * 1024))  # 6 KB on the wire, 6 MB inflated: past the 5 MB limit
     bombed = post(live, key, what, bomb, **{"Content-Encoding": "gzip"})
     assert bombed.status_code == 413 and bombed.json()["error"]["code"] == "too_large"
