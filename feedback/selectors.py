@@ -219,7 +219,11 @@ def trace_detail(trace_id: str) -> TraceDetail | None:
     return TraceDetail(
         trace=trace,
         spans=list(Span.objects.filter(trace_id=trace_id).order_by("start", "-end", "id")),  # parents first
-        feedback=list(FeedbackEvent.objects.filter(trace_id=trace_id).order_by("occurred_at", "id")),
+        feedback=list(
+            FeedbackEvent.objects.filter(trace_id=trace_id)
+            .select_related("prompt_version")
+            .order_by("occurred_at", "id")
+        ),
         outcomes=list(Outcome.objects.filter(trace_id=trace_id).order_by("occurred_at")),
     )
 

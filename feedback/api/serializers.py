@@ -6,6 +6,9 @@ OpenAPI schemas are generated from those same types (feedback.api.openapi).
 
 from __future__ import annotations
 
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 
@@ -43,7 +46,9 @@ class SpanOutSerializer(serializers.Serializer):
 class FeedbackOutSerializer(serializers.Serializer):
     event_id = serializers.UUIDField()
     kind = serializers.CharField()
-    prompt_version = serializers.CharField(source="prompt_version_label")
+    # The trace's own prompt version once the event joined its trace (API.md: the trace's own wins); until
+    # then, the label the event was sent with.
+    prompt_version = serializers.SerializerMethodField()
     value = serializers.FloatField(allow_null=True)
     comment = serializers.CharField()
     original_text = serializers.CharField()
@@ -55,6 +60,11 @@ class FeedbackOutSerializer(serializers.Serializer):
     session_id = serializers.CharField()
     source = serializers.CharField()  # type: ignore[assignment]
     occurred_at = serializers.DateTimeField()
+
+    @extend_schema_field(serializers.CharField())
+    def get_prompt_version(self, event: Any) -> str:
+        joined = event.prompt_version
+        return str(joined.label) if joined is not None else str(event.prompt_version_label)
 
 
 class OutcomeOutSerializer(serializers.Serializer):

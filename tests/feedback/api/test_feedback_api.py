@@ -40,6 +40,19 @@ def test_feedback_before_its_trace_is_kept_and_joined(api_a, committed_db, org_a
     assert api_a.get(f"/api/v1/traces/{tid}").json()["feedback"][0]["value"] == -1
 
 
+def test_a_feedback_events_prompt_version_reads_as_its_traces_own(api_a) -> None:  # type: ignore[no-untyped-def]
+    """API.md: the trace's own prompt version wins when both exist. The trace read showed the label the event
+    was sent with ("" when none), not the one it counts under."""
+    tid = unique()
+    sent = event(tid, value=1, prompt_version="client-guess")
+    bare = event(tid, value=-1)
+    assert api_a.post("/api/v1/feedback", {"batch": [sent, bare]}).json()["accepted"] == 2
+    assert api_a.post("/api/v1/traces", trace(tid, prompt_version="v9")).json()["accepted"] == 1
+    read = api_a.get(f"/api/v1/traces/{tid}").json()
+    assert read["prompt_version"] == "v9"
+    assert [f["prompt_version"] for f in read["feedback"]] == ["v9", "v9"]
+
+
 def test_edit_capture_stores_texts_and_distance(api_a) -> None:  # type: ignore[no-untyped-def]
     tid = unique()
     api_a.post("/api/v1/traces", trace(tid))
