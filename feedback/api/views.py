@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -118,6 +119,23 @@ class OutcomesApi(IngestApi):
         return services.outcomes_ingest(body=body)
 
 
+# What the OTLP mapping changed on a trace rather than refuse it (instrumentation cannot be told the API's
+# rules), by the metadata key the trace records it under: the answer says it too, never silent.
+_MAPPING_NOTES: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
+    ("candor_clipped", lambda t: f"{t['metadata']['candor_clipped']} clipped to 200,000 characters"),
+    (
+        "candor_feature_sent",
+        lambda t: f"candor.feature {t['metadata']['candor_feature_sent']!r} is not a feature key (letters, digits "
+        f"and _.:/-): stored under {t['feature']!r}",
+    ),
+    (
+        "candor_not_counted",
+        lambda t: f"{t['metadata']['candor_not_counted']} not a token count (a whole number from 0 to 10^12): kept "
+        "in the span's attributes, not counted",
+    ),
+)
+
+
 class OtlpTracesApi(TenantApi):
     """OTLP/HTTP answers in the request's encoding with HTTP 200; refused traces go in partial_success."""
 
@@ -151,21 +169,7 @@ class OtlpTracesApi(TenantApi):
         rejected_spans = sum(max(1, len(traces[e.index][1])) for e in errors)
         notes = [f"trace {traces[e.index][0].get('trace_id', e.index)}: {e.field} {e.message}".strip() for e in errors]
         notes += [
-            f"trace {t['trace_id']}: {t['metadata']['candor_clipped']} clipped to 200,000 characters"
-            for t, _ in traces
-            if "candor_clipped" in t.get("metadata", {})
-        ]
-        notes += [
-            f"trace {t['trace_id']}: candor.feature {t['metadata']['candor_feature_sent']!r} is not a feature key "
-            f"(letters, digits and _.:/-): stored under {t['feature']!r}"
-            for t, _ in traces
-            if "candor_feature_sent" in t.get("metadata", {})
-        ]
-        notes += [
-            f"trace {t['trace_id']}: {t['metadata']['candor_not_counted']} not a token count (a whole number from 0 "
-            "to 10^12): kept in the span's attributes, not counted"
-            for t, _ in traces
-            if "candor_not_counted" in t.get("metadata", {})
+            f"trace {t['trace_id']}: {say(t)}" for t, _ in traces for key, say in _MAPPING_NOTES if key in t["metadata"]
         ]
         message = "; ".join(notes)
         payload, media_type = otlp_response(content_type, rejected_spans, message[:2000])
