@@ -92,8 +92,8 @@ def _seed_incident(feature: str, *, bad: bool = True) -> None:
     metric broken (when ``bad``), then 3 normal days (busier: a recovered day's sample tells itself apart
     from the broken one, and from noise, by the same test that opened the alert)."""
     normal = {"success": lambda t: 0.5, "thumbs_down": lambda t: 0.2}
-    history = traffic(feature=feature, start=NOW - timedelta(days=22), hours=24 * 14, count=1400,  # type: ignore[arg-type]
-                      rng=random.Random(90), **normal)  # fmt: skip
+    history = traffic(feature=feature, start=NOW - timedelta(days=22), hours=24 * 14, count=1400,
+                      rng=random.Random(90), **normal)  # type: ignore[arg-type]  # fmt: skip
     rng = random.Random(9)
     items = traffic(feature=feature, start=NOW - timedelta(days=8), hours=24 * 7, count=700, rng=rng, **normal)  # type: ignore[arg-type]
     broken = traffic(

@@ -127,6 +127,7 @@ def test_a_wilson_interval_holds_its_own_value_at_the_edges() -> None:
     for n in (1, 2, 7, 30, 300, 10_000):
         for x in range(0, n + 1, max(1, n // 50)):
             got = wilson(x, n)
+            assert got.low is not None and got.value is not None and got.high is not None
             assert got.low <= got.value <= got.high, (x, n, got)
             low, high = proportion_confint(x, n, method="wilson")
             assert (got.low, got.high) == (pytest.approx(low, abs=1e-12), pytest.approx(high, abs=1e-12))
