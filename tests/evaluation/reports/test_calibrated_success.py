@@ -7,6 +7,7 @@ checks the interval's coverage."""
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -60,14 +61,21 @@ def test_a_gating_judge_answers_success_per_group(api_a: ApiClient, org_a: Org, 
                                         "inclusion_probability": 300 / n}} for i in audited])  # fmt: skip
     with in_tenant(org_a):
         sweep_until(lambda: CalibrationSnapshot.objects.filter(target__rubric__name=rubric).exists())
-        rollups_refresh(limit=10_000)
         snapshot = CalibrationSnapshot.objects.get(target__rubric__name=rubric)
         assert snapshot.verdict == "gating", snapshot.report["verdict_reason"]
         assert snapshot.calibrator is not None
         calibrator = calibrator_from_dict(snapshot.calibrator)
-        report = feature_report(
-            feature=feature_get(feature), window=window_from(), grouping=Grouping.parse("prompt_version")
-        )
+        # The session's worker refreshes the same rollups, and a partition it holds is skipped here (SKIP
+        # LOCKED) until it commits: the report is read once every partition is refreshed (within seconds).
+        deadline = time.monotonic() + 30
+        while True:
+            rollups_refresh(limit=10_000)
+            report = feature_report(
+                feature=feature_get(feature), window=window_from(), grouping=Grouping.parse("prompt_version")
+            )
+            if report["success_source"]["name"] == "calibrated_judge" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
     assert report["success_source"]["name"] == "calibrated_judge"
     f_all = calibrator.predict(passed.astype(float))
     in_audit = np.zeros(n, dtype=bool)
