@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 
-from billing.api.views import budget_check_answer
+from billing.api.views import BudgetCheckApi, budget_check_answer
+from tenants.api.base import refuse_unknown_parameters
 from tenants.hotpath import bearer_token, guarded, hot_path, json_response
 from tenants.services import secret_key_admit
 
@@ -17,6 +18,7 @@ BUDGET_CHECK_PATH = "/api/v1/budgets/check"
 def budget_check(request: HttpRequest) -> HttpResponse:
     def answer() -> HttpResponse:
         key = secret_key_admit(raw_key=bearer_token(request), budget_check=True)
+        refuse_unknown_parameters(request.GET, BudgetCheckApi.query_parameters)  # as TenantApi.initial does
         return json_response(budget_check_answer(key, request.GET))
 
     response = guarded(answer, "the budget check")

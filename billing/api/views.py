@@ -22,7 +22,7 @@ from billing.selectors import budget_check, budget_find, budgets_list, customer_
 from billing.services.budgets import budget_delete, budget_set
 from evaluation.api import paging
 from feedback.api.serializers import ErrorSerializer
-from tenants.api.base import TenantApi, parameter_names, refuse_unknown_parameters
+from tenants.api.base import TenantApi, parameter_names
 from tenants.api.errors import ApiError
 from tenants.selectors import Organization, organization_get
 from tenants.services import ResolvedKey
@@ -100,8 +100,8 @@ class BudgetCheckApi(TenantApi):
 
 
 def budget_check_answer(key: ResolvedKey, query: QueryDict) -> dict[str, Any]:
-    """The budget check for an admitted secret key and its query string (both doors use it)."""
-    refuse_unknown_parameters(query, BudgetCheckApi.query_parameters)  # the hot path skips TenantApi's
+    """The budget check for an admitted secret key and its query string (both doors use it; each refuses
+    parameters the check does not take first: TenantApi's, the hot path's own)."""
     customer_id = _text(query, "customer_id", required=True)
     feature, model = _text(query, "feature", limit=100), _text(query, "model")
     raw = query.get("estimated_cost_usd", "") or "0"

@@ -109,6 +109,9 @@ def test_the_served_application_answers_hot_paths_ahead_of_django(db: None, org_
     status, headers, body = _wsgi_call({}, "/api/v1/budgets/check", "customer_id=c-hot")
     assert status == "401 Unauthorized" and headers["WWW-Authenticate"] == 'Bearer realm="api"'
     assert json.loads(body)["error"]["code"] == "not_authenticated"
+    # A parameter the check does not take is refused at this door too, as TenantApi refuses it at DRF's.
+    status, _, body = _wsgi_call(auth, "/api/v1/budgets/check", "customer_id=c-hot&customer=c-hot")
+    assert status == "400 Bad Request" and json.loads(body)["error"]["details"] == {"field": "customer"}
     status, headers, _ = _wsgi_call(auth, "/api/v1/budgets")  # anything else: Django's own handler
     assert status == "200 OK" and "X-Frame-Options" in headers
 
