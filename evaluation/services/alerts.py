@@ -470,9 +470,9 @@ def alerts_evaluate(*, now: datetime | None = None, features: list[Feature] | No
             for rule in members:
                 stats.rules += 1
                 whole_state = ""
-                now_current, now_baseline, until, days = current, baseline, None, history
+                now_current, now_baseline, until, traced_days = current, baseline, None, history
                 if lagged is not None and rule.metric in READS_SUCCESS:
-                    now_current, now_baseline, until, days = lagged
+                    now_current, now_baseline, until, traced_days = lagged
                 segments = sorted(set(now_current) | set(now_baseline))
                 for segment in segments:
                     verdict = rule_verdict(
@@ -482,7 +482,7 @@ def alerts_evaluate(*, now: datetime | None = None, features: list[Feature] | No
                         source,
                         segments=len(segments),
                         until=until,
-                        history_days=days,
+                        history_days=traced_days,
                     )
                     state = _apply(rule, segment, verdict, source, now, stats)
                     if segment == "":
