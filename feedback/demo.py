@@ -68,11 +68,9 @@ def demo_features_declare() -> int:
     return changed
 
 
-def demo_load(
-    *, traces: int, days: int = 30, end: datetime | None = None, log: Callable[[str], None] = print
-) -> dict[str, float]:
-    """Fill the current (tenant) schema with demo data up to ``end`` (default: now truncated to the hour;
-    the whole days before it are the same whatever its hour); returns counts and timing."""
+def demo_load(*, traces: int, days: int = 30, log: Callable[[str], None] = print) -> dict[str, float]:
+    """Fill the current (tenant) schema with demo data up to now (its whole days are the same whatever the
+    hour: DemoConfig); returns counts and timing."""
     started = time.perf_counter()
     for feature in demo_features():
         Feature.objects.update_or_create(
@@ -84,9 +82,7 @@ def demo_load(
             },
         )
     counts = {"trace": 0, "feedback": 0, "outcome": 0}
-    config = DemoConfig(
-        traces=traces, days=days, end=end or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    )
+    config = DemoConfig(traces=traces, days=days)  # ends now, truncated to the hour
     ingest = {
         "trace": lambda body: services.traces_ingest(body=body),
         "feedback": lambda body: services.feedback_ingest(body=body, source="api"),
