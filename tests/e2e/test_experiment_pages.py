@@ -8,9 +8,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from evaluation.services.alerts import alerts_evaluate, channel_create, deliveries_send
-from evaluation.services.experiments import experiment_create
 from feedback.models import Feature
-from tests.evaluation.experiments_seed import ingest, new_feature, traffic
+from tests.evaluation.experiments_seed import holdback_experiment, ingest, new_feature, traffic
 from tests.fixtures.browser import log_in
 from tests.fixtures.organizations import in_tenant, unique
 
@@ -56,15 +55,7 @@ def test_experiment_drift_alert_and_digest_pages(
             if t["variant"] == "ai":
                 t["prompt_version"] = "v2"
         ingest(*(a + b for a, b in zip(before, during, strict=True)))
-        experiment_create(
-            key=key,
-            feature_key=feature,
-            control="holdback",
-            primary_metric="conversion",
-            mde=0.05,
-            started_at=now - timedelta(days=6),
-            arms=[{"name": "holdback", "allocation": 0.1, "holdback": True}, {"name": "ai", "allocation": 0.9}],
-        )
+        holdback_experiment(key, feature, started_at=now - timedelta(days=6))
         alerts_evaluate(now=now, features=[Feature.objects.get(key=feature)])
         deliveries_send(now=now)  # no channel yet: nothing to send
         channel_create(kind="email", name=unique("mail"), email="pm@example.com")

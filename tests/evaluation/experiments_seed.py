@@ -11,6 +11,8 @@ from typing import Any
 
 import msgspec
 
+from evaluation.models import Experiment
+from evaluation.services.experiments import experiment_create
 from feedback import services
 from feedback.models import Feature
 from feedback.rollups import rollups_refresh
@@ -88,3 +90,19 @@ def new_feature(segment_keys: list[str] | None = None) -> str:
     key = unique("feat")
     Feature.objects.create(key=key, name=key, segment_keys=segment_keys or [])
     return key
+
+
+def holdback_experiment(key: str, feature: str, *, started_at: datetime, holdback_share: float = 0.1) -> Experiment:
+    """A conversion experiment of a holdback arm (the non-AI path, the control) against an "ai" arm."""
+    return experiment_create(
+        key=key,
+        feature_key=feature,
+        control="holdback",
+        primary_metric="conversion",
+        mde=0.05,
+        started_at=started_at,
+        arms=[
+            {"name": "holdback", "allocation": holdback_share, "holdback": True},
+            {"name": "ai", "allocation": 1 - holdback_share},
+        ],
+    )

@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 
 from django.test import Client
 
-from evaluation.services.experiments import experiment_create
-from tests.evaluation.experiments_seed import ingest, new_feature, traffic
+from tests.evaluation.experiments_seed import holdback_experiment, ingest, new_feature, traffic
 from tests.fixtures.organizations import in_tenant, unique
 from tests.helpers import assert_cross_tenant_404, error_code
 
@@ -38,24 +37,8 @@ def _experiment(org) -> str:  # type: ignore[no-untyped-def]
                 success=lambda t: 0.3 if t["variant"] == "holdback" else 0.55,
             )
         )
-        _holdback_experiment(key, feature, holdback_share=0.1)
+        holdback_experiment(key, feature, started_at=START)
     return key
-
-
-def _holdback_experiment(key: str, feature: str, *, holdback_share: float) -> None:
-    """A conversion experiment of a holdback arm against an "ai" arm, started at START."""
-    experiment_create(
-        key=key,
-        feature_key=feature,
-        control="holdback",
-        primary_metric="conversion",
-        mde=0.05,
-        started_at=START,
-        arms=[
-            {"name": "holdback", "allocation": holdback_share, "holdback": True},
-            {"name": "ai", "allocation": 1 - holdback_share},
-        ],
-    )
 
 
 def test_list_and_detail(client_a: Client, org_a) -> None:  # type: ignore[no-untyped-def]
@@ -104,7 +87,7 @@ def _bare_experiment(org) -> str:  # type: ignore[no-untyped-def]
     """An experiment (on a feature of its own) with no traffic yet: enough to be listed."""
     key = unique("pexp")
     with in_tenant(org):
-        _holdback_experiment(key, new_feature(), holdback_share=0.5)
+        holdback_experiment(key, new_feature(), started_at=START, holdback_share=0.5)
     return key
 
 

@@ -14,10 +14,9 @@ from django.test import Client
 
 from evaluation.models import Alert, AlertRule, DriftSnapshot, Experiment, NotificationChannel
 from evaluation.services.alerts import alerts_evaluate
-from evaluation.services.experiments import experiment_create
 from feedback.models import Feature
 from tenants.services import member_ensure
-from tests.evaluation.experiments_seed import ingest, new_feature, traffic
+from tests.evaluation.experiments_seed import holdback_experiment, ingest, new_feature, traffic
 from tests.fixtures.organizations import in_tenant, unique
 from tests.helpers import assert_cross_tenant_404
 
@@ -49,15 +48,7 @@ def seeded(db: None, org_a) -> dict[str, object]:  # type: ignore[no-untyped-def
             feature=feature, start=NOW - timedelta(hours=23), hours=22, count=300, rng=rng, thumbs_down=lambda t: 0.8
         )
         ingest(*(a + b for a, b in zip(base, spike, strict=True)))
-        experiment_create(
-            key=key,
-            feature_key=feature,
-            control="holdback",
-            primary_metric="conversion",
-            mde=0.05,
-            started_at=NOW - timedelta(days=9),
-            arms=[{"name": "holdback", "allocation": 0.1, "holdback": True}, {"name": "ai", "allocation": 0.9}],
-        )
+        holdback_experiment(key, feature, started_at=NOW - timedelta(days=9))
         alerts_evaluate(now=NOW, features=[Feature.objects.get(key=feature)])
         alert = Alert.objects.filter(rule__feature__key=feature).first()
         rule = AlertRule.objects.filter(feature__key=feature).first()

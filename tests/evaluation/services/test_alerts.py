@@ -38,10 +38,9 @@ from evaluation.services.alerts import (
     deliveries_send,
     open_alerts_by_feature,
 )
-from evaluation.services.experiments import experiment_create
 from evaluation.stats import wilson
 from feedback.models import Feature
-from tests.evaluation.experiments_seed import ingest, new_feature, traffic
+from tests.evaluation.experiments_seed import holdback_experiment, ingest, new_feature, traffic
 from tests.fixtures.organizations import in_tenant, unique
 
 
@@ -395,15 +394,7 @@ def test_a_holdback_starting_is_not_the_ai_failing(db: None, org_a) -> None:  # 
         unaware = alerts_evaluate(now=NOW, features=[feature])
         assert unaware.opened >= 1  # the feature's figures did fall, holdback and all
         Alert.objects.filter(rule__feature=feature).delete()
-        experiment_create(
-            key=experiment,
-            feature_key=key,
-            arms=[{"name": "holdback", "allocation": 0.4, "holdback": True}, {"name": "ai", "allocation": 0.6}],
-            control="holdback",
-            mde=0.05,
-            primary_metric="conversion",
-            started_at=NOW - timedelta(hours=24),
-        )
+        holdback_experiment(experiment, key, started_at=NOW - timedelta(hours=24), holdback_share=0.4)
         aware = alerts_evaluate(now=NOW, features=[feature])
         opened = list(Alert.objects.filter(rule__feature=feature).values_list("rule__metric", "segment"))
     assert aware.opened == 0, opened
