@@ -197,7 +197,7 @@ def main() -> int:
                   f"requests); {CLIENTS} clients, in {ROUNDS} alternating rounds…", flush=True)  # fmt: skip
             rest_seconds = otlp_seconds = alike_seconds = 0.0
             # CPU seconds each path cost the web server and PostgreSQL (the two share this machine's cores).
-            cpu = {"rest": [0.0, 0.0], "otlp": [0.0, 0.0]}
+            cpu = {"rest": [0.0, 0.0], "otlp": [0.0, 0.0], "alike": [0.0, 0.0]}
 
             def timed(path: str, send: Callable[[int, str, list[T]], tuple[float, list[str]]], key: str,
                       items: list[T]) -> tuple[float, list[str]]:  # fmt: skip
@@ -214,7 +214,7 @@ def main() -> int:
                     seconds, problems = timed("otlp", post_otlp, otlp.secret_key, share(payloads, turn))
                     otlp_seconds += seconds
                 if not problems:
-                    seconds, problems = post_all(port, alike.secret_key, share(same, turn))
+                    seconds, problems = timed("alike", post_all, alike.secret_key, share(same, turn))
                     alike_seconds += seconds
                 if problems:
                     print("\n".join(problems[:5]))
@@ -236,15 +236,17 @@ def main() -> int:
                 print(f"REST stored {alike_spans:,} spans / {alike_traces:,} traces, sent {spans:,} / {TRACES:,}")
                 return 1
             # Where the gap lies: CPU per item, each path's own (the web server's Python, PostgreSQL's work).
-            (rest_web, rest_db), (otlp_web, otlp_db) = cpu["rest"], cpu["otlp"]
+            (rest_web, rest_db), (otlp_web, otlp_db), (alike_web, alike_db) = cpu["rest"], cpu["otlp"], cpu["alike"]
             print(f"CPU per REST event: web server {rest_web / events * 1e6:.0f} us, PostgreSQL "
                   f"{rest_db / events * 1e6:.0f} us; per OTLP span: web server {otlp_web / spans * 1e6:.0f} us, "
-                  f"PostgreSQL {otlp_db / spans * 1e6:.0f} us")  # fmt: skip
+                  f"PostgreSQL {otlp_db / spans * 1e6:.0f} us; per span by REST: web server "
+                  f"{alike_web / spans * 1e6:.0f} us, PostgreSQL {alike_db / spans * 1e6:.0f} us")  # fmt: skip
             ratio = spans_per_s / rest_eps
             like = spans_per_s / alike_per_s
             print(f"ratio OTLP spans/s / REST events/s = {ratio:.2f}; like for like (same spans by REST) = {like:.2f}")
             per_item = {"rest_web_us": rest_web / events, "rest_db_us": rest_db / events,
-                        "otlp_web_us": otlp_web / spans, "otlp_db_us": otlp_db / spans}  # fmt: skip
+                        "otlp_web_us": otlp_web / spans, "otlp_db_us": otlp_db / spans,
+                        "rest_span_web_us": alike_web / spans, "rest_span_db_us": alike_db / spans}  # fmt: skip
             print(f"RESULT otlp spans_per_s={spans_per_s:.0f} rest_eps={rest_eps:.0f} ratio={ratio:.2f} "
                   f"rest_spans_per_s={alike_per_s:.0f} like_for_like={like:.2f} spans={spans} events={events} "
                   f"workers={WORKERS} " + " ".join(f"{k}={v * 1e6:.0f}" for k, v in per_item.items()))  # fmt: skip
