@@ -38,9 +38,9 @@ from evaluation.models import (
     NotificationChannel,
 )
 from evaluation.reports.figures import cost_per_success, group_figures
-from evaluation.reports.measures import Measures, total
+from evaluation.reports.measures import JudgedSums, Measures, total
 from evaluation.reports.selectors import Window, holdback_variants, measures_of_ai, outcome_delay
-from evaluation.reports.success import SuccessSource, success_source_for
+from evaluation.reports.success import CalibratedJudgeSource, SuccessSource, success_source_for
 from evaluation.services import webhooks
 from evaluation.services.shared import keyring, utc_now
 from evaluation.stats import Interval, mover_difference, mover_ratio, wilson
@@ -86,6 +86,7 @@ DEFAULT_RULES: tuple[dict[str, Any], ...] = (
     },
 )
 # Metrics read through the feature's success source: their levels compare only within one source.
+JUDGED = CalibratedJudgeSource.name
 READS_SUCCESS = frozenset({AlertMetric.SUCCESS_HIGH, AlertMetric.COST_PER_SUCCESS})
 COUNT_WORD = {
     AlertMetric.THUMBS_DOWN: "thumbs",
@@ -340,8 +341,10 @@ def level_text(metric: str, value: float | None) -> str:
     return f"{value:,.0f} ms"
 
 
-def _message(rule: AlertRule, segment: str, v: Verdict) -> str:
+def _message(rule: AlertRule, segment: str, v: Verdict, read_with: str = "") -> str:
     where = rule.feature.key + (f" ({segment})" if segment else "")
+    # The calibrated judge's windows share one bias correction: their intervals are its scores' alone.
+    judged = " Read from the calibrated judge, one bias correction for both windows." if read_with == JUDGED else ""
     label = AlertMetric(rule.metric).label
     cur, base = v.current, v.baseline
     window = _window_words(rule, v.until)
@@ -349,14 +352,14 @@ def _message(rule: AlertRule, segment: str, v: Verdict) -> str:
         return (
             f"Success of {where} over {window} is {level_text(rule.metric, cur.value)} (at most "
             f"{level_text(rule.metric, cur.high)} by its interval), below {1 - rule.threshold:.0%} of its trailing "
-            f"{rule.baseline_days}-day {level_text(rule.metric, base.value)} ({cur.count} traces)."
+            f"{rule.baseline_days}-day {level_text(rule.metric, base.value)} ({cur.count} traces).{judged}"
         )
     change = (cur.value or 0) / base.value - 1 if base.value else math.nan
     least = f" (at least {level_text(rule.metric, cur.low)} by its interval)" if cur.low is not None else ""
     return (
         f"{label} of {where} over {window} is {level_text(rule.metric, cur.value)}{least}, {change:+.0%} versus "
         f"its trailing {rule.baseline_days}-day {level_text(rule.metric, base.value)} "
-        f"({cur.count} {COUNT_WORD[AlertMetric(rule.metric)]})."
+        f"({cur.count} {COUNT_WORD[AlertMetric(rule.metric)]}).{judged}"
     )
 
 
@@ -399,6 +402,23 @@ def _segments(feature: Feature, window: Window, per_segment: bool, holdback: set
             for value, m in values[:MAX_SEGMENT_VALUES]:
                 out[f"metadata.{key}={value}"] = m
     return out
+
+
+def _both_audits(current: Measures, baseline: Measures) -> JudgedSums:
+    both = JudgedSums()
+    both.add(current.judged)
+    both.add(baseline.judged)
+    return both
+
+
+def _over_time(source: SuccessSource, current: Measures, baseline: Measures, whole: JudgedSums) -> SuccessSource:
+    """The source a segment's two windows are read with: the calibrated judge corrects both by one audit, the
+    segment's labels over both windows (the whole feature's, where the segment has too few), so a steady
+    judge bias cancels in the change the rule tests (see CalibratedJudgeSource.over_time)."""
+    if not isinstance(source, CalibratedJudgeSource):
+        return source
+    audit = _both_audits(current, baseline)
+    return source.over_time(audit if audit.audited >= source.MIN_AUDITED else whole)
 
 
 def _days_in(window: Window, days: set[date]) -> int:
@@ -474,17 +494,23 @@ def alerts_evaluate(*, now: datetime | None = None, features: list[Feature] | No
                 if lagged is not None and rule.metric in READS_SUCCESS:
                     now_current, now_baseline, until, traced_days = lagged
                 segments = sorted(set(now_current) | set(now_baseline))
+                whole = _both_audits(now_current.get("", Measures()), now_baseline.get("", Measures()))
                 for segment in segments:
-                    verdict = rule_verdict(
-                        rule,
+                    seg_current, seg_baseline = (
                         now_current.get(segment, Measures()),
                         now_baseline.get(segment, Measures()),
-                        source,
+                    )
+                    read_with = _over_time(source, seg_current, seg_baseline, whole)
+                    verdict = rule_verdict(
+                        rule,
+                        seg_current,
+                        seg_baseline,
+                        read_with,
                         segments=len(segments),
                         until=until,
                         history_days=traced_days,
                     )
-                    state = _apply(rule, segment, verdict, source, now, stats)
+                    state = _apply(rule, segment, verdict, read_with, now, stats)
                     if segment == "":
                         whole_state = {
                             "waiting": verdict.reason,
@@ -521,7 +547,7 @@ def _apply(
     read_with = source.name if rule.metric in READS_SUCCESS else ""
     still_open = Alert.objects.filter(id=existing.id, state=AlertState.OPEN) if existing is not None else None
     if verdict.state == "firing":
-        message = _message(rule, segment, verdict)
+        message = _message(rule, segment, verdict, read_with)
         fields = {
             "value": verdict.current.value,
             "baseline": verdict.baseline.value,

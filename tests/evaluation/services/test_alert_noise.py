@@ -139,3 +139,73 @@ def test_cost_per_success_covers_whatever_cost_and_success_share(failures_cost: 
         interval = cost_per_success(m, OutcomesSource())
         covered += interval.low is not None and interval.high is not None and interval.low <= truth <= interval.high
     assert covered / 2000 >= 0.95
+
+
+def _judged(rng: np.random.Generator, n: int, *, good: float, bias: float, labels: int) -> Measures:
+    """n traces scored by a calibrated judge with a steady ``bias``: each trace is good with its own chance q
+    (around ``good``), the judge says q + bias; ``labels`` of them carry a human label (the uniform audit)."""
+    q = rng.beta(good * 6, (1 - good) * 6, n)
+    f = np.clip(q + bias, 0.0, 1.0)
+    y = rng.random(n) < q
+    audited = rng.choice(n, size=labels, replace=False)
+    r = y[audited] - f[audited]
+    judged = JudgedSums(scored=n, w=n, wf=float(f.sum()), w2=n, w2f=float(f.sum()), w2f2=float((f * f).sum()),
+                        audited=labels, r_sum=float(r.sum()), r2_sum=float((r * r).sum()))  # fmt: skip
+    return Measures(traces=n, judged=judged)
+
+
+def _calibrated_verdict(rule: AlertRule, current: Measures, baseline: Measures, segments: int) -> str:
+    """As alerts_evaluate reads a segment: both windows corrected by the segment's labels over both."""
+    both = JudgedSums()
+    both.add(current.judged)
+    both.add(baseline.judged)
+    source = CalibratedJudgeSource().over_time(both)
+    return rule_verdict(rule, current, baseline, source, segments=segments).state
+
+
+def test_a_calibrated_judge_reads_both_windows_with_one_correction() -> None:
+    """The value is the window's mean calibrated score plus the mean correction of the audit given; the
+    interval is the scores' alone (their mean's sampling variance), whatever the audit's noise."""
+    rng = np.random.default_rng(12)
+    window = _judged(rng, 400, good=0.6, bias=0.05, labels=20)
+    audit = _judged(rng, 400, good=0.6, bias=0.05, labels=30).judged
+    mean_f = window.judged.wf / 400
+    var_mean = (window.judged.w2f2 / 400 - mean_f**2) / 400  # the variance of the scores' mean
+    got = CalibratedJudgeSource().over_time(audit).estimate(window, 0.99).interval
+    assert got.low is not None and got.high is not None
+    assert got.value == pytest.approx(mean_f + audit.r_sum / audit.audited)
+    assert got.high - got.low == pytest.approx(2 * z_value(0.99) * math.sqrt(var_mean))
+
+
+def test_a_steady_segment_read_by_a_biased_calibrated_judge_rarely_fires() -> None:
+    """Twelve steady segments, each with a judge bias of its own, a dozen labels a week each: the weekly
+    success rule fires in at most the 5% Bonferroni promises per evaluation."""
+    rule = _rule("Success below 90% of its baseline (7 days)")
+    rng = np.random.default_rng(5)
+    fired = 0
+    for _ in range(EVALUATIONS):
+        states = []
+        for _ in range(SEGMENTS):
+            n, good, bias = int(rng.integers(100, 300)), float(rng.uniform(0.5, 0.85)), float(rng.uniform(-0.1, 0.1))
+            current = _judged(rng, n, good=good, bias=bias, labels=max(n // 12, 5))
+            baseline = _judged(rng, 2 * n, good=good, bias=bias, labels=max(n // 6, 10))
+            states.append(_calibrated_verdict(rule, current, baseline, SEGMENTS))
+        fired += "firing" in states
+    assert fired / EVALUATIONS <= 0.05
+
+
+def test_a_segments_fall_read_by_the_calibrated_judge_fires() -> None:
+    """The demo's regression in numbers: one segment of 11 falls from 72% to 50% over a week of 150 judged
+    traces and 12 labels (its baseline: 300 and 25). Read with one correction for both windows it fires in
+    most weeks; corrected window by window (each by its own dozen labels, their noise counted twice) it
+    mostly went unseen, which left the demo's SSO regression without a success alert."""
+    rule = _rule("Success below 90% of its baseline (7 days)")
+    rng = np.random.default_rng(6)
+    together = apart = 0
+    for _ in range(200):
+        current = _judged(rng, 150, good=0.5, bias=0.05, labels=12)
+        baseline = _judged(rng, 300, good=0.72, bias=0.05, labels=25)
+        together += _calibrated_verdict(rule, current, baseline, 11) == "firing"
+        apart += rule_verdict(rule, current, baseline, CalibratedJudgeSource(), segments=11).state == "firing"
+    assert together / 200 >= 0.8
+    assert apart / 200 <= 0.3
