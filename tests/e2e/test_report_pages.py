@@ -49,6 +49,15 @@ def test_report_pages_render_without_errors(committed_db: None, live: Any, conte
     for width in (1000, 800):
         page.set_viewport_size({"width": width, "height": 800})
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), width
+    # A phone: each feature is a block of labelled lines, its success on screen (the table scrolled sideways,
+    # success out of sight past the feature's notes).
+    page.set_viewport_size({"width": 390, "height": 844})
+    table = page.locator("[data-testid=features-table]")
+    assert table.evaluate("t => t.scrollWidth <= t.parentElement.clientWidth")
+    success = table.locator("td[data-label=Success]").first
+    box = success.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= 390
+    assert success.evaluate("td => getComputedStyle(td, '::before').content") == '"Success"'
     page.set_viewport_size({"width": 1280, "height": 800})
     page.goto(f"{live.url}{org_a.url('customers/')}?{window}")
     page.wait_for_load_state("networkidle")
