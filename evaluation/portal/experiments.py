@@ -253,8 +253,9 @@ def drift_page(request: HttpRequest, key: str) -> HttpResponse:
             "baseline": baseline,
             "current": current,
             "as_of": as_of,
-            # The feature's reports read success from a gating judge when one exists; drift cannot (per trace).
-            "report_source": "calibrated judge" if gating_calibration(feature) is not None else None,
+            # The feature's reports read success from a gating judge when one exists (a snapshot taken before drift
+            # read it too says outcomes).
+            "report_source": "calibrated_judge" if gating_calibration(feature) is not None else None,
         },
     )
 

@@ -262,7 +262,7 @@ _JUDGED_TRACES = """
 WITH tr AS (
     SELECT {dims}, t.trace_id FROM feedback_trace t
     WHERE t.feature_id = %(feature)s AND t.day BETWEEN %(d0)s AND %(d1)s
-        AND t.started_at >= %(since)s AND t.started_at < %(until)s
+        AND t.started_at >= %(since)s AND t.started_at < %(until)s{where}
 ),
 sc AS (
     SELECT DISTINCT ON (s.trace_id) s.trace_id, s.raw_score, coalesce(s.inclusion_probability, 1.0) AS pi
@@ -303,46 +303,55 @@ def _attach_judged(
 ) -> None:
     """When a gating judge is calibrated on the feature, add its calibrated scores and the uniform
     audit's residuals to every group (Measures.judged); otherwise leave them empty."""
+    exprs = [("t.metadata ->> %(mkey)s" if d == "metadata" else _DIMS[d][1]) for d in dims]
+    sums = judged_by(feature=feature, window=window, exprs=exprs, params={"mkey": metadata_key})
+    merged: dict[tuple[Any, ...], JudgedSums] = {}
+    for raw, judged in (sums or {}).items():
+        merged.setdefault(tuple(_clean(d, v, labels) for d, v in zip(dims, raw, strict=True)), JudgedSums()).add(judged)
+    for key, judged in merged.items():
+        if key in out:
+            out[key].judged = judged
+
+
+def judged_by(
+    *, feature: Feature, window: Window, exprs: list[str], params: dict[str, Any] | None = None, where: str = ""
+) -> dict[tuple[Any, ...], JudgedSums] | None:
+    """A gating judge's calibrated scores and the uniform audit's residuals (JudgedSums) over the feature's
+    traces in ``window``, per combination of the SQL ``exprs`` on the trace ``t`` (keyed by their raw values;
+    ``params`` for theirs, ``where`` one more condition on ``t``, starting " AND"); None when no gating judge
+    is calibrated on the feature."""
     from evaluation.reports.calibrated import gating_calibration
     from evaluation.stats import calibrator_from_dict
 
     gating = gating_calibration(feature)
     if gating is None or gating.calibrator is None or gating.rubric_scale not in _GOOD_AT:
-        return
+        return None
     calibrator = calibrator_from_dict(gating.calibrator)
     good_at = _GOOD_AT[gating.rubric_scale]
-    n = len(dims)
-    exprs = [("t.metadata ->> %(mkey)s" if d == "metadata" else _DIMS[d][1]) for d in dims] or ["true"]
-    names = [f"g{i}" for i in range(len(exprs))]
-    params: dict[str, Any] = {
-        "feature": feature.id, "d0": window.first_day, "d1": window.last_day, "since": window.since,
-        "until": window.until, "mkey": metadata_key, "version": gating.judge_version_id, "rubric": gating.rubric_id,
-    }  # fmt: skip
-    select = ", ".join(f"{e} AS {name}" for e, name in zip(exprs, names, strict=True))
+    n = len(exprs)
+    names = [f"g{i}" for i in range(max(n, 1))]
+    select = ", ".join(f"{e} AS {name}" for e, name in zip(exprs or ["true"], names, strict=True))
     keys = ", ".join(f"tr.{name}" for name in names)
+    values: dict[str, Any] = {
+        "feature": feature.id, "d0": window.first_day, "d1": window.last_day, "since": window.since,
+        "until": window.until, "version": gating.judge_version_id, "rubric": gating.rubric_id, **(params or {}),
+    }  # fmt: skip
     sums: dict[tuple[Any, ...], JudgedSums] = {}
-
-    def key_of(row: tuple[Any, ...]) -> tuple[Any, ...]:
-        return tuple(_clean(d, v, labels) for d, v in zip(dims, row[:n], strict=True))
-
+    width = max(n, 1)
     with connection.cursor() as cursor:
-        cursor.execute(_JUDGED.format(dims=select, keys=keys), params)
+        cursor.execute(_JUDGED.format(dims=select, keys=keys, where=where), values)
         for row in cursor.fetchall():
-            width = max(n, 1)
             raw, pi, count = float(row[width]), float(row[width + 1]), int(row[width + 2])
             f = float(calibrator.predict([raw])[0])
-            part = sums.setdefault(key_of(row), JudgedSums())
+            part = sums.setdefault(tuple(row[:n]), JudgedSums())
             part.add(JudgedSums.of_scores(f, count=count, inclusion_probability=min(max(pi, 1e-6), 1.0)))
-        cursor.execute(_AUDITED.format(dims=select, keys=keys), params)
+        cursor.execute(_AUDITED.format(dims=select, keys=keys, where=where), values)
         for row in cursor.fetchall():
-            width = max(n, 1)
             raw, value = float(row[width]), float(row[width + 1])
             r = float(value >= good_at) - float(calibrator.predict([raw])[0])
-            part = sums.setdefault(key_of(row), JudgedSums())
+            part = sums.setdefault(tuple(row[:n]), JudgedSums())
             part.add(JudgedSums(audited=1, r_sum=r, r2_sum=r * r))
-    for key, judged in sums.items():
-        if key in out:
-            out[key].judged = judged
+    return sums
 
 
 def _segments_pending(feature: Feature, window: Window) -> bool:

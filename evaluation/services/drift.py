@@ -16,8 +16,9 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from evaluation.models import DriftSnapshot, Experiment
-from evaluation.reports.measures import Measures, total
-from evaluation.reports.selectors import Window
+from evaluation.reports.measures import JudgedSums, Measures, total
+from evaluation.reports.selectors import Window, judged_by
+from evaluation.reports.success import CalibratedJudgeSource
 from evaluation.services.shared import utc_now
 from evaluation.stats.drift import ks_shift, psi
 from evaluation.stats.rootcause import Counts, partitions_from_cells, root_causes
@@ -59,9 +60,27 @@ def drift_windows(
 RateSpec = tuple[str, Callable[[Measures], float], Callable[[Measures], float], int]
 
 
-def _rates(source_name: str) -> dict[str, RateSpec]:
-    if source_name == "outcomes":
-        success: RateSpec = ("Success (outcomes)", lambda m: m.outcome_traces, lambda m: m.traces, -1)
+def _calibrated_success(judged: JudgedSums) -> RateSpec | None:
+    """Success from a gating judge's calibrated scores, as a share per cell: each cell's Hajek mean score plus
+    one correction for every cell and both windows (the uniform audit's over them all: a steady judge bias
+    cancels in a change, as the alerts read it). Its counts are the scored traces' weights scaled to the
+    number scored, so cells add up to the Hajek mean of their union and the noise tests see the traces the
+    judge read, not the ones its weights stand for. None without a scored trace or with too few audit labels."""
+    if judged.scored == 0 or judged.audited < CalibratedJudgeSource.MIN_AUDITED:
+        return None
+    correction, scale = judged.r_sum / judged.audited, judged.scored / judged.w
+
+    def good(m: Measures) -> float:
+        return min(max(m.judged.wf + correction * m.judged.w, 0.0), m.judged.w) * scale
+
+    return ("Success (calibrated judge)", good, lambda m: m.judged.w * scale, -1)
+
+
+def _rates(source_name: str, calibrated: RateSpec | None = None) -> dict[str, RateSpec]:
+    if calibrated is not None:
+        success = calibrated
+    elif source_name == "outcomes":
+        success = ("Success (outcomes)", lambda m: m.outcome_traces, lambda m: m.traces, -1)
     else:
         success = ("Success (thumbs)", lambda m: m.good_traces, lambda m: m.rated_traces, -1)
     return {
@@ -128,15 +147,23 @@ def _finest(feature: Feature, window: Window, keys: list[str]) -> dict[tuple[Any
     labels: dict[Any, Any] = dict(PromptVersion.objects.values_list("id", "label"))
     out: dict[tuple[Any, ...], Measures] = {}
     n = len(dims)
+
+    def key_of(row: tuple[Any, ...]) -> tuple[Any, ...]:
+        return (labels.get(row[0]), row[1] or None, row[2] or None, *row[3:n])
+
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         for row in cursor.fetchall():
-            key = (labels.get(row[0]), row[1] or None, row[2] or None, *row[3:n])
-            m = Measures.from_row(row[n:])
+            key, m = key_of(row), Measures.from_row(row[n:])
             if key in out:
                 out[key].add(m)
             else:
                 out[key] = m
+    # A gating judge's calibrated scores per cell, where one is calibrated on the feature: success read as the
+    # reports read it first.
+    judged = judged_by(feature=feature, window=window, exprs=dims, params=params, where=f" AND {NOT_HOLDBACK}")
+    for raw, sums in (judged or {}).items():
+        out.setdefault(key_of(raw), Measures()).judged.add(sums)
     return out
 
 
@@ -150,13 +177,14 @@ def root_cause_report(
 ) -> tuple[list[dict[str, Any]], str]:
     keys = segment_keys(feature, current)
     before, after = _finest(feature, baseline, keys), _finest(feature, current, keys)
-    # Success per segment needs counts every cell has: outcomes, else thumbs. A gating judge's
-    # calibrated estimate (the reports' first source) has no per-cell sums here, so it is not decomposed.
+    # Success per segment as the reports read it first: a gating judge's calibrated scores, else outcomes,
+    # else thumbs.
     both = total(before).add(total(after))
-    source_name = "outcomes" if both.outcomes else "thumbs"
+    calibrated = _calibrated_success(both.judged)
+    source_name = "calibrated_judge" if calibrated else "outcomes" if both.outcomes else "thumbs"
     dims = ("prompt_version", "model", "customer_id", *(f"metadata.{k}" for k in keys))
     out = []
-    for name, spec in _rates(source_name).items():
+    for name, spec in _rates(source_name, calibrated).items():
         label, num, den, bad = spec
         cells = {
             key: Counts(
