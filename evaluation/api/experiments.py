@@ -70,6 +70,10 @@ _Arm = inline_serializer(
         "p_value": serializers.FloatField(allow_null=True, help_text="always-valid p-value"),
         "significant": serializers.BooleanField(),
         "guardrails": serializers.ListField(child=_Guardrail),
+        "yardstick": serializers.BooleanField(
+            help_text="a holdback arm beside an AI control: its lift is shown, but it is no candidate for the verdict "
+            "and is held to no guardrail"
+        ),
         "figures": serializers.DictField(child=serializers.FloatField(allow_null=True)),
     },
 )

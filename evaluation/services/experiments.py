@@ -334,7 +334,12 @@ def experiment_results(experiment: Experiment, *, now: datetime | None = None, s
     counts = [per_arm[name].traces for name in arm_names]
     allocation = [a["allocation"] for a in experiment.arms]
     srm = srm_check(counts, allocation)
-    treatments = [a for a in experiment.arms if a["name"] != experiment.control]
+    # A holdback arm beside an AI control is the yardstick of what the AI adds (ROI over holdback), not a
+    # candidate: its lift is shown, but it is neither tested for the verdict nor held to the AI's guardrails
+    # (the non-AI path falls back by definition: it stopped every such experiment on its fallback rate).
+    others = [a for a in experiment.arms if a["name"] != experiment.control]
+    yardsticks = {a["name"] for a in others if a["holdback"]} if any(not a["holdback"] for a in others) else set()
+    treatments = [a for a in others if a["name"] not in yardsticks]
     alpha_each = experiment.alpha / len(treatments)  # Bonferroni across treatment arms
     tau = mixture_tau(experiment.mde)
     arms_out = []
@@ -353,6 +358,7 @@ def experiment_results(experiment: Experiment, *, now: datetime | None = None, s
             "p_value": None,
             "significant": False,
             "guardrails": [],
+            "yardstick": name in yardsticks,
             "figures": {k: figures[name][k] for k in ("cost_usd", "cost_per_success_usd", "fallback_rate")}
             | {"p95_latency_ms": figures[name]["latency_ms"]["p95"]},
         }
@@ -367,7 +373,8 @@ def experiment_results(experiment: Experiment, *, now: datetime | None = None, s
                 t = _reading(metric, upto[name], source, value_of(name, day)).sample
                 looks.append((c, t))
             test = msprt(looks, tau=tau, alpha=alpha_each)
-            tests[name] = test
+            if name not in yardsticks:
+                tests[name] = test
             control_value = readings[experiment.control].interval.value
             row.update(
                 lift=test.interval.as_dict(),
@@ -376,10 +383,10 @@ def experiment_results(experiment: Experiment, *, now: datetime | None = None, s
                 relative_lift=(test.difference / control_value)
                 if test.difference is not None and control_value
                 else None,
-                guardrails=_guardrails(experiment, arm, figures, per_arm),
+                guardrails=[] if arm["holdback"] else _guardrails(experiment, arm, figures, per_arm),
             )
         arms_out.append(row)
-    planned = _plan(experiment, readings, alpha_each)
+    planned = _plan(experiment, {name: r for name, r in readings.items() if name not in yardsticks}, alpha_each)
     verdict = _verdict(experiment, per_arm, readings, tests, srm, arms_out, planned, window, source, now)
     # A winner whose lift is unlike itself in some segment (a prompt that fails one kind of user) ships with
     # that said beside the verdict, wherever the verdict is shown (the list and the digest read no segments).

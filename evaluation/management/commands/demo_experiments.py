@@ -235,7 +235,7 @@ class Command(BaseCommand):
                     {"name": "control", "allocation": 0.45},
                     {"name": "ai_on", "allocation": 0.45},
                 ],
-                control="holdback",
+                control="control",  # the hypothesis' baseline; the holdback is the yardstick of the AI's value
                 primary_metric="conversion",
                 mde=0.03,
                 max_days=45,

@@ -16,6 +16,7 @@ from evaluation.services.experiments import (
     experiment_stop,
     experiments_list,
 )
+from evaluation.stats.sequential import mixture_tau, plan
 from tests.evaluation.experiments_seed import ingest, new_feature, traffic
 from tests.fixtures.organizations import in_tenant
 
@@ -94,6 +95,33 @@ def test_holdback_experiment_ships_ai_with_intervals_and_names_its_source(db: No
         "; guardrails: fallback rate holding; cost per success and p95 latency not applying (the control is" in reason
     )
     assert r["sequential_test"]["looks"] == 10 and "Johari" in r["sequential_test"]["reference"]
+
+
+def test_a_holdback_beside_an_ai_control_is_the_yardstick_not_a_candidate(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """Control, a new prompt and a 10% non-AI holdback (the demo's checkout experiment): the verdict compares the
+    new prompt with the control. The holdback's lift is shown, but it is not tested for the verdict nor held to
+    the AI's guardrails: the non-AI path falls back on every trace, and its fallback rate stopped the experiment
+    ("arm holdback breaks the fallback rate guardrail")."""
+    split = {"holdback": 0.1, "control": 0.45, "ai_on": 0.45}
+    arms = [{"name": "holdback", "allocation": 0.1, "holdback": True},
+            {"name": "control", "allocation": 0.45}, {"name": "ai_on", "allocation": 0.45}]  # fmt: skip
+    with in_tenant(org_a):
+        feature = new_feature()
+        _seed(feature, "addon", n=4000, split=split, rates={"holdback": 0.30, "control": 0.45, "ai_on": 0.56})
+        experiment = experiment_create(key="addon", feature_key=feature, arms=arms, control="control", mde=0.05,
+                                       primary_metric="conversion", started_at=START)  # fmt: skip
+        r = experiment_results(experiment, now=NOW)
+    rows = {a["name"]: a for a in r["arms"]}
+    assert rows["holdback"]["yardstick"] and not rows["ai_on"]["yardstick"] and not rows["control"]["yardstick"]
+    assert rows["holdback"]["guardrails"] == [] and rows["holdback"]["lift"]["value"] < 0
+    assert {g["metric"]: g["status"] for g in rows["ai_on"]["guardrails"]}["fallback_rate"] == "ok"
+    assert r["verdict"]["decision"] == "ship" and r["verdict"]["arm"] == "ai_on"
+    assert r["verdict"]["reason"].startswith("ai_on beats control")
+    # The only test is ai_on's: the whole alpha is its own (two tests would split it), and the plan counts the
+    # arms the verdict reads (the holdback's 10% is not what it waits for).
+    planned = plan(baseline=r["plan"]["baseline"], mde=0.05, alpha=0.05, power=0.8, tau=mixture_tau(0.05))
+    assert r["plan"]["per_arm"] == planned.per_arm
+    assert r["plan"]["so_far_per_arm"] == min(rows["control"]["metric"]["n"], rows["ai_on"]["metric"]["n"])
 
 
 def test_arms_that_do_not_appear_in_the_data_keep_it_running(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
