@@ -39,6 +39,7 @@ class TraceFilters:
     has_edit: bool = False
     metadata: dict[str, str] = field(default_factory=dict)
     search: str = ""
+    text: str = ""  # words in the input or output (the portal's; a scan, not an index: narrow it by other filters)
 
     @classmethod
     def from_query(cls, query: Any, *, until_day_inclusive: bool = False) -> TraceFilters:
@@ -67,7 +68,18 @@ class TraceFilters:
                 if k.startswith("metadata.") and k != "metadata." and v != ""
             },
             search=query.get("q", "").strip(),
+            text=_text(query.get("text", "")),
         )
+
+
+MAX_TEXT_SEARCH = 200
+
+
+def _text(value: str) -> str:
+    value = " ".join(value.split())
+    if len(value) > MAX_TEXT_SEARCH:
+        raise FilterError("text", f"at most {MAX_TEXT_SEARCH} characters")
+    return value
 
 
 def _is_plain_date(value: str) -> bool:
@@ -140,6 +152,10 @@ def traces_filtered(filters: TraceFilters) -> QuerySet[Trace]:
         qs = qs.filter(Exists(FeedbackEvent.objects.filter(trace_id=OuterRef("trace_id"), kind=FeedbackKind.EDIT)))
     if filters.search:
         qs = qs.filter(Q(trace_id=filters.search) | Q(session_id=filters.search) | Q(user_id=filters.search))
+    if filters.text:
+        # Case-insensitive, the words as one phrase (% and _ are literal). No index serves it (a trigram index would
+        # slow every trace written): newest first, it stops at a page of matches, and other filters narrow the scan.
+        qs = qs.filter(Q(input__icontains=filters.text) | Q(output__icontains=filters.text))
     return qs
 
 

@@ -24,7 +24,14 @@ from feedback.selectors import (
 from tenants.access import org_url
 
 # The explorer's fields as its form names them.
-FILTER_LABELS = {"since": "From", "until": "Until", "customer_id": "Customer", "metadata": "Metadata", "q": "Search"}
+FILTER_LABELS = {
+    "since": "From",
+    "until": "Until",
+    "customer_id": "Customer",
+    "metadata": "Metadata",
+    "q": "Search",
+    "text": "Words",
+}
 
 
 def trace_list(request: HttpRequest) -> HttpResponse:

@@ -306,3 +306,41 @@ def test_a_traces_fields_lead_to_its_feature_prompt_version_experiment_and_metad
     theirs = Client()
     theirs.force_login(org_b.owner)
     assert_cross_tenant_404(theirs, url)
+
+
+def test_explorer_finds_words_in_the_input_or_output(db: None, org_a, org_b) -> None:  # type: ignore[no-untyped-def]
+    """A PM looking for what the SSO answers say: words anywhere in a trace's input or output, in any case, as
+    one phrase (% and _ are literal), with the other filters; the ID search stays exact."""
+    run = unique("tx")
+    batch = [
+        {"trace_id": f"{run}-a", "feature": "support-copilot", "input": "How do I log in with Single Sign-On?",
+         "output": "Ask your admin.", "started_at": "2026-11-01T00:01:00Z"},
+        {"trace_id": f"{run}-b", "feature": "support-copilot", "input": "Reset my password",
+         "output": "Use single sign-on from the Okta dashboard; 100% of accounts have it.",
+         "started_at": "2026-11-01T00:02:00Z"},
+        {"trace_id": f"{run}-c", "feature": "summarize", "input": "Summarize the single sign-on thread",
+         "output": "Done.", "started_at": "2026-11-01T00:03:00Z"},
+        {"trace_id": f"{run}-d", "feature": "support-copilot", "input": "Sign on", "output": "single, then sign-on",
+         "started_at": "2026-11-01T00:04:00Z"},
+    ]  # fmt: skip
+    with in_tenant(org_a.organization):
+        services.traces_ingest(body=msgspec.json.encode({"batch": batch}))
+    client = Client()
+    client.force_login(org_a.owner)
+
+    def found(**query: str) -> set[str]:
+        page = client.get(org_a.url("traces/"), query).content.decode()
+        return set(re.findall(rf"/traces/({run}-[a-z])\"", page))
+
+    assert found(text="SINGLE  sign-on") == {f"{run}-a", f"{run}-b", f"{run}-c"}  # not -d: the words as one phrase
+    assert found(text="single sign-on", feature="support-copilot") == {f"{run}-a", f"{run}-b"}
+    assert found(text="okta") == {f"{run}-b"}
+    assert found(text="100%") == {f"{run}-b"} and found(text="%") == {f"{run}-b"}  # % is a character, not "anything"
+    assert found(text="_") == set()
+    assert found(q=f"{run}-a", text="okta") == set()  # both filters apply
+    page = client.get(org_a.url("traces/"), {"text": "x" * 201}).content.decode()
+    assert "Filters not applied (showing every trace). Words: at most 200 characters." in page
+    # Another organization's traces are not searched.
+    other = Client()
+    other.force_login(org_b.owner)
+    assert run not in other.get(org_b.url("traces/"), {"text": "single sign-on"}).content.decode()
