@@ -605,6 +605,7 @@ def _apply(
         resolution=existing.resolution,
         value=verdict.current.value,
         count=verdict.current.count,
+        message=existing.resolution,  # the latest reading's words, as value and count are (not the last firing's)
     )
     if resolved:
         existing.refresh_from_db()

@@ -217,6 +217,8 @@ def test_a_lasting_regression_stays_open_after_the_baseline_takes_it_in_until_it
     # Back at the old level, or too near it to tell apart (a day's sample against the week it opened on).
     assert alert.resolution.startswith(("Recovered: ", "No longer clearly worse: ")), alert.resolution
     assert rule.last_state == "quiet"
+    # Its message is the reading its value is (it kept the last firing's words beside the recovered value).
+    assert alert.message == alert.resolution and f"{alert.value:.1%}" in alert.message
 
 
 def test_resolving_by_hand_accepts_the_level_until_it_gets_clearly_worse(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
