@@ -25,6 +25,13 @@ def ourl(context: dict[str, Any], name: str, *args: Any) -> str:
     return reverse(name, args=(request.tenant.slug, *args))
 
 
+@register.filter(name="pairs")
+def pairs_filter(mapping: Any) -> list[tuple[Any, Any]]:
+    """{% for k, v in attributes|pairs %}: a dict's items whatever its keys. ``attributes.items`` looks the key
+    "items" up first, so a span attribute or an arm named items (a cart's count) broke the page (a 500)."""
+    return list(mapping.items()) if isinstance(mapping, dict) else []
+
+
 @register.filter(name="words")
 def words_filter(key: str | None) -> str:
     """{{ "keep_running"|words }} -> "keep running": an identifier shown as words (nothing for None)."""

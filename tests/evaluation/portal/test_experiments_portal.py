@@ -14,6 +14,7 @@ from django.test import Client
 
 from evaluation.models import Alert, AlertRule, DriftSnapshot, Experiment, NotificationChannel
 from evaluation.services.alerts import alerts_evaluate
+from evaluation.services.experiments import experiment_create
 from feedback.models import Feature
 from tenants.services import member_ensure
 from tests.evaluation.experiments_seed import holdback_experiment, ingest, new_feature, traffic
@@ -70,6 +71,23 @@ def test_pages_render_the_numbers(owner_a: Client, org_a, seeded: dict) -> None:
     assert owner_a.get(org_a.url(f"alerts/{seeded['alert']}/")).status_code == 200
     digest = owner_a.get(org_a.url("digest/")).content.decode()
     assert "Candor weekly" in digest and seeded["experiment"] in digest
+
+
+def test_arms_named_like_dict_methods_render(owner_a: Client, org_a) -> None:  # type: ignore[no-untyped-def]
+    """Arm names are the traces' variants, anything an app sends: arms named items and keys broke the sample
+    ratio line (the template read observed.items as the arm's count, a 500)."""
+    key = unique("dm")
+    with in_tenant(org_a):
+        feature = new_feature()
+        arms = ["items" if i % 2 else "keys" for i in range(200)]
+        ingest(*traffic(feature=feature, start=NOW - timedelta(days=2), hours=24, count=200, rng=random.Random(3),
+                        fields=lambda i: {"experiment": key, "variant": arms[i]}))  # fmt: skip
+        experiment_create(key=key, feature_key=feature, control="keys", primary_metric="conversion", mde=0.05,
+                          started_at=NOW - timedelta(days=3),
+                          arms=[{"name": "keys", "allocation": 0.5}, {"name": "items", "allocation": 0.5}])  # fmt: skip
+    page = owner_a.get(org_a.url(f"experiments/{key}/"))
+    assert page.status_code == 200
+    assert re.search(r"Observed (keys|items) \d+, (keys|items) \d+; expected", page.content.decode())
 
 
 def test_forms_validate_and_save(owner_a: Client, org_a, seeded: dict, settings) -> None:  # type: ignore[no-untyped-def,type-arg]

@@ -344,3 +344,20 @@ def test_explorer_finds_words_in_the_input_or_output(db: None, org_a, org_b) -> 
     other = Client()
     other.force_login(org_b.owner)
     assert run not in other.get(org_b.url("traces/"), {"text": "single sign-on"}).content.decode()
+
+
+def test_a_span_attribute_named_like_a_dict_method_is_listed(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """A cart tool's span says {"items": 2}: the trace page read attributes.items as that key (an int) and
+    answered 500 for every checkout trace of the demo."""
+    run = unique("it")
+    trace = {"trace_id": run, "feature": "checkout-assist", "spans": [
+        {"span_id": "cart", "name": "cart_lookup", "kind": "tool",
+         "attributes": {"items": 2, "keys": "k", "values": [1, 2], "gen_ai.tool.name": "cart_lookup"}}]}  # fmt: skip
+    with in_tenant(org_a.organization):
+        services.traces_ingest(body=msgspec.json.encode(trace))
+    client = Client()
+    client.force_login(org_a.owner)
+    page = client.get(org_a.url(f"traces/{run}"))
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "<code>items</code> = 2<br>" in text and "<code>keys</code> = k<br>" in text
