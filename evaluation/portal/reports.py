@@ -129,18 +129,24 @@ def segment_links(
             break
         query[dimension] = value
     else:
-        # The explorer reads a day as its midnight (UTC) and its until as exclusive, as a Window's.
-        since, until = (t.date() if window.whole_days else t for t in (window.since, window.until))
-        query.update(since=since.isoformat(), until=until.isoformat())
+        # The explorer's Until is a date picker's day, included (a time stays exclusive): a window of whole days
+        # is passed as its first and last day (its until, the next midnight, brought in that day's traces too).
+        if window.whole_days:
+            query.update(since=window.first_day.isoformat(), until=window.last_day.isoformat())
+        else:
+            query.update(since=window.since.isoformat(), until=window.until.isoformat())
         traces = f"{org_url(request, 'feedback:trace-list')}?{urlencode(query)}"
     feature_url = org_url(request, "evaluation:feature", feature_key)
+    # The feature page in the same window (its until is exclusive, as a Window's), not its default 30 days.
+    span = {k: (t.date() if window.whole_days else t).isoformat() for k, t in (("since", window.since),
+                                                                            ("until", window.until))}  # fmt: skip
     groupings = []
     for dimension, _ in parts:
         try:
             grouping = Grouping.parse(dimension)
         except ReportError:
             continue
-        groupings.append((grouping.label, f"{feature_url}?{urlencode({'group_by': grouping.label})}"))
+        groupings.append((grouping.label, f"{feature_url}?{urlencode({'group_by': grouping.label, **span})}"))
     return {"traces": traces, "groupings": groupings}
 
 

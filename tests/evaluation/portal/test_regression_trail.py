@@ -8,7 +8,7 @@ import html
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from django.test import Client, RequestFactory
@@ -153,13 +153,19 @@ def test_each_drift_segment_links_its_traces_and_its_grouping(regressed: dict[st
         "metadata.auth": "sso",
         "prompt_version": "v2.3",
         "since": current.first_day.isoformat(),
-        "until": current.until.date().isoformat(),  # exclusive, as the drift's window
+        "until": current.last_day.isoformat(),  # the explorer's Until is a day included: the window's last
     }
+    span = f"since={current.first_day.isoformat()}&until={current.until.date().isoformat()}"  # the page's: exclusive
     assert _links(first, "segment-group-by") == [
-        f"/o/{slug}/features/{key}/?group_by=metadata.auth",
-        f"/o/{slug}/features/{key}/?group_by=prompt_version",
+        f"/o/{slug}/features/{key}/?group_by=metadata.auth&{span}",
+        f"/o/{slug}/features/{key}/?group_by=prompt_version&{span}",
     ]
-    # Followed: the explorer applies every filter (SSO traces on v2.3 of the current window only) ...
+    # Followed: the explorer applies every filter (SSO traces on v2.3 of the current window only, not of the day
+    # after it, today) ...
+    with in_tenant(org_a):
+        after = {"trace_id": f"{key}-after", "feature": key, "prompt_version": "v2.3", "metadata": {"auth": "sso"},
+                 "started_at": (current.until + timedelta(minutes=5)).isoformat()}  # fmt: skip
+        ingest([after], [], [])
     explorer = client.get(traces)
     assert explorer.status_code == 200 and explorer.context["error"] is None
     rows = list(explorer.context["page"].results)
@@ -206,7 +212,10 @@ def test_an_alert_links_its_segments_traces_in_its_rules_window_and_grouping(reg
         "since": (alert.last_fired_at - timedelta(hours=24)).isoformat(),
         "until": alert.last_fired_at.isoformat(),
     }
-    assert _links(page, "alert-group-by") == [f"/o/{slug}/features/{key}/?group_by=metadata.auth"]
+    since, until = (alert.last_fired_at - timedelta(hours=24)).isoformat(), alert.last_fired_at.isoformat()
+    assert _links(page, "alert-group-by") == [
+        f"/o/{slug}/features/{key}/?{urlencode({'group_by': 'metadata.auth', 'since': since, 'until': until})}"
+    ]
     # Followed: SSO traces of the rule's window only.
     explorer = client.get(traces)
     assert explorer.status_code == 200 and explorer.context["error"] is None
@@ -225,7 +234,7 @@ def test_an_alert_links_its_segments_traces_in_its_rules_window_and_grouping(reg
     assert parse_qs(urlsplit(traces).query) == {
         "feature": [key],
         "since": [(last - timedelta(days=6)).isoformat()],
-        "until": [(last + timedelta(days=1)).isoformat()],  # exclusive
+        "until": [last.isoformat()],  # the explorer's Until: a day included
     }
     assert _links(page, "alert-group-by") == []
 
