@@ -207,6 +207,9 @@ def root_cause_report(
                 "baseline_n": sum(c.den0 for c in cells.values()),
                 "current_n": sum(c.den1 for c in cells.values()),
                 "note": decomposition.note,
+                # The calibrated judge's one correction (label - score, over both windows' audit), where it is read.
+                "correction": both.judged.r_sum / both.judged.audited if calibrated and name == "success" else None,
+                "audited": both.judged.audited if calibrated and name == "success" else None,
                 "segments": [
                     {
                         "segment": c.label,

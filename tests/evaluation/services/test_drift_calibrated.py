@@ -60,6 +60,7 @@ def test_drift_reads_success_from_the_calibrated_judge(api_a: ApiClient, org_a: 
     assert success["baseline"] == pytest.approx(f[~late].mean() + correction, abs=1e-9)
     assert success["current"] == pytest.approx(f[late].mean() + correction, abs=1e-9)
     assert (success["baseline_n"], success["current_n"]) == (pytest.approx((~late).sum()), pytest.approx(late.sum()))
+    assert (success["correction"], success["audited"]) == (pytest.approx(correction, abs=1e-9), 240)  # the page says
     first = success["segments"][0]
     assert first["segment"] == "metadata.auth=sso"
     assert first["current_rate"] == pytest.approx(f[late & sso].mean() + correction, abs=1e-9)
