@@ -13,12 +13,12 @@ import msgspec
 from evaluation.judges.scales import ScaleKind
 from evaluation.judges.templates import builtin_template
 from evaluation.judges.versions import JudgeVersionSpec
-from evaluation.models import Judge
+from evaluation.models import CalibrationSnapshot, Judge
 from evaluation.services.calibration_refresh import calibration_sweep
 from evaluation.services.judges import judge_create
 from evaluation.services.provider_keys import provider_key_create
 from feedback import services
-from tests.fixtures.organizations import unique
+from tests.fixtures.organizations import in_tenant, unique
 
 
 def traces_post(traces: list[dict[str, Any]]) -> services.IngestResult:
@@ -107,3 +107,25 @@ def finished_scores_analyzed(n: int = 5000, days: int = 60) -> None:
     )  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE evaluation_score")
+
+
+def gating_judge_on(
+    api: Any, org: Any, traces: list[str], *, judge: str, rubric: str, passed: Any, good: Any, audited: Any
+) -> CalibrationSnapshot:
+    """The judge's binary verdicts on ``traces`` (``passed``) and humans' labels (``good``) on the ``audited``
+    ones as a uniform audit, through the API; returns the calibration snapshot once the sweep made it gating."""
+    scores = [{"score_id": unique("sc"), "trace_id": t, "name": judge, "value": int(passed[i]), "scale": "binary"}
+              for i, t in enumerate(traces)]  # fmt: skip
+    labels = [{"label_id": unique("lb"), "trace_id": traces[i], "rubric": rubric, "value": int(good[i]),
+               "sampling": {"design": "uniform", "inclusion_probability": len(audited) / len(traces)}}
+              for i in audited]  # fmt: skip
+    for path, items in (("/api/v1/scores", scores), ("/api/v1/labels", labels)):
+        for start in range(0, len(items), 1000):
+            answer = api.post(path, {"batch": items[start : start + 1000]})
+            assert answer.status_code == 200, answer.text
+    with in_tenant(org):
+        sweep_until(lambda: CalibrationSnapshot.objects.filter(target__rubric__name=rubric).exists())
+        snapshot = CalibrationSnapshot.objects.get(target__rubric__name=rubric)
+    assert snapshot.verdict == "gating", snapshot.report["verdict_reason"]
+    assert snapshot.calibrator is not None
+    return snapshot

@@ -27,7 +27,7 @@ from evaluation.reports.success import CalibratedJudgeSource
 from evaluation.stats import calibrator_from_dict
 from feedback.rollups import rollups_refresh
 from tests.evaluation.api.test_calibration import post_all
-from tests.evaluation.helpers import sweep_until
+from tests.evaluation.helpers import gating_judge_on, sweep_until
 from tests.fixtures.organizations import Org, in_tenant, unique
 from tests.fixtures.server import ApiClient
 
@@ -52,17 +52,10 @@ def test_a_gating_judge_answers_success_per_group(api_a: ApiClient, org_a: Org, 
     traces = [f"{feature}-{i:04d}" for i in range(n)]
     post_all(api_a, "/api/v1/traces", [{"trace_id": t, "feature": feature, "prompt_version": str(version[i])}
                                        for i, t in enumerate(traces)])  # fmt: skip
-    scores = [{"score_id": unique("sc"), "trace_id": t, "name": judge, "value": int(passed[i]), "scale": "binary"}
-              for i, t in enumerate(traces)]  # fmt: skip
-    post_all(api_a, "/api/v1/scores", scores)
     audited = np.sort(rng.choice(n, 300, replace=False))
-    post_all(api_a, "/api/v1/labels", [{"label_id": unique("lb"), "trace_id": traces[i], "rubric": rubric,
-                                        "value": int(good[i]), "sampling": {"design": "uniform",
-                                        "inclusion_probability": 300 / n}} for i in audited])  # fmt: skip
+    snapshot = gating_judge_on(api_a, org_a, traces, judge=judge, rubric=rubric, passed=passed, good=good,
+                               audited=audited)  # fmt: skip
     with in_tenant(org_a):
-        sweep_until(lambda: CalibrationSnapshot.objects.filter(target__rubric__name=rubric).exists())
-        snapshot = CalibrationSnapshot.objects.get(target__rubric__name=rubric)
-        assert snapshot.verdict == "gating", snapshot.report["verdict_reason"]
         assert snapshot.calibrator is not None
         calibrator = calibrator_from_dict(snapshot.calibrator)
         # The session's worker refreshes the same rollups, and a partition it holds is skipped here (SKIP

@@ -10,12 +10,11 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import pytest
 
-from evaluation.models import CalibrationSnapshot
 from evaluation.services.drift import drift_windows, feature_drift, top_cause
 from evaluation.stats import calibrator_from_dict
 from feedback.models import Feature
 from tests.evaluation.api.test_calibration import post_all
-from tests.evaluation.helpers import sweep_until
+from tests.evaluation.helpers import gating_judge_on
 from tests.fixtures.organizations import Org, in_tenant, unique
 from tests.fixtures.server import ApiClient
 
@@ -39,19 +38,12 @@ def test_drift_reads_success_from_the_calibrated_judge(api_a: ApiClient, org_a: 
     post_all(api_a, "/api/v1/traces", [{"trace_id": t, "feature": feature, "started_at": _iso(starts[i]),
                                         "metadata": {"auth": "sso" if sso[i] else "password"}}
                                        for i, t in enumerate(traces)])  # fmt: skip
-    post_all(api_a, "/api/v1/scores", [{"score_id": unique("sc"), "trace_id": t, "name": judge,
-                                        "value": int(passed[i]), "scale": "binary"}
-                                       for i, t in enumerate(traces)])  # fmt: skip
     audited = np.sort(rng.choice(n, 240, replace=False))
-    post_all(api_a, "/api/v1/labels", [{"label_id": unique("lb"), "trace_id": traces[i], "rubric": rubric,
-                                        "value": int(good[i]), "sampling": {"design": "uniform",
-                                        "inclusion_probability": 240 / n}} for i in audited])  # fmt: skip
+    snapshot = gating_judge_on(api_a, org_a, traces, judge=judge, rubric=rubric, passed=passed, good=good,
+                               audited=audited)  # fmt: skip
     with in_tenant(org_a):
-        sweep_until(lambda: CalibrationSnapshot.objects.filter(target__rubric__name=rubric).exists())
-        snapshot = CalibrationSnapshot.objects.get(target__rubric__name=rubric)
-        assert snapshot.verdict == "gating", snapshot.report["verdict_reason"]
-        assert snapshot.calibrator is not None
         result = feature_drift(feature=Feature.objects.get(key=feature), baseline=baseline, current=current)
+    assert snapshot.calibrator is not None
     f = calibrator_from_dict(snapshot.calibrator).predict(passed.astype(float))
     correction = float((good[audited] - f[audited]).mean())  # one correction, over both windows' audit
     assert result["success_source"] == "calibrated_judge"
