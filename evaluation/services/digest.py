@@ -14,7 +14,7 @@ from django.template.loader import render_to_string
 
 from evaluation.models import Alert, AlertState, DigestDelivery, DriftSnapshot
 from evaluation.reports.selectors import Window, overview
-from evaluation.services.drift import top_cause
+from evaluation.services.drift import days_compared, top_cause
 from evaluation.services.experiments import experiments_list
 from evaluation.services.shared import utc_now
 from feedback.models import FeedbackEvent, Trace
@@ -31,6 +31,9 @@ def digest_build(*, now: datetime | None = None) -> dict[str, Any]:
     for f in overview(window=window):
         snapshot = DriftSnapshot.objects.filter(feature__key=f["key"]).order_by("-day").first()
         cause = top_cause(snapshot.result) if snapshot else None
+        if cause is not None and snapshot is not None:
+            # The drift's own days: its baseline is not the week before the digest's (it ends a week earlier).
+            cause = {**cause, **days_compared(snapshot.result)}
         figures, previous = f["figures"], f["previous"]
         features.append(
             {

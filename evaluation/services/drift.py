@@ -439,7 +439,7 @@ def likely_causes(feature_keys: list[str], *, first_day: date, last_day: date) -
         cause = top_cause(snapshot.result)
         if cause is not None:
             # Which days the snapshot compared: the cause is its own, whatever window the page shows.
-            found[snapshot.feature.key] = {**cause, **_days_compared(snapshot.result)}
+            found[snapshot.feature.key] = {**cause, **days_compared(snapshot.result)}
     return found
 
 
@@ -469,12 +469,12 @@ def drift_summaries(*, today: date | None = None) -> list[dict[str, Any]]:
                 (d for d in result.get("distributions", []) if d.get("status") in ("moderate", "shifted")),
                 key=lambda d: -(d.get("psi") or 0.0),
             )
-            row.update(_days_compared(result))
+            row.update(days_compared(result))
         rows.append(row)
     return rows
 
 
-def _days_compared(result: dict[str, Any]) -> dict[str, str]:
+def days_compared(result: dict[str, Any]) -> dict[str, str]:
     """A snapshot's windows as "11-27 to 12-03" (whole days, the last one included)."""
 
     def days(window: dict[str, str] | None) -> str:

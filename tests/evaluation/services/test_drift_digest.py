@@ -175,6 +175,9 @@ def test_snapshot_and_weekly_digest_to_the_pms(db: None, org_a, mailoutbox: list
         digest = digest_build(now=now)
         subject, text, html = digest_render(digest)
         assert "Likely cause" in text and "metadata.auth=sso × prompt_version=v2" in text
+        # The cause names the drift's own days: its baseline is not the week before the digest's.
+        days = "06-23 to 06-29 against 06-02 to 06-15"
+        assert f"(drift of {TODAY.isoformat()}: {days})" in text and f"(drift: {days})" in html
         # What moved reads as sentences, clear moves apart from noise (it printed Python dicts), and success
         # as the portal writes a share.
         moved = [r for f in digest["features"] for r in f["moved"]]
