@@ -196,6 +196,7 @@ def root_cause_report(
             for key in set(before) | set(after)
         }
         decomposition = root_causes(partitions_from_cells(cells, dims), direction=bad, top=top)
+        baseline_n, current_n = sum(c.den0 for c in cells.values()), sum(c.den1 for c in cells.values())
         out.append(
             {
                 "metric": name,
@@ -204,8 +205,8 @@ def root_cause_report(
                 "baseline": decomposition.rate0,
                 "current": decomposition.rate1,
                 "change": decomposition.change,
-                "baseline_n": sum(c.den0 for c in cells.values()),
-                "current_n": sum(c.den1 for c in cells.values()),
+                "baseline_n": baseline_n,
+                "current_n": current_n,
                 "note": decomposition.note,
                 # The calibrated judge's one correction (label - score, over both windows' audit), where it is read.
                 "correction": both.judged.r_sum / both.judged.audited if calibrated and name == "success" else None,
@@ -222,6 +223,9 @@ def root_cause_report(
                         "current_share": c.weight1,
                         "baseline_rate": c.rate0,
                         "current_rate": c.rate1,
+                        # What each rate is a share of (traces, thumbs, or the judge's scored traces).
+                        "baseline_count": c.weight0 * baseline_n,
+                        "current_count": c.weight1 * current_n,
                         "refines": " × ".join(f"{d}={v}" for d, v in c.refines) if c.refines else None,
                     }
                     for c in decomposition.ranked

@@ -145,6 +145,8 @@ def test_each_drift_segment_links_its_traces_and_its_grouping(regressed: dict[st
     success = page.split('data-testid="rate-success"', 1)[1].split("</details>", 1)[0]
     first = success.split('data-testid="segment"')[1]
     assert f"<strong>{NARROW}</strong>" in first
+    # v2.3 is new this week: its rate before is no rate (it read as a move, "0.399 -> 0.496" on the demo).
+    assert 'data-testid="thin-baseline"' in first and "new (0 before)" in first
     (traces,) = _links(first, "segment-traces")
     url = urlsplit(traces)
     assert url.path == f"/o/{slug}/traces/"
