@@ -94,6 +94,8 @@ def test_overview_and_customers(owner: Client, org_a, seeded: str) -> None:  # t
     assert home.status_code == 200 and b"vs the 400 days before" in home.content  # it read "1 year, 1 month before"
     customers = owner.get(org_a.url("customers/"), {"since": "2025-03-01", "until": "2025-03-12"})
     assert customers.status_code == 200 and b"customer_id=cus_a" in customers.content
+    # A customer's traces link in the page's window (they opened every day of the customer, newest first).
+    assert b"customer_id=cus_a&since=2025-03-01&until=2025-03-11" in customers.content
 
 
 def test_other_organization_gets_404(seeded: str, org_a, org_b) -> None:  # type: ignore[no-untyped-def]
