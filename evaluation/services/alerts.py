@@ -712,7 +712,8 @@ def _holding_message(rule: AlertRule, segment: str, v: Verdict, opened: float) -
     # Why the rule itself is quiet: the trailing baseline has moved, or the two windows are too noisy to say.
     trailing = f"its trailing {rule.baseline_days}-day level, now {level_text(metric, base.value)}"
     if success:
-        why = f"not clearly below {1 - rule.threshold:.0%} of {trailing}"
+        floor = "" if base.value is None else f", that is below {level_text(metric, (1 - rule.threshold) * base.value)}"
+        why = f"not clearly below {1 - rule.threshold:.0%} of {trailing}{floor}"
     elif base.value and cur.value is not None and cur.value < base.value * (1 + rule.threshold):
         why = f"not {rule.threshold:+.0%} over {trailing}"
     else:
