@@ -86,8 +86,8 @@ DEFAULT_RULES: tuple[dict[str, Any], ...] = (
     },
 )
 # Metrics read through the feature's success source: their levels compare only within one source.
-JUDGED = CalibratedJudgeSource.name
 READS_SUCCESS = frozenset({AlertMetric.SUCCESS_HIGH, AlertMetric.COST_PER_SUCCESS})
+JUDGED = CalibratedJudgeSource.name  # the source whose windows an alert reads with one correction
 COUNT_WORD = {
     AlertMetric.THUMBS_DOWN: "thumbs",
     AlertMetric.COST_PER_SUCCESS: "successes",

@@ -182,6 +182,10 @@ def root_cause_report(
     both = total(before).add(total(after))
     calibrated = _calibrated_success(both.judged)
     source_name = "calibrated_judge" if calibrated else "outcomes" if both.outcomes else "thumbs"
+    # The calibrated judge's one correction (label - score, over both windows' audit), where it is read: the page says.
+    audit = (
+        {"correction": both.judged.r_sum / both.judged.audited, "audited": both.judged.audited} if calibrated else {}
+    )
     dims = ("prompt_version", "model", "customer_id", *(f"metadata.{k}" for k in keys))
     out = []
     for name, spec in _rates(source_name, calibrated).items():
@@ -208,9 +212,8 @@ def root_cause_report(
                 "baseline_n": baseline_n,
                 "current_n": current_n,
                 "note": decomposition.note,
-                # The calibrated judge's one correction (label - score, over both windows' audit), where it is read.
-                "correction": both.judged.r_sum / both.judged.audited if calibrated and name == "success" else None,
-                "audited": both.judged.audited if calibrated and name == "success" else None,
+                "correction": audit.get("correction") if name == "success" else None,
+                "audited": audit.get("audited") if name == "success" else None,
                 "segments": [
                     {
                         "segment": c.label,
