@@ -423,3 +423,28 @@ def test_every_control_of_the_channel_form_has_a_visible_label(owner_a: Client, 
     assert [c["name"] for c in parsed.controls] == ["kind", "name", "url", "email"]
     named = {c["name"]: parsed.labels.get(c.get("id") or "", "").strip() for c in parsed.controls}
     assert named == {"kind": "Kind", "name": "Name", "url": "Webhook URL", "email": "Email"}
+
+
+def test_a_segment_new_or_gone_shows_its_count_not_a_rate(owner_a: Client, org_a, seeded: dict) -> None:  # type: ignore[no-untyped-def,type-arg]
+    """A prompt version new this week (12 traces before) or retired (none now) has no rate of its own on that side:
+    the page says new / gone with the count (it read "0.399 -> 0.496", or "0.786 -> –")."""
+    url = org_a.url(f"drift/{seeded['feature']}/")
+    owner_a.get(url)  # today's snapshot
+    with in_tenant(org_a):
+        snapshot = DriftSnapshot.objects.get(feature__key=seeded["feature"], day=datetime.now(UTC).date())
+        result = snapshot.result
+        new = {"segment": "prompt_version=v3", "baseline_count": 12.0, "baseline_rate": 0.399,
+               "current_count": 400.0, "current_rate": 0.496}  # fmt: skip
+        gone = {"segment": "prompt_version=v1", "baseline_count": 350.0, "baseline_rate": 0.786,
+                "current_count": 0.0, "current_rate": None}  # fmt: skip
+        common = {"contribution": -0.05, "mix": -0.06, "rate": 0.01, "share_of_change": 0.5, "baseline_share": 0.1,
+                  "current_share": 0.2, "refines": None}  # fmt: skip
+        result["rates"][0]["segments"] = [
+            {**common, **shape, "parts": [{"dimension": "prompt_version", "value": str(shape["segment"])[-2:]}]}
+            for shape in (new, gone)
+        ]
+        DriftSnapshot.objects.filter(id=snapshot.id).update(result=result)
+    page = owner_a.get(url).content.decode()
+    rows = page.split('data-testid="segment"')[1:3]
+    assert "new (12 before)" in rows[0] and "0.399" not in rows[0] and "0.496" in rows[0]
+    assert "gone (0 now)" in rows[1] and "0.786" in rows[1]
