@@ -341,7 +341,7 @@ def level_text(metric: str, value: float | None) -> str:
     return f"{value:,.0f} ms"
 
 
-def _message(rule: AlertRule, segment: str, v: Verdict, read_with: str = "") -> str:
+def _message(rule: AlertRule, segment: str, v: Verdict, read_with: str) -> str:
     where = rule.feature.key + (f" ({segment})" if segment else "")
     # The calibrated judge's windows share one bias correction: their intervals are its scores' alone.
     judged = " Read from the calibrated judge, one bias correction for both windows." if read_with == JUDGED else ""

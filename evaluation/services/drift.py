@@ -76,13 +76,18 @@ def _calibrated_success(judged: JudgedSums) -> RateSpec | None:
     return ("Success (calibrated judge)", good, lambda m: m.judged.w * scale, -1)
 
 
-def _rates(source_name: str, calibrated: RateSpec | None = None) -> dict[str, RateSpec]:
+def _success(both: Measures) -> tuple[str, RateSpec]:
+    """Success per segment as the reports read it first (both windows' measures decide): a gating judge's
+    calibrated scores, else outcomes, else thumbs; the source's name and its rate."""
+    calibrated = _calibrated_success(both.judged)
     if calibrated is not None:
-        success = calibrated
-    elif source_name == "outcomes":
-        success = ("Success (outcomes)", lambda m: m.outcome_traces, lambda m: m.traces, -1)
-    else:
-        success = ("Success (thumbs)", lambda m: m.good_traces, lambda m: m.rated_traces, -1)
+        return "calibrated_judge", calibrated
+    if both.outcomes:
+        return "outcomes", ("Success (outcomes)", lambda m: m.outcome_traces, lambda m: m.traces, -1)
+    return "thumbs", ("Success (thumbs)", lambda m: m.good_traces, lambda m: m.rated_traces, -1)
+
+
+def _rates(success: RateSpec) -> dict[str, RateSpec]:
     return {
         "success": success,
         "thumbs_down_share": ("Thumbs-down share", lambda m: m.thumbs_down, lambda m: m.thumbs_up + m.thumbs_down, 1),
@@ -177,18 +182,14 @@ def root_cause_report(
 ) -> tuple[list[dict[str, Any]], str]:
     keys = segment_keys(feature, current)
     before, after = _finest(feature, baseline, keys), _finest(feature, current, keys)
-    # Success per segment as the reports read it first: a gating judge's calibrated scores, else outcomes,
-    # else thumbs.
     both = total(before).add(total(after))
-    calibrated = _calibrated_success(both.judged)
-    source_name = "calibrated_judge" if calibrated else "outcomes" if both.outcomes else "thumbs"
+    source_name, success = _success(both)
     # The calibrated judge's one correction (label - score, over both windows' audit), where it is read: the page says.
-    audit = (
-        {"correction": both.judged.r_sum / both.judged.audited, "audited": both.judged.audited} if calibrated else {}
-    )
+    judged = source_name == "calibrated_judge"
+    audit = {"correction": both.judged.r_sum / both.judged.audited, "audited": both.judged.audited} if judged else {}
     dims = ("prompt_version", "model", "customer_id", *(f"metadata.{k}" for k in keys))
     out = []
-    for name, spec in _rates(source_name, calibrated).items():
+    for name, spec in _rates(success).items():
         label, num, den, bad = spec
         cells = {
             key: Counts(
