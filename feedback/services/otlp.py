@@ -73,8 +73,12 @@ def otlp_ingest(
     with transaction.atomic():
         cursor = raw_cursor()
         otel_of = [str((t.get("metadata") or {}).get("otel_trace_id", "")) for t, _ in traces]
+        # Links only to a trace_id a trace can have: one no trace can (too long, a NUL) is refused with its
+        # trace below, by the REST decoding's per-item error, and links nothing.
         explicit = {
-            otel: t["trace_id"] for otel, (t, _) in zip(otel_of, traces, strict=True) if otel and t["trace_id"] != otel
+            otel: t["trace_id"]
+            for otel, (t, _) in zip(otel_of, traces, strict=True)
+            if otel and t["trace_id"] != otel and _linkable(t["trace_id"])
         }
         # Before any trace row: GenAI log messages of these traces join in order. Exports of one trace
         # that link it to no Candor trace_id need not wait for each other (an SDK splits traces
@@ -146,6 +150,11 @@ def otlp_ingest(
 
 
 _read_times = functools.partial(msgspec.convert, type=list[datetime | None])
+
+
+def _linkable(trace_id: Any) -> bool:
+    """A trace_id the traces API takes (schemas.Id), so one a link row may name."""
+    return isinstance(trace_id, str) and 0 < len(trace_id) <= MAX_ID and "\x00" not in trace_id
 
 
 def _span_rows(

@@ -269,6 +269,9 @@ def test_bad_traces_of_an_export_are_refused_one_by_one_and_the_rest_stored(live
     from tests.fixtures.organizations import in_tenant
 
     good, long_customer, nul, future = (unique(name) for name in ("good", "long", "nul", "future"))
+    # A candor.trace_id no trace can have (too long; a NUL) is refused as its trace, not a 500 of the export.
+    long_id, nul_id = "t" * 201, unique("nul-id") + "\x00"
+    ids = (good, long_customer, nul, future, long_id, nul_id)
     exporter = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "support-bot"}))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -279,6 +282,8 @@ def test_bad_traces_of_an_export_are_refused_one_by_one_and_the_rest_stored(live
         (long_customer, {"candor.customer_id": "c" * 201}, None),
         (nul, {"gen_ai.prompt": "a\x00b"}, None),
         (future, {}, in_two_days),
+        (long_id, {}, None),
+        (nul_id, {}, None),
     ):
         with tracer.start_as_current_span("answer", start_time=start, attributes={"candor.trace_id": trace_id}):
             with tracer.start_as_current_span("chat", attributes={"gen_ai.request.model": "gpt-4o-mini", **attributes}):
@@ -288,12 +293,13 @@ def test_bad_traces_of_an_export_are_refused_one_by_one_and_the_rest_stored(live
         "Authorization": f"Bearer {org_a.secret_key}", "Content-Type": "application/x-protobuf"})  # fmt: skip
     assert response.status_code == 200
     partial = ExportTraceServiceResponse.FromString(response.content).partial_success
-    assert partial.rejected_spans == 6  # two spans of each refused trace
+    assert partial.rejected_spans == 10  # two spans of each refused trace
     message = partial.error_message
     assert f"trace {long_customer}: customer_id" in message
     assert f"trace {nul}: input text must not contain NUL" in message
     assert f"trace {future}: started_at" in message and "in the future" in message
+    assert f"trace {long_id}: trace_id" in message and f"trace {nul_id!s}: trace_id" in message
     with in_tenant(org_a):
-        assert list(Trace.objects.filter(trace_id__in=[good, long_customer, nul, future]).values_list(
-            "trace_id", flat=True)) == [good]  # fmt: skip
+        assert list(Trace.objects.filter(trace_id__in=ids[:4]).values_list("trace_id", flat=True)) == [good]
+        assert not Trace.objects.filter(trace_id__startswith="t" * 200).exists()
         assert Span.objects.filter(trace_id=good).count() == 2
