@@ -379,8 +379,9 @@ def _parameter(name: str, description: str) -> OpenApiParameter:
 
 TRACE_LIST_PARAMETERS: list[OpenApiParameter] = [
     *(_parameter(name, f"Only traces with this {name}.") for name in _TEXT_FILTERS),
-    _parameter("since", "From this time on (a day or ISO 8601; UTC when no zone)."),
-    _parameter("until", "Before this time (a day or ISO 8601; UTC when no zone)."),
+    _parameter("since", "From this time on (a day or ISO 8601; UTC when no zone). Must be before `until`."),
+    _parameter("until", "Before this time (a day or ISO 8601; UTC when no zone): exclusive, a day means its "
+               "midnight UTC."),
     _parameter("cursor", "`next_cursor` of the previous page."),
     _parameter("limit", f"Page size, 1 to {MAX_PAGE_SIZE} (default {PAGE_SIZE})."),
     _parameter(
@@ -397,7 +398,8 @@ TRACE_LIST_PARAMETERS: list[OpenApiParameter] = [
         "metadata.<key>",
         {"type": "string", "maxLength": 200, "pattern": NO_NUL},
         required=False,
-        description="Metadata filter: e.g. `metadata.auth=sso` (any key).",
+        description="Metadata filter: e.g. `metadata.auth=sso` (any key; an empty value is no filter, as for "
+        "the other text filters).",
     ),
 ]
 
@@ -409,6 +411,9 @@ def trace_list_query(query: Any) -> dict[str, str]:
         schema = _QUERY_SCHEMAS.get(name)
         if schema is None:
             if name.startswith("metadata."):
+                if name == "metadata.":  # a key left out is a mistake, not "any key"
+                    raise ApiError("invalid_filter", "metadata.<key>: name the key, e.g. metadata.auth=sso", 400,
+                                   {"field": name})  # fmt: skip
                 if "\x00" in name + value or len(value) > 200:
                     raise ApiError("invalid_filter", f"{name}: at most 200 characters, no NUL", 400, {"field": name})
                 clean[name] = value

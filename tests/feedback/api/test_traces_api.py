@@ -242,6 +242,14 @@ def test_list_filters_and_cursor(api_a) -> None:  # type: ignore[no-untyped-def]
         impossible = api_a.get("/api/v1/traces", params={"until": day})
         assert impossible.status_code == 400 and impossible.json()["error"]["details"]["field"] == "until", day
     assert api_a.get("/api/v1/traces", params={"cursor": "garbage!"}).status_code == 400
+    # A window that ends before it starts, or a metadata filter without its key, is a 400, not an empty page
+    # or every trace.
+    for since, until in (("2025-02-02", "2025-02-01"), ("2025-02-01", "2025-02-01")):
+        backwards = api_a.get("/api/v1/traces", params={"since": since, "until": until})
+        assert backwards.status_code == 400 and backwards.json()["error"]["details"] == {"field": "since"}
+    keyless = api_a.get("/api/v1/traces", params={"metadata.": "sso"})
+    assert keyless.status_code == 400 and keyless.json()["error"]["details"] == {"field": "metadata."}
+    assert "name the key" in keyless.json()["error"]["message"]
 
 
 def test_spans_are_stored_with_the_trace(api_a) -> None:  # type: ignore[no-untyped-def]
