@@ -94,7 +94,9 @@ def window_from(since: str = "", until: str = "", *, now: datetime | None = None
     if start >= end:
         raise ReportError("since", "since must be before until")
     if end - start > timedelta(days=MAX_WINDOW_DAYS):
-        raise ReportError("until", f"a window is at most {MAX_WINDOW_DAYS} days")
+        # With since alone (until defaults to today) the start given is what lies too far back.
+        raise ReportError("until" if until else "since", f"a window is at most {MAX_WINDOW_DAYS} days "
+                          f"(since is {(end - start).days} days before until)")  # fmt: skip
     return Window(start, end)
 
 

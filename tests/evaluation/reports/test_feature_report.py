@@ -161,7 +161,8 @@ def test_zero_successes_leave_cost_per_success_undefined(db: None, org_a) -> Non
 
 @pytest.mark.parametrize(
     ("since", "until", "field"),
-    [("2025-03-12", "2025-03-10", "since"), ("2024-01-01", "2025-03-10", "until"), ("yesterday", "", "since")],
+    [("2025-03-12", "2025-03-10", "since"), ("2024-01-01", "2025-03-10", "until"), ("yesterday", "", "since"),
+     ("1900-01-01", "", "since")],  # until defaults to today: the since sent is what lies too far back
 )
 def test_bad_windows_name_the_parameter(since: str, until: str, field: str) -> None:
     with pytest.raises(ReportError) as caught:
