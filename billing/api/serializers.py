@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from rest_framework import serializers
@@ -70,10 +71,10 @@ class BudgetSerializer(serializers.Serializer):
                                         help_text='"" (or absent): the default for every customer')  # fmt: skip
     feature = _Text(allow_blank=True, default="", max_length=100)
     model = _Text(allow_blank=True, default="", max_length=200)
-    daily_cap_usd = _Number(max_digits=14, decimal_places=4, allow_null=True, default=None,
-                                             coerce_to_string=False)  # fmt: skip
-    monthly_cap_usd = _Number(max_digits=14, decimal_places=4, allow_null=True, default=None,
-                                               coerce_to_string=False)  # fmt: skip
+    daily_cap_usd = _Number(max_digits=14, decimal_places=4, allow_null=True, default=None, min_value=Decimal(0),
+                            coerce_to_string=False)  # fmt: skip
+    monthly_cap_usd = _Number(max_digits=14, decimal_places=4, allow_null=True, default=None, min_value=Decimal(0),
+                              coerce_to_string=False)  # fmt: skip
     thresholds = serializers.ListField(
         child=_Int(min_value=1, max_value=100),
         required=False,
@@ -83,6 +84,14 @@ class BudgetSerializer(serializers.Serializer):
     )
     over_action = _Choice(choices=OverAction.values, default=OverAction.BLOCK)
     fallback_model = _Text(allow_blank=True, default="", max_length=200)
+
+    def to_internal_value(self, data: Any) -> Any:
+        # A misspelt field (daly_cap_usd) is refused by name, as ingestion refuses one: never dropped silently.
+        if isinstance(data, dict):
+            unknown = sorted(key for key in data if key not in self.fields or self.fields[key].read_only)
+            if unknown:
+                raise serializers.ValidationError({key: ["unknown field: check its spelling"] for key in unknown})
+        return super().to_internal_value(data)
 
 
 def budget_out(budget: CustomerBudget) -> dict[str, Any]:

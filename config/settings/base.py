@@ -176,6 +176,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "tenants.api.openapi.postprocess",
+        "billing.api.openapi.postprocess",
     ],
     # Fields called "status" hold different choice sets: each gets a name of its own.
     "ENUM_NAME_OVERRIDES": {

@@ -90,6 +90,20 @@ def test_bad_budgets_are_a_400(db: None, client_a: Client, body: dict[str, Any])
     assert response.json()["error"]["details"]
 
 
+def test_a_misspelt_budget_field_is_refused_by_name_and_the_schema_says_caps_are_never_negative(
+    db: None, client_a: Client
+) -> None:
+    body = {"customer_id": unique("c"), "monthly_cap_usd": 10, "daly_cap_usd": 1, "batch": []}
+    response = client_a.post("/api/v1/budgets", body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["details"] == {"batch": ["unknown field: check its spelling"],
+                                                   "daly_cap_usd": ["unknown field: check its spelling"]}  # fmt: skip
+    schema = client_a.get("/api/v1/schema/?format=json").json()["components"]["schemas"]["BudgetRequest"]
+    assert schema["additionalProperties"] is False
+    for cap in ("daily_cap_usd", "monthly_cap_usd"):
+        assert schema["properties"][cap]["minimum"] == 0 and "exclusiveMinimum" not in schema["properties"][cap]
+
+
 def test_customer_spend(db: None, org_a: Org, client_a: Client) -> None:
     customer = unique("c")
     send_traces(org_a, spend_traces(customer, ["1.25", "0.75"]))

@@ -1,0 +1,11 @@
+"""What the budget schema states beyond what its serializer tells drf-spectacular."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def postprocess(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """A budget body holds the serializer's fields and nothing else (the server refuses others by name)."""
+    result["components"]["schemas"]["BudgetRequest"]["additionalProperties"] = False
+    return result
