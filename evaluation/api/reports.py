@@ -52,11 +52,12 @@ _Group = inline_serializer(
                 "source": serializers.ChoiceField(
                     [source.name for source in SUCCESS_SOURCES] + [NoSource.name],
                     help_text="calibrated_judge: a gating judge's calibrated scores corrected by the human audit; "
+                    "human_labels: the uniform audit's labels alone (no judge gating; from 30 labels in the window); "
                     "outcomes: traces with a business outcome; thumbs: rated traces rated good; none: no source",
                 ),
                 "n": serializers.IntegerField(
-                    help_text="the sample the rate rests on: traces (outcomes), rated traces (thumbs), or traces "
-                    "the judge scored (calibrated_judge)"
+                    help_text="the sample the rate rests on: traces (outcomes), rated traces (thumbs), labelled "
+                    "traces (human_labels), or traces the judge scored (calibrated_judge)"
                 ),
             },
         ),

@@ -55,8 +55,23 @@ class JudgedSums:
 
 
 @dataclass
+class LabelSums:
+    """What the human-labels success source needs of a slice (no gating judge): the traces of the uniform
+    audit stream labelled on the feature's most labelled rubric (the latest label per trace), and how many
+    of them a person called good. Not in the rollups: read per report when no judge is gating."""
+
+    labelled: int = 0
+    good: int = 0
+
+    def add(self, other: LabelSums) -> LabelSums:
+        self.labelled += other.labelled
+        self.good += other.good
+        return self
+
+
+@dataclass
 class Measures:
-    # In the order of feedback.rollups.MEASURES (a test checks the two agree), then ``judged``.
+    # In the order of feedback.rollups.MEASURES (a test checks the two agree), then ``judged`` and ``human``.
     traces: int = 0
     errors: int = 0
     fallbacks: int = 0
@@ -86,12 +101,13 @@ class Measures:
     outcome_value_usd: float = 0.0
     cost_sq_usd: float = 0.0
     judged: JudgedSums = field(default_factory=JudgedSums)
+    human: LabelSums = field(default_factory=LabelSums)
 
     def add(self, other: Measures) -> Measures:
         """Adds ``other`` into this one (in place) and returns it."""
         for f in fields(self):
             mine, theirs = getattr(self, f.name), getattr(other, f.name)
-            if isinstance(mine, JudgedSums):
+            if isinstance(mine, JudgedSums | LabelSums):
                 mine.add(theirs)
             elif isinstance(mine, dict):
                 # Kind counts and sketches alike merge by adding counts per key (in place: a
@@ -107,10 +123,9 @@ class Measures:
         out = Measures()
         for f in fields(self):
             mine, theirs = getattr(self, f.name), getattr(part, f.name)
-            if isinstance(mine, JudgedSums):
-                out.judged = JudgedSums(
-                    **{g.name: getattr(mine, g.name) - getattr(theirs, g.name) for g in fields(mine)}
-                )
+            if isinstance(mine, JudgedSums | LabelSums):
+                setattr(out, f.name, type(mine)(**{g.name: getattr(mine, g.name) - getattr(theirs, g.name)
+                                                   for g in fields(mine)}))  # fmt: skip
             elif isinstance(mine, dict):
                 setattr(
                     out, f.name, {key: mine.get(key, 0) - theirs.get(key, 0) for key in mine.keys() | theirs.keys()}
@@ -138,8 +153,8 @@ class Measures:
         return out
 
 
-# The fields the rollups store (feedback.rollups.MEASURES); ``judged`` is read apart.
-_ROLLED = tuple(f for f in fields(Measures) if f.name != "judged")
+# The fields the rollups store (feedback.rollups.MEASURES); ``judged`` and ``human`` are read apart.
+_ROLLED = tuple(f for f in fields(Measures) if f.name not in ("judged", "human"))
 MEASURE_NAMES: tuple[str, ...] = tuple(f.name for f in _ROLLED)
 
 

@@ -20,7 +20,7 @@ from django.db.models import Exists, F, Max, Min, OuterRef, Q, Sum
 
 from evaluation.models import Experiment
 from evaluation.reports.figures import cost_per_success, group_figures
-from evaluation.reports.measures import JudgedSums, Measures, total
+from evaluation.reports.measures import JudgedSums, LabelSums, Measures, total
 from evaluation.reports.success import SuccessSource, success_source_for
 from evaluation.stats import mover_difference, mover_ratio
 from feedback.models import DailyRollup, Feature, PromptVersion, SegmentRollup, Trace, VersionRollup
@@ -313,6 +313,71 @@ def _attach_judged(
     for key, judged in merged.items():
         if key in out:
             out[key].judged = judged
+    if sums is not None:
+        return  # a gating judge answers for success; the labels are in its audit already
+    human: dict[tuple[Any, ...], LabelSums] = {}
+    for raw, counts in labelled_by(feature=feature, window=window, exprs=exprs, params={"mkey": metadata_key}).items():
+        human.setdefault(tuple(_clean(d, v, labels) for d, v in zip(dims, raw, strict=True)), LabelSums()).add(counts)
+    for key, counts in human.items():
+        if key in out:
+            out[key].human = counts
+
+
+# The rubric a feature's human labels answer on, when no judge is gating: the one with the most traces of the
+# window in the uniform audit stream (latest label per trace and rubric), then the newest.
+_LABEL_RUBRIC = """
+SELECT l.rubric_id, r.scale FROM evaluation_label l
+JOIN evaluation_rubric r ON r.id = l.rubric_id
+JOIN feedback_trace t ON t.trace_id = l.trace_id
+WHERE t.feature_id = %(feature)s AND t.day BETWEEN %(d0)s AND %(d1)s
+    AND t.started_at >= %(since)s AND t.started_at < %(until)s
+    AND l.source IN ('api', 'queue') AND l.value IS NOT NULL AND l.sampling_design = 'uniform'
+    AND r.scale IN ('binary', 'ordinal', 'continuous')
+GROUP BY l.rubric_id, r.scale
+ORDER BY count(DISTINCT l.trace_id) DESC, l.rubric_id DESC
+LIMIT 1
+"""
+# Per group: the traces whose latest label on the rubric is from the uniform audit, and the good ones.
+_LABELLED = """
+WITH tr AS (
+    SELECT {dims}, t.trace_id FROM feedback_trace t
+    WHERE t.feature_id = %(feature)s AND t.day BETWEEN %(d0)s AND %(d1)s
+        AND t.started_at >= %(since)s AND t.started_at < %(until)s{where}
+),
+lab AS (
+    SELECT DISTINCT ON (l.trace_id) l.trace_id, l.value, l.sampling_design FROM evaluation_label l
+    WHERE l.rubric_id = %(rubric)s AND l.source IN ('api', 'queue') AND l.value IS NOT NULL
+        AND l.trace_id IN (SELECT trace_id FROM tr)
+    ORDER BY l.trace_id, l.occurred_at DESC, l.id DESC
+)
+SELECT {keys}, count(*), count(*) FILTER (WHERE lab.value >= %(good_at)s)
+FROM tr JOIN lab USING (trace_id) WHERE lab.sampling_design = 'uniform' GROUP BY {keys}
+"""
+
+
+def labelled_by(
+    *, feature: Feature, window: Window, exprs: list[str], params: dict[str, Any] | None = None, where: str = ""
+) -> dict[tuple[Any, ...], LabelSums]:
+    """The uniform audit's human labels (LabelSums) over the feature's traces in ``window``, per combination of
+    the SQL ``exprs`` on the trace ``t`` (as ``judged_by``), on the rubric most of them are labelled on; empty
+    when none is."""
+    n = len(exprs)
+    names = [f"g{i}" for i in range(max(n, 1))]
+    select = ", ".join(f"{e} AS {name}" for e, name in zip(exprs or ["true"], names, strict=True))
+    keys = ", ".join(f"tr.{name}" for name in names)
+    values: dict[str, Any] = {"feature": feature.id, "d0": window.first_day, "d1": window.last_day,
+                              "since": window.since, "until": window.until, **(params or {})}  # fmt: skip
+    out: dict[tuple[Any, ...], LabelSums] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(_LABEL_RUBRIC, values)
+        found = cursor.fetchone()
+        if found is None:
+            return out
+        values |= {"rubric": found[0], "good_at": _GOOD_AT[found[1]]}
+        cursor.execute(_LABELLED.format(dims=select, keys=keys, where=where), values)
+        for row in cursor.fetchall():
+            out[tuple(row[:n])] = LabelSums(labelled=int(row[max(n, 1)]), good=int(row[max(n, 1) + 1]))
+    return out
 
 
 def judged_by(

@@ -3,7 +3,8 @@ the feature's window answers for every group of the report, so groups stay compa
 name travels with the number (``success.source``).
 
 The calibrated judge comes first, where a gating judge exists (its sums are read apart from the
-rollups, into Measures.judged); then outcomes, then thumbs. To add a source, write a class with
+rollups, into Measures.judged); then, with no judge gating, the uniform audit's human labels alone
+(Measures.human); then outcomes, then thumbs (shared/API.md's order). To add a source, write a class with
 ``name``, ``available`` and ``estimate`` and put it in SUCCESS_SOURCES.
 """
 
@@ -194,9 +195,30 @@ def _correction(audit: JudgedSums) -> tuple[float, float]:
     return mean_r, max(audit.r2_sum / audit.audited - mean_r * mean_r, 0.0) * audit.audited / (audit.audited - 1)
 
 
+class HumanLabelsSource:
+    """No judge gates yet, but people label a uniform sample: the share of its labelled traces called good,
+    with Wilson's interval (CALIBRATION.md: below ~50-100 labels, the classical interval from labels alone;
+    without a judge it is the only estimate). The uniform audit is a random sample of the feature's traces, so
+    unlike thumbs no one chose what to answer. A report needs MIN_LABELS of them over its window to read
+    success from them; a group with none has no rate."""
+
+    name = "human_labels"
+    description = "share of the uniform audit's human-labelled traces labelled good (no judge gating yet)"
+    MIN_LABELS = 30
+
+    def available(self, total: Measures) -> bool:
+        return total.human.labelled >= self.MIN_LABELS
+
+    def estimate(self, measures: Measures, confidence: float = DEFAULT_CONFIDENCE) -> SuccessEstimate:
+        h = measures.human
+        if h.labelled == 0:
+            return SuccessEstimate(Interval.undefined("no uniform-audit labels in this group"), 0, self.name)
+        return SuccessEstimate(wilson(h.good, h.labelled, confidence), h.labelled, self.name)
+
+
 class NoSource:
     name = "none"
-    description = "no outcomes, thumbs or ratings in this window"
+    description = "no gating judge, uniform-audit labels, outcomes, thumbs or ratings in this window"
 
     def available(self, total: Measures) -> bool:
         return True
@@ -205,7 +227,12 @@ class NoSource:
         return SuccessEstimate(Interval.undefined(self.description), 0, self.name)
 
 
-SUCCESS_SOURCES: tuple[SuccessSource, ...] = (CalibratedJudgeSource(), OutcomesSource(), ThumbsSource())
+SUCCESS_SOURCES: tuple[SuccessSource, ...] = (
+    CalibratedJudgeSource(),
+    HumanLabelsSource(),
+    OutcomesSource(),
+    ThumbsSource(),
+)
 
 
 def success_source_for(total: Measures, groups: Iterable[Measures] = ()) -> SuccessSource:
