@@ -38,7 +38,11 @@ def test_report_pages_render_without_errors(committed_db: None, live: Any, conte
     # Four charts over time and one small multiple per auth segment (sso, password, none), drawn by uPlot.
     assert page.locator("#charts .uplot").count() == 4
     assert page.locator("#segments .uplot").count() == 3
-    page.select_option("#segment-metric", "success")
+    # With a success source the segments open on success (where a regression of one segment shows), not on
+    # the thumbs-down share a PM had to know to switch away from.
+    assert page.input_value("#segment-metric") == "success"
+    assert page.locator("#segments").get_by_text("sso · Success").count() == 1
+    page.select_option("#segment-metric", "thumbs_down_share")
     assert page.locator("#segments .uplot").count() == 3
     page.click("text=Numbers behind the charts")
     assert page.locator("#chart-table tbody tr").count() > 0
