@@ -222,7 +222,8 @@ def drift_page(request: HttpRequest, key: str) -> HttpResponse:
         as_of = datetime.fromisoformat(result["computed_at"])
     else:
         result = drift_services.feature_drift(feature=feature, baseline=baseline, current=current)
-    # Each ranked segment leads on: its traces in the current window, and the feature page grouped by its keys.
+    # Each ranked segment leads on: its traces in the current window (the baseline's, for one gone now), and the
+    # feature page grouped by its keys over both windows (a version retired since is one of its rows).
     rates = [
         {
             **rate,
@@ -233,7 +234,9 @@ def drift_page(request: HttpRequest, key: str) -> HttpResponse:
                         request,
                         feature_key=feature.key,
                         parts=[(p["dimension"], p["value"]) for p in s["parts"]],
-                        window=current,
+                        # A segment gone now (a retired version) has its traces in the baseline only.
+                        window=baseline if s.get("current_count") is not None and s["current_count"] < 1 else current,
+                        group_window=Window(baseline.since, current.until),
                     ),
                 }
                 for s in rate["segments"]

@@ -117,11 +117,17 @@ def segment_parts(label: str) -> list[tuple[str, str]]:
 
 
 def segment_links(
-    request: HttpRequest, *, feature_key: str, parts: list[tuple[str, str]], window: Window
+    request: HttpRequest,
+    *,
+    feature_key: str,
+    parts: list[tuple[str, str]],
+    window: Window,
+    group_window: Window | None = None,
 ) -> dict[str, Any]:
     """Where a segment of a feature leads: ``traces``, the trace explorer filtered to it within the window
     (None when the explorer cannot filter one of its parts: a model, a missing value), and ``groupings``,
-    the feature page grouped by each of its dimensions the page groups by, as (dimension, url) pairs."""
+    the feature page grouped by each of its dimensions the page groups by, as (dimension, url) pairs, over
+    ``group_window`` (default the window: drift spans both its windows, so a retired version is a row)."""
     query = {"feature": feature_key}
     for dimension, value in parts:
         if value == _NO_VALUE or not (dimension in _EXPLORER_DIMENSIONS or dimension.startswith("metadata.")):
@@ -138,8 +144,9 @@ def segment_links(
         traces = f"{org_url(request, 'feedback:trace-list')}?{urlencode(query)}"
     feature_url = org_url(request, "evaluation:feature", feature_key)
     # The feature page in the same window (its until is exclusive, as a Window's), not its default 30 days.
-    span = {k: (t.date() if window.whole_days else t).isoformat() for k, t in (("since", window.since),
-                                                                            ("until", window.until))}  # fmt: skip
+    group_window = group_window or window
+    span = {k: (t.date() if group_window.whole_days else t).isoformat()
+            for k, t in (("since", group_window.since), ("until", group_window.until))}  # fmt: skip
     groupings = []
     for dimension, _ in parts:
         try:

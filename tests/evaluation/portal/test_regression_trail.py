@@ -140,7 +140,7 @@ def test_the_overview_and_drift_index_name_both_segments_of_a_cause(regressed: d
 
 def test_each_drift_segment_links_its_traces_and_its_grouping(regressed: dict[str, Any], org_a) -> None:  # type: ignore[no-untyped-def]
     key, slug, client = regressed["key"], org_a.slug, _client(org_a)
-    _, current = drift_windows()
+    baseline, current = drift_windows()
     page = client.get(org_a.url(f"drift/{key}/")).content.decode()
     success = page.split('data-testid="rate-success"', 1)[1].split("</details>", 1)[0]
     first = success.split('data-testid="segment"')[1]
@@ -157,7 +157,8 @@ def test_each_drift_segment_links_its_traces_and_its_grouping(regressed: dict[st
         "since": current.first_day.isoformat(),
         "until": current.last_day.isoformat(),  # the explorer's Until is a day included: the window's last
     }
-    span = f"since={current.first_day.isoformat()}&until={current.until.date().isoformat()}"  # the page's: exclusive
+    # The feature page over both windows (its until exclusive): the version retired since is one of its rows.
+    span = f"since={baseline.first_day.isoformat()}&until={current.until.date().isoformat()}"
     assert _links(first, "segment-group-by") == [
         f"/o/{slug}/features/{key}/?group_by=metadata.auth&{span}",
         f"/o/{slug}/features/{key}/?group_by=prompt_version&{span}",
@@ -173,10 +174,37 @@ def test_each_drift_segment_links_its_traces_and_its_grouping(regressed: dict[st
     rows = list(explorer.context["page"].results)
     assert rows and all(t.metadata["auth"] == "sso" and t.prompt_version.label == "v2.3" for t in rows)
     assert all(current.since <= t.started_at < current.until for t in rows)
-    # ... and the feature page groups by the segment's key.
+    # ... and the feature page groups by the segment's key, over both windows: v2.2 beside v2.3.
     grouped = client.get(f"/o/{slug}/features/{key}/?group_by=metadata.auth")
     assert grouped.context["grouping"].label == "metadata.auth"
     assert {g["group"] for g in grouped.context["report"]["groups"]} >= {"sso", "password"}
+    by_version = client.get(_links(first, "segment-group-by")[1])
+    assert {g["group"] for g in by_version.context["report"]["groups"]} >= {"v2.2", "v2.3"}
+
+
+def test_a_segment_gone_now_links_its_traces_before(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """A retired version's segment has no traces in the current window: its link reads the baseline's (it opened
+    an empty list)."""
+    baseline, current = drift_windows()
+    rng = random.Random(3)
+    with in_tenant(org_a):
+        key = new_feature(segment_keys=["auth"])
+        before = traffic(feature=key, start=baseline.since, hours=24 * 14, count=600, rng=rng,
+                         fields=lambda i: {"metadata": {"auth": "sso"}, "prompt_version": "v2.2"})  # fmt: skip
+        after = traffic(feature=key, start=current.since, hours=24 * 6, count=600, rng=rng,
+                        fields=lambda i: {"metadata": {"auth": "sso"}, "prompt_version": "v2.3"},
+                        success=lambda trace: 0.2)  # fmt: skip
+        ingest(*(a + b for a, b in zip(before, after, strict=True)))
+        drift_snapshot_store(feature=Feature.objects.get(key=key))
+    client = _client(org_a)
+    page = client.get(org_a.url(f"drift/{key}/")).content.decode()
+    gone = next(row for row in page.split('data-testid="segment"')[1:] if "gone (0 now)" in row.split("</tr>")[0])
+    (link,) = _links(gone.split("</tr>")[0], "segment-traces")
+    query = {k: v[0] for k, v in parse_qs(urlsplit(link).query).items()}
+    assert query["prompt_version"] == "v2.2"
+    assert (query["since"], query["until"]) == (baseline.first_day.isoformat(), baseline.last_day.isoformat())
+    listed = client.get(link).context["page"].results
+    assert listed and all(baseline.since <= t.started_at < baseline.until for t in listed)
 
 
 def test_a_segment_the_explorer_cannot_filter_gets_no_traces_link(org_a) -> None:  # type: ignore[no-untyped-def]
