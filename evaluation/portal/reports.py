@@ -92,6 +92,12 @@ def overview_page(request: HttpRequest) -> HttpResponse:
             "total_cost": sum(f["figures"]["cost_usd"] for f in features),
             "rejections": widget_rejections(since=window.first_day),
             "sparklines": {f["key"]: f["sparkline"] for f in features},
+            # The window as asked for, kept by the links to a feature's page and to customers (they read it alike).
+            "window_query": ""
+            if error
+            else urlencode(
+                {name: request.GET[name] for name in ("days", "since", "until") if request.GET.get(name, "").strip()}
+            ),
         },
     )
 

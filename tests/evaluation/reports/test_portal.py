@@ -92,6 +92,15 @@ def test_value_per_success_is_editable_by_a_pm_and_validated(owner: Client, org_
 def test_overview_and_customers(owner: Client, org_a, seeded: str) -> None:  # type: ignore[no-untyped-def]
     home = owner.get(org_a.url(""), {"days": "400"})
     assert home.status_code == 200 and b"vs the 400 days before" in home.content  # it read "1 year, 1 month before"
+    # A feature's link and the customers link keep the overview's window (the feature page opened on 30 days,
+    # every number different from the row clicked).
+    html = home.content.decode()
+    link = html.split('data-testid="feature-link" href="', 1)[1].split('"', 1)[0]
+    assert link.endswith("/?days=400") and f'href="{org_a.url("customers/")}?days=400"' in html
+    feature = owner.get(link)
+    assert (feature.context["window"].until - feature.context["window"].since).days == 400
+    dated = owner.get(org_a.url(""), {"since": "2025-03-01", "until": "2025-03-12"}).content.decode()
+    assert "/?since=2025-03-01&amp;until=2025-03-12" in dated.split('data-testid="feature-link"', 1)[1][:300]
     customers = owner.get(org_a.url("customers/"), {"since": "2025-03-01", "until": "2025-03-12"})
     assert customers.status_code == 200 and b"customer_id=cus_a" in customers.content
     # A customer's traces link in the page's window (they opened every day of the customer, newest first).
