@@ -11,6 +11,7 @@ from html.parser import HTMLParser
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from evaluation.models import Alert, AlertRule, DriftSnapshot, Experiment, NotificationChannel
 from evaluation.services.alerts import alerts_evaluate
@@ -448,3 +449,16 @@ def test_a_segment_new_or_gone_shows_its_count_not_a_rate(owner_a: Client, org_a
     rows = page.split('data-testid="segment"')[1:3]
     assert "new (12 before)" in rows[0] and "0.399" not in rows[0] and "0.496" in rows[0]
     assert "gone (0 now)" in rows[1] and "0.786" in rows[1]
+
+
+def test_a_rule_resolved_alert_says_its_recovery_once(db: None, org_a, owner_a: Client, seeded: dict) -> None:  # type: ignore[no-untyped-def,type-arg]
+    """A rule resolving an alert writes its recovery as the message too (the latest reading): the page showed it
+    twice, as "its last reading while open" and as the resolution."""
+    recovery = "No longer clearly worse: 63.0% over the last 7 days (119 thumbs)."
+    with in_tenant(org_a):
+        Alert.objects.filter(id=seeded["alert"]).update(state="resolved", resolved_at=timezone.now(),
+                                                        opened_message="Thumbs-down rose to 70%.",
+                                                        message=recovery, resolution=recovery)  # fmt: skip
+    page = html.unescape(owner_a.get(org_a.url(f"alerts/{seeded['alert']}/")).content.decode())
+    assert page.count(recovery) == 1 and "When it opened: Thumbs-down rose to 70%." in page
+    assert 'data-testid="last-firing"' not in page
