@@ -4,8 +4,9 @@ evaluation.services.{experiments,drift,alerts,digest} do the work."""
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
@@ -25,7 +26,7 @@ from evaluation.models import (
 )
 from evaluation.portal.reports import segment_links, segment_parts
 from evaluation.reports.calibrated import gating_calibration
-from evaluation.reports.selectors import ReportError, Window, feature_get, features_list
+from evaluation.reports.selectors import MAX_WINDOW_DAYS, ReportError, Window, feature_get, features_list
 from evaluation.services import alerts as alert_services
 from evaluation.services import drift as drift_services
 from evaluation.services.digest import digest_build, digest_render
@@ -159,10 +160,23 @@ def experiment_new(request: HttpRequest) -> HttpResponse:
 
 def experiment_page(request: HttpRequest, key: str) -> HttpResponse:
     experiment = _experiment(key)
+    feature = experiment.feature
+    # Where the verdict leads on: the feature page by arm over the experiment's days (at most a report window),
+    # its drift and the alerts open on it (a segment regressing while an arm ships).
+    until = (experiment.ended_at or datetime.now(UTC)).date() + timedelta(days=1)
+    since = max(experiment.started_at.date(), until - timedelta(days=MAX_WINDOW_DAYS))
+    by_arm = urlencode({"group_by": "variant", "since": since.isoformat(), "until": until.isoformat()})
     return TemplateResponse(
         request,
         "evaluation/experiment_detail.html",
-        {"nav": "experiments", "experiment": experiment, "r": experiment_results(experiment)},
+        {
+            "nav": "experiments",
+            "experiment": experiment,
+            "r": experiment_results(experiment),
+            "feature_url": f"{org_url(request, 'evaluation:feature', feature.key)}?{by_arm}",
+            "drift_url": org_url(request, "evaluation:drift", feature.key),
+            "open_alerts": alert_services.open_alerts_by_feature().get(feature.key, []),
+        },
     )
 
 

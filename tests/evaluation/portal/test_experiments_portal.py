@@ -65,6 +65,14 @@ def test_pages_render_the_numbers(owner_a: Client, org_a, seeded: dict) -> None:
     detail = owner_a.get(org_a.url(f"experiments/{seeded['experiment']}/")).content.decode()
     assert "SHIP" in detail and "always-valid" in detail and "holdback" in detail and "mSPRT" in detail
     assert detail.count('data-testid="segment-row"') == 2 and "metadata.auth=sso" in detail
+    # The verdict leads on: the feature page by arm over the experiment's days, its drift, and the alert open on
+    # the feature (a segment regressing while an arm ships was a dead end).
+    feature_page = f"/o/{org_a.organization.slug}/features/{seeded['feature']}/?group_by=variant&amp;since="
+    assert f'href="{feature_page}' in detail.split('data-testid="experiment-feature"', 1)[0].rsplit("<a", 1)[1]
+    assert f'href="/o/{org_a.organization.slug}/drift/{seeded["feature"]}/"' in detail
+    assert f'href="/o/{org_a.organization.slug}/alerts/{seeded["alert"]}/"' in detail
+    assert 'data-testid="experiment-open-alert"' in detail
+    assert f'href="/o/{org_a.organization.slug}/features/{seeded["feature"]}/"' in listing.content.decode()
     drift = owner_a.get(org_a.url(f"drift/{seeded['feature']}/")).content.decode()
     assert "Thumbs-down share" in drift and "PSI" in drift
     alerts = owner_a.get(org_a.url("alerts/")).content.decode()
