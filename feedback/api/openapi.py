@@ -380,8 +380,9 @@ def _parameter(name: str, description: str) -> OpenApiParameter:
 TRACE_LIST_PARAMETERS: list[OpenApiParameter] = [
     *(_parameter(name, f"Only traces with this {name}.") for name in _TEXT_FILTERS),
     _parameter("since", "From this time on (a day or ISO 8601; UTC when no zone). Must be before `until`."),
-    _parameter("until", "Before this time (a day or ISO 8601; UTC when no zone): exclusive, a day means its "
-               "midnight UTC."),
+    _parameter(
+        "until", "Before this time (a day or ISO 8601; UTC when no zone): exclusive, a day means its midnight UTC."
+    ),
     _parameter("cursor", "`next_cursor` of the previous page."),
     _parameter("limit", f"Page size, 1 to {MAX_PAGE_SIZE} (default {PAGE_SIZE})."),
     _parameter(

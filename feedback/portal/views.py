@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch
 
@@ -144,5 +144,17 @@ def trace_view(request: HttpRequest, trace_id: str) -> HttpResponse:
             "feedback": feedback,
             "outcomes": detail.outcomes,
             "extras": [(extra.template, value) for extra, value in trace_extras(trace_id) if extra.template],
+            "back": _back_query(request.GET.get("back", "")),
         },  # fmt: skip
     )
+
+
+# What the explorer's link back may carry: its own filters, nothing else (the query is the list's, re-encoded).
+_BACK_KEYS = frozenset(("feature", "prompt_version", "customer_id", "variant", "since", "until", "has_thumbs_down",
+                        "has_edit", "q", "text"))  # fmt: skip
+
+
+def _back_query(raw: str) -> str:
+    """The trace list's filters the detail page was opened from (``back``), so its link back keeps them."""
+    pairs = [(k, v) for k, v in QueryDict(raw[:4000]).items() if k in _BACK_KEYS or k.startswith("metadata.")]
+    return urlencode(pairs)

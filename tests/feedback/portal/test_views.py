@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import re
 import uuid
+from urllib.parse import unquote
 
 import msgspec
 import pytest
@@ -56,6 +58,21 @@ def test_trace_explorer_filters_by_metadata_and_edit(explorer, org_a) -> None:  
     assert bad.status_code == 200 and said in bad.content
     backwards = client.get(org_a.url("traces/"), {"since": "2026-11-20", "until": "2026-11-01"})
     assert backwards.status_code == 200 and b"the window must end after it starts" in backwards.content
+
+
+def test_a_trace_opened_from_a_filtered_list_leads_back_to_that_list(explorer, org_a) -> None:  # type: ignore[no-untyped-def]
+    """The trace page's "← Traces" dropped the filters it was opened from (a PM read one SSO trace, came back to
+    every trace). Only the explorer's own filters travel back."""
+    run, client = explorer
+    listed = client.get(org_a.url("traces/"), {"metadata.auth": "sso", "prompt_version": "pv-x"}).content.decode()
+    link = html.unescape(listed.split(f"/traces/{run}-sso?back=", 1)[1].split('"', 1)[0])
+    detail = client.get(org_a.url(f"traces/{run}-sso"), {"back": unquote(link)}).content.decode()
+    back = html.unescape(detail.split('data-testid="back-to-traces" href="', 1)[1].split('"', 1)[0])
+    assert back == f"{org_a.url('traces/')}?metadata.auth=sso&prompt_version=pv-x"
+    assert client.get(back).context["filters"].metadata == {"auth": "sso"}
+    # Anything else in it is dropped: no way to make the link lead elsewhere.
+    odd = client.get(org_a.url(f"traces/{run}-sso"), {"back": "next=//evil.test&feature=x"}).content.decode()
+    assert f'href="{org_a.url("traces/")}?feature=x"' in odd
 
 
 def test_trace_page_shows_spans_and_the_edit_diff(explorer, org_a, org_b) -> None:  # type: ignore[no-untyped-def]
@@ -178,7 +195,8 @@ def test_explorer_converts_any_offset_to_utc_and_names_a_year_out_of_range(db: N
     def shown(**query: str) -> bool:
         page = client.get(org_a.url("traces/"), {"q": run, **query})
         assert page.status_code == 200 and b"Filters not applied" not in page.content, page.content
-        return f'/traces/{run}"'.encode() in page.content  # its row's link (the search box holds the ID too)
+        # its row's link (the search box holds the ID too), carrying the list's filters back
+        return f"/traces/{run}?back=".encode() in page.content
 
     # 2026-12-05T00:00+16:00 is 2026-12-04T08:00Z; -23:00 on Dec 3 is Dec 4 22:00Z.
     assert shown(until="2026-12-05T00:00:00+16:00") is False and shown(since="2026-12-05T00:00:00+16:00")
@@ -242,7 +260,7 @@ def test_explorer_has_a_search_box_and_a_way_back_from_older_pages(db: None, org
     assert f"{run}-04" in second and f"{run}-54" not in second
     assert f'<a class="button" href="?metadata.run={run}">← Newest traces (first page)</a>' in second
     searched = client.get(org_a.url("traces/"), {"q": f"{run}-07"}).content.decode()
-    assert f'name="q" value="{run}-07"' in searched and f'/traces/{run}-07"' in searched
+    assert f'name="q" value="{run}-07"' in searched and f"/traces/{run}-07?back=" in searched
     assert f"{run}-08" not in searched
     by_session = client.get(org_a.url("traces/"), {"q": f"{run}-sess"}).content.decode()
     assert f"{run}-54" in by_session and f"{run}-00" not in by_session  # the first page of 50, newest first
@@ -330,7 +348,7 @@ def test_explorer_finds_words_in_the_input_or_output(db: None, org_a, org_b) -> 
 
     def found(**query: str) -> set[str]:
         page = client.get(org_a.url("traces/"), query).content.decode()
-        return set(re.findall(rf"/traces/({run}-[a-z])\"", page))
+        return set(re.findall(rf"/traces/({run}-[a-z])\?back=", page))
 
     assert found(text="SINGLE  sign-on") == {f"{run}-a", f"{run}-b", f"{run}-c"}  # not -d: the words as one phrase
     assert found(text="single sign-on", feature="support-copilot") == {f"{run}-a", f"{run}-b"}
