@@ -240,7 +240,13 @@ def trace_detail(trace_id: str) -> TraceDetail | None:
             .select_related("prompt_version")
             .order_by("occurred_at", "id")
         ),
-        outcomes=list(Outcome.objects.filter(trace_id=trace_id).order_by("occurred_at")),
+        # Tied by trace, or by session only: to the session's last trace before it (the rollup worker attributes
+        # those within seconds of the traces arriving), as the reports count them.
+        outcomes=list(
+            Outcome.objects.filter(Q(trace_id=trace_id) | Q(trace_id="", attributed_trace_id=trace_id)).order_by(
+                "occurred_at", "id"
+            )
+        ),
     )
 
 

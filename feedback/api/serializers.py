@@ -6,7 +6,7 @@ OpenAPI schemas are generated from those same types (feedback.api.openapi).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -75,6 +75,13 @@ class OutcomeOutSerializer(serializers.Serializer):
     variant = serializers.CharField()
     value_usd = serializers.DecimalField(max_digits=16, decimal_places=6, allow_null=True, coerce_to_string=False)
     occurred_at = serializers.DateTimeField()
+    tied_by = serializers.SerializerMethodField(
+        help_text="trace: sent with this trace_id; session: sent with a session_id only, attributed to the "
+        "session's last trace started before it"
+    )
+
+    def get_tied_by(self, outcome: Any) -> Literal["trace", "session"]:
+        return "trace" if outcome.trace_id else "session"
 
 
 class TraceOutSerializer(serializers.Serializer):
