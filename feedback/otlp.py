@@ -49,6 +49,7 @@ __all__ = [
     "JSON_CONTENT_TYPES",
     "PROTOBUF_CONTENT_TYPES",
     "MappedSpan",
+    "OtlpBadSpan",
     "OtlpError",
     "OtlpMediaType",
     "otlp_map",
@@ -152,6 +153,11 @@ class OtlpMediaType(OtlpError):
     """A Content-Type OTLP/HTTP does not define (its spec: answer 415 Unsupported Media Type)."""
 
 
+class OtlpBadSpan(OtlpError):
+    """One span cannot be read (an ID of the wrong length, or all zeros): refused alone where the caller collects
+    refusals (``otlp_map``'s ``refused``), the whole body otherwise."""
+
+
 # The mapping's own records are plain classes (not dataclasses, NamedTuples or enums): compiled, their
 # construction and reads are native, where a dataclass's __init__, a NamedTuple's __new__ and an enum
 # member's lookup stay Python calls (~25% of the compiled mapping's time, profiled in the server).
@@ -207,14 +213,17 @@ def otlp_parse(body: bytes, content_type: str, max_bytes: int = MAX_DECOMPRESSED
 
 
 def otlp_map(
-    body: bytes, content_type: str, max_bytes: int = MAX_DECOMPRESSED_BYTES
+    body: bytes, content_type: str, max_bytes: int = MAX_DECOMPRESSED_BYTES, refused: list[str] | None = None
 ) -> list[tuple[dict[str, Any], list[MappedSpan]]]:
     """``otlp_parse`` with each trace's spans apart, as :class:`MappedSpan` records rather than dicts:
-    what the OTLP endpoint stores (its spans go straight to span rows, not through JSON)."""
-    request, validated = _decode(body, content_type, max_bytes)
+    what the OTLP endpoint stores (its spans go straight to span rows, not through JSON).
+
+    ``refused``: where a span whose IDs cannot be read is said (and the span left out), rather than the whole
+    body refused (OtlpError): the rest of the export is kept."""
+    request, validated = _decode(body, content_type, max_bytes, refused)
     # A protobuf body upb has accepted is read again straight from its bytes (_wire_spans): the same
     # spans, without a Python object per field read through upb's message API.
-    spans = _wire_spans(validated) if validated is not None else list(_iter_spans(request))
+    spans = _wire_spans(validated, refused) if validated is not None else list(_iter_spans(request, refused))
     groups: dict[str, list[_Span]] = {}
     for span in spans:
         groups.setdefault(span.trace_id, []).append(span)
@@ -242,7 +251,9 @@ def otlp_response(content_type: str, rejected_spans: int = 0, error_message: str
     return response.SerializeToString(), "application/x-protobuf"
 
 
-def _decode(body: bytes, content_type: str, max_bytes: int) -> tuple[ExportTraceServiceRequest, bytes | None]:
+def _decode(
+    body: bytes, content_type: str, max_bytes: int, refused: list[str] | None = None
+) -> tuple[ExportTraceServiceRequest, bytes | None]:
     """The request, and for a protobuf body its (inflated) bytes, which upb has accepted."""
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     if media_type not in PROTOBUF_CONTENT_TYPES and media_type not in JSON_CONTENT_TYPES:
@@ -269,6 +280,8 @@ def _decode(body: bytes, content_type: str, max_bytes: int) -> tuple[ExportTrace
         raise OtlpError("body nests objects or lists too deeply") from None
     if not isinstance(document, dict):
         raise OtlpError("OTLP JSON body must be an object with a 'resourceSpans' list")
+    if refused is not None:
+        _take_out_unreadable(document, refused)
     try:
         require_messages(document, ExportTraceServiceRequest.DESCRIPTOR, "")
     except RecursionError:
@@ -373,6 +386,29 @@ def inflate(body: bytes, max_bytes: int) -> bytes:
     return out
 
 
+def _take_out_unreadable(document: dict[str, Any], refused: list[str]) -> None:
+    """A JSON span with an ID that is neither hex nor base64 (which would fail the whole body's parse) is taken out
+    of the document and said in ``refused``. Only lists of spans where the shape is right are touched: the rest is
+    the parser's to judge."""
+    resource_spans = document.get("resourceSpans", document.get("resource_spans"))
+    for rs in resource_spans if isinstance(resource_spans, list) else []:
+        if not isinstance(rs, dict):
+            continue
+        scope_spans = rs.get("scopeSpans", rs.get("scope_spans", rs.get("instrumentationLibrarySpans")))
+        for ss in scope_spans if isinstance(scope_spans, list) else []:
+            spans = ss.get("spans") if isinstance(ss, dict) else None
+            if not isinstance(spans, list):
+                continue
+            kept = []
+            for span in spans:
+                unreadable = _unreadable_id(span) if isinstance(span, dict) else None
+                if unreadable is None:
+                    kept.append(span)
+                else:
+                    refused.append(f"span {str(span.get('name', ''))[:100]!r} has an invalid {unreadable}")
+            ss["spans"] = kept
+
+
 def _hex_ids_to_base64(document: dict[str, Any]) -> None:
     """OTLP-JSON writes ids as hex; the protobuf JSON mapping wants base64 for bytes."""
     resource_spans = document.get("resourceSpans", document.get("resource_spans"))
@@ -403,12 +439,23 @@ def _hex_ids_to_base64(document: dict[str, Any]) -> None:
                         _convert_ids(link)
 
 
+# OTLP-JSON's ID fields (both spellings), with their width in bytes.
+_ID_FIELDS = (("traceId", "trace_id", 16), ("spanId", "span_id", 8), ("parentSpanId", "parent_span_id", 8))
+
+
+def _unreadable_id(span: dict[str, Any]) -> str | None:
+    """Which of a JSON span's IDs is a string neither hex nor base64 (its name and what it holds), if one is."""
+    for camel, snake, size in _ID_FIELDS:
+        for key in (camel, snake):
+            value = span.get(key)
+            if not isinstance(value, str) or BASE64.match(value) or (len(value) == 2 * size and _HEX_ID.match(value)):
+                continue
+            return f"{snake} ({value[:40]!r}: neither {2 * size} hex digits nor base64)"
+    return None
+
+
 def _convert_ids(obj: dict[str, Any]) -> None:
-    for camel, snake, size in (
-        ("traceId", "trace_id", 16),
-        ("spanId", "span_id", 8),
-        ("parentSpanId", "parent_span_id", 8),
-    ):
+    for camel, snake, size in _ID_FIELDS:
         for key in (camel, snake):
             value = obj.get(key)
             # Only rewrite what is really hex of the right width; anything else is left
@@ -417,7 +464,7 @@ def _convert_ids(obj: dict[str, Any]) -> None:
                 obj[key] = base64.b64encode(bytes.fromhex(value)).decode("ascii")
 
 
-def _iter_spans(request: ExportTraceServiceRequest) -> Iterator[_Span]:
+def _iter_spans(request: ExportTraceServiceRequest, refused: list[str] | None = None) -> Iterator[_Span]:
     for rs in request.resource_spans:
         resource = _attributes(rs.resource.attributes)
         for ss in rs.scope_spans:
@@ -425,14 +472,12 @@ def _iter_spans(request: ExportTraceServiceRequest) -> Iterator[_Span]:
             for s in ss.spans:
                 # Each read of a bytes field builds a new object: read once.
                 trace_id, span_id, parent_id = s.trace_id, s.span_id, s.parent_span_id
-                if len(trace_id) != 16 or not any(trace_id):
-                    raise OtlpError(
-                        f"span {s.name!r} has an invalid trace_id ({len(trace_id)} bytes; must be 16 non-zero bytes)"
-                    )
-                if len(span_id) != 8 or not any(span_id):
-                    raise OtlpError(
-                        f"span {s.name!r} has an invalid span_id ({len(span_id)} bytes; must be 8 non-zero bytes)"
-                    )
+                bad = _bad_ids(s.name, trace_id, span_id)
+                if bad is not None:
+                    if refused is None:
+                        raise OtlpBadSpan(bad)
+                    refused.append(bad)
+                    continue
                 yield _Span(
                     trace_id=trace_id.hex(),
                     span_id=span_id.hex(),
@@ -544,12 +589,12 @@ def _signed(value: int, bits: int) -> int:
     return value - (1 << bits) if value >> (bits - 1) else value
 
 
-def _wire_spans(body: bytes) -> list[_Span]:
+def _wire_spans(body: bytes, refused: list[str] | None = None) -> list[_Span]:
     """The spans of an ExportTraceServiceRequest upb has accepted, as _iter_spans reads them."""
     out: list[_Span] = []
     try:
         for first, last in _ranges(body, 0, len(body), 1):  # resource_spans
-            _resource_spans(body, first, last, out)
+            _resource_spans(body, first, last, out, refused)
     except (IndexError, ValueError, struct.error) as exc:  # not for bytes upb accepted; never a 500 if it did
         if isinstance(exc, OtlpError):
             raise
@@ -588,7 +633,7 @@ def _head_and_items(buf: bytes, start: int, end: int) -> tuple[list[tuple[int, i
     return heads, items
 
 
-def _resource_spans(buf: bytes, start: int, end: int, out: list[_Span]) -> None:
+def _resource_spans(buf: bytes, start: int, end: int, out: list[_Span], refused: list[str] | None) -> None:
     # The resource (merged over its occurrences) applies to every span, wherever it lies in the message.
     heads, scopes = _head_and_items(buf, start, end)
     resource: dict[str, Any] = {}
@@ -596,17 +641,24 @@ def _resource_spans(buf: bytes, start: int, end: int, out: list[_Span]) -> None:
         for first, last in _ranges(buf, head_start, head_end, 1):  # Resource.attributes
             _key_value_into(buf, first, last, resource)
     for first, last in scopes:
-        _scope_spans(buf, first, last, resource, out)
+        _scope_spans(buf, first, last, resource, out, refused)
 
 
-def _scope_spans(buf: bytes, start: int, end: int, resource: dict[str, Any], out: list[_Span]) -> None:
+def _scope_spans(
+    buf: bytes, start: int, end: int, resource: dict[str, Any], out: list[_Span], refused: list[str] | None
+) -> None:
     heads, spans = _head_and_items(buf, start, end)
     scope = ""
     for head_start, head_end in heads:
         for first, last in _ranges(buf, head_start, head_end, 1):  # InstrumentationScope.name: the last wins
             scope = buf[first:last].decode()
     for first, last in spans:
-        out.append(_span(buf, first, last, resource, scope))
+        try:
+            out.append(_span(buf, first, last, resource, scope))
+        except OtlpBadSpan as exc:
+            if refused is None:
+                raise
+            refused.append(str(exc))
 
 
 def _span(buf: bytes, start: int, end: int, resource: dict[str, Any], scope: str) -> _Span:
@@ -647,10 +699,9 @@ def _span(buf: bytes, start: int, end: int, resource: dict[str, Any], scope: str
             kind = _signed(value, 32)
         else:
             pos = _skip(buf, pos, tag)
-    if len(trace_id) != 16 or not any(trace_id):
-        raise OtlpError(f"span {name!r} has an invalid trace_id ({len(trace_id)} bytes; must be 16 non-zero bytes)")
-    if len(span_id) != 8 or not any(span_id):
-        raise OtlpError(f"span {name!r} has an invalid span_id ({len(span_id)} bytes; must be 8 non-zero bytes)")
+    bad = _bad_ids(name, trace_id, span_id)
+    if bad is not None:
+        raise OtlpBadSpan(bad)
     return _Span(
         trace_id=trace_id.hex(),
         span_id=span_id.hex(),
@@ -666,6 +717,15 @@ def _span(buf: bytes, start: int, end: int, resource: dict[str, Any], scope: str
         resource=resource,
         scope=scope,
     )
+
+
+def _bad_ids(name: str, trace_id: bytes, span_id: bytes) -> str | None:
+    """Why a span's IDs cannot be taken (the same words whichever reading found it), or None."""
+    if len(trace_id) != 16 or not any(trace_id):
+        return f"span {name[:100]!r} has an invalid trace_id ({len(trace_id)} bytes; must be 16 non-zero bytes)"
+    if len(span_id) != 8 or not any(span_id):
+        return f"span {name[:100]!r} has an invalid span_id ({len(span_id)} bytes; must be 8 non-zero bytes)"
+    return None
 
 
 def _event(buf: bytes, start: int, end: int) -> tuple[str, dict[str, Any]]:

@@ -159,8 +159,9 @@ class OtlpTracesApi(TenantApi):
         ingestion_admit(key=key)  # 429 quota_exceeded past the organization's spend cap
         body = read_body(request._request)
         content_type = request.content_type.split(";")[0].strip().lower()
+        refused: list[str] = []  # spans whose IDs cannot be read: refused alone, the rest of the export kept
         try:
-            traces = otlp_map(body, content_type, max_bytes=settings.API_MAX_BODY_BYTES)
+            traces = otlp_map(body, content_type, max_bytes=settings.API_MAX_BODY_BYTES, refused=refused)
         except OtlpTooLarge as exc:
             raise ApiError("too_large", str(exc), 413) from exc
         except OtlpMediaType as exc:
@@ -168,8 +169,9 @@ class OtlpTracesApi(TenantApi):
         except OtlpError as exc:
             raise ApiError("invalid_otlp", str(exc), 400) from exc
         _, errors = services.otlp_ingest(traces=traces)
-        rejected_spans = sum(max(1, len(traces[e.index][1])) for e in errors)
-        notes = [f"trace {traces[e.index][0].get('trace_id', e.index)}: {e.field} {e.message}".strip() for e in errors]
+        rejected_spans = sum(max(1, len(traces[e.index][1])) for e in errors) + len(refused)
+        notes = refused[:20] + ([f"{len(refused) - 20} more spans with invalid IDs"] if len(refused) > 20 else [])
+        notes += [f"trace {traces[e.index][0].get('trace_id', e.index)}: {e.field} {e.message}".strip() for e in errors]
         notes += [
             f"trace {t['trace_id']}: {say(t)}" for t, _ in traces for key, say in _MAPPING_NOTES if key in t["metadata"]
         ]

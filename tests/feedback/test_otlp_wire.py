@@ -235,6 +235,22 @@ def test_invalid_ids_are_refused_with_the_same_message_either_way() -> None:
     assert "invalid trace_id" in read(body, "wire")[1]
 
 
+def test_with_a_collector_a_span_with_bad_ids_is_refused_alone_the_same_way_either_way() -> None:
+    bad = length(1, bytes(16)) + length(2, b"\x01" * 8) + length(5, b"chat")
+    short = length(1, b"\x02" * 16) + length(2, b"\x03" * 4) + length(5, b"tool")
+    good = length(1, b"\x04" * 16) + length(2, b"\x05" * 8) + length(5, b"answer")
+    body = length(1, length(2, length(2, bad) + length(2, good) + length(2, short)))
+    by_wire: list[str] = []
+    by_upb: list[str] = []
+    wire = otlp._wire_spans(body, by_wire)
+    upb = list(otlp._iter_spans(ExportTraceServiceRequest.FromString(body), by_upb))
+    assert [s.name for s in wire] == [s.name for s in upb] == ["answer"]
+    assert by_wire == by_upb == [
+        "span 'chat' has an invalid trace_id (16 bytes; must be 16 non-zero bytes)",
+        "span 'tool' has an invalid span_id (4 bytes; must be 8 non-zero bytes)",
+    ]
+
+
 def test_a_truncated_body_the_wire_reading_is_given_anyway_is_a_clear_error() -> None:
     body = Wire(3).request()
     with pytest.raises(OtlpError, match="not a valid OTLP protobuf"):

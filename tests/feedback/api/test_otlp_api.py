@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
+import json
+import uuid
+from typing import Any
 
 import pytest
 import requests
+from google.protobuf import json_format
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -303,3 +308,56 @@ def test_bad_traces_of_an_export_are_refused_one_by_one_and_the_rest_stored(live
         assert list(Trace.objects.filter(trace_id__in=ids[:4]).values_list("trace_id", flat=True)) == [good]
         assert not Trace.objects.filter(trace_id__startswith="t" * 200).exists()
         assert Span.objects.filter(trace_id=good).count() == 2
+
+
+def test_a_span_with_unreadable_ids_is_refused_alone_and_the_rest_of_the_export_kept(  # type: ignore[no-untyped-def]
+    live, org_a, committed_db
+) -> None:
+    """One bad span ID refused the whole export with a 400 (exporters drop a 400: every good span lost). Now the
+    span alone is refused in partial_success, by protobuf and by JSON alike."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+        ExportTraceServiceResponse,
+    )
+
+    from feedback.models import Trace
+    from tests.fixtures.organizations import in_tenant
+
+    url = f"{live.url}/api/v1/otlp/v1/traces"
+    auth = {"Authorization": f"Bearer {org_a.secret_key}"}
+    good_pb, good_json = unique("pb"), unique("js")
+
+    def span(candor_id: str, trace_hex: str, span_id: str, name: str) -> dict[str, Any]:
+        return {"traceId": trace_hex, "spanId": span_id, "name": name, "startTimeUnixNano": "1764940000000000000",
+                "endTimeUnixNano": "1764940001000000000",
+                "attributes": [{"key": "candor.trace_id", "value": {"stringValue": candor_id}}]}  # fmt: skip
+
+    document = {"resourceSpans": [
+        {"scopeSpans": [{"spans": [span(good_json, uuid.uuid4().hex, "b7ad6b7169203331", "good")]}]},
+        {"scopeSpans": [{"spans": [span(unique("x"), uuid.uuid4().hex, "zz", "not hex"),
+                                   span(unique("y"), "00" * 16, "b7ad6b7169203331", "zero trace")]}]},
+    ]}  # fmt: skip
+    answer = requests.post(url, data=json.dumps(document), headers={**auth, "Content-Type": "application/json"})
+    assert answer.status_code == 200, answer.text
+    partial = answer.json()["partialSuccess"]
+    assert partial["rejectedSpans"] == "2"
+    assert "span 'not hex' has an invalid span_id ('zz': neither 16 hex digits nor base64)" in partial["errorMessage"]
+    assert "span 'zero trace' has an invalid trace_id (16 bytes; must be 16 non-zero bytes)" in partial["errorMessage"]
+    document["resourceSpans"][0]["scopeSpans"][0]["spans"][0] = span(
+        good_pb, uuid.uuid4().hex, "b7ad6b7169203331", "good"
+    )
+    document["resourceSpans"][1]["scopeSpans"][0]["spans"][0]["spanId"] = "b7ad6b71"  # 4 bytes by hex
+    body = json_format.ParseDict(
+        {"resourceSpans": [{"scopeSpans": [{"spans": [
+            {**s, "traceId": base64.b64encode(bytes.fromhex(s["traceId"])).decode(),
+             "spanId": base64.b64encode(bytes.fromhex(s["spanId"])).decode()}
+            for s in rs["scopeSpans"][0]["spans"]]}]} for rs in document["resourceSpans"]]},
+        ExportTraceServiceRequest(),
+    ).SerializeToString()  # fmt: skip
+    answer = requests.post(url, data=body, headers={**auth, "Content-Type": "application/x-protobuf"})
+    assert answer.status_code == 200
+    partial_pb = ExportTraceServiceResponse.FromString(answer.content).partial_success
+    assert partial_pb.rejected_spans == 2 and "invalid span_id (4 bytes" in partial_pb.error_message
+    with in_tenant(org_a):
+        assert set(Trace.objects.filter(trace_id__in=[good_json, good_pb]).values_list("trace_id", flat=True)) == {
+            good_json, good_pb}  # fmt: skip
