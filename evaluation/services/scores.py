@@ -37,7 +37,25 @@ SELECT s.*, t.feature_id, t.day FROM unnest(
        created_at, scored_at)
 LEFT JOIN LATERAL (SELECT feature_id, day FROM feedback_trace WHERE trace_id = s.trace_id LIMIT 1) t ON true
 ON CONFLICT DO NOTHING
+RETURNING score_id
 """
+
+
+def _already_scored(cursor: Any, skipped: dict[str, tuple[int, ScoreIn, str]]) -> list[dict[str, Any]]:
+    """Skipped items whose score_id is new: their trace has a score of that judge version already (one score
+    per trace and judge version, the first kept). Counted as duplicates, but said: a rerun with fresh IDs is
+    no retry, and its verdicts were not taken."""
+    if not skipped:
+        return []
+    cursor.execute("SELECT score_id FROM evaluation_score WHERE score_id = ANY(%s)", [list(skipped)])
+    resent = {row[0] for row in cursor.fetchall()}
+    return [
+        {"index": index, "field": "trace_id", "message": f"trace {item.trace_id!r} already has a score from "
+         f"{item.name!r} version {version!r}: the first is kept (one score per trace and judge version); send a new "
+         "judge_version to score it again"}
+        for score_id, (index, item, version) in sorted(skipped.items(), key=lambda kv: kv[1][0])
+        if score_id not in resent
+    ]  # fmt: skip
 
 
 def _check(item: ScoreIn, now: datetime) -> None:
@@ -96,6 +114,7 @@ def scores_ingest(*, body: bytes) -> IngestResult:
     judges: dict[str, Judge] = {}
     versions: dict[tuple[int, str], JudgeVersion] = {}
     rows: dict[str, tuple[Any, ...]] = {}
+    sent: dict[str, tuple[int, ScoreIn, str]] = {}  # score_id -> its first item (index, item, version named)
     for index, item in good:
         value = item.value if item.value is not None else item.label
         judge = judges.get(item.name) or Judge.objects.select_related("current_version").filter(name=item.name).first()
@@ -130,6 +149,7 @@ def scores_ingest(*, body: bytes) -> IngestResult:
             continue
         version = _version(judge, item.judge_version or "", versions)
         at = item.occurred_at or now
+        sent.setdefault(item.score_id, (index, item, item.judge_version or str(version.number)))
         rows.setdefault(
             item.score_id,
             (item.score_id, item.trace_id, judge.id, version.id, 0, "ok", verdict.raw_score, verdict.score,
@@ -140,6 +160,8 @@ def scores_ingest(*, body: bytes) -> IngestResult:
         with transaction.atomic():
             cursor = raw_cursor()
             cursor.execute(_INSERT, [list(column) for column in zip(*ordered, strict=True)])
-            result.accepted = cursor.rowcount
+            inserted = {row[0] for row in cursor.fetchall()}
+            result.accepted = len(inserted)
+            result.warnings += _already_scored(cursor, {k: v for k, v in sent.items() if k not in inserted})
     result.duplicates = len(good) - (len(result.errors) - decode_errors) - result.accepted
     return result

@@ -58,9 +58,22 @@ def test_external_scores_are_idempotent_and_appear_on_the_trace(api_a) -> None: 
     first = score(tid, name, value=1, comment="looks right", judge_version="ragas-0.2")
     assert api_a.post("/api/v1/scores", first).json() == {"accepted": 1, "duplicates": 0, "errors": []}
     assert api_a.post("/api/v1/scores", first).json() == {"accepted": 0, "duplicates": 1, "errors": []}
-    # One score per trace and judge version, as the schema says: a new score_id is a duplicate too...
+    # One score per trace and judge version, as the schema says: a new score_id is a duplicate too, and said (a
+    # rerun with fresh IDs is no retry: its verdicts are not taken)...
     again = {**first, "score_id": unique("sc"), "value": 0}
-    assert api_a.post("/api/v1/scores", again).json() == {"accepted": 0, "duplicates": 1, "errors": []}
+    assert api_a.post("/api/v1/scores", again).json() == {
+        "accepted": 0,
+        "duplicates": 1,
+        "errors": [],
+        "warnings": [
+            {
+                "index": 0,
+                "field": "trace_id",
+                "message": f"trace {tid!r} already has a score from {name!r} version 'ragas-0.2': "
+                "the first is kept (one score per trace and judge version); send a new judge_version to score it again",
+            }
+        ],
+    }
     (row,) = api_a.get(f"/api/v1/traces/{tid}").json()["scores"]
     assert row["judge"] == name and row["judge_kind"] == "external" and row["scale"] == "binary"
     assert (row["raw_score"], row["passed"], row["status"]) == (1.0, True, "ok")
