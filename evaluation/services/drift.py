@@ -452,7 +452,7 @@ def likely_causes(feature_keys: list[str], *, first_day: date, last_day: date) -
 
 
 def drift_summaries(*, today: date | None = None) -> list[dict[str, Any]]:
-    """The drift index's rows, by feature key, from each feature's latest snapshot of the last 7 days (read, never
+    """The drift index's rows, worst first, from each feature's latest snapshot of the last 7 days (read, never
     computed: opening a feature's page computes today's): its likely cause, the distributions that moved
     (PSI over 0.1, worst first) and the days compared. A feature without a recent snapshot has
     ``snapshot`` None."""
@@ -479,6 +479,10 @@ def drift_summaries(*, today: date | None = None) -> list[dict[str, Any]]:
             )
             row.update(days_compared(result))
         rows.append(row)
+    # What needs a look first: a likely cause, then distributions that moved (the largest PSI first), then the
+    # features read this week, then the rest; by key (as people read it, not by code point) within each.
+    rows.sort(key=lambda r: (r["cause"] is None, -max((d.get("psi") or 0.0 for d in r["moved"]), default=0.0),
+                             r["snapshot"] is None, r["feature"].key.lower(), r["feature"].key))  # fmt: skip
     return rows
 
 
