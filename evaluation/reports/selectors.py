@@ -737,6 +737,8 @@ def customers_report(*, window: Window, limit: int = 50) -> dict[str, Any]:
             c["traces"] += m.traces
             c["cost_usd"] += m.cost_usd
     top = sorted(customers.values(), key=lambda c: -c["cost_usd"])[:limit]
+    # Columns by traffic, the busiest first (by key they put a quiet feature before the one a PM reads).
+    features.sort(key=lambda f: (-f[2].traces, f[0]))
     # Each shown customer's success in each feature against the same feature's other customers,
     # Bonferroni-corrected over the comparisons made: "below" only when clearly so.
     cells = [

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from evaluation.reports.measures import JudgedSums, Measures
 from evaluation.reports.selectors import Window, customers_report
+from feedback.models import Feature
 from tests.evaluation.experiments_seed import ingest, new_feature, traffic
 from tests.fixtures.organizations import in_tenant
 
@@ -24,10 +25,16 @@ def test_a_customer_clearly_below_the_features_other_customers_is_flagged(db: No
             fields=lambda i: {"customer_id": customers[i % 5], "cost_usd": 0.01},
             success=lambda t: RATE.get(t["customer_id"], 0.6),
         ))  # fmt: skip
+        # A quieter feature whose key sorts first: its column comes after the busier one's.
+        quiet = new_feature()
+        Feature.objects.filter(key=quiet).update(key=f"a-{quiet}")
+        ingest(*traffic(feature=f"a-{quiet}", start=START, hours=24, count=20, rng=random.Random(6),
+                        fields=lambda i: {"customer_id": "cus_a", "cost_usd": 0.01}))  # fmt: skip
         report = customers_report(window=Window(START, START + timedelta(days=7)))
     rows = {c["customer_id"]: c for c in report["customers"]}
-    cells = {customer: rows[customer]["quality"] for customer in customers}
-    assert report["features"] == [{"key": key, "source": "outcomes"}]
+    cells = {customer: [q for q in rows[customer]["quality"][:1]] for customer in customers}
+    assert [f["key"] for f in report["features"]] == [key, f"a-{quiet}"]  # the busiest column first
+    assert report["features"][0] == {"key": key, "source": "outcomes"}
     assert all(len(q) == 1 and q[0]["feature"] == key and q[0]["source"] == "outcomes" for q in cells.values())
     assert [customer for customer in customers if cells[customer][0]["below"]] == ["cus_bad"]
     bad = cells["cus_bad"][0]
