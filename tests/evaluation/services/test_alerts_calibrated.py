@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from django.test import Client
 
 from evaluation.models import Alert, AlertMetric, AlertRule
 from evaluation.services.alerts import alert_rules_ensure, alerts_evaluate
@@ -85,3 +86,12 @@ def test_a_segments_fall_read_by_the_calibrated_judge_opens_its_alert(
         pytest.approx(value * 100, abs=0.05),
         pytest.approx(high * 100, abs=0.05),
     )
+    # Both pages say why the level they state for SSO differs (one correction over both windows here, the group's
+    # own labels in its window on the feature page): three figures for one segment read as a contradiction.
+    page = Client()
+    page.force_login(org_a.owner)
+    alert_page = page.get(org_a.url(f"alerts/{alert.id}/")).content.decode()
+    assert 'data-testid="levels-note"' in alert_page and "the move agrees" in alert_page
+    window = {"group_by": "metadata.auth", "since": "2025-07-25", "until": "2025-08-23"}
+    feature_page = page.get(org_a.url(f"features/{feature.key}/"), window).content.decode()
+    assert 'data-testid="levels-note"' in feature_page and "the moves agree" in feature_page
