@@ -379,7 +379,11 @@ def _parameter(name: str, description: str) -> OpenApiParameter:
 
 TRACE_LIST_PARAMETERS: list[OpenApiParameter] = [
     *(_parameter(name, f"Only traces with this {name}.") for name in _TEXT_FILTERS),
-    _parameter("since", "From this time on (a day or ISO 8601; UTC when no zone). Must be before `until`."),
+    _parameter(
+        "since",
+        "From this time on (a day or ISO 8601; UTC when no zone). At or after `until`, no trace is "
+        "in the window: an empty page (a list filter; the reports, which need a window, answer 400).",
+    ),
     _parameter(
         "until", "Before this time (a day or ISO 8601; UTC when no zone): exclusive, a day means its midnight UTC."
     ),

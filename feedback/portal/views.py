@@ -43,7 +43,7 @@ def trace_list(request: HttpRequest) -> HttpResponse:
         # The form's Until is a date picker: the day picked is included (the API's until stays exclusive).
         filters = TraceFilters.from_query(request.GET, until_day_inclusive=True)
         if filters.since and filters.until and filters.since >= filters.until:
-            # The API answers 400 (since must be before until); a person is told why and sees every trace.
+            # The API answers an empty page (its schema cannot say since < until); a person is told why.
             raise FilterError("until", "the window must end after it starts (until after since)")
         page = trace_page(filters, cursor)
     except FilterError as exc:

@@ -45,7 +45,7 @@ def filter_query(ctx: Any, query: dict[str, Any] | None) -> bool:
         return False
     now = datetime.now(UTC)
     start, end = since or now, until or now
-    if since and until and since >= until:
+    if since and until and since > until:
         return False
     if since and not until and (now - since).days > MAX_WINDOW_DAYS:
         return False

@@ -245,10 +245,14 @@ def test_with_a_collector_a_span_with_bad_ids_is_refused_alone_the_same_way_eith
     wire = otlp._wire_spans(body, by_wire)
     upb = list(otlp._iter_spans(ExportTraceServiceRequest.FromString(body), by_upb))
     assert [s.name for s in wire] == [s.name for s in upb] == ["answer"]
-    assert by_wire == by_upb == [
-        "span 'chat' has an invalid trace_id (16 bytes; must be 16 non-zero bytes)",
-        "span 'tool' has an invalid span_id (4 bytes; must be 8 non-zero bytes)",
-    ]
+    assert (
+        by_wire
+        == by_upb
+        == [
+            "span 'chat' has an invalid trace_id (16 bytes; must be 16 non-zero bytes)",
+            "span 'tool' has an invalid span_id (4 bytes; must be 8 non-zero bytes)",
+        ]
+    )
 
 
 def test_a_truncated_body_the_wire_reading_is_given_anyway_is_a_clear_error() -> None:

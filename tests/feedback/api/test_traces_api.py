@@ -272,11 +272,8 @@ def test_list_filters_and_cursor(api_a) -> None:  # type: ignore[no-untyped-def]
         impossible = api_a.get("/api/v1/traces", params={"until": day})
         assert impossible.status_code == 400 and impossible.json()["error"]["details"]["field"] == "until", day
     assert api_a.get("/api/v1/traces", params={"cursor": "garbage!"}).status_code == 400
-    # A window that ends before it starts, or a metadata filter without its key, is a 400, not an empty page
-    # or every trace.
-    for since, until in (("2025-02-02", "2025-02-01"), ("2025-02-01", "2025-02-01")):
-        backwards = api_a.get("/api/v1/traces", params={"since": since, "until": until})
-        assert backwards.status_code == 400 and backwards.json()["error"]["details"] == {"field": "since"}
+    # A metadata filter without its key is a 400, not every trace. (A window that ends before it starts is an
+    # empty page: the schema cannot say since < until, and a schema-valid request is answered.)
     keyless = api_a.get("/api/v1/traces", params={"metadata.": "sso"})
     assert keyless.status_code == 400 and keyless.json()["error"]["details"] == {"field": "metadata."}
     assert "name the key" in keyless.json()["error"]["message"]
@@ -338,8 +335,7 @@ def test_the_list_reads_any_iso_offset_in_utc_and_keeps_until_exclusive(api_a) -
     assert ids(until="2026-12-05T00:00:00+14:00") == set()
     assert ids(since="2026-12-05T00:00:00+16:00", until="2026-12-05T12:00:00+23:00") == {f"{run}-a"}
     assert ids(until="2026-12-04T00:00:00-23:59") == {f"{run}-a"}
-    empty = api_a.get("/api/v1/traces", params={"since": "2026-12-05", "until": "2026-12-05"})
-    assert empty.status_code == 400  # until a day is its midnight: since that day is not before it
+    assert ids(since="2026-12-05", until="2026-12-05") == set()  # until a day: before its midnight
     assert ids(until="2026-12-06") == {f"{run}-a", f"{run}-b"}
     beyond = api_a.get("/api/v1/traces", params={"until": "2026-12-05T00:00:00+24:00"})
     assert beyond.status_code == 400 and beyond.json()["error"]["details"] == {"field": "until"}
