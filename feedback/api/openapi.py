@@ -241,10 +241,13 @@ _SCALARS: dict[int, dict[str, Any]] = {
     FieldDescriptor.TYPE_FIXED64: _whole(0, 2**64 - 1, _UINT64),
     FieldDescriptor.TYPE_BYTES: {"type": "string", "pattern": BASE64_PATTERN},
 }
-# A span's own ids must be 16 and 8 bytes, not all zero: hex (as OTLP/JSON writes them) or base64.
+# A span's ids: 16 and 8 bytes, not all zero, in hex (as OTLP/JSON writes them) or base64. Any string is taken:
+# a span whose ids are not is refused alone in partialSuccess, the rest of the export kept (not the body's 400).
 _SPAN_IDS = {
-    "traceId": r"^(?!0+$)([0-9a-f]{32}|[0-9A-F]{32})$|^(?!A+==$)[A-Za-z0-9+/_-]{22}==$",
-    "spanId": r"^(?!0+$)([0-9a-f]{16}|[0-9A-F]{16})$|^(?!A+=$)[A-Za-z0-9+/_-]{11}=$",
+    "traceId": "16 bytes, not all zero: 32 hex digits or base64. A span without is refused in partialSuccess.",
+    "spanId": "8 bytes, not all zero: 16 hex digits or base64. A span without is refused in partialSuccess.",
+    "parentSpanId": "8 bytes (16 hex digits or base64), or empty for a root span; a span whose parentSpanId is "
+    "neither is refused in partialSuccess.",
 }
 
 
@@ -265,18 +268,13 @@ def _otlp_components(descriptor: Descriptor, found: dict[str, dict[str, Any]]) -
                 "description": ", ".join(v.name for v in values),
             }
         elif descriptor.full_name == "opentelemetry.proto.trace.v1.Span" and field.json_name in _SPAN_IDS:
-            item = {"type": "string", "pattern": _SPAN_IDS[field.json_name]}
+            item = {"type": "string", "description": _SPAN_IDS[field.json_name]}
         else:
             item = dict(_SCALARS[field.type])
         if field.label == FieldDescriptor.LABEL_REPEATED:
             properties[field.json_name] = {"type": ["array", "null"], "items": item}
         else:
             properties[field.json_name] = {"anyOf": [item, {"type": "null"}]}
-    if descriptor.full_name == "opentelemetry.proto.trace.v1.Span":
-        # Every span names its trace and itself; the export is refused otherwise.
-        found[name]["required"] = ["traceId", "spanId"]
-        for key in ("traceId", "spanId"):
-            properties[key] = properties[key]["anyOf"][0]
     for oneof in descriptor.oneofs:
         # At most one member of a oneof (AnyValue's stringValue, intValue, ...) may be present.
         members = [f.json_name for f in oneof.fields]
