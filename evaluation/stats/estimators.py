@@ -400,8 +400,12 @@ def estimate_success(
             note += "; the sample was enriched, so it may not represent all traces"
         return classical_mean(y, confidence=confidence, n_scored=n + n_unlabeled, note=note)
     if design == "uniform":
-        if scores_labeled is None or scores_unlabeled is None or n_unlabeled == 0:
+        if scores_labeled is None or scores_unlabeled is None:
             return classical_mean(y, confidence=confidence, note="no judge scores: interval from labels alone")
+        if n_unlabeled == 0:
+            # PPI adds what the judge says of traces no one labelled: here there are none.
+            note = "every trace the judge scored is labelled: interval from labels alone"
+            return classical_mean(y, confidence=confidence, n_scored=n, note=note)
         return ppi_mean(y, scores_labeled, scores_unlabeled, confidence=confidence)
     if design == "stratified":
         if strata is None or inclusion_probabilities is None:

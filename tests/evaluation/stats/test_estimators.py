@@ -161,6 +161,10 @@ def test_chooser_follows_the_design():
     y, f, fu, _ = _audit(200, 2000, seed=9)
     assert estimate_success(design="uniform", labels=y, scores_labeled=f, scores_unlabeled=fu).method == "ppi++"
     assert estimate_success(design="uniform", labels=y).method == "classical"
+    # Every scored trace labelled: nothing for PPI to add, and said so (it read "no judge scores" beside n scored).
+    alone = estimate_success(design="uniform", labels=y, scores_labeled=f, scores_unlabeled=fu[:0])
+    assert alone.method == "classical" and alone.n_scored == 200
+    assert alone.note == "every trace the judge scored is labelled: interval from labels alone"
     strata = np.where(f > 0.6, "high", "low")
     pi = np.where(strata == "high", 0.05, 0.2)
     got = estimate_success(design="stratified", labels=y, strata=strata, inclusion_probabilities=pi)
