@@ -345,3 +345,16 @@ def test_customers_below_on_a_borrowed_correction_are_flagged_apart(
     assert 'data-testid="customer-below-assumed"' in thin_row and "▽" in thin_row and "▼" not in thin_row
     assert 'data-testid="customer-below"' in bad_row and "▼" in bad_row
     assert "below on the judge's scores alone" in html
+
+
+def test_a_group_with_a_handful_of_scored_traces_has_no_rate() -> None:
+    """Four scored traces with near-equal scores gave a 3-point interval (the spread read from four is all but
+    nil): a PM saw "96.6% (93.7-99.4%)" on a 4-trace group. Under 10 scored traces a group has no rate."""
+    pooled = JudgedSums(audited=40, r_sum=-2.0, r2_sum=4.0)
+    source = CalibratedJudgeSource(pooled=pooled)
+    few = Measures(traces=4, judged=JudgedSums.of_scores(0.97, count=3).add(JudgedSums.of_scores(0.99)))
+    got = source.estimate(few)
+    assert got.interval.value is None and got.n == 4
+    assert got.interval.note == "4 traces scored by the gating judge: at least 10 are needed for a rate"
+    enough = Measures(traces=10, judged=JudgedSums.of_scores(0.97, count=9).add(JudgedSums.of_scores(0.99)))
+    assert source.estimate(enough).interval.value == pytest.approx(0.972 - 0.05, abs=1e-9)
