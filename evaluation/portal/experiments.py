@@ -309,6 +309,8 @@ def alerts_page(request: HttpRequest, *, rule_error: str = "", status: int = 200
             # A rule refused: the form again as it was sent, with what was wrong beside it.
             "rule_error": rule_error,
             "rule_form": request.POST if rule_error else {},
+            # The feature a new rule is for: the one sent (a refused rule), or the one the page was opened for.
+            "rule_feature": (request.POST if rule_error else request.GET).get("feature", ""),
         },
         status=status,
     )

@@ -177,6 +177,13 @@ def test_bad_numbers_in_forms_are_messages_not_errors(owner_a: Client, org_a, se
         assert bad_rule.status_code == 400 and "Rule not saved. " + said in refused, refused[:300]
         assert 'value="my rule"' in refused and f'value="{threshold}"' in refused
         assert '<option value="error_rate" selected>' in refused
+        assert f"<option selected>{seeded['feature']}</option>" in refused  # the feature sent, kept
+    # A new rule names its feature on purpose: no feature is chosen for it (the first by key was, a junk one on the
+    # demo), unless the page was opened for one.
+    fresh = owner_a.get(org_a.url("alerts/")).content.decode()
+    assert '<option value="" selected disabled>choose a feature</option>' in fresh and "<option selected>" not in fresh
+    for_one = owner_a.get(org_a.url("alerts/"), {"feature": seeded["feature"]}).content.decode()
+    assert f"<option selected>{seeded['feature']}</option>" in for_one
     # Success cannot fall by 100% or more: a rule that could never fire is refused.
     sent = {"feature": seeded["feature"], "name": "my rule", "metric": "success_high", "threshold": "1.5"}
     never = html.unescape(owner_a.post(org_a.url("alerts/rules/new"), sent).content.decode())
