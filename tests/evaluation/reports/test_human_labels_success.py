@@ -5,6 +5,8 @@ of a trace counts, labels of another design do not, and under 30 labels the repo
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.test import Client
 from statsmodels.stats.proportion import proportion_confint
@@ -16,8 +18,10 @@ from tests.fixtures.organizations import Org, in_tenant, unique
 from tests.fixtures.server import ApiClient
 
 
-def _label(trace_id: str, rubric: str, good: bool, design: str = "uniform", at: str | None = None) -> dict:  # type: ignore[type-arg]
-    sampling = {"design": design} if design == "uniform" else {"design": design, "inclusion_probability": 0.5}
+def _label(trace_id: str, rubric: str, good: bool, design: str = "uniform", at: str | None = None) -> dict[str, Any]:
+    sampling: dict[str, Any] = {"design": design}
+    if design != "uniform":
+        sampling["inclusion_probability"] = 0.5
     return {"label_id": unique("lb"), "trace_id": trace_id, "rubric": rubric, "value": int(good),
             "sampling": sampling, **({"occurred_at": at} if at else {})}  # fmt: skip
 

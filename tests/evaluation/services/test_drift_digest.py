@@ -110,8 +110,8 @@ def test_a_segment_regression_the_overall_rate_hides_is_named(db: None, org_a, m
     assert "held overall" in text and "for metadata.auth=sso" in text and "<strong>metadata.auth=sso</strong>" in html
     # The feature's overall rate is the digest's own week's, said once: not again from the drift's weeks (a PM read
     # two "overall" rates for one feature).
-    cause = text.split("Likely cause:", 1)[1].split("\n", 1)[0]
-    assert "held overall (the drift's weeks) but went" in cause and cause.count("%") == 2
+    said = text.split("Likely cause:", 1)[1].split("\n", 1)[0]
+    assert "held overall (the drift's weeks) but went" in said and said.count("%") == 2
     # Rates as shares, as the overview and drift pages write them (not 0.529 -> 0.417).
     # (the stored snapshot's windows, not this test's: its own cause, written by the digest)
     digested = next(f for f in digest["features"] if f["key"] == key)
