@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -260,12 +261,17 @@ def holdback_note(held: Measures) -> str | None:
 
 # --- a gating judge's calibrated scores, per group (the calibrated-judge success source) ----------
 
-_JUDGED_TRACES = """
+# The feature's traces in the window, each with its group's values (g0, g1, ...): what judged and labelled sums
+# are read per group over.
+_WINDOW_TRACES = """
 WITH tr AS (
     SELECT {dims}, t.trace_id FROM feedback_trace t
     WHERE t.feature_id = %(feature)s AND t.day BETWEEN %(d0)s AND %(d1)s
         AND t.started_at >= %(since)s AND t.started_at < %(until)s{where}
-),
+)"""
+_JUDGED_TRACES = (
+    _WINDOW_TRACES
+    + """,
 sc AS (
     SELECT DISTINCT ON (s.trace_id) s.trace_id, s.raw_score, coalesce(s.inclusion_probability, 1.0) AS pi
     FROM evaluation_score s
@@ -274,6 +280,7 @@ sc AS (
     ORDER BY s.trace_id, s.run_index, s.id
 )
 """
+)
 # Scored traces per group and distinct raw score (the calibrator maps each value once).
 _JUDGED = _JUDGED_TRACES + (
     "SELECT {keys}, sc.raw_score, sc.pi, count(*) FROM tr JOIN sc USING (trace_id) GROUP BY {keys}, sc.raw_score, sc.pi"
@@ -338,12 +345,9 @@ ORDER BY count(DISTINCT l.trace_id) DESC, l.rubric_id DESC
 LIMIT 1
 """
 # Per group: the traces whose latest label on the rubric is from the uniform audit, and the good ones.
-_LABELLED = """
-WITH tr AS (
-    SELECT {dims}, t.trace_id FROM feedback_trace t
-    WHERE t.feature_id = %(feature)s AND t.day BETWEEN %(d0)s AND %(d1)s
-        AND t.started_at >= %(since)s AND t.started_at < %(until)s{where}
-),
+_LABELLED = (
+    _WINDOW_TRACES
+    + """,
 lab AS (
     SELECT DISTINCT ON (l.trace_id) l.trace_id, l.value, l.sampling_design FROM evaluation_label l
     WHERE l.rubric_id = %(rubric)s AND l.source IN ('api', 'queue') AND l.value IS NOT NULL
@@ -353,6 +357,7 @@ lab AS (
 SELECT {keys}, count(*), count(*) FILTER (WHERE lab.value >= %(good_at)s)
 FROM tr JOIN lab USING (trace_id) WHERE lab.sampling_design = 'uniform' GROUP BY {keys}
 """
+)
 
 
 def labelled_by(
@@ -361,12 +366,7 @@ def labelled_by(
     """The uniform audit's human labels (LabelSums) over the feature's traces in ``window``, per combination of
     the SQL ``exprs`` on the trace ``t`` (as ``judged_by``), on the rubric most of them are labelled on; empty
     when none is."""
-    n = len(exprs)
-    names = [f"g{i}" for i in range(max(n, 1))]
-    select = ", ".join(f"{e} AS {name}" for e, name in zip(exprs or ["true"], names, strict=True))
-    keys = ", ".join(f"tr.{name}" for name in names)
-    values: dict[str, Any] = {"feature": feature.id, "d0": window.first_day, "d1": window.last_day,
-                              "since": window.since, "until": window.until, **(params or {})}  # fmt: skip
+    n, width, fill, values = _grouped(feature, window, exprs, where, params)
     out: dict[tuple[Any, ...], LabelSums] = {}
     with connection.cursor() as cursor:
         cursor.execute(_LABEL_RUBRIC, values)
@@ -374,10 +374,24 @@ def labelled_by(
         if found is None:
             return out
         values |= {"rubric": found[0], "good_at": _GOOD_AT[found[1]]}
-        cursor.execute(_LABELLED.format(dims=select, keys=keys, where=where), values)
+        cursor.execute(fill(_LABELLED), values)
         for row in cursor.fetchall():
-            out[tuple(row[:n])] = LabelSums(labelled=int(row[max(n, 1)]), good=int(row[max(n, 1) + 1]))
+            out[tuple(row[:n])] = LabelSums(labelled=int(row[width]), good=int(row[width + 1]))
     return out
+
+
+def _grouped(
+    feature: Feature, window: Window, exprs: list[str], where: str, params: dict[str, Any] | None
+) -> tuple[int, int, Callable[[str], str], dict[str, Any]]:
+    """What a per-group read over _WINDOW_TRACES needs: the number of group values, the column its counts start
+    at, the query filled with the groups' SQL, and the window's parameters (with ``params``)."""
+    n = len(exprs)
+    names = [f"g{i}" for i in range(max(n, 1))]
+    select = ", ".join(f"{e} AS {name}" for e, name in zip(exprs or ["true"], names, strict=True))
+    keys = ", ".join(f"tr.{name}" for name in names)
+    values: dict[str, Any] = {"feature": feature.id, "d0": window.first_day, "d1": window.last_day,
+                              "since": window.since, "until": window.until, **(params or {})}  # fmt: skip
+    return n, max(n, 1), lambda sql: sql.format(dims=select, keys=keys, where=where), values
 
 
 def judged_by(
@@ -395,24 +409,17 @@ def judged_by(
         return None
     calibrator = calibrator_from_dict(gating.calibrator)
     good_at = _GOOD_AT[gating.rubric_scale]
-    n = len(exprs)
-    names = [f"g{i}" for i in range(max(n, 1))]
-    select = ", ".join(f"{e} AS {name}" for e, name in zip(exprs or ["true"], names, strict=True))
-    keys = ", ".join(f"tr.{name}" for name in names)
-    values: dict[str, Any] = {
-        "feature": feature.id, "d0": window.first_day, "d1": window.last_day, "since": window.since,
-        "until": window.until, "version": gating.judge_version_id, "rubric": gating.rubric_id, **(params or {}),
-    }  # fmt: skip
+    n, width, fill, values = _grouped(feature, window, exprs, where, params)
+    values |= {"version": gating.judge_version_id, "rubric": gating.rubric_id}
     sums: dict[tuple[Any, ...], JudgedSums] = {}
-    width = max(n, 1)
     with connection.cursor() as cursor:
-        cursor.execute(_JUDGED.format(dims=select, keys=keys, where=where), values)
+        cursor.execute(fill(_JUDGED), values)
         for row in cursor.fetchall():
             raw, pi, count = float(row[width]), float(row[width + 1]), int(row[width + 2])
             f = float(calibrator.predict([raw])[0])
             part = sums.setdefault(tuple(row[:n]), JudgedSums())
             part.add(JudgedSums.of_scores(f, count=count, inclusion_probability=min(max(pi, 1e-6), 1.0)))
-        cursor.execute(_AUDITED.format(dims=select, keys=keys, where=where), values)
+        cursor.execute(fill(_AUDITED), values)
         for row in cursor.fetchall():
             raw, value = float(row[width]), float(row[width + 1])
             r = float(value >= good_at) - float(calibrator.predict([raw])[0])
