@@ -261,6 +261,13 @@ def holdback_note(held: Measures) -> str | None:
 
 # --- a gating judge's calibrated scores, per group (the calibrated-judge success source) ----------
 
+# The latest label per trace of the window on the rubric (API and queue labels; widget copies are no audit).
+_LATEST_LABELS = """lab AS (
+    SELECT DISTINCT ON (l.trace_id) l.trace_id, l.value, l.sampling_design FROM evaluation_label l
+    WHERE l.rubric_id = %(rubric)s AND l.source IN ('api', 'queue') AND l.value IS NOT NULL
+        AND l.trace_id IN (SELECT trace_id FROM tr)
+    ORDER BY l.trace_id, l.occurred_at DESC, l.id DESC
+)"""
 # The feature's traces in the window, each with its group's values (g0, g1, ...): what judged and labelled sums
 # are read per group over.
 _WINDOW_TRACES = """
@@ -288,12 +295,9 @@ _JUDGED = _JUDGED_TRACES + (
 # The uniform-audit labels (latest per trace) on scored traces, with their group and raw score.
 _AUDITED = (
     _JUDGED_TRACES
-    + """,
-lab AS (
-    SELECT DISTINCT ON (l.trace_id) l.trace_id, l.value, l.sampling_design FROM evaluation_label l
-    WHERE l.rubric_id = %(rubric)s AND l.source IN ('api', 'queue') AND l.value IS NOT NULL
-    ORDER BY l.trace_id, l.occurred_at DESC, l.id DESC
-)
+    + ",\n"
+    + _LATEST_LABELS
+    + """
 SELECT {keys}, sc.raw_score, lab.value FROM tr JOIN sc USING (trace_id) JOIN lab USING (trace_id)
 WHERE lab.sampling_design = 'uniform'
 """
@@ -347,13 +351,9 @@ LIMIT 1
 # Per group: the traces whose latest label on the rubric is from the uniform audit, and the good ones.
 _LABELLED = (
     _WINDOW_TRACES
-    + """,
-lab AS (
-    SELECT DISTINCT ON (l.trace_id) l.trace_id, l.value, l.sampling_design FROM evaluation_label l
-    WHERE l.rubric_id = %(rubric)s AND l.source IN ('api', 'queue') AND l.value IS NOT NULL
-        AND l.trace_id IN (SELECT trace_id FROM tr)
-    ORDER BY l.trace_id, l.occurred_at DESC, l.id DESC
-)
+    + ",\n"
+    + _LATEST_LABELS
+    + """
 SELECT {keys}, count(*), count(*) FILTER (WHERE lab.value >= %(good_at)s)
 FROM tr JOIN lab USING (trace_id) WHERE lab.sampling_design = 'uniform' GROUP BY {keys}
 """
