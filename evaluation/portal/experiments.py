@@ -454,7 +454,9 @@ def channel_new(request: HttpRequest) -> HttpResponse:
 def digest_page(request: HttpRequest) -> HttpResponse:
     subject, text, html = digest_render(digest_build(), base_url=request.build_absolute_uri("/").rstrip("/"))
     return TemplateResponse(
-        request, "evaluation/digest_preview.html", {"nav": "digest", "subject": subject, "text": text, "html": html}
+        request,
+        "evaluation/digest_preview.html",
+        {"nav": "digest", "subject": subject, "text": text, "html": html, "monday": datetime.now(UTC).weekday() == 0},
     )
 
 

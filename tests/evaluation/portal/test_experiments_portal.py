@@ -79,6 +79,11 @@ def test_pages_render_the_numbers(owner_a: Client, org_a, seeded: dict) -> None:
     assert "Thumbs-down share up 50%" in alerts and 'data-testid="alert-row"' in alerts
     assert owner_a.get(org_a.url(f"alerts/{seeded['alert']}/")).status_code == 200
     digest = owner_a.get(org_a.url("digest/")).content.decode()
+    # The preview says which days it covers against the week Monday's email covers (a Saturday's preview read as
+    # the Monday email's, a week it would not be).
+    when = digest.split('data-testid="digest-when">', 1)[1].split("Subject:", 1)[0]
+    assert "covering the 7 days before it, Monday to Sunday; this preview covers the last 7 full days" in when
+    assert ("so not the week Monday" in when) == (datetime.now(UTC).weekday() != 0)
     assert "Candor weekly" in digest and seeded["experiment"] in digest
 
 
