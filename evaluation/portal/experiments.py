@@ -4,7 +4,7 @@ evaluation.services.{experiments,drift,alerts,digest} do the work."""
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -166,13 +166,19 @@ def experiment_page(request: HttpRequest, key: str) -> HttpResponse:
     until = (experiment.ended_at or datetime.now(UTC)).date() + timedelta(days=1)
     since = max(experiment.started_at.date(), until - timedelta(days=MAX_WINDOW_DAYS))
     by_arm = urlencode({"group_by": "variant", "since": since.isoformat(), "until": until.isoformat()})
+    results = experiment_results(experiment)
+    window = Window(*(datetime.combine(day, time(0), UTC) for day in (since, until)))
+    # Each segment row leads to its traces over the experiment's days, and to the feature page grouped by its key.
+    for row in (results.get("segments") or {}).get("rows", []):
+        row["links"] = segment_links(request, feature_key=feature.key, parts=segment_parts(row["segment"]),
+                                     window=window)  # fmt: skip
     return TemplateResponse(
         request,
         "evaluation/experiment_detail.html",
         {
             "nav": "experiments",
             "experiment": experiment,
-            "r": experiment_results(experiment),
+            "r": results,
             "feature_url": f"{org_url(request, 'evaluation:feature', feature.key)}?{by_arm}",
             "drift_url": org_url(request, "evaluation:drift", feature.key),
             "open_alerts": alert_services.open_alerts_by_feature().get(feature.key, []),

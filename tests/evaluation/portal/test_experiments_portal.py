@@ -73,6 +73,13 @@ def test_pages_render_the_numbers(owner_a: Client, org_a, seeded: dict) -> None:
     assert f'href="/o/{org_a.organization.slug}/alerts/{seeded["alert"]}/"' in detail
     assert 'data-testid="experiment-open-alert"' in detail
     assert f'href="/o/{org_a.organization.slug}/features/{seeded["feature"]}/"' in listing.content.decode()
+    # Each segment row leads to its traces over the experiment's days, and to the feature grouped by its key.
+    sso = detail.split("<td>metadata.auth=sso", 1)[1].split("</td>", 1)[0]
+    traces = html.unescape(sso.split('data-testid="experiment-segment-traces" href="', 1)[1].split('"', 1)[0])
+    assert traces.startswith(f"/o/{org_a.organization.slug}/traces/?feature={seeded['feature']}&metadata.auth=sso")
+    assert "by metadata.auth" in sso
+    listed = owner_a.get(traces).context["page"].results
+    assert listed and all(t.metadata.get("auth") == "sso" for t in listed)
     drift = owner_a.get(org_a.url(f"drift/{seeded['feature']}/")).content.decode()
     assert "Thumbs-down share" in drift and "PSI" in drift
     alerts = owner_a.get(org_a.url("alerts/")).content.decode()
