@@ -38,8 +38,7 @@ Comment = Annotated[str, msgspec.Meta(max_length=MAX_COMMENT)]
 # JSON Schema counts 3.0 as an integer, so a token count may come as one; check_trace makes it an int.
 Tokens = Annotated[int, msgspec.Meta(ge=0, le=10**12)] | Annotated[float, msgspec.Meta(ge=0, le=1e12)]
 # Below the columns' precision (numeric(16, 8)): one trace or span costs less than a million dollars.
-MAX_MONEY = 10**6
-Money = Annotated[float, msgspec.Meta(ge=0, lt=MAX_MONEY)]
+Money = Annotated[float, msgspec.Meta(ge=0, lt=10**6)]
 Millis = Annotated[float, msgspec.Meta(ge=0, le=10**10)]
 
 # The accepted values come from feedback.enums (msgspec reads the runtime Literal; mypy sees str).
@@ -346,29 +345,6 @@ def check_trace(item: TraceIn, now: datetime) -> None:
         span.end = check_time(span.end, f"spans.{i}.end", now)
         if span.start and span.end and span.end < span.start:
             raise ValueError(f"spans.{i}.end: ends before it starts")
-    _usage_from_spans(item)
-
-
-def _usage_from_spans(item: TraceIn) -> None:
-    """A trace that sends no token counts of its own takes its usage from its LLM spans, as an OTLP export's
-    trace does: their input and output tokens summed, the first one's model (by start) when the trace names
-    none, and, when the trace sends no cost, their costs summed if every LLM span with tokens sent one (else
-    the price table prices the summed tokens). What the trace itself sends always wins."""
-    if not item.spans or item.input_tokens is not None or item.output_tokens is not None:
-        return
-    llm = sorted((s for s in item.spans if s.kind == SpanKind.LLM.value), key=lambda s: (s.start is None, s.start))
-    if not llm:
-        return
-    if item.model is None:
-        item.model = next((s.model for s in llm if s.model), None)
-    inputs = [s.input_tokens for s in llm if s.input_tokens is not None]
-    outputs = [s.output_tokens for s in llm if s.output_tokens is not None]
-    item.input_tokens = sum(inputs) if inputs else None
-    item.output_tokens = sum(outputs) if outputs else None
-    used = [s for s in llm if s.input_tokens is not None or s.output_tokens is not None or s.cost_usd is not None]
-    if item.cost_usd is None and used and all(s.cost_usd is not None for s in used):
-        total = sum(s.cost_usd or 0.0 for s in used)
-        item.cost_usd = total if total < MAX_MONEY else None
 
 
 def check_feedback(item: FeedbackIn, now: datetime) -> None:

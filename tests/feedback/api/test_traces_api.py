@@ -7,7 +7,6 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 from tests.fixtures.api import event, trace
 from tests.fixtures.organizations import unique
@@ -62,35 +61,6 @@ def test_cached_tokens_are_billed_at_the_cached_price(api_a) -> None:  # type: i
     )
     # 500k at $0.80 + 500k cached at $0.08 + 100k output at $4.00
     assert Decimal(str(api_a.get(f"/api/v1/traces/{tid}").json()["cost_usd"])) == Decimal("0.84")
-
-
-def test_a_trace_without_usage_of_its_own_takes_its_llm_spans(api_a) -> None:  # type: ignore[no-untyped-def]
-    """Usage sent on spans only counted for nothing: the trace read $0, no tokens, so spend, budgets and cost per
-    success left it out (an OTLP export's trace summed its spans). What the trace sends itself still wins."""
-    priced, paid, own = unique(), unique(), unique()
-
-    def llm(span_id: str, start: str, **usage: Any) -> dict[str, Any]:
-        return {"span_id": span_id, "kind": "llm", "start": start, "end": start, **usage}
-
-    retrieval = {"span_id": "r", "kind": "retrieval", "input_tokens": 999}  # not an LLM call: not counted
-    api_a.post("/api/v1/traces", {"batch": [
-        trace(priced, started_at="2024-09-01T00:00:00Z", spans=[
-            retrieval,
-            llm("b", "2024-09-01T00:00:02Z", model="gpt-4o-mini", input_tokens=400_000, output_tokens=100_000),
-            llm("a", "2024-09-01T00:00:01Z", model="gpt-4o", input_tokens=600_000, output_tokens=0),
-        ]),
-        trace(paid, spans=[llm("a", "2024-09-01T00:00:01Z", model="m", input_tokens=5, cost_usd=0.25),
-                           llm("b", "2024-09-01T00:00:02Z", model="m", output_tokens=5, cost_usd=0.5)]),
-        trace(own, model="gpt-4o", input_tokens=10, output_tokens=0, cost_usd=1.0,
-              spans=[llm("a", "2024-09-01T00:00:01Z", model="gpt-4o-mini", input_tokens=1_000_000)]),
-    ]})  # fmt: skip
-    got = api_a.get(f"/api/v1/traces/{priced}").json()
-    # The first LLM call's model (by start), every call's tokens: 1M input at gpt-4o's $2.50 per million.
-    assert (got["model"], got["input_tokens"], got["output_tokens"]) == ("gpt-4o", 1_000_000, 100_000)
-    assert Decimal(str(got["cost_usd"])) == Decimal("2.5") + Decimal("1.0")  # 100k output at $10.00 per million
-    assert Decimal(str(api_a.get(f"/api/v1/traces/{paid}").json()["cost_usd"])) == Decimal("0.75")
-    mine = api_a.get(f"/api/v1/traces/{own}").json()
-    assert (mine["input_tokens"], Decimal(str(mine["cost_usd"]))) == (10, Decimal("1"))
 
 
 def test_client_cost_wins_and_unknown_model_warns(api_a) -> None:  # type: ignore[no-untyped-def]
