@@ -261,11 +261,11 @@ def holdback_note(held: Measures) -> str | None:
 
 # --- a gating judge's calibrated scores, per group (the calibrated-judge success source) ----------
 
-# The latest label per trace of the window on the rubric (API and queue labels; widget copies are no audit).
+# The latest label per trace on the rubric (API and queue labels; widget copies are no audit). Labels are few:
+# the reads below start from them and probe the traces by ID, never scanning a window's traces twice.
 _LATEST_LABELS = """lab AS (
     SELECT DISTINCT ON (l.trace_id) l.trace_id, l.value, l.sampling_design FROM evaluation_label l
     WHERE l.rubric_id = %(rubric)s AND l.source IN ('api', 'queue') AND l.value IS NOT NULL
-        AND l.trace_id IN (SELECT trace_id FROM tr)
     ORDER BY l.trace_id, l.occurred_at DESC, l.id DESC
 )"""
 # The feature's traces in the window, each with its group's values (g0, g1, ...): what judged and labelled sums
@@ -324,8 +324,8 @@ def _attach_judged(
     for key, judged in merged.items():
         if key in out:
             out[key].judged = judged
-    if sums is not None:
-        return  # a gating judge answers for success; the labels are in its audit already
+    if sums:
+        return  # a gating judge scored traces here: it answers for success (the labels are its audit)
     human: dict[tuple[Any, ...], LabelSums] = {}
     for raw, counts in labelled_by(feature=feature, window=window, exprs=exprs, params={"mkey": metadata_key}).items():
         human.setdefault(tuple(_clean(d, v, labels) for d, v in zip(dims, raw, strict=True)), LabelSums()).add(counts)
@@ -334,14 +334,14 @@ def _attach_judged(
             out[key].human = counts
 
 
-# The rubric a feature's human labels answer on, when no judge is gating: the one with the most traces of the
-# window in the uniform audit stream (latest label per trace and rubric), then the newest.
+# The rubric a feature's human labels answer on, when no judge is gating: the one with the most of the feature's
+# traces in the uniform audit stream, over all time (so the windows a page compares read the same rubric), then
+# the newest.
 _LABEL_RUBRIC = """
 SELECT l.rubric_id, r.scale FROM evaluation_label l
 JOIN evaluation_rubric r ON r.id = l.rubric_id
 JOIN feedback_trace t ON t.trace_id = l.trace_id
-WHERE t.feature_id = %(feature)s AND t.day BETWEEN %(d0)s AND %(d1)s
-    AND t.started_at >= %(since)s AND t.started_at < %(until)s
+WHERE t.feature_id = %(feature)s
     AND l.source IN ('api', 'queue') AND l.value IS NOT NULL AND l.sampling_design = 'uniform'
     AND r.scale IN ('binary', 'ordinal', 'continuous')
 GROUP BY l.rubric_id, r.scale
@@ -349,13 +349,18 @@ ORDER BY count(DISTINCT l.trace_id) DESC, l.rubric_id DESC
 LIMIT 1
 """
 # Per group: the traces whose latest label on the rubric is from the uniform audit, and the good ones.
+# Per group: the traces of the window whose latest label on the rubric is from the uniform audit, and the good
+# ones. From the labels, each trace found by its ID (a CTE over the window's traces read twice would be
+# materialised: every trace of the window scanned).
 _LABELLED = (
-    _WINDOW_TRACES
-    + ",\n"
+    "WITH "
     + _LATEST_LABELS
     + """
-SELECT {keys}, count(*), count(*) FILTER (WHERE lab.value >= %(good_at)s)
-FROM tr JOIN lab USING (trace_id) WHERE lab.sampling_design = 'uniform' GROUP BY {keys}
+SELECT {dims}, count(*), count(*) FILTER (WHERE lab.value >= %(good_at)s)
+FROM lab JOIN feedback_trace t USING (trace_id)
+WHERE lab.sampling_design = 'uniform' AND t.feature_id = %(feature)s AND t.day BETWEEN %(d0)s AND %(d1)s
+    AND t.started_at >= %(since)s AND t.started_at < %(until)s{where}
+GROUP BY {groups}
 """
 )
 
@@ -391,7 +396,8 @@ def _grouped(
     keys = ", ".join(f"tr.{name}" for name in names)
     values: dict[str, Any] = {"feature": feature.id, "d0": window.first_day, "d1": window.last_day,
                               "since": window.since, "until": window.until, **(params or {})}  # fmt: skip
-    return n, max(n, 1), lambda sql: sql.format(dims=select, keys=keys, where=where), values
+    groups = ", ".join(names)
+    return n, max(n, 1), lambda sql: sql.format(dims=select, keys=keys, groups=groups, where=where), values
 
 
 def judged_by(
