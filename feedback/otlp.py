@@ -448,7 +448,10 @@ def _unreadable_id(span: dict[str, Any]) -> str | None:
     for camel, snake, size in _ID_FIELDS:
         for key in (camel, snake):
             value = span.get(key)
-            if not isinstance(value, str) or BASE64.match(value) or (len(value) == 2 * size and _HEX_ID.match(value)):
+            # fullmatch: "$" also matches before a final newline, which the parser refuses (the whole body).
+            if not isinstance(value, str) or BASE64.fullmatch(value):
+                continue
+            if len(value) == 2 * size and _HEX_ID.fullmatch(value):
                 continue
             return f"{snake} ({value[:40]!r}: neither {2 * size} hex digits nor base64)"
     return None

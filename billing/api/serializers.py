@@ -88,7 +88,8 @@ class BudgetSerializer(serializers.Serializer):
     def to_internal_value(self, data: Any) -> Any:
         # A misspelt field (daly_cap_usd) is refused by name, as ingestion refuses one: never dropped silently.
         if isinstance(data, dict):
-            unknown = sorted(key for key in data if key not in self.fields or self.fields[key].read_only)
+            # Only names it does not have: a budget sent back as it was read (with its id) is taken.
+            unknown = sorted(key for key in data if key not in self.fields)
             if unknown:
                 raise serializers.ValidationError({key: ["unknown field: check its spelling"] for key in unknown})
         return super().to_internal_value(data)

@@ -256,7 +256,9 @@ def drift_page(request: HttpRequest, key: str) -> HttpResponse:
                         parts=[(p["dimension"], p["value"]) for p in s["parts"]],
                         # A segment gone now (a retired version) has its traces in the baseline only.
                         window=baseline if s.get("current_count") is not None and s["current_count"] < 1 else current,
-                        group_window=Window(baseline.since, current.until),
+                        group_window=Window(
+                            max(baseline.since, current.until - timedelta(days=MAX_WINDOW_DAYS)), current.until
+                        ),  # at most a report's window
                     ),
                 }
                 for s in rate["segments"]

@@ -43,16 +43,16 @@ RETURNING score_id
 
 def _already_scored(cursor: Any, skipped: dict[str, tuple[int, ScoreIn, str]]) -> list[dict[str, Any]]:
     """Skipped items whose score_id is new: their trace has a score of that judge version already (one score
-    per trace and judge version, the first kept). Counted as duplicates, but said: a rerun with fresh IDs is
-    no retry, and its verdicts were not taken."""
+    per trace and judge version: one stored before, or another of this batch). Counted as duplicates, but
+    said: a rerun with fresh IDs is no retry, and its verdicts were not taken."""
     if not skipped:
         return []
     cursor.execute("SELECT score_id FROM evaluation_score WHERE score_id = ANY(%s)", [list(skipped)])
     resent = {row[0] for row in cursor.fetchall()}
     return [
         {"index": index, "field": "trace_id", "message": f"trace {item.trace_id!r} already has a score from "
-         f"{item.name!r} version {version!r}: the first is kept (one score per trace and judge version); send a new "
-         "judge_version to score it again"}
+         f"{item.name!r} version {version!r}: this one is not stored (one score per trace and judge version); send "
+         "a new judge_version to score it again"}
         for score_id, (index, item, version) in sorted(skipped.items(), key=lambda kv: kv[1][0])
         if score_id not in resent
     ]  # fmt: skip

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from feedback.otlp import OtlpError, otlp_parse, otlp_response
+from feedback.otlp import OtlpError, otlp_map, otlp_parse, otlp_response
 
 T0 = 1_735_732_800_000_000_000  # 2025-01-01T12:00:00Z in ns
 MS = 1_000_000
@@ -552,6 +552,24 @@ def test_invalid_span_ids_are_rejected() -> None:
     }
     with pytest.raises(OtlpError, match="trace_id"):
         otlp_parse(json.dumps(payload).encode(), "application/json")
+
+
+def test_with_a_collector_a_json_span_with_an_unreadable_id_is_refused_alone() -> None:
+    def span(name: str, span_id: str) -> dict[str, Any]:
+        return {"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": span_id, "name": name}
+
+    # A hex id ending in a newline passed a "$" match and then failed the parser: the whole body refused.
+    payload = {"resourceSpans": [{"scopeSpans": [{"spans": [
+        span("good", "b7ad6b7169203331"), span("newline", "b7ad6b716920333\n"), span("not hex", "zz")]}]}]}  # fmt: skip
+    refused: list[str] = []
+    ((trace, spans),) = otlp_map(json.dumps(payload).encode(), "application/json", refused=refused)
+    assert [s.name for s in spans] == ["good"]
+    assert refused == [
+        "span 'newline' has an invalid span_id ('b7ad6b716920333\\n': neither 16 hex digits nor base64)",
+        "span 'not hex' has an invalid span_id ('zz': neither 16 hex digits nor base64)",
+    ]
+    with pytest.raises(OtlpError):  # without a collector, as before: the body is refused
+        otlp_map(json.dumps(payload).encode(), "application/json")
 
 
 def test_otlp_error_is_a_value_error() -> None:

@@ -98,6 +98,11 @@ def test_a_misspelt_budget_field_is_refused_by_name_and_the_schema_says_caps_are
     assert response.status_code == 400, response.content
     assert response.json()["error"]["details"] == {"batch": ["unknown field: check its spelling"],
                                                    "daly_cap_usd": ["unknown field: check its spelling"]}  # fmt: skip
+    # A budget sent back as it was read (its id included) is taken: create or replace by read-modify-write.
+    made = client_a.post("/api/v1/budgets", {"customer_id": body["customer_id"], "monthly_cap_usd": 10},
+                         content_type="application/json").json()  # fmt: skip
+    again = client_a.post("/api/v1/budgets", {**made, "monthly_cap_usd": 12}, content_type="application/json")
+    assert again.status_code == 200 and again.json()["monthly_cap_usd"] == 12.0
     schema = client_a.get("/api/v1/schema/?format=json").json()["components"]["schemas"]["BudgetRequest"]
     assert schema["additionalProperties"] is False
     for cap in ("daily_cap_usd", "monthly_cap_usd"):

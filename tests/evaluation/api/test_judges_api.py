@@ -70,7 +70,8 @@ def test_external_scores_are_idempotent_and_appear_on_the_trace(api_a) -> None: 
                 "index": 0,
                 "field": "trace_id",
                 "message": f"trace {tid!r} already has a score from {name!r} version 'ragas-0.2': "
-                "the first is kept (one score per trace and judge version); send a new judge_version to score it again",
+                "this one is not stored (one score per trace and judge version); "
+                "send a new judge_version to score it again",
             }
         ],
     }
