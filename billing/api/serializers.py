@@ -92,6 +92,8 @@ class BudgetSerializer(serializers.Serializer):
             unknown = sorted(key for key in data if key not in self.fields)
             if unknown:
                 raise serializers.ValidationError({key: ["unknown field: check its spelling"] for key in unknown})
+            if "id" in data and (isinstance(data["id"], bool) or not isinstance(data["id"], int)):
+                raise serializers.ValidationError({"id": ["a whole number, the id the budget was read with (ignored)"]})
         return super().to_internal_value(data)
 
 

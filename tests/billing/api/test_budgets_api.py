@@ -103,6 +103,8 @@ def test_a_misspelt_budget_field_is_refused_by_name_and_the_schema_says_caps_are
                          content_type="application/json").json()  # fmt: skip
     again = client_a.post("/api/v1/budgets", {**made, "monthly_cap_usd": 12}, content_type="application/json")
     assert again.status_code == 200 and again.json()["monthly_cap_usd"] == 12.0
+    odd = client_a.post("/api/v1/budgets", {**made, "id": {}}, content_type="application/json")
+    assert odd.status_code == 400 and "id" in odd.json()["error"]["details"]
     schema = client_a.get("/api/v1/schema/?format=json").json()["components"]["schemas"]["BudgetRequest"]
     assert schema["additionalProperties"] is False
     for cap in ("daily_cap_usd", "monthly_cap_usd"):
