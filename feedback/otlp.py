@@ -386,57 +386,48 @@ def inflate(body: bytes, max_bytes: int) -> bytes:
     return out
 
 
-def _take_out_unreadable(document: dict[str, Any], refused: list[str]) -> None:
-    """A JSON span with an ID that is neither hex nor base64 (which would fail the whole body's parse) is taken out
-    of the document and said in ``refused``. Only lists of spans where the shape is right are touched: the rest is
-    the parser's to judge."""
+def _json_scope_spans(document: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Each scopeSpans object of an OTLP-JSON document that holds a list of spans, where the shape is right (the
+    rest is the parser's to judge). OTLP < 0.15 called scopes "instrumentation libraries": renamed here."""
     resource_spans = document.get("resourceSpans", document.get("resource_spans"))
     for rs in resource_spans if isinstance(resource_spans, list) else []:
         if not isinstance(rs, dict):
             continue
-        scope_spans = rs.get("scopeSpans", rs.get("scope_spans", rs.get("instrumentationLibrarySpans")))
-        for ss in scope_spans if isinstance(scope_spans, list) else []:
-            spans = ss.get("spans") if isinstance(ss, dict) else None
-            if not isinstance(spans, list):
-                continue
-            kept = []
-            for span in spans:
-                unreadable = _unreadable_id(span) if isinstance(span, dict) else None
-                if unreadable is None:
-                    kept.append(span)
-                else:
-                    refused.append(f"span {str(span.get('name', ''))[:100]!r} has an invalid {unreadable}")
-            ss["spans"] = kept
-
-
-def _hex_ids_to_base64(document: dict[str, Any]) -> None:
-    """OTLP-JSON writes ids as hex; the protobuf JSON mapping wants base64 for bytes."""
-    resource_spans = document.get("resourceSpans", document.get("resource_spans"))
-    if not isinstance(resource_spans, list):
-        return
-    for rs in resource_spans:
-        if not isinstance(rs, dict):
-            continue
-        # OTLP < 0.15 called scopes "instrumentation libraries"; accept both.
         if "instrumentationLibrarySpans" in rs and "scopeSpans" not in rs:
             rs["scopeSpans"] = rs.pop("instrumentationLibrarySpans")
             for ss in rs["scopeSpans"] if isinstance(rs["scopeSpans"], list) else []:
                 if isinstance(ss, dict) and "instrumentationLibrary" in ss:
                     ss["scope"] = ss.pop("instrumentationLibrary")
         scope_spans = rs.get("scopeSpans", rs.get("scope_spans"))
-        if not isinstance(scope_spans, list):
-            continue
-        for ss in scope_spans:
-            spans = ss.get("spans") if isinstance(ss, dict) else None
-            if not isinstance(spans, list):
+        for ss in scope_spans if isinstance(scope_spans, list) else []:
+            if isinstance(ss, dict) and isinstance(ss.get("spans"), list):
+                yield ss
+
+
+def _take_out_unreadable(document: dict[str, Any], refused: list[str]) -> None:
+    """A JSON span with an ID that is neither hex nor base64 (which would fail the whole body's parse) is taken out
+    of the document and said in ``refused``."""
+    for ss in _json_scope_spans(document):
+        kept = []
+        for span in ss["spans"]:
+            unreadable = _unreadable_id(span) if isinstance(span, dict) else None
+            if unreadable is None:
+                kept.append(span)
+            else:
+                refused.append(f"span {str(span.get('name', ''))[:100]!r} has an invalid {unreadable}")
+        ss["spans"] = kept
+
+
+def _hex_ids_to_base64(document: dict[str, Any]) -> None:
+    """OTLP-JSON writes ids as hex; the protobuf JSON mapping wants base64 for bytes."""
+    for ss in _json_scope_spans(document):
+        for span in ss["spans"]:
+            if not isinstance(span, dict):
                 continue
-            for span in spans:
-                if not isinstance(span, dict):
-                    continue
-                _convert_ids(span)
-                for link in span.get("links") or []:
-                    if isinstance(link, dict):
-                        _convert_ids(link)
+            _convert_ids(span)
+            for link in span.get("links") or []:
+                if isinstance(link, dict):
+                    _convert_ids(link)
 
 
 # OTLP-JSON's ID fields (both spellings), with their width in bytes.
