@@ -242,30 +242,13 @@ def drift_page(request: HttpRequest, key: str) -> HttpResponse:
         as_of = datetime.fromisoformat(result["computed_at"])
     else:
         result = drift_services.feature_drift(feature=feature, baseline=baseline, current=current)
-    # Each ranked segment leads on: its traces in the current window (the baseline's, for one gone now), and the
-    # feature page grouped by its keys over both windows (a version retired since is one of its rows).
+    # Each ranked segment leads on (_drift_segment); both windows as one, at most a report's.
+    both = Window(max(baseline.since, current.until - timedelta(days=MAX_WINDOW_DAYS)), current.until)
     rates = [
-        {
-            **rate,
-            "segments": [
-                {
-                    **s,
-                    **segment_links(
-                        request,
-                        feature_key=feature.key,
-                        parts=[(p["dimension"], p["value"]) for p in s["parts"]],
-                        # A segment gone now (a retired version) has its traces in the baseline only.
-                        window=baseline if s.get("current_count") is not None and s["current_count"] < 1 else current,
-                        group_window=Window(
-                            max(baseline.since, current.until - timedelta(days=MAX_WINDOW_DAYS)), current.until
-                        ),  # at most a report's window
-                    ),
-                }
-                for s in rate["segments"]
-            ],
-        }
+        {**rate, "segments": [_drift_segment(request, feature.key, s, baseline, current, both)
+                              for s in rate["segments"]]}
         for rate in result["rates"]
-    ]
+    ]  # fmt: skip
     return TemplateResponse(
         request,
         "evaluation/drift.html",
@@ -283,6 +266,18 @@ def drift_page(request: HttpRequest, key: str) -> HttpResponse:
             "report_source": "calibrated_judge" if gating_calibration(feature) is not None else None,
         },
     )
+
+
+def _drift_segment(
+    request: HttpRequest, key: str, segment: dict[str, Any], baseline: Window, current: Window, both: Window
+) -> dict[str, Any]:
+    """A ranked drift segment with where it leads: its traces in the current window, or the baseline's when it has
+    none now (``gone``: a retired version), and the feature page grouped by its keys over both windows."""
+    gone = segment.get("current_count") is not None and segment["current_count"] < 1
+    parts = [(p["dimension"], p["value"]) for p in segment["parts"]]
+    links = segment_links(request, feature_key=key, parts=parts, window=baseline if gone else current,
+                          group_window=both)  # fmt: skip
+    return {**segment, "gone": gone, **links}
 
 
 @require_POST

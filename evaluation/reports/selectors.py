@@ -261,8 +261,7 @@ def holdback_note(held: Measures) -> str | None:
 
 # --- a gating judge's calibrated scores, per group (the calibrated-judge success source) ----------
 
-# The latest label per trace on the rubric (API and queue labels; widget copies are no audit). Labels are few:
-# the reads below start from them and probe the traces by ID, never scanning a window's traces twice.
+# The latest label per trace on the rubric (API and queue labels; widget copies are no audit).
 _LATEST_LABELS = """lab AS (
     SELECT DISTINCT ON (l.trace_id) l.trace_id, l.value, l.sampling_design FROM evaluation_label l
     WHERE l.rubric_id = %(rubric)s AND l.source IN ('api', 'queue') AND l.value IS NOT NULL
@@ -348,7 +347,6 @@ GROUP BY l.rubric_id, r.scale
 ORDER BY count(DISTINCT l.trace_id) DESC, l.rubric_id DESC
 LIMIT 1
 """
-# Per group: the traces whose latest label on the rubric is from the uniform audit, and the good ones.
 # Per group: the traces of the window whose latest label on the rubric is from the uniform audit, and the good
 # ones. From the labels, each trace found by its ID (a CTE over the window's traces read twice would be
 # materialised: every trace of the window scanned).
@@ -388,8 +386,8 @@ def labelled_by(
 def _grouped(
     feature: Feature, window: Window, exprs: list[str], where: str, params: dict[str, Any] | None
 ) -> tuple[int, int, Callable[[str], str], dict[str, Any]]:
-    """What a per-group read over _WINDOW_TRACES needs: the number of group values, the column its counts start
-    at, the query filled with the groups' SQL, and the window's parameters (with ``params``)."""
+    """What a per-group read of the window's traces needs: the number of group values, the column its counts
+    start at, the query filled with the groups' SQL, and the window's parameters (with ``params``)."""
     n = len(exprs)
     names = [f"g{i}" for i in range(max(n, 1))]
     select = ", ".join(f"{e} AS {name}" for e, name in zip(exprs or ["true"], names, strict=True))
