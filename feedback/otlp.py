@@ -93,7 +93,8 @@ _OUTPUT_TOKEN_KEYS = (
     "gen_ai.usage.completion_tokens",
     "llm.token_count.completion",
 )
-_CACHED_TOKEN_KEYS = (
+# Public: the OTLP service sums cached tokens again from stored spans' attributes under these keys.
+CACHED_TOKEN_KEYS: Final = (
     "gen_ai.usage.cache_read.input_tokens",
     "gen_ai.usage.cache_read_input_tokens",
     "gen_ai.usage.input_tokens.cached",
@@ -893,7 +894,7 @@ def _build_trace(otel_trace_id: str, group: list[_Span]) -> _BuiltTrace:
         trace["provider"] = _PROVIDER_ALIASES.get(provider.lower(), provider.lower()) if provider else None
         trace["input_tokens"] = _sum_ints(llm_spans, _INPUT_TOKEN_KEYS)
         trace["output_tokens"] = _sum_ints(llm_spans, _OUTPUT_TOKEN_KEYS)
-        trace["cached_tokens"] = _sum_ints(llm_spans, _CACHED_TOKEN_KEYS)
+        trace["cached_tokens"] = _sum_ints(llm_spans, CACHED_TOKEN_KEYS)
         trace["input"] = _input_text(first_llm)
         trace["output"] = _output_text(last_llm)
     # Explicit Candor display text wins over what the GenAI attributes say.

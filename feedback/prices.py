@@ -16,6 +16,11 @@ from decimal import Decimal
 # Trace.cost_source when the client sent cost_usd; a computed cost names its price instead
 # (Price.source: "default:<provider>/<model>@<date>" or "org:<price id>").
 COST_FROM_CLIENT = "client"
+# Trace.cost_source when a trace sent no tokens or cost of its own: its cost and tokens are the sums over
+# its LLM spans (each span's cost as sent, else priced at the span's model).
+COST_FROM_SPANS = "spans"
+# feedback_trace.cost_usd is numeric(16, 8): a cost at or past this cannot be stored.
+MAX_COST = Decimal(10) ** 8
 MILLION = Decimal(1_000_000)
 _D = Decimal
 
@@ -41,6 +46,14 @@ class Price:
             (input_tokens - cached) * self.input_per_mtok + cached * cached_price + output_tokens * self.output_per_mtok
         )
         return (total / MILLION).quantize(Decimal("0.00000001"))
+
+
+def too_costly(model: str, cost: Decimal) -> str:
+    """Why a computed cost past MAX_COST is left empty (it would overflow the column)."""
+    return (
+        f"The cost computed at model '{model}'s price is ${cost:,.2f}, past the largest Candor stores "
+        f"(${MAX_COST - Decimal('0.01'):,.2f}): cost left empty. Check the token counts and the model's price."
+    )
 
 
 def _t(day: str) -> datetime:

@@ -18,7 +18,7 @@ import msgspec
 from django.db import transaction
 
 from feedback.enums import SpanKind, TraceStatus
-from feedback.otlp import MappedSpan, span_dict
+from feedback.otlp import CACHED_TOKEN_KEYS, MappedSpan, span_dict
 from feedback.schemas import FUTURE_SLACK, MAX_ID, ItemError, TraceIn, check_trace, decode_body
 from feedback.services.columns import fetch_as, select_list
 from feedback.services.otlp_logs import genai_messages_join, otel_lock
@@ -51,13 +51,24 @@ WHERE t.trace_id = %(new)s AND o.trace_id = %(old)s
 # Trace tokens are the sum over all stored LLM spans, whichever export brought them. Summed trace by
 # trace through the span key's index: filtered by an ID list, the planner's stale counts scanned the
 # whole span table (7.6 ms at 18,000 spans, growing with the table).
+# Cached tokens stay in a span's attributes, under the first of the mapping's keys it has (CACHED_TOKEN_KEYS),
+# counted as the mapping counts them (feedback.otlp._as_int: a whole number from 0 to 10^12, or its text);
+# anything else counts for nothing (a cast of "many" was a 500 that lost the export).
+_CACHED = "COALESCE({})".format(
+    ", ".join(f"NULLIF(NULLIF(attributes->'{key}', 'null'), '\"\"')" for key in CACHED_TOKEN_KEYS)
+)
 _TOKENS_FROM_SPANS = f"""
 UPDATE feedback_trace t
    SET input_tokens = s.i, output_tokens = s.o, cached_tokens = COALESCE(s.c, t.cached_tokens)
 FROM unnest(%s::text[]) AS x(trace_id)
 CROSS JOIN LATERAL (
-      SELECT sum(input_tokens) i, sum(output_tokens) o, sum((attributes->>'gen_ai.usage.cached_tokens')::bigint) c
-      FROM feedback_span WHERE trace_id = x.trace_id AND kind = '{SpanKind.LLM}'
+      SELECT sum(input_tokens) i, sum(output_tokens) o,
+             sum(CASE WHEN n <= 1e12 AND n = trunc(n) THEN n END)::bigint c
+      FROM feedback_span
+      CROSS JOIN LATERAL (SELECT {_CACHED} #>> '{{}}' AS v) a
+      CROSS JOIN LATERAL (
+          SELECT CASE WHEN v ~ '^\\s*[0-9]+(\\.[0-9]*)?([eE]\\+?[0-9]{{1,2}})?\\s*$' THEN v::numeric END AS n) b
+      WHERE trace_id = x.trace_id AND kind = '{SpanKind.LLM}'
       HAVING count(input_tokens) + count(output_tokens) > 0) s
 WHERE t.trace_id = x.trace_id
 RETURNING {select_list(PricedTrace, "t")}
@@ -121,7 +132,9 @@ def otlp_ingest(
             for row in direct.get(index, ())
         ]
         shared = SharedCounts()
-        result, inserted = traces_store(items=good, now=now, expect_known=True, span_rows=span_rows, shared=shared)
+        result, inserted = traces_store(
+            items=good, now=now, expect_known=True, span_rows=span_rows, shared=shared, usage_from_spans=False
+        )
         adopting = {otel: t for otel, t in links.items() if otel != t}
         # A trace this batch stored new from one mapped export, with no orphan to adopt, already has
         # its tokens and cost from exactly the spans stored with it: nothing below can change it.

@@ -3,16 +3,21 @@ stored traces (the arithmetic itself is in feedback.prices, with no Django)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Callable, Iterable
+from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from itertools import groupby
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from feedback.enums import SpanKind
 from feedback.models import ModelPrice
-from feedback.prices import COST_FROM_CLIENT, Price, PriceBook
+from feedback.prices import COST_FROM_CLIENT, COST_FROM_SPANS, MAX_COST, Price, PriceBook, too_costly
+from feedback.services.columns import fetch_as
+from feedback.services.spend import Spend, SpendKey, spend_difference, spend_sum
 from feedback.services.tables import PricedTrace
 
 
@@ -29,24 +34,133 @@ def price_book_load(cursor: Any) -> PriceBook:
     return PriceBook(overrides)
 
 
-def traces_reprice(cursor: Any, book: PriceBook, traces: Iterable[PricedTrace]) -> list[str]:
+def traces_reprice(cursor: Any, book: PriceBook, traces: Iterable[PricedTrace]) -> dict[str, str]:
     """Recompute cost from each trace's current tokens. A cost the client sent is never replaced;
-    with no price known the cost is cleared, never left stale. Returns the unpriced trace IDs."""
+    with no price known the cost is cleared, never left stale. Returns why each trace left unpriced is."""
     updates: list[tuple[Decimal | None, str, int]] = []
-    unpriced = []
+    unpriced = {}
     for trace in traces:
         if trace.cost_source == COST_FROM_CLIENT or (trace.input_tokens is None and trace.output_tokens is None):
             continue
         price = book.find(trace.provider, trace.model, trace.started_at)
         if price is None:
             updates.append((None, "", trace.id))
-            unpriced.append(trace.trace_id)
+            unpriced[trace.trace_id] = (
+                "No price known for the merged trace's model: cost left empty. "
+                "Send cost_usd or add the model's price in Settings."
+            )
+            continue
+        cost = price.cost(trace.input_tokens or 0, trace.output_tokens or 0, trace.cached_tokens or 0)
+        if cost >= MAX_COST:
+            updates.append((None, "", trace.id))
+            unpriced[trace.trace_id] = too_costly(trace.model, cost)
         else:
-            cost = price.cost(trace.input_tokens or 0, trace.output_tokens or 0, trace.cached_tokens or 0)
             updates.append((cost, price.source, trace.id))
     if updates:
         cursor.executemany("UPDATE feedback_trace SET cost_usd = %s, cost_source = %s WHERE id = %s", updates)
     return unpriced
+
+
+class _SpanUsage(NamedTuple):
+    """A trace that sent no usage of its own, and one of its LLM spans that carries some."""
+
+    id: int
+    trace_id: str
+    provider: str
+    model: str
+    customer_id: str
+    day: date
+    feature_id: int
+    started_at: datetime
+    cost_usd: Decimal | None
+    span_id: str
+    span_model: str
+    span_input_tokens: int | None
+    span_output_tokens: int | None
+    span_cost_usd: Decimal | None
+
+
+# Probed trace by trace through the span key's index (a planner with stale counts would scan the span table).
+_SPAN_USAGE = f"""
+SELECT t.id, t.trace_id, t.provider, t.model, t.customer_id, t.day, t.feature_id, t.started_at, t.cost_usd,
+       s.span_id, s.model, s.input_tokens, s.output_tokens, s.cost_usd
+FROM unnest(%s::text[]) AS x(trace_id)
+JOIN feedback_trace t ON t.trace_id = x.trace_id
+CROSS JOIN LATERAL (
+    SELECT span_id, model, input_tokens, output_tokens, cost_usd, start FROM feedback_span
+    WHERE trace_id = x.trace_id AND kind = '{SpanKind.LLM}'
+      AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL OR cost_usd IS NOT NULL)
+    OFFSET 0
+) s
+WHERE t.cost_source = '{COST_FROM_SPANS}'
+   OR (t.input_tokens IS NULL AND t.output_tokens IS NULL AND t.cost_usd IS NULL)
+ORDER BY t.trace_id, s.start NULLS LAST, s.span_id
+"""
+_SET_USAGE = f"""
+UPDATE feedback_trace t
+   SET input_tokens = x.i, output_tokens = x.o, cost_usd = x.c, cost_source = '{COST_FROM_SPANS}', model = x.m
+FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::numeric[], %s::text[]) AS x(id, i, o, c, m)
+WHERE t.id = x.id
+"""
+
+
+def traces_usage_from_spans(
+    cursor: Any, book: Callable[[], PriceBook], trace_ids: list[str]
+) -> tuple[dict[str, str], Spend]:
+    """Tokens and cost of traces that send none of their own, from their stored LLM spans (the REST path's
+    agent traces: a request whose LLM calls are its spans). Input and output tokens are the spans' sums;
+    the cost is the sum of each span's cost as sent, else its tokens priced at its own model (the trace's
+    when it names none). The trace takes its first LLM span's model when it names none. Marked
+    COST_FROM_SPANS, so later spans of the trace move the sums too, until the trace sends usage itself.
+
+    Returns why each trace left unpriced is (a span's model with no price, or a cost past MAX_COST: the
+    tokens are kept, the cost left empty), and how far the spend counters move.
+    """
+    cursor.execute(_SPAN_USAGE, [trace_ids])
+    rows = fetch_as(cursor, _SpanUsage)
+    if not rows:
+        return {}, {}
+    prices = book()
+    updates: list[tuple[int, int | None, int | None, Decimal | None, str]] = []
+    unpriced: dict[str, str] = {}
+    moved: list[Spend] = []
+    for trace_id, group in groupby(rows, key=attrgetter("trace_id")):
+        spans = list(group)
+        trace = spans[0]
+        cost: Decimal | None = Decimal(0)
+        for span in spans:
+            if span.span_cost_usd is not None:
+                cost += span.span_cost_usd  # type: ignore[operator]
+                continue
+            if span.span_input_tokens is None and span.span_output_tokens is None:
+                continue
+            model = span.span_model or trace.model
+            # A span's model may be another provider's than the trace names (a fallback model).
+            price = prices.find(trace.provider, model, trace.started_at) or prices.find(None, model, trace.started_at)
+            if price is None:
+                unpriced[trace_id] = (
+                    f"No price known for model '{model}' of span '{span.span_id}': the trace's cost left empty. "
+                    "Send cost_usd on the span or add the model's price in Settings."
+                )
+                cost = None
+                break
+            cost += price.cost(span.span_input_tokens or 0, span.span_output_tokens or 0, 0)  # type: ignore[operator]
+        if cost is not None and cost >= MAX_COST:
+            unpriced[trace_id] = too_costly(trace.model or "(its spans')", cost)
+            cost = None
+        model = trace.model or next((span.span_model for span in spans if span.span_model), "")
+        inputs = [span.span_input_tokens for span in spans if span.span_input_tokens is not None]
+        outputs = [span.span_output_tokens for span in spans if span.span_output_tokens is not None]
+        updates.append((trace.id, sum(inputs) if inputs else None, sum(outputs) if outputs else None, cost, model))
+        # The spend counters move from what the trace counted for to what it counts for now.
+        was = SpendKey(trace.customer_id, trace.day, trace.feature_id, trace.model)
+        now = SpendKey(trace.customer_id, trace.day, trace.feature_id, model)
+        moved.append(spend_difference({now: (cost or Decimal(0), 1)}, {was: (trace.cost_usd or Decimal(0), 1)}))
+    cursor.execute(_SET_USAGE, [list(column) for column in zip(*updates, strict=True)])
+    spent: Spend = {}
+    for change in moved:
+        spent = spend_sum(spent, change)
+    return unpriced, spent
 
 
 def model_price_create(

@@ -14,10 +14,10 @@ import msgspec
 from django.db import connection, transaction
 from psycopg.errors import UniqueViolation
 
-from feedback.prices import COST_FROM_CLIENT, PriceBook
+from feedback.prices import COST_FROM_CLIENT, COST_FROM_SPANS, MAX_COST, PriceBook, too_costly
 from feedback.schemas import SpanIn, TraceIn, check_trace, decode_body, prompt_hash_of
 from feedback.services.columns import IngestTable, copy_rows, fetch_as, select_list
-from feedback.services.prices import price_book_load, traces_reprice
+from feedback.services.prices import price_book_load, traces_reprice, traces_usage_from_spans
 from feedback.services.shared import IngestResult, mark_dirty, raw_cursor, utc_now
 from feedback.services.spend import (
     Spend,
@@ -111,6 +111,7 @@ def traces_store(
     expect_known: bool = False,
     span_rows: Sequence[SpanRow] = (),
     shared: SharedCounts | None = None,
+    usage_from_spans: bool = True,
 ) -> tuple[IngestResult, set[str]]:
     """Store already-validated traces (index, item); also returns the trace_ids stored new by this
     call (no stored trace was merged into them). The OTLP endpoint calls this too.
@@ -120,6 +121,9 @@ def traces_store(
 
     ``shared``: what the batch moves in the spend counters and rollup marks is added to it, not written;
     the caller writes it last, with what it moves itself (SharedCounts.write).
+
+    ``usage_from_spans``: a trace that sends no tokens or cost of its own takes them from its stored LLM
+    spans (prices.traces_usage_from_spans); the OTLP endpoint maps and sums its spans itself.
 
     ``expect_known``: some traces are likely stored already, or being stored by a concurrent call:
     stage and merge rather than try the straight COPY of the batch, which would fail on them (after
@@ -163,8 +167,13 @@ def traces_store(
                 else:
                     # Token counts are whole (check_trace), though the wire type also admits 3.0.
                     inp, out, cached = item.input_tokens or 0, item.output_tokens or 0, item.cached_tokens or 0
-                    cost = price.cost(int(inp), int(out), int(cached))
-                    cost_source = price.source
+                    priced = price.cost(int(inp), int(out), int(cached))
+                    if priced < MAX_COST:
+                        cost, cost_source = priced, price.source
+                    else:  # it would overflow the column: a 500 that lost the whole batch
+                        result.warnings.append(
+                            {"index": index, "field": "input_tokens", "message": too_costly(item.model, priced)}
+                        )
             rows.append(
                 TraceRow(  # type: ignore[misc]  # as_sent() fills the leading fields
                     *TRACES.as_sent(item),
@@ -189,26 +198,42 @@ def traces_store(
         if all_span_rows:
             _store_spans(cursor, all_span_rows)
         copied, dirty = (None, set()) if expect_known else _insert_new(cursor, rows)
+        index_of = {item.trace_id: index for index, item in merged}
+        # Traces whose usage may come from their spans: those that send none of their own.
+        no_usage = {
+            item.trace_id
+            for _, item in merged
+            if usage_from_spans and item.input_tokens is None and item.output_tokens is None and item.cost_usd is None
+        }
         if copied is not None:
             inserted_ids = copied
             spent = spend_of_rows(rows, received)  # every copied trace is new: counted from the rows
             feedback_join_waiting(cursor, copied)
         else:
             inserted_ids, dirty, unpriced, spent = _upsert(
-                cursor, rows, lambda: book or price_book_load(cursor), received
+                cursor, rows, lambda: book or price_book_load(cursor), received, no_usage
             )
-            index_of = {item.trace_id: index for index, item in merged}
             result.warnings += [
-                {"index": index_of[trace_id], "field": "model", "message": "No price known for the merged trace's "
-                 "model: cost left empty. Send cost_usd or add the model's price in Settings."}
-                for trace_id in unpriced
-            ]  # fmt: skip
+                {"index": index_of[trace_id], "field": "model", "message": message}
+                for trace_id, message in unpriced.items()
+            ]
             feedback_join_waiting(cursor, inserted_ids)
             # A merge may have moved a trace's feature, version or day.
             new = set(inserted_ids)
             merged_ids = [row.trace_id for row in rows if row.trace_id not in new]
             if merged_ids:
                 feedback_join(cursor, merged_ids)
+        # Of those, the new ones with spans, and every stored one (its spans may have come in an earlier batch).
+        new_ids = set(inserted_ids)
+        deriving = sorted(t for t in no_usage if t not in new_ids or by_trace_id[t][1].spans)
+        if deriving:
+            prices = book or price_book_load(cursor)
+            from_spans, moved = traces_usage_from_spans(cursor, lambda: prices, deriving)
+            spent = spend_sum(spent, moved)
+            result.warnings += [
+                {"index": index_of[trace_id], "field": "spans", "message": message}
+                for trace_id, message in from_spans.items()
+            ]
         # Rows every batch shares (prompt versions, spend counters, rollup marks) come last, in this
         # order on every path: their locks are held only through the commit, and never cross.
         versions.widen(cursor)
@@ -437,11 +462,14 @@ def _insert_new(cursor: Any, rows: list[TraceRow]) -> tuple[list[str] | None, se
 
 
 def _upsert(
-    cursor: Any, rows: list[TraceRow], price_book: Callable[[], PriceBook], received: datetime
-) -> tuple[list[str], set[Partition], list[str], Spend]:
+    cursor: Any, rows: list[TraceRow], price_book: Callable[[], PriceBook], received: datetime, no_usage: set[str]
+) -> tuple[list[str], set[Partition], dict[str, str], Spend]:
     """Some traces were seen before: stage them, insert the new ones, merge the rest.
 
-    Returns what was inserted, the partitions touched, the traces left unpriced, and how far the
+    ``no_usage``: traces sent with no usage of their own; a merged one whose usage came from its spans is
+    not repriced here (the caller sums its spans again).
+
+    Returns what was inserted, the partitions touched, why each trace left unpriced is, and how far the
     batch moved the spend counters (counted by the caller, with the other shared rows).
     """
     _stage(cursor, TRACES, rows)
@@ -449,7 +477,7 @@ def _upsert(
     inserted = fetch_as(cursor, StoredTrace)
     inserted_ids = [trace.trace_id for trace in inserted]
     dirty = {Partition(trace.day, trace.feature_id) for trace in inserted}
-    unpriced: list[str] = []
+    unpriced: dict[str, str] = {}
     # Spend counters move by what the batch changed: taken after the INSERT (which waited for any
     # concurrent batch holding one of these trace_ids), with the merged rows locked.
     merging = sorted({row.trace_id for row in rows} - set(inserted_ids))
@@ -461,7 +489,8 @@ def _upsert(
         cursor.execute(_MERGE_STAGED, [merging])
         merged = fetch_as(cursor, PricedTrace)
         dirty.update(Partition(trace.day, trace.feature_id) for trace in merged)
-        unpriced = traces_reprice(cursor, price_book(), merged)
+        repriced = [t for t in merged if not (t.cost_source == COST_FROM_SPANS and t.trace_id in no_usage)]
+        unpriced = traces_reprice(cursor, price_book(), repriced)
     # New traces count as stored, from their rows; merged ones by what the merge moved.
     new = set(inserted_ids)
     spent = spend_of_rows((row for row in rows if row.trace_id in new), received)

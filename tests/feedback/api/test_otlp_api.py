@@ -208,6 +208,41 @@ def test_a_trace_exported_in_two_requests_sums_both_and_a_resend_doubles_nothing
         assert sum(c.cost_usd for c in counted) == trace.cost_usd
 
 
+def test_cached_tokens_of_a_trace_in_two_exports_count_as_the_mapping_counts_them(live, org_a, committed_db) -> None:  # type: ignore[no-untyped-def]
+    """Summing a split trace's spans again cast gen_ai.usage.cached_tokens to bigint: "many" was a 500 that lost
+    the export, and the other cached keys the mapping reads (cache_read.input_tokens, today's) were not read."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from feedback.models import Trace
+    from tests.fixtures.organizations import in_tenant
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "support-bot"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("candor-tests")
+    cached: list[dict[str, Any]] = [
+        {"gen_ai.usage.cached_tokens": "many"},
+        {"gen_ai.usage.cache_read.input_tokens": 30},
+        {"gen_ai.usage.cached_tokens": "12"},
+    ]
+    with tracer.start_as_current_span("answer", attributes={"candor.feature": unique("feat")}):
+        for extra in cached:
+            attributes = {"gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o-mini",
+                          "gen_ai.usage.input_tokens": 100, **extra}  # fmt: skip
+            with tracer.start_as_current_span("chat", attributes=attributes):
+                pass
+    spans = exporter.get_finished_spans()
+    otel_id = format(spans[0].context.trace_id, "032x")
+    headers = {"Authorization": f"Bearer {org_a.secret_key}", "Content-Type": "application/x-protobuf"}
+    for part in (spans[:1], spans[1:]):
+        body = encode_spans(part).SerializeToString()
+        assert requests.post(f"{live.url}/api/v1/otlp/v1/traces", data=body, headers=headers).status_code == 200
+    with in_tenant(org_a):
+        trace = Trace.objects.get(trace_id=otel_id)
+    assert (trace.input_tokens, trace.cached_tokens) == (300, 42)  # "many" counts for nothing, as in one export
+
+
 def test_an_otlp_export_stores_the_rows_its_rest_batch_stores(live, org_a, org_b, committed_db) -> None:  # type: ignore[no-untyped-def]
     """The OTLP path writes exactly what POST /api/v1/traces writes for the traces the export maps to."""
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans

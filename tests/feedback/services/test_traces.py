@@ -124,3 +124,121 @@ def test_concurrent_batches_registering_and_widening_the_same_versions_all_commi
     with in_tenant(org_a):
         assert Trace.objects.filter(trace_id__startswith=prefix).count() == 4 * 8 * 3
         assert PromptVersion.objects.filter(label__startswith=prefix).count() == 6
+
+
+# --- Usage from spans: a trace that sends no tokens or cost of its own --------------------------
+
+
+def _trace(org, trace_id: str) -> Trace:  # type: ignore[no-untyped-def]
+    with in_tenant(org):
+        return Trace.objects.get(trace_id=trace_id)
+
+
+def _llm(span_id: str, **fields: object) -> dict[str, object]:
+    return {"span_id": span_id, "name": "chat", "kind": "llm", **fields}
+
+
+def test_a_trace_with_usage_only_on_its_spans_sums_them_each_priced_at_its_model(client_a, org_a) -> None:  # type: ignore[no-untyped-def]
+    trace_id = unique()
+    spans = [
+        _llm("a", model="gpt-4o-mini", input_tokens=1_000_000, output_tokens=1_000_000, start="2025-03-01T10:00:00Z"),
+        _llm("b", model="gpt-4o", input_tokens=1_000_000, start="2025-03-01T10:00:01Z"),
+        _llm("c", cost_usd=0.5, start="2025-03-01T10:00:02Z"),  # its cost as sent
+        {"span_id": "r", "name": "search", "kind": "retrieval", "input_tokens": 999},  # not an LLM call
+    ]
+    body = {"trace_id": trace_id, "feature": "f", "provider": "openai", "started_at": "2025-03-01T10:00:00Z",
+            "spans": spans}  # fmt: skip
+    response = post_json(client_a, "/api/v1/traces", json.dumps(body).encode())
+    assert response.status_code == 200 and response.json().get("warnings", []) == []
+    row = _trace(org_a, trace_id)
+    # gpt-4o-mini: 1M in at $0.15 + 1M out at $0.60; gpt-4o: 1M in at $2.50; the third span's $0.50
+    assert (row.input_tokens, row.output_tokens) == (2_000_000, 1_000_000)
+    assert float(row.cost_usd or 0) == pytest.approx(0.15 + 0.60 + 2.50 + 0.5)
+    assert (row.cost_source, row.model) == ("spans", "gpt-4o-mini")  # the first LLM span's model
+
+
+def test_later_spans_move_the_sums_and_usage_the_trace_sends_itself_wins(client_a, org_a) -> None:  # type: ignore[no-untyped-def]
+    trace_id = unique()
+    base = {"trace_id": trace_id, "feature": "f", "model": "gpt-4o-mini"}
+    post_json(client_a, "/api/v1/traces", json.dumps({**base, "spans": [_llm("a", input_tokens=1_000_000)]}).encode())
+    assert float(_trace(org_a, trace_id).cost_usd or 0) == pytest.approx(0.15)
+    # A later batch brings the next LLM call: the sums take it in.
+    post_json(client_a, "/api/v1/traces", json.dumps({**base, "spans": [_llm("b", output_tokens=1_000_000)]}).encode())
+    row = _trace(org_a, trace_id)
+    assert (row.input_tokens, row.output_tokens, row.cost_source) == (1_000_000, 1_000_000, "spans")
+    assert float(row.cost_usd or 0) == pytest.approx(0.75)
+    # A resend with no spans and no usage, to another model: the spans are priced at it.
+    post_json(client_a, "/api/v1/traces", json.dumps({**base, "model": "gpt-4o"}).encode())
+    assert float(_trace(org_a, trace_id).cost_usd or 0) == pytest.approx(2.50 + 10.00)
+    # The trace says its own usage: it wins over the spans', now and after.
+    post_json(client_a, "/api/v1/traces", json.dumps({**base, "input_tokens": 10, "output_tokens": 10}).encode())
+    post_json(client_a, "/api/v1/traces", json.dumps({**base, "spans": [_llm("c", input_tokens=5_000_000)]}).encode())
+    row = _trace(org_a, trace_id)
+    assert (row.input_tokens, row.output_tokens) == (10, 10) and row.cost_source.startswith("default:")
+
+
+def test_a_trace_that_sends_usage_keeps_it_whatever_its_spans_say(client_a, org_a) -> None:  # type: ignore[no-untyped-def]
+    paid, counted = unique(), unique()
+    spans = [_llm("a", model="gpt-4o", input_tokens=1_000_000)]
+    post_json(client_a, "/api/v1/traces", json.dumps({"batch": [
+        {"trace_id": paid, "feature": "f", "cost_usd": 0.01, "spans": spans},
+        {"trace_id": counted, "feature": "f", "model": "gpt-4o-mini", "input_tokens": 1_000_000, "spans": spans},
+    ]}).encode())  # fmt: skip
+    assert (float(_trace(org_a, paid).cost_usd or 0), _trace(org_a, paid).input_tokens) == (0.01, None)
+    assert float(_trace(org_a, counted).cost_usd or 0) == pytest.approx(0.15)
+
+
+def test_a_span_model_with_no_price_keeps_the_tokens_and_says_so(client_a, org_a) -> None:  # type: ignore[no-untyped-def]
+    trace_id = unique()
+    spans = [_llm("x", model="no-such-model", input_tokens=7)]
+    body = {"batch": [{"trace_id": unique(), "feature": "f"}, {"trace_id": trace_id, "feature": "f", "spans": spans}]}
+    warnings = post_json(client_a, "/api/v1/traces", json.dumps(body).encode()).json()["warnings"]
+    assert [(w["index"], w["field"]) for w in warnings] == [(1, "spans")]
+    assert "no-such-model" in warnings[0]["message"] and "'x'" in warnings[0]["message"]
+    row = _trace(org_a, trace_id)
+    assert (row.input_tokens, row.cost_usd, row.model) == (7, None, "no-such-model")
+
+
+def test_spend_counters_follow_usage_from_spans(client_a, org_a) -> None:  # type: ignore[no-untyped-def]
+    from django.db.models import Sum
+
+    from feedback.models import SpendCounter
+
+    customer, trace_id = unique("cus"), unique()
+    base = {"trace_id": trace_id, "feature": "f", "customer_id": customer, "started_at": "2025-03-01T10:00:00Z"}
+    post_json(client_a, "/api/v1/traces", json.dumps({**base, "spans": [_llm("a", model="gpt-4o-mini",
+              input_tokens=1_000_000)]}).encode())  # fmt: skip
+    post_json(client_a, "/api/v1/traces", json.dumps({**base, "spans": [_llm("b", model="gpt-4o-mini",
+              output_tokens=1_000_000)]}).encode())  # fmt: skip
+    with in_tenant(org_a):
+        counters = SpendCounter.objects.filter(customer_id=customer)
+        assert list(counters.values_list("model", "traces")) == [("gpt-4o-mini", 1)]
+        assert float(counters.aggregate(total=Sum("cost_usd"))["total"]) == pytest.approx(0.75)
+        stored = Trace.objects.filter(customer_id=customer).aggregate(total=Sum("cost_usd"))["total"]
+        assert float(stored) == pytest.approx(0.75)
+
+
+def test_a_cost_too_large_to_store_is_left_empty_with_a_warning(client_a, org_a) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from feedback.services.prices import model_price_create
+
+    model = unique("huge")
+    with in_tenant(org_a):
+        model_price_create(provider="acme", model=model, input_per_mtok=Decimal("5000"),
+                           output_per_mtok=Decimal("5000"), cached_per_mtok=None,
+                           effective_from=datetime(2020, 1, 1, tzinfo=UTC))  # fmt: skip
+    sent, spanned, kept = unique(), unique(), unique()
+    body = {"batch": [
+        {"trace_id": kept, "feature": "f"},
+        {"trace_id": sent, "feature": "f", "provider": "acme", "model": model, "input_tokens": 10**12},
+        {"trace_id": spanned, "feature": "f", "provider": "acme",
+         "spans": [_llm("a", model=model, input_tokens=10**12)]},
+    ]}  # fmt: skip
+    response = post_json(client_a, "/api/v1/traces", json.dumps(body).encode())
+    assert response.status_code == 200, response.content  # it was a 500 that lost the whole batch
+    assert response.json()["accepted"] == 3
+    assert sorted((w["index"], w["field"]) for w in response.json()["warnings"]) == [(1, "input_tokens"), (2, "spans")]
+    assert "past the largest" in response.json()["warnings"][0]["message"]
+    assert _trace(org_a, sent).cost_usd is None and _trace(org_a, spanned).input_tokens == 10**12
