@@ -412,14 +412,18 @@ class CustomerDetail:
 def customer_detail(
     *, organization: Organization, customer_id: str, now: datetime | None = None
 ) -> CustomerDetail | None:
-    """One customer's spend this month (None when the organization has no spend counted for it), with
-    its forecast to the month's end (billing.forecast.month_forecast)."""
+    """One customer's spend this month, with its forecast to the month's end (billing.forecast.month_forecast).
+    None when the organization has no spend counted for it and no budget of its own (a customer given a budget
+    before its first trace has spent nothing yet, against that budget)."""
     now = now or utc_now()
     today, elapsed = now.date(), month_elapsed(now)
     month = month_start(today)
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1 FROM feedback_spendcounter WHERE customer_id = %s LIMIT 1", [customer_id])
-        if cursor.fetchone() is None:
+        if (
+            cursor.fetchone() is None
+            and not CustomerBudget.objects.filter(organization=organization, customer_id=customer_id).exists()
+        ):
             return None
         cursor.execute(
             "SELECT day, sum(cost_usd), sum(traces) FROM feedback_spendcounter "

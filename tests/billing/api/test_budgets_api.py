@@ -119,6 +119,24 @@ def test_customer_spend(db: None, org_a: Org, client_a: Client) -> None:
     assert body["forecast_usd"] >= 2.0 and body["check"]["allowed"]
 
 
+def test_a_customer_with_a_budget_and_no_spend_yet_has_spent_nothing(
+    db: None, org_a: Org, org_b: Org, client_a: Client, owner_a: Client
+) -> None:
+    """A customer given a budget before its first trace was a 404 ("no spend recorded"), page and API."""
+    customer = unique("c")
+    budget_set(organization=org_a.organization, customer_id=customer, monthly_cap_usd="5")
+    body = client_a.get(f"/api/v1/customers/{customer}/spend").json()
+    assert (body["customer_id"], body["month_usd"], body["forecast_usd"]) == (customer, 0.0, 0.0)
+    assert body["check"]["allowed"] and body["check"]["cap_usd"] == 5.0
+    page = owner_a.get(org_a.url(f"spend/customers/{customer}/"))
+    assert page.status_code == 200 and "$5.00" in page.content.decode()
+    # Another organization's budget for it says nothing here; nor does a customer no one has heard of.
+    theirs = unique("c")
+    budget_set(organization=org_b.organization, customer_id=theirs, monthly_cap_usd="5")
+    assert_cross_tenant_404(client_a, f"/api/v1/customers/{theirs}/spend", leak=theirs)
+    assert client_a.get(f"/api/v1/customers/{unique('c')}/spend").status_code == 404
+
+
 def test_another_organizations_budgets_and_customers_are_not_found(db: None, org_a: Org, org_b: Org,
                                                                    client_a: Client) -> None:  # fmt: skip
     theirs = unique("theirs")
