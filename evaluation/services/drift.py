@@ -17,8 +17,8 @@ from django.db import connection, transaction
 
 from evaluation.models import DriftSnapshot, Experiment
 from evaluation.reports.measures import JudgedSums, Measures, total
-from evaluation.reports.selectors import Window, judged_by
-from evaluation.reports.success import CalibratedJudgeSource
+from evaluation.reports.selectors import Window, judged_by, labelled_by
+from evaluation.reports.success import CalibratedJudgeSource, HumanLabelsSource
 from evaluation.services.shared import utc_now
 from evaluation.stats.drift import ks_shift, psi
 from evaluation.stats.rootcause import Counts, partitions_from_cells, root_causes
@@ -76,12 +76,16 @@ def _calibrated_success(judged: JudgedSums) -> RateSpec | None:
     return ("Success (calibrated judge)", good, lambda m: m.judged.w * scale, -1)
 
 
-def _success(both: Measures) -> tuple[str, RateSpec]:
+def _success(before: Measures, after: Measures) -> tuple[str, RateSpec]:
     """Success per segment as the reports read it first (both windows' measures decide): a gating judge's
-    calibrated scores, else outcomes, else thumbs; the source's name and its rate."""
+    calibrated scores, else the uniform audit's human labels (HumanLabelsSource's minimum in each window, as a
+    report of either window would read them), else outcomes, else thumbs; the source's name and its rate."""
+    both = Measures().add(before).add(after)
     calibrated = _calibrated_success(both.judged)
     if calibrated is not None:
         return "calibrated_judge", calibrated
+    if min(before.human.labelled, after.human.labelled) >= HumanLabelsSource.MIN_LABELS:
+        return "human_labels", ("Success (human labels)", lambda m: m.human.good, lambda m: m.human.labelled, -1)
     if both.outcomes:
         return "outcomes", ("Success (outcomes)", lambda m: m.outcome_traces, lambda m: m.traces, -1)
     return "thumbs", ("Success (thumbs)", lambda m: m.good_traces, lambda m: m.rated_traces, -1)
@@ -169,6 +173,10 @@ def _finest(feature: Feature, window: Window, keys: list[str]) -> dict[tuple[Any
     judged = judged_by(feature=feature, window=window, exprs=dims, params=params, where=f" AND {NOT_HOLDBACK}")
     for raw, sums in (judged or {}).items():
         out.setdefault(key_of(raw), Measures()).judged.add(sums)
+    if not judged:  # no gating judge scored here: the uniform audit's human labels, as the reports read them next
+        labelled = labelled_by(feature=feature, window=window, exprs=dims, params=params, where=f" AND {NOT_HOLDBACK}")
+        for raw, counts in labelled.items():
+            out.setdefault(key_of(raw), Measures()).human.add(counts)
     return out
 
 
@@ -182,8 +190,9 @@ def root_cause_report(
 ) -> tuple[list[dict[str, Any]], str]:
     keys = segment_keys(feature, current)
     before, after = _finest(feature, baseline, keys), _finest(feature, current, keys)
-    both = total(before).add(total(after))
-    source_name, success = _success(both)
+    baseline_total, current_total = total(before), total(after)
+    source_name, success = _success(baseline_total, current_total)
+    both = Measures().add(baseline_total).add(current_total)
     # The calibrated judge's one correction (label - score, over both windows' audit), where it is read: the page says.
     judged = source_name == "calibrated_judge"
     audit = {"correction": both.judged.r_sum / both.judged.audited, "audited": both.judged.audited} if judged else {}
