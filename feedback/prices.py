@@ -48,10 +48,10 @@ class Price:
         return (total / MILLION).quantize(Decimal("0.00000001"))
 
 
-def too_costly(model: str, cost: Decimal) -> str:
+def too_costly(cost: Decimal, priced_at: str) -> str:
     """Why a computed cost past MAX_COST is left empty (it would overflow the column)."""
     return (
-        f"The cost computed at model '{model}'s price is ${cost:,.2f}, past the largest Candor stores "
+        f"The cost computed at {priced_at} is ${cost:,.2f}, past the largest Candor stores "
         f"(${MAX_COST - Decimal('0.01'):,.2f}): cost left empty. Check the token counts and the model's price."
     )
 

@@ -166,13 +166,15 @@ class OtlpTracesApi(TenantApi):
             raise ApiError("unsupported_media_type", str(exc), 415) from exc
         except OtlpError as exc:
             raise ApiError("invalid_otlp", str(exc), 400) from exc
-        _, errors = services.otlp_ingest(traces=traces)
+        result, errors = services.otlp_ingest(traces=traces)
         rejected_spans = sum(max(1, len(traces[e.index][1])) for e in errors) + len(refused)
         notes = refused[:20] + ([f"{len(refused) - 20} more spans with invalid IDs"] if len(refused) > 20 else [])
         notes += [f"trace {traces[e.index][0].get('trace_id', e.index)}: {e.field} {e.message}".strip() for e in errors]
         notes += [
             f"trace {t['trace_id']}: {say(t)}" for t, _ in traces for key, say in _MAPPING_NOTES if key in t["metadata"]
         ]
+        # Stored, but with something left empty (a model with no price): said, as the traces API says it.
+        notes += [f"trace {traces[w['index']][0]['trace_id']}: {w['message']}" for w in result.warnings]
         message = "; ".join(notes)
         payload, media_type = otlp_response(content_type, rejected_spans, message[:2000])
         return HttpResponse(payload, content_type=media_type, status=200)

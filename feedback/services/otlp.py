@@ -19,10 +19,11 @@ from django.db import transaction
 
 from feedback.enums import SpanKind, TraceStatus
 from feedback.otlp import CACHED_TOKEN_KEYS, MappedSpan, span_dict
+from feedback.prices import COST_FROM_SPANS
 from feedback.schemas import FUTURE_SLACK, MAX_ID, ItemError, TraceIn, check_trace, decode_body
 from feedback.services.columns import fetch_as, select_list
 from feedback.services.otlp_logs import genai_messages_join, otel_lock
-from feedback.services.prices import price_book_load, traces_reprice
+from feedback.services.prices import price_book_load, traces_reprice, traces_usage_from_spans
 from feedback.services.shared import IngestResult, raw_cursor, utc_now
 from feedback.services.spend import spend_difference, spend_of_stored
 from feedback.services.tables import Partition, PricedTrace, SpanRow
@@ -51,9 +52,10 @@ WHERE t.trace_id = %(new)s AND o.trace_id = %(old)s
 # Trace tokens are the sum over all stored LLM spans, whichever export brought them. Summed trace by
 # trace through the span key's index: filtered by an ID list, the planner's stale counts scanned the
 # whole span table (7.6 ms at 18,000 spans, growing with the table).
-# Cached tokens stay in a span's attributes, under the first of the mapping's keys it has (CACHED_TOKEN_KEYS),
-# counted as the mapping counts them (feedback.otlp._as_int: a whole number from 0 to 10^12, or its text);
-# anything else counts for nothing (a cast of "many" was a 500 that lost the export).
+# Cached tokens stay in a span's attributes, under the first of the mapping's keys it has (CACHED_TOKEN_KEYS):
+# counted when a whole number from 0 to 10^12, or such a number written plainly as text (what instrumentations
+# send; spellings the mapping's _as_int also reads, such as exponents, count for nothing here); anything else
+# counts for nothing, never cast (a cast of "many" was a 500 that lost the export, as was 140,000 digits).
 _CACHED = "COALESCE({})".format(
     ", ".join(f"NULLIF(NULLIF(attributes->'{key}', 'null'), '\"\"')" for key in CACHED_TOKEN_KEYS)
 )
@@ -63,14 +65,14 @@ UPDATE feedback_trace t
 FROM unnest(%s::text[]) AS x(trace_id)
 CROSS JOIN LATERAL (
       SELECT sum(input_tokens) i, sum(output_tokens) o,
-             sum(CASE WHEN n <= 1e12 AND n = trunc(n) THEN n END)::bigint c
+             sum(CASE WHEN n <= 1e12 THEN n END)::bigint c
       FROM feedback_span
       CROSS JOIN LATERAL (SELECT {_CACHED} #>> '{{}}' AS v) a
       CROSS JOIN LATERAL (
-          SELECT CASE WHEN v ~ '^\\s*[0-9]+(\\.[0-9]*)?([eE]\\+?[0-9]{{1,2}})?\\s*$' THEN v::numeric END AS n) b
+          SELECT CASE WHEN length(v) <= 40 AND v ~ '^\\s*\\+?[0-9]+(\\.0*)?\\s*$' THEN v::numeric END AS n) b
       WHERE trace_id = x.trace_id AND kind = '{SpanKind.LLM}'
       HAVING count(input_tokens) + count(output_tokens) > 0) s
-WHERE t.trace_id = x.trace_id
+WHERE t.trace_id = x.trace_id AND t.cost_source <> '{COST_FROM_SPANS}'
 RETURNING {select_list(PricedTrace, "t")}
 """
 
@@ -155,7 +157,12 @@ def otlp_ingest(
             if adopted:
                 dirty.update(adopted)
                 feedback_join(cursor, [trace_id])  # the moved feedback takes its real trace's feature and day
-        _recompute_from_spans(cursor, unsettled, dirty)
+        index_of = {item.trace_id: index for index, item in good}
+        result.warnings += [
+            {"index": index_of[trace_id], "field": "spans", "message": message}
+            for trace_id, message in _recompute_from_spans(cursor, unsettled, dirty).items()
+            if trace_id in index_of
+        ]
         genai_messages_join(cursor, otel_of)  # messages logged before their spans arrived
         shared.add(spend_difference(spend_of_stored(cursor, touched), spent_before) if touched else {}, dirty)
         shared.write(cursor)  # spend counters and rollup marks: once, last
@@ -204,12 +211,18 @@ def _span_rows(
     return rows
 
 
-def _recompute_from_spans(cursor: Any, trace_ids: list[str], dirty: set[Partition]) -> None:
-    """Trace tokens and cost are the sum over all stored LLM spans, whichever export brought them."""
+def _recompute_from_spans(cursor: Any, trace_ids: list[str], dirty: set[Partition]) -> dict[str, str]:
+    """Trace tokens and cost are the sum over all stored LLM spans, whichever export brought them; a trace
+    whose usage came from its spans as the traces API sums them (its spans each priced at their own model)
+    is summed that way again. Returns why each trace left unpriced is."""
     if not trace_ids:
-        return
+        return {}
     cursor.execute(_TOKENS_FROM_SPANS, [trace_ids])
     traces = fetch_as(cursor, PricedTrace)
     dirty.update(Partition(trace.day, trace.feature_id) for trace in traces)
-    if traces:
-        traces_reprice(cursor, price_book_load(cursor), traces)
+    book = functools.cache(lambda: price_book_load(cursor))
+    unpriced = traces_reprice(cursor, book(), traces) if traces else {}
+    rest = sorted(set(trace_ids) - {trace.trace_id for trace in traces})
+    # The caller reads the spend counters' move from the stored rows: what this returns of it is not needed.
+    from_spans, _ = traces_usage_from_spans(cursor, book, rest) if rest else ({}, {})
+    return unpriced | from_spans

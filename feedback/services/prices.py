@@ -53,7 +53,7 @@ def traces_reprice(cursor: Any, book: PriceBook, traces: Iterable[PricedTrace]) 
         cost = price.cost(trace.input_tokens or 0, trace.output_tokens or 0, trace.cached_tokens or 0)
         if cost >= MAX_COST:
             updates.append((None, "", trace.id))
-            unpriced[trace.trace_id] = too_costly(trace.model, cost)
+            unpriced[trace.trace_id] = too_costly(cost, f"model '{trace.model}'s price")
         else:
             updates.append((cost, price.source, trace.id))
     if updates:
@@ -80,6 +80,8 @@ class _SpanUsage(NamedTuple):
     span_cost_usd: Decimal | None
 
 
+# The most a trace's token count can be (schemas.Tokens): span sums past it are no count.
+MAX_TOKENS = 10**12
 # Probed trace by trace through the span key's index (a planner with stale counts would scan the span table).
 _SPAN_USAGE = f"""
 SELECT t.id, t.trace_id, t.provider, t.model, t.customer_id, t.day, t.feature_id, t.started_at, t.cost_usd,
@@ -127,31 +129,21 @@ def traces_usage_from_spans(
     for trace_id, group in groupby(rows, key=attrgetter("trace_id")):
         spans = list(group)
         trace = spans[0]
-        cost: Decimal | None = Decimal(0)
-        for span in spans:
-            if span.span_cost_usd is not None:
-                cost += span.span_cost_usd  # type: ignore[operator]
-                continue
-            if span.span_input_tokens is None and span.span_output_tokens is None:
-                continue
-            model = span.span_model or trace.model
-            # A span's model may be another provider's than the trace names (a fallback model).
-            price = prices.find(trace.provider, model, trace.started_at) or prices.find(None, model, trace.started_at)
-            if price is None:
-                unpriced[trace_id] = (
-                    f"No price known for model '{model}' of span '{span.span_id}': the trace's cost left empty. "
-                    "Send cost_usd on the span or add the model's price in Settings."
-                )
-                cost = None
-                break
-            cost += price.cost(span.span_input_tokens or 0, span.span_output_tokens or 0, 0)  # type: ignore[operator]
-        if cost is not None and cost >= MAX_COST:
-            unpriced[trace_id] = too_costly(trace.model or "(its spans')", cost)
-            cost = None
+        # Decided before any span is priced, so a resend (which finds the model taken) prices alike.
         model = trace.model or next((span.span_model for span in spans if span.span_model), "")
         inputs = [span.span_input_tokens for span in spans if span.span_input_tokens is not None]
         outputs = [span.span_output_tokens for span in spans if span.span_output_tokens is not None]
-        updates.append((trace.id, sum(inputs) if inputs else None, sum(outputs) if outputs else None, cost, model))
+        tokens = (sum(inputs) if inputs else None, sum(outputs) if outputs else None)
+        cost, unpriced_because = _spans_cost(prices, trace, spans, model)
+        if any(count is not None and count > MAX_TOKENS for count in tokens):
+            tokens, cost = (None, None), None
+            unpriced_because = (
+                f"Its spans' token counts add up past {MAX_TOKENS:,}, the most a trace counts: "
+                "tokens and cost left empty."
+            )
+        if unpriced_because:
+            unpriced[trace_id] = unpriced_because
+        updates.append((trace.id, *tokens, cost, model))
         # The spend counters move from what the trace counted for to what it counts for now.
         was = SpendKey(trace.customer_id, trace.day, trace.feature_id, trace.model)
         now = SpendKey(trace.customer_id, trace.day, trace.feature_id, model)
@@ -161,6 +153,34 @@ def traces_usage_from_spans(
     for change in moved:
         spent = spend_sum(spent, change)
     return unpriced, spent
+
+
+def _spans_cost(
+    prices: PriceBook, trace: _SpanUsage, spans: list[_SpanUsage], model: str
+) -> tuple[Decimal | None, str]:
+    """The sum of the spans' costs (each as sent, else its tokens priced at its model, or ``model``), or None and
+    why not."""
+    cost = Decimal(0)
+    for span in spans:
+        if span.span_cost_usd is not None:
+            cost += span.span_cost_usd
+            continue
+        if span.span_input_tokens is None and span.span_output_tokens is None:
+            continue
+        priced_at = span.span_model or model
+        # A span's model may be another provider's than the trace names (a fallback model).
+        price = prices.find(trace.provider, priced_at, trace.started_at) or prices.find(
+            None, priced_at, trace.started_at
+        )
+        if price is None:
+            return None, (
+                f"No price known for model '{priced_at}' of span '{span.span_id}': the trace's cost left empty. "
+                "Send cost_usd on the span or add the model's price in Settings."
+            )
+        cost += price.cost(span.span_input_tokens or 0, span.span_output_tokens or 0, 0)
+    if cost >= MAX_COST:
+        return None, too_costly(cost, "its spans' prices")
+    return cost, ""
 
 
 def model_price_create(

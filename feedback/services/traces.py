@@ -56,6 +56,10 @@ FROM {TRACES.stage} s
 WHERE t.trace_id = ANY(%s) AND s.trace_id = t.trace_id
 RETURNING {select_list(PricedTrace, "t")}
 """
+_SPANS_USAGE_DROPPED = f"""
+UPDATE {TRACES.table} SET input_tokens = NULL, output_tokens = NULL, cost_usd = NULL, cost_source = ''
+WHERE trace_id = ANY(%s) AND cost_source = '{COST_FROM_SPANS}'
+"""
 _STORE_SPANS = f"""
 INSERT INTO {SPANS.table} AS t ({SPANS.column_list})
 SELECT {SPANS.select_staged()} FROM {SPANS.stage}
@@ -172,7 +176,11 @@ def traces_store(
                         cost, cost_source = priced, price.source
                     else:  # it would overflow the column: a 500 that lost the whole batch
                         result.warnings.append(
-                            {"index": index, "field": "input_tokens", "message": too_costly(item.model, priced)}
+                            {
+                                "index": index,
+                                "field": "cost_usd",
+                                "message": too_costly(priced, f"model '{item.model}'s price"),
+                            }  # fmt: skip
                         )
             rows.append(
                 TraceRow(  # type: ignore[misc]  # as_sent() fills the leading fields
@@ -199,11 +207,12 @@ def traces_store(
             _store_spans(cursor, all_span_rows)
         copied, dirty = (None, set()) if expect_known else _insert_new(cursor, rows)
         index_of = {item.trace_id: index for index, item in merged}
-        # Traces whose usage may come from their spans: those that send none of their own.
+        # Traces whose usage may come from their spans: those that send none of their own (a trace whose usage
+        # came from its spans keeps it through a merge only when the batch sends none either).
         no_usage = {
             item.trace_id
             for _, item in merged
-            if usage_from_spans and item.input_tokens is None and item.output_tokens is None and item.cost_usd is None
+            if item.input_tokens is None and item.output_tokens is None and item.cost_usd is None
         }
         if copied is not None:
             inserted_ids = copied
@@ -226,9 +235,8 @@ def traces_store(
         # Of those, the new ones with spans, and every stored one (its spans may have come in an earlier batch).
         new_ids = set(inserted_ids)
         deriving = sorted(t for t in no_usage if t not in new_ids or by_trace_id[t][1].spans)
-        if deriving:
-            prices = book or price_book_load(cursor)
-            from_spans, moved = traces_usage_from_spans(cursor, lambda: prices, deriving)
+        if deriving and usage_from_spans:
+            from_spans, moved = traces_usage_from_spans(cursor, lambda: book or price_book_load(cursor), deriving)
             spent = spend_sum(spent, moved)
             result.warnings += [
                 {"index": index_of[trace_id], "field": "spans", "message": message}
@@ -486,6 +494,9 @@ def _upsert(
         # Resent traces: the partitions a merge moves them out of must be recomputed too.
         cursor.execute(f"SELECT {select_list(Partition)} FROM feedback_trace WHERE trace_id = ANY(%s)", [merging])
         dirty.update(fetch_as(cursor, Partition))
+        sending = [trace_id for trace_id in merging if trace_id not in no_usage]
+        if sending:  # usage a trace sends replaces what its spans gave it, whole (not one count of two)
+            cursor.execute(_SPANS_USAGE_DROPPED, [sending])
         cursor.execute(_MERGE_STAGED, [merging])
         merged = fetch_as(cursor, PricedTrace)
         dirty.update(Partition(trace.day, trace.feature_id) for trace in merged)

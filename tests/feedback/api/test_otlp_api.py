@@ -225,6 +225,7 @@ def test_cached_tokens_of_a_trace_in_two_exports_count_as_the_mapping_counts_the
         {"gen_ai.usage.cached_tokens": "many"},
         {"gen_ai.usage.cache_read.input_tokens": 30},
         {"gen_ai.usage.cached_tokens": "12"},
+        {"gen_ai.usage.cached_tokens": "9" * 140_000},  # past what a numeric holds: a cast was a 500 again
     ]
     with tracer.start_as_current_span("answer", attributes={"candor.feature": unique("feat")}):
         for extra in cached:
@@ -240,7 +241,34 @@ def test_cached_tokens_of_a_trace_in_two_exports_count_as_the_mapping_counts_the
         assert requests.post(f"{live.url}/api/v1/otlp/v1/traces", data=body, headers=headers).status_code == 200
     with in_tenant(org_a):
         trace = Trace.objects.get(trace_id=otel_id)
-    assert (trace.input_tokens, trace.cached_tokens) == (300, 42)  # "many" counts for nothing, as in one export
+    assert (trace.input_tokens, trace.cached_tokens) == (400, 42)  # "many" counts for nothing, as in one export
+
+
+def test_an_export_joining_a_trace_priced_from_its_rest_spans_keeps_their_prices(live, org_a, committed_db) -> None:  # type: ignore[no-untyped-def]
+    """A REST trace priced span by span (one span's cost as sent) was repriced at the trace's model when an OTLP
+    export joined it: the sent cost was lost and later spans never summed again."""
+    from feedback.models import Trace
+    from tests.fixtures.organizations import in_tenant
+
+    trace_id, feature = unique("mix"), unique("feat")
+    auth = {"Authorization": f"Bearer {org_a.secret_key}"}
+    spans = [{"span_id": "a", "kind": "llm", "model": "gpt-4o-mini", "input_tokens": 1_000_000},
+             {"span_id": "b", "kind": "llm", "cost_usd": 0.5}]  # fmt: skip
+    sent = requests.post(f"{live.url}/api/v1/traces", json={"trace_id": trace_id, "feature": feature, "spans": spans},
+                         headers=auth)  # fmt: skip
+    assert sent.status_code == 200
+    attributes = [{"key": "candor.trace_id", "value": {"stringValue": trace_id}},
+                  {"key": "candor.feature", "value": {"stringValue": feature}}]  # fmt: skip
+    export = {"resourceSpans": [{"scopeSpans": [{"spans": [{
+        "traceId": uuid.uuid4().hex, "spanId": uuid.uuid4().hex[:16], "name": "lookup",
+        "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000001000000000",
+        "attributes": attributes}]}]}]}  # fmt: skip
+    joined = requests.post(f"{live.url}/api/v1/otlp/v1/traces", json=export, headers=auth)
+    assert joined.status_code == 200, joined.content
+    with in_tenant(org_a):
+        trace = Trace.objects.get(trace_id=trace_id)
+    assert (float(trace.cost_usd or 0), trace.cost_source) == (pytest.approx(0.65), "spans")
+    assert trace.input_tokens == 1_000_000
 
 
 def test_an_otlp_export_stores_the_rows_its_rest_batch_stores(live, org_a, org_b, committed_db) -> None:  # type: ignore[no-untyped-def]

@@ -239,6 +239,44 @@ def test_a_cost_too_large_to_store_is_left_empty_with_a_warning(client_a, org_a)
     response = post_json(client_a, "/api/v1/traces", json.dumps(body).encode())
     assert response.status_code == 200, response.content  # it was a 500 that lost the whole batch
     assert response.json()["accepted"] == 3
-    assert sorted((w["index"], w["field"]) for w in response.json()["warnings"]) == [(1, "input_tokens"), (2, "spans")]
+    assert sorted((w["index"], w["field"]) for w in response.json()["warnings"]) == [(1, "cost_usd"), (2, "spans")]
     assert "past the largest" in response.json()["warnings"][0]["message"]
     assert _trace(org_a, sent).cost_usd is None and _trace(org_a, spanned).input_tokens == 10**12
+
+
+def test_usage_a_trace_sends_replaces_its_spans_usage_whole(client_a, org_a) -> None:  # type: ignore[no-untyped-def]
+    """A trace priced from its spans that then sends one count of its own kept the spans' other count (billed on
+    a mix of the two)."""
+    trace_id = unique()
+    base = {"trace_id": trace_id, "feature": "f", "model": "gpt-4o-mini"}
+    post_json(client_a, "/api/v1/traces", json.dumps({**base, "spans": [_llm("a", output_tokens=1_000_000)]}).encode())
+    assert _trace(org_a, trace_id).cost_source == "spans"
+    post_json(client_a, "/api/v1/traces", json.dumps({**base, "input_tokens": 1_000_000}).encode())
+    row = _trace(org_a, trace_id)
+    assert (row.input_tokens, row.output_tokens) == (1_000_000, None)
+    assert float(row.cost_usd or 0) == pytest.approx(0.15) and row.cost_source.startswith("default:")
+
+
+def test_spans_without_a_model_are_priced_at_the_first_spans_model_on_every_send(client_a, org_a) -> None:  # type: ignore[no-untyped-def]
+    """The first pass found no price for a model-less span (the trace named none) and the next, finding the first
+    span's model taken by the trace, priced it: a resend changed the cost."""
+    trace_id = unique()
+    spans = [_llm("a", model="gpt-4o-mini", input_tokens=1_000_000, start="2025-03-01T10:00:00Z"),
+             _llm("b", input_tokens=1_000_000, start="2025-03-01T10:00:01Z")]  # fmt: skip
+    first = post_json(
+        client_a, "/api/v1/traces", json.dumps({"trace_id": trace_id, "feature": "f", "spans": spans}).encode()
+    )
+    assert first.json().get("warnings", []) == []
+    assert float(_trace(org_a, trace_id).cost_usd or 0) == pytest.approx(0.30)
+    post_json(client_a, "/api/v1/traces", json.dumps({"trace_id": trace_id, "feature": "f"}).encode())
+    assert float(_trace(org_a, trace_id).cost_usd or 0) == pytest.approx(0.30)
+
+
+def test_span_token_sums_past_what_a_trace_counts_are_no_count(client_a, org_a) -> None:  # type: ignore[no-untyped-def]
+    trace_id = unique()
+    spans = [_llm(name, model="gpt-4o-mini", input_tokens=10**12) for name in ("a", "b")]
+    body = {"trace_id": trace_id, "feature": "f", "spans": spans}
+    [warning] = post_json(client_a, "/api/v1/traces", json.dumps(body).encode()).json()["warnings"]
+    assert warning["field"] == "spans" and "add up past" in warning["message"]
+    row = _trace(org_a, trace_id)
+    assert (row.input_tokens, row.cost_usd) == (None, None)
