@@ -18,12 +18,12 @@ import msgspec
 from django.db import transaction
 
 from feedback.enums import SpanKind, TraceStatus
-from feedback.otlp import CACHED_TOKEN_KEYS, MappedSpan, span_dict
-from feedback.prices import COST_FROM_SPANS
+from feedback.otlp import MappedSpan, span_dict
+from feedback.prices import COST_FROM_CLIENT, COST_FROM_SPANS
 from feedback.schemas import FUTURE_SLACK, MAX_ID, ItemError, TraceIn, check_trace, decode_body
 from feedback.services.columns import fetch_as, select_list
 from feedback.services.otlp_logs import genai_messages_join, otel_lock
-from feedback.services.prices import price_book_load, traces_reprice, traces_usage_from_spans
+from feedback.services.prices import SPAN_CACHED_TOKENS, price_book_load, traces_reprice, traces_usage_from_spans
 from feedback.services.shared import IngestResult, raw_cursor, utc_now
 from feedback.services.spend import spend_difference, spend_of_stored
 from feedback.services.tables import Partition, PricedTrace, SpanRow
@@ -52,28 +52,19 @@ WHERE t.trace_id = %(new)s AND o.trace_id = %(old)s
 # Trace tokens are the sum over all stored LLM spans, whichever export brought them. Summed trace by
 # trace through the span key's index: filtered by an ID list, the planner's stale counts scanned the
 # whole span table (7.6 ms at 18,000 spans, growing with the table).
-# Cached tokens stay in a span's attributes, under the first of the mapping's keys it has (CACHED_TOKEN_KEYS):
-# counted when a whole number from 0 to 10^12, or such a number written plainly as text (what instrumentations
-# send; spellings the mapping's _as_int also reads, such as exponents, count for nothing here); anything else
-# counts for nothing, never cast (a cast of "many" was a 500 that lost the export, as was 140,000 digits).
-_CACHED = "COALESCE({})".format(
-    ", ".join(f"NULLIF(NULLIF(attributes->'{key}', 'null'), '\"\"')" for key in CACHED_TOKEN_KEYS)
-)
+# Also counts the distinct models of those spans: a trace that called several is priced span by span.
 _TOKENS_FROM_SPANS = f"""
 UPDATE feedback_trace t
    SET input_tokens = s.i, output_tokens = s.o, cached_tokens = COALESCE(s.c, t.cached_tokens)
 FROM unnest(%s::text[]) AS x(trace_id)
 CROSS JOIN LATERAL (
-      SELECT sum(input_tokens) i, sum(output_tokens) o,
-             sum(CASE WHEN n <= 1e12 THEN n END)::bigint c
+      SELECT sum(input_tokens) i, sum(output_tokens) o, sum({SPAN_CACHED_TOKENS})::bigint c,
+             count(DISTINCT NULLIF(model, '')) FILTER (WHERE input_tokens IS NOT NULL OR output_tokens IS NOT NULL) m
       FROM feedback_span
-      CROSS JOIN LATERAL (SELECT {_CACHED} #>> '{{}}' AS v) a
-      CROSS JOIN LATERAL (
-          SELECT CASE WHEN length(v) <= 40 AND v ~ '^\\s*\\+?[0-9]+(\\.0*)?\\s*$' THEN v::numeric END AS n) b
       WHERE trace_id = x.trace_id AND kind = '{SpanKind.LLM}'
       HAVING count(input_tokens) + count(output_tokens) > 0) s
 WHERE t.trace_id = x.trace_id AND t.cost_source <> '{COST_FROM_SPANS}'
-RETURNING {select_list(PricedTrace, "t")}
+RETURNING {select_list(PricedTrace, "t")}, s.m
 """
 
 
@@ -141,7 +132,9 @@ def otlp_ingest(
         # A trace this batch stored new from one mapped export, with no orphan to adopt, already has
         # its tokens and cost from exactly the spans stored with it: nothing below can change it.
         sent = Counter(item.trace_id for _, item in good)
-        settled = {trace_id for trace_id in inserted if sent[trace_id] == 1} - set(adopting.values())
+        # Nor one whose LLM calls went to several models: priced span by span below, each at its own model.
+        several = {trace["trace_id"] for trace, spans in traces if _models(trace, spans) > 1}
+        settled = {trace_id for trace_id in inserted if sent[trace_id] == 1} - set(adopting.values()) - several
         unsettled = sorted(set(sent) - settled)
         # Adoption and repricing below change stored costs too: the spend counters move by the difference.
         touched = sorted({*unsettled, *adopting})
@@ -170,6 +163,19 @@ def otlp_ingest(
 
 
 _read_times = functools.partial(msgspec.convert, type=list[datetime | None])
+
+
+def _models(trace: dict[str, Any], spans: list[MappedSpan]) -> int:
+    """How many models the trace's LLM spans with token counts name (a span naming none, the trace's)."""
+    counted = (
+        span
+        for span in spans
+        if span.kind == _LLM and (span.input_tokens is not None or span.output_tokens is not None)
+    )
+    return len({span.model or trace.get("model") for span in counted})
+
+
+_LLM = SpanKind.LLM.value
 
 
 def _linkable(trace_id: Any) -> bool:
@@ -218,11 +224,20 @@ def _recompute_from_spans(cursor: Any, trace_ids: list[str], dirty: set[Partitio
     if not trace_ids:
         return {}
     cursor.execute(_TOKENS_FROM_SPANS, [trace_ids])
-    traces = fetch_as(cursor, PricedTrace)
+    rows = cursor.fetchall()
+    traces = [PricedTrace._make(row[:-1]) for row in rows]
     dirty.update(Partition(trace.day, trace.feature_id) for trace in traces)
+    # Its LLM calls went to several models: each span is priced at its own (a cost sent for the trace stays).
+    several = sorted(
+        trace.trace_id
+        for trace, row in zip(traces, rows, strict=True)
+        if row[-1] > 1 and trace.cost_source != COST_FROM_CLIENT
+    )
     book = functools.cache(lambda: price_book_load(cursor))
-    unpriced = traces_reprice(cursor, book(), traces) if traces else {}
+    once = [trace for trace in traces if trace.trace_id not in several]
+    unpriced = traces_reprice(cursor, book(), once) if once else {}
     rest = sorted(set(trace_ids) - {trace.trace_id for trace in traces})
-    # The caller reads the spend counters' move from the stored rows: what this returns of it is not needed.
+    # The caller reads the spend counters' move from the stored rows: what these return of it is not needed.
     from_spans, _ = traces_usage_from_spans(cursor, book, rest) if rest else ({}, {})
-    return unpriced | from_spans
+    by_span, _ = traces_usage_from_spans(cursor, book, several, every=True) if several else ({}, {})
+    return unpriced | from_spans | by_span

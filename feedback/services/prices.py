@@ -15,6 +15,7 @@ from django.db import transaction
 
 from feedback.enums import SpanKind
 from feedback.models import ModelPrice
+from feedback.otlp import CACHED_TOKEN_KEYS
 from feedback.prices import COST_FROM_CLIENT, COST_FROM_SPANS, MAX_COST, Price, PriceBook, too_costly
 from feedback.services.columns import fetch_as
 from feedback.services.spend import Spend, SpendKey, spend_difference, spend_sum
@@ -77,27 +78,47 @@ class _SpanUsage(NamedTuple):
     span_model: str
     span_input_tokens: int | None
     span_output_tokens: int | None
+    span_cached_tokens: int | None
     span_cost_usd: Decimal | None
 
 
 # The most a trace's token count can be (schemas.Tokens): span sums past it are no count.
 MAX_TOKENS = 10**12
+# A span's cached input tokens (SQL on a feedback_span row): its attributes' value under the first of the OTLP
+# mapping's keys it has (CACHED_TOKEN_KEYS), counted when a whole number from 0 to 10^12, or such a number
+# written plainly as text (what instrumentations send; spellings the mapping's _as_int also reads, such as
+# exponents, count for nothing here); anything else counts for nothing and is never cast (a cast of "many" was
+# a 500 that lost an OTLP export, as was a number of 140,000 digits).
+_CACHED_TEXT = "COALESCE({}) #>> '{{}}'".format(
+    ", ".join(f"NULLIF(NULLIF(attributes->'{key}', 'null'), '\"\"')" for key in CACHED_TOKEN_KEYS)
+)
+SPAN_CACHED_TOKENS = f"""(SELECT CASE WHEN n <= 1e12 THEN n END FROM (
+    SELECT CASE WHEN length(v) <= 40 AND v ~ '^\\s*\\+?[0-9]+(\\.0*)?\\s*$' THEN v::numeric END AS n
+    FROM (SELECT {_CACHED_TEXT} AS v) a) b)"""
 # Probed trace by trace through the span key's index (a planner with stale counts would scan the span table).
 _SPAN_USAGE = f"""
 SELECT t.id, t.trace_id, t.provider, t.model, t.customer_id, t.day, t.feature_id, t.started_at, t.cost_usd,
-       s.span_id, s.model, s.input_tokens, s.output_tokens, s.cost_usd
+       s.span_id, s.model, s.input_tokens, s.output_tokens, s.cached::bigint, s.cost_usd
 FROM unnest(%s::text[]) AS x(trace_id)
 JOIN feedback_trace t ON t.trace_id = x.trace_id
 CROSS JOIN LATERAL (
-    SELECT span_id, model, input_tokens, output_tokens, cost_usd, start FROM feedback_span
+    SELECT span_id, model, input_tokens, output_tokens, {SPAN_CACHED_TOKENS} AS cached, cost_usd, start
+    FROM feedback_span
     WHERE trace_id = x.trace_id AND kind = '{SpanKind.LLM}'
       AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL OR cost_usd IS NOT NULL)
     OFFSET 0
 ) s
-WHERE t.cost_source = '{COST_FROM_SPANS}'
-   OR (t.input_tokens IS NULL AND t.output_tokens IS NULL AND t.cost_usd IS NULL)
+WHERE {{which}}
 ORDER BY t.trace_id, s.start NULLS LAST, s.span_id
 """
+# Traces that send no usage of their own, or whose usage came from their spans.
+_SPAN_USAGE_UNSENT = _SPAN_USAGE.replace(
+    "{which}",
+    f"t.cost_source = '{COST_FROM_SPANS}' OR (t.input_tokens IS NULL AND t.output_tokens IS NULL "
+    "AND t.cost_usd IS NULL)",
+)
+# Traces whose usage Candor summed itself (OTLP's): every one but those with a cost sent for them.
+_SPAN_USAGE_SUMMED = _SPAN_USAGE.replace("{which}", f"t.cost_source <> '{COST_FROM_CLIENT}'")
 _SET_USAGE = f"""
 UPDATE feedback_trace t
    SET input_tokens = x.i, output_tokens = x.o, cost_usd = x.c, cost_source = '{COST_FROM_SPANS}', model = x.m
@@ -107,7 +128,7 @@ WHERE t.id = x.id
 
 
 def traces_usage_from_spans(
-    cursor: Any, book: Callable[[], PriceBook], trace_ids: list[str]
+    cursor: Any, book: Callable[[], PriceBook], trace_ids: list[str], *, every: bool = False
 ) -> tuple[dict[str, str], Spend]:
     """Tokens and cost of traces that send none of their own, from their stored LLM spans (the REST path's
     agent traces: a request whose LLM calls are its spans). Input and output tokens are the spans' sums;
@@ -115,10 +136,13 @@ def traces_usage_from_spans(
     when it names none). The trace takes its first LLM span's model when it names none. Marked
     COST_FROM_SPANS, so later spans of the trace move the sums too, until the trace sends usage itself.
 
+    ``every``: each trace but one with a cost sent for it (the OTLP endpoint's traces that called several models,
+    whose tokens it sums itself), not only those that send no usage of their own.
+
     Returns why each trace left unpriced is (a span's model with no price, or a cost past MAX_COST: the
     tokens are kept, the cost left empty), and how far the spend counters move.
     """
-    cursor.execute(_SPAN_USAGE, [trace_ids])
+    cursor.execute(_SPAN_USAGE_SUMMED if every else _SPAN_USAGE_UNSENT, [trace_ids])
     rows = fetch_as(cursor, _SpanUsage)
     if not rows:
         return {}, {}
@@ -177,7 +201,7 @@ def _spans_cost(
                 f"No price known for model '{priced_at}' of span '{span.span_id}': the trace's cost left empty. "
                 "Send cost_usd on the span or add the model's price in Settings."
             )
-        cost += price.cost(span.span_input_tokens or 0, span.span_output_tokens or 0, 0)
+        cost += price.cost(span.span_input_tokens or 0, span.span_output_tokens or 0, span.span_cached_tokens or 0)
     if cost >= MAX_COST:
         return None, too_costly(cost, "its spans' prices")
     return cost, ""

@@ -271,6 +271,45 @@ def test_an_export_joining_a_trace_priced_from_its_rest_spans_keeps_their_prices
     assert trace.input_tokens == 1_000_000
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["one export", "two exports"])
+def test_a_trace_calling_several_models_is_priced_span_by_span(live, org_a, committed_db, split: bool) -> None:  # type: ignore[no-untyped-def]
+    """All of a trace's tokens were priced at its first LLM span's model: gpt-4o-mini's rates for a gpt-4o call
+    too (11x under). Each span is priced at its own model now, in one export or across two."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from feedback.models import SpendCounter, Trace
+    from tests.fixtures.organizations import in_tenant
+
+    customer = unique("cus")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "support-bot"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("candor-tests")
+    root = {"candor.feature": unique("feat"), "candor.customer_id": customer}
+    with tracer.start_as_current_span("answer", attributes=root):
+        for model, tokens_in, tokens_out in (("gpt-4o-mini", 1000, 200), ("gpt-4o", 2000, 300)):
+            attributes = {"gen_ai.system": "openai", "gen_ai.request.model": model,
+                          "gen_ai.usage.input_tokens": tokens_in, "gen_ai.usage.output_tokens": tokens_out}  # fmt: skip
+            with tracer.start_as_current_span("chat", attributes=attributes):
+                pass
+    spans = exporter.get_finished_spans()
+    otel_id = format(spans[0].context.trace_id, "032x")
+    headers = {"Authorization": f"Bearer {org_a.secret_key}", "Content-Type": "application/x-protobuf"}
+    for part in (spans[:1], spans[1:]) if split else (spans,):
+        body = encode_spans(part).SerializeToString()
+        assert requests.post(f"{live.url}/api/v1/otlp/v1/traces", data=body, headers=headers).status_code == 200
+    with in_tenant(org_a):
+        trace = Trace.objects.get(trace_id=otel_id)
+        counted = list(SpendCounter.objects.filter(customer_id=customer))
+    # gpt-4o-mini: 1000 x $0.15 + 200 x $0.60 a million; gpt-4o: 2000 x $2.50 + 300 x $10.00 a million
+    assert float(trace.cost_usd or 0) == pytest.approx(0.00027 + 0.008)
+    assert (trace.input_tokens, trace.output_tokens, trace.cost_source) == (3000, 500, "spans")
+    # The trace names one model: its first LLM call's, or across exports the later export's (a merge's later wins).
+    assert trace.model == ("gpt-4o" if split else "gpt-4o-mini")
+    assert sum(c.traces for c in counted) == 1 and sum(c.cost_usd for c in counted) == trace.cost_usd
+
+
 def test_an_otlp_export_stores_the_rows_its_rest_batch_stores(live, org_a, org_b, committed_db) -> None:  # type: ignore[no-untyped-def]
     """The OTLP path writes exactly what POST /api/v1/traces writes for the traces the export maps to."""
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
