@@ -28,11 +28,15 @@ def merge(sketches: Iterable[Mapping[str, int]]) -> dict[int, int]:
 
 
 def quantile(sketch: Mapping[int, int], q: float) -> float | None:
-    """The q-quantile (0..1); returns the bucket's geometric midpoint, within ~1% of the truth."""
+    """The q-quantile (0..1); returns the bucket's geometric midpoint, within ~1% of the truth.
+
+    By nearest rank (numpy's ``inverted_cdf``, PostgreSQL's ``percentile_disc``): the smallest value with at
+    least a share q of the values at or below it. The lower rank, q * (n - 1), gave a small group's p95 and p99
+    as its fastest trace (two traces of 850 and 2,300 ms read 850 / 850 / 850)."""
     total = sum(sketch.values())
     if total == 0:
         return None
-    rank = q * (total - 1)
+    rank = max(math.ceil(q * total) - 1, 0)  # 0-based: the value ``rank`` values in
     seen = 0
     for bucket in sorted(sketch):
         seen += sketch[bucket]

@@ -344,3 +344,20 @@ def test_float_measures_do_not_depend_on_the_order_rows_are_read_in(db: None, or
     assert stored[1] == stored[-1]
     assert stored[1][0] == float(sum(Decimal(c) ** 2 for c in costs))
     assert stored[1][1] == pytest.approx(sum(distances), rel=1e-12)
+
+
+def test_a_small_groups_percentiles_are_by_nearest_rank() -> None:
+    """Two traces of 850 and 2,300 ms read p50 / p95 / p99 850 / 850 / 850 (the lower rank, q * (n - 1)): a p99 at
+    the fastest trace. By nearest rank, as numpy's inverted_cdf and PostgreSQL's percentile_disc answer."""
+    import numpy as np
+
+    from feedback.sketch import bucket_of
+
+    rng = np.random.default_rng(3)
+    for values in ([850.0, 2300.0], [120.0], list(rng.lognormal(6, 1, 7)), list(rng.lognormal(6, 1, 333))):
+        sketch: dict[int, int] = {}
+        for value in values:
+            sketch[bucket_of(value)] = sketch.get(bucket_of(value), 0) + 1
+        for q in (0.0, 0.5, 0.95, 0.99, 1.0):
+            want = float(np.quantile(values, q, method="inverted_cdf"))
+            assert quantile(sketch, q) == pytest.approx(want, rel=0.011), (len(values), q)

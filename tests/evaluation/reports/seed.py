@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 import uuid
 from collections import defaultdict
@@ -11,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from feedback import services
 from feedback.enums import EXPLICIT_KINDS, IMPLICIT_KINDS
@@ -87,11 +87,9 @@ def seed_feature(org: Org, *, traces: int = 120, seed: int = 3, outcomes: bool =
     return feature
 
 
-def _lower_percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[math.floor(q * (len(ordered) - 1))]
+def _nearest_rank(values: list[float], q: float) -> float | None:
+    """numpy's inverted_cdf quantile (nearest rank): what the report's sketch answers, to its bucket."""
+    return float(np.quantile(values, q, method="inverted_cdf")) if values else None
 
 
 def brute_force(
@@ -184,7 +182,7 @@ def brute_force(
             "cost_per_success_usd": cost / successes if successes else None,
             "value_usd": value,
             "roi": (value - cost) / cost if value is not None and cost else None,
-            "latency": {q: _lower_percentile(latencies, q / 100) for q in (50, 95, 99)},
-            "ttft": {q: _lower_percentile(ttfts, q / 100) for q in (50, 95)},
+            "latency": {q: _nearest_rank(latencies, q / 100) for q in (50, 95, 99)},
+            "ttft": {q: _nearest_rank(ttfts, q / 100) for q in (50, 95)},
         }
     return out
