@@ -368,7 +368,8 @@ def customers_spend(
     *, organization: Organization, now: datetime | None = None, limit: int = 200
 ) -> list[CustomerSpend]:
     """Every customer with LLM spend this month, against the whole-scope budget that applies to it;
-    its forecast is billing.forecast.month_forecast's (the completed days' rate, today not extrapolated)."""
+    its forecast is billing.forecast.month_forecast's (the completed days' rate, today not extrapolated).
+    Then the customers given a budget of their own who have spent nothing this month, at zero."""
     now = now or utc_now()
     today, elapsed = now.date(), month_elapsed(now)
     month = month_start(today)
@@ -393,6 +394,11 @@ def customers_spend(
                 budget_customer=budget.customer_id if budget else None,
             )
         )  # fmt: skip
+    listed = {row.customer_id for row in out}
+    for customer_id, budget in sorted(budgets.items()):
+        if customer_id and customer_id not in listed and len(out) < limit:
+            out.append(CustomerSpend(customer_id, Decimal(0), Decimal(0), 0, Decimal(0), cap_usd=budget.monthly_cap_usd,
+                                     daily_cap_usd=budget.daily_cap_usd, budget_customer=customer_id))  # fmt: skip
     return out
 
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch
 
@@ -111,6 +111,10 @@ def _metadata_text(value: Any) -> str | None:
 def trace_view(request: HttpRequest, trace_id: str) -> HttpResponse:
     detail = trace_detail(trace_id)
     if detail is None:
+        # Every other page's address ends in a slash, so a trace's is typed with one: the trace without it.
+        if trace_id.endswith("/") and trace_detail(trace_id.rstrip("/")) is not None:
+            query = f"?{request.GET.urlencode()}" if request.GET else ""
+            return HttpResponseRedirect(org_url(request, "feedback:trace-detail", trace_id.rstrip("/")) + query)
         raise Http404("No such trace.")
     # Start and end are optional in the API: a span without both is listed, with no bar on the timeline.
     timed = [s for s in detail.spans if s.start and s.end]

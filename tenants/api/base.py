@@ -149,7 +149,9 @@ def refuse_unknown_parameters(query: Any, known: tuple[str, ...]) -> None:
     for name in query:
         if name in known or any(k.endswith(".") and name.startswith(k) and len(name) > len(k) for k in known):
             continue
-        takes = f"it takes {', '.join(known)}" if known else "it takes none"
+        # A prefix ("metadata.") is said as its form ("metadata.<key>"), once.
+        said = dict.fromkeys(f"{k}<key>" if k.endswith(".") else k for k in known)
+        takes = f"it takes {', '.join(said)}" if known else "it takes none"
         raise ApiError(
             "invalid_parameter", f"{name[:60]}: not a parameter of this endpoint ({takes})", 400, {"field": name[:200]}
         )

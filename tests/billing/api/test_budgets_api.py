@@ -130,6 +130,9 @@ def test_a_customer_with_a_budget_and_no_spend_yet_has_spent_nothing(
     assert body["check"]["allowed"] and body["check"]["cap_usd"] == 5.0
     page = owner_a.get(org_a.url(f"spend/customers/{customer}/"))
     assert page.status_code == 200 and "$5.00" in page.content.decode()
+    # Listed on the spend page at zero, and its budget links its page.
+    assert f'spend/customers/{customer}/"' in owner_a.get(org_a.url("spend/")).content.decode()
+    assert f'spend/customers/{customer}/"' in owner_a.get(org_a.url("spend/budgets/")).content.decode()
     # Another organization's budget for it says nothing here; nor does a customer no one has heard of.
     theirs = unique("c")
     budget_set(organization=org_b.organization, customer_id=theirs, monthly_cap_usd="5")

@@ -87,6 +87,14 @@ def test_trace_page_shows_spans_and_the_edit_diff(explorer, org_a, org_b) -> Non
     other.force_login(org_b.owner)
     assert_cross_tenant_404(other, org_a.url(f"traces/{run}-sso"))
     assert_cross_tenant_404(other, org_b.url(f"traces/{run}-sso"))
+    # Typed with a slash at the end, as every other page's address: the trace (it was a 404); another's still 404.
+    slashed = client.get(org_a.url(f"traces/{run}-sso/") + "?back=feature%3Dsupport-copilot")
+    assert (
+        slashed.status_code == 302
+        and slashed["Location"] == org_a.url(f"traces/{run}-sso") + "?back=feature%3Dsupport-copilot"
+    )
+    assert_cross_tenant_404(other, org_b.url(f"traces/{run}-sso/"))
+    assert client.get(org_a.url(f"traces/{run}-nothing/")).status_code == 404
 
 
 def test_overview_shows_rollup_numbers(explorer, org_a) -> None:  # type: ignore[no-untyped-def]

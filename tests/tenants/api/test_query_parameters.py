@@ -44,3 +44,9 @@ def test_the_parameters_an_endpoint_takes_still_work(api_a: ApiClient) -> None:
     assert report.status_code == 200
     check = api_a.get("/api/v1/budgets/check", params={"customer_id": "cus_1", "estimated_cost_usd": "0.01"})
     assert check.status_code == 200 and check.json()["allowed"] is True
+
+
+def test_a_parameter_prefix_is_said_as_its_form_once(api_a: ApiClient) -> None:
+    """The trace list's refusal listed "..., metadata.<key>, metadata.)": its prefix said bare, after its form."""
+    message = api_a.get("/api/v1/traces", params={"foo": "bar"}).json()["error"]["message"]
+    assert message.endswith(", metadata.<key>)") and message.count("metadata.") == 1
