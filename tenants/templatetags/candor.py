@@ -47,3 +47,19 @@ def pct_filter(share: Any, digits: int = 1) -> str:
         return f"{float(share) * 100:.{int(digits)}f}%"
     except (TypeError, ValueError):
         return ""
+
+
+@register.filter(name="usd")
+def usd_filter(amount: Any) -> str:
+    """{{ 0.00057|usd }} -> "$0.0006", {{ 1234.5|usd }} -> "$1,234.50": money at the precision it needs. A cent
+    is most of a trace's cost, so under $1 shows four decimals (cents read a $0.00057 trace as "$0.00")."""
+    if amount is None or amount == "":
+        return ""
+    try:
+        value = float(amount)
+    except (TypeError, ValueError):
+        return ""
+    if 0 < abs(value) < 0.0001:
+        return "<$0.0001" if value > 0 else ">-$0.0001"
+    sign = "-" if value < 0 else ""
+    return f"{sign}${abs(value):,.{4 if 0 < abs(value) < 1 else 2}f}"

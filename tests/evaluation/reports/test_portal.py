@@ -68,6 +68,16 @@ def test_shares_are_written_as_percents() -> None:
     assert pct_filter(0.12345, 2) == "12.35%" and pct_filter("x") == ""
 
 
+def test_money_is_written_at_the_precision_it_needs() -> None:
+    """The feature table wrote a $0.00057 cost as "$0.00" (cents): under $1 it keeps four decimals."""
+    from decimal import Decimal
+
+    from tenants.templatetags.candor import usd_filter
+
+    written = [usd_filter(v) for v in (Decimal("0.00057"), 0.0087, 0, 1234.5, 0.00001, -2.5, None, "x")]
+    assert written == ["$0.0006", "$0.0087", "$0.00", "$1,234.50", "<$0.0001", "-$2.50", "", ""]
+
+
 def test_csv_export_matches_the_report(owner: Client, org_a, seeded: str) -> None:  # type: ignore[no-untyped-def]
     response = owner.get(org_a.url(f"features/{seeded}/report.csv"), {**WINDOW, "group_by": "prompt_version"})
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
