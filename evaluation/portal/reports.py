@@ -4,6 +4,7 @@ charts and CSV export, and customers. Thin: evaluation.reports.selectors does th
 from __future__ import annotations
 
 import csv
+from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlencode
@@ -42,19 +43,26 @@ WINDOWS = (7, 30, 90)
 
 
 def _window(request: HttpRequest) -> tuple[Window, str | None]:
-    """The window from ?days= or ?since=&until=; a bad one falls back to 30 days with a message."""
+    """The window from ?days= or ?since=&until=, or the page's form's ?since=&through= (through: a day, included,
+    as the trace explorer's Until: a PM picking one day asked for since >= until, a 400 and 30 days shown);
+    a bad one falls back to 30 days with a message."""
     try:
         typed = request.GET.get("days", "").strip()
         if typed:
-            from datetime import timedelta
-
             base = window_from()
             # "-3" or "abc" fell through to the default window without a word: said, as 0 or 99999 are.
             days = int(typed) if typed.isdigit() else 0
             if not 1 <= days <= MAX_WINDOW_DAYS:
                 raise ReportError("days", f"a window is 1 to {MAX_WINDOW_DAYS} days, not {typed[:20]!r}")
             return Window(base.until - timedelta(days=days), base.until), None
-        return window_from(request.GET.get("since", ""), request.GET.get("until", "")), None
+        until = request.GET.get("until", "")
+        through = request.GET.get("through", "").strip()
+        if through:
+            try:
+                until = (date.fromisoformat(through) + timedelta(days=1)).isoformat()
+            except (ValueError, OverflowError):
+                raise ReportError("through", "use a day (2025-01-31): the last day the report includes") from None
+        return window_from(request.GET.get("since", ""), until), None
     except (ReportError, OverflowError) as exc:
         return window_from(), f"{exc}; showing the last {DEFAULT_WINDOW_DAYS} days instead"
 
@@ -96,7 +104,11 @@ def overview_page(request: HttpRequest) -> HttpResponse:
             "window_query": ""
             if error
             else urlencode(
-                {name: request.GET[name] for name in ("days", "since", "until") if request.GET.get(name, "").strip()}
+                {
+                    name: request.GET[name]
+                    for name in ("days", "since", "until", "through")
+                    if request.GET.get(name, "").strip()
+                }
             ),
         },
     )

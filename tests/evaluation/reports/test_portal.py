@@ -61,6 +61,22 @@ def test_a_window_reaching_today_says_so(owner: Client, org_a, seeded: str) -> N
     assert "(today so far)" in owner.get(org_a.url("customers/")).content.decode()
 
 
+def test_the_report_forms_last_day_is_included(owner: Client, org_a, seeded: str) -> None:  # type: ignore[no-untyped-def]
+    """The form's Until was exclusive where the trace explorer's is inclusive: one day picked as since and until was
+    "since must be before until" and 30 days shown. The form asks Through, the last day included."""
+    one_day = owner.get(org_a.url(f"features/{seeded}/"), {"since": "2025-03-11", "through": "2025-03-11"})
+    html = one_day.content.decode()
+    assert "since must be before until" not in html and "showing the last" not in html
+    assert 'name="through" value="2025-03-11"' in html and 'name="since" value="2025-03-11"' in html
+    # The same window as links write it (until exclusive): the same figures.
+    linked = owner.get(org_a.url(f"features/{seeded}/"), {"since": "2025-03-11", "until": "2025-03-12"})
+    assert 'name="through" value="2025-03-11"' in linked.content.decode()
+    table = [page.content.decode().split('<tr class="total">')[1].split("</tr>")[0] for page in (one_day, linked)]
+    assert table[0] == table[1]
+    bad = owner.get(org_a.url(f"features/{seeded}/"), {"through": "someday"}).content.decode()
+    assert "through: use a day" in bad
+
+
 def test_shares_are_written_as_percents() -> None:
     from tenants.templatetags.candor import pct_filter
 
