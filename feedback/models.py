@@ -87,8 +87,11 @@ class Trace(models.Model):
     output_tokens = models.BigIntegerField(null=True)
     cached_tokens = models.BigIntegerField(null=True)
     cost_usd = models.DecimalField(max_digits=16, decimal_places=8, null=True)
-    # Where cost_usd came from: "client", "default:<provider>/<model>@<date>" or "org:<price id>".
+    # Where cost_usd came from: "client", "default:<provider>/<model>@<date>", "org:<price id>" or "spans".
     cost_source = models.CharField(max_length=120, blank=True, default="")
+    # A trace priced span by span (cost_source "spans") whose LLM calls went to several models: its cost per model
+    # ({model: "0.00012"}, the trace's own model among them), as the spend counters count it. Null otherwise.
+    cost_by_model = models.JSONField(null=True, blank=True)
     latency_ms = models.FloatField(null=True)
     ttft_ms = models.FloatField(null=True)
     status = models.CharField(max_length=8, default=TraceStatus.OK.value)

@@ -10,6 +10,7 @@ from itertools import groupby
 from operator import attrgetter
 from typing import Any, NamedTuple
 
+import msgspec
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -18,7 +19,7 @@ from feedback.models import ModelPrice
 from feedback.otlp import CACHED_TOKEN_KEYS
 from feedback.prices import COST_FROM_CLIENT, COST_FROM_SPANS, MAX_COST, Price, PriceBook, too_costly
 from feedback.services.columns import fetch_as
-from feedback.services.spend import Spend, SpendKey, spend_difference, spend_sum
+from feedback.services.spend import Spend, spend_difference, spend_of_trace, spend_sum
 from feedback.services.tables import PricedTrace
 
 
@@ -74,6 +75,7 @@ class _SpanUsage(NamedTuple):
     feature_id: int
     started_at: datetime
     cost_usd: Decimal | None
+    cost_by_model: dict[str, Any] | None
     span_id: str
     span_model: str
     span_input_tokens: int | None
@@ -82,6 +84,7 @@ class _SpanUsage(NamedTuple):
     span_cost_usd: Decimal | None
 
 
+_json = msgspec.json.Encoder()
 # The most a trace's token count can be (schemas.Tokens): span sums past it are no count.
 MAX_TOKENS = 10**12
 # A span's cached input tokens (SQL on a feedback_span row): its attributes' value under the first of the OTLP
@@ -98,7 +101,7 @@ SPAN_CACHED_TOKENS = f"""(SELECT CASE WHEN n <= 1e12 THEN n END FROM (
 # Probed trace by trace through the span key's index (a planner with stale counts would scan the span table).
 _SPAN_USAGE = f"""
 SELECT t.id, t.trace_id, t.provider, t.model, t.customer_id, t.day, t.feature_id, t.started_at, t.cost_usd,
-       s.span_id, s.model, s.input_tokens, s.output_tokens, s.cached::bigint, s.cost_usd
+       t.cost_by_model, s.span_id, s.model, s.input_tokens, s.output_tokens, s.cached::bigint, s.cost_usd
 FROM unnest(%s::text[]) AS x(trace_id)
 JOIN feedback_trace t ON t.trace_id = x.trace_id
 CROSS JOIN LATERAL (
@@ -121,8 +124,9 @@ _SPAN_USAGE_UNSENT = _SPAN_USAGE.replace(
 _SPAN_USAGE_SUMMED = _SPAN_USAGE.replace("{which}", f"t.cost_source <> '{COST_FROM_CLIENT}'")
 _SET_USAGE = f"""
 UPDATE feedback_trace t
-   SET input_tokens = x.i, output_tokens = x.o, cost_usd = x.c, cost_source = '{COST_FROM_SPANS}', model = x.m
-FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::numeric[], %s::text[]) AS x(id, i, o, c, m)
+   SET input_tokens = x.i, output_tokens = x.o, cost_usd = x.c, cost_source = '{COST_FROM_SPANS}', model = x.m,
+       cost_by_model = x.b
+FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::numeric[], %s::text[], %s::jsonb[]) AS x(id, i, o, c, m, b)
 WHERE t.id = x.id
 """
 
@@ -147,7 +151,7 @@ def traces_usage_from_spans(
     if not rows:
         return {}, {}
     prices = book()
-    updates: list[tuple[int, int | None, int | None, Decimal | None, str]] = []
+    updates: list[tuple[int, int | None, int | None, Decimal | None, str, str | None]] = []
     unpriced: dict[str, str] = {}
     moved: list[Spend] = []
     for trace_id, group in groupby(rows, key=attrgetter("trace_id")):
@@ -158,20 +162,24 @@ def traces_usage_from_spans(
         inputs = [span.span_input_tokens for span in spans if span.span_input_tokens is not None]
         outputs = [span.span_output_tokens for span in spans if span.span_output_tokens is not None]
         tokens = (sum(inputs) if inputs else None, sum(outputs) if outputs else None)
-        cost, unpriced_because = _spans_cost(prices, trace, spans, model)
+        by_model, unpriced_because = _spans_cost(prices, trace, spans, model)
+        cost = sum(by_model.values(), Decimal(0)) if by_model is not None else None
         if any(count is not None and count > MAX_TOKENS for count in tokens):
-            tokens, cost = (None, None), None
+            tokens, cost, by_model = (None, None), None, None
             unpriced_because = (
                 f"Its spans' token counts add up past {MAX_TOKENS:,}, the most a trace counts: "
                 "tokens and cost left empty."
             )
         if unpriced_because:
             unpriced[trace_id] = unpriced_because
-        updates.append((trace.id, *tokens, cost, model))
+        # Several models: the cost per model, as the spend counters count it (a budget narrowed to gpt-4o counts
+        # the trace's gpt-4o calls, not all of its cost under its first call's model).
+        several = {name: str(part) for name, part in by_model.items()} if by_model and len(by_model) > 1 else None
+        updates.append((trace.id, *tokens, cost, model, _json.encode(several).decode() if several else None))
         # The spend counters move from what the trace counted for to what it counts for now.
-        was = SpendKey(trace.customer_id, trace.day, trace.feature_id, trace.model)
-        now = SpendKey(trace.customer_id, trace.day, trace.feature_id, model)
-        moved.append(spend_difference({now: (cost or Decimal(0), 1)}, {was: (trace.cost_usd or Decimal(0), 1)}))
+        where = (trace.customer_id, trace.day, trace.feature_id)
+        was = spend_of_trace(*where, trace.model, trace.cost_usd, trace.cost_by_model)
+        moved.append(spend_difference(spend_of_trace(*where, model, cost, several), was))
     cursor.execute(_SET_USAGE, [list(column) for column in zip(*updates, strict=True)])
     spent: Spend = {}
     for change in moved:
@@ -181,17 +189,17 @@ def traces_usage_from_spans(
 
 def _spans_cost(
     prices: PriceBook, trace: _SpanUsage, spans: list[_SpanUsage], model: str
-) -> tuple[Decimal | None, str]:
-    """The sum of the spans' costs (each as sent, else its tokens priced at its model, or ``model``), or None and
-    why not."""
-    cost = Decimal(0)
+) -> tuple[dict[str, Decimal] | None, str]:
+    """The spans' costs summed per model (each as sent, else its tokens priced at its model, or ``model``; ``model``
+    among them), or None and why not."""
+    by_model = {model: Decimal(0)}
     for span in spans:
+        priced_at = span.span_model or model
         if span.span_cost_usd is not None:
-            cost += span.span_cost_usd
+            by_model[priced_at] = by_model.get(priced_at, Decimal(0)) + span.span_cost_usd
             continue
         if span.span_input_tokens is None and span.span_output_tokens is None:
             continue
-        priced_at = span.span_model or model
         # A span's model may be another provider's than the trace names (a fallback model).
         price = prices.find(trace.provider, priced_at, trace.started_at) or prices.find(
             None, priced_at, trace.started_at
@@ -201,10 +209,12 @@ def _spans_cost(
                 f"No price known for model '{priced_at}' of span '{span.span_id}': the trace's cost left empty. "
                 "Send cost_usd on the span or add the model's price in Settings."
             )
-        cost += price.cost(span.span_input_tokens or 0, span.span_output_tokens or 0, span.span_cached_tokens or 0)
+        cost = price.cost(span.span_input_tokens or 0, span.span_output_tokens or 0, span.span_cached_tokens or 0)
+        by_model[priced_at] = by_model.get(priced_at, Decimal(0)) + cost
+    cost = sum(by_model.values(), Decimal(0))
     if cost >= MAX_COST:
         return None, too_costly(cost, "its spans' prices")
-    return cost, ""
+    return by_model, ""
 
 
 def model_price_create(

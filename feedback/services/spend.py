@@ -35,6 +35,27 @@ SET cost_usd = c.cost_usd + EXCLUDED.cost_usd, traces = c.traces + EXCLUDED.trac
 """
 
 
+# What stored traces (t) count for, per counter key: a trace priced span by span across several models counts
+# its cost per model (cost_by_model, its own model among them), and itself once, under its own model.
+_PER_MODEL = "LEFT JOIN LATERAL jsonb_each_text(t.cost_by_model) b ON true"
+_COUNTED = (
+    "t.customer_id, t.day, t.feature_id, COALESCE(b.key, t.model), "
+    "coalesce(sum(COALESCE(b.value::numeric, t.cost_usd)), 0), count(*) FILTER (WHERE b.key IS NULL OR b.key = t.model)"
+)
+
+
+def spend_of_trace(
+    customer_id: str, day: date, feature_id: int, model: str, cost: Decimal | None, by_model: dict[str, Any] | None
+) -> Spend:
+    """What one stored trace counts for (as _COUNTED reads it)."""
+    if not by_model:
+        return {SpendKey(customer_id, day, feature_id, model): (cost or Decimal(0), 1)}
+    return {
+        SpendKey(customer_id, day, feature_id, name): (Decimal(str(part)), int(name == model))
+        for name, part in by_model.items()
+    }
+
+
 # feedback_trace.cost_usd keeps 8 decimals, rounding half away from zero (costs are never negative).
 _STORED_COST = Decimal("0.00000001")
 
@@ -67,9 +88,8 @@ def spend_of_stored(cursor: Any, trace_ids: list[str], *, lock: bool = False) ->
     """
     locking = " ORDER BY trace_id FOR UPDATE" if lock else ""
     cursor.execute(
-        "SELECT customer_id, day, feature_id, model, coalesce(sum(cost_usd), 0), count(*) FROM ("
-        "SELECT customer_id, day, feature_id, model, cost_usd FROM feedback_trace "
-        f"WHERE trace_id = ANY(%s){locking}) t GROUP BY 1, 2, 3, 4",
+        f"SELECT {_COUNTED} FROM (SELECT customer_id, day, feature_id, model, cost_usd, cost_by_model "
+        f"FROM feedback_trace WHERE trace_id = ANY(%s){locking}) t {_PER_MODEL} GROUP BY 1, 2, 3, 4",
         [trace_ids],
     )
     return {SpendKey(c, d, f, m): (cost, n) for c, d, f, m, cost, n in cursor.fetchall()}
@@ -117,8 +137,7 @@ def spend_counters_rebuild(cursor: Any) -> int:
     cursor.execute("DELETE FROM feedback_spendcounter")
     cursor.execute(
         "INSERT INTO feedback_spendcounter (customer_id, day, feature_id, model, cost_usd, traces) "
-        "SELECT customer_id, day, feature_id, model, coalesce(sum(cost_usd), 0), count(*) FROM feedback_trace "
-        "GROUP BY 1, 2, 3, 4"
+        f"SELECT {_COUNTED} FROM feedback_trace t {_PER_MODEL} GROUP BY 1, 2, 3, 4"
     )
     return int(cursor.rowcount)
 

@@ -68,6 +68,8 @@ class TraceRow(NamedTuple):
     metadata: Annotated[str | None, Col("jsonb", JSON_MERGED, default="{}")]  # JSON text
     day: Annotated[date | None, Col("date", LATER_NON_NULL, default=DAY_RECEIVED)]
     received_at: Annotated[datetime, Col("timestamptz", KEPT_FIRST)]
+    # Written by pricing span by span alone (services.prices.traces_usage_from_spans), never by a row: kept.
+    cost_by_model: Annotated[str | None, Col("jsonb", KEPT_FIRST)] = None
 
 
 TRACES = IngestTable(table="feedback_trace", row=TraceRow, stage="candor_stage_trace")

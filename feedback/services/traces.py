@@ -57,7 +57,8 @@ WHERE t.trace_id = ANY(%s) AND s.trace_id = t.trace_id
 RETURNING {select_list(PricedTrace, "t")}
 """
 _SPANS_USAGE_DROPPED = f"""
-UPDATE {TRACES.table} SET input_tokens = NULL, output_tokens = NULL, cost_usd = NULL, cost_source = ''
+UPDATE {TRACES.table}
+   SET input_tokens = NULL, output_tokens = NULL, cost_usd = NULL, cost_source = '', cost_by_model = NULL
 WHERE trace_id = ANY(%s) AND cost_source = '{COST_FROM_SPANS}'
 """
 _STORE_SPANS = f"""

@@ -6,6 +6,7 @@ import base64
 import gzip
 import json
 import uuid
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -308,6 +309,8 @@ def test_a_trace_calling_several_models_is_priced_span_by_span(live, org_a, comm
     # The trace names one model: its first LLM call's, or across exports the later export's (a merge's later wins).
     assert trace.model == ("gpt-4o" if split else "gpt-4o-mini")
     assert sum(c.traces for c in counted) == 1 and sum(c.cost_usd for c in counted) == trace.cost_usd
+    per_model = {c.model: c.cost_usd for c in counted if c.cost_usd}  # a budget by model counts each model's own
+    assert per_model == {"gpt-4o-mini": Decimal("0.00027"), "gpt-4o": Decimal("0.008")}
 
 
 def test_an_otlp_export_stores_the_rows_its_rest_batch_stores(live, org_a, org_b, committed_db) -> None:  # type: ignore[no-untyped-def]

@@ -82,8 +82,9 @@ def test_trace_merge_rules() -> None:
     assert '"metadata" = t."metadata" || COALESCE(s."metadata", \'{}\'::jsonb)' in clauses
     assert '"cost_usd" = CASE WHEN s."cost_source" = \'client\' THEN s."cost_usd" ELSE t."cost_usd" END' in clauses
     written = {clause.split(" = ", 1)[0].strip('"') for clause in clauses}
-    # The key is matched on and received_at is kept from the first write: neither is updated.
-    assert written == {c.name for c in TRACES.columns} - {"trace_id", "received_at"}
+    # The key is matched on, received_at is kept from the first write and cost_by_model is pricing's alone: none is
+    # updated.
+    assert written == {c.name for c in TRACES.columns} - {"trace_id", "received_at", "cost_by_model"}
 
 
 def test_staging_and_defaults_sql() -> None:

@@ -280,3 +280,42 @@ def test_span_token_sums_past_what_a_trace_counts_are_no_count(client_a, org_a) 
     assert warning["field"] == "spans" and "add up past" in warning["message"]
     row = _trace(org_a, trace_id)
     assert (row.input_tokens, row.cost_usd) == (None, None)
+
+
+def test_a_trace_calling_several_models_counts_its_spend_per_model(client_a, org_a) -> None:  # type: ignore[no-untyped-def]
+    """All of an agent trace's spend was counted under its first call's model: a budget narrowed to gpt-4o saw none
+    of its gpt-4o calls, and one narrowed to gpt-4o-mini saw all of them. Each model counts its own cost now; the
+    trace counts once, under its own model. A rebuild of the counters from the traces counts the same."""
+    from decimal import Decimal
+
+    from django.db import connection
+
+    from feedback.models import SpendCounter
+    from feedback.services.spend import spend_counters_rebuild
+
+    customer, trace_id = unique("cus"), unique()
+    spans = [_llm("a", model="gpt-4o-mini", input_tokens=1_000_000, start="2025-03-01T10:00:00Z"),
+             _llm("b", model="gpt-4o", input_tokens=1_000_000, start="2025-03-01T10:00:01Z"),
+             _llm("c", model="gpt-4o", cost_usd=0.25, start="2025-03-01T10:00:02Z")]  # fmt: skip
+    body = {"trace_id": trace_id, "feature": "f", "customer_id": customer, "started_at": "2025-03-01T10:00:00Z"}
+    post_json(client_a, "/api/v1/traces", json.dumps({**body, "spans": spans}).encode())
+
+    def counted() -> dict[str, tuple[Decimal, int]]:
+        with in_tenant(org_a):
+            rows = SpendCounter.objects.filter(customer_id=customer).values_list("model", "cost_usd", "traces")
+            return {model: (cost, traces) for model, cost, traces in rows if (cost, traces) != (0, 0)}
+
+    assert counted() == {"gpt-4o-mini": (Decimal("0.15"), 1), "gpt-4o": (Decimal("2.75"), 0)}
+    row = _trace(org_a, trace_id)
+    assert row.cost_usd == Decimal("2.9") and row.cost_by_model == {"gpt-4o-mini": "0.15000000", "gpt-4o": "2.75000000"}
+    # The trace sends its own usage: its spend is its own again, under its model.
+    post_json(
+        client_a, "/api/v1/traces", json.dumps({**body, "model": "gpt-4o-mini", "input_tokens": 1_000_000}).encode()
+    )
+    assert counted() == {"gpt-4o-mini": (Decimal("0.15"), 1)} and _trace(org_a, trace_id).cost_by_model is None
+    another = {**body, "trace_id": unique(), "spans": spans}
+    post_json(client_a, "/api/v1/traces", json.dumps(another).encode())
+    before = counted()
+    with in_tenant(org_a), connection.cursor() as cursor:
+        spend_counters_rebuild(cursor.cursor)
+    assert counted() == before == {"gpt-4o-mini": (Decimal("0.30"), 2), "gpt-4o": (Decimal("2.75"), 0)}
