@@ -207,5 +207,5 @@ urlpatterns: list[URLPattern] = [
     path("budgets/check", BudgetCheckApi.as_view(), name="api-budget-check"),
     path("budgets", BudgetsApi.as_view(), name="api-budgets"),
     path("budgets/<str:budget_id>", BudgetDetailApi.as_view(), name="api-budget-detail"),
-    path("customers/<path:customer_id>/spend", CustomerSpendApi.as_view(), name="api-customer-spend"),
+    path("customers/<text:customer_id>/spend", CustomerSpendApi.as_view(), name="api-customer-spend"),
 ]

@@ -59,9 +59,13 @@ def _window(request: HttpRequest) -> tuple[Window, str | None]:
         through = request.GET.get("through", "").strip()
         if through:
             try:
-                until = (date.fromisoformat(through) + timedelta(days=1)).isoformat()
+                last = date.fromisoformat(through)
+                until = (last + timedelta(days=1)).isoformat()
             except (ValueError, OverflowError):
                 raise ReportError("through", "use a day (2025-01-31): the last day the report includes") from None
+            since = request.GET.get("since", "")
+            if since[:10] > last.isoformat():
+                raise ReportError("through", "through must be on or after since")
         return window_from(request.GET.get("since", ""), until), None
     except (ReportError, OverflowError) as exc:
         return window_from(), f"{exc}; showing the last {DEFAULT_WINDOW_DAYS} days instead"

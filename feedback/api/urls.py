@@ -6,7 +6,7 @@ app_name = "feedback_api"
 
 urlpatterns = [
     path("traces", views.TracesApi.as_view(), name="api-traces"),
-    path("traces/<path:trace_id>", views.TraceDetailApi.as_view(), name="api-trace-detail"),
+    path("traces/<text:trace_id>", views.TraceDetailApi.as_view(), name="api-trace-detail"),
     path("feedback", views.FeedbackApi.as_view(), name="api-feedback"),
     path("widget/events", views.WidgetEventsApi.as_view(), name="api-widget-events"),
     path("outcomes", views.OutcomesApi.as_view(), name="api-outcomes"),

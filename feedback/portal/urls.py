@@ -6,7 +6,7 @@ app_name = "feedback"
 
 urlpatterns = [
     path("traces/", views.trace_list, name="trace-list"),
-    path("traces/<path:trace_id>", views.trace_view, name="trace-detail"),
+    path("traces/<text:trace_id>", views.trace_view, name="trace-detail"),
     path("settings/prices/", prices.prices, name="prices"),
     path("settings/prices/<int:price_id>/delete/", prices.price_delete, name="price-delete"),
 ]

@@ -52,14 +52,14 @@ WHERE t.trace_id = %(new)s AND o.trace_id = %(old)s
 # Trace tokens are the sum over all stored LLM spans, whichever export brought them. Summed trace by
 # trace through the span key's index: filtered by an ID list, the planner's stale counts scanned the
 # whole span table (7.6 ms at 18,000 spans, growing with the table).
-# Also counts the distinct models of those spans: a trace that called several is priced span by span.
+# Also returns the models of those spans ('' for none): a trace that called several is priced span by span.
 _TOKENS_FROM_SPANS = f"""
 UPDATE feedback_trace t
    SET input_tokens = s.i, output_tokens = s.o, cached_tokens = COALESCE(s.c, t.cached_tokens)
 FROM unnest(%s::text[]) AS x(trace_id)
 CROSS JOIN LATERAL (
       SELECT sum(input_tokens) i, sum(output_tokens) o, sum({SPAN_CACHED_TOKENS})::bigint c,
-             count(DISTINCT NULLIF(model, '')) FILTER (WHERE input_tokens IS NOT NULL OR output_tokens IS NOT NULL) m
+             array_agg(DISTINCT model) FILTER (WHERE input_tokens IS NOT NULL OR output_tokens IS NOT NULL) m
       FROM feedback_span
       WHERE trace_id = x.trace_id AND kind = '{SpanKind.LLM}'
       HAVING count(input_tokens) + count(output_tokens) > 0) s
@@ -129,13 +129,22 @@ def otlp_ingest(
             items=good, now=now, expect_known=True, span_rows=span_rows, shared=shared, usage_from_spans=False
         )
         adopting = {otel: t for otel, t in links.items() if otel != t}
+        if adopting:
+            # Only into a stored trace: one this export's item was refused for (a time in the future), or one not
+            # stored yet, would have its orphan deleted and the orphan's spans and feedback left under no trace.
+            # The orphan waits for a later export, as it waited for this one.
+            real = sorted(set(adopting.values()))
+            cursor.execute("SELECT trace_id FROM feedback_trace WHERE trace_id = ANY(%s)", [real])
+            stored = {trace_id for (trace_id,) in cursor.fetchall()}
+            adopting = {otel: t for otel, t in adopting.items() if t in stored}
         # A trace this batch stored new from one mapped export, with no orphan to adopt, already has
         # its tokens and cost from exactly the spans stored with it: nothing below can change it.
         sent = Counter(item.trace_id for _, item in good)
         # Nor one whose LLM calls went to several models: priced span by span below, each at its own model.
         several = {trace["trace_id"] for trace, spans in traces if _models(trace, spans) > 1}
         settled = {trace_id for trace_id in inserted if sent[trace_id] == 1} - set(adopting.values()) - several
-        unsettled = sorted(set(sent) - settled)
+        # An adopting trace is summed again, whether or not this export's item for it was stored.
+        unsettled = sorted((set(sent) | set(adopting.values())) - settled)
         # Adoption and repricing below change stored costs too: the spend counters move by the difference.
         touched = sorted({*unsettled, *adopting})
         spent_before = spend_of_stored(cursor, touched, lock=True) if touched else {}
@@ -172,7 +181,7 @@ def _models(trace: dict[str, Any], spans: list[MappedSpan]) -> int:
         for span in spans
         if span.kind == _LLM and (span.input_tokens is not None or span.output_tokens is not None)
     )
-    return len({span.model or trace.get("model") for span in counted})
+    return len({span.model or trace.get("model") or "" for span in counted})
 
 
 _LLM = SpanKind.LLM.value
@@ -231,7 +240,8 @@ def _recompute_from_spans(cursor: Any, trace_ids: list[str], dirty: set[Partitio
     several = sorted(
         trace.trace_id
         for trace, row in zip(traces, rows, strict=True)
-        if row[-1] > 1 and trace.cost_source != COST_FROM_CLIENT
+        # A span naming no model is priced at the trace's, as _models counts it.
+        if len({model or trace.model for model in row[-1] or ()}) > 1 and trace.cost_source != COST_FROM_CLIENT
     )
     book = functools.cache(lambda: price_book_load(cursor))
     once = [trace for trace in traces if trace.trace_id not in several]

@@ -75,7 +75,7 @@ class _SpanUsage(NamedTuple):
     feature_id: int
     started_at: datetime
     cost_usd: Decimal | None
-    cost_by_model: dict[str, Any] | None
+    cost_by_model: str | None  # JSON text (a raw cursor reads jsonb as text)
     span_id: str
     span_model: str
     span_input_tokens: int | None

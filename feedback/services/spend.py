@@ -9,6 +9,7 @@ counters are appended, one row per batch, so batches never wait on each other fo
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
@@ -37,7 +38,8 @@ SET cost_usd = c.cost_usd + EXCLUDED.cost_usd, traces = c.traces + EXCLUDED.trac
 
 # What stored traces (t) count for, per counter key: a trace priced span by span across several models counts
 # its cost per model (cost_by_model, its own model among them), and itself once, under its own model.
-_PER_MODEL = "LEFT JOIN LATERAL jsonb_each_text(t.cost_by_model) b ON true"
+# Read only while the trace's cost is its spans' (a cost_by_model any other path left behind counts for nothing).
+_PER_MODEL = "LEFT JOIN LATERAL jsonb_each_text(CASE WHEN t.cost_source = 'spans' THEN t.cost_by_model END) b ON true"
 _COUNTED = (
     "t.customer_id, t.day, t.feature_id, COALESCE(b.key, t.model), "
     "coalesce(sum(COALESCE(b.value::numeric, t.cost_usd)), 0), count(*) FILTER (WHERE b.key IS NULL OR b.key = t.model)"
@@ -45,9 +47,17 @@ _COUNTED = (
 
 
 def spend_of_trace(
-    customer_id: str, day: date, feature_id: int, model: str, cost: Decimal | None, by_model: dict[str, Any] | None
+    customer_id: str,
+    day: date,
+    feature_id: int,
+    model: str,
+    cost: Decimal | None,
+    by_model: dict[str, Any] | str | None,
 ) -> Spend:
-    """What one stored trace counts for (as _COUNTED reads it)."""
+    """What one stored trace counts for (as _COUNTED reads it). ``by_model``: its cost_by_model, as a dict or as
+    the JSON text a raw cursor reads jsonb as."""
+    if isinstance(by_model, str):
+        by_model = json.loads(by_model)
     if not by_model:
         return {SpendKey(customer_id, day, feature_id, model): (cost or Decimal(0), 1)}
     return {
@@ -88,7 +98,7 @@ def spend_of_stored(cursor: Any, trace_ids: list[str], *, lock: bool = False) ->
     """
     locking = " ORDER BY trace_id FOR UPDATE" if lock else ""
     cursor.execute(
-        f"SELECT {_COUNTED} FROM (SELECT customer_id, day, feature_id, model, cost_usd, cost_by_model "
+        f"SELECT {_COUNTED} FROM (SELECT customer_id, day, feature_id, model, cost_usd, cost_source, cost_by_model "
         f"FROM feedback_trace WHERE trace_id = ANY(%s){locking}) t {_PER_MODEL} GROUP BY 1, 2, 3, 4",
         [trace_ids],
     )

@@ -59,7 +59,10 @@ def usd_filter(amount: Any) -> str:
         value = float(amount)
     except (TypeError, ValueError):
         return ""
+    if value != value or value in (float("inf"), float("-inf")):
+        return ""  # NaN or infinite: no amount
     if 0 < abs(value) < 0.0001:
         return "<$0.0001" if value > 0 else ">-$0.0001"
     sign = "-" if value < 0 else ""
-    return f"{sign}${abs(value):,.{4 if 0 < abs(value) < 1 else 2}f}"
+    # Four decimals while it still reads under $1 once rounded ($0.99996 is $1.00, not $1.0000).
+    return f"{sign}${abs(value):,.{4 if 0 < round(abs(value), 4) < 1 else 2}f}"

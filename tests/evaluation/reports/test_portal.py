@@ -75,6 +75,8 @@ def test_the_report_forms_last_day_is_included(owner: Client, org_a, seeded: str
     assert table[0] == table[1]
     bad = owner.get(org_a.url(f"features/{seeded}/"), {"through": "someday"}).content.decode()
     assert "through: use a day" in bad
+    backwards = owner.get(org_a.url(f"features/{seeded}/"), {"since": "2025-03-12", "through": "2025-03-11"})
+    assert "through must be on or after since" in backwards.content.decode()
 
 
 def test_shares_are_written_as_percents() -> None:
@@ -92,6 +94,7 @@ def test_money_is_written_at_the_precision_it_needs() -> None:
 
     written = [usd_filter(v) for v in (Decimal("0.00057"), 0.0087, 0, 1234.5, 0.00001, -2.5, None, "x")]
     assert written == ["$0.0006", "$0.0087", "$0.00", "$1,234.50", "<$0.0001", "-$2.50", "", ""]
+    assert [usd_filter(v) for v in (0.99996, 0.99994, float("nan"))] == ["$1.00", "$0.9999", ""]
 
 
 def test_csv_export_matches_the_report(owner: Client, org_a, seeded: str) -> None:  # type: ignore[no-untyped-def]

@@ -313,6 +313,104 @@ def test_a_trace_calling_several_models_is_priced_span_by_span(live, org_a, comm
     assert per_model == {"gpt-4o-mini": Decimal("0.00027"), "gpt-4o": Decimal("0.008")}
 
 
+def _export(spans: list[dict[str, Any]], trace_hex: str) -> dict[str, Any]:
+    """An OTLP JSON export of ``spans`` ({name, id, parent?, attributes}) in one trace."""
+
+    def one(span: dict[str, Any]) -> dict[str, Any]:
+        attributes = [{"key": k, "value": {"intValue": str(v)} if isinstance(v, int) else {"stringValue": v}}
+                      for k, v in span["attributes"].items()]  # fmt: skip
+        return {"traceId": trace_hex, "spanId": span["id"], "parentSpanId": span.get("parent", ""),
+                "name": span["name"], "startTimeUnixNano": str(span.get("start", 1_700_000_000_000_000_000)),
+                "endTimeUnixNano": str(span.get("start", 1_700_000_000_000_000_000) + 10**9),
+                "attributes": attributes}  # fmt: skip
+
+    return {"resourceSpans": [{"scopeSpans": [{"spans": [one(span) for span in spans]}]}]}
+
+
+def _chat(span_id: str, model: str | None, tokens: int) -> dict[str, Any]:
+    attributes: dict[str, Any] = {"gen_ai.system": "openai", "gen_ai.usage.input_tokens": tokens}
+    if model:
+        attributes["gen_ai.request.model"] = model
+    return {"name": "chat", "id": span_id, "parent": "a" * 16, "attributes": attributes}
+
+
+def test_a_trace_priced_per_model_takes_its_root_span_last(live, org_a, committed_db) -> None:  # type: ignore[no-untyped-def]
+    """Three exports of one trace (a gpt-4o-mini call, a gpt-4o call, then the root span alone, as the SDK's batch
+    processor sends them): the third was a 500 that lost it (the trace's cost per model read back as text)."""
+    from feedback.models import Trace
+    from tests.feedback.services.test_traces import _counters_match_a_rebuild
+    from tests.fixtures.organizations import in_tenant
+
+    customer, trace_hex = unique("cus"), uuid.uuid4().hex
+    auth = {"Authorization": f"Bearer {org_a.secret_key}"}
+    root = {
+        "name": "answer",
+        "id": "a" * 16,
+        "attributes": {"candor.feature": unique("feat"), "candor.customer_id": customer},
+    }
+    for spans in ([_chat("b" * 16, "gpt-4o-mini", 1_000_000)], [_chat("c" * 16, "gpt-4o", 1_000_000)], [root]):
+        answer = requests.post(f"{live.url}/api/v1/otlp/v1/traces", json=_export(spans, trace_hex), headers=auth)
+        assert answer.status_code == 200, answer.content
+    with in_tenant(org_a):
+        trace = Trace.objects.get(trace_id=trace_hex)
+    # Priced at the spans' time (November 2023): gpt-4o's first list price, $5.00 a million input tokens.
+    assert float(trace.cost_usd or 0) == pytest.approx(0.15 + 5.00) and trace.cost_source == "spans"
+    _counters_match_a_rebuild(org_a, customer)
+
+
+def test_a_span_naming_no_model_counts_as_the_traces_model(live, org_a, committed_db) -> None:  # type: ignore[no-untyped-def]
+    """A span with no model beside a gpt-4o one: the export counted two models, the re-sum one (''), and the trace
+    was left unpriced with a warning about a merge. Each span is priced, the model-less one at the trace's model."""
+    from feedback.models import Trace
+    from tests.fixtures.organizations import in_tenant
+
+    trace_hex = uuid.uuid4().hex
+    root = {"name": "answer", "id": "a" * 16, "attributes": {"candor.feature": unique("feat")}}
+    # An OpenInference LLM span that names no model (an LLM span by its kind, not by a model attribute).
+    unnamed = {"name": "llm", "id": "b" * 16, "parent": "a" * 16, "start": 1_700_000_000_000_000_001,
+               "attributes": {"openinference.span.kind": "LLM", "llm.token_count.prompt": 1_000_000}}  # fmt: skip
+    spans = [root, unnamed,
+             {**_chat("c" * 16, "gpt-4o", 1_000_000), "start": 1_700_000_000_000_000_002}]  # fmt: skip
+    answer = requests.post(f"{live.url}/api/v1/otlp/v1/traces", json=_export(spans, trace_hex),
+                           headers={"Authorization": f"Bearer {org_a.secret_key}"})  # fmt: skip
+    assert answer.status_code == 200 and "merged" not in answer.text, answer.content
+    with in_tenant(org_a):
+        trace = Trace.objects.get(trace_id=trace_hex)
+    assert float(trace.cost_usd or 0) == pytest.approx(5.00 + 5.00)  # gpt-4o in November 2023: $5.00 a million
+
+
+def test_an_orphan_is_adopted_only_into_a_stored_trace(live, org_a, committed_db) -> None:  # type: ignore[no-untyped-def]
+    """An export linking an orphan (spans stored under their bare OTel ID) to a trace whose item it refused deleted
+    the orphan and left its spans under no trace; into a stored trace whose item it refused, the trace took the
+    orphan's model and the spend counters kept the old one."""
+    from feedback.models import Span, Trace
+    from tests.feedback.services.test_traces import _counters_match_a_rebuild
+    from tests.fixtures.organizations import in_tenant
+
+    auth = {"Authorization": f"Bearer {org_a.secret_key}"}
+    future = 4_000_000_000_000_000_000  # 2096: refused
+    customer = unique("cus")
+    stored = unique("tr")
+    body = {"trace_id": stored, "feature": "f", "customer_id": customer, "cost_usd": 1.0}
+    sent = requests.post(f"{live.url}/api/v1/traces", headers=auth, json=body)
+    assert sent.status_code == 200
+    for real in (stored, unique("never")):
+        orphan = uuid.uuid4().hex
+        first = requests.post(f"{live.url}/api/v1/otlp/v1/traces", headers=auth,
+                              json=_export([_chat("b" * 16, "gpt-4o", 1000)], orphan))  # fmt: skip
+        assert first.status_code == 200
+        linking = {"name": "answer", "id": "a" * 16, "start": future,
+                   "attributes": {"candor.trace_id": real, "candor.feature": "f"}}  # fmt: skip
+        second = requests.post(f"{live.url}/api/v1/otlp/v1/traces", json=_export([linking], orphan), headers=auth)
+        assert second.status_code == 200 and "future" in second.text, second.content
+        with in_tenant(org_a):
+            assert Trace.objects.filter(trace_id=orphan).exists() or Trace.objects.filter(trace_id=real).exists()
+            assert all(
+                Trace.objects.filter(trace_id=s.trace_id).exists() for s in Span.objects.filter(span_id="b" * 16)
+            )
+    _counters_match_a_rebuild(org_a, customer)
+
+
 def test_an_otlp_export_stores_the_rows_its_rest_batch_stores(live, org_a, org_b, committed_db) -> None:  # type: ignore[no-untyped-def]
     """The OTLP path writes exactly what POST /api/v1/traces writes for the traces the export maps to."""
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans

@@ -319,3 +319,40 @@ def test_a_trace_calling_several_models_counts_its_spend_per_model(client_a, org
     with in_tenant(org_a), connection.cursor() as cursor:
         spend_counters_rebuild(cursor.cursor)
     assert counted() == before == {"gpt-4o-mini": (Decimal("0.30"), 2), "gpt-4o": (Decimal("2.75"), 0)}
+
+
+def _counters_match_a_rebuild(org, customer: str) -> None:  # type: ignore[no-untyped-def]
+    """The customer's spend counters equal what a recount of the stored traces gives (rows at zero aside)."""
+    from django.db import connection, transaction
+
+    from feedback.models import SpendCounter
+    from feedback.services.spend import spend_counters_rebuild
+
+    def counted() -> dict[tuple[object, ...], tuple[object, int]]:
+        rows = SpendCounter.objects.filter(customer_id=customer).values_list("day", "feature_id", "model", "cost_usd",
+                                                                            "traces")  # fmt: skip
+        return {(d, f, m): (c, n) for d, f, m, c, n in rows if (c, n) != (0, 0)}
+
+    with in_tenant(org):
+        kept = counted()
+        with transaction.atomic(), connection.cursor() as cursor:
+            spend_counters_rebuild(cursor.cursor)
+        assert kept == counted()
+
+
+def test_a_trace_priced_per_model_is_resent_and_summed_again(client_a, org_a) -> None:  # type: ignore[no-untyped-def]
+    """A resend of a trace priced span by span across several models (its next LLM call, or its metadata alone)
+    was a 500 that lost the batch: its cost per model came back from the database as text."""
+    customer, trace_id = unique("cus"), unique()
+    body = {"trace_id": trace_id, "feature": "f", "customer_id": customer, "started_at": "2025-03-01T10:00:00Z"}
+    spans = [_llm("a", model="gpt-4o-mini", input_tokens=1_000_000, start="2025-03-01T10:00:00Z"),
+             _llm("b", model="gpt-4o", input_tokens=1_000_000, start="2025-03-01T10:00:01Z")]  # fmt: skip
+    assert post_json(client_a, "/api/v1/traces", json.dumps({**body, "spans": spans}).encode()).status_code == 200
+    later = [_llm("c", model="gpt-4o", output_tokens=1_000_000, start="2025-03-01T10:00:02Z")]
+    assert post_json(client_a, "/api/v1/traces", json.dumps({**body, "spans": later}).encode()).status_code == 200
+    resent = {**body, "metadata": {"auth": "sso"}}
+    assert post_json(client_a, "/api/v1/traces", json.dumps(resent).encode()).status_code == 200
+    row = _trace(org_a, trace_id)
+    assert float(row.cost_usd or 0) == pytest.approx(0.15 + 2.50 + 10.00)
+    assert row.cost_by_model == {"gpt-4o-mini": "0.15000000", "gpt-4o": "12.50000000"}
+    _counters_match_a_rebuild(org_a, customer)
