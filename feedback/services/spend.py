@@ -56,13 +56,12 @@ def spend_of_trace(
 ) -> Spend:
     """What one stored trace counts for (as _COUNTED reads it). ``by_model``: its cost_by_model, as a dict or as
     the JSON text a raw cursor reads jsonb as."""
-    if isinstance(by_model, str):
-        by_model = json.loads(by_model)
-    if not by_model:
+    parts: dict[str, Any] | None = json.loads(by_model) if isinstance(by_model, str) else by_model
+    if not parts:
         return {SpendKey(customer_id, day, feature_id, model): (cost or Decimal(0), 1)}
     return {
         SpendKey(customer_id, day, feature_id, name): (Decimal(str(part)), int(name == model))
-        for name, part in by_model.items()
+        for name, part in parts.items()
     }
 
 

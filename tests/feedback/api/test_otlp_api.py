@@ -287,10 +287,10 @@ def test_a_trace_calling_several_models_is_priced_span_by_span(live, org_a, comm
     provider = TracerProvider(resource=Resource.create({"service.name": "support-bot"}))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("candor-tests")
-    root = {"candor.feature": unique("feat"), "candor.customer_id": customer}
+    root: dict[str, str] = {"candor.feature": unique("feat"), "candor.customer_id": customer}
     with tracer.start_as_current_span("answer", attributes=root):
         for model, tokens_in, tokens_out in (("gpt-4o-mini", 1000, 200), ("gpt-4o", 2000, 300)):
-            attributes = {"gen_ai.system": "openai", "gen_ai.request.model": model,
+            attributes: dict[str, str | int] = {"gen_ai.system": "openai", "gen_ai.request.model": model,
                           "gen_ai.usage.input_tokens": tokens_in, "gen_ai.usage.output_tokens": tokens_out}  # fmt: skip
             with tracer.start_as_current_span("chat", attributes=attributes):
                 pass
@@ -369,7 +369,7 @@ def test_a_span_naming_no_model_counts_as_the_traces_model(live, org_a, committe
     # An OpenInference LLM span that names no model (an LLM span by its kind, not by a model attribute).
     unnamed = {"name": "llm", "id": "b" * 16, "parent": "a" * 16, "start": 1_700_000_000_000_000_001,
                "attributes": {"openinference.span.kind": "LLM", "llm.token_count.prompt": 1_000_000}}  # fmt: skip
-    spans = [root, unnamed,
+    spans: list[dict[str, Any]] = [root, unnamed,
              {**_chat("c" * 16, "gpt-4o", 1_000_000), "start": 1_700_000_000_000_000_002}]  # fmt: skip
     answer = requests.post(f"{live.url}/api/v1/otlp/v1/traces", json=_export(spans, trace_hex),
                            headers={"Authorization": f"Bearer {org_a.secret_key}"})  # fmt: skip
