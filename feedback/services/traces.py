@@ -492,11 +492,17 @@ def _upsert(
     merging = sorted({row.trace_id for row in rows} - set(inserted_ids))
     spent_before = spend_of_stored(cursor, merging, lock=True) if merging else {}
     if len(inserted) < len(rows):
-        # Resent traces: the partitions a merge moves them out of must be recomputed too.
-        cursor.execute(f"SELECT {select_list(Partition)} FROM feedback_trace WHERE trace_id = ANY(%s)", [merging])
-        dirty.update(fetch_as(cursor, Partition))
-        sending = [trace_id for trace_id in merging if trace_id not in no_usage]
-        if sending:  # usage a trace sends replaces what its spans gave it, whole (not one count of two)
+        # Resent traces: the partitions a merge moves them out of must be recomputed too; and which of them have
+        # their usage from their spans.
+        cursor.execute(
+            f"SELECT {select_list(Partition)}, trace_id, cost_source FROM feedback_trace WHERE trace_id = ANY(%s)",
+            [merging],
+        )
+        stored = cursor.fetchall()
+        dirty.update(Partition(day, feature_id) for day, feature_id, _, _ in stored)
+        # Usage a trace sends replaces what its spans gave it, whole (not one count of two).
+        sending = [t for _, _, t, source in stored if source == COST_FROM_SPANS and t not in no_usage]
+        if sending:
             cursor.execute(_SPANS_USAGE_DROPPED, [sending])
         cursor.execute(_MERGE_STAGED, [merging])
         merged = fetch_as(cursor, PricedTrace)
