@@ -19,7 +19,7 @@ from feedback.models import ModelPrice
 from feedback.otlp import CACHED_TOKEN_KEYS
 from feedback.prices import COST_FROM_CLIENT, COST_FROM_SPANS, MAX_COST, Price, PriceBook, too_costly
 from feedback.services.columns import fetch_as
-from feedback.services.spend import Spend, spend_difference, spend_of_trace, spend_sum
+from feedback.services.spend import COUNTED_BY_MODEL, Spend, spend_difference, spend_of_trace, spend_sum
 from feedback.services.tables import PricedTrace
 
 
@@ -75,7 +75,7 @@ class _SpanUsage(NamedTuple):
     feature_id: int
     started_at: datetime
     cost_usd: Decimal | None
-    cost_by_model: str | None  # JSON text (a raw cursor reads jsonb as text)
+    cost_by_model: str | None  # as spend counts it (spend.COUNTED_BY_MODEL), JSON text (a raw cursor's jsonb)
     span_id: str
     span_model: str
     span_input_tokens: int | None
@@ -101,7 +101,7 @@ SPAN_CACHED_TOKENS = f"""(SELECT CASE WHEN n <= 1e12 THEN n END FROM (
 # Probed trace by trace through the span key's index (a planner with stale counts would scan the span table).
 _SPAN_USAGE = f"""
 SELECT t.id, t.trace_id, t.provider, t.model, t.customer_id, t.day, t.feature_id, t.started_at, t.cost_usd,
-       t.cost_by_model, s.span_id, s.model, s.input_tokens, s.output_tokens, s.cached::bigint, s.cost_usd
+       {COUNTED_BY_MODEL}, s.span_id, s.model, s.input_tokens, s.output_tokens, s.cached::bigint, s.cost_usd
 FROM unnest(%s::text[]) AS x(trace_id)
 JOIN feedback_trace t ON t.trace_id = x.trace_id
 CROSS JOIN LATERAL (
@@ -153,7 +153,8 @@ def traces_usage_from_spans(
     prices = book()
     updates: list[tuple[int, int | None, int | None, Decimal | None, str, str | None]] = []
     unpriced: dict[str, str] = {}
-    moved: list[Spend] = []
+    was: list[Spend] = []
+    now: list[Spend] = []
     for trace_id, group in groupby(rows, key=attrgetter("trace_id")):
         spans = list(group)
         trace = spans[0]
@@ -178,13 +179,10 @@ def traces_usage_from_spans(
         updates.append((trace.id, *tokens, cost, model, _json.encode(several).decode() if several else None))
         # The spend counters move from what the trace counted for to what it counts for now.
         where = (trace.customer_id, trace.day, trace.feature_id)
-        was = spend_of_trace(*where, trace.model, trace.cost_usd, trace.cost_by_model)
-        moved.append(spend_difference(spend_of_trace(*where, model, cost, several), was))
+        was.append(spend_of_trace(*where, trace.model, trace.cost_usd, trace.cost_by_model))
+        now.append(spend_of_trace(*where, model, cost, several))
     cursor.execute(_SET_USAGE, [list(column) for column in zip(*updates, strict=True)])
-    spent: Spend = {}
-    for change in moved:
-        spent = spend_sum(spent, change)
-    return unpriced, spent
+    return unpriced, spend_difference(spend_sum(*now), spend_sum(*was))
 
 
 def _spans_cost(

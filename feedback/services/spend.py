@@ -38,8 +38,10 @@ SET cost_usd = c.cost_usd + EXCLUDED.cost_usd, traces = c.traces + EXCLUDED.trac
 
 # What stored traces (t) count for, per counter key: a trace priced span by span across several models counts
 # its cost per model (cost_by_model, its own model among them), and itself once, under its own model.
-# Read only while the trace's cost is its spans' (a cost_by_model any other path left behind counts for nothing).
-_PER_MODEL = "LEFT JOIN LATERAL jsonb_each_text(CASE WHEN t.cost_source = 'spans' THEN t.cost_by_model END) b ON true"
+# Read only while the trace's cost is its spans' (a cost_by_model any other path left behind counts for nothing):
+# COUNTED_BY_MODEL, SQL on the trace t, is what a trace's spend is read from, here and where it moves.
+COUNTED_BY_MODEL = "CASE WHEN t.cost_source = 'spans' THEN t.cost_by_model END"
+_PER_MODEL = f"LEFT JOIN LATERAL jsonb_each_text({COUNTED_BY_MODEL}) b ON true"
 _COUNTED = (
     "t.customer_id, t.day, t.feature_id, COALESCE(b.key, t.model), "
     "coalesce(sum(COALESCE(b.value::numeric, t.cost_usd)), 0), count(*) FILTER (WHERE b.key IS NULL OR b.key = t.model)"
@@ -54,8 +56,8 @@ def spend_of_trace(
     cost: Decimal | None,
     by_model: dict[str, Any] | str | None,
 ) -> Spend:
-    """What one stored trace counts for (as _COUNTED reads it). ``by_model``: its cost_by_model, as a dict or as
-    the JSON text a raw cursor reads jsonb as."""
+    """What one stored trace counts for (as _COUNTED reads it). ``by_model``: its cost_by_model as COUNTED_BY_MODEL
+    reads it, a dict or the JSON text a raw cursor reads jsonb as."""
     parts: dict[str, Any] | None = json.loads(by_model) if isinstance(by_model, str) else by_model
     if not parts:
         return {SpendKey(customer_id, day, feature_id, model): (cost or Decimal(0), 1)}
@@ -82,11 +84,13 @@ def spend_of_rows(rows: Iterable[TraceRow], received: datetime) -> Spend:
     return {key: (cost, n) for key, (cost, n) in spend.items()}
 
 
-def spend_sum(first: Spend, second: Spend) -> Spend:
-    total = dict(first)
-    for key, (cost, n) in second.items():
-        before = total.get(key, (Decimal(0), 0))
-        total[key] = (before[0] + cost, before[1] + n)
+def spend_sum(*parts: Spend) -> Spend:
+    """The parts added up, key by key, in one pass (keys that come to nothing left out)."""
+    total: dict[SpendKey, tuple[Decimal, int]] = {}
+    for part in parts:
+        for key, (cost, n) in part.items():
+            before = total.get(key, (Decimal(0), 0))
+            total[key] = (before[0] + cost, before[1] + n)
     return {key: change for key, change in total.items() if change != (Decimal(0), 0)}
 
 
