@@ -92,6 +92,10 @@ class Trace(models.Model):
     # A trace priced span by span (cost_source "spans") whose LLM calls went to several models: its cost per model
     # ({model: "0.00012"}, the trace's own model among them), as the spend counters count it. Null otherwise.
     cost_by_model = models.JSONField(null=True, blank=True)
+    # The feature came from the OTLP resource's service.name: no span of the export that stored the trace named
+    # candor.feature (a child exported apart from its root). A later export naming it moves the trace there;
+    # one guessing again never moves it out of a named feature.
+    feature_guessed = models.BooleanField(default=False, db_default=False)
     latency_ms = models.FloatField(null=True)
     ttft_ms = models.FloatField(null=True)
     status = models.CharField(max_length=8, default=TraceStatus.OK.value)

@@ -46,6 +46,7 @@ from feedback.enums import SpanKind, TraceStatus
 from feedback.schemas import FEATURE_KEY_CHARS, MAX_FEATURE_KEY, MAX_SPAN_NAME, MAX_TEXT
 
 __all__ = [
+    "FEATURE_GUESSED",
     "JSON_CONTENT_TYPES",
     "PROTOBUF_CONTENT_TYPES",
     "MappedSpan",
@@ -58,6 +59,9 @@ __all__ = [
     "span_dict",
 ]
 
+# A mapped trace's key (not a traces API field: the OTLP endpoint takes it out) saying its feature is the service
+# name's, no span of the export having named candor.feature.
+FEATURE_GUESSED: Final = "feature_guessed"
 PROTOBUF_CONTENT_TYPES = frozenset({"application/x-protobuf", "application/protobuf"})
 JSON_CONTENT_TYPES = frozenset({"application/json"})
 
@@ -210,14 +214,18 @@ def otlp_parse(body: bytes, content_type: str, max_bytes: int = MAX_DECOMPRESSED
     body that inflates past ``max_bytes``. An empty request gives ``[]``.
     """
     mapped = otlp_map(body, content_type, max_bytes)
-    return [{**trace, "spans": [span_dict(span) for span in spans]} for trace, spans in mapped]
+    return [
+        {**{k: v for k, v in trace.items() if k != FEATURE_GUESSED}, "spans": [span_dict(span) for span in spans]}
+        for trace, spans in mapped
+    ]
 
 
 def otlp_map(
     body: bytes, content_type: str, max_bytes: int = MAX_DECOMPRESSED_BYTES, refused: list[str] | None = None
 ) -> list[tuple[dict[str, Any], list[MappedSpan]]]:
     """``otlp_parse`` with each trace's spans apart, as :class:`MappedSpan` records rather than dicts:
-    what the OTLP endpoint stores (its spans go straight to span rows, not through JSON).
+    what the OTLP endpoint stores (its spans go straight to span rows, not through JSON). A trace whose feature
+    is its service's name (no span of the export named candor.feature) holds ``FEATURE_GUESSED``: True.
 
     ``refused``: where a span whose IDs cannot be read is said (and the span left out), rather than the whole
     body refused (OtlpError): the rest of the export is kept."""
@@ -879,6 +887,9 @@ def _build_trace(otel_trace_id: str, group: list[_Span]) -> _BuiltTrace:
     sent_feature = _as_str(top.first(("candor.feature",)))
     feature = _feature_key(sent_feature, "") if sent_feature else ""
     trace["feature"] = feature or _feature_key(_as_str(_first(resources, ("service.name",))))
+    if not feature:
+        # No span here named one: a child exported apart from its root. Said, so a stored trace keeps its feature.
+        trace[FEATURE_GUESSED] = True
     for name, (primary, fallbacks) in _STRING_FIELDS.items():
         value = _as_str(top.first(primary))
         if value is None and fallbacks:

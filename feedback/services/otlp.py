@@ -18,7 +18,7 @@ import msgspec
 from django.db import transaction
 
 from feedback.enums import SpanKind, TraceStatus
-from feedback.otlp import MappedSpan, span_dict
+from feedback.otlp import FEATURE_GUESSED, MappedSpan, span_dict
 from feedback.prices import COST_FROM_CLIENT, COST_FROM_SPANS
 from feedback.schemas import FUTURE_SLACK, MAX_ID, ItemError, TraceIn, check_trace, decode_body
 from feedback.services.columns import fetch_as, select_list
@@ -102,6 +102,7 @@ def otlp_ingest(
         for otel, (trace, _) in zip(otel_of, traces, strict=True):
             if trace["trace_id"] == otel and otel in links:
                 trace["trace_id"] = links[otel]
+        guessed = _feature_guesses(cursor, [trace for trace, _ in traces])
         # Spans the REST decoding would take as they are become rows here, without a trip through JSON; a
         # trace with any other span sends its spans through that decoding, for the very same per-item error.
         # Their times are read as that decoding reads them (in C, all of the export's at once).
@@ -126,7 +127,13 @@ def otlp_ingest(
         ]
         shared = SharedCounts()
         result, inserted = traces_store(
-            items=good, now=now, expect_known=True, span_rows=span_rows, shared=shared, usage_from_spans=False
+            items=good,
+            now=now,
+            expect_known=True,
+            span_rows=span_rows,
+            shared=shared,
+            usage_from_spans=False,
+            feature_guessed=guessed,
         )
         adopting = {otel: t for otel, t in links.items() if otel != t}
         if adopting:
@@ -169,6 +176,28 @@ def otlp_ingest(
         shared.add(spend_difference(spend_of_stored(cursor, touched), spent_before) if touched else {}, dirty)
         shared.write(cursor)  # spend counters and rollup marks: once, last
     return result, errors
+
+
+def _feature_guesses(cursor: Any, traces: list[dict[str, Any]]) -> set[str]:
+    """The trace_ids whose feature these exports only guessed (the service's name), taking the mark out of each
+    trace. A guess gives way to the feature a span named, in another trace of this batch or in the stored trace:
+    a child exported after its root neither moves the trace nor makes an empty feature of the service."""
+    marks = [bool(trace.pop(FEATURE_GUESSED, False)) for trace in traces]
+    if not any(marks):
+        return set()
+    named = {trace["trace_id"]: trace["feature"] for trace, mark in zip(traces, marks, strict=True) if not mark}
+    guessed = {trace["trace_id"] for trace, mark in zip(traces, marks, strict=True) if mark} - set(named)
+    if guessed:
+        cursor.execute(
+            "SELECT t.trace_id, f.key FROM feedback_trace t JOIN feedback_feature f ON f.id = t.feature_id "
+            "WHERE t.trace_id = ANY(%s) AND NOT t.feature_guessed",
+            [sorted(trace_id for trace_id in guessed if _linkable(trace_id))],
+        )
+        named.update(cursor.fetchall())
+    for trace, mark in zip(traces, marks, strict=True):
+        if mark:
+            trace["feature"] = named.get(trace["trace_id"], trace["feature"])
+    return guessed
 
 
 _read_times = functools.partial(msgspec.convert, type=list[datetime | None])

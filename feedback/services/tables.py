@@ -19,13 +19,13 @@ from feedback.services.columns import (
     JSON_MERGED,
     KEPT_FIRST,
     KEY,
-    LATER,
     LATER_NON_EMPTY,
     LATER_NON_NULL,
     Col,
     IngestTable,
     Joined,
     JoinedColumns,
+    Merge,
     copy_of,
     later_if,
     later_unless,
@@ -37,6 +37,14 @@ WHEN_RECEIVED = copy_of("received_at")
 DAY_RECEIVED = utc_day_of("received_at")
 # A client's own cost replaces the stored one; a computed cost is recomputed after the merge.
 CLIENT_COST = later_if("cost_source", COST_FROM_CLIENT)
+# A feature the OTLP mapping took from the service name (no span of that export named candor.feature: a child
+# exported before or after its root) never moves a trace out of the feature a span named; a named one replaces it.
+FEATURE = Merge(
+    "later wins, unless guessed over named",
+    "CASE WHEN {new_row}.feature_guessed AND NOT {old_row}.feature_guessed THEN {old} ELSE {new} END",
+    None,
+)
+GUESSED = Merge("guessed while every write guessed", "{old} AND {new}", lambda old, new: old and new)
 
 
 class TraceRow(NamedTuple):
@@ -61,7 +69,7 @@ class TraceRow(NamedTuple):
     variant: Annotated[str | None, Col("text", LATER_NON_EMPTY, default="", as_sent=True)]
     started_at: Annotated[datetime | None, Col("timestamptz", LATER_NON_NULL, default=WHEN_RECEIVED, as_sent=True)]
     # Computed at ingestion.
-    feature_id: Annotated[int, Col("bigint", LATER)]
+    feature_id: Annotated[int, Col("bigint", FEATURE)]
     prompt_version_id: Annotated[int | None, Col("bigint", LATER_NON_NULL)]
     cost_usd: Annotated[Decimal | None, Col("numeric", CLIENT_COST)]
     cost_source: Annotated[str, Col("text", CLIENT_COST, default="")]
@@ -70,6 +78,7 @@ class TraceRow(NamedTuple):
     received_at: Annotated[datetime, Col("timestamptz", KEPT_FIRST)]
     # Written by pricing span by span alone (services.prices.traces_usage_from_spans), never by a row: kept.
     cost_by_model: Annotated[str | None, Col("jsonb", KEPT_FIRST)] = None
+    feature_guessed: Annotated[bool, Col("boolean", GUESSED)] = False
 
 
 TRACES = IngestTable(table="feedback_trace", row=TraceRow, stage="candor_stage_trace")

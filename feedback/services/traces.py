@@ -4,7 +4,7 @@ cost computed from the price book when the client does not send it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -117,6 +117,7 @@ def traces_store(
     span_rows: Sequence[SpanRow] = (),
     shared: SharedCounts | None = None,
     usage_from_spans: bool = True,
+    feature_guessed: Collection[str] = frozenset(),
 ) -> tuple[IngestResult, set[str]]:
     """Store already-validated traces (index, item); also returns the trace_ids stored new by this
     call (no stored trace was merged into them). The OTLP endpoint calls this too.
@@ -129,6 +130,9 @@ def traces_store(
 
     ``usage_from_spans``: a trace that sends no tokens or cost of its own takes them from its stored LLM
     spans (prices.traces_usage_from_spans); the OTLP endpoint maps and sums its spans itself.
+
+    ``feature_guessed``: traces whose feature is only the OTLP service's name: stored so, they move to a feature
+    a later write names, and never out of a named one (tables.FEATURE).
 
     ``expect_known``: some traces are likely stored already, or being stored by a concurrent call:
     stage and merge rather than try the straight COPY of the batch, which would fail on them (after
@@ -193,6 +197,7 @@ def traces_store(
                     metadata=_json.encode(item.metadata).decode() if item.metadata is not None else None,
                     day=item.started_at.astimezone(UTC).date() if item.started_at else None,
                     received_at=received,
+                    feature_guessed=item.trace_id in feature_guessed,
                 )
             )
             if item.spans:

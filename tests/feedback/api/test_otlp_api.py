@@ -564,3 +564,46 @@ def test_a_span_with_unreadable_ids_is_refused_alone_and_the_rest_of_the_export_
     with in_tenant(org_a):
         assert set(Trace.objects.filter(trace_id__in=[good_json, good_pb]).values_list("trace_id", flat=True)) == {
             good_json, good_pb}  # fmt: skip
+
+
+def test_a_later_export_without_candor_feature_leaves_the_trace_where_it_is(live, org_a, committed_db) -> None:  # type: ignore[no-untyped-def]
+    """A child span exported after its root (a slow tool call, a retried export) names no candor.feature: its
+    export's trace takes the service name as its feature, and merged over the stored trace it moved the trace
+    there, out of the feature its root named (and made a feature of the service). The other way round (children
+    first, then the root) the root's feature takes the trace, as before."""
+    from feedback.models import Feature, Trace
+    from tests.fixtures.organizations import in_tenant
+
+    feature, late_service, early_service = unique("feat"), unique("svc"), unique("svc")
+    headers = {"Authorization": f"Bearer {org_a.secret_key}", "Content-Type": "application/json"}
+    root = {"name": "answer", "id": "a" * 16, "attributes": {"candor.feature": feature, "candor.customer_id": "c1"}}
+    late = _chat("b" * 16, "gpt-4o-mini", 100)
+    early = _chat("c" * 16, "gpt-4o-mini", 50)
+
+    def send(spans: list[dict[str, Any]], trace_hex: str) -> None:
+        body = _export(spans, trace_hex)
+        service = late_service if trace_hex == first else early_service
+        body["resourceSpans"][0]["resource"] = {
+            "attributes": [{"key": "service.name", "value": {"stringValue": service}}]
+        }
+        answer = requests.post(f"{live.url}/api/v1/otlp/v1/traces", json=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+
+    first, second = uuid.uuid4().hex, uuid.uuid4().hex
+    send([root], first)
+    send([late], first)  # after its root
+    send([early], second)  # before its root
+    send([root], second)
+    with in_tenant(org_a):
+        for otel_id in (first, second):
+            trace = Trace.objects.select_related("feature").get(trace_id=otel_id)
+            assert (trace.feature.key, trace.customer_id) == (feature, "c1")
+            assert trace.input_tokens in (100, 50)
+            assert not trace.feature_guessed
+        assert not Trace.objects.filter(feature__key__in=(late_service, early_service)).exists()
+    send([late], first)  # the late child resent: the trace stays named
+    with in_tenant(org_a):
+        assert Trace.objects.get(trace_id=first).feature.key == feature
+        # The late child's export made no feature of its service; the early one did, before its root came.
+        assert not Feature.objects.filter(key=late_service).exists()
+        assert Feature.objects.filter(key=early_service).exists()

@@ -13,7 +13,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from feedback.otlp import otlp_map, span_dict
+from feedback.otlp import FEATURE_GUESSED, otlp_map, span_dict
 from feedback.schemas import FUTURE_SLACK, TraceIn, check_trace, decode_body
 from feedback.services.otlp import _read_times, _span_rows
 from feedback.services.shared import utc_now
@@ -138,7 +138,8 @@ def _rows(body: bytes) -> tuple[list[tuple[Any, ...]] | None, dict[str, Any], li
 
 def _rest(trace: dict[str, Any], spans: list[Any]) -> tuple[list[Any], list[Any]]:
     """What POST /api/v1/traces makes of the trace: its decoded item's span rows, and its errors."""
-    body = msgspec.json.encode({"batch": [{**trace, "spans": [span_dict(span) for span in spans]}]})
+    item = {key: value for key, value in trace.items() if key != FEATURE_GUESSED}  # the endpoint's mark, not sent
+    body = msgspec.json.encode({"batch": [{**item, "spans": [span_dict(span) for span in spans]}]})
     good, errors = decode_body(body, TraceIn, check_trace, NOW)
     return [_span_row(item.trace_id, span) for _, item in good for span in item.spans or ()], errors
 

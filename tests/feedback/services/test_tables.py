@@ -78,7 +78,10 @@ def test_trace_merge_rules() -> None:
     clauses = {line.strip().rstrip(",") for line in TRACES.merge_set(old="t", new="s").splitlines()}
     assert '"model" = COALESCE(NULLIF(s."model", \'\'), t."model")' in clauses
     assert '"latency_ms" = COALESCE(s."latency_ms", t."latency_ms")' in clauses
-    assert '"feature_id" = s."feature_id"' in clauses
+    # A feature only guessed from the OTLP service name never replaces a named one.
+    guessed = "s.feature_guessed AND NOT t.feature_guessed"
+    assert f'"feature_id" = CASE WHEN {guessed} THEN t."feature_id" ELSE s."feature_id" END' in clauses
+    assert '"feature_guessed" = t."feature_guessed" AND s."feature_guessed"' in clauses
     assert '"metadata" = t."metadata" || COALESCE(s."metadata", \'{}\'::jsonb)' in clauses
     assert '"cost_usd" = CASE WHEN s."cost_source" = \'client\' THEN s."cost_usd" ELSE t."cost_usd" END' in clauses
     written = {clause.split(" = ", 1)[0].strip('"') for clause in clauses}

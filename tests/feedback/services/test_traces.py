@@ -356,3 +356,29 @@ def test_a_trace_priced_per_model_is_resent_and_summed_again(client_a, org_a) ->
     assert float(row.cost_usd or 0) == pytest.approx(0.15 + 2.50 + 10.00)
     assert row.cost_by_model == {"gpt-4o-mini": "0.15000000", "gpt-4o": "12.50000000"}
     _counters_match_a_rebuild(org_a, customer)
+
+
+def test_a_guessed_feature_never_moves_a_named_trace_and_a_named_one_moves_a_guessed_one(db, org_a) -> None:  # type: ignore[no-untyped-def]
+    """The merge rule itself (tables.FEATURE), for two OTLP exports of one trace racing past the endpoint's look at
+    the stored trace: a write whose feature is only the service's name keeps the stored trace's named feature."""
+    from feedback.schemas import TraceIn
+    from feedback.services.traces import traces_store
+
+    named, guessed_first, both_guessed = unique(), unique(), unique()
+
+    def store(trace_id: str, feature: str, guessed: bool) -> None:
+        item = TraceIn(trace_id=trace_id, feature=feature)
+        traces_store(items=[(0, item)], expect_known=True, feature_guessed={trace_id} if guessed else set())
+
+    with in_tenant(org_a):
+        for trace_id, writes in (
+            (named, [("root-feature", False), ("support-app", True)]),
+            (guessed_first, [("support-app", True), ("root-feature", False)]),
+            (both_guessed, [("support-app", True), ("support-worker", True)]),
+        ):
+            for feature, guessed in writes:
+                store(trace_id, feature, guessed)
+        stored = {t.trace_id: (t.feature.key, t.feature_guessed) for t in Trace.objects.select_related("feature")}
+    assert stored[named] == ("root-feature", False)
+    assert stored[guessed_first] == ("root-feature", False)
+    assert stored[both_guessed] == ("support-worker", True)
