@@ -96,6 +96,9 @@ class Trace(models.Model):
     # candor.feature (a child exported apart from its root). A later export naming it moves the trace there;
     # one guessing again never moves it out of a named feature.
     feature_guessed = models.BooleanField(default=False, db_default=False)
+    # Every OTLP export that wrote the trace held only spans with a parent: its root span is yet to come. The root's
+    # export sets the start, day and latency; until then they are the earliest seen, and any span's error sticks.
+    root_missing = models.BooleanField(default=False, db_default=False)
     latency_ms = models.FloatField(null=True)
     ttft_ms = models.FloatField(null=True)
     status = models.CharField(max_length=8, default=TraceStatus.OK.value)

@@ -48,7 +48,9 @@ from feedback.schemas import FEATURE_KEY_CHARS, MAX_FEATURE_KEY, MAX_SPAN_NAME, 
 __all__ = [
     "FEATURE_GUESSED",
     "JSON_CONTENT_TYPES",
+    "MARKS",
     "PROTOBUF_CONTENT_TYPES",
+    "ROOT_MISSING",
     "MappedSpan",
     "OtlpBadSpan",
     "OtlpError",
@@ -59,9 +61,13 @@ __all__ = [
     "span_dict",
 ]
 
-# A mapped trace's key (not a traces API field: the OTLP endpoint takes it out) saying its feature is the service
-# name's, no span of the export having named candor.feature.
+# Keys of a mapped trace that are no traces API field (the OTLP endpoint takes them out): what one export could not
+# tell of its trace, so that it does not overwrite what another export of the trace told. FEATURE_GUESSED: no span
+# named candor.feature, the feature is the service's name; ROOT_MISSING: every span has a parent (a child exported
+# apart from its root), so the start, latency and status are not the root's.
 FEATURE_GUESSED: Final = "feature_guessed"
+ROOT_MISSING: Final = "root_missing"
+MARKS: Final = (FEATURE_GUESSED, ROOT_MISSING)
 PROTOBUF_CONTENT_TYPES = frozenset({"application/x-protobuf", "application/protobuf"})
 JSON_CONTENT_TYPES = frozenset({"application/json"})
 
@@ -215,7 +221,7 @@ def otlp_parse(body: bytes, content_type: str, max_bytes: int = MAX_DECOMPRESSED
     """
     mapped = otlp_map(body, content_type, max_bytes)
     return [
-        {**{k: v for k, v in trace.items() if k != FEATURE_GUESSED}, "spans": [span_dict(span) for span in spans]}
+        {**{k: v for k, v in trace.items() if k not in MARKS}, "spans": [span_dict(span) for span in spans]}
         for trace, spans in mapped
     ]
 
@@ -225,7 +231,7 @@ def otlp_map(
 ) -> list[tuple[dict[str, Any], list[MappedSpan]]]:
     """``otlp_parse`` with each trace's spans apart, as :class:`MappedSpan` records rather than dicts:
     what the OTLP endpoint stores (its spans go straight to span rows, not through JSON). A trace whose feature
-    is its service's name (no span of the export named candor.feature) holds ``FEATURE_GUESSED``: True.
+    is its service's name holds ``FEATURE_GUESSED``: True; one whose spans all have a parent, ``ROOT_MISSING``: True.
 
     ``refused``: where a span whose IDs cannot be read is said (and the span left out), rather than the whole
     body refused (OtlpError): the rest of the export is kept."""
@@ -943,6 +949,8 @@ def _build_trace(otel_trace_id: str, group: list[_Span]) -> _BuiltTrace:
     trace["metadata"] = metadata
 
     trace["started_at"] = _iso(root.start_ns)
+    if root.parent_span_id is not None:
+        trace[ROOT_MISSING] = True
     if root.start_ns > 0 and root.end_ns >= root.start_ns:
         trace["latency_ms"] = (root.end_ns - root.start_ns) / 1e6
     spans = [_mapped_span(s, kind) for s, kind in zip(group, kinds, strict=True)]

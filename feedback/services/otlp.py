@@ -18,7 +18,7 @@ import msgspec
 from django.db import transaction
 
 from feedback.enums import SpanKind, TraceStatus
-from feedback.otlp import FEATURE_GUESSED, MappedSpan, span_dict
+from feedback.otlp import FEATURE_GUESSED, ROOT_MISSING, MappedSpan, span_dict
 from feedback.prices import COST_FROM_CLIENT, COST_FROM_SPANS
 from feedback.schemas import FUTURE_SLACK, MAX_ID, ItemError, TraceIn, check_trace, decode_body
 from feedback.services.columns import fetch_as, select_list
@@ -102,7 +102,7 @@ def otlp_ingest(
         for otel, (trace, _) in zip(otel_of, traces, strict=True):
             if trace["trace_id"] == otel and otel in links:
                 trace["trace_id"] = links[otel]
-        guessed = _feature_guesses(cursor, [trace for trace, _ in traces])
+        guessed, root_missing = _marks(cursor, [trace for trace, _ in traces])
         # Spans the REST decoding would take as they are become rows here, without a trip through JSON; a
         # trace with any other span sends its spans through that decoding, for the very same per-item error.
         # Their times are read as that decoding reads them (in C, all of the export's at once).
@@ -134,6 +134,7 @@ def otlp_ingest(
             shared=shared,
             usage_from_spans=False,
             feature_guessed=guessed,
+            root_missing=root_missing,
         )
         adopting = {otel: t for otel, t in links.items() if otel != t}
         if adopting:
@@ -178,15 +179,20 @@ def otlp_ingest(
     return result, errors
 
 
-def _feature_guesses(cursor: Any, traces: list[dict[str, Any]]) -> set[str]:
-    """The trace_ids whose feature these exports only guessed (the service's name), taking the mark out of each
-    trace. A guess gives way to the feature a span named, in another trace of this batch or in the stored trace:
-    a child exported after its root neither moves the trace nor makes an empty feature of the service."""
-    marks = [bool(trace.pop(FEATURE_GUESSED, False)) for trace in traces]
-    if not any(marks):
-        return set()
-    named = {trace["trace_id"]: trace["feature"] for trace, mark in zip(traces, marks, strict=True) if not mark}
-    guessed = {trace["trace_id"] for trace, mark in zip(traces, marks, strict=True) if mark} - set(named)
+def _marks(cursor: Any, traces: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
+    """The trace_ids whose feature these exports only guessed (the service's name), and those whose root span none
+    of them held, taking the mapping's marks out of each trace (feedback.otlp.MARKS). A guess gives way to the
+    feature a span named, in another trace of this batch or in the stored trace: a child exported after its root
+    neither moves the trace nor makes an empty feature of the service."""
+    marks = [(bool(trace.pop(FEATURE_GUESSED, False)), bool(trace.pop(ROOT_MISSING, False))) for trace in traces]
+    rooted = {trace["trace_id"] for trace, (_, missing) in zip(traces, marks, strict=True) if not missing}
+    root_missing = {trace["trace_id"] for trace, (_, missing) in zip(traces, marks, strict=True) if missing} - rooted
+    if not any(guessed for guessed, _ in marks):
+        return set(), root_missing
+    named = {
+        trace["trace_id"]: trace["feature"] for trace, (guessed, _) in zip(traces, marks, strict=True) if not guessed
+    }
+    guessed = {trace["trace_id"] for trace, (guessed, _) in zip(traces, marks, strict=True) if guessed} - set(named)
     if guessed:
         cursor.execute(
             "SELECT t.trace_id, f.key FROM feedback_trace t JOIN feedback_feature f ON f.id = t.feature_id "
@@ -194,10 +200,10 @@ def _feature_guesses(cursor: Any, traces: list[dict[str, Any]]) -> set[str]:
             [sorted(trace_id for trace_id in guessed if _linkable(trace_id))],
         )
         named.update(cursor.fetchall())
-    for trace, mark in zip(traces, marks, strict=True):
+    for trace, (mark, _) in zip(traces, marks, strict=True):
         if mark:
             trace["feature"] = named.get(trace["trace_id"], trace["feature"])
-    return guessed
+    return guessed, root_missing
 
 
 _read_times = functools.partial(msgspec.convert, type=list[datetime | None])

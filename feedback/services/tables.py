@@ -44,7 +44,30 @@ FEATURE = Merge(
     "CASE WHEN {new_row}.feature_guessed AND NOT {old_row}.feature_guessed THEN {old} ELSE {new} END",
     None,
 )
-GUESSED = Merge("guessed while every write guessed", "{old} AND {new}", lambda old, new: old and new)
+# True while every write said so (a feature guessed, a root missing).
+EVERY_WRITE = Merge("while every write says so", "{old} AND {new}", lambda old, new: old and new)
+# A write from OTLP spans that all have a parent (root_missing: the root span is in another export) never replaces
+# what the root told: its start and day are the earliest seen until the root comes, its latency gives way to the
+# root's, and an error of any span sticks (the mapping's rule for one export: any span's error is the trace's).
+_PART = "{new_row}.root_missing"
+_PART_OVER_ROOT = "{new_row}.root_missing AND NOT {old_row}.root_missing"
+ROOT_START = Merge(
+    "the root's, else the earliest",
+    f"CASE WHEN {_PART_OVER_ROOT} THEN {{old}} WHEN {_PART} THEN LEAST({{old}}, {{new}}) "
+    "ELSE COALESCE({new}, {old}) END",
+    None,
+)
+ROOT_LATENCY = Merge(
+    "the root's, later non-null",
+    f"CASE WHEN {_PART_OVER_ROOT} THEN {{old}} ELSE COALESCE({{new}}, {{old}}) END",
+    None,
+)
+STICKY_ERROR = Merge(
+    "later non-null, an error of a part sticks",
+    f"CASE WHEN ({_PART} OR {{old_row}}.root_missing) AND '{TraceStatus.ERROR.value}' IN ({{old}}, {{new}}) "
+    f"THEN '{TraceStatus.ERROR.value}' ELSE COALESCE({{new}}, {{old}}) END",
+    None,
+)
 
 
 class TraceRow(NamedTuple):
@@ -57,9 +80,9 @@ class TraceRow(NamedTuple):
     input_tokens: Annotated[int | None, Col("bigint", LATER_NON_NULL, as_sent=True)]
     output_tokens: Annotated[int | None, Col("bigint", LATER_NON_NULL, as_sent=True)]
     cached_tokens: Annotated[int | None, Col("bigint", LATER_NON_NULL, as_sent=True)]
-    latency_ms: Annotated[float | None, Col("double precision", LATER_NON_NULL, as_sent=True)]
+    latency_ms: Annotated[float | None, Col("double precision", ROOT_LATENCY, as_sent=True)]
     ttft_ms: Annotated[float | None, Col("double precision", LATER_NON_NULL, as_sent=True)]
-    status: Annotated[str | None, Col("text", LATER_NON_NULL, default=TraceStatus.OK.value, as_sent=True)]
+    status: Annotated[str | None, Col("text", STICKY_ERROR, default=TraceStatus.OK.value, as_sent=True)]
     fallback: Annotated[bool | None, Col("boolean", LATER_NON_NULL, as_sent=True)]
     guardrail_blocked: Annotated[bool | None, Col("boolean", LATER_NON_NULL, as_sent=True)]
     customer_id: Annotated[str | None, Col("text", LATER_NON_EMPTY, default="", as_sent=True)]
@@ -67,18 +90,19 @@ class TraceRow(NamedTuple):
     session_id: Annotated[str | None, Col("text", LATER_NON_EMPTY, default="", as_sent=True)]
     experiment: Annotated[str | None, Col("text", LATER_NON_EMPTY, default="", as_sent=True)]
     variant: Annotated[str | None, Col("text", LATER_NON_EMPTY, default="", as_sent=True)]
-    started_at: Annotated[datetime | None, Col("timestamptz", LATER_NON_NULL, default=WHEN_RECEIVED, as_sent=True)]
+    started_at: Annotated[datetime | None, Col("timestamptz", ROOT_START, default=WHEN_RECEIVED, as_sent=True)]
     # Computed at ingestion.
     feature_id: Annotated[int, Col("bigint", FEATURE)]
     prompt_version_id: Annotated[int | None, Col("bigint", LATER_NON_NULL)]
     cost_usd: Annotated[Decimal | None, Col("numeric", CLIENT_COST)]
     cost_source: Annotated[str, Col("text", CLIENT_COST, default="")]
     metadata: Annotated[str | None, Col("jsonb", JSON_MERGED, default="{}")]  # JSON text
-    day: Annotated[date | None, Col("date", LATER_NON_NULL, default=DAY_RECEIVED)]
+    day: Annotated[date | None, Col("date", ROOT_START, default=DAY_RECEIVED)]
     received_at: Annotated[datetime, Col("timestamptz", KEPT_FIRST)]
     # Written by pricing span by span alone (services.prices.traces_usage_from_spans), never by a row: kept.
     cost_by_model: Annotated[str | None, Col("jsonb", KEPT_FIRST)] = None
-    feature_guessed: Annotated[bool, Col("boolean", GUESSED)] = False
+    feature_guessed: Annotated[bool, Col("boolean", EVERY_WRITE)] = False
+    root_missing: Annotated[bool, Col("boolean", EVERY_WRITE)] = False
 
 
 TRACES = IngestTable(table="feedback_trace", row=TraceRow, stage="candor_stage_trace")

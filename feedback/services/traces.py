@@ -118,6 +118,7 @@ def traces_store(
     shared: SharedCounts | None = None,
     usage_from_spans: bool = True,
     feature_guessed: Collection[str] = frozenset(),
+    root_missing: Collection[str] = frozenset(),
 ) -> tuple[IngestResult, set[str]]:
     """Store already-validated traces (index, item); also returns the trace_ids stored new by this
     call (no stored trace was merged into them). The OTLP endpoint calls this too.
@@ -132,7 +133,9 @@ def traces_store(
     spans (prices.traces_usage_from_spans); the OTLP endpoint maps and sums its spans itself.
 
     ``feature_guessed``: traces whose feature is only the OTLP service's name: stored so, they move to a feature
-    a later write names, and never out of a named one (tables.FEATURE).
+    a later write names, and never out of a named one (tables.FEATURE). ``root_missing``: traces written from OTLP
+    spans that all have a parent (their root is in another export): their start, day and latency never replace a
+    root's, and an error in them sticks (tables.ROOT_START and its kin).
 
     ``expect_known``: some traces are likely stored already, or being stored by a concurrent call:
     stage and merge rather than try the straight COPY of the batch, which would fail on them (after
@@ -198,6 +201,7 @@ def traces_store(
                     day=item.started_at.astimezone(UTC).date() if item.started_at else None,
                     received_at=received,
                     feature_guessed=item.trace_id in feature_guessed,
+                    root_missing=item.trace_id in root_missing,
                 )
             )
             if item.spans:

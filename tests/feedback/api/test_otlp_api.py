@@ -607,3 +607,45 @@ def test_a_later_export_without_candor_feature_leaves_the_trace_where_it_is(live
         # The late child's export made no feature of its service; the early one did, before its root came.
         assert not Feature.objects.filter(key=late_service).exists()
         assert Feature.objects.filter(key=early_service).exists()
+
+
+def test_a_child_exported_apart_from_its_root_neither_loses_its_error_nor_takes_the_roots_times(  # type: ignore[no-untyped-def]
+    live, org_a, committed_db
+) -> None:
+    """The SDK's batch processor splits traces across exports, children usually first: the root's export set the
+    trace's status from the root alone (a child's error was lost: the trace read "ok"), and a child exported after
+    its root replaced the root's start and latency with its own."""
+    from feedback.models import Trace
+    from tests.fixtures.organizations import in_tenant
+
+    headers = {"Authorization": f"Bearer {org_a.secret_key}", "Content-Type": "application/json"}
+    t0 = 1_700_000_000_000_000_000
+    root = {"name": "answer", "id": "a" * 16, "start": t0, "attributes": {"candor.feature": unique("feat")}}
+    child = {**_chat("b" * 16, "gpt-4o-mini", 100), "start": t0 + 500_000_000}  # 0.5 s after the root, 3 s long
+
+    def send(span: dict[str, Any], trace_hex: str) -> None:
+        body = _export([span], trace_hex)
+        body["resourceSpans"][0]["resource"] = {"attributes": [{"key": "service.name", "value": {"stringValue": "a"}}]}
+        if span is child:
+            sent = body["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+            sent["status"] = {"code": 2, "message": "rate limited"}
+            sent["endTimeUnixNano"] = str(t0 + 3_500_000_000)
+        answer = requests.post(f"{live.url}/api/v1/otlp/v1/traces", json=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+
+    early, late = uuid.uuid4().hex, uuid.uuid4().hex
+    for trace_hex, order in ((early, (child, root)), (late, (root, child, child))):
+        for span in order:
+            send(span, trace_hex)
+    with in_tenant(org_a):
+        for trace_hex in (early, late):
+            trace = Trace.objects.get(trace_id=trace_hex)
+            assert trace.status == "error"
+            assert trace.started_at.timestamp() == 1_700_000_000  # the root's start, not its child's
+            assert trace.latency_ms == 1000.0 and not trace.root_missing  # the root's 1 s, not its child's 3
+    # Only the child, so far: its start stands, and the root's export then takes over.
+    alone = uuid.uuid4().hex
+    send(child, alone)
+    with in_tenant(org_a):
+        trace = Trace.objects.get(trace_id=alone)
+        assert (trace.started_at.timestamp(), trace.status, trace.root_missing) == (1_700_000_000.5, "error", True)

@@ -77,7 +77,11 @@ def test_as_sent_columns_are_wire_fields(table: IngestTable[Any], model: Any, wi
 def test_trace_merge_rules() -> None:
     clauses = {line.strip().rstrip(",") for line in TRACES.merge_set(old="t", new="s").splitlines()}
     assert '"model" = COALESCE(NULLIF(s."model", \'\'), t."model")' in clauses
-    assert '"latency_ms" = COALESCE(s."latency_ms", t."latency_ms")' in clauses
+    # A write without its trace's root span (another OTLP export has it) never replaces the root's latency.
+    part = "s.root_missing AND NOT t.root_missing"
+    latency = 'COALESCE(s."latency_ms", t."latency_ms")'
+    assert f'"latency_ms" = CASE WHEN {part} THEN t."latency_ms" ELSE {latency} END' in clauses
+    assert '"cached_tokens" = COALESCE(s."cached_tokens", t."cached_tokens")' in clauses
     # A feature only guessed from the OTLP service name never replaces a named one.
     guessed = "s.feature_guessed AND NOT t.feature_guessed"
     assert f'"feature_id" = CASE WHEN {guessed} THEN t."feature_id" ELSE s."feature_id" END' in clauses
