@@ -275,7 +275,8 @@ class RollupMeasures(models.Model):
     edits = models.BigIntegerField(default=0)
     edited_traces = models.BigIntegerField(default=0)
     edit_distance_sum = models.FloatField(default=0)
-    cost_usd = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+    # Sums over any number of traces (each under $10^8): 38 digits, never an overflow that stops a refresh.
+    cost_usd = models.DecimalField(max_digits=38, decimal_places=8, default=0)
     costed_traces = models.BigIntegerField(default=0)
     input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
@@ -287,7 +288,7 @@ class RollupMeasures(models.Model):
     # and how many traces have at least one: the outcomes success source.
     outcomes = models.BigIntegerField(default=0)
     outcome_traces = models.BigIntegerField(default=0)
-    outcome_value_usd = models.DecimalField(max_digits=18, decimal_places=6, default=0)
+    outcome_value_usd = models.DecimalField(max_digits=38, decimal_places=6, default=0)
     # The sum of each costed trace's cost squared: with cost_usd and costed_traces, the variance of a
     # trace's cost (how noisy a window's cost per success is; evaluation.services.alerts).
     cost_sq_usd = models.FloatField(default=0)
@@ -372,7 +373,7 @@ class SpendCounter(models.Model):
     day = models.DateField()
     feature_id = models.BigIntegerField()
     model = models.CharField(max_length=200)
-    cost_usd = models.DecimalField(max_digits=20, decimal_places=8, default=0)
+    cost_usd = models.DecimalField(max_digits=38, decimal_places=8, default=0)  # a sum: see RollupMeasures
     traces = models.BigIntegerField(default=0)
 
     class Meta:

@@ -361,3 +361,27 @@ def test_a_small_groups_percentiles_are_by_nearest_rank() -> None:
         for q in (0.0, 0.5, 0.95, 0.99, 1.0):
             want = float(np.quantile(values, q, method="inverted_cdf"))
             assert quantile(sketch, q) == pytest.approx(want, rel=0.011), (len(values), q)
+
+
+def test_a_partition_of_the_costliest_traces_sums_without_overflow(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """Each trace costs under $10^8 (what a trace's cost column holds), but the sums over traces were narrower than
+    what they add up: 112 such traces in one day and feature overflowed the rollups' numeric(18, 8), and every later
+    refresh of the organization failed (its reports froze); 11,112 overflowed a spend counter, a 500 that lost the
+    batch. Sums now hold 38 digits."""
+    from feedback.models import SpendCounter, Trace
+
+    feature = unique("feat")
+    big = {"feature": feature, "provider": "anthropic", "model": "claude-opus-4", "customer_id": "cus_big",
+           "input_tokens": 10**12, "output_tokens": 10**12, "started_at": "2025-04-02T10:00:00Z"}  # fmt: skip
+    for first in range(0, 11_200, 1_000):
+        batch = [{**big, "trace_id": f"{feature}-{i}"} for i in range(first, min(first + 1_000, 11_200))]
+        result = _post_traces(org_a, batch)
+        assert (result.accepted, result.errors) == (len(batch), [])
+    with in_tenant(org_a):
+        each = Trace.objects.get(trace_id=f"{feature}-0").cost_usd
+        assert each is not None and 10**7 < each < 10**8
+        assert SpendCounter.objects.get(customer_id="cus_big", feature_id__isnull=False).cost_usd == each * 11_200
+        assert rollups_refresh() >= 1
+        rows = DailyRollup.objects.filter(feature__key=feature)
+        assert sum(row.traces for row in rows) == 11_200
+        assert sum(row.cost_usd for row in rows) == each * 11_200
