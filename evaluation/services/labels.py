@@ -214,6 +214,9 @@ def labels_ingest(*, body: bytes, source: str = LabelSource.API) -> IngestResult
                 rubric = _new_rubric(item.rubric, scale)
                 rubrics[(item.rubric, item.rubric_version)] = rubric
                 rubrics[(item.rubric, None)] = rubric
+                # A concurrent batch may have made the rubric first, on another scale: checked against the one
+                # stored, as any later label is (it was stored unchecked: a binary rubric held a 4).
+                problem = _item_error(item, rubric)
         else:
             problem = _item_error(item, rubric)
         if problem is not None or rubric is None:

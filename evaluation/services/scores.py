@@ -123,23 +123,27 @@ def scores_ingest(*, body: bytes) -> IngestResult:
                 ItemError(index, "name", f"{item.name!r} is a Candor {judge.kind} judge, not external")
             )
             continue
+        field = "value" if item.value is not None else "label"
         if judge is None:
             scale = item.scale or (infer_scale(item.value) if item.value is not None else "binary")
-        else:
-            assert judge.current_version is not None
-            scale = judge.current_version.content["scale"]
-            if item.scale is not None and item.scale != scale:
-                result.errors.append(
-                    ItemError(index, "scale", f"{item.name!r} is {scale} (fixed by its first score), not {item.scale}")
-                )
+            verdict = external_result(value, get_scale(scale), comment=item.comment or "")
+            if not verdict.ok:  # no judge is made for a score it would refuse
+                result.errors.append(ItemError(index, field, f"not on the {scale} scale: {verdict.error}"))
                 continue
+            # A concurrent batch may have made the judge first, on another scale: the score is checked against the
+            # scale stored, below, as any later score is (it was stored unchecked: a binary judge held a 4).
+            judge = _external_judge(item.name, scale, item.judge_version or "")
+        assert judge.current_version is not None
+        scale = judge.current_version.content["scale"]
+        if item.scale is not None and item.scale != scale:
+            result.errors.append(
+                ItemError(index, "scale", f"{item.name!r} is {scale} (fixed by its first score), not {item.scale}")
+            )
+            continue
         verdict = external_result(value, get_scale(scale), comment=item.comment or "")
         if not verdict.ok:
-            field = "value" if item.value is not None else "label"
             result.errors.append(ItemError(index, field, f"not on the {scale} scale: {verdict.error}"))
             continue
-        if judge is None:
-            judge = _external_judge(item.name, scale, item.judge_version or "")
         judges[item.name] = judge
         if _version_would_exceed_cap(judge, item.judge_version or "", versions):
             result.errors.append(
