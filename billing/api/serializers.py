@@ -34,7 +34,10 @@ class BudgetCheckSerializer(serializers.Serializer):
 
 
 class _Text(serializers.CharField):
-    """A JSON string, nothing else (DRF would take 0 and make it "0")."""
+    """A JSON string, nothing else (DRF would take 0 and make it "0"), as sent (DRF would trim it)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(trim_whitespace=False, **kwargs)
 
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):

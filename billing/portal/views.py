@@ -34,6 +34,7 @@ from billing.services.accounts import account_get, cap_set, checkout_start, noti
 from billing.services.budgets import budget_delete, budget_set
 from billing.services.shared import utc_now
 from evaluation.reports.selectors import ReportError, overview, window_from
+from feedback.models import Feature
 from tenants.access import Role, org_url, role_required
 
 
@@ -197,8 +198,11 @@ def budgets(request: HttpRequest) -> HttpResponse:
         form = BudgetForm(request.POST)
         if form.is_valid():
             try:
-                budget_set(organization=organization, **form.cleaned_data)
+                budget = budget_set(organization=organization, **form.cleaned_data)
                 messages.success(request, "Budget saved.")
+                if budget.feature and not Feature.objects.filter(key=budget.feature).exists():
+                    messages.warning(request, f"No trace names the feature '{budget.feature}' yet: the budget "
+                                     "applies once traces and budget checks name it.")  # fmt: skip
                 return redirect(org_url(request, "billing:budgets"))
             except ValidationError as exc:
                 for name, errors in exc.message_dict.items() if hasattr(exc, "error_dict") else [(None, exc.messages)]:

@@ -4,6 +4,7 @@ and the sweep that warns once when a customer's spend passes a budget's threshol
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date
@@ -18,6 +19,7 @@ from billing.selectors import BudgetRule, applicable_budgets
 from billing.services.accounts import parse_usd
 from billing.services.notices import notice_send
 from billing.services.shared import month_start, organization_schema
+from feedback.schemas import FEATURE_KEY_CHARS
 from tenants.selectors import Organization
 
 MAX_BUDGET_USD = Decimal("1000000")
@@ -37,6 +39,9 @@ def _thresholds(values: Sequence[object] | str | None) -> list[int]:
     return out
 
 
+_FEATURE_KEY = re.compile(f"[A-Za-z0-9][{FEATURE_KEY_CHARS}]*")
+
+
 def budget_set(
     *,
     organization: Organization,
@@ -50,11 +55,19 @@ def budget_set(
     fallback_model: str = "",
 ) -> CustomerBudget:
     """Create or replace the budget of one scope (customer or default, feature, model)."""
-    customer_id, feature, model, fallback_model = (s.strip() for s in (customer_id, feature, model, fallback_model))
     for name, value, limit in (("customer_id", customer_id, 200), ("feature", feature, 100), ("model", model, 200),
                                ("fallback_model", fallback_model, 200)):  # fmt: skip
         if len(value) > limit or "\x00" in value:
             raise ValidationError({name: f"At most {limit} characters, no NUL."})
+        # Matched exactly as traces and the budget check send them: "c1 " trimmed to "c1" replaced c1's budget
+        # and never applied to "c1 ".
+        if value != value.strip():
+            raise ValidationError({name: "Starts or ends with a space: IDs are matched exactly as traces send them."})
+    if feature and not _FEATURE_KEY.fullmatch(feature):
+        # A display name ("Support Copilot") would never match: the check and the counters name features by key.
+        raise ValidationError(
+            {"feature": f"'{feature}' is not a feature key (as traces send it, e.g. support-copilot)."}
+        )
     daily = parse_usd(daily_cap_usd, field="daily_cap_usd", maximum=MAX_BUDGET_USD)
     monthly = parse_usd(monthly_cap_usd, field="monthly_cap_usd", maximum=MAX_BUDGET_USD)
     if daily is None and monthly is None:

@@ -90,6 +90,25 @@ def test_bad_budgets_are_a_400(db: None, client_a: Client, body: dict[str, Any])
     assert response.json()["error"]["details"]
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"customer_id": "c1 "}, "customer_id"), ({"customer_id": " c1"}, "customer_id"),
+     ({"feature": "Support Copilot"}, "feature"), ({"model": "gpt-4o "}, "model")],
+)  # fmt: skip
+def test_an_id_that_would_not_match_as_sent_is_refused_not_trimmed(
+    db: None, client_a: Client, body: dict[str, Any], field: str
+) -> None:
+    """Budget IDs were trimmed where traces and the check take them as sent: a budget for "c1 " replaced c1's (its
+    monthly cap gone) and never applied to "c1 "; a display name for a feature never matched its key."""
+    kept = client_a.post("/api/v1/budgets", {"customer_id": "c1", "monthly_cap_usd": 10},
+                         content_type="application/json")  # fmt: skip
+    assert kept.status_code == 200
+    response = client_a.post("/api/v1/budgets", {**body, "daily_cap_usd": 0.01}, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert field in response.json()["error"]["details"]
+    assert client_a.get(f"/api/v1/budgets/{kept.json()['id']}").json()["monthly_cap_usd"] == 10.0
+
+
 def test_a_misspelt_budget_field_is_refused_by_name_and_the_schema_says_caps_are_never_negative(
     db: None, client_a: Client
 ) -> None:

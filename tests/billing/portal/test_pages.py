@@ -87,6 +87,17 @@ def test_budgets_page_sets_and_removes(db: None, org_a: Org, owner_a: Client) ->
     assert not CustomerBudget.objects.filter(id=budget.id).exists()
 
 
+def test_a_budget_naming_a_feature_by_its_display_name_is_refused_and_an_unknown_key_is_said(
+    db: None, org_a: Org, owner_a: Client
+) -> None:
+    """A PM typed the feature as the portal shows it ("Support Copilot"): saved without a word, it never applied."""
+    form = {"customer_id": unique("c"), "monthly_cap_usd": "5", "over_action": "block"}
+    named = owner_a.post(org_a.url("spend/budgets/"), {**form, "feature": "Support Copilot"})
+    assert named.status_code == 200 and b"is not a feature key" in named.content
+    unknown = owner_a.post(org_a.url("spend/budgets/"), {**form, "feature": "no-such-feature"}, follow=True)
+    assert b"No trace names the feature" in unknown.content
+
+
 def test_another_organizations_spend_is_not_found(db: None, org_a: Org, org_b: Org, owner_a: Client) -> None:
     theirs = unique("theirs")
     send_traces(org_b, spend_traces(theirs, ["2"]))
