@@ -71,6 +71,9 @@ class Design:
 def _graded(rubric: Rubric) -> None:
     if rubric.scale == RubricScale.CATEGORICAL:
         raise CalibrationError("rubric", f"{rubric.name!r} is categorical: it has no good / bad to agree with")
+    if rubric.scale == RubricScale.FREE_TEXT:
+        # Its labels are notes: answered as "0 labels" it had an integrator adding labels that could never count.
+        raise CalibrationError("rubric", f"{rubric.name!r} is free text: it has no good / bad to agree with")
 
 
 def design_weights(labels: list[LabelRow]) -> tuple[np.ndarray | None, list[str] | None]:

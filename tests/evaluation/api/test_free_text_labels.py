@@ -41,3 +41,22 @@ def test_a_free_text_rubric_takes_text_and_nothing_else(api_a: ApiClient, org_a:
         assert Rubric.objects.get(name=batch[6]["rubric"]).scale == "free_text"
         assert Label.objects.filter(rubric__name=notes).count() == 2
         assert Label.objects.filter(rubric__name=binary).count() == 1
+
+
+def test_calibrating_or_estimating_against_a_free_text_rubric_is_a_400_naming_it(api_a: ApiClient, org_a: Org) -> None:
+    """Its labels are notes with no good or bad: answered with 200 and "0 labels", an integrator went on adding
+    labels that could never count (a categorical rubric was already a 400)."""
+    notes, judge, trace_id = unique("notes"), unique("ext"), unique()
+    api_a.post("/api/v1/traces", {"trace_id": trace_id, "feature": "f-notes"})
+    assert api_a.post("/api/v1/labels", label(trace_id, notes, text="Fine.")).json()["accepted"] == 1
+    score = {"score_id": unique("s"), "trace_id": trace_id, "name": judge, "value": 1}
+    assert api_a.post("/api/v1/scores", score).json()["accepted"] == 1
+    for path in (
+        f"/api/v1/judges/{judge}/calibration?rubric={notes}",
+        f"/api/v1/features/f-notes/success?rubric={notes}",
+    ):
+        answer = api_a.get(path)
+        assert answer.status_code == 400, (path, answer.content)
+        assert (
+            "free text" in answer.json()["error"]["message"] and answer.json()["error"]["details"]["field"] == "rubric"
+        )
