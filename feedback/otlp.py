@@ -43,7 +43,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from feedback.enums import SpanKind, TraceStatus
-from feedback.schemas import FEATURE_KEY_CHARS, MAX_FEATURE_KEY, MAX_SPAN_NAME, MAX_TEXT
+from feedback.schemas import FEATURE_KEY_CHARS, FEATURE_KEY_PATTERN, MAX_FEATURE_KEY, MAX_SPAN_NAME, MAX_TEXT
 
 __all__ = [
     "FEATURE_GUESSED",
@@ -894,7 +894,8 @@ def _build_trace(otel_trace_id: str, group: list[_Span]) -> _BuiltTrace:
     feature = _feature_key(sent_feature, "") if sent_feature else ""
     trace["feature"] = feature or _feature_key(_as_str(_first(resources, ("service.name",))))
     if not feature:
-        # No span here named one: a child exported apart from its root. Said, so a stored trace keeps its feature.
+        # No span here named one (a child exported apart from its root, or an app that never names one): said, so
+        # a stored trace keeps the feature another export named.
         trace[FEATURE_GUESSED] = True
     for name, (primary, fallbacks) in _STRING_FIELDS.items():
         value = _as_str(top.first(primary))
@@ -1286,7 +1287,7 @@ def _content_text(message: Any) -> str | None:
 
 
 _FEATURE_BAD_CHARS = re.compile(f"[^{FEATURE_KEY_CHARS}]+")
-_FEATURE_KEY = re.compile(f"[A-Za-z0-9][{FEATURE_KEY_CHARS}]*")
+_FEATURE_KEY = re.compile(FEATURE_KEY_PATTERN)
 
 
 def _feature_key(name: str | None, empty: str = "unknown_service") -> str:

@@ -28,6 +28,8 @@ MAX_SPAN_NAME = 300
 MAX_FEATURE_KEY = 100
 # A feature key: letters, digits and _.:/- (starting with a letter or digit).
 FEATURE_KEY_CHARS = "A-Za-z0-9_.:/-"
+# A feature key as traces send it (what a budget or a report names it by).
+FEATURE_KEY_PATTERN = f"^[A-Za-z0-9][{FEATURE_KEY_CHARS}]*$"
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 FUTURE_SLACK = timedelta(days=1)
 
@@ -68,9 +70,7 @@ class SpanIn(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
 
 class TraceIn(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
     trace_id: Id
-    feature: Annotated[
-        str, msgspec.Meta(min_length=1, max_length=MAX_FEATURE_KEY, pattern=f"^[A-Za-z0-9][{FEATURE_KEY_CHARS}]*$")
-    ]
+    feature: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_FEATURE_KEY, pattern=FEATURE_KEY_PATTERN)]
     prompt_version: Short | None = None
     prompt_hash: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     prompt: Text | None = None

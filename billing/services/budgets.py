@@ -19,7 +19,7 @@ from billing.selectors import BudgetRule, applicable_budgets
 from billing.services.accounts import parse_usd
 from billing.services.notices import notice_send
 from billing.services.shared import month_start, organization_schema
-from feedback.schemas import FEATURE_KEY_CHARS
+from feedback.schemas import FEATURE_KEY_PATTERN
 from tenants.selectors import Organization
 
 MAX_BUDGET_USD = Decimal("1000000")
@@ -37,9 +37,6 @@ def _thresholds(values: Sequence[object] | str | None) -> list[int]:
     if not out or len(out) > 5 or out[0] < 1 or out[-1] > 100:
         raise ValidationError({"thresholds": "Give one to five whole percents between 1 and 100, e.g. 80, 90, 100."})
     return out
-
-
-_FEATURE_KEY = re.compile(f"[A-Za-z0-9][{FEATURE_KEY_CHARS}]*")
 
 
 def budget_set(
@@ -63,7 +60,7 @@ def budget_set(
         # and never applied to "c1 ".
         if value != value.strip():
             raise ValidationError({name: "Starts or ends with a space: IDs are matched exactly as traces send them."})
-    if feature and not _FEATURE_KEY.fullmatch(feature):
+    if feature and not re.fullmatch(FEATURE_KEY_PATTERN, feature):
         # A display name ("Support Copilot") would never match: the check and the counters name features by key.
         raise ValidationError(
             {"feature": f"'{feature}' is not a feature key (as traces send it, e.g. support-copilot)."}

@@ -27,7 +27,7 @@ from evaluation.services.judges import MAX_NAME, NAME_PATTERN
 from evaluation.services.labels import labels_ingest
 from feedback.api.ingest import IngestApi, ingest_responses
 from feedback.api.serializers import ErrorSerializer
-from feedback.schemas import FEATURE_KEY_CHARS, MAX_FEATURE_KEY
+from feedback.schemas import FEATURE_KEY_PATTERN, MAX_FEATURE_KEY
 from feedback.services import IngestResult
 from tenants.api.base import TenantApi
 from tenants.api.errors import ApiError
@@ -81,7 +81,7 @@ _PARAMS: dict[str, tuple[dict[str, Any], str, str]] = {
             "type": "string",
             "minLength": 1,
             "maxLength": MAX_FEATURE_KEY,
-            "pattern": f"^[A-Za-z0-9][{FEATURE_KEY_CHARS}]*$",
+            "pattern": FEATURE_KEY_PATTERN,
         },
         "Only traces of this feature (key); default every feature.",
         "a feature key",

@@ -184,15 +184,18 @@ def _marks(cursor: Any, traces: list[dict[str, Any]]) -> tuple[set[str], set[str
     of them held, taking the mapping's marks out of each trace (feedback.otlp.MARKS). A guess gives way to the
     feature a span named, in another trace of this batch or in the stored trace: a child exported after its root
     neither moves the trace nor makes an empty feature of the service."""
-    marks = [(bool(trace.pop(FEATURE_GUESSED, False)), bool(trace.pop(ROOT_MISSING, False))) for trace in traces]
-    rooted = {trace["trace_id"] for trace, (_, missing) in zip(traces, marks, strict=True) if not missing}
-    root_missing = {trace["trace_id"] for trace, (_, missing) in zip(traces, marks, strict=True) if missing} - rooted
-    if not any(guessed for guessed, _ in marks):
-        return set(), root_missing
-    named = {
-        trace["trace_id"]: trace["feature"] for trace, (guessed, _) in zip(traces, marks, strict=True) if not guessed
-    }
-    guessed = {trace["trace_id"] for trace, (guessed, _) in zip(traces, marks, strict=True) if guessed} - set(named)
+    guessing: list[dict[str, Any]] = []
+    named: dict[str, str] = {}
+    rooted: set[str] = set()
+    parts: set[str] = set()
+    for trace in traces:
+        trace_id = trace["trace_id"]
+        if trace.pop(FEATURE_GUESSED, False):
+            guessing.append(trace)
+        else:
+            named[trace_id] = trace["feature"]
+        (parts if trace.pop(ROOT_MISSING, False) else rooted).add(trace_id)
+    guessed = {trace["trace_id"] for trace in guessing} - set(named)
     if guessed:
         cursor.execute(
             "SELECT t.trace_id, f.key FROM feedback_trace t JOIN feedback_feature f ON f.id = t.feature_id "
@@ -200,10 +203,9 @@ def _marks(cursor: Any, traces: list[dict[str, Any]]) -> tuple[set[str], set[str
             [sorted(trace_id for trace_id in guessed if _linkable(trace_id))],
         )
         named.update(cursor.fetchall())
-    for trace, (mark, _) in zip(traces, marks, strict=True):
-        if mark:
-            trace["feature"] = named.get(trace["trace_id"], trace["feature"])
-    return guessed, root_missing
+    for trace in guessing:
+        trace["feature"] = named.get(trace["trace_id"], trace["feature"])
+    return guessed, parts - rooted
 
 
 _read_times = functools.partial(msgspec.convert, type=list[datetime | None])
