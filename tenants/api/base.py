@@ -145,9 +145,14 @@ def parameter_names(parameters: Any) -> tuple[str, ...]:
 
 
 def refuse_unknown_parameters(query: Any, known: tuple[str, ...]) -> None:
-    """A 400 naming the first query parameter the endpoint does not take (see TenantApi)."""
+    """A 400 naming the first query parameter the endpoint does not take (see TenantApi), or one given twice (the
+    last was taken: a budget check for ``customer_id=c1&customer_id=c2`` answered for c2 alone)."""
     for name in query:
         if name in known or any(k.endswith(".") and name.startswith(k) and len(name) > len(k) for k in known):
+            given = len(query.getlist(name))
+            if given > 1:
+                raise ApiError("invalid_parameter", f"{name[:60]}: given {given} times; send it once", 400,
+                               {"field": name[:200]})  # fmt: skip
             continue
         # A prefix ("metadata.") is said as its form ("metadata.<key>"), once.
         said = dict.fromkeys(f"{k}<key>" if k.endswith(".") else k for k in known)

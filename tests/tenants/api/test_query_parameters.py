@@ -50,3 +50,21 @@ def test_a_parameter_prefix_is_said_as_its_form_once(api_a: ApiClient) -> None:
     """The trace list's refusal listed "..., metadata.<key>, metadata.)": its prefix said bare, after its form."""
     message = api_a.get("/api/v1/traces", params={"foo": "bar"}).json()["error"]["message"]
     assert message.endswith(", metadata.<key>)") and message.count("metadata.") == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "twice"),
+    [
+        ("/api/v1/budgets/check", "customer_id=c1&customer_id=c2", "customer_id"),
+        ("/api/v1/features/{feature}/report", "group_by=metadata.auth&group_by=day", "group_by"),
+        ("/api/v1/traces", "metadata.auth=sso&metadata.auth=password", "metadata.auth"),
+    ],
+)
+def test_a_parameter_given_twice_is_a_400_naming_it(api_a: ApiClient, path: str, query: str, twice: str) -> None:
+    """The last value was taken without a word: a budget check for two customers answered for the second alone."""
+    feature = unique("feat")
+    assert api_a.post("/api/v1/traces", trace(unique("tr"), feature=feature)).status_code == 200
+    response = api_a.get(f"{path.format(feature=feature)}?{query}")
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["details"] == {"field": twice} and "given 2 times" in error["message"]
