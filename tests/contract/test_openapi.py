@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +21,19 @@ pytestmark = pytest.mark.contract
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_schemathesis_finds_no_mismatch(live: Any, org_a: Any, tmp_path: Path) -> None:
+def test_schemathesis_finds_no_mismatch(live: Any, scratch_org_cleanup: None, tmp_path: Path) -> None:
+    from tenants.services import organization_create
+
+    # An organization of its own: the fuzzer writes budgets (an organization-wide $0 cap among them), keys and
+    # traces that tests sharing org_a would read after it (a budget check then answered "block").
+    org = organization_create(slug=f"scratch-contract-{uuid.uuid4().hex[:8]}", owner_email="contract@scratch.test")
     report = tmp_path / "report"
     command = [
         str(Path(sys.executable).parent / "schemathesis"),
         "run",
         f"{live.url}/api/v1/schema/",
         "--phases=examples,coverage,fuzzing,stateful",
-        f"--header=Authorization: Bearer {org_a.secret_key}",
+        f"--header=Authorization: Bearer {org.secret_key}",
         "--max-examples=20",
         "--workers=1",
         "--seed=20261126",

@@ -43,7 +43,7 @@ def test_the_parameters_an_endpoint_takes_still_work(api_a: ApiClient) -> None:
     report = api_a.get(f"/api/v1/features/{feature}/report", params={"group_by": "metadata.auth"})
     assert report.status_code == 200
     check = api_a.get("/api/v1/budgets/check", params={"customer_id": "cus_1", "estimated_cost_usd": "0.01"})
-    assert check.status_code == 200 and check.json()["allowed"] is True
+    assert check.status_code == 200 and check.json()["allowed"] is True, check.json()
 
 
 def test_a_parameter_prefix_is_said_as_its_form_once(api_a: ApiClient) -> None:
