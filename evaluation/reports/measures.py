@@ -4,6 +4,7 @@ counts of their union (sketches merge by adding bucket counts). Plain Python, no
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -18,7 +19,9 @@ class JudgedSums:
     scored traces are not a uniform sample; weighting makes them stand for every trace): sum w,
     sum w f, and sum w^2, w^2 f, w^2 f^2 for the variance (f = the calibrated probability of
     good). Over those in the uniform audit: the count and the sums of r and r^2 (r = human
-    label - f). Not in the rollups: read per report when a gating judge exists."""
+    label - f). Also the lowest and highest f among the scored (what a handful of equal scores says
+    nothing of: how far apart the judge's scores can lie; infinite while nothing is scored). Not in
+    the rollups: read per report when a gating judge exists."""
 
     scored: int = 0
     w: float = 0.0
@@ -29,13 +32,15 @@ class JudgedSums:
     audited: int = 0
     r_sum: float = 0.0
     r2_sum: float = 0.0
+    f_low: float = math.inf
+    f_high: float = -math.inf
 
     @classmethod
     def of_scores(cls, f: float, *, count: int = 1, inclusion_probability: float = 1.0) -> JudgedSums:
         """``count`` scored traces with calibrated probability ``f``, each selected with that probability."""
         w = 1.0 / inclusion_probability
         return cls(scored=count, w=count * w, wf=count * w * f, w2=count * w * w, w2f=count * w * w * f,
-                   w2f2=count * w * w * f * f)  # fmt: skip
+                   w2f2=count * w * w * f * f, f_low=f, f_high=f)  # fmt: skip
 
     @property
     def mean_f(self) -> float:
@@ -48,10 +53,20 @@ class JudgedSums:
         m = self.mean_f
         return max(self.w2f2 - 2.0 * m * self.w2f + m * m * self.w2, 0.0) / (self.w * self.w)
 
+    @property
+    def effective_scored(self) -> float:
+        """Kish's effective sample size of the weighted scores, (sum w)^2 / sum w^2 (``scored`` when unweighted)."""
+        return self.w * self.w / self.w2 if self.w2 > 0 else 0.0
+
     def add(self, other: JudgedSums) -> JudgedSums:
         for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+            if f.name not in _EXTREMES:
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        self.f_low, self.f_high = min(self.f_low, other.f_low), max(self.f_high, other.f_high)
         return self
+
+
+_EXTREMES = ("f_low", "f_high")
 
 
 @dataclass

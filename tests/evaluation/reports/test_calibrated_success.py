@@ -23,7 +23,7 @@ from evaluation.reports.selectors import (
     measures_by,
     window_from,
 )
-from evaluation.reports.success import CalibratedJudgeSource
+from evaluation.reports.success import CalibratedJudgeSource, _scores_variance
 from evaluation.stats import calibrator_from_dict
 from feedback.rollups import rollups_refresh
 from tests.evaluation.api.test_calibration import post_all
@@ -185,7 +185,8 @@ def _group(rng: np.random.Generator, size: int, audited: int, bias: float) -> tu
     y = (rng.random(size) < 0.65).astype(float)
     f = np.clip(0.2 + 0.6 * y + bias + rng.normal(0, 0.1, size), 0, 1)
     total_f, total_f2 = float(f.sum()), float((f * f).sum())  # every trace scored, each with probability 1
-    judged = JudgedSums(scored=size, w=size, wf=total_f, w2=size, w2f=total_f, w2f2=total_f2)
+    judged = JudgedSums(scored=size, w=size, wf=total_f, w2=size, w2f=total_f, w2f2=total_f2,
+                        f_low=float(f.min()), f_high=float(f.max()))  # fmt: skip
     pick = rng.choice(size, audited, replace=False)
     r = y[pick] - f[pick]
     judged.add(JudgedSums(audited=audited, r_sum=float(r.sum()), r2_sum=float((r * r).sum())))
@@ -212,7 +213,8 @@ def test_a_borrowed_correction_carries_the_spread_between_groups_with_labels_of_
     j, w = thin.judged, whole.judged
     mean_r = w.r_sum / w.audited
     var_r = (w.r2_sum / w.audited - mean_r**2) * w.audited / (w.audited - 1)
-    half = math.sqrt(Z * Z * (j.mean_f_variance + var_r / w.audited) + sps.t.ppf(0.975, 3) ** 2 * tau2)
+    var_f = _scores_variance(j, w, Z)  # the plug-in, or its floor for a group bunched at the top (tested below)
+    half = math.sqrt(Z * Z * (var_f + var_r / w.audited) + sps.t.ppf(0.975, 3) ** 2 * tau2)
     assert got.interval.value == pytest.approx(j.mean_f + mean_r, abs=1e-12)
     assert got.interval.low == pytest.approx(max(0.0, j.mean_f + mean_r - half), abs=1e-9)
     assert got.note is not None and "widened by ±" in got.note and "5 groups" in got.note
@@ -358,3 +360,54 @@ def test_a_group_with_a_handful_of_scored_traces_has_no_rate() -> None:
     assert got.interval.note == "4 traces scored by the gating judge: at least 10 are needed for a rate"
     enough = Measures(traces=10, judged=JudgedSums.of_scores(0.97, count=9).add(JudgedSums.of_scores(0.99)))
     assert source.estimate(enough).interval.value == pytest.approx(0.972 - 0.05, abs=1e-9)
+
+
+def _binary_group(rng: np.random.Generator, size: int, pass_share: float) -> JudgedSums:
+    """``size`` traces scored by a binary judge calibrated to P(good | pass) = 0.95, P(good | fail) = 0.3."""
+    passes = int((rng.random(size) < pass_share).sum())
+    judged = JudgedSums()
+    for f, count in ((0.95, passes), (0.3, size - passes)):
+        if count:
+            judged.add(JudgedSums.of_scores(f, count=count))
+    return judged
+
+
+def test_a_binary_judges_score_floor_is_the_agresti_coull_interval_of_its_pass_share() -> None:
+    """For a two-valued judge the floor of the scores' variance is statsmodels' Agresti-Coull interval of the
+    pass share, carried to the rate ((b - a) times its half-width); in a large group the two all but agree."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    report = JudgedSums.of_scores(0.95, count=800).add(JudgedSums.of_scores(0.3, count=200))
+    for passes, size in ((10, 10), (9, 10), (18, 20), (0, 12)):
+        group = JudgedSums.of_scores(0.95, count=passes).add(JudgedSums.of_scores(0.3, count=size - passes))
+        low, high = proportion_confint(passes, size, alpha=0.05, method="agresti_coull")
+        center = (passes + Z * Z / 2) / (size + Z * Z)  # statsmodels clips a bound at 0 or 1: the other one's half
+        half = center - low if high >= 1.0 else high - center
+        expected = ((0.95 - 0.3) * half / Z) ** 2
+        assert _scores_variance(group, report, Z) == pytest.approx(max(expected, group.mean_f_variance), rel=1e-9)
+        assert expected > group.mean_f_variance  # small groups: the floor is what stands
+    big = JudgedSums.of_scores(0.95, count=790).add(JudgedSums.of_scores(0.3, count=210))
+    assert _scores_variance(big, report, Z) == pytest.approx(big.mean_f_variance, rel=1e-3)
+
+
+def test_a_small_group_all_passed_has_an_interval_that_covers_its_rate() -> None:
+    """1,000 seeded replications: a report of 3,000 traces with 1,000 audit labels, and a customer with 10 to 20
+    scored traces of which a binary judge passes 95%. The plug-in variance read from the customer's own scores
+    (nil when every one passed: "97.3% (95.0-99.5%)" on ten traces, from the PM review) covered the customer's
+    rate in under 75% of them (measured 55%); with the floor, in at least 93% (measured 100%: Agresti-Coull errs
+    wide this near the edge, as it should rather than narrow)."""
+    rng = np.random.default_rng(21)
+    reps, old, new = 1000, 0, 0
+    truth = 0.95 * 0.95 + 0.05 * 0.3
+    for i in range(reps):
+        report = _binary_group(rng, 3000, 0.8)
+        f = np.where(rng.random(1000) < 0.8, 0.95, 0.3)
+        r = (rng.random(1000) < f).astype(float) - f  # labels of a uniform audit: good with probability f
+        report.add(JudgedSums(audited=1000, r_sum=float(r.sum()), r2_sum=float((r * r).sum())))
+        group = _binary_group(rng, 10 + i % 11, 0.95)
+        got = CalibratedJudgeSource(pooled=report).estimate(Measures(traces=group.scored, judged=group)).interval
+        new += got.low <= truth <= got.high  # type: ignore[operator]
+        value, se = got.value, math.sqrt(group.mean_f_variance + float(r.var(ddof=1)) / 1000)
+        old += value - Z * se <= truth <= value + Z * se  # type: ignore[operator]
+    assert old / reps < 0.75, old / reps
+    assert new / reps >= 0.93, new / reps
