@@ -15,7 +15,9 @@ from feedback.edits import diff_segments  # the alignment kept_ratio is measured
 from feedback.models import Trace
 from feedback.selectors import (
     FilterError,
+    TraceFeedback,
     TraceFilters,
+    feedback_by_trace,
     filter_choices,
     trace_detail,
     trace_extras,
@@ -35,27 +37,36 @@ FILTER_LABELS = {
 
 
 def trace_list(request: HttpRequest) -> HttpResponse:
-    error = None
     cursor = request.GET.get("cursor", "")
     query = request.GET.copy()
     query.pop("cursor", None)
-    try:
-        # The form's Until is a date picker: the day picked is included (the API's until stays exclusive).
-        filters = TraceFilters.from_query(request.GET, until_day_inclusive=True)
-        if filters.since and filters.until and filters.since >= filters.until:
-            # The API answers an empty page (its schema cannot say since < until); a person is told why.
-            raise FilterError("until", "the window must end after it starts (until after since)")
-        page = trace_page(filters, cursor)
-    except FilterError as exc:
-        label = FILTER_LABELS.get(exc.field, exc.field.replace("_", " ").capitalize())
-        filters, page, cursor = TraceFilters(), trace_page(TraceFilters()), ""
-        error = f"Filters not applied (showing every trace). {label}: {exc.message}."
-        query.clear()  # the pager pages through what is shown: every trace, not the refused filters again
+    refused: list[str] = []
+    while True:
+        try:
+            # The form's Until is a date picker: the day picked is included (the API's until stays exclusive).
+            filters = TraceFilters.from_query(query, until_day_inclusive=True)
+            if filters.since and filters.until and filters.since >= filters.until:
+                # The API answers an empty page (its schema cannot say since < until); a person is told why.
+                raise FilterError("until", "the window must end after it starts (until after since)")
+            page = trace_page(filters, cursor)
+            break
+        except FilterError as exc:
+            # Only the refused filter is left out, and said so; the others still apply (one mistyped date
+            # had every filter dropped). The pager pages through what is shown, from its first page.
+            label = FILTER_LABELS.get(exc.field, exc.field.replace("_", " ").capitalize())
+            refused.append(f"{label} not applied: {exc.message}.")
+            cursor = ""
+            if exc.field in query:
+                query.pop(exc.field)
+            elif exc.field != "cursor":  # a name that cannot be told apart (a NUL in it): nothing of the query stands
+                query.clear()
+    error = " ".join(refused) or None
     metadata_filter = next(iter(filters.metadata.items()), ("", ""))
     context: dict[str, Any] = {
         "nav": "traces",
         "filters": filters,
         "page": page,
+        "rows": _with_feedback(page.results),
         "error": error,
         "choices": filter_choices(),
         "query": query.urlencode(),
@@ -67,6 +78,15 @@ def trace_list(request: HttpRequest) -> HttpResponse:
     }
     template = "feedback/trace_list.html#results" if request.htmx else "feedback/trace_list.html"  # type: ignore[attr-defined]
     return TemplateResponse(request, template, context)
+
+
+def _with_feedback(traces: list[Trace]) -> list[tuple[Trace, TraceFeedback]]:
+    """Each listed trace beside what people said of it (a PM scanning for the thumbs-down ones saw none)."""
+    said = feedback_by_trace([trace.trace_id for trace in traces])
+    return [(trace, said.get(trace.trace_id, _NO_FEEDBACK)) for trace in traces]
+
+
+_NO_FEEDBACK = TraceFeedback()
 
 
 def _trace_links(request: HttpRequest, trace: Trace) -> dict[str, Any]:

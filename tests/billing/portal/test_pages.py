@@ -126,6 +126,9 @@ def test_subscribe_and_manage_go_to_stripe(db: None, org_a: Org, owner_a: Client
     assert 'name="plan" value="team"' in team and "current" in team
     # And the page says it is not paid for yet, rather than "Team · status Active" beside a Subscribe button.
     assert "not subscribed yet" in team and 'id="not-subscribed"' in page and "nothing is charged" in page
+    # Nor does it call the month's amount a bill beside that ("$99 bill" and "nothing is charged", from the PM review).
+    label = page.split('id="bill-label">')[1].split("</div>")[0]
+    assert "Bill this month" not in label and "not charged: no subscription" in label
     response = owner_a.post(org_a.url("billing/checkout/"), {"plan": "team"})
     assert response.status_code == 302 and response["Location"].startswith(fake_stripe.url + "/checkout/")
     assert fake_stripe.made("/v1/checkout/sessions")[0].params["success_url"].startswith("http://testserver/o/")

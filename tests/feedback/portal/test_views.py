@@ -54,8 +54,15 @@ def test_trace_explorer_filters_by_metadata_and_edit(explorer, org_a) -> None:  
     # One URL, a fragment or the page: a browser's cache must tell them apart (Back showed the bare fragment).
     assert "HX-Request" in partial["Vary"] and "HX-Request" in page["Vary"]
     bad = client.get(org_a.url("traces/"), {"since": "last tuesday"})
-    said = b'<p class="msg error">Filters not applied (showing every trace). From: use ISO 8601, e.g. 2025-01-31'
+    said = b'<p class="msg error">From not applied: use ISO 8601, e.g. 2025-01-31'
     assert bad.status_code == 200 and said in bad.content
+    # Only the refused filter is left out: the others still apply (one bad date dropped every filter).
+    kept = client.get(org_a.url("traces/"), {"since": "last tuesday", "metadata.auth": "sso", "prompt_version": "pv-x"})
+    assert said in kept.content and kept.context["filters"].metadata == {"auth": "sso"}
+    assert f"{run}-sso".encode() in kept.content and f"{run}-pw".encode() not in kept.content
+    assert b"since=" not in kept.context["query"].encode() and "metadata.auth=sso" in kept.context["query"]
+    two = client.get(org_a.url("traces/"), {"since": "x", "until": "y", "prompt_version": "pv-x"}).content.decode()
+    assert "From not applied: use ISO 8601" in two and "Until not applied: use ISO 8601" in two
     backwards = client.get(org_a.url("traces/"), {"since": "2026-11-20", "until": "2026-11-01"})
     assert backwards.status_code == 200 and b"the window must end after it starts" in backwards.content
 
@@ -202,7 +209,7 @@ def test_explorer_converts_any_offset_to_utc_and_names_a_year_out_of_range(db: N
 
     def shown(**query: str) -> bool:
         page = client.get(org_a.url("traces/"), {"q": run, **query})
-        assert page.status_code == 200 and b"Filters not applied" not in page.content, page.content
+        assert page.status_code == 200 and b"not applied" not in page.content, page.content
         # its row's link (the search box holds the ID too), carrying the list's filters back
         return f"/traces/{run}?back=".encode() in page.content
 
@@ -213,7 +220,7 @@ def test_explorer_converts_any_offset_to_utc_and_names_a_year_out_of_range(db: N
     for field, label in (("since", "From"), ("until", "Until")):
         for value in ("9999-12-31T23:59:59-23:00", "0001-01-01T00:00:00+01:00"):
             page = client.get(org_a.url("traces/"), {field: value})
-            said = f"Filters not applied (showing every trace). {label}: use ISO 8601".encode()
+            said = f"{label} not applied: use ISO 8601".encode()
             assert page.status_code == 200 and said in page.content and b"years 1 to 9999" in page.content
 
 
@@ -229,12 +236,12 @@ def test_explorer_until_day_is_inclusive_and_a_timestamp_stays_exclusive(db: Non
 
     def found(**query: str) -> set[str]:
         page = client.get(org_a.url("traces/"), query)
-        assert page.status_code == 200 and b"Filters not applied" not in page.content, page.content
+        assert page.status_code == 200 and b"not applied" not in page.content, page.content
         return {t for t in (f"{run}-noon", f"{run}-next") if t.encode() in page.content}
 
     # From Dec 5 until Dec 5: that one day (it was refused, and every trace was listed).
     one_day = client.get(org_a.url("traces/"), {"since": "2026-12-05", "until": "2026-12-05"})
-    assert b"Filters not applied" not in one_day.content and f"{run}-noon".encode() in one_day.content
+    assert b"not applied" not in one_day.content and f"{run}-noon".encode() in one_day.content
     assert f"{run}-next".encode() not in one_day.content
     assert b"Until (inclusive)" in one_day.content and b'name="until" value="2026-12-05"' in one_day.content
     assert found(since="2026-12-05", until="2026-12-05") == {f"{run}-noon"}
@@ -243,7 +250,7 @@ def test_explorer_until_day_is_inclusive_and_a_timestamp_stays_exclusive(db: Non
     assert found(since="2026-12-05", until="2026-12-06") == {f"{run}-noon", f"{run}-next"}
     # Refused filters still say so, prominently, and the pager does not carry them to page 2.
     backwards = client.get(org_a.url("traces/"), {"since": "2026-12-06", "until": "2026-12-05"})
-    assert b'<p class="msg error">Filters not applied' in backwards.content
+    assert b'<p class="msg error">Until not applied: the window must end after it starts' in backwards.content
     assert b"until=2026-12-05&amp;cursor=" not in backwards.content
 
 
@@ -365,7 +372,7 @@ def test_explorer_finds_words_in_the_input_or_output(db: None, org_a, org_b) -> 
     assert found(text="_") == set()
     assert found(q=f"{run}-a", text="okta") == set()  # both filters apply
     page = client.get(org_a.url("traces/"), {"text": "x" * 201}).content.decode()
-    assert "Filters not applied (showing every trace). Words: at most 200 characters." in page
+    assert "Words not applied: at most 200 characters." in page
     # Another organization's traces are not searched.
     other = Client()
     other.force_login(org_b.owner)
@@ -387,3 +394,41 @@ def test_a_span_attribute_named_like_a_dict_method_is_listed(db: None, org_a) ->
     assert page.status_code == 200
     text = page.content.decode()
     assert "<code>items</code> = 2<br>" in text and "<code>keys</code> = k<br>" in text
+
+
+def test_each_listed_trace_shows_what_people_said_of_it(explorer, org_a) -> None:  # type: ignore[no-untyped-def]
+    """The list had no feedback column: a PM looking for the thumbs-down traces opened them one by one. Thumbs and
+    ratings count as the reports count them, the last choice per person."""
+    run, client = explorer
+
+    def event(kind: str, when: str, **fields: object) -> dict[str, object]:
+        return {"event_id": str(uuid.uuid4()), "trace_id": f"{run}-pw", "kind": kind,
+                "occurred_at": f"2026-12-05T10:{when}:00Z", **fields}  # fmt: skip
+
+    events = [
+        event("thumb", "00", value=1, user_id="u1"),
+        event("thumb", "05", value=-1, user_id="u1"),  # changed mind
+        event("thumb", "01", value=-1, user_id="u2"),
+        event("thumb", "02", value=1, user_id="u3"),
+        event("rating", "03", value=4, user_id="u1"),
+        event("rating", "04", value=5, user_id="u2"),
+        event("comment", "06", comment="wrong link", user_id="u2"),
+        event("copy", "07"),
+        event("retry", "08"),
+    ]
+    with in_tenant(org_a.organization):
+        services.feedback_ingest(body=msgspec.json.encode({"batch": events}))
+    page = client.get(org_a.url("traces/"), {"q": f"{run}-pw"}).content.decode()
+    cell = re.search(r'data-testid="feedback-cell">(.*?)</td>', page, flags=re.S)
+    assert cell is not None
+    text = " ".join(re.sub(r"<[^>]+>", " ", html.unescape(cell.group(1))).split())
+    assert text == "▲ 1 ▼ 2 ★ 4.5 comment 2 implicit", text
+    sso = client.get(org_a.url("traces/"), {"q": f"{run}-sso"}).content.decode()
+    assert re.search(r'data-testid="feedback-cell">.*?edited.*?</td>', sso, flags=re.S)
+    # One read for the page, whatever its length: the rows' feedback is not fetched trace by trace.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        client.get(org_a.url("traces/"))
+    assert sum("feedback_feedbackevent" in q["sql"] and "last_choice" in q["sql"] for q in queries) == 1
