@@ -418,9 +418,13 @@ def top_cause(result: dict[str, Any]) -> dict[str, Any] | None:
                 if inside is None or z > inside[0]:
                     inside = (z, rate, segment)
                 break
+    alike = False
     if best is not None:
         z, rate = best
         within = None
+        # Ranked by how much of the move it carries, the first segment of a rate that fell everywhere is merely
+        # the largest (the majority's sso=false): said as such unless its own rate fell beyond the rest's.
+        alike = _fell_apart(rate, rate["segments"][0]) is False
     elif inside is not None:
         z, rate, segment = inside
         within = {"segment": segment["segment"], "baseline": segment["baseline_rate"],
@@ -435,7 +439,24 @@ def top_cause(result: dict[str, Any]) -> dict[str, Any] | None:
         "z": z,
         "segment": rate["segments"][0]["segment"],
         "within": within,
+        "alike": alike,
     }
+
+
+def _fell_apart(rate: dict[str, Any], segment: dict[str, Any]) -> bool | None:
+    """Whether the segment's rate moved the bad way beyond the rest of the traces' (the difference of the two
+    changes, z at least 2), None where either side is too small to tell."""
+    n0, n1 = rate["baseline_n"], rate["current_n"]
+    r0, r1 = segment["baseline_rate"], segment["current_rate"]
+    m0, m1 = (segment["baseline_share"] or 0) * n0, (segment["current_share"] or 0) * n1
+    if None in (r0, r1) or min(m0, m1, n0 - m0, n1 - m1) < MIN_SAMPLE:
+        return None
+    # The rest's rates: the whole's count less the segment's, over the rest's traces.
+    c0 = min(max((rate["baseline"] * n0 - r0 * m0) / (n0 - m0), 0.0), 1.0)
+    c1 = min(max((rate["current"] * n1 - r1 * m1) / (n1 - m1), 0.0), 1.0)
+    variance = sum(r * (1 - r) / n for r, n in ((r0, m0), (r1, m1), (c0, n0 - m0), (c1, n1 - m1)))
+    sign = 1 if rate["bad_direction"] == "up" else -1
+    return variance > 0 and ((r1 - r0) - (c1 - c0)) * sign / math.sqrt(variance) >= 2
 
 
 def likely_causes(feature_keys: list[str], *, first_day: date, last_day: date) -> dict[str, dict[str, Any]]:

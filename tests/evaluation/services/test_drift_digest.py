@@ -147,6 +147,31 @@ def test_the_segment_named_within_is_the_first_in_the_drift_pages_order_that_fel
     assert cause["segment"] == "metadata.auth=sso × prompt_version=support-v2.3"  # the page's first, as before
 
 
+def test_a_rate_that_fell_in_every_segment_alike_names_no_segment_as_its_cause() -> None:
+    """Ranked by how much of the move it carries, the first segment of a rate that fell everywhere is the largest
+    one: "most in auth=password" read as the cause when sso fell just as far. Said as alike, unless the first
+    segment's own rate fell beyond the rest's."""
+    from django.template.loader import render_to_string
+
+    def rate(segments: list[tuple[str, float, float, float]], r0: float, r1: float) -> dict[str, Any]:
+        return {"metric": "success", "label": "Success (outcomes)", "bad_direction": "down", "baseline": r0,
+                "current": r1, "baseline_n": 4000.0, "current_n": 4000.0,
+                "segments": [{"segment": name, "baseline_rate": b, "current_rate": c, "baseline_share": w,
+                              "current_share": w, "refines": None} for name, b, c, w in segments]}  # fmt: skip
+
+    everywhere = rate([("metadata.auth=password", 0.60, 0.50, 0.8), ("metadata.auth=sso", 0.60, 0.50, 0.2)], 0.6, 0.5)
+    cause = top_cause({"rates": [everywhere]})
+    assert cause is not None and cause["segment"] == "metadata.auth=password" and cause["alike"] is True
+    text = " ".join(render_to_string("evaluation/_likely_cause.html", {"cause": cause}).split())
+    assert text.endswith("60% → 50%; in every segment alike, no one fell apart (the largest: "
+                         '<strong data-testid="cause-segment">metadata.auth=password</strong>)'), text  # fmt: skip
+    one = rate([("metadata.auth=sso", 0.60, 0.30, 0.2), ("metadata.auth=password", 0.60, 0.615, 0.8)], 0.6, 0.552)
+    cause = top_cause({"rates": [one]})
+    assert cause is not None and cause["segment"] == "metadata.auth=sso" and cause["alike"] is False
+    text = " ".join(render_to_string("evaluation/_likely_cause.html", {"cause": cause}).split())
+    assert "most in" in text and "alike" not in text
+
+
 def test_distribution_figures_are_the_stats_modules_own() -> None:
     rng = np.random.default_rng(3)
     a, b = rng.lognormal(6, 0.3, 500), rng.lognormal(6.2, 0.3, 500)
