@@ -41,21 +41,24 @@ RETURNING score_id
 """
 
 
-def _already_scored(cursor: Any, skipped: dict[str, tuple[int, ScoreIn, str]]) -> list[dict[str, Any]]:
+def _already_scored(cursor: Any, skipped: dict[str, tuple[int, ScoreIn, str]]) -> list[ItemError]:
     """Skipped items whose score_id is new: their trace has a score of that judge version already (one score
-    per trace and judge version: one stored before, or another of this batch). Counted as duplicates, but
-    said: a rerun with fresh IDs is no retry, and its verdicts were not taken."""
+    per trace and judge version: one stored before, or another of this batch). Refused, as any item not stored
+    is: a rerun with fresh IDs is no retry (a duplicate is a resent score_id), and its verdicts were not taken."""
     if not skipped:
         return []
     cursor.execute("SELECT score_id FROM evaluation_score WHERE score_id = ANY(%s)", [list(skipped)])
     resent = {row[0] for row in cursor.fetchall()}
     return [
-        {"index": index, "field": "trace_id", "message": f"trace {item.trace_id!r} already has a score from "
-         f"{item.name!r} version {version!r}: this one is not stored (one score per trace and judge version); send "
-         "a new judge_version to score it again"}
+        ItemError(index, "trace_id", _scored_twice(item, version))
         for score_id, (index, item, version) in sorted(skipped.items(), key=lambda kv: kv[1][0])
         if score_id not in resent
     ]  # fmt: skip
+
+
+def _scored_twice(item: ScoreIn, version: str) -> str:
+    return (f"trace {item.trace_id!r} already has a score from {item.name!r} version {version!r}: this one is not "
+            "stored (one score per trace and judge version); send a new judge_version to score it again")  # fmt: skip
 
 
 def _check(item: ScoreIn, now: datetime) -> None:
@@ -106,7 +109,8 @@ def _version(judge: Judge, label: str, cache: dict[tuple[int, str], JudgeVersion
 
 
 def scores_ingest(*, body: bytes) -> IngestResult:
-    """Store external scores; a resent score_id (or the same trace, name and judge_version again) is a duplicate."""
+    """Store external scores; a resent score_id is a duplicate, a new one for a trace that judge version scored
+    already is an item error."""
     now = utc_now()
     good, errors = decode_body(body, ScoreIn, _check, now)
     result = IngestResult(errors=errors)
@@ -115,6 +119,7 @@ def scores_ingest(*, body: bytes) -> IngestResult:
     versions: dict[tuple[int, str], JudgeVersion] = {}
     rows: dict[str, tuple[Any, ...]] = {}
     sent: dict[str, tuple[int, ScoreIn, str]] = {}  # score_id -> its first item (index, item, version named)
+    taken: dict[tuple[str, int], str] = {}  # (trace_id, judge version) -> the score_id of this batch scoring it
     for index, item in good:
         value = item.value if item.value is not None else item.label
         judge = judges.get(item.name) or Judge.objects.select_related("current_version").filter(name=item.name).first()
@@ -152,8 +157,13 @@ def scores_ingest(*, body: bytes) -> IngestResult:
             )  # fmt: skip
             continue
         version = _version(judge, item.judge_version or "", versions)
+        named = item.judge_version or str(version.number)
+        if taken.setdefault((item.trace_id, version.id), item.score_id) != item.score_id:
+            # A second score of this batch for the trace and judge version: the first item stands.
+            result.errors.append(ItemError(index, "trace_id", _scored_twice(item, named)))
+            continue
         at = item.occurred_at or now
-        sent.setdefault(item.score_id, (index, item, item.judge_version or str(version.number)))
+        sent.setdefault(item.score_id, (index, item, named))
         rows.setdefault(
             item.score_id,
             (item.score_id, item.trace_id, judge.id, version.id, 0, "ok", verdict.raw_score, verdict.score,
@@ -166,6 +176,7 @@ def scores_ingest(*, body: bytes) -> IngestResult:
             cursor.execute(_INSERT, [list(column) for column in zip(*ordered, strict=True)])
             inserted = {row[0] for row in cursor.fetchall()}
             result.accepted = len(inserted)
-            result.warnings += _already_scored(cursor, {k: v for k, v in sent.items() if k not in inserted})
+            result.errors += _already_scored(cursor, {k: v for k, v in sent.items() if k not in inserted})
+    result.errors.sort(key=lambda error: error.index)
     result.duplicates = len(good) - (len(result.errors) - decode_errors) - result.accepted
     return result

@@ -58,14 +58,14 @@ def test_external_scores_are_idempotent_and_appear_on_the_trace(api_a) -> None: 
     first = score(tid, name, value=1, comment="looks right", judge_version="ragas-0.2")
     assert api_a.post("/api/v1/scores", first).json() == {"accepted": 1, "duplicates": 0, "errors": []}
     assert api_a.post("/api/v1/scores", first).json() == {"accepted": 0, "duplicates": 1, "errors": []}
-    # One score per trace and judge version, as the schema says: a new score_id is a duplicate too, and said (a
-    # rerun with fresh IDs is no retry: its verdicts are not taken)...
+    # One score per trace and judge version, as the schema says: a new score_id is refused, item by item (it was
+    # counted a duplicate with a warning: accepted + duplicates added up to every item sent, yet one was dropped).
     again = {**first, "score_id": unique("sc"), "value": 0}
-    assert api_a.post("/api/v1/scores", again).json() == {
+    answer = api_a.post("/api/v1/scores", again)
+    assert answer.status_code == 400 and answer.json() == {  # none of the batch stored, as for any refused item
         "accepted": 0,
-        "duplicates": 1,
-        "errors": [],
-        "warnings": [
+        "duplicates": 0,
+        "errors": [
             {
                 "index": 0,
                 "field": "trace_id",
@@ -75,6 +75,15 @@ def test_external_scores_are_idempotent_and_appear_on_the_trace(api_a) -> None: 
             }
         ],
     }
+    # In one batch, the second score for a trace: refused at its index, the first stored, a resend a duplicate.
+    other = unique()
+    api_a.post("/api/v1/traces", {"trace_id": other, "feature": "support-copilot", "output": "Hi"})
+    pair = [score(other, name, value=1, judge_version="ragas-0.2"), first,
+            score(other, name, value=0, judge_version="ragas-0.2")]  # fmt: skip
+    got = api_a.post("/api/v1/scores", {"batch": pair}).json()
+    assert (got["accepted"], got["duplicates"]) == (1, 1) and [e["index"] for e in got["errors"]] == [2]
+    (stored,) = api_a.get(f"/api/v1/traces/{other}").json()["scores"]
+    assert stored["raw_score"] == 1.0  # the batch's first score for the trace, whatever the IDs' order
     (row,) = api_a.get(f"/api/v1/traces/{tid}").json()["scores"]
     assert row["judge"] == name and row["judge_kind"] == "external" and row["scale"] == "binary"
     assert (row["raw_score"], row["passed"], row["status"]) == (1.0, True, "ok")
