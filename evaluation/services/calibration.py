@@ -249,6 +249,9 @@ def success_estimate(
         )
     estimate_out = estimate.as_dict()
     estimate_out["design"] = design.name
+    # The traces the judge scored in scope, whatever the estimator: the design-based ones count the traces their
+    # labels stand for (the sum of 1 / inclusion probability), which read 410 scored traces of 400.
+    estimate_out["n_scored"] = summary.n if summary is not None else 0
     judge_out: dict[str, Any] = naive.as_dict()
     judge_out["note"] = naive.note if judge_version is not None else "no judge given"
     if summary is not None and summary.enriched:
