@@ -107,19 +107,24 @@ class CalibratedJudgeSource:
     MIN_GROUPS = 5
 
     def __init__(
-        self, pooled: JudgedSums | None = None, spread: Heterogeneity | None = None, common: JudgedSums | None = None
+        self,
+        pooled: JudgedSums | None = None,
+        spread: Heterogeneity | None = None,
+        common: JudgedSums | None = None,
+        common_of: str = "",
     ) -> None:
         self.pooled = pooled
         self.spread = spread
         self.common = common
+        self.common_of = common_of  # whose labels ``common`` holds, in words ("this segment")
 
-    def over_time(self, audit: JudgedSums) -> CalibratedJudgeSource:
+    def over_time(self, audit: JudgedSums, of: str = "") -> CalibratedJudgeSource:
         """This source for comparing a group with itself over time (an alert's window against its baseline):
         every window corrected by one audit, ``audit`` (the group's labels over both windows), and its
         interval the judge's scores' alone. A judge's steady bias cancels in the two windows' difference, so
         the correction's noise is no part of it; corrected each by its own few labels (a segment's week holds
         a dozen), the two windows' intervals carried that noise twice and hid a 20-point fall."""
-        return CalibratedJudgeSource(pooled=self.pooled, common=audit)
+        return CalibratedJudgeSource(pooled=self.pooled, common=audit, common_of=of)
 
     def available(self, total: Measures) -> bool:
         return total.judged.scored > 0 and total.judged.audited >= self.MIN_AUDITED

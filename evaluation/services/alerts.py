@@ -341,10 +341,15 @@ def level_text(metric: str, value: float | None) -> str:
     return f"{value:,.0f} ms"
 
 
-def _message(rule: AlertRule, segment: str, v: Verdict, read_with: str) -> str:
+def _message(rule: AlertRule, segment: str, v: Verdict, source: SuccessSource) -> str:
     where = rule.feature.key + (f" ({segment})" if segment else "")
-    # The calibrated judge's windows share one bias correction: their intervals are its scores' alone.
-    judged = " Read from the calibrated judge, one bias correction for both windows." if read_with == JUDGED else ""
+    judged = ""
+    if rule.metric in READS_SUCCESS and isinstance(source, CalibratedJudgeSource) and source.common is not None:
+        # The calibrated judge's windows share one bias correction: their intervals are its scores' alone. Said with
+        # its labels, as the feature page corrects each window apart (a segment's rate read 40.2% here, 46.5% there).
+        judged = (f" Read from the calibrated judge, one bias correction for both windows ({source.common.audited} "
+                  f"audit labels of {source.common_of or 'the whole feature'}; the feature page corrects each "
+                  "window apart, so its rates may differ by a few points).")  # fmt: skip
     label = AlertMetric(rule.metric).label
     cur, base = v.current, v.baseline
     window = _window_words(rule, v.until)
@@ -418,7 +423,8 @@ def _over_time(source: SuccessSource, current: Measures, baseline: Measures, who
     if not isinstance(source, CalibratedJudgeSource):
         return source
     audit = _both_audits(current, baseline)
-    return source.over_time(audit if audit.audited >= source.MIN_AUDITED else whole)
+    own = audit.audited >= source.MIN_AUDITED
+    return source.over_time(audit if own else whole, of="this segment" if own else "the whole feature")
 
 
 def _days_in(window: Window, days: set[date]) -> int:
@@ -547,7 +553,7 @@ def _apply(
     read_with = source.name if rule.metric in READS_SUCCESS else ""
     still_open = Alert.objects.filter(id=existing.id, state=AlertState.OPEN) if existing is not None else None
     if verdict.state == "firing":
-        message = _message(rule, segment, verdict, read_with)
+        message = _message(rule, segment, verdict, source)
         fields = {
             "value": verdict.current.value,
             "baseline": verdict.baseline.value,

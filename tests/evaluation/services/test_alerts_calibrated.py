@@ -66,7 +66,7 @@ def test_a_segments_fall_read_by_the_calibrated_judge_opens_its_alert(
     assert set(opened) == {"metadata.auth=sso"}, {s: a.message for s, a in opened.items()}
     alert = opened["metadata.auth=sso"]
     assert alert.opened_source == "calibrated_judge"
-    assert alert.opened_message.endswith("Read from the calibrated judge, one bias correction for both windows.")
+    assert "Read from the calibrated judge, one bias correction for both windows (" in alert.opened_message
     assert alert.value is not None and alert.opened_baseline is not None
     assert abs(alert.value - good[recent & sso].mean()) < 0.1 and abs(alert.opened_baseline - 0.8) < 0.1
     # By hand: SSO's week is its mean calibrated score plus one correction, from SSO's audit labels over both
@@ -80,6 +80,11 @@ def test_a_segments_fall_read_by_the_calibrated_judge_opens_its_alert(
     value = week.mean() + (good[both] - f[both]).mean()
     high = min(value + z_value(1 - 0.05 / 3) * week.std() / np.sqrt(week.size), 1.0)
     assert alert.value == pytest.approx(value, abs=1e-9)
+    # The message says whose labels corrected it, as the feature page corrects each window apart.
+    assert alert.opened_message.endswith(
+        f"({both.sum()} audit labels of this segment; the feature page corrects each window apart, so its rates "
+        "may differ by a few points)."
+    )
     said = re.search(r"over the last 7 days is ([0-9.]+)% \(at most ([0-9.]+)% by its interval\)", alert.opened_message)
     assert said is not None, alert.opened_message
     assert (float(said[1]), float(said[2])) == (
