@@ -14,7 +14,7 @@ from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from feedback.enums import CHOICE_KINDS, EXPLICIT_KINDS, FeedbackKind
-from feedback.models import FeedbackEvent, Outcome, Span, Trace
+from feedback.models import Feature, FeedbackEvent, Outcome, PromptVersion, Span, Trace
 
 # Trace list pages: the default size and the most a caller may ask for (the API's ?limit=).
 PAGE_SIZE = 50
@@ -196,6 +196,41 @@ def trace_page(filters: TraceFilters, cursor: str = "", limit: int = PAGE_SIZE) 
     rows = list(qs[: limit + 1])
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return TracePage(rows[:limit], next_cursor)
+
+
+@dataclass(frozen=True)
+class PromptLabel:
+    """A prompt version label of a feature, with every prompt sent under it (each a content hash of its own)."""
+
+    label: str
+    versions: list[PromptVersion]
+
+    @property
+    def reused(self) -> bool:
+        """Several different prompts under one label: the reports and the filters read them as one version (a trace
+        that sent no prompt, hash empty, is none of them)."""
+        return len({version.content_hash for version in self.versions if version.content_hash}) > 1
+
+    @property
+    def prompts(self) -> int:
+        return len({version.content_hash for version in self.versions if version.content_hash})
+
+
+def prompt_labels(feature: Feature | None = None) -> list[tuple[Feature | None, list[PromptLabel]]]:
+    """Each feature's prompt version labels (of ``feature`` alone, if given), newest first by when last seen, each
+    with its prompts (text, model, parameters), newest first."""
+    rows = PromptVersion.objects.select_related("feature").order_by("feature__key", "label", "-last_seen")
+    if feature is not None:
+        rows = rows.filter(feature=feature)
+    grouped: dict[int | None, tuple[Feature | None, dict[str, list[PromptVersion]]]] = {}
+    for version in rows:
+        labels = grouped.setdefault(version.feature_id, (version.feature, {}))[1]
+        labels.setdefault(version.label, []).append(version)
+    return [
+        (owner, sorted((PromptLabel(label, versions) for label, versions in labels.items()),
+                       key=lambda item: max(v.last_seen for v in item.versions), reverse=True))
+        for owner, labels in grouped.values()
+    ]  # fmt: skip
 
 
 @dataclass(frozen=True)

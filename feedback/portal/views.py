@@ -12,13 +12,14 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch
 
 from feedback.edits import diff_segments  # the alignment kept_ratio is measured on, bounded
-from feedback.models import Trace
+from feedback.models import Feature, Trace
 from feedback.selectors import (
     FilterError,
     TraceFeedback,
     TraceFilters,
     feedback_by_trace,
     filter_choices,
+    prompt_labels,
     trace_detail,
     trace_extras,
     trace_page,
@@ -182,3 +183,15 @@ def _back_query(raw: str) -> str:
     """The trace list's filters the detail page was opened from (``back``), so its link back keeps them."""
     pairs = [(k, v) for k, v in QueryDict(raw[:4000]).items() if k in _BACK_KEYS or k.startswith("metadata.")]
     return urlencode(pairs)
+
+
+def prompt_list(request: HttpRequest) -> HttpResponse:
+    """Every prompt version label with the prompts sent under it (?feature= for one feature's): the text, model and
+    parameters no other page showed, and a warning where one label holds several prompts (read as one version)."""
+    key = request.GET.get("feature", "")
+    feature = Feature.objects.filter(key=key).first() if key else None
+    if key and feature is None:
+        raise Http404("No such feature.")
+    features = prompt_labels(feature)
+    return TemplateResponse(request, "feedback/prompt_list.html", {"nav": "traces", "feature": feature,
+                            "features": features})  # fmt: skip

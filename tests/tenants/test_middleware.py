@@ -22,6 +22,7 @@ def test_other_organizations_pages_are_404(owner_a, org_a, org_b) -> None:  # ty
         "settings/keys/",
         "settings/widget/",
         "settings/prices/",
+        "prompts/",
     ]:
         assert owner_a.get(org_a.url(path)).status_code in (200, 404 if "some-trace" in path else 200)
         assert_cross_tenant_404(owner_a, org_b.url(path))

@@ -432,3 +432,42 @@ def test_each_listed_trace_shows_what_people_said_of_it(explorer, org_a) -> None
     with CaptureQueriesContext(connection) as queries:
         client.get(org_a.url("traces/"))
     assert sum("feedback_feedbackevent" in q["sql"] and "last_choice" in q["sql"] for q in queries) == 1
+
+
+def test_the_prompt_versions_page_shows_each_prompt_and_a_label_reused_for_several(db: None, org_a, org_b) -> None:  # type: ignore[no-untyped-def]
+    """No page showed a prompt's text, and one label sent with two different prompts read as one version in every
+    report: the prompt versions page lists each label's prompts and says when a label holds several."""
+    run = unique("pv")
+    feature = f"f-{run}"
+    traces = [
+        {"trace_id": f"{run}-1", "feature": feature, "prompt_version": "v1", "prompt": f"You are helpful. {run}",
+         "model": "gpt-4o"},
+        {"trace_id": f"{run}-2", "feature": feature, "prompt_version": "v2", "prompt": "Answer briefly.",
+         "model": "gpt-4o"},
+        {"trace_id": f"{run}-3", "feature": feature, "prompt_version": "v2", "prompt": "Answer at length.",
+         "model": "gpt-4o-mini"},
+    ]  # fmt: skip
+    with in_tenant(org_a.organization):
+        services.traces_ingest(body=msgspec.json.encode({"batch": traces}))
+    client = Client()
+    client.force_login(org_a.owner)
+    page = client.get(org_a.url("prompts/"), {"feature": feature})
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert f"You are helpful. {run}" in text and "Answer briefly." in text and "Answer at length." in text
+    assert text.count('data-testid="prompt-version"') == 3
+    reused = re.findall(r'data-testid="label-reused"[^>]*>([^<]*)<', text)
+    assert reused == ["2 prompts under this label"]  # v2 alone
+    # The trace page links its prompt; the feature page links the feature's prompt versions.
+    detail = client.get(org_a.url(f"traces/{run}-1")).content.decode()
+    link = html.unescape(detail.split('data-testid="trace-prompt" href="', 1)[1].split('"', 1)[0])
+    path, anchor = link.split("#")
+    assert anchor.startswith("pv-") and f'id="{anchor}"' in client.get(path).content.decode()
+    feature_page = client.get(org_a.url(f"features/{feature}/")).content.decode()
+    assert f'data-testid="feature-prompts" href="{org_a.url("prompts/")}?feature={feature}"' in feature_page
+    assert client.get(org_a.url("prompts/"), {"feature": "no-such-feature"}).status_code == 404
+    # Another organization sees none of it, and cannot open this one's page.
+    other = Client()
+    other.force_login(org_b.owner)
+    assert run not in other.get(org_b.url("prompts/")).content.decode()
+    assert_cross_tenant_404(other, org_a.url("prompts/"), leak=run)
