@@ -180,6 +180,9 @@ def experiment_page(request: HttpRequest, key: str) -> HttpResponse:
             "experiment": experiment,
             "r": results,
             "feature_url": f"{org_url(request, 'evaluation:feature', feature.key)}?{by_arm}",
+            # The feature page leaves holdback traces out of its figures (they are not the AI's): its rows by arm hold
+            # the AI arms alone, and the link says so rather than lead to one arm of two.
+            "holdback_arms": [arm["name"] for arm in experiment.arms if arm.get("holdback")],
             "drift_url": org_url(request, "evaluation:drift", feature.key),
             "open_alerts": alert_services.open_alerts_by_feature().get(feature.key, []),
         },

@@ -70,6 +70,9 @@ def test_pages_render_the_numbers(owner_a: Client, org_a, seeded: dict) -> None:
     feature_page = f"/o/{org_a.organization.slug}/features/{seeded['feature']}/?group_by=variant&amp;since="
     assert f'href="{feature_page}' in detail.split('data-testid="experiment-feature"', 1)[0].rsplit("<a", 1)[1]
     assert f'href="/o/{org_a.organization.slug}/drift/{seeded["feature"]}/"' in detail
+    # That page's figures are the AI's: the link says the holdback arm is left out there (it showed one arm of two).
+    by_arm = detail.split('data-testid="experiment-by-arm"', 1)[1].split("</small>", 1)[0]
+    assert "(its AI arms: the feature page leaves holdback out, compared here)" in by_arm
     assert f'href="/o/{org_a.organization.slug}/alerts/{seeded["alert"]}/"' in detail
     assert 'data-testid="experiment-open-alert"' in detail
     assert f'href="/o/{org_a.organization.slug}/features/{seeded["feature"]}/"' in listing.content.decode()
