@@ -403,6 +403,38 @@ def customers_spend(
 
 
 @dataclass(frozen=True)
+class PastMonthSpend:
+    customer_id: str
+    month_usd: Decimal
+    traces: int
+
+
+def customers_spend_in(*, month: date, limit: int = 200) -> list[PastMonthSpend]:
+    """Every customer's LLM spend over a past ``month`` (its first day), largest first: what the spend page shows
+    for a month that is over (no forecast, no budget state: those are the current month's)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT customer_id, sum(cost_usd), sum(traces) FROM feedback_spendcounter "
+            "WHERE day >= %s AND day < %s AND customer_id <> '' GROUP BY customer_id ORDER BY 2 DESC, 1 LIMIT %s",
+            [month, month_end(month), limit],
+        )
+        return [PastMonthSpend(customer_id, usd, int(traces)) for customer_id, usd, traces in cursor.fetchall()]
+
+
+def spend_months(*, now: datetime | None = None, back: int = 12) -> list[date]:
+    """The first days of the months, newest first, from this one back to the earliest with customer spend (at most
+    ``back`` months before this one): what the spend page's month links offer."""
+    this = month_start((now or utc_now()).date())
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT min(day) FROM feedback_spendcounter WHERE customer_id <> '' AND cost_usd > 0")
+        (earliest,) = cursor.fetchone()
+    months = [this]
+    while earliest is not None and len(months) <= back and months[-1] > month_start(earliest):
+        months.append(month_start(months[-1] - timedelta(days=1)))
+    return months
+
+
+@dataclass(frozen=True)
 class CustomerDetail:
     customer_id: str
     days: list[tuple[date, Decimal, int]]  # every day of the month so far: spend, traces

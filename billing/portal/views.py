@@ -6,7 +6,7 @@ write, selectors read."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django import forms
@@ -28,7 +28,9 @@ from billing.selectors import (
     budgets_list,
     customer_detail,
     customers_spend,
+    customers_spend_in,
     reconciliation,
+    spend_months,
 )
 from billing.services.accounts import account_get, cap_set, checkout_start, notify_webhook_set, portal_start
 from billing.services.budgets import budget_delete, budget_set
@@ -154,9 +156,24 @@ def manage(request: HttpRequest) -> HttpResponse:
 @role_required(Role.VIEWER)
 def spend(request: HttpRequest) -> HttpResponse:
     now = utc_now()
+    months = spend_months(now=now)
+    this = months[0]
+    asked = request.GET.get("month", "")
+    if asked:
+        # ?month=YYYY-MM: a month that is over, from the earliest with spend (the page had no way to last month's).
+        try:
+            month = datetime.strptime(asked, "%Y-%m").date()
+        except ValueError:
+            raise Http404("No such month: use YYYY-MM.") from None
+        if month not in months:
+            raise Http404("No spend that month.")
+        if month != this:
+            return TemplateResponse(request, "billing/spend.html", {
+                "nav": "spend", "past": customers_spend_in(month=month), "month": month, "months": months,
+            })  # fmt: skip
     rows = customers_spend(organization=request.tenant, now=now)  # type: ignore[attr-defined]
     return TemplateResponse(request, "billing/spend.html", {
-        "nav": "spend", "customers": rows, "month": now.date().replace(day=1), "elapsed": month_elapsed(now),
+        "nav": "spend", "customers": rows, "past": None, "month": this, "months": months, "elapsed": month_elapsed(now),
         "over": [c for c in rows if c.status == "over"],
     })  # fmt: skip
 

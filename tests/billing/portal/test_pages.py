@@ -4,7 +4,7 @@ and another organization's customers, budgets and pages are 404."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.test import Client
@@ -69,6 +69,28 @@ def test_spend_pages_show_customers_against_budgets(db: None, org_a: Org, owner_
     assert "$7.00" in detail and 'id="check-action">block<' in detail
     assert owner_a.get(org_a.url("spend/features/")).status_code == 200
     assert owner_a.get(org_a.url(f"spend/customers/{unique('nobody')}/")).status_code == 404
+
+
+def test_the_spend_page_shows_a_month_that_is_over(db: None, org_a: Org, org_b: Org, owner_a: Client) -> None:
+    """The spend page had this month alone: a PM asked for last month's by customer. ?month=YYYY-MM shows a month
+    that is over, linked from the page; a month out of reach is a 404, and another organization's spend is not in it."""
+    now = datetime.now(UTC)
+    last = (now.replace(day=1) - timedelta(days=1)).replace(day=15, hour=12, minute=0, second=0, microsecond=0)
+    earlier, theirs = unique("earlier"), unique("theirs")
+    send_traces(org_a, spend_traces(earlier, ["2.5", "1.25"], started_at=last.isoformat()))
+    send_traces(org_b, spend_traces(theirs, ["9"], started_at=last.isoformat()))
+    page = owner_a.get(org_a.url("spend/")).content.decode()
+    month = f"{last:%Y-%m}"
+    assert f'<a href="?month={month}">{last:%b %Y}</a>' in page and earlier not in page  # not this month's
+    assert 'id="forecast-basis"' in page  # this month: budgets and forecasts
+    past = owner_a.get(org_a.url("spend/"), {"month": month})
+    assert past.status_code == 200
+    row = past.content.decode().split(f'data-customer="{earlier}"', 1)[1].split("</tr>", 1)[0]
+    assert ">2<" in row and "$3.75" in row and theirs not in past.content.decode()
+    assert "Forecast" not in past.content.decode()  # a month that is over has none
+    for bad in ("2026-13", "last", f"{now.year + 1}-01", "1999-01"):
+        assert owner_a.get(org_a.url("spend/"), {"month": bad}).status_code == 404, bad
+    assert owner_a.get(org_a.url("spend/"), {"month": f"{now:%Y-%m}"}).context["past"] is None
 
 
 def test_budgets_page_sets_and_removes(db: None, org_a: Org, owner_a: Client) -> None:
