@@ -48,6 +48,11 @@ class BillingAccount(models.Model):
     notify_webhook_url = models.URLField(max_length=500, blank=True, default="")
     updated_at = models.DateTimeField(default=timezone.now)
 
+    @property
+    def subscribed(self) -> bool:
+        """A Stripe subscription charges the plan (one cancelled or expired keeps its ID, and charges nothing)."""
+        return bool(self.stripe_subscription_id) and self.subscription_status not in ("canceled", "incomplete_expired")
+
 
 class UsageLedger(models.Model):
     """Candor's own count of billable usage per organization x meter x UTC day (recounted, never added to)."""

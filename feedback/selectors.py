@@ -14,7 +14,7 @@ from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from feedback.enums import CHOICE_KINDS, EXPLICIT_KINDS, FeedbackKind
-from feedback.models import Feature, FeedbackEvent, Outcome, PromptVersion, Span, Trace
+from feedback.models import DailyRollup, Feature, FeedbackEvent, Outcome, PromptVersion, Span, Trace
 
 # Trace list pages: the default size and the most a caller may ask for (the API's ?limit=).
 PAGE_SIZE = 50
@@ -217,20 +217,29 @@ class PromptLabel:
 
 
 def prompt_labels(feature: Feature | None = None) -> list[tuple[Feature | None, list[PromptLabel]]]:
-    """Each feature's prompt version labels (of ``feature`` alone, if given), newest first by when last seen, each
-    with its prompts (text, model, parameters), newest first."""
-    rows = PromptVersion.objects.select_related("feature").order_by("feature__key", "label", "-last_seen")
+    """Each feature's prompt version labels (of ``feature`` alone, if given), the last seen first, each with its
+    prompts (text, model, parameters), newest first. A version belongs to every feature whose traces name it: one
+    label and prompt is one row, registered under the first feature that sent it, whichever feature sends it next."""
+    used = DailyRollup.objects.filter(prompt_version__isnull=False)
+    own = PromptVersion.objects.all()
     if feature is not None:
-        rows = rows.filter(feature=feature)
-    grouped: dict[int | None, tuple[Feature | None, dict[str, list[PromptVersion]]]] = {}
-    for version in rows:
-        labels = grouped.setdefault(version.feature_id, (version.feature, {}))[1]
-        labels.setdefault(version.label, []).append(version)
-    return [
-        (owner, sorted((PromptLabel(label, versions) for label, versions in labels.items()),
-                       key=lambda item: max(v.last_seen for v in item.versions), reverse=True))
-        for owner, labels in grouped.values()
-    ]  # fmt: skip
+        used, own = used.filter(feature=feature), own.filter(feature=feature)
+    pairs = set(used.values_list("feature_id", "prompt_version_id").distinct()) | set(
+        own.values_list("feature_id", "id")
+    )
+    versions = {v.id: v for v in PromptVersion.objects.filter(id__in={pv for _, pv in pairs})}
+    features = {f.id: f for f in Feature.objects.filter(id__in={f for f, _ in pairs if f is not None})}
+    grouped: dict[int | None, dict[str, list[PromptVersion]]] = {}
+    for owner_id, version_id in pairs:
+        version = versions[version_id]
+        grouped.setdefault(owner_id, {}).setdefault(version.label, []).append(version)
+    out = []
+    for listed in sorted(grouped, key=lambda f: (f is None, features[f].key if f is not None else "")):
+        labels = [PromptLabel(label, sorted(found, key=lambda v: v.last_seen, reverse=True))
+                  for label, found in grouped[listed].items()]  # fmt: skip
+        labels.sort(key=lambda item: (-max(v.last_seen for v in item.versions).timestamp(), item.label))
+        out.append((features.get(listed) if listed is not None else None, labels))
+    return out
 
 
 @dataclass(frozen=True)

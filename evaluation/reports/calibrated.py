@@ -172,6 +172,8 @@ def labels_plan(*, success: dict[str, Any] | None, half_width: float = 0.03) -> 
     rho = math.sqrt(max(0.0, 1.0 - n / effective)) if n and effective and effective > n else 0.0
     alone = labels_needed(half_width=half_width, rate=rate)
     with_judge = labels_needed(half_width=half_width, rate=rate, rho=min(1.0, rho))
-    # What this judge saves here, said beside the literature's typical 1.3x-2x, which it may well not match.
+    # What this judge saves here, said beside the literature's typical 1.3x-2x, which it may well not match; only
+    # where PPI measured it (another design's estimate uses no judge: "saves 1.0x" would say it was tried).
+    measured = estimate.get("method") == "ppi++" and with_judge and alone > with_judge
     return {"half_width": half_width, "alone": alone, "with_judge": with_judge, "have": n,
-            "savings": round(alone / with_judge, 1) if with_judge else None}  # fmt: skip
+            "savings": round(alone / with_judge, 1) if measured else None}  # fmt: skip

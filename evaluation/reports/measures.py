@@ -139,7 +139,9 @@ class Measures:
         for f in fields(self):
             mine, theirs = getattr(self, f.name), getattr(part, f.name)
             if isinstance(mine, JudgedSums | LabelSums):
+                # The rest's scores lie within the whole's range: kept, as a difference of extremes is none.
                 setattr(out, f.name, type(mine)(**{g.name: getattr(mine, g.name) - getattr(theirs, g.name)
+                                                   if g.name not in _EXTREMES else getattr(mine, g.name)
                                                    for g in fields(mine)}))  # fmt: skip
             elif isinstance(mine, dict):
                 setattr(

@@ -416,7 +416,9 @@ def _both_audits(current: Measures, baseline: Measures) -> JudgedSums:
     return both
 
 
-def _over_time(source: SuccessSource, current: Measures, baseline: Measures, whole: JudgedSums) -> SuccessSource:
+def _over_time(
+    source: SuccessSource, current: Measures, baseline: Measures, whole: JudgedSums, segment: str = ""
+) -> SuccessSource:
     """The source a segment's two windows are read with: the calibrated judge corrects both by one audit, the
     segment's labels over both windows (the whole feature's, where the segment has too few), so a steady
     judge bias cancels in the change the rule tests (see CalibratedJudgeSource.over_time)."""
@@ -424,7 +426,7 @@ def _over_time(source: SuccessSource, current: Measures, baseline: Measures, who
         return source
     audit = _both_audits(current, baseline)
     own = audit.audited >= source.MIN_AUDITED
-    return source.over_time(audit if own else whole, of="this segment" if own else "the whole feature")
+    return source.over_time(audit if own else whole, of="this segment" if own and segment else "the whole feature")
 
 
 def _days_in(window: Window, days: set[date]) -> int:
@@ -506,7 +508,7 @@ def alerts_evaluate(*, now: datetime | None = None, features: list[Feature] | No
                         now_current.get(segment, Measures()),
                         now_baseline.get(segment, Measures()),
                     )
-                    read_with = _over_time(source, seg_current, seg_baseline, whole)
+                    read_with = _over_time(source, seg_current, seg_baseline, whole, segment)
                     verdict = rule_verdict(
                         rule,
                         seg_current,

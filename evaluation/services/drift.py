@@ -419,12 +419,18 @@ def top_cause(result: dict[str, Any]) -> dict[str, Any] | None:
                     inside = (z, rate, segment)
                 break
     alike = False
+    named: dict[str, Any] | None = None
     if best is not None:
         z, rate = best
         within = None
-        # Ranked by how much of the move it carries, the first segment of a rate that fell everywhere is merely
-        # the largest (the majority's sso=false): said as such unless its own rate fell beyond the rest's.
-        alike = _fell_apart(rate, rate["segments"][0]) is False
+        # Ranked by how much of the move it carries, the first segment of a rate that fell everywhere is merely the
+        # largest (the majority's auth=password): the cause named is the first in that order whose own rate fell
+        # beyond the rest's (sso, 10% of traces, 60% -> 30% while password went 60% -> 55%); none such, and the
+        # first is said to have fallen as the others did.
+        apart = [_fell_apart(rate, segment) for segment in rate["segments"]]
+        if apart[0] is False:
+            named = next((seg for seg, fell in zip(rate["segments"], apart, strict=True) if fell), None)
+            alike = named is None
     elif inside is not None:
         z, rate, segment = inside
         within = {"segment": segment["segment"], "baseline": segment["baseline_rate"],
@@ -437,7 +443,7 @@ def top_cause(result: dict[str, Any]) -> dict[str, Any] | None:
         "current": rate["current"],
         "relative_change": (rate["current"] - rate["baseline"]) / rate["baseline"],
         "z": z,
-        "segment": rate["segments"][0]["segment"],
+        "segment": (named or rate["segments"][0])["segment"],
         "within": within,
         "alike": alike,
     }

@@ -13,6 +13,7 @@ from django.urls import NoReverseMatch
 
 from feedback.edits import diff_segments  # the alignment kept_ratio is measured on, bounded
 from feedback.models import Feature, Trace
+from feedback.schemas import MAX_FEATURE_KEY
 from feedback.selectors import (
     FilterError,
     TraceFeedback,
@@ -42,7 +43,8 @@ def trace_list(request: HttpRequest) -> HttpResponse:
     query = request.GET.copy()
     query.pop("cursor", None)
     refused: list[str] = []
-    while True:
+    # Each refusal takes something away (the cursor, the refused filter, or every filter): this ends.
+    for _ in range(len(query) + 2):
         try:
             # The form's Until is a date picker: the day picked is included (the API's until stays exclusive).
             filters = TraceFilters.from_query(query, until_day_inclusive=True)
@@ -56,11 +58,16 @@ def trace_list(request: HttpRequest) -> HttpResponse:
             # had every filter dropped). The pager pages through what is shown, from its first page.
             label = FILTER_LABELS.get(exc.field, exc.field.replace("_", " ").capitalize())
             refused.append(f"{label} not applied: {exc.message}.")
-            cursor = ""
-            if exc.field in query:
+            if exc.field == "cursor" and cursor:
+                cursor = ""  # a cursor no page gave out: the first page of the same filters
+            elif exc.field in query:
                 query.pop(exc.field)
-            elif exc.field != "cursor":  # a name that cannot be told apart (a NUL in it): nothing of the query stands
+                cursor = ""
+            else:  # a name that cannot be told apart (a NUL in it, "cursor\x00"): nothing of the query stands
                 query.clear()
+                cursor = ""
+    else:
+        filters, page = TraceFilters(), trace_page(TraceFilters())
     error = " ".join(refused) or None
     metadata_filter = next(iter(filters.metadata.items()), ("", ""))
     context: dict[str, Any] = {
@@ -189,6 +196,8 @@ def prompt_list(request: HttpRequest) -> HttpResponse:
     """Every prompt version label with the prompts sent under it (?feature= for one feature's): the text, model and
     parameters no other page showed, and a warning where one label holds several prompts (read as one version)."""
     key = request.GET.get("feature", "")
+    if "\x00" in key or len(key) > MAX_FEATURE_KEY:  # no feature has it (PostgreSQL text cannot hold NUL)
+        raise Http404("No such feature.")
     feature = Feature.objects.filter(key=key).first() if key else None
     if key and feature is None:
         raise Http404("No such feature.")

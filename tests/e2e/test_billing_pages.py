@@ -91,6 +91,7 @@ def test_owner_subscribes_in_stripe_checkout_and_cancels_in_its_portal(  # type:
         page.wait_for_url(lambda url: url.endswith("/billing/"))
         assert page.locator("#plan-name").inner_text() == "Business"
         assert "Checkout complete" in page.locator(".messages").inner_text()
+        assert page.locator("#bill-label").text_content() == "Bill this month so far"
         assert fake_stripe.deliveries == [("checkout.session.completed", 200), ("customer.subscription.created", 200)]
         account = BillingAccount.objects.get(organization=org_a.organization)
         assert account.stripe_subscription_id in fake_stripe.subscriptions and account.subscription_status == "active"
@@ -101,6 +102,8 @@ def test_owner_subscribes_in_stripe_checkout_and_cancels_in_its_portal(  # type:
         page.wait_for_url("**/billing/")
         assert page.locator("#plan-name").inner_text() == "Free"
         assert "Stripe: canceled" in page.content()
+        # A cancelled subscription keeps its ID and charges nothing: the month's amount is no bill.
+        assert "not charged: no subscription" in (page.locator("#bill-label").text_content() or "")
         assert fake_stripe.deliveries[-1] == ("customer.subscription.deleted", 200)
 
         # Back out of a second checkout: nothing bought, said so.

@@ -78,8 +78,9 @@ def test_external_scores_are_idempotent_and_appear_on_the_trace(api_a) -> None: 
     # In one batch, the second score for a trace: refused at its index, the first stored, a resend a duplicate.
     other = unique()
     api_a.post("/api/v1/traces", {"trace_id": other, "feature": "support-copilot", "output": "Hi"})
-    pair = [score(other, name, value=1, judge_version="ragas-0.2"), first,
-            score(other, name, value=0, judge_version="ragas-0.2")]  # fmt: skip
+    # IDs in the order opposite to the items' (the lowest ID won when the batch was inserted in ID order).
+    pair = [{**score(other, name, value=1, judge_version="ragas-0.2"), "score_id": f"{other}-z"}, first,
+            {**score(other, name, value=0, judge_version="ragas-0.2"), "score_id": f"{other}-a"}]  # fmt: skip
     got = api_a.post("/api/v1/scores", {"batch": pair}).json()
     assert (got["accepted"], got["duplicates"]) == (1, 1) and [e["index"] for e in got["errors"]] == [2]
     (stored,) = api_a.get(f"/api/v1/traces/{other}").json()["scores"]

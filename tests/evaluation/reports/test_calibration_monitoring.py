@@ -80,11 +80,15 @@ def test_reviewers_alpha_and_the_labels_planner(api_a: ApiClient, org_a: Org, co
     assert got["units"] == n and got["reviewers"] == 3
     assert got["alpha"]["value"] == pytest.approx(expected.value, abs=1e-12)
     # The planner: labels alone versus with a judge worth 1.6x its labels (rho^2 = 1 - 1/1.6).
-    plan = labels_plan(success={"estimate": {"value": 0.7, "n_labels": 100, "effective_labels": 160.0}})
+    estimate = {"value": 0.7, "n_labels": 100, "effective_labels": 160.0, "method": "ppi++"}
+    plan = labels_plan(success={"estimate": estimate})
     assert plan is not None
     assert plan["alone"] == labels_needed(half_width=0.03, rate=0.7)
     assert plan["with_judge"] == labels_needed(half_width=0.03, rate=0.7, rho=(1 - 100 / 160) ** 0.5)
     assert plan["with_judge"] < plan["alone"]
     # What this judge saves, said beside the literature's 1.3x-2x rather than the literature alone.
     assert plan["savings"] == round(plan["alone"] / plan["with_judge"], 1) == 1.6
+    # Another design's estimate uses no judge: no savings said ("saves 1.0x" read as a judge found useless).
+    stratified = labels_plan(success={"estimate": {**estimate, "method": "stratified", "effective_labels": 100.0}})
+    assert stratified is not None and stratified["savings"] is None
     assert labels_plan(success=None) is None

@@ -100,3 +100,18 @@ def test_a_segments_fall_read_by_the_calibrated_judge_opens_its_alert(
     window = {"group_by": "metadata.auth", "since": "2025-07-25", "until": "2025-08-23"}
     feature_page = page.get(org_a.url(f"features/{feature.key}/"), window).content.decode()
     assert 'data-testid="levels-note"' in feature_page and "the moves agree" in feature_page
+
+
+def test_the_whole_features_alert_names_the_whole_features_labels() -> None:
+    """A whole-feature alert with labels enough of its own said "audit labels of this segment"."""
+    from evaluation.reports.measures import JudgedSums, Measures
+    from evaluation.reports.success import CalibratedJudgeSource
+    from evaluation.services.alerts import _over_time
+
+    labelled = Measures(traces=100, judged=JudgedSums.of_scores(0.8, count=100).add(
+        JudgedSums(audited=12, r_sum=0.1, r2_sum=1.0)))  # fmt: skip
+    whole = JudgedSums(audited=40, r_sum=0.2, r2_sum=3.0)
+    for segment, said in (("", "the whole feature"), ("metadata.auth=sso", "this segment")):
+        source = _over_time(CalibratedJudgeSource(), labelled, labelled, whole, segment)
+        assert isinstance(source, CalibratedJudgeSource) and source.common_of == said
+        assert source.common is not None and source.common.audited == 24

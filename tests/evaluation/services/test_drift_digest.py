@@ -170,6 +170,10 @@ def test_a_rate_that_fell_in_every_segment_alike_names_no_segment_as_its_cause()
     assert cause is not None and cause["segment"] == "metadata.auth=sso" and cause["alike"] is False
     text = " ".join(render_to_string("evaluation/_likely_cause.html", {"cause": cause}).split())
     assert "most in" in text and "alike" not in text
+    # The largest carries most of the move without falling apart, while a small one fell far: that one is named.
+    small = rate([("metadata.auth=password", 0.60, 0.55, 0.9), ("metadata.auth=sso", 0.60, 0.30, 0.1)], 0.6, 0.525)
+    cause = top_cause({"rates": [small]})
+    assert cause is not None and cause["segment"] == "metadata.auth=sso" and cause["alike"] is False
 
 
 def test_distribution_figures_are_the_stats_modules_own() -> None:

@@ -12,6 +12,7 @@ import pytest
 from django.test import Client
 
 from feedback import services
+from feedback.rollups import rollups_refresh
 from tenants.schema import in_tenant
 from tests.fixtures.organizations import unique
 from tests.helpers import assert_cross_tenant_404
@@ -63,6 +64,12 @@ def test_trace_explorer_filters_by_metadata_and_edit(explorer, org_a) -> None:  
     assert b"since=" not in kept.context["query"].encode() and "metadata.auth=sso" in kept.context["query"]
     two = client.get(org_a.url("traces/"), {"since": "x", "until": "y", "prompt_version": "pv-x"}).content.decode()
     assert "From not applied: use ISO 8601" in two and "Until not applied: use ISO 8601" in two
+    # A name no filter can be told from (a NUL in it) drops the query; a bad cursor, only the page (it looped).
+    for odd in ("cursor%00=1", "cur%00sor=x&prompt_version=pv-x"):
+        page = client.get(f"{org_a.url('traces/')}?{odd}")
+        assert page.status_code == 200 and b"not applied: must not contain NUL" in page.content
+    stale = client.get(org_a.url("traces/"), {"cursor": "abc", "metadata.auth": "sso"})
+    assert b"Cursor not applied" in stale.content and stale.context["filters"].metadata == {"auth": "sso"}
     backwards = client.get(org_a.url("traces/"), {"since": "2026-11-20", "until": "2026-11-01"})
     assert backwards.status_code == 200 and b"the window must end after it starts" in backwards.content
 
@@ -466,6 +473,15 @@ def test_the_prompt_versions_page_shows_each_prompt_and_a_label_reused_for_sever
     feature_page = client.get(org_a.url(f"features/{feature}/")).content.decode()
     assert f'data-testid="feature-prompts" href="{org_a.url("prompts/")}?feature={feature}"' in feature_page
     assert client.get(org_a.url("prompts/"), {"feature": "no-such-feature"}).status_code == 404
+    assert client.get(f"{org_a.url('prompts/')}?feature=%00").status_code == 404  # not a 500 from PostgreSQL
+    # A label and prompt another feature sent first is one row, listed under every feature whose traces name it.
+    with in_tenant(org_a.organization):
+        services.traces_ingest(body=msgspec.json.encode(
+            {"trace_id": f"{run}-4", "feature": f"g-{run}", "prompt_version": "v2", "prompt": "Answer briefly."}
+        ))  # fmt: skip
+        rollups_refresh(limit=10_000)
+    other_feature = client.get(org_a.url("prompts/"), {"feature": f"g-{run}"}).content.decode()
+    assert "Answer briefly." in other_feature and "Answer at length." not in other_feature
     # Another organization sees none of it, and cannot open this one's page.
     other = Client()
     other.force_login(org_b.owner)
