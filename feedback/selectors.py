@@ -34,6 +34,7 @@ class TraceFilters:
     prompt_version: str = ""
     customer_id: str = ""
     variant: str = ""
+    model: str = ""  # the trace's model (its first LLM call's)
     since: datetime | None = None
     until: datetime | None = None
     has_thumbs_down: bool = False
@@ -59,6 +60,7 @@ class TraceFilters:
             prompt_version=query.get("prompt_version", "").strip(),
             customer_id=query.get("customer_id", "").strip(),
             variant=query.get("variant", "").strip(),
+            model=query.get("model", "").strip(),
             since=since,
             until=until,
             has_thumbs_down=query.get("has_thumbs_down", "") in {"1", "true", "on", "yes"},
@@ -133,6 +135,8 @@ def traces_filtered(filters: TraceFilters) -> QuerySet[Trace]:
         qs = qs.filter(customer_id=filters.customer_id)
     if filters.variant:
         qs = qs.filter(variant=filters.variant)
+    if filters.model:
+        qs = qs.filter(model=filters.model)
     if filters.since:
         qs = qs.filter(started_at__gte=filters.since)
     if filters.until:

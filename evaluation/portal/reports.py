@@ -127,7 +127,7 @@ def _grouping(request: HttpRequest) -> tuple[Grouping, str | None]:
 
 # A drift segment's dimensions the trace explorer filters by (feedback.selectors.TraceFilters), besides
 # metadata.<key>: it has no filter for model.
-_EXPLORER_DIMENSIONS = ("prompt_version", "customer_id", "variant")
+_EXPLORER_DIMENSIONS = ("prompt_version", "customer_id", "variant", "model")
 # How evaluation.stats.rootcause writes a segment's missing value and joins its parts.
 _NO_VALUE, _JOIN = "(none)", " × "
 
@@ -147,7 +147,7 @@ def segment_links(
     group_window: Window | None = None,
 ) -> dict[str, Any]:
     """Where a segment of a feature leads: ``traces``, the trace explorer filtered to it within the window
-    (None when the explorer cannot filter one of its parts: a model, a missing value), and ``groupings``,
+    (None when the explorer cannot filter one of its parts: a missing value), and ``groupings``,
     the feature page grouped by each of its dimensions the page groups by, as (dimension, url) pairs, over
     ``group_window`` (default the window: drift spans both its windows, so a retired version is a row)."""
     query = {"feature": feature_key}
@@ -185,7 +185,7 @@ def feature_view(request: HttpRequest, key: str) -> HttpResponse:
     grouping, group_error = _grouping(request)
     data = feature_page(feature=feature, window=window, grouping=grouping)
     signals = signal_report(feature=feature, window=window)
-    choices = ["prompt_version", "variant", "customer_id", "day"]
+    choices = ["prompt_version", "variant", "customer_id", "model", "day"]
     choices += [f"metadata.{k}" for k in sorted({*feature.segment_keys, "auth"})]
     if grouping.label not in choices:
         choices.append(grouping.label)

@@ -29,9 +29,9 @@ from feedback.rollups import measures_query, rollup_sum_query
 
 MAX_WINDOW_DAYS = 400
 DEFAULT_WINDOW_DAYS = 30
-SIMPLE_GROUPS = ("prompt_version", "variant", "customer_id", "day")
+SIMPLE_GROUPS = ("prompt_version", "variant", "customer_id", "model", "day")
 METADATA_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,100}\Z")
-GROUP_BY_PATTERN = r"^(prompt_version|variant|customer_id|day|metadata\.[A-Za-z0-9_.:-]{1,100})$"
+GROUP_BY_PATTERN = r"^(prompt_version|variant|customer_id|model|day|metadata\.[A-Za-z0-9_.:-]{1,100})$"
 
 
 class ReportError(ValueError):
@@ -105,7 +105,7 @@ def window_from(since: str = "", until: str = "", *, now: datetime | None = None
 class Grouping:
     """What a report groups by: one of SIMPLE_GROUPS or a metadata key."""
 
-    name: str  # prompt_version | variant | customer_id | day | metadata
+    name: str  # prompt_version | variant | customer_id | model | day | metadata
     metadata_key: str = ""
 
     @classmethod
@@ -118,7 +118,8 @@ class Grouping:
             if METADATA_KEY.match(key):
                 return cls("metadata", key)
         raise ReportError(
-            "group_by", "one of prompt_version, variant, customer_id, day or metadata.<key> (letters, digits, _.:-)"
+            "group_by",
+            "one of prompt_version, variant, customer_id, model, day or metadata.<key> (letters, digits, _.:-)",
         )
 
     @property
@@ -142,6 +143,8 @@ _DIMS = {
     "prompt_version": ("prompt_version_id", "t.prompt_version_id"),
     "variant": ("variant", "t.variant"),
     "customer_id": ("customer_id", "t.customer_id"),
+    # No rollup holds the model: a report by model reads the window's traces (raw), as a metadata key not declared.
+    "model": ("", "t.model"),
 }
 
 
@@ -156,7 +159,7 @@ def _clean(dim: str, value: Any, labels: dict[int | None, str | None]) -> Any:
         return labels.get(value)
     if dim == "day":
         return value.isoformat() if value else None
-    if dim in ("variant", "customer_id"):
+    if dim in ("variant", "customer_id", "model"):
         return value or None
     return value  # metadata value: None when the trace lacks the key
 
@@ -181,7 +184,7 @@ def measures_by(
     segment = "metadata" in dims
     declared = metadata_key in (feature.segment_keys or []) and not _segments_pending(feature, window)
     n = len(dims)
-    if window.whole_days and (not segment or declared):
+    if window.whole_days and (not segment or declared) and "model" not in dims:
         params: dict[str, Any] = {"feature": feature.id, "d0": window.first_day, "d1": window.last_day,
                                   "mkey": metadata_key}  # fmt: skip
         where = "r.feature_id = %(feature)s AND r.day BETWEEN %(d0)s AND %(d1)s"

@@ -356,7 +356,7 @@ WHEN_PATTERN = (
     r"(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?$"
 )
 LIMIT_PATTERN = r"^[0-9]{1,3}$"
-_TEXT_FILTERS = ("feature", "prompt_version", "customer_id", "variant")
+_TEXT_FILTERS = ("feature", "prompt_version", "customer_id", "variant", "model")
 
 
 _QUERY_SCHEMAS: dict[str, dict[str, Any]] = {

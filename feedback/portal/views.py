@@ -182,8 +182,8 @@ def trace_view(request: HttpRequest, trace_id: str) -> HttpResponse:
 
 
 # What the explorer's link back may carry: its own filters, nothing else (the query is the list's, re-encoded).
-_BACK_KEYS = frozenset(("feature", "prompt_version", "customer_id", "variant", "since", "until", "has_thumbs_down",
-                        "has_edit", "q", "text"))  # fmt: skip
+_BACK_KEYS = frozenset(("feature", "prompt_version", "customer_id", "variant", "model", "since", "until",
+                        "has_thumbs_down", "has_edit", "q", "text"))  # fmt: skip
 
 
 def _back_query(raw: str) -> str:

@@ -94,7 +94,7 @@ def test_a_feature_left_with_no_trace_that_nobody_set_up_is_not_listed(client_a:
     [
         ({"since": "2025-03-12", "until": "2025-03-10"}, "since"),
         ({"since": "2023-01-01", "until": "2025-03-10"}, "until"),
-        ({"group_by": "model"}, "group_by"),
+        ({"group_by": "provider"}, "group_by"),
         ({"group_by": "metadata."}, "group_by"),
         ({"since": "last tuesday"}, "since"),
         ({"until": "2025-02-30"}, "until"),

@@ -41,6 +41,8 @@ def seed_feature(org: Org, *, traces: int = 120, seed: int = 3, outcomes: bool =
         }  # fmt: skip
         if rng.random() < 0.9:
             item["cost_usd"] = round(rng.uniform(0.001, 0.02), 6)
+        if i % 3:  # two models and none, by position (no draw: the other fields stay as they were)
+            item["model"] = ("", "gpt-4o", "gpt-4o-mini")[i % 3]
         auth = rng.choice(["sso", "password", "password", None])
         if auth:
             item["metadata"] = {"auth": auth, "plan": rng.choice(["pro", "free"])}

@@ -20,6 +20,7 @@ KEYS = {
     "prompt_version": lambda t: t.prompt_version.label if t.prompt_version else None,
     "variant": lambda t: t.variant or None,
     "customer_id": lambda t: t.customer_id or None,
+    "model": lambda t: t.model or None,
     "day": lambda t: t.started_at.astimezone(UTC).date().isoformat(),
     "metadata.auth": lambda t: (t.metadata or {}).get("auth"),
     "metadata.plan": lambda t: (t.metadata or {}).get("plan"),
@@ -86,8 +87,9 @@ def test_every_figure_equals_brute_force(seeded, org_a, group_by, bounds) -> Non
         feature = feature_get(seeded)
         window = window_from(since.isoformat(), until.isoformat())
         report = feature_report(feature=feature, window=window, grouping=Grouping.parse(group_by))
-        # Whole days and a declared segment (auth) or a plain column read rollups; the rest, raw rows.
-        rollups = bounds is WHOLE_DAYS and group_by != "metadata.plan"
+        # Whole days and a declared segment (auth) or a rolled-up column read rollups; the rest (a key not declared,
+        # the model no rollup holds), raw rows.
+        rollups = bounds is WHOLE_DAYS and group_by not in ("metadata.plan", "model")
         assert report["source"] == ("rollups" if rollups else "raw")
         expected = brute_force(seeded, since=since, until=until, key=KEYS[group_by], value_per_success=2.5)
         assert_matches(report, expected)
@@ -176,7 +178,7 @@ def test_bad_windows_name_the_parameter(since: str, until: str, field: str) -> N
 
 def test_unknown_group_by_and_feature(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ReportError) as bad:
-        Grouping.parse("model")
+        Grouping.parse("provider")
     assert bad.value.field == "group_by"
     with in_tenant(org_a), pytest.raises(ReportError) as missing:
         feature_get("no-such-feature")

@@ -201,7 +201,7 @@ def test_list_filters_and_cursor(api_a) -> None:  # type: ignore[no-untyped-def]
         trace(f"{run}-{i}", feature="filter-feature", prompt_version="pv-a" if i % 2 else "pv-b",
               customer_id=f"{run}-cus{i % 3}", variant="holdback" if i % 5 == 0 else "ai_on",
               metadata={"auth": "sso" if i % 4 == 0 else "password", "run": run},
-              started_at=(base + timedelta(minutes=i)).isoformat())
+              model="gpt-4o-mini" if i % 6 == 0 else "gpt-4o", started_at=(base + timedelta(minutes=i)).isoformat())
         for i in range(30)
     ]  # fmt: skip
     assert api_a.post("/api/v1/traces", {"batch": batch}).status_code == 200
@@ -218,6 +218,7 @@ def test_list_filters_and_cursor(api_a) -> None:  # type: ignore[no-untyped-def]
     assert ids(prompt_version="pv-a") == {f"{run}-{i}" for i in range(1, 30, 2)}
     assert ids(customer_id=f"{run}-cus1") == {f"{run}-{i}" for i in range(1, 30, 3)}
     assert ids(variant="holdback") == {f"{run}-{i}" for i in range(0, 30, 5)}
+    assert ids(model="gpt-4o-mini") == {f"{run}-{i}" for i in range(0, 30, 6)}
     assert ids(has_thumbs_down="true") == {f"{run}-3"}
     assert ids(has_edit="true") == {f"{run}-4"}
     # Flags are what the OpenAPI schema says, true or false; anything else is a 400 naming it.

@@ -487,3 +487,26 @@ def test_the_prompt_versions_page_shows_each_prompt_and_a_label_reused_for_sever
     other.force_login(org_b.owner)
     assert run not in other.get(org_b.url("prompts/")).content.decode()
     assert_cross_tenant_404(other, org_a.url("prompts/"), leak=run)
+
+
+def test_a_feature_grouped_by_model_leads_to_that_models_traces(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """Reports had no model grouping (no rollup holds the model), and the explorer no model filter: which model
+    answers worse, or costs more per success, could not be asked. Grouped by model, a row's traces are its own."""
+    run = unique("md")
+    feature = f"m-{run}"
+    traces = [{"trace_id": f"{run}-{i}", "feature": feature, "model": ("gpt-4o", "gpt-4o-mini")[i % 2],
+               "cost_usd": 0.01 * (1 + i % 2), "started_at": "2026-12-01T12:00:00Z"} for i in range(6)]  # fmt: skip
+    with in_tenant(org_a.organization):
+        services.traces_ingest(body=msgspec.json.encode({"batch": traces}))
+        rollups_refresh(limit=10_000)
+    client = Client()
+    client.force_login(org_a.owner)
+    page = client.get(org_a.url(f"features/{feature}/"), {"group_by": "model", "since": "2026-11-25",
+                                                          "through": "2026-12-02"})  # fmt: skip
+    assert page.status_code == 200
+    groups = {g["group"]: g for g in page.context["report"]["groups"]}
+    assert {k: (g["traces"], round(g["cost_usd"], 6)) for k, g in groups.items()} == {
+        "gpt-4o": (3, 0.03), "gpt-4o-mini": (3, 0.06)}  # fmt: skip
+    listed = client.get(org_a.url("traces/"), {"feature": feature, "model": "gpt-4o-mini"}).content.decode()
+    assert set(re.findall(rf"/traces/({run}-[0-9])\?back=", listed)) == {f"{run}-1", f"{run}-3", f"{run}-5"}
+    assert 'name="model" value="gpt-4o-mini"' in listed  # the form keeps it
