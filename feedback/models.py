@@ -340,6 +340,27 @@ class VersionRollup(RollupMeasures):
         ]
 
 
+class ModelRollup(RollupMeasures):
+    """Per day x feature x prompt version x variant x the trace's model: reports grouped by model read here (a
+    model's share of the traces, its success and cost per success), rebuilt with the partition's other rows."""
+
+    day = models.DateField()
+    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="+")
+    prompt_version = models.ForeignKey(PromptVersion, on_delete=models.CASCADE, null=True, related_name="+")
+    variant = models.CharField(max_length=200, blank=True, default="")
+    model = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        indexes = [models.Index(fields=["feature", "day"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "feature", "prompt_version", "variant", "model"],
+                name="model_rollup_key",
+                nulls_distinct=False,
+            )
+        ]
+
+
 class SegmentRollup(RollupMeasures):
     """Per day x feature x prompt version x experiment arm (variant) x declared metadata key x its value
     (null: key absent). The variant lets an experiment break its arms down by segment from here.

@@ -224,8 +224,21 @@ SELECT %(day)s, %(feature)s, m.*, now() FROM ({
 """
 
 
+# By the trace's model (no customer: a model is a handful of rows a day, not one per customer).
+_RECOMPUTE_MODELS = f"""
+INSERT INTO feedback_modelrollup (day, feature_id, prompt_version_id, variant, model, {_COLUMNS}, computed_at)
+SELECT %(day)s, %(feature)s, m.*, now() FROM ({
+    measures_query(
+        dims=["t.prompt_version_id", "t.variant", "t.model"],
+        traces_from=_PARTITION_TRACES,
+        feedback_where=_PARTITION_FEEDBACK,
+    )
+}) m
+"""
+
+
 def rollup_recompute(*, day: date, feature_id: int) -> int:
-    """Rebuild one partition (and its version and segment rows); returns how many rollup rows it now has."""
+    """Rebuild one partition (and its version, model and segment rows); returns how many rollup rows it now has."""
     with transaction.atomic(), connection.cursor() as cursor:
         params: dict[str, Any] = {"day": day, "feature": feature_id}
         cursor.execute("DELETE FROM feedback_dailyrollup WHERE day = %(day)s AND feature_id = %(feature)s", params)
@@ -233,6 +246,8 @@ def rollup_recompute(*, day: date, feature_id: int) -> int:
         rows = cursor.rowcount
         cursor.execute("DELETE FROM feedback_versionrollup WHERE day = %(day)s AND feature_id = %(feature)s", params)
         cursor.execute(_RECOMPUTE_VERSIONS, params)
+        cursor.execute("DELETE FROM feedback_modelrollup WHERE day = %(day)s AND feature_id = %(feature)s", params)
+        cursor.execute(_RECOMPUTE_MODELS, params)
         cursor.execute("DELETE FROM feedback_segmentrollup WHERE day = %(day)s AND feature_id = %(feature)s", params)
         cursor.execute("SELECT segment_keys FROM feedback_feature WHERE id = %(feature)s", params)
         found = cursor.fetchone()

@@ -20,8 +20,7 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
 _HELP = {
     "since": "a day (2025-01-31) or an ISO 8601 time (2025-01-31T12:00:00Z)",
     "until": "a day (2025-01-31) or an ISO 8601 time (2025-01-31T12:00:00Z)",
-    "group_by": "prompt_version, variant, customer_id, model (read from the window's traces), day or metadata.<key> "
-    "(letters, digits, _.:-)",
+    "group_by": "prompt_version, variant, customer_id, model, day or metadata.<key> (letters, digits, _.:-)",
 }
 
 REPORT_PARAMETERS: list[OpenApiParameter] = [

@@ -24,7 +24,7 @@ from evaluation.reports.figures import cost_per_success, group_figures
 from evaluation.reports.measures import JudgedSums, LabelSums, Measures, total
 from evaluation.reports.success import SuccessSource, success_source_for
 from evaluation.stats import mover_difference, mover_ratio
-from feedback.models import DailyRollup, Feature, PromptVersion, SegmentRollup, Trace, VersionRollup
+from feedback.models import DailyRollup, Feature, ModelRollup, PromptVersion, SegmentRollup, Trace, VersionRollup
 from feedback.rollups import measures_query, rollup_sum_query
 
 MAX_WINDOW_DAYS = 400
@@ -143,8 +143,7 @@ _DIMS = {
     "prompt_version": ("prompt_version_id", "t.prompt_version_id"),
     "variant": ("variant", "t.variant"),
     "customer_id": ("customer_id", "t.customer_id"),
-    # No rollup holds the model: a report by model reads the window's traces (raw), as a metadata key not declared.
-    "model": ("", "t.model"),
+    "model": ("model", "t.model"),  # in feedback_modelrollup alone (not with customers or metadata keys)
 }
 
 
@@ -184,7 +183,8 @@ def measures_by(
     segment = "metadata" in dims
     declared = metadata_key in (feature.segment_keys or []) and not _segments_pending(feature, window)
     n = len(dims)
-    if window.whole_days and (not segment or declared) and "model" not in dims:
+    by_model = "model" in dims
+    if window.whole_days and (not segment or declared) and not (by_model and (segment or "customer_id" in dims)):
         params: dict[str, Any] = {"feature": feature.id, "d0": window.first_day, "d1": window.last_day,
                                   "mkey": metadata_key}  # fmt: skip
         where = "r.feature_id = %(feature)s AND r.day BETWEEN %(d0)s AND %(d1)s"
@@ -193,7 +193,8 @@ def measures_by(
             columns = [f"r.{'value' if d == 'metadata' else _DIMS[d][0]}" for d in dims]
         else:
             # Not by customer: the rows summed over customers (one per day and version, not per customer).
-            table = (DailyRollup if "customer_id" in dims else VersionRollup)._meta.db_table
+            rollup = ModelRollup if by_model else DailyRollup if "customer_id" in dims else VersionRollup
+            table = rollup._meta.db_table
             columns = [f"r.{_DIMS[d][0]}" for d in dims]
         with connection.cursor() as cursor:
             cursor.execute(rollup_sum_query(table=table, dims=columns, where=where), params)

@@ -87,9 +87,8 @@ def test_every_figure_equals_brute_force(seeded, org_a, group_by, bounds) -> Non
         feature = feature_get(seeded)
         window = window_from(since.isoformat(), until.isoformat())
         report = feature_report(feature=feature, window=window, grouping=Grouping.parse(group_by))
-        # Whole days and a declared segment (auth) or a rolled-up column read rollups; the rest (a key not declared,
-        # the model no rollup holds), raw rows.
-        rollups = bounds is WHOLE_DAYS and group_by not in ("metadata.plan", "model")
+        # Whole days and a declared segment (auth) or a plain column read rollups; the rest, raw rows.
+        rollups = bounds is WHOLE_DAYS and group_by != "metadata.plan"
         assert report["source"] == ("rollups" if rollups else "raw")
         expected = brute_force(seeded, since=since, until=until, key=KEYS[group_by], value_per_success=2.5)
         assert_matches(report, expected)
