@@ -78,7 +78,7 @@ RUNS = int(os.environ.get("REPORT_BENCH_RUNS", "20"))
 RAW_RUNS = int(os.environ.get("REPORT_BENCH_RAW_RUNS", "5" if TRACES < 5_000_000 else "1"))
 KEEP = os.environ.get("REPORT_BENCH_KEEP", "") == "1"
 NEW_CUSTOMERS = os.environ.get("REPORT_BENCH_NEW_CUSTOMERS", "") == "1"
-GROUPINGS = ("prompt_version", "customer_id", "metadata.auth")
+GROUPINGS = ("prompt_version", "customer_id", "model", "metadata.auth")
 
 
 # --- growing the organization in SQL: copies of the generator's traces with new IDs -----------------
@@ -165,7 +165,10 @@ def grow(copies: int) -> None:
         with connection.cursor() as cursor:
             for model, _, _ in _COPIED:
                 cursor.execute(f"VACUUM ANALYZE {model._meta.db_table}")
-            cursor.execute("VACUUM ANALYZE feedback_dailyrollup, feedback_versionrollup, feedback_segmentrollup")
+            cursor.execute(
+                "VACUUM ANALYZE feedback_dailyrollup, feedback_versionrollup, feedback_modelrollup, "
+                "feedback_segmentrollup"
+            )
         print(f"  vacuum analyze: {time.perf_counter() - started:.0f}s", flush=True)
 
 
