@@ -174,6 +174,6 @@ def labels_plan(*, success: dict[str, Any] | None, half_width: float = 0.03) -> 
     with_judge = labels_needed(half_width=half_width, rate=rate, rho=min(1.0, rho))
     # What this judge saves here, said beside the literature's typical 1.3x-2x, which it may well not match; only
     # where PPI measured it (another design's estimate uses no judge: "saves 1.0x" would say it was tried).
-    measured = estimate.get("method") == "ppi++" and with_judge and alone > with_judge
+    savings = round(alone / with_judge, 1) if estimate.get("method") == "ppi++" and with_judge else None
     return {"half_width": half_width, "alone": alone, "with_judge": with_judge, "have": n,
-            "savings": round(alone / with_judge, 1) if measured else None}  # fmt: skip
+            "savings": savings if savings is not None and savings > 1.0 else None}  # fmt: skip

@@ -211,14 +211,17 @@ def test_a_segment_gone_now_links_its_traces_before(db: None, org_a) -> None:  #
     assert listed and all(baseline.since <= t.started_at < baseline.until for t in listed)
 
 
-def test_a_segment_the_explorer_cannot_filter_gets_no_traces_link(org_a) -> None:  # type: ignore[no-untyped-def]
+def test_a_segment_leads_to_its_traces_unless_the_explorer_cannot_filter_it(org_a) -> None:  # type: ignore[no-untyped-def]
     request = RequestFactory().get("/")
     request.tenant = org_a.organization  # type: ignore[attr-defined]
     window = Window(*(utc_now().replace(hour=h, minute=0, second=0, microsecond=0) for h in (1, 5)))
     by_model = segment_links(request, feature_key="f", parts=segment_parts("model=haiku × metadata.auth=sso"),
                              window=window)  # fmt: skip
-    assert by_model["traces"] is None  # the explorer has no model filter: no link to every model's traces
-    assert [label for label, _ in by_model["groupings"]] == ["metadata.auth"]
+    # The explorer filters by model (it had no model filter, and such a segment led to no traces), and the
+    # feature page groups by it.
+    query = {k: v[0] for k, v in parse_qs(urlsplit(by_model["traces"]).query).items()}
+    assert (query["model"], query["metadata.auth"], query["feature"]) == ("haiku", "sso", "f")
+    assert [label for label, _ in by_model["groupings"]] == ["model", "metadata.auth"]
     missing = segment_links(request, feature_key="f", parts=[("metadata.auth", "(none)")], window=window)
     assert missing["traces"] is None
     # A window of hours is passed as it is, not rounded to whole days.
