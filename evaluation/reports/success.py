@@ -207,7 +207,7 @@ def _scores_variance(j: JudgedSums, reference: JudgedSums, z: float) -> float:
 
     The plug-in reads the scores' spread from the group alone: ten traces a binary judge all passed spread by
     nothing, and a customer with ten scored traces read 97.3% (95.0-99.5%) when ten passes leave a pass share
-    of 72% as plausible as 100% (seeded simulation: such intervals covered the group's rate in 61% of draws).
+    of 72% as plausible as 100% (seeded simulation: such intervals covered the group's rate in 55-61% of draws).
     The bound treats the group's mean score m, put on the scores' range [a, b], as a share p = (m - a) / (b - a)
     over n* = n_eff / psi trials (n_eff Kish's effective count; psi the reference's variance over the
     Bhatia-Davis maximum (m - a)(b - m) for its mean: 1 for a two-valued binary judge, below 1 for a graded
