@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 
 from feedback.enums import CHOICE_KINDS, EXPLICIT_KINDS, FeedbackKind
-from feedback.models import DailyRollup, Feature, FeedbackEvent, Outcome, PromptVersion, Span, Trace
+from feedback.models import Feature, FeedbackEvent, ModelRollup, Outcome, PromptVersion, Span, Trace
 
 # Trace list pages: the default size and the most a caller may ask for (the API's ?limit=).
 PAGE_SIZE = 50
@@ -208,6 +209,9 @@ class PromptLabel:
 
     label: str
     versions: list[PromptVersion]
+    # The models its traces ran on, with how many traces each (most first; "" for traces naming none): a version
+    # registers the model of the first trace that named it, which later traces need not share.
+    models: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def reused(self) -> bool:
@@ -224,7 +228,7 @@ def prompt_labels(feature: Feature | None = None) -> list[tuple[Feature | None, 
     """Each feature's prompt version labels (of ``feature`` alone, if given), the last seen first, each with its
     prompts (text, model, parameters), newest first. A version belongs to every feature whose traces name it: one
     label and prompt is one row, registered under the first feature that sent it, whichever feature sends it next."""
-    used = DailyRollup.objects.filter(prompt_version__isnull=False)
+    used = ModelRollup.objects.filter(prompt_version__isnull=False)
     own = PromptVersion.objects.all()
     if feature is not None:
         used, own = used.filter(feature=feature), own.filter(feature=feature)
@@ -233,17 +237,25 @@ def prompt_labels(feature: Feature | None = None) -> list[tuple[Feature | None, 
     )
     versions = {v.id: v for v in PromptVersion.objects.filter(id__in={pv for _, pv in pairs})}
     features = {f.id: f for f in Feature.objects.filter(id__in={f for f, _ in pairs if f is not None})}
+    ran: dict[tuple[int | None, int], Counter[str]] = {}
+    for row in used.values("feature_id", "prompt_version_id", "model").annotate(n=Sum("traces")).order_by():
+        ran.setdefault((row["feature_id"], row["prompt_version_id"]), Counter())[row["model"]] += row["n"]
     grouped: dict[int | None, dict[str, list[PromptVersion]]] = {}
     for owner_id, version_id in pairs:
         version = versions[version_id]
         grouped.setdefault(owner_id, {}).setdefault(version.label, []).append(version)
     out = []
     for listed in sorted(grouped, key=lambda f: (f is None, features[f].key if f is not None else "")):
-        labels = [PromptLabel(label, sorted(found, key=lambda v: v.last_seen, reverse=True))
+        labels = [PromptLabel(label, sorted(found, key=lambda v: v.last_seen, reverse=True),
+                              _most_first(sum((ran.get((listed, v.id), Counter()) for v in found), Counter())))
                   for label, found in grouped[listed].items()]  # fmt: skip
         labels.sort(key=lambda item: (-max(v.last_seen for v in item.versions).timestamp(), item.label))
         out.append((features.get(listed) if listed is not None else None, labels))
     return out
+
+
+def _most_first(counts: Counter[str]) -> list[tuple[str, int]]:
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
 @dataclass(frozen=True)

@@ -720,8 +720,9 @@ def _holding_message(rule: AlertRule, segment: str, v: Verdict, opened: float) -
     # Why the rule itself is quiet: the trailing baseline has moved, or the two windows are too noisy to say.
     trailing = f"its trailing {rule.baseline_days}-day level, now {level_text(metric, base.value)}"
     if success:
-        floor = "" if base.value is None else f", that is below {level_text(metric, (1 - rule.threshold) * base.value)}"
-        why = f"not clearly below {1 - rule.threshold:.0%} of {trailing}{floor}"
+        # "90% of its level, now 51.6%, that is below 46.4%" read as 51.6 below 46.4: the threshold is said first.
+        floor = "" if base.value is None else f"{level_text(metric, (1 - rule.threshold) * base.value)}, "
+        why = f"not clearly below {floor}{1 - rule.threshold:.0%} of {trailing}"
     elif base.value and cur.value is not None and cur.value < base.value * (1 + rule.threshold):
         why = f"not {rule.threshold:+.0%} over {trailing}"
     else:

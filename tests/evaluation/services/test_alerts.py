@@ -208,7 +208,10 @@ def test_a_lasting_regression_stays_open_after_the_baseline_takes_it_in_until_it
         assert "it opened against: kept open on this reading. The rule itself does not fire: " in alert.message
         assert "its trailing 7-day level, now" in alert.message
         if metric == AlertMetric.SUCCESS_HIGH:  # the level it must clearly fall below, in numbers
-            assert f", that is below {0.9 * (alert.baseline or 0):.1%}: by the interval" in alert.message
+            # said before the level it is 90% of ("now 51.6%, that is below 46.4%" read as 51.6 below 46.4)
+            assert f"not clearly below {0.9 * (alert.baseline or 0):.1%}, 90% of its trailing 7-day level, now " in (
+                alert.message
+            )
         assert "by the interval of the two windows' difference, this window may be as " in alert.message
         # The opening reading is kept beside the latest.
         assert "trailing 7-day" in alert.opened_message and "it opened against" not in alert.opened_message

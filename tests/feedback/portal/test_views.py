@@ -456,6 +456,7 @@ def test_the_prompt_versions_page_shows_each_prompt_and_a_label_reused_for_sever
     ]  # fmt: skip
     with in_tenant(org_a.organization):
         services.traces_ingest(body=msgspec.json.encode({"batch": traces}))
+        rollups_refresh(limit=10_000)
     client = Client()
     client.force_login(org_a.owner)
     page = client.get(org_a.url("prompts/"), {"feature": feature})
@@ -465,6 +466,9 @@ def test_the_prompt_versions_page_shows_each_prompt_and_a_label_reused_for_sever
     assert text.count('data-testid="prompt-version"') == 3
     reused = re.findall(r'data-testid="label-reused"[^>]*>([^<]*)<', text)
     assert reused == ["2 prompts under this label"]  # v2 alone
+    # The models each label's traces ran on (a version records only its first trace's model).
+    models = re.findall(r'data-testid="label-models">([^<]*)<', text)
+    assert sorted(models) == ["traces by model: gpt-4o 1", "traces by model: gpt-4o 1 · gpt-4o-mini 1"], models
     # The trace page links its prompt; the feature page links the feature's prompt versions.
     detail = client.get(org_a.url(f"traces/{run}-1")).content.decode()
     link = html.unescape(detail.split('data-testid="trace-prompt" href="', 1)[1].split('"', 1)[0])
