@@ -397,4 +397,6 @@ def filter_choices() -> dict[str, list[str]]:
     return {
         "features": list(Feature.objects.values_list("key", flat=True)),
         "prompt_versions": sorted(set(PromptVersion.objects.values_list("label", flat=True))),
+        # The models traces ran on (an exact name to pick: "haiku" matched nothing as typed text).
+        "models": sorted(set(ModelRollup.objects.exclude(model="").values_list("model", flat=True).distinct())),
     }
