@@ -445,17 +445,22 @@ class CustomerDetail:
     check: BudgetDecision
     elapsed: MonthElapsed  # what the forecast had to go on
     rate_days: int  # the completed days its rate averages (from the customer's first day of spend); 0: today's
+    month: date | None = None  # a past month shown (its first day); None: this month
 
 
 def customer_detail(
-    *, organization: Organization, customer_id: str, now: datetime | None = None
+    *, organization: Organization, customer_id: str, now: datetime | None = None, month: date | None = None
 ) -> CustomerDetail | None:
-    """One customer's spend this month, with its forecast to the month's end (billing.forecast.month_forecast).
-    None when the organization has no spend counted for it and no budget of its own (a customer given a budget
-    before its first trace has spent nothing yet, against that budget)."""
+    """One customer's spend this month, with its forecast to the month's end (billing.forecast.month_forecast);
+    or over a past ``month`` (its first day), whose forecast is what it spent. None when the organization has no
+    spend counted for it and no budget of its own (a customer given a budget before its first trace has spent
+    nothing yet, against that budget)."""
     now = now or utc_now()
     today, elapsed = now.date(), month_elapsed(now)
-    month = month_start(today)
+    past = month is not None and month < month_start(today)
+    if month is None or not past:
+        month = month_start(today)
+    last = month_end(month) - timedelta(days=1) if past else today
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1 FROM feedback_spendcounter WHERE customer_id = %s LIMIT 1", [customer_id])
         if (
@@ -466,19 +471,19 @@ def customer_detail(
         cursor.execute(
             "SELECT day, sum(cost_usd), sum(traces) FROM feedback_spendcounter "
             "WHERE customer_id = %s AND day >= %s AND day <= %s GROUP BY day",
-            [customer_id, month, today],
+            [customer_id, month, last],
         )
         per_day = {day: (cost, int(n)) for day, cost, n in cursor.fetchall()}
         cursor.execute(
             "SELECT f.key, c.model, sum(c.cost_usd), sum(c.traces) FROM feedback_spendcounter c "
             "JOIN feedback_feature f ON f.id = c.feature_id "
             "WHERE c.customer_id = %s AND c.day >= %s AND c.day <= %s GROUP BY 1, 2 ORDER BY 3 DESC",
-            [customer_id, month, today],
+            [customer_id, month, last],
         )
         by_feature = [(f, m, cost, int(n)) for f, m, cost, n in cursor.fetchall()]
     days = [
         (d, *per_day.get(d, (Decimal(0), 0)))
-        for d in (month + timedelta(days=i) for i in range((today - month).days + 1))
+        for d in (month + timedelta(days=i) for i in range((last - month).days + 1))
     ]
     month_usd = sum((cost for _, cost, _ in days), Decimal(0))
     budgets = list(
@@ -488,9 +493,10 @@ def customer_detail(
     )
     check = budget_check(organization_id=organization.id, customer_id=customer_id, today=today)
     first = next((d for d, cost, _ in days if cost > 0), None)
-    forecast = _forecast(month_usd, days[-1][1], elapsed, first)
+    forecast = month_usd if past else _forecast(month_usd, days[-1][1], elapsed, first)
     basis = rate_days(elapsed, first.day if first is not None else None)
-    return CustomerDetail(customer_id, days, by_feature, month_usd, forecast, budgets, check, elapsed, basis)
+    return CustomerDetail(customer_id, days, by_feature, month_usd, forecast, budgets, check, elapsed, basis,
+                          month=month if past else None)  # fmt: skip
 
 
 def budgets_list(*, organization: Organization) -> list[CustomerBudget]:

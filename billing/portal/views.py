@@ -6,7 +6,7 @@ write, selectors read."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django import forms
@@ -153,28 +153,33 @@ def manage(request: HttpRequest) -> HttpResponse:
 # --- Customers' LLM spend -------------------------------------------------------------------------
 
 
+def _month(asked: str) -> date | None:
+    """?month=YYYY-MM as its first day; None when absent or not a month (the page shows this month)."""
+    try:
+        return datetime.strptime(asked, "%Y-%m").date() if asked else None
+    except ValueError:
+        return None
+
+
 @role_required(Role.VIEWER)
 def spend(request: HttpRequest) -> HttpResponse:
     now = utc_now()
     months = spend_months(now=now)
     this = months[0]
     asked = request.GET.get("month", "")
-    if asked:
-        # ?month=YYYY-MM: a month that is over, from the earliest with spend (the page had no way to last month's).
-        try:
-            month = datetime.strptime(asked, "%Y-%m").date()
-        except ValueError:
-            raise Http404("No such month: use YYYY-MM.") from None
-        if month not in months:
-            raise Http404("No spend that month.")
-        if month != this:
-            return TemplateResponse(request, "billing/spend.html", {
-                "nav": "spend", "past": customers_spend_in(month=month), "month": month, "months": months,
-            })  # fmt: skip
+    month = _month(asked)
+    error = None
+    if asked and (month is None or month > this):
+        error = f"Month {asked!r} not shown: use YYYY-MM, this month or one before it. This month is shown."
+    elif month is not None and month != this:
+        # A month that is over (the page had no way to last month's), empty if nothing was spent then.
+        return TemplateResponse(request, "billing/spend.html", {
+            "nav": "spend", "past": customers_spend_in(month=month), "month": month, "months": months,
+        })  # fmt: skip
     rows = customers_spend(organization=request.tenant, now=now)  # type: ignore[attr-defined]
     return TemplateResponse(request, "billing/spend.html", {
         "nav": "spend", "customers": rows, "past": None, "month": this, "months": months, "elapsed": month_elapsed(now),
-        "over": [c for c in rows if c.status == "over"],
+        "over": [c for c in rows if c.status == "over"], "error": error,
     })  # fmt: skip
 
 
@@ -182,7 +187,8 @@ def spend(request: HttpRequest) -> HttpResponse:
 def customer(request: HttpRequest, customer_id: str) -> HttpResponse:
     if len(customer_id) > 200 or "\x00" in customer_id:
         raise Http404("No such customer.")
-    detail = customer_detail(organization=request.tenant, customer_id=customer_id)  # type: ignore[attr-defined]
+    month = _month(request.GET.get("month", ""))
+    detail = customer_detail(organization=request.tenant, customer_id=customer_id, month=month)  # type: ignore[attr-defined]
     if detail is None:
         raise Http404("No such customer.")
     peak = max((c for _, c, _ in detail.days), default=Decimal(0)) or Decimal(1)

@@ -88,8 +88,23 @@ def test_the_spend_page_shows_a_month_that_is_over(db: None, org_a: Org, org_b: 
     row = past.content.decode().split(f'data-customer="{earlier}"', 1)[1].split("</tr>", 1)[0]
     assert ">2<" in row and "$3.75" in row and theirs not in past.content.decode()
     assert "Forecast" not in past.content.decode()  # a month that is over has none
-    for bad in ("2026-13", "last", f"{now.year + 1}-01", "1999-01"):
-        assert owner_a.get(org_a.url("spend/"), {"month": bad}).status_code == 404, bad
+    # Its customer opens on that month (it opened on this one: $0 where the month had $3.75).
+    link = f"{org_a.url(f'spend/customers/{earlier}/')}?month={month}"
+    assert f'href="{link}"' in past.content.decode()
+    detail = owner_a.get(link).content.decode()
+    assert (
+        f"LLM spend in {last:%B %Y}" in detail and 'id="month-usd">$3.75<' in detail and 'id="forecast"' not in detail
+    )
+    assert 'id="month-usd">$0.00<' in owner_a.get(org_a.url(f"spend/customers/{earlier}/")).content.decode()
+    # A month not understood, or to come, shows this month and says so (it was a 404 that blamed the sign-in).
+    for bad in ("2026-13", "last", f"{now.year + 1}-01"):
+        page = owner_a.get(org_a.url("spend/"), {"month": bad})
+        assert (
+            page.status_code == 200
+            and page.context["past"] is None
+            and "not shown: use YYYY-MM" in page.content.decode()
+        )
+    assert owner_a.get(org_a.url("spend/"), {"month": "1999-01"}).context["past"] == []  # long before: nothing spent
     assert owner_a.get(org_a.url("spend/"), {"month": f"{now:%Y-%m}"}).context["past"] is None
 
 
