@@ -4,7 +4,7 @@ charts and CSV export, and customers. Thin: evaluation.reports.selectors does th
 from __future__ import annotations
 
 import csv
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlencode
@@ -192,6 +192,7 @@ def feature_view(request: HttpRequest, key: str) -> HttpResponse:
     query = request.GET.copy()
     # What the overview says of this feature, so that its page leads to a regression too: its open alerts, and
     # the likely cause from its latest drift snapshot in the window, with the traces of the cause's segment.
+    _group_traces(request, feature_key=feature.key, grouping=grouping, window=window, groups=data["report"]["groups"])
     cause = likely_causes([feature.key], first_day=window.first_day, last_day=window.last_day).get(feature.key)
     if cause is not None:
         parts = segment_parts(cause["segment"])
@@ -225,6 +226,25 @@ def feature_view(request: HttpRequest, key: str) -> HttpResponse:
             "can_edit": getattr(request, "membership", None) is not None and request.membership.at_least("pm"),  # type: ignore[attr-defined]
         },
     )
+
+
+def _group_traces(
+    request: HttpRequest, *, feature_key: str, grouping: Grouping, window: Window, groups: list[dict[str, Any]]
+) -> None:
+    """Each row's ``traces_url``: the explorer filtered to the row's group within the page's window (a day's row,
+    that day), or None where it cannot filter the group (no value). Only customer and metadata rows had links, and
+    those led to every day's traces."""
+    for group in groups:
+        value = group["group"]
+        if value is None:
+            group["traces_url"] = None
+        elif grouping.name == "day":
+            day = datetime.combine(date.fromisoformat(value), time(0), UTC)
+            one = Window(day, day + timedelta(days=1))
+            group["traces_url"] = segment_links(request, feature_key=feature_key, parts=[], window=one)["traces"]
+        else:
+            parts = [(grouping.label, str(value))]
+            group["traces_url"] = segment_links(request, feature_key=feature_key, parts=parts, window=window)["traces"]
 
 
 def feature_csv(request: HttpRequest, key: str) -> HttpResponse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 import uuid
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import msgspec
 import pytest
@@ -511,7 +511,21 @@ def test_a_feature_grouped_by_model_leads_to_that_models_traces(db: None, org_a)
     groups = {g["group"]: g for g in page.context["report"]["groups"]}
     assert {k: (g["traces"], round(g["cost_usd"], 6)) for k, g in groups.items()} == {
         "gpt-4o": (3, 0.03), "gpt-4o-mini": (3, 0.06)}  # fmt: skip
-    listed = client.get(org_a.url("traces/"), {"feature": feature, "model": "gpt-4o-mini"}).content.decode()
+    # Each row leads to its traces within the page's window (rows by model, version or day had no link, and a
+    # customer's or a segment's led to every day's).
+    text = page.content.decode()
+    link = html.unescape(text.split('data-testid="group-traces" href="', 2)[2].split('"', 1)[0])
+    query = dict(parse_qsl(urlsplit(link).query))
+    assert query == {"feature": feature, "model": "gpt-4o-mini", "since": "2026-11-25", "until": "2026-12-02"}
+    by_day = client.get(org_a.url(f"features/{feature}/"), {"group_by": "day", "since": "2026-11-25",
+                                                            "through": "2026-12-02"}).content.decode()  # fmt: skip
+    day_link = html.unescape(by_day.split('data-testid="group-traces" href="', 1)[1].split('"', 1)[0])
+    assert dict(parse_qsl(urlsplit(day_link).query)) == {
+        "feature": feature,
+        "since": "2026-12-01",
+        "until": "2026-12-01",
+    }
+    listed = client.get(link).content.decode()
     assert set(re.findall(rf"/traces/({run}-[0-9])\?back=", listed)) == {f"{run}-1", f"{run}-3", f"{run}-5"}
     # Picked from the models traces ran on (typed, "haiku" matched nothing), and the form keeps it.
     assert re.search(r'<select id="f-model" name="model">.*<option selected>gpt-4o-mini</option>', listed)
