@@ -270,6 +270,7 @@ class TraceFeedback:
     edits: int = 0
     comments: int = 0
     implicit: int = 0
+    implicit_kinds: str = ""  # which, most first: "copy 2, abandon 1" (a copy is good news, an abandon is not)
 
     @property
     def rating_mean(self) -> float | None:
@@ -280,6 +281,7 @@ class TraceFeedback:
         return bool(self.up or self.down or self.ratings or self.edits or self.comments or self.implicit)
 
 
+_EXPLICIT = ", ".join(f"'{kind}'" for kind in sorted(EXPLICIT_KINDS))
 _TRACE_FEEDBACK = f"""
 WITH fe AS (
     SELECT id, trace_id, kind, value, occurred_at,
@@ -303,11 +305,12 @@ others AS (
     SELECT trace_id,
            count(*) FILTER (WHERE kind = '{FeedbackKind.EDIT}') AS edits,
            count(*) FILTER (WHERE kind = '{FeedbackKind.COMMENT}') AS comments,
-           count(*) FILTER (WHERE kind NOT IN ({", ".join(f"'{kind}'" for kind in sorted(EXPLICIT_KINDS))})) AS implicit
+           count(*) FILTER (WHERE kind NOT IN ({_EXPLICIT})) AS implicit,
+           array_agg(kind) FILTER (WHERE kind NOT IN ({_EXPLICIT})) AS implicit_kinds
     FROM fe GROUP BY trace_id
 )
 SELECT o.trace_id, COALESCE(c.up, 0), COALESCE(c.down, 0), COALESCE(c.ratings, 0), COALESCE(c.rating_sum, 0),
-       o.edits, o.comments, o.implicit
+       o.edits, o.comments, o.implicit, o.implicit_kinds
 FROM others o LEFT JOIN choices c USING (trace_id)
 """
 
@@ -318,7 +321,8 @@ def feedback_by_trace(trace_ids: list[str]) -> dict[str, TraceFeedback]:
         return {}
     with connection.cursor() as cursor:
         cursor.execute(_TRACE_FEEDBACK, [trace_ids])
-        return {row[0]: TraceFeedback(row[1], row[2], row[3], float(row[4]), row[5], row[6], row[7])
+        return {row[0]: TraceFeedback(row[1], row[2], row[3], float(row[4]), row[5], row[6], row[7],
+                                      ", ".join(f"{kind} {n}" for kind, n in _most_first(Counter(row[8] or ()))))
                 for row in cursor.fetchall()}  # fmt: skip
 
 

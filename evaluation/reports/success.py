@@ -175,12 +175,12 @@ class CalibratedJudgeSource:
         if j.audited < self.MIN_AUDITED:
             if self.pooled is None or self.pooled.audited < self.MIN_AUDITED:
                 return SuccessEstimate(
-                    Interval.undefined(f"{j.audited} audit labels here: at least {self.MIN_AUDITED} are needed"),
+                    Interval.undefined(f"{_labels(j.audited)} here: at least {self.MIN_AUDITED} are needed"),
                     j.scored,
                     self.name,
                 )
             audit = self.pooled
-            note = f"{j.audited} audit labels here: the judge's bias correction is pooled over the whole report"
+            note = f"{_labels(j.audited)} here: the judge's bias correction is pooled over the whole report"
             if self.spread is None:
                 note += ", assuming the judge errs alike here (too few groups with labels of their own to tell)"
                 assumes_alike = True
@@ -233,6 +233,10 @@ def _scores_variance(j: JudgedSums, reference: JudgedSums, z: float) -> float:
     trials = n / psi + z * z
     p_tilde = (p * n / psi + z * z / 2.0) / trials
     return max(plug_in, (high - low) ** 2 * p_tilde * (1.0 - p_tilde) / trials)
+
+
+def _labels(n: int) -> str:
+    return f"{n} audit label{'' if n == 1 else 's'}"
 
 
 def _correction(audit: JudgedSums) -> tuple[float, float]:

@@ -430,6 +430,7 @@ def test_each_listed_trace_shows_what_people_said_of_it(explorer, org_a) -> None
     assert cell is not None
     text = " ".join(re.sub(r"<[^>]+>", " ", html.unescape(cell.group(1))).split())
     assert text == "▲ 1 ▼ 2 ★ 4.5 comment 2 implicit", text
+    assert 'title="copy 1, retry 1">2 implicit' in cell.group(1)  # which signals (a copy is no abandon)
     sso = client.get(org_a.url("traces/"), {"q": f"{run}-sso"}).content.decode()
     assert re.search(r'data-testid="feedback-cell">.*?edited.*?</td>', sso, flags=re.S)
     # One read for the page, whatever its length: the rows' feedback is not fetched trace by trace.
