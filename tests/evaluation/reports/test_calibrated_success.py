@@ -7,6 +7,7 @@ checks the interval's coverage."""
 from __future__ import annotations
 
 import math
+import re
 import time
 
 import numpy as np
@@ -100,7 +101,8 @@ def test_a_gating_judge_answers_success_per_group(api_a: ApiClient, org_a: Org, 
     owner.force_login(org_a.owner)
     page = owner.get(org_a.url(f"features/{feature}/"), {"group_by": "prompt_version"}).content.decode()
     table = page.split('id="report-table"')[1].split("</table>")[0]
-    rows = {row.split("<td>")[1].split("</td>")[0]: row for row in table.split("<tr")[2:]}
+    # Keyed by the group's name, the link to its traces taken off.
+    rows = {re.sub(r"<[^>]+>", "", row.split("<td>")[1].split("</td>")[0]): row for row in table.split("<tr")[2:]}
     assert 'class="pooled"' in rows["v3"] and not any('class="pooled"' in rows[v] for v in ("v1", "v2"))
     assert 'id="pooled-note"' in page and "in 1 group:" in page
     # The API says so too, in a value its published schema admits (the schema listed outcomes, thumbs, none).
