@@ -176,4 +176,5 @@ def labels_plan(*, success: dict[str, Any] | None, half_width: float = 0.03) -> 
     # where PPI measured it (another design's estimate uses no judge: "saves 1.0x" would say it was tried).
     savings = round(alone / with_judge, 1) if estimate.get("method") == "ppi++" and with_judge else None
     return {"half_width": half_width, "alone": alone, "with_judge": with_judge, "have": n,
+            "more": max(0, with_judge - n),  # what is still to label for that interval, with this judge
             "savings": savings if savings is not None and savings > 1.0 else None}  # fmt: skip

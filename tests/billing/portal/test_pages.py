@@ -160,6 +160,7 @@ def test_subscribe_and_manage_go_to_stripe(db: None, org_a: Org, owner_a: Client
     assert 'name="plan" value="team"' in team and "current" in team
     # And the page says it is not paid for yet, rather than "Team · status Active" beside a Subscribe button.
     assert "not subscribed yet" in team and 'id="not-subscribed"' in page and "nothing is charged" in page
+    assert "/month · status not subscribed" in page  # not "status Active" beside "Not subscribed on Stripe yet"
     # Nor does it call the month's amount a bill beside that ("$99 bill" and "nothing is charged", from the PM review).
     label = page.split('id="bill-label">')[1].split("</div>")[0]
     assert "Bill this month" not in label and "not charged: no subscription" in label

@@ -202,7 +202,10 @@ def test_every_count_says_what_it_counts(api_a: ApiClient, org_a: Org, committed
         "label (95 labels on them: 30 traces labelled more than once)."
     )
     assert _shown(text, "plan-have") == "60"
-    assert f'You have <span data-testid="plan-have">60</span> from {days}, as in the true success rate.' in text
+    assert f'You have <span data-testid="plan-have">60</span> from {days}, as in the true success rate: ' in text
+    # And whether that is enough (the card gave two numbers and left the sum to the reader).
+    more = page.context["plan"]["with_judge"] - 60
+    assert _shown(text, "plan-more") == (f"about {more:,} more to label" if more > 0 else "enough")
     # This judge's savings, beside the literature's (it said 1.3x-2x alone): here its scores barely help (the
     # labels needed with them round to as many as alone), so none is claimed.
     plan = page.context["plan"]

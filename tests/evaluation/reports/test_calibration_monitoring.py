@@ -86,6 +86,7 @@ def test_reviewers_alpha_and_the_labels_planner(api_a: ApiClient, org_a: Org, co
     assert plan["alone"] == labels_needed(half_width=0.03, rate=0.7)
     assert plan["with_judge"] == labels_needed(half_width=0.03, rate=0.7, rho=(1 - 100 / 160) ** 0.5)
     assert plan["with_judge"] < plan["alone"]
+    assert plan["more"] == max(0, plan["with_judge"] - 100)
     # What this judge saves, said beside the literature's 1.3x-2x rather than the literature alone.
     assert plan["savings"] == round(plan["alone"] / plan["with_judge"], 1) == 1.6
     # Another design's estimate uses no judge: no savings said ("saves 1.0x" read as a judge found useless).
