@@ -774,9 +774,10 @@ def customers_report(*, window: Window, limit: int = 50) -> dict[str, Any]:
         # feature: "below" then says the judge scores it clearly lower, and holds only if the judge errs
         # alike for this customer. Flagged apart, so a PM knows to label some of its traces.
         assumed = below and mine.assumes_alike
+        shown = source.estimate(m)
         c["quality"].append({"feature": key, "traces": m.traces, "source": source.name, "below": below,
-                             "assumed": assumed, "success": source.estimate(m).interval.as_dict(),
-                             "others": source.estimate(rest).interval.value})  # fmt: skip
+                             "assumed": assumed, "success": shown.interval.as_dict(), "n": shown.n,
+                             "pooled": shown.pooled, "others": source.estimate(rest).interval.value})  # fmt: skip
         c["below"] += below and not assumed
         c["below_assumed"] += assumed
     # One cell per feature, in the features' order (None where the customer has no traces), for a table.
@@ -800,6 +801,7 @@ def customers_report(*, window: Window, limit: int = 50) -> dict[str, Any]:
         "customers": top,
         "customers_total": len(customers),
         "below_assumed": sum(c["below_assumed"] for c in top),
+        "pooled": sum(bool(q and q["pooled"]) for c in top for q in c["quality"]),
         "features": [{"key": key, "source": source.name} for key, _, _, source in features],
         "success_sources": sorted({source.name for *_, source in features}),
         "spikes": [

@@ -33,6 +33,9 @@ class SuccessEstimate:
     # The judge's correction is borrowed from the whole report and nothing measured how far it varies
     # between groups: the rate holds only if the judge errs here as it does overall.
     assumes_alike: bool = False
+    # The judge's correction is borrowed from the whole report (too few audit labels here), whether or not its
+    # spread between groups was measured.
+    pooled: bool = False
 
 
 class SuccessSource(Protocol):
@@ -197,7 +200,8 @@ class CalibratedJudgeSource:
             note = (f"{note}, widened by ±{t * math.sqrt(self.spread.tau2) * 100:.1f} points for how much it varies "
                     f"between the {self.spread.groups} groups with labels of their own")  # fmt: skip
         low, high = max(0.0, value - half), min(1.0, value + half)
-        return SuccessEstimate(Interval(min(max(value, 0.0), 1.0), low, high), j.scored, self.name, note, assumes_alike)
+        return SuccessEstimate(Interval(min(max(value, 0.0), 1.0), low, high), j.scored, self.name, note, assumes_alike,
+                               pooled=audit is not j)  # fmt: skip
 
 
 def _scores_variance(j: JudgedSums, reference: JudgedSums, z: float) -> float:

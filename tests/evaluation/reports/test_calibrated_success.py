@@ -349,6 +349,11 @@ def test_customers_below_on_a_borrowed_correction_are_flagged_apart(
     assert 'data-testid="customer-below-assumed"' in thin_row and "▽" in thin_row and "▼" not in thin_row
     assert 'data-testid="customer-below"' in bad_row and "▼" in bad_row
     assert "below on the judge's scores alone" in html
+    # A borrowed correction is marked as the feature page marks it (the customers page dropped the mark), and the
+    # cell says how many traces the judge scored beside how many the customer has.
+    assert cells["cus_thin"]["pooled"] and not cells["cus_bad"]["pooled"]
+    assert 'data-testid="customer-pooled">†<' in thin_row and "customer-pooled" not in bad_row
+    assert f"{cells['cus_thin']['n']:,} scored by the judge" in thin_row and "†: fewer than 10 audit labels" in html
 
 
 def test_a_group_with_a_handful_of_scored_traces_has_no_rate() -> None:
