@@ -65,6 +65,7 @@ def test_pages_render_the_numbers(owner_a: Client, org_a, seeded: dict) -> None:
     detail = owner_a.get(org_a.url(f"experiments/{seeded['experiment']}/")).content.decode()
     assert "SHIP" in detail and "always-valid" in detail and "holdback" in detail and "mSPRT" in detail
     assert detail.count('data-testid="segment-row"') == 2 and "metadata.auth=sso" in detail
+    assert 'data-testid="verdict-differs"' not in detail  # no segment differs here (one does: test_experiments)
     # The verdict leads on: the feature page by arm over the experiment's days, its drift, and the alert open on
     # the feature (a segment regressing while an arm ships was a dead end).
     feature_page = f"/o/{org_a.organization.slug}/features/{seeded['feature']}/?group_by=variant&amp;since="

@@ -384,6 +384,12 @@ def test_the_segment_breakdown_finds_the_users_an_arm_fails_against_scipy(db: No
     assert sso["differs"] and not password["differs"]
     assert [(d["segment"], d["arm"]) for d in segments["differs"]] == [("metadata.auth=sso", "ai")]
     assert r["verdict"]["decision"] == "ship"  # overall the AI wins: the breakdown is where SSO shows
+    # The page's verdict card says it on a line of its own (it was the last clause of a long sentence under SHIP).
+    from django.template.loader import render_to_string
+
+    card = " ".join(render_to_string("evaluation/_experiment_verdict.html", {"r": r}).split())
+    assert 'data-testid="verdict-differs"' in card and "the effect differs for" in card
+    assert "<strong>metadata.auth=sso</strong>" in card and "check it before shipping to everyone" in card
     # ... and the verdict says so, in the list and the digest too (they read no breakdown).
     with in_tenant(org_a):
         listed = next(e for e in experiments_list(now=NOW) if e["key"] == "seg")
