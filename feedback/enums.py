@@ -35,6 +35,10 @@ EXPLICIT_KINDS: frozenset[FeedbackKind] = frozenset(
 IMPLICIT_KINDS: frozenset[FeedbackKind] = frozenset(FeedbackKind) - EXPLICIT_KINDS
 # Thumbs and ratings are choices a person may change: the last one per person counts.
 CHOICE_KINDS: frozenset[FeedbackKind] = frozenset({FeedbackKind.THUMB, FeedbackKind.RATING})
+# Who made a choice, in SQL on a feedback event ``f``: the user, else the session, else the event alone (one
+# person's changed mind replaces their first choice). The rollups, the signals, widget labels and the trace list
+# all count "the last choice per person" by it.
+CHOOSER_SQL = "COALESCE(NULLIF(f.user_id, ''), NULLIF(f.session_id, ''), f.event_id::text)"
 # In declaration order, as plain strings (for msgspec Literal types and DRF ChoiceFields).
 FEEDBACK_KINDS: tuple[str, ...] = tuple(kind.value for kind in FeedbackKind)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from django.db import connection, transaction
 
-from feedback.enums import CHOICE_KINDS, EXPLICIT_KINDS, FeedbackKind, TraceStatus, sql_list
+from feedback.enums import CHOICE_KINDS, CHOOSER_SQL, EXPLICIT_KINDS, FeedbackKind, TraceStatus, sql_list
 from feedback.services.tables import FEEDBACK_TRACE_JOIN
 from feedback.sketch import SQL_BUCKET
 
@@ -60,7 +60,7 @@ WITH tr AS (
 ),
 fe AS (
     SELECT f.id, f.trace_id, f.kind, f.value, f.edit_distance, f.occurred_at,
-           COALESCE(NULLIF(f.user_id, ''), NULLIF(f.session_id, ''), f.event_id::text) AS who
+           {CHOOSER_SQL} AS who
     FROM feedback_feedbackevent f
     WHERE {feedback_where} AND f.trace_id IN (SELECT trace_id FROM tr)
 ),

@@ -14,7 +14,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 
-from feedback.enums import CHOICE_KINDS, EXPLICIT_KINDS, FeedbackKind
+from feedback.enums import CHOICE_KINDS, CHOOSER_SQL, EXPLICIT_KINDS, FeedbackKind, sql_list
 from feedback.models import Feature, FeedbackEvent, ModelRollup, Outcome, PromptVersion, Span, Trace
 
 # Trace list pages: the default size and the most a caller may ask for (the API's ?limit=).
@@ -214,14 +214,14 @@ class PromptLabel:
     models: list[tuple[str, int]] = field(default_factory=list)
 
     @property
-    def reused(self) -> bool:
-        """Several different prompts under one label: the reports and the filters read them as one version (a trace
-        that sent no prompt, hash empty, is none of them)."""
-        return len({version.content_hash for version in self.versions if version.content_hash}) > 1
+    def prompts(self) -> int:
+        """The different prompts sent under the label (a trace that sent no prompt, hash empty, is none of them)."""
+        return len({version.content_hash for version in self.versions if version.content_hash})
 
     @property
-    def prompts(self) -> int:
-        return len({version.content_hash for version in self.versions if version.content_hash})
+    def reused(self) -> bool:
+        """Several different prompts under one label: the reports and the filters read them as one version."""
+        return self.prompts > 1
 
 
 def prompt_labels(feature: Feature | None = None) -> list[tuple[Feature | None, list[PromptLabel]]]:
@@ -232,14 +232,13 @@ def prompt_labels(feature: Feature | None = None) -> list[tuple[Feature | None, 
     own = PromptVersion.objects.all()
     if feature is not None:
         used, own = used.filter(feature=feature), own.filter(feature=feature)
-    pairs = set(used.values_list("feature_id", "prompt_version_id").distinct()) | set(
-        own.values_list("feature_id", "id")
-    )
-    versions = {v.id: v for v in PromptVersion.objects.filter(id__in={pv for _, pv in pairs})}
-    features = {f.id: f for f in Feature.objects.filter(id__in={f for f, _ in pairs if f is not None})}
+    # What each feature's traces ran on, per version: also which versions a feature's traces name.
     ran: dict[tuple[int | None, int], Counter[str]] = {}
     for row in used.values("feature_id", "prompt_version_id", "model").annotate(n=Sum("traces")).order_by():
         ran.setdefault((row["feature_id"], row["prompt_version_id"]), Counter())[row["model"]] += row["n"]
+    pairs = set(ran) | set(own.values_list("feature_id", "id"))
+    versions = {v.id: v for v in PromptVersion.objects.filter(id__in={pv for _, pv in pairs})}
+    features = {f.id: f for f in Feature.objects.filter(id__in={f for f, _ in pairs if f is not None})}
     grouped: dict[int | None, dict[str, list[PromptVersion]]] = {}
     for owner_id, version_id in pairs:
         version = versions[version_id]
@@ -281,16 +280,14 @@ class TraceFeedback:
         return bool(self.up or self.down or self.ratings or self.edits or self.comments or self.implicit)
 
 
-_EXPLICIT = ", ".join(f"'{kind}'" for kind in sorted(EXPLICIT_KINDS))
 _TRACE_FEEDBACK = f"""
 WITH fe AS (
-    SELECT id, trace_id, kind, value, occurred_at,
-           COALESCE(NULLIF(user_id, ''), NULLIF(session_id, ''), event_id::text) AS who
-    FROM feedback_feedbackevent WHERE trace_id = ANY(%s)
+    SELECT f.id, f.trace_id, f.kind, f.value, f.occurred_at, {CHOOSER_SQL} AS who
+    FROM feedback_feedbackevent f WHERE f.trace_id = ANY(%s)
 ),
 last_choice AS (
     SELECT DISTINCT ON (trace_id, kind, who) trace_id, kind, value
-    FROM fe WHERE kind IN ({", ".join(f"'{kind}'" for kind in sorted(CHOICE_KINDS))})
+    FROM fe WHERE kind IN ({sql_list(CHOICE_KINDS)})
     ORDER BY trace_id, kind, who, occurred_at DESC, id DESC
 ),
 choices AS (
@@ -305,8 +302,8 @@ others AS (
     SELECT trace_id,
            count(*) FILTER (WHERE kind = '{FeedbackKind.EDIT}') AS edits,
            count(*) FILTER (WHERE kind = '{FeedbackKind.COMMENT}') AS comments,
-           count(*) FILTER (WHERE kind NOT IN ({_EXPLICIT})) AS implicit,
-           array_agg(kind) FILTER (WHERE kind NOT IN ({_EXPLICIT})) AS implicit_kinds
+           count(*) FILTER (WHERE kind NOT IN ({sql_list(EXPLICIT_KINDS)})) AS implicit,
+           array_agg(kind) FILTER (WHERE kind NOT IN ({sql_list(EXPLICIT_KINDS)})) AS implicit_kinds
     FROM fe GROUP BY trace_id
 )
 SELECT o.trace_id, COALESCE(c.up, 0), COALESCE(c.down, 0), COALESCE(c.ratings, 0), COALESCE(c.rating_sum, 0),

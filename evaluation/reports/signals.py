@@ -19,7 +19,7 @@ from django.db import connection
 
 from evaluation.reports.selectors import Window
 from evaluation.stats import Interval, signal_auc
-from feedback.enums import FeedbackKind
+from feedback.enums import CHOOSER_SQL, FeedbackKind
 from feedback.models import Feature
 
 SIGNALS: tuple[str, ...] = (
@@ -34,7 +34,7 @@ _SIGNAL_COLUMNS = ", ".join(
 _SIGNALS_CTE = f"""
 fe AS (
     SELECT f.id, f.trace_id, f.kind, f.value, f.occurred_at,
-           COALESCE(NULLIF(f.user_id, ''), NULLIF(f.session_id, ''), f.event_id::text) AS who
+           {CHOOSER_SQL} AS who
     FROM feedback_feedbackevent f
     WHERE f.feature_id = %(feature)s AND f.trace_day BETWEEN %(d0)s AND %(d1)s
 ),

@@ -21,6 +21,7 @@ from evaluation.reports.selectors import Window
 from evaluation.selectors import ScoreSummary, TraceScope, feature_scores_summaries
 from evaluation.services.calibration import CalibrationError, calibration_parts, success_estimate
 from evaluation.services.shared import utc_now
+from feedback.enums import CHOOSER_SQL
 
 # A nudge waits this long before its sweep, so a burst of labels is one recompute, not one per label...
 LABEL_DEBOUNCE = timedelta(seconds=2)
@@ -93,7 +94,7 @@ _WIDGET_VALUE = {
     "ordinal": "f.value",
 }
 # The person behind an event, as the rollups count them (feedback.rollups, last_choice).
-_WHO = "COALESCE(NULLIF(f.user_id, ''), NULLIF(f.session_id, ''), f.event_id::text)"
+_WHO = CHOOSER_SQL
 # One label per (trace, kind, person, rubric): the person's latest thumb (or rating) on the trace, as the
 # rollups count it, so a thumb then a reason chip (a second thumb carrying the reason) is one label and a
 # changed mind replaces the first. ``{touched}`` selects the new events (``f``); every event of the people

@@ -427,9 +427,9 @@ def top_cause(result: dict[str, Any]) -> dict[str, Any] | None:
         # largest (the majority's auth=password): the cause named is the first in that order whose own rate fell
         # beyond the rest's (sso, 10% of traces, 60% -> 30% while password went 60% -> 55%); none such, and the
         # first is said to have fallen as the others did.
-        apart = [_fell_apart(rate, segment) for segment in rate["segments"]]
-        if apart[0] is False:
-            named = next((seg for seg, fell in zip(rate["segments"], apart, strict=True) if fell), None)
+        first, *rest = rate["segments"]
+        if _fell_apart(rate, first) is False:
+            named = next((segment for segment in rest if _fell_apart(rate, segment)), None)
             alike = named is None
     elif inside is not None:
         z, rate, segment = inside
