@@ -33,11 +33,14 @@ def test_experiment_drift_alert_and_digest_pages(
                 "metadata": {"auth": "sso" if i % 4 == 0 else "password"},
             }
 
+        # Up to 13 days ago: the weekly rule's 14-day baseline ends with the day the current week starts, and holds
+        # at least 7 of the seed's days at any hour (ended 14 days ago, the first hour after midnight UTC held 6,
+        # "too little history", and no alert opened).
         before = traffic(
             feature=feature,
             start=now - timedelta(days=27),
-            hours=24 * 13,
-            count=1500,
+            hours=24 * 14,
+            count=1600,
             rng=rng,
             fields=lambda i: {"metadata": {"auth": "sso" if i % 4 == 0 else "password"}},
         )
