@@ -36,6 +36,8 @@ class TraceFilters:
     customer_id: str = ""
     variant: str = ""
     model: str = ""  # the trace's model (its first LLM call's)
+    # Variants left out: a report's row leaves its feature's holdback arms out (the non-AI path), so do its traces.
+    exclude_variants: tuple[str, ...] = ()
     since: datetime | None = None
     until: datetime | None = None
     has_thumbs_down: bool = False
@@ -54,6 +56,9 @@ class TraceFilters:
         for name, value in query.items():  # PostgreSQL text cannot hold NUL: a clear error, not a database one
             if "\x00" in name or "\x00" in value:
                 raise FilterError(name.replace("\x00", "") or "query", "must not contain NUL characters")
+        excluded = [value.strip() for value in _values(query, "exclude_variant") if value.strip()]
+        if any("\x00" in value for value in excluded):  # items() shows a repeated parameter's last value only
+            raise FilterError("exclude_variant", "must not contain NUL characters")
         since = _parse_time(query.get("since", ""), "since")
         until = _parse_time(query.get("until", ""), "until", next_day_if_date=until_day_inclusive)
         return cls(
@@ -62,6 +67,7 @@ class TraceFilters:
             customer_id=query.get("customer_id", "").strip(),
             variant=query.get("variant", "").strip(),
             model=query.get("model", "").strip(),
+            exclude_variants=tuple(dict.fromkeys(excluded)),
             since=since,
             until=until,
             has_thumbs_down=query.get("has_thumbs_down", "") in {"1", "true", "on", "yes"},
@@ -74,6 +80,15 @@ class TraceFilters:
             search=query.get("q", "").strip(),
             text=_text(query.get("text", "")),
         )
+
+
+def _values(query: Any, name: str) -> list[str]:
+    """Every value of a repeatable parameter (a QueryDict's list; a plain mapping's one value)."""
+    getlist = getattr(query, "getlist", None)
+    if getlist is not None:
+        return list(getlist(name))
+    value = query.get(name)
+    return [] if value is None else list(value) if isinstance(value, list | tuple) else [value]
 
 
 MAX_TEXT_SEARCH = 200
@@ -138,6 +153,8 @@ def traces_filtered(filters: TraceFilters) -> QuerySet[Trace]:
         qs = qs.filter(variant=filters.variant)
     if filters.model:
         qs = qs.filter(model=filters.model)
+    if filters.exclude_variants:
+        qs = qs.exclude(variant__in=filters.exclude_variants)
     if filters.since:
         qs = qs.filter(started_at__gte=filters.since)
     if filters.until:

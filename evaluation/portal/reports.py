@@ -192,7 +192,10 @@ def feature_view(request: HttpRequest, key: str) -> HttpResponse:
     query = request.GET.copy()
     # What the overview says of this feature, so that its page leads to a regression too: its open alerts, and
     # the likely cause from its latest drift snapshot in the window, with the traces of the cause's segment.
-    _group_traces(request, feature_key=feature.key, grouping=grouping, window=window, groups=data["report"]["groups"])
+    # The report leaves the holdback arms out (the non-AI path): so do its rows' traces.
+    held = data["holdback"] if data["report"]["holdback_traces"] else []
+    _group_traces(request, feature_key=feature.key, grouping=grouping, window=window, groups=data["report"]["groups"],
+                  exclude_variants=held)  # fmt: skip
     cause = likely_causes([feature.key], first_day=window.first_day, last_day=window.last_day).get(feature.key)
     if cause is not None:
         parts = segment_parts(cause["segment"])
@@ -229,22 +232,32 @@ def feature_view(request: HttpRequest, key: str) -> HttpResponse:
 
 
 def _group_traces(
-    request: HttpRequest, *, feature_key: str, grouping: Grouping, window: Window, groups: list[dict[str, Any]]
+    request: HttpRequest,
+    *,
+    feature_key: str,
+    grouping: Grouping,
+    window: Window,
+    groups: list[dict[str, Any]],
+    exclude_variants: list[str],
 ) -> None:
     """Each row's ``traces_url``: the explorer filtered to the row's group within the page's window (a day's row,
     that day), or None where it cannot filter the group (no value). Only customer and metadata rows had links, and
-    those led to every day's traces."""
+    those led to every day's traces. ``exclude_variants``: the holdback arms the report's rows leave out (the
+    explorer listed their traces under a row that does not count them)."""
+    leave_out = f"&{urlencode([('exclude_variant', v) for v in exclude_variants])}" if exclude_variants else ""
     for group in groups:
         value = group["group"]
+        url: str | None
         if value is None:
-            group["traces_url"] = None
+            url = None
         elif grouping.name == "day":
             day = datetime.combine(date.fromisoformat(value), time(0), UTC)
             one = Window(day, day + timedelta(days=1))
-            group["traces_url"] = segment_links(request, feature_key=feature_key, parts=[], window=one)["traces"]
+            url = segment_links(request, feature_key=feature_key, parts=[], window=one)["traces"]
         else:
             parts = [(grouping.label, str(value))]
-            group["traces_url"] = segment_links(request, feature_key=feature_key, parts=parts, window=window)["traces"]
+            url = segment_links(request, feature_key=feature_key, parts=parts, window=window)["traces"]
+        group["traces_url"] = url + leave_out if url else None
 
 
 def feature_csv(request: HttpRequest, key: str) -> HttpResponse:

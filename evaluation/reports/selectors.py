@@ -624,7 +624,7 @@ def feature_page(*, feature: Feature, window: Window, grouping: Grouping) -> dic
         _blank_day(series, days, partial)
     over_holdback = holdback_roi(feature=feature, window=window, source=source, value_per_success_usd=vps, arms=arms)
     return {"report": report, "chart": {**chart, "partial_day": partial}, "segments": segments,
-            "segments_total": len(segments), "over_holdback": over_holdback}  # fmt: skip
+            "segments_total": len(segments), "over_holdback": over_holdback, "holdback": sorted(holdback)}  # fmt: skip
 
 
 def _partial_day(days: list[str]) -> str | None:
@@ -852,8 +852,10 @@ def holdback_roi(
     The lift is the experiment's own: its AI arms against its holdback, on the days of the window the
     holdback ran (randomised, same days), on outcomes when both report them, else on the success source
     when it reads both paths; None when one side reports nothing (zero outcomes is unwired reporting far
-    likelier than a true 0%). It applies to every AI trace of the window: value = lift x AI traces x value
-    per success, against their cost, with a 95% interval from the lift's. None without a holdback of
+    likelier than a true 0%). It applies to the AI's traces of those days only (value = lift x those traces x
+    value per success, against their cost, with a 95% interval from the lift's): on a day the holdback did not
+    run nothing measured what the non-AI path would have had, and the AI's own rate may differ then (another
+    prompt version, say). None without a holdback of
     MIN_HOLDBACK_TRACES traces, or without a value per success. ``arms``: holdback_arms()'s, if read."""
     if value_per_success_usd is None:
         return None
@@ -862,16 +864,16 @@ def holdback_roi(
         return None
     parts, _ = measures_by(feature=feature, window=window, dims=("day", "variant"))
     every_holdback = set().union(*(held for held, _ in experiments))
-    best: tuple[Measures, Measures] | None = None
+    best: tuple[Measures, Measures, set[Any]] | None = None
     for held_names, ai_names in experiments:
         days = {day for (day, variant), m in parts.items() if variant in held_names and m.traces}
         held = total({k: m for k, m in parts.items() if k[1] in held_names})
         treated = total({k: m for k, m in parts.items() if k[1] in ai_names and k[0] in days})
         if held.traces >= MIN_HOLDBACK_TRACES and treated.traces and (best is None or held.traces > best[0].traces):
-            best = (held, treated)
+            best = (held, treated, days)
     if best is None:
         return None
-    held, treated = best
+    held, treated, days = best
     if treated.outcomes and held.outcomes:
         rate_source = "outcomes"
         x_ai, x_held = float(treated.outcome_traces), float(held.outcome_traces)
@@ -890,7 +892,8 @@ def holdback_roi(
     half = 1.959964 * math.sqrt(
         smooth_ai * (1 - smooth_ai) / treated.traces + smooth_held * (1 - smooth_held) / held.traces
     )
-    ai_all = total({k: m for k, m in parts.items() if k[1] not in every_holdback})
+    # Every AI trace of the holdback's days (also those of no experiment arm: the feature's AI path).
+    ai_all = total({k: m for k, m in parts.items() if k[1] not in every_holdback and k[0] in days})
     cost = round(ai_all.cost_usd, 8)
 
     def roi(rate: float) -> float | None:
@@ -903,6 +906,8 @@ def holdback_roi(
         "holdback_traces": held.traces,
         "lift": {"value": lift, "low": lift - half, "high": lift + half},
         "ai_traces": ai_all.traces,
+        "days": len(days),
+        "traffic_days": len({day for (day, _), m in parts.items() if m.traces}),
         "added_successes": lift * ai_all.traces,
         "value_usd": lift * ai_all.traces * value_per_success_usd,
         "cost_usd": cost,

@@ -357,6 +357,7 @@ WHEN_PATTERN = (
 )
 LIMIT_PATTERN = r"^[0-9]{1,3}$"
 _TEXT_FILTERS = ("feature", "prompt_version", "customer_id", "variant", "model")
+EXCLUDE_VARIANT = "exclude_variant"
 
 
 _QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -398,6 +399,14 @@ TRACE_LIST_PARAMETERS: list[OpenApiParameter] = [
         "false, or absent: no filter (traces with and without one).",
     ),
     OpenApiParameter(
+        EXCLUDE_VARIANT,
+        {"type": "array", "items": {"type": "string", "maxLength": 200, "pattern": NO_NUL}},
+        required=False,
+        explode=True,
+        description="Leave out traces of this variant; repeat it for several (`exclude_variant=holdback`: the AI "
+        "path alone, as the reports count it when the feature runs a holdback arm).",
+    ),
+    OpenApiParameter(
         "metadata.<key>",
         {"type": "string", "maxLength": 200, "pattern": NO_NUL},
         required=False,
@@ -407,10 +416,18 @@ TRACE_LIST_PARAMETERS: list[OpenApiParameter] = [
 ]
 
 
-def trace_list_query(query: Any) -> dict[str, str]:
+def trace_list_query(query: Any) -> dict[str, Any]:
     """The list query as the schema states it; anything else is a 400 naming the parameter."""
-    clean: dict[str, str] = {}
+    clean: dict[str, Any] = {}
+    excluded = list(query.getlist(EXCLUDE_VARIANT)) if hasattr(query, "getlist") else []
+    if any(len(value) > 200 or "\x00" in value for value in excluded):
+        raise ApiError("invalid_filter", f"{EXCLUDE_VARIANT}: at most 200 characters, no NUL", 400,
+                       {"field": EXCLUDE_VARIANT})  # fmt: skip
+    if excluded:
+        clean[EXCLUDE_VARIANT] = excluded
     for name, value in query.items():
+        if name == EXCLUDE_VARIANT:
+            continue
         schema = _QUERY_SCHEMAS.get(name)
         if schema is None:
             if name.startswith("metadata."):

@@ -34,6 +34,7 @@ INGEST_RESPONSES = ingest_responses(component_name="IngestRejected", what="item"
 
 class TracesApi(IngestApi):
     query_parameters = (*parameter_names(openapi.TRACE_LIST_PARAMETERS), "metadata.")
+    repeatable_parameters = frozenset({openapi.EXCLUDE_VARIANT})
 
     @extend_schema(
         operation_id="traces_create",

@@ -35,6 +35,7 @@ FILTER_LABELS = {
     "metadata": "Metadata",
     "q": "Search",
     "text": "Words",
+    "exclude_variant": "Leaving out variants",
 }
 
 
@@ -81,11 +82,19 @@ def trace_list(request: HttpRequest) -> HttpResponse:
         "paged": bool(cursor),
         # The last day the window includes, as the date picker shows it (until itself is exclusive).
         "until_day": filters.until - timedelta(microseconds=1) if filters.until else None,
+        # The explorer without its left-out variants (a report row's link leaves the holdback arm out).
+        "with_every_variant": _without(query, "exclude_variant") if filters.exclude_variants else "",
         "metadata_key": metadata_filter[0],
         "metadata_value": metadata_filter[1],
     }
     template = "feedback/trace_list.html#results" if request.htmx else "feedback/trace_list.html"  # type: ignore[attr-defined]
     return TemplateResponse(request, template, context)
+
+
+def _without(query: Any, name: str) -> str:
+    rest = query.copy()
+    rest.pop(name, None)
+    return str(rest.urlencode())
 
 
 def _with_feedback(traces: list[Trace]) -> list[tuple[Trace, TraceFeedback]]:

@@ -122,6 +122,8 @@ class TenantApi(APIView):
     permission_classes: list[Any] = [HasOrganizationKey]
     throttle_classes: list[Any] = [KeyRateThrottle]
     query_parameters: tuple[str, ...] = ()
+    # Of those, the ones that may be given several times (an OpenAPI array, exploded: exclude_variant=a&...=b).
+    repeatable_parameters: frozenset[str] = frozenset()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -136,7 +138,7 @@ class TenantApi(APIView):
         resolved: Any = request.auth  # a ResolvedKey: SecretKeyAuthentication returned it
         activate_schema(resolved.schema_name)
         if request.method == "GET":
-            refuse_unknown_parameters(request.query_params, self.query_parameters)
+            refuse_unknown_parameters(request.query_params, self.query_parameters, self.repeatable_parameters)
 
 
 def parameter_names(parameters: Any) -> tuple[str, ...]:
@@ -144,13 +146,14 @@ def parameter_names(parameters: Any) -> tuple[str, ...]:
     return tuple(parameter.name for parameter in parameters)
 
 
-def refuse_unknown_parameters(query: Any, known: tuple[str, ...]) -> None:
+def refuse_unknown_parameters(query: Any, known: tuple[str, ...], repeatable: frozenset[str] = frozenset()) -> None:
     """A 400 naming the first query parameter the endpoint does not take (see TenantApi), or one given twice (the
-    last was taken: a budget check for ``customer_id=c1&customer_id=c2`` answered for c2 alone)."""
+    last was taken: a budget check for ``customer_id=c1&customer_id=c2`` answered for c2 alone) unless it is
+    ``repeatable``."""
     for name in query:
         if name in known or any(k.endswith(".") and name.startswith(k) and len(name) > len(k) for k in known):
             given = len(query.getlist(name))
-            if given > 1:
+            if given > 1 and name not in repeatable:
                 raise ApiError("invalid_parameter", f"{name[:60]}: given {given} times; send it once", 400,
                                {"field": name[:200]})  # fmt: skip
             continue

@@ -3,18 +3,22 @@ recomputed here from the seed's own traces and outcomes, not read back from Cand
 
 from __future__ import annotations
 
+import html
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+from django.http import QueryDict
 from django.test import Client
 
 from evaluation.reports.selectors import Window, holdback_roi, overview
 from evaluation.reports.success import success_source_for
 from evaluation.services.experiments import experiment_create
 from feedback.models import Feature
+from feedback.selectors import TraceFilters, traces_filtered
 from tests.evaluation.experiments_seed import ingest, new_feature, traffic
 from tests.fixtures.organizations import in_tenant
 
@@ -115,7 +119,14 @@ def test_a_holdback_without_outcomes_or_on_other_days_is_no_comparison(db: None,
     same_days = [t for t in traces if t["variant"] == "ai" and t["started_at"][:10] in days_held]
     assert len(same_days) < sum(1 for t in traces if t["variant"] == "ai")
     assert got["ai_rate"] == pytest.approx(sum(t["trace_id"] in converted for t in same_days) / len(same_days))
-    assert got["ai_traces"] == sum(1 for t in traces if t["variant"] == "ai")  # the lift applies to every AI trace
+    # The lift applies to the AI's traces of those days only: before the holdback ran nothing measured what the
+    # non-AI path would have had (and the AI converted 80% then, not 50%).
+    assert got["ai_traces"] == len(same_days)
+    cost = 0.02 * len(same_days)
+    assert got["cost_usd"] == pytest.approx(cost)
+    assert got["roi"] == pytest.approx(((got["ai_rate"] - got["holdback_rate"]) * len(same_days) * 4 - cost) / cost)
+    assert (got["days"], got["traffic_days"]) == (len(days_held), len({t["started_at"][:10] for t in traces}))
+    assert got["days"] < got["traffic_days"]
 
 
 def test_no_holdback_or_too_small_a_one_leaves_it_out(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
@@ -167,3 +178,41 @@ def test_the_feature_report_is_the_ais_without_the_holdbacks_traces(  # type: ig
                         fields=lambda i: {"fallback": i % 5 == 0}, success=lambda t: 0.5))  # fmt: skip
     body = client_a.get(f"/api/v1/features/{plain}/report", window).json()
     assert body["total"]["traces"] == 50 and body["holdback_traces"] == 0 and body["holdback_note"] is None
+
+
+def test_a_report_rows_traces_leave_the_holdback_out_as_its_counts_do(  # type: ignore[no-untyped-def]
+    db: None, org_a, owner_a: Client, client_a: Client
+) -> None:
+    """A row's link listed the holdback arm's traces too, under a row whose count leaves them out (PM review:
+    "7,812 traces" led to 8,680). The link leaves them out; the explorer says so and can show them again."""
+    feature, traces, _ = _seed(org_a)
+    page = owner_a.get(org_a.url(f"features/{feature.key}/"),
+                       {"group_by": "day", "since": "2025-03-01", "until": "2025-03-11"})  # fmt: skip
+    row = page.context["report"]["groups"][0]
+    link = html.unescape(page.content.decode().split('data-testid="group-traces" href="', 1)[1].split('"', 1)[0])
+    query = QueryDict(urlsplit(link).query)
+    assert query.getlist("exclude_variant") == ["holdback"]
+    that_day = [t for t in traces if t["started_at"][:10] == row["group"]]
+    with in_tenant(org_a):
+        listed = traces_filtered(TraceFilters.from_query(query, until_day_inclusive=True))
+        assert listed.count() == row["traces"] == sum(1 for t in that_day if t["variant"] == "ai")
+        assert sum(1 for t in that_day if t["variant"] == "holdback") > 0
+    explorer = owner_a.get(link).content.decode()
+    assert 'data-testid="excluded-variants"' in explorer and "<b>holdback</b>" in explorer
+    every = html.unescape(explorer.split('data-testid="excluded-variants"', 1)[1].split('href="', 1)[1].split('"')[0])
+    assert "exclude_variant" not in every and f"feature={feature.key}" in every
+    # The API takes the same filter, repeatable; a NUL in any of its values is a 400 naming it.
+    day = {"feature": feature.key, "since": row["group"], "until": (date.fromisoformat(row["group"]) +
+                                                                   timedelta(days=1)).isoformat()}  # fmt: skip
+    seen: list[dict[str, Any]] = []
+    cursor = ""
+    while cursor is not None:
+        body = client_a.get("/api/v1/traces", day | {"exclude_variant": ["holdback", "nope"], "cursor": cursor,
+                                                     "limit": 100}).json()  # fmt: skip
+        seen += body["results"]
+        cursor = body["next_cursor"]
+    assert {t["variant"] for t in seen} == {"ai"} and len(seen) == row["traces"]
+    both = client_a.get("/api/v1/traces", day | {"exclude_variant": ["holdback", "ai"]}).json()
+    assert both["results"] == []
+    refused = client_a.get("/api/v1/traces", day | {"exclude_variant": ["holdback", "a\x00b"]})
+    assert refused.status_code == 400 and refused.json()["error"]["details"]["field"] == "exclude_variant"
