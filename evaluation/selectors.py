@@ -13,7 +13,17 @@ from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum
 
 from evaluation.judges.rendering import JudgeInput
-from evaluation.models import BackfillRun, Judge, JudgeVersion, Label, OutputWait, Rubric, Score, ScoreStatus
+from evaluation.models import (
+    BackfillRun,
+    Judge,
+    JudgeVersion,
+    Label,
+    LabelSource,
+    OutputWait,
+    Rubric,
+    Score,
+    ScoreStatus,
+)
 from evaluation.services.shared import utc_now
 from evaluation.stats.estimators import Moments
 from feedback.models import FeedbackEvent, Span, Trace
@@ -137,6 +147,10 @@ def trace_scores(trace_id: str) -> list[Score]:
 
 def sampling_public(row: Score | Label) -> dict[str, Any]:
     """How a score or label was selected (design, stratum, inclusion probability at selection time)."""
+    if isinstance(row, Label) and row.source == LabelSource.WIDGET:
+        # An end user's own thumb or rating, selected by nobody: 'manual' (the row keeps the door it came by,
+        # widget or api, which API.md's designs do not name; the feedback events say it).
+        return {"design": "manual", "stratum": "", "inclusion_probability": None}
     return {"design": row.sampling_design, "stratum": row.stratum, "inclusion_probability": row.inclusion_probability}
 
 

@@ -93,7 +93,11 @@ def window_from(since: str = "", until: str = "", *, now: datetime | None = None
     end = _parse_when(until, "until") if until else datetime.combine(now.date() + timedelta(days=1), time(0), UTC)
     start = _parse_when(since, "since") if since else end - timedelta(days=DEFAULT_WINDOW_DAYS)
     if start >= end:
-        raise ReportError("since", "since must be before until")
+        if until:
+            raise ReportError("since", "since must be before until")
+        # No until sent: the default one is what since came after.
+        raise ReportError("since", f"since must be before until, which defaults to the end of today "
+                          f"({end.date().isoformat()}T00:00:00Z): send an until after since")  # fmt: skip
     if end - start > timedelta(days=MAX_WINDOW_DAYS):
         # With since alone (until defaults to today) the start given is what lies too far back.
         raise ReportError("until" if until else "since", f"a window is at most {MAX_WINDOW_DAYS} days "

@@ -85,10 +85,12 @@ class OutcomeOutSerializer(serializers.Serializer):
 
 
 class TraceOutSerializer(serializers.Serializer):
+    """A stored trace. A version sent without a hash stores '' (no hash): null here, as for a trace of no version."""
+
     trace_id = serializers.CharField()
     feature = serializers.CharField(source="feature.key")
     prompt_version = serializers.CharField(source="prompt_version.label", allow_null=True, default=None)
-    prompt_hash = serializers.CharField(source="prompt_version.content_hash", allow_null=True, default=None)
+    prompt_hash = serializers.SerializerMethodField(help_text="the prompt's content hash; null when none was sent")
     model = serializers.CharField()
     provider = serializers.CharField()
     input = serializers.CharField()
@@ -111,6 +113,11 @@ class TraceOutSerializer(serializers.Serializer):
     metadata = serializers.DictField()
     started_at = serializers.DateTimeField()
     received_at = serializers.DateTimeField()
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_prompt_hash(self, trace: Any) -> str | None:
+        version = trace.prompt_version
+        return (version.content_hash or None) if version is not None else None
 
 
 class ScoreErrorSerializer(serializers.Serializer):
@@ -149,7 +156,7 @@ class TraceScoreSerializer(serializers.Serializer):
 
 
 class LabelSamplingSerializer(serializers.Serializer):
-    design = serializers.CharField(help_text="uniform, stratified, active or manual")
+    design = serializers.ChoiceField(["uniform", "stratified", "active", "manual"])
     stratum = serializers.CharField()
     inclusion_probability = serializers.FloatField(allow_null=True)
 

@@ -189,3 +189,15 @@ def test_default_window_is_the_last_30_days_including_today() -> None:
     window = window_from(now=now)
     assert window.until == datetime(2025, 5, 18, tzinfo=UTC) and window.since == datetime(2025, 4, 18, tzinfo=UTC)
     assert window.whole_days
+
+
+def test_a_since_after_the_default_until_says_until_defaults_to_today() -> None:
+    """An API reviewer sent since=2030-01-01 alone and read "since must be before until" of an until never sent."""
+    now = datetime(2025, 5, 17, 15, 0, tzinfo=UTC)
+    with pytest.raises(ReportError) as caught:
+        window_from("2030-01-01", now=now)
+    assert caught.value.field == "since"
+    assert "defaults to the end of today (2025-05-18T00:00:00Z)" in caught.value.message
+    with pytest.raises(ReportError) as sent:
+        window_from("2025-03-12", "2025-03-10", now=now)
+    assert "defaults" not in sent.value.message

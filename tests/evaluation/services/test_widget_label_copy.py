@@ -152,11 +152,16 @@ def test_a_thumb_relayed_through_the_api_says_it_came_by_the_api(db: None, org_a
         copied = Label.objects.filter(rubric=rubric)
         assert set(copied.values_list("source", flat=True)) == {"widget"}  # never counted by calibration
         assert dict(copied.values_list("trace_id", "sampling_design")) == {traces[0]: "api", traces[1]: "widget"}
-    # The trace page says which door each came by, and that neither is a calibration sample.
+    # The trace page says that neither is a calibration sample (each event says which door it came by).
     client = Client()
     client.force_login(org_a.owner)
     relayed, widget = (client.get(org_a.url(f"traces/{trace}")).content.decode() for trace in traces[:2])
-    assert "the end user's own feedback, relayed by your backend (API)" in relayed
-    assert "from the widget" not in relayed
-    assert "the end user's own feedback, from the widget" in widget
-    assert "kept out of calibration" in widget and "via widget · widget" not in widget
+    for page, door in ((relayed, "api"), (widget, "widget")):
+        assert "the end user's own feedback" in page and "kept out of calibration" in page
+        assert f"via {door}</small>" in page and "via widget · widget" not in page
+    # The API names a design API.md knows: nobody selected them ('manual'), whichever door they came by.
+    api = Client(HTTP_AUTHORIZATION=f"Bearer {org_a.secret_key}")
+    for trace in traces[:2]:
+        labels = api.get(f"/api/v1/traces/{trace}").json()["labels"]
+        assert [(label["source"], label["sampling"]) for label in labels] == [
+            ("widget", {"design": "manual", "stratum": "", "inclusion_probability": None})]  # fmt: skip

@@ -33,6 +33,14 @@ def test_single_trace_is_stored_and_readable(api_a) -> None:  # type: ignore[no-
     # gpt-4o-mini: $0.15 / $0.60 per million tokens.
     assert Decimal(str(got["cost_usd"])) == Decimal("0.00027")
     assert got["cost_source"].startswith("default:openai/gpt-4o-mini")
+    # A version sent without its prompt has no hash: null, as for a trace of no version (it read "").
+    bare, none = unique(), unique()
+    api_a.post("/api/v1/traces", {"batch": [trace(bare, prompt_version=f"v-{bare}"), trace(none)]})
+    for trace_id, version in ((bare, f"v-{bare}"), (none, None)):
+        one = api_a.get(f"/api/v1/traces/{trace_id}").json()
+        assert (one["prompt_version"], one["prompt_hash"]) == (version, None)
+    listed = api_a.get("/api/v1/traces", params={"prompt_version": f"v-{bare}"}).json()["results"]
+    assert [(t["trace_id"], t["prompt_hash"]) for t in listed] == [(bare, None)]
 
 
 def test_cost_uses_the_price_in_force_at_started_at(api_a) -> None:  # type: ignore[no-untyped-def]
