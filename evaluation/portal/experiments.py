@@ -248,7 +248,7 @@ def drift_page(request: HttpRequest, key: str) -> HttpResponse:
     # Each ranked segment leads on (_drift_segment); both windows as one, at most a report's.
     both = Window(max(baseline.since, current.until - timedelta(days=MAX_WINDOW_DAYS)), current.until)
     rates = [
-        {**rate, "segments": [_drift_segment(request, feature.key, s, baseline, current, both)
+        {**rate, "segments": [_drift_segment(request, feature.key, s, baseline, current, both, rate["segments"])
                               for s in rate["segments"]]}
         for rate in result["rates"]
     ]  # fmt: skip
@@ -271,16 +271,39 @@ def drift_page(request: HttpRequest, key: str) -> HttpResponse:
     )
 
 
+# Fewer traces than this on a side: no rate of the segment's own there (the page says new, few or gone).
+THIN_COUNT = 30
+
+
 def _drift_segment(
-    request: HttpRequest, key: str, segment: dict[str, Any], baseline: Window, current: Window, both: Window
+    request: HttpRequest,
+    key: str,
+    segment: dict[str, Any],
+    baseline: Window,
+    current: Window,
+    both: Window,
+    ranked: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """A ranked drift segment with where it leads: its traces in the current window, or the baseline's when it has
-    none now (``gone``: a retired version), and the feature page grouped by its keys over both windows."""
-    gone = segment.get("current_count") is not None and segment["current_count"] < 1
+    none now (``gone``: a retired version), and the feature page grouped by its keys over both windows.
+
+    ``new``: too few traces before for a rate of its own, so its push is not split into mix and rate (PM review:
+    SSO on a new v2.3 read "mix -0.068, rate +0.014", as if its own rate had improved, from 10 stray traces). A new
+    segment that narrows a broader one is compared with that one's rate before (``parent_before``): SSO on v2.3
+    now against SSO before."""
+    before, now = segment.get("baseline_count"), segment.get("current_count")
+    gone = now is not None and now < 1
+    new = before is not None and before < THIN_COUNT
     parts = [(p["dimension"], p["value"]) for p in segment["parts"]]
     links = segment_links(request, feature_key=key, parts=parts, window=baseline if gone else current,
                           group_window=both)  # fmt: skip
-    return {**segment, "gone": gone, **links}
+    parent_before = None
+    if new and segment.get("refines"):
+        parent = next((s for s in ranked if s["segment"] == segment["refines"]), None)
+        if parent is not None and (parent.get("baseline_count") or 0) >= THIN_COUNT:
+            parent_before = parent.get("baseline_rate")
+    thin_now = now is not None and now < THIN_COUNT
+    return {**segment, "gone": gone, "new": new, "thin_now": thin_now, "parent_before": parent_before, **links}
 
 
 @require_POST

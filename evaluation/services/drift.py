@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from evaluation.models import DriftSnapshot, Experiment
+from evaluation.reports.calibrated import feature_calibrations
 from evaluation.reports.measures import JudgedSums, Measures, total
 from evaluation.reports.selectors import Window, judged_by, labelled_by
 from evaluation.reports.success import CalibratedJudgeSource, HumanLabelsSource
@@ -251,12 +252,36 @@ def root_cause_report(
 # --- distributions --------------------------------------------------------------------------------------
 
 
-def _samples(feature: Feature, window: Window) -> dict[str, np.ndarray]:
+def scoring_judge(feature: Feature, baseline: Window, current: Window) -> tuple[int, str] | None:
+    """The judge version whose scores the judge score's drift reads, and its name: the feature's gating judge (the
+    one its reports read success from), else its most labelled calibrated one, else the one that scored most of
+    its traces over both windows; None when none scored any. One judge: the average of every judge's scores on a
+    trace (a lenient exploratory judge's with the gating one's) moved with their mix, not with the answers."""
+    calibrations = feature_calibrations(feature)
+    gating = next((row for row in calibrations if row.gating and row.calibrator), None)
+    chosen = gating or next(iter(calibrations), None)
+    if chosen is not None:
+        return chosen.judge_version_id, f"{chosen.judge} v{chosen.judge_version}"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT s.judge_version_id, j.name, v.number FROM evaluation_score s
+               JOIN feedback_trace t ON t.trace_id = s.trace_id
+               JOIN evaluation_judgeversion v ON v.id = s.judge_version_id JOIN evaluation_judge j ON j.id = v.judge_id
+               WHERE t.feature_id = %s AND t.day BETWEEN %s AND %s AND s.status = 'ok'
+               GROUP BY 1, 2, 3 ORDER BY count(*) DESC, 1 LIMIT 1""",
+            [feature.id, baseline.first_day, current.last_day],
+        )
+        row = cursor.fetchone()
+    return (row[0], f"{row[1]} v{row[2]}") if row else None
+
+
+def _samples(feature: Feature, window: Window, judge_version_id: int | None) -> dict[str, np.ndarray]:
     explicit = [str(k) for k in EXPLICIT_KINDS]
     sql = """
         SELECT t.latency_ms, char_length(t.output),
                EXISTS (SELECT 1 FROM feedback_feedbackevent f WHERE f.trace_id = t.trace_id AND f.kind = ANY(%s)),
-               (SELECT avg(s.score) FROM evaluation_score s WHERE s.trace_id = t.trace_id AND s.status = 'ok')
+               (SELECT avg(s.score) FROM evaluation_score s
+                WHERE s.trace_id = t.trace_id AND s.status = 'ok' AND s.judge_version_id = %s)
         FROM feedback_trace t
         WHERE t.feature_id = %s AND t.day BETWEEN %s AND %s AND t.started_at >= %s AND t.started_at < %s
           AND (t.experiment || '/' || t.variant) <> ALL(%s)
@@ -267,6 +292,7 @@ def _samples(feature: Feature, window: Window) -> dict[str, np.ndarray]:
             sql,
             [
                 explicit,
+                judge_version_id,
                 feature.id,
                 window.first_day,
                 window.last_day,
@@ -329,14 +355,22 @@ def feature_drift(*, feature: Feature, baseline: Window, current: Window, top: i
         # Its aggregates sort or hash every trace of both windows: with PostgreSQL's default 4 MB they
         # spill to disk (at 300,000 traces a window: 4.8 s a page, 3.0 s with 64 MB).
         cursor.execute("SELECT set_config('work_mem', %s, true)", [settings.REPORT_WORK_MEM])
-        before, after = _samples(feature, baseline), _samples(feature, current)
+        judge = scoring_judge(feature, baseline, current)
+        judge_version_id = judge[0] if judge else None
+        before, after = _samples(feature, baseline, judge_version_id), _samples(feature, current, judge_version_id)
         rates, source = root_cause_report(feature, baseline, current, top=top)
+    distributions = [_shift(name, before[name], after[name]) for name in DISTRIBUTIONS]
+    for row in distributions:
+        if row["metric"] == "judge_score":
+            row["judge"] = judge[1] if judge else None
+            if judge is None:
+                row["note"] = "no judge scored this feature's traces"
     return {
         "feature": feature.key,
         "baseline": baseline.as_dict(),
         "current": current.as_dict(),
         "success_source": source,
-        "distributions": [_shift(name, before[name], after[name]) for name in DISTRIBUTIONS],
+        "distributions": distributions,
         "rates": rates,
         "computed_at": utc_now().isoformat(),
     }

@@ -49,6 +49,21 @@ def pct_filter(share: Any, digits: int = 1) -> str:
         return ""
 
 
+@register.filter(name="pts")
+def pts_filter(change: Any, digits: int = 1) -> str:
+    """{{ -0.0546|pts }} -> "−5.5 pts": a move of a rate, in percentage points, signed (nothing for None)."""
+    if change is None or change == "":
+        return ""
+    try:
+        points = round(float(change) * 100, int(digits))
+    except (TypeError, ValueError):
+        return ""
+    if points == 0:
+        return f"{0:.{int(digits)}f} pts"
+    sign = "+" if points > 0 else "\u2212"  # a minus sign, as wide as the plus
+    return f"{sign}{abs(points):.{int(digits)}f} pts"
+
+
 @register.filter(name="usd")
 def usd_filter(amount: Any) -> str:
     """{{ 0.00057|usd }} -> "$0.0006", {{ 1234.5|usd }} -> "$1,234.50": money at the precision it needs. A cent

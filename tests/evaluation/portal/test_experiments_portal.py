@@ -466,20 +466,28 @@ def test_a_segment_new_or_gone_shows_its_count_not_a_rate(owner_a: Client, org_a
         snapshot = DriftSnapshot.objects.get(feature__key=seeded["feature"], day=datetime.now(UTC).date())
         result = snapshot.result
         new = {"segment": "prompt_version=v3", "baseline_count": 12.0, "baseline_rate": 0.399,
-               "current_count": 400.0, "current_rate": 0.496}  # fmt: skip
+               "current_count": 400.0, "current_rate": 0.496, "refines": "metadata.auth=sso"}  # fmt: skip
         gone = {"segment": "prompt_version=v1", "baseline_count": 350.0, "baseline_rate": 0.786,
                 "current_count": 0.0, "current_rate": None}  # fmt: skip
-        common = {"contribution": -0.05, "mix": -0.06, "rate": 0.01, "share_of_change": 0.5, "baseline_share": 0.1,
-                  "current_share": 0.2, "refines": None}  # fmt: skip
+        parent = {"segment": "metadata.auth=sso", "baseline_count": 900.0, "baseline_rate": 0.747,
+                  "current_count": 800.0, "current_rate": 0.443}  # fmt: skip
+        common = {"contribution": -0.0546, "mix": -0.0682, "rate": 0.0136, "share_of_change": 0.5,
+                  "baseline_share": 0.1, "current_share": 0.2, "refines": None}  # fmt: skip
         result["rates"][0]["segments"] = [
             {**common, **shape, "parts": [{"dimension": "prompt_version", "value": str(shape["segment"])[-2:]}]}
-            for shape in (new, gone)
+            for shape in (new, gone, parent)
         ]
         DriftSnapshot.objects.filter(id=snapshot.id).update(result=result)
     page = owner_a.get(url).content.decode()
-    rows = page.split('data-testid="segment"')[1:3]
-    assert "new (12 before)" in rows[0] and "0.399" not in rows[0] and "0.496" in rows[0]
-    assert "gone (0 now)" in rows[1] and "0.786" in rows[1]
+    rows = page.split('data-testid="segment"')[1:4]
+    assert "new (12 before)" in rows[0] and "39.9%" not in rows[0] and "49.6%" in rows[0]
+    assert "gone (0 now)" in rows[1] and "78.6%" in rows[1]
+    # A new segment's push is whole (PM review: "mix -0.068, rate +0.014" read as its own rate improving, from 12
+    # stray traces); one narrowing a broader segment is set against that one's rate before: SSO on v3 against SSO.
+    assert 'data-testid="new-segment"' in rows[0] and "+1.4 pts" not in rows[0] and "\u22125.5 pts" in rows[0]
+    assert "metadata.auth=sso had 74.7% before" in rows[0]
+    assert 'data-testid="new-segment"' not in rows[1] and "\u22126.8 pts" in rows[1] and "+1.4 pts" in rows[1]
+    assert 'data-testid="parent-before"' not in rows[1] + rows[2]
 
 
 def test_a_rule_resolved_alert_says_its_recovery_once(db: None, org_a, owner_a: Client, seeded: dict) -> None:  # type: ignore[no-untyped-def,type-arg]

@@ -13,15 +13,17 @@ import numpy as np
 import pytest
 from django.core.mail.backends import locmem
 
-from evaluation.models import DigestDelivery, DriftSnapshot
+from evaluation.judges.versions import JudgeVersionSpec
+from evaluation.models import DigestDelivery, DriftSnapshot, Score
 from evaluation.services.digest import DIGEST_LEASE, DigestNotSent, digest_build, digest_render, digest_send
 from evaluation.services.drift import drift_snapshot_store, drift_windows, feature_drift, top_cause
+from evaluation.services.judges import judge_create
 from evaluation.services.shared import utc_now
 from evaluation.stats.drift import ks_shift, psi
-from feedback.models import Feature
+from feedback.models import Feature, Trace
 from tenants.services import member_ensure
 from tests.evaluation.experiments_seed import ingest, new_feature, traffic
-from tests.fixtures.organizations import in_tenant
+from tests.fixtures.organizations import in_tenant, unique
 
 TODAY = date(2025, 6, 30)
 
@@ -386,3 +388,30 @@ def test_the_drift_index_lists_each_features_cause_and_moved_distributions(db: N
     page = client.get(org_a.url("drift/")).content.decode()
     row = page.split(f'data-feature="{quiet}"')[1].split("</tr>")[0]
     assert "No snapshot this week yet" in row and f'href="/o/{org_a.organization.slug}/drift/{quiet}/"' in row
+
+
+def test_the_judge_score_drift_reads_one_judge(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """The judge score row averaged every judge's scores on a trace (PM review: 0.871 -> 0.851 "stable" beside a
+    gating judge passing 78% and a lenient one 95%): a judge that began scoring this week moved it with their mix.
+    It reads one judge, the one that scored most of the feature's traces here (no judge is calibrated), by name."""
+    rng = random.Random(8)
+    with in_tenant(org_a):
+        key = new_feature(segment_keys=["auth"])
+        _planted(key)
+        baseline, current = drift_windows(today=TODAY)
+        main = judge_create(name=unique("main"), spec=JudgeVersionSpec(kind="external", scale="continuous"))
+        lenient = judge_create(name=unique("lenient"), spec=JudgeVersionSpec(kind="external", scale="continuous"))
+        scores = []
+        for trace_id, started in Trace.objects.filter(feature__key=key).values_list("trace_id", "started_at"):
+            judges = [(main, 0.6 + 0.3 * rng.random())]
+            if started >= current.since:  # the lenient judge scores this week's traces only, all of them 1.0
+                judges.append((lenient, 1.0))
+            for judge, value in judges:
+                scores.append(Score(score_id=unique("sc"), trace_id=trace_id, judge_id=judge.id,
+                                    judge_version=judge.current_version, run_index=0, status="ok", raw_score=value,
+                                    score=value, passed=value >= 0.5))  # fmt: skip
+        Score.objects.bulk_create(scores)
+        result = feature_drift(feature=Feature.objects.get(key=key), baseline=baseline, current=current)
+    row = next(d for d in result["distributions"] if d["metric"] == "judge_score")
+    assert row["judge"] == f"{main.name} v1" and row["status"] == "stable"
+    assert row["current_mean"] == pytest.approx(0.75, abs=0.02) and row["psi"] < 0.1
