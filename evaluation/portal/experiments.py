@@ -367,6 +367,20 @@ def alert_page(request: HttpRequest, alert_id: int) -> HttpResponse:
         parts=segment_parts(alert.segment) if alert.segment else [],
         window=window,
     )
+    # What the drift view finds behind it (PM review: the alert named metadata.auth=sso and left the prompt version
+    # that broke it to a click into drift): the feature's likely cause over the rule's window, with its traces.
+    feature_key = alert.rule.feature.key
+    cause = drift_services.likely_causes([feature_key], first_day=window.first_day, last_day=window.last_day).get(
+        feature_key
+    )
+    if cause is not None:
+        cause_parts = segment_parts(cause["segment"])
+        cause = {
+            **cause,
+            **segment_links(request, feature_key=feature_key, parts=cause_parts, window=window),
+            # The cause lies inside the alert's segment (SSO on v2.3 within SSO): it names what broke there.
+            "narrows": bool(alert.segment) and set(segment_parts(alert.segment)) <= set(cause_parts),
+        }
     return TemplateResponse(
         request,
         "evaluation/alert_detail.html",
@@ -378,6 +392,7 @@ def alert_page(request: HttpRequest, alert_id: int) -> HttpResponse:
             "traces_url": links["traces"],
             "groupings": links["groupings"],
             "held_open": alert.state == AlertState.OPEN and alert_services.HELD_OPEN in alert.message,
+            "cause": cause,
         },
     )
 

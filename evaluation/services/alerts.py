@@ -719,15 +719,25 @@ def _holding_message(rule: AlertRule, segment: str, v: Verdict, opened: float) -
         still = f"still {change:+.0%} versus the {level_text(metric, opened)} it opened against"
     # Why the rule itself is quiet: the trailing baseline has moved, or the two windows are too noisy to say.
     trailing = f"its trailing {rule.baseline_days}-day level, now {level_text(metric, base.value)}"
+    # Past the rule's line but within noise ("unclear"), the interval says how far; not past it, nothing to add.
+    unclear = True
     if success:
         # "90% of its level, now 51.6%, that is below 46.4%" read as 51.6 below 46.4: the threshold is said first.
-        floor = "" if base.value is None else f"{level_text(metric, (1 - rule.threshold) * base.value)}, "
-        why = f"not clearly below {floor}{1 - rule.threshold:.0%} of {trailing}"
+        floor_value = None if base.value is None else (1 - rule.threshold) * base.value
+        floor = "" if floor_value is None else f"{level_text(metric, floor_value)}, "
+        if floor_value is not None and cur.value is not None and cur.value < floor_value:
+            # "39.4% ... not clearly below 48.0%" read as a contradiction: below it, yes, but not clearly.
+            why = (f"{level_text(metric, cur.value)} is below {floor}{1 - rule.threshold:.0%} of {trailing}, "
+                   "but not clearly")  # fmt: skip
+        else:
+            why, unclear = f"not below {floor}{1 - rule.threshold:.0%} of {trailing}", False
     elif base.value and cur.value is not None and cur.value < base.value * (1 + rule.threshold):
-        why = f"not {rule.threshold:+.0%} over {trailing}"
+        why, unclear = f"not {rule.threshold:+.0%} over {trailing}", False
+    elif base.value and cur.value is not None:
+        why = f"{level_text(metric, cur.value)} is {rule.threshold:+.0%} or more over {trailing}, but not clearly"
     else:
         why = f"not clearly over {trailing}"
-    if v.reach is not None:
+    if v.reach is not None and unclear:
         widened = f", widened as it is read with {v.segments - 1} other segments at once" if v.segments > 1 else ""
         why += (
             f": by the interval of the two windows' difference, this window may be as {'high' if success else 'low'} "

@@ -302,3 +302,23 @@ def test_an_alert_held_open_says_why_while_the_rule_is_quiet(db: None, org_a) ->
     held = page.split('data-testid="held-open">', 1)[1].split("</p>", 1)[0]
     assert held.startswith("Still open: the metric is still clearly worse than when the alert opened.")
     assert "Against its trailing 7-day baseline, which now includes the bad days, the rule no longer fires" in held
+
+
+def test_an_alert_names_the_likely_cause_within_its_segment(regressed: dict[str, Any], org_a) -> None:  # type: ignore[no-untyped-def]
+    """The SSO alert named metadata.auth=sso only: the prompt version that broke it was a click into drift away (PM
+    review). Its page names drift's likely cause over the rule's window, inside its segment, with that cause's
+    traces; an alert on another segment says the cause is the feature's move, not its own."""
+    key, slug, client = regressed["key"], org_a.slug, _client(org_a)
+    page = html.unescape(client.get(org_a.url(f"alerts/{regressed['alert']}/")).content.decode())
+    cause = page.split('data-testid="alert-cause"', 1)[1].split("</p>", 1)[0]
+    assert "Likely cause within metadata.auth=sso:" in cause and NARROW in cause
+    (traces,) = _links(cause, "alert-cause-traces")
+    query = {k: v[0] for k, v in parse_qs(urlsplit(traces).query).items()}
+    assert (query["metadata.auth"], query["prompt_version"], query["feature"]) == ("sso", "v2.3", key)
+    with in_tenant(org_a):
+        other = Alert.objects.get(id=regressed["alert"])
+        other.pk, other.segment = None, "metadata.auth=password"
+        other.save()
+    elsewhere = html.unescape(client.get(org_a.url(f"alerts/{other.pk}/")).content.decode())
+    assert "Likely cause of the feature's move:" in elsewhere.split('data-testid="alert-cause"', 1)[1]
+    assert f"/o/{slug}/drift/{key}/" in elsewhere
