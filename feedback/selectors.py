@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -230,6 +231,19 @@ class PromptLabel:
     # registers the model of the first trace that named it, which later traces need not share.
     models: list[tuple[str, int]] = field(default_factory=list)
 
+    # What changed from the label sent before it on the feature (its newest prompt against that one's): sentences
+    # removed ("-") and added ("+"), in order; None for the first label, or where either sent no prompt.
+    changes: list[tuple[str, str]] | None = None
+    previous: str = ""  # the label it is compared with
+
+    @property
+    def removed(self) -> int:
+        return sum(op == "-" for op, _ in self.changes or ())
+
+    @property
+    def added(self) -> int:
+        return sum(op == "+" for op, _ in self.changes or ())
+
     @property
     def prompts(self) -> int:
         """The different prompts sent under the label (a trace that sent no prompt, hash empty, is none of them)."""
@@ -262,12 +276,45 @@ def prompt_labels(feature: Feature | None = None) -> list[tuple[Feature | None, 
         grouped.setdefault(owner_id, {}).setdefault(version.label, []).append(version)
     out = []
     for listed in sorted(grouped, key=lambda f: (f is None, features[f].key if f is not None else "")):
-        labels = [PromptLabel(label, sorted(found, key=lambda v: v.last_seen, reverse=True),
+        # A version named without its prompt has no text: after the prompts (the demo's host page's traces named
+        # support-v2.3 without one, and read as its first row, on another model).
+        labels = [PromptLabel(label, sorted(found, key=lambda v: (not v.prompt_text, -v.last_seen.timestamp())),
                               _most_first(sum((ran.get((listed, v.id), Counter()) for v in found), Counter())))
                   for label, found in grouped[listed].items()]  # fmt: skip
         labels.sort(key=lambda item: (-max(v.last_seen for v in item.versions).timestamp(), item.label))
+        labels = _changes_from_previous(labels)
         out.append((features.get(listed) if listed is not None else None, labels))
     return out
+
+
+def _changes_from_previous(labels: list[PromptLabel]) -> list[PromptLabel]:
+    """The labels, each with its prompt's changes from the label first sent before it (on this list's feature):
+    its newest prompt against that one's. A label whose versions sent no prompt is compared with nothing."""
+    sent = sorted((item for item in labels if item.versions[0].prompt_text),
+                  key=lambda item: (min(v.first_seen for v in item.versions if v.prompt_text), item.label))  # fmt: skip
+    compared = {
+        after.label: replace(after, changes=prompt_changes(before.versions[0].prompt_text,
+                                                           after.versions[0].prompt_text), previous=before.label)
+        for before, after in zip(sent, sent[1:], strict=False)
+    }  # fmt: skip
+    return [compared.get(item.label, item) for item in labels]
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def prompt_changes(before: str, after: str) -> list[tuple[str, str]]:
+    """The sentences (and lines) ``after`` removed from ``before`` ("-") and added ("+"), in order: a prompt is
+    often one paragraph, where a line diff would say the whole of it changed."""
+    old = [part.strip() for part in _SENTENCE_END.split(before) if part.strip()]
+    new = [part.strip() for part in _SENTENCE_END.split(after) if part.strip()]
+    changes: list[tuple[str, str]] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes():
+        if op in ("delete", "replace"):
+            changes += [("-", sentence) for sentence in old[i1:i2]]
+        if op in ("insert", "replace"):
+            changes += [("+", sentence) for sentence in new[j1:j2]]
+    return changes
 
 
 def _most_first(counts: Counter[str]) -> list[tuple[str, int]]:

@@ -248,8 +248,9 @@ def drift_page(request: HttpRequest, key: str) -> HttpResponse:
     # Each ranked segment leads on (_drift_segment); both windows as one, at most a report's.
     both = Window(max(baseline.since, current.until - timedelta(days=MAX_WINDOW_DAYS)), current.until)
     rates = [
-        {**rate, "segments": [_drift_segment(request, feature.key, s, baseline, current, both, rate["segments"])
-                              for s in rate["segments"]]}
+        {**rate, "money": rate["metric"].endswith("_usd"),
+         "segments": [_drift_segment(request, feature.key, s, baseline, current, both, rate["segments"])
+                      for s in rate["segments"]]}
         for rate in result["rates"]
     ]  # fmt: skip
     return TemplateResponse(

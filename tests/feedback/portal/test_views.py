@@ -13,6 +13,7 @@ from django.test import Client
 
 from feedback import services
 from feedback.rollups import rollups_refresh
+from feedback.selectors import prompt_changes
 from tenants.schema import in_tenant
 from tests.fixtures.organizations import unique
 from tests.helpers import assert_cross_tenant_404
@@ -530,3 +531,44 @@ def test_a_feature_grouped_by_model_leads_to_that_models_traces(db: None, org_a)
     assert set(re.findall(rf"/traces/({run}-[0-9])\?back=", listed)) == {f"{run}-1", f"{run}-3", f"{run}-5"}
     # Picked from the models traces ran on (typed, "haiku" matched nothing), and the form keeps it.
     assert re.search(r'<select id="f-model" name="model">.*<option selected>gpt-4o-mini</option>', listed)
+
+
+def test_a_prompt_versions_changes_from_the_one_before_are_shown_sentence_by_sentence(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """The demo's regression is a sentence v2.3 dropped (what to tell SSO users): a PM had to open both prompts and
+    compare them by eye. Each label says what it removed and added against the label sent before it; a trace that
+    named a version without its prompt (the demo's host page) is listed after the prompt, not read as the first."""
+    run = unique("pc")
+    feature = f"f-{run}"
+    v22 = (
+        "You are the support assistant. Give complete step-by-step instructions. If the customer signs in "
+        "with single sign-on (SSO), explain that passwords are managed by their identity provider. Be friendly."
+    )
+    v23 = "You are the support assistant. Be concise: answer in at most three short sentences. Be friendly."
+    traces = [
+        {"trace_id": f"{run}-1", "feature": feature, "prompt_version": "v2.2", "prompt": v22,
+         "started_at": "2026-11-01T10:00:00Z"},
+        {"trace_id": f"{run}-2", "feature": feature, "prompt_version": "v2.3", "prompt": v23,
+         "started_at": "2026-11-20T10:00:00Z"},
+        {"trace_id": f"{run}-3", "feature": feature, "prompt_version": "v2.3", "model": "gpt-4o-mini"},
+    ]  # fmt: skip
+    with in_tenant(org_a.organization):
+        for item in traces:  # one at a time: the hashless one is registered last, and is seen last
+            services.traces_ingest(body=msgspec.json.encode(item))
+        rollups_refresh(limit=10_000)
+    client = Client()
+    client.force_login(org_a.owner)
+    text = html.unescape(client.get(org_a.url("prompts/"), {"feature": feature}).content.decode())
+    (changes,) = text.split('data-testid="prompt-changes"')[1:]
+    changes = changes.split("</details>", 1)[0]
+    assert "Changed from v2.2: 2 sentences removed, 1 added" in changes
+    removed = re.findall(r'data-testid="prompt-change-removed">- ([^<]*)<', changes)
+    added = re.findall(r'data-testid="prompt-change-added">\+ ([^<]*)<', changes)
+    assert removed == ["Give complete step-by-step instructions.",
+                       "If the customer signs in with single sign-on (SSO), explain that passwords are managed by "
+                       "their identity provider."]  # fmt: skip
+    assert added == ["Be concise: answer in at most three short sentences."]  # the sentences both have are not said
+    assert prompt_changes("One. Two.\nThree!", "One. Three! Four?") == [("-", "Two."), ("+", "Four?")]
+    assert prompt_changes("Same.", "Same.") == []
+    # v2.3's prompt comes before the trace that named it without one.
+    rows = text.split('data-testid="prompt-version"')[1:]
+    assert "Be concise" in rows[0] and "not sent" in rows[1]
