@@ -216,11 +216,16 @@ def feature_view(request: HttpRequest, key: str) -> HttpResponse:
                 if g["success"]["source"] == "calibrated_judge" and g["notes"].get("success")
             ],  # fmt: skip
             "over_holdback": data["over_holdback"],
+            # Each row corrected by its own audit labels, the All row by all of them: its successes and value are not
+            # the rows' sum (a PM added the rows up and found $400 missing).
+            "rows_apart": data["report"]["success_source"]["name"] == "calibrated_judge"
+            and len(data["report"]["groups"]) > 1,
             "calibrations": feature_calibrations(feature),
             "signals": signals,
             "chart_data": {"chart": data["chart"], "segments": data["segments"]},
             "segments": data["segments"],
             "window": window,
+            "window_days": (window.last_day - window.first_day).days + 1,
             "windows": WINDOWS,
             "grouping": grouping,
             "choices": choices,
@@ -339,6 +344,7 @@ def customers_page(request: HttpRequest) -> HttpResponse:
             "nav": "customers",
             "data": customers_report(window=window),
             "window": window,
+            "window_days": (window.last_day - window.first_day).days + 1,
             "windows": WINDOWS,
             "error": error,
         },  # fmt: skip

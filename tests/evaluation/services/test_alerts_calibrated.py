@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import time as clock
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import numpy as np
 import pytest
@@ -98,8 +99,24 @@ def test_a_segments_fall_read_by_the_calibrated_judge_opens_its_alert(
     alert_page = page.get(org_a.url(f"alerts/{alert.id}/")).content.decode()
     assert 'data-testid="levels-note"' in alert_page and "the move agrees" in alert_page
     window = {"group_by": "metadata.auth", "since": "2025-07-25", "until": "2025-08-23"}
-    feature_page = page.get(org_a.url(f"features/{feature.key}/"), window).content.decode()
+    with in_tenant(org_a):
+        Feature.objects.filter(id=feature.id).update(value_per_success_usd=Decimal("250"))
+    response = page.get(org_a.url(f"features/{feature.key}/"), window)
+    feature_page = response.content.decode()
     assert 'data-testid="levels-note"' in feature_page and "the moves agree" in feature_page
+    # Each row corrected apart: the All row says it is not the rows' sum (a PM added the values up, $400 short),
+    # and figures read as on every other page ("$31613.71" and an ROI of "1119.89" without its ×).
+    report = response.context["report"]
+    assert len(report["groups"]) > 1 and 'data-testid="all-not-sum"' in feature_page
+    table = feature_page.split('id="report-table"', 1)[1].split("</table>", 1)[0]
+    assert all(row["value_usd"] >= 1000 for row in report["groups"]), "no value of thousands: nothing checked"
+    for row in (*report["groups"], report["total"]):
+        if row["roi"] is not None:
+            assert f"{row['roi']:,.1f}×" in table
+        if row["value_usd"] is not None and row["value_usd"] >= 1000:
+            assert f"${row['value_usd']:,.2f}" in table
+    # The calibration card says its own window is not this page's.
+    assert "each judge's last 30 days, not this page's window" in feature_page
 
 
 def test_the_whole_features_alert_names_the_whole_features_labels() -> None:
