@@ -221,6 +221,16 @@ def trace_page(filters: TraceFilters, cursor: str = "", limit: int = PAGE_SIZE) 
     return TracePage(rows[:limit], next_cursor)
 
 
+COUNT_CAP = 10_000
+
+
+def trace_count(filters: TraceFilters, cap: int = COUNT_CAP) -> tuple[int, bool]:
+    """How many traces the filters match, counted up to ``cap`` (a count past it reads "more than"): whether a
+    report row's 3,765 SSO traces are all there, without counting a whole table for an unfiltered list."""
+    found = traces_filtered(filters).values("id")[: cap + 1].count()
+    return min(found, cap), found > cap
+
+
 @dataclass(frozen=True)
 class PromptLabel:
     """A prompt version label of a feature, with every prompt sent under it (each a content hash of its own)."""

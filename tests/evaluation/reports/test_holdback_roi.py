@@ -199,6 +199,8 @@ def test_a_report_rows_traces_leave_the_holdback_out_as_its_counts_do(  # type: 
         assert sum(1 for t in that_day if t["variant"] == "holdback") > 0
     explorer = owner_a.get(link).content.decode()
     assert 'data-testid="excluded-variants"' in explorer and "<b>holdback</b>" in explorer
+    # It says how many traces match, so the row's count can be checked against it (it showed a page of 50).
+    assert f'data-testid="trace-count">{row["traces"]:,} traces match these filters' in explorer
     every = html.unescape(explorer.split('data-testid="excluded-variants"', 1)[1].split('href="', 1)[1].split('"')[0])
     assert "exclude_variant" not in every and f"feature={feature.key}" in every
     # The API takes the same filter, repeatable; a NUL in any of its values is a 400 naming it.

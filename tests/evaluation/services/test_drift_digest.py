@@ -109,7 +109,11 @@ def test_a_segment_regression_the_overall_rate_hides_is_named(db: None, org_a, m
         drift_snapshot_store(feature=Feature.objects.get(key=key), today=TODAY)
         digest = digest_build(now=datetime(2025, 7, 1, 8, tzinfo=UTC))
         _, text, html = digest_render(digest)
-    assert "moved no more than noise overall" in text and "for metadata.auth=sso" in text and "<strong>metadata.auth=sso</strong>" in html
+    assert (
+        "moved no more than noise overall" in text
+        and "for metadata.auth=sso" in text
+        and "<strong>metadata.auth=sso</strong>" in html
+    )
     # The feature's overall rate is the digest's own week's, said once: not again from the drift's weeks (a PM read
     # two "overall" rates for one feature).
     said = text.split("Likely cause:", 1)[1].split("\n", 1)[0]

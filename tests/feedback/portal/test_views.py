@@ -13,7 +13,7 @@ from django.test import Client
 
 from feedback import services
 from feedback.rollups import rollups_refresh
-from feedback.selectors import prompt_changes
+from feedback.selectors import TraceFilters, prompt_changes, trace_count
 from tenants.schema import in_tenant
 from tests.fixtures.organizations import unique
 from tests.helpers import assert_cross_tenant_404
@@ -572,3 +572,19 @@ def test_a_prompt_versions_changes_from_the_one_before_are_shown_sentence_by_sen
     # v2.3's prompt comes before the trace that named it without one.
     rows = text.split('data-testid="prompt-version"')[1:]
     assert "Be concise" in rows[0] and "not sent" in rows[1]
+
+
+def test_the_trace_count_is_capped_and_says_so(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
+    """The explorer says how many traces match (a page of 50 could not be checked against a report row's count),
+    counting no further than a cap: an unfiltered list of a large table is not counted whole."""
+    run = unique("tc")
+    with in_tenant(org_a.organization):
+        services.traces_ingest(body=msgspec.json.encode(
+            {"batch": [{"trace_id": f"{run}-{i}", "feature": f"f-{run}"} for i in range(5)]}))  # fmt: skip
+        filters = TraceFilters(feature=f"f-{run}")
+        assert trace_count(filters, cap=3) == (3, True)
+        assert trace_count(filters, cap=5) == (5, False) and trace_count(filters) == (5, False)
+    client = Client()
+    client.force_login(org_a.owner)
+    page = client.get(org_a.url("traces/"), {"feature": f"f-{run}"}).content.decode()
+    assert 'data-testid="trace-count">5 traces match these filters' in page
