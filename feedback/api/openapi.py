@@ -438,6 +438,8 @@ def trace_list_query(query: Any) -> dict[str, Any]:
                     raise ApiError("invalid_filter", f"{name}: at most 200 characters, no NUL", 400, {"field": name})
                 clean[name] = value
             continue
+        if name == "limit" and value == "":
+            continue  # no page size given: the default, as every other list reads an empty limit (and cursor)
         ok = True
         if schema["type"] == "boolean":
             ok = value in ("true", "false")

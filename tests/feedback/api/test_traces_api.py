@@ -318,3 +318,14 @@ def test_the_list_reads_any_iso_offset_in_utc_and_keeps_until_exclusive(api_a) -
     assert ids(until="2026-12-06") == {f"{run}-a", f"{run}-b"}
     beyond = api_a.get("/api/v1/traces", params={"until": "2026-12-05T00:00:00+24:00"})
     assert beyond.status_code == 400 and beyond.json()["error"]["details"] == {"field": "until"}
+
+
+def test_an_empty_limit_is_the_default_page_size_as_on_every_list(api_a) -> None:  # type: ignore[no-untyped-def]
+    """GET /api/v1/experiments?limit= read the default page size; /api/v1/traces?limit= was a 400 (API review)."""
+    tid = unique()
+    api_a.post("/api/v1/traces", trace(tid))
+    assert api_a.get("/api/v1/traces?limit=&cursor=").status_code == 200
+    assert api_a.get("/api/v1/experiments?limit=").status_code == 200
+    for bad in ("0", "abc", "501"):
+        refused = api_a.get(f"/api/v1/traces?limit={bad}")
+        assert refused.status_code == 400 and refused.json()["error"]["details"]["field"] == "limit"
