@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from decimal import Decimal
+from typing import TypeVar
 
 from django.core.exceptions import ValidationError
 from django.db import connection
@@ -21,6 +22,8 @@ from billing.services.notices import notice_send
 from billing.services.shared import month_start, organization_schema
 from feedback.schemas import FEATURE_KEY_PATTERN
 from tenants.selectors import Organization
+
+T = TypeVar("T")
 
 MAX_BUDGET_USD = Decimal("1000000")
 DEFAULT_THRESHOLDS = (80, 90, 100)
@@ -39,6 +42,16 @@ def _thresholds(values: Sequence[object] | str | None) -> list[int]:
     return out
 
 
+def _collect(errors: dict[str, str], read: Callable[[], T]) -> T | None:
+    """``read()``, or None with its ValidationError's messages added to ``errors``."""
+    try:
+        return read()
+    except ValidationError as exc:
+        for name, messages in exc.message_dict.items():
+            errors.setdefault(name, " ".join(messages))
+        return None
+
+
 def budget_set(
     *,
     organization: Organization,
@@ -51,34 +64,38 @@ def budget_set(
     over_action: str = OverAction.BLOCK,
     fallback_model: str = "",
 ) -> CustomerBudget:
-    """Create or replace the budget of one scope (customer or default, feature, model)."""
+    """Create or replace the budget of one scope (customer or default, feature, model). Every field's mistake is
+    said at once (a person fixing the amount, then the fallback model, then the thresholds sent the form thrice)."""
+    errors: dict[str, str] = {}
     for name, value, limit in (("customer_id", customer_id, 200), ("feature", feature, 100), ("model", model, 200),
                                ("fallback_model", fallback_model, 200)):  # fmt: skip
         if len(value) > limit or "\x00" in value:
-            raise ValidationError({name: f"At most {limit} characters, no NUL."})
+            errors[name] = f"At most {limit} characters, no NUL."
         # Matched exactly as traces and the budget check send them: "c1 " trimmed to "c1" replaced c1's budget
         # and never applied to "c1 ".
-        if value != value.strip():
-            raise ValidationError({name: "Starts or ends with a space: IDs are matched exactly as traces send them."})
-    if feature and not re.fullmatch(FEATURE_KEY_PATTERN, feature):
+        elif value != value.strip():
+            errors[name] = "Starts or ends with a space: IDs are matched exactly as traces send them."
+    if "feature" not in errors and feature and not re.fullmatch(FEATURE_KEY_PATTERN, feature):
         # A display name ("Support Copilot") would never match: the check and the counters name features by key.
-        raise ValidationError(
-            {"feature": f"'{feature}' is not a feature key (as traces send it, e.g. support-copilot)."}
-        )
-    daily = parse_usd(daily_cap_usd, field="daily_cap_usd", maximum=MAX_BUDGET_USD)
-    monthly = parse_usd(monthly_cap_usd, field="monthly_cap_usd", maximum=MAX_BUDGET_USD)
-    if daily is None and monthly is None:
-        raise ValidationError({"monthly_cap_usd": "Set a daily cap, a monthly cap or both."})
+        errors["feature"] = f"'{feature}' is not a feature key (as traces send it, e.g. support-copilot)."
+    daily = _collect(errors, lambda: parse_usd(daily_cap_usd, field="daily_cap_usd", maximum=MAX_BUDGET_USD))
+    monthly = _collect(errors, lambda: parse_usd(monthly_cap_usd, field="monthly_cap_usd", maximum=MAX_BUDGET_USD))
+    amounts_read = not {"daily_cap_usd", "monthly_cap_usd"} & set(errors)
+    if amounts_read and daily is None and monthly is None:
+        errors["monthly_cap_usd"] = "Set a daily cap, a monthly cap or both."
     if daily is not None and monthly is not None and daily > monthly:
-        raise ValidationError({"daily_cap_usd": f"The daily cap ({daily}) is above the monthly cap ({monthly})."})
+        errors["daily_cap_usd"] = f"The daily cap ({daily}) is above the monthly cap ({monthly})."
     if over_action not in OverAction.values:
-        raise ValidationError({"over_action": f"'{over_action}' is not block or fallback."})
-    if over_action == OverAction.FALLBACK and not fallback_model:
-        raise ValidationError({"fallback_model": "Name the cheaper model to fall back to."})
+        errors["over_action"] = f"'{over_action}' is not block or fallback."
+    if over_action == OverAction.FALLBACK and not fallback_model and "fallback_model" not in errors:
+        errors["fallback_model"] = "Name the cheaper model to fall back to."
+    levels = _collect(errors, lambda: _thresholds(thresholds))
+    if errors:
+        raise ValidationError(errors)
     budget, _ = CustomerBudget.objects.update_or_create(
         organization=organization, customer_id=customer_id, feature=feature, model=model,
         defaults={
-            "daily_cap_usd": daily, "monthly_cap_usd": monthly, "thresholds": _thresholds(thresholds),
+            "daily_cap_usd": daily, "monthly_cap_usd": monthly, "thresholds": levels,
             "over_action": over_action, "fallback_model": fallback_model if over_action == OverAction.FALLBACK else "",
             "updated_at": timezone.now(),
         },

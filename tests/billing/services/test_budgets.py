@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.test import Client
 
 from billing.selectors import BudgetDecision, budget_check
 from billing.services.budgets import budget_set
@@ -41,6 +42,22 @@ def test_bad_budgets_are_refused_with_the_field_named(db: None, org_a: Org, fiel
     with pytest.raises(ValidationError) as caught:
         budget_set(organization=org_a.organization, **fields)
     assert field in caught.value.message_dict
+
+
+def test_every_mistake_of_a_budget_is_said_at_once(db: None, org_a: Org) -> None:
+    """The form said one mistake a submit: the amount, then the missing fallback model, then the thresholds."""
+    with pytest.raises(ValidationError) as caught:
+        budget_set(organization=org_a.organization, monthly_cap_usd="ten", over_action="fallback",
+                   thresholds="80, lots", feature="Support Copilot")  # fmt: skip
+    assert set(caught.value.message_dict) == {"monthly_cap_usd", "fallback_model", "thresholds", "feature"}
+    # An amount not read is not also said to be missing.
+    assert caught.value.message_dict["monthly_cap_usd"] == ["'ten' is not an amount in USD, e.g. 250 or 12.50."]
+    client = Client()
+    client.force_login(org_a.owner)
+    page = client.post(org_a.url("spend/budgets/"), {"monthly_cap_usd": "ten", "over_action": "fallback",
+                                                     "thresholds": "80, lots"}).content.decode()  # fmt: skip
+    for said in ("is not an amount in USD", "Name the cheaper model", "Give whole percents"):
+        assert said in page, said
 
 
 def test_no_budget_allows(db: None, org_a: Org) -> None:

@@ -82,6 +82,8 @@ def test_roi_over_the_holdback_counts_only_the_successes_the_ai_adds(db: None, o
     # The feature page shows it beside the plain ROI (the overview's windows end today: the seed is older).
     feature_page = owner_a.get(org_a.url(f"features/{feature.key}/"), {"since": "2025-03-01", "until": "2025-03-11"})
     assert 'data-testid="roi-over-holdback"' in feature_page.content.decode()
+    # Read from outcomes, as the plain ROI is here: nothing to say of another success source.
+    assert 'data-testid="holdback-source-differs"' not in feature_page.content.decode()
     # So does the spend-by-feature page, with its interval (it showed the plain ROI alone).
     spend = owner_a.get(org_a.url("spend/features/"), {"since": "2025-03-01", "until": "2025-03-11"}).content.decode()
     cell = spend.split('data-testid="roi-over-holdback">')[1].split("</td>")[0]
