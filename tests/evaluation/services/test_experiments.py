@@ -390,6 +390,9 @@ def test_the_segment_breakdown_finds_the_users_an_arm_fails_against_scipy(db: No
     card = " ".join(render_to_string("evaluation/_experiment_verdict.html", {"r": r}).split())
     assert 'data-testid="verdict-differs"' in card and "the effect differs for" in card
     assert "<strong>metadata.auth=sso</strong>" in card and "check it before shipping to everyone" in card
+    # Its badge says it too, on the card and the list (a plain green SHIP read as "ship to everyone").
+    badge = card.split('data-testid="verdict-badge"', 1)[1].split("</span>", 1)[0]
+    assert 'class="badge warn"' in card and "SHIP, BUT CHECK metadata.auth=sso" in badge
     # ... and the verdict says so, in the list and the digest too (they read no breakdown).
     with in_tenant(org_a):
         listed = next(e for e in experiments_list(now=NOW) if e["key"] == "seg")
@@ -397,3 +400,5 @@ def test_the_segment_breakdown_finds_the_users_an_arm_fails_against_scipy(db: No
         said = f"but not alike for every user: for metadata.auth=sso its lift is {sso['value'] * 100:+.1f} pts, against"
         assert said in verdict["reason"]
         assert [d["segment"] for d in verdict["segments_differ"]] == ["metadata.auth=sso"]
+    listed_badge = render_to_string("evaluation/_verdict_badge.html", {"v": listed["verdict"]})
+    assert "SHIP, BUT CHECK metadata.auth=sso" in listed_badge
