@@ -105,7 +105,9 @@ def experiment_create(
             )
         allocation = float(arm.get("allocation", 0) or 0)
         if not 0 < allocation <= 1:
-            raise ExperimentError("arms", f"the allocation of arm {arm_name} must be in (0, 1]")
+            # "control:50" read as a percent: the message says what an allocation is.
+            raise ExperimentError("arms", f"the allocation of arm {arm_name} must be in (0, 1]: a share of traffic, "
+                                  "e.g. control:0.5, ai:0.5 (not a percent)")  # fmt: skip
         clean_arms.append({"name": arm_name, "allocation": allocation, "holdback": bool(arm.get("holdback"))})
     names = [a["name"] for a in clean_arms]
     if len(clean_arms) < 2 or len(set(names)) != len(names):

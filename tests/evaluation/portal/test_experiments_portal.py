@@ -410,7 +410,11 @@ def test_experiment_errors_name_the_field_by_its_label(owner_a: Client, org_a, s
         ({"mde": "0"}, "Experiment not created. Minimum detectable effect: a positive absolute change"),
         ({"mde": ""}, "Experiment not created. Minimum detectable effect: required, a number."),
         ({"control": "c"}, "Experiment not created. Control: the control must be one of the arms."),
-        ({"arms": "a:0.5, b:x"}, "Experiment not created. Arms: the allocation of arm b must be in (0, 1]."),
+        (
+            {"arms": "a:0.5, b:x"},
+            "Experiment not created. Arms: the allocation of arm b must be in (0, 1]: a share of traffic, e.g. "
+            "control:0.5, ai:0.5 (not a percent).",
+        ),
     ):
         refused = owner_a.post(org_a.url("experiments/new"), form | wrong)
         page = html.unescape(refused.content.decode())
