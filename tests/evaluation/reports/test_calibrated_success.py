@@ -354,6 +354,11 @@ def test_customers_below_on_a_borrowed_correction_are_flagged_apart(
     assert cells["cus_thin"]["pooled"] and not cells["cus_bad"]["pooled"]
     assert 'data-testid="customer-pooled">†<' in thin_row and "customer-pooled" not in bad_row
     assert f"{cells['cus_thin']['n']:,} scored by the judge" in thin_row and "†: fewer than 10 audit labels" in html
+    # Each customer leads to its spend and budgets, and its spend page back to its row (no page had both).
+    spend = bad_row.split('data-testid="customer-spend" href="', 1)[1].split('"', 1)[0]
+    assert spend == org_a.url("spend/customers/cus_bad/")
+    back = page.get(spend).content.decode().split('data-testid="customer-quality" href="', 1)[1].split('"', 1)[0]
+    assert back == f"{org_a.url('customers/')}#customer-cus_bad" and 'id="customer-cus_bad"' in html
 
 
 def test_a_group_with_a_handful_of_scored_traces_has_no_rate() -> None:
