@@ -626,6 +626,12 @@ def feature_page(*, feature: Feature, window: Window, grouping: Grouping) -> dic
     partial = _partial_day(days)
     for series in (chart, *segments):
         _blank_day(series, days, partial)
+    # A version with nothing left to draw (its only traces today's, still arriving: the demo page's one beta trace)
+    # has no line, no legend entry and no "first appeared" mark on every chart.
+    drawn = {v for v, points in chart["points"].items() if any(p is not None for p in points)}
+    chart["versions"] = [v for v in chart["versions"] if v in drawn]
+    chart["points"] = {v: points for v, points in chart["points"].items() if v in drawn}
+    chart["markers"] = [m for m in markers if m["version"] in drawn]
     over_holdback = holdback_roi(feature=feature, window=window, source=source, value_per_success_usd=vps, arms=arms)
     return {"report": report, "chart": {**chart, "partial_day": partial}, "segments": segments,
             "segments_total": len(segments), "over_holdback": over_holdback, "holdback": sorted(holdback)}  # fmt: skip

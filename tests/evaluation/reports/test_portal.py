@@ -161,7 +161,8 @@ def test_charts_leave_out_today_until_it_is_over(db: None, org_a) -> None:  # ty
         {"trace_id": f"{key}-{i}", "feature": key, "prompt_version": "v1", "cost_usd": 0.01,
          "started_at": (now - timedelta(days=i % 2, minutes=1)).isoformat()}
         for i in range(6)
-    ]  # fmt: skip
+    ] + [{"trace_id": f"{key}-beta", "feature": key, "prompt_version": "v2-beta", "cost_usd": 0.01,
+          "started_at": (now - timedelta(minutes=1)).isoformat()}]  # fmt: skip
     with in_tenant(org_a):
         from feedback.services import traces_ingest
 
@@ -175,7 +176,14 @@ def test_charts_leave_out_today_until_it_is_over(db: None, org_a) -> None:  # ty
     assert chart["partial_day"] == today
     assert chart["points"]["v1"][chart["days"].index(today)] is None
     assert chart["points"]["v1"][chart["days"].index(yesterday)]["traces"] == 3
-    assert page["report"]["groups"][0]["traces"] == 6  # the table keeps today
+    assert {g["group"]: g["traces"] for g in page["report"]["groups"]} == {
+        "v1": 6,
+        "v2-beta": 1,
+    }  # the table keeps today
+    # A version whose only traces are today's has nothing to draw: no line, no legend, no "first appeared" mark
+    # (the demo page's one beta trace marked every chart and read "No data to draw").
+    assert chart["versions"] == ["v1"] and "v2-beta" not in chart["points"]
+    assert [m["version"] for m in chart["markers"]] == ["v1"]  # v1 first appeared yesterday, in the window
     by_day = {p["day"]: p for p in sparkline}
     assert by_day[yesterday]["cost_usd"] == pytest.approx(0.03)
     # Today is left out of the cost line too: a cost of 0 there drew every sparkline falling at its end.
