@@ -40,6 +40,7 @@ from feedback.services.tables import (
 )
 
 _json = msgspec.json.Encoder()
+_STORED_COST = Decimal("1e-8")  # feedback_trace.cost_usd's scale
 
 _INSERT_STAGED = f"""
 INSERT INTO {TRACES.table} ({TRACES.column_list})
@@ -163,6 +164,12 @@ def traces_store(
             cost_source = ""
             if item.cost_usd is not None:
                 cost, cost_source = Decimal(repr(item.cost_usd)), COST_FROM_CLIENT
+                if cost != cost.quantize(_STORED_COST):
+                    # The column keeps 8 decimals: 1e-10 was stored as 0 without a word (API review).
+                    stored = f"{cost.quantize(_STORED_COST):.8f}"
+                    said = f"{item.cost_usd!r} has more than 8 decimal places: stored as {stored} (costs are kept to "
+                    said += "a hundred-millionth of a dollar)"
+                    result.warnings.append({"index": index, "field": "cost_usd", "message": said})
             elif item.model and (item.input_tokens is not None or item.output_tokens is not None):
                 book = book or price_book_load(cursor)
                 price = book.find(item.provider, item.model, item.started_at or received)
