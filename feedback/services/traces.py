@@ -41,6 +41,7 @@ from feedback.services.tables import (
 
 _json = msgspec.json.Encoder()
 _STORED_COST = Decimal("1e-8")  # feedback_trace.cost_usd's scale
+_COST_TOLERANCE = Decimal("1e-6")  # a rounding that moves a cost by less than a millionth of it goes unsaid
 
 _INSERT_STAGED = f"""
 INSERT INTO {TRACES.table} ({TRACES.column_list})
@@ -164,8 +165,9 @@ def traces_store(
             cost_source = ""
             if item.cost_usd is not None:
                 cost, cost_source = Decimal(repr(item.cost_usd)), COST_FROM_CLIENT
-                if cost != cost.quantize(_STORED_COST):
-                    # The column keeps 8 decimals: 1e-10 was stored as 0 without a word (API review).
+                if abs(cost - cost.quantize(_STORED_COST)) > abs(cost) * _COST_TOLERANCE:
+                    # The column keeps 8 decimals: 1e-10 was stored as 0 without a word (API review). A float's
+                    # last digits (0.1 + 0.2 = 0.30000000000000004) are no loss worth a warning.
                     stored = f"{cost.quantize(_STORED_COST):.8f}"
                     said = f"{item.cost_usd!r} has more than 8 decimal places: stored as {stored} (costs are kept to "
                     said += "a hundred-millionth of a dollar)"

@@ -334,9 +334,12 @@ def test_an_empty_limit_is_the_default_page_size_as_on_every_list(api_a) -> None
 def test_a_cost_finer_than_the_column_is_stored_rounded_and_said(api_a) -> None:  # type: ignore[no-untyped-def]
     """cost_usd 1e-10 was stored as 0.0 without a word (API review): the answer says it was rounded."""
     fine, plain = unique(), unique()
-    answer = api_a.post("/api/v1/traces", {"batch": [trace(fine, cost_usd=1e-10), trace(plain, cost_usd=0.00123)]})
+    summed = unique()
+    answer = api_a.post("/api/v1/traces", {"batch": [trace(fine, cost_usd=1e-10), trace(plain, cost_usd=0.00123),
+                                                     trace(summed, cost_usd=0.1 + 0.2)]})  # fmt: skip
     body = answer.json()
-    assert answer.status_code == 200 and body["accepted"] == 2
+    assert answer.status_code == 200 and body["accepted"] == 3
+    # A float's last digits (0.30000000000000004) are no loss worth a warning.
     assert [(w["index"], w["field"]) for w in body["warnings"]] == [(0, "cost_usd")]
     assert body["warnings"][0]["message"].startswith("1e-10 has more than 8 decimal places: stored as 0.00000000")
     assert api_a.get(f"/api/v1/traces/{fine}").json()["cost_usd"] == 0.0
