@@ -167,6 +167,12 @@ def labels_plan(*, success: dict[str, Any] | None, half_width: float = 0.03) -> 
         rate = (success.get("human") or {}).get("value")
     if rate is None:
         return None
+    # Planned at the rate within the current interval that needs the most labels (nearest 50%): the point estimate
+    # alone said "enough" beside an interval of 21-100% (1 label passed: p(1 - p) = 0).
+    bounds = estimate if estimate.get("value") is not None else (success.get("human") or {})
+    low, high = bounds.get("low"), bounds.get("high")
+    if low is not None and high is not None:
+        rate = min(max(0.5, low), high)
     # The judge's worth as PPI measured it: effective labels = n / (1 - rho^2), so rho^2 = 1 - n / effective.
     n, effective = estimate.get("n_labels") or 0, estimate.get("effective_labels")
     rho = math.sqrt(max(0.0, 1.0 - n / effective)) if n and effective and effective > n else 0.0
@@ -175,6 +181,6 @@ def labels_plan(*, success: dict[str, Any] | None, half_width: float = 0.03) -> 
     # What this judge saves here, said beside the literature's typical 1.3x-2x, which it may well not match; only
     # where PPI measured it (another design's estimate uses no judge: "saves 1.0x" would say it was tried).
     savings = round(alone / with_judge, 1) if estimate.get("method") == "ppi++" and with_judge else None
-    return {"half_width": half_width, "alone": alone, "with_judge": with_judge, "have": n,
+    return {"half_width": half_width, "alone": alone, "with_judge": with_judge, "have": n, "planned_rate": rate,
             "more": max(0, with_judge - n),  # what is still to label for that interval, with this judge
             "savings": savings if savings is not None and savings > 1.0 else None}  # fmt: skip

@@ -93,3 +93,13 @@ def test_reviewers_alpha_and_the_labels_planner(api_a: ApiClient, org_a: Org, co
     stratified = labels_plan(success={"estimate": {**estimate, "method": "stratified", "effective_labels": 100.0}})
     assert stratified is not None and stratified["savings"] is None
     assert labels_plan(success=None) is None
+    # One label, passed: the point estimate 1.0 planned 1 label and said "enough" beside an interval of 21-100%.
+    # The plan takes the rate within the interval that needs the most labels (here 50%).
+    one = labels_plan(success={"estimate": {"value": 1.0, "low": 0.21, "high": 1.0, "n_labels": 1,
+                                            "method": "classical"}})  # fmt: skip
+    assert one is not None and one["planned_rate"] == 0.5
+    assert one["alone"] == labels_needed(half_width=0.03, rate=0.5) == 1068 and one["more"] == 1067
+    # An interval wholly above 50%: its lower bound, the rate nearest 50%, needs the most.
+    high = labels_plan(success={"estimate": {"value": 0.9, "low": 0.85, "high": 0.94, "n_labels": 200}})
+    assert high is not None and high["planned_rate"] == 0.85
+    assert high["alone"] == labels_needed(half_width=0.03, rate=0.85)
