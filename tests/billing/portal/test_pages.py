@@ -67,6 +67,12 @@ def test_spend_pages_show_customers_against_budgets(db: None, org_a: Org, owner_
     assert over in page and under in page and "over its monthly budget" in page
     detail = owner_a.get(org_a.url(f"spend/customers/{over}/")).content.decode()
     assert "$7.00" in detail and 'id="check-action">block<' in detail
+    assert 'data-testid="budgets-which"' not in detail  # one budget: nothing to choose between
+    # Several budgets apply: the page says which one decides (a PM saw a fall-back one beside a blocking default).
+    budget_set(organization=org_a.organization, customer_id=over, model="gpt-4o", monthly_cap_usd="3",
+               over_action="fallback", fallback_model="gpt-4o-mini")  # fmt: skip
+    several = owner_a.get(org_a.url(f"spend/customers/{over}/")).content.decode()
+    assert 'data-testid="budgets-which"' in several and "the strictest answer decides" in several
     assert owner_a.get(org_a.url("spend/features/")).status_code == 200
     assert owner_a.get(org_a.url(f"spend/customers/{unique('nobody')}/")).status_code == 404
 
