@@ -175,6 +175,15 @@ def test_labeling_through_the_page_endpoints(db: None, org_a: Org) -> None:
     assert reviewer.post(skip_url, {"reason": "Not my area", "more": "0"}, HTTP_HX_REQUEST="true").status_code == 200
     detail = reviewer.get(org_a.url(f"queues/{queue.id}/"))
     assert b"Not my area" in detail.content and email.encode() in detail.content
+    # Skips of a sample leave it unlabelled where people could not judge: the page says what that does to its
+    # estimates (all five demo skips were SSO traces); traces added by hand are a sample of nothing.
+    assert b'data-testid="skips-bias"' not in detail.content
+    with in_tenant(org_a):
+        AnnotationQueue.objects.filter(id=queue.id).update(design="uniform")
+    sampled = reviewer.get(org_a.url(f"queues/{queue.id}/")).content.decode()
+    assert 'data-testid="skips-bias"' in sampled and "as if the skipped were like them" in sampled
+    with in_tenant(org_a):
+        AnnotationQueue.objects.filter(id=queue.id).update(design="manual")
     progress = reviewer.get(org_a.url(f"queues/{queue.id}/progress/"), HTTP_HX_REQUEST="true")
     assert b"labels: 1 of 4 (1 reviewer an item)" in progress.content and b"yours: 1" in progress.content
     # Back on the page: the answered items come first (k reaches them), then what is left.
