@@ -11,6 +11,7 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
 
 from evaluation.judges.rendering import JudgeInput
 from evaluation.models import (
@@ -220,7 +221,9 @@ def judge_runs(*, judge: Judge, status: str = "", limit: int = 50) -> list[Score
         if status not in ScoreStatus.values:
             return []
         rows = rows.filter(status=status)
-    return list(rows.order_by("-created_at", "-id")[:limit])
+    # By when each reached its verdict (a backfill or an external post scores old traces now; queued runs have
+    # none yet: when they were queued), newest first.
+    return list(rows.order_by(Coalesce("scored_at", "created_at").desc(), "-id")[:limit])
 
 
 def judge_failure_reasons(*, judge: Judge, since: datetime) -> list[dict[str, Any]]:

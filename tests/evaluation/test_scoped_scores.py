@@ -114,3 +114,27 @@ def test_the_summary_is_the_first_successful_run_of_each_trace_in_scope(db: None
                 assert (got.n, got.passed, got.enriched) == (want.n, want.passed, want.enriched)
                 assert got.moments.mean == pytest.approx(want.moments.mean, abs=1e-12, nan_ok=True)
                 assert got.moments.m2 == pytest.approx(want.moments.m2, abs=1e-12)
+
+
+def test_a_judges_runs_are_listed_by_when_they_reached_their_verdict(db: None, org_a: Org) -> None:
+    """A backfill or an external post creates scores in one moment for traces of any age: the run history listed
+    them by row (by trace ID, on the demo) under one time. Newest verdict first; a queued run by when it was queued."""
+    from datetime import timedelta
+
+    from evaluation.selectors import judge_runs
+
+    with in_tenant(org_a):
+        ids = make_traces(3, feature=unique("feat"))
+        judge = judge_create(name=unique("judge"), spec=JudgeVersionSpec(kind="external", scale="continuous"))
+        version = judge.current_version
+        assert version is not None
+        posted = datetime(2026, 12, 1, 12, tzinfo=UTC)
+        for trace_id, hours in zip(ids, (5, 1, 3), strict=True):
+            Score.objects.create(score_id=unique("sc"), trace_id=trace_id, judge_id=judge.id, judge_version=version,
+                                 run_index=0, status="ok", raw_score=0.5, score=0.5, passed=True, created_at=posted,
+                                 scored_at=posted - timedelta(hours=hours))  # fmt: skip
+        queued = Score.objects.create(score_id=unique("sc"), trace_id=ids[0], judge_id=judge.id,
+                                      judge_version=version, run_index=1, status="pending",
+                                      created_at=posted - timedelta(hours=2))  # fmt: skip
+        runs = judge_runs(judge=judge)
+    assert [(r.trace_id, r.run_index) for r in runs] == [(ids[1], 0), (queued.trace_id, 1), (ids[2], 0), (ids[0], 0)]
