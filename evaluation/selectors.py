@@ -11,7 +11,6 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum
-from django.db.models.functions import Coalesce
 
 from evaluation.judges.rendering import JudgeInput
 from evaluation.models import (
@@ -24,6 +23,7 @@ from evaluation.models import (
     Rubric,
     Score,
     ScoreStatus,
+    trace_labels_sql,
 )
 from evaluation.services.shared import utc_now
 from evaluation.stats.estimators import Moments
@@ -221,9 +221,7 @@ def judge_runs(*, judge: Judge, status: str = "", limit: int = 50) -> list[Score
         if status not in ScoreStatus.values:
             return []
         rows = rows.filter(status=status)
-    # By when each reached its verdict (a backfill or an external post scores old traces now; queued runs have
-    # none yet: when they were queued), newest first.
-    return list(rows.order_by(Coalesce("scored_at", "created_at").desc(), "-id")[:limit])
+    return list(rows.order_by("-created_at", "-id")[:limit])  # the index's order (score_judge_recent_id)
 
 
 def judge_failure_reasons(*, judge: Judge, since: datetime) -> list[dict[str, Any]]:
@@ -313,14 +311,13 @@ class TraceScope:
         return f"AND EXISTS (SELECT 1 FROM feedback_trace t WHERE t.trace_id = {alias}.trace_id AND {where})", params
 
 
-# One label per trace (the latest: a relabel replaces the earlier verdict) from the sources that are
-# samples of traces: the API and Candor's queues, never widget feedback (unhappy users answer more).
-_LABELS = """
-SELECT DISTINCT ON (l.trace_id) l.trace_id, l.value, l.sampling_design, l.stratum, l.inclusion_probability
-FROM evaluation_label l
-WHERE l.rubric_id = %s AND l.source IN ('api', 'queue') AND l.value IS NOT NULL {scope}
-ORDER BY l.trace_id, l.occurred_at DESC, l.id DESC
-"""
+# One label per trace (models.trace_labels_sql: each reviewer's latest, then the majority) from the sources that
+# are samples of traces: the API and Candor's queues, never widget feedback (unhappy users answer more).
+_LABELS = (
+    "SELECT l.trace_id, l.value, l.sampling_design, l.stratum, l.inclusion_probability FROM ("
+    + trace_labels_sql("l.rubric_id = %s AND l.source IN ('api', 'queue') AND l.value IS NOT NULL {scope}")
+    + ") l"
+)
 # One score per trace for the judge version: its first successful run.
 _SCORES = """
 SELECT DISTINCT ON (s.trace_id) s.trace_id, s.raw_score, s.score, s.passed
@@ -380,7 +377,7 @@ def rubric_get(name: str, version: int | None = None) -> Rubric | None:
 
 
 def scoped_labels(*, rubric: Rubric, scope: TraceScope) -> list[LabelRow]:
-    """The rubric version's API and queue labels in scope, one per trace (the latest)."""
+    """The rubric version's API and queue labels in scope, one per trace (models.trace_labels_sql)."""
     where, params = scope.sql("l")
     with connection.cursor() as cursor:
         cursor.execute(_LABELS.format(scope=where), [rubric.id, *params])

@@ -36,7 +36,7 @@ from evaluation.models.judges import (
     Score,
     ScoreStatus,
 )
-from evaluation.models.labels import Label, LabelSource, Rubric, RubricScale
+from evaluation.models.labels import Label, LabelSource, Rubric, RubricScale, trace_labels_sql
 from evaluation.models.queues import AnnotationQueue, QueueDesign, QueueItem, QueueSlot, SlotStatus
 
 __all__ = [
@@ -76,4 +76,5 @@ __all__ = [
     "ScoreStatus",
     "SlotStatus",
     "WidgetLabelMap",
+    "trace_labels_sql",
 ]

@@ -66,3 +66,22 @@ class Label(models.Model):
             models.Index(fields=["trace_id"], name="label_trace_id"),
             models.Index(fields=["rubric", "source"], name="label_rubric_source"),
         ]
+
+
+def trace_labels_sql(where: str) -> str:
+    """One label per trace, as every estimate reads human labels: each reviewer's latest label on the trace (a
+    reviewer may correct their own), then the value most reviewers hold; a tie goes to the value given first.
+    Labels without a reviewer (the API's) are one reviewer's. So one person cannot overturn another's blind label
+    alone (a relabel made with the judge's verdict in view sided with the judge: one reviewer flipped a judge from
+    exploratory to gating in 42 clicks); a third opinion settles it. Rows of evaluation_label aliased ``l``,
+    filtered by ``where`` (over ``l``); select from it as ``(...) l``."""
+    return f"""SELECT DISTINCT ON (l.trace_id) l.* FROM (
+        SELECT r.*, count(*) OVER (PARTITION BY r.trace_id, r.value) AS votes,
+               min(r.occurred_at) OVER (PARTITION BY r.trace_id, r.value) AS first_at
+        FROM (
+            SELECT DISTINCT ON (l.trace_id, l.reviewer) l.* FROM evaluation_label l
+            WHERE {where}
+            ORDER BY l.trace_id, l.reviewer, l.occurred_at DESC, l.id DESC
+        ) r
+    ) l
+    ORDER BY l.trace_id, l.votes DESC, l.first_at, l.id"""

@@ -233,7 +233,7 @@ SELECT
 
 
 def _pair_counts(target: CalibrationTarget, pairs: list[Pair], window: Window | None) -> dict[str, int]:
-    """How the labelled traces the agreement counts (one per trace, its latest label) relate to the
+    """How the labelled traces the agreement counts (one per trace: models.trace_labels_sql) relate to the
     labels on them and to the success rate's days."""
     with connection.cursor() as cursor:
         cursor.execute(
@@ -324,7 +324,8 @@ class RelabelForm(forms.Form):
 def judge_relabel(request: HttpRequest, name: str) -> HttpResponse:
     """A corrected verdict on a disagreement: a new label of the same rubric version that keeps the
     original label's source, sampling design, stratum and inclusion probability (a correction of
-    the same sampled item, so the estimate's design is unchanged); the latest label counts."""
+    the same sampled item, so the estimate's design is unchanged). It is one reviewer's label among the trace's
+    (models.trace_labels_sql): it replaces the reviewer's own, and overturns another's only with a majority."""
     judge = _judge_or_404(name)
     form = RelabelForm(request.POST)
     if not form.is_valid():
@@ -348,15 +349,26 @@ def judge_relabel(request: HttpRequest, name: str) -> HttpResponse:
         messages.error(request, "A binary rubric takes 1 (good) or 0 (bad).")
     else:
         now = utc_now()
+        label_reviewer = str(getattr(request.user, "email", ""))
         Label.objects.create(
             label_id=f"relabel:{previous.label_id}:{int(now.timestamp() * 1000)}", trace_id=previous.trace_id,
-            rubric=target.rubric, value=value, reviewer=str(getattr(request.user, "email", "")),
+            rubric=target.rubric, value=value, reviewer=label_reviewer,
             source=previous.source, sampling_design=previous.sampling_design, stratum=previous.stratum,
             inclusion_probability=previous.inclusion_probability, comment="relabelled from the calibration page",
             occurred_at=now, created_at=now,
         )  # fmt: skip
         calibration_nudge()
-        messages.success(request, f"Relabelled {previous.trace_id}: the report refreshes in a few seconds.")
+        others = (
+            Label.objects.filter(rubric=target.rubric, trace_id=previous.trace_id, source__in=[LabelSource.API,
+                                 LabelSource.QUEUE]).exclude(reviewer=label_reviewer).values("reviewer").distinct().count()
+        )  # fmt: skip
+        if others:
+            messages.success(request, f"Your label on {previous.trace_id} is recorded beside {others} other "
+                             f"reviewer{'s' if others > 1 else ''}': it counts where it makes a majority (a tie keeps "
+                             "the label given first), so one person cannot overturn another's blind label. The report "
+                             "refreshes in a few seconds.")  # fmt: skip
+        else:
+            messages.success(request, f"Relabelled {previous.trace_id}: the report refreshes in a few seconds.")
     url = org_url(request, "evaluation:judge-calibration", judge.name)
     return redirect(f"{url}?target={target.id}#disagreements")
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import numpy as np
 from django.db import connection
 
-from evaluation.models import CalibrationSnapshot, CalibrationTarget, Rubric
+from evaluation.models import CalibrationSnapshot, CalibrationTarget, Rubric, trace_labels_sql
 from evaluation.stats import cusum, disagreement_cusum_reference, krippendorff_alpha, labels_needed
 from feedback.models import Feature
 
@@ -92,9 +92,7 @@ ORDER BY l.trace_id, l.reviewer, l.occurred_at DESC, l.id DESC
 # The uniform audit stream in the order it was labelled, each with the judge's verdict on it.
 _AUDIT_STREAM = """
 SELECT l.value, s.passed, l.occurred_at FROM (
-    SELECT DISTINCT ON (trace_id) trace_id, value, occurred_at, sampling_design FROM evaluation_label
-    WHERE rubric_id = %(rubric)s AND source IN ('api', 'queue') AND value IS NOT NULL
-    ORDER BY trace_id, occurred_at DESC, id DESC
+    {labels}
 ) l
 JOIN (
     SELECT DISTINCT ON (trace_id) trace_id, passed FROM evaluation_score
@@ -105,7 +103,9 @@ WHERE l.sampling_design = 'uniform'
     AND (%(feature)s::bigint IS NULL
          OR EXISTS (SELECT 1 FROM feedback_trace t WHERE t.trace_id = l.trace_id AND t.feature_id = %(feature)s))
 ORDER BY l.occurred_at, l.trace_id
-"""
+""".replace(
+    "{labels}", trace_labels_sql("l.rubric_id = %(rubric)s AND l.source IN ('api', 'queue') AND l.value IS NOT NULL")
+)
 CUSUM_H = 4.0  # decision interval (Montgomery 9.1: h = 4-5 sigma-units; here in disagreement counts)
 
 

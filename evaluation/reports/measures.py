@@ -72,8 +72,8 @@ _EXTREMES = ("f_low", "f_high")
 @dataclass
 class LabelSums:
     """What the human-labels success source needs of a slice (no gating judge): the traces of the uniform
-    audit stream labelled on the feature's most labelled rubric (the latest label per trace), and how many
-    of them a person called good. Not in the rollups: read per report when no judge is gating."""
+    audit stream labelled on the feature's most labelled rubric (one label per trace: models.trace_labels_sql), and
+    how many of them a person called good. Not in the rollups: read per report when no judge is gating."""
 
     labelled: int = 0
     good: int = 0

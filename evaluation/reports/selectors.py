@@ -19,7 +19,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import Exists, F, Max, Min, OuterRef, Q, Sum
 
-from evaluation.models import Experiment
+from evaluation.models import Experiment, trace_labels_sql
 from evaluation.reports.figures import cost_per_success, group_figures
 from evaluation.reports.measures import JudgedSums, LabelSums, Measures, total
 from evaluation.reports.success import SuccessSource, success_source_for
@@ -269,12 +269,12 @@ def holdback_note(held: Measures) -> str | None:
 
 # --- a gating judge's calibrated scores, per group (the calibrated-judge success source) ----------
 
-# The latest label per trace on the rubric (API and queue labels; widget copies are no audit).
-_LATEST_LABELS = """lab AS (
-    SELECT DISTINCT ON (l.trace_id) l.trace_id, l.value, l.sampling_design FROM evaluation_label l
-    WHERE l.rubric_id = %(rubric)s AND l.source IN ('api', 'queue') AND l.value IS NOT NULL
-    ORDER BY l.trace_id, l.occurred_at DESC, l.id DESC
-)"""
+# One label per trace on the rubric (models.trace_labels_sql; API and queue labels: widget copies are no audit).
+_LATEST_LABELS = (
+    "lab AS (SELECT l.trace_id, l.value, l.sampling_design FROM ("
+    + trace_labels_sql("l.rubric_id = %(rubric)s AND l.source IN ('api', 'queue') AND l.value IS NOT NULL")
+    + ") l)"
+)
 # The feature's traces in the window, each with its group's values (g0, g1, ...): what judged and labelled sums
 # are read per group over.
 _WINDOW_TRACES = """
@@ -355,9 +355,9 @@ GROUP BY l.rubric_id, r.scale
 ORDER BY count(DISTINCT l.trace_id) DESC, l.rubric_id DESC
 LIMIT 1
 """
-# Per group: the traces of the window whose latest label on the rubric is from the uniform audit, and the good
-# ones. From the labels, each trace found by its ID (a CTE over the window's traces read twice would be
-# materialised: every trace of the window scanned).
+# Per group: the traces of the window whose label on the rubric (models.trace_labels_sql) is from the uniform
+# audit, and the good ones. From the labels, each trace found by its ID (a CTE over the window's traces read twice
+# would be materialised: every trace of the window scanned).
 _LABELLED = (
     "WITH "
     + _LATEST_LABELS

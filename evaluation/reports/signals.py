@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from django.db import connection
 
+from evaluation.models import trace_labels_sql
 from evaluation.reports.selectors import Window
 from evaluation.stats import Interval, signal_auc
 from feedback.enums import CHOOSER_SQL, FeedbackKind
@@ -67,15 +68,15 @@ JOIN feedback_trace t ON t.trace_id = l.trace_id AND t.feature_id = %(feature)s
 WHERE l.source IN ('api', 'queue') AND l.value IS NOT NULL
 GROUP BY r.id ORDER BY count(*) DESC, r.id DESC LIMIT 1
 """
+# One label per trace (evaluation.models.trace_labels_sql) of the feature's traces in the window.
+_FEATURE_LABELS = trace_labels_sql(
+    "l.rubric_id = %(rubric)s AND l.source IN ('api', 'queue') AND l.value IS NOT NULL AND EXISTS ("
+    "SELECT 1 FROM feedback_trace t WHERE t.trace_id = l.trace_id AND t.feature_id = %(feature)s "
+    "AND t.day BETWEEN %(d0)s AND %(d1)s AND t.started_at >= %(since)s AND t.started_at < %(until)s)"
+)
 _BY_LABELS = f"""
 WITH {_SIGNALS_CTE},
-lab AS (
-    SELECT DISTINCT ON (l.trace_id) l.trace_id, l.value FROM evaluation_label l
-    JOIN feedback_trace t ON t.trace_id = l.trace_id AND t.feature_id = %(feature)s
-        AND t.day BETWEEN %(d0)s AND %(d1)s AND t.started_at >= %(since)s AND t.started_at < %(until)s
-    WHERE l.rubric_id = %(rubric)s AND l.source IN ('api', 'queue') AND l.value IS NOT NULL
-    ORDER BY l.trace_id, l.occurred_at DESC, l.id DESC
-)
+lab AS (SELECT l.trace_id, l.value FROM ({_FEATURE_LABELS}) l)
 SELECT lab.value, sig.* FROM lab LEFT JOIN sig USING (trace_id)
 """
 

@@ -116,25 +116,35 @@ def test_the_summary_is_the_first_successful_run_of_each_trace_in_scope(db: None
                 assert got.moments.m2 == pytest.approx(want.moments.m2, abs=1e-12)
 
 
-def test_a_judges_runs_are_listed_by_when_they_reached_their_verdict(db: None, org_a: Org) -> None:
-    """A backfill or an external post creates scores in one moment for traces of any age: the run history listed
-    them by row (by trace ID, on the demo) under one time. Newest verdict first; a queued run by when it was queued."""
+def test_a_traces_label_is_its_reviewers_majority_not_the_latest(db: None, org_a: Org) -> None:
+    """One label per trace for every estimate (evaluation.models.trace_labels_sql): each reviewer's latest, then the
+    value most reviewers hold, a tie to the value given first. The latest label used to count whoever gave it: one
+    reviewer siding with the judge on 42 disagreements turned it from exploratory to gating (PM review)."""
     from datetime import timedelta
 
-    from evaluation.selectors import judge_runs
+    from evaluation.models import Label, Rubric
+    from evaluation.selectors import scoped_labels
 
+    t0 = datetime(2026, 12, 1, tzinfo=UTC)
     with in_tenant(org_a):
-        ids = make_traces(3, feature=unique("feat"))
-        judge = judge_create(name=unique("judge"), spec=JudgeVersionSpec(kind="external", scale="continuous"))
-        version = judge.current_version
-        assert version is not None
-        posted = datetime(2026, 12, 1, 12, tzinfo=UTC)
-        for trace_id, hours in zip(ids, (5, 1, 3), strict=True):
-            Score.objects.create(score_id=unique("sc"), trace_id=trace_id, judge_id=judge.id, judge_version=version,
-                                 run_index=0, status="ok", raw_score=0.5, score=0.5, passed=True, created_at=posted,
-                                 scored_at=posted - timedelta(hours=hours))  # fmt: skip
-        queued = Score.objects.create(score_id=unique("sc"), trace_id=ids[0], judge_id=judge.id,
-                                      judge_version=version, run_index=1, status="pending",
-                                      created_at=posted - timedelta(hours=2))  # fmt: skip
-        runs = judge_runs(judge=judge)
-    assert [(r.trace_id, r.run_index) for r in runs] == [(ids[1], 0), (queued.trace_id, 1), (ids[2], 0), (ids[0], 0)]
+        rubric = Rubric.objects.create(name=unique("rb"), version=1, scale="binary")
+
+        def label(trace: str, value: float, reviewer: str, minutes: int, source: str = "queue") -> None:
+            Label.objects.create(label_id=unique("lb"), trace_id=trace, rubric=rubric, value=value, reviewer=reviewer,
+                                 source=source, occurred_at=t0 + timedelta(minutes=minutes))  # fmt: skip
+
+        label("own", 1, "ann", 0)
+        label("own", 0, "ann", 5)  # ann corrects herself: her latest counts
+        label("tie", 1, "ann", 0)
+        label("tie", 0, "bob", 5)  # bob alone against ann: the first given stands
+        label("most", 1, "ann", 0)
+        label("most", 0, "bob", 5)
+        label("most", 0, "cy", 9)  # two of three
+        label("anon", 1, "", 0, "api")
+        label("anon", 0, "", 5, "api")  # the API's labels without a reviewer are one reviewer's: the latest
+        label("widget", 0, "ann", 0, "widget")  # never a label of the audit
+        label("turned", 1, "ann", 0)
+        label("turned", 0, "bob", 5)
+        label("turned", 0, "ann", 9)  # ann comes round to bob: both hold 0
+        got = {row.trace_id: row.value for row in scoped_labels(rubric=rubric, scope=TraceScope())}
+    assert got == {"own": 0.0, "tie": 1.0, "most": 0.0, "anon": 0.0, "turned": 0.0}
