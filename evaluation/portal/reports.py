@@ -225,7 +225,6 @@ def feature_view(request: HttpRequest, key: str) -> HttpResponse:
             "chart_data": {"chart": data["chart"], "segments": data["segments"]},
             "segments": data["segments"],
             "window": window,
-            "window_days": (window.last_day - window.first_day).days + 1,
             "windows": WINDOWS,
             "grouping": grouping,
             "choices": choices,
@@ -344,7 +343,6 @@ def customers_page(request: HttpRequest) -> HttpResponse:
             "nav": "customers",
             "data": customers_report(window=window),
             "window": window,
-            "window_days": (window.last_day - window.first_day).days + 1,
             "windows": WINDOWS,
             "error": error,
         },  # fmt: skip

@@ -74,10 +74,12 @@ def feature_calibrations(feature: Feature) -> list[FeatureCalibration]:
     return sorted(out, key=lambda row: (not row.gating, -row.n_labels, row.judge))
 
 
-def gating_calibration(feature: Feature) -> FeatureCalibration | None:
+def gating_calibration(feature: Feature, rows: list[FeatureCalibration] | None = None) -> FeatureCalibration | None:
     """The calibration a report's success may come from: a current judge version whose latest
-    snapshot on the feature is gating, with a fitted calibrator (the most labelled one)."""
-    return next((row for row in feature_calibrations(feature) if row.gating and row.calibrator), None)
+    snapshot on the feature is gating, with a fitted calibrator (the most labelled one). ``rows``:
+    feature_calibrations(feature), if read."""
+    rows = feature_calibrations(feature) if rows is None else rows
+    return next((row for row in rows if row.gating and row.calibrator), None)
 
 
 # --- monitoring a calibrated judge (the calibration page) -----------------------------------------
@@ -90,10 +92,10 @@ WHERE l.rubric_id = %(rubric)s AND l.source IN ('api', 'queue') AND l.value IS N
 ORDER BY l.trace_id, l.reviewer, l.occurred_at DESC, l.id DESC
 """
 # The uniform audit stream in the order it was labelled, each with the judge's verdict on it.
-_AUDIT_STREAM = """
-SELECT l.value, s.passed, l.occurred_at FROM (
-    {labels}
-) l
+_AUDIT_STREAM = (
+    "SELECT l.value, s.passed, l.occurred_at FROM ("
+    + trace_labels_sql("l.rubric_id = %(rubric)s AND l.source IN ('api', 'queue') AND l.value IS NOT NULL")
+    + """) l
 JOIN (
     SELECT DISTINCT ON (trace_id) trace_id, passed FROM evaluation_score
     WHERE judge_version_id = %(version)s AND status = 'ok' AND passed IS NOT NULL
@@ -103,8 +105,7 @@ WHERE l.sampling_design = 'uniform'
     AND (%(feature)s::bigint IS NULL
          OR EXISTS (SELECT 1 FROM feedback_trace t WHERE t.trace_id = l.trace_id AND t.feature_id = %(feature)s))
 ORDER BY l.occurred_at, l.trace_id
-""".replace(
-    "{labels}", trace_labels_sql("l.rubric_id = %(rubric)s AND l.source IN ('api', 'queue') AND l.value IS NOT NULL")
+"""
 )
 CUSUM_H = 4.0  # decision interval (Montgomery 9.1: h = 4-5 sigma-units; here in disagreement counts)
 

@@ -64,6 +64,11 @@ class Window:
         return self.since <= datetime.now(UTC) < self.until
 
     @property
+    def days(self) -> int:
+        """How many UTC days have a moment inside the window."""
+        return (self.last_day - self.first_day).days + 1
+
+    @property
     def first_day(self) -> date:
         return self.since.date()
 
@@ -270,7 +275,7 @@ def holdback_note(held: Measures) -> str | None:
 # --- a gating judge's calibrated scores, per group (the calibrated-judge success source) ----------
 
 # One label per trace on the rubric (models.trace_labels_sql; API and queue labels: widget copies are no audit).
-_LATEST_LABELS = (
+_TRACE_LABELS = (
     "lab AS (SELECT l.trace_id, l.value, l.sampling_design FROM ("
     + trace_labels_sql("l.rubric_id = %(rubric)s AND l.source IN ('api', 'queue') AND l.value IS NOT NULL")
     + ") l)"
@@ -303,7 +308,7 @@ _JUDGED = _JUDGED_TRACES + (
 _AUDITED = (
     _JUDGED_TRACES
     + ",\n"
-    + _LATEST_LABELS
+    + _TRACE_LABELS
     + """
 SELECT {keys}, sc.raw_score, lab.value FROM tr JOIN sc USING (trace_id) JOIN lab USING (trace_id)
 WHERE lab.sampling_design = 'uniform'
@@ -360,7 +365,7 @@ LIMIT 1
 # would be materialised: every trace of the window scanned).
 _LABELLED = (
     "WITH "
-    + _LATEST_LABELS
+    + _TRACE_LABELS
     + """
 SELECT {dims}, count(*), count(*) FILTER (WHERE lab.value >= %(good_at)s)
 FROM lab JOIN feedback_trace t USING (trace_id)

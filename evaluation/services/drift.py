@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from evaluation.models import DriftSnapshot, Experiment
-from evaluation.reports.calibrated import feature_calibrations
+from evaluation.reports.calibrated import feature_calibrations, gating_calibration
 from evaluation.reports.measures import JudgedSums, Measures, total
 from evaluation.reports.selectors import Window, judged_by, labelled_by
 from evaluation.reports.success import CalibratedJudgeSource, HumanLabelsSource
@@ -258,8 +258,7 @@ def scoring_judge(feature: Feature, baseline: Window, current: Window) -> tuple[
     its traces over both windows; None when none scored any. One judge: the average of every judge's scores on a
     trace (a lenient exploratory judge's with the gating one's) moved with their mix, not with the answers."""
     calibrations = feature_calibrations(feature)
-    gating = next((row for row in calibrations if row.gating and row.calibrator), None)
-    chosen = gating or next(iter(calibrations), None)
+    chosen = gating_calibration(feature, calibrations) or next(iter(calibrations), None)
     if chosen is not None:
         return chosen.judge_version_id, f"{chosen.judge} v{chosen.judge_version}"
     with connection.cursor() as cursor:

@@ -64,6 +64,21 @@ def pts_filter(change: Any, digits: int = 1) -> str:
     return f"{sign}{abs(points):.{int(digits)}f} pts"
 
 
+@register.filter(name="level")
+def level_filter(value: Any, money: bool = False) -> str:
+    """A rate's level: a share in percent, or dollars where ``money`` (cost per trace beside the shares)."""
+    return usd_filter(value) if money else pct_filter(value)
+
+
+@register.filter(name="move")
+def move_filter(change: Any, money: bool = False) -> str:
+    """A rate's move: percentage points, or signed dollars where ``money``."""
+    if not money:
+        return pts_filter(change)
+    said = usd_filter(change)
+    return f"+{said}" if said and float(change) > 0 else said
+
+
 @register.filter(name="usd")
 def usd_filter(amount: Any) -> str:
     """{{ 0.00057|usd }} -> "$0.0006", {{ 1234.5|usd }} -> "$1,234.50": money at the precision it needs. A cent

@@ -86,6 +86,16 @@ def test_shares_are_written_as_percents() -> None:
     assert pct_filter(0.12345, 2) == "12.35%" and pct_filter("x") == ""
 
 
+def test_a_rates_level_and_move_read_in_percent_or_in_dollars() -> None:
+    """Drift's rates are shares (percent, moves in points) but for cost per trace (dollars: it read "0.3%")."""
+    from tenants.templatetags.candor import level_filter, move_filter
+
+    assert [level_filter(0.443), level_filter(0.0031, True), level_filter(None, True)] == ["44.3%", "$0.0031", ""]
+    assert [move_filter(-0.0546), move_filter(0.0136), move_filter(0.0)] == ["\u22125.5 pts", "+1.4 pts", "0.0 pts"]
+    assert [move_filter(0.0012, True), move_filter(-0.0012, True), move_filter("x", True)] == [
+        "+$0.0012", "-$0.0012", ""]  # fmt: skip
+
+
 def test_money_is_written_at_the_precision_it_needs() -> None:
     """The feature table wrote a $0.00057 cost as "$0.00" (cents): under $1 it keeps four decimals."""
     from decimal import Decimal
