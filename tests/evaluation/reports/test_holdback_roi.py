@@ -220,3 +220,24 @@ def test_a_report_rows_traces_leave_the_holdback_out_as_its_counts_do(  # type: 
     assert both["results"] == []
     refused = client_a.get("/api/v1/traces", day | {"exclude_variant": ["holdback", "a\x00b"]})
     assert refused.status_code == 400 and refused.json()["error"]["details"]["field"] == "exclude_variant"
+
+
+def test_the_roi_over_holdback_card_says_when_it_reads_another_success_than_the_cards_beside_it(  # type: ignore[no-untyped-def]
+    db: None, org_a, owner_a: Client
+) -> None:
+    """Success beside it from human labels, ROI over holdback from outcomes (the holdback has no AI answer to label
+    or judge): the card says so (a PM read two success figures side by side as one)."""
+    from evaluation.models import Label, Rubric
+
+    feature, traces, _ = _seed(org_a)
+    with in_tenant(org_a):
+        rubric = Rubric.objects.create(name=f"{feature.key}-ok", version=1, scale="binary")
+        for i, t in enumerate([t for t in traces if t["variant"] == "ai"][:60]):
+            Label.objects.create(label_id=f"{feature.key}-l{i}", trace_id=t["trace_id"], rubric=rubric,
+                                 value=float(i % 3 != 0), source="api", sampling_design="uniform",
+                                 inclusion_probability=0.1)  # fmt: skip
+    page = owner_a.get(org_a.url(f"features/{feature.key}/"), {"since": "2025-03-01", "until": "2025-03-11"})
+    assert page.context["report"]["success_source"]["name"] == "human_labels"
+    assert page.context["over_holdback"]["rate_source"] == "outcomes"
+    card = page.content.decode().split('data-testid="holdback-source-differs">', 1)[1].split("</span>", 1)[0]
+    assert card == "Success from outcomes, not human labels: the holdback has no AI answer to judge."
