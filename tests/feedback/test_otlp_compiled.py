@@ -44,18 +44,25 @@ def _as_python() -> ModuleType:
 def test_the_mapping_runs_compiled_from_its_current_source() -> None:
     assert (feedback.COMPILED / "SOURCE").exists(), "bin/build-accel has not run (make install runs it)"
     assert otlp.__file__ is not None and otlp.__file__.endswith(".so"), (
-        "feedback/otlp.py changed since the compiled build: run make install"
+        "feedback/otlp.py or feedback/_otlp_wire.c changed since the compiled build: run make install"
     )
+    # Protobuf exports are mapped in C (tests/feedback/test_otlp_native.py compares it with the Python).
+    assert otlp._native is not None and otlp._native.__file__.endswith(".so")
 
 
-def test_a_build_of_another_source_is_not_used(tmp_path: Path) -> None:
-    source = tmp_path / "otlp.py"
+def test_a_build_of_other_sources_is_not_used(tmp_path: Path) -> None:
+    source, native = tmp_path / "otlp.py", tmp_path / "_otlp_wire.c"
     source.write_text("X = 1\n")
-    (tmp_path / "SOURCE").write_text(hashlib.sha256(b"X = 1\n").hexdigest() + "\n")
-    assert feedback.compiled_if_current(tmp_path, source) == str(tmp_path)
-    source.write_text("X = 2\n")  # edited after the build
-    assert feedback.compiled_if_current(tmp_path, source) is None
-    assert feedback.compiled_if_current(tmp_path / "never-built", source) is None
+    native.write_text("int x;\n")
+    digest = hashlib.sha256(b"6\nX = 1\n7\nint x;\n").hexdigest()  # each with its length
+    (tmp_path / "SOURCE").write_text(digest + "\n")
+    assert feedback.compiled_if_current(tmp_path, source, native) == str(tmp_path)
+    native.write_text("int y;\n")  # the C edited after the build
+    assert feedback.compiled_if_current(tmp_path, source, native) is None
+    native.write_text("int x;\n")
+    source.write_text("X = 2\n")  # the Python edited after the build
+    assert feedback.compiled_if_current(tmp_path, source, native) is None
+    assert feedback.compiled_if_current(tmp_path / "never-built", source, native) is None
 
 
 def _exports() -> list[tuple[bytes, str]]:

@@ -181,7 +181,9 @@ class Wire:
 
 
 def normal(value: Any) -> Any:
-    """Comparable values: NaN equal to itself, -0.0 apart from 0.0, dicts with their key order."""
+    """Comparable values: NaN equal to itself, -0.0 apart from 0.0, True apart from 1, dicts with their key order."""
+    if isinstance(value, bool):
+        return ("bool", value)
     if isinstance(value, float):
         return ("float", repr(value))
     if isinstance(value, dict):
