@@ -108,10 +108,10 @@ def otlp_ingest(
         # Their times are read as that decoding reads them (in C, all of the export's at once).
         times = iter(_read_times([at for _, spans in traces for span in spans for at in (span.start, span.end)]))
         limit = now + FUTURE_SLACK
-        direct: dict[int, list[tuple[Any, ...]]] = {}
+        direct: dict[int, list[SpanRow]] = {}
         batch: list[dict[str, Any]] = []
         for index, (trace, spans) in enumerate(traces):
-            rows = _span_rows(spans, times, limit)
+            rows = _span_rows(spans, trace["trace_id"], times, limit)
             if rows is None:
                 batch.append({**trace, "spans": [span_dict(span) for span in spans]})
             else:
@@ -120,11 +120,7 @@ def otlp_ingest(
         # The REST path's decoding: the whole batch in one call when every trace is valid, else trace by
         # trace with the same per-item errors (a trace's bytes are the same either way).
         good, errors = decode_body(_json.encode({"batch": batch}), TraceIn, check_trace, now, max_items=len(batch))
-        span_rows = [
-            SpanRow(*row[:9], item.trace_id, *row[9:])  # type: ignore[call-arg]
-            for index, item in good
-            for row in direct.get(index, ())
-        ]
+        span_rows = [row for index, _ in good for row in direct.get(index, ())]
         shared = SharedCounts()
         result, inserted = traces_store(
             items=good,
@@ -230,12 +226,13 @@ def _linkable(trace_id: Any) -> bool:
 
 
 def _span_rows(
-    spans: list[MappedSpan], times: Iterator[datetime | None], limit: datetime
-) -> list[tuple[Any, ...]] | None:
-    """The spans as SpanRow values but their trace_id (inserted at 9), exactly as the REST path would
-    store their ``span_dict``; None when one would not pass its checks (SpanIn, check_trace) as it is.
-    ``times`` gives each span's start and end, read: consumed for every span, whatever the answer."""
-    rows: list[tuple[Any, ...]] | None = []
+    spans: list[MappedSpan], trace_id: str, times: Iterator[datetime | None], limit: datetime
+) -> list[SpanRow] | None:
+    """The spans as SpanRows of ``trace_id``, exactly as the REST path would store their ``span_dict``; None
+    when one would not pass its checks (SpanIn, check_trace) as it is. ``times`` gives each span's start and
+    end, read: consumed for every span, whatever the answer. (The rows of a trace the REST checks refuse
+    are not stored: its trace_id is the one it is stored under otherwise.)"""
+    rows: list[SpanRow] | None = []
     for span in spans:
         start, end = next(times), next(times)
         if rows is None:
@@ -258,8 +255,8 @@ def _span_rows(
         ):
             rows = None
             continue
-        rows.append((span.span_id, span.parent_span_id, span.name, span.kind, start, end, model,
-                     span.input_tokens, span.output_tokens, cost, attributes))  # fmt: skip
+        rows.append(SpanRow(span.span_id, span.parent_span_id, span.name, span.kind, start, end, model,
+                            span.input_tokens, span.output_tokens, trace_id, cost, attributes))  # fmt: skip
     return rows
 
 

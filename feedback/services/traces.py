@@ -216,15 +216,19 @@ def traces_store(
             if item.spans:
                 all_span_rows.extend(_span_row(item.trace_id, span) for span in item.spans)
 
-        # Every trace taken to be new is copied straight in; when one is stored already, or the caller
-        # expects some to be (an OTLP export continues a trace of the previous export, which a
-        # concurrent export may be writing this moment), all are staged, inserted or merged.
+        # Every trace taken to be new is copied straight in; when one is stored already, all are staged,
+        # inserted or merged. A caller expecting some to be stored (an OTLP export continues a trace of the
+        # previous export) has the stored ones looked up first: the others are copied straight in, and only
+        # those merged (a concurrent export writing one of them this moment fails the copy: all merge then).
         # Spans first (they name their trace by its ID, no constraint): a trace row another batch is
         # writing this moment (the rest of a trace an SDK split across exports) makes this batch wait
         # for that one's commit; the later the wait, the more of the two batches' work overlaps.
         if all_span_rows:
             _store_spans(cursor, all_span_rows)
-        copied, dirty = (None, set()) if expect_known else _insert_new(cursor, rows)
+        copied, dirty = _insert_unknown(cursor, rows) if expect_known else _insert_new(cursor, rows)
+        # What was not copied straight in is stored already: merged (all of it when the copy failed).
+        copied_ids = set(copied or ())
+        known = [row for row in rows if row.trace_id not in copied_ids]
         index_of = {item.trace_id: index for index, item in merged}
         # Traces whose usage may come from their spans: those that send none of their own (a trace whose usage
         # came from its spans keeps it through a merge only when the batch sends none either).
@@ -233,22 +237,25 @@ def traces_store(
             for _, item in merged
             if item.input_tokens is None and item.output_tokens is None and item.cost_usd is None
         }
-        if copied is not None:
-            inserted_ids = copied
-            spent = spend_of_rows(rows, received)  # every copied trace is new: counted from the rows
-            feedback_join_waiting(cursor, copied)
-        else:
-            inserted_ids, dirty, unpriced, spent = _upsert(
-                cursor, rows, lambda: book or price_book_load(cursor), received, no_usage
+        inserted_ids = list(copied or ())
+        # Every copied trace is new: counted from its row.
+        spent = spend_of_rows((row for row in rows if row.trace_id in copied_ids), received) if copied else {}
+        feedback_join_waiting(cursor, inserted_ids)
+        if known:
+            staged, staged_dirty, unpriced, staged_spent = _upsert(
+                cursor, known, lambda: book or price_book_load(cursor), received, no_usage
             )
+            inserted_ids += staged
+            dirty |= staged_dirty
+            spent = spend_sum(spent, staged_spent)
             result.warnings += [
                 {"index": index_of[trace_id], "field": "model", "message": message}
                 for trace_id, message in unpriced.items()
             ]
-            feedback_join_waiting(cursor, inserted_ids)
+            feedback_join_waiting(cursor, staged)
             # A merge may have moved a trace's feature, version or day.
-            new = set(inserted_ids)
-            merged_ids = [row.trace_id for row in rows if row.trace_id not in new]
+            new = set(staged)
+            merged_ids = [row.trace_id for row in known if row.trace_id not in new]
             if merged_ids:
                 feedback_join(cursor, merged_ids)
         # Of those, the new ones with spans, and every stored one (its spans may have come in an earlier batch).
@@ -486,6 +493,15 @@ def _insert_new(cursor: Any, rows: list[TraceRow]) -> tuple[list[str] | None, se
     except UniqueViolation:
         return None, set()
     return [row.trace_id for row in final], {Partition(row.day, row.feature_id) for row in final}
+
+
+def _insert_unknown(cursor: Any, rows: list[TraceRow]) -> tuple[list[str] | None, set[Partition]]:
+    """``_insert_new`` of the traces not stored yet, looked up first (one indexed probe each). Returns (None, ...)
+    when none is new, or when the copy failed (a trace written by a concurrent batch meanwhile)."""
+    cursor.execute("SELECT trace_id FROM feedback_trace WHERE trace_id = ANY(%s)", [[row.trace_id for row in rows]])
+    stored = {trace_id for (trace_id,) in cursor.fetchall()}
+    fresh = [row for row in rows if row.trace_id not in stored]
+    return _insert_new(cursor, fresh) if fresh else (None, set())
 
 
 def _upsert(

@@ -17,6 +17,7 @@ from feedback.otlp import FEATURE_GUESSED, otlp_map, span_dict
 from feedback.schemas import FUTURE_SLACK, TraceIn, check_trace, decode_body
 from feedback.services.otlp import _read_times, _span_rows
 from feedback.services.shared import utc_now
+from feedback.services.tables import SpanRow
 from feedback.services.traces import _span_row
 
 NS = 1_000_000_000
@@ -128,10 +129,10 @@ REFUSED = {
 }
 
 
-def _rows(body: bytes) -> tuple[list[tuple[Any, ...]] | None, dict[str, Any], list[Any]]:
+def _rows(body: bytes) -> tuple[list[SpanRow] | None, dict[str, Any], list[Any]]:
     ((trace, spans),) = otlp_map(body, "application/x-protobuf")
     times = iter(_read_times([at for span in spans for at in (span.start, span.end)]))
-    rows = _span_rows(spans, times, NOW + FUTURE_SLACK)
+    rows = _span_rows(spans, trace["trace_id"], times, NOW + FUTURE_SLACK)
     assert next(times, "consumed") == "consumed"  # every time read, whatever the answer
     return rows, trace, spans
 
@@ -150,8 +151,7 @@ def test_span_rows_are_the_rest_paths_rows(body: bytes) -> None:
     rest_rows, errors = _rest(trace, spans)
     assert not errors
     assert rows is not None
-    # The row as built on the OTLP path: the trace_id goes in at 9 once the trace's own is known.
-    built = [(*row[:9], trace["trace_id"], *row[9:]) for row in rows]
+    built = [tuple(row) for row in rows]
     assert built == [tuple(row) for row in rest_rows]
     # Equal, and of the same types (a Decimal of the same digits, an aware UTC datetime, JSON text).
     assert [[type(v) for v in row] for row in built] == [[type(v) for v in row] for row in rest_rows]
