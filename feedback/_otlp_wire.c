@@ -609,8 +609,8 @@ static PyObject *spans(PyObject *module, PyObject *const *args, Py_ssize_t nargs
 /* What feedback.otlp hands over (configure): its records, helpers and tables, so that the rules live in one
  * place and this file maps the common shapes in C, asking the Python helpers for the rest. */
 static PyObject *mapped_span_type, *h_as_str, *h_feature_key, *h_input_text, *h_output_text, *h_trace_cost,
-    *h_as_number, *h_any_bool, *h_metadata, *h_flatten_into, *h_count_or_kept, *h_sum_ints, *h_clip, *h_not_counted, *h_as_decimal,
-    *h_json_loads, *h_content_text, *input_message_keys, *output_message_keys, *text_part_types;
+    *h_as_number, *h_any_bool, *h_metadata, *h_flatten_into, *h_count_or_kept, *h_sum_ints, *h_clip, *h_not_counted,
+    *h_as_decimal, *h_json_loads, *h_content_text, *input_message_keys, *output_message_keys, *text_part_types;
 static PyObject *string_fields, *model_keys, *provider_keys, *input_token_keys, *output_token_keys,
     *cached_token_keys, *span_cost_keys, *token_keys, *span_field_keys, *provider_aliases, *status_names,
     *span_kind_names;
@@ -621,7 +621,8 @@ static Py_ssize_t max_text, max_span_name, max_feature;
 #define NAMES(X)                                                                                                   \
     X(a_trace_id, "candor.trace_id") X(a_feature, "candor.feature") X(a_service, "service.name")                   \
     X(a_input, "candor.input") X(a_output, "candor.output") X(a_ttft, "candor.ttft_ms")                            \
-    X(a_fallback, "candor.fallback") X(a_guardrail, "candor.guardrail_blocked") X(a_operation, "gen_ai.operation.name") \
+    X(a_fallback, "candor.fallback") X(a_guardrail, "candor.guardrail_blocked")                                    \
+    X(a_operation, "gen_ai.operation.name")                                                                        \
     X(a_oi_kind, "openinference.span.kind") X(a_tool_name, "gen_ai.tool.name") X(a_db, "db.system")                \
     X(a_db_name, "db.system.name") X(a_metadata_prefix, "candor.metadata") X(a_candor_prefix, "candor.")           \
     X(a_retrieval_prefix, "retrieval.") X(a_retriev, "retriev") X(t_trace_id, "trace_id") X(t_feature, "feature")  \
@@ -1148,6 +1149,27 @@ static int by_start(const void *a, const void *b) {
     return x->order < y->order ? -1 : x->order > y->order;
 }
 
+static int by_id(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+typedef struct {
+    PyObject *object;
+    Py_ssize_t first_use;
+} Seen;
+
+static int by_address(const void *a, const void *b) {
+    const Seen *x = a, *y = b;
+    if (x->object != y->object) return (uintptr_t)x->object < (uintptr_t)y->object ? -1 : 1;
+    return (x->first_use > y->first_use) - (x->first_use < y->first_use);
+}
+
+static int by_first_use(const void *a, const void *b) {
+    const Seen *x = a, *y = b;
+    return (x->first_use > y->first_use) - (x->first_use < y->first_use);
+}
+
 static int set(PyObject *trace, PyObject *key, PyObject *value) {
     /* Takes the value's reference; a None is left out (a missing key must not null what another export set). */
     if (value == NULL) return -1;
@@ -1171,12 +1193,21 @@ static PyObject *build_trace(Rec **group, Py_ssize_t n, uint64_t *root_start) {
     Rec *root = NULL;
     for (Py_ssize_t i = 0; i < n && root == NULL; i++)
         if (group[i]->parent_hex == Py_None) root = group[i];
-    for (Py_ssize_t i = 0; i < n && root == NULL; i++) {
-        Range parent = group[i]->parent;
-        int known = 0;
-        for (Py_ssize_t j = 0; j < n && !known; j++)
-            known = parent.end - parent.at == 8 && memcmp(parent.at, group[j]->span_id, 8) == 0;
-        if (!known) root = group[i];
+    if (root == NULL) { /* the earliest whose parent is not in the group: span IDs sorted, each parent looked up */
+        uint64_t *ids = PyMem_Malloc(sizeof(uint64_t) * (size_t)n);
+        if (ids == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) memcpy(&ids[i], group[i]->span_id, 8);
+        qsort(ids, (size_t)n, sizeof(uint64_t), by_id);
+        for (Py_ssize_t i = 0; i < n && root == NULL; i++) {
+            Range parent = group[i]->parent;
+            uint64_t id;
+            if (parent.end - parent.at == 8) memcpy(&id, parent.at, 8);
+            if (parent.end - parent.at != 8 || !bsearch(&id, ids, (size_t)n, sizeof(uint64_t), by_id)) root = group[i];
+        }
+        PyMem_Free(ids);
     }
     if (root == NULL) root = group[0]; /* a parent cycle: malformed, but still take the earliest */
     *root_start = root->start_ns;
@@ -1187,11 +1218,20 @@ static PyObject *build_trace(Rec **group, Py_ssize_t n, uint64_t *root_start) {
         if (group[i] != root) ordered[k++] = group[i];
     for (Py_ssize_t i = 0; i < n; i++) sources[count++] = ordered[i]->attrs;
     first_resource = count;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        int seen = 0;
-        for (Py_ssize_t j = first_resource; j < count && !seen; j++) seen = sources[j] == ordered[i]->resource;
-        if (!seen) sources[count++] = ordered[i]->resource;
+    /* Each resource once, in the order of first use: by address, then by that order. */
+    Seen *seen = PyMem_Malloc(sizeof(Seen) * (size_t)n);
+    if (seen == NULL) {
+        PyErr_NoMemory();
+        goto done;
     }
+    for (Py_ssize_t i = 0; i < n; i++) seen[i] = (Seen){ordered[i]->resource, i};
+    qsort(seen, (size_t)n, sizeof(Seen), by_address);
+    Py_ssize_t unique = 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (i == 0 || seen[i].object != seen[i - 1].object) seen[unique++] = seen[i];
+    qsort(seen, (size_t)unique, sizeof(Seen), by_first_use);
+    for (Py_ssize_t i = 0; i < unique; i++) sources[count++] = seen[i].object;
+    PyMem_Free(seen);
     PyObject **resources = sources + first_resource;
     Py_ssize_t resource_count = count - first_resource;
 

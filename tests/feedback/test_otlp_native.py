@@ -123,7 +123,10 @@ class Exports:
             for index, span_id in enumerate(ids):
                 start = rng.choice([0, 1_733_000_000 * 10**9 + rng.randrange(10**12), 2**64 - 1])
                 end = rng.choice([0, start, start + rng.randrange(5 * 10**9), max(0, start - 1)])
-                parent = rng.choice([b"", ids[0], rng.randbytes(8), ids[-1], b"\x00" * 8]) if index else b""
+                # Roots, orphans (a parent not exported) and cycles: a first span with a parent now and then too.
+                parent = b""
+                if index or rng.random() < 0.3:
+                    parent = rng.choice([b"", ids[0], rng.randbytes(8), ids[-1], b"\x00" * 8, b"\x01" * 3])
                 span = Span(
                     trace_id=trace_id, span_id=span_id, parent_span_id=parent,
                     name=rng.choice(["chat gpt-4o", "Retrieve documents", "answer", "", "n" * 301, "tool"]),
