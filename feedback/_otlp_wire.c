@@ -472,6 +472,24 @@ static int span_into(Reading *reading, Range range) {
     return status;
 }
 
+/* Each length-delimited occurrence of the field `wanted` tags in range, handed to item in order. */
+static int each(Reading *reading, Range range, uint64_t wanted, int (*item)(Reading *, Range)) {
+    const uint8_t *at = range.at;
+    int status = OK;
+    while (status == OK && at < range.end) {
+        uint64_t tag;
+        Range inner;
+        if (varint(&at, range.end, &tag) != OK) status = DECLINE;
+        else if (tag == wanted) {
+            status = delimited(&at, range.end, &inner);
+            if (status == OK) status = item(reading, inner);
+        } else {
+            status = skip(&at, range.end, tag, 0);
+        }
+    }
+    return status;
+}
+
 /* ResourceSpans and ScopeSpans share a shape: field 1 a singular message (its occurrences merge), field 2 a
  * repeated one. The head is read first, wherever it lies: it applies to every item. */
 static int scope_spans(Reading *reading, Range range) {
@@ -498,47 +516,19 @@ static int scope_spans(Reading *reading, Range range) {
     if (status != OK) return status;
     reading->scope = scope.at ? text_of(scope) : PyUnicode_New(0, 0);
     if (reading->scope == NULL) return ERROR;
-    for (at = range.at; status == OK && at < range.end;) {
-        uint64_t tag;
-        Range item;
-        if (varint(&at, range.end, &tag) != OK) status = DECLINE;
-        else if (tag == 0x12) {
-            status = delimited(&at, range.end, &item);
-            if (status == OK) status = span_into(reading, item);
-        } else {
-            status = skip(&at, range.end, tag, 0);
-        }
-    }
+    status = each(reading, range, 0x12, span_into);
     Py_CLEAR(reading->scope);
     return status;
 }
 
+static int resource_head(Reading *reading, Range head) { /* Resource.attributes, merged over its occurrences */
+    return key_values_into(head, 0x0A, reading->resource);
+}
+
 static int resource_spans(Reading *reading, Range range) {
-    const uint8_t *at = range.at;
-    int status = OK;
     if ((reading->resource = PyDict_New()) == NULL) return ERROR;
-    while (status == OK && at < range.end) {
-        uint64_t tag;
-        Range head;
-        if (varint(&at, range.end, &tag) != OK) status = DECLINE;
-        else if (tag == 0x0A) {
-            status = delimited(&at, range.end, &head);
-            if (status == OK) status = key_values_into(head, 0x0A, reading->resource);
-        } else {
-            status = skip(&at, range.end, tag, 0);
-        }
-    }
-    for (at = range.at; status == OK && at < range.end;) {
-        uint64_t tag;
-        Range item;
-        if (varint(&at, range.end, &tag) != OK) status = DECLINE;
-        else if (tag == 0x12) {
-            status = delimited(&at, range.end, &item);
-            if (status == OK) status = scope_spans(reading, item);
-        } else {
-            status = skip(&at, range.end, tag, 0);
-        }
-    }
+    int status = each(reading, range, 0x0A, resource_head);
+    if (status == OK) status = each(reading, range, 0x12, scope_spans);
     Py_CLEAR(reading->resource);
     return status;
 }
@@ -546,19 +536,8 @@ static int resource_spans(Reading *reading, Range range) {
 /* The export's spans into reading; OK, DECLINE or ERROR (a UnicodeDecodeError is a DECLINE: the Python reading
  * says it). */
 static int read_export(Reading *reading, Py_buffer *body) {
-    const uint8_t *at = body->buf, *end = (const uint8_t *)body->buf + body->len;
-    int status = OK;
-    while (status == OK && at < end) {
-        uint64_t tag;
-        Range range;
-        if (varint(&at, end, &tag) != OK) status = DECLINE;
-        else if (tag == 0x0A) {
-            status = delimited(&at, end, &range);
-            if (status == OK) status = resource_spans(reading, range);
-        } else {
-            status = skip(&at, end, tag, 0);
-        }
-    }
+    Range whole = {body->buf, (const uint8_t *)body->buf + body->len};
+    int status = each(reading, whole, 0x0A, resource_spans);
     if (status == ERROR && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
         PyErr_Clear();
         status = DECLINE;
