@@ -49,6 +49,12 @@ SELECT {TRACES.select_staged()} FROM {TRACES.stage}
 ON CONFLICT (trace_id) DO NOTHING
 RETURNING {select_list(StoredTrace)}
 """
+# Which of these trace_ids are stored: one probe of the unique index each. As `trace_id = ANY(%s)`, a table never
+# analyzed since it grew was scanned whole (3.5 ms at 17,000 traces, on every export).
+_STORED_OF = """
+SELECT s.trace_id FROM unnest(%s::text[]) AS x(trace_id)
+CROSS JOIN LATERAL (SELECT trace_id FROM feedback_trace WHERE trace_id = x.trace_id LIMIT 1) s
+"""
 _MERGE_STAGED = f"""
 UPDATE {TRACES.table} t SET
     {TRACES.merge_set(old="t", new="s")}
@@ -498,7 +504,7 @@ def _insert_new(cursor: Any, rows: list[TraceRow]) -> tuple[list[str] | None, se
 def _insert_unknown(cursor: Any, rows: list[TraceRow]) -> tuple[list[str] | None, set[Partition]]:
     """``_insert_new`` of the traces not stored yet, looked up first (one indexed probe each). Returns (None, ...)
     when none is new, or when the copy failed (a trace written by a concurrent batch meanwhile)."""
-    cursor.execute("SELECT trace_id FROM feedback_trace WHERE trace_id = ANY(%s)", [[row.trace_id for row in rows]])
+    cursor.execute(_STORED_OF, [[row.trace_id for row in rows]])
     stored = {trace_id for (trace_id,) in cursor.fetchall()}
     fresh = [row for row in rows if row.trace_id not in stored]
     return _insert_new(cursor, fresh) if fresh else (None, set())
