@@ -1,13 +1,16 @@
-"""OTLP ingestion against concurrent exports: the traces of an export not stored yet are copied straight in, the
-stored ones merged; a trace another export writes between the lookup and the copy fails the copy, and every
-trace of the export merges instead (nothing lost, nothing doubled)."""
+"""OTLP ingestion against concurrent writers: the traces of an export not stored yet are copied straight in, the
+stored ones merged. A trace another export is writing is waited for (each export locks its trace_ids before the
+lookup), then found stored and merged; one the traces API writes between the lookup and the copy (it takes no such
+lock) fails the copy, and every trace of the export merges instead. Nothing lost, nothing doubled, either way."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
 
+import pytest
 from django.db import connection, transaction
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -39,13 +42,18 @@ def _span(
                     attributes=values)  # fmt: skip
 
 
-def test_a_trace_written_by_a_concurrent_export_between_lookup_and_copy_is_merged(committed_db, org_a) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("first_by", ["otlp", "rest"])
+def test_a_trace_a_concurrent_writer_holds_is_waited_for_and_merged(committed_db, org_a, first_by) -> None:  # type: ignore[no-untyped-def]
     split, other = uuid.uuid4().bytes, uuid.uuid4().bytes
     root, child, lone = b"\x01" * 8, b"\x02" * 8, b"\x03" * 8
     # The SDK's first export: the LLM child alone (the trace is created from it); the second: its root, and a
     # trace of its own.
     llm = {"gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": 40, "gen_ai.usage.output_tokens": 2}
     first = _export(_span(split, child, root, llm))
+    # Or the same child sent through the traces API, under the trace's feature.
+    usage = {"model": "gpt-4o-mini", "input_tokens": 40, "output_tokens": 2}
+    rest_span = {"span_id": child.hex(), "parent_span_id": root.hex(), "kind": "llm", **usage}
+    rest_first = {"trace_id": split.hex(), "feature": "race-copy", **usage, "spans": [rest_span]}
     second = _export(_span(split, root, attributes={"candor.feature": "race-copy"}), _span(other, lone))
     # Their features stored before (a feature the first export creates would hold the second before its lookup).
     warm = _export(
@@ -58,7 +66,10 @@ def test_a_trace_written_by_a_concurrent_export_between_lookup_and_copy_is_merge
     def first_export_held_open() -> None:
         try:
             with in_tenant(org_a), transaction.atomic():  # its commit waits until the second export is under way
-                services.otlp_ingest(traces=otlp_map(first, "application/x-protobuf"))
+                if first_by == "otlp":
+                    services.otlp_ingest(traces=otlp_map(first, "application/x-protobuf"))
+                else:
+                    services.traces_ingest(body=json.dumps({"batch": [rest_first]}).encode())
                 holding.set()
                 time.sleep(1.0)
         except BaseException as exc:  # said by the assertion below
@@ -72,7 +83,9 @@ def test_a_trace_written_by_a_concurrent_export_between_lookup_and_copy_is_merge
     assert holding.wait(30)
     try:
         with in_tenant(org_a):
-            # The lookup does not see the uncommitted trace: its copy waits for the first export, fails, and merges.
+            # An export: its trace lock waits for the first, whose trace the lookup then finds and the merge takes.
+            # The traces API's: the lookup does not see the uncommitted trace, the copy waits for it, fails, and
+            # every trace merges.
             result, item_errors = services.otlp_ingest(traces=otlp_map(second, "application/x-protobuf"))
     finally:
         writer.join()
