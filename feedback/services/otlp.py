@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -19,7 +19,7 @@ from django.db import transaction
 
 from feedback.enums import SpanKind, TraceStatus
 from feedback.otlp import FEATURE_GUESSED, ROOT_MISSING, MappedSpan, span_dict
-from feedback.prices import COST_FROM_CLIENT, COST_FROM_SPANS
+from feedback.prices import COST_FROM_CLIENT, COST_FROM_SPANS, PriceBook
 from feedback.schemas import FUTURE_SLACK, MAX_ID, ItemError, TraceIn, check_trace, decode_body
 from feedback.services.columns import fetch_as, select_list
 from feedback.services.otlp_logs import genai_messages_join, otel_lock
@@ -122,6 +122,7 @@ def otlp_ingest(
         good, errors = decode_body(_json.encode({"batch": batch}), TraceIn, check_trace, now, max_items=len(batch))
         span_rows = [row for index, _ in good for row in direct.get(index, ())]
         shared = SharedCounts()
+        book = functools.cache(lambda: price_book_load(cursor))
         result, inserted = traces_store(
             items=good,
             now=now,
@@ -131,6 +132,7 @@ def otlp_ingest(
             usage_from_spans=False,
             feature_guessed=guessed,
             root_missing=root_missing,
+            price_book=book,
         )
         adopting = {otel: t for otel, t in links.items() if otel != t}
         if adopting:
@@ -149,9 +151,12 @@ def otlp_ingest(
         settled = {trace_id for trace_id in inserted if sent[trace_id] == 1} - set(adopting.values()) - several
         # An adopting trace is summed again, whether or not this export's item for it was stored.
         unsettled = sorted((set(sent) | set(adopting.values())) - settled)
-        # Adoption and repricing below change stored costs too: the spend counters move by the difference.
+        # Adoption and repricing below change stored costs too: the spend counters move by the difference. Traces
+        # merged from parameters had what they counted for before their merge subtracted already (pending_after).
         touched = sorted({*unsettled, *adopting})
-        spent_before = spend_of_stored(cursor, touched, lock=True) if touched else {}
+        pending = shared.pending_after
+        measured = [trace_id for trace_id in touched if trace_id not in pending]
+        spent_before = spend_of_stored(cursor, measured, lock=True) if measured else {}
         dirty: set[Partition] = set()
         for otel, trace_id in adopting.items():
             cursor.execute(_ADOPT_ORPHAN, {"new": trace_id, "old": otel})
@@ -166,11 +171,12 @@ def otlp_ingest(
         index_of = {item.trace_id: index for index, item in good}
         result.warnings += [
             {"index": index_of[trace_id], "field": "spans", "message": message}
-            for trace_id, message in _recompute_from_spans(cursor, unsettled, dirty).items()
+            for trace_id, message in _recompute_from_spans(cursor, unsettled, dirty, book).items()
             if trace_id in index_of
         ]
         genai_messages_join(cursor, otel_of)  # messages logged before their spans arrived
-        shared.add(spend_difference(spend_of_stored(cursor, touched), spent_before) if touched else {}, dirty)
+        counted = sorted({*touched, *pending})
+        shared.add(spend_difference(spend_of_stored(cursor, counted), spent_before) if counted else {}, dirty)
         shared.write(cursor)  # spend counters and rollup marks: once, last
     return result, errors
 
@@ -260,7 +266,9 @@ def _span_rows(
     return rows
 
 
-def _recompute_from_spans(cursor: Any, trace_ids: list[str], dirty: set[Partition]) -> dict[str, str]:
+def _recompute_from_spans(
+    cursor: Any, trace_ids: list[str], dirty: set[Partition], book: Callable[[], PriceBook]
+) -> dict[str, str]:
     """Trace tokens and cost are the sum over all stored LLM spans, whichever export brought them; a trace
     whose usage came from its spans as the traces API sums them (its spans each priced at their own model)
     is summed that way again. Returns why each trace left unpriced is."""
@@ -277,7 +285,6 @@ def _recompute_from_spans(cursor: Any, trace_ids: list[str], dirty: set[Partitio
         # A span naming no model is priced at the trace's, as _models counts it.
         if len({model or trace.model for model in row[-1] or ()}) > 1 and trace.cost_source != COST_FROM_CLIENT
     )
-    book = functools.cache(lambda: price_book_load(cursor))
     once = [trace for trace in traces if trace.trace_id not in several]
     unpriced = traces_reprice(cursor, book(), once) if once else {}
     rest = sorted(set(trace_ids) - {trace.trace_id for trace in traces})

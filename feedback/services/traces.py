@@ -4,9 +4,10 @@ cost computed from the price book when the client does not send it."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -16,15 +17,17 @@ from psycopg.errors import UniqueViolation
 
 from feedback.prices import COST_FROM_CLIENT, COST_FROM_SPANS, MAX_COST, PriceBook, too_costly
 from feedback.schemas import SpanIn, TraceIn, check_trace, decode_body, prompt_hash_of
-from feedback.services.columns import IngestTable, copy_rows, fetch_as, select_list
+from feedback.services.columns import IngestTable, copy_rows, fetch_as, quoted, select_list
 from feedback.services.prices import price_book_load, traces_reprice, traces_usage_from_spans
 from feedback.services.shared import IngestResult, mark_dirty, raw_cursor, utc_now
 from feedback.services.spend import (
+    COUNTED_BY_MODEL,
     Spend,
     spend_count,
     spend_difference,
     spend_of_rows,
     spend_of_stored,
+    spend_of_trace,
     spend_sum,
     usage_count,
 )
@@ -66,6 +69,57 @@ FROM {TRACES.stage} s
 WHERE t.trace_id = ANY(%s) AND s.trace_id = t.trace_id
 RETURNING {select_list(PricedTrace, "t")}
 """
+
+
+def _given(table: IngestTable[Any]) -> str:
+    """Rows of ``table`` from one JSON parameter (an array of objects keyed by column; jsonb columns as JSON),
+    typed as the table declares: a source to merge a few rows from without staging them."""
+    return f"jsonb_to_recordset(%s::jsonb) AS s({', '.join(f'{quoted(c.name)} {c.pg_type}' for c in table.columns)})"
+
+
+def _given_json(rows: Iterable[tuple[Any, ...]], table: IngestTable[Any]) -> bytes:
+    """``rows`` as ``_given`` reads them: JSON text of jsonb columns embedded as it is."""
+    jsonb = [c.pg_type == "jsonb" for c in table.columns]
+    names = [c.name for c in table.columns]
+    return _json.encode(
+        [
+            {n: msgspec.Raw(v) if j and v is not None else v for n, j, v in zip(names, jsonb, row, strict=True)}
+            for row in rows
+        ]
+    )
+
+
+class _Counted(NamedTuple):
+    """A stored trace about to be merged: what it counts for in the spend counters, and where it lies."""
+
+    trace_id: str
+    customer_id: str
+    day: date
+    feature_id: int
+    model: str
+    cost_usd: Decimal | None
+    cost_by_model: str | None  # as spend counts it (spend.COUNTED_BY_MODEL), JSON text
+    cost_source: str
+
+
+# Locked in trace_id order (the caller passes them sorted), probed one by one through the unique index.
+_STORED_LOCKED = f"""
+SELECT s.* FROM unnest(%s::text[]) AS x(trace_id)
+CROSS JOIN LATERAL (
+    SELECT {select_list(_Counted, "t", cost_by_model=COUNTED_BY_MODEL)} FROM feedback_trace t
+    WHERE t.trace_id = x.trace_id FOR UPDATE
+) s
+"""
+_MERGE_GIVEN = f"""
+UPDATE {TRACES.table} t SET
+    {TRACES.merge_set(old="t", new="s")}
+FROM {_given(TRACES)}
+-- Named outright, as in _MERGE_STAGED: the given rows come with no count the planner can trust.
+WHERE t.trace_id = ANY(%s) AND s.trace_id = t.trace_id
+RETURNING {select_list(PricedTrace, "t")}
+"""
+# At most this many stored traces merge from parameters (_merge_stored); more are staged (_upsert).
+_MERGED_GIVEN_MAX = 64
 _SPANS_USAGE_DROPPED = f"""
 UPDATE {TRACES.table}
    SET input_tokens = NULL, output_tokens = NULL, cost_usd = NULL, cost_source = '', cost_by_model = NULL
@@ -129,6 +183,7 @@ def traces_store(
     usage_from_spans: bool = True,
     feature_guessed: Collection[str] = frozenset(),
     root_missing: Collection[str] = frozenset(),
+    price_book: Callable[[], PriceBook] | None = None,
 ) -> tuple[IngestResult, set[str]]:
     """Store already-validated traces (index, item); also returns the trace_ids stored new by this
     call (no stored trace was merged into them). The OTLP endpoint calls this too.
@@ -137,7 +192,11 @@ def traces_store(
     items' own spans.
 
     ``shared``: what the batch moves in the spend counters and rollup marks is added to it, not written;
-    the caller writes it last, with what it moves itself (SharedCounts.write).
+    the caller writes it last, with what it moves itself (SharedCounts.write). A stored trace merged from
+    parameters (``_merge_stored``) has only what it counted for before subtracted there: the caller adds what it
+    counts for after its own changes (SharedCounts.pending_after), in the one read it makes of them anyway.
+
+    ``price_book``: the organization's prices, loaded once by the caller (cached) when it prices traces too.
 
     ``usage_from_spans``: a trace that sends no tokens or cost of its own takes them from its stored LLM
     spans (prices.traces_usage_from_spans); the OTLP endpoint maps and sums its spans itself.
@@ -149,7 +208,8 @@ def traces_store(
 
     ``expect_known``: some traces are likely stored already, or being stored by a concurrent call:
     stage and merge rather than try the straight COPY of the batch, which would fail on them (after
-    waiting for that call to commit) and be done again.
+    waiting for that call to commit) and be done again. Each trace_id is locked (``trace_lock``) and the stored
+    ones looked up; a few found stored are merged from parameters, with no staging table.
     """
     received = now or utc_now()
     result = IngestResult()
@@ -164,7 +224,7 @@ def traces_store(
         cursor = raw_cursor()
         features = _feature_ids(cursor, (item.feature for _, item in merged))
         versions = _prompt_versions(cursor, [item for _, item in merged], features, received)
-        book: PriceBook | None = None
+        load_book = price_book or functools.cache(lambda: price_book_load(cursor))
 
         rows: list[TraceRow] = []
         all_span_rows = list(span_rows)
@@ -181,8 +241,7 @@ def traces_store(
                     said += "a hundred-millionth of a dollar)"
                     result.warnings.append({"index": index, "field": "cost_usd", "message": said})
             elif item.model and (item.input_tokens is not None or item.output_tokens is not None):
-                book = book or price_book_load(cursor)
-                price = book.find(item.provider, item.model, item.started_at or received)
+                price = load_book().find(item.provider, item.model, item.started_at or received)
                 if price is None:
                     result.warnings.append(
                         {
@@ -250,9 +309,14 @@ def traces_store(
         spent = spend_of_rows((row for row in rows if row.trace_id in copied_ids), received) if copied else {}
         feedback_join_waiting(cursor, inserted_ids)
         if known:
-            staged, staged_dirty, unpriced, staged_spent = _upsert(
-                cursor, known, lambda: book or price_book_load(cursor), received, no_usage
-            )
+            # Found stored under their lock (the copy did not fail): a few merge from parameters.
+            if expect_known and copied is not None and len(known) <= _MERGED_GIVEN_MAX:
+                pending = shared.pending_after if shared is not None else None
+                staged, staged_dirty, unpriced, staged_spent = _merge_stored(
+                    cursor, known, load_book, received, no_usage, pending
+                )
+            else:
+                staged, staged_dirty, unpriced, staged_spent = _upsert(cursor, known, load_book, received, no_usage)
             inserted_ids += staged
             dirty |= staged_dirty
             spent = spend_sum(spent, staged_spent)
@@ -270,7 +334,7 @@ def traces_store(
         new_ids = set(inserted_ids)
         deriving = sorted(t for t in no_usage if t not in new_ids or by_trace_id[t][1].spans)
         if deriving and usage_from_spans:
-            from_spans, moved = traces_usage_from_spans(cursor, lambda: book or price_book_load(cursor), deriving)
+            from_spans, moved = traces_usage_from_spans(cursor, load_book, deriving)
             spent = spend_sum(spent, moved)
             result.warnings += [
                 {"index": index_of[trace_id], "field": "spans", "message": message}
@@ -296,6 +360,9 @@ class SharedCounts:
 
     spent: Spend = field(default_factory=dict)
     dirty: set[Partition] = field(default_factory=set)
+    # Stored traces whose count before the write is subtracted in ``spent`` already: what they count for after it
+    # is the caller's to add, read once its own changes are done.
+    pending_after: set[str] = field(default_factory=set)
 
     def add(self, spent: Spend, dirty: Iterable[Partition]) -> None:
         self.spent = spend_sum(self.spent, spent)
@@ -505,7 +572,8 @@ def _insert_new(cursor: Any, rows: list[TraceRow]) -> tuple[list[str] | None, se
 
 def _insert_unknown(cursor: Any, rows: list[TraceRow]) -> tuple[list[str] | None, set[Partition]]:
     """``_insert_new`` of the traces not stored yet, looked up first (one indexed probe each). Returns (None, ...)
-    when none is new, or when the copy failed (a trace written by a concurrent batch meanwhile).
+    when the copy failed (a trace written by a concurrent batch meanwhile), else the trace_ids copied (none when
+    every trace is stored): the others are those found stored.
 
     Every trace_id is locked first, until commit (the callers that expect known traces take this lock on each
     trace they write): a concurrent batch writing one of them (the rest of a trace an SDK split across exports,
@@ -517,7 +585,7 @@ def _insert_unknown(cursor: Any, rows: list[TraceRow]) -> tuple[list[str] | None
     cursor.execute(_STORED_OF, [trace_ids])
     stored = {trace_id for (trace_id,) in cursor.fetchall()}
     fresh = [row for row in rows if row.trace_id not in stored]
-    return _insert_new(cursor, fresh) if fresh else (None, set())
+    return _insert_new(cursor, fresh) if fresh else ([], set())
 
 
 def trace_lock(cursor: Any, trace_ids: Iterable[str]) -> None:
@@ -576,6 +644,57 @@ def _upsert(
     if merging:
         spent = spend_sum(spent, spend_difference(spend_of_stored(cursor, merging), spent_before))
     return inserted_ids, dirty, unpriced, spent
+
+
+def _merge_stored(
+    cursor: Any,
+    rows: list[TraceRow],
+    price_book: Callable[[], PriceBook],
+    received: datetime,
+    no_usage: set[str],
+    pending: set[str] | None,
+) -> tuple[list[str], set[Partition], dict[str, str], Spend]:
+    """``_upsert`` of traces found stored by a caller holding their ``trace_lock`` (an OTLP export continuing a trace
+    an earlier export began): merged from the rows as parameters, with no staging table (its DDL, its copy, and the
+    emptying at commit of every table of its kind), no insert tried first, and one read of what they count for.
+
+    ``pending``: where the caller reads what these traces count for once its own changes are done
+    (SharedCounts.pending_after); only what they counted for before is subtracted here. None: read here.
+
+    A trace deleted since it was found goes through ``_upsert``. Returns as ``_upsert`` does.
+    """
+    cursor.execute(_STORED_LOCKED, [sorted(row.trace_id for row in rows)])
+    stored = fetch_as(cursor, _Counted)
+    found = {trace.trace_id for trace in stored}
+    before = spend_sum(
+        *(
+            spend_of_trace(t.customer_id, t.day, t.feature_id, t.model, t.cost_usd, t.cost_by_model) for t in stored
+        )  # fmt: skip
+    )
+    dirty = {Partition(trace.day, trace.feature_id) for trace in stored}
+    # Usage a trace sends replaces what its spans gave it, whole (not one count of two), as in _upsert.
+    sending = [t.trace_id for t in stored if t.cost_source == COST_FROM_SPANS and t.trace_id not in no_usage]
+    if sending:
+        cursor.execute(_SPANS_USAGE_DROPPED, [sending])
+    present = [row for row in rows if row.trace_id in found]
+    unpriced: dict[str, str] = {}
+    if present:
+        cursor.execute(_MERGE_GIVEN, [_given_json(present, TRACES).decode(), sorted(found)])
+        merged = fetch_as(cursor, PricedTrace)
+        dirty.update(Partition(trace.day, trace.feature_id) for trace in merged)
+        repriced = [t for t in merged if not (t.cost_source == COST_FROM_SPANS and t.trace_id in no_usage)]
+        if repriced:
+            unpriced = traces_reprice(cursor, price_book(), repriced)
+    if pending is None:
+        spent = spend_difference(spend_of_stored(cursor, sorted(found)), before) if found else {}
+    else:
+        spent = spend_difference({}, before)
+        pending.update(found)
+    gone = [row for row in rows if row.trace_id not in found]
+    if not gone:
+        return [], dirty, unpriced, spent
+    inserted, more_dirty, more_unpriced, more_spent = _upsert(cursor, gone, price_book, received, no_usage)
+    return inserted, dirty | more_dirty, unpriced | more_unpriced, spend_sum(spent, more_spent)
 
 
 def feedback_join(cursor: Any, trace_ids: list[str]) -> None:

@@ -6,9 +6,11 @@ lock) fails the copy, and every trace of the export merges instead. Nothing lost
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 import uuid
+from typing import Any
 
 import pytest
 from django.db import connection, transaction
@@ -17,8 +19,9 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 
 from feedback import services
-from feedback.models import Span, Trace
+from feedback.models import Feature, PromptVersion, RollupDirty, Span, SpendCounter, Trace
 from feedback.otlp import otlp_map
+from feedback.services import traces as traces_service
 from tests.fixtures.organizations import in_tenant
 
 T0 = 1_733_000_000 * 10**9
@@ -97,3 +100,112 @@ def test_a_trace_a_concurrent_writer_holds_is_waited_for_and_merged(committed_db
         assert Span.objects.filter(trace_id=split.hex()).count() == 2
         assert Trace.objects.filter(trace_id=other.hex()).count() == 1
         assert Span.objects.filter(trace_id=other.hex()).count() == 1
+
+
+def _split_exports(rng: random.Random, tag: str) -> list[bytes]:
+    """Seeded GenAI traces cut into exports as an SDK's batches cut them (spans in end order, any count a batch):
+    most traces continue in the next export. Some call several models, some send their own cost, some name no feature
+    (the service's is guessed), and a few exports are sent twice (an exporter's retry)."""
+    spans: list[OtlpSpan] = []
+    for i in range(60):
+        trace_id, root = uuid.uuid4().bytes, uuid.uuid4().bytes[:8]
+        start = T0 + rng.randrange(3) * 86_400 * 10**9 + i * 10**9
+        named: dict[str, object] = {"candor.customer_id": f"{tag}-cus-{rng.randrange(4)}"}
+        if rng.random() < 0.8:
+            named["candor.feature"] = f"{tag}-{rng.choice(['copilot', 'summarize'])}"
+            named["candor.prompt_version"] = f"v{rng.randrange(3)}"
+        if rng.random() < 0.15:
+            named["candor.cost_usd"] = "0.0125"
+        children: list[dict[str, object]] = [{"db.system": "postgresql"}]
+        for _ in range(rng.choice([1, 1, 2, 3])):
+            children.append({"gen_ai.request.model": rng.choice(["gpt-4o-mini", "gpt-4o"]), "gen_ai.system": "openai",
+                             "gen_ai.usage.input_tokens": rng.randrange(1, 900),
+                             "gen_ai.usage.output_tokens": rng.randrange(1, 300)})  # fmt: skip
+        for n, attributes in enumerate(children):
+            child = OtlpSpan(trace_id=trace_id, span_id=uuid.uuid4().bytes[:8], parent_span_id=root, name=f"c{n}",
+                             start_time_unix_nano=start + n * 1000, end_time_unix_nano=start + (n + 1) * 10**6,
+                             attributes=[KeyValue(key=k, value=_any(v)) for k, v in attributes.items()])  # fmt: skip
+            spans.append(child)
+        spans.append(OtlpSpan(trace_id=trace_id, span_id=root, name="answer", start_time_unix_nano=start,
+                              end_time_unix_nano=start + 5 * 10**6,
+                              attributes=[KeyValue(key=k, value=_any(v)) for k, v in named.items()]))  # fmt: skip
+    exports, at = [], 0
+    while at < len(spans):
+        size = rng.randrange(1, 9)
+        exports.append(_export(*spans[at : at + size]))
+        at += size
+        if rng.random() < 0.1:
+            exports.append(exports[-1])
+    return exports
+
+
+def _any(value: object) -> AnyValue:
+    return AnyValue(int_value=value) if isinstance(value, int) else AnyValue(string_value=str(value))
+
+
+def _stored(tag: str) -> dict[str, Any]:
+    """What the exports of ``tag`` left: traces and spans (all but ids and received times; features and prompt
+    versions by name), spend counters, rollup marks."""
+    features = dict(Feature.objects.values_list("id", "key"))
+    versions = dict(PromptVersion.objects.values_list("id", "label"))
+    traces: dict[str, dict[str, Any]] = {}
+    for trace in Trace.objects.filter(customer_id__startswith=tag).values():
+        row: dict[str, Any] = dict(trace)
+        del row["id"], row["received_at"]
+        row["feature_id"], row["prompt_version_id"] = (
+            features[row["feature_id"]],
+            versions.get(row["prompt_version_id"]),
+        )
+        traces[row["trace_id"]] = row
+    spans: dict[tuple[str, str], dict[str, Any]] = {}
+    for span in Span.objects.filter(trace_id__in=traces).values():
+        row = dict(span)
+        del row["id"]
+        spans[row["trace_id"], row["span_id"]] = row
+    counters = SpendCounter.objects.filter(customer_id__startswith=tag)
+    spend = sorted((c.customer_id, c.day, features[c.feature_id], c.model, c.cost_usd, c.traces)
+                   for c in counters if c.traces or c.cost_usd)  # fmt: skip
+    ours = {key for key in features.values() if key.startswith(tag)}
+    marks = sorted((m.day, features[m.feature_id]) for m in RollupDirty.objects.all())
+    marks = [(day, key) for day, key in marks if key in ours]
+    return {"traces": traces, "spans": spans, "spend": spend, "marks": marks}
+
+
+def test_stored_traces_merged_from_parameters_end_as_staged_ones_do(db, org_a, org_b, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # The same exports, continuing most of their traces, through each merging path: the same rows and counts.
+    tag = f"given-{uuid.uuid4().hex[:8]}"
+    exports = _split_exports(random.Random(5), tag)
+    with in_tenant(org_a):
+        for body in exports:
+            services.otlp_ingest(traces=otlp_map(body, "application/x-protobuf"))
+        given = _stored(tag)
+    monkeypatch.setattr(traces_service, "_MERGED_GIVEN_MAX", 0)  # every stored trace staged (_upsert)
+    with in_tenant(org_b):
+        for body in exports:
+            services.otlp_ingest(traces=otlp_map(body, "application/x-protobuf"))
+        staged = _stored(tag)
+    assert len(given["traces"]) == 60 and len(given["spans"]) > 150 and given["spend"] and given["marks"]
+    assert given == staged
+
+
+def test_a_stored_trace_deleted_before_its_merge_is_stored_again(db, org_a) -> None:  # type: ignore[no-untyped-def]
+    # Found stored, then deleted (by a purge that takes no trace lock) before its merge: it is inserted, not lost.
+    # The deletion is a trigger on the export's own copy of its new trace, which runs between the two (it deletes the
+    # trace as the first export left it, rootless: not as the merging path inserts it again).
+    kept, new = uuid.uuid4().bytes, uuid.uuid4().bytes
+    root, child = b"\x01" * 8, b"\x02" * 8
+    first = _export(_span(kept, child, root, {"gen_ai.request.model": "gpt-4o-mini"}))
+    second = _export(_span(kept, root, attributes={"candor.feature": "purged-between"}), _span(new, child))
+    with in_tenant(org_a):
+        services.otlp_ingest(traces=otlp_map(first, "application/x-protobuf"))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE FUNCTION purge_kept() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"DELETE FROM feedback_trace WHERE trace_id = '{kept.hex()}' AND root_missing; RETURN NULL; END $$; "
+                "CREATE TRIGGER purge_kept AFTER INSERT ON feedback_trace EXECUTE FUNCTION purge_kept()"
+            )
+        result, errors = services.otlp_ingest(traces=otlp_map(second, "application/x-protobuf"))
+        assert errors == [] and result.accepted == 2
+        stored = Trace.objects.get(trace_id=kept.hex())
+        assert stored.feature.key == "purged-between" and not stored.root_missing
+        assert Trace.objects.filter(trace_id=new.hex()).count() == 1
