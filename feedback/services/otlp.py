@@ -261,7 +261,8 @@ def _span_rows(
         ):
             rows = None
             continue
-        rows.append(SpanRow(span.span_id, span.parent_span_id, span.name, span.kind, start, end, model,
+        # As stored: NOT NULL defaults filled in (SPANS.with_defaults: a name is never None here, attributes neither).
+        rows.append(SpanRow(span.span_id, span.parent_span_id or "", span.name, span.kind, start, end, model or "",
                             span.input_tokens, span.output_tokens, trace_id, cost, attributes))  # fmt: skip
     return rows
 

@@ -188,7 +188,7 @@ def traces_store(
     """Store already-validated traces (index, item); also returns the trace_ids stored new by this
     call (no stored trace was merged into them). The OTLP endpoint calls this too.
 
-    ``span_rows``: spans of these traces built as rows already (the OTLP endpoint's), stored with the
+    ``span_rows``: spans of these traces built as rows already, as stored (the OTLP endpoint's), stored with the
     items' own spans.
 
     ``shared``: what the batch moves in the spend counters and rollup marks is added to it, not written;
@@ -717,15 +717,18 @@ def feedback_join_waiting(cursor: Any, trace_ids: list[str]) -> None:
 
 
 def _span_row(trace_id: str, span: SpanIn) -> SpanRow:
-    return SpanRow(  # type: ignore[misc]  # as_sent() fills the leading fields
+    """The span as stored (NOT NULL defaults filled in)."""
+    row = SpanRow(  # type: ignore[misc]  # as_sent() fills the leading fields
         *SPANS.as_sent(span),
         trace_id=trace_id,
         cost_usd=Decimal(repr(span.cost_usd)) if span.cost_usd is not None else None,
         attributes=_json.encode(span.attributes or {}).decode(),
     )
+    return SPANS.with_defaults(row)
 
 
 def _store_spans(cursor: Any, span_rows: list[SpanRow]) -> None:
+    # Rows come as stored, NOT NULL defaults filled in (_span_row, the OTLP endpoint's _span_rows).
     # Repeats of a span within the batch merge as they would across batches (later non-empty
     # wins, attributes merge); sorted so concurrent batches lock in the same order.
     merged: dict[tuple[str, str], SpanRow] = {}
@@ -737,7 +740,7 @@ def _store_spans(cursor: Any, span_rows: list[SpanRow]) -> None:
     # when one is already stored (the savepoint undoes the failed COPY).
     try:
         with transaction.atomic():
-            copy_rows(cursor, SPANS, map(SPANS.with_defaults, rows))
+            copy_rows(cursor, SPANS, rows)
     except UniqueViolation:
         _stage(cursor, SPANS, rows)
         cursor.execute(_STORE_SPANS)
