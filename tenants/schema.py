@@ -36,6 +36,13 @@ def current_schema() -> str:
     return str(_db.schema_name)
 
 
+def search_path_reset() -> None:
+    """Set the current schema's search_path again with the connection's next cursor. django-tenants sets it once per
+    connection and schema (TENANT_LIMIT_SET_CALLS), and a transaction rolled back whole takes with it a search_path
+    set inside it: a caller that goes on after such a rollback calls this first."""
+    _db.set_tenant(_db.tenant, _db.include_public_schema)
+
+
 def send_to_each_organization(task: Any) -> int:
     """Queue the Celery ``task`` once for every organization, to run in its schema (tenant-schemas-celery
     reads the ``_schema_name`` header): how a beat sweep fans out. Returns how many were queued."""

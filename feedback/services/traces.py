@@ -184,6 +184,7 @@ def traces_store(
     feature_guessed: Collection[str] = frozenset(),
     root_missing: Collection[str] = frozenset(),
     price_book: Callable[[], PriceBook] | None = None,
+    savepoints: bool = True,
 ) -> tuple[IngestResult, set[str]]:
     """Store already-validated traces (index, item); also returns the trace_ids stored new by this
     call (no stored trace was merged into them). The OTLP endpoint calls this too.
@@ -197,6 +198,10 @@ def traces_store(
     counts for after its own changes (SharedCounts.pending_after), in the one read it makes of them anyway.
 
     ``price_book``: the organization's prices, loaded once by the caller (cached) when it prices traces too.
+
+    ``savepoints``: False, the straight copies take no savepoint of their own (two statements each, through Django's
+    transaction machinery): a span or trace stored already fails the caller's transaction with UniqueViolation, and
+    the caller does the batch again with savepoints (the OTLP endpoint, whose retried exports are the rare case).
 
     ``usage_from_spans``: a trace that sends no tokens or cost of its own takes them from its stored LLM
     spans (prices.traces_usage_from_spans); the OTLP endpoint maps and sums its spans itself.
@@ -291,8 +296,11 @@ def traces_store(
         # writing this moment (the rest of a trace an SDK split across exports) makes this batch wait
         # for that one's commit; the later the wait, the more of the two batches' work overlaps.
         if all_span_rows:
-            _store_spans(cursor, all_span_rows)
-        copied, dirty = _insert_unknown(cursor, rows) if expect_known else _insert_new(cursor, rows)
+            _store_spans(cursor, all_span_rows, savepoint=savepoints)
+        if expect_known:
+            copied, dirty = _insert_unknown(cursor, rows, savepoint=savepoints)
+        else:
+            copied, dirty = _insert_new(cursor, rows, savepoint=savepoints)
         # What was not copied straight in is stored already: merged (all of it when the copy failed).
         copied_ids = set(copied or ())
         known = [row for row in rows if row.trace_id not in copied_ids]
@@ -555,22 +563,30 @@ def _stored_prompts(cursor: Any, keys: list[PromptKey]) -> dict[PromptKey, _Stor
 # --- Writing traces ------------------------------------------------------------------------
 
 
-def _insert_new(cursor: Any, rows: list[TraceRow]) -> tuple[list[str] | None, set[Partition]]:
+def _insert_new(
+    cursor: Any, rows: list[TraceRow], *, savepoint: bool = True
+) -> tuple[list[str] | None, set[Partition]]:
     """The common case, every trace new: COPY straight into the table (no staging, no upsert).
 
     A trace that already exists makes the COPY fail on the unique constraint; the savepoint
     rolls it back and the caller takes the merging path. Returns (None, ...) in that case.
+    Without ``savepoint`` the failure is the caller's transaction's (traces_store's ``savepoints``).
     """
     final = [TRACES.with_defaults(row) for row in rows]
-    try:
-        with transaction.atomic():
-            copy_rows(cursor, TRACES, final)
-    except UniqueViolation:
-        return None, set()
+    if not savepoint:
+        copy_rows(cursor, TRACES, final)
+    else:
+        try:
+            with transaction.atomic():
+                copy_rows(cursor, TRACES, final)
+        except UniqueViolation:
+            return None, set()
     return [row.trace_id for row in final], {Partition(row.day, row.feature_id) for row in final}
 
 
-def _insert_unknown(cursor: Any, rows: list[TraceRow]) -> tuple[list[str] | None, set[Partition]]:
+def _insert_unknown(
+    cursor: Any, rows: list[TraceRow], *, savepoint: bool = True
+) -> tuple[list[str] | None, set[Partition]]:
     """``_insert_new`` of the traces not stored yet, looked up first (one indexed probe each). Returns (None, ...)
     when the copy failed (a trace written by a concurrent batch meanwhile), else the trace_ids copied (none when
     every trace is stored): the others are those found stored.
@@ -585,7 +601,7 @@ def _insert_unknown(cursor: Any, rows: list[TraceRow]) -> tuple[list[str] | None
     cursor.execute(_STORED_OF, [trace_ids])
     stored = {trace_id for (trace_id,) in cursor.fetchall()}
     fresh = [row for row in rows if row.trace_id not in stored]
-    return _insert_new(cursor, fresh) if fresh else ([], set())
+    return _insert_new(cursor, fresh, savepoint=savepoint) if fresh else ([], set())
 
 
 def trace_lock(cursor: Any, trace_ids: Iterable[str]) -> None:
@@ -727,7 +743,7 @@ def _span_row(trace_id: str, span: SpanIn) -> SpanRow:
     return SPANS.with_defaults(row)
 
 
-def _store_spans(cursor: Any, span_rows: list[SpanRow]) -> None:
+def _store_spans(cursor: Any, span_rows: list[SpanRow], *, savepoint: bool = True) -> None:
     # Rows come as stored, NOT NULL defaults filled in (_span_row, the OTLP endpoint's _span_rows).
     # Repeats of a span within the batch merge as they would across batches (later non-empty
     # wins, attributes merge); sorted so concurrent batches lock in the same order.
@@ -738,6 +754,9 @@ def _store_spans(cursor: Any, span_rows: list[SpanRow]) -> None:
     rows = [merged[key] for key in sorted(merged)]
     # Spans are new but for a resend: COPY them straight in, and merge through staging only
     # when one is already stored (the savepoint undoes the failed COPY).
+    if not savepoint:  # a span stored already fails the caller's transaction (traces_store's savepoints)
+        copy_rows(cursor, SPANS, rows)
+        return
     try:
         with transaction.atomic():
             copy_rows(cursor, SPANS, rows)
