@@ -30,8 +30,9 @@ import struct
 import time
 import zlib
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 from google.protobuf import json_format
@@ -44,7 +45,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from feedback.enums import SpanKind, TraceStatus
-from feedback.schemas import FEATURE_KEY_CHARS, FEATURE_KEY_PATTERN, MAX_FEATURE_KEY, MAX_SPAN_NAME, MAX_TEXT
+from feedback.schemas import FEATURE_KEY_CHARS, FEATURE_KEY_PATTERN, MAX_FEATURE_KEY, MAX_ID, MAX_SPAN_NAME, MAX_TEXT
+
+Row = TypeVar("Row", bound=tuple[Any, ...])
 
 __all__ = [
     "FEATURE_GUESSED",
@@ -1140,6 +1143,50 @@ def span_dict(span: MappedSpan) -> dict[str, Any]:
         "cost_usd": float(span.cost_usd) if span.cost_usd is not None else None,
         "attributes": span.attributes,
     }
+
+
+def span_rows_of(
+    spans: list[MappedSpan], trace_id: str, times: Iterator[datetime | None], limit: datetime, row: type[Row]
+) -> list[Row] | None:
+    """The spans as ``row``s (feedback.services.tables.SpanRow) of ``trace_id``, as stored (NOT NULL defaults filled
+    in), exactly as the traces API would
+    store their ``span_dict``; None when one would not pass its checks (SpanIn, check_trace) as it is. ``times``
+    gives each span's start and end, read: consumed for every span, whatever the answer. (The rows of a trace the
+    REST checks refuse are not stored: its trace_id is the one it is stored under otherwise.)
+
+    Here, compiled with the mapping, for speed: in Python it was ~2 us a span of an OTLP export's ingestion."""
+    rows: list[Row] | None = []
+    for span in spans:
+        start, end = next(times), next(times)
+        if rows is None:
+            continue
+        cost = span.cost_usd
+        if cost is not None:
+            as_sent = float(cost)  # what span_dict sends, and the traces API reads back
+            if as_sent >= 1e6:  # past schemas.Money
+                rows = None
+                continue
+            cost = Decimal(repr(as_sent))
+        model = span.model
+        attributes = _JSON_ENCODE(span.attributes).decode()
+        if (
+            (start is not None and start > limit)
+            or (end is not None and (end > limit or (start is not None and end < start)))
+            or (model is not None and (len(model) > MAX_ID or "\x00" in model))
+            or "\x00" in span.name
+            or "\\u0000" in attributes
+        ):
+            rows = None
+            continue
+        # As stored (SPANS.with_defaults): a name is never None here, attributes neither.
+        values = (span.span_id, span.parent_span_id or "", span.name, span.kind, start, end, model or "",
+                  span.input_tokens, span.output_tokens, trace_id, cost, attributes)  # fmt: skip
+        rows.append(_NEW_TUPLE(row, values))
+    return rows
+
+
+_JSON_ENCODE = msgspec.json.Encoder().encode
+_NEW_TUPLE: Any = tuple.__new__  # a row from its values, without the NamedTuple's own __new__ (a Python call)
 
 
 def _flatten_into(out: dict[str, Any], key: str, value: Any) -> None:

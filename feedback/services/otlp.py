@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -19,7 +18,7 @@ from django.db import transaction
 from psycopg.errors import UniqueViolation
 
 from feedback.enums import SpanKind, TraceStatus
-from feedback.otlp import FEATURE_GUESSED, ROOT_MISSING, MappedSpan, span_dict
+from feedback.otlp import FEATURE_GUESSED, ROOT_MISSING, MappedSpan, span_dict, span_rows_of
 from feedback.prices import COST_FROM_CLIENT, COST_FROM_SPANS, PriceBook
 from feedback.schemas import FUTURE_SLACK, MAX_ID, ItemError, TraceIn, check_trace, decode_body
 from feedback.services.columns import fetch_as, select_list
@@ -132,7 +131,7 @@ def _otlp_ingest(
         direct: dict[int, list[SpanRow]] = {}
         batch: list[dict[str, Any]] = []
         for index, (trace, spans) in enumerate(traces):
-            rows = _span_rows(spans, trace["trace_id"], times, limit)
+            rows = span_rows_of(spans, trace["trace_id"], times, limit, SpanRow)
             if rows is None:
                 batch.append({**trace, "spans": [span_dict(span) for span in spans]})
             else:
@@ -251,42 +250,6 @@ _LLM = SpanKind.LLM.value
 def _linkable(trace_id: Any) -> bool:
     """A trace_id the traces API takes (schemas.Id), so one a link row may name."""
     return isinstance(trace_id, str) and 0 < len(trace_id) <= MAX_ID and "\x00" not in trace_id
-
-
-def _span_rows(
-    spans: list[MappedSpan], trace_id: str, times: Iterator[datetime | None], limit: datetime
-) -> list[SpanRow] | None:
-    """The spans as SpanRows of ``trace_id``, exactly as the REST path would store their ``span_dict``; None
-    when one would not pass its checks (SpanIn, check_trace) as it is. ``times`` gives each span's start and
-    end, read: consumed for every span, whatever the answer. (The rows of a trace the REST checks refuse
-    are not stored: its trace_id is the one it is stored under otherwise.)"""
-    rows: list[SpanRow] | None = []
-    for span in spans:
-        start, end = next(times), next(times)
-        if rows is None:
-            continue
-        cost = span.cost_usd
-        if cost is not None:
-            as_sent = float(cost)  # what span_dict sends, and the REST path reads back
-            if as_sent >= 1e6:  # past schemas.Money
-                rows = None
-                continue
-            cost = Decimal(repr(as_sent))
-        model = span.model
-        attributes = _json.encode(span.attributes).decode()
-        if (
-            (start is not None and start > limit)
-            or (end is not None and (end > limit or (start is not None and end < start)))
-            or (model is not None and (len(model) > MAX_ID or "\x00" in model))
-            or "\x00" in span.name
-            or "\\u0000" in attributes
-        ):
-            rows = None
-            continue
-        # As stored: NOT NULL defaults filled in (SPANS.with_defaults: a name is never None here, attributes neither).
-        rows.append(SpanRow(span.span_id, span.parent_span_id or "", span.name, span.kind, start, end, model or "",
-                            span.input_tokens, span.output_tokens, trace_id, cost, attributes))  # fmt: skip
-    return rows
 
 
 def _recompute_from_spans(

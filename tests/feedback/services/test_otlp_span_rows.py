@@ -13,9 +13,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from feedback.otlp import FEATURE_GUESSED, otlp_map, span_dict
+from feedback.otlp import FEATURE_GUESSED, otlp_map, span_dict, span_rows_of
 from feedback.schemas import FUTURE_SLACK, TraceIn, check_trace, decode_body
-from feedback.services.otlp import _read_times, _span_rows
+from feedback.services.otlp import _read_times
 from feedback.services.shared import utc_now
 from feedback.services.tables import SpanRow
 from feedback.services.traces import _span_row
@@ -132,7 +132,7 @@ REFUSED = {
 def _rows(body: bytes) -> tuple[list[SpanRow] | None, dict[str, Any], list[Any]]:
     ((trace, spans),) = otlp_map(body, "application/x-protobuf")
     times = iter(_read_times([at for span in spans for at in (span.start, span.end)]))
-    rows = _span_rows(spans, trace["trace_id"], times, NOW + FUTURE_SLACK)
+    rows = span_rows_of(spans, trace["trace_id"], times, NOW + FUTURE_SLACK, SpanRow)
     assert next(times, "consumed") == "consumed"  # every time read, whatever the answer
     return rows, trace, spans
 
