@@ -16,7 +16,8 @@
 
 Ends with: RESULT otlp spans_per_s=... rest_eps=... ratio=... rest_spans_per_s=... like_for_like=... and the CPU
 per item (rest_web_us, rest_db_us, otlp_web_us, otlp_db_us).
-BENCH_OTLP_TRACES (default 20,000 traces = 60,000 spans), BENCH_EVENTS and BENCH_WORKERS are knobs.
+BENCH_OTLP_TRACES (default 20,000 traces = 60,000 spans), BENCH_EVENTS, BENCH_ROUNDS (default 3) and BENCH_WORKERS
+are knobs.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ SPANS_PER_TRACE = 3
 # The BatchSpanProcessor's default max_export_batch_size: what one exporter request carries.
 SPANS_PER_REQUEST = 512
 PATH = "/api/v1/otlp/v1/traces"
-ROUNDS = 3
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 T = TypeVar("T")
 
 
