@@ -209,3 +209,24 @@ def test_a_stored_trace_deleted_before_its_merge_is_stored_again(db, org_a) -> N
         stored = Trace.objects.get(trace_id=kept.hex())
         assert stored.feature.key == "purged-between" and not stored.root_missing
         assert Trace.objects.filter(trace_id=new.hex()).count() == 1
+
+
+def test_an_export_sent_again_inside_a_callers_transaction_is_done_again_and_doubles_nothing(db, org_a) -> None:  # type: ignore[no-untyped-def]
+    # The first attempt copies without savepoints: the stored spans fail it, and it is undone to the caller's
+    # savepoint (not the caller's whole transaction) and done again, merging. The trace dicts it had rewritten are
+    # as mapped again for the second attempt.
+    trace_id, root, child = uuid.uuid4().bytes, b"\x01" * 8, b"\x02" * 8
+    llm = {"gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": 7, "gen_ai.usage.output_tokens": 3}
+    body = _export(
+        _span(trace_id, root, attributes={"candor.feature": "sent-twice"}), _span(trace_id, child, root, llm)
+    )
+    with in_tenant(org_a), transaction.atomic():
+        first, errors = services.otlp_ingest(traces=otlp_map(body, "application/x-protobuf"))
+        again = otlp_map(body, "application/x-protobuf")
+        second, more_errors = services.otlp_ingest(traces=again)
+        assert errors == more_errors == [] and (first.accepted, second.accepted) == (1, 0)
+        assert again[0][0]["trace_id"] == trace_id.hex() and "feature_guessed" not in again[0][0]
+        stored = Trace.objects.get(trace_id=trace_id.hex())
+        assert (stored.feature.key, stored.input_tokens, stored.output_tokens) == ("sent-twice", 7, 3)
+        assert Span.objects.filter(trace_id=trace_id.hex()).count() == 2
+        assert SpendCounter.objects.filter(customer_id="", feature_id=stored.feature_id).get().traces == 1
