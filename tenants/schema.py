@@ -95,9 +95,8 @@ def raw_connection() -> Iterator[psycopg.Connection[Any]]:
         _connection.ensure_connection()
         raw: psycopg.Connection[Any] = _connection.connection  # type: ignore[assignment]
         if raw.prepare_threshold is None:
-            # Django switches psycopg's statement preparation off (for transaction-mode poolers,
-            # which Candor does not support); prepare=True needs it on. Django's own cursors bind
-            # client-side and never prepare, so nothing else changes.
+            # Django switches psycopg's statement preparation off unless OPTIONS set it (settings set it to 5);
+            # prepare=True needs it on. Django's own cursors bind client-side and never prepare.
             raw.prepare_threshold = 2**31 - 1
         yield raw
 

@@ -40,7 +40,9 @@ DATABASES["default"]["ENGINE"] = "django_tenants.postgresql_backend"
 # Statements run through psycopg's own cursors (ingestion's raw cursor binds server-side) are prepared
 # from their fifth run on a connection: PostgreSQL then neither parses nor plans them again. An OTLP
 # export runs ~30 statements, most of them every time: 16% of PostgreSQL's CPU per span went to that
-# (19.4 -> 16.3 us in one process). Django's own cursors bind client-side and never prepare.
+# (19.4 -> 16.3 us in one process). Django's own cursors bind client-side and never prepare. A migration that
+# changes the type of a column such a statement returns fails it ("cached plan must not change result type") on
+# connections older than the migration, until they close (CONN_MAX_AGE, 60 s): restart web and workers after one.
 DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
 DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
 

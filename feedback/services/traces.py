@@ -102,9 +102,11 @@ class _Counted(NamedTuple):
     cost_source: str
 
 
-# Locked in trace_id order (the caller passes them sorted), probed one by one through the unique index.
+# Locked in the database's order of trace_ids (as spend_of_stored's ORDER BY locks them for the traces API: under a
+# collation other than C, Python's order is not the database's, and two orders could deadlock), probed one by one
+# through the unique index.
 _STORED_LOCKED = f"""
-SELECT s.* FROM unnest(%s::text[]) AS x(trace_id)
+SELECT s.* FROM (SELECT u.trace_id FROM unnest(%s::text[]) AS u(trace_id) ORDER BY 1) AS x
 CROSS JOIN LATERAL (
     SELECT {select_list(_Counted, "t", cost_by_model=COUNTED_BY_MODEL)} FROM feedback_trace t
     WHERE t.trace_id = x.trace_id FOR UPDATE
@@ -319,7 +321,9 @@ def traces_store(
         if known:
             # Found stored under their lock (the copy did not fail): a few merge from parameters.
             if expect_known and copied is not None and len(known) <= _MERGED_GIVEN_MAX:
-                pending = shared.pending_after if shared is not None else None
+                # The caller reads what they count for after its own changes; usage summed from spans here would
+                # move them again in between (counted twice): then they are read here.
+                pending = shared.pending_after if shared is not None and not usage_from_spans else None
                 staged, staged_dirty, unpriced, staged_spent = _merge_stored(
                     cursor, known, load_book, received, no_usage, pending
                 )
@@ -679,7 +683,7 @@ def _merge_stored(
 
     A trace deleted since it was found goes through ``_upsert``. Returns as ``_upsert`` does.
     """
-    cursor.execute(_STORED_LOCKED, [sorted(row.trace_id for row in rows)])
+    cursor.execute(_STORED_LOCKED, [[row.trace_id for row in rows]])
     stored = fetch_as(cursor, _Counted)
     found = {trace.trace_id for trace in stored}
     before = spend_sum(
@@ -744,7 +748,7 @@ def _span_row(trace_id: str, span: SpanIn) -> SpanRow:
 
 
 def _store_spans(cursor: Any, span_rows: list[SpanRow], *, savepoint: bool = True) -> None:
-    # Rows come as stored, NOT NULL defaults filled in (_span_row, the OTLP endpoint's _span_rows).
+    # Rows come as stored, NOT NULL defaults filled in (_span_row, the OTLP endpoint's feedback.otlp.span_rows_of).
     # Repeats of a span within the batch merge as they would across batches (later non-empty
     # wins, attributes merge); sorted so concurrent batches lock in the same order.
     merged: dict[tuple[str, str], SpanRow] = {}
