@@ -252,6 +252,8 @@ class IngestTable(Generic[Row]):
         self._merges = [c.merge.python for c in self.columns]
         # What a binary COPY dumps each value as: the column's own type (jsonb from JSON text).
         self.copy_types = [c.pg_type for c in self.columns]
+        # given_json's keys: each column's name, and whether it holds JSON text.
+        self._given = [(c.name, c.pg_type == "jsonb") for c in self.columns]
 
     def select_staged(self, alias: str = "") -> str:
         """The staged rows' columns with NOT NULL defaults filled in, for INSERT ... SELECT."""
@@ -261,6 +263,25 @@ class IngestTable(Generic[Row]):
         """SET clauses that merge a resent row ``new`` into the stored row ``old`` column by column."""
         clauses = [c.merge.set_clause(c.name, old=old, new=new) for c in self.columns]
         return ",\n    ".join(clause for clause in clauses if clause)
+
+    def given_source(self, alias: str) -> str:
+        """Rows of the table from one JSON parameter (``given_json``), typed as declared: a FROM item to merge a
+        few rows from without staging them."""
+        columns = ", ".join(f"{quoted(c.name)} {c.pg_type}" for c in self.columns)
+        return f"jsonb_to_recordset(%s::jsonb) AS {alias}({columns})"
+
+    def given_json(self, rows: Iterable[Row]) -> str:
+        """``rows`` as ``given_source`` reads them: objects keyed by column, the JSON text of jsonb columns as JSON."""
+        given = self._given
+        return _given_encode(
+            [
+                {
+                    name: msgspec.Raw(v) if raw and v is not None else v
+                    for (name, raw), v in zip(given, row, strict=True)
+                }
+                for row in rows
+            ]
+        ).decode()
 
     def with_defaults(self, row: Row) -> Row:
         """The row with NOT NULL defaults filled in, ready for a direct COPY into the table."""
@@ -282,6 +303,9 @@ class IngestTable(Generic[Row]):
                 raise TypeError(f"{self.row.__name__}: a merge rule has no Python form")
             merged.append(merge(old, new))
         return self.row._make(merged)  # type: ignore[attr-defined,no-any-return]
+
+
+_given_encode = msgspec.json.Encoder().encode
 
 
 class _JsonTextBinaryDumper(JsonbBinaryDumper):

@@ -17,7 +17,7 @@ from psycopg.errors import UniqueViolation
 
 from feedback.prices import COST_FROM_CLIENT, COST_FROM_SPANS, MAX_COST, PriceBook, too_costly
 from feedback.schemas import SpanIn, TraceIn, check_trace, decode_body, prompt_hash_of
-from feedback.services.columns import IngestTable, copy_rows, fetch_as, quoted, select_list
+from feedback.services.columns import IngestTable, copy_rows, fetch_as, select_list
 from feedback.services.prices import price_book_load, traces_reprice, traces_usage_from_spans
 from feedback.services.shared import IngestResult, mark_dirty, raw_cursor, utc_now
 from feedback.services.spend import (
@@ -71,24 +71,6 @@ RETURNING {select_list(PricedTrace, "t")}
 """
 
 
-def _given(table: IngestTable[Any]) -> str:
-    """Rows of ``table`` from one JSON parameter (an array of objects keyed by column; jsonb columns as JSON),
-    typed as the table declares: a source to merge a few rows from without staging them."""
-    return f"jsonb_to_recordset(%s::jsonb) AS s({', '.join(f'{quoted(c.name)} {c.pg_type}' for c in table.columns)})"
-
-
-def _given_json(rows: Iterable[tuple[Any, ...]], table: IngestTable[Any]) -> bytes:
-    """``rows`` as ``_given`` reads them: JSON text of jsonb columns embedded as it is."""
-    jsonb = [c.pg_type == "jsonb" for c in table.columns]
-    names = [c.name for c in table.columns]
-    return _json.encode(
-        [
-            {n: msgspec.Raw(v) if j and v is not None else v for n, j, v in zip(names, jsonb, row, strict=True)}
-            for row in rows
-        ]
-    )
-
-
 class _Counted(NamedTuple):
     """A stored trace about to be merged: what it counts for in the spend counters, and where it lies."""
 
@@ -115,7 +97,7 @@ CROSS JOIN LATERAL (
 _MERGE_GIVEN = f"""
 UPDATE {TRACES.table} t SET
     {TRACES.merge_set(old="t", new="s")}
-FROM {_given(TRACES)}
+FROM {TRACES.given_source("s")}
 -- Named outright, as in _MERGE_STAGED: the given rows come with no count the planner can trust.
 WHERE t.trace_id = ANY(%s) AND s.trace_id = t.trace_id
 RETURNING {select_list(PricedTrace, "t")}
@@ -649,21 +631,38 @@ def _upsert(
         )
         stored = cursor.fetchall()
         dirty.update(Partition(day, feature_id) for day, feature_id, _, _ in stored)
-        # Usage a trace sends replaces what its spans gave it, whole (not one count of two).
-        sending = [t for _, _, t, source in stored if source == COST_FROM_SPANS and t not in no_usage]
-        if sending:
-            cursor.execute(_SPANS_USAGE_DROPPED, [sending])
-        cursor.execute(_MERGE_STAGED, [merging])
-        merged = fetch_as(cursor, PricedTrace)
-        dirty.update(Partition(trace.day, trace.feature_id) for trace in merged)
-        repriced = [t for t in merged if not (t.cost_source == COST_FROM_SPANS and t.trace_id in no_usage)]
-        unpriced = traces_reprice(cursor, price_book(), repriced)
+        sources = {trace_id: source for _, _, trace_id, source in stored}
+        unpriced = _merge(cursor, _MERGE_STAGED, [merging], sources, no_usage, price_book, dirty)
     # New traces count as stored, from their rows; merged ones by what the merge moved.
     new = set(inserted_ids)
     spent = spend_of_rows((row for row in rows if row.trace_id in new), received)
     if merging:
         spent = spend_sum(spent, spend_difference(spend_of_stored(cursor, merging), spent_before))
     return inserted_ids, dirty, unpriced, spent
+
+
+def _merge(
+    cursor: Any,
+    sql: str,
+    params: list[Any],
+    sources: dict[str, str],
+    no_usage: set[str],
+    price_book: Callable[[], PriceBook],
+    dirty: set[Partition],
+) -> dict[str, str]:
+    """Merge resent rows into stored traces (``sql``: _MERGE_STAGED or _MERGE_GIVEN, RETURNING PricedTrace) and
+    reprice them; ``sources``: each stored trace's cost_source before. Adds the partitions the merged traces lie in
+    to ``dirty``; returns why each trace left unpriced is."""
+    # Usage a trace sends replaces what its spans gave it, whole (not one count of two).
+    sending = sorted(t for t, source in sources.items() if source == COST_FROM_SPANS and t not in no_usage)
+    if sending:
+        cursor.execute(_SPANS_USAGE_DROPPED, [sending])
+    cursor.execute(sql, params)
+    merged = fetch_as(cursor, PricedTrace)
+    dirty.update(Partition(trace.day, trace.feature_id) for trace in merged)
+    # A trace whose usage came from its spans, sent with none of its own, is summed again by the caller.
+    repriced = [t for t in merged if not (t.cost_source == COST_FROM_SPANS and t.trace_id in no_usage)]
+    return traces_reprice(cursor, price_book(), repriced) if repriced else {}
 
 
 def _merge_stored(
@@ -692,19 +691,12 @@ def _merge_stored(
         )  # fmt: skip
     )
     dirty = {Partition(trace.day, trace.feature_id) for trace in stored}
-    # Usage a trace sends replaces what its spans gave it, whole (not one count of two), as in _upsert.
-    sending = [t.trace_id for t in stored if t.cost_source == COST_FROM_SPANS and t.trace_id not in no_usage]
-    if sending:
-        cursor.execute(_SPANS_USAGE_DROPPED, [sending])
     present = [row for row in rows if row.trace_id in found]
     unpriced: dict[str, str] = {}
     if present:
-        cursor.execute(_MERGE_GIVEN, [_given_json(present, TRACES).decode(), sorted(found)])
-        merged = fetch_as(cursor, PricedTrace)
-        dirty.update(Partition(trace.day, trace.feature_id) for trace in merged)
-        repriced = [t for t in merged if not (t.cost_source == COST_FROM_SPANS and t.trace_id in no_usage)]
-        if repriced:
-            unpriced = traces_reprice(cursor, price_book(), repriced)
+        sources = {trace.trace_id: trace.cost_source for trace in stored}
+        given = [TRACES.given_json(present), sorted(found)]
+        unpriced = _merge(cursor, _MERGE_GIVEN, given, sources, no_usage, price_book, dirty)
     if pending is None:
         spent = spend_difference(spend_of_stored(cursor, sorted(found)), before) if found else {}
     else:
