@@ -212,21 +212,22 @@ def test_a_stored_trace_deleted_before_its_merge_is_stored_again(db, org_a) -> N
 
 
 def test_an_export_sent_again_inside_a_callers_transaction_is_done_again_and_doubles_nothing(db, org_a) -> None:  # type: ignore[no-untyped-def]
-    # The first attempt copies without savepoints: the stored spans fail it, and it is undone to the caller's
-    # savepoint (not the caller's whole transaction) and done again, merging. The trace dicts it had rewritten are
-    # as mapped again for the second attempt.
+    # The first attempt copies without savepoints: the stored span fails it, and it is undone to the caller's
+    # savepoint (not the caller's whole transaction) and done again, merging. The second attempt starts from the
+    # trace dicts as mapped: the first had taken the marks out of them (the child's root missing), and without them
+    # the resent child would pass for the root: the trace's start and latency would become the child's.
     trace_id, root, child = uuid.uuid4().bytes, b"\x01" * 8, b"\x02" * 8
     llm = {"gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": 7, "gen_ai.usage.output_tokens": 3}
-    body = _export(
-        _span(trace_id, root, attributes={"candor.feature": "sent-twice"}), _span(trace_id, child, root, llm)
-    )
+    llm_span = _span(trace_id, child, root, llm)
+    whole = _export(_span(trace_id, root, attributes={"candor.feature": "sent-twice"}), llm_span)
     with in_tenant(org_a), transaction.atomic():
-        first, errors = services.otlp_ingest(traces=otlp_map(body, "application/x-protobuf"))
-        again = otlp_map(body, "application/x-protobuf")
-        second, more_errors = services.otlp_ingest(traces=again)
+        first, errors = services.otlp_ingest(traces=otlp_map(whole, "application/x-protobuf"))
+        rooted = Trace.objects.values_list("started_at", "latency_ms").get(trace_id=trace_id.hex())
+        second, more_errors = services.otlp_ingest(traces=otlp_map(_export(llm_span), "application/x-protobuf"))
         assert errors == more_errors == [] and (first.accepted, second.accepted) == (1, 0)
-        assert again[0][0]["trace_id"] == trace_id.hex() and "feature_guessed" not in again[0][0]
         stored = Trace.objects.get(trace_id=trace_id.hex())
-        assert (stored.feature.key, stored.input_tokens, stored.output_tokens) == ("sent-twice", 7, 3)
+        assert (stored.feature.key, stored.root_missing) == ("sent-twice", False)
+        assert (stored.started_at, stored.latency_ms) == rooted == (rooted[0], 2.0)  # the root's, not the child's
+        assert (stored.input_tokens, stored.output_tokens) == (7, 3)
         assert Span.objects.filter(trace_id=trace_id.hex()).count() == 2
         assert SpendCounter.objects.filter(customer_id="", feature_id=stored.feature_id).get().traces == 1
