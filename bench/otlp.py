@@ -197,6 +197,7 @@ def main() -> int:
             print(f"REST: {events:,} events ({len(batches)} requests); OTLP: {spans:,} spans ({len(payloads)} "
                   f"requests); {CLIENTS} clients, in {ROUNDS} alternating rounds…", flush=True)  # fmt: skip
             rest_seconds = otlp_seconds = alike_seconds = 0.0
+            turns: list[float] = []  # each round's ratio: how far the machine's speed drifts within one run
             # CPU seconds each path cost the web server and PostgreSQL (the two share this machine's cores).
             cpu = {"rest": [0.0, 0.0], "otlp": [0.0, 0.0], "alike": [0.0, 0.0]}
 
@@ -212,8 +213,12 @@ def main() -> int:
                 seconds, problems = timed("rest", post_all, rest.secret_key, share(batches, turn))
                 rest_seconds += seconds
                 if not problems:
+                    rest_turn = seconds
                     seconds, problems = timed("otlp", post_otlp, otlp.secret_key, share(payloads, turn))
                     otlp_seconds += seconds
+                    # spans/s over events/s in this round (its share of the items: its share of the requests)
+                    turns.append(len(share(payloads, turn)) / len(payloads) * spans / seconds
+                                 / (len(share(batches, turn)) / len(batches) * events / rest_turn))  # fmt: skip
                 if not problems:
                     seconds, problems = timed("alike", post_all, alike.secret_key, share(same, turn))
                     alike_seconds += seconds
@@ -245,6 +250,7 @@ def main() -> int:
             ratio = spans_per_s / rest_eps
             like = spans_per_s / alike_per_s
             print(f"ratio OTLP spans/s / REST events/s = {ratio:.2f}; like for like (same spans by REST) = {like:.2f}")
+            print("round by round: " + ", ".join(f"{r:.2f}" for r in turns))
             per_item = {"rest_web_us": rest_web / events, "rest_db_us": rest_db / events,
                         "otlp_web_us": otlp_web / spans, "otlp_db_us": otlp_db / spans,
                         "rest_span_web_us": alike_web / spans, "rest_span_db_us": alike_db / spans}  # fmt: skip
