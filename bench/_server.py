@@ -61,14 +61,18 @@ def server_cpu_seconds(port: int) -> float:
 
 def postgres_cpu_seconds() -> float:
     """CPU seconds (user + system) used so far by this machine's PostgreSQL processes (Linux /proc; the
-    embedded server's and any other local cluster's: the benchmarks run against one of them). Backends
-    that exit meanwhile take their seconds with them, so read it across a span of kept-alive connections;
-    background work (autovacuum, checkpoints) lands in whichever span it runs."""
-    return _cpu_seconds(lambda cmdline: cmdline.startswith(b"postgres"))
+    embedded server's and any other local cluster's: the benchmarks run against one of them), backends and
+    autovacuum workers that have exited included (their postmaster's reaped children); background work
+    (autovacuum, checkpoints) lands in whichever span it runs."""
+    # The postmaster by its program's name (its path varies); its children rename themselves "postgres: ...".
+    return _cpu_seconds(lambda cmdline: os.path.basename(cmdline.split(b"\0", 1)[0]).startswith(b"postgres"))
 
 
 def _cpu_seconds(matches: Callable[[bytes], bool]) -> float:
-    """User + system CPU seconds of the processes whose command line ``matches``."""
+    """User + system CPU seconds of the processes whose command line ``matches``, with those of their children that
+    have exited (a process's seconds move to its parent's when the parent reaps it: read alone, a backend or
+    autovacuum worker exiting in a span took its seconds with it, and a path's PostgreSQL CPU came out 8 us a span,
+    or below zero)."""
     total = 0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -79,7 +83,8 @@ def _cpu_seconds(matches: Callable[[bytes], bool]) -> float:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:  # gone meanwhile
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+        # utime, stime, cutime, cstime (fields 14 to 17 of stat): its own and its reaped children's
+        total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
     return total / os.sysconf("SC_CLK_TCK")
 
 
