@@ -66,6 +66,15 @@ _Group = inline_serializer(
         "cost_per_success_usd": serializers.FloatField(allow_null=True),
         "value_usd": serializers.FloatField(allow_null=True),
         "roi": serializers.FloatField(allow_null=True, help_text="(value - cost) / cost"),
+        "cost_per_success": inline_serializer(
+            "ReportCostPerSuccess",
+            _Interval,
+            help_text="cost_per_success_usd with its interval: mean cost of a trace over the success rate, each "
+            "bound at half the error (their traces are the same, and failing ones may cost more)",
+        ),
+        "roi_interval": inline_serializer(
+            "ReportRoi", _Interval, help_text="roi with its interval: value per success over cost per success's bounds"
+        ),
         "latency_ms": serializers.DictField(child=serializers.FloatField(allow_null=True)),
         "ttft_ms": serializers.DictField(child=serializers.FloatField(allow_null=True)),
         "notes": serializers.DictField(child=serializers.CharField(), help_text="why a figure is null"),

@@ -51,7 +51,23 @@ def _share(part: float, whole: float) -> float | None:
     return part / whole if whole else None
 
 
-def group_figures(measures: Measures, *, source: SuccessSource, value_per_success_usd: float | None) -> dict[str, Any]:
+def roi_interval(per_success: Interval, value_per_success_usd: float) -> Interval:
+    """ROI ((value - cost) / cost) is value per success over cost per success, less one: its interval is cost per
+    success's, turned over (the highest cost per success is the lowest ROI)."""
+    vps = value_per_success_usd
+
+    def roi(cost: float | None) -> float | None:
+        return vps / cost - 1.0 if cost else None
+
+    return Interval(roi(per_success.value), roi(per_success.high), roi(per_success.low), per_success.note)
+
+
+def group_figures(
+    measures: Measures, *, source: SuccessSource, value_per_success_usd: float | None, intervals: bool = False
+) -> dict[str, Any]:
+    """The group's figures. ``intervals``: also cost per success and ROI with their intervals (``cost_per_success``,
+    ``roi_interval``: interval objects beside the plain numbers API.md names), for the figures a page or report
+    shows, not a chart's every point (each is one more read of the success source)."""
     m = measures
     notes: dict[str, str] = {}
     estimate = source.estimate(m)
@@ -62,13 +78,13 @@ def group_figures(measures: Measures, *, source: SuccessSource, value_per_succes
     if rate is not None:
         successes = float(m.outcome_traces) if source.name == "outcomes" else rate * m.traces
     cost = round(m.cost_usd, 8)
-    cost_per_success = None
+    cost_per_success_value = None
     if successes is None:
         notes["cost_per_success_usd"] = f"success undefined: {estimate.interval.note}"
     elif successes == 0:
         notes["cost_per_success_usd"] = "zero successes: cost per success is undefined"
     else:
-        cost_per_success = cost / successes
+        cost_per_success_value = cost / successes
     value = None
     roi = None
     if value_per_success_usd is None:
@@ -84,6 +100,17 @@ def group_figures(measures: Measures, *, source: SuccessSource, value_per_succes
     if m.traces and m.costed_traces < m.traces:
         notes["cost_usd"] = f"{m.traces - m.costed_traces} of {m.traces} traces have no cost"
     thumbs = m.thumbs_up + m.thumbs_down
+    extra: dict[str, Any] = {}
+    if intervals:
+        per_success = Interval.undefined(notes.get("cost_per_success_usd", ""))
+        if cost_per_success_value is not None:
+            bounds = cost_per_success(m, source)
+            per_success = Interval(cost_per_success_value, bounds.low, bounds.high, bounds.note)
+        roi_range = Interval.undefined(notes.get("roi", ""))
+        if roi is not None and value_per_success_usd is not None:
+            turned = roi_interval(per_success, value_per_success_usd)
+            roi_range = Interval(roi, turned.low, turned.high, turned.note)
+        extra = {"cost_per_success": per_success.as_dict(), "roi_interval": roi_range.as_dict()}
     return {
         "traces": m.traces,
         "explicit_feedback_rate": _share(m.explicit_feedback, m.traces),
@@ -100,10 +127,11 @@ def group_figures(measures: Measures, *, source: SuccessSource, value_per_succes
         "success": {**estimate.interval.as_dict(), "source": estimate.source, "n": estimate.n},
         "successes": successes,
         "cost_usd": cost,
-        "cost_per_success_usd": cost_per_success,
+        "cost_per_success_usd": cost_per_success_value,
         "value_usd": value,
         "roi": roi,
         "latency_ms": {f"p{q}": quantile(m.latency_sketch, q / 100) for q in (50, 95, 99)},
         "ttft_ms": {f"p{q}": quantile(m.ttft_sketch, q / 100) for q in (50, 95)},
         "notes": notes,
+        **extra,
     }

@@ -26,6 +26,7 @@ from evaluation.reports.success import SuccessSource, success_source_for
 from evaluation.stats import mover_difference, mover_ratio
 from feedback.models import DailyRollup, Feature, ModelRollup, PromptVersion, SegmentRollup, Trace, VersionRollup
 from feedback.rollups import measures_query, rollup_sum_query
+from tenants.templatetags.candor import unit_usd_filter
 
 MAX_WINDOW_DAYS = 400
 DEFAULT_WINDOW_DAYS = 30
@@ -492,7 +493,7 @@ def feature_report(
     elif not groups:
         note = "no traces in this window"
     rows = [
-        {"group": key, **group_figures(m, source=source, value_per_success_usd=vps)}
+        {"group": key, **group_figures(m, source=source, value_per_success_usd=vps, intervals=True)}
         for key, m in sorted(groups.items(), key=lambda item: _group_sort_key(grouping, item))
     ]
     return {
@@ -505,7 +506,7 @@ def feature_report(
         "note": note,
         "holdback_note": holdback_note(held),
         "holdback_traces": held.traces,
-        "total": {"group": None, **group_figures(whole, source=source, value_per_success_usd=vps)},
+        "total": {"group": None, **group_figures(whole, source=source, value_per_success_usd=vps, intervals=True)},
         "groups": rows,
     }
 
@@ -718,7 +719,7 @@ def report_csv_rows(report: dict[str, Any]) -> list[list[Any]]:
         "cost_usd", "cost_per_success_usd", "value_usd", "roi", "explicit_feedback_rate", "thumbs_up_share",
         "thumbs_down_share", "mean_rating", "edit_rate", "mean_edit_distance", *(f"{k}_rate" for k in kinds),
         "fallback_rate", "guardrail_block_rate", "error_rate", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
-        "ttft_p50_ms", "ttft_p95_ms",
+        "ttft_p50_ms", "ttft_p95_ms", "cost_per_success_low_usd", "cost_per_success_high_usd", "roi_low", "roi_high",
     ]  # fmt: skip
     rows: list[list[Any]] = [header]
     for g in [*report["groups"], {**report["total"], "group": "(all)"}]:
@@ -729,7 +730,8 @@ def report_csv_rows(report: dict[str, Any]) -> list[list[Any]]:
             g["explicit_feedback_rate"], g["thumbs_up_share"], g["thumbs_down_share"], g["mean_rating"],
             g["edit_rate"], g["mean_edit_distance"], *(g["implicit_rates"][k] for k in kinds), g["fallback_rate"],
             g["guardrail_block_rate"], g["error_rate"], g["latency_ms"]["p50"], g["latency_ms"]["p95"],
-            g["latency_ms"]["p99"], g["ttft_ms"]["p50"], g["ttft_ms"]["p95"],
+            g["latency_ms"]["p99"], g["ttft_ms"]["p50"], g["ttft_ms"]["p95"], g["cost_per_success"]["low"],
+            g["cost_per_success"]["high"], g["roi_interval"]["low"], g["roi_interval"]["high"],
         ])  # fmt: skip
     return rows
 
@@ -966,7 +968,7 @@ def overview(*, window: Window, now: datetime | None = None) -> list[dict[str, A
         before = prev.get(feature_id, Measures())
         source = success_source_for(now_total if now_total.traces else before)
         vps = _value_per_success(feature)
-        figures = group_figures(now_total, source=source, value_per_success_usd=vps)
+        figures = group_figures(now_total, source=source, value_per_success_usd=vps, intervals=True)
         earlier = group_figures(before, source=source, value_per_success_usd=vps)
         # What got worse against the previous window: "clear" when beyond both windows' noise (the interval of
         # the difference, of the ratio for cost per success); only clear moves rank a feature up.
@@ -996,7 +998,8 @@ def overview(*, window: Window, now: datetime | None = None) -> list[dict[str, A
             clear = low is not None and low > 1
             attention = max(attention, (c_now - c_before) / c_before if clear else 0.0)
             if clear or c_now > c_before * 1.05:
-                reasons.append({"text": f"cost per success ${c_before:.4f} → ${c_now:.4f}{until}", "clear": clear})
+                said = f"cost per success {unit_usd_filter(c_before)} → {unit_usd_filter(c_now)}{until}"
+                reasons.append({"text": said, "clear": clear})
         daily = cur.get(feature_id, {})
         spark: list[dict[str, Any]] = []
         partial = _partial_day(days)

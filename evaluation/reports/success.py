@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from scipy import stats as sps
 
 from evaluation.reports.measures import JudgedSums, Measures
 from evaluation.stats import Interval, wilson
 from evaluation.stats.estimators import Heterogeneity, between_groups_variance
-from evaluation.stats.intervals import DEFAULT_CONFIDENCE, z_value
+from evaluation.stats.intervals import DEFAULT_CONFIDENCE, t_value, z_value
 
 
 @dataclass(frozen=True)
@@ -195,7 +194,7 @@ class CalibratedJudgeSource:
         se = math.sqrt(_scores_variance(j, self.pooled or j, z) + var_r / audit.audited)
         half = z * se
         if audit is not j and self.spread is not None and self.spread.tau2 > 0:
-            t = float(sps.t.ppf(1.0 - (1.0 - confidence) / 2.0, self.spread.groups - 2))
+            t = t_value(confidence, self.spread.groups - 2)
             half = math.sqrt(half * half + t * t * self.spread.tau2)
             note = (f"{note}, widened by ±{t * math.sqrt(self.spread.tau2) * 100:.1f} points for how much it varies "
                     f"between the {self.spread.groups} groups with labels of their own")  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django import template
@@ -77,6 +78,20 @@ def move_filter(change: Any, money: bool = False) -> str:
         return pts_filter(change)
     said = usd_filter(change)
     return f"+{said}" if said and float(change) > 0 else said
+
+
+@register.filter(name="unit_usd")
+def unit_usd_filter(amount: Any) -> str:
+    """A cost per success or per trace: {{ 0.000372|unit_usd }} -> "$0.000372", three significant digits under a
+    cent (four decimals read both ends of $0.000370 to $0.000402 as "$0.0004"); from a cent up, as ``usd``."""
+    try:
+        value = float(amount)
+    except (TypeError, ValueError):
+        return ""
+    if not math.isfinite(value) or not 0 < abs(value) < 0.01:
+        return usd_filter(amount)
+    decimals = 2 - math.floor(math.log10(abs(value)))
+    return f"{'-' if value < 0 else ''}${abs(value):.{decimals}f}"
 
 
 @register.filter(name="usd")

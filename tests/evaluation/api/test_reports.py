@@ -39,8 +39,12 @@ def test_features_list_and_report(client_a: Client, feature: str) -> None:
     for name in ("group", "traces", "explicit_feedback_rate", "thumbs_up_share", "mean_rating", "edit_rate",
                  "mean_edit_distance", "implicit_rates", "fallback_rate", "guardrail_block_rate", "error_rate",
                  "success", "successes", "cost_usd", "cost_per_success_usd", "value_usd", "roi", "latency_ms",
-                 "ttft_ms"):  # fmt: skip
+                 "ttft_ms", "cost_per_success", "roi_interval"):  # fmt: skip
         assert name in group
+    per_success, roi = group["cost_per_success"], group["roi_interval"]
+    assert per_success["value"] == group["cost_per_success_usd"] and roi["value"] == group["roi"]
+    assert per_success["low"] <= per_success["value"] <= per_success["high"]
+    assert roi["low"] <= roi["value"] <= roi["high"]
     assert set(group["success"]) >= {"value", "low", "high", "source"} and group["success"]["source"] == "outcomes"
     assert set(group["latency_ms"]) == {"p50", "p95", "p99"} and set(group["ttft_ms"]) == {"p50", "p95"}
     assert group["value_usd"] == pytest.approx(group["successes"] * 4)

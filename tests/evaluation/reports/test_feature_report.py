@@ -55,6 +55,11 @@ def assert_matches(report: dict[str, Any], expected: dict[Any, dict[str, Any]]) 
             assert close(g[name], want[name]), (group, name, g[name], want[name])
         for kind, rate in want["implicit_rates"].items():
             assert close(g["implicit_rates"][kind], rate), (group, kind)
+        per_success, roi = g["cost_per_success"], g["roi_interval"]  # beside the numbers, their intervals
+        assert per_success["value"] == g["cost_per_success_usd"] and roi["value"] == g["roi"]
+        if per_success["low"] is not None:
+            assert per_success["low"] <= per_success["value"] <= per_success["high"], group
+            assert roi["value"] is None or roi["low"] <= roi["value"] <= roi["high"], group
         assert g["success"]["source"] == want["success_source"]
         assert close(g["success"]["value"], want["success_value"])
         if want["success_value"] is not None:
@@ -158,6 +163,45 @@ def test_zero_successes_leave_cost_per_success_undefined(db: None, org_a) -> Non
         assert group["success"]["value"] == 0 and group["successes"] == 0
         assert group["cost_per_success_usd"] is None and "zero successes" in group["notes"]["cost_per_success_usd"]
         assert group["value_usd"] == 0 and group["roi"] == -1.0
+
+
+def test_cost_per_success_and_roi_carry_their_intervals() -> None:
+    """Success has an interval, so cost per success and ROI, read from it, have one too: the mean cost of a trace over
+    the success rate, each bound at half the error (statsmodels' Wilson interval of the outcome share, the normal
+    interval of the mean cost: low cost over high rate, high over low), and ROI = value per success / cost per
+    success - 1, its bounds turned over. Only where asked (a chart's points skip them)."""
+    import math
+
+    from scipy import stats
+    from statsmodels.stats.proportion import proportion_confint
+
+    from evaluation.reports.figures import group_figures
+    from evaluation.reports.success import OutcomesSource
+
+    costs = [0.002 + 0.0001 * (i % 7) for i in range(400)]
+    m = Measures(traces=400, outcome_traces=150, outcomes=150, cost_usd=sum(costs), costed_traces=400,
+                 cost_sq_usd=sum(c * c for c in costs))  # fmt: skip
+    g = group_figures(m, source=OutcomesSource(), value_per_success_usd=0.5, intervals=True)
+    rate_low, rate_high = proportion_confint(150, 400, alpha=0.025, method="wilson")
+    mean = sum(costs) / 400
+    sd = math.sqrt(sum((c - mean) ** 2 for c in costs) / 399)
+    z = float(stats.norm.ppf(1 - 0.025 / 2))
+    want_low, want_high = (mean - z * sd / 20) / rate_high, (mean + z * sd / 20) / rate_low
+    per_success = g["cost_per_success"]
+    assert per_success["value"] == g["cost_per_success_usd"] == pytest.approx(sum(costs) / 150)
+    assert per_success["low"] == pytest.approx(want_low, rel=1e-9)
+    assert per_success["high"] == pytest.approx(want_high, rel=1e-9)
+    roi = g["roi_interval"]
+    assert roi["value"] == g["roi"] == pytest.approx(0.5 * 150 / sum(costs) - 1)
+    assert roi["low"] == pytest.approx(0.5 / want_high - 1, rel=1e-9)
+    assert roi["high"] == pytest.approx(0.5 / want_low - 1, rel=1e-9)
+    # No value per success: no ROI, and its interval says why; no success: neither.
+    bare = group_figures(m, source=OutcomesSource(), value_per_success_usd=None, intervals=True)
+    assert bare["roi_interval"]["value"] is None and "value per success" in bare["roi_interval"]["note"]
+    none = group_figures(Measures(traces=5, cost_usd=0.01, costed_traces=5, cost_sq_usd=0.00002),
+                         source=OutcomesSource(), value_per_success_usd=0.5, intervals=True)  # fmt: skip
+    assert none["cost_per_success"]["value"] is None and none["cost_per_success"]["low"] is None
+    assert "cost_per_success" not in group_figures(m, source=OutcomesSource(), value_per_success_usd=0.5)
 
 
 @pytest.mark.parametrize(

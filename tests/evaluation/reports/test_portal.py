@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from evaluation.reports.selectors import Grouping, feature_get, feature_report, window_from
 from feedback.models import Feature
 from feedback.rollups import rollups_refresh
+from tenants.templatetags.candor import unit_usd_filter
 from tests.evaluation.reports.seed import seed_feature
 from tests.fixtures.organizations import in_tenant
 from tests.helpers import assert_cross_tenant_404
@@ -107,6 +109,31 @@ def test_money_is_written_at_the_precision_it_needs() -> None:
     assert [usd_filter(v) for v in (0.99996, 0.99994, float("nan"))] == ["$1.00", "$0.9999", ""]
 
 
+def test_cost_per_success_is_shown_with_its_interval(owner: Client, org_a, seeded: str) -> None:  # type: ignore[no-untyped-def]
+    """Success was shown with its interval and cost per success, read from it, without one: on the feature page
+    (its card and every row), the overview and the spend-by-feature page, the bounds the report computed."""
+    with in_tenant(org_a):
+        report = feature_report(feature=feature_get(seeded), window=window_from(WINDOW["since"], WINDOW["until"]),
+                                grouping=Grouping.parse("prompt_version"))  # fmt: skip
+    bounds = report["total"]["cost_per_success"]
+    assert bounds["low"] < report["total"]["cost_per_success_usd"] < bounds["high"]
+    shown = f"{unit_usd_filter(bounds['low'])}–{unit_usd_filter(bounds['high'])}"
+    page = owner.get(org_a.url(f"features/{seeded}/"), {**WINDOW, "group_by": "prompt_version"}).content.decode()
+    assert f'data-testid="cost-per-success-interval">95% CI {shown}<' in page
+    rows = [g for g in report["groups"] if g["cost_per_success"]["low"] is not None]
+    assert rows and page.count('data-testid="cost-per-success-interval"') == 1 + len(rows) + 1  # card, rows, All
+    spend = owner.get(org_a.url("spend/features/"), WINDOW).content.decode()
+    assert f"{unit_usd_filter(bounds['low'])} to {unit_usd_filter(bounds['high'])}" in spend
+
+
+def test_a_cost_per_success_keeps_three_significant_digits_under_a_cent() -> None:
+    """Four decimals wrote both ends of a $0.000370 to $0.000402 interval as "$0.0004"."""
+    written = [unit_usd_filter(v) for v in (0.000372, 0.00040249, 0.0037, 0.00999, 0.0000123, -0.0004, 0.01, 2.5)]
+    assert written == ["$0.000372", "$0.000402", "$0.00370", "$0.00999", "$0.0000123", "-$0.000400", "$0.0100",
+                       "$2.50"]  # fmt: skip
+    assert [unit_usd_filter(v) for v in (0, None, "", "x", float("nan"), float("inf"))] == ["$0.00", "", "", "", "", ""]
+
+
 def test_csv_export_matches_the_report(owner: Client, org_a, seeded: str) -> None:  # type: ignore[no-untyped-def]
     response = owner.get(org_a.url(f"features/{seeded}/report.csv"), {**WINDOW, "group_by": "prompt_version"})
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
@@ -114,6 +141,12 @@ def test_csv_export_matches_the_report(owner: Client, org_a, seeded: str) -> Non
     assert rows[0][:3] == ["prompt_version", "traces", "success"]
     by_group = {r[0]: r for r in rows[1:]}
     assert int(by_group["(all)"][1]) == 60 == sum(int(r[1]) for g, r in by_group.items() if g != "(all)")
+    # Cost per success and ROI with their bounds, last (columns appended: the earlier ones keep their places).
+    assert rows[0][-4:] == ["cost_per_success_low_usd", "cost_per_success_high_usd", "roi_low", "roi_high"]
+    every = by_group["(all)"]
+    low, point, high = (float(every[rows[0].index(name)]) for name in
+                        ("cost_per_success_low_usd", "cost_per_success_usd", "cost_per_success_high_usd"))  # fmt: skip
+    assert low < point < high
 
 
 def test_value_per_success_is_editable_by_a_pm_and_validated(owner: Client, org_a, seeded: str) -> None:  # type: ignore[no-untyped-def]

@@ -11,7 +11,9 @@ from evaluation.stats.intervals import (
     clopper_pearson_lower,
     mover_difference,
     mover_ratio,
+    t_value,
     wilson,
+    z_value,
 )
 
 CASES = [(0, 10), (1, 10), (7, 10), (10, 10), (3, 57), (180, 200), (499, 1000)]
@@ -132,3 +134,17 @@ def test_a_wilson_interval_holds_its_own_value_at_the_edges() -> None:
             low, high = proportion_confint(x, n, method="wilson")
             assert (got.low, got.high) == (pytest.approx(low, abs=1e-12), pytest.approx(high, abs=1e-12))
     assert wilson(0, 300).low == 0.0 and wilson(300, 300).high == 1.0
+
+
+@pytest.mark.parametrize("confidence", [0.95, 0.975, 0.99, 1 - 0.05 / 12])
+@pytest.mark.parametrize("df", [1, 3, 28.5])
+def test_remembered_quantiles_are_scipys(confidence, df):
+    """z_value and t_value remember their answers (a report asked scipy ~120 times): the same as asking again."""
+    from scipy import stats
+
+    for _ in range(2):
+        assert z_value(confidence) == pytest.approx(stats.norm.ppf(1 - (1 - confidence) / 2), rel=1e-12)
+        assert t_value(confidence, df) == pytest.approx(stats.t.ppf(1 - (1 - confidence) / 2, df), rel=1e-12)
+    assert t_value(0.95, 1) == pytest.approx(12.7062047, rel=1e-7)
+    with pytest.raises(ValueError):
+        t_value(1.0, df)
