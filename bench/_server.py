@@ -64,8 +64,11 @@ def postgres_cpu_seconds() -> float:
     embedded server's and any other local cluster's: the benchmarks run against one of them), backends and
     autovacuum workers that have exited included (their postmaster's reaped children); background work
     (autovacuum, checkpoints) lands in whichever span it runs."""
-    # The postmaster by its program's name (its path varies); its children rename themselves "postgres: ...".
-    return _cpu_seconds(lambda cmdline: os.path.basename(cmdline.split(b"\0", 1)[0]).startswith(b"postgres"))
+    # Its children rename themselves "postgres: ..." (Debian's "postgres: 15/main: ..." too); the postmaster, by its
+    # program's name (its path varies).
+    return _cpu_seconds(
+        lambda cmdline: cmdline.startswith(b"postgres") or os.path.basename(cmdline.split(b"\0", 1)[0]) == b"postgres"
+    )
 
 
 def _cpu_seconds(matches: Callable[[bytes], bool]) -> float:

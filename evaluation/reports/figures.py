@@ -37,29 +37,52 @@ def cost_per_success(m: Measures, source: SuccessSource, confidence: float = DEF
     """Cost per success with its interval: (cost per trace) / (success rate). The two come from the same
     traces and may move together (failing traces that retry cost more), so their bounds are not combined as
     if independent: each is taken at half the error (Bonferroni), low cost over high rate and high cost over
-    low rate, which holds whatever their correlation. Its value is group_figures' cost_per_success_usd."""
+    low rate, which holds whatever their correlation. Its value is group_figures' cost_per_success_usd. A rate
+    whose interval reaches 0 leaves it no upper bound (``high`` None, said in ``note``)."""
     half = 1 - (1 - confidence) / 2
     cost, rate = cost_per_trace(m, half), source.estimate(m, half).interval
-    if not (cost.value and rate.value and cost.value > 0 and rate.value > 0):
+    if cost.value is None or rate.value is None:
+        why = cost.note if cost.value is None else rate.note
+        return Interval.undefined(why or "no success rate")
+    if not (cost.value > 0 and rate.value > 0):
         return Interval.undefined("cost per success needs a positive cost and success rate")
     low = cost.low / rate.high if cost.low is not None and rate.high else None
     high = cost.high / rate.low if cost.high is not None and rate.low else None
-    return Interval(cost.value / rate.value, low, high)
+    note = "no upper bound: the success rate's interval reaches 0" if high is None and rate.low == 0 else None
+    return Interval(cost.value / rate.value, low, high, note)
+
+
+def roi_interval(
+    m: Measures, source: SuccessSource, value_per_success_usd: float, confidence: float = DEFAULT_CONFIDENCE
+) -> Interval:
+    """ROI ((value - cost) / cost) with its interval: value per success x success rate / cost per trace - 1, the rate
+    and the cost each at half the error as in cost_per_success (low rate over high cost, high rate over low cost).
+    Defined with no success too (its low is then -1, all cost and no value); a cost per trace whose interval
+    reaches 0 leaves it no upper bound."""
+    half = 1 - (1 - confidence) / 2
+    cost, rate = cost_per_trace(m, half), source.estimate(m, half).interval
+    if cost.value is None or rate.value is None:
+        why = cost.note if cost.value is None else rate.note
+        return Interval.undefined(why or "no success rate")
+    if not cost.value > 0:
+        return Interval.undefined("no cost recorded: ROI is undefined")
+    vps = value_per_success_usd
+    low = vps * rate.low / cost.high - 1.0 if rate.low is not None and cost.high else None
+    high = vps * rate.high / cost.low - 1.0 if rate.high is not None and cost.low else None
+    note = "no upper bound: the cost per trace's interval reaches 0" if high is None and cost.low == 0 else None
+    return Interval(vps * rate.value / cost.value - 1.0, low, high, note)
+
+
+def _around(value: float, interval: Interval) -> Interval:
+    """``interval`` about ``value`` (the figure as the group computes it): the bounds widened to hold it where the
+    two differ in the last digits (the figure's cost is rounded to 8 decimals)."""
+    low = None if interval.low is None else min(interval.low, value)
+    high = None if interval.high is None else max(interval.high, value)
+    return Interval(value, low, high, interval.note)
 
 
 def _share(part: float, whole: float) -> float | None:
     return part / whole if whole else None
-
-
-def roi_interval(per_success: Interval, value_per_success_usd: float) -> Interval:
-    """ROI ((value - cost) / cost) is value per success over cost per success, less one: its interval is cost per
-    success's, turned over (the highest cost per success is the lowest ROI)."""
-    vps = value_per_success_usd
-
-    def roi(cost: float | None) -> float | None:
-        return vps / cost - 1.0 if cost else None
-
-    return Interval(roi(per_success.value), roi(per_success.high), roi(per_success.low), per_success.note)
 
 
 def group_figures(
@@ -104,12 +127,10 @@ def group_figures(
     if intervals:
         per_success = Interval.undefined(notes.get("cost_per_success_usd", ""))
         if cost_per_success_value is not None:
-            bounds = cost_per_success(m, source)
-            per_success = Interval(cost_per_success_value, bounds.low, bounds.high, bounds.note)
+            per_success = _around(cost_per_success_value, cost_per_success(m, source))
         roi_range = Interval.undefined(notes.get("roi", ""))
         if roi is not None and value_per_success_usd is not None:
-            turned = roi_interval(per_success, value_per_success_usd)
-            roi_range = Interval(roi, turned.low, turned.high, turned.note)
+            roi_range = _around(roi, roi_interval(m, source, value_per_success_usd))
         extra = {"cost_per_success": per_success.as_dict(), "roi_interval": roi_range.as_dict()}
     return {
         "traces": m.traces,

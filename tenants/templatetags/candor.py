@@ -85,13 +85,35 @@ def unit_usd_filter(amount: Any) -> str:
     """A cost per success or per trace: {{ 0.000372|unit_usd }} -> "$0.000372", three significant digits under a
     cent (four decimals read both ends of $0.000370 to $0.000402 as "$0.0004"); from a cent up, as ``usd``."""
     try:
-        value = float(amount)
+        value = float(f"{float(amount):.3g}")  # rounded first: 0.0099999 is a cent, "$0.0100"
     except (TypeError, ValueError):
         return ""
     if not math.isfinite(value) or not 0 < abs(value) < 0.01:
-        return usd_filter(amount)
+        return usd_filter(value if math.isfinite(value) else amount)
     decimals = 2 - math.floor(math.log10(abs(value)))
     return f"{'-' if value < 0 else ''}${abs(value):.{decimals}f}"
+
+
+@register.filter(name="usd_range")
+def usd_range_filter(interval: Any) -> str:
+    """An interval object of costs (a cost per success): "$0.000370 to $0.000402", "$0.000370 or more" when it has
+    no upper bound, "" when it has no lower one."""
+    low, high = (interval or {}).get("low"), (interval or {}).get("high")
+    if low is None:
+        return ""
+    if high is None:
+        return f"{unit_usd_filter(low)} or more"
+    return f"{unit_usd_filter(low)} to {unit_usd_filter(high)}"
+
+
+@register.filter(name="times_range")
+def times_range_filter(interval: Any) -> str:
+    """An interval object of ROI: "385.2× to 447.0×", "-0.4× or more" when it has no upper bound, "" when it has no
+    lower one."""
+    low, high = (interval or {}).get("low"), (interval or {}).get("high")
+    if low is None:
+        return ""
+    return f"{low:,.1f}× to {high:,.1f}×" if high is not None else f"{low:,.1f}× or more"
 
 
 @register.filter(name="usd")

@@ -42,7 +42,6 @@ def test_features_list_and_report(client_a: Client, feature: str) -> None:
                  "ttft_ms", "cost_per_success", "roi_interval"):  # fmt: skip
         assert name in group
     per_success, roi = group["cost_per_success"], group["roi_interval"]
-    assert per_success["value"] == group["cost_per_success_usd"] and roi["value"] == group["roi"]
     assert per_success["low"] <= per_success["value"] <= per_success["high"]
     assert roi["low"] <= roi["value"] <= roi["high"]
     assert set(group["success"]) >= {"value", "low", "high", "source"} and group["success"]["source"] == "outcomes"

@@ -14,7 +14,7 @@ from django.test import Client
 from evaluation.reports.selectors import Grouping, feature_get, feature_report, window_from
 from feedback.models import Feature
 from feedback.rollups import rollups_refresh
-from tenants.templatetags.candor import unit_usd_filter
+from tenants.templatetags.candor import times_range_filter, unit_usd_filter, usd_range_filter
 from tests.evaluation.reports.seed import seed_feature
 from tests.fixtures.organizations import in_tenant
 from tests.helpers import assert_cross_tenant_404
@@ -113,24 +113,35 @@ def test_cost_per_success_is_shown_with_its_interval(owner: Client, org_a, seede
     """Success was shown with its interval and cost per success, read from it, without one: on the feature page
     (its card and every row), the overview and the spend-by-feature page, the bounds the report computed."""
     with in_tenant(org_a):
+        Feature.objects.filter(key=seeded).update(value_per_success_usd=2.5)
         report = feature_report(feature=feature_get(seeded), window=window_from(WINDOW["since"], WINDOW["until"]),
                                 grouping=Grouping.parse("prompt_version"))  # fmt: skip
     bounds = report["total"]["cost_per_success"]
     assert bounds["low"] < report["total"]["cost_per_success_usd"] < bounds["high"]
-    shown = f"{unit_usd_filter(bounds['low'])}–{unit_usd_filter(bounds['high'])}"
+    shown = f"{unit_usd_filter(bounds['low'])} to {unit_usd_filter(bounds['high'])}"
     page = owner.get(org_a.url(f"features/{seeded}/"), {**WINDOW, "group_by": "prompt_version"}).content.decode()
     assert f'data-testid="cost-per-success-interval">95% CI {shown}<' in page
     rows = [g for g in report["groups"] if g["cost_per_success"]["low"] is not None]
     assert rows and page.count('data-testid="cost-per-success-interval"') == 1 + len(rows) + 1  # card, rows, All
+    roi = report["total"]["roi_interval"]
+    assert f'data-testid="roi-interval">95% CI {roi["low"]:,.1f}× to {roi["high"]:,.1f}×<' in page
     spend = owner.get(org_a.url("spend/features/"), WINDOW).content.decode()
-    assert f"{unit_usd_filter(bounds['low'])} to {unit_usd_filter(bounds['high'])}" in spend
+    assert f'data-testid="cost-per-success-interval">{shown}<' in spend
+    assert f'data-testid="roi-interval">{roi["low"]:,.1f}× to {roi["high"]:,.1f}×<' in spend
 
 
 def test_a_cost_per_success_keeps_three_significant_digits_under_a_cent() -> None:
     """Four decimals wrote both ends of a $0.000370 to $0.000402 interval as "$0.0004"."""
-    written = [unit_usd_filter(v) for v in (0.000372, 0.00040249, 0.0037, 0.00999, 0.0000123, -0.0004, 0.01, 2.5)]
+    written = [unit_usd_filter(v) for v in (0.000372, 0.00040249, 0.0037, 0.00999, 0.0000123, -0.0004, 0.01, 2.5,
+                                            0.0099999)]  # fmt: skip
     assert written == ["$0.000372", "$0.000402", "$0.00370", "$0.00999", "$0.0000123", "-$0.000400", "$0.0100",
-                       "$2.50"]  # fmt: skip
+                       "$2.50", "$0.0100"]  # fmt: skip
+    # Intervals of them, and of ROI: a missing upper bound reads "or more", a missing lower one nothing.
+    assert usd_range_filter({"value": 0.00038, "low": 0.00037, "high": 0.000402}) == "$0.000370 to $0.000402"
+    assert usd_range_filter({"low": 0.0, "high": None}) == "$0.00 or more"
+    assert [usd_range_filter(i) for i in ({"low": None, "high": 1.0}, {}, None)] == ["", "", ""]
+    assert times_range_filter({"low": -0.4, "high": 1234.56}) == "-0.4× to 1,234.6×"
+    assert times_range_filter({"low": -1.0, "high": None}) == "-1.0× or more" and times_range_filter(None) == ""
     assert [unit_usd_filter(v) for v in (0, None, "", "x", float("nan"), float("inf"))] == ["$0.00", "", "", "", "", ""]
 
 

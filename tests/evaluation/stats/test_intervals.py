@@ -145,6 +145,9 @@ def test_remembered_quantiles_are_scipys(confidence, df):
     for _ in range(2):
         assert z_value(confidence) == pytest.approx(stats.norm.ppf(1 - (1 - confidence) / 2), rel=1e-12)
         assert t_value(confidence, df) == pytest.approx(stats.t.ppf(1 - (1 - confidence) / 2, df), rel=1e-12)
+    asked = z_value.cache_info().hits, t_value.cache_info().hits
+    z_value(confidence), t_value(confidence, df)
+    assert (z_value.cache_info().hits, t_value.cache_info().hits) == (asked[0] + 1, asked[1] + 1)  # remembered
     assert t_value(0.95, 1) == pytest.approx(12.7062047, rel=1e-7)
     with pytest.raises(ValueError):
         t_value(1.0, df)
