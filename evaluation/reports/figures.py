@@ -39,11 +39,18 @@ def cost_per_success(m: Measures, source: SuccessSource, confidence: float = DEF
     if independent: each is taken at half the error (Bonferroni), low cost over high rate and high cost over
     low rate, which holds whatever their correlation. Its value is group_figures' cost_per_success_usd. A rate
     whose interval reaches 0 leaves it no upper bound (``high`` None, said in ``note``)."""
+    return _per_success(*_at_half_error(m, source, confidence))
+
+
+def _at_half_error(m: Measures, source: SuccessSource, confidence: float) -> tuple[Interval, Interval]:
+    """The cost per trace and the success rate, each at half the error: together they hold at ``confidence``."""
     half = 1 - (1 - confidence) / 2
-    cost, rate = cost_per_trace(m, half), source.estimate(m, half).interval
+    return cost_per_trace(m, half), source.estimate(m, half).interval
+
+
+def _per_success(cost: Interval, rate: Interval) -> Interval:
     if cost.value is None or rate.value is None:
-        why = cost.note if cost.value is None else rate.note
-        return Interval.undefined(why or "no success rate")
+        return Interval.undefined((cost.note if cost.value is None else rate.note) or "no success rate")
     if not (cost.value > 0 and rate.value > 0):
         return Interval.undefined("cost per success needs a positive cost and success rate")
     low = cost.low / rate.high if cost.low is not None and rate.high else None
@@ -52,18 +59,13 @@ def cost_per_success(m: Measures, source: SuccessSource, confidence: float = DEF
     return Interval(cost.value / rate.value, low, high, note)
 
 
-def roi_interval(
-    m: Measures, source: SuccessSource, value_per_success_usd: float, confidence: float = DEFAULT_CONFIDENCE
-) -> Interval:
-    """ROI ((value - cost) / cost) with its interval: value per success x success rate / cost per trace - 1, the rate
-    and the cost each at half the error as in cost_per_success (low rate over high cost, high rate over low cost).
-    Defined with no success too (its low is then -1, all cost and no value); a cost per trace whose interval
-    reaches 0 leaves it no upper bound."""
-    half = 1 - (1 - confidence) / 2
-    cost, rate = cost_per_trace(m, half), source.estimate(m, half).interval
+def _roi(cost: Interval, rate: Interval, value_per_success_usd: float) -> Interval:
+    """ROI ((value - cost) / cost) with its interval: value per success x success rate / cost per trace - 1, from the
+    same two intervals as cost per success (low rate over high cost, high rate over low cost). Defined with no
+    success too (its low is then -1: all cost, no value); a cost per trace whose interval reaches 0 leaves it no
+    upper bound."""
     if cost.value is None or rate.value is None:
-        why = cost.note if cost.value is None else rate.note
-        return Interval.undefined(why or "no success rate")
+        return Interval.undefined((cost.note if cost.value is None else rate.note) or "no success rate")
     if not cost.value > 0:
         return Interval.undefined("no cost recorded: ROI is undefined")
     vps = value_per_success_usd
@@ -125,12 +127,13 @@ def group_figures(
     thumbs = m.thumbs_up + m.thumbs_down
     extra: dict[str, Any] = {}
     if intervals:
+        halves = _at_half_error(m, source, DEFAULT_CONFIDENCE)  # one read of each for both intervals
         per_success = Interval.undefined(notes.get("cost_per_success_usd", ""))
         if cost_per_success_value is not None:
-            per_success = _around(cost_per_success_value, cost_per_success(m, source))
+            per_success = _around(cost_per_success_value, _per_success(*halves))
         roi_range = Interval.undefined(notes.get("roi", ""))
         if roi is not None and value_per_success_usd is not None:
-            roi_range = _around(roi, roi_interval(m, source, value_per_success_usd))
+            roi_range = _around(roi, _roi(*halves, value_per_success_usd))
         extra = {"cost_per_success": per_success.as_dict(), "roi_interval": roi_range.as_dict()}
     return {
         "traces": m.traces,
