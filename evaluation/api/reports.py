@@ -73,7 +73,10 @@ _Group = inline_serializer(
             "bound at half the error (their traces are the same, and failing ones may cost more)",
         ),
         "roi_interval": inline_serializer(
-            "ReportRoi", _Interval, help_text="roi with its interval: value per success over cost per success's bounds"
+            "ReportRoi",
+            _Interval,
+            help_text="roi with its interval: value per success x success rate / mean cost of a trace - 1, each at "
+            "half the error as for cost per success; with no success its low is -1",
         ),
         "latency_ms": serializers.DictField(child=serializers.FloatField(allow_null=True)),
         "ttft_ms": serializers.DictField(child=serializers.FloatField(allow_null=True)),

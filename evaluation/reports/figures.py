@@ -92,7 +92,7 @@ def group_figures(
 ) -> dict[str, Any]:
     """The group's figures. ``intervals``: also cost per success and ROI with their intervals (``cost_per_success``,
     ``roi_interval``: interval objects beside the plain numbers API.md names), for the figures a page or report
-    shows, not a chart's every point (each is one more read of the success source)."""
+    shows, not a chart's every point (they read the success source once more, at half the error)."""
     m = measures
     notes: dict[str, str] = {}
     estimate = source.estimate(m)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from django import template
@@ -88,8 +89,10 @@ def unit_usd_filter(amount: Any) -> str:
         value = float(f"{float(amount):.3g}")  # rounded first: 0.0099999 is a cent, "$0.0100"
     except (TypeError, ValueError):
         return ""
-    if not math.isfinite(value) or not 0 < abs(value) < 0.01:
-        return usd_filter(value if math.isfinite(value) else amount)
+    if not math.isfinite(value):
+        return ""
+    if not 0 < abs(value) < 0.01:
+        return usd_filter(value)
     decimals = 2 - math.floor(math.log10(abs(value)))
     return f"{'-' if value < 0 else ''}${abs(value):.{decimals}f}"
 
@@ -98,22 +101,22 @@ def unit_usd_filter(amount: Any) -> str:
 def usd_range_filter(interval: Any) -> str:
     """An interval object of costs (a cost per success): "$0.000370 to $0.000402", "$0.000370 or more" when it has
     no upper bound, "" when it has no lower one."""
-    low, high = (interval or {}).get("low"), (interval or {}).get("high")
-    if low is None:
-        return ""
-    if high is None:
-        return f"{unit_usd_filter(low)} or more"
-    return f"{unit_usd_filter(low)} to {unit_usd_filter(high)}"
+    return _range(interval, unit_usd_filter)
 
 
 @register.filter(name="times_range")
 def times_range_filter(interval: Any) -> str:
     """An interval object of ROI: "385.2× to 447.0×", "-0.4× or more" when it has no upper bound, "" when it has no
     lower one."""
+    return _range(interval, lambda times: f"{times:,.1f}×")
+
+
+def _range(interval: Any, said: Callable[[float], str]) -> str:
+    """An interval object's bounds, each as ``said``: "a to b", "a or more" with no upper bound, "" with no lower."""
     low, high = (interval or {}).get("low"), (interval or {}).get("high")
     if low is None:
         return ""
-    return f"{low:,.1f}× to {high:,.1f}×" if high is not None else f"{low:,.1f}× or more"
+    return f"{said(low)} or more" if high is None else f"{said(low)} to {said(high)}"
 
 
 @register.filter(name="usd")

@@ -167,8 +167,9 @@ def test_zero_successes_leave_cost_per_success_undefined(db: None, org_a) -> Non
 def test_cost_per_success_and_roi_carry_their_intervals() -> None:
     """Success has an interval, so cost per success and ROI, read from it, have one too: the mean cost of a trace over
     the success rate, each bound at half the error (statsmodels' Wilson interval of the outcome share, the normal
-    interval of the mean cost: low cost over high rate, high over low), and ROI = value per success / cost per
-    success - 1, its bounds turned over. Only where asked (a chart's points skip them)."""
+    interval of the mean cost: low cost over high rate, high over low), and ROI = value per success x rate / cost
+    per trace - 1 from the same two intervals (low rate over high cost, high over low). Only where asked (a chart's
+    points skip them)."""
     import math
 
     from scipy import stats

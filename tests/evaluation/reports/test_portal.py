@@ -111,7 +111,7 @@ def test_money_is_written_at_the_precision_it_needs() -> None:
 
 def test_cost_per_success_is_shown_with_its_interval(owner: Client, org_a, seeded: str) -> None:  # type: ignore[no-untyped-def]
     """Success was shown with its interval and cost per success, read from it, without one: on the feature page
-    (its card and every row), the overview and the spend-by-feature page, the bounds the report computed."""
+    (its card and every row) and the spend-by-feature page, the bounds the report computed, and ROI's beside them."""
     with in_tenant(org_a):
         Feature.objects.filter(key=seeded).update(value_per_success_usd=2.5)
         report = feature_report(feature=feature_get(seeded), window=window_from(WINDOW["since"], WINDOW["until"]),
