@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
 import subprocess
@@ -69,6 +70,50 @@ def postgres_cpu_seconds() -> float:
     return _cpu_seconds(
         lambda cmdline: cmdline.startswith(b"postgres") or os.path.basename(cmdline.split(b"\0", 1)[0]) == b"postgres"
     )
+
+
+def worker_connections(port: int, connections: list[http.client.HTTPConnection]) -> list[int]:
+    """How many of these (connected, answered) client connections each web server process on ``port`` holds, most
+    first (Linux /proc): a kept-alive connection stays with the process that accepted it."""
+    marker = f"--http11-socket=127.0.0.1:{port}".encode()
+    inode_of: dict[int, str] = {}  # the client's port -> the inode of the server's end of its connection
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = fields[1].split(":"), fields[2].split(":")
+        if int(local[1], 16) == port:
+            inode_of[int(remote[1], 16)] = fields[9]
+    wanted = {inode_of.get(conn.sock.getsockname()[1]) for conn in connections if conn.sock is not None}
+    held: list[int] = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if not entry.name.isdigit() or marker not in (entry / "cmdline").read_bytes():
+                continue
+            sockets = {os.readlink(fd).removeprefix("socket:[").removesuffix("]") for fd in (entry / "fd").iterdir()}
+        except OSError:  # gone meanwhile
+            continue
+        if count := len(sockets & wanted):
+            held.append(count)
+    return sorted(held, reverse=True)
+
+
+def balanced_connections(port: int, clients: int, workers: int, tries: int = 40) -> list[http.client.HTTPConnection]:
+    """``clients`` kept-alive connections spread evenly over the ``workers`` web server processes. A kept-alive
+    connection stays with whichever process accepted it: four clients' connections landed 2 + 2, 3 + 1 or all 4 in
+    one of two processes, at random (a fresh set each time), and a path measured on 4 + 0 ran on one process's
+    interpreter. Every path of a benchmark that shares these runs on the same split; if none even comes up in
+    ``tries``, the last one is kept (say it with ``worker_connections``)."""
+    connections: list[http.client.HTTPConnection] = []
+    for _ in range(tries):
+        for conn in connections:
+            conn.close()
+        connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=120) for _ in range(clients)]
+        for conn in connections:  # all open at once, so no process takes one back from a closed one
+            conn.request("GET", "/api/v1/traces")  # refused at once (no key): only so a process takes it
+            conn.getresponse().read()
+        held = worker_connections(port, connections)
+        if len(held) == workers and max(held) - min(held) <= 1:
+            break
+    return connections
 
 
 def _cpu_seconds(matches: Callable[[bytes], bool]) -> float:

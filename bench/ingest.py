@@ -75,14 +75,17 @@ def build_batches() -> tuple[list[tuple[str, bytes]], int]:
     return batches, events
 
 
-def post_all(port: int, key: str, batches: list[tuple[str, bytes]]) -> tuple[float, list[str]]:
+def post_all(
+    port: int, key: str, batches: list[tuple[str, bytes]], connections: list[http.client.HTTPConnection] | None = None
+) -> tuple[float, list[str]]:
+    """Every batch from CLIENTS concurrent clients, on ``connections`` if given (kept open), else on their own."""
     paths = {"trace": "/api/v1/traces", "feedback": "/api/v1/feedback", "outcome": "/api/v1/outcomes"}
     queue = list(enumerate(batches))
     lock = threading.Lock()
     problems: list[str] = []
 
-    def client() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    def client(given: http.client.HTTPConnection | None) -> None:
+        conn = given or http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         while True:
             with lock:
                 if not queue:
@@ -94,10 +97,11 @@ def post_all(port: int, key: str, batches: list[tuple[str, bytes]]) -> tuple[flo
             payload = response.read()
             if response.status != 200:
                 problems.append(f"{kind}: {response.status} {payload[:200]!r}")
-        conn.close()
+        if given is None:
+            conn.close()
 
     started = time.perf_counter()
-    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    threads = [threading.Thread(target=client, args=(connections[n] if connections else None,)) for n in range(CLIENTS)]
     for t in threads:
         t.start()
     for t in threads:

@@ -32,7 +32,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -45,7 +45,14 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from bench._server import free_port, postgres_cpu_seconds, server_cpu_seconds, web_server
+from bench._server import (
+    balanced_connections,
+    free_port,
+    postgres_cpu_seconds,
+    server_cpu_seconds,
+    web_server,
+    worker_connections,
+)
 from bench.ingest import CLIENTS, WORKERS, build_batches, post_all, rest_warm_up_requests, warm_up
 from feedback.otlp import otlp_parse
 from tenants.models import Organization
@@ -131,15 +138,18 @@ def otlp_warm_up_requests() -> list[tuple[str, str, bytes]]:
     return [*rest_warm_up_requests(), (PATH, "application/x-protobuf", body)]
 
 
-def post_otlp(port: int, key: str, payloads: list[bytes]) -> tuple[float, list[str]]:
-    """Every payload from CLIENTS concurrent exporters; problems are non-200 answers or refused spans."""
+def post_otlp(
+    port: int, key: str, payloads: list[bytes], connections: list[http.client.HTTPConnection] | None = None
+) -> tuple[float, list[str]]:
+    """Every payload from CLIENTS concurrent exporters, on ``connections`` if given (kept open), else on their own;
+    problems are non-200 answers or refused spans."""
     queue = list(payloads)
     lock = threading.Lock()
     problems: list[str] = []
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/x-protobuf"}
 
-    def client() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    def client(given: http.client.HTTPConnection | None) -> None:
+        conn = given or http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         while True:
             with lock:
                 if not queue:
@@ -154,10 +164,11 @@ def post_otlp(port: int, key: str, payloads: list[bytes]) -> tuple[float, list[s
             answer = ExportTraceServiceResponse.FromString(payload)
             if answer.partial_success.rejected_spans or answer.partial_success.error_message:
                 problems.append(f"partial success: {answer.partial_success}")
-        conn.close()
+        if given is None:
+            conn.close()
 
     started = time.perf_counter()
-    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    threads = [threading.Thread(target=client, args=(connections[n] if connections else None,)) for n in range(CLIENTS)]
     for t in threads:
         t.start()
     for t in threads:
@@ -196,15 +207,19 @@ def main() -> int:
             # drifts over a run, and this way it weighs on both alike.
             print(f"REST: {events:,} events ({len(batches)} requests); OTLP: {spans:,} spans ({len(payloads)} "
                   f"requests); {CLIENTS} clients, in {ROUNDS} alternating rounds…", flush=True)  # fmt: skip
+            # Every path on the same kept-alive connections, spread evenly over the workers (see balanced_connections).
+            connections = balanced_connections(port, CLIENTS, WORKERS)
+            split = " + ".join(map(str, worker_connections(port, connections)))
+            print(f"the {CLIENTS} clients' connections per web server process: {split}", flush=True)
             rest_seconds = otlp_seconds = alike_seconds = 0.0
             turns: list[float] = []  # each round's ratio: how far the machine's speed drifts within one run
             # CPU seconds each path cost the web server and PostgreSQL (the two share this machine's cores).
             cpu = {"rest": [0.0, 0.0], "otlp": [0.0, 0.0], "alike": [0.0, 0.0]}
 
-            def timed(path: str, send: Callable[[int, str, list[T]], tuple[float, list[str]]], key: str,
+            def timed(path: str, send: Callable[[int, str, list[T], Any], tuple[float, list[str]]], key: str,
                       items: list[T]) -> tuple[float, list[str]]:  # fmt: skip
                 web, database = server_cpu_seconds(port), postgres_cpu_seconds()
-                answer = send(port, key, items)
+                answer = send(port, key, items, connections)
                 cpu[path][0] += server_cpu_seconds(port) - web
                 cpu[path][1] += postgres_cpu_seconds() - database
                 return answer
@@ -256,7 +271,8 @@ def main() -> int:
                         "rest_span_web_us": alike_web / spans, "rest_span_db_us": alike_db / spans}  # fmt: skip
             print(f"RESULT otlp spans_per_s={spans_per_s:.0f} rest_eps={rest_eps:.0f} ratio={ratio:.2f} "
                   f"rest_spans_per_s={alike_per_s:.0f} like_for_like={like:.2f} spans={spans} events={events} "
-                  f"workers={WORKERS} " + " ".join(f"{k}={v * 1e6:.0f}" for k, v in per_item.items()))  # fmt: skip
+                  f"workers={WORKERS} split={split.replace(' ', '')} "
+                  + " ".join(f"{k}={v * 1e6:.0f}" for k, v in per_item.items()))  # fmt: skip
     finally:
         for slug in slugs:
             Organization.objects.get(slug=slug).delete(force_drop=True)
