@@ -218,6 +218,12 @@ def traces_store(
         rows: list[TraceRow] = []
         all_span_rows = list(span_rows)
         for index, item in merged:
+            if item.ttft_ms is not None and item.latency_ms is not None and item.ttft_ms > item.latency_ms:
+                # The first token comes within the call: a time to it past the whole call's is a clock or unit mix-up,
+                # and kept it would sit in the TTFT percentiles. The trace is stored without it, and that is said.
+                said = f"ttft_ms {item.ttft_ms:g} is longer than latency_ms {item.latency_ms:g} (the whole call): "
+                result.warnings.append({"index": index, "field": "ttft_ms", "message": said + "stored without it"})
+                item.ttft_ms = None
             cost: Decimal | None = None
             cost_source = ""
             if item.cost_usd is not None:

@@ -39,6 +39,8 @@ def seed_feature(org: Org, *, traces: int = 120, seed: int = 3, outcomes: bool =
             "fallback": rng.random() < 0.1, "guardrail_blocked": rng.random() < 0.05,
             "started_at": started.isoformat(),
         }  # fmt: skip
+        # The first token within the call (a later one is stored without it); no draw, so the rest stays as it was.
+        item["ttft_ms"] = min(item["ttft_ms"], item["latency_ms"])
         if rng.random() < 0.9:
             item["cost_usd"] = round(rng.uniform(0.001, 0.02), 6)
         if i % 3:  # two models and none, by position (no draw: the other fields stay as they were)

@@ -313,6 +313,26 @@ def test_a_trace_calling_several_models_is_priced_span_by_span(live, org_a, comm
     assert per_model == {"gpt-4o-mini": Decimal("0.00027"), "gpt-4o": Decimal("0.008")}
 
 
+def test_a_time_to_first_token_past_the_root_span_is_left_out_and_said(live, org_a) -> None:  # type: ignore[no-untyped-def]
+    """candor.ttft_ms past the root span's own duration (its latency) is stored as the traces API stores it: the
+    trace without it, and the OTLP answer says so."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+    from tests.feedback.test_otlp import _one_span_request
+
+    trace_id = unique("ttft")
+    body = _one_span_request({"candor.trace_id": trace_id, "candor.feature": "summarize", "candor.ttft_ms": 25})
+    auth = {"Authorization": f"Bearer {org_a.secret_key}"}
+    response = requests.post(f"{live.url}/api/v1/otlp/v1/traces", data=body,
+                             headers={**auth, "Content-Type": "application/x-protobuf"})  # fmt: skip
+    answer = ExportTraceServiceResponse.FromString(response.content)
+    assert response.status_code == 200 and answer.partial_success.rejected_spans == 0
+    said = f"trace {trace_id}: ttft_ms 25 is longer than latency_ms 10 (the whole call): stored without it"
+    assert said in answer.partial_success.error_message
+    stored = requests.get(f"{live.url}/api/v1/traces/{trace_id}", headers=auth).json()
+    assert stored["ttft_ms"] is None and stored["latency_ms"] == 10
+
+
 def _export(spans: list[dict[str, Any]], trace_hex: str) -> dict[str, Any]:
     """An OTLP JSON export of ``spans`` ({name, id, parent?, attributes}) in one trace."""
 

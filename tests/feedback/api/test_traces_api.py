@@ -343,3 +343,21 @@ def test_a_cost_finer_than_the_column_is_stored_rounded_and_said(api_a) -> None:
     assert [(w["index"], w["field"]) for w in body["warnings"]] == [(0, "cost_usd")]
     assert body["warnings"][0]["message"].startswith("1e-10 has more than 8 decimal places: stored as 0.00000000")
     assert api_a.get(f"/api/v1/traces/{fine}").json()["cost_usd"] == 0.0
+
+
+def test_a_time_to_first_token_past_the_whole_call_is_left_out_and_said(api_a) -> None:  # type: ignore[no-untyped-def]
+    """ttft_ms 900 with latency_ms 500 was stored as sent and sat in the TTFT percentiles: the trace is kept, without
+    it, and the answer says so; a TTFT equal to the latency, or with no latency, is stored."""
+    late, equal, alone = unique(), unique(), unique()
+    answer = api_a.post("/api/v1/traces", {"batch": [trace(late, latency_ms=500, ttft_ms=900.5),
+                                                     trace(equal, latency_ms=500, ttft_ms=500),
+                                                     trace(alone, ttft_ms=900)]})  # fmt: skip
+    body = answer.json()
+    assert answer.status_code == 200 and body["accepted"] == 3
+    assert [(w["index"], w["field"]) for w in body["warnings"]] == [(0, "ttft_ms")]
+    assert body["warnings"][0]["message"] == (
+        "ttft_ms 900.5 is longer than latency_ms 500 (the whole call): stored without it"
+    )
+    stored = {tid: api_a.get(f"/api/v1/traces/{tid}").json() for tid in (late, equal, alone)}
+    assert stored[late]["ttft_ms"] is None and stored[late]["latency_ms"] == 500
+    assert stored[equal]["ttft_ms"] == 500 and stored[alone]["ttft_ms"] == 900
