@@ -237,7 +237,7 @@ def item_views(slots: list[QueueSlot]) -> list[ItemView]:
         t.trace_id: t for t in Trace.objects.filter(trace_id__in=trace_ids).select_related("prompt_version", "feature")
     }
     spans: dict[str, list[Span]] = {}
-    for span in Span.objects.filter(trace_id__in=trace_ids).order_by("start", "id"):
+    for span in Span.objects.filter(trace_id__in=trace_ids).order_by("start", "span_id"):
         spans.setdefault(span.trace_id, []).append(span)
     feedback: dict[str, list[FeedbackEvent]] = {}
     for event in FeedbackEvent.objects.filter(trace_id__in=trace_ids, kind__in=("thumb", "rating", "comment", "edit")):

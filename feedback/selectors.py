@@ -434,7 +434,7 @@ def trace_detail(trace_id: str) -> TraceDetail | None:
         return None
     return TraceDetail(
         trace=trace,
-        spans=list(Span.objects.filter(trace_id=trace_id).order_by("start", "-end", "id")),  # parents first
+        spans=list(Span.objects.filter(trace_id=trace_id).order_by("start", "-end", "span_id")),  # parents first
         feedback=list(
             FeedbackEvent.objects.filter(trace_id=trace_id)
             .select_related("prompt_version")

@@ -474,9 +474,7 @@ def test_an_otlp_export_stores_the_rows_its_rest_batch_stores(live, org_a, org_b
             for t in traces.values():
                 for column in ("id", "received_at", "feature_id", "prompt_version_id"):
                     del t[column]
-            spans = [s for s in Span.objects.filter(trace_id__in=traces).order_by("trace_id", "span_id").values()]
-            for s in spans:
-                del s["id"]
+            spans = list(Span.objects.filter(trace_id__in=traces).order_by("trace_id", "span_id").values())
             counters = SpendCounter.objects.filter(feature_id=Feature.objects.get(key=feature).id)
             spend = sorted(counters.values_list("customer_id", "day", "model", "cost_usd", "traces"))
         return traces, spans, spend

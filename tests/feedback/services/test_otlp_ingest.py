@@ -159,9 +159,7 @@ def _stored(tag: str) -> dict[str, Any]:
         traces[row["trace_id"]] = row
     spans: dict[tuple[str, str], dict[str, Any]] = {}
     for span in Span.objects.filter(trace_id__in=traces).values():
-        row = dict(span)
-        del row["id"]
-        spans[row["trace_id"], row["span_id"]] = row
+        spans[span["trace_id"], span["span_id"]] = dict(span)
     counters = SpendCounter.objects.filter(customer_id__startswith=tag)
     spend = sorted((c.customer_id, c.day, features[c.feature_id], c.model, c.cost_usd, c.traces)
                    for c in counters if c.traces or c.cost_usd)  # fmt: skip
