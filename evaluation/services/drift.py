@@ -21,7 +21,7 @@ from evaluation.reports.measures import JudgedSums, Measures, total
 from evaluation.reports.selectors import Window, judged_by, labelled_by
 from evaluation.reports.success import CalibratedJudgeSource, HumanLabelsSource
 from evaluation.services.shared import utc_now
-from evaluation.stats.drift import ks_shift, psi
+from evaluation.stats.drift import bin_shares, ks_shift, psi, psi_terms
 from evaluation.stats.rootcause import Counts, partitions_from_cells, root_causes
 from feedback.enums import EXPLICIT_KINDS
 from feedback.models import Feature, PromptVersion
@@ -344,6 +344,15 @@ def _shift(name: str, base: np.ndarray, cur: np.ndarray) -> dict[str, Any]:
     value = psi(base, cur, bins=edges, value_range=value_range)
     ks = ks_shift(base, cur)
     status = "shifted" if value > 0.25 else "moderate" if value > 0.1 else "stable"
+    # The PSI's bins, each with both windows' shares and its part of the PSI: where the distribution moved (the
+    # drift page draws them). The decile bins' outer ends are the samples' own extremes, not the margin added above.
+    bounds, before, after = bin_shares(base, cur, bins=edges, value_range=value_range)
+    if name not in ("judge_score", "feedback_rate"):
+        bounds[0], bounds[-1] = min(base.min(), cur.min()), max(base.max(), cur.max())
+    row["bins"] = [
+        {"low": float(low), "high": float(high), "baseline": float(b), "current": float(c), "psi": float(term)}
+        for low, high, b, c, term in zip(bounds[:-1], bounds[1:], before, after, psi_terms(before, after), strict=True)
+    ]
     row.update(psi=value, ks=ks.statistic, ks_p_value=ks.p_value, status=status)
     return row
 
@@ -372,6 +381,7 @@ def feature_drift(*, feature: Feature, baseline: Window, current: Window, top: i
         "distributions": distributions,
         "rates": rates,
         "computed_at": utc_now().isoformat(),
+        "shape": SNAPSHOT_SHAPE,
     }
 
 
@@ -394,13 +404,17 @@ def drift_snapshot_today(*, feature: Feature, refresh: bool = False) -> DriftSna
     snapshot = DriftSnapshot.objects.filter(feature=feature, day=utc_now().date()).first()
     if snapshot is not None:
         computed = datetime.fromisoformat(snapshot.result["computed_at"])
-        if not refresh or utc_now() - computed < RECOMPUTE_EVERY:
+        current_shape = snapshot.result.get("shape") == SNAPSHOT_SHAPE  # else taken before the page read its figures
+        if current_shape and (not refresh or utc_now() - computed < RECOMPUTE_EVERY):
             return snapshot
     return drift_snapshot_store(feature=feature)
 
 
 # A recompute asked for within this long of the last computation returns that one.
 RECOMPUTE_EVERY = timedelta(minutes=1)
+# What a snapshot holds, counted up when that changes (2: each distribution's bins): today's snapshot of an older
+# shape is computed again when asked for, rather than shown without what the page now reads from it.
+SNAPSHOT_SHAPE = 2
 
 
 def drift_snapshots_daily(*, today: date | None = None) -> int:

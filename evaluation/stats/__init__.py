@@ -40,10 +40,12 @@ from evaluation.stats.drift import (
     CusumResult,
     KsResult,
     RollingResidual,
+    bin_shares,
     cusum,
     disagreement_cusum_reference,
     ks_shift,
     psi,
+    psi_terms,
     rolling_residual,
 )
 from evaluation.stats.estimators import (
@@ -127,7 +129,9 @@ __all__ = [
     "ppi_lambda",
     "ppi_mean",
     "precision_threshold",
+    "bin_shares",
     "psi",
+    "psi_terms",
     "reliability_bins",
     "rolling_residual",
     "signal_auc",

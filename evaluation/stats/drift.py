@@ -87,20 +87,40 @@ def psi(
     properties of population stability index"). `bins` is a count of equal-width bins over
     `value_range` or explicit edges; values outside go to the end bins; empty-bin shares are
     floored at `floor` so the log stays finite. Rule of thumb: < 0.1 stable, > 0.25 shifted."""
+    _, pe, pa = bin_shares(expected, actual, bins=bins, value_range=value_range)
+    return float(np.sum(psi_terms(pe, pa, floor=floor)))
+
+
+def bin_shares(
+    expected: ArrayLike,
+    actual: ArrayLike,
+    *,
+    bins: int | Sequence[float] = 10,
+    value_range: tuple[float, float] = (0.0, 1.0),
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """(edges, expected shares, actual shares) of the bins ``psi`` reads: `bins` equal-width bins over `value_range`
+    or explicit edges, each bin [low, high) but the last, values outside in the end bins; shares unfloored."""
     e, a = np.asarray(expected, dtype=float), np.asarray(actual, dtype=float)
     if e.size == 0 or a.size == 0:
         raise ValueError("both samples must be non-empty")
-    edges = np.linspace(value_range[0], value_range[1], bins + 1) if isinstance(bins, int) else np.asarray(bins)
+    edges = np.linspace(value_range[0], value_range[1], bins + 1) if isinstance(bins, int) else np.asarray(bins, float)
     if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
         raise ValueError("bin edges must be increasing")
     inner = edges[1:-1]
 
     def shares(x: FloatArray) -> FloatArray:
         counts = np.bincount(np.searchsorted(inner, x, side="right"), minlength=edges.size - 1)
-        return np.maximum(counts / x.size, floor)
+        return counts / x.size
 
-    pe, pa = shares(e), shares(a)
-    return float(np.sum((pa - pe) * np.log(pa / pe)))
+    return edges, shares(e), shares(a)
+
+
+def psi_terms(expected_shares: ArrayLike, actual_shares: ArrayLike, *, floor: float = 1e-4) -> FloatArray:
+    """Each bin's part of the PSI, (a_i - e_i) * ln(a_i / e_i), empty-bin shares floored at `floor`: never below 0,
+    so the bins with the largest terms are where a distribution moved."""
+    pe = np.maximum(np.asarray(expected_shares, dtype=float), floor)
+    pa = np.maximum(np.asarray(actual_shares, dtype=float), floor)
+    return (pa - pe) * np.log(pa / pe)
 
 
 @dataclass(frozen=True)

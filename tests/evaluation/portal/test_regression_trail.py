@@ -322,3 +322,32 @@ def test_an_alert_names_the_likely_cause_within_its_segment(regressed: dict[str,
     elsewhere = html.unescape(client.get(org_a.url(f"alerts/{other.pk}/")).content.decode())
     assert "Likely cause of the feature's move:" in elsewhere.split('data-testid="alert-cause"', 1)[1]
     assert f"/o/{slug}/drift/{key}/" in elsewhere
+
+
+def test_the_drift_page_draws_each_distributions_psi_bins(regressed: dict[str, Any], org_a) -> None:  # type: ignore[no-untyped-def]
+    """Each distribution with a PSI is drawn as its bins, baseline beside current, each bar titled with its range,
+    both shares and its part of the PSI; a snapshot taken before the bins were kept is computed again when shown."""
+    from evaluation.models import DriftSnapshot
+
+    key, client = regressed["key"], _client(org_a)
+    with in_tenant(org_a):
+        snapshot = DriftSnapshot.objects.get(feature__key=key, day=utc_now().date())
+        old = dict(snapshot.result)
+        old.pop("shape", None)
+        old["distributions"] = [{k: v for k, v in row.items() if k != "bins"} for row in old["distributions"]]
+        DriftSnapshot.objects.filter(pk=snapshot.pk).update(result=old)
+    page = client.get(org_a.url(f"drift/{key}/")).content.decode()
+    with in_tenant(org_a):
+        rows = DriftSnapshot.objects.get(pk=snapshot.pk).result["distributions"]
+    drawn = [row for row in rows if row.get("bins")]
+    assert drawn, rows
+    for row in rows:
+        figure = f'data-testid="psi-figure-{row["metric"]}"'
+        assert (figure in page) == bool(row.get("bins"))
+    for row in drawn:
+        chart = page.split(f'data-testid="psi-figure-{row["metric"]}"', 1)[1].split("</figure>", 1)[0]
+        titles = [html.unescape(t.split("</title>", 1)[0]) for t in chart.split("<title>")[1:]]
+        assert len(titles) == 2 * len(row["bins"])  # two bars a bin
+        first = row["bins"][0]
+        said = f"baseline {first['baseline']:.1%}, current {first['current']:.1%} (PSI part {first['psi']:.3f})"
+        assert said in titles[0]

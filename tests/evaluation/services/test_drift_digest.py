@@ -192,6 +192,16 @@ def test_distribution_figures_are_the_stats_modules_own() -> None:
     row = _shift("latency_ms", a, b)
     assert row["psi"] == pytest.approx(psi(a, b, bins=edges, value_range=(edges[0], edges[-1])))
     assert row["ks"] == pytest.approx(ks_shift(a, b).statistic)
+    # The bins the page draws: the PSI's own, baseline deciles (a tenth of the baseline each), their parts summing to
+    # the PSI, the outer ends the samples' own extremes.
+    bins = row["bins"]
+    assert [b["high"] for b in bins[:-1]] == pytest.approx(edges[1:-1]) and len(bins) == 10
+    assert bins[0]["low"] == min(a.min(), b.min()) and bins[-1]["high"] == max(a.max(), b.max())
+    assert [b["baseline"] for b in bins] == pytest.approx([0.1] * 10, abs=0.003)
+    assert sum(b["current"] for b in bins) == pytest.approx(1.0)
+    assert sum(b["psi"] for b in bins) == pytest.approx(row["psi"])
+    # Too little data: no PSI, no bins.
+    assert "bins" not in _shift("latency_ms", a[:5], b[:5])
 
 
 def test_drift_windows_and_bad_ones() -> None:
@@ -423,3 +433,22 @@ def test_the_judge_score_drift_reads_one_judge(db: None, org_a) -> None:  # type
     row = next(d for d in result["distributions"] if d["metric"] == "judge_score")
     assert row["judge"] == f"{main.name} v1" and row["status"] == "stable"
     assert row["current_mean"] == pytest.approx(0.75, abs=0.02) and row["psi"] < 0.1
+
+
+def test_the_psi_chart_marks_the_bins_that_carry_a_shift() -> None:
+    """A bin carrying a quarter of the PSI or more is drawn in the alarm colour, when the distribution moved; a
+    stable one is drawn plain; a row without bins draws nothing."""
+    from evaluation.services.drift import _shift
+    from evaluation.templatetags.drift_charts import BASELINE, CURRENT, MOVED, psi_chart
+
+    rng = np.random.default_rng(8)
+    row = _shift("judge_score", rng.uniform(0, 1, 2000), np.concatenate([rng.uniform(0, 1, 1400),
+                                                                          rng.uniform(0.9, 1.0, 600)]))  # fmt: skip
+    assert row["status"] == "shifted"
+    chart = str(psi_chart(row))
+    fills = [part.split('"', 1)[0] for part in chart.split('fill="')[1:]]
+    assert fills.count(BASELINE) == 10 and fills.count(MOVED) == 1 and fills[-1] == MOVED  # the last bin's current
+    assert "0.90 to 1.00: baseline" in chart
+    calm = _shift("judge_score", rng.uniform(0, 1, 2000), rng.uniform(0, 1, 2000))
+    assert calm["status"] == "stable" and MOVED not in str(psi_chart(calm)) and CURRENT in str(psi_chart(calm))
+    assert str(psi_chart({"metric": "latency_ms", "status": "too_little_data"})) == ""

@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 from scipy.stats import ks_2samp
 
-from evaluation.stats import cusum, disagreement_cusum_reference, ks_shift, psi, rolling_residual
+from evaluation.stats import (
+    bin_shares,
+    cusum,
+    disagreement_cusum_reference,
+    ks_shift,
+    psi,
+    psi_terms,
+    rolling_residual,
+)
 
 
 def test_cusum_by_hand():
@@ -67,3 +75,28 @@ def test_rolling_residual_by_hand():
     assert got.mean.tolist() == pytest.approx([0.0, 0.0, 0.3])
     sd = np.std([0.5, 0.1], ddof=1)
     assert got.high[2] == pytest.approx(0.3 + 1.959963984540054 * sd / np.sqrt(2))
+
+
+def test_bin_shares_are_numpys_histogram_with_outside_values_in_the_end_bins():
+    rng = np.random.default_rng(5)
+    e, a = rng.beta(2, 5, 400), rng.beta(5, 2, 300)
+    edges, pe, pa = bin_shares(e, a, bins=10)
+    counts, numpy_edges = np.histogram(a, bins=10, range=(0.0, 1.0))
+    assert np.allclose(edges, numpy_edges) and np.allclose(pa, counts / a.size)
+    assert pe.sum() == pytest.approx(1.0) and pa.sum() == pytest.approx(1.0)
+    # Outside the range: in the end bins, as psi counts them.
+    _, _, outside = bin_shares([0.5], [-3.0, 0.5, 7.0], bins=[0.0, 0.25, 0.75, 1.0])
+    assert outside.tolist() == pytest.approx([1 / 3, 1 / 3, 1 / 3])
+
+
+def test_psi_is_the_sum_of_its_bins_parts_each_never_negative():
+    rng = np.random.default_rng(6)
+    e, a = rng.beta(2, 2, 1000), rng.beta(2, 4, 1000)
+    _, pe, pa = bin_shares(e, a, bins=10)
+    terms = psi_terms(pe, pa)
+    assert np.all(terms >= 0) and terms.sum() == pytest.approx(psi(e, a, bins=10))
+    # A pile-up planted in one bin carries the largest part.
+    flat = rng.uniform(0, 1, 2000)
+    piled = np.concatenate([rng.uniform(0, 1, 1400), rng.uniform(0.9, 1.0, 600)])
+    _, pe, pa = bin_shares(flat, piled, bins=10)
+    assert int(np.argmax(psi_terms(pe, pa))) == 9
