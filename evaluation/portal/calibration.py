@@ -31,11 +31,12 @@ from evaluation.models import (
     RubricScale,
     WidgetLabelMap,
 )
-from evaluation.reports.calibrated import audit_drift, human_agreement, labels_plan
+from evaluation.reports.calibrated import audit_drift, human_agreement, labels_plan, score_shift
 from evaluation.reports.selectors import Window
 from evaluation.selectors import TraceScope, judge_find, scoped_labels, scoped_scores
 from evaluation.services.calibration import CalibrationError, calibration_parts
 from evaluation.services.calibration_refresh import calibration_nudge
+from evaluation.services.drift import drift_windows
 from evaluation.services.labels import label_good
 from evaluation.services.shared import utc_now
 from evaluation.stats import threshold_guarantee
@@ -292,10 +293,22 @@ def _context(request: HttpRequest, judge: Judge) -> dict[str, Any]:
         widget=_widget(target),
         humans=human_agreement(rubric=target.rubric, feature_id=target.feature_id),
         drift=audit_drift(target=target),
+        score_shift=_score_shift(target),
         plan=labels_plan(success=latest.success if latest else None),
         newer_rubric=Rubric.objects.filter(name=target.rubric.name, version__gt=target.rubric.version).exists(),
     )
     return context
+
+
+def _score_shift(target: CalibrationTarget) -> dict[str, Any]:
+    """The judge's scores on all its traffic, the drift page's windows (the last 7 days against the 14 ending a week
+    before them)."""
+    baseline, current = drift_windows()
+    return score_shift(
+        target=target,
+        baseline=(baseline.first_day, baseline.last_day),
+        current=(current.first_day, current.last_day),
+    )
 
 
 def _thresholds_for_js(pairs: list[Pair]) -> list[dict[str, Any]]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Literal
 
 import numpy as np
 from django.db import connection
 
 from evaluation.models import CalibrationSnapshot, CalibrationTarget, Rubric, trace_labels_sql
+from evaluation.reports.shift import distribution_shift
 from evaluation.stats import cusum, disagreement_cusum_reference, krippendorff_alpha, labels_needed
 from feedback.models import Feature
 
@@ -91,9 +93,11 @@ WHERE l.rubric_id = %(rubric)s AND l.source IN ('api', 'queue') AND l.value IS N
          OR EXISTS (SELECT 1 FROM feedback_trace t WHERE t.trace_id = l.trace_id AND t.feature_id = %(feature)s))
 ORDER BY l.trace_id, l.reviewer, l.occurred_at DESC, l.id DESC
 """
-# The uniform audit stream in the order it was labelled, each with the judge's verdict on it.
+# The uniform audit stream in the order of the traffic it audits (each trace's start; its label's time for a trace not
+# stored), each with the judge's verdict on it. In labelling order, a backlog labelled out of order shuffled the
+# weeks together, and a change in what the product answered or how the judge read it showed late or not at all.
 _AUDIT_STREAM = (
-    "SELECT l.value, s.passed, l.occurred_at FROM ("
+    "SELECT l.value, s.passed, COALESCE(t.started_at, l.occurred_at) AS at FROM ("
     + trace_labels_sql("l.rubric_id = %(rubric)s AND l.source IN ('api', 'queue') AND l.value IS NOT NULL")
     + """) l
 JOIN (
@@ -101,12 +105,17 @@ JOIN (
     WHERE judge_version_id = %(version)s AND status = 'ok' AND passed IS NOT NULL
     ORDER BY trace_id, run_index, id
 ) s USING (trace_id)
-WHERE l.sampling_design = 'uniform'
-    AND (%(feature)s::bigint IS NULL
-         OR EXISTS (SELECT 1 FROM feedback_trace t WHERE t.trace_id = l.trace_id AND t.feature_id = %(feature)s))
-ORDER BY l.occurred_at, l.trace_id
+LEFT JOIN feedback_trace t ON t.trace_id = l.trace_id
+WHERE l.sampling_design = 'uniform' AND (%(feature)s::bigint IS NULL OR t.feature_id = %(feature)s)
+ORDER BY at, l.trace_id
 """
 )
+# The judge's scores on every trace it scored (labelled or not), in two windows of the traces' days: run 0 of each.
+_SCORES_OF_DAYS = """
+SELECT score FROM evaluation_score
+WHERE judge_version_id = %(version)s AND status = 'ok' AND score IS NOT NULL AND run_index = 0
+    AND trace_day BETWEEN %(first)s AND %(last)s AND (%(feature)s::bigint IS NULL OR feature_id = %(feature)s)
+"""
 CUSUM_H = 4.0  # decision interval (Montgomery 9.1: h = 4-5 sigma-units; here in disagreement counts)
 
 
@@ -155,6 +164,24 @@ def audit_drift(*, target: CalibrationTarget) -> dict[str, Any]:
         "n": len(rows), "baseline": baseline, "recent": float(x[-min(50, len(x)):].mean()), "k": k, "h": CUSUM_H,
         "alarm_index": result.alarm_index, "alarm_at": alarm_at, "statistic": float(result.statistic[-1]), "note": None,
     }  # fmt: skip
+
+
+def score_shift(
+    *, target: CalibrationTarget, baseline: tuple[date, date], current: tuple[date, date]
+) -> dict[str, Any]:
+    """How far the judge's scores on all the traces it scored (not only the labelled) moved between two windows of
+    trace days: PSI and Kolmogorov-Smirnov over ten bins of [0, 1], with the bins (CALIBRATION.md: a cue to label
+    more; the labels then say whether the judge or the product moved). A drift page row (services.drift)."""
+    samples = []
+    with connection.cursor() as cursor:
+        for first, last in (baseline, current):
+            cursor.execute(
+                _SCORES_OF_DAYS,
+                {"version": target.judge_version_id, "feature": target.feature_id, "first": first, "last": last},
+            )
+            samples.append(np.array([float(score) for (score,) in cursor.fetchall()], dtype=float))
+    row = distribution_shift("judge_score", samples[0], samples[1])
+    return {**row, "baseline_days": baseline, "current_days": current}
 
 
 def labels_plan(*, success: dict[str, Any] | None, half_width: float = 0.03) -> dict[str, Any] | None:

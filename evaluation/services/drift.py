@@ -19,16 +19,15 @@ from evaluation.models import DriftSnapshot, Experiment
 from evaluation.reports.calibrated import feature_calibrations, gating_calibration
 from evaluation.reports.measures import JudgedSums, Measures, total
 from evaluation.reports.selectors import Window, judged_by, labelled_by
+from evaluation.reports.shift import DISTRIBUTIONS, MIN_SAMPLE, distribution_shift
 from evaluation.reports.success import CalibratedJudgeSource, HumanLabelsSource
 from evaluation.services.shared import utc_now
-from evaluation.stats.drift import bin_shares, ks_shift, psi, psi_terms
 from evaluation.stats.rootcause import Counts, partitions_from_cells, root_causes
 from feedback.enums import EXPLICIT_KINDS
 from feedback.models import Feature, PromptVersion
 from feedback.rollups import measures_query
 
 SAMPLE = 20_000
-MIN_SAMPLE = 30
 MAX_KEYS = 6
 MAX_VALUES = 40
 KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,100}\Z")
@@ -309,54 +308,6 @@ def _samples(feature: Feature, window: Window, judge_version_id: int | None) -> 
     return {"latency_ms": col(0), "response_length": col(1), "feedback_rate": col(2), "judge_score": col(3)}
 
 
-DISTRIBUTIONS = {
-    "judge_score": "Judge score (0-1)",
-    "response_length": "Response length (characters)",
-    "latency_ms": "Latency (ms)",
-    "feedback_rate": "Explicit feedback (share of traces)",
-}
-
-
-def _shift(name: str, base: np.ndarray, cur: np.ndarray) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "metric": name,
-        "label": DISTRIBUTIONS[name],
-        "baseline_n": int(base.size),
-        "current_n": int(cur.size),
-        "psi": None,
-        "ks": None,
-        "ks_p_value": None,
-        "baseline_mean": float(base.mean()) if base.size else None,
-        "current_mean": float(cur.mean()) if cur.size else None,
-    }
-    if min(base.size, cur.size) < MIN_SAMPLE:
-        row.update(status="too_little_data", note=f"fewer than {MIN_SAMPLE} values in a window")
-        return row
-    if name == "judge_score":
-        edges: Any = 10
-        value_range = (0.0, 1.0)
-    elif name == "feedback_rate":
-        edges, value_range = [0.0, 0.5, 1.0], (0.0, 1.0)
-    else:  # baseline deciles: bins each holding a tenth of the baseline
-        inner = np.unique(np.quantile(base, np.linspace(0.1, 0.9, 9)))
-        low, high = min(base.min(), cur.min()) - 1.0, max(base.max(), cur.max()) + 1.0
-        edges, value_range = [low, *inner.tolist(), high], (low, high)
-    value = psi(base, cur, bins=edges, value_range=value_range)
-    ks = ks_shift(base, cur)
-    status = "shifted" if value > 0.25 else "moderate" if value > 0.1 else "stable"
-    # The PSI's bins, each with both windows' shares and its part of the PSI: where the distribution moved (the
-    # drift page draws them). The decile bins' outer ends are the samples' own extremes, not the margin added above.
-    bounds, before, after = bin_shares(base, cur, bins=edges, value_range=value_range)
-    if name not in ("judge_score", "feedback_rate"):
-        bounds[0], bounds[-1] = min(base.min(), cur.min()), max(base.max(), cur.max())
-    row["bins"] = [
-        {"low": float(low), "high": float(high), "baseline": float(b), "current": float(c), "psi": float(term)}
-        for low, high, b, c, term in zip(bounds[:-1], bounds[1:], before, after, psi_terms(before, after), strict=True)
-    ]
-    row.update(psi=value, ks=ks.statistic, ks_p_value=ks.p_value, status=status)
-    return row
-
-
 def feature_drift(*, feature: Feature, baseline: Window, current: Window, top: int = 10) -> dict[str, Any]:
     """The drift page and the daily snapshot: distributions, then rates with their root causes."""
     with transaction.atomic(), connection.cursor() as cursor:
@@ -367,7 +318,7 @@ def feature_drift(*, feature: Feature, baseline: Window, current: Window, top: i
         judge_version_id = judge[0] if judge else None
         before, after = _samples(feature, baseline, judge_version_id), _samples(feature, current, judge_version_id)
         rates, source = root_cause_report(feature, baseline, current, top=top)
-    distributions = [_shift(name, before[name], after[name]) for name in DISTRIBUTIONS]
+    distributions = [distribution_shift(name, before[name], after[name]) for name in DISTRIBUTIONS]
     for row in distributions:
         if row["metric"] == "judge_score":
             row["judge"] = judge[1] if judge else None

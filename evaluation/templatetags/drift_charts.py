@@ -26,9 +26,9 @@ def _value(metric: str, x: float) -> str:
 
 @register.simple_tag
 def psi_chart(distribution: dict[str, Any]) -> SafeString:
-    """{% psi_chart x %}: the bins of a drift row (evaluation.services.drift._shift), baseline beside current, each
-    bar titled with its range, both shares and its part of the PSI. Nothing for a row without bins (too little data,
-    or a snapshot taken before they were kept)."""
+    """{% psi_chart x %}: the bins of a distribution's move (evaluation.reports.shift.distribution_shift), baseline
+    beside current, each bar titled with its range, both shares and its part of the PSI. Nothing for a row without
+    bins (too little data, or a snapshot taken before they were kept)."""
     bins: list[dict[str, float]] = distribution.get("bins") or []
     if not bins:
         return SafeString("")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -49,12 +50,16 @@ def seed_world(
     rubric: str | None = None,
     feature: str | None = None,
     extra: dict[str, Any] | None = None,
+    starts: list[datetime] | None = None,
 ) -> World:
-    """One trace per score; ``labels`` maps a trace's index to the label's fields (value, sampling...)."""
+    """One trace per score; ``labels`` maps a trace's index to the label's fields (value, sampling...); ``starts``,
+    each trace's start (else the time it is received)."""
     world = World(feature or unique("feat"), unique("judge"), rubric or unique("rubric"), [])
     base = unique("t")  # one prefix, so the server's trace_id order is the index order
     world.trace_ids = [f"{base}_{i:05d}" for i in range(len(scores))]
     traces = [{"trace_id": t, "feature": world.feature, **(extra or {})} for t in world.trace_ids]
+    for trace, start in zip(traces, starts or (), strict=False):
+        trace["started_at"] = start.isoformat()
     post_all(api, "/api/v1/traces", traces)
     post_all(
         api,

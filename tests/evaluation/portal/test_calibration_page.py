@@ -76,6 +76,11 @@ def test_the_page_exposes_a_lenient_judge_and_a_relabel_refreshes_it(
     for text in ("True success rate", "Judge pass rate (uncorrected)", "Cohen", "Reliability", "Verdict history",
                  'id="thresholds-data"', "are worth"):  # fmt: skip
         assert text in html, text
+    # The monitor's score shift over the drift page's windows: these traces started today, in neither (said so).
+    shift = context["score_shift"]
+    assert (shift["baseline_n"], shift["current_n"], shift["status"]) == (0, 0, "too_little_data")
+    monitor = html.split('data-testid="score-shift"', 1)[1].split("</div>", 1)[0]
+    assert "Fewer than 30 values in a window: 0 scored traces from" in monitor and "psi-chart" not in monitor
     # The feature page's panel: the same estimate beside the uncorrected rate, linked to this page.
     feature_page = client.get(org_a.url(f"features/{world.feature}/"))
     assert feature_page.status_code == 200

@@ -1,7 +1,8 @@
 """Monitoring a calibrated judge: the CUSUM on judge-human disagreement along the uniform audit
-stream (equal to evaluation.stats.cusum on the same sequence, alarming on a planted shift and not
-on a steady stream), Krippendorff's alpha among reviewers on shared traces (equal to the statistic
-on the same matrix), and the labels-needed planner."""
+stream in traffic order (equal to evaluation.stats.cusum on the same sequence, alarming on a planted shift and not
+on a steady stream), the shift of its scores on all its traffic (PSI and KS as evaluation.stats computes them),
+Krippendorff's alpha among reviewers on shared traces (equal to the statistic on the same matrix), and the
+labels-needed planner."""
 
 from __future__ import annotations
 
@@ -22,13 +23,14 @@ T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def _stream(api: ApiClient, passed: np.ndarray, good: np.ndarray) -> tuple[str, str]:
-    """One uniform-audit label per trace, labelled one minute apart in trace order."""
+    """One uniform-audit label per trace, the traces a minute apart and labelled in their order."""
     labels = {
         i: {"value": int(good[i]), "sampling": {"design": "uniform", "inclusion_probability": 0.1},
             "occurred_at": (T0 + timedelta(minutes=i)).isoformat().replace("+00:00", "Z")}
         for i in range(len(good))
     }  # fmt: skip
-    world = seed_world(api, scores=[float(p) for p in passed], scale="binary", labels=labels)
+    starts = [T0 + timedelta(minutes=i) for i in range(len(good))]
+    world = seed_world(api, scores=[float(p) for p in passed], scale="binary", labels=labels, starts=starts)
     return world.judge, world.rubric
 
 
@@ -55,6 +57,70 @@ def test_the_drift_monitor_is_the_cusum_of_the_audit_stream(
     assert (drift["alarm_index"] is not None) is shift
     if shift:
         assert drift["alarm_index"] >= 60 and drift["alarm_at"] == T0 + timedelta(minutes=drift["alarm_index"])
+
+
+def test_the_drift_monitor_reads_the_audit_in_traffic_order_not_labelling_order(
+    api_a: ApiClient, org_a: Org, committed_db: None
+) -> None:
+    """A backlog labelled in random order: the CUSUM runs along the traces' starts (its alarm where the traffic
+    changed, dated by the trace), not along the labels' times (which shuffled the shift away)."""
+    rng = np.random.default_rng(3)
+    n = 120
+    good = rng.random(n) < 0.7
+    passed = np.where(rng.random(n) < np.where(np.arange(n) < 60, 0.08, 0.45), ~good, good)
+    labelled = rng.permutation(n)  # trace i labelled labelled[i] hours into the backlog
+    labels = {
+        i: {"value": int(good[i]), "sampling": {"design": "uniform", "inclusion_probability": 0.1},
+            "occurred_at": (T0 + timedelta(days=30, hours=int(labelled[i]))).isoformat()}
+        for i in range(n)
+    }  # fmt: skip
+    starts = [T0 + timedelta(minutes=i) for i in range(n)]
+    world = seed_world(api_a, scores=[float(p) for p in passed], scale="binary", labels=labels, starts=starts)
+    with in_tenant(org_a):
+        targets = CalibrationTarget.objects.filter(judge_version__judge__name=world.judge, rubric__name=world.rubric)
+        sweep_until(lambda: targets.filter(snapshots__isnull=False).exists())
+        drift = audit_drift(target=targets.get())
+    x = (good != passed).astype(float)
+    k = disagreement_cusum_reference(x[:60].mean(), min(1.0, max(2 * x[:60].mean(), x[:60].mean() + 0.05)))
+    in_traffic = cusum(x, k=k, h=CUSUM_H)
+    assert drift["alarm_index"] == in_traffic.alarm_index and in_traffic.alarm_index is not None
+    assert drift["alarm_at"] == starts[in_traffic.alarm_index]
+    order = np.argsort(labelled)  # what labelling order would have read
+    shuffled = x[order]
+    k_shuffled = disagreement_cusum_reference(
+        shuffled[:60].mean(), min(1.0, max(2 * shuffled[:60].mean(), shuffled[:60].mean() + 0.05))
+    )
+    assert cusum(shuffled, k=k_shuffled, h=CUSUM_H).alarm_index != in_traffic.alarm_index
+
+
+def test_the_judges_scores_on_all_its_traffic_are_compared_across_windows(
+    api_a: ApiClient, org_a: Org, committed_db: None
+) -> None:
+    """The monitor's score shift: PSI and KS of the judge's scores (labelled or not) between two windows of trace
+    days, equal to evaluation.stats on the same arrays; a planted move is 'shifted'; too few scores say so."""
+    from datetime import date
+
+    from evaluation.reports.calibrated import score_shift
+    from evaluation.stats import ks_shift, psi
+
+    rng = np.random.default_rng(12)
+    before, now = rng.beta(5, 2, 150), rng.beta(2, 5, 120)  # the judge scores lower this week
+    starts = [T0 + timedelta(hours=int(h)) for h in rng.integers(0, 24 * 7, 150)]
+    starts += [T0 + timedelta(days=14, hours=int(h)) for h in rng.integers(0, 24 * 7, 120)]
+    labels = {i: {"value": float(v > 0.5)} for i, v in enumerate(np.concatenate([before, now])[:40])}
+    world = seed_world(api_a, scores=[float(v) for v in [*before, *now]], labels=labels, starts=starts)
+    baseline, current = (date(2026, 11, 1), date(2026, 11, 7)), (date(2026, 11, 15), date(2026, 11, 21))
+    with in_tenant(org_a):
+        targets = CalibrationTarget.objects.filter(judge_version__judge__name=world.judge, rubric__name=world.rubric)
+        sweep_until(lambda: targets.filter(snapshots__isnull=False).exists())
+        target = targets.get()
+        shift = score_shift(target=target, baseline=baseline, current=current)
+        thin = score_shift(target=target, baseline=baseline, current=(date(2026, 11, 22), date(2026, 11, 28)))
+    assert shift["baseline_n"] == 150 and shift["current_n"] == 120
+    assert shift["psi"] == pytest.approx(psi(before, now, bins=10))
+    assert shift["ks"] == pytest.approx(ks_shift(before, now).statistic)
+    assert shift["status"] == "shifted" and len(shift["bins"]) == 10
+    assert thin["psi"] is None and thin["status"] == "too_little_data" and thin["current_n"] == 0
 
 
 def test_reviewers_alpha_and_the_labels_planner(api_a: ApiClient, org_a: Org, committed_db: None) -> None:

@@ -187,7 +187,7 @@ def test_distribution_figures_are_the_stats_modules_own() -> None:
     rng = np.random.default_rng(3)
     a, b = rng.lognormal(6, 0.3, 500), rng.lognormal(6.2, 0.3, 500)
     edges = [min(a.min(), b.min()) - 1, *np.unique(np.quantile(a, np.linspace(0.1, 0.9, 9))), max(a.max(), b.max()) + 1]
-    from evaluation.services.drift import _shift
+    from evaluation.reports.shift import distribution_shift as _shift
 
     row = _shift("latency_ms", a, b)
     assert row["psi"] == pytest.approx(psi(a, b, bins=edges, value_range=(edges[0], edges[-1])))
@@ -438,7 +438,7 @@ def test_the_judge_score_drift_reads_one_judge(db: None, org_a) -> None:  # type
 def test_the_psi_chart_marks_the_bins_that_carry_a_shift() -> None:
     """A bin carrying a quarter of the PSI or more is drawn in the alarm colour, when the distribution moved; a
     stable one is drawn plain; a row without bins draws nothing."""
-    from evaluation.services.drift import _shift
+    from evaluation.reports.shift import distribution_shift as _shift
     from evaluation.templatetags.drift_charts import BASELINE, CURRENT, MOVED, psi_chart
 
     rng = np.random.default_rng(8)
