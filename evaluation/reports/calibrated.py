@@ -13,7 +13,14 @@ from django.db import connection
 
 from evaluation.models import CalibrationSnapshot, CalibrationTarget, Rubric, trace_labels_sql
 from evaluation.reports.shift import distribution_shift
-from evaluation.stats import cusum, disagreement_cusum_reference, krippendorff_alpha, labels_needed
+from evaluation.stats import (
+    calibrator_from_dict,
+    cusum,
+    disagreement_cusum_reference,
+    krippendorff_alpha,
+    labels_needed,
+    rolling_residual,
+)
 from feedback.models import Feature
 
 
@@ -97,11 +104,11 @@ ORDER BY l.trace_id, l.reviewer, l.occurred_at DESC, l.id DESC
 # stored), each with the judge's verdict on it. In labelling order, a backlog labelled out of order shuffled the
 # weeks together, and a change in what the product answered or how the judge read it showed late or not at all.
 _AUDIT_STREAM = (
-    "SELECT l.value, s.passed, COALESCE(t.started_at, l.occurred_at) AS at FROM ("
+    "SELECT l.value, s.passed, COALESCE(t.started_at, l.occurred_at) AS at, s.raw_score FROM ("
     + trace_labels_sql("l.rubric_id = %(rubric)s AND l.source IN ('api', 'queue') AND l.value IS NOT NULL")
     + """) l
 JOIN (
-    SELECT DISTINCT ON (trace_id) trace_id, passed FROM evaluation_score
+    SELECT DISTINCT ON (trace_id) trace_id, passed, raw_score FROM evaluation_score
     WHERE judge_version_id = %(version)s AND status = 'ok' AND passed IS NOT NULL
     ORDER BY trace_id, run_index, id
 ) s USING (trace_id)
@@ -155,7 +162,7 @@ def audit_drift(*, target: CalibrationTarget) -> dict[str, Any]:
         rows = cursor.fetchall()
     if len(rows) < 20:
         return {"n": len(rows), "note": f"{len(rows)} audit labels: the monitor starts at 20"}
-    x = np.array([float((value >= good_at) != passed) for value, passed, _ in rows])
+    x = np.array([float((value >= good_at) != passed) for value, passed, _, _ in rows])
     baseline = float(x[: len(x) // 2].mean())
     k = disagreement_cusum_reference(baseline, min(1.0, max(2 * baseline, baseline + 0.05)))
     result = cusum(x, k=k, h=CUSUM_H)
@@ -163,7 +170,31 @@ def audit_drift(*, target: CalibrationTarget) -> dict[str, Any]:
     return {
         "n": len(rows), "baseline": baseline, "recent": float(x[-min(50, len(x)):].mean()), "k": k, "h": CUSUM_H,
         "alarm_index": result.alarm_index, "alarm_at": alarm_at, "statistic": float(result.statistic[-1]), "note": None,
+        "residual": _recent_residual(target, rows, good_at),
     }  # fmt: skip
+
+
+RESIDUAL_WINDOW = 50  # audit traces in the calibration residual's window: the latest ones
+# A lean of the labels from the calibrated scores worth re-calibrating for (5 points of P(good)): with few errors in
+# the window the interval is narrow, and a lean of +0.03 came out "off" on a steady judge.
+RESIDUAL_MATERIAL = 0.05
+
+
+def _recent_residual(target: CalibrationTarget, rows: list[tuple[Any, ...]], good_at: float) -> dict[str, Any] | None:
+    """The mean of (label - calibrated P(good)) over the latest RESIDUAL_WINDOW audit traces, with its interval
+    (stats.rolling_residual's last window): off when 0 is outside it and the mean is RESIDUAL_MATERIAL or more
+    away (the success estimate leans on a stale fit). None without a fitted calibrator or too few raw scores."""
+    snapshot = target.snapshots.filter(calibrator__isnull=False).order_by("-computed_at", "-id").first()
+    scored = [(value, raw) for value, _, _, raw in rows if raw is not None]
+    if snapshot is None or snapshot.calibrator is None or len(scored) < RESIDUAL_WINDOW:
+        return None
+    labels = np.array([float(value >= good_at) for value, _ in scored])
+    calibrated = calibrator_from_dict(snapshot.calibrator).predict(np.array([float(raw) for _, raw in scored]))
+    rolled = rolling_residual(labels, calibrated, window=RESIDUAL_WINDOW)
+    low, high = float(rolled.low[-1]), float(rolled.high[-1])
+    return {"mean": float(rolled.mean[-1]), "low": low, "high": high, "window": RESIDUAL_WINDOW,
+            "off": not low <= 0.0 <= high and abs(float(rolled.mean[-1])) >= RESIDUAL_MATERIAL,
+            "fitted_at": snapshot.computed_at}  # fmt: skip
 
 
 def score_shift(

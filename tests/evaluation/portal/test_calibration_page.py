@@ -76,6 +76,8 @@ def test_the_page_exposes_a_lenient_judge_and_a_relabel_refreshes_it(
     for text in ("True success rate", "Judge pass rate (uncorrected)", "Cohen", "Reliability", "Verdict history",
                  'id="thresholds-data"', "are worth"):  # fmt: skip
         assert text in html, text
+    # The monitor's calibration residual (its figures are tested in test_calibration_monitoring), shown.
+    assert context["drift"]["residual"] is not None and 'data-testid="residual"' in html
     # The monitor's score shift over the drift page's windows: these traces started today, in neither (said so).
     shift = context["score_shift"]
     assert (shift["baseline_n"], shift["current_n"], shift["status"]) == (0, 0, "too_little_data")

@@ -12,8 +12,15 @@ import numpy as np
 import pytest
 
 from evaluation.models import CalibrationTarget, Rubric
-from evaluation.reports.calibrated import CUSUM_H, audit_drift, human_agreement, labels_plan
-from evaluation.stats import cusum, disagreement_cusum_reference, krippendorff_alpha, labels_needed
+from evaluation.reports.calibrated import CUSUM_H, RESIDUAL_MATERIAL, audit_drift, human_agreement, labels_plan
+from evaluation.stats import (
+    calibrator_from_dict,
+    cusum,
+    disagreement_cusum_reference,
+    krippendorff_alpha,
+    labels_needed,
+    rolling_residual,
+)
 from tests.evaluation.api.test_calibration import post_all, seed_world
 from tests.evaluation.helpers import sweep_until
 from tests.fixtures.organizations import Org, in_tenant, unique
@@ -57,6 +64,21 @@ def test_the_drift_monitor_is_the_cusum_of_the_audit_stream(
     assert (drift["alarm_index"] is not None) is shift
     if shift:
         assert drift["alarm_index"] >= 60 and drift["alarm_at"] == T0 + timedelta(minutes=drift["alarm_index"])
+    # The calibration residual: label - calibrated P(good) over the latest 50 audit traces, as stats computes it
+    # with the target's fitted calibrator; off (0 outside its interval) where the judge's errors moved.
+    with in_tenant(org_a):
+        fitted = target.snapshots.filter(calibrator__isnull=False).order_by("-computed_at", "-id").first()
+        assert fitted is not None and fitted.calibrator is not None
+    calibrated = calibrator_from_dict(fitted.calibrator).predict(passed.astype(float))
+    rolled = rolling_residual(good.astype(float), calibrated, window=50)
+    residual = drift["residual"]
+    assert residual["mean"] == pytest.approx(rolled.mean[-1], abs=1e-12)
+    assert (residual["low"], residual["high"]) == (pytest.approx(rolled.low[-1]), pytest.approx(rolled.high[-1]))
+    # Off only past RESIDUAL_MATERIAL with 0 outside: the steady judge's small, tightly estimated lean (+0.03 here)
+    # is no alarm; the shifted one leans past it, but 50 audit traces leave 0 inside (the CUSUM is what alarms).
+    material = abs(residual["mean"]) >= RESIDUAL_MATERIAL
+    assert residual["off"] is (material and not residual["low"] <= 0 <= residual["high"])
+    assert material is shift
 
 
 def test_the_drift_monitor_reads_the_audit_in_traffic_order_not_labelling_order(
