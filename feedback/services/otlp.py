@@ -168,7 +168,7 @@ def _otlp_ingest(
         # its tokens and cost from exactly the spans stored with it: nothing below can change it.
         sent = Counter(item.trace_id for _, item in good)
         # Nor one whose LLM calls went to several models: priced span by span below, each at its own model.
-        several = {trace["trace_id"] for trace, spans in traces if _models(trace, spans) > 1}
+        several = {trace["trace_id"] for trace, spans in traces if _several_models(trace, spans)}
         settled = {trace_id for trace_id in inserted if sent[trace_id] == 1} - set(adopting.values()) - several
         # An adopting trace is summed again, whether or not this export's item for it was stored.
         unsettled = sorted((set(sent) | set(adopting.values())) - settled)
@@ -234,14 +234,18 @@ def _marks(cursor: Any, traces: list[dict[str, Any]]) -> tuple[set[str], set[str
 _read_times = functools.partial(msgspec.convert, type=list[datetime | None])
 
 
-def _models(trace: dict[str, Any], spans: list[MappedSpan]) -> int:
-    """How many models the trace's LLM spans with token counts name (a span naming none, the trace's)."""
-    counted = (
-        span
-        for span in spans
-        if span.kind == _LLM and (span.input_tokens is not None or span.output_tokens is not None)
-    )
-    return len({span.model or trace.get("model") or "" for span in counted})
+def _several_models(trace: dict[str, Any], spans: list[MappedSpan]) -> bool:
+    """Whether the trace's LLM spans with token counts name more than one model (a span naming none, the trace's).
+    A loop that stops at the second model: a set over a generator per trace was ~1 us a span of the export."""
+    first: str | None = None
+    for span in spans:
+        if span.kind == _LLM and (span.input_tokens is not None or span.output_tokens is not None):
+            model = span.model or trace.get("model") or ""
+            if first is None:
+                first = model
+            elif model != first:
+                return True
+    return False
 
 
 _LLM = SpanKind.LLM.value
@@ -268,7 +272,7 @@ def _recompute_from_spans(
     several = sorted(
         trace.trace_id
         for trace, row in zip(traces, rows, strict=True)
-        # A span naming no model is priced at the trace's, as _models counts it.
+        # A span naming no model is priced at the trace's, as _several_models counts it.
         if len({model or trace.model for model in row[-1] or ()}) > 1 and trace.cost_source != COST_FROM_CLIENT
     )
     once = [trace for trace in traces if trace.trace_id not in several]

@@ -124,14 +124,14 @@ def otel_lock(cursor: Any, otel_trace_ids: Iterable[str], *, shared: Iterable[st
 
     Taken before any trace row is written and in sorted order, so no two writers wait on each other.
     """
-    schema = current_schema()
-    shared = set(shared)
-    keys = sorted({(f"{schema}:{otel}", otel in shared) for otel in otel_trace_ids if otel})
-    if keys:
+    ids = sorted({otel for otel in otel_trace_ids if otel})  # a common prefix keeps the keys' order: the ids'
+    if ids:
+        shared = set(shared)
         cursor.execute(
-            "SELECT count(CASE WHEN s THEN pg_advisory_xact_lock_shared(hashtextextended(k, 0)) "
-            "ELSE pg_advisory_xact_lock(hashtextextended(k, 0)) END) FROM unnest(%s::text[], %s::bool[]) AS x(k, s)",
-            [[k for k, _ in keys], [s for _, s in keys]],
+            "SELECT count(CASE WHEN s THEN pg_advisory_xact_lock_shared(hashtextextended(%(schema)s || k, 0)) "
+            "ELSE pg_advisory_xact_lock(hashtextextended(%(schema)s || k, 0)) END) "
+            "FROM unnest(%(ids)s::text[], %(shared)s::bool[]) AS x(k, s)",
+            {"schema": f"{current_schema()}:", "ids": ids, "shared": [otel in shared for otel in ids]},
         )
 
 
