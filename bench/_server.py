@@ -111,7 +111,7 @@ def balanced_connections(port: int, clients: int, workers: int, tries: int = 40)
             conn.request("GET", "/api/v1/traces")  # refused at once (no key): only so a process takes it
             conn.getresponse().read()
         held = worker_connections(port, connections)
-        if len(held) == workers and max(held) - min(held) <= 1:
+        if sum(held) == clients and len(held) == workers and max(held) - min(held) <= 1:
             break
     return connections
 

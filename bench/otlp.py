@@ -240,6 +240,11 @@ def main() -> int:
                 if problems:
                     print("\n".join(problems[:5]))
                     return 1
+            # A connection the server closed meanwhile was opened again by http.client, to whichever process took it.
+            after = " + ".join(map(str, worker_connections(port, connections)))
+            if after != split:
+                print(f"the connections' split moved during the rounds: {split} at first, {after} now", flush=True)
+                split = f"{split}->{after}"
             rest_eps = events / rest_seconds
             print(f"REST: {events:,} events in {rest_seconds:.2f}s = {rest_eps:,.0f} events/s", flush=True)
             spans_per_s = spans / otlp_seconds

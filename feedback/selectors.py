@@ -434,7 +434,8 @@ def trace_detail(trace_id: str) -> TraceDetail | None:
         return None
     return TraceDetail(
         trace=trace,
-        spans=list(Span.objects.filter(trace_id=trace_id).order_by("start", "-end", "span_id")),  # parents first
+        # Parents first: by start, the longest first, then a root ("" parent) before its children's ties.
+        spans=list(Span.objects.filter(trace_id=trace_id).order_by("start", "-end", "parent_span_id", "span_id")),
         feedback=list(
             FeedbackEvent.objects.filter(trace_id=trace_id)
             .select_related("prompt_version")

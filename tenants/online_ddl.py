@@ -105,3 +105,21 @@ class RemoveIndexOnline(RemoveIndexConcurrently):
         args = (app_label, schema_editor, from_state, to_state)
         table = _table(self, app_label, to_state)
         _apply(self, RemoveIndex, RemoveIndexConcurrently, "database_backwards", args, table)
+
+
+def unique_index_online(schema_editor: Any, *, table: str, name: str, columns: str) -> None:
+    """CREATE UNIQUE INDEX ``name`` ON ``table`` (``columns``), CONCURRENTLY when the table is large, as
+    AddIndexOnline builds (for a primary key then taken over USING INDEX: Django's own operations build no unique
+    index alone). Rerunnable: a valid index of the name is kept, an invalid one built again."""
+    quoted = schema_editor.quote_name(name)
+    existing = _existing(schema_editor, name)
+    if existing is not None:
+        valid, building = existing
+        if valid:
+            return
+        if building:
+            raise RuntimeError(f"index {name} is being built by another session: wait for it")
+        concurrently = "" if schema_editor.connection.in_atomic_block else "CONCURRENTLY "
+        schema_editor.execute(f"DROP INDEX {concurrently}IF EXISTS {quoted}")
+    how = "CONCURRENTLY " if _concurrently(schema_editor, table) else ""
+    schema_editor.execute(f"CREATE UNIQUE INDEX {how}{quoted} ON {schema_editor.quote_name(table)} ({columns})")

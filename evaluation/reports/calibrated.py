@@ -117,12 +117,15 @@ WHERE l.sampling_design = 'uniform' AND (%(feature)s::bigint IS NULL OR t.featur
 ORDER BY at, l.trace_id
 """
 )
-# The judge's scores on every trace it scored (labelled or not), in two windows of the traces' days: run 0 of each.
+# The judge's score of each trace it scored (labelled or not; the mean of its runs, as the drift page reads it) over a
+# window of the traces' days, a sample of at most SCORE_SAMPLE traces (the same traces whenever asked: by md5).
 _SCORES_OF_DAYS = """
-SELECT score FROM evaluation_score
-WHERE judge_version_id = %(version)s AND status = 'ok' AND score IS NOT NULL AND run_index = 0
+SELECT avg(score) FROM evaluation_score
+WHERE judge_version_id = %(version)s AND status = 'ok' AND score IS NOT NULL
     AND trace_day BETWEEN %(first)s AND %(last)s AND (%(feature)s::bigint IS NULL OR feature_id = %(feature)s)
+GROUP BY trace_id ORDER BY md5(trace_id) LIMIT %(sample)s
 """
+SCORE_SAMPLE = 20_000  # traces a window, at most (the drift page's sample)
 CUSUM_H = 4.0  # decision interval (Montgomery 9.1: h = 4-5 sigma-units; here in disagreement counts)
 
 
@@ -183,7 +186,9 @@ RESIDUAL_MATERIAL = 0.05
 def _recent_residual(target: CalibrationTarget, rows: list[tuple[Any, ...]], good_at: float) -> dict[str, Any] | None:
     """The mean of (label - calibrated P(good)) over the latest RESIDUAL_WINDOW audit traces, with its interval
     (stats.rolling_residual's last window): off when 0 is outside it and the mean is RESIDUAL_MATERIAL or more
-    away (the success estimate leans on a stale fit). None without a fitted calibrator or too few raw scores."""
+    away (the success estimate leans on a stale fit). None without a fitted calibrator or too few raw scores.
+    The fit learnt from these labels too: over a window that is a small part of them a move still shows, but with
+    few labels the residual leans to 0 (reads calibrated) more readily."""
     snapshot = target.snapshots.filter(calibrator__isnull=False).order_by("-computed_at", "-id").first()
     scored = [(value, raw) for value, _, _, raw in rows if raw is not None]
     if snapshot is None or snapshot.calibrator is None or len(scored) < RESIDUAL_WINDOW:
@@ -201,14 +206,21 @@ def score_shift(
     *, target: CalibrationTarget, baseline: tuple[date, date], current: tuple[date, date]
 ) -> dict[str, Any]:
     """How far the judge's scores on all the traces it scored (not only the labelled) moved between two windows of
-    trace days: PSI and Kolmogorov-Smirnov over ten bins of [0, 1], with the bins (CALIBRATION.md: a cue to label
-    more; the labels then say whether the judge or the product moved). A drift page row (services.drift)."""
+    trace days: PSI over ten bins of [0, 1] with the bins, and Kolmogorov-Smirnov (CALIBRATION.md: a cue to label
+    more; the labels then say whether the judge or the product moved). The drift page's judge score row for this
+    judge, but over every trace it scored: a holdback arm's too, which that page leaves out of a feature."""
     samples = []
     with connection.cursor() as cursor:
         for first, last in (baseline, current):
             cursor.execute(
                 _SCORES_OF_DAYS,
-                {"version": target.judge_version_id, "feature": target.feature_id, "first": first, "last": last},
+                {
+                    "version": target.judge_version_id,
+                    "feature": target.feature_id,
+                    "first": first,
+                    "last": last,
+                    "sample": SCORE_SAMPLE,
+                },  # fmt: skip
             )
             samples.append(np.array([float(score) for (score,) in cursor.fetchall()], dtype=float))
     row = distribution_shift("judge_score", samples[0], samples[1])

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.stats.drift import bin_shares, ks_shift, psi, psi_terms
+from evaluation.stats.drift import bin_shares, ks_shift, psi_terms
 
 MIN_SAMPLE = 30  # values in each window, at least, for a PSI
 
@@ -45,17 +45,19 @@ def distribution_shift(name: str, base: np.ndarray, cur: np.ndarray) -> dict[str
         inner = np.unique(np.quantile(base, np.linspace(0.1, 0.9, 9)))
         low, high = min(base.min(), cur.min()) - 1.0, max(base.max(), cur.max()) + 1.0
         edges, value_range = [low, *inner.tolist(), high], (low, high)
-    value = psi(base, cur, bins=edges, value_range=value_range)
+    # The PSI's bins, each with both windows' shares and its part of the PSI (stats.psi is their sum): where the
+    # distribution moved (the drift page draws them).
+    bounds, before, after = bin_shares(base, cur, bins=edges, value_range=value_range)
+    terms = psi_terms(before, after)
+    value = float(terms.sum())
     ks = ks_shift(base, cur)
     status = "shifted" if value > 0.25 else "moderate" if value > 0.1 else "stable"
-    # The PSI's bins, each with both windows' shares and its part of the PSI: where the distribution moved (the
-    # drift page draws them). The decile bins' outer ends are the samples' own extremes, not the margin added above.
-    bounds, before, after = bin_shares(base, cur, bins=edges, value_range=value_range)
-    if name not in ("judge_score", "feedback_rate"):
+    if name not in ("judge_score", "feedback_rate"):  # the decile bins' ends: the samples' extremes, not the margin
         bounds[0], bounds[-1] = min(base.min(), cur.min()), max(base.max(), cur.max())
     row["bins"] = [
         {"low": float(low), "high": float(high), "baseline": float(b), "current": float(c), "psi": float(term)}
-        for low, high, b, c, term in zip(bounds[:-1], bounds[1:], before, after, psi_terms(before, after), strict=True)
+        for low, high, b, c, term in zip(bounds[:-1], bounds[1:], before, after, terms, strict=True)
+        if low < high or b or c  # below a first decile that is the minimum itself: empty, of no width, not drawn
     ]
     row.update(psi=value, ks=ks.statistic, ks_p_value=ks.p_value, status=status)
     return row

@@ -57,3 +57,17 @@ def psi_chart(distribution: dict[str, Any]) -> SafeString:
         WIDTH, HEIGHT, WIDTH, HEIGHT, label, rects, plot, WIDTH, plot,
         HEIGHT - 3, _value(metric, bins[0]["low"]), WIDTH, HEIGHT - 3, _value(metric, bins[-1]["high"]),
     )  # fmt: skip
+
+
+@register.simple_tag
+def psi_legend(distributions: list[dict[str, Any]]) -> SafeString:
+    """{% psi_legend d.distributions %}: what psi_chart's colours say, once, when any distribution is drawn."""
+    if not any(row.get("bins") for row in distributions):
+        return SafeString("")
+    return format_html(
+        '<p class="muted small"><span class="swatch" style="background:{}"></span> baseline '
+        '<span class="swatch" style="background:{}"></span> current <span class="swatch" style="background:{}"></span> '
+        "a bin carrying a quarter of the PSI or more: where the distribution moved. Hover a bar for its range and "
+        "shares.</p>",
+        BASELINE, CURRENT, MOVED,
+    )  # fmt: skip

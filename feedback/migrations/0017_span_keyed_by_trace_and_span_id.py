@@ -1,13 +1,31 @@
 """Spans are keyed by (trace_id, span_id), as they are merged and looked up: the serial id and its index go.
 
-Django writes no change of primary key for a table that exists: the SQL does it, and the state follows."""
+Django writes no change of primary key for a table that exists: the SQL does it, and the state follows. The key's
+index is built first, concurrently on a large table (tenants/online_ddl.py: writes go on meanwhile), then taken over
+as the primary key in one brief ALTER; the unique constraint it replaces and the id go in the same statement."""
+
+from typing import Any
 
 from django.db import migrations, models
 
+from tenants.online_ddl import unique_index_online
+
+_HAS_ID = """
+SELECT EXISTS (SELECT 1 FROM information_schema.columns
+               WHERE table_schema = current_schema() AND table_name = 'feedback_span' AND column_name = 'id')
+"""
+
+# Rerunnable: a schema swapped by a run that stopped before the migration was recorded has no id left.
 FORWARD = """
-ALTER TABLE feedback_span DROP CONSTRAINT span_once_per_trace;
-ALTER TABLE feedback_span DROP COLUMN id;
-ALTER TABLE feedback_span ADD CONSTRAINT feedback_span_pkey PRIMARY KEY (trace_id, span_id);
+DO $$ BEGIN
+    IF EXISTS (SELECT 1 FROM information_schema.columns
+               WHERE table_schema = current_schema() AND table_name = 'feedback_span' AND column_name = 'id') THEN
+        ALTER TABLE feedback_span
+            DROP CONSTRAINT span_once_per_trace,
+            DROP COLUMN id,
+            ADD CONSTRAINT feedback_span_pkey PRIMARY KEY USING INDEX feedback_span_key;
+    END IF;
+END $$;
 """
 
 BACKWARD = """
@@ -17,14 +35,28 @@ ALTER TABLE feedback_span ADD CONSTRAINT span_once_per_trace UNIQUE (trace_id, s
 """
 
 
+def build_key(apps: Any, schema_editor: Any) -> None:
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute(_HAS_ID)
+        (has_id,) = cursor.fetchone()
+    if has_id:
+        unique_index_online(schema_editor, table="feedback_span", name="feedback_span_key", columns="trace_id, span_id")
+
+
 class Migration(migrations.Migration):
+    # The key's index is built without blocking writes (tenants/online_ddl.py): not in a transaction.
+    atomic = False
+
     dependencies = [
         ("feedback", "0016_model_rollup"),
     ]
 
     operations = [
         migrations.SeparateDatabaseAndState(
-            database_operations=[migrations.RunSQL(FORWARD, BACKWARD)],
+            database_operations=[
+                migrations.RunPython(build_key, migrations.RunPython.noop),
+                migrations.RunSQL(FORWARD, BACKWARD),
+            ],
             state_operations=[
                 migrations.RemoveConstraint(model_name="span", name="span_once_per_trace"),
                 migrations.RemoveField(model_name="span", name="id"),

@@ -221,6 +221,7 @@ def traces_store(
             if item.ttft_ms is not None and item.latency_ms is not None and item.ttft_ms > item.latency_ms:
                 # The first token comes within the call: a time to it past the whole call's is a clock or unit mix-up,
                 # and kept it would sit in the TTFT percentiles. The trace is stored without it, and that is said.
+                # Within one item: a resend sending a TTFT alone is not compared with the latency stored before.
                 said = f"ttft_ms {item.ttft_ms:g} is longer than latency_ms {item.latency_ms:g} (the whole call): "
                 result.warnings.append({"index": index, "field": "ttft_ms", "message": said + "stored without it"})
                 item.ttft_ms = None

@@ -65,7 +65,7 @@ def test_the_drift_monitor_is_the_cusum_of_the_audit_stream(
     if shift:
         assert drift["alarm_index"] >= 60 and drift["alarm_at"] == T0 + timedelta(minutes=drift["alarm_index"])
     # The calibration residual: label - calibrated P(good) over the latest 50 audit traces, as stats computes it
-    # with the target's fitted calibrator; off (0 outside its interval) where the judge's errors moved.
+    # with the target's fitted calibrator.
     with in_tenant(org_a):
         fitted = target.snapshots.filter(calibrator__isnull=False).order_by("-computed_at", "-id").first()
         assert fitted is not None and fitted.calibrator is not None
@@ -79,6 +79,35 @@ def test_the_drift_monitor_is_the_cusum_of_the_audit_stream(
     material = abs(residual["mean"]) >= RESIDUAL_MATERIAL
     assert residual["off"] is (material and not residual["low"] <= 0 <= residual["high"])
     assert material is shift
+
+
+def test_a_stale_calibration_reads_off_and_the_page_says_so(api_a: ApiClient, org_a: Org, committed_db: None) -> None:
+    """A fit that no longer reads the judge (here one that calls nearly every trace good, where a third are bad) leans
+    the labels well below it, 0 outside the interval: off, and the calibration page says to re-calibrate."""
+    from django.test import Client
+
+    from evaluation.models import CalibrationSnapshot
+
+    rng = np.random.default_rng(5)
+    n = 120
+    good = rng.random(n) < 0.7
+    passed = np.where(rng.random(n) < 0.08, ~good, good)
+    judge, rubric = _stream(api_a, passed, good)
+    with in_tenant(org_a):
+        targets = CalibrationTarget.objects.filter(judge_version__judge__name=judge, rubric__name=rubric)
+        sweep_until(lambda: targets.filter(snapshots__isnull=False).exists())
+        target = targets.get()
+        stale = {"method": "platt", "slope": 0.0, "intercept": 5.0}  # P(good) = 0.993 whatever the score
+        CalibrationSnapshot.objects.filter(target=target).update(calibrator=stale)
+        residual = audit_drift(target=target)["residual"]
+    expected = rolling_residual(good.astype(float), np.full(n, 1 / (1 + np.exp(-5.0))), window=50)
+    assert residual["mean"] == pytest.approx(expected.mean[-1]) and residual["mean"] <= -RESIDUAL_MATERIAL
+    assert residual["high"] < 0 and residual["off"] is True
+    client = Client()
+    client.force_login(org_a.owner)
+    page = client.get(org_a.url(f"judges/{judge}/calibration/?target={target.id}")).content.decode()
+    said = page.split('data-testid="residual"', 1)[1].split("</p>", 1)[0]
+    assert 'badge bad">off' in said and "label more to re-calibrate" in said
 
 
 def test_the_drift_monitor_reads_the_audit_in_traffic_order_not_labelling_order(
