@@ -185,3 +185,28 @@ def test_migrate_locked_holds_its_lock_while_every_schema_migrates(committed_db:
         schema_pre_migration.disconnect(check)
         connection.close()  # the migrations' connection is left on some schema
     assert held == [True, True, True]
+
+
+def test_a_unique_index_for_a_primary_key_builds_online_reruns_and_replaces_an_invalid_leftover(
+    org_a: Org, no_leftover: None, settings: Any
+) -> None:
+    """unique_index_online (the span key's migration): CONCURRENTLY on a large table outside a transaction, plainly
+    inside one; a valid index of the name is kept on a rerun, an INVALID leftover built again."""
+    from tenants.online_ddl import unique_index_online
+
+    def build(atomic: bool) -> list[str]:
+        with CaptureQueriesContext(connection) as queries, connection.schema_editor(atomic=atomic) as editor:
+            unique_index_online(editor, table="feedback_trace", name=NAME, columns="trace_id")
+        return [q["sql"] for q in queries.captured_queries if q["sql"].startswith(("CREATE UNIQUE", "DROP INDEX"))]
+
+    settings.INDEX_CONCURRENTLY_FROM_BYTES = 0  # the trace table counts as large
+    with in_tenant(org_a):
+        (built,) = build(atomic=False)
+        assert built.startswith("CREATE UNIQUE INDEX CONCURRENTLY") and _valid() is True
+        assert build(atomic=False) == []  # a rerun keeps it
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE pg_index SET indisvalid = false WHERE indexrelid = to_regclass('{NAME}')")
+        assert _valid() is False
+        dropped, rebuilt = build(atomic=True)  # inside a transaction: dropped and built plainly
+        assert dropped.startswith("DROP INDEX IF EXISTS") and rebuilt.startswith(f'CREATE UNIQUE INDEX "{NAME}"')
+        assert _valid() is True
