@@ -9,7 +9,7 @@ import numpy as np
 
 from evaluation.stats.drift import bin_shares, ks_shift, psi_terms
 
-MIN_SAMPLE = 30  # values in each window, at least, for a PSI
+MIN_SAMPLE = 30  # values in each window, at least, for a PSI (and for a drift segment's own rate: services.drift)
 
 DISTRIBUTIONS = {
     "judge_score": "Judge score (0-1)",

@@ -60,9 +60,10 @@ def psi_chart(distribution: dict[str, Any]) -> SafeString:
 
 
 @register.simple_tag
-def psi_legend(distributions: list[dict[str, Any]]) -> SafeString:
-    """{% psi_legend d.distributions %}: what psi_chart's colours say, once, when any distribution is drawn."""
-    if not any(row.get("bins") for row in distributions):
+def psi_legend(distributions: list[dict[str, Any]] | dict[str, Any]) -> SafeString:
+    """{% psi_legend d.distributions %} (or one row): what psi_chart's colours say, once, when any is drawn."""
+    rows = [distributions] if isinstance(distributions, dict) else distributions
+    if not any(row.get("bins") for row in rows):
         return SafeString("")
     return format_html(
         '<p class="muted small"><span class="swatch" style="background:{}"></span> baseline '

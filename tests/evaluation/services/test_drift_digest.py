@@ -439,7 +439,7 @@ def test_the_psi_chart_marks_the_bins_that_carry_a_shift() -> None:
     """A bin carrying a quarter of the PSI or more is drawn in the alarm colour, when the distribution moved; a
     stable one is drawn plain; a row without bins draws nothing."""
     from evaluation.reports.shift import distribution_shift as _shift
-    from evaluation.templatetags.drift_charts import BASELINE, CURRENT, MOVED, psi_chart
+    from evaluation.templatetags.drift_charts import BASELINE, CURRENT, MOVED, psi_chart, psi_legend
 
     rng = np.random.default_rng(8)
     row = _shift("judge_score", rng.uniform(0, 1, 2000), np.concatenate([rng.uniform(0, 1, 1400),
@@ -452,3 +452,6 @@ def test_the_psi_chart_marks_the_bins_that_carry_a_shift() -> None:
     calm = _shift("judge_score", rng.uniform(0, 1, 2000), rng.uniform(0, 1, 2000))
     assert calm["status"] == "stable" and MOVED not in str(psi_chart(calm)) and CURRENT in str(psi_chart(calm))
     assert str(psi_chart({"metric": "latency_ms", "status": "too_little_data"})) == ""
+    # The legend: once for a list of rows or a row, only where something is drawn.
+    assert MOVED in str(psi_legend([calm, {"metric": "latency_ms"}])) and MOVED in str(psi_legend(row))
+    assert str(psi_legend([{"metric": "latency_ms"}])) == "" and str(psi_legend({"metric": "x"})) == ""
