@@ -1533,6 +1533,254 @@ done:
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------ span rows for COPY */
+
+/* span_copy(spans, trace_id, limit_us, max_id, encode) -> bytes | None: the spans of one trace as rows of a binary
+ * COPY into feedback_span (SPAN_COPY_COLUMNS in feedback.otlp), ordered by span_id, exactly as psycopg writes
+ * feedback.otlp.span_rows_of's rows; None where that Python says otherwise or might (a span it would refuse, a
+ * cost, a span_id twice, a time or value this does not read): the caller takes the rows path then. */
+
+typedef struct {
+    char *data;
+    Py_ssize_t size, capacity;
+} Out;
+
+static int out_room(Out *out, Py_ssize_t more) {
+    if (out->size + more <= out->capacity) return OK;
+    Py_ssize_t capacity = out->capacity ? out->capacity : 4096;
+    while (capacity < out->size + more) capacity *= 2;
+    char *data = PyMem_Realloc(out->data, (size_t)capacity);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return ERROR;
+    }
+    out->data = data;
+    out->capacity = capacity;
+    return OK;
+}
+
+static void put_be(Out *out, uint64_t value, int bytes) {
+    for (int i = bytes - 1; i >= 0; i--) out->data[out->size++] = (char)((value >> (8 * i)) & 0xFF);
+}
+
+static int put_field(Out *out, const char *data, Py_ssize_t size) {
+    if (size > INT32_MAX - 1 || out_room(out, 4 + size) != OK) return size > INT32_MAX - 1 ? DECLINE : ERROR;
+    put_be(out, (uint64_t)size, 4);
+    memcpy(out->data + out->size, data, (size_t)size);
+    out->size += size;
+    return OK;
+}
+
+static int put_null(Out *out) {
+    if (out_room(out, 4) != OK) return ERROR;
+    put_be(out, 0xFFFFFFFFu, 4);
+    return OK;
+}
+
+/* A str's UTF-8 (what PostgreSQL's text takes); DECLINE for anything else, or text with no UTF-8 form. */
+static int utf8_of(PyObject *text, const char **data, Py_ssize_t *size) {
+    if (!PyUnicode_CheckExact(text)) return DECLINE;
+    *data = PyUnicode_AsUTF8AndSize(text, size);
+    if (*data == NULL) {
+        PyErr_Clear();
+        return DECLINE;
+    }
+    return OK;
+}
+
+static int put_text(Out *out, PyObject *text) {
+    const char *data;
+    Py_ssize_t size;
+    if (utf8_of(text, &data, &size) != OK) return DECLINE;
+    return put_field(out, data, size);
+}
+
+static int put_bigint(Out *out, PyObject *value) {
+    if (value == Py_None) return put_null(out);
+    if (!PyLong_CheckExact(value)) return DECLINE;
+    int overflow;
+    long long number = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (number == -1 && PyErr_Occurred()) return ERROR;
+    if (overflow) return DECLINE;
+    if (out_room(out, 12) != OK) return ERROR;
+    put_be(out, 8, 4);
+    put_be(out, (uint64_t)number, 8);
+    return OK;
+}
+
+static int digits(const char *at, int count, int *value) {
+    *value = 0;
+    for (int i = 0; i < count; i++) {
+        if (at[i] < '0' || at[i] > '9') return DECLINE;
+        *value = *value * 10 + (at[i] - '0');
+    }
+    return OK;
+}
+
+/* Days since 1970-01-01 of a civil date (H. Hinnant's algorithm, civil's inverse). */
+static int64_t days_of(int year, int month, int day) {
+    year -= month <= 2;
+    int64_t era = (year >= 0 ? year : year - 399) / 400;
+    int64_t yoe = year - era * 400;
+    int64_t doy = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* A time as iso writes it (YYYY-MM-DDTHH:MM:SS.ffffffZ) in microseconds since 2000-01-01 UTC, PostgreSQL's
+ * timestamptz; DECLINE for any other text (the REST decoding reads those). */
+static int micros_of(PyObject *text, int64_t *micros) {
+    const char *s;
+    Py_ssize_t size;
+    if (utf8_of(text, &s, &size) != OK || size != 27) return DECLINE;
+    if (s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[19] != '.' || s[26] != 'Z')
+        return DECLINE;
+    int year, month, day, hour, minute, second, fraction;
+    if (digits(s, 4, &year) || digits(s + 5, 2, &month) || digits(s + 8, 2, &day) || digits(s + 11, 2, &hour) ||
+        digits(s + 14, 2, &minute) || digits(s + 17, 2, &second) || digits(s + 20, 6, &fraction))
+        return DECLINE;
+    static const int month_days[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    if (year < 1 || month < 1 || month > 12 || day < 1 || day > month_days[month - 1] ||
+        (month == 2 && day == 29 && !leap) || hour > 23 || minute > 59 || second > 59)
+        return DECLINE;
+    int64_t seconds = days_of(year, month, day) * 86400 + hour * 3600 + minute * 60 + second;
+    *micros = (seconds - 946684800) * 1000000 + fraction;
+    return OK;
+}
+
+typedef struct {
+    const char *id;
+    Py_ssize_t id_size, at, size;
+} Row;
+
+static int by_span_id(const void *a, const void *b) {
+    const Row *x = a, *y = b;
+    int order = memcmp(x->id, y->id, (size_t)(x->id_size < y->id_size ? x->id_size : y->id_size));
+    return order ? order : (x->id_size > y->id_size) - (x->id_size < y->id_size);
+}
+
+static PyObject *s_span_id, *s_parent_span_id, *s_name, *s_kind, *s_start, *s_end, *s_model, *s_input_tokens,
+    *s_output_tokens, *s_cost_usd, *s_attributes;
+
+/* One span's row: OK, DECLINE or ERROR. */
+static int span_row(Out *out, Row *row, PyObject *span, const char *trace_id, Py_ssize_t trace_size,
+                    int64_t limit, Py_ssize_t max_id, PyObject *encode) {
+    PyObject *names[11] = {s_span_id, s_parent_span_id, s_name, s_kind, s_start, s_end, s_model, s_input_tokens,
+                           s_output_tokens, s_cost_usd, s_attributes};
+    PyObject *v[11] = {NULL}, *json = NULL;
+    int status = ERROR;
+    for (int i = 0; i < 11; i++)
+        if ((v[i] = PyObject_GetAttr(span, names[i])) == NULL) goto done;
+    PyObject *span_id = v[0], *parent = v[1], *name = v[2], *kind = v[3], *start = v[4], *end = v[5], *model = v[6];
+    status = DECLINE;
+    if (v[9] != Py_None || !PyDict_CheckExact(v[10])) goto done; /* a cost: the rows path writes its numeric */
+    int64_t start_us = 0, end_us = 0;
+    if (start != Py_None && (micros_of(start, &start_us) != OK || start_us > limit)) goto done;
+    if (end != Py_None && (micros_of(end, &end_us) != OK || end_us > limit)) goto done;
+    if (start != Py_None && end != Py_None && end_us < start_us) goto done;
+    const char *text;
+    Py_ssize_t size;
+    if (model != Py_None && (utf8_of(model, &text, &size) != OK || PyUnicode_GET_LENGTH(model) > max_id ||
+                             memchr(text, 0, (size_t)size) != NULL))
+        goto done;
+    if (utf8_of(name, &text, &size) != OK || memchr(text, 0, (size_t)size) != NULL) goto done;
+    if ((json = PyObject_CallOneArg(encode, v[10])) == NULL) {
+        status = ERROR;
+        goto done;
+    }
+    if (!PyBytes_CheckExact(json)) goto done;
+    const char *json_text = PyBytes_AS_STRING(json);
+    Py_ssize_t json_size = PyBytes_GET_SIZE(json);
+    for (Py_ssize_t i = 0; i + 6 <= json_size; i++)
+        if (json_text[i] == '\\' && memcmp(json_text + i, "\\u0000", 6) == 0) goto done; /* PostgreSQL refuses it */
+    if (utf8_of(span_id, &row->id, &row->id_size) != OK) goto done;
+    row->at = out->size;
+    if ((status = out_room(out, 2)) != OK) goto done;
+    put_be(out, 12, 2);
+    /* span_id, parent_span_id, name, kind, start, end, model, input_tokens, output_tokens, trace_id, cost_usd,
+     * attributes: SPAN_COPY_COLUMNS, NOT NULL defaults filled in as span_rows_of fills them. */
+    if ((status = put_text(out, span_id)) != OK) goto done;
+    if ((status = parent == Py_None ? put_field(out, "", 0) : put_text(out, parent)) != OK) goto done;
+    if ((status = put_text(out, name)) != OK || (status = put_text(out, kind)) != OK) goto done;
+    for (int i = 0; i < 2; i++) {
+        if ((i ? end : start) == Py_None) {
+            if ((status = put_null(out)) != OK) goto done;
+        } else {
+            if ((status = out_room(out, 12)) != OK) goto done;
+            put_be(out, 8, 4);
+            put_be(out, (uint64_t)(i ? end_us : start_us), 8);
+        }
+    }
+    if ((status = model == Py_None ? put_field(out, "", 0) : put_text(out, model)) != OK) goto done;
+    if ((status = put_bigint(out, v[7])) != OK || (status = put_bigint(out, v[8])) != OK) goto done;
+    if ((status = put_field(out, trace_id, trace_size)) != OK || (status = put_null(out)) != OK) goto done;
+    if (json_size > INT32_MAX - 2) {
+        status = DECLINE;
+        goto done;
+    }
+    if ((status = out_room(out, 5 + json_size)) != OK) goto done;
+    put_be(out, (uint64_t)(json_size + 1), 4);
+    out->data[out->size++] = 1; /* jsonb's binary format: version 1, then the text */
+    memcpy(out->data + out->size, json_text, (size_t)json_size);
+    out->size += json_size;
+    row->size = out->size - row->at;
+    status = OK;
+done:
+    for (int i = 0; i < 11; i++) Py_XDECREF(v[i]);
+    Py_XDECREF(json);
+    return status;
+}
+
+static PyObject *span_copy(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 5 || !PyList_CheckExact(args[0]) || !PyLong_Check(args[2]) || !PyLong_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "span_copy(spans: list, trace_id: str, limit_us: int, max_id: int, encode)");
+        return NULL;
+    }
+    if (s_span_id == NULL) {
+#define INTERN_FIELD(variable, text)                                                                               \
+    if ((variable = PyUnicode_InternFromString(text)) == NULL) return NULL;
+        INTERN_FIELD(s_span_id, "span_id") INTERN_FIELD(s_parent_span_id, "parent_span_id")
+        INTERN_FIELD(s_name, "name") INTERN_FIELD(s_kind, "kind") INTERN_FIELD(s_start, "start")
+        INTERN_FIELD(s_end, "end") INTERN_FIELD(s_model, "model") INTERN_FIELD(s_input_tokens, "input_tokens")
+        INTERN_FIELD(s_output_tokens, "output_tokens") INTERN_FIELD(s_cost_usd, "cost_usd")
+        INTERN_FIELD(s_attributes, "attributes")
+#undef INTERN_FIELD
+    }
+    PyObject *spans = args[0];
+    const char *trace_id;
+    Py_ssize_t trace_size;
+    if (utf8_of(args[1], &trace_id, &trace_size) != OK) Py_RETURN_NONE;
+    int64_t limit = PyLong_AsLongLong(args[2]);
+    Py_ssize_t max_id = PyLong_AsSsize_t(args[3]);
+    if (PyErr_Occurred()) return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(spans);
+    Out out = {NULL, 0, 0};
+    Row *rows = PyMem_Calloc((size_t)(count ? count : 1), sizeof(Row));
+    PyObject *answer = NULL;
+    int status = rows == NULL ? (PyErr_NoMemory(), ERROR) : OK;
+    /* The list holds its spans, and they their span_ids (rows point into those): no span is let go meanwhile. */
+    for (Py_ssize_t i = 0; i < count && status == OK; i++)
+        status = span_row(&out, &rows[i], PyList_GET_ITEM(spans, i), trace_id, trace_size, limit, max_id, args[4]);
+    if (status == OK) {
+        qsort(rows, (size_t)count, sizeof(Row), by_span_id);
+        for (Py_ssize_t i = 1; i < count && status == OK; i++)
+            if (by_span_id(&rows[i - 1], &rows[i]) == 0) status = DECLINE; /* merged by the rows path */
+    }
+    if (status == OK && (answer = PyBytes_FromStringAndSize(NULL, out.size)) != NULL) {
+        char *at = PyBytes_AS_STRING(answer);
+        for (Py_ssize_t i = 0; i < count; i++) {
+            memcpy(at, out.data + rows[i].at, (size_t)rows[i].size);
+            at += rows[i].size;
+        }
+    }
+    PyMem_Free(rows);
+    PyMem_Free(out.data);
+    if (status == DECLINE) Py_RETURN_NONE;
+    return answer;
+}
+
 /* What configure takes from feedback.otlp's names, in the order of the tuple it answers. */
 #define CONFIG(X)                                                                                                  \
     X(mapped_span_type, "MappedSpan") X(h_as_str, "_as_str") X(h_feature_key, "_feature_key")                      \
@@ -1636,6 +1884,8 @@ static PyMethodDef methods[] = {
      "spans(body, span_type): the export's spans as _wire_spans reads them, or None to let it read them."},
     {"map", (PyCFunction)(void (*)(void))map, METH_FASTCALL,
      "map(body, config): otlp_map's answer for a protobuf body, or None to let it map it."},
+    {"span_copy", (PyCFunction)(void (*)(void))span_copy, METH_FASTCALL,
+     "span_copy(spans, trace_id, limit_us, max_id, encode): the spans as binary COPY rows, or None for the rows path."},
     {"configure", (PyCFunction)configure, METH_O,
      "configure(names) -> config: feedback.otlp's records, helpers and tables, for map."},
     {NULL, NULL, 0, NULL},

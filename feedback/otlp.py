@@ -30,7 +30,7 @@ import struct
 import time
 import zlib
 from collections.abc import Iterable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, TypeVar
 
@@ -1185,6 +1185,27 @@ def span_rows_of(
     return rows
 
 
+# The columns span_copy_of writes, in order: feedback.services.tables.SPANS's declaration (checked there).
+SPAN_COPY_COLUMNS: Final = ("span_id", "parent_span_id", "name", "kind", "start", "end", "model", "input_tokens",
+                            "output_tokens", "trace_id", "cost_usd", "attributes")  # fmt: skip
+_POSTGRES_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def span_copy_of(spans: list[MappedSpan], trace_id: str, limit: datetime) -> bytes | None:
+    """The rows ``span_rows_of`` would make of these spans, already in a binary COPY's format (SPAN_COPY_COLUMNS),
+    ordered by span_id; None where the C (feedback/_otlp_wire.c) leaves them to ``span_rows_of``: a span it would
+    refuse, a span with a cost, a span_id twice, anything unusual, or no C at all.
+
+    Written in C straight from the mapped spans: span_rows_of's rows, their times read and psycopg's formatting
+    of them cost an OTLP export ~5 us a span of the web server's CPU."""
+    if _native is None:
+        return None
+    limit_us = (limit - _POSTGRES_EPOCH) // _MICROSECOND
+    answer: bytes | None = _native.span_copy(spans, trace_id, limit_us, MAX_ID, _JSON_ENCODE)
+    return answer
+
+
+_MICROSECOND: Final = timedelta(microseconds=1)
 _JSON_ENCODE = msgspec.json.Encoder().encode
 _NEW_TUPLE: Any = tuple.__new__  # a row from its values, without the NamedTuple's own __new__ (a Python call)
 

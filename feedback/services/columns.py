@@ -330,6 +330,17 @@ def copy_rows(cursor: Any, table: IngestTable[Any], rows: Iterable[tuple[Any, ..
             copy.write_row(row)
 
 
+_BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # no flags, no header extension
+_BINARY_TRAILER = b"\xff\xff"
+
+
+def copy_encoded(cursor: Any, table: IngestTable[Any], chunks: Iterable[bytes], *, into: str = "") -> None:
+    """COPY rows already in PostgreSQL's binary format, each row's fields in ``table``'s declared order (the OTLP
+    path's spans, written in C: feedback.otlp.span_copy_of), into ``table`` or ``into``."""
+    with cursor.copy(f"COPY {into or table.table} ({table.column_list}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.write(b"".join((_BINARY_SIGNATURE, *chunks, _BINARY_TRAILER)))
+
+
 @dataclass(frozen=True)
 class Joined:
     """A column copied from a related row, e.g. a feedback event's feature from its trace.

@@ -18,7 +18,7 @@ from django.db import transaction
 from psycopg.errors import UniqueViolation
 
 from feedback.enums import SpanKind, TraceStatus
-from feedback.otlp import FEATURE_GUESSED, ROOT_MISSING, MappedSpan, span_dict, span_rows_of
+from feedback.otlp import FEATURE_GUESSED, ROOT_MISSING, MappedSpan, span_copy_of, span_dict, span_rows_of
 from feedback.prices import COST_FROM_CLIENT, COST_FROM_SPANS, PriceBook
 from feedback.schemas import FUTURE_SLACK, MAX_ID, ItemError, TraceIn, check_trace, decode_body
 from feedback.services.columns import fetch_as, select_list
@@ -123,24 +123,32 @@ def _otlp_ingest(
             if trace["trace_id"] == otel and otel in links:
                 trace["trace_id"] = links[otel]
         guessed, root_missing = _marks(cursor, [trace for trace, _ in traces])
-        # Spans the REST decoding would take as they are become rows here, without a trip through JSON; a
-        # trace with any other span sends its spans through that decoding, for the very same per-item error.
-        # Their times are read as that decoding reads them (in C, all of the export's at once).
-        times = iter(_read_times([at for _, spans in traces for span in spans for at in (span.start, span.end)]))
         limit = now + FUTURE_SLACK
+        # The common case: every trace's spans written in C as the rows of a binary COPY (a retried attempt merges
+        # spans stored already, from rows).
+        copies = None if savepoints else _span_copies(traces, limit)
         direct: dict[int, list[SpanRow]] = {}
         batch: list[dict[str, Any]] = []
-        for index, (trace, spans) in enumerate(traces):
-            rows = span_rows_of(spans, trace["trace_id"], times, limit, SpanRow)
-            if rows is None:
-                batch.append({**trace, "spans": [span_dict(span) for span in spans]})
-            else:
-                direct[index] = rows
-                batch.append(trace)
+        if copies is not None:
+            batch = [trace for trace, _ in traces]
+        else:
+            # Spans the REST decoding would take as they are become rows here, without a trip through JSON; a
+            # trace with any other span sends its spans through that decoding, for the very same per-item error.
+            # Their times are read as that decoding reads them (in C, all of the export's at once).
+            times = iter(_read_times([at for _, spans in traces for span in spans for at in (span.start, span.end)]))
+            for index, (trace, spans) in enumerate(traces):
+                rows = span_rows_of(spans, trace["trace_id"], times, limit, SpanRow)
+                if rows is None:
+                    batch.append({**trace, "spans": [span_dict(span) for span in spans]})
+                else:
+                    direct[index] = rows
+                    batch.append(trace)
         # The REST path's decoding: the whole batch in one call when every trace is valid, else trace by
         # trace with the same per-item errors (a trace's bytes are the same either way).
         good, errors = decode_body(_json.encode({"batch": batch}), TraceIn, check_trace, now, max_items=len(batch))
         span_rows = [row for index, _ in good for row in direct.get(index, ())]
+        # A trace the decoding refused has no spans stored, on either path.
+        span_copy = [(item.trace_id, copies[index]) for index, item in good] if copies is not None else []
         shared = SharedCounts()
         book = functools.cache(lambda: price_book_load(cursor))
         result, inserted = traces_store(
@@ -148,6 +156,7 @@ def _otlp_ingest(
             now=now,
             expect_known=True,
             span_rows=span_rows,
+            span_copy=span_copy,
             shared=shared,
             usage_from_spans=False,
             feature_guessed=guessed,
@@ -232,6 +241,24 @@ def _marks(cursor: Any, traces: list[dict[str, Any]]) -> tuple[set[str], set[str
 
 
 _read_times = functools.partial(msgspec.convert, type=list[datetime | None])
+
+
+def _span_copies(traces: list[tuple[dict[str, Any], list[MappedSpan]]], limit: datetime) -> list[bytes] | None:
+    """Each trace's spans as binary COPY rows (feedback.otlp.span_copy_of), or None when one trace needs the rows
+    path: all the export's spans go one way, in one COPY ordered as _store_spans orders rows (so that concurrent
+    exports lock alike). A trace_id that comes twice (two OTel traces linked to one trace) merges there too."""
+    copies: list[bytes] = []
+    seen: set[str] = set()
+    for trace, spans in traces:
+        trace_id = trace["trace_id"]
+        if not isinstance(trace_id, str) or trace_id in seen:
+            return None
+        seen.add(trace_id)
+        rows = span_copy_of(spans, trace_id, limit)
+        if rows is None:
+            return None
+        copies.append(rows)
+    return copies
 
 
 def _several_models(trace: dict[str, Any], spans: list[MappedSpan]) -> bool:

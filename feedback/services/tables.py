@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Annotated, NamedTuple
 
 from feedback.enums import SpanKind, TraceStatus
+from feedback.otlp import SPAN_COPY_COLUMNS
 from feedback.prices import COST_FROM_CLIENT
 from feedback.services.columns import (
     JSON_MERGED,
@@ -126,6 +127,8 @@ class SpanRow(NamedTuple):
 
 
 SPANS = IngestTable(table="feedback_span", row=SpanRow, stage="candor_stage_span")
+if tuple(column.name for column in SPANS.columns) != SPAN_COPY_COLUMNS:  # rows the OTLP path writes in C
+    raise TypeError("SpanRow's columns are not feedback.otlp.SPAN_COPY_COLUMNS: change both")
 
 
 class FeedbackEventRow(NamedTuple):

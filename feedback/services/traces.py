@@ -17,7 +17,7 @@ from psycopg.errors import UniqueViolation
 
 from feedback.prices import COST_FROM_CLIENT, COST_FROM_SPANS, MAX_COST, PriceBook, too_costly
 from feedback.schemas import SpanIn, TraceIn, check_trace, decode_body, prompt_hash_of
-from feedback.services.columns import IngestTable, copy_rows, fetch_as, select_list
+from feedback.services.columns import IngestTable, copy_encoded, copy_rows, fetch_as, select_list
 from feedback.services.prices import price_book_load, traces_reprice, traces_usage_from_spans
 from feedback.services.shared import IngestResult, mark_dirty, raw_cursor, utc_now
 from feedback.services.spend import (
@@ -163,6 +163,7 @@ def traces_store(
     now: datetime | None = None,
     expect_known: bool = False,
     span_rows: Sequence[SpanRow] = (),
+    span_copy: Sequence[tuple[str, bytes]] = (),
     shared: SharedCounts | None = None,
     usage_from_spans: bool = True,
     feature_guessed: Collection[str] = frozenset(),
@@ -175,6 +176,10 @@ def traces_store(
 
     ``span_rows``: spans of these traces built as rows already, as stored (the OTLP endpoint's), stored with the
     items' own spans.
+
+    ``span_copy``: the spans of these traces instead as (trace_id, rows in a binary COPY's format), each trace's rows
+    ordered by span_id and no trace twice (feedback.otlp.span_copy_of: the OTLP endpoint's, when none of its traces
+    needs the rows path); only with no other spans, nor ``savepoints`` (a span stored already is merged from rows).
 
     ``shared``: what the batch moves in the spend counters and rollup marks is added to it, not written;
     the caller writes it last, with what it moves itself (SharedCounts.write). A stored trace merged from
@@ -286,6 +291,10 @@ def traces_store(
         # Spans first (they name their trace by its ID, no constraint): a trace row another batch is
         # writing this moment (the rest of a trace an SDK split across exports) makes this batch wait
         # for that one's commit; the later the wait, the more of the two batches' work overlaps.
+        if span_copy:
+            if all_span_rows or savepoints:
+                raise ValueError("span_copy: only with no other spans and no savepoints")
+            copy_encoded(cursor, SPANS, (rows for _, rows in sorted(span_copy)))  # as _store_spans orders them
         if all_span_rows:
             _store_spans(cursor, all_span_rows, savepoint=savepoints)
         if expect_known:
