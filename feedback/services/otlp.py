@@ -18,7 +18,15 @@ from django.db import transaction
 from psycopg.errors import UniqueViolation
 
 from feedback.enums import SpanKind, TraceStatus
-from feedback.otlp import FEATURE_GUESSED, ROOT_MISSING, MappedSpan, span_copy_of, span_dict, span_rows_of
+from feedback.otlp import (
+    FEATURE_GUESSED,
+    ROOT_MISSING,
+    MappedSpan,
+    postgres_micros,
+    span_copy_of,
+    span_dict,
+    span_rows_of,
+)
 from feedback.prices import COST_FROM_CLIENT, COST_FROM_SPANS, PriceBook
 from feedback.schemas import FUTURE_SLACK, MAX_ID, ItemError, TraceIn, check_trace, decode_body
 from feedback.services.columns import fetch_as, select_list
@@ -249,12 +257,13 @@ def _span_copies(traces: list[tuple[dict[str, Any], list[MappedSpan]]], limit: d
     exports lock alike). A trace_id that comes twice (two OTel traces linked to one trace) merges there too."""
     copies: list[bytes] = []
     seen: set[str] = set()
+    limit_us = postgres_micros(limit)
     for trace, spans in traces:
         trace_id = trace["trace_id"]
         if not isinstance(trace_id, str) or trace_id in seen:
             return None
         seen.add(trace_id)
-        rows = span_copy_of(spans, trace_id, limit)
+        rows = span_copy_of(spans, trace_id, limit_us)
         if rows is None:
             return None
         copies.append(rows)

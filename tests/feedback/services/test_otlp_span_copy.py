@@ -13,7 +13,7 @@ import pytest
 from django.db import transaction
 
 from feedback import otlp
-from feedback.otlp import SPAN_COPY_COLUMNS, MappedSpan, otlp_map, span_copy_of, span_rows_of
+from feedback.otlp import SPAN_COPY_COLUMNS, MappedSpan, otlp_map, postgres_micros, span_copy_of, span_rows_of
 from feedback.schemas import FUTURE_SLACK
 from feedback.services.columns import copy_encoded, copy_rows, quoted
 from feedback.services.otlp import _read_times
@@ -26,6 +26,7 @@ pytestmark = pytest.mark.skipif(otlp._native is None, reason="feedback._otlp_wir
 
 NOW = utc_now()
 LIMIT = NOW + FUTURE_SLACK
+LIMIT_US = postgres_micros(LIMIT)
 TRACE_ID = "trace-\u00e9-1"
 
 
@@ -70,7 +71,7 @@ def test_the_columns_are_the_span_tables() -> None:
 def test_spans_the_rest_path_takes_store_as_their_rows_do(stored: Stored, body: bytes) -> None:
     ((trace, spans),) = otlp_map(body, "application/x-protobuf")
     rows = _rows(spans)
-    copied = span_copy_of(spans, TRACE_ID, LIMIT)
+    copied = span_copy_of(spans, TRACE_ID, LIMIT_US)
     assert rows is not None
     if any(span.cost_usd is not None for span in spans):
         assert copied is None  # a numeric the rows path writes
@@ -84,7 +85,7 @@ def test_spans_the_rest_path_takes_store_as_their_rows_do(stored: Stored, body: 
 def test_spans_the_rest_checks_refuse_are_left_to_the_rows_path(body: bytes, field: str) -> None:
     ((trace, spans),) = otlp_map(body, "application/x-protobuf")
     assert _rows(spans) is None
-    assert span_copy_of(spans, trace["trace_id"], LIMIT) is None
+    assert span_copy_of(spans, trace["trace_id"], LIMIT_US) is None
 
 
 def test_generated_exports_store_alike_and_most_are_written_in_c(stored: Stored) -> None:
@@ -92,7 +93,7 @@ def test_generated_exports_store_alike_and_most_are_written_in_c(stored: Stored)
     for seed in range(300):
         for trace, spans in otlp_map(Exports(seed).request().SerializeToString(), "application/x-protobuf"):
             rows = _rows(spans, trace["trace_id"])
-            copied = span_copy_of(spans, trace["trace_id"], LIMIT)
+            copied = span_copy_of(spans, trace["trace_id"], LIMIT_US)
             if rows is None:
                 assert copied is None, f"seed {seed}"
                 continue
@@ -111,14 +112,14 @@ def test_a_span_id_twice_is_left_to_the_rows_path_which_merges_it(stored: Stored
     ((_, spans),) = otlp_map(_export({"name": "a"}, {"name": "b"}), "application/x-protobuf")
     spans[1].span_id = spans[0].span_id
     assert _rows(spans) is not None
-    assert span_copy_of(spans, TRACE_ID, LIMIT) is None
+    assert span_copy_of(spans, TRACE_ID, LIMIT_US) is None
 
 
 def test_rows_come_ordered_by_span_id_whatever_the_export_order(stored: Stored) -> None:
     ((_, spans),) = otlp_map(_export({}, {"name": "b"}, {"name": "c"}), "application/x-protobuf")
     spans.reverse()
     spans[0].span_id = "\u00e9" + spans[0].span_id  # past ASCII: UTF-8's order is the code points'
-    copied = span_copy_of(spans, TRACE_ID, LIMIT)
+    copied = span_copy_of(spans, TRACE_ID, LIMIT_US)
     rows = _rows(spans)
     assert copied is not None and rows is not None
     from_rows, from_c = stored.both(rows, copied)
@@ -138,7 +139,7 @@ def test_rows_come_ordered_by_span_id_whatever_the_export_order(stored: Stored) 
 def test_times_iso_never_writes_are_left_to_the_rows_path(start: str | None, end: str | None) -> None:
     ((_, spans),) = otlp_map(_export({}), "application/x-protobuf")
     spans[0].start, spans[0].end = start, end
-    assert span_copy_of(spans, TRACE_ID, LIMIT) is None
+    assert span_copy_of(spans, TRACE_ID, LIMIT_US) is None
 
 
 def test_times_at_the_edges_store_as_their_rows_do(stored: Stored) -> None:
@@ -151,11 +152,11 @@ def test_times_at_the_edges_store_as_their_rows_do(stored: Stored) -> None:
     ]
     for span, (start, end) in zip(spans, times, strict=True):
         span.start, span.end = start, end
-    assert _rows(spans) is None and span_copy_of(spans, TRACE_ID, LIMIT) is None  # an end past the limit
+    assert _rows(spans) is None and span_copy_of(spans, TRACE_ID, LIMIT_US) is None  # an end past the limit
     spans[2].end = None
-    rows, copied = _rows(spans), span_copy_of(spans, TRACE_ID, LIMIT)
+    rows, copied = _rows(spans), span_copy_of(spans, TRACE_ID, LIMIT_US)
     assert rows is not None and copied is not None
     from_rows, from_c = stored.both(rows, copied)
     assert from_c == from_rows
     spans[3].start = (LIMIT + timedelta(microseconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    assert _rows(spans) is None and span_copy_of(spans, TRACE_ID, LIMIT) is None
+    assert _rows(spans) is None and span_copy_of(spans, TRACE_ID, LIMIT_US) is None
