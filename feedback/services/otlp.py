@@ -30,7 +30,7 @@ from feedback.otlp import (
 from feedback.prices import COST_FROM_CLIENT, COST_FROM_SPANS, PriceBook
 from feedback.schemas import FUTURE_SLACK, MAX_ID, ItemError, TraceIn, check_trace, decode_body
 from feedback.services.columns import fetch_as, select_list
-from feedback.services.otlp_logs import genai_messages_join, otel_lock
+from feedback.services.otlp_logs import genai_messages_join, otel_links, otel_lock
 from feedback.services.prices import SPAN_CACHED_TOKENS, price_book_load, traces_reprice, traces_usage_from_spans
 from feedback.services.shared import IngestResult, raw_cursor, utc_now
 from feedback.services.spend import spend_difference, spend_of_stored
@@ -122,11 +122,7 @@ def _otlp_ingest(
                 "SELECT * FROM unnest(%s::text[], %s::text[]) ON CONFLICT (otel_trace_id) DO NOTHING",
                 [list(explicit), list(explicit.values())],
             )
-        cursor.execute(
-            "SELECT otel_trace_id, trace_id FROM feedback_oteltracelink WHERE otel_trace_id = ANY(%s)",
-            [[o for o in otel_of if o]],
-        )
-        links = dict(cursor.fetchall())
+        links, waiting = otel_links(cursor, otel_of)
         for otel, (trace, _) in zip(otel_of, traces, strict=True):
             if trace["trace_id"] == otel and otel in links:
                 trace["trace_id"] = links[otel]
@@ -212,7 +208,7 @@ def _otlp_ingest(
             for trace_id, message in _recompute_from_spans(cursor, unsettled, dirty, book).items()
             if trace_id in index_of
         ]
-        genai_messages_join(cursor, otel_of)  # messages logged before their spans arrived
+        genai_messages_join(cursor, waiting)  # messages logged before their spans arrived
         counted = sorted({*touched, *pending})
         shared.add(spend_difference(spend_of_stored(cursor, counted), spent_before) if counted else {}, dirty)
         shared.write(cursor)  # spend counters and rollup marks: once, last

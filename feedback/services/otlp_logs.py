@@ -135,10 +135,27 @@ def otel_lock(cursor: Any, otel_trace_ids: Iterable[str], *, shared: Iterable[st
         )
 
 
+# The trace path's first read, once it holds the otel_lock: each OTel id's link to a Candor trace_id, and whether
+# messages wait for its trace (none can come while the lock is held: the log path takes it exclusively).
+_LINKS_AND_MESSAGES = """
+SELECT x.otel, l.trace_id,
+       EXISTS (SELECT FROM feedback_genaimessage m WHERE m.otel_trace_id = x.otel AND m.role = ANY(%s))
+FROM unnest(%s::text[]) AS x(otel) LEFT JOIN feedback_oteltracelink l ON l.otel_trace_id = x.otel
+"""
+
+
+def otel_links(cursor: Any, otel_trace_ids: Iterable[str]) -> tuple[dict[str, str], list[str]]:
+    """The Candor trace_id each of these OTel trace ids is linked to, and the ids whose messages wait for their
+    trace (``genai_messages_join`` them once it is stored). The caller holds their ``otel_lock``. One statement."""
+    cursor.execute(_LINKS_AND_MESSAGES, [[INPUT, OUTPUT], sorted({otel for otel in otel_trace_ids if otel})])
+    rows = cursor.fetchall()
+    return {otel: trace_id for otel, trace_id, _ in rows if trace_id is not None}, [otel for otel, _, m in rows if m]
+
+
 def genai_messages_join(cursor: Any, otel_trace_ids: Iterable[str]) -> None:
     """The trace path's half: traces just stored take the text of messages that came before them.
 
-    The caller holds the ``otel_lock`` of these OTel trace ids. One indexed lookup when no message waits.
+    The caller holds the ``otel_lock`` of these OTel trace ids (``otel_links`` says which have messages waiting).
     """
     _fill(cursor, sorted({otel for otel in otel_trace_ids if otel}), set())
 
