@@ -63,6 +63,19 @@ ROOT_LATENCY = Merge(
     f"CASE WHEN {_PART_OVER_ROOT} THEN {{old}} ELSE COALESCE({{new}}, {{old}}) END",
     None,
 )
+# A time to first token is never past the whole call's (as on a first write: traces_store): a resent TTFT longer
+# than the latency the merge keeps is not stored, the stored one staying if it fits; a stored TTFT longer than a
+# resent, shorter latency goes. (A NULL latency holds any TTFT.)
+_LATENCY_KEPT = (
+    f'CASE WHEN {_PART_OVER_ROOT} THEN {{old_row}}."latency_ms" '
+    'ELSE COALESCE({new_row}."latency_ms", {old_row}."latency_ms") END'
+)
+TTFT_WITHIN_LATENCY = Merge(
+    "later non-null, never past the latency kept",
+    f"CASE WHEN {{new}} <= COALESCE({_LATENCY_KEPT}, 'Infinity') THEN {{new}} "
+    f"WHEN {{old}} <= COALESCE({_LATENCY_KEPT}, 'Infinity') THEN {{old}} END",
+    None,
+)
 STICKY_ERROR = Merge(
     "later non-null, an error of a part sticks",
     f"CASE WHEN ({_PART} OR {{old_row}}.root_missing) AND '{TraceStatus.ERROR.value}' IN ({{old}}, {{new}}) "
@@ -82,7 +95,7 @@ class TraceRow(NamedTuple):
     output_tokens: Annotated[int | None, Col("bigint", LATER_NON_NULL, as_sent=True)]
     cached_tokens: Annotated[int | None, Col("bigint", LATER_NON_NULL, as_sent=True)]
     latency_ms: Annotated[float | None, Col("double precision", ROOT_LATENCY, as_sent=True)]
-    ttft_ms: Annotated[float | None, Col("double precision", LATER_NON_NULL, as_sent=True)]
+    ttft_ms: Annotated[float | None, Col("double precision", TTFT_WITHIN_LATENCY, as_sent=True)]
     status: Annotated[str | None, Col("text", STICKY_ERROR, default=TraceStatus.OK.value, as_sent=True)]
     fallback: Annotated[bool | None, Col("boolean", LATER_NON_NULL, as_sent=True)]
     guardrail_blocked: Annotated[bool | None, Col("boolean", LATER_NON_NULL, as_sent=True)]

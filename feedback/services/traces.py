@@ -335,6 +335,7 @@ def traces_store(
                 for trace_id, message in unpriced.items()
             ]
             feedback_join_waiting(cursor, staged)
+            result.warnings += _ttfts_not_kept(cursor, known, index_of)
             # A merge may have moved a trace's feature, version or day.
             new = set(staged)
             merged_ids = [row.trace_id for row in known if row.trace_id not in new]
@@ -563,6 +564,25 @@ def _stored_prompts(cursor: Any, keys: list[PromptKey]) -> dict[PromptKey, _Stor
 
 
 # --- Writing traces ------------------------------------------------------------------------
+
+
+def _ttfts_not_kept(cursor: Any, rows: list[TraceRow], index_of: dict[str, int]) -> list[dict[str, Any]]:
+    """Warnings for the times to first token these merged rows sent that the merge did not keep: longer than the
+    latency the stored trace kept (tables.TTFT_WITHIN_LATENCY). One read, only when a merged row sent a TTFT."""
+    sent = {row.trace_id: row.ttft_ms for row in rows if row.ttft_ms is not None}
+    if not sent:
+        return []
+    cursor.execute(f"SELECT trace_id, ttft_ms, latency_ms FROM {TRACES.table} WHERE trace_id = ANY(%s)", [sorted(sent)])
+    return [
+        {
+            "index": index_of[trace_id],
+            "field": "ttft_ms",
+            "message": f"ttft_ms {sent[trace_id]:g} is longer than the stored trace's latency_ms {latency:g} (the "
+            "whole call): not stored",
+        }
+        for trace_id, ttft, latency in cursor.fetchall()
+        if ttft != sent[trace_id] and latency is not None
+    ]
 
 
 def _insert_new(

@@ -361,3 +361,28 @@ def test_a_time_to_first_token_past_the_whole_call_is_left_out_and_said(api_a) -
     stored = {tid: api_a.get(f"/api/v1/traces/{tid}").json() for tid in (late, equal, alone)}
     assert stored[late]["ttft_ms"] is None and stored[late]["latency_ms"] == 500
     assert stored[equal]["ttft_ms"] == 500 and stored[alone]["ttft_ms"] == 900
+
+
+def test_a_resend_never_leaves_a_time_to_first_token_past_the_stored_latency(api_a) -> None:  # type: ignore[no-untyped-def]
+    """A resend is merged into the stored trace: a TTFT sent alone is held against the latency stored before (not
+    stored when longer, and said), and a shorter latency sent alone takes a stored TTFT past it away."""
+    fits, too_long, shortened, unset = unique(), unique(), unique(), unique()
+    first = [trace(fits, latency_ms=500, ttft_ms=100), trace(too_long, latency_ms=500, ttft_ms=100),
+             trace(shortened, latency_ms=500, ttft_ms=400), trace(unset, ttft_ms=100)]  # fmt: skip
+    assert api_a.post("/api/v1/traces", {"batch": first}).json()["accepted"] == 4
+    again = [trace(fits, ttft_ms=250), trace(too_long, ttft_ms=700.5), trace(shortened, latency_ms=300),
+             trace(unset, ttft_ms=5000)]  # fmt: skip
+    body = api_a.post("/api/v1/traces", {"batch": again}).json()
+    assert (body["accepted"], body["duplicates"], body["errors"]) == (0, 4, [])  # merged into what is stored
+    assert body["warnings"] == [
+        {
+            "index": 1,
+            "field": "ttft_ms",
+            "message": "ttft_ms 700.5 is longer than the stored trace's latency_ms 500 (the whole call): not stored",
+        }
+    ]
+    stored = {tid: api_a.get(f"/api/v1/traces/{tid}").json() for tid in (fits, too_long, shortened, unset)}
+    assert (stored[fits]["ttft_ms"], stored[fits]["latency_ms"]) == (250, 500)
+    assert (stored[too_long]["ttft_ms"], stored[too_long]["latency_ms"]) == (100, 500)  # the stored one stays
+    assert (stored[shortened]["ttft_ms"], stored[shortened]["latency_ms"]) == (None, 300)
+    assert stored[unset]["ttft_ms"] == 5000  # no latency: nothing to hold it against
