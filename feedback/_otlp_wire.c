@@ -1650,6 +1650,7 @@ static int micros_of(PyObject *text, int64_t *micros) {
 }
 
 typedef struct {
+    PyObject *id_text; /* the span_id, held: id points into its UTF-8 */
     const char *id;
     Py_ssize_t id_size, at, size;
 } Row;
@@ -1695,6 +1696,7 @@ static int span_row(Out *out, Row *row, PyObject *span, const char *trace_id, Py
     for (Py_ssize_t i = 0; i + 6 <= json_size; i++)
         if (json_text[i] == '\\' && memcmp(json_text + i, "\\u0000", 6) == 0) goto done; /* PostgreSQL refuses it */
     if (utf8_of(span_id, &row->id, &row->id_size) != OK) goto done;
+    row->id_text = Py_NewRef(span_id);
     row->at = out->size;
     if ((status = out_room(out, 2)) != OK) goto done;
     put_be(out, 12, 2);
@@ -1738,31 +1740,37 @@ static PyObject *span_copy(PyObject *module, PyObject *const *args, Py_ssize_t n
         PyErr_SetString(PyExc_TypeError, "span_copy(spans: list, trace_id: str, limit_us: int, max_id: int, encode)");
         return NULL;
     }
-    if (s_span_id == NULL) {
-#define INTERN_FIELD(variable, text)                                                                               \
-    if ((variable = PyUnicode_InternFromString(text)) == NULL) return NULL;
-        INTERN_FIELD(s_span_id, "span_id") INTERN_FIELD(s_parent_span_id, "parent_span_id")
-        INTERN_FIELD(s_name, "name") INTERN_FIELD(s_kind, "kind") INTERN_FIELD(s_start, "start")
-        INTERN_FIELD(s_end, "end") INTERN_FIELD(s_model, "model") INTERN_FIELD(s_input_tokens, "input_tokens")
-        INTERN_FIELD(s_output_tokens, "output_tokens") INTERN_FIELD(s_cost_usd, "cost_usd")
-        INTERN_FIELD(s_attributes, "attributes")
-#undef INTERN_FIELD
+    if (s_span_id == NULL) { /* set together, once every name is interned */
+        const char *texts[11] = {"span_id", "parent_span_id", "name", "kind", "start", "end", "model",
+                                 "input_tokens", "output_tokens", "cost_usd", "attributes"};
+        PyObject *names[11] = {NULL};
+        for (int i = 0; i < 11; i++) {
+            if ((names[i] = PyUnicode_InternFromString(texts[i])) == NULL) {
+                for (int j = 0; j < i; j++) Py_DECREF(names[j]);
+                return NULL;
+            }
+        }
+        s_parent_span_id = names[1], s_name = names[2], s_kind = names[3], s_start = names[4], s_end = names[5];
+        s_model = names[6], s_input_tokens = names[7], s_output_tokens = names[8], s_cost_usd = names[9];
+        s_attributes = names[10], s_span_id = names[0];
     }
-    PyObject *spans = args[0];
     const char *trace_id;
     Py_ssize_t trace_size;
     if (utf8_of(args[1], &trace_id, &trace_size) != OK) Py_RETURN_NONE;
     int64_t limit = PyLong_AsLongLong(args[2]);
+    if (limit == -1 && PyErr_Occurred()) return NULL;
     Py_ssize_t max_id = PyLong_AsSsize_t(args[3]);
-    if (PyErr_Occurred()) return NULL;
-    Py_ssize_t count = PyList_GET_SIZE(spans);
+    if (max_id == -1 && PyErr_Occurred()) return NULL;
+    /* The spans as they are now, held (whatever code an attribute or the encoder runs, no span goes meanwhile). */
+    PyObject *spans = PyList_AsTuple(args[0]);
+    if (spans == NULL) return NULL;
+    Py_ssize_t count = PyTuple_GET_SIZE(spans);
     Out out = {NULL, 0, 0};
     Row *rows = PyMem_Calloc((size_t)(count ? count : 1), sizeof(Row));
     PyObject *answer = NULL;
     int status = rows == NULL ? (PyErr_NoMemory(), ERROR) : OK;
-    /* The list holds its spans, and they their span_ids (rows point into those): no span is let go meanwhile. */
     for (Py_ssize_t i = 0; i < count && status == OK; i++)
-        status = span_row(&out, &rows[i], PyList_GET_ITEM(spans, i), trace_id, trace_size, limit, max_id, args[4]);
+        status = span_row(&out, &rows[i], PyTuple_GET_ITEM(spans, i), trace_id, trace_size, limit, max_id, args[4]);
     if (status == OK) {
         qsort(rows, (size_t)count, sizeof(Row), by_span_id);
         for (Py_ssize_t i = 1; i < count && status == OK; i++)
@@ -1775,8 +1783,10 @@ static PyObject *span_copy(PyObject *module, PyObject *const *args, Py_ssize_t n
             at += rows[i].size;
         }
     }
+    for (Py_ssize_t i = 0; rows != NULL && i < count; i++) Py_XDECREF(rows[i].id_text);
     PyMem_Free(rows);
     PyMem_Free(out.data);
+    Py_DECREF(spans);
     if (status == DECLINE) Py_RETURN_NONE;
     return answer;
 }

@@ -1185,9 +1185,13 @@ def span_rows_of(
     return rows
 
 
-# The columns span_copy_of writes, in order: feedback.services.tables.SPANS's declaration (checked there).
-SPAN_COPY_COLUMNS: Final = ("span_id", "parent_span_id", "name", "kind", "start", "end", "model", "input_tokens",
-                            "output_tokens", "trace_id", "cost_usd", "attributes")  # fmt: skip
+# The columns span_copy_of writes, in order, and the types it writes them as: feedback.services.tables.SPANS's
+# declaration (checked there).
+SPAN_COPY_COLUMNS: Final = (
+    ("span_id", "text"), ("parent_span_id", "text"), ("name", "text"), ("kind", "text"), ("start", "timestamptz"),
+    ("end", "timestamptz"), ("model", "text"), ("input_tokens", "bigint"), ("output_tokens", "bigint"),
+    ("trace_id", "text"), ("cost_usd", "numeric"), ("attributes", "jsonb"),
+)  # fmt: skip
 _POSTGRES_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
 
 

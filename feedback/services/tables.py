@@ -140,8 +140,8 @@ class SpanRow(NamedTuple):
 
 
 SPANS = IngestTable(table="feedback_span", row=SpanRow, stage="candor_stage_span")
-if tuple(column.name for column in SPANS.columns) != SPAN_COPY_COLUMNS:  # rows the OTLP path writes in C
-    raise TypeError("SpanRow's columns are not feedback.otlp.SPAN_COPY_COLUMNS: change both")
+if tuple((column.name, column.pg_type) for column in SPANS.columns) != SPAN_COPY_COLUMNS:  # the OTLP path's C
+    raise TypeError("SpanRow's columns are not feedback.otlp.SPAN_COPY_COLUMNS: change both (and span_copy's C)")
 
 
 class FeedbackEventRow(NamedTuple):

@@ -5,26 +5,33 @@ both are copied into tables of the span columns and read back."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import transaction
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 
-from feedback import otlp
+from feedback import otlp, services
+from feedback.models import Span, Trace
 from feedback.otlp import SPAN_COPY_COLUMNS, MappedSpan, otlp_map, postgres_micros, span_copy_of, span_rows_of
 from feedback.schemas import FUTURE_SLACK
 from feedback.services.columns import copy_encoded, copy_rows, quoted
-from feedback.services.otlp import _read_times
+from feedback.services.otlp import _read_times, _span_copies
 from feedback.services.shared import raw_cursor, utc_now
 from feedback.services.tables import SPANS, SpanRow
 from tests.feedback.services.test_otlp_span_rows import REFUSED, TAKEN, _export
 from tests.feedback.test_otlp_native import Exports
+from tests.fixtures.organizations import in_tenant
 
 pytestmark = pytest.mark.skipif(otlp._native is None, reason="feedback._otlp_wire is not built: rows path only")
 
 NOW = utc_now()
+T0 = int((NOW - timedelta(days=2)).timestamp()) * 1_000_000_000
 LIMIT = NOW + FUTURE_SLACK
 LIMIT_US = postgres_micros(LIMIT)
 TRACE_ID = "trace-\u00e9-1"
@@ -64,7 +71,7 @@ def stored(db) -> Iterator[Stored]:  # type: ignore[no-untyped-def]
 
 
 def test_the_columns_are_the_span_tables() -> None:
-    assert tuple(column.name for column in SPANS.columns) == SPAN_COPY_COLUMNS
+    assert tuple((column.name, column.pg_type) for column in SPANS.columns) == SPAN_COPY_COLUMNS
 
 
 @pytest.mark.parametrize("body", TAKEN.values(), ids=TAKEN.keys())
@@ -131,9 +138,18 @@ def test_rows_come_ordered_by_span_id_whatever_the_export_order(stored: Stored) 
     ("start", "end"),
     [
         ("2026-02-29T00:00:00.000000Z", None),  # no such day
-        ("2026-01-01 00:00:00.000000Z", None),  # not iso's form
+        ("1900-02-29T00:00:00.000000Z", None),  # a century: no leap day
+        ("2100-02-29T00:00:00.000000Z", None),
+        ("2026-04-31T00:00:00.000000Z", None),
+        ("2026-01-01T24:00:00.000000Z", None),
+        ("2026-01-01T23:60:00.000000Z", None),
+        ("2026-01-01T23:59:60.000000Z", None),
+        ("2026-01-01T00:00:00.000000+", None),  # not iso's form
+        ("2026-01-01 00:00:00.000000Z", None),
         ("2026-01-01T00:00:00Z", None),
         (None, "2026-13-01T00:00:00.000000Z"),
+        (None, "2026-00-10T00:00:00.000000Z"),
+        (None, "2026-01-00T00:00:00.000000Z"),
     ],
 )
 def test_times_iso_never_writes_are_left_to_the_rows_path(start: str | None, end: str | None) -> None:
@@ -160,3 +176,49 @@ def test_times_at_the_edges_store_as_their_rows_do(stored: Stored) -> None:
     assert from_c == from_rows
     spans[3].start = (LIMIT + timedelta(microseconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     assert _rows(spans) is None and span_copy_of(spans, TRACE_ID, LIMIT_US) is None
+    # An end at the limit is taken, a microsecond past it not (a client whose clock runs ahead).
+    spans[3].start = "2026-01-01T00:00:00.000000Z"
+    spans[3].end = LIMIT.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert _rows(spans) is not None and span_copy_of(spans, TRACE_ID, LIMIT_US) is not None
+    spans[3].end = (LIMIT + timedelta(microseconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert _rows(spans) is None and span_copy_of(spans, TRACE_ID, LIMIT_US) is None
+
+
+def test_leap_days_and_month_ends_store_as_their_rows_do(stored: Stored) -> None:
+    days = ["1972-02-29", "2000-02-29", "2024-02-29", "2025-12-31", "2026-01-31", "2026-04-30", "2026-02-28"]
+    ((_, spans),) = otlp_map(_export(*({} for _ in days)), "application/x-protobuf")
+    for span, day in zip(spans, days, strict=True):
+        span.start, span.end = f"{day}T00:00:00.000000Z", f"{day}T23:59:59.999999Z"
+    rows, copied = _rows(spans), span_copy_of(spans, TRACE_ID, LIMIT_US)
+    assert rows is not None and copied is not None
+    from_rows, from_c = stored.both(rows, copied)
+    assert from_c == from_rows and len(from_c) == len(days)
+
+
+def test_an_export_written_in_c_stores_no_span_of_a_trace_the_rest_checks_refuse(db, org_a) -> None:  # type: ignore[no-untyped-def]
+    """The spans of every trace are written in C (one COPY), but only those of the traces the decoding takes."""
+    good, refused = uuid.uuid4().bytes, uuid.uuid4().bytes
+    body = _two_traces(good, refused)
+    mapped = otlp_map(body, "application/x-protobuf")
+    assert _span_copies(mapped, utc_now() + FUTURE_SLACK) is not None  # the C path, for the whole export
+    with in_tenant(org_a):
+        _, errors = services.otlp_ingest(traces=mapped)
+        assert [error.field for error in errors] == ["trace_id"]
+        assert sorted(Span.objects.values_list("trace_id", flat=True)) == [good.hex(), good.hex()]
+        assert list(Trace.objects.values_list("trace_id", flat=True)) == [good.hex()]
+
+
+def _two_traces(good: bytes, refused: bytes) -> bytes:
+    """A trace of two spans, and one whose candor.trace_id the traces API refuses (too long)."""
+    request = ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    for trace_id, span_id, parent, trace_attribute in (
+        (good, b"\x01" * 8, b"", ""), (good, b"\x02" * 8, b"\x01" * 8, ""), (refused, b"\x03" * 8, b"", "x" * 300)
+    ):  # fmt: skip
+        attributes = [KeyValue(key="candor.feature", value=AnyValue(string_value="copy-path"))]
+        if trace_attribute:
+            attributes.append(KeyValue(key="candor.trace_id", value=AnyValue(string_value=trace_attribute)))
+        spans.append(OtlpSpan(trace_id=trace_id, span_id=span_id, parent_span_id=parent, name="step",
+                              start_time_unix_nano=T0, end_time_unix_nano=T0 + 2_000_000,
+                              attributes=attributes))  # fmt: skip
+    return request.SerializeToString()
