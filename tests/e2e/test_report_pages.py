@@ -6,17 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 from feedback.models import Feature
-from feedback.rollups import rollups_refresh
 from tests.evaluation.reports.seed import seed_feature
 from tests.fixtures.browser import log_in
 from tests.fixtures.organizations import in_tenant
+from tests.fixtures.rollups import rollups_settled
 
 
 def test_report_pages_render_without_errors(committed_db: None, live: Any, context: Any, org_a: Any) -> None:
     key = seed_feature(org_a, traces=60)
     with in_tenant(org_a):
         Feature.objects.filter(key=key).update(segment_keys=["auth"])
-        rollups_refresh(limit=10_000)
+        rollups_settled()
     page = context.new_page()
     problems: list[str] = []
     # A failed load is checked by URL below (the site has no favicon yet, a known 404 not of these pages).

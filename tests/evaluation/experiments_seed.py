@@ -15,8 +15,8 @@ from evaluation.models import Experiment
 from evaluation.services.experiments import experiment_create
 from feedback import services
 from feedback.models import Feature
-from feedback.rollups import rollups_refresh
 from tests.fixtures.organizations import unique
+from tests.fixtures.rollups import rollups_settled
 
 
 def ingest(traces: list[dict[str, Any]], events: list[dict[str, Any]], outcomes: list[dict[str, Any]]) -> None:
@@ -29,7 +29,7 @@ def ingest(traces: list[dict[str, Any]], events: list[dict[str, Any]], outcomes:
         for start in range(0, len(batch), 1000):
             result = ingest_fn(body=msgspec.json.encode({"batch": batch[start : start + 1000]}))
             assert not result.errors, result.errors[:2]
-    rollups_refresh(limit=100_000)
+    rollups_settled(limit=100_000)
 
 
 def traffic(

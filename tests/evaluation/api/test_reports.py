@@ -9,9 +9,9 @@ from django.test import Client
 
 from evaluation.reports.selectors import features_list
 from feedback.models import Feature
-from feedback.rollups import rollups_refresh
 from tests.evaluation.reports.seed import seed_feature
 from tests.fixtures.organizations import in_tenant, unique
+from tests.fixtures.rollups import rollups_settled
 from tests.helpers import assert_cross_tenant_404, error_code
 
 
@@ -20,7 +20,7 @@ def feature(db: None, org_a) -> str:  # type: ignore[no-untyped-def]
     key = seed_feature(org_a, traces=40)
     with in_tenant(org_a):
         Feature.objects.filter(key=key).update(value_per_success_usd=Decimal("4"))
-        rollups_refresh(limit=10_000)
+        rollups_settled()
     return key
 
 

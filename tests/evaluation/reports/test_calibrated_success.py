@@ -26,10 +26,10 @@ from evaluation.reports.selectors import (
 )
 from evaluation.reports.success import CalibratedJudgeSource, _scores_variance
 from evaluation.stats import calibrator_from_dict
-from feedback.rollups import rollups_refresh
 from tests.evaluation.api.test_calibration import post_all
 from tests.evaluation.helpers import gating_judge_on, sweep_until
 from tests.fixtures.organizations import Org, in_tenant, unique
+from tests.fixtures.rollups import rollups_settled
 from tests.fixtures.server import ApiClient
 
 Z = 1.959963984540054
@@ -63,7 +63,7 @@ def test_a_gating_judge_answers_success_per_group(api_a: ApiClient, org_a: Org, 
         # LOCKED) until it commits: the report is read once every partition is refreshed (within seconds).
         deadline = time.monotonic() + 30
         while True:
-            rollups_refresh(limit=10_000)
+            rollups_settled()
             report = feature_report(
                 feature=feature_get(feature), window=window_from(), grouping=Grouping.parse("prompt_version")
             )
@@ -329,7 +329,7 @@ def test_customers_below_on_a_borrowed_correction_are_flagged_apart(
                                         "inclusion_probability": 0.28}} for i in audited])  # fmt: skip
     with in_tenant(org_a):
         sweep_until(lambda: CalibrationSnapshot.objects.filter(target__rubric__name=rubric).exists())
-        rollups_refresh(limit=10_000)
+        rollups_settled()
         assert CalibrationSnapshot.objects.get(target__rubric__name=rubric).verdict == "gating"
         report = customers_report(window=window_from())
     rows = {c["customer_id"]: c for c in report["customers"]}

@@ -12,9 +12,10 @@ import pytest
 from evaluation.reports.measures import Measures
 from evaluation.reports.selectors import Grouping, ReportError, feature_get, feature_report, window_from
 from feedback.models import Feature
-from feedback.rollups import MEASURES, rollups_refresh
+from feedback.rollups import MEASURES
 from tests.evaluation.reports.seed import DAY0, brute_force, seed_feature
 from tests.fixtures.organizations import in_tenant
+from tests.fixtures.rollups import rollups_settled
 
 KEYS = {
     "prompt_version": lambda t: t.prompt_version.label if t.prompt_version else None,
@@ -75,7 +76,7 @@ def seeded(db: None, org_a):  # type: ignore[no-untyped-def]
     feature = seed_feature(org_a)
     with in_tenant(org_a):
         Feature.objects.filter(key=feature).update(value_per_success_usd=Decimal("2.5"), segment_keys=["auth"])
-        rollups_refresh(limit=10_000)
+        rollups_settled()
     return feature
 
 
@@ -116,7 +117,7 @@ def test_rollups_and_raw_rows_give_the_same_report(seeded, org_a) -> None:  # ty
 def test_thumbs_source_when_there_are_no_outcomes_and_empty_states(db: None, org_a) -> None:  # type: ignore[no-untyped-def]
     feature_key = seed_feature(org_a, traces=60, seed=5, outcomes=False)
     with in_tenant(org_a):
-        rollups_refresh(limit=10_000)
+        rollups_settled()
         feature = feature_get(feature_key)
         window = window_from("2025-03-10", "2025-03-12")
         report = feature_report(feature=feature, window=window, grouping=Grouping.parse("prompt_version"))
@@ -155,7 +156,7 @@ def test_zero_successes_leave_cost_per_success_undefined(db: None, org_a) -> Non
         thumbs[0]["event_id"] = str(uuid.uuid4())
         services.feedback_ingest(body=msgspec.json.encode({"batch": thumbs}))
         Feature.objects.filter(key=key).update(value_per_success_usd=Decimal("1"))
-        rollups_refresh(limit=10_000)
+        rollups_settled()
         report = feature_report(feature=feature_get(key), window=window_from("2025-03-10", "2025-03-11"),
                                 grouping=Grouping.parse("prompt_version"))  # fmt: skip
         group = report["groups"][0]

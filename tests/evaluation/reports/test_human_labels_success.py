@@ -12,9 +12,9 @@ from django.test import Client
 from statsmodels.stats.proportion import proportion_confint
 
 from evaluation.reports.selectors import Grouping, feature_get, feature_report, window_from
-from feedback.rollups import rollups_refresh
 from tests.evaluation.api.test_calibration import post_all
 from tests.fixtures.organizations import Org, in_tenant, unique
+from tests.fixtures.rollups import rollups_settled
 from tests.fixtures.server import ApiClient
 
 
@@ -45,7 +45,7 @@ def test_uniform_labels_answer_success_when_no_judge_gates(api_a: ApiClient, org
     # A trace labelled again later: its latest label counts (v2's 9th, bad before, good now).
     post_all(api_a, "/api/v1/labels", [_label(v2[8], rubric, True)])
     with in_tenant(org_a):
-        rollups_refresh(limit=10_000)
+        rollups_settled()
         report = feature_report(feature=feature_get(feature), window=window_from(),
                                 grouping=Grouping.parse("prompt_version"))  # fmt: skip
     assert report["success_source"]["name"] == "human_labels"
@@ -74,7 +74,7 @@ def test_under_30_uniform_labels_the_report_reads_the_next_source(
                                          for t in traces[::3]])  # fmt: skip
     post_all(api_a, "/api/v1/labels", [_label(t, rubric, True) for t in traces[:29]])
     with in_tenant(org_a):
-        rollups_refresh(limit=10_000)
+        rollups_settled()
         report = feature_report(feature=feature_get(feature), window=window_from(),
                                 grouping=Grouping.parse("prompt_version"))  # fmt: skip
     assert report["success_source"]["name"] == "outcomes"

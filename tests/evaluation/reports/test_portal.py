@@ -13,10 +13,10 @@ from django.test import Client
 
 from evaluation.reports.selectors import Grouping, feature_get, feature_report, window_from
 from feedback.models import Feature
-from feedback.rollups import rollups_refresh
 from tenants.templatetags.candor import times_range_filter, unit_usd_filter, usd_range_filter
 from tests.evaluation.reports.seed import seed_feature
 from tests.fixtures.organizations import in_tenant
+from tests.fixtures.rollups import rollups_settled
 from tests.helpers import assert_cross_tenant_404
 
 
@@ -25,7 +25,7 @@ def seeded(db: None, org_a) -> str:  # type: ignore[no-untyped-def]
     key = seed_feature(org_a, traces=60)
     with in_tenant(org_a):
         Feature.objects.filter(key=key).update(segment_keys=["auth"])
-        rollups_refresh(limit=10_000)
+        rollups_settled()
     return key
 
 
@@ -221,7 +221,7 @@ def test_charts_leave_out_today_until_it_is_over(db: None, org_a) -> None:  # ty
         from feedback.services import traces_ingest
 
         traces_ingest(body=json.dumps({"batch": traces}).encode())
-        rollups_refresh(limit=10_000)
+        rollups_settled()
         window = window_from()
         page = feature_page(feature=Feature.objects.get(key=key), window=window, grouping=Grouping.parse(""))
         sparkline = next(f["sparkline"] for f in overview(window=window) if f["key"] == key)
@@ -295,7 +295,7 @@ def test_a_segment_just_declared_is_answered_from_raw_rows_until_its_rollups_exi
         pending = feature_report(
             feature=feature, window=window_from(WINDOW["since"], WINDOW["until"]), grouping=by_plan
         )
-        rollups_refresh(limit=10_000)
+        rollups_settled()
         counted = feature_report(
             feature=feature, window=window_from(WINDOW["since"], WINDOW["until"]), grouping=by_plan
         )

@@ -16,6 +16,7 @@ from feedback.rollups import rollups_refresh
 from feedback.selectors import TraceFilters, prompt_changes, trace_count
 from tenants.schema import in_tenant
 from tests.fixtures.organizations import unique
+from tests.fixtures.rollups import rollups_settled
 from tests.helpers import assert_cross_tenant_404
 
 
@@ -113,8 +114,6 @@ def test_trace_page_shows_spans_and_the_edit_diff(explorer, org_a, org_b) -> Non
 
 
 def test_overview_shows_rollup_numbers(explorer, org_a) -> None:  # type: ignore[no-untyped-def]
-    from feedback.rollups import rollups_refresh
-
     run, client = explorer
     with in_tenant(org_a.organization):
         rollups_refresh()
@@ -458,7 +457,7 @@ def test_the_prompt_versions_page_shows_each_prompt_and_a_label_reused_for_sever
     ]  # fmt: skip
     with in_tenant(org_a.organization):
         services.traces_ingest(body=msgspec.json.encode({"batch": traces}))
-        rollups_refresh(limit=10_000)
+        rollups_settled()
     client = Client()
     client.force_login(org_a.owner)
     page = client.get(org_a.url("prompts/"), {"feature": feature})
@@ -485,7 +484,7 @@ def test_the_prompt_versions_page_shows_each_prompt_and_a_label_reused_for_sever
         services.traces_ingest(body=msgspec.json.encode(
             {"trace_id": f"{run}-4", "feature": f"g-{run}", "prompt_version": "v2", "prompt": "Answer briefly."}
         ))  # fmt: skip
-        rollups_refresh(limit=10_000)
+        rollups_settled()
     other_feature = client.get(org_a.url("prompts/"), {"feature": f"g-{run}"}).content.decode()
     assert "Answer briefly." in other_feature and "Answer at length." not in other_feature
     # Another organization sees none of it, and cannot open this one's page.
@@ -504,7 +503,7 @@ def test_a_feature_grouped_by_model_leads_to_that_models_traces(db: None, org_a)
                "cost_usd": 0.01 * (1 + i % 2), "started_at": "2026-12-01T12:00:00Z"} for i in range(6)]  # fmt: skip
     with in_tenant(org_a.organization):
         services.traces_ingest(body=msgspec.json.encode({"batch": traces}))
-        rollups_refresh(limit=10_000)
+        rollups_settled()
     client = Client()
     client.force_login(org_a.owner)
     page = client.get(org_a.url(f"features/{feature}/"), {"group_by": "model", "since": "2026-11-25",
@@ -554,7 +553,7 @@ def test_a_prompt_versions_changes_from_the_one_before_are_shown_sentence_by_sen
     with in_tenant(org_a.organization):
         for item in traces:  # one at a time: the hashless one is registered last, and is seen last
             services.traces_ingest(body=msgspec.json.encode(item))
-        rollups_refresh(limit=10_000)
+        rollups_settled()
     client = Client()
     client.force_login(org_a.owner)
     text = html.unescape(client.get(org_a.url("prompts/"), {"feature": feature}).content.decode())
