@@ -271,8 +271,10 @@ def test_demo_stops_soon_after_sigterm_to_its_process_group(stack: Stack) -> Non
     """
     port = free_port()
     env = stack.env(PORT=str(port), DJANGO_SETTINGS_MODULE="config.settings.dev", CELERY_QUEUE=stack.queue)
-    demo = subprocess.Popen([str(ROOT / "bin" / "run-demo")], cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    said = stack.logs / "run-demo.log"  # what the script says (a process that exited, and why), for a failure
+    with open(said, "ab") as log:
+        demo = subprocess.Popen([str(ROOT / "bin" / "run-demo")], cwd=ROOT, env=env, start_new_session=True,
+                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
 
@@ -287,7 +289,11 @@ def test_demo_stops_soon_after_sigterm_to_its_process_group(stack: Stack) -> Non
             names = " ".join(_command_of(p) for p in members())
             return ok and "worker" in names and "beat" in names
 
-        wait_until(up, 120, "the demo up")
+        try:
+            wait_until(up, 120, "the demo up")
+        except AssertionError as exc:
+            running = [_command_of(p)[:80] for p in members()]
+            raise AssertionError(f"{exc}; running: {running}; run-demo said: {said.read_text()[-2000:]!r}") from exc
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {stack.secret_key}"
         for n in range(10):  # work in flight for the worker when the signal comes
