@@ -122,11 +122,18 @@ def _otlp_ingest(
                 "SELECT * FROM unnest(%s::text[], %s::text[]) ON CONFLICT (otel_trace_id) DO NOTHING",
                 [list(explicit), list(explicit.values())],
             )
-        links, waiting = otel_links(cursor, otel_of)
+        # Traces whose feature is a guess: the feature their stored trace names is read with the links.
+        guessing = {
+            otel
+            for otel, (t, _) in zip(otel_of, traces, strict=True)
+            if otel and t.get(FEATURE_GUESSED) and (t["trace_id"] == otel or otel in explicit)
+        }
+        links, waiting, stored_named = otel_links(cursor, otel_of, given=explicit, guessing=guessing)
         for otel, (trace, _) in zip(otel_of, traces, strict=True):
             if trace["trace_id"] == otel and otel in links:
                 trace["trace_id"] = links[otel]
-        guessed, root_missing = _marks(cursor, [trace for trace, _ in traces])
+        asked = {explicit.get(otel) or links.get(otel) or otel for otel in guessing}
+        guessed, root_missing = _marks(cursor, [trace for trace, _ in traces], stored_named, asked)
         limit = now + FUTURE_SLACK
         # The common case: every trace's spans written in C as the rows of a binary COPY (a retried attempt merges
         # spans stored already, from rows).
@@ -215,11 +222,16 @@ def _otlp_ingest(
     return result, errors
 
 
-def _marks(cursor: Any, traces: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
+def _marks(
+    cursor: Any, traces: list[dict[str, Any]], stored_named: dict[str, str], asked: set[str]
+) -> tuple[set[str], set[str]]:
     """The trace_ids whose feature these exports only guessed (the service's name), and those whose root span none
     of them held, taking the mapping's marks out of each trace (feedback.otlp.MARKS). A guess gives way to the
     feature a span named, in another trace of this batch or in the stored trace: a child exported after its root
-    neither moves the trace nor makes an empty feature of the service."""
+    neither moves the trace nor makes an empty feature of the service.
+
+    ``stored_named``: the features stored traces name, read already for the trace_ids in ``asked`` (otel_links);
+    any other guessed trace's is read here."""
     guessing: list[dict[str, Any]] = []
     named: dict[str, str] = {}
     rooted: set[str] = set()
@@ -232,11 +244,13 @@ def _marks(cursor: Any, traces: list[dict[str, Any]]) -> tuple[set[str], set[str
             named[trace_id] = trace["feature"]
         (parts if trace.pop(ROOT_MISSING, False) else rooted).add(trace_id)
     guessed = {trace["trace_id"] for trace in guessing} - set(named)
-    if guessed:
+    named.update((trace_id, stored_named[trace_id]) for trace_id in guessed & asked if trace_id in stored_named)
+    unread = sorted(trace_id for trace_id in guessed - asked if _linkable(trace_id))
+    if unread:
         cursor.execute(
             "SELECT t.trace_id, f.key FROM feedback_trace t JOIN feedback_feature f ON f.id = t.feature_id "
             "WHERE t.trace_id = ANY(%s) AND NOT t.feature_guessed",
-            [sorted(trace_id for trace_id in guessed if _linkable(trace_id))],
+            [unread],
         )
         named.update(cursor.fetchall())
     for trace in guessing:

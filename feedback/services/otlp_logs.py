@@ -18,10 +18,10 @@ A trace keeps the text it took from them; spans arriving later than that find no
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import transaction
 
@@ -135,21 +135,53 @@ def otel_lock(cursor: Any, otel_trace_ids: Iterable[str], *, shared: Iterable[st
         )
 
 
-# The trace path's first read, once it holds the otel_lock: each OTel id's link to a Candor trace_id, and whether
-# messages wait for its trace (none can come while the lock is held: the log path takes it exclusively).
+# The trace path's first read, once it holds the otel_lock: each OTel id's link to a Candor trace_id, whether
+# messages wait for its trace (none can come while the lock is held: the log path takes it exclusively), and for
+# a trace whose feature the export only guessed, the feature its stored trace names (none where that is a guess
+# too): under its link's trace_id, or the one the export gives it.
 _LINKS_AND_MESSAGES = """
 SELECT x.otel, l.trace_id,
-       EXISTS (SELECT FROM feedback_genaimessage m WHERE m.otel_trace_id = x.otel AND m.role = ANY(%s))
-FROM unnest(%s::text[]) AS x(otel) LEFT JOIN feedback_oteltracelink l ON l.otel_trace_id = x.otel
+       EXISTS (SELECT FROM feedback_genaimessage m WHERE m.otel_trace_id = x.otel AND m.role = ANY(%s)),
+       CASE WHEN x.guessing THEN (
+           SELECT f.key FROM feedback_trace t JOIN feedback_feature f ON f.id = t.feature_id
+           WHERE t.trace_id = COALESCE(x.given, l.trace_id, x.otel) AND NOT t.feature_guessed
+       ) END
+FROM unnest(%s::text[], %s::text[], %s::bool[]) AS x(otel, given, guessing)
+LEFT JOIN feedback_oteltracelink l ON l.otel_trace_id = x.otel
 """
 
 
-def otel_links(cursor: Any, otel_trace_ids: Iterable[str]) -> tuple[dict[str, str], list[str]]:
-    """The Candor trace_id each of these OTel trace ids is linked to, and the ids whose messages wait for their
-    trace (``genai_messages_join`` them once it is stored). The caller holds their ``otel_lock``. One statement."""
-    cursor.execute(_LINKS_AND_MESSAGES, [[INPUT, OUTPUT], sorted({otel for otel in otel_trace_ids if otel})])
-    rows = cursor.fetchall()
-    return {otel: trace_id for otel, trace_id, _ in rows if trace_id is not None}, [otel for otel, _, m in rows if m]
+class OtelLinks(NamedTuple):
+    links: dict[str, str]  # OTel trace id -> the Candor trace_id it is linked to
+    waiting: list[str]  # OTel trace ids whose messages wait for their trace (genai_messages_join them once stored)
+    named: dict[str, str]  # trace_id -> the feature its stored trace names, for the ``guessing`` ids asked
+
+
+def otel_links(
+    cursor: Any, otel_trace_ids: Iterable[str], *, given: Mapping[str, str] | None = None, guessing: Iterable[str] = ()
+) -> OtelLinks:
+    """The links, waiting messages and stored features (OtelLinks) of these OTel trace ids; the caller holds their
+    ``otel_lock``. One statement.
+
+    ``guessing``: the OTel ids of traces whose feature the export only guessed: ``named`` holds the feature the
+    stored trace names, keyed by that trace's trace_id: ``given[otel]`` where the export names one, else the
+    Candor trace_id the OTel id is linked to, else the OTel id."""
+    given = given or {}
+    asked = set(guessing)
+    ids = sorted({otel for otel in otel_trace_ids if otel})
+    cursor.execute(
+        _LINKS_AND_MESSAGES,
+        [[INPUT, OUTPUT], ids, [given.get(otel) for otel in ids], [otel in asked for otel in ids]],
+    )
+    found = OtelLinks({}, [], {})
+    for otel, trace_id, waiting, feature in cursor.fetchall():
+        if trace_id is not None:
+            found.links[otel] = trace_id
+        if waiting:
+            found.waiting.append(otel)
+        if feature is not None:
+            found.named[given.get(otel) or trace_id or otel] = feature
+    return found
 
 
 def genai_messages_join(cursor: Any, otel_trace_ids: Iterable[str]) -> None:

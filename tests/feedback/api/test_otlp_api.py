@@ -627,6 +627,38 @@ def test_a_later_export_without_candor_feature_leaves_the_trace_where_it_is(live
         assert Feature.objects.filter(key=early_service).exists()
 
 
+def test_a_later_child_of_a_trace_named_by_candor_trace_id_keeps_its_feature(live, org_a, committed_db) -> None:  # type: ignore[no-untyped-def]
+    """The stored trace's feature is read with the OTel links (one statement): for a child that names no feature,
+    under the Candor trace_id its OTel trace is linked to, and under the candor.trace_id a child gives itself."""
+    from feedback.models import Feature, Trace
+    from tests.fixtures.organizations import in_tenant
+
+    feature, service, real = unique("feat"), unique("svc"), unique("trace")
+    headers = {"Authorization": f"Bearer {org_a.secret_key}", "Content-Type": "application/json"}
+    otel = uuid.uuid4().hex
+    root = {"name": "answer", "id": "a" * 16, "attributes": {"candor.trace_id": real, "candor.feature": feature}}
+    linked = _chat("b" * 16, "gpt-4o-mini", 100)  # only its OTel trace id: the link names its trace
+    explicit = _chat("c" * 16, "gpt-4o-mini", 50)
+    explicit["attributes"]["candor.trace_id"] = real
+
+    def send(spans: list[dict[str, Any]]) -> None:
+        body = _export(spans, otel)
+        resource = [{"key": "service.name", "value": {"stringValue": service}}]
+        body["resourceSpans"][0]["resource"] = {"attributes": resource}
+        answer = requests.post(f"{live.url}/api/v1/otlp/v1/traces", json=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+
+    for spans in ([root], [linked], [explicit]):
+        send(spans)
+        with in_tenant(org_a):
+            trace = Trace.objects.select_related("feature").get(trace_id=real)
+            assert (trace.feature.key, trace.feature_guessed) == (feature, False)
+    with in_tenant(org_a):
+        assert trace.input_tokens == 150
+        assert not Trace.objects.filter(trace_id=otel).exists()
+        assert not Feature.objects.filter(key=service).exists()
+
+
 def test_a_child_exported_apart_from_its_root_neither_loses_its_error_nor_takes_the_roots_times(  # type: ignore[no-untyped-def]
     live, org_a, committed_db
 ) -> None:
