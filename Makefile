@@ -9,7 +9,7 @@ ACCEL := $(VENV)/.accel-$(shell cat feedback/otlp.py feedback/_otlp_wire.c bin/b
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE ?= config.settings.dev
 
-.PHONY: install instrumentations migrate demo test test-services browser lint widget bench-ingest bench-otlp bench-widget bench-ratelimit bench-report bench-judges bench-calibration bench-budget clean stop-db
+.PHONY: install instrumentations migrate demo test test-services browser lint widget bench-ingest bench-otlp bench-ingest-cpu bench-widget bench-ratelimit bench-report bench-judges bench-calibration bench-budget clean stop-db
 
 install: $(STAMP) $(ACCEL)
 
@@ -79,6 +79,10 @@ bench-ingest: migrate
 # The OpenTelemetry SDK exporter's protobuf payloads (GenAI spans, 3 a trace) against the REST batch path.
 bench-otlp: migrate
 	$(PY) bench/otlp.py
+
+# CPU an item, REST against OTLP, in one process: bench-otlp's figure without the machine's noise.
+bench-ingest-cpu: migrate
+	$(PY) bench/ingest_cpu.py
 
 # The served widget is the minified build of static/widget/src/candor.js (needs node/npx only
 # when the source changes; the build is committed and a test checks it matches the source).

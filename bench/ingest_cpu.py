@@ -1,0 +1,124 @@
+"""CPU an item, REST against OTLP, in one process: the figure bench-otlp's ratio moves with, without its noise.
+
+bench-otlp measures throughput through the web server, and this machine's speed swings by a third from minute to
+minute: its ratio moved ±8% between runs of the same code. Here the same work is done in one thread of this
+process, with no HTTP and no concurrency: bench-ingest's REST batches (POST /api/v1/traces, /feedback, /outcomes,
+through the services their views call) and bench-otlp's SDK exports (the mapping and otlp_ingest, as the OTLP view
+calls them), one request of each in turn, to two fresh organizations. A request's CPU is this thread's
+(``time.thread_time``) and its PostgreSQL backend's (from /proc), so a change of the machine's speed weighs on both
+paths alike, request by request. Two runs of the same code agree within ~2%.
+
+Ends with: RESULT ingest_cpu rest_us=... otlp_us=... ratio=... (per REST event and per OTLP span, web + PostgreSQL;
+the ratio is OTLP over REST: below 1, a span costs less than an event). BENCH_OTLP_TRACES and BENCH_EVENTS size it.
+What it leaves out is the web server's own part: the HTTP, the threads sharing one interpreter, concurrent requests
+waiting on each other's locks (bench-otlp has those).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
+os.environ.setdefault("DJANGO_DEBUG", "0")  # as served: no query log
+
+import django
+import msgspec
+
+from config.embedded_db import ensure_database_url
+
+ensure_database_url()  # settings start nothing: the embedded PostgreSQL is the entry point's job
+django.setup()
+
+from django.db import connection  # noqa: E402
+from django_tenants.utils import schema_context  # noqa: E402
+
+from bench.ingest import build_batches  # noqa: E402
+from bench.otlp import build_payloads  # noqa: E402
+from feedback import services  # noqa: E402
+from feedback.enums import FeedbackSource  # noqa: E402
+from feedback.otlp import otlp_map  # noqa: E402
+from tenants.models import Organization  # noqa: E402
+from tenants.services import organization_create  # noqa: E402
+
+# What each REST batch goes through: the service its view calls.
+_REST: dict[str, Callable[[bytes], object]] = {
+    "trace": lambda body: services.traces_ingest(body=body),
+    "feedback": lambda body: services.feedback_ingest(body=body, source=FeedbackSource.API),
+    "outcome": lambda body: services.outcomes_ingest(body=body),
+}
+# A first request pays for imports, prepared statements and caches once: the first few of each path are not counted.
+WARM = 3
+
+
+def backend_cpu(pid: int) -> float:
+    """User + system CPU seconds of the PostgreSQL backend ``pid``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> int:
+    print("building bench-otlp's exports and bench-ingest's batches…", flush=True)
+    payloads, spans = build_payloads()
+    batches, _ = build_batches()
+    sizes = [len(msgspec.json.decode(body)["batch"]) for _, body in batches]
+    # As the web server sets its collector (config/wsgi.py).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 10, 10)
+    slugs = {path: f"bench-cpu-{path}-{uuid.uuid4().hex[:6]}" for path in ("rest", "otlp")}
+    orgs = {path: organization_create(slug=slug, owner_email=f"bench@{slug}.test") for path, slug in slugs.items()}
+    web = {"rest": 0.0, "otlp": 0.0}
+    database = {"rest": 0.0, "otlp": 0.0}
+    items = {"rest": 0, "otlp": 0}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            (pid,) = cursor.fetchone()
+        # The two paths take turns request by request, spread evenly over the run (more REST requests than exports).
+        steps = max(len(batches), len(payloads))
+        sent = {"rest": -1, "otlp": -1}
+        print(f"{len(batches)} REST batches and {len(payloads)} OTLP exports, taking turns…", flush=True)
+        for step in range(steps):
+            for path in ("rest", "otlp") if step % 2 == 0 else ("otlp", "rest"):
+                requests = batches if path == "rest" else payloads
+                index = step * len(requests) // steps
+                if index == sent[path]:
+                    continue
+                sent[path] = index
+                with schema_context(orgs[path].organization.schema_name):
+                    db_before, web_before = backend_cpu(pid), time.thread_time()
+                    if path == "rest":
+                        kind, body = batches[index]
+                        _REST[kind](body)
+                        count = sizes[index]
+                    else:
+                        traces = otlp_map(payloads[index], "application/x-protobuf", max_bytes=1 << 30, refused=[])
+                        services.otlp_ingest(traces=traces)
+                        count = sum(len(spans_of) for _, spans_of in traces)
+                    if index >= WARM:
+                        web[path] += time.thread_time() - web_before
+                        database[path] += backend_cpu(pid) - db_before
+                        items[path] += count
+        rest = (web["rest"] / items["rest"] * 1e6, database["rest"] / items["rest"] * 1e6)
+        otlp = (web["otlp"] / items["otlp"] * 1e6, database["otlp"] / items["otlp"] * 1e6)
+        ratio = sum(otlp) / sum(rest)
+        print(f"REST: {items['rest']:,} events, {rest[0]:.1f} us of Python + {rest[1]:.1f} us of PostgreSQL an event")
+        print(f"OTLP: {items['otlp']:,} spans ({spans:,} sent), {otlp[0]:.1f} us of Python + {otlp[1]:.1f} us of "
+              f"PostgreSQL a span")  # fmt: skip
+        parts = f"rest_web_us={rest[0]:.1f} rest_db_us={rest[1]:.1f} otlp_web_us={otlp[0]:.1f} otlp_db_us={otlp[1]:.1f}"
+        print(f"RESULT ingest_cpu rest_us={sum(rest):.1f} otlp_us={sum(otlp):.1f} ratio={ratio:.3f} {parts}")
+    finally:
+        for slug in slugs.values():
+            Organization.objects.get(slug=slug).delete(force_drop=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
