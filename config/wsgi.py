@@ -17,7 +17,8 @@ application = hot_wsgi(django_application)
 # The URLconf and the views it imports (the API, the portal), loaded here rather than by each process's first request:
 # Django reads them lazily, and the first request of every web process paid ~0.3 s for it, its ~33,000 objects then
 # left out of the freeze below and scanned by every full collection.
-get_resolver().url_patterns  # noqa: B018 - the property imports them
+# Its reverse lookup tables ({% url %}, redirects) are built here too.
+get_resolver().reverse_dict  # noqa: B018 - the properties import and build them
 
 # Python's cycle collector, set for a web worker. By default a young collection runs every 700 net
 # allocations, and every so often one scans the whole heap, ~250,000 objects of which Django and the

@@ -128,11 +128,10 @@ def _otlp_ingest(
             for otel, (t, _) in zip(otel_of, traces, strict=True)
             if otel and t.get(FEATURE_GUESSED) and (t["trace_id"] == otel or otel in explicit)
         }
-        links, waiting, stored_named = otel_links(cursor, otel_of, given=explicit, guessing=guessing)
+        links, waiting, stored_named, asked = otel_links(cursor, otel_of, given=explicit, guessing=guessing)
         for otel, (trace, _) in zip(otel_of, traces, strict=True):
             if trace["trace_id"] == otel and otel in links:
                 trace["trace_id"] = links[otel]
-        asked = {explicit.get(otel) or links.get(otel) or otel for otel in guessing}
         guessed, root_missing = _marks(cursor, [trace for trace, _ in traces], stored_named, asked)
         limit = now + FUTURE_SLACK
         # The common case: every trace's spans written in C as the rows of a binary COPY (a retried attempt merges

@@ -154,7 +154,8 @@ LEFT JOIN feedback_oteltracelink l ON l.otel_trace_id = x.otel
 class OtelLinks(NamedTuple):
     links: dict[str, str]  # OTel trace id -> the Candor trace_id it is linked to
     waiting: list[str]  # OTel trace ids whose messages wait for their trace (genai_messages_join them once stored)
-    named: dict[str, str]  # trace_id -> the feature its stored trace names, for the ``guessing`` ids asked
+    named: dict[str, str]  # trace_id -> the feature its stored trace names, among the trace_ids ``asked``
+    asked: set[str]  # the trace_ids whose stored feature was read (those of the ``guessing`` ids)
 
 
 def otel_links(
@@ -164,23 +165,28 @@ def otel_links(
     ``otel_lock``. One statement.
 
     ``guessing``: the OTel ids of traces whose feature the export only guessed: ``named`` holds the feature the
-    stored trace names, keyed by that trace's trace_id: ``given[otel]`` where the export names one, else the
-    Candor trace_id the OTel id is linked to, else the OTel id."""
+    stored trace names (none where that is a guess too), keyed by that trace's trace_id, one of ``asked``:
+    ``given[otel]`` where the export names one, else the Candor trace_id the OTel id is linked to, else the OTel
+    id."""
     given = given or {}
-    asked = set(guessing)
+    guessed = set(guessing)
     ids = sorted({otel for otel in otel_trace_ids if otel})
     cursor.execute(
         _LINKS_AND_MESSAGES,
-        [[INPUT, OUTPUT], ids, [given.get(otel) for otel in ids], [otel in asked for otel in ids]],
+        [[INPUT, OUTPUT], ids, [given.get(otel) for otel in ids], [otel in guessed for otel in ids]],
     )
-    found = OtelLinks({}, [], {})
+    found = OtelLinks({}, [], {}, set())
     for otel, trace_id, waiting, feature in cursor.fetchall():
         if trace_id is not None:
             found.links[otel] = trace_id
         if waiting:
             found.waiting.append(otel)
-        if feature is not None:
-            found.named[given.get(otel) or trace_id or otel] = feature
+        if otel in guessed:
+            # As the statement's COALESCE picks it.
+            key = next(value for value in (given.get(otel), trace_id, otel) if value is not None)
+            found.asked.add(key)
+            if feature is not None:
+                found.named[key] = feature
     return found
 
 
