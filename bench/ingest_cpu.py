@@ -77,6 +77,7 @@ def main() -> int:
     web = {"rest": 0.0, "otlp": 0.0}
     database = {"rest": 0.0, "otlp": 0.0}
     items = {"rest": 0, "otlp": 0}
+    kinds: dict[str, list[float]] = {}  # REST CPU seconds and items by kind (trace, feedback, outcome)
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_backend_pid()")
@@ -103,13 +104,20 @@ def main() -> int:
                         services.otlp_ingest(traces=traces)
                         count = sum(len(spans_of) for _, spans_of in traces)
                     if index >= WARM:
-                        web[path] += time.thread_time() - web_before
-                        database[path] += backend_cpu(pid) - db_before
+                        cpu = (time.thread_time() - web_before, backend_cpu(pid) - db_before)
+                        web[path] += cpu[0]
+                        database[path] += cpu[1]
                         items[path] += count
+                        if path == "rest":  # where an event's CPU goes: a trace costs more than feedback
+                            kinds.setdefault(kind, [0.0, 0])
+                            kinds[kind][0] += sum(cpu)
+                            kinds[kind][1] += count
         rest = (web["rest"] / items["rest"] * 1e6, database["rest"] / items["rest"] * 1e6)
         otlp = (web["otlp"] / items["otlp"] * 1e6, database["otlp"] / items["otlp"] * 1e6)
         ratio = sum(otlp) / sum(rest)
         print(f"REST: {items['rest']:,} events, {rest[0]:.1f} us of Python + {rest[1]:.1f} us of PostgreSQL an event")
+        print("REST by kind: " + ", ".join(f"{kind} {seconds / count * 1e6:.1f} us ({int(count):,})"
+                                           for kind, (seconds, count) in sorted(kinds.items())))  # fmt: skip
         print(f"OTLP: {items['otlp']:,} spans ({spans:,} sent), {otlp[0]:.1f} us of Python + {otlp[1]:.1f} us of "
               f"PostgreSQL a span")  # fmt: skip
         parts = f"rest_web_us={rest[0]:.1f} rest_db_us={rest[1]:.1f} otlp_web_us={otlp[0]:.1f} otlp_db_us={otlp[1]:.1f}"
