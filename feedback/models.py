@@ -138,8 +138,12 @@ class Span(models.Model):
     # sequence were a fifth of the PostgreSQL work of storing a span (COPY of 60,000 OTLP spans: 5.6 us a span
     # with it, 4.3 without).
     pk = models.CompositePrimaryKey("trace_id", "span_id")
-    trace_id = models.CharField(max_length=200)
-    span_id = models.CharField(max_length=100)
+    # Compared byte by byte (COLLATE "C"): the key is probed and extended for every span stored, and under the
+    # database's locale collation (C.UTF-8 too) each comparison went through strcoll: 1-4% of an OTLP span's CPU.
+    # Opaque IDs lose nothing by it, and PostgreSQL's order of them is then Python's (the span COPY's rows are
+    # sorted in Python, as the database sorts the key).
+    trace_id = models.CharField(max_length=200, db_collation="C")
+    span_id = models.CharField(max_length=100, db_collation="C")
     parent_span_id = models.CharField(max_length=100, blank=True, default="")
     name = models.CharField(max_length=300, blank=True, default="")
     kind = models.CharField(max_length=16, default=SpanKind.OTHER.value)
