@@ -4,9 +4,15 @@ bench-otlp measures throughput through the web server, and this machine's speed 
 minute: its ratio moved ±8% between runs of the same code. Here the same work is done in one thread of this
 process, with no HTTP and no concurrency: bench-ingest's REST batches (POST /api/v1/traces, /feedback, /outcomes,
 through the services their views call) and bench-otlp's SDK exports (the mapping and otlp_ingest, as the OTLP view
-calls them), one request of each in turn, to two fresh organizations. A request's CPU is this thread's
+calls them), one request of each in turn, to two fresh organizations. A request's CPU is its thread's
 (``time.thread_time``) and its PostgreSQL backend's (from /proc), so a change of the machine's speed weighs on both
 paths alike, request by request. Two runs of the same code agree within ~2%.
+
+Each path has a thread and a database connection of its own, as each of bench-otlp's rounds sends to one
+organization: on one connection taking both organizations in turn, every request changed the search_path, and
+PostgreSQL (16) analyzes and plans a prepared statement again whenever the search_path differs from its last
+execution's: ~1 ms more a request, more for the path with more statements (in a web server with many tenants, that
+is what a connection's request to another organization than its last costs).
 
 Ends with: RESULT ingest_cpu rest_us=... otlp_us=... ratio=... (per REST event and per OTLP span, web + PostgreSQL;
 the ratio is OTLP over REST: below 1, a span costs less than an event). BENCH_OTLP_TRACES and BENCH_EVENTS size it.
@@ -19,6 +25,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -78,22 +85,34 @@ def main() -> int:
     database = {"rest": 0.0, "otlp": 0.0}
     items = {"rest": 0, "otlp": 0}
     kinds: dict[str, list[float]] = {}  # REST CPU seconds and items by kind (trace, feedback, outcome)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            (pid,) = cursor.fetchone()
-        # The two paths take turns request by request, spread evenly over the run (more REST requests than exports).
-        steps = max(len(batches), len(payloads))
-        sent = {"rest": -1, "otlp": -1}
-        print(f"{len(batches)} REST batches and {len(payloads)} OTLP exports, taking turns…", flush=True)
-        for step in range(steps):
-            for path in ("rest", "otlp") if step % 2 == 0 else ("otlp", "rest"):
-                requests = batches if path == "rest" else payloads
-                index = step * len(requests) // steps
-                if index == sent[path]:
-                    continue
+    # The two paths take turns request by request, spread evenly over the run (more REST requests than exports).
+    steps = max(len(batches), len(payloads))
+    turns: list[tuple[str, int]] = []
+    sent = {"rest": -1, "otlp": -1}
+    for step in range(steps):
+        for path in ("rest", "otlp") if step % 2 == 0 else ("otlp", "rest"):
+            index = step * len(batches if path == "rest" else payloads) // steps
+            if index != sent[path]:
                 sent[path] = index
-                with schema_context(orgs[path].organization.schema_name):
+                turns.append((path, index))
+    turn = threading.Condition()
+    done = [0]  # turns taken
+    failed: list[BaseException] = []
+
+    def run(path: str) -> None:
+        """This path's requests, each when its turn comes, on this thread's own connection."""
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                (pid,) = cursor.fetchone()
+            with schema_context(orgs[path].organization.schema_name):
+                for position, (owner, index) in enumerate(turns):
+                    if owner != path:
+                        continue
+                    with turn:
+                        turn.wait_for(lambda position=position: done[0] == position or bool(failed))
+                    if failed:
+                        return
                     db_before, web_before = backend_cpu(pid), time.thread_time()
                     if path == "rest":
                         kind, body = batches[index]
@@ -112,6 +131,25 @@ def main() -> int:
                             kinds.setdefault(kind, [0.0, 0])
                             kinds[kind][0] += sum(cpu)
                             kinds[kind][1] += count
+                    with turn:
+                        done[0] += 1
+                        turn.notify_all()
+        except BaseException as error:
+            with turn:
+                failed.append(error)
+                turn.notify_all()
+        finally:
+            connection.close()
+
+    try:
+        print(f"{len(batches)} REST batches and {len(payloads)} OTLP exports, taking turns…", flush=True)
+        threads = [threading.Thread(target=run, args=(path,)) for path in ("rest", "otlp")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if failed:
+            raise failed[0]
         rest = (web["rest"] / items["rest"] * 1e6, database["rest"] / items["rest"] * 1e6)
         otlp = (web["otlp"] / items["otlp"] * 1e6, database["otlp"] / items["otlp"] * 1e6)
         ratio = sum(otlp) / sum(rest)
