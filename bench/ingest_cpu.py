@@ -22,6 +22,7 @@ waiting on each other's locks (bench-otlp has those).
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import sys
@@ -99,6 +100,10 @@ def main() -> int:
     done = [0]  # turns taken
     failed: list[BaseException] = []
 
+    def ready(position: int) -> bool:
+        """Whether the turn at ``position`` has come (or the other path failed)."""
+        return done[0] == position or bool(failed)
+
     def run(path: str) -> None:
         """This path's requests, each when its turn comes, on this thread's own connection."""
         try:
@@ -110,7 +115,7 @@ def main() -> int:
                     if owner != path:
                         continue
                     with turn:
-                        turn.wait_for(lambda position=position: done[0] == position or bool(failed))
+                        turn.wait_for(functools.partial(ready, position))
                     if failed:
                         return
                     db_before, web_before = backend_cpu(pid), time.thread_time()
