@@ -1,12 +1,12 @@
 """CPU an item, REST against OTLP, in one process: the figure bench-otlp's ratio moves with, without its noise.
 
 bench-otlp measures throughput through the web server, and this machine's speed swings by a third from minute to
-minute: its ratio moved ±8% between runs of the same code. Here the same work is done in one thread of this
-process, with no HTTP and no concurrency: bench-ingest's REST batches (POST /api/v1/traces, /feedback, /outcomes,
+minute: its ratio moved ±8% between runs of the same code. Here the same work is done in this process, one
+request at a time, with no HTTP: bench-ingest's REST batches (POST /api/v1/traces, /feedback, /outcomes,
 through the services their views call) and bench-otlp's SDK exports (the mapping and otlp_ingest, as the OTLP view
 calls them), one request of each in turn, to two fresh organizations. A request's CPU is its thread's
 (``time.thread_time``) and its PostgreSQL backend's (from /proc), so a change of the machine's speed weighs on both
-paths alike, request by request. Two runs of the same code agree within ~2%.
+paths alike, request by request. Runs of the same code agreed within ~2% one day, ~7% another.
 
 Each path has a thread and a database connection of its own, as each of bench-otlp's rounds sends to one
 organization: on one connection taking both organizations in turn, every request changed the search_path, and
