@@ -115,7 +115,7 @@ def _otlp_ingest(
         # Before any trace row: GenAI log messages of these traces join in order. Exports of one trace
         # that link it to no Candor trace_id need not wait for each other (an SDK splits traces
         # across exports, and its concurrent exports would otherwise queue on the shared trace).
-        otel_lock(cursor, otel_of, shared=[otel for otel in otel_of if otel not in explicit])
+        otel_lock(cursor, otel_of, shared=[otel for otel in otel_of if otel not in explicit], generic_plans=True)
         if explicit:
             cursor.execute(
                 "INSERT INTO feedback_oteltracelink (otel_trace_id, trace_id) "

@@ -229,3 +229,24 @@ def test_an_export_sent_again_inside_a_callers_transaction_is_done_again_and_dou
         assert (stored.input_tokens, stored.output_tokens) == (7, 3)
         assert Span.objects.filter(trace_id=trace_id.hex()).count() == 2
         assert SpendCounter.objects.filter(customer_id="", feature_id=stored.feature_id).get().traces == 1
+
+
+def test_an_exports_merges_run_on_generic_plans_and_it_leaves_the_planner_as_it_was(committed_db, org_a) -> None:  # type: ignore[no-untyped-def]
+    # A trace continued from an earlier export is merged by statements naming one trace_id, whose custom plans always
+    # look cheaper: unforced, PostgreSQL planned each afresh at every run. The export forces generic plans for its own
+    # transaction only: the next request on the connection (a REST batch, a portal page) plans as configured.
+    # Each export once: a retried one rolls back, and psycopg forgets its prepared statements on a rollback.
+    exports = list(dict.fromkeys(_split_exports(random.Random(11), f"plans-{uuid.uuid4().hex[:8]}")))
+    with in_tenant(org_a):
+        for body in exports:
+            services.otlp_ingest(traces=otlp_map(body, "application/x-protobuf"))
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW plan_cache_mode")
+            assert cursor.fetchone() == ("auto",)
+            # psycopg prepares a statement on its fifth run on a connection: the merges ran more often than that.
+            cursor.execute(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                "WHERE ltrim(statement, E' \\n') LIKE 'UPDATE feedback_trace t SET%%\"model\" = COALESCE%%'"
+            )
+            (generic, custom), *others = cursor.fetchall()
+    assert others == [] and generic > 0 and custom == 0
