@@ -30,7 +30,7 @@ from feedback.otlp import (
 from feedback.prices import COST_FROM_CLIENT, COST_FROM_SPANS, PriceBook
 from feedback.schemas import FUTURE_SLACK, MAX_ID, ItemError, TraceIn, check_trace, decode_body
 from feedback.services.columns import fetch_as, select_list
-from feedback.services.otlp_logs import genai_messages_join, otel_links, otel_lock
+from feedback.services.otlp_logs import genai_messages_join, otel_lock_links
 from feedback.services.prices import SPAN_CACHED_TOKENS, price_book_load, traces_reprice, traces_usage_from_spans
 from feedback.services.shared import IngestResult, raw_cursor, utc_now
 from feedback.services.spend import spend_difference, spend_of_stored
@@ -112,23 +112,22 @@ def _otlp_ingest(
             for otel, (t, _) in zip(otel_of, traces, strict=True)
             if otel and t["trace_id"] != otel and _linkable(t["trace_id"])
         }
-        # Before any trace row: GenAI log messages of these traces join in order. Exports of one trace
-        # that link it to no Candor trace_id need not wait for each other (an SDK splits traces
-        # across exports, and its concurrent exports would otherwise queue on the shared trace).
-        otel_lock(cursor, otel_of, shared=[otel for otel in otel_of if otel not in explicit], generic_plans=True)
-        if explicit:
-            cursor.execute(
-                "INSERT INTO feedback_oteltracelink (otel_trace_id, trace_id) "
-                "SELECT * FROM unnest(%s::text[], %s::text[]) ON CONFLICT (otel_trace_id) DO NOTHING",
-                [list(explicit), list(explicit.values())],
-            )
         # Traces whose feature is a guess: the feature their stored trace names is read with the links.
         guessing = {
             otel
             for otel, (t, _) in zip(otel_of, traces, strict=True)
             if otel and t.get(FEATURE_GUESSED) and (t["trace_id"] == otel or otel in explicit)
         }
-        links, waiting, stored_named, asked = otel_links(cursor, otel_of, given=explicit, guessing=guessing)
+        # Before any trace row: GenAI log messages of these traces join in order. Exports of one trace
+        # that link it to no Candor trace_id need not wait for each other (an SDK splits traces
+        # across exports, and its concurrent exports would otherwise queue on the shared trace).
+        links, waiting, stored_named, asked = otel_lock_links(
+            cursor,
+            otel_of,
+            shared=[otel for otel in otel_of if otel not in explicit],
+            link=explicit,
+            guessing=guessing,
+        )
         for otel, (trace, _) in zip(otel_of, traces, strict=True):
             if trace["trace_id"] == otel and otel in links:
                 trace["trace_id"] = links[otel]
@@ -229,7 +228,7 @@ def _marks(
     feature a span named, in another trace of this batch or in the stored trace: a child exported after its root
     neither moves the trace nor makes an empty feature of the service.
 
-    ``stored_named``: the features stored traces name, read already for the trace_ids in ``asked`` (otel_links);
+    ``stored_named``: the features stored traces name, read already for the trace_ids in ``asked`` (otel_lock_links);
     any other guessed trace's is read here."""
     guessing: list[dict[str, Any]] = []
     named: dict[str, str] = {}

@@ -113,19 +113,7 @@ def genai_messages_prune(*, before: datetime, batch: int = 10_000) -> int:
             return deleted
 
 
-# The statements that merge a trace an SDK split across two exports (one such trace in most exports) name one or two
-# trace_ids: PostgreSQL's custom plan for a one-element array always looks cheaper than its generic plan, so each
-# was planned afresh at every run (0 generic plans against 73 custom in one bench-otlp organization), ~0.1-0.2 ms
-# each. Their generic plans probe the same indexes (checked with EXPLAIN (GENERIC_PLAN) at 70,000 traces, 60,000
-# spans and 35,000 feedback events); the export's other statements had settled on their generic plans already.
-# A/B in one process: 3% less CPU a span (PostgreSQL 5%). Replanned as PostgreSQL replans any cached plan: when
-# ANALYZE changes a table's statistics.
-_GENERIC_PLANS = ", set_config('plan_cache_mode', 'force_generic_plan', true)"
-
-
-def otel_lock(
-    cursor: Any, otel_trace_ids: Iterable[str], *, shared: Iterable[str] = (), generic_plans: bool = False
-) -> None:
+def otel_lock(cursor: Any, otel_trace_ids: Iterable[str], *, shared: Iterable[str] = ()) -> None:
     """Hold, until commit, a lock per OTel trace id of this schema: the span path and the log path
     of one trace run one after the other, so the second always sees what the first committed.
 
@@ -135,36 +123,26 @@ def otel_lock(
     link (which takes the lock exclusively, as the log path does), whose orphan adoption must see them.
 
     Taken before any trace row is written and in sorted order, so no two writers wait on each other.
-
-    ``generic_plans``: the rest of the transaction runs its prepared statements on their generic plans (set by this
-    statement, transaction-local: no round trip of its own). See _GENERIC_PLANS.
     """
     ids = sorted({otel for otel in otel_trace_ids if otel})  # a common prefix keeps the keys' order: the ids'
     if ids:
         shared = set(shared)
         cursor.execute(
             "SELECT count(CASE WHEN s THEN pg_advisory_xact_lock_shared(hashtextextended(%(schema)s || k, 0)) "
-            "ELSE pg_advisory_xact_lock(hashtextextended(%(schema)s || k, 0)) END)"
-            + (_GENERIC_PLANS if generic_plans else "")
-            + " FROM unnest(%(ids)s::text[], %(shared)s::bool[]) AS x(k, s)",
+            "ELSE pg_advisory_xact_lock(hashtextextended(%(schema)s || k, 0)) END) "
+            "FROM unnest(%(ids)s::text[], %(shared)s::bool[]) AS x(k, s)",
             {"schema": f"{current_schema()}:", "ids": ids, "shared": [otel in shared for otel in ids]},
         )
 
 
-# The trace path's first read, once it holds the otel_lock: each OTel id's link to a Candor trace_id, whether
-# messages wait for its trace (none can come while the lock is held: the log path takes it exclusively), and for
-# a trace whose feature the export only guessed, the feature its stored trace names (none where that is a guess
-# too): under its link's trace_id, or the one the export gives it.
-_LINKS_AND_MESSAGES = """
-SELECT x.otel, l.trace_id,
-       EXISTS (SELECT FROM feedback_genaimessage m WHERE m.otel_trace_id = x.otel AND m.role = ANY(%s)),
-       CASE WHEN x.guessing THEN (
-           SELECT f.key FROM feedback_trace t JOIN feedback_feature f ON f.id = t.feature_id
-           WHERE t.trace_id = COALESCE(x.given, l.trace_id, x.otel) AND NOT t.feature_guessed
-       ) END
-FROM unnest(%s::text[], %s::text[], %s::bool[]) AS x(otel, given, guessing)
-LEFT JOIN feedback_oteltracelink l ON l.otel_trace_id = x.otel
-"""
+# The statements that merge a trace an SDK split across two exports (one such trace in most exports) name one or two
+# trace_ids: PostgreSQL's custom plan for a one-element array always looks cheaper than its generic plan, so each
+# was planned afresh at every run (0 generic plans against 73 custom in one bench-otlp organization), ~0.1-0.2 ms
+# each. Their generic plans probe the same indexes (checked with EXPLAIN (GENERIC_PLAN) at 70,000 traces, 60,000
+# spans and 35,000 feedback events); the export's other statements had settled on their generic plans already.
+# A/B in one process: 3% less CPU a span (PostgreSQL 5%). Replanned as PostgreSQL replans any cached plan: when
+# ANALYZE changes a table's statistics.
+_GENERIC_PLANS = "set_config('plan_cache_mode', 'force_generic_plan', true)"
 
 
 class OtelLinks(NamedTuple):
@@ -174,22 +152,40 @@ class OtelLinks(NamedTuple):
     asked: set[str]  # the trace_ids whose stored feature was read (those of the ``guessing`` ids)
 
 
-def otel_links(
-    cursor: Any, otel_trace_ids: Iterable[str], *, given: Mapping[str, str] | None = None, guessing: Iterable[str] = ()
+def otel_lock_links(
+    cursor: Any,
+    otel_trace_ids: Iterable[str],
+    *,
+    shared: Iterable[str] = (),
+    link: Mapping[str, str] | None = None,
+    guessing: Iterable[str] = (),
 ) -> OtelLinks:
-    """The links, waiting messages and stored features (OtelLinks) of these OTel trace ids; the caller holds their
-    ``otel_lock``. One statement.
+    """The trace path's first statement: these OTel trace ids' ``otel_lock`` (``shared``: as there), then ``link``
+    (OTel id -> the Candor trace_id the export gives it) stored where no link is, then the links, waiting messages
+    and stored features (OtelLinks) of the ids, as committed once the locks were held. One call (the schema's
+    candor_otel_lock_links, feedback migration 0019), and the rest of the transaction runs its prepared statements
+    on their generic plans (_GENERIC_PLANS).
 
     ``guessing``: the OTel ids of traces whose feature the export only guessed: ``named`` holds the feature the
     stored trace names (none where that is a guess too), keyed by that trace's trace_id, one of ``asked``:
-    ``given[otel]`` where the export names one, else the Candor trace_id the OTel id is linked to, else the OTel
+    ``link[otel]`` where the export names one, else the Candor trace_id the OTel id is linked to, else the OTel
     id."""
-    given = given or {}
+    link = link or {}
+    shared = set(shared)
     guessed = set(guessing)
-    ids = sorted({otel for otel in otel_trace_ids if otel})
+    ids = sorted({otel for otel in otel_trace_ids if otel})  # a common prefix keeps the keys' order: the ids'
     cursor.execute(
-        _LINKS_AND_MESSAGES,
-        [[INPUT, OUTPUT], ids, [given.get(otel) for otel in ids], [otel in guessed for otel in ids]],
+        f"SELECT l.* FROM candor_otel_lock_links(%s, %s, %s, %s, %s, %s, %s, %s) l, {_GENERIC_PLANS}",
+        [
+            f"{current_schema()}:",
+            ids,
+            [otel in shared for otel in ids],
+            list(link),
+            list(link.values()),
+            [INPUT, OUTPUT],
+            [link.get(otel) for otel in ids],
+            [otel in guessed for otel in ids],
+        ],
     )
     found = OtelLinks({}, [], {}, set())
     for otel, trace_id, waiting, feature in cursor.fetchall():
@@ -198,8 +194,8 @@ def otel_links(
         if waiting:
             found.waiting.append(otel)
         if otel in guessed:
-            # As the statement's COALESCE picks it.
-            key = next(value for value in (given.get(otel), trace_id, otel) if value is not None)
+            # As the function's COALESCE picks it.
+            key = next(value for value in (link.get(otel), trace_id, otel) if value is not None)
             found.asked.add(key)
             if feature is not None:
                 found.named[key] = feature
@@ -209,7 +205,7 @@ def otel_links(
 def genai_messages_join(cursor: Any, otel_trace_ids: Iterable[str]) -> None:
     """The trace path's half: traces just stored take the text of messages that came before them.
 
-    The caller holds the ``otel_lock`` of these OTel trace ids (``otel_links`` says which have messages waiting).
+    The caller holds the ``otel_lock`` of these OTel trace ids (``otel_lock_links`` says which have messages waiting).
     """
     _fill(cursor, sorted({otel for otel in otel_trace_ids if otel}), set())
 

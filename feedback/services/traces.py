@@ -53,13 +53,11 @@ SELECT {TRACES.select_staged()} FROM {TRACES.stage}
 ON CONFLICT (trace_id) DO NOTHING
 RETURNING {select_list(StoredTrace)}
 """
-# Which of these trace_ids are stored: one probe of the unique index each. As `trace_id = ANY(%s)`, a table never
-# analyzed since it grew was scanned whole (3.5 ms at 17,000 traces, on every export).
-_STORED_OF = """
-SELECT s.trace_id FROM unnest(%s::text[]) AS x(trace_id)
-CROSS JOIN LATERAL (SELECT trace_id FROM feedback_trace WHERE trace_id = x.trace_id LIMIT 1) s
-"""
-_TRACE_LOCK = "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM unnest(%s::text[]) AS k"
+# Lock these keys (_trace_lock_keys), then say which of these trace_ids are stored: one probe of the unique index each
+# (as `trace_id = ANY(%s)`, a table never analyzed since it grew was scanned whole: 3.5 ms at 17,000 traces, on every
+# export). One call of the schema's function (feedback migration 0019): its probe, a statement of its own inside
+# it, sees what the lock waited for.
+_LOCK_AND_PROBE = "SELECT * FROM candor_trace_lock_stored(%s, %s)"
 _MERGE_STAGED = f"""
 UPDATE {TRACES.table} t SET
     {TRACES.merge_set(old="t", new="s")}
@@ -202,7 +200,7 @@ def traces_store(
 
     ``expect_known``: some traces are likely stored already, or being stored by a concurrent call:
     stage and merge rather than try the straight COPY of the batch, which would fail on them (after
-    waiting for that call to commit) and be done again. Each trace_id is locked (``trace_lock``) and the stored
+    waiting for that call to commit) and be done again. Each trace_id is locked (``_trace_lock_keys``) and the stored
     ones looked up; a few found stored are merged from parameters, with no staging table.
     """
     received = now or utc_now()
@@ -619,22 +617,17 @@ def _insert_unknown(
     Unlocked, the copy waited for that batch just the same, then failed, and the whole batch was merged instead
     (56 of bench-otlp's 118 exports from its 4 concurrent clients)."""
     trace_ids = [row.trace_id for row in rows]
-    trace_lock(cursor, trace_ids)
-    cursor.execute(_STORED_OF, [trace_ids])
+    cursor.execute(_LOCK_AND_PROBE, [_trace_lock_keys(trace_ids), trace_ids])
     stored = {trace_id for (trace_id,) in cursor.fetchall()}
     fresh = [row for row in rows if row.trace_id not in stored]
     return _insert_new(cursor, fresh, savepoint=savepoint) if fresh else ([], set())
 
 
-def trace_lock(cursor: Any, trace_ids: Iterable[str]) -> None:
-    """Lock these trace_ids of this schema until commit, in sorted order (no two holders wait on each other).
-
-    A statement of its own: a statement reads what was committed when it began, so what the lock waited for is
-    seen only by the statements after it."""
+def _trace_lock_keys(trace_ids: Iterable[str]) -> list[str]:
+    """The advisory lock keys of these trace_ids in this schema, in sorted order (no two holders wait on each
+    other), held until commit."""
     schema = current_schema()
-    keys = sorted({f"{schema}:trace:{trace_id}" for trace_id in trace_ids})
-    if keys:
-        cursor.execute(_TRACE_LOCK, [keys])
+    return sorted({f"{schema}:trace:{trace_id}" for trace_id in trace_ids})
 
 
 def _upsert(
@@ -709,9 +702,10 @@ def _merge_stored(
     no_usage: set[str],
     pending: set[str] | None,
 ) -> tuple[list[str], set[Partition], dict[str, str], Spend]:
-    """``_upsert`` of traces found stored by a caller holding their ``trace_lock`` (an OTLP export continuing a trace
-    an earlier export began): merged from the rows as parameters, with no staging table (its DDL, its copy, and the
-    emptying at commit of every table of its kind), no insert tried first, and one read of what they count for.
+    """``_upsert`` of traces found stored by a caller holding their trace locks (``_insert_unknown``: an OTLP export
+    continuing a trace an earlier export began): merged from the rows as parameters, with no staging table (its DDL,
+    its copy, and the emptying at commit of every table of its kind), no insert tried first, and one read of what
+    they count for.
 
     ``pending``: where the caller reads what these traces count for once its own changes are done
     (SharedCounts.pending_after); only what they counted for before is subtracted here. None: read here.
