@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from itertools import groupby
 from operator import attrgetter
 from typing import Any, NamedTuple
@@ -21,6 +21,8 @@ from feedback.prices import COST_FROM_CLIENT, COST_FROM_SPANS, MAX_COST, Price, 
 from feedback.services.columns import fetch_as
 from feedback.services.spend import COUNTED_BY_MODEL, Spend, spend_difference, spend_of_trace, spend_sum
 from feedback.services.tables import PricedTrace
+
+_STORED_COST = Decimal("1e-8")  # feedback_trace.cost_usd's scale
 
 
 def price_book_load(cursor: Any) -> PriceBook:
@@ -38,10 +40,16 @@ def price_book_load(cursor: Any) -> PriceBook:
 
 def traces_reprice(cursor: Any, book: PriceBook, traces: Iterable[PricedTrace]) -> dict[str, str]:
     """Recompute cost from each trace's current tokens. A cost the client sent is never replaced;
-    with no price known the cost is cleared, never left stale. Returns why each trace left unpriced is."""
+    with no price known the cost is cleared, never left stale. Returns why each trace left unpriced is.
+
+    Only a cost that moves is written: a merge that brings no tokens (the root of a trace an SDK split across
+    exports, most OTLP exports have one) comes to the stored cost, and writing it again was an UPDATE and a new row
+    version of the trace for nothing."""
     updates: list[tuple[Decimal | None, str, int]] = []
+    stored: dict[int, tuple[Decimal | None, str]] = {}
     unpriced = {}
     for trace in traces:
+        stored[trace.id] = (trace.cost_usd, trace.cost_source)
         if trace.cost_source == COST_FROM_CLIENT or (trace.input_tokens is None and trace.output_tokens is None):
             continue
         price = book.find(trace.provider, trace.model, trace.started_at)
@@ -58,8 +66,14 @@ def traces_reprice(cursor: Any, book: PriceBook, traces: Iterable[PricedTrace]) 
             unpriced[trace.trace_id] = too_costly(cost, f"model '{trace.model}'s price")
         else:
             updates.append((cost, price.source, trace.id))
-    if updates:
-        cursor.executemany("UPDATE feedback_trace SET cost_usd = %s, cost_source = %s WHERE id = %s", updates)
+    # As the column keeps it: 8 decimals, half away from zero (costs are never negative).
+    moved = [
+        (cost, source, pk)
+        for cost, source, pk in updates
+        if (None if cost is None else cost.quantize(_STORED_COST, ROUND_HALF_UP), source) != stored[pk]
+    ]
+    if moved:
+        cursor.executemany("UPDATE feedback_trace SET cost_usd = %s, cost_source = %s WHERE id = %s", moved)
     return unpriced
 
 

@@ -231,3 +231,4 @@ class PricedTrace(NamedTuple):
     cost_source: str
     day: date
     feature_id: int
+    cost_usd: Decimal | None  # as stored: a repricing that comes to it writes nothing
