@@ -6,7 +6,8 @@
    encoder, protobuf, 512 spans a request as the BatchSpanProcessor sends them, in end order).
 2. Starts the web server (config/serve.py), warms its workers up on a third organization, then sends
    the REST benchmark's events (bench/ingest.py) to one fresh organization and the OTLP payloads to
-   another, each from 4 concurrent clients, the two taking turns in 3 rounds.
+   another, each from 4 concurrent clients, the two taking turns in 3 rounds, the order rotating every round
+   (with step 4's path: each goes first, second and third once).
 3. Checks every span and trace was stored, and prints spans/s beside the REST path's events/s.
    Also prints the CPU each path cost the web server and PostgreSQL per item (where the gap lies).
 4. Also sends the very same spans as REST trace batches (each export mapped to its traces, with
@@ -211,8 +212,7 @@ def main() -> int:
             connections = balanced_connections(port, CLIENTS, WORKERS)
             split = " + ".join(map(str, worker_connections(port, connections)))
             print(f"the {CLIENTS} clients' connections per web server process: {split}", flush=True)
-            rest_seconds = otlp_seconds = alike_seconds = 0.0
-            turns: list[float] = []  # each round's ratio: how far the machine's speed drifts within one run
+            turns: list[tuple[float, str]] = []  # each round's ratio and the path it began with
             # CPU seconds each path cost the web server and PostgreSQL (the two share this machine's cores).
             cpu = {"rest": [0.0, 0.0], "otlp": [0.0, 0.0], "alike": [0.0, 0.0]}
 
@@ -224,22 +224,32 @@ def main() -> int:
                 cpu[path][1] += postgres_cpu_seconds() - database
                 return answer
 
+            # Each path goes first, second and third in turn (the order rotates every round): what one path's
+            # writes leave behind for PostgreSQL (autovacuum, a checkpoint) lands in the slot after it, and in a
+            # fixed order that was always the same path's (REST before OTLP: the third round read lowest in most runs).
+            sends: dict[str, tuple[Callable[[int, str, list[Any], Any], tuple[float, list[str]]], str, list[Any]]] = {
+                "rest": (post_all, rest.secret_key, batches),
+                "otlp": (post_otlp, otlp.secret_key, payloads),
+                "alike": (post_all, alike.secret_key, same),
+            }
+            took = {path: 0.0 for path in sends}
+            paths = list(sends)
             for turn in range(ROUNDS):
-                seconds, problems = timed("rest", post_all, rest.secret_key, share(batches, turn))
-                rest_seconds += seconds
-                if not problems:
-                    rest_turn = seconds
-                    seconds, problems = timed("otlp", post_otlp, otlp.secret_key, share(payloads, turn))
-                    otlp_seconds += seconds
-                    # spans/s over events/s in this round (its share of the items: its share of the requests)
-                    turns.append(len(share(payloads, turn)) / len(payloads) * spans / seconds
-                                 / (len(share(batches, turn)) / len(batches) * events / rest_turn))  # fmt: skip
-                if not problems:
-                    seconds, problems = timed("alike", post_all, alike.secret_key, share(same, turn))
-                    alike_seconds += seconds
-                if problems:
-                    print("\n".join(problems[:5]))
-                    return 1
+                order = paths[turn % len(paths) :] + paths[: turn % len(paths)]
+                this_round: dict[str, float] = {}
+                for path in order:
+                    send, key, items = sends[path]
+                    seconds, problems = timed(path, send, key, share(items, turn))
+                    if problems:
+                        print("\n".join(problems[:5]))
+                        return 1
+                    this_round[path] = seconds
+                    took[path] += seconds
+                # spans/s over events/s in this round (its share of the items: its share of the requests)
+                otlp_rate = len(share(payloads, turn)) / len(payloads) * spans / this_round["otlp"]
+                rest_rate = len(share(batches, turn)) / len(batches) * events / this_round["rest"]
+                turns.append((otlp_rate / rest_rate, order[0]))
+            rest_seconds, otlp_seconds, alike_seconds = took["rest"], took["otlp"], took["alike"]
             # A connection the server closed meanwhile was opened again by http.client, to whichever process took it.
             after = " + ".join(map(str, worker_connections(port, connections)))
             if after != split:
@@ -270,7 +280,7 @@ def main() -> int:
             ratio = spans_per_s / rest_eps
             like = spans_per_s / alike_per_s
             print(f"ratio OTLP spans/s / REST events/s = {ratio:.2f}; like for like (same spans by REST) = {like:.2f}")
-            print("round by round: " + ", ".join(f"{r:.2f}" for r in turns))
+            print("round by round (the path it began with): " + ", ".join(f"{r:.2f} ({first})" for r, first in turns))
             per_item = {"rest_web_us": rest_web / events, "rest_db_us": rest_db / events,
                         "otlp_web_us": otlp_web / spans, "otlp_db_us": otlp_db / spans,
                         "rest_span_web_us": alike_web / spans, "rest_span_db_us": alike_db / spans}  # fmt: skip
