@@ -7,6 +7,9 @@ snapshot (the function is VOLATILE), so a function that locks and then reads see
 second statement did, with one round trip and one statement's overhead less (A/B in one process: ~2.5% of an
 export's CPU). Their callers are feedback.services.otlp_logs.otel_lock_links and feedback.services.traces.
 
+Past locks_max ids a call takes the organization's ingestion gate exclusively instead of a lock per id, and every
+other call takes the gate shared first (feedback.services.shared.LOCKED_IDS_MAX says why).
+
 Table names are unqualified: they resolve through the caller's search_path, the organization's schema, whose own
 copy of the function is the one called.
 """
@@ -16,16 +19,22 @@ from django.db import migrations
 FORWARD = r"""
 -- The OTel trace ids' locks (otlp_logs.otel_lock), the export's new links (inserted under the lock, as before), then
 -- each id's link, whether GenAI messages wait for its trace, and the feature a guessed trace's stored row names.
+-- Past locks_max ids, the organization's ingestion gate exclusively instead of a lock per id (see otlp_logs.gate).
 CREATE OR REPLACE FUNCTION candor_otel_lock_links(
-    lock_prefix text, ids text[], shared boolean[], link_otel text[], link_trace text[], roles text[],
-    given text[], guessing boolean[]
+    gate text, locks_max integer, lock_prefix text, ids text[], shared boolean[], link_otel text[],
+    link_trace text[], roles text[], given text[], guessing boolean[]
 ) RETURNS TABLE (otel text, trace_id text, waiting boolean, feature text)
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 BEGIN
-    PERFORM count(CASE WHEN x.s THEN pg_advisory_xact_lock_shared(hashtextextended(lock_prefix || x.k, 0))
-                       ELSE pg_advisory_xact_lock(hashtextextended(lock_prefix || x.k, 0)) END)
-    FROM unnest(ids, shared) AS x(k, s);
+    IF cardinality(ids) > locks_max THEN
+        PERFORM pg_advisory_xact_lock(hashtextextended(gate, 0));
+    ELSE
+        PERFORM pg_advisory_xact_lock_shared(hashtextextended(gate, 0));
+        PERFORM count(CASE WHEN x.s THEN pg_advisory_xact_lock_shared(hashtextextended(lock_prefix || x.k, 0))
+                           ELSE pg_advisory_xact_lock(hashtextextended(lock_prefix || x.k, 0)) END)
+        FROM unnest(ids, shared) AS x(k, s);
+    END IF;
     IF cardinality(link_otel) > 0 THEN
         INSERT INTO feedback_oteltracelink (otel_trace_id, trace_id)
         SELECT * FROM unnest(link_otel, link_trace) ON CONFLICT (otel_trace_id) DO NOTHING;
@@ -42,11 +51,18 @@ BEGIN
 END
 $$;
 
--- The trace_ids' locks (traces.trace_lock's keys), then which of them are stored: one probe of the unique index each.
-CREATE OR REPLACE FUNCTION candor_trace_lock_stored(keys text[], ids text[]) RETURNS SETOF text
+-- The trace_ids' locks (traces._trace_lock_keys), or past locks_max of them the ingestion gate exclusively, then
+-- which of them are stored: one probe of the unique index each.
+CREATE OR REPLACE FUNCTION candor_trace_lock_stored(gate text, locks_max integer, keys text[], ids text[])
+RETURNS SETOF text
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
-    PERFORM count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM unnest(keys) AS k;
+    IF cardinality(keys) > locks_max THEN
+        PERFORM pg_advisory_xact_lock(hashtextextended(gate, 0));
+    ELSE
+        PERFORM pg_advisory_xact_lock_shared(hashtextextended(gate, 0));
+        PERFORM count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM unnest(keys) AS k;
+    END IF;
     RETURN QUERY
     SELECT s.trace_id::text FROM unnest(ids) AS x(trace_id)
     CROSS JOIN LATERAL (SELECT t.trace_id FROM feedback_trace t WHERE t.trace_id = x.trace_id LIMIT 1) s;
@@ -55,8 +71,10 @@ $$;
 """
 
 BACKWARD = """
-DROP FUNCTION IF EXISTS candor_otel_lock_links(text, text[], boolean[], text[], text[], text[], text[], boolean[]);
-DROP FUNCTION IF EXISTS candor_trace_lock_stored(text[], text[]);
+DROP FUNCTION IF EXISTS candor_otel_lock_links(
+    text, integer, text, text[], boolean[], text[], text[], text[], text[], boolean[]
+);
+DROP FUNCTION IF EXISTS candor_trace_lock_stored(text, integer, text[], text[]);
 """
 
 

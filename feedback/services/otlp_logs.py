@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 from django.db import transaction
 
 from feedback.otlp_logs import INPUT, OUTPUT, GenAiMessage
-from feedback.services.shared import raw_cursor, utc_now
+from feedback.services.shared import LOCKED_IDS_MAX, ingest_gate, raw_cursor, utc_now
 from tenants.schema import current_schema
 
 _COLUMNS = ", ".join(GenAiMessage._fields)
@@ -125,8 +125,11 @@ def otel_lock(cursor: Any, otel_trace_ids: Iterable[str], *, shared: Iterable[st
     Taken before any trace row is written and in sorted order, so no two writers wait on each other.
     """
     ids = sorted({otel for otel in otel_trace_ids if otel})  # a common prefix keeps the keys' order: the ids'
-    if ids:
+    if len(ids) > LOCKED_IDS_MAX:  # too many locks: the organization's gate alone, exclusively (shared.LOCKED_IDS_MAX)
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [ingest_gate()])
+    elif ids:
         shared = set(shared)
+        cursor.execute("SELECT pg_advisory_xact_lock_shared(hashtextextended(%s, 0))", [ingest_gate()])
         cursor.execute(
             "SELECT count(CASE WHEN s THEN pg_advisory_xact_lock_shared(hashtextextended(%(schema)s || k, 0)) "
             "ELSE pg_advisory_xact_lock(hashtextextended(%(schema)s || k, 0)) END) "
@@ -160,7 +163,8 @@ def otel_lock_links(
     link: Mapping[str, str] | None = None,
     guessing: Iterable[str] = (),
 ) -> OtelLinks:
-    """The trace path's first statement: these OTel trace ids' ``otel_lock`` (``shared``: as there), then ``link``
+    """The trace path's first statement: these OTel trace ids' ``otel_lock`` (``shared`` and the gate: as there), then
+    ``link``
     (OTel id -> the Candor trace_id the export gives it) stored where no link is, then the links, waiting messages
     and stored features (OtelLinks) of the ids, as committed once the locks were held. One call (the schema's
     candor_otel_lock_links, feedback migration 0019), and the rest of the transaction runs its prepared statements
@@ -175,8 +179,10 @@ def otel_lock_links(
     guessed = set(guessing)
     ids = sorted({otel for otel in otel_trace_ids if otel})  # a common prefix keeps the keys' order: the ids'
     cursor.execute(
-        f"SELECT l.* FROM candor_otel_lock_links(%s, %s, %s, %s, %s, %s, %s, %s) l, {_GENERIC_PLANS}",
+        f"SELECT l.* FROM candor_otel_lock_links(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) l, {_GENERIC_PLANS}",
         [
+            ingest_gate(),
+            LOCKED_IDS_MAX,
             f"{current_schema()}:",
             ids,
             [otel in shared for otel in ids],

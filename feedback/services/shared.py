@@ -65,6 +65,22 @@ class IngestResult:
         return body
 
 
+# Ingestion's advisory locks (a lock per OTel trace id, a lock per trace_id written from OTLP) live in PostgreSQL's
+# shared lock table, which holds max_locks_per_transaction x max_connections locks (64 x 100 by default: 12,000-16,000
+# held at once here, all transactions together). A lock per id made one export of 20,000 one-span traces fail whole
+# ("out of shared memory"), and 16 concurrent exports of 512 one-span traces (two locks a trace) fail too. A request
+# naming more ids than this takes its organization's ingestion gate exclusively instead of a lock per id (it waits
+# for every other lock-taker of the organization, and holds them off: large requests of one organization queue);
+# every other takes the gate shared first. At most ~2,000 locks a request then; for more than ~8 concurrent OTLP
+# requests the README says to raise max_locks_per_transaction.
+LOCKED_IDS_MAX = 1_000
+
+
+def ingest_gate() -> str:
+    """The advisory lock key text (hashed with hashtextextended) of this organization's ingestion gate."""
+    return f"{current_schema()}:ingest-gate"
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 

@@ -19,7 +19,7 @@ from feedback.prices import COST_FROM_CLIENT, COST_FROM_SPANS, MAX_COST, PriceBo
 from feedback.schemas import SpanIn, TraceIn, check_trace, decode_body, prompt_hash_of
 from feedback.services.columns import IngestTable, copy_encoded, copy_rows, fetch_as, select_list
 from feedback.services.prices import price_book_load, traces_reprice, traces_usage_from_spans
-from feedback.services.shared import IngestResult, mark_dirty, raw_cursor, utc_now
+from feedback.services.shared import LOCKED_IDS_MAX, IngestResult, ingest_gate, mark_dirty, raw_cursor, utc_now
 from feedback.services.spend import (
     COUNTED_BY_MODEL,
     Spend,
@@ -57,7 +57,7 @@ RETURNING {select_list(StoredTrace)}
 # (as `trace_id = ANY(%s)`, a table never analyzed since it grew was scanned whole: 3.5 ms at 17,000 traces, on every
 # export). One call of the schema's function (feedback migration 0019): its probe, a statement of its own inside
 # it, sees what the lock waited for.
-_LOCK_AND_PROBE = "SELECT * FROM candor_trace_lock_stored(%s, %s)"
+_LOCK_AND_PROBE = "SELECT * FROM candor_trace_lock_stored(%s, %s, %s, %s)"
 _MERGE_STAGED = f"""
 UPDATE {TRACES.table} t SET
     {TRACES.merge_set(old="t", new="s")}
@@ -617,7 +617,7 @@ def _insert_unknown(
     Unlocked, the copy waited for that batch just the same, then failed, and the whole batch was merged instead
     (56 of bench-otlp's 118 exports from its 4 concurrent clients)."""
     trace_ids = [row.trace_id for row in rows]
-    cursor.execute(_LOCK_AND_PROBE, [_trace_lock_keys(trace_ids), trace_ids])
+    cursor.execute(_LOCK_AND_PROBE, [ingest_gate(), LOCKED_IDS_MAX, _trace_lock_keys(trace_ids), trace_ids])
     stored = {trace_id for (trace_id,) in cursor.fetchall()}
     fresh = [row for row in rows if row.trace_id not in stored]
     return _insert_new(cursor, fresh, savepoint=savepoint) if fresh else ([], set())

@@ -10,6 +10,7 @@ import random
 import threading
 import time
 import uuid
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -250,3 +251,36 @@ def test_an_exports_merges_run_on_generic_plans_and_it_leaves_the_planner_as_it_
             )
             (generic, custom), *others = cursor.fetchall()
     assert others == [] and generic > 0 and custom == 0
+
+
+def _advisory_locks_held() -> Counter[str]:
+    """The advisory locks this connection's transaction holds, by mode."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT mode FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted")
+        return Counter(mode for (mode,) in cursor.fetchall())
+
+
+def test_an_export_takes_a_lock_per_id_and_the_organizations_gate_shared(db, org_a) -> None:  # type: ignore[no-untyped-def]
+    traces = [uuid.uuid4().bytes for _ in range(5)]
+    body = _export(*(_span(trace_id, b"\x01" * 8) for trace_id in traces))
+    with in_tenant(org_a):
+        result, errors = services.otlp_ingest(traces=otlp_map(body, "application/x-protobuf"))
+        assert errors == [] and result.accepted == 5
+        # Held until the test's transaction ends: the gate and the OTel ids shared, the trace_ids exclusively.
+        assert _advisory_locks_held() == Counter({"ShareLock": 1 + 5, "ExclusiveLock": 5})
+
+
+def test_an_export_of_more_ids_than_the_lock_table_holds_takes_the_gate_alone(db, org_a) -> None:  # type: ignore[no-untyped-def]
+    # 20,000 one-span traces in one export (1.1 MB): a lock per OTel id and per trace_id was 40,000 locks, past
+    # PostgreSQL's shared lock table, and the export failed whole ("out of shared memory"), every time it was sent.
+    request = ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    for _ in range(20_000):
+        spans.append(_span(uuid.uuid4().bytes, b"\x01" * 8, attributes={"candor.feature": "many-traces"}))
+    body = request.SerializeToString()
+    with in_tenant(org_a):
+        result, errors = services.otlp_ingest(traces=otlp_map(body, "application/x-protobuf"))
+        assert errors == [] and result.accepted == 20_000
+        assert _advisory_locks_held() == Counter({"ExclusiveLock": 1})  # the organization's gate, nothing else
+        stored = Trace.objects.filter(feature__key="many-traces").values("trace_id")
+        assert stored.count() == Span.objects.filter(trace_id__in=stored).count() == 20_000
