@@ -22,7 +22,9 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 from feedback import services
 from feedback.models import Feature, PromptVersion, RollupDirty, Span, SpendCounter, Trace
 from feedback.otlp import otlp_map
+from feedback.otlp_logs import GenAiMessage
 from feedback.services import traces as traces_service
+from feedback.services.otlp_logs import otlp_logs_ingest
 from tests.fixtures.organizations import in_tenant
 
 T0 = 1_733_000_000 * 10**9
@@ -284,3 +286,15 @@ def test_an_export_of_more_ids_than_the_lock_table_holds_takes_the_gate_alone(db
         assert _advisory_locks_held() == Counter({"ExclusiveLock": 1})  # the organization's gate, nothing else
         stored = Trace.objects.filter(feature__key="many-traces").values("trace_id")
         assert stored.count() == Span.objects.filter(trace_id__in=stored).count() == 20_000
+
+
+@pytest.mark.parametrize(("traces", "held"), [(3, {"ShareLock": 1, "ExclusiveLock": 3}), (1_500, {"ExclusiveLock": 1})])
+def test_a_log_export_locks_its_ids_or_past_the_limit_the_gate_alone(db, org_a, traces, held) -> None:  # type: ignore[no-untyped-def]
+    messages = [
+        GenAiMessage(uuid.uuid4().hex, uuid.uuid4().hex, "", "gen_ai.user.message", "INPUT", 0, "hello", T0)
+        for _ in range(traces)
+    ]
+    with in_tenant(org_a):
+        result = otlp_logs_ingest(messages=messages)
+        assert (result.stored, result.waiting) == (traces, traces)
+        assert _advisory_locks_held() == Counter(held)
