@@ -80,16 +80,18 @@ class _Counted(NamedTuple):
     cost_usd: Decimal | None
     cost_by_model: str | None  # as spend counts it (spend.COUNTED_BY_MODEL), JSON text
     cost_source: str
+    has_feedback: bool  # feedback names it: a merge that moves its feature, version or day moves that feedback too
 
 
+_HAS_FEEDBACK = "EXISTS (SELECT FROM feedback_feedbackevent f WHERE f.trace_id = t.trace_id)"
 # Locked in the database's order of trace_ids (as spend_of_stored's ORDER BY locks them for the traces API: under a
 # collation other than C, Python's order is not the database's, and two orders could deadlock), probed one by one
 # through the unique index.
 _STORED_LOCKED = f"""
 SELECT s.* FROM (SELECT u.trace_id FROM unnest(%s::text[]) AS u(trace_id) ORDER BY 1) AS x
 CROSS JOIN LATERAL (
-    SELECT {select_list(_Counted, "t", cost_by_model=COUNTED_BY_MODEL)} FROM feedback_trace t
-    WHERE t.trace_id = x.trace_id FOR UPDATE
+    SELECT {select_list(_Counted, "t", cost_by_model=COUNTED_BY_MODEL, has_feedback=_HAS_FEEDBACK)}
+    FROM feedback_trace t WHERE t.trace_id = x.trace_id FOR UPDATE
 ) s
 """
 _MERGE_GIVEN = f"""
@@ -315,13 +317,14 @@ def traces_store(
         spent = spend_of_rows((row for row in rows if row.trace_id in copied_ids), received) if copied else {}
         feedback_join_waiting(cursor, inserted_ids)
         if known:
+            unnamed: set[str] = set()  # merged traces no feedback names (as read under their lock)
             # Found stored under their lock (the copy did not fail): a few merge from parameters.
             if expect_known and copied is not None and len(known) <= _MERGED_GIVEN_MAX:
                 # The caller reads what they count for after its own changes; usage summed from spans here would
                 # move them again in between (counted twice): then they are read here.
                 pending = shared.pending_after if shared is not None and not usage_from_spans else None
                 staged, staged_dirty, unpriced, staged_spent = _merge_stored(
-                    cursor, known, load_book, received, no_usage, pending
+                    cursor, known, load_book, received, no_usage, pending, unnamed
                 )
             else:
                 staged, staged_dirty, unpriced, staged_spent = _upsert(cursor, known, load_book, received, no_usage)
@@ -336,7 +339,7 @@ def traces_store(
             result.warnings += _ttfts_not_kept(cursor, known, index_of)
             # A merge may have moved a trace's feature, version or day.
             new = set(staged)
-            merged_ids = [row.trace_id for row in known if row.trace_id not in new]
+            merged_ids = [row.trace_id for row in known if row.trace_id not in new and row.trace_id not in unnamed]
             if merged_ids:
                 feedback_join(cursor, merged_ids)
         # Of those, the new ones with spans, and every stored one (its spans may have come in an earlier batch).
@@ -701,6 +704,7 @@ def _merge_stored(
     received: datetime,
     no_usage: set[str],
     pending: set[str] | None,
+    unnamed: set[str],
 ) -> tuple[list[str], set[Partition], dict[str, str], Spend]:
     """``_upsert`` of traces found stored by a caller holding their trace locks (``_insert_unknown``: an OTLP export
     continuing a trace an earlier export began): merged from the rows as parameters, with no staging table (its DDL,
@@ -710,11 +714,17 @@ def _merge_stored(
     ``pending``: where the caller reads what these traces count for once its own changes are done
     (SharedCounts.pending_after); only what they counted for before is subtracted here. None: read here.
 
+    ``unnamed``: the found traces no feedback names are added to it (their merge has no feedback to move: the caller
+    skips feedback_join for them).
+
     A trace deleted since it was found goes through ``_upsert``. Returns as ``_upsert`` does.
     """
     cursor.execute(_STORED_LOCKED, [[row.trace_id for row in rows]])
     stored = fetch_as(cursor, _Counted)
     found = {trace.trace_id for trace in stored}
+    # Feedback arriving after this read joins the trace as committed then, and feedback_rejoin mends it before the
+    # rollups (as it mends a feedback batch racing any trace write).
+    unnamed.update(trace.trace_id for trace in stored if not trace.has_feedback)
     before = spend_sum(
         *(
             spend_of_trace(t.customer_id, t.day, t.feature_id, t.model, t.cost_usd, t.cost_by_model) for t in stored

@@ -20,7 +20,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 
 from feedback import services
-from feedback.models import Feature, PromptVersion, RollupDirty, Span, SpendCounter, Trace
+from feedback.enums import FeedbackSource
+from feedback.models import Feature, FeedbackEvent, PromptVersion, RollupDirty, Span, SpendCounter, Trace
 from feedback.otlp import otlp_map
 from feedback.otlp_logs import GenAiMessage
 from feedback.services import traces as traces_service
@@ -298,3 +299,24 @@ def test_a_log_export_locks_its_ids_or_past_the_limit_the_gate_alone(db, org_a, 
         result = otlp_logs_ingest(messages=messages)
         assert (result.stored, result.waiting) == (traces, traces)
         assert _advisory_locks_held() == Counter(held)
+
+
+def test_feedback_on_a_trace_a_later_export_continues_moves_with_the_trace(db, org_a) -> None:  # type: ignore[no-untyped-def]
+    # The first export holds the LLM child alone (its feature only guessed), the second the root naming the feature:
+    # the merge moves the trace, and the feedback given meanwhile moves with it (feature, version, day).
+    trace_id, root, child = uuid.uuid4().bytes, b"\x01" * 8, b"\x02" * 8
+    first = _export(_span(trace_id, child, root, {"gen_ai.request.model": "gpt-4o-mini"}))
+    named = {"candor.feature": "moved-by-its-root", "candor.prompt_version": "v7"}
+    second = _export(_span(trace_id, root, attributes=named))
+    thumb = {"event_id": uuid.uuid4().hex, "trace_id": trace_id.hex(), "kind": "thumb", "value": 1}
+    with in_tenant(org_a):
+        services.otlp_ingest(traces=otlp_map(first, "application/x-protobuf"))
+        services.feedback_ingest(body=json.dumps({"batch": [thumb]}).encode(), source=FeedbackSource.API)
+        guessed = Trace.objects.get(trace_id=trace_id.hex())
+        event = FeedbackEvent.objects.get(event_id=thumb["event_id"])
+        assert guessed.feature_guessed and event.feature_id == guessed.feature_id
+        services.otlp_ingest(traces=otlp_map(second, "application/x-protobuf"))
+        trace = Trace.objects.select_related("feature").get(trace_id=trace_id.hex())
+        event.refresh_from_db()
+        assert trace.feature.key == "moved-by-its-root" and trace.prompt_version_id is not None
+        assert (event.feature_id, event.prompt_version_id) == (trace.feature_id, trace.prompt_version_id)
