@@ -306,14 +306,15 @@ def test_feedback_on_a_trace_a_later_export_continues_moves_with_the_trace(db, o
     # the merge moves the trace, and the feedback given meanwhile moves with it (feature, version, day).
     trace_id, root, child = uuid.uuid4().bytes, b"\x01" * 8, b"\x02" * 8
     first = _export(_span(trace_id, child, root, {"gen_ai.request.model": "gpt-4o-mini"}))
-    named = {"candor.feature": "moved-by-its-root", "candor.prompt_version": "v7"}
+    named: dict[str, object] = {"candor.feature": "moved-by-its-root", "candor.prompt_version": "v7"}
     second = _export(_span(trace_id, root, attributes=named))
-    thumb = {"event_id": uuid.uuid4().hex, "trace_id": trace_id.hex(), "kind": "thumb", "value": 1}
+    event_id = uuid.uuid4().hex
+    thumb = {"event_id": event_id, "trace_id": trace_id.hex(), "kind": "thumb", "value": 1}
     with in_tenant(org_a):
         services.otlp_ingest(traces=otlp_map(first, "application/x-protobuf"))
         services.feedback_ingest(body=json.dumps({"batch": [thumb]}).encode(), source=FeedbackSource.API)
         guessed = Trace.objects.get(trace_id=trace_id.hex())
-        event = FeedbackEvent.objects.get(event_id=thumb["event_id"])
+        event = FeedbackEvent.objects.get(event_id=event_id)
         assert guessed.feature_guessed and event.feature_id == guessed.feature_id
         services.otlp_ingest(traces=otlp_map(second, "application/x-protobuf"))
         trace = Trace.objects.select_related("feature").get(trace_id=trace_id.hex())
