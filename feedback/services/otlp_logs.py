@@ -163,12 +163,11 @@ def otel_lock_links(
     link: Mapping[str, str] | None = None,
     guessing: Iterable[str] = (),
 ) -> OtelLinks:
-    """The trace path's first statement: these OTel trace ids' ``otel_lock`` (``shared`` and the gate: as there), then
-    ``link``
-    (OTel id -> the Candor trace_id the export gives it) stored where no link is, then the links, waiting messages
-    and stored features (OtelLinks) of the ids, as committed once the locks were held. One call (the schema's
-    candor_otel_lock_links, feedback migration 0019), and the rest of the transaction runs its prepared statements
-    on their generic plans (_GENERIC_PLANS).
+    """The trace path's first statement: these OTel trace ids' ``otel_lock`` (``shared`` and the gate: as there),
+    then ``link`` (OTel id -> the Candor trace_id the export gives it) stored where no link is, then the links,
+    waiting messages and stored features (OtelLinks) of the ids, as committed once the locks were held. One call
+    (the schema's candor_otel_lock_links, feedback migration 0019), and the rest of the transaction runs its
+    prepared statements on their generic plans (_GENERIC_PLANS).
 
     ``guessing``: the OTel ids of traces whose feature the export only guessed: ``named`` holds the feature the
     stored trace names (none where that is a guess too), keyed by that trace's trace_id, one of ``asked``:

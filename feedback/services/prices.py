@@ -19,10 +19,15 @@ from feedback.models import ModelPrice
 from feedback.otlp import CACHED_TOKEN_KEYS
 from feedback.prices import COST_FROM_CLIENT, COST_FROM_SPANS, MAX_COST, Price, PriceBook, too_costly
 from feedback.services.columns import fetch_as
-from feedback.services.spend import COUNTED_BY_MODEL, Spend, spend_difference, spend_of_trace, spend_sum
+from feedback.services.spend import (
+    COUNTED_BY_MODEL,
+    STORED_COST,
+    Spend,
+    spend_difference,
+    spend_of_trace,
+    spend_sum,
+)
 from feedback.services.tables import PricedTrace
-
-_STORED_COST = Decimal("1e-8")  # feedback_trace.cost_usd's scale
 
 
 def price_book_load(cursor: Any) -> PriceBook:
@@ -70,7 +75,7 @@ def traces_reprice(cursor: Any, book: PriceBook, traces: Iterable[PricedTrace]) 
     moved = [
         (cost, source, pk)
         for cost, source, pk in updates
-        if (None if cost is None else cost.quantize(_STORED_COST, ROUND_HALF_UP), source) != stored[pk]
+        if (None if cost is None else cost.quantize(STORED_COST, ROUND_HALF_UP), source) != stored[pk]
     ]
     if moved:
         cursor.executemany("UPDATE feedback_trace SET cost_usd = %s, cost_source = %s WHERE id = %s", moved)

@@ -68,7 +68,7 @@ def spend_of_trace(
 
 
 # feedback_trace.cost_usd keeps 8 decimals, rounding half away from zero (costs are never negative).
-_STORED_COST = Decimal("0.00000001")
+STORED_COST = Decimal("0.00000001")
 
 
 def spend_of_rows(rows: Iterable[TraceRow], received: datetime) -> Spend:
@@ -79,7 +79,7 @@ def spend_of_rows(rows: Iterable[TraceRow], received: datetime) -> Spend:
         key = SpendKey(row.customer_id or "", row.day or received_day, row.feature_id, row.model or "")
         entry = spend[key]
         if row.cost_usd is not None:
-            entry[0] += row.cost_usd.quantize(_STORED_COST, ROUND_HALF_UP)
+            entry[0] += row.cost_usd.quantize(STORED_COST, ROUND_HALF_UP)
         entry[1] += 1
     return {key: (cost, n) for key, (cost, n) in spend.items()}
 

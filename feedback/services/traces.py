@@ -22,6 +22,7 @@ from feedback.services.prices import price_book_load, traces_reprice, traces_usa
 from feedback.services.shared import LOCKED_IDS_MAX, IngestResult, ingest_gate, mark_dirty, raw_cursor, utc_now
 from feedback.services.spend import (
     COUNTED_BY_MODEL,
+    STORED_COST,
     Spend,
     spend_count,
     spend_difference,
@@ -44,7 +45,6 @@ from feedback.services.tables import (
 from tenants.schema import current_schema
 
 _json = msgspec.json.Encoder()
-_STORED_COST = Decimal("1e-8")  # feedback_trace.cost_usd's scale
 _COST_TOLERANCE = Decimal("1e-6")  # a rounding that moves a cost by less than a millionth of it goes unsaid
 
 _INSERT_STAGED = f"""
@@ -234,10 +234,10 @@ def traces_store(
             cost_source = ""
             if item.cost_usd is not None:
                 cost, cost_source = Decimal(repr(item.cost_usd)), COST_FROM_CLIENT
-                if abs(cost - cost.quantize(_STORED_COST)) > abs(cost) * _COST_TOLERANCE:
+                if abs(cost - cost.quantize(STORED_COST)) > abs(cost) * _COST_TOLERANCE:
                     # The column keeps 8 decimals: 1e-10 was stored as 0 without a word (API review). A float's
                     # last digits (0.1 + 0.2 = 0.30000000000000004) are no loss worth a warning.
-                    stored = f"{cost.quantize(_STORED_COST):.8f}"
+                    stored = f"{cost.quantize(STORED_COST):.8f}"
                     said = f"{item.cost_usd!r} has more than 8 decimal places: stored as {stored} (costs are kept to "
                     said += "a hundred-millionth of a dollar)"
                     result.warnings.append({"index": index, "field": "cost_usd", "message": said})
