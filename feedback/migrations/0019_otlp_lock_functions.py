@@ -19,7 +19,8 @@ from django.db import migrations
 FORWARD = r"""
 -- The OTel trace ids' locks (otlp_logs.otel_lock), the export's new links (inserted under the lock, as before), then
 -- each id's link, whether GenAI messages wait for its trace, and the feature a guessed trace's stored row names.
--- Past locks_max ids, the organization's ingestion gate exclusively instead of a lock per id (see otlp_logs.gate).
+-- Past locks_max ids, the organization's ingestion gate exclusively instead of a lock per id
+-- (feedback.services.shared.LOCKED_IDS_MAX says why).
 CREATE OR REPLACE FUNCTION candor_otel_lock_links(
     gate text, locks_max integer, lock_prefix text, ids text[], shared boolean[], link_otel text[],
     link_trace text[], roles text[], given text[], guessing boolean[]

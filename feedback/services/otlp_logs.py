@@ -125,16 +125,12 @@ def otel_lock(cursor: Any, otel_trace_ids: Iterable[str], *, shared: Iterable[st
     Taken before any trace row is written and in sorted order, so no two writers wait on each other.
     """
     ids = sorted({otel for otel in otel_trace_ids if otel})  # a common prefix keeps the keys' order: the ids'
-    if len(ids) > LOCKED_IDS_MAX:  # too many locks: the organization's gate alone, exclusively (shared.LOCKED_IDS_MAX)
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [ingest_gate()])
-    elif ids:
+    if ids:
+        # The gate, then a lock per id, or past LOCKED_IDS_MAX ids the gate alone (feedback migration 0020).
         shared = set(shared)
-        cursor.execute("SELECT pg_advisory_xact_lock_shared(hashtextextended(%s, 0))", [ingest_gate()])
         cursor.execute(
-            "SELECT count(CASE WHEN s THEN pg_advisory_xact_lock_shared(hashtextextended(%(schema)s || k, 0)) "
-            "ELSE pg_advisory_xact_lock(hashtextextended(%(schema)s || k, 0)) END) "
-            "FROM unnest(%(ids)s::text[], %(shared)s::bool[]) AS x(k, s)",
-            {"schema": f"{current_schema()}:", "ids": ids, "shared": [otel in shared for otel in ids]},
+            "SELECT candor_ingest_locks(%s, %s, %s, %s, %s)",
+            [ingest_gate(), LOCKED_IDS_MAX, f"{current_schema()}:", ids, [otel in shared for otel in ids]],
         )
 
 
