@@ -66,9 +66,9 @@ class IngestResult:
 
 
 # Ingestion's advisory locks (a lock per OTel trace id, a lock per trace_id written from OTLP) live in PostgreSQL's
-# shared lock table, which holds max_locks_per_transaction x max_connections locks (64 x 100 by default: 12,000-16,000
-# held at once here, all transactions together). A lock per id made one export of 20,000 one-span traces fail whole
-# ("out of shared memory"), and 16 concurrent exports of 512 one-span traces (two locks a trace) fail too. A request
+# shared lock table, sized by max_locks_per_transaction x max_connections (64 x 100 by default; here 12 transactions
+# holding 1,024 advisory locks each succeeded, 16 did not). A lock per id made one export of 20,000 one-span traces
+# fail whole ("out of shared memory"), and an export of 512 one-span traces holds 1,024 (two locks a trace). A request
 # naming more ids than this takes its organization's ingestion gate exclusively instead of a lock per id (it waits
 # for every other lock-taker of the organization, and holds them off: large requests of one organization queue);
 # every other takes the gate shared first. At most ~2,000 locks a request then; for more than ~8 concurrent OTLP
